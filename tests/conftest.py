@@ -1,0 +1,30 @@
+"""Shared test set-up: markers for GPU and slow tests, skipped with their reason shown."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+
+@functools.cache
+def cuda_device() -> str | None:
+    """A description of the CUDA GPU, or None with no GPU (reason in `no_gpu_reason`)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        return None
+    err, count = runtime.cudaGetDeviceCount()
+    return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, with the reason, where there is none")
+    config.addinivalue_line("markers", "slow: over a minute on 2 cores")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if cuda_device() is None:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU: cuda-python found no CUDA device on this machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,34 @@
+"""Test helpers: run a function of DSL ops through TensorRT's shape inference and the reference interpreter."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from trtnet.backend import get_trt, logger
+from trtnet.graph import NUMPY_OF, Graph, Policy
+from trtnet.reference import run_network
+from trtnet.tensor import Tensor
+
+
+def run_ops(fn: Callable, *xs: np.ndarray, **policy) -> list[np.ndarray]:
+    """`fn` applied to inputs shaped and typed like `xs` (any shapes: no batch convention), run on `xs`.
+
+    Float inputs enter as float32 and are cast to the policy's precision; float outputs are cast back.
+    """
+    trt = get_trt()
+    builder = trt.Builder(logger())
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    graph = Graph(network, Policy(**policy))
+    dtypes = {np.dtype(v): k for k, v in NUMPY_OF.items()} if NUMPY_OF[trt.float32] else {}
+    with graph:
+        args = []
+        for i, x in enumerate(xs):
+            t = Tensor(network.add_input(f"x{i}", dtypes[x.dtype], x.shape))
+            args.append(t.cast(graph.float_dtype) if x.dtype == np.float32 else t)
+        results = fn(*args)
+        for i, t in enumerate(results if isinstance(results, (list, tuple)) else [results]):
+            t = t.cast(trt.float32) if t.dtype in (trt.float16, trt.bfloat16) else t
+            t.trt.name = f"out{i}"
+            network.mark_output(t.trt)
+    return list(run_network(network, {f"x{i}": x for i, x in enumerate(xs)}).values())

@@ -1,0 +1,157 @@
+"""From a model to a TensorRT network, and from a network to a serialized engine.
+
+`emit` writes the network (TensorRT infers every shape as layers are added); `build` compiles it into a plan;
+`reference` runs the same network in the numpy interpreter. One emission path serves all three, so the
+network the interpreter checks is the network the engine is built from.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from trtnet.backend import get_backend, get_trt, logger
+from trtnet.errors import BuildError, NetworkError
+from trtnet.graph import Graph, Policy
+from trtnet.nn.module import Input, Module
+from trtnet.runtime import Engine, TensorSpec
+from trtnet.tensor import Tensor
+
+BatchSize = int | tuple[int, int, int]
+
+
+@dataclass
+class Network:
+    """An emitted `INetworkDefinition` with what is needed to build it (the builder, live weights, shapes)."""
+
+    network: object
+    builder: object
+    graph: Graph
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_layers(self) -> int:
+        return self.network.num_layers
+
+
+def _trt_dtype(name: str):
+    trt = get_trt()
+    return {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64,
+            "bool": trt.bool}[name]
+
+
+def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", fold_bn: bool = True,
+         norm_fp32: bool = True, fused_attention: bool = True,
+         input_shapes: dict[str, Sequence[int]] | None = None) -> Network:
+    """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
+
+    `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image).
+    """
+    t0 = time.perf_counter()
+    trt = get_trt()
+    policy = Policy(precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32, fused_attention=fused_attention)
+    builder = trt.Builder(logger())
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    graph = Graph(network, policy)
+    model.bind()
+    dynamic = not isinstance(batch_size, int)
+    specs = _input_specs(model, batch_size, input_shapes or {})
+    with graph:
+        args = []
+        for spec in specs:
+            shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
+            t = Tensor(network.add_input(spec.name, _trt_dtype(spec.dtype), shape))
+            args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
+        results = model(*args)
+        results = list(results) if isinstance(results, (list, tuple)) else [results]
+        outputs = []
+        for i, (name, t) in enumerate(zip(model.output_names(len(results)), results)):
+            if t.dtype in (trt.float16, trt.bfloat16):
+                t = t.cast(trt.float32)
+            t.trt.name = name
+            network.mark_output(t.trt)
+            outputs.append(TensorSpec(name, t.shape, "float32" if t.dtype == trt.float32 else str(t.dtype)))
+    return Network(network, builder, graph, specs, outputs, time.perf_counter() - t0)
+
+
+def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
+    declared: list[Input] = model.inputs()
+    names = {i.name for i in declared}
+    for name in overrides:
+        if name not in names:
+            raise NetworkError(f"input_shapes names {name!r}, but {type(model).__name__} has inputs {sorted(names)}")
+    lo, opt, hi = (batch_size,) * 3 if isinstance(batch_size, int) else tuple(batch_size)
+    if not 1 <= lo <= opt <= hi:
+        raise NetworkError(f"batch_size {batch_size}: need 1 <= min <= opt <= max")
+    specs = []
+    for i in declared:
+        shape = tuple(overrides.get(i.name, i.shape))
+        specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
+    return specs
+
+
+def build(model: Module, batch_size: BatchSize = 1, precision: str = "fp16", *, fold_bn: bool = True,
+          norm_fp32: bool = True, fused_attention: bool = True,
+          input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
+          verbose: bool = False) -> Engine:
+    """Build a TensorRT engine for `model`.
+
+    >>> engine = trtnet.build(resnet50(weights=None), batch_size=8, precision="fp16")   # doctest: +SKIP
+    >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
+    """
+    net = emit(model, batch_size, precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
+               fused_attention=fused_attention, input_shapes=input_shapes)
+    return build_network(net, optimization_level=optimization_level, verbose=verbose,
+                         label=f"{type(model).__name__} {precision}")
+
+
+def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False,
+                  label: str = "network") -> Engine:
+    """Compile an emitted network into a serialized plan."""
+    trt = get_trt()
+    config = net.builder.create_builder_config()
+    if optimization_level is not None:
+        config.builder_optimization_level = optimization_level
+    if any(s.min_batch != s.max_batch for s in net.inputs):
+        profile = net.builder.create_optimization_profile()
+        for s in net.inputs:
+            rest = s.shape[1:]
+            profile.set_shape(s.name, (s.min_batch, *rest), s.shape, (s.max_batch, *rest))
+        config.add_optimization_profile(profile)
+    t0 = time.perf_counter()
+    plan = net.builder.build_serialized_network(net.network, config)
+    seconds = time.perf_counter() - t0
+    if plan is None:
+        raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
+    engine = Engine(bytes(plan), inputs=net.inputs, outputs=net.outputs, backend=str(get_backend()),
+                    num_layers=net.num_layers, build_seconds=seconds + net.seconds)
+    if verbose:
+        print(engine.summary(label))
+    return engine
+
+
+def reference(model: Module, *inputs: np.ndarray, precision: str = "fp32", fold_bn: bool = True,
+              norm_fp32: bool = True, fused_attention: bool = True) -> list[np.ndarray]:
+    """Run `model` in the numpy reference interpreter on `inputs`; the network is built for their shapes.
+
+    >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
+    """
+    from trtnet.reference import run_network
+
+    declared = model.inputs()
+    if len(inputs) != len(declared):
+        raise NetworkError(f"{type(model).__name__} takes {len(declared)} inputs "
+                           f"({', '.join(i.name for i in declared)}), got {len(inputs)}")
+    batch = {np.shape(x)[0] for x in inputs}
+    if len(batch) != 1:
+        raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
+    shapes = {i.name: tuple(np.shape(x)[1:]) for i, x in zip(declared, inputs)}
+    net = emit(model, batch.pop(), precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
+               fused_attention=fused_attention, input_shapes=shapes)
+    feeds = {i.name: np.asarray(x) for i, x in zip(declared, inputs)}
+    return list(run_network(net.network, feeds).values())

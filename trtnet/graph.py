@@ -1,0 +1,135 @@
+"""The network being emitted: a TensorRT `INetworkDefinition` plus the state the DSL needs while writing it.
+
+Ops find the current graph through `current_graph()`, so model code reads like PyTorch (`relu(conv(x))`)
+with no network argument threaded through. A graph holds:
+- the module-path scope, so every layer is named after the module that emitted it (`layer3.2.conv1/conv`);
+- the numpy arrays behind every weight, alive until the engine is built (TensorRT keeps only pointers);
+- the precision policy (compute dtype, whether normalisations stay in fp32, whether BatchNorm is folded).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from trtnet.backend import get_trt
+from trtnet.errors import NetworkError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a network is emitted. `precision` is the compute type of float tensors and weights."""
+
+    precision: str = "fp32"
+    norm_fp32: bool = True  # keep LayerNorm/BatchNorm statistics and softmax in fp32 under fp16/bf16
+    fold_bn: bool = True  # fold BatchNorm into the preceding convolution where the model declares the pair
+    fused_attention: bool = True  # use TensorRT's attention layer where the backend has one
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+
+
+class Graph:
+    """One network under construction. Use as a context manager to make it current."""
+
+    def __init__(self, network, policy: Policy = Policy()) -> None:
+        self.network = network
+        self.policy = policy
+        self.keepalive: list[np.ndarray] = []
+        self._scope: list[str] = []
+        self._names: Counter[str] = Counter()
+        self._token: contextvars.Token | None = None
+
+    # -- context -------------------------------------------------------------------------------------
+    def __enter__(self) -> "Graph":
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _CURRENT.reset(self._token)
+
+    @contextlib.contextmanager
+    def scope(self, name: str) -> Iterator[None]:
+        """Name the layers emitted inside after module path `name` (a full dotted path)."""
+        self._scope.append(name)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+    @property
+    def path(self) -> str:
+        return self._scope[-1] if self._scope else ""
+
+    def name(self, layer, op: str):
+        """Give `layer` a unique readable name `<module path>/<op>` and return it."""
+        base = f"{self.path}/{op}" if self.path else op
+        self._names[base] += 1
+        n = self._names[base]
+        layer.name = base if n == 1 else f"{base}_{n}"
+        return layer
+
+    # -- dtypes --------------------------------------------------------------------------------------
+    @property
+    def float_dtype(self):
+        """The TensorRT dtype float tensors are computed in."""
+        trt = get_trt()
+        return {"fp32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16}[self.policy.precision]
+
+    def no_weights(self, dtype=None):
+        """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""
+        return get_trt().Weights(self.float_dtype if dtype is None else dtype)
+
+    def weights(self, array: np.ndarray, dtype=None):
+        """Wrap a numpy array as `trt.Weights` in `dtype` (default: the compute dtype), kept alive."""
+        trt = get_trt()
+        dtype = self.float_dtype if dtype is None else dtype
+        arr = np.ascontiguousarray(to_numpy_dtype(array, dtype))
+        self.keepalive.append(arr)
+        if dtype == trt.bfloat16:  # numpy has no bf16: hand TensorRT the raw bits with the dtype named
+            return trt.Weights(trt.bfloat16, arr.ctypes.data, arr.size)
+        return trt.Weights(arr)
+
+
+def to_numpy_dtype(array: np.ndarray, dtype) -> np.ndarray:
+    """Round `array` to TensorRT dtype `dtype`. bf16 comes back as uint16 bit patterns (round to nearest even)."""
+    trt = get_trt()
+    if dtype == trt.bfloat16:
+        f = np.asarray(array, dtype=np.float32)
+        bits = f.view(np.uint32)
+        rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+        return (rounded >> np.uint32(16)).astype(np.uint16)
+    return np.asarray(array, dtype=NUMPY_OF[dtype])
+
+
+_CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar("trtnet_graph", default=None)
+
+
+def current_graph() -> Graph:
+    graph = _CURRENT.get()
+    if graph is None:
+        raise NetworkError("no network is being built: ops run inside trtnet.build/trtnet.reference (a Graph context)")
+    return graph
+
+
+class _NumpyOf(dict):
+    """TensorRT dtype -> numpy dtype, filled on first use so that importing trtnet needs no TensorRT."""
+
+    def __missing__(self, key):
+        trt = get_trt()
+        table = {trt.float32: np.float32, trt.float16: np.float16, trt.int32: np.int32, trt.int64: np.int64,
+                 trt.int8: np.int8, trt.uint8: np.uint8, trt.bool: np.bool_}
+        self.update(table)
+        if key not in table:
+            raise NetworkError(f"no numpy dtype for TensorRT dtype {key}")
+        return table[key]
+
+
+NUMPY_OF = _NumpyOf()

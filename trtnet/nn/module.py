@@ -1,0 +1,136 @@
+"""Modules and parameters. A parameter's name is its attribute path, which is the PyTorch state_dict key.
+
+Parameters and submodules are found by reflection over public attributes, lists and dicts (no registration
+calls). Attributes whose names start with `_` are private state and are never walked.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Mapping
+
+import numpy as np
+
+from trtnet.errors import NetworkError
+from trtnet.graph import current_graph
+
+
+@dataclass(frozen=True)
+class Input:
+    """A model input: its name, its per-sample shape (the batch dim comes first, added at build) and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass(eq=False)
+class Parameter:
+    """A weight of known shape; `value` is a numpy array once weights are loaded or initialised.
+
+    `init` says how `init_random` fills it: "normal" (std `std`), "fan_in" (std 1/sqrt(fan in), over all but the
+    first dim), "zeros", "ones", "uniform" (in [low, high]).
+    """
+
+    shape: tuple[int, ...]
+    init: str = "normal"
+    std: float = 0.02
+    low: float = 0.0
+    high: float = 1.0
+    value: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(d) for d in self.shape)
+
+    def initial(self, rng: np.random.Generator) -> np.ndarray:
+        if self.init == "zeros":
+            return np.zeros(self.shape, np.float32)
+        if self.init == "ones":
+            return np.ones(self.shape, np.float32)
+        if self.init == "uniform":
+            return rng.uniform(self.low, self.high, self.shape).astype(np.float32)
+        std = self.std
+        if self.init == "fan_in":
+            std = math.sqrt(1.0 / max(1, math.prod(self.shape[1:])))
+        return (rng.standard_normal(self.shape) * std).astype(np.float32)
+
+    @property
+    def data(self) -> np.ndarray:
+        """The value as float32 (what the emitter reads)."""
+        if self.value is None:
+            raise NetworkError(f"parameter of shape {self.shape} has no value: load weights or pass weights=None")
+        return np.asarray(self.value, dtype=np.float32)
+
+
+class Module:
+    """Base of every layer and model. Subclasses set attributes in `__init__` and write `forward`.
+
+    Class-level declarations, relative to the module's own path:
+    - `skip_keys`: state_dict entries that are not parameters and are skipped on purpose (buffers such as
+      BatchNorm's `num_batches_tracked`); glob patterns.
+    - `unused_keys`: parameters of the source model this re-expression does not use (a pre-training head);
+      skipped with a warning.
+    """
+
+    skip_keys: ClassVar[tuple[str, ...]] = ()
+    unused_keys: ClassVar[tuple[str, ...]] = ()
+    _path: str = ""
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(type(self).__name__)
+
+    def inputs(self) -> list[Input]:
+        """The network inputs of a whole model (submodules need not say)."""
+        raise NetworkError(f"{type(self).__name__} does not declare its inputs, so it cannot be built on its own")
+
+    def output_names(self, n: int) -> list[str]:
+        """Names of the network outputs, given how many `forward` returned."""
+        return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+
+    def __call__(self, *args, **kwargs):
+        with current_graph().scope(self._path):
+            return self.forward(*args, **kwargs)
+
+    # -- reflection ----------------------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Any]]:
+        """(name, Module | Parameter) for direct children, lists and dicts flattened as `name.i`."""
+        for name, value in vars(self).items():
+            if not name.startswith("_"):
+                yield from _walk(name, value)
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self.named_children():
+            if isinstance(child, Module):
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for prefix, module in self.named_modules():
+            for name, child in module.named_children():
+                if isinstance(child, Parameter):
+                    yield (f"{prefix}.{name}" if prefix else name), child
+
+    def bind(self, prefix: str = "") -> "Module":
+        """Record every module's path, the prefix of its layer names. Returns self."""
+        for path, module in self.named_modules(prefix):
+            module._path = path
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {k: p.data for k, p in self.named_parameters()}
+
+    def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hook: rewrite a checkpoint's layout for this module before strict matching (default: unchanged)."""
+        return state
+
+
+def _walk(name: str, value) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, (Module, Parameter)):
+        yield name, value
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(f"{name}.{i}", item)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk(f"{name}.{key}", item)
+

@@ -1,0 +1,106 @@
+"""What every op family needs: wrapping layer outputs, constants, scalar promotion, rank broadcasting."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from trtnet.backend import get_trt
+from trtnet.errors import NetworkError
+from trtnet.graph import current_graph
+from trtnet.tensor import Tensor
+
+Scalar = int | float
+TensorLike = Tensor | Scalar | np.ndarray
+
+
+def out(layer, op: str, index: int = 0) -> Tensor:
+    """Name `layer` after the current module and op, and wrap its output `index`."""
+    current_graph().name(layer, op)
+    return Tensor(layer.get_output(index))
+
+
+def constant(value: np.ndarray | Scalar, dtype=None, op: str = "constant") -> Tensor:
+    """A constant tensor. Float data is stored in `dtype` (default: the graph's compute dtype)."""
+    graph = current_graph()
+    trt = get_trt()
+    arr = np.asarray(value)
+    if dtype is None:
+        if arr.dtype.kind == "f":
+            dtype = graph.float_dtype
+        elif arr.dtype == np.bool_:
+            dtype = trt.bool
+        elif arr.dtype == np.int64:
+            dtype = trt.int64
+        else:
+            dtype = trt.int32
+    shape = arr.shape if arr.ndim else (1,)
+    layer = graph.network.add_constant(tuple(shape), graph.weights(arr.reshape(shape), dtype))
+    return out(layer, op)
+
+
+def as_tensor(value: TensorLike, like: Tensor) -> Tensor:
+    """`value` as a Tensor of `like`'s dtype and rank (Python scalars become [1,...,1] constants)."""
+    if isinstance(value, Tensor):
+        return value
+    arr = np.asarray(value, dtype=np.float32 if _is_float(like.dtype) else None)
+    if arr.ndim == 0:
+        arr = arr.reshape((1,) * like.ndim)
+    if _is_float(like.dtype):
+        return constant(arr, like.dtype, op="scalar")
+    return constant(arr.astype(_numpy_int(like.dtype)), like.dtype, op="scalar")
+
+
+def _is_float(dtype) -> bool:
+    trt = get_trt()
+    return dtype in (trt.float32, trt.float16, trt.bfloat16)
+
+
+def _numpy_int(dtype):
+    trt = get_trt()
+    return {trt.int32: np.int32, trt.int64: np.int64, trt.bool: np.bool_, trt.int8: np.int8}.get(dtype, np.int32)
+
+
+def expand_rank(x: Tensor, ndim: int) -> Tensor:
+    """Prepend size-1 dims so that `x` has rank `ndim` (TensorRT broadcasts only between equal ranks)."""
+    if x.ndim == ndim:
+        return x
+    if x.ndim > ndim:
+        raise NetworkError(f"cannot lower rank of {x} to {ndim}")
+    graph = current_graph()
+    layer = graph.network.add_shuffle(x.trt)
+    if all(d >= 0 for d in x.shape):
+        layer.reshape_dims = (1,) * (ndim - x.ndim) + x.shape
+    else:
+        layer.zero_is_placeholder = False
+        layer.reshape_dims = (1,) * (ndim - x.ndim) + tuple(-1 if d < 0 else d for d in x.shape)
+        if sum(d < 0 for d in x.shape) > 1:
+            raise NetworkError(f"cannot broadcast {x} with more than one dynamic dimension")
+    return out(layer, "broadcast")
+
+
+def broadcast_pair(a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:
+    """Both operands as Tensors of one rank and dtype, scalars promoted to the tensor's dtype."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise NetworkError("an elementwise op needs at least one Tensor operand")
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b)
+    if not isinstance(b, Tensor):
+        b = as_tensor(b, a)
+    rank = max(a.ndim, b.ndim)
+    return expand_rank(a, rank), expand_rank(b, rank)
+
+
+def normalize_axis(axis: int, ndim: int, what: str = "axis") -> int:
+    if not -ndim <= axis < ndim:
+        raise NetworkError(f"{what} {axis} out of range for rank {ndim}")
+    return axis % ndim
+
+
+def axes_mask(axes: int | Sequence[int], ndim: int) -> int:
+    """TensorRT's bitmask of axes."""
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    mask = 0
+    for a in axes:
+        mask |= 1 << normalize_axis(a, ndim)
+    return mask

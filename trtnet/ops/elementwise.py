@@ -1,0 +1,28 @@
+"""Binary elementwise ops (`IElementWiseLayer`), with broadcasting and scalar operands."""
+from __future__ import annotations
+
+from functools import partial
+
+from trtnet.backend import get_trt
+from trtnet.graph import current_graph
+from trtnet.ops.core import TensorLike, broadcast_pair, out
+from trtnet.tensor import Tensor
+
+
+def elementwise(a: TensorLike, b: TensorLike, op: str) -> Tensor:
+    """`a <op> b` with numpy broadcasting; `op` names a `trt.ElementWiseOperation` (`"SUM"`, `"PROD"`...)."""
+    a, b = broadcast_pair(a, b)
+    layer = current_graph().network.add_elementwise(a.trt, b.trt, getattr(get_trt().ElementWiseOperation, op))
+    return out(layer, op.lower())
+
+
+add = partial(elementwise, op="SUM")
+sub = partial(elementwise, op="SUB")
+mul = partial(elementwise, op="PROD")
+div = partial(elementwise, op="DIV")
+pow = partial(elementwise, op="POW")  # noqa: A001 - the op's own name
+maximum = partial(elementwise, op="MAX")
+minimum = partial(elementwise, op="MIN")
+equal = partial(elementwise, op="EQUAL")
+greater = partial(elementwise, op="GREATER")
+less = partial(elementwise, op="LESS")

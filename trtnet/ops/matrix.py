@@ -1,0 +1,29 @@
+"""Matrix products (`IMatrixMultiplyLayer`) and the linear layer built on them."""
+from __future__ import annotations
+
+import numpy as np
+
+from trtnet.backend import get_trt
+from trtnet.graph import current_graph
+from trtnet.ops.core import constant, expand_rank, out
+from trtnet.ops.elementwise import add
+from trtnet.tensor import Tensor
+
+
+def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, transpose_b: bool = False) -> Tensor:
+    """`torch.matmul` for rank >= 2 operands, batch dims broadcast; optional transposes of the last two dims."""
+    trt = get_trt()
+    rank = max(a.ndim, b.ndim)
+    a, b = expand_rank(a, rank), expand_rank(b, rank)
+    op = lambda t: trt.MatrixOperation.TRANSPOSE if t else trt.MatrixOperation.NONE  # noqa: E731
+    layer = current_graph().network.add_matrix_multiply(a.trt, op(transpose_a), b.trt, op(transpose_b))
+    return out(layer, "matmul")
+
+
+def linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None = None) -> Tensor:
+    """`F.linear`: x @ weight.T + bias, weight [out, in] as PyTorch stores it."""
+    w = constant(weight.reshape((1,) * (x.ndim - 2) + weight.shape), op="weight")
+    y = matmul(x, w, transpose_b=True)
+    if bias is not None:
+        y = add(y, constant(bias.reshape((1,) * (x.ndim - 1) + bias.shape), op="bias"))
+    return y

@@ -1,0 +1,207 @@
+"""Shape ops: reshape, permute, slicing, concatenation, padding, resizing, gathering, casting."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from trtnet.backend import get_trt
+from trtnet.errors import NetworkError
+from trtnet.graph import current_graph
+from trtnet.ops.core import constant, normalize_axis, out
+from trtnet.tensor import Tensor
+
+
+def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """Reshape; one dim may be -1. A dim equal to a dynamic input dim is copied from the input at run time."""
+    shape = tuple(int(d) for d in shape)
+    layer = current_graph().network.add_shuffle(x.trt)
+    if sum(d < 0 for d in shape) > 1:
+        raise NetworkError(f"reshape of {x} to {shape}: at most one dimension may be -1")
+    layer.zero_is_placeholder = False
+    layer.reshape_dims = shape
+    return out(layer, "reshape")
+
+
+def permute(x: Tensor, order: Sequence[int]) -> Tensor:
+    """`x.permute(*order)`."""
+    order = tuple(normalize_axis(a, x.ndim) for a in order)
+    if sorted(order) != list(range(x.ndim)):
+        raise NetworkError(f"permute of {x}: {order} is not a permutation of {x.ndim} axes")
+    layer = current_graph().network.add_shuffle(x.trt)
+    layer.first_transpose = order
+    return out(layer, "permute")
+
+
+def transpose(x: Tensor, a: int, b: int) -> Tensor:
+    order = list(range(x.ndim))
+    a, b = normalize_axis(a, x.ndim), normalize_axis(b, x.ndim)
+    order[a], order[b] = order[b], order[a]
+    return permute(x, order)
+
+
+def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
+    """`torch.flatten(x, start, end)`; dynamic dims outside the flattened range are kept."""
+    start, end = normalize_axis(start, x.ndim), normalize_axis(end, x.ndim)
+    dims = x.shape
+    merged = dims[start:end + 1]
+    size = -1 if any(d < 0 for d in merged) else int(np.prod(merged))
+    return reshape(x, dims[:start] + (size,) + dims[end + 1:])
+
+
+def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    axis = normalize_axis(axis, x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze(x: Tensor, axis: int) -> Tensor:
+    axis = normalize_axis(axis, x.ndim)
+    if x.shape[axis] != 1:
+        raise NetworkError(f"squeeze of {x}: axis {axis} has size {x.shape[axis]}, not 1")
+    return reshape(x, x.shape[:axis] + x.shape[axis + 1:])
+
+
+def concat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """`torch.cat(xs, axis)`."""
+    layer = current_graph().network.add_concatenation([t.trt for t in xs])
+    layer.axis = normalize_axis(axis, xs[0].ndim)
+    return out(layer, "concat")
+
+
+def shape_of(x: Tensor) -> Tensor:
+    """The run-time shape of `x`, an int64 vector."""
+    return out(current_graph().network.add_shape(x.trt), "shape")
+
+
+def strided_slice(x: Tensor, start: Sequence[int], size: Sequence[int], stride: Sequence[int] | None = None) -> Tensor:
+    """`ISliceLayer`. A size of -1 keeps that (dynamic, whole) dimension as it is at run time."""
+    stride = tuple(stride) if stride is not None else (1,) * x.ndim
+    graph = current_graph()
+    static = tuple(max(s, 0) for s in size)
+    layer = graph.network.add_slice(x.trt, tuple(start), static, stride)
+    if any(s < 0 for s in size):
+        # size = shape(x) * keep + fixed: a run-time dim where size is -1, the fixed size elsewhere.
+        keep = constant(np.array([1 if s < 0 else 0 for s in size], np.int64), op="slice_keep")
+        fixed = constant(np.array([max(s, 0) for s in size], np.int64), op="slice_fixed")
+        trt = get_trt()
+        prod = graph.network.add_elementwise(shape_of(x).trt, keep.trt, trt.ElementWiseOperation.PROD)
+        total = graph.network.add_elementwise(out(prod, "slice_size").trt, fixed.trt, trt.ElementWiseOperation.SUM)
+        layer.set_input(2, out(total, "slice_size").trt)
+    return out(layer, "slice")
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    """Basic indexing: ints, slices with steps, `...` and `None`, as numpy does it."""
+    index = index if isinstance(index, tuple) else (index,)
+    if sum(i is Ellipsis for i in index) > 1:
+        raise NetworkError(f"index of {x}: more than one '...'")
+    n_real = sum(i is not None and i is not Ellipsis for i in index)
+    if n_real > x.ndim:
+        raise NetworkError(f"index of {x}: {n_real} indices for rank {x.ndim}")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (x.ndim - n_real) + index[at + 1:]
+    else:
+        index = index + (slice(None),) * (x.ndim - n_real)
+    start, size, stride, final, dim = [], [], [], [], 0
+    for i in index:
+        if i is None:
+            final.append(1)
+            continue
+        n = x.shape[dim]
+        if isinstance(i, (int, np.integer)):
+            if n >= 0 and not -n <= i < n:
+                raise NetworkError(f"index {i} out of range for axis {dim} of {x}")
+            start.append(int(i) % n if n >= 0 else int(i))
+            size.append(1), stride.append(1)
+        elif isinstance(i, slice):
+            if n < 0:
+                if i != slice(None):
+                    raise NetworkError(f"index of {x}: axis {dim} is dynamic, only ':' may slice it")
+                start.append(0), size.append(-1), stride.append(1)
+                final.append(-1)
+            else:
+                b, e, s = i.indices(n)
+                count = len(range(b, e, s))
+                start.append(b), size.append(count), stride.append(s)
+                final.append(count)
+        else:
+            raise NetworkError(f"index of {x}: unsupported index {i!r}")
+        dim += 1
+    y = strided_slice(x, start, size, stride)
+    final_shape = tuple(final)
+    return y if final_shape == y.shape else reshape(y, final_shape)
+
+
+def split(x: Tensor, sizes: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """`torch.split`: chunks of `sizes` (one int: equal chunks of that size) along `axis`."""
+    axis = normalize_axis(axis, x.ndim)
+    n = x.shape[axis]
+    if isinstance(sizes, int):
+        sizes = [sizes] * (n // sizes) + ([n % sizes] if n % sizes else [])
+    if sum(sizes) != n:
+        raise NetworkError(f"split of {x}: sizes {list(sizes)} do not add up to {n}")
+    parts, at = [], 0
+    for s in sizes:
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(at, at + s)
+        parts.append(getitem(x, tuple(index)))
+        at += s
+    return parts
+
+
+def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
+    n = x.shape[normalize_axis(axis, x.ndim)]
+    return split(x, -(-n // chunks), axis)
+
+
+def roll(x: Tensor, shifts: Sequence[int], axes: Sequence[int]) -> Tensor:
+    """`torch.roll` over static axes, as two slices and a concatenation per axis."""
+    for shift, axis in zip(shifts, axes):
+        axis = normalize_axis(axis, x.ndim)
+        n = x.shape[axis]
+        shift %= n
+        if shift:
+            head, tail = split(x, [n - shift, shift], axis)
+            x = concat([tail, head], axis)
+    return x
+
+
+def pad(x: Tensor, pads: Sequence[int], value: float = 0.0) -> Tensor:
+    """`F.pad` with PyTorch's order: (left, right, top, bottom, ...) from the last axis backwards."""
+    starts, sizes = [0] * x.ndim, list(x.shape)
+    for i in range(len(pads) // 2):
+        axis = x.ndim - 1 - i
+        before, after = pads[2 * i], pads[2 * i + 1]
+        starts[axis] = -before
+        sizes[axis] = x.shape[axis] + before + after
+    graph = current_graph()
+    layer = graph.network.add_slice(x.trt, tuple(starts), tuple(sizes), (1,) * x.ndim)
+    layer.mode = get_trt().SampleMode.FILL
+    if value != 0.0:
+        layer.set_input(4, constant(np.array([value], np.float32), x.dtype, op="pad_value").trt)
+    return out(layer, "pad")
+
+
+def interpolate_nearest(x: Tensor, scale: int) -> Tensor:
+    """`F.interpolate(x, scale_factor=scale, mode="nearest")` for an integer scale (output index // scale)."""
+    trt = get_trt()
+    layer = current_graph().network.add_resize(x.trt)
+    layer.resize_mode = trt.InterpolationMode.NEAREST
+    layer.scales = (1.0, 1.0) + (float(scale),) * (x.ndim - 2)
+    layer.coordinate_transformation = trt.ResizeCoordinateTransformation.ASYMMETRIC
+    layer.nearest_rounding = trt.ResizeRoundMode.FLOOR
+    return out(layer, "upsample")
+
+
+def gather(table: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
+    """`table.index_select`-style gather: out[..., i, ...] = table[indices[i]] along `axis`."""
+    layer = current_graph().network.add_gather(table.trt, indices.trt, normalize_axis(axis, table.ndim))
+    return out(layer, "gather")
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    """Convert `x` to TensorRT dtype `dtype` (a no-op when it already is)."""
+    if x.dtype == dtype:
+        return x
+    return out(current_graph().network.add_cast(x.trt, dtype), "cast")

@@ -1,0 +1,72 @@
+"""Parity helpers: the PyTorch source of a zoo model, its weights as safetensors, and the error measure.
+
+Torch is imported lazily here: it is needed to check trtnet against its sources, never to build or run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from trtnet.zoo.registry import get_entry
+
+
+def rel_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max |want|: the error measure of every parity check in trtnet."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f"shapes differ: {got.shape} vs {want.shape}")
+    scale = np.abs(want).max()
+    return float(np.abs(got - want).max() / (scale if scale > 0 else 1.0))
+
+
+def cosine(got: np.ndarray, want: np.ndarray) -> float:
+    a, b = np.asarray(got, np.float64).ravel(), np.asarray(want, np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-300))
+
+
+def torch_model(name: str, seed: int = 0):
+    """The zoo entry's PyTorch source in eval mode, with seeded random weights and randomised BN statistics."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = get_entry(name).torch_model()
+    randomize_norm_stats(model, seed)
+    return model.eval()
+
+
+def randomize_norm_stats(model, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial statistics and affine weights, so that parity tests can see them."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def export_state(model, path: str | os.PathLike) -> Path:
+    """Write `model.state_dict()` to safetensors exactly as a user would (buffers included)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    return path
+
+
+def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
+    """Run the PyTorch model on the CPU in fp32 and return its outputs as numpy arrays."""
+    import torch
+
+    with torch.no_grad():
+        out = model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return [o.detach().float().numpy() for o in outs]

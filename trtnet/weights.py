@@ -1,0 +1,199 @@
+"""Weights: safetensors files read with numpy (memory-mapped, no torch), loaded strictly into a module tree.
+
+The safetensors format: an 8-byte little-endian header length N, N bytes of JSON
+`{key: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the data.
+This reader checks every claim the header makes before trusting it, so a damaged or hostile file gives a
+`WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import warnings
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from trtnet.errors import WeightsError
+
+if TYPE_CHECKING:
+    from trtnet.nn.module import Module
+
+# safetensors dtype -> numpy dtype. BF16 is widened to float32 on read (numpy has no bfloat16).
+_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+}
+_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only numpy array (memory-mapped; BF16 becomes float32).
+
+    >>> state = read_safetensors("weights/resnet50.safetensors")   # doctest: +SKIP
+    >>> state["conv1.weight"].shape
+    (64, 3, 7, 7)
+    """
+    path = Path(path)
+    if path.suffix in _PICKLE_SUFFIXES:
+        raise WeightsError(f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
+                           "`trtnet export-weights` (or safetensors.torch.save_file) to a .safetensors file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
+            n = int.from_bytes(prefix, "little")
+            if n > _MAX_HEADER or 8 + n > size:
+                raise WeightsError(f"{path}: header length {n} does not fit in the file ({size} bytes): "
+                                   "truncated or not a safetensors file")
+            raw = f.read(n)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: corrupted header: not valid JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: corrupted header: expected a JSON object")
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    entries = [(key, *_check_entry(path, key, info, data_size)) for key, info in header.items()]
+    _check_layout(path, entries, data_size)
+    if not entries:
+        return {}
+    buf = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n, shape=(data_size,)) if data_size else np.zeros(0, np.uint8)
+    out: dict[str, np.ndarray] = {}
+    for key, dtype_name, shape, begin, end in entries:
+        arr = buf[begin:end].view(_DTYPES[dtype_name]).reshape(shape)
+        out[key] = _bf16_to_f32(arr) if dtype_name == "BF16" else arr
+    return out
+
+
+def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple[int, ...], int, int]:
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path}: key {key!r}: header entry is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if dtype not in _DTYPES:
+        raise WeightsError(f"{path}: key {key!r}: unsupported dtype {dtype!r} (supported: {', '.join(_DTYPES)})")
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        raise WeightsError(f"{path}: key {key!r}: bad shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+        raise WeightsError(f"{path}: key {key!r}: bad data_offsets {offsets!r}")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        raise WeightsError(f"{path}: key {key!r}: data_offsets {offsets} lie outside the data "
+                           f"({data_size} bytes): the file is truncated or its header lies")
+    expected = math.prod(shape) * _DTYPES[dtype].itemsize
+    if end - begin != expected:
+        raise WeightsError(f"{path}: key {key!r}: {end - begin} bytes for {dtype} {shape}, which needs {expected}")
+    return dtype, tuple(shape), begin, end
+
+
+def _check_layout(path: Path, entries: list, data_size: int) -> None:
+    """Tensors must not overlap (the format also says they tile the data exactly; writers all do that)."""
+    spans = sorted((begin, end, key) for key, _, _, begin, end in entries)
+    for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise WeightsError(f"{path}: keys {k0!r} and {k1!r} overlap in the data: corrupted header")
+
+
+def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
+    return (arr.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+# -- loading into a module tree ---------------------------------------------------------------------------
+
+def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.ndarray], *,
+                 check_finite: str = "warn") -> None:
+    """Load `source` (a safetensors path or a key->array mapping) into `model`, strictly.
+
+    Every parameter must be present with its exact shape and no key may be left over, except those a module
+    declares as skipped on purpose (`num_batches_tracked`, ...). All problems are reported in one
+    `WeightsError` that names each key. `check_finite` is "warn", "error" or "off" for NaN/inf values.
+    """
+    origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
+    state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
+    model.bind()
+    for prefix, module in model.named_modules():
+        state = module.adapt_state(prefix, state)
+    expected = dict(model.named_parameters())
+    skipped, unused = _declared(model, state)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected and k not in skipped and k not in unused]
+    wrong = [f"{k}: expected {tuple(p.shape)}, file has {tuple(np.shape(state[k]))}"
+             for k, p in expected.items() if k in state and tuple(np.shape(state[k])) != tuple(p.shape)]
+    if missing or unexpected or wrong:
+        lines = [f"{origin}: weights do not fit {type(model).__name__}"]
+        lines += [f"  missing key: {k}" for k in missing]
+        lines += [f"  unexpected key: {k}" for k in unexpected]
+        lines += [f"  shape mismatch: {w}" for w in wrong]
+        raise WeightsError("\n".join(lines))
+    if unused:
+        warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
+                      f"(e.g. {sorted(unused)[0]})", stacklevel=2)
+    for key, param in expected.items():
+        value = np.asarray(state[key])
+        if check_finite != "off" and value.dtype.kind == "f" and not np.isfinite(value).all():
+            message = f"{origin}: key {key!r} holds NaN or infinite values"
+            if check_finite == "error":
+                raise WeightsError(message)
+            warnings.warn(message, stacklevel=2)
+        param.value = value
+
+
+def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:
+    """Keys of `state` that modules declare as skipped on purpose, and those they declare unused."""
+    skipped, unused = set(), set()
+    for prefix, module in model.named_modules():
+        for patterns, into in ((module.skip_keys, skipped), (module.unused_keys, unused)):
+            for pattern in patterns:
+                full = f"{prefix}.{pattern}" if prefix else pattern
+                into.update(k for k in state if fnmatch.fnmatchcase(k, full))
+    return skipped, unused
+
+
+def init_random(model: "Module", seed: int = 0) -> None:
+    """Fill every parameter with a deterministic random value (each key seeded by its name and `seed`)."""
+    model.bind()
+    for key, param in model.named_parameters():
+        rng = np.random.default_rng([zlib.crc32(key.encode()), seed])
+        param.value = param.initial(rng)
+
+
+def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
+                     metadata: Mapping[str, str] | None = None) -> None:
+    """Write `state` as a safetensors file, atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    codes = {v: k for k, v in _DTYPES.items() if k != "BF16"}
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    arrays, offset = [], 0
+    for key, value in state.items():
+        arr = np.ascontiguousarray(value)
+        arr = arr.astype(arr.dtype.newbyteorder("<")) if arr.dtype.byteorder == ">" else arr
+        code = codes.get(arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype)
+        if code is None:
+            raise WeightsError(f"{path}: key {key!r}: dtype {arr.dtype} cannot be written to safetensors")
+        header[key] = {"dtype": code, "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        arrays.append(arr)
+        offset += arr.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # pad to 8 bytes so the data stays aligned
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little"))
+            f.write(raw)
+            for arr in arrays:
+                f.write(arr.tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+

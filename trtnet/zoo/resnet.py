@@ -1,0 +1,130 @@
+"""ResNet (torchvision's `resnet18..152`; timm's `resnet50` has the same keys). Stride on the 3x3 conv (v1.5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trtnet import nn, ops
+from trtnet.nn.module import Input
+from trtnet.tensor import Tensor
+from trtnet.zoo.registry import Weights, register, with_weights
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    layers: tuple[int, int, int, int]
+    bottleneck: bool
+    num_classes: int = 1000
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        nn.fold_bn(self.conv1, self.bn1)
+        nn.fold_bn(self.conv2, self.bn2)
+        self.downsample = _downsample(cin, width, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = ops.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return ops.relu(y + (self.downsample(x) if self.downsample else x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            nn.fold_bn(conv, bn)
+        self.downsample = _downsample(cin, cout, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = ops.relu(self.bn1(self.conv1(x)))
+        y = ops.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return ops.relu(y + (self.downsample(x) if self.downsample else x))
+
+
+def _downsample(cin: int, cout: int, stride: int) -> nn.Sequential | None:
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class ResNet(nn.Module):
+    def __init__(self, config: ResNetConfig) -> None:
+        block = Bottleneck if config.bottleneck else BasicBlock
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        nn.fold_bn(self.conv1, self.bn1)
+        cin, stages = 64, []
+        for i, depth in enumerate(config.layers):
+            width = 64 * 2**i
+            blocks = []
+            for j in range(depth):
+                blocks.append(block(cin, width, 2 if (j == 0 and i > 0) else 1))
+                cin = width * block.expansion
+            stages.append(blocks)
+        # torchvision's attribute names: layer1..layer4 (weight compatibility requires them).
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.fc = nn.Linear(cin, config.num_classes)
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (3, 224, 224))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = ops.max_pool2d(ops.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in stage:
+                x = block(x)
+        return self.fc(ops.global_avg_pool2d(x).flatten(1))
+
+
+def _torchvision(name: str):
+    def make():
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None)
+
+    return make
+
+
+CONFIGS = {
+    "resnet18": ResNetConfig((2, 2, 2, 2), bottleneck=False),
+    "resnet34": ResNetConfig((3, 4, 6, 3), bottleneck=False),
+    "resnet50": ResNetConfig((3, 4, 6, 3), bottleneck=True),
+    "resnet101": ResNetConfig((3, 4, 23, 3), bottleneck=True),
+    "resnet152": ResNetConfig((3, 8, 36, 3), bottleneck=True),
+}
+
+
+def _entry(name: str, benchmark: bool = False):
+    @register(name, f"torchvision.models.{name}", _torchvision(name), benchmark=benchmark)
+    def entry(weights: Weights = None, num_classes: int = 1000) -> ResNet:
+        config = CONFIGS[name]
+        return with_weights(ResNet(ResNetConfig(config.layers, config.bottleneck, num_classes)), weights)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"{name} with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."
+    return entry
+
+
+resnet18 = _entry("resnet18")
+resnet34 = _entry("resnet34")
+resnet50 = _entry("resnet50", benchmark=True)
+resnet101 = _entry("resnet101")
+resnet152 = _entry("resnet152")
