@@ -1,0 +1,203 @@
+"""Shared pieces of the reference interpreter: dtypes, the layer registry, and small numeric helpers.
+
+Nothing here knows about trtnet's DSL; the interpreter reads everything back from TensorRT itself.
+"""
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from trtnet.backend import get_trt
+from trtnet.errors import InterpreterError
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+# TensorRT DataType name -> numpy dtype. Low-precision quantised types (FP8, INT4, FP4, E8M0) are absent on
+# purpose: the interpreter does not model quantisation.
+_DTYPES: dict[str, np.dtype] = {
+    "FLOAT": np.dtype(np.float32),
+    "HALF": np.dtype(np.float16),
+    "BF16": BF16,
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "INT8": np.dtype(np.int8),
+    "UINT8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+}
+_LOW_PRECISION_FLOATS = (np.dtype(np.float16), BF16)
+
+
+def np_dtype(trt_dtype: Any) -> np.dtype:
+    """The numpy dtype for a TensorRT `DataType`; raises `InterpreterError` for unsupported ones."""
+    name = getattr(trt_dtype, "name", str(trt_dtype))
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise InterpreterError(f"TensorRT data type {name} is not supported by the reference interpreter") from None
+
+
+def trt_dtype_name(dtype: np.dtype) -> str:
+    """The TensorRT DataType name of a numpy dtype (for messages)."""
+    for name, candidate in _DTYPES.items():
+        if candidate == dtype:
+            return name
+    return str(dtype)
+
+
+def is_float(dtype: np.dtype) -> bool:
+    """Whether a dtype is one of the float types TensorRT uses (bfloat16 is not a numpy `floating`)."""
+    return dtype == BF16 or np.issubdtype(dtype, np.floating)
+
+
+def compute(x: np.ndarray) -> np.ndarray:
+    """The array to do arithmetic on: half and bfloat16 are widened to float32, as TensorRT accumulates."""
+    if x.dtype in _LOW_PRECISION_FLOATS:
+        return x.astype(np.float32)
+    return x
+
+
+def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`y` rounded to the layer's output dtype (a no-op when it already has it)."""
+    y = np.asarray(y)
+    return y if y.dtype == dtype else y.astype(dtype)
+
+
+def dims(d: Any) -> tuple[int, ...]:
+    """A TensorRT `Dims` (or any sequence) as a tuple of Python ints."""
+    return tuple(int(v) for v in d)
+
+
+def axes_from_mask(mask: int, rank: int) -> tuple[int, ...]:
+    """The axes named by a TensorRT axes bitmask (bit i = axis i)."""
+    return tuple(i for i in range(rank) if (int(mask) >> i) & 1)
+
+
+def normalize_axis(axis: int, rank: int) -> int:
+    """A possibly negative axis as a non-negative one."""
+    return axis + rank if axis < 0 else axis
+
+
+def pad_trailing(x: np.ndarray, before: tuple[int, ...], after: tuple[int, ...], value: float) -> np.ndarray:
+    """Pads (or, for negative amounts, crops) the trailing len(before) dims of x."""
+    lead = x.ndim - len(before)
+    crop = [slice(None)] * lead + [
+        slice(max(0, -b), x.shape[lead + i] - max(0, -a)) for i, (b, a) in enumerate(zip(before, after))
+    ]
+    x = x[tuple(crop)]
+    widths = [(0, 0)] * lead + [(max(0, b), max(0, a)) for b, a in zip(before, after)]
+    return np.pad(x, widths, constant_values=value) if any(w != (0, 0) for w in widths) else x
+
+
+def weights_array(w: Any, what: str) -> np.ndarray:
+    """Weights read back from TensorRT as a flat numpy array.
+
+    The bindings return float/int weights as numpy arrays, but BF16 weights come back as an opaque
+    `trt.Weights` with no buffer accessor, so those are read through the pybind11 holder.
+    """
+    if w is None:
+        return np.zeros((0,), np.float32)
+    if isinstance(w, np.ndarray):
+        return w.reshape(-1)
+    trt = get_trt()
+    if isinstance(w, trt.Weights):
+        if w.size == 0:
+            return np.zeros((0,), np_dtype(w.dtype))
+        return _raw_weights(w, what)
+    raise InterpreterError(f"cannot read {what}: unexpected weights object {type(w).__name__}")
+
+
+class _TrtWeights(ctypes.Structure):
+    # nvinfer1::Weights: {DataType type; void const* values; int64_t count;}
+    _fields_ = [("type", ctypes.c_int32), ("values", ctypes.c_void_p), ("count", ctypes.c_int64)]
+
+
+def _raw_weights(w: Any, what: str) -> np.ndarray:
+    """Copies the buffer of a `trt.Weights` the bindings cannot turn into numpy (BF16).
+
+    A pybind11 instance stores a pointer to its C++ value right after the PyObject header; the layout is
+    checked against the dtype and count the bindings report, so a different layout fails loudly.
+    """
+    dtype = np_dtype(w.dtype)
+    header = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)  # ob_refcnt, ob_type
+    holder = ctypes.c_void_p.from_address(id(w) + header).value
+    if holder:
+        value = _TrtWeights.from_address(holder)
+        if value.type == int(w.dtype) and value.count == w.size and value.values:
+            raw = ctypes.string_at(value.values, w.nbytes)
+            return np.frombuffer(raw, dtype=dtype).copy()
+    raise InterpreterError(f"cannot read {what}: the {w.dtype.name} weights buffer is not reachable from Python")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass
+class LayerCall:
+    """One layer being run: the downcast layer and its input values (None for an absent optional input)."""
+
+    layer: Any
+    inputs: list[np.ndarray | None]
+    type_name: str
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # named tensors a layer needs beyond its inputs
+
+    def fail(self, message: str) -> InterpreterError:
+        """An `InterpreterError` naming this layer; the caller raises it."""
+        return InterpreterError(f"layer {self.layer.name!r} ({self.type_name}): {message}")
+
+    def input(self, i: int) -> np.ndarray:
+        """Input `i`, which must be present."""
+        if i >= len(self.inputs) or self.inputs[i] is None:
+            raise self.fail(f"input {i} is missing")
+        return self.inputs[i]
+
+    def optional(self, i: int) -> np.ndarray | None:
+        """Input `i`, or None when the layer has no such input."""
+        return self.inputs[i] if i < len(self.inputs) else None
+
+
+Handler = Callable[[LayerCall], Sequence[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered layer handler and the TensorRT class its layers are downcast to."""
+
+    fn: Handler
+    class_name: str
+
+
+HANDLERS: dict[str, Entry] = {}  # LayerType name -> handler; keyed by name so it outlives enum identity
+
+
+def register(layer_type: str, class_name: str) -> Callable[[Handler], Handler]:
+    """Registers `fn` as the implementation of TensorRT layer type `layer_type` (a `LayerType` name)."""
+
+    def wrap(fn: Handler) -> Handler:
+        if layer_type in HANDLERS:
+            raise RuntimeError(f"layer type {layer_type} registered twice")
+        HANDLERS[layer_type] = Entry(fn, class_name)
+        return fn
+
+    return wrap
+
+
+def scalar_int(call: LayerCall, value: np.ndarray, what: str) -> int:
+    """A one-element integer tensor (a shape-tensor scalar) as a Python int."""
+    arr = np.asarray(value)
+    if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise call.fail(f"{what} must be a single integer, got {arr.dtype} of shape {arr.shape}")
+    return int(arr.reshape(-1)[0])
+
+
+def int_vector(call: LayerCall, value: np.ndarray, what: str) -> tuple[int, ...]:
+    """A 1-D integer tensor (a shape tensor) as a tuple of Python ints."""
+    arr = np.asarray(value)
+    if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise call.fail(f"{what} must be a 1-D integer tensor, got {arr.dtype} of shape {arr.shape}")
+    return tuple(int(v) for v in arr.reshape(-1))

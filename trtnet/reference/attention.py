@@ -1,0 +1,111 @@
+"""TensorRT's fused attention (`INetworkDefinition.add_attention` / `add_attention_v2`).
+
+An `IAttention` is not a layer itself: the network lists two boundary layers. ATTENTION_INPUT takes
+[query, key, value, mask, normalization quantize scale, query lengths, key/value lengths] (absent ones read
+back as None) and its single output already has the attention's output shape; ATTENTION_OUTPUT takes that
+tensor and produces the attention's output. The interpreter therefore computes the whole attention at the
+input boundary and passes it through at the output boundary.
+
+The math is softmax(Q K^T + mask) V per head, with no 1/sqrt(d) factor: TensorRT requires the caller to
+fold the scale into Q or K beforehand. A BOOL mask is True where a query may attend; a float mask is added
+to the scores. Key/value heads are shared by consecutive groups of query heads (GQA/MQA).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trtnet.reference._common import LayerCall, compute, register, rounded
+
+
+def _named_inputs(call: LayerCall) -> dict[str, np.ndarray]:
+    out = {}
+    for i in range(call.layer.num_inputs):
+        tensor = call.layer.get_input(i)
+        if tensor is not None and call.inputs[i] is not None:
+            out[tensor.name] = call.inputs[i]
+    return out
+
+
+def _value_of(call: LayerCall, named: dict[str, np.ndarray], tensor: Any, what: str) -> np.ndarray | None:
+    if tensor is None:
+        return None
+    if tensor.name not in named:
+        raise call.fail(f"the attention's {what} tensor {tensor.name!r} is not an input of its boundary layer")
+    return named[tensor.name]
+
+
+def attention_reference(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    causal: str = "NONE",
+    kv_lengths: np.ndarray | None = None,
+    normalize: bool = True,
+) -> np.ndarray:
+    """float32 attention of [B, H, S, D] tensors; masked-out scores are excluded (weight 0)."""
+    q32, k32, v32 = compute(q), compute(k), compute(v)
+    heads_q, heads_kv = q32.shape[1], k32.shape[1]
+    if heads_kv != heads_q:
+        k32 = np.repeat(k32, heads_q // heads_kv, axis=1)
+        v32 = np.repeat(v32, heads_q // heads_kv, axis=1)
+    scores = np.matmul(q32, np.swapaxes(k32, -1, -2))
+    s_q, s_kv = scores.shape[-2], scores.shape[-1]
+    allowed = np.ones(scores.shape, dtype=bool)
+    if mask is not None:
+        if mask.dtype == np.bool_:
+            allowed = allowed & mask
+        else:
+            scores = scores + compute(mask)
+    if causal != "NONE":
+        # UPPER_LEFT: query i sees keys j <= i; LOWER_RIGHT aligns the diagonal to the last key.
+        shift = 0 if causal == "UPPER_LEFT" else s_kv - s_q
+        allowed = allowed & (np.arange(s_kv)[None, :] <= np.arange(s_q)[:, None] + shift)
+    if kv_lengths is not None:
+        lengths = np.asarray(kv_lengths).reshape(-1, 1, 1, 1)
+        allowed = allowed & (np.arange(s_kv) < lengths)
+    if normalize:
+        masked = np.where(allowed, scores, -np.inf)
+        peak = np.max(masked, axis=-1, keepdims=True)
+        peak = np.where(np.isfinite(peak), peak, 0.0)
+        e = np.where(allowed, np.exp(masked - peak), 0.0)
+        total = np.sum(e, axis=-1, keepdims=True)
+        # A row with nothing to attend to yields zeros rather than 0/0.
+        probs = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    else:
+        probs = np.where(allowed, scores, 0.0)
+    return np.matmul(probs.astype(np.float32), v32)
+
+
+@register("ATTENTION_INPUT", "IAttentionInputLayer")
+def attention_input(call: LayerCall) -> list[np.ndarray]:
+    """Runs the whole attention (see the module docstring)."""
+    att = call.layer.attention
+    named = _named_inputs(call)
+    q, k, v = call.input(0), call.input(1), call.input(2)
+    if att.query_form.name != "PADDED_BHND" or att.key_value_form.name != "PADDED_BHND":
+        raise call.fail(f"attention forms {att.query_form.name}/{att.key_value_form.name}: only PADDED_BHND is supported")
+    if att.normalization_quantize_scale is not None:
+        raise call.fail("quantized attention normalization is not modelled")
+    if q.ndim != 4 or k.shape != v.shape or k.ndim != 4:
+        raise call.fail(f"query {q.shape}, key {k.shape}, value {v.shape} are not [B, H, S, D] with key == value")
+    if q.shape[1] % k.shape[1]:
+        raise call.fail(f"{q.shape[1]} query heads are not a multiple of {k.shape[1]} key/value heads")
+    mask = _value_of(call, named, att.mask, "mask")
+    kv_lengths = _value_of(call, named, att.key_value_lengths, "key/value lengths")
+    norm = att.norm_op.name
+    if norm not in ("SOFTMAX", "NONE"):
+        raise call.fail(f"unsupported attention normalization {norm}")
+    out = attention_reference(
+        q, k, v, mask=mask, causal=att.causal_kind.name, kv_lengths=kv_lengths, normalize=norm == "SOFTMAX"
+    )
+    return [rounded(out, q.dtype)]
+
+
+@register("ATTENTION_OUTPUT", "IAttentionOutputLayer")
+def attention_output(call: LayerCall) -> list[np.ndarray]:
+    """The attention result computed at the input boundary, passed through."""
+    return [call.input(0)]

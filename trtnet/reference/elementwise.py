@@ -1,0 +1,248 @@
+"""Pointwise layers: ELEMENTWISE, UNARY, ACTIVATION, PARAMETRIC_RELU, SELECT, SCALE, CAST, IDENTITY."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from trtnet.reference._common import (
+    LayerCall,
+    compute,
+    is_float,
+    np_dtype,
+    register,
+    rounded,
+    weights_array,
+)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Element-wise erf in float64 (numpy has none; math.erf is exact to double precision)."""
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+
+
+def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Integer DIV follows C semantics (round toward zero), unlike numpy's floor division.
+    q = np.floor_divide(a, b)
+    fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return q + fix.astype(q.dtype)
+
+
+_COMPARISONS = {"EQUAL": np.equal, "GREATER": np.greater, "LESS": np.less}
+_LOGICAL = {"AND": np.logical_and, "OR": np.logical_or, "XOR": np.logical_xor}
+
+
+@register("ELEMENTWISE", "IElementWiseLayer")
+def elementwise(call: LayerCall) -> list[np.ndarray]:
+    """Binary op with broadcasting of size-1 dims (TensorRT requires equal ranks)."""
+    a, b = call.input(0), call.input(1)
+    op = call.layer.op.name
+    if a.ndim != b.ndim:
+        raise call.fail(f"inputs have ranks {a.ndim} and {b.ndim}; TensorRT broadcasts only equal ranks")
+    if a.dtype != b.dtype:
+        raise call.fail(f"inputs have dtypes {a.dtype} and {b.dtype}; a strongly typed network needs one dtype")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise call.fail(f"shapes {a.shape} and {b.shape} do not broadcast") from None
+    if op in _LOGICAL:
+        if a.dtype != np.bool_:
+            raise call.fail(f"{op} needs BOOL inputs, got {a.dtype}")
+        return [_LOGICAL[op](a, b)]
+    x, y = compute(a), compute(b)
+    if op in _COMPARISONS:
+        return [_COMPARISONS[op](x, y)]
+    integer = not is_float(a.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if op == "SUM":
+            r = x + y
+        elif op == "PROD":
+            r = x * y
+        elif op == "SUB":
+            r = x - y
+        elif op == "MAX":
+            r = np.maximum(x, y)
+        elif op == "MIN":
+            r = np.minimum(x, y)
+        elif op == "DIV":
+            r = _trunc_div(x, y) if integer else x / y
+        elif op == "FLOOR_DIV":
+            r = np.floor_divide(x, y) if integer else np.floor(x / y)
+        elif op == "POW":
+            # Integer powers go through float64 and truncate, so negative exponents give 0 (or +-1).
+            r = np.trunc(np.power(x.astype(np.float64), y)) if integer else np.power(x, y)
+        else:
+            raise call.fail(f"unsupported elementwise operation {op}")
+    return [rounded(r, a.dtype)]
+
+
+_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "EXP": np.exp,
+    "LOG": np.log,
+    "SQRT": np.sqrt,
+    "RECIP": lambda x: 1 / x,
+    "ABS": np.abs,
+    "NEG": np.negative,
+    "SIN": np.sin,
+    "COS": np.cos,
+    "TAN": np.tan,
+    "SINH": np.sinh,
+    "COSH": np.cosh,
+    "ASIN": np.arcsin,
+    "ACOS": np.arccos,
+    "ATAN": np.arctan,
+    "ASINH": np.arcsinh,
+    "ACOSH": np.arccosh,
+    "ATANH": np.arctanh,
+    "CEIL": np.ceil,
+    "FLOOR": np.floor,
+    "ERF": erf,
+    "SIGN": np.sign,
+    "ROUND": np.rint,  # TensorRT rounds half to even, like rint
+}
+
+
+@register("UNARY", "IUnaryLayer")
+def unary(call: LayerCall) -> list[np.ndarray]:
+    """One-input math; NOT works on BOOL, ISINF/ISNAN return BOOL."""
+    x = call.input(0)
+    op = call.layer.op.name
+    if op == "NOT":
+        if x.dtype != np.bool_:
+            raise call.fail(f"NOT needs a BOOL input, got {x.dtype}")
+        return [np.logical_not(x)]
+    if op == "ISINF":
+        return [np.isinf(compute(x))]
+    if op == "ISNAN":
+        return [np.isnan(compute(x))]
+    fn = _UNARY.get(op)
+    if fn is None:
+        raise call.fail(f"unsupported unary operation {op}")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = fn(compute(x))
+    return [rounded(r, x.dtype)]
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+@register("ACTIVATION", "IActivationLayer")
+def activation(call: LayerCall) -> list[np.ndarray]:
+    """The fourteen ActivationTypes, with the alpha/beta meanings of TensorRT's ActivationType docs."""
+    src = call.input(0)
+    x = compute(src)
+    kind = call.layer.type.name  # once downcast, IActivationLayer.type is the ActivationType
+    alpha, beta = float(call.layer.alpha), float(call.layer.beta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "RELU":
+            r = np.maximum(x, 0)
+        elif kind == "SIGMOID":
+            r = 1 / (1 + np.exp(-x))
+        elif kind == "TANH":
+            r = np.tanh(x)
+        elif kind == "LEAKY_RELU":
+            r = np.where(x >= 0, x, alpha * x)
+        elif kind == "ELU":
+            r = np.where(x >= 0, x, alpha * (np.exp(x) - 1))
+        elif kind == "SELU":
+            r = np.where(x > 0, beta * x, beta * (alpha * np.exp(x) - alpha))
+        elif kind == "SOFTSIGN":
+            r = x / (1 + np.abs(x))
+        elif kind == "SOFTPLUS":
+            r = alpha * np.logaddexp(beta * x, 0)
+        elif kind == "CLIP":
+            r = np.maximum(alpha, np.minimum(beta, x))
+        elif kind == "HARD_SIGMOID":
+            r = np.maximum(0, np.minimum(1, alpha * x + beta))
+        elif kind == "SCALED_TANH":
+            r = alpha * np.tanh(beta * x)
+        elif kind == "THRESHOLDED_RELU":
+            # NvInfer.h: x > alpha ? x : 0 (the operator page's max(0, x - alpha) contradicts the header)
+            r = np.where(x > alpha, x, 0)
+        elif kind == "GELU_ERF":
+            r = 0.5 * x * (1 + erf(x * np.sqrt(0.5)))
+        elif kind == "GELU_TANH":
+            r = _gelu_tanh(x)
+        else:
+            raise call.fail(f"unsupported activation type {kind}")
+    return [rounded(r, src.dtype)]
+
+
+@register("PARAMETRIC_RELU", "IParametricReLULayer")
+def parametric_relu(call: LayerCall) -> list[np.ndarray]:
+    """x >= 0 ? x : slope * x, with the slope broadcast against x."""
+    src, slope = call.input(0), call.input(1)
+    x, s = compute(src), compute(slope)
+    return [rounded(np.where(x >= 0, x, s * x), src.dtype)]
+
+
+@register("SELECT", "ISelectLayer")
+def select(call: LayerCall) -> list[np.ndarray]:
+    """where(condition, then, else) with broadcasting."""
+    cond, a, b = call.input(0), call.input(1), call.input(2)
+    if cond.dtype != np.bool_:
+        raise call.fail(f"condition must be BOOL, got {cond.dtype}")
+    if a.dtype != b.dtype:
+        raise call.fail(f"then/else dtypes differ: {a.dtype} vs {b.dtype}")
+    return [np.where(cond, a, b)]
+
+
+@register("SCALE", "IScaleLayer")
+def scale(call: LayerCall) -> list[np.ndarray]:
+    """(x * scale + shift) ** power, coefficients uniform, per channel, or per element from channel_axis on."""
+    src = call.input(0)
+    x = compute(src)
+    layer = call.layer
+    mode = layer.mode.name
+    axis = int(layer.channel_axis)
+    if axis < 0:
+        axis += x.ndim
+
+    def coeff(w: object, what: str, default: float) -> np.ndarray | float:
+        arr = compute(weights_array(w, f"scale layer {what}"))
+        if arr.size == 0:
+            return default
+        if mode == "UNIFORM":
+            want: tuple[int, ...] = ()
+        elif mode == "CHANNEL":
+            want = (x.shape[axis],) + (1,) * (x.ndim - axis - 1)
+        else:
+            want = x.shape[axis:]
+        if arr.size != int(np.prod(want)):
+            raise call.fail(f"{what} has {arr.size} values, {mode} mode needs {int(np.prod(want))}")
+        return arr.reshape(want)
+
+    shift = coeff(layer.shift, "shift", 0.0)
+    mul = coeff(layer.scale, "scale", 1.0)
+    power = coeff(layer.power, "power", 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = x * mul + shift
+        if not (isinstance(power, float) and power == 1.0):
+            r = np.power(r, power)
+    return [rounded(r, src.dtype)]
+
+
+def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if x.dtype == dtype:
+        return x.copy()
+    if dtype == np.bool_:
+        return compute(x) != 0
+    if np.issubdtype(dtype, np.integer) and is_float(x.dtype):
+        # Float to int truncates toward zero, as a C cast does.
+        with np.errstate(invalid="ignore"):
+            return np.trunc(compute(x)).astype(dtype)
+    return compute(x).astype(dtype) if is_float(dtype) else x.astype(dtype)
+
+
+@register("CAST", "ICastLayer")
+def cast(call: LayerCall) -> list[np.ndarray]:
+    """Conversion to `to_type`."""
+    return [_cast(call.input(0), np_dtype(call.layer.to_type))]
+
+
+@register("IDENTITY", "IIdentityLayer")
+def identity(call: LayerCall) -> list[np.ndarray]:
+    """A copy; in a weakly typed network TensorRT may give it another output type, so convert to that."""
+    return [_cast(call.input(0), np_dtype(call.layer.get_output(0).dtype))]

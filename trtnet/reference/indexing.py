@@ -1,0 +1,83 @@
+"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND) and ONE_HOT."""
+from __future__ import annotations
+
+import numpy as np
+
+from trtnet.reference._common import LayerCall, normalize_axis, register, scalar_int
+
+
+def _wrapped(call: LayerCall, idx: np.ndarray, n: int, what: str) -> np.ndarray:
+    """Indices with negatives counted from the end; out-of-range ones are an error."""
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise call.fail(f"{what} must be integers, got {idx.dtype}")
+    idx = idx.astype(np.int64)
+    bad = (idx < -n) | (idx >= n)
+    if bad.any():
+        raise call.fail(f"{what} value {int(idx[bad].reshape(-1)[0])} is out of range for a dim of {n}")
+    return np.where(idx < 0, idx + n, idx)
+
+
+def _gather_nd(call: LayerCall, data: np.ndarray, idx: np.ndarray, batch_dims: int) -> np.ndarray:
+    q = idx.shape[-1]
+    batch = data.shape[:batch_dims]
+    if idx.shape[:batch_dims] != batch:
+        raise call.fail(f"batch dims of data {data.shape} and indices {idx.shape} differ")
+    if batch_dims + q > data.ndim:
+        raise call.fail(f"index tuples of length {q} exceed data rank {data.ndim}")
+    nb = int(np.prod(batch, dtype=np.int64))
+    flat_data = data.reshape((nb,) + data.shape[batch_dims:])
+    flat_idx = idx.reshape((nb, -1, q))
+    picked = []
+    for i in range(nb):
+        coords = tuple(
+            _wrapped(call, flat_idx[i, :, j], data.shape[batch_dims + j], "ND index") for j in range(q)
+        )
+        picked.append(flat_data[i][coords])
+    out = np.stack(picked) if picked else np.zeros((0, flat_idx.shape[1]) + data.shape[batch_dims + q :], data.dtype)
+    return out.reshape(batch + idx.shape[batch_dims:-1] + data.shape[batch_dims + q :])
+
+
+@register("GATHER", "IGatherLayer")
+def gather(call: LayerCall) -> list[np.ndarray]:
+    """DEFAULT gathers slices along `axis` (optionally per leading batch dim), ELEMENT gathers single
+    elements along `axis`, ND gathers index tuples after num_elementwise_dims batch dims."""
+    data, idx = call.input(0), call.input(1)
+    layer = call.layer
+    mode = layer.mode.name
+    ne = int(layer.num_elementwise_dims)
+    if mode == "ND":
+        return [_gather_nd(call, data, idx, ne)]
+    axis = normalize_axis(int(layer.axis), data.ndim)
+    idx = _wrapped(call, idx, data.shape[axis], "index")
+    if mode == "ELEMENT":
+        if idx.ndim != data.ndim:
+            raise call.fail(f"ELEMENT gather needs indices of rank {data.ndim}, got {idx.ndim}")
+        return [np.take_along_axis(data, idx, axis=axis)]
+    if mode != "DEFAULT":
+        raise call.fail(f"unsupported gather mode {mode}")
+    if ne == 0:
+        return [np.take(data, idx, axis=axis)]
+    if ne != 1 or axis < 1 or data.shape[0] != idx.shape[0]:
+        raise call.fail(f"num_elementwise_dims={ne} with axis {axis}, data {data.shape}, indices {idx.shape}")
+    # The leading dim is shared: batch b of the output gathers from batch b of data with batch b of indices.
+    parts = [np.take(data[b], idx[b], axis=axis - 1) for b in range(data.shape[0])]
+    shape = data.shape[:axis] + idx.shape[1:] + data.shape[axis + 1 :]
+    return [np.stack(parts).reshape(shape) if parts else np.zeros(shape, data.dtype)]
+
+
+@register("ONE_HOT", "IOneHotLayer")
+def one_hot(call: LayerCall) -> list[np.ndarray]:
+    """values[1] where index == position along the new `axis` of size depth, values[0] elsewhere."""
+    idx, values, depth_in = call.input(0), call.input(1), call.input(2)
+    depth = scalar_int(call, depth_in, "depth")
+    if values.size != 2:
+        raise call.fail(f"values must hold [off, on], got shape {values.shape}")
+    axis = normalize_axis(int(call.layer.axis), idx.ndim + 1)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise call.fail(f"indices must be integers, got {idx.dtype}")
+    # Negative indices count from the end of the depth; anything still out of range is all "off".
+    pos = np.where(idx < 0, idx.astype(np.int64) + depth, idx.astype(np.int64))
+    ramp = np.arange(depth).reshape((-1,) + (1,) * (idx.ndim - axis))
+    hot = np.expand_dims(pos, axis) == ramp
+    off, on = values.reshape(-1)
+    return [np.where(hot, on, off).astype(values.dtype)]

@@ -1,0 +1,104 @@
+"""Layers that reduce or rank along axes: REDUCE, SOFTMAX, TOPK, CUMULATIVE."""
+from __future__ import annotations
+
+import numpy as np
+
+from trtnet.reference._common import (
+    LayerCall,
+    axes_from_mask,
+    compute,
+    is_float,
+    normalize_axis,
+    np_dtype,
+    register,
+    rounded,
+    scalar_int,
+)
+
+
+@register("REDUCE", "IReduceLayer")
+def reduce(call: LayerCall) -> list[np.ndarray]:
+    """SUM, PROD, MAX, MIN or AVG over the axes bitmask, keeping the reduced dims as 1 with keep_dims."""
+    src = call.input(0)
+    x = compute(src)
+    layer = call.layer
+    axes = axes_from_mask(layer.axes, x.ndim)
+    keep = bool(layer.keep_dims)
+    op = layer.op.name
+    # Integer sums stay in the input's type (numpy would widen int32 to int64).
+    acc = None if is_float(x.dtype) else x.dtype
+    if op == "SUM":
+        r = np.sum(x, axis=axes, keepdims=keep, dtype=acc)
+    elif op == "PROD":
+        r = np.prod(x, axis=axes, keepdims=keep, dtype=acc)
+    elif op in ("MAX", "MIN"):
+        if x.size == 0:
+            raise call.fail(f"{op} reduction of an empty tensor has no value")
+        r = (np.max if op == "MAX" else np.min)(x, axis=axes, keepdims=keep)
+    elif op == "AVG":
+        r = np.mean(x, axis=axes, keepdims=keep)
+        if acc is not None:
+            r = np.trunc(r)
+    else:
+        raise call.fail(f"unsupported reduce operation {op}")
+    return [rounded(np.asarray(r), src.dtype)]
+
+
+def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Numerically stable softmax of float32 `x` over `axes`."""
+    shifted = x - np.max(x, axis=axes, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axes, keepdims=True)
+
+
+@register("SOFTMAX", "ISoftMaxLayer")
+def softmax(call: LayerCall) -> list[np.ndarray]:
+    """Softmax over the axis named by the `axes` bitmask (exactly one bit)."""
+    src = call.input(0)
+    axes = axes_from_mask(call.layer.axes, src.ndim)
+    if len(axes) != 1:
+        raise call.fail(f"softmax axes bitmask {int(call.layer.axes):#b} must name exactly one axis of {src.ndim}")
+    return [rounded(softmax_over(compute(src), axes), src.dtype)]
+
+
+@register("TOPK", "ITopKLayer")
+def topk(call: LayerCall) -> list[np.ndarray]:
+    """The k largest (MAX) or smallest (MIN) values along one axis, and their indices; ties keep index order."""
+    src = call.input(0)
+    layer = call.layer
+    axes = axes_from_mask(layer.axes, src.ndim)
+    if len(axes) != 1:
+        raise call.fail(f"topk axes bitmask {int(layer.axes):#b} must name exactly one axis")
+    axis = axes[0]
+    k_in = call.optional(1)
+    k = scalar_int(call, k_in, "k input") if k_in is not None else int(layer.k)
+    if not 0 <= k <= src.shape[axis]:
+        raise call.fail(f"k={k} exceeds axis {axis} of shape {src.shape}")
+    key = compute(src).astype(np.float64)
+    if layer.op.name == "MAX":
+        key = -key
+    elif layer.op.name != "MIN":
+        raise call.fail(f"unsupported topk operation {layer.op.name}")
+    order = np.argsort(key, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis)
+    values = np.take_along_axis(src, idx, axis=axis)
+    return [values, idx.astype(np_dtype(layer.indices_type))]
+
+
+@register("CUMULATIVE", "ICumulativeLayer")
+def cumulative(call: LayerCall) -> list[np.ndarray]:
+    """Cumulative SUM along the axis given by input 1, optionally exclusive and/or reversed."""
+    src = call.input(0)
+    layer = call.layer
+    axis = normalize_axis(scalar_int(call, call.input(1), "axis input"), src.ndim)
+    if layer.op.name != "SUM":
+        raise call.fail(f"unsupported cumulative operation {layer.op.name}")
+    x = compute(src)
+    if layer.reverse:
+        x = np.flip(x, axis=axis)
+    r = np.cumsum(x, axis=axis, dtype=None if is_float(x.dtype) else x.dtype)
+    if layer.exclusive:
+        r = r - x
+    if layer.reverse:
+        r = np.flip(r, axis=axis)
+    return [rounded(r, src.dtype)]
