@@ -33,6 +33,34 @@ def permute(x: Tensor, order: Sequence[int]) -> Tensor:
     return out(layer, "permute")
 
 
+def shuffle(x: Tensor, first: Sequence[int] | None = None, shape: Sequence[int] | None = None,
+            second: Sequence[int] | None = None) -> Tensor:
+    """`x.permute(*first).reshape(*shape).permute(*second)` as the one `IShuffleLayer` TensorRT has for it.
+
+    >>> y = ops.shuffle(o, first=(0, 2, 1, 3), shape=(b, s, h * d))   # merge attention heads: one layer
+    """
+    layer = current_graph().network.add_shuffle(x.trt)
+    rank = x.ndim
+    if first is not None:
+        first = tuple(normalize_axis(a, rank) for a in first)
+        if sorted(first) != list(range(rank)):
+            raise NetworkError(f"shuffle of {x}: {first} is not a permutation of {rank} axes")
+        layer.first_transpose = first
+    if shape is not None:
+        shape = tuple(int(d) for d in shape)
+        if sum(d < 0 for d in shape) > 1:
+            raise NetworkError(f"shuffle of {x} to {shape}: at most one dimension may be -1")
+        layer.zero_is_placeholder = False
+        layer.reshape_dims = shape
+        rank = len(shape)
+    if second is not None:
+        second = tuple(normalize_axis(a, rank) for a in second)
+        if sorted(second) != list(range(rank)):
+            raise NetworkError(f"shuffle of {x}: {second} is not a permutation of {rank} axes")
+        layer.second_transpose = second
+    return out(layer, "shuffle")
+
+
 def transpose(x: Tensor, a: int, b: int) -> Tensor:
     order = list(range(x.ndim))
     a, b = normalize_axis(a, x.ndim), normalize_axis(b, x.ndim)
