@@ -352,7 +352,7 @@ def describe(x: Any, name: str) -> Array:
     kind = f"{type(x).__module__.split('.')[0]}.{type(x).__name__}"
     if isinstance(x, np.ndarray):
         return Array(name, tuple(x.shape), x.dtype.name, _HOST, kind, host=x, obj=x)
-    cai = _cuda_array_interface(x)
+    cai = _cuda_array_interface(x, name)
     if cai is not None:
         shape = tuple(int(d) for d in cai["shape"])
         dtype = np.dtype(cai["typestr"])
@@ -379,11 +379,13 @@ def describe(x: Any, name: str) -> Array:
                       f"__dlpack__), got {kind}")
 
 
-def _cuda_array_interface(x: Any) -> dict | None:
+def _cuda_array_interface(x: Any, name: str) -> dict | None:
     try:
         return x.__cuda_array_interface__
     except AttributeError:  # torch raises AttributeError for CPU tensors; others simply lack it
         return None
+    except RuntimeError as e:  # torch: a tensor that requires grad
+        raise EngineError(f"input {name!r}: its CUDA array interface cannot be read ({e}); pass .detach()") from e
 
 
 def _device_index(x: Any) -> int:
@@ -476,6 +478,7 @@ class _Loaded:
     runtime_cache: Any = None
     cache_path: Path | None = None
     saved: bool = False
+    configs: list = field(default_factory=list)  # runtime configs stay alive as long as their contexts
 
     @classmethod
     def create(cls, engine: Engine) -> "_Loaded":
@@ -520,12 +523,15 @@ class _Loaded:
                 warnings.warn(f"{path}: runtime cache made for another GPU, driver or TensorRT version; "
                               "kernels are compiled again", stacklevel=3)
         self.runtime_cache, self.cache_path = cache, path
+        self.configs.append(config)
 
     def context(self):
+        """A new execution context (with the shared runtime cache under TensorRT for RTX)."""
         if self.runtime_cache is None:
             return self.cuda_engine.create_execution_context()
         config = self.cuda_engine.create_runtime_config()
         config.set_runtime_cache(self.runtime_cache)
+        self.configs.append(config)
         return self.cuda_engine.create_execution_context(config)
 
     def save_runtime_cache(self) -> None:
