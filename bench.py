@@ -16,6 +16,7 @@ Results also go to --json (default bench-results.json); --compare OLD.json print
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -46,13 +47,18 @@ def have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@functools.cache
+def declared_inputs(name: str) -> tuple:
+    """The zoo model's `inputs()` (name, per-sample shape, dtype of each), read once per process."""
+    return tuple(REGISTRY[name].fn(weights=None).inputs())
+
+
 def make_inputs(name: str, batch: int, seed: int = 0) -> list[np.ndarray]:
     """Inputs for zoo model `name` at `batch`, from its declared `inputs()`: floats ~ N(0, 1), integers 0/1
     (valid token ids, masks and segment ids alike)."""
     rng = np.random.default_rng(seed)
-    model = REGISTRY[name].fn(weights=None)
     out = []
-    for spec in model.inputs():
+    for spec in declared_inputs(name):
         shape = (batch, *spec.shape)
         if spec.dtype.startswith("float"):
             out.append(rng.standard_normal(shape).astype(spec.dtype))
@@ -90,6 +96,13 @@ def load_torch(name: str, weights: Path | None):
     return model.eval()
 
 
+def as_list(out) -> list:
+    """A PyTorch model's outputs as a list (a tensor, a tuple, or a Hugging Face ModelOutput)."""
+    if hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -114,7 +127,7 @@ def export_onnx(name: str, weights: Path | None, batch: int, precision: str, pat
 
     model = load_torch(name, weights)
     dtype = getattr(torch, TORCH_DTYPES[precision])
-    names = [i.name for i in REGISTRY[name].fn(weights=None).inputs()]
+    names = [i.name for i in declared_inputs(name)]
 
     class Fp32IO(torch.nn.Module):
         def __init__(self, inner):
@@ -123,9 +136,7 @@ def export_onnx(name: str, weights: Path | None, batch: int, precision: str, pat
 
         def forward(self, *xs):
             xs = [x.to(dtype) if x.is_floating_point() else x for x in xs]
-            out = self.inner(*xs)
-            out = out if isinstance(out, (list, tuple)) else [out]
-            return tuple(o.float() for o in out)
+            return tuple(o.float() for o in as_list(self.inner(*xs)))
 
     wrapped = Fp32IO(model).eval()
     args = tuple(torch.from_numpy(x) for x in make_inputs(name, batch))
@@ -294,12 +305,14 @@ def time_engine(engine: trtnet.Engine, xs: list[np.ndarray], iters: int, warmup:
 
 
 def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights_text: str) -> dict:
-    import torch
-
     out: dict[str, Any] = {"latency": {}}
-    dtype = getattr(torch, TORCH_DTYPES[args.precision])
-    torch_model = load_torch(name, weights).cuda().to(dtype) if have("torch") else None
-    onnx = not args.no_onnx and have("onnx")
+    torch_model = None
+    if weights is not None and have("torch"):  # no weights here means no PyTorch source to load
+        import torch
+
+        dtype = getattr(torch, TORCH_DTYPES[args.precision])
+        torch_model = load_torch(name, weights).cuda().to(dtype)
+    onnx = not args.no_onnx and have("onnx") and torch_model is not None
     for batch in batches:
         xs = make_inputs(name, batch)
         row: dict[str, Any] = {}
@@ -314,12 +327,12 @@ def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights
             with torch.inference_mode():
                 want = torch_model(*[torch.from_numpy(x).cuda().to(dtype) if x.dtype.kind == "f"
                                      else torch.from_numpy(x).cuda() for x in xs])
-            want = want if isinstance(want, (list, tuple)) else [want]
+            want = as_list(want)
             out["gpu_rel_error"] = max(rel_error(g, w.float().cpu().numpy()) for g, w in zip(got, want))
         engine.close()
         if torch_model is not None:
             row["torch"] = stats(time_torch(torch_model, xs, args.precision, args.iters, args.warmup))
-        if onnx and weights is not None:
+        if onnx:
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / f"{name}.onnx"

@@ -505,7 +505,7 @@ class _Loaded:
             raise _reject(engine, f"{get_backend()} could not deserialize it (another TensorRT version, another "
                                   "GPU, or a damaged plan; see TensorRT's log above)")
         loaded = cls(engine, runtime, cuda_engine)
-        if get_backend().has("create_runtime_config"):
+        if get_backend().has("create_runtime_config") and hasattr(trt.IRuntimeConfig, "create_runtime_cache"):
             loaded._open_runtime_cache()
         return loaded
 
