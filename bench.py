@@ -320,6 +320,9 @@ def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights
         engine = trtnet.build(model, batch_size=batch, precision=args.precision, cache=not args.no_cache)
         row["trtnet"] = stats(time_engine(engine, xs, args.iters, args.warmup, args.cuda_graph))
         row["trtnet"]["build_s"] = engine.build_seconds
+        if args.streams > 1:  # throughput: one request in flight per stream, a context each
+            row["throughput"] = engine.throughput(*xs, streams=args.streams, requests=args.iters,
+                                                  cuda_graph=args.cuda_graph)
         if batch == batches[0] and torch_model is not None:
             from trtnet.parity import rel_error
 
@@ -359,6 +362,7 @@ def print_gpu(name: str, result: dict, precision: str) -> None:
           "| Poros A10: PyTorch (ms) | Poros (ms) | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
     ref = POROS_A10.get(name, {})
+    notes: list[str] = []
     for batch, row in result["latency"].items():
         t, e, o = row.get("torch"), row.get("trtnet"), row.get("onnx")
         speed = f"{t['mean_ms'] / e['mean_ms']:.2f}x" if t and e else "-"
@@ -367,7 +371,13 @@ def print_gpu(name: str, result: dict, precision: str) -> None:
         published = (f"{pe:.2f} | {pp:.2f} | {pe / pp:.2f}x" if pe else "- | - | -")
         print(f"| {batch} | {_ms(t)} | {_ms(e)} | {speed} | {_ms(o)} | {versus} | {published} |")
         if o and "error" in o:
-            print(f"ONNX route at batch {batch} failed: {o['error']}")
+            notes.append(f"ONNX route at batch {batch} failed: {o['error']}")
+        if "throughput" in row:
+            tp = row["throughput"]
+            notes.append(f"batch {batch}: {tp['inferences_per_second']:.0f} inferences/s with {tp['streams']} "
+                         "streams in flight (host copies included)")
+    for note in notes:
+        print(note)
     if "gpu_rel_error" in result:
         print(f"trtnet engine vs PyTorch on the GPU (both {precision}), first batch: rel error "
               f"{result['gpu_rel_error']:.2e}")
@@ -383,7 +393,7 @@ def flatten(results: dict) -> dict[str, float]:
             for batch, routes in r.get(key, {}).items():
                 for route, m in routes.items():
                     for metric, v in m.items():
-                        if isinstance(v, (int, float)) and metric != "iters":
+                        if isinstance(v, (int, float)) and metric not in ("iters", "streams", "requests"):
                             flat[f"{name}/b{batch}/{route}/{metric}"] = float(v)
         if "parity" in r:
             flat[f"{name}/parity/rel_error"] = r["parity"]["rel_error"]
@@ -454,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX route")
     parser.add_argument("--no-cache", action="store_true", help="always build engines (GPU mode)")
     parser.add_argument("--cuda-graph", action="store_true", help="replay engines as CUDA graphs (GPU mode)")
+    parser.add_argument("--streams", type=int, default=0,
+                        help="also measure throughput with this many requests in flight, one stream each (GPU mode)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
