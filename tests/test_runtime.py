@@ -285,3 +285,22 @@ def test_resnet18_engine_matches_torch(tmp_path):
         want = source.cuda()(torch.from_numpy(x).cuda()).cpu().numpy()
     (got,) = engine(x)
     assert rel_error(got, want) <= 1e-3
+
+
+@pytest.mark.gpu
+def test_cached_plan_the_gpu_refuses_is_rebuilt(tmp_path):
+    """A cached entry whose plan passes the CPU checks (its sidecar was rewritten to match) but that TensorRT
+    refuses: the first run warns, rebuilds and runs."""
+    model = two_inputs()
+    good = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (plan,) = tmp_path.glob("*.plan")
+    damaged = Engine(good.plan[: len(good.plan) * 3 // 4], inputs=good.inputs, outputs=good.outputs,
+                     backend=good.backend, num_layers=good.num_layers, precision="fp32", target=good.target)
+    damaged.save(plan)
+    engine = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert engine.plan == damaged.plan  # the CPU checks could not tell
+    x, y = _inputs(2, 7)
+    with pytest.warns(UserWarning, match="the cached engine does not run on this GPU; building it again"):
+        (got,) = engine(x, y)
+    np.testing.assert_allclose(got, _want(model, x, y), rtol=1e-3, atol=1e-3)
+    assert Engine.load(plan).plan == engine.plan != damaged.plan

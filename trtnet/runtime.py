@@ -86,7 +86,7 @@ def _spec_from_json(d: dict) -> TensorSpec:
 class Engine:
     """A built engine. `plan` is the serialized engine; calling the engine runs it on the GPU."""
 
-    plan: bytes
+    plan: bytes = field(repr=False)
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
     backend: str = ""
