@@ -23,6 +23,7 @@ import json
 import os
 import time
 import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -439,6 +440,7 @@ class DeviceArray:
         self.nbytes = int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize
         self._buffer = DeviceBuffer()
         self.ptr = self._buffer.ensure(self.nbytes)
+        weakref.finalize(self, self._buffer.close)  # the memory lives as long as this object
 
     @property
     def __cuda_array_interface__(self) -> dict:
@@ -454,10 +456,6 @@ class DeviceArray:
               "cudaMemcpy(d2h)")
         return host
 
-    def __del__(self) -> None:
-        buffer = getattr(self, "_buffer", None)
-        if buffer is not None:
-            buffer.close()
 
 
 # -- on the GPU ----------------------------------------------------------------------------------------------
@@ -544,9 +542,13 @@ class _Loaded:
             self.saved = True
 
 
-def _reject(engine: Engine, why: str) -> EngineError:
-    hint = " (a cached engine: call engine.rebuild())" if engine.rebuild else "; rebuild it with trtnet.build"
-    return EngineError(f"this GPU cannot run the plan: {why}{hint}")
+class PlanRejected(EngineError):
+    """TensorRT (or the plan's metadata) says this GPU cannot run the plan."""
+
+
+def _reject(engine: Engine, why: str) -> PlanRejected:
+    hint = " (a cached engine: it is rebuilt)" if engine.rebuild else "; rebuild it with trtnet.build"
+    return PlanRejected(f"this GPU cannot run the plan: {why}{hint}")
 
 
 class Runner:
@@ -560,7 +562,7 @@ class Runner:
         self.engine = engine
         try:
             loaded = engine.loaded()
-        except EngineError:
+        except PlanRejected:
             if engine.rebuild is None:
                 raise
             warnings.warn("the cached engine does not run on this GPU; building it again", stacklevel=3)
@@ -581,7 +583,8 @@ class Runner:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.pending: Call | None = None
         self.results: list | None = None
-        self._captured_once = False
+        # Frees the GPU resources when the runner is dropped or the process ends, if close() was not called.
+        self._free = weakref.finalize(self, _free_runner, self.graphs, self.device, self.host, self.stream)
 
     @property
     def busy(self) -> bool:
@@ -761,15 +764,19 @@ class Runner:
 
     def close(self) -> None:
         """Free this runner's graphs, buffers, stream and context."""
-        for g in self.graphs.values():
-            g.close()
-        self.graphs.clear()
         if self.pending is not None:
             self.stream.synchronize()
             self.pending = None
-        for buf in (*self.device.values(), *self.host.values()):
-            buf.close()
-        self.device.clear()
-        self.host.clear()
-        self.stream.close()
+        self._free()
         self.context = None
+
+
+def _free_runner(graphs: dict, device: dict, host: dict, stream) -> None:
+    for g in graphs.values():
+        g.close()
+    graphs.clear()
+    for buf in (*device.values(), *host.values()):
+        buf.close()
+    device.clear()
+    host.clear()
+    stream.close()
