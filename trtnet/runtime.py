@@ -225,7 +225,8 @@ class Engine:
                 raise EngineError(f"out= needs {len(self.outputs)} tensor(s) ({names}), got {len(out)}")
             out_arrays = [describe(o, f"out[{s.name}]") for o, s in zip(out, self.outputs)]
             for o, s in zip(out_arrays, self.outputs):
-                want = s.shape_for(n)
+                # A dynamic output has -1 for its batch (dim 0); a static one states its shape in full.
+                want = s.shape_for(n) if s.shape[0] == -1 else tuple(s.shape)
                 if o.device != first.device:
                     raise EngineError(f"output {s.name!r}: out= tensor on {o.where}, the inputs are on {first.where}")
                 if o.dtype != s.dtype:
