@@ -8,6 +8,11 @@
 # Optional: wheels for what the machine lacks (safetensors, torchvision, onnx...) in .devpack/wheels/, within
 # the 64 MiB the working tree may weigh; they are installed with --no-index.
 #
+# Caution: TensorRT for RTX 1.7 targets sm_75, sm_80, sm_86, sm_89 and sm_120/121 (its ComputeCapability enum has
+# no SM90, and NVIDIA's support matrix lists 7.5, 8.6, 8.9, 12.0). On an H200 (sm_90) expect its engines to be
+# refused with a clear EngineError ("this GPU cannot run the plan: ... unsupported cc"); data-centre TensorRT
+# (`tensorrt`, 10.x) is the backend for Hopper, and trtnet uses it when it is importable.
+#
 # Steps, each under its own time limit so that one stuck step cannot eat the rest:
 #   env.txt         GPU, driver, CUDA runtime, Python packages, TensorRT for RTX import
 #   gpu_tests.log   the gpu-marked tests (runtime: numpy/torch inputs, CUDA graphs, two streams, dynamic batch;
@@ -50,6 +55,10 @@ from cuda.bindings import runtime as r
 print("driver", r.cudaDriverGetVersion(), "runtime", r.cudaRuntimeGetVersion(), "devices", r.cudaGetDeviceCount())
 import trtnet.backend, trtnet.cudart
 print("trtnet backend:", trtnet.backend.get_backend(), "| device problem:", trtnet.cudart.device_problem())
+trt = trtnet.backend.get_trt()
+if hasattr(trt, "ComputeCapability"):
+    print("this GPU:", trtnet.cudart.compute_capability(), "| TensorRT for RTX targets:",
+          [n for n in vars(trt.ComputeCapability) if n.startswith("SM")])
 PY
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"

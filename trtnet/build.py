@@ -212,6 +212,13 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     config = net.builder.create_builder_config()
     if optimization_level is not None:
         config.builder_optimization_level = optimization_level
+    gpu = target()
+    if gpu != "aot" and hasattr(config, "set_compute_capability"):
+        # TensorRT for RTX builds portable engines by default (sm_86, sm_89, sm_120); with a GPU present,
+        # build for that GPU (Turing needs it, and the cache key names it).
+        trt = get_trt()
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
     if any(s.min_batch != s.max_batch for s in net.inputs):
         profile = net.builder.create_optimization_profile()
         for s in net.inputs:
@@ -236,7 +243,7 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
         raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
     engine = Engine(bytes(plan), inputs=net.inputs, outputs=net.outputs, backend=str(get_backend()),
                     num_layers=net.num_layers, build_seconds=seconds + net.seconds, precision=net.precision,
-                    target=target())
+                    target=gpu)
     if progress is not None:
         print(engine.summary(label), file=sys.stderr)
     return engine
