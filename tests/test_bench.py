@@ -50,7 +50,7 @@ def test_bench_reports_resnet18(resnet18_run):
         assert model["gpu_rel_error"] <= 5e-2  # fp16 on both sides
 
 
-def test_compare_prints_changes(resnet18_run, tmp_path):
+def test_compare_prints_changes(resnet18_run, capsys):
     sys.path.insert(0, str(ROOT))
     try:
         import bench as bench_module
@@ -66,6 +66,10 @@ def test_compare_prints_changes(resnet18_run, tmp_path):
     changed = [k for k in flat_new if flat_old[k] != flat_new[k]]
     assert changed and all(k.startswith("resnet18/b1/trtnet/") for k in changed)
     assert all(abs(flat_new[k] / flat_old[k] - 0.5) < 1e-9 for k in changed)
+    bench_module.compare(older, results)
+    printed = capsys.readouterr().out
+    rows = printed.splitlines()
+    assert all(any(r.startswith(f"| {k} |") and r.endswith("| -50.0% |") for r in rows) for k in changed)
 
 
 def test_unknown_model_is_refused():

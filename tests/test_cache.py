@@ -91,7 +91,7 @@ def _dilated() -> TwoInputs:
     return model
 
 
-@pytest.mark.parametrize("damage", ["truncated", "no_sidecar", "bad_sidecar"])
+@pytest.mark.parametrize("damage", ["truncated", "no_sidecar", "bad_sidecar", "other_backend"])
 def test_damaged_entry_is_rebuilt_with_a_warning(tmp_path, builds, damage):
     trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     (plan,) = tmp_path.glob("*.plan")
@@ -100,6 +100,9 @@ def test_damaged_entry_is_rebuilt_with_a_warning(tmp_path, builds, damage):
         plan.write_bytes(good[: len(good) // 3])
     elif damage == "no_sidecar":
         Path(f"{plan}.json").unlink()
+    elif damage == "other_backend":  # e.g. a cache folder shared with an older TensorRT
+        meta_path = Path(f"{plan}.json")
+        meta_path.write_text(meta_path.read_text().replace(trtnet.backend.get_backend().version, "0.9.0"))
     else:
         Path(f"{plan}.json").write_text("{")
     with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} is unusable \(.+\); rebuilding it"):
