@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
-import os
 import platform
 import resource
 import subprocess

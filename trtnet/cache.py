@@ -12,7 +12,6 @@ Folder: `$TRTNET_CACHE_DIR`, default `~/.cache/trtnet` (`$XDG_CACHE_HOME/trtnet`
 from __future__ import annotations
 
 import contextlib
-import enum
 import hashlib
 import json
 import os
@@ -49,18 +48,13 @@ def _layer_classes(trt) -> dict[str, type]:
 
 def _plain(value: Any) -> Any:
     """A JSON-able form of a layer attribute, or None for what the key leaves out (weights: hashed apart)."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, enum.Enum) or hasattr(value, "__members__") or type(value).__name__ in ("DataType",):
+    if hasattr(type(value), "__members__"):  # TensorRT's enums (pybind11): their name says it all
         return str(value)
-    if hasattr(value, "name") and hasattr(value, "value") and isinstance(getattr(value, "value"), int):
-        return str(value)  # pybind11 enums
-    if isinstance(value, (tuple, list)) or type(value).__name__ in ("Dims", "Permutation", "Dims2", "DimsHW"):
-        try:
-            return [_plain(v) for v in value]
-        except TypeError:
-            return None
-    return None
+    if isinstance(value, (tuple, list)) or type(value).__name__.startswith(("Dims", "Permutation")):
+        return [_plain(v) for v in value]
+    return None  # trt.Weights and other handles
 
 
 def _tensor_sig(t) -> list | None:
