@@ -240,7 +240,10 @@ class Engine:
 
     # -- running --------------------------------------------------------------------------------------------
     def __call__(self, *inputs: Any, out: Sequence[Any] | None = None) -> list:
-        """Run the engine once on its default runner and wait for the results (see the module docstring)."""
+        """Run the engine once on its default runner and wait for the results (see the module docstring).
+
+        The default runner serves one caller at a time: threads or concurrent streams each take a `runner()`.
+        """
         call = self.check_inputs(inputs, out)
         if self._default is None:
             self._default = self.runner()
