@@ -17,6 +17,16 @@ def cuda_device() -> str | None:
     return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _engine_cache_per_session(tmp_path_factory):
+    """Engines built by tests go to a fresh cache folder: a test that builds must build, not find last run's
+    engine, and the user's ~/.cache/trtnet stays untouched."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRTNET_CACHE_DIR", str(tmp_path_factory.mktemp("trtnet-cache")))
+    yield
+    mp.undo()
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, with the reason, where there is none")
     config.addinivalue_line("markers", "slow: over a minute on 2 cores")

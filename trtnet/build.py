@@ -6,6 +6,8 @@ network the interpreter checks is the network the engine is built from.
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -14,7 +16,7 @@ import numpy as np
 
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import BuildError, NetworkError
-from trtnet.graph import Graph, Policy
+from trtnet.graph import NUMPY_OF, Graph, Policy
 from trtnet.nn.module import Input, Module
 from trtnet.runtime import Engine, TensorSpec
 from trtnet.tensor import Tensor
@@ -32,6 +34,7 @@ class Network:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     seconds: float = 0.0
+    precision: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -75,8 +78,8 @@ def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", f
                 t = t.cast(trt.float32)
             t.trt.name = name
             network.mark_output(t.trt)
-            outputs.append(TensorSpec(name, t.shape, "float32" if t.dtype == trt.float32 else str(t.dtype)))
-    return Network(network, builder, graph, specs, outputs, time.perf_counter() - t0)
+            outputs.append(TensorSpec(name, t.shape, np.dtype(NUMPY_OF[t.dtype]).name))
+    return Network(network, builder, graph, specs, outputs, time.perf_counter() - t0, precision=precision)
 
 
 def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
@@ -98,40 +101,151 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
 def build(model: Module, batch_size: BatchSize = 1, precision: str = "fp16", *, fold_bn: bool = True,
           norm_fp32: bool = True, fused_attention: bool = True,
           input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
-          verbose: bool = False) -> Engine:
-    """Build a TensorRT engine for `model`.
+          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> Engine:
+    """Build a TensorRT engine for `model`, or take it from the engine cache when the same build was done before.
+
+    `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
+    A progress bar shows on a terminal (or with `verbose`), then a one-line summary.
 
     >>> engine = trtnet.build(resnet50(weights=None), batch_size=8, precision="fp16")   # doctest: +SKIP
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
+    from trtnet import cache as engine_cache
+
+    label = f"{type(model).__name__} {precision}"
     net = emit(model, batch_size, precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
                fused_attention=fused_attention, input_shapes=input_shapes)
-    return build_network(net, optimization_level=optimization_level, verbose=verbose,
-                         label=f"{type(model).__name__} {precision}")
+    if not cache:
+        return build_network(net, optimization_level=optimization_level, verbose=verbose, label=label)
+    options = {"precision": precision, "batch_size": batch_size, "optimization_level": optimization_level,
+               "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) for s in net.inputs]}
+    key = engine_cache.engine_key(net.network, net.graph.keepalive, options)
+    folder = engine_cache.cache_dir(cache_dir)
+
+    def rebuild() -> Engine:
+        engine_cache.remove_entry(key, folder)
+        return build(model, batch_size, precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
+                     fused_attention=fused_attention, input_shapes=input_shapes,
+                     optimization_level=optimization_level, verbose=verbose, cache=True, cache_dir=cache_dir)
+
+    # Builders of one key take turns: the second finds the first one's entry instead of building again.
+    with engine_cache.locked(folder / f"{key}.lock"):
+        engine = engine_cache.load_entry(key, folder)
+        if engine is not None:
+            if verbose:
+                print(f"{label}: from the engine cache ({engine_cache.entry_path(key, folder)})", file=sys.stderr)
+        else:
+            engine = build_network(net, optimization_level=optimization_level, verbose=verbose, label=label)
+            engine_cache.store_entry(key, folder, engine)
+    engine.rebuild = rebuild
+    return engine
+
+
+class _Progress:
+    """Build progress on stderr from TensorRT's progress monitor: one line, redrawn, of the open phases."""
+
+    def __init__(self, label: str, tty: bool) -> None:
+        self.label, self.tty = label, tty
+        self.phases: dict[str, tuple[int, int]] = {}  # name -> (step done, steps)
+        self.t0 = time.perf_counter()
+        self.shown = 0.0
+
+    def start(self, name: str, parent: str | None, steps: int) -> None:
+        self.phases[name] = (0, steps)
+        if not self.tty and parent is None:
+            print(f"{self.label}: {name} ...", file=sys.stderr, flush=True)
+        self.draw()
+
+    def step(self, name: str, step: int) -> bool:
+        if name in self.phases:
+            self.phases[name] = (step + 1, self.phases[name][1])
+        self.draw()
+        return True  # never cancel the build
+
+    def finish(self, name: str) -> None:
+        self.phases.pop(name, None)
+        self.draw()
+
+    def draw(self) -> None:
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self.shown < 0.1 and self.phases:
+            return
+        self.shown = now
+        parts = [f"{n} {done}/{steps}" for n, (done, steps) in self.phases.items()]
+        line = f"{self.label}: building {now - self.t0:5.1f} s  " + " > ".join(parts)
+        sys.stderr.write("\r" + line[:150].ljust(150))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + " " * 150 + "\r")
+            sys.stderr.flush()
+
+
+def _progress_monitor(progress: _Progress):
+    """A TensorRT `IProgressMonitor` forwarding to `progress` (the class is made here: TensorRT imports lazily)."""
+    trt = get_trt()
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            progress.start(phase_name, parent_phase, num_steps)
+
+        def step_complete(self, phase_name, step):
+            return progress.step(phase_name, step)
+
+        def phase_finish(self, phase_name):
+            progress.finish(phase_name)
+
+    return Monitor()
 
 
 def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False,
                   label: str = "network") -> Engine:
     """Compile an emitted network into a serialized plan."""
-    trt = get_trt()
+    from trtnet.cache import target
+
     config = net.builder.create_builder_config()
     if optimization_level is not None:
         config.builder_optimization_level = optimization_level
+    gpu = target()
+    if gpu != "aot" and hasattr(config, "set_compute_capability"):
+        # TensorRT for RTX builds portable engines by default (sm_86, sm_89, sm_120); with a GPU present,
+        # build for that GPU (Turing needs it, and the cache key names it).
+        trt = get_trt()
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
     if any(s.min_batch != s.max_batch for s in net.inputs):
         profile = net.builder.create_optimization_profile()
         for s in net.inputs:
             rest = s.shape[1:]
             profile.set_shape(s.name, (s.min_batch, *rest), s.shape, (s.max_batch, *rest))
         config.add_optimization_profile(profile)
+    tty = sys.stderr.isatty()
+    progress = _Progress(label, tty) if (tty or verbose) else None
+    monitor = None
+    if progress is not None and hasattr(config, "progress_monitor"):
+        monitor = _progress_monitor(progress)  # held here: TensorRT keeps only a pointer to it
+        config.progress_monitor = monitor
     t0 = time.perf_counter()
-    plan = net.builder.build_serialized_network(net.network, config)
+    try:
+        plan = net.builder.build_serialized_network(net.network, config)
+    finally:
+        if progress is not None:
+            progress.close()
     seconds = time.perf_counter() - t0
+    del monitor
     if plan is None:
         raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
     engine = Engine(bytes(plan), inputs=net.inputs, outputs=net.outputs, backend=str(get_backend()),
-                    num_layers=net.num_layers, build_seconds=seconds + net.seconds)
-    if verbose:
-        print(engine.summary(label))
+                    num_layers=net.num_layers, build_seconds=seconds + net.seconds, precision=net.precision,
+                    target=gpu)
+    if progress is not None:
+        print(engine.summary(label), file=sys.stderr)
     return engine
 
 

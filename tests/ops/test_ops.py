@@ -123,11 +123,12 @@ def test_gather_embedding_rows():
     np.testing.assert_array_equal(got, table[ids])
 
 
+@pytest.mark.parametrize("norm_fp32", [True, False], ids=["norm_fp32", "norm_in_precision"])
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_reduced_precision_casts_back_to_fp32(precision):
+def test_reduced_precision_casts_back_to_fp32(precision, norm_fp32):
     a = x(2, 3, 8)
     (got,) = run_ops(lambda t: ops.layer_norm(ops.gelu(t), LN_W[:1].repeat(8), None).softmax(-1), a,
-                     precision=precision)
+                     precision=precision, norm_fp32=norm_fp32)
     want = F.layer_norm(F.gelu(T(a)), (8,), T(LN_W[:1].repeat(8))).softmax(-1).numpy()
     assert got.dtype == np.float32
     assert rel_error(got, want) <= (2e-2 if precision == "bf16" else 2e-3)

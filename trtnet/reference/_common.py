@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ml_dtypes
@@ -144,7 +144,6 @@ class LayerCall:
     layer: Any
     inputs: list[np.ndarray | None]
     type_name: str
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # named tensors a layer needs beyond its inputs
 
     def fail(self, message: str) -> InterpreterError:
         """An `InterpreterError` naming this layer; the caller raises it."""

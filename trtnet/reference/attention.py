@@ -1,9 +1,10 @@
 """TensorRT's fused attention (`INetworkDefinition.add_attention` / `add_attention_v2`).
 
-An `IAttention` is not a layer itself: the network lists two boundary layers. ATTENTION_INPUT takes
-[query, key, value, mask, normalization quantize scale, query lengths, key/value lengths] (absent ones read
-back as None) and its single output already has the attention's output shape; ATTENTION_OUTPUT takes that
-tensor and produces the attention's output. The interpreter therefore computes the whole attention at the
+An `IAttention` is not a layer itself: the network lists two boundary layers. ATTENTION_INPUT takes query,
+key and value as inputs 0-2, the mask as input 3, and the other optional tensors (quantize scale, lengths) in
+later slots, unset ones reading back as None; its single output already has the attention's output shape.
+ATTENTION_OUTPUT takes that tensor and produces the attention's output. The optional tensors are found
+through the `IAttention` (`layer.attention.mask`, `.key_value_lengths`) by name. The interpreter therefore computes the whole attention at the
 input boundary and passes it through at the output boundary.
 
 The math is softmax(Q K^T + mask) V per head, with no 1/sqrt(d) factor: TensorRT requires the caller to
@@ -87,7 +88,8 @@ def attention_input(call: LayerCall) -> list[np.ndarray]:
     named = _named_inputs(call)
     q, k, v = call.input(0), call.input(1), call.input(2)
     if att.query_form.name != "PADDED_BHND" or att.key_value_form.name != "PADDED_BHND":
-        raise call.fail(f"attention forms {att.query_form.name}/{att.key_value_form.name}: only PADDED_BHND is supported")
+        forms = f"{att.query_form.name}/{att.key_value_form.name}"
+        raise call.fail(f"attention forms {forms}: only PADDED_BHND is supported")
     if att.normalization_quantize_scale is not None:
         raise call.fail("quantized attention normalization is not modelled")
     if q.ndim != 4 or k.shape != v.shape or k.ndim != 4:

@@ -53,6 +53,8 @@ def _forward_window(
         out = tuple(span[i] // stride[i] + 1 for i in range(n))
     else:
         raise call.fail(f"unsupported padding mode {mode}")
+    if min(out) < 0:
+        raise call.fail(f"window {eff_kernel} does not fit input {sizes} padded by {pre}/{post}")
     return Window(pre, post, out)
 
 
@@ -101,7 +103,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     x = x.reshape((-1, groups, c_in // groups) + x.shape[-nsp:])
     w = kernel.reshape((groups, k_out // groups, c_in // groups) + ksize)
     out = np.zeros((x.shape[0], groups, k_out // groups) + win.out, np.float32)
-    for offset in itertools.product(*(range(k) for k in ksize)):
+    for offset in itertools.product(*(range(k) for k in ksize)) if out.size else ():
         window = tuple(
             slice(offset[i] * dilation[i], offset[i] * dilation[i] + (win.out[i] - 1) * stride[i] + 1, stride[i])
             for i in range(nsp)
@@ -134,7 +136,9 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
     full = tuple((sizes[i] - 1) * stride[i] + eff[i] for i in range(nsp))
     mode = layer.padding_mode.name
     if mode in ("SAME_UPPER", "SAME_LOWER"):
-        total = [full[i] - sizes[i] * stride[i] for i in range(nsp)]
+        # Crop towards out = in * stride; when the kernel is narrower than the stride TensorRT keeps the
+        # whole (in - 1) * stride + kernel output instead of padding it.
+        total = [max(0, full[i] - sizes[i] * stride[i]) for i in range(nsp)]
         small = tuple(t // 2 for t in total)
         big = tuple(t - t // 2 for t in total)
         pre, post = (small, big) if mode == "SAME_UPPER" else (big, small)

@@ -45,6 +45,12 @@ _NOT_INTERPRETED: dict[str, str] = {
 }
 
 
+def layer_type_name(layer: Any) -> str:
+    """The `LayerType` name of a layer, even once downcast (IActivationLayer and IPoolingLayer reuse `.type`
+    for their own enums, so the base class property is read explicitly)."""
+    return get_trt().ILayer.type.__get__(layer).name
+
+
 def layer_types_supported() -> set[str]:
     """The names of the TensorRT `LayerType`s the interpreter can run."""
     return set(HANDLERS)
@@ -62,21 +68,19 @@ def run_network(
     With `check_shapes`, every layer output is checked against the shape and dtype TensorRT inferred.
     `trace(layer_name, layer_type_name, outputs)` is called after each layer.
     """
+    _refuse_unsupported(network)
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
     for index in _execution_order(network):
         layer = network.get_layer(index)
-        type_name = layer.type.name
-        entry = HANDLERS.get(type_name)
-        if entry is None:
-            reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
-            raise InterpreterError(f"layer {layer.name!r} ({type_name}): unsupported layer type: {reason}")
+        type_name = layer_type_name(layer)
+        entry = HANDLERS[type_name]
         layer.__class__ = getattr(get_trt(), entry.class_name)
         call = LayerCall(layer=layer, inputs=_layer_inputs(layer, type_name, values), type_name=type_name)
         outputs = list(entry.fn(call))
         if len(outputs) != layer.num_outputs:
             raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {layer.num_outputs}")
         if check_shapes:
-            check_layer_outputs(layer, outputs, type_name)
+            check_layer_outputs(layer, outputs)
         for i, value in enumerate(outputs):
             values[layer.get_output(i).name] = value
         if trace is not None:
@@ -90,16 +94,33 @@ def run_network(
     return result
 
 
-def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray], type_name: str | None = None) -> None:
+def _refuse_unsupported(network: Any) -> None:
+    """Fails before any work on the first layer the interpreter cannot run (loops would also look cyclic)."""
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        type_name = layer_type_name(layer)
+        if type_name not in HANDLERS:
+            reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
+            raise InterpreterError(f"layer {layer.name!r} ({type_name}): unsupported layer type: {reason}")
+
+
+def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
     """Raises `InterpreterError` unless each output has the shape and dtype TensorRT inferred for it.
 
-    Dims TensorRT reports as -1 are dynamic: only the rank and the known dims are compared. Pass `type_name`
-    for a downcast layer: IActivationLayer and IPoolingLayer reuse `.type` for their own enums.
+    Dims TensorRT reports as -1 are dynamic: only the rank and the known dims are compared.
     """
-    type_name = type_name or layer.type.name
+    type_name = layer_type_name(layer)
     for i, value in enumerate(outputs):
         tensor = layer.get_output(i)
-        check_value(layer.name, type_name, f"output {i} ({tensor.name!r})", tensor.shape, tensor.dtype, value)
+        try:
+            shape = tensor.shape
+        except RuntimeError:
+            # TensorRT itself rejected the layer (its log says why); the network could never be built.
+            raise InterpreterError(
+                f"layer {layer.name!r} ({type_name}): TensorRT cannot infer the shape of output {i}; "
+                "the layer is invalid (TensorRT's log says why)"
+            ) from None
+        check_value(layer.name, type_name, f"output {i} ({tensor.name!r})", shape, tensor.dtype, value)
 
 
 def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: Any, value: np.ndarray) -> None:
@@ -119,7 +140,7 @@ def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: A
 def _layer_inputs(layer: Any, type_name: str, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
     out: list[np.ndarray | None] = []
     for i in range(layer.num_inputs):
-        tensor = _get_input(layer, i)
+        tensor = layer.get_input(i)  # an optional input that was never set reads back as None
         if tensor is None:
             out.append(None)
             continue
@@ -127,11 +148,6 @@ def _layer_inputs(layer: Any, type_name: str, values: Mapping[str, np.ndarray]) 
             raise InterpreterError(f"layer {layer.name!r} ({type_name}): input {i} ({tensor.name!r}) has no value")
         out.append(values[tensor.name])
     return out
-
-
-def _get_input(layer: Any, i: int) -> Any:
-    # Optional inputs that were never set read back as None.
-    return layer.get_input(i)
 
 
 def _execution_order(network: Any) -> list[int]:
@@ -147,13 +163,13 @@ def _execution_order(network: Any) -> list[int]:
             name = layer.get_output(o).name
             if name in produced_by:
                 raise InterpreterError(
-                    f"layer {layer.name!r} ({layer.type.name}): output name {name!r} is also produced by layer "
+                    f"layer {layer.name!r} ({layer_type_name(layer)}): output name {name!r} is also produced by layer "
                     f"{network.get_layer(produced_by[name]).name!r}; tensor names must be unique"
                 )
             produced_by[name] = index
         names = set()
         for i in range(layer.num_inputs):
-            tensor = _get_input(layer, i)
+            tensor = layer.get_input(i)
             if tensor is not None:
                 names.add(tensor.name)
         needs.append(names)
@@ -176,7 +192,7 @@ def _execution_order(network: Any) -> list[int]:
     if len(order) != network.num_layers:
         stuck = next(i for i in range(network.num_layers) if i not in set(order))
         layer = network.get_layer(stuck)
-        raise InterpreterError(f"layer {layer.name!r} ({layer.type.name}): the network has a cycle through it")
+        raise InterpreterError(f"layer {layer.name!r} ({layer_type_name(layer)}): the network has a cycle through it")
     return order
 
 

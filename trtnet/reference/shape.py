@@ -75,7 +75,9 @@ def concatenation(call: LayerCall) -> list[np.ndarray]:
         raise call.fail(f"cannot concatenate shapes {[x.shape for x in xs]} on axis {axis}: {err}") from None
 
 
-def _slice_indices(call: LayerCall, mode: str, n: int, start: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def _slice_indices(
+    call: LayerCall, mode: str, n: int, start: int, size: int, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Source indices along one axis and a mask of those that are in bounds (for FILL)."""
     idx = start + np.arange(size, dtype=np.int64) * stride
     valid = (idx >= 0) & (idx < n)

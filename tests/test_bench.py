@@ -1,0 +1,82 @@
+"""`python bench.py` as users run it: one small model end to end, its JSON, and comparing two runs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cuda_device
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def resnet18_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    # Short on a GPU (one batch, few iterations); on the CPU this builds both routes and checks parity.
+    proc = bench("--models", "resnet18", "--batch-sizes", "1", "--iters", "20", "--warmup", "5",
+                 "--weights-dir", str(out.parent), "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, json.loads(out.read_text()), out
+
+
+def test_bench_reports_resnet18(resnet18_run):
+    proc, results, _ = resnet18_run
+    meta, model = results["meta"], results["models"]["resnet18"]
+    assert meta["precision"] == "fp16" and "precision fp16 (the default is fp16)" in proc.stdout
+    assert "seeded random weights (the PyTorch source's, seed 0" in model["weights"]
+    if cuda_device() is None:
+        assert meta["gpu"] is False and "latency columns need a GPU" in proc.stdout
+        trt, onnx = model["routes"]["1"]["trtnet"], model["routes"]["1"]["onnx"]
+        assert 50 <= trt["layers"] <= 60  # 20 convolutions (BN folded), pooling, the head, input/output casts
+        assert abs(onnx["layers"] - trt["layers"]) <= 5
+        for route in (trt, onnx):
+            assert route["build_s"] > 0 and route["pipeline_s"] >= route["build_s"]
+            assert 20 < route["engine_mib"] < 30  # 11.7M parameters in fp16
+            assert route["peak_rss_mib"] > 100
+        assert model["parity"]["rel_error"] <= 1e-4
+    else:
+        row = model["latency"]["1"]
+        for side in ("torch", "trtnet"):
+            assert row[side]["iters"] == 20 and 0 < row[side]["median_ms"] <= row[side]["p99_ms"]
+        assert model["gpu_rel_error"] <= 5e-2  # fp16 on both sides
+
+
+def test_compare_prints_changes(resnet18_run, capsys):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import bench as bench_module
+    finally:
+        sys.path.remove(str(ROOT))
+    _, results, _ = resnet18_run
+    older = json.loads(json.dumps(results))
+    for routes in older["models"]["resnet18"].get("routes", {}).values():
+        routes["trtnet"]["build_s"] *= 2
+    for row in older["models"]["resnet18"].get("latency", {}).values():
+        row["trtnet"]["mean_ms"] *= 2
+    flat_old, flat_new = bench_module.flatten(older), bench_module.flatten(results)
+    changed = [k for k in flat_new if flat_old[k] != flat_new[k]]
+    assert changed and all(k.startswith("resnet18/b1/trtnet/") for k in changed)
+    assert all(abs(flat_new[k] / flat_old[k] - 0.5) < 1e-9 for k in changed)
+    bench_module.compare(older, results)
+    printed = capsys.readouterr().out
+    rows = printed.splitlines()
+    assert all(any(r.startswith(f"| {k} |") and r.endswith("| -50.0% |") for r in rows) for k in changed)
+
+
+def test_unknown_model_is_refused():
+    proc = bench("--models", "resnet_nope", timeout=120)
+    assert proc.returncode == 2 and "unknown model(s) ['resnet_nope']" in proc.stderr
+
+
+def test_needs_models_or_all():
+    proc = bench(timeout=120)
+    assert proc.returncode == 2 and "name --models or pass --all" in proc.stderr

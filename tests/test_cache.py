@@ -1,0 +1,136 @@
+"""The engine cache: hits, misses when anything that shapes the plan changes, damaged entries, concurrent builders."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import trtnet
+from trtnet.cache import engine_key
+from trtnet.runtime import Engine
+
+from tests.runtime_models import TwoInputs, two_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[str]:
+    """Counts real TensorRT builds (cache hits do not build)."""
+    calls: list[str] = []
+    module = sys.modules["trtnet.build"]  # the module: `trtnet.build` is the function
+    real = module.build_network
+
+    def counting(net, **kwargs):
+        calls.append(kwargs.get("label", ""))
+        return real(net, **kwargs)
+
+    monkeypatch.setattr(module, "build_network", counting)
+    return calls
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.plan"))
+
+
+def test_hit(tmp_path, builds):
+    first = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    second = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 1
+    assert second.plan == first.plan and second.inputs == first.inputs and second.outputs == first.outputs
+    assert len(entries(tmp_path)) == 1
+
+
+def test_cache_false_always_builds(tmp_path, builds):
+    for _ in range(2):
+        trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache=False, cache_dir=tmp_path)
+    assert len(builds) == 2 and entries(tmp_path) == []
+
+
+def test_env_folder(tmp_path, builds, monkeypatch):
+    monkeypatch.setenv("TRTNET_CACHE_DIR", str(tmp_path / "env"))
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32")
+    assert len(entries(tmp_path / "env")) == 1
+
+
+def test_miss_on_a_changed_weight(tmp_path, builds):
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    model = two_inputs()
+    value = model.conv.weight.value.copy()
+    value[0, 0, 0, 0] += 1e-3
+    model.conv.weight.value = value
+    trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 2 and len(entries(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("change", ["precision", "batch", "profile", "dilation"])
+def test_key_covers(change):
+    """Every build input that changes the plan changes the key; the same inputs give the same key."""
+    def key(model=None, batch=2, precision="fp32"):
+        net = trtnet.emit(model or two_inputs(), batch, precision=precision)
+        options = {"precision": precision, "batch_size": batch}
+        return engine_key(net.network, net.graph.keepalive, options)
+
+    base = key()
+    assert key() == base
+    other = {"precision": lambda: key(precision="fp16"), "batch": lambda: key(batch=4),
+             "profile": lambda: key(batch=(1, 2, 4)),
+             "dilation": lambda: key(model=_dilated())}[change]()
+    assert other != base
+
+
+def _dilated() -> TwoInputs:
+    """The same weights and shapes in a network that differs in one layer attribute (the conv's dilation)."""
+    model = two_inputs()
+    model.conv._config.update(dilation=2, padding=2)
+    return model
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no_sidecar", "bad_sidecar", "other_backend"])
+def test_damaged_entry_is_rebuilt_with_a_warning(tmp_path, builds, damage):
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (plan,) = tmp_path.glob("*.plan")
+    good = plan.read_bytes()
+    if damage == "truncated":
+        plan.write_bytes(good[: len(good) // 3])
+    elif damage == "no_sidecar":
+        Path(f"{plan}.json").unlink()
+    elif damage == "other_backend":  # e.g. a cache folder shared with an older TensorRT
+        meta_path = Path(f"{plan}.json")
+        meta_path.write_text(meta_path.read_text().replace(trtnet.backend.get_backend().version, "0.9.0"))
+    else:
+        Path(f"{plan}.json").write_text("{")
+    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} is unusable \(.+\); rebuilding it"):
+        engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 2
+    assert Engine.load(plan).plan == engine.plan  # the entry is whole again
+
+
+def test_two_processes_building_one_key_leave_one_good_entry(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    script = str(ROOT / "tests" / "runtime_models.py")
+    procs = [subprocess.Popen([sys.executable, script, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    # Each prints its plan's sha256 and build seconds: equal when the second one waited for the first and
+    # reused its entry (two builds would hardly agree to the millisecond).
+    results = {o[0].strip().splitlines()[-1] for o in outs}
+    (plan,) = tmp_path.glob("*.plan")
+    assert len(results) == 1, results
+    assert hashlib.sha256(Engine.load(plan).plan).hexdigest() == results.pop().split()[0]
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_reference_unaffected_by_cache(tmp_path):
+    """Building (and caching) leaves the model usable: the interpreter still runs it."""
+    model = two_inputs()
+    trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
+    x = np.ones((2, 3, 8, 8), np.float32)
+    (z,) = trtnet.reference(model, x, np.zeros((2, 4, 8, 8), np.float32))
+    assert z.shape == (2, 4, 8, 8) and np.isfinite(z).all()

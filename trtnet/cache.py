@@ -1,0 +1,172 @@
+"""The engine cache: serialized engines kept in a user folder, keyed by everything that shapes the plan.
+
+The key hashes the network itself (every layer's type, name, input/output shapes and dtypes, and the
+attributes TensorRT exposes on it), the weights (the arrays the graph keeps alive for TensorRT), the build
+options (precision, shapes and profile, optimization level), the backend and its version, and the target GPU
+(its compute capability when there is one, else "aot"). An entry is the plan and its JSON sidecar, written
+atomically; builders of one key take a lock file in turn, so two processes end with one good entry and the
+second one reuses it. An entry that fails its checks is rebuilt with a warning.
+
+Folder: `$TRTNET_CACHE_DIR`, default `~/.cache/trtnet` (`$XDG_CACHE_HOME/trtnet` where that is set).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from trtnet.errors import EngineError
+from trtnet.runtime import Engine, sidecar_path
+
+KEY_VERSION = 1  # bump when the key's recipe changes, so old entries are not mistaken for new ones
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The cache folder (not created here)."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("TRTNET_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "trtnet"
+
+
+# -- the key -------------------------------------------------------------------------------------------------
+
+def _layer_classes(trt) -> dict[str, type]:
+    """LayerType name -> its Python class, found by name (CONVOLUTION -> IConvolutionLayer, TOPK -> ITopKLayer)."""
+    classes = {name.lower(): getattr(trt, name) for name in dir(trt) if name.startswith("I") and name.endswith("Layer")}
+    return classes
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able form of a layer attribute, or None for what the key leaves out (weights: hashed apart)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(type(value), "__members__"):  # TensorRT's enums (pybind11): their name says it all
+        return str(value)
+    if isinstance(value, (tuple, list)) or type(value).__name__.startswith(("Dims", "Permutation")):
+        return [_plain(v) for v in value]
+    return None  # trt.Weights and other handles
+
+
+def _tensor_sig(t) -> list | None:
+    if t is None:
+        return None
+    return [t.name, list(t.shape), str(t.dtype)]
+
+
+def network_fingerprint(network) -> str:
+    """sha256 of the network's structure: layers, their tensors and the attributes TensorRT reports."""
+    from trtnet.backend import get_trt
+
+    trt = get_trt()
+    classes = _layer_classes(trt)
+    h = hashlib.sha256()
+    for i in range(network.num_inputs):
+        h.update(json.dumps(["in", _tensor_sig(network.get_input(i))]).encode())
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        row: list[Any] = [str(layer.type), layer.name,
+                          [_tensor_sig(layer.get_input(j)) for j in range(layer.num_inputs)],
+                          [_tensor_sig(layer.get_output(j)) for j in range(layer.num_outputs)]]
+        cls = classes.get(f"i{layer.type.name.replace('_', '').lower()}layer")
+        if cls is not None:
+            layer.__class__ = cls  # TensorRT hands back the base ILayer; the subclass exposes the attributes
+            attrs = {}
+            for name in sorted(vars(cls)):
+                if name.startswith("_") or not isinstance(vars(cls)[name], property):
+                    continue
+                try:
+                    attrs[name] = _plain(getattr(layer, name))
+                except (RuntimeError, TypeError, ValueError, AttributeError):
+                    attrs[name] = "?"  # an attribute not set on this layer (e.g. an unused optional one)
+            row.append(attrs)
+        h.update(json.dumps(row, sort_keys=True, default=str).encode())
+    for i in range(network.num_outputs):
+        h.update(json.dumps(["out", _tensor_sig(network.get_output(i))]).encode())
+    return h.hexdigest()
+
+
+def weights_fingerprint(arrays: list[np.ndarray]) -> str:
+    """sha256 over the weight arrays in emission order (dtype, shape and bytes of each)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def target() -> str:
+    """The GPU the engine is built for: 'sm_90' where a CUDA GPU is visible, else 'aot'."""
+    try:
+        from trtnet.cudart import compute_capability
+
+        return compute_capability() or "aot"
+    except EngineError:  # cuda-python absent: no GPU can be used either
+        return "aot"
+
+
+def engine_key(network, keepalive: list[np.ndarray], options: dict[str, Any]) -> str:
+    """The cache key of an emitted network built with `options` (precision, shapes, backend...)."""
+    from trtnet.backend import get_backend
+
+    parts = {"key_version": KEY_VERSION, "backend": str(get_backend()), "target": target(),
+             "network": network_fingerprint(network), "weights": weights_fingerprint(keepalive),
+             "options": options}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+# -- entries -------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (a lock file) where the OS offers one; the OS frees it if we crash."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic replace alone keeps every entry whole
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def entry_path(key: str, folder: Path) -> Path:
+    return folder / f"{key}.plan"
+
+
+def load_entry(key: str, folder: Path) -> Engine | None:
+    """The cached engine for `key`, None when absent; a damaged entry is removed with a warning (then None)."""
+    path = entry_path(key, folder)
+    if not path.exists() and not sidecar_path(path).exists():
+        return None
+    try:
+        return Engine.load(path)
+    except EngineError as e:
+        warnings.warn(f"trtnet engine cache: entry {path.name} is unusable ({e}); rebuilding it", stacklevel=3)
+        remove_entry(key, folder)
+        return None
+
+
+def store_entry(key: str, folder: Path, engine: Engine) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return engine.save(entry_path(key, folder))
+
+
+def remove_entry(key: str, folder: Path) -> None:
+    path = entry_path(key, folder)
+    for p in (path, sidecar_path(path)):
+        p.unlink(missing_ok=True)
