@@ -73,10 +73,19 @@ def _unfused(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, mask: Tensor 
     if bias is not None:
         scores = add(scores, cast(bias, scores.dtype))
     if mask is not None:
-        # transformers' additive mask, (1 - keep) * finfo(float32).min, added in fp32 where it cannot overflow.
-        scores = cast(scores, trt.float32)
-        scores = add(scores, mul(sub(1.0, cast(mask, trt.float32)), float(np.finfo(np.float32).min)))
+        # Added in fp32, where transformers' finfo(float32).min cannot overflow.
+        scores = add(cast(scores, trt.float32), _additive(mask))
     return matmul(cast(softmax(scores, -1), v.dtype), v)
+
+
+def _additive(mask: Tensor) -> Tensor:
+    """transformers' additive mask (1 - keep) * finfo(float32).min, emitted once per network for each mask."""
+    graph = current_graph()
+    key = ("additive_mask", mask.name)
+    if key not in graph.memo:
+        trt = get_trt()
+        graph.memo[key] = mul(sub(1.0, cast(mask, trt.float32)), float(np.finfo(np.float32).min))
+    return graph.memo[key]
 
 
 def split_heads_linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None, heads: int) -> Tensor:
