@@ -48,9 +48,7 @@ class BertConfig:
                 config = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as e:
                 raise WeightsError(f"{path}: cannot read the BERT config: {e}") from e
-        known = {f.name: f.type for f in fields(cls)}
-        values = {k: config[k] for k in known if k in config}
-        out = cls(**values)
+        out = cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
         if out.hidden_act not in ops.ACTIVATIONS:
             raise WeightsError(f"BERT config: hidden_act {out.hidden_act!r} is not one of {sorted(ops.ACTIVATIONS)}")
         if out.hidden_size % out.num_attention_heads:
