@@ -169,7 +169,11 @@ def _timm(name: str):
     def make():
         import timm
 
-        return timm.create_model(name, pretrained=False)
+        from trtnet.parity import he_init
+
+        model = timm.create_model(name, pretrained=False)
+        he_init(model)  # with timm's init, random outputs differ between inputs by ~1e-3 of their size
+        return model
 
     return make
 

@@ -189,9 +189,13 @@ class InceptionV3(nn.Module):
 def _torch_inception_v3():
     import torchvision
 
+    from trtnet.parity import he_init
+
     # init_weights=False: torchvision's own init would need scipy's truncnorm on older versions, and is slow.
-    return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
-                                           transform_input=False)
+    model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
+                                            transform_input=False)
+    he_init(model)  # PyTorch's default init fades the signal over 90 convs: outputs would ignore the input
+    return model
 
 
 @register("inception_v3", "torchvision.models.inception_v3 (aux_logits=False, transform_input=False)",

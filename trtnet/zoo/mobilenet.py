@@ -89,7 +89,11 @@ class MobileNetV2(nn.Module):
 def _torch_mobilenet_v2():
     import torchvision
 
-    return torchvision.models.mobilenet_v2(weights=None)
+    from trtnet.parity import he_init
+
+    model = torchvision.models.mobilenet_v2(weights=None)
+    he_init(model)  # torchvision scales depthwise kernels by fan_out: random outputs would ignore the input
+    return model
 
 
 @register("mobilenet_v2", "torchvision.models.mobilenet_v2", _torch_mobilenet_v2, benchmark=True)

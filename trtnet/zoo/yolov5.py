@@ -228,8 +228,13 @@ def _torch_yolov5(name: str):
         import yolov5
         from yolov5.models.yolo import Model
 
+        from trtnet.parity import he_init
+
         model = Model(str(Path(yolov5.__file__).parent / "models" / f"{name}.yaml"))
         model.model[-1].export = True  # eval output is then `(predictions,)`, without the raw per-level maps
+        # PyTorch's default init fades the signal (outputs would ignore the input); gain sqrt(2) overshoots
+        # and saturates most sigmoid outputs. 1.3 keeps both the boxes and the confidences input-dependent.
+        he_init(model, gain=1.3)
         return model
 
     return make
