@@ -172,3 +172,15 @@ def test_engine_matches_torch_on_gpu(sources, name):
     assert rel_error(np.asarray(got32), want) <= 1e-3
     (got16,) = trtnet.build(net, batch_size=2, precision="fp16")(x)
     assert cosine(np.asarray(got16), want) >= 0.999
+
+
+@pytest.mark.gpu
+def test_inception_v3_at_299_engine_matches_torch_on_gpu(tmp_path):
+    model = torch_model("inception_v3", seed=5)
+    x = np.random.default_rng(6).standard_normal((2, 3, 299, 299)).astype(np.float32)
+    net = get_entry("inception_v3").fn(weights=export_state(model, tmp_path / "inception_v3.safetensors"))
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    with torch.no_grad():
+        want = model.cuda()(torch.from_numpy(x).cuda()).float().cpu().numpy()
+    (got,) = trtnet.build(net, batch_size=2, precision="fp32", input_shapes={"x": (3, 299, 299)})(x)
+    assert rel_error(np.asarray(got), want) <= 1e-3
