@@ -105,6 +105,15 @@ def test_batchnorm_kept_apart_matches_too(name):
         assert rel_error(got, want) <= 1e-4, f"fold_bn={fold_bn}"
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
+def test_fp16_network_in_the_interpreter(sources, name):
+    """The fp16 network (fp16 weights and activations, as the fp16 engine gets them) on the CPU, a proxy for the
+    GPU check: depthwise convs and squeeze-excitation gates must not lose the signal in half precision."""
+    _, path, x, want, _ = sources(name)
+    (got,) = trtnet.reference(get_entry(name).fn(weights=path), x, precision="fp16")
+    assert cosine(got, want) >= 0.999
+
+
 def test_inception_v3_at_299(tmp_path):
     require_source("inception_v3")
     model = torch_model("inception_v3", seed=5)
