@@ -3,8 +3,15 @@
 >>> from trtnet.zoo import resnet50
 >>> model = resnet50(weights=None)
 """
+from trtnet.zoo.efficientnet import efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3
+from trtnet.zoo.inception import inception_v3
+from trtnet.zoo.mobilenet import mobilenet_v2
 from trtnet.zoo.registry import REGISTRY, ZooEntry, get_entry, register
 from trtnet.zoo.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
+from trtnet.zoo.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
+from trtnet.zoo.yolov5 import yolov5l, yolov5m, yolov5n, yolov5s
 
-__all__ = ["REGISTRY", "ZooEntry", "get_entry", "register", "resnet18", "resnet34", "resnet50", "resnet101",
-           "resnet152"]
+__all__ = ["REGISTRY", "ZooEntry", "get_entry", "register", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",
+           "efficientnet_b3", "inception_v3", "mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101",
+           "resnet152", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+           "yolov5l", "yolov5m", "yolov5n", "yolov5s"]
