@@ -23,19 +23,39 @@ class ZooEntry:
     source: str  # human-readable, e.g. "torchvision.models.resnet50"
     torch_model: Callable[[], object]  # builds the PyTorch source model (imports torch lazily)
     benchmark: bool = False  # one of the nine models of the published benchmark
+    pretrained: Callable[[], object] | None = None  # the source with its published weights (downloads them)
+
+    def pretrained_model(self):
+        """The PyTorch source with its published weights: the entry's own builder, else one read from `source`
+        for torchvision (`weights="DEFAULT"`) and timm (`pretrained=True`). Needs network access."""
+        if self.pretrained is not None:
+            return self.pretrained()
+        library, _, fn = self.source.rpartition(".")
+        if library == "torchvision.models":
+            import torchvision
+
+            return getattr(torchvision.models, fn)(weights="DEFAULT")
+        if library == "timm":
+            import timm
+
+            return timm.create_model(fn, pretrained=True)
+        raise TrtnetError(f"zoo entry {self.name!r}: no known way to download the published weights of "
+                          f"{self.source}; export them yourself with safetensors.torch.save_file")
 
 
 REGISTRY: dict[str, ZooEntry] = {}
 
 
-def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False):
-    """Decorator adding an entry point to the zoo under `name`."""
+def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
+             pretrained: Callable[[], object] | None = None):
+    """Decorator adding an entry point to the zoo under `name`. `pretrained` builds the source with its
+    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`)."""
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
             raise TrtnetError(f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and "
                               f"{fn.__module__})")
-        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark)
+        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained)
         return fn
 
     return add
