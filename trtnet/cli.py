@@ -144,10 +144,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
 
-    entry = _entry(args.model)
-    _require_torch("verify")
     if args.same_file and not args.weights:
         raise TrtnetError("--same-file needs --weights FILE")
+    entry = _entry(args.model)
+    _require_torch("verify")
     if args.pretrained:
         source, what = _download(entry), "published weights"
     else:
