@@ -18,8 +18,8 @@ from trtnet.zoo import REGISTRY, resnet18
 pytest.importorskip("torchvision", reason="torchvision is the PyTorch source of resnet18")
 
 ROOT = Path(__file__).resolve().parents[1]
-# The console script runs whatever trtnet is installed; only when that is this checkout does it test this code.
-SCRIPT = shutil.which("trtnet")
+# The console script of the environment running the tests (`pip install -e .` puts it beside the interpreter).
+SCRIPT = shutil.which("trtnet", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -61,7 +61,8 @@ def test_list_shows_every_zoo_entry_with_its_source():
         assert any(line.split()[:2] == [entry.name, entry.source] for line in result.stdout.splitlines()), entry.name
 
 
-@pytest.mark.skipif(SCRIPT is None, reason="the `trtnet` console script is not installed (pip install -e .)")
+@pytest.mark.skipif(SCRIPT is None, reason="no `trtnet` console script beside this Python or on PATH: trtnet is "
+                    "not pip-installed here (pip install -e . installs it)")
 def test_console_script_runs():
     result = trtnet_cli("list", script=True)
     assert result.returncode == 0 and "resnet18" in result.stdout, result.stderr
