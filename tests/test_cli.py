@@ -18,8 +18,8 @@ from trtnet.zoo import REGISTRY, resnet18
 pytest.importorskip("torchvision", reason="torchvision is the PyTorch source of resnet18")
 
 ROOT = Path(__file__).resolve().parents[1]
-# The console script of the environment running the tests (`pip install -e .` puts it beside the interpreter).
 _CACHE: list[Path] = []  # the engine cache folder of the commands run here (set once per module)
+# The console script of the environment running the tests (`pip install -e .` puts it beside the interpreter).
 SCRIPT = shutil.which("trtnet", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
