@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -26,21 +27,26 @@ class ZooEntry:
     pretrained: Callable[[], object] | None = None  # the source with its published weights (downloads them)
 
     def pretrained_model(self):
-        """The PyTorch source with its published weights: the entry's own builder, else one read from `source`
-        for torchvision (`weights="DEFAULT"`) and timm (`pretrained=True`). Needs network access."""
+        """The PyTorch source with its published weights (downloads them: needs network access).
+
+        The entry's own `pretrained` builder; else, when `source` names a plain torchvision builder
+        (`torchvision.models.resnet50`) or a timm model (`timm vit_base_patch16_224`,
+        `timm.create_model('efficientnet_b0')`), that library's published weights.
+        """
         if self.pretrained is not None:
             return self.pretrained()
-        library, _, fn = self.source.rpartition(".")
-        if library == "torchvision.models":
+        torchvision_fn = re.fullmatch(r"torchvision\.models\.(\w+)", self.source)
+        timm_name = re.fullmatch(r"timm(?:\.create_model\(['\"]|[ .:])(\w+)(?:['\"]\))?", self.source)
+        if torchvision_fn:
             import torchvision
 
-            return getattr(torchvision.models, fn)(weights="DEFAULT")
-        if library == "timm":
+            return getattr(torchvision.models, torchvision_fn[1])(weights="DEFAULT")
+        if timm_name:
             import timm
 
-            return timm.create_model(fn, pretrained=True)
+            return timm.create_model(timm_name[1], pretrained=True)
         raise TrtnetError(f"zoo entry {self.name!r}: no known way to download the published weights of "
-                          f"{self.source}; export them yourself with safetensors.torch.save_file")
+                          f"{self.source} (the entry can register a `pretrained` builder)")
 
 
 REGISTRY: dict[str, ZooEntry] = {}
