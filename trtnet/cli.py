@@ -316,14 +316,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("export-weights", cmd_export_weights,
                   "write a model's PyTorch source state_dict as safetensors (needs torch)")
-    sub.add_argument("model")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument("--pretrained", action="store_true",
                      help="the published weights, downloaded by the source library (needs network access)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
-    sub.add_argument("model")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
@@ -331,7 +331,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")
-    sub.add_argument("model")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
     sub.add_argument("--seed", type=int, default=0,
@@ -344,7 +344,7 @@ def _parser() -> argparse.ArgumentParser:
                      "writes them")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
-    sub.add_argument("model")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
