@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from trtnet import nn, ops
 from trtnet.backend import get_trt, logger
-from trtnet.graph import Graph, Policy
+from trtnet.graph import Graph, Policy, current_graph
 from trtnet.nn.module import Input
 from trtnet.parity import sample_inputs
 from trtnet.summary import summarize
@@ -46,7 +47,7 @@ def test_table_has_a_row_per_layer_and_the_totals():
     lines = summarize(network).table().splitlines()
     assert lines[0].split() == ["layer", "type", "output", "shape", "params"]
     assert len(lines) == 2 + 2 + 2  # header and rule, two layers, rule and totals
-    assert lines[-1] == "total: 2 layers, 2 parameters, 0.00 GFLOPs (conv and matmul, a multiply-add counted as 2)"
+    assert lines[-1] == "total: 2 layers, 2 parameters, 0.00 GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
 
 
 class _TextModel(nn.Module):
@@ -65,3 +66,20 @@ def test_sample_inputs_follow_the_hints():
     assert image.shape == (3, 3, 4, 4) and abs(float(image.mean())) < 0.5
     again = sample_inputs(_TextModel(), batch=3, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(again, (ids, mask, types, image)))
+
+
+def test_fused_attention_counts_both_products():
+    from trtnet.backend import get_backend
+
+    if not get_backend().has("add_attention"):
+        pytest.skip(f"{get_backend()} has no fused attention layer")
+    trt = get_trt()
+
+    def attention(q, k, v):
+        layer = current_graph().network.add_attention(q.trt, k.trt, v.trt, trt.AttentionNormalizationOp.SOFTMAX, False)
+        return Tensor(layer.get_output(0))
+
+    network, _ = _network(attention, (2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 8))  # TensorRT: k and v alike
+    rows = {r.type: r for r in summarize(network).rows}
+    assert rows["ATTENTION_INPUT"].flops == 2 * (2 * 3) * 5 * 7 * (8 + 8)
+    assert rows["ATTENTION_OUTPUT"].flops == 0 and rows["ATTENTION_OUTPUT"].shape == (2, 3, 5, 8)

@@ -101,5 +101,7 @@ def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
 
     with torch.no_grad():
         out = model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    if hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput: its tensors in declaration order
+        out = out.to_tuple()
     outs = out if isinstance(out, (list, tuple)) else [out]
     return [o.detach().float().numpy() for o in outs]

@@ -55,7 +55,7 @@ class Summary:
         lines.insert(1, "-" * len(lines[0]))
         lines.append("-" * len(lines[0]))
         lines.append(f"total: {len(self.rows)} layers, {self.params:,} parameters, "
-                     f"{self.flops / 1e9:.2f} GFLOPs (conv and matmul, a multiply-add counted as 2)")
+                     f"{self.flops / 1e9:.2f} GFLOPs (conv, matmul and attention; a multiply-add counted as 2)")
         return "\n".join(lines)
 
 
@@ -81,7 +81,8 @@ def _params(trt, layer, type_name: str) -> int:
 
 
 def _flops(trt, layer, type_name: str) -> int:
-    """Multiply-adds x 2 for convolutions and matrix multiplies; 0 for layers whose cost is memory, not math."""
+    """Multiply-adds x 2 for convolutions, matrix multiplies and fused attention; 0 for layers whose cost is
+    memory, not math (elementwise, normalisation and softmax arithmetic is not counted)."""
     out = tuple(layer.get_output(0).shape) if layer.num_outputs else ()
     if any(d < 0 for d in out):
         return 0  # a dynamic shape: nothing to count until the engine runs
@@ -98,4 +99,9 @@ def _flops(trt, layer, type_name: str) -> int:
         a = tuple(layer.get_input(0).shape)
         k = a[-2] if layer.op0 == trt.MatrixOperation.TRANSPOSE else a[-1]  # VECTOR and NONE: the last dim
         return 2 * math.prod(out) * k
+    if type_name == "ATTENTION_INPUT":  # a fused attention's two products (q k^T, then by v), counted at its input
+        q, k, v = (tuple(layer.get_input(i).shape) for i in range(3))
+        if any(d < 0 for d in q + k + v):
+            return 0
+        return 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
     return 0
