@@ -47,7 +47,8 @@ def test_table_has_a_row_per_layer_and_the_totals():
     lines = summarize(network).table().splitlines()
     assert lines[0].split() == ["layer", "type", "output", "shape", "params"]
     assert len(lines) == 2 + 2 + 2  # header and rule, two layers, rule and totals
-    assert lines[-1] == "total: 2 layers, 2 parameters, 0.00 GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
+    assert lines[-1] == ("total: 2 layers, 2 parameters, 0.00 GFLOPs "
+                         "(conv, matmul and attention; a multiply-add counted as 2)")
 
 
 class _TextModel(nn.Module):

@@ -119,7 +119,8 @@ def torch_file(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda h: {**h, "a": {**h["a"], "data_offsets": [0, 10**6]}},
-     r"key 'a': data_offsets \[0, 1000000\] lie outside the data \(40 bytes\): the file is truncated or its header lies"),
+     r"key 'a': data_offsets \[0, 1000000\] lie outside the data \(40 bytes\): the file is truncated or its "
+     r"header lies"),
     (lambda h: {**h, "a": {**h["a"], "shape": [3, 3]}}, r"key 'a': 24 bytes for F32 \[3, 3\], which needs 36"),
     (lambda h: {**h, "b": {**h["b"], "data_offsets": [8, 24]}}, r"keys 'a' and 'b' overlap in the data"),
     (lambda h: {**h, "a": {**h["a"], "dtype": "F8_E4M3"}}, r"key 'a': unsupported dtype 'F8_E4M3' \(supported: F64"),
@@ -178,7 +179,8 @@ def test_every_pickle_suffix_is_refused_unread(tmp_path, suffix):
 
 def test_unsigned_dtypes_are_read(tmp_path):
     torch = pytest.importorskip("torch", reason="files are written with safetensors.torch, as users write them")
-    _torch_file(tmp_path / "u.safetensors", {"u16": torch.tensor([0, 1, 2], dtype=torch.uint16), "u32": torch.tensor([0, 1, 2], dtype=torch.uint32)})
+    _torch_file(tmp_path / "u.safetensors", {"u16": torch.tensor([0, 1, 2], dtype=torch.uint16),
+                                             "u32": torch.tensor([0, 1, 2], dtype=torch.uint32)})
     got = read_safetensors(tmp_path / "u.safetensors")
     assert got["u16"].dtype == np.uint16 and got["u32"].dtype == np.uint32
     np.testing.assert_array_equal(got["u32"], [0, 1, 2])

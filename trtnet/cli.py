@@ -38,9 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    warnings.showwarning = _show_warning
     try:
-        return args.run(args)
+        with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except KeyboardInterrupt:
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
         return 130
@@ -198,20 +199,28 @@ def _check(label: str, measure: str, value: float, tolerance: float, higher_is_b
 
 
 def _report_weight_differences(source, model) -> None:
-    """Name the tensors of the file that differ from the PyTorch source's: a check that fails says where."""
+    """Name the tensors of the file that differ from the PyTorch source's: a check that fails says where.
+
+    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
+    counted as not compared (the output check still covers it).
+    """
     state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
-    differ = []
+    differ, compared, total = [], 0, 0
     for key, param in model.named_parameters():
+        total += 1
         if key in state and state[key].shape == tuple(param.shape):
+            compared += 1
             diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
             if not diff == 0.0:  # NaN counts as a difference
                 differ.append((key, diff))
+    unmatched = ("" if compared == total else
+                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
     if differ:
         listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
         print(f"  weights: {len(differ)} tensors differ from the PyTorch source's: {listed}"
-              + (" ..." if len(differ) > 5 else ""))
+              + (" ..." if len(differ) > 5 else "") + unmatched)
     else:
-        print("  weights: every tensor equals the PyTorch source's")
+        print(f"  weights: every tensor equals the PyTorch source's{unmatched}")
 
 
 # -- shared pieces ----------------------------------------------------------------------------------------
