@@ -317,17 +317,17 @@ def test_interrupted_export_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_interrupted_plan_save_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "m.plan"
+    target.write_bytes(b"the previous plan")
     engine = trtnet.Engine(plan=b"x" * 4096)
 
-    def interrupted(self, data):
-        with open(self, "wb") as f:
-            f.write(data[:100])
+    def interrupted(src, dst):  # Ctrl-C after the bytes are written, before they are published
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Path, "write_bytes", interrupted)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         engine.save(target)
-    assert list(tmp_path.iterdir()) == []
+    assert target.read_bytes() == b"the previous plan"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.plan"]
 
 
 def test_one_line_keeps_long_listings_short():
