@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+# YOLOv5's source: the yolov5 package pins old versions of its own dependencies and ultralytics pulls in
+# many more, so both come without their dependencies; the few modules their model code imports are in the
+# `test` extra above.
+	$(PY) -m pip install -q --no-deps yolov5==7.0.14 ultralytics==8.4.190
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trtnet.nn.module import Module
 from trtnet.zoo.registry import get_entry
 
 
@@ -52,14 +53,64 @@ def randomize_norm_stats(model, seed: int = 0) -> None:
                     m.bias.copy_(torch.randn(n, generator=g) * 0.1)
 
 
+def he_init(model, gain: float = 2.0**0.5) -> None:
+    """Redraw every Conv2d and Linear weight from N(0, gain^2 / fan_in), fan_in = one output's inputs.
+
+    Some sources' own initialisers let the signal die out over depth: torchvision's MobileNetV2 scales its
+    depthwise kernels by fan_out (x channels), InceptionV3 with `init_weights=False` and YOLOv5 keep PyTorch's
+    default uniform(1/sqrt(3 fan_in)). Their random outputs then hardly depend on the input, and a parity test
+    on them proves little. A zoo entry's `torch_model` builder calls this where that happens (under the seed
+    `torch_model` set, so the weights stay deterministic).
+    """
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, gain / fan_in**0.5)
+
+
 def export_state(model, path: str | os.PathLike) -> Path:
-    """Write `model.state_dict()` to safetensors exactly as a user would (buffers included)."""
+    """Write `model.state_dict()` to safetensors exactly as a user would (buffers included), atomically.
+
+    The file is written under a temporary name in the same folder and renamed into place, so an interrupted
+    export never leaves a partial file under `path`.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(state, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def sample_inputs(model: Module, batch: int, seed: int = 0) -> list[np.ndarray]:
+    """Random test inputs for `model`, one per declared input, from its `Input` hints.
+
+    Float inputs are standard normal. Integer inputs are uniform in [low, high) (token ids: high is the
+    vocabulary size); a `padding_mask` input is ones with the tail of every other row zeroed, as padding.
+    """
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for spec in model.inputs():
+        shape = (batch, *spec.shape)
+        if spec.dtype.startswith("float"):
+            arrays.append(rng.standard_normal(shape).astype(spec.dtype))
+        elif spec.padding_mask:
+            mask = np.ones(shape, spec.dtype)
+            # The last row, and every other one before it, ends in padding (a quarter of the positions), so
+            # that a batch of two holds one padded and one full row.
+            mask[batch - 1::-2, ..., shape[-1] - max(1, shape[-1] // 4):] = 0
+            arrays.append(mask)
+        else:
+            arrays.append(rng.integers(int(spec.low), int(spec.high), shape).astype(spec.dtype))
+    return arrays
 
 
 def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
@@ -68,5 +119,7 @@ def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
 
     with torch.no_grad():
         out = model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    if hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput: its tensors in declaration order
+        out = out.to_tuple()
     outs = out if isinstance(out, (list, tuple)) else [out]
     return [o.detach().float().numpy() for o in outs]

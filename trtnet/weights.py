@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 _DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
 }
 _MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -59,11 +60,15 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: corrupted header: not valid JSON ({e})") from e
+    # ValueError covers JSONDecodeError and integers longer than Python's digit limit; a deeply nested
+    # header exhausts the JSON decoder's recursion.
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise WeightsError(f"{path}: corrupted header: not valid JSON ({_short(e)})") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: corrupted header: expected a JSON object")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", {})
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise WeightsError(f"{path}: corrupted header: __metadata__ must map strings to strings")
     data_size = size - 8 - n
     entries = [(key, *_check_entry(path, key, info, data_size)) for key, info in header.items()]
     _check_layout(path, entries, data_size)
@@ -77,24 +82,38 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
+def _short(e: BaseException, limit: int = 120) -> str:
+    text = str(e)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple[int, ...], int, int]:
+    key = _clip(key)  # only for messages from here on
     if not isinstance(info, dict):
-        raise WeightsError(f"{path}: key {key!r}: header entry is not an object")
+        raise WeightsError(f"{path}: key {key}: header entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
     if dtype not in _DTYPES:
-        raise WeightsError(f"{path}: key {key!r}: unsupported dtype {dtype!r} (supported: {', '.join(_DTYPES)})")
+        raise WeightsError(f"{path}: key {key}: unsupported dtype {_clip(dtype)} (supported: {', '.join(_DTYPES)})")
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-        raise WeightsError(f"{path}: key {key!r}: bad shape {shape!r}")
+        raise WeightsError(f"{path}: key {key}: bad shape {_clip(shape)}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
-        raise WeightsError(f"{path}: key {key!r}: bad data_offsets {offsets!r}")
+        raise WeightsError(f"{path}: key {key}: bad data_offsets {_clip(offsets)}")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
-        raise WeightsError(f"{path}: key {key!r}: data_offsets {offsets} lie outside the data "
+        raise WeightsError(f"{path}: key {key}: data_offsets {_clip(offsets)} lie outside the data "
                            f"({data_size} bytes): the file is truncated or its header lies")
     expected = math.prod(shape) * _DTYPES[dtype].itemsize
     if end - begin != expected:
-        raise WeightsError(f"{path}: key {key!r}: {end - begin} bytes for {dtype} {shape}, which needs {expected}")
+        # A lying shape can multiply out to more digits than Python will print.
+        need = str(expected) if expected <= 2**64 else "more than any file holds"
+        raise WeightsError(f"{path}: key {key}: {end - begin} bytes for {dtype} {_clip(shape)}, which needs {need}")
     return dtype, tuple(shape), begin, end
+
+
+def _clip(value, limit: int = 80) -> str:
+    """repr of a header value for a message, cut short: a hostile header can hold megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_layout(path: Path, entries: list, data_size: int) -> None:
@@ -102,7 +121,7 @@ def _check_layout(path: Path, entries: list, data_size: int) -> None:
     spans = sorted((begin, end, key) for key, _, _, begin, end in entries)
     for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:]):
         if b1 < e0:
-            raise WeightsError(f"{path}: keys {k0!r} and {k1!r} overlap in the data: corrupted header")
+            raise WeightsError(f"{path}: keys {_clip(k0)} and {_clip(k1)} overlap in the data: corrupted header")
 
 
 def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
@@ -119,6 +138,8 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     declares as skipped on purpose (`num_batches_tracked`, ...). All problems are reported in one
     `WeightsError` that names each key. `check_finite` is "warn", "error" or "off" for NaN/inf values.
     """
+    if check_finite not in ("warn", "error", "off"):
+        raise WeightsError(f"check_finite must be 'warn', 'error' or 'off', not {check_finite!r}")
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
     state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
     model.bind()
@@ -139,14 +160,19 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     if unused:
         warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
                       f"(e.g. {sorted(unused)[0]})", stacklevel=2)
+    values = {key: np.asarray(state[key]) for key in expected}
+    bad = [key for key, value in values.items()
+           if check_finite != "off" and value.dtype.kind == "f" and not np.isfinite(value).all()]
+    if bad:
+        message = (f"{origin}: key {bad[0]!r} holds NaN or infinite values"
+                   + (f" (and {len(bad) - 1} more keys: {', '.join(bad[1:4])}{'...' if len(bad) > 4 else ''})"
+                      if len(bad) > 1 else ""))
+        if check_finite == "error":
+            raise WeightsError(message)
+        warnings.warn(message, stacklevel=2)
+    # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
-        value = np.asarray(state[key])
-        if check_finite != "off" and value.dtype.kind == "f" and not np.isfinite(value).all():
-            message = f"{origin}: key {key!r} holds NaN or infinite values"
-            if check_finite == "error":
-                raise WeightsError(message)
-            warnings.warn(message, stacklevel=2)
-        param.value = value
+        param.value = values[key]
 
 
 def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:

@@ -66,6 +66,8 @@ CASES = [
      lambda a: F.avg_pool2d(a, 3, 2, 1, count_include_pad=False), (x(2, 3, 7, 6),)),
     ("avg_pool_ceil", lambda a: ops.avg_pool2d(a, 2, 2, 0, ceil_mode=True),
      lambda a: F.avg_pool2d(a, 2, 2, 0, ceil_mode=True), (x(1, 2, 5, 7),)),
+    ("adaptive_avg_pool_tiles", lambda a: ops.adaptive_avg_pool2d(a, (2, 3)),
+     lambda a: F.adaptive_avg_pool2d(a, (2, 3)), (x(2, 3, 8, 9),)),
     ("global_avg_pool", ops.global_avg_pool2d, lambda a: F.adaptive_avg_pool2d(a, 1), (x(2, 4, 5, 3),)),
     ("linear", lambda a: ops.linear(a, W_LINEAR, B5), lambda a: F.linear(a, T(W_LINEAR), T(B5)), (x(2, 3, 7),)),
     ("matmul_batch_broadcast", lambda a, b: a @ b, lambda a, b: a @ b, (x(2, 3, 4, 5), x(3, 5, 2))),
@@ -143,6 +145,7 @@ ERRORS = [
     ("conv channels", lambda a: ops.conv2d(a, W_DILATED), (1, 2, 4, 4), "input has 2 channels, weight expects 3"),
     ("conv rank", lambda a: ops.conv2d(a, W_DILATED), (2, 3, 4), r"conv2d at top level: input .* is not NCHW"),
     ("squeeze non-1", lambda a: a.squeeze(1), (2, 3, 4), "axis 1 has size 3, not 1"),
+    ("adaptive pool uneven", lambda a: ops.adaptive_avg_pool2d(a, 7), (1, 2, 10, 14), "not a multiple of the output"),
     ("avg pool ceil+pad", lambda a: ops.avg_pool2d(a, 3, 2, 1, ceil_mode=True), (1, 1, 6, 6), "no TensorRT equivalent"),
 ]
 

@@ -112,6 +112,17 @@ class Activation(Module):
         return self._fn(x)
 
 
+class MaxPool2d(Module):
+    """`torch.nn.MaxPool2d` (no parameters; a module so that its layers carry its path, as in a Sequential)."""
+
+    def __init__(self, kernel: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                 padding: int | Sequence[int] = 0, ceil_mode: bool = False) -> None:
+        self._config = dict(kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.max_pool2d(x, **self._config)
+
+
 class Identity(Module):
     """`torch.nn.Identity` (and eval-mode Dropout)."""
 

@@ -17,11 +17,19 @@ from trtnet.graph import current_graph
 
 @dataclass(frozen=True)
 class Input:
-    """A model input: its name, its per-sample shape (the batch dim comes first, added at build) and dtype."""
+    """A model input: its name, its per-sample shape (the batch dim comes first, added at build) and dtype.
+
+    The rest are hints for test inputs (`trtnet.parity.sample_inputs`; the network ignores them): integer
+    values are drawn from [low, high), e.g. high = the vocabulary size for token ids; a `padding_mask` is
+    ones with some positions zeroed.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
+    low: int = 0
+    high: int = 2
+    padding_mask: bool = False
 
 
 @dataclass(eq=False)

@@ -61,3 +61,17 @@ def avg_pool2d(x: Tensor, kernel: int | Sequence[int], stride: int | Sequence[in
 def global_avg_pool2d(x: Tensor) -> Tensor:
     """`F.adaptive_avg_pool2d(x, 1)`: the mean over H and W, kept as [N, C, 1, 1]."""
     return mean(x, (2, 3), keepdim=True)
+
+
+def adaptive_avg_pool2d(x: Tensor, size: int | Sequence[int]) -> Tensor:
+    """`F.adaptive_avg_pool2d(x, size)` where each input side is a multiple of the output side (then PyTorch's
+    windows are equal, non-overlapping tiles: a plain average pool). Other sizes raise a NetworkError."""
+    out_hw = pair(size)
+    in_hw = x.shape[2:]
+    if tuple(in_hw) == out_hw:
+        return x
+    if any(i < 0 or i % o for i, o in zip(in_hw, out_hw)):
+        raise NetworkError(f"adaptive_avg_pool2d at {current_graph().path or 'top level'}: input {tuple(in_hw)} is "
+                           f"not a multiple of the output {out_hw}; only equal tiles are supported")
+    kernel = tuple(i // o for i, o in zip(in_hw, out_hw))
+    return avg_pool2d(x, kernel, kernel)

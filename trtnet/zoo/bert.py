@@ -171,9 +171,9 @@ class Bert(nn.Module):
         self._seq_len = seq_len
 
     def inputs(self) -> list[Input]:
-        s = (self._seq_len,)
-        return [Input("input_ids", s, "int32"), Input("attention_mask", s, "int32"),
-                Input("token_type_ids", s, "int32")]
+        s, c = (self._seq_len,), self._config
+        return [Input("input_ids", s, "int32", high=c.vocab_size), Input("attention_mask", s, "int32", padding_mask=True),
+                Input("token_type_ids", s, "int32", high=c.type_vocab_size)]
 
     def output_names(self, n: int) -> list[str]:
         return ["last_hidden_state", "pooler_output"]
@@ -202,7 +202,14 @@ def _hf_bert():
     return transformers.BertModel(transformers.BertConfig())
 
 
-@register("bert_base_uncased", "transformers.BertModel(BertConfig())", _hf_bert, benchmark=True)
+def _hf_bert_pretrained():
+    import transformers
+
+    return transformers.BertModel.from_pretrained("google-bert/bert-base-uncased")
+
+
+@register("bert_base_uncased", "transformers.BertModel(BertConfig())", _hf_bert, benchmark=True,
+          pretrained=_hf_bert_pretrained)
 def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
                       seq_len: int = 128) -> Bert:
     """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -23,19 +24,44 @@ class ZooEntry:
     source: str  # human-readable, e.g. "torchvision.models.resnet50"
     torch_model: Callable[[], object]  # builds the PyTorch source model (imports torch lazily)
     benchmark: bool = False  # one of the nine models of the published benchmark
+    pretrained: Callable[[], object] | None = None  # the source with its published weights (downloads them)
+
+    def pretrained_model(self):
+        """The PyTorch source with its published weights (downloads them: needs network access).
+
+        The entry's own `pretrained` builder; else, when `source` names a plain torchvision builder
+        (`torchvision.models.resnet50`) or a timm model (`timm vit_base_patch16_224`,
+        `timm.create_model('efficientnet_b0')`), that library's published weights.
+        """
+        if self.pretrained is not None:
+            return self.pretrained()
+        torchvision_fn = re.fullmatch(r"torchvision\.models\.(\w+)", self.source)
+        timm_name = re.fullmatch(r"timm(?:\.create_model\(['\"]|[ .:])(\w+)(?:['\"]\))?", self.source)
+        if torchvision_fn:
+            import torchvision
+
+            return getattr(torchvision.models, torchvision_fn[1])(weights="DEFAULT")
+        if timm_name:
+            import timm
+
+            return timm.create_model(timm_name[1], pretrained=True)
+        raise TrtnetError(f"zoo entry {self.name!r}: no known way to download the published weights of "
+                          f"{self.source} (the entry can register a `pretrained` builder)")
 
 
 REGISTRY: dict[str, ZooEntry] = {}
 
 
-def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False):
-    """Decorator adding an entry point to the zoo under `name`."""
+def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
+             pretrained: Callable[[], object] | None = None):
+    """Decorator adding an entry point to the zoo under `name`. `pretrained` builds the source with its
+    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`)."""
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
             raise TrtnetError(f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and "
                               f"{fn.__module__})")
-        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark)
+        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained)
         return fn
 
     return add

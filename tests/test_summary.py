@@ -1,0 +1,87 @@
+"""The network summary: weights and FLOPs read back from TensorRT, checked against counts made by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trtnet import nn, ops
+from trtnet.backend import get_trt, logger
+from trtnet.graph import Graph, Policy, current_graph
+from trtnet.nn.module import Input
+from trtnet.parity import sample_inputs
+from trtnet.summary import summarize
+from trtnet.tensor import Tensor
+
+
+def _network(fn, *shapes):
+    trt = get_trt()
+    network = trt.Builder(logger()).create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    graph = Graph(network, Policy())
+    with graph:
+        out = fn(*[Tensor(network.add_input(f"x{i}", trt.float32, s)) for i, s in enumerate(shapes)])
+        network.mark_output(out.trt)
+    return network, graph
+
+
+def test_conv_counts_kernel_bias_and_multiply_adds():
+    w = np.ones((8, 2, 3, 3), np.float32)  # groups=2: each output sees 4/2 channels x 3x3
+    network, _ = _network(lambda x: ops.conv2d(x, w, np.ones(8, np.float32), stride=2, padding=1, groups=2),
+                          (1, 4, 10, 10))
+    (row,) = summarize(network).rows
+    assert (row.type, row.shape, row.params) == ("CONVOLUTION", (1, 8, 5, 5), 8 * 2 * 9 + 8)
+    assert row.flops == 2 * (8 * 5 * 5) * (2 * 9)
+
+
+def test_matmul_flops_follow_the_transpose():
+    network, _ = _network(lambda x, y: ops.matmul(x, y, transpose_a=True), (3, 5, 7), (3, 5, 6))
+    (row,) = summarize(network).rows
+    assert row.shape == (3, 7, 6) and row.flops == 2 * 3 * 7 * 6 * 5
+    w = np.ones((1, 6, 4), np.float32)  # [out, in] as PyTorch's Linear stores it, used transposed
+    network, _ = _network(lambda x: ops.matmul(x, ops.constant(w), transpose_b=True), (2, 3, 4))
+    summary = summarize(network)
+    assert [r.type for r in summary.rows] == ["CONSTANT", "MATRIX_MULTIPLY"]
+    assert summary.params == 6 * 4 and summary.flops == 2 * 2 * 3 * 6 * 4
+
+
+def test_table_has_a_row_per_layer_and_the_totals():
+    network, _ = _network(lambda x: ops.relu(ops.conv2d(x, np.ones((2, 1, 1, 1), np.float32))), (1, 1, 4, 4))
+    lines = summarize(network).table().splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "params"]
+    assert len(lines) == 2 + 2 + 2  # header and rule, two layers, rule and totals
+    assert lines[-1] == ("total: 2 layers, 2 parameters, 0.00 GFLOPs "
+                         "(conv, matmul and attention; a multiply-add counted as 2)")
+
+
+class _TextModel(nn.Module):
+    def inputs(self) -> list[Input]:
+        return [Input("ids", (16,), "int32", high=30522), Input("mask", (16,), "int32", padding_mask=True),
+                Input("types", (16,), "int32"), Input("image", (3, 4, 4))]
+
+
+def test_sample_inputs_follow_the_hints():
+    ids, mask, types, image = sample_inputs(_TextModel(), batch=3, seed=0)
+    assert ids.dtype == mask.dtype == types.dtype == np.int32 and image.dtype == np.float32
+    assert ids.shape == (3, 16) and 0 <= ids.min() and ids.max() < 30522 and ids.max() > 1000
+    assert set(np.unique(types)) == {0, 1}
+    # The last row and every other one before it end in four padded positions; the others are all ones.
+    assert mask[0, -4:].sum() == 0 and mask[1].sum() == 16 and mask[2, -4:].sum() == 0 and mask[:, :12].all()
+    assert image.shape == (3, 3, 4, 4) and abs(float(image.mean())) < 0.5
+    again = sample_inputs(_TextModel(), batch=3, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (ids, mask, types, image)))
+
+
+def test_fused_attention_counts_both_products():
+    from trtnet.backend import get_backend
+
+    if not get_backend().has("add_attention"):
+        pytest.skip(f"{get_backend()} has no fused attention layer")
+    trt = get_trt()
+
+    def attention(q, k, v):
+        layer = current_graph().network.add_attention(q.trt, k.trt, v.trt, trt.AttentionNormalizationOp.SOFTMAX, False)
+        return Tensor(layer.get_output(0))
+
+    network, _ = _network(attention, (2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 8))  # TensorRT: k and v alike
+    rows = {r.type: r for r in summarize(network).rows}
+    assert rows["ATTENTION_INPUT"].flops == 2 * (2 * 3) * 5 * 7 * (8 + 8)
+    assert rows["ATTENTION_OUTPUT"].flops == 0 and rows["ATTENTION_OUTPUT"].shape == (2, 3, 5, 8)

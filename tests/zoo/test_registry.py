@@ -1,0 +1,41 @@
+"""The registry's published-weights builders: the entry's own, or one read from its source; never a guess."""
+from __future__ import annotations
+
+import pytest
+
+from trtnet.errors import TrtnetError
+from trtnet.zoo import ZooEntry
+
+
+def test_an_entrys_own_pretrained_builder_is_used():
+    entry = ZooEntry("m", fn=lambda **kw: None, source="transformers.BertModel(BertConfig())",
+                     torch_model=lambda: "random", pretrained=lambda: "published")
+    assert entry.pretrained_model() == "published"
+
+
+@pytest.mark.parametrize("source", ["transformers.BertModel(BertConfig())", "yolov5 7.0 Model('yolov5s.yaml')",
+                                    "torchvision.models.inception_v3 (aux_logits=False)"])
+def test_a_source_that_does_not_say_how_is_refused(source):
+    entry = ZooEntry("m", fn=lambda **kw: None, source=source, torch_model=lambda: None)  # no download is tried
+    with pytest.raises(TrtnetError, match=r"zoo entry 'm': no known way to download the published weights of "
+                                          r".* \(the entry can register a `pretrained` builder\)"):
+        entry.pretrained_model()
+
+
+
+@pytest.mark.parametrize("source, library, name", [
+    ("torchvision.models.resnet50", "torchvision", "resnet50"),
+    ("timm vit_base_patch16_224", "timm", "vit_base_patch16_224"),
+    ("timm.create_model('efficientnet_b0')", "timm", "efficientnet_b0"),
+])
+def test_the_source_names_the_library_and_model(monkeypatch, source, library, name):
+    """What the fallback would download, seen through the library's builder (replaced: nothing is downloaded)."""
+    import sys
+    import types
+
+    calls = []
+    fake = types.SimpleNamespace(models=types.SimpleNamespace(**{name: lambda **kw: calls.append((name, kw))}),
+                                 create_model=lambda n, **kw: calls.append((n, kw)))
+    monkeypatch.setitem(sys.modules, library, fake)
+    ZooEntry("m", fn=lambda **kw: None, source=source, torch_model=lambda: None).pretrained_model()
+    assert calls == [(name, {"weights": "DEFAULT"} if library == "torchvision" else {"pretrained": True})]

@@ -1,0 +1,360 @@
+"""The `trtnet` command: export weights from the PyTorch sources, build engines, verify, summarise, list.
+
+    trtnet list
+    trtnet export-weights resnet50 [-o weights/resnet50.safetensors] [--pretrained] [--seed N]
+    trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
+    trtnet verify resnet50 [--weights F] [--batch 2]
+    trtnet summary resnet50
+
+Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
+the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from trtnet.errors import TrtnetError, WeightsError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
+
+# The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
+# an fp32 engine against PyTorch (TF32 off), and an fp16 engine by cosine similarity.
+REFERENCE_REL_ERROR = 1e-4
+ENGINE_FP32_REL_ERROR = 1e-3
+ENGINE_FP16_COSINE = 0.999
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
+            warnings.showwarning = _show_warning
+            return args.run(args)
+    except KeyboardInterrupt:
+        print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug shows the traceback
+        if args.debug:
+            raise
+        status, message = _classify(e)
+        print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
+        return status
+
+
+def _classify(e: Exception) -> tuple[int, str]:
+    """The exit status and message of an error: bad input (ours, or a path the OS refuses) or a bug."""
+    if isinstance(e, TrtnetError):
+        return EXIT_BAD_INPUT, str(e)
+    if isinstance(e, OSError):  # an output folder that does not exist, a file that cannot be written
+        return EXIT_BAD_INPUT, f"{e.filename}: {e.strerror or e}" if e.filename else str(e)
+    return EXIT_BUG, f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)"
+
+
+def one_line(message: str, limit: int = 6) -> str:
+    """A message of several lines (strict loading lists every key) as one: the first `limit` details, a count."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    head, details = lines[0], lines[1:]
+    more = f"; and {len(details) - limit} more" if len(details) > limit else ""
+    return f"{head}: " + "; ".join(details[:limit]) + more
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"trtnet: warning: {one_line(str(message))}", file=sys.stderr)
+
+
+# -- the commands ---------------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from trtnet.zoo import REGISTRY
+
+    rows = [(e.name, e.source, "benchmark" if e.benchmark else "") for e in REGISTRY.values()]
+    width = [max(len(r[i]) for r in rows + [("model", "PyTorch source", "")]) for i in range(2)]
+    print(f"{'model'.ljust(width[0])}  PyTorch source")
+    for name, source, mark in rows:
+        print(f"{name.ljust(width[0])}  {source.ljust(width[1])}  {mark}".rstrip())
+    return EXIT_OK
+
+
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from trtnet.parity import export_state, torch_model
+    from trtnet.weights import load_weights, read_safetensors
+
+    entry = _entry(args.model)
+    out = Path(args.output or Path("weights") / f"{entry.name}.safetensors")
+    if out.suffix != ".safetensors":
+        raise TrtnetError(f"{out}: the output must be a .safetensors file")
+    _require_torch("export-weights")
+    if args.pretrained:
+        source, what = _download(entry), "published weights"
+    else:
+        source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_state(source, out)
+    tensors = len(read_safetensors(out))
+    # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
+    load_weights(entry.fn(weights=None), out, check_finite="error")
+    print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
+          f"loads strictly into trtnet's {entry.name}")
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import trtnet
+
+    entry = _entry(args.model)
+    model = _model(entry, args.weights, args.strict)
+    out = Path(args.output or f"{entry.name}.plan")
+    engine = trtnet.build(model, args.batch, args.precision)
+    engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
+    print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    import trtnet
+    from trtnet.summary import summarize
+
+    entry = _entry(args.model)
+    model = _model(entry, args.weights, args.strict, quiet=True)
+    net = trtnet.emit(model, args.batch, precision=args.precision)
+    summary = summarize(net.network)
+    print(f"{entry.name} ({entry.source}), batch {args.batch}, {args.precision}; inputs "
+          + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs))
+    print(summary.table())
+    declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
+    print(f"the PyTorch source's state_dict holds {declared:,} parameters (BatchNorms folded into convolutions "
+          "and constants the DSL adds make the network's count differ)")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import trtnet
+    from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
+
+    if args.same_file and not args.weights:
+        raise TrtnetError("--same-file needs --weights FILE")
+    entry = _entry(args.model)
+    _require_torch("verify")
+    if args.pretrained:
+        source, what = _download(entry), "published weights"
+    else:
+        source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
+    with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
+        weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
+        model = _model(entry, weights, args.strict)
+        if args.weights and args.same_file:
+            from safetensors.torch import load_file
+
+            source.load_state_dict(load_file(args.weights), strict=True)
+            what = f"weights loaded by PyTorch from {args.weights}"
+        elif args.weights:
+            print(f"weights: {args.weights}")
+            _report_weight_differences(source, model)
+        print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
+        inputs = sample_inputs(model, args.batch, args.seed)
+        want = torch_forward(source, *inputs)
+        names = model.output_names(len(want))
+        checks = [_check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
+                  for n, g, w in zip(names, trtnet.reference(model, *inputs), want)]
+        gpu = _cuda_device()
+        if gpu is None:
+            print("  engine: not run: no CUDA GPU here (cuda-python found no device); the interpreter checked "
+                  "the exact network the engine is built from")
+        else:
+            from trtnet.parity import cosine
+
+            for precision in ("fp32", "fp16"):
+                engine = trtnet.build(model, args.batch, precision)
+                got = engine(*inputs)
+                for n, g, w in zip(names, got, want):
+                    if precision == "fp32":
+                        checks.append(_check(f"engine fp32 {n}", "rel error", rel_error(g, w), ENGINE_FP32_REL_ERROR))
+                    else:
+                        checks.append(_check(f"engine fp16 {n}", "cosine", cosine(g, w), ENGINE_FP16_COSINE,
+                                             higher_is_better=True))
+    failed = checks.count(False)
+    print(f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {len(checks)} checks passed)")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _check(label: str, measure: str, value: float, tolerance: float, higher_is_better: bool = False) -> bool:
+    ok = value >= tolerance if higher_is_better else value <= tolerance  # NaN fails both ways
+    sign = ">=" if higher_is_better else "<="
+    print(f"  {label}: {measure} {value:.3g} (need {sign} {tolerance:g}) {'ok' if ok else 'FAILED'}")
+    return ok
+
+
+def _report_weight_differences(source, model) -> None:
+    """Name the tensors of the file that differ from the PyTorch source's: a check that fails says where.
+
+    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
+    counted as not compared (the output check still covers it).
+    """
+    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
+    differ, compared, total = [], 0, 0
+    for key, param in model.named_parameters():
+        total += 1
+        if key in state and state[key].shape == tuple(param.shape):
+            compared += 1
+            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
+            if not diff == 0.0:  # NaN counts as a difference
+                differ.append((key, diff))
+    unmatched = ("" if compared == total else
+                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
+    if differ:
+        listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
+        print(f"  weights: {len(differ)} tensors differ from the PyTorch source's: {listed}"
+              + (" ..." if len(differ) > 5 else "") + unmatched)
+    else:
+        print(f"  weights: every tensor equals the PyTorch source's{unmatched}")
+
+
+# -- shared pieces ----------------------------------------------------------------------------------------
+
+def _entry(name: str):
+    from trtnet.zoo import get_entry
+
+    return get_entry(name)
+
+
+def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False):
+    """The zoo model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
+    from trtnet.weights import load_weights
+
+    model = entry.fn(weights=None)
+    if weights is None:
+        if not quiet:
+            print(f"no --weights: {entry.name} gets seeded random weights (fine for timing, not for predictions)")
+    else:
+        load_weights(model, weights, check_finite="error" if strict else "warn")
+    return model
+
+
+def _require_torch(command: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise TrtnetError(f"`trtnet {command}` needs PyTorch and the model's source library "
+                          f"(pip install 'trtnet[test]'): {e}") from None
+
+
+def _download(entry):
+    """The source with its published weights, or a one-line error saying that it needs the network."""
+    try:
+        return entry.pretrained_model().eval()
+    except TrtnetError:
+        raise
+    # The download stacks (urllib, requests, httpx, huggingface_hub) each raise their own exception types,
+    # none of them a common base; whatever they raise means the same thing here.
+    except Exception as e:  # noqa: BLE001
+        detail = re.sub(r"\s+", " ", f"{type(e).__name__}: {e}")[:300]
+        raise WeightsError(f"cannot download the published weights of {entry.name} ({entry.source}): {detail}. "
+                           "--pretrained needs network access; elsewhere, run `trtnet export-weights "
+                           f"{entry.name} --pretrained` and copy the file here") from e
+
+
+def _cuda_device() -> str | None:
+    """A CUDA device's description, or None where there is none (or no cuda-python)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        return None
+    err, count = runtime.cudaGetDeviceCount()
+    return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
+
+
+def _batch(text: str) -> int | tuple[int, int, int]:
+    """`8`, or `min:opt:max` for a dynamic batch."""
+    parts = text.split(":")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
+    if len(values) not in (1, 3) or not all(v >= 1 for v in values) or values != sorted(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size >= 1, or min:opt:max with "
+                                         "1 <= min <= opt <= max")
+    return values[0] if len(values) == 1 else (values[0], values[1], values[2])
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
+def _batch_text(batch: int | tuple[int, int, int]) -> str:
+    return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser = argparse.ArgumentParser(prog="trtnet", description=__doc__.split("\n\n")[0],
+                                     epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(run=fn)
+        return sub
+
+    def weights_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--weights", metavar="FILE", help="a .safetensors state_dict (default: random weights)")
+        sub.add_argument("--strict", action="store_true", help="refuse weights holding NaN or infinite values "
+                         "(by default they warn)")
+
+    command("list", cmd_list, "the zoo's models and their PyTorch sources")
+
+    sub = command("export-weights", cmd_export_weights,
+                  "write a model's PyTorch source state_dict as safetensors (needs torch)")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
+    sub.add_argument("--pretrained", action="store_true",
+                     help="the published weights, downloaded by the source library (needs network access)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+
+    sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    weights_options(sub)
+    sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+
+    sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
+                  "(the interpreter; the engine too where a GPU exists)")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    weights_options(sub)
+    sub.add_argument("--batch", type=_positive, default=2, help="default 2")
+    sub.add_argument("--seed", type=int, default=0,
+                     help="seed of the source's random weights and of the inputs (default 0)")
+    sub.add_argument("--pretrained", action="store_true",
+                     help="compare against the source with its published weights (needs network access)")
+    sub.add_argument("--same-file", action="store_true",
+                     help="the PyTorch source loads --weights too (checks the re-expression only); by default the "
+                     "file is checked against the source's own weights (--seed or --pretrained), as export-weights "
+                     "writes them")
+
+    sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    weights_options(sub)
+    sub.add_argument("--batch", type=_positive, default=1, help="default 1")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    return parser

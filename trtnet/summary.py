@@ -1,0 +1,107 @@
+"""A network as a table: every layer with its type, output shape, weight count and FLOPs, read back from TensorRT.
+
+The counts come from the emitted `INetworkDefinition`, not from the module tree, so they describe what the
+engine holds: a BatchNorm folded into its convolution adds no weights of its own, and constants count.
+
+>>> from trtnet.zoo import resnet18
+>>> print(summarize(trtnet.emit(resnet18(weights=None), 1).network).table())   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from trtnet.backend import get_trt
+
+# LayerType name -> (TensorRT class the layer is downcast to, the attributes holding its weights).
+_WEIGHTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "CONVOLUTION": ("IConvolutionLayer", ("kernel", "bias")),
+    "DECONVOLUTION": ("IDeconvolutionLayer", ("kernel", "bias")),
+    "CONSTANT": ("IConstantLayer", ("weights",)),
+    "SCALE": ("IScaleLayer", ("shift", "scale", "power")),
+}
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer: its name (`<module path>/<op>`), type, first output's shape, weights held and FLOPs."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...]
+    params: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows: list[LayerRow]
+
+    @property
+    def params(self) -> int:
+        return sum(r.params for r in self.rows)
+
+    @property
+    def flops(self) -> int:
+        return sum(r.flops for r in self.rows)
+
+    def table(self) -> str:
+        """The rows as aligned text, then the totals."""
+        head = ("layer", "type", "output shape", "params")
+        body = [(r.name, r.type, "x".join(map(str, r.shape)), f"{r.params:,}") for r in self.rows]
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(4)]
+        lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths)] + [row[3].rjust(widths[3])])
+                 for row in [head, *body]]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("-" * len(lines[0]))
+        lines.append(f"total: {len(self.rows)} layers, {self.params:,} parameters, "
+                     f"{self.flops / 1e9:.2f} GFLOPs (conv, matmul and attention; a multiply-add counted as 2)")
+        return "\n".join(lines)
+
+
+def summarize(network) -> Summary:
+    """Read every layer of `network` (an `INetworkDefinition`) back into a `Summary`."""
+    trt = get_trt()
+    rows = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        type_name = layer.type.name
+        shape = tuple(layer.get_output(0).shape) if layer.num_outputs else ()
+        rows.append(LayerRow(layer.name, type_name, shape, _params(trt, layer, type_name),
+                             _flops(trt, layer, type_name)))
+    return Summary(rows)
+
+
+def _params(trt, layer, type_name: str) -> int:
+    if type_name not in _WEIGHTS:
+        return 0
+    class_name, attributes = _WEIGHTS[type_name]
+    layer.__class__ = getattr(trt, class_name)  # the network hands back base ILayers; the bindings allow this
+    return sum(int(getattr(w, "size", 0)) for w in (getattr(layer, a) for a in attributes) if w is not None)
+
+
+def _flops(trt, layer, type_name: str) -> int:
+    """Multiply-adds x 2 for convolutions, matrix multiplies and fused attention; 0 for layers whose cost is
+    memory, not math (elementwise, normalisation and softmax arithmetic is not counted)."""
+    out = tuple(layer.get_output(0).shape) if layer.num_outputs else ()
+    if any(d < 0 for d in out):
+        return 0  # a dynamic shape: nothing to count until the engine runs
+    if type_name in ("CONVOLUTION", "DECONVOLUTION"):
+        layer.__class__ = getattr(trt, _WEIGHTS[type_name][0])
+        cin = layer.get_input(0).shape[1]
+        window = math.prod(tuple(layer.kernel_size_nd))
+        # Each output (convolution) or input (deconvolution) element is a dot product over cin/groups x window.
+        elements = math.prod(out) if type_name == "CONVOLUTION" else math.prod(tuple(layer.get_input(0).shape))
+        per = (cin if type_name == "CONVOLUTION" else out[1]) // layer.num_groups * window
+        return 2 * elements * per
+    if type_name == "MATRIX_MULTIPLY":
+        layer.__class__ = trt.IMatrixMultiplyLayer
+        a = tuple(layer.get_input(0).shape)
+        k = a[-2] if layer.op0 == trt.MatrixOperation.TRANSPOSE else a[-1]  # VECTOR and NONE: the last dim
+        return 2 * math.prod(out) * k
+    if type_name == "ATTENTION_INPUT":  # a fused attention's two products (q k^T, then by v), counted at its input
+        q, k, v = (tuple(layer.get_input(i).shape) for i in range(3))
+        if any(d < 0 for d in q + k + v):
+            return 0
+        return 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
+    return 0

@@ -1,0 +1,102 @@
+"""MobileNetV2 (torchvision's `mobilenet_v2`): a table of inverted-residual rows and a loop."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from trtnet import nn, ops
+from trtnet.nn.module import Input
+from trtnet.tensor import Tensor
+from trtnet.zoo.registry import Weights, register, with_weights
+
+
+class IRRow(NamedTuple):
+    """One row of the MobileNetV2 paper's table 2: expansion t, output channels c, repeats n, first stride s."""
+
+    expand: int
+    channels: int
+    repeats: int
+    stride: int
+
+
+ROWS = (
+    IRRow(1, 16, 1, 1),
+    IRRow(6, 24, 2, 2),
+    IRRow(6, 32, 3, 2),
+    IRRow(6, 64, 4, 2),
+    IRRow(6, 96, 3, 1),
+    IRRow(6, 160, 3, 2),
+    IRRow(6, 320, 1, 1),
+)
+
+
+@dataclass(frozen=True)
+class MobileNetV2Config:
+    rows: tuple[IRRow, ...] = ROWS
+    width_mult: float = 1.0
+    num_classes: int = 1000
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's `_make_divisible`: nearest multiple of `divisor`, never more than 10% below `v`."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    """torchvision's `Conv2dNormActivation` with ReLU6: keys `0.weight` (conv) and `1.*` (BatchNorm)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.Activation("relu6"))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        hidden = int(round(cin * expand))
+        layers: list[nn.Module] = [conv_bn_relu6(cin, hidden, 1)] if expand != 1 else []
+        layers += [conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),  # depthwise
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]  # linear bottleneck
+        self.conv = nn.Sequential(*layers)
+        self._residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x) if self._residual else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, config: MobileNetV2Config) -> None:
+        cin = make_divisible(32 * config.width_mult)
+        last = make_divisible(1280 * max(1.0, config.width_mult))
+        features: list[nn.Module] = [conv_bn_relu6(3, cin, 3, 2)]
+        for row in config.rows:
+            cout = make_divisible(row.channels * config.width_mult)
+            for i in range(row.repeats):
+                features.append(InvertedResidual(cin, cout, row.stride if i == 0 else 1, row.expand))
+                cin = cout
+        features.append(conv_bn_relu6(cin, last, 1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Identity(), nn.Linear(last, config.num_classes))  # 0 is a dropout
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (3, 224, 224))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(ops.global_avg_pool2d(self.features(x)).flatten(1))
+
+
+def _torch_mobilenet_v2():
+    import torchvision
+
+    from trtnet.parity import he_init
+
+    model = torchvision.models.mobilenet_v2(weights=None)
+    he_init(model)  # torchvision scales depthwise kernels by fan_out: random outputs would ignore the input
+    return model
+
+
+@register("mobilenet_v2", "torchvision.models.mobilenet_v2", _torch_mobilenet_v2, benchmark=True)
+def mobilenet_v2(weights: Weights = None, num_classes: int = 1000) -> MobileNetV2:
+    """mobilenet_v2 with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."""
+    return with_weights(MobileNetV2(MobileNetV2Config(num_classes=num_classes)), weights)

@@ -1,0 +1,92 @@
+"""VGG (torchvision's `vgg11/13/16/19` and their `_bn` variants): a table of stages and `make_layers`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trtnet import nn, ops
+from trtnet.nn.module import Input
+from trtnet.tensor import Tensor
+from trtnet.zoo.registry import Weights, register, with_weights
+
+
+@dataclass(frozen=True)
+class VGGConfig:
+    """`stages`: conv widths per stage; each stage ends in a 2x2 max pool (torchvision's "M")."""
+
+    stages: tuple[tuple[int, ...], ...]
+    batch_norm: bool = False
+    num_classes: int = 1000
+
+
+STAGES = {
+    11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    16: ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    19: ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
+}
+
+
+def make_layers(config: VGGConfig) -> nn.Sequential:
+    """torchvision's flat `features`: the index of each layer in this list is its state_dict key."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for stage in config.stages:
+        for width in stage:
+            layers.append(nn.Conv2d(cin, width, 3, padding=1))
+            if config.batch_norm:
+                layers.append(nn.BatchNorm2d(width))  # folded into the conv before it by Sequential
+            layers.append(nn.Activation("relu"))
+            cin = width
+        layers.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    def __init__(self, config: VGGConfig) -> None:
+        self.features = make_layers(config)
+        # Indices 2 and 5 are dropouts (identity in eval): kept so that the Linear layers sit at 0, 3 and 6.
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.Activation("relu"), nn.Identity(),
+            nn.Linear(4096, 4096), nn.Activation("relu"), nn.Identity(),
+            nn.Linear(4096, config.num_classes))
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (3, 224, 224))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = ops.adaptive_avg_pool2d(self.features(x), 7)  # identity at 224x224, where features are 7x7
+        return self.classifier(x.flatten(1))
+
+
+def _torchvision(name: str):
+    def make():
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None)
+
+    return make
+
+
+def _entry(depth: int, batch_norm: bool, benchmark: bool = False):
+    name = f"vgg{depth}{'_bn' if batch_norm else ''}"
+
+    @register(name, f"torchvision.models.{name}", _torchvision(name), benchmark=benchmark)
+    def entry(weights: Weights = None, num_classes: int = 1000) -> VGG:
+        return with_weights(VGG(VGGConfig(STAGES[depth], batch_norm, num_classes)), weights)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"{name} with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."
+    return entry
+
+
+vgg11 = _entry(11, False)
+vgg11_bn = _entry(11, True)
+vgg13 = _entry(13, False)
+vgg13_bn = _entry(13, True)
+vgg16 = _entry(16, False, benchmark=True)
+vgg16_bn = _entry(16, True)
+vgg19 = _entry(19, False)
+vgg19_bn = _entry(19, True)
