@@ -172,7 +172,8 @@ class Bert(nn.Module):
 
     def inputs(self) -> list[Input]:
         s, c = (self._seq_len,), self._config
-        return [Input("input_ids", s, "int32", high=c.vocab_size), Input("attention_mask", s, "int32", padding_mask=True),
+        return [Input("input_ids", s, "int32", high=c.vocab_size),
+                Input("attention_mask", s, "int32", padding_mask=True),
                 Input("token_type_ids", s, "int32", high=c.type_vocab_size)]
 
     def output_names(self, n: int) -> list[str]:
