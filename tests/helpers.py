@@ -16,6 +16,17 @@ def run_ops(fn: Callable, *xs: np.ndarray, **policy) -> list[np.ndarray]:
 
     Float inputs enter as float32 and are cast to the policy's precision; float outputs are cast back.
     """
+    network, *_keep = _emit_ops(fn, *xs, **policy)
+    return list(run_network(network, {f"x{i}": x for i, x in enumerate(xs)}).values())
+
+
+def emitted_layer_types(fn: Callable, *xs: np.ndarray, **policy) -> list:
+    """The `trt.LayerType` of every layer `fn` emits for inputs like `xs`."""
+    network, *_keep = _emit_ops(fn, *xs, **policy)
+    return [network.get_layer(i).type for i in range(network.num_layers)]
+
+
+def _emit_ops(fn: Callable, *xs: np.ndarray, **policy):
     trt = get_trt()
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -31,4 +42,4 @@ def run_ops(fn: Callable, *xs: np.ndarray, **policy) -> list[np.ndarray]:
             t = t.cast(trt.float32) if t.dtype in (trt.float16, trt.bfloat16) else t
             t.trt.name = f"out{i}"
             network.mark_output(t.trt)
-    return list(run_network(network, {f"x{i}": x for i, x in enumerate(xs)}).values())
+    return network, builder, graph  # the builder owns the network and the graph holds its weights: keep both

@@ -43,6 +43,7 @@ class Graph:
         self.network = network
         self.policy = policy
         self.keepalive: list[np.ndarray] = []
+        self.memo: dict = {}  # tensors emitted once per network and reused (see ops.core.shared_constant)
         self._scope: list[str] = []
         self._names: Counter[str] = Counter()
         self._token: contextvars.Token | None = None

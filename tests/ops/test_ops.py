@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import run_ops
+from tests.helpers import emitted_layer_types, run_ops
+from trtnet.backend import get_trt
 from trtnet import ops
 from trtnet.errors import NetworkError
 from trtnet.parity import rel_error
@@ -19,6 +20,7 @@ W_DILATED = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
 W_LINEAR = rng.standard_normal((5, 7)).astype(np.float32)
 B4, B5, B8 = (rng.standard_normal(n).astype(np.float32) for n in (4, 5, 8))
 LN_W, LN_B = rng.uniform(0.5, 1.5, 7).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+W_QKV, B_QKV = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal(6).astype(np.float32)
 T = torch.from_numpy
 
 
@@ -92,6 +94,16 @@ CASES = [
     ("chunk", lambda a: ops.chunk(a, 3, -1)[1], lambda a: a.chunk(3, -1)[1], (x(2, 9),)),
     ("roll", lambda a: ops.roll(a, (-2, 1), (1, 2)), lambda a: torch.roll(a, (-2, 1), (1, 2)), (x(2, 5, 4, 3),)),
     ("pad", lambda a: ops.pad(a, (1, 2, 0, 1)), lambda a: F.pad(a, (1, 2, 0, 1)), (x(1, 2, 3, 4),)),
+    ("shuffle", lambda a: ops.shuffle(a, first=(0, 2, 1, 3), shape=(2, 4, 15), second=(0, 2, 1)),
+     lambda a: a.permute(0, 2, 1, 3).reshape(2, 4, 15).permute(0, 2, 1), (x(2, 3, 4, 5),)),
+    ("scale_channels_last", lambda a: ops.scale_channels(a, LN_W, LN_B, axis=-1), lambda a: a * T(LN_W) + T(LN_B),
+     (x(2, 3, 7),)),
+    ("shift_elements", lambda a: ops.shift_elements(a, W_LINEAR[:, None, :], axis=1),
+     lambda a: a + T(W_LINEAR[:, None, :]), (x(2, 5, 3, 7),)),
+    ("split_merge_heads", lambda a: ops.merge_heads(ops.split_heads_linear(a, W_QKV, B_QKV, 3)),
+     lambda a: F.linear(a, T(W_QKV), T(B_QKV)), (x(2, 1, 4, 7),)),
+    ("layer_norm_no_affine", lambda a: ops.layer_norm(a, None, None) + ops.layer_norm(a * 2.0, None, None),
+     lambda a: F.layer_norm(a, (7,)) + F.layer_norm(a * 2.0, (7,)), (x(2, 3, 7),)),
     ("upsample_nearest", lambda a: ops.interpolate_nearest(a, 2), lambda a: F.interpolate(a, scale_factor=2.0),
      (x(1, 2, 3, 5),)),
 ]
@@ -142,3 +154,31 @@ ERRORS = [
 def test_op_errors_name_the_problem(fn, shape, message):
     with pytest.raises(NetworkError, match=message):
         run_ops(fn, x(*shape))
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused_attention_layer", "matmul_softmax_matmul"])
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "additive"])
+def test_attention_matches_torch(fused, mask_kind):
+    q, k, v = x(2, 3, 5, 4), x(2, 3, 6, 4), x(2, 3, 6, 4)
+    keep = np.ones((2, 1, 1, 6), bool)
+    keep[1, ..., 4:] = False  # the second sample's last two keys are padding
+    bias = x(1, 3, 5, 6)
+
+    def fn(a, b, c, m):
+        mask = ops.cast(m, get_trt().bool) if mask_kind == "bool" else None
+        return ops.scaled_dot_product_attention(a, b, c, bias=bias if mask_kind == "additive" else None, mask=mask)
+
+    (got,) = run_ops(fn, q, k, v, keep.astype(np.int32), fused_attention=fused)
+    with torch.no_grad():
+        torch_mask = {"none": None, "bool": T(keep), "additive": T(bias)}[mask_kind]
+        want = F.scaled_dot_product_attention(T(q), T(k), T(v), attn_mask=torch_mask).numpy()
+    assert rel_error(got, want) <= 1e-5
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused_attention_layer", "matmul_softmax_matmul"])
+def test_attention_path_follows_the_policy(fused):
+    trt = get_trt()
+    layers = emitted_layer_types(lambda a: ops.scaled_dot_product_attention(a, a, a), x(1, 2, 3, 4),
+                                 fused_attention=fused)
+    assert (trt.LayerType.ATTENTION_INPUT in layers) == fused
+    assert (trt.LayerType.SOFTMAX in layers) != fused

@@ -39,6 +39,16 @@ def constant(value: np.ndarray | Scalar, dtype=None, op: str = "constant") -> Te
     return out(layer, op)
 
 
+def shared_constant(value: np.ndarray, dtype, op: str = "constant") -> Tensor:
+    """A constant emitted once per network for each distinct content and dtype (unit scales, zero shifts)."""
+    graph = current_graph()
+    arr = np.ascontiguousarray(value)
+    key = ("constant", arr.shape, arr.dtype.str, int(dtype), arr.tobytes())
+    if key not in graph.memo:
+        graph.memo[key] = constant(arr, dtype, op=op)
+    return graph.memo[key]
+
+
 def as_tensor(value: TensorLike, like: Tensor) -> Tensor:
     """`value` as a Tensor of `like`'s dtype and rank (Python scalars become [1,...,1] constants)."""
     if isinstance(value, Tensor):

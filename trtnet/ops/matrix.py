@@ -6,7 +6,7 @@ import numpy as np
 from trtnet.backend import get_trt
 from trtnet.graph import current_graph
 from trtnet.ops.core import constant, expand_rank, out
-from trtnet.ops.elementwise import add
+from trtnet.ops.normalization import scale_channels
 from trtnet.tensor import Tensor
 
 
@@ -21,9 +21,11 @@ def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, transpose_b: bool = 
 
 
 def linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None = None) -> Tensor:
-    """`F.linear`: x @ weight.T + bias, weight [out, in] as PyTorch stores it."""
+    """`F.linear`: x @ weight.T + bias, weight [out, in] as PyTorch stores it.
+
+    The bias is an `IScaleLayer` over the last axis, which holds its weights, rather than a constant layer
+    and an add: one layer fewer per linear.
+    """
     w = constant(weight.reshape((1,) * (x.ndim - 2) + weight.shape), op="weight")
     y = matmul(x, w, transpose_b=True)
-    if bias is not None:
-        y = add(y, constant(bias.reshape((1,) * (x.ndim - 1) + bias.shape), op="bias"))
-    return y
+    return y if bias is None else scale_channels(y, None, bias, axis=-1)

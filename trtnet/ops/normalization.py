@@ -6,8 +6,9 @@ from typing import Sequence
 import numpy as np
 
 from trtnet.backend import get_trt
+from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
-from trtnet.ops.core import axes_mask, constant, normalize_axis, out
+from trtnet.ops.core import axes_mask, constant, normalize_axis, out, shared_constant
 from trtnet.ops.shape import cast
 from trtnet.tensor import Tensor
 
@@ -20,13 +21,30 @@ def _fp32_region(x: Tensor) -> tuple[Tensor, object]:
     return x, x.dtype
 
 
-def scale_channels(x: Tensor, scale: np.ndarray, shift: np.ndarray) -> Tensor:
-    """x * scale + shift per channel (axis 1), one `IScaleLayer`: what an eval-mode BatchNorm computes."""
+def scale_channels(x: Tensor, scale: np.ndarray | None, shift: np.ndarray | None, axis: int = 1) -> Tensor:
+    """x * scale + shift per channel along `axis` (default 1: NCHW), one `IScaleLayer` with the coefficients
+    inside it (no constant layers). `None` leaves that coefficient out: an eval-mode BatchNorm, a bias."""
+    return _scale(x, "CHANNEL", scale, shift, axis)
+
+
+def shift_elements(x: Tensor, shift: np.ndarray, axis: int = 1) -> Tensor:
+    """x + shift, `shift` broadcast (in numpy) to `x.shape[axis:]`, as one `IScaleLayer` in ELEMENTWISE mode."""
+    trail = x.shape[normalize_axis(axis, x.ndim):]
+    if any(d < 0 for d in trail):
+        raise NetworkError(f"shift_elements of {x}: dims from axis {axis} on must be static")
+    return _scale(x, "ELEMENTWISE", None, np.broadcast_to(shift, trail), axis)
+
+
+def _scale(x: Tensor, mode: str, scale: np.ndarray | None, shift: np.ndarray | None, axis: int) -> Tensor:
     graph = current_graph()
     trt = get_trt()
-    layer = graph.network.add_scale_nd(x.trt, trt.ScaleMode.CHANNEL, graph.weights(shift, x.dtype),
-                                       graph.weights(scale, x.dtype), graph.no_weights(x.dtype), 1)
-    return out(layer, "scale")
+
+    def weights(w: np.ndarray | None):
+        return graph.no_weights(x.dtype) if w is None else graph.weights(np.ascontiguousarray(w).ravel(), x.dtype)
+
+    layer = graph.network.add_scale_nd(x.trt, getattr(trt.ScaleMode, mode), weights(shift), weights(scale),
+                                       graph.no_weights(x.dtype), normalize_axis(axis, x.ndim))
+    return out(layer, "scale" if scale is not None else "bias")
 
 
 def batch_norm(x: Tensor, mean: np.ndarray, var: np.ndarray, weight: np.ndarray, bias: np.ndarray,
@@ -39,17 +57,32 @@ def batch_norm(x: Tensor, mean: np.ndarray, var: np.ndarray, weight: np.ndarray,
 
 def layer_norm(x: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5,
                axes: Sequence[int] = (-1,)) -> Tensor:
-    """`F.layer_norm` over the trailing `axes`, as one `INormalizationLayer`."""
+    """`F.layer_norm` over the trailing `axes`, as one `INormalizationLayer`.
+
+    Over the last axis alone (every transformer's case) the normalization gets unit scale and zero shift
+    constants shared by the whole network and the affine part follows as one `IScaleLayer` holding its
+    weights: two layers per LayerNorm instead of three, which matters in a network of fifty of them.
+    """
     graph = current_graph()
     y, back = _fp32_region(x)
     axes = tuple(normalize_axis(a, x.ndim) for a in axes)
     shape = tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
     ones = np.ones(shape, np.float32)
-    gamma = constant(ones if weight is None else weight.reshape(shape), y.dtype, op="gamma")
-    beta = constant(np.zeros_like(ones) if bias is None else bias.reshape(shape), y.dtype, op="beta")
+    last_only = axes == (x.ndim - 1,)
+    if last_only or weight is None:
+        gamma = shared_constant(ones, y.dtype, op="unit_scale")
+    else:
+        gamma = constant(weight.reshape(shape), y.dtype, op="gamma")
+    if last_only or bias is None:
+        beta = shared_constant(np.zeros_like(ones), y.dtype, op="zero_shift")
+    else:
+        beta = constant(bias.reshape(shape), y.dtype, op="beta")
     layer = graph.network.add_normalization(y.trt, gamma.trt, beta.trt, axes_mask(axes, x.ndim))
     layer.epsilon = eps
-    return cast(out(layer, "layer_norm"), back)
+    y = out(layer, "layer_norm")
+    if last_only and (weight is not None or bias is not None):
+        y = scale_channels(y, weight, bias, axis=-1)
+    return cast(y, back)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:

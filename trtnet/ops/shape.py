@@ -8,7 +8,7 @@ import numpy as np
 from trtnet.backend import get_trt
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
-from trtnet.ops.core import constant, normalize_axis, out
+from trtnet.ops.core import constant, normalize_axis, out, shared_constant
 from trtnet.tensor import Tensor
 
 
@@ -31,6 +31,34 @@ def permute(x: Tensor, order: Sequence[int]) -> Tensor:
     layer = current_graph().network.add_shuffle(x.trt)
     layer.first_transpose = order
     return out(layer, "permute")
+
+
+def shuffle(x: Tensor, first: Sequence[int] | None = None, shape: Sequence[int] | None = None,
+            second: Sequence[int] | None = None) -> Tensor:
+    """`x.permute(*first).reshape(*shape).permute(*second)` as the one `IShuffleLayer` TensorRT has for it.
+
+    >>> y = ops.shuffle(o, first=(0, 2, 1, 3), shape=(b, s, h * d))   # merge attention heads: one layer
+    """
+    layer = current_graph().network.add_shuffle(x.trt)
+    rank = x.ndim
+    if first is not None:
+        first = tuple(normalize_axis(a, rank) for a in first)
+        if sorted(first) != list(range(rank)):
+            raise NetworkError(f"shuffle of {x}: {first} is not a permutation of {rank} axes")
+        layer.first_transpose = first
+    if shape is not None:
+        shape = tuple(int(d) for d in shape)
+        if sum(d < 0 for d in shape) > 1:
+            raise NetworkError(f"shuffle of {x} to {shape}: at most one dimension may be -1")
+        layer.zero_is_placeholder = False
+        layer.reshape_dims = shape
+        rank = len(shape)
+    if second is not None:
+        second = tuple(normalize_axis(a, rank) for a in second)
+        if sorted(second) != list(range(rank)):
+            raise NetworkError(f"shuffle of {x}: {second} is not a permutation of {rank} axes")
+        layer.second_transpose = second
+    return out(layer, "shuffle")
 
 
 def transpose(x: Tensor, a: int, b: int) -> Tensor:
@@ -80,14 +108,25 @@ def strided_slice(x: Tensor, start: Sequence[int], size: Sequence[int], stride: 
     static = tuple(max(s, 0) for s in size)
     layer = graph.network.add_slice(x.trt, tuple(start), static, stride)
     if any(s < 0 for s in size):
-        # size = shape(x) * keep + fixed: a run-time dim where size is -1, the fixed size elsewhere.
-        keep = constant(np.array([1 if s < 0 else 0 for s in size], np.int64), op="slice_keep")
-        fixed = constant(np.array([max(s, 0) for s in size], np.int64), op="slice_fixed")
-        trt = get_trt()
-        prod = graph.network.add_elementwise(shape_of(x).trt, keep.trt, trt.ElementWiseOperation.PROD)
-        total = graph.network.add_elementwise(out(prod, "slice_size").trt, fixed.trt, trt.ElementWiseOperation.SUM)
-        layer.set_input(2, out(total, "slice_size").trt)
+        layer.set_input(2, _runtime_size(x, [s < 0 for s in size], static).trt)
     return out(layer, "slice")
+
+
+def _runtime_size(x: Tensor, keep: Sequence[bool], fixed: Sequence[int]) -> Tensor:
+    """shape(x) * keep + fixed, an int64 shape vector computed at run time for dynamic dims.
+
+    Emitted once per network for each (x, keep, fixed): q, k and v sliced from one tensor share it.
+    """
+    graph = current_graph()
+    key = ("runtime_size", x.name, tuple(bool(k) for k in keep), tuple(int(f) for f in fixed))
+    if key not in graph.memo:
+        trt = get_trt()
+        keep_t = shared_constant(np.array(key[2], np.int64), trt.int64, op="size_keep")
+        fixed_t = shared_constant(np.array(key[3], np.int64), trt.int64, op="size_fixed")
+        prod = graph.network.add_elementwise(shape_of(x).trt, keep_t.trt, trt.ElementWiseOperation.PROD)
+        total = graph.network.add_elementwise(out(prod, "size").trt, fixed_t.trt, trt.ElementWiseOperation.SUM)
+        graph.memo[key] = out(total, "size")
+    return graph.memo[key]
 
 
 def getitem(x: Tensor, index) -> Tensor:
@@ -169,14 +208,17 @@ def roll(x: Tensor, shifts: Sequence[int], axes: Sequence[int]) -> Tensor:
 
 def pad(x: Tensor, pads: Sequence[int], value: float = 0.0) -> Tensor:
     """`F.pad` with PyTorch's order: (left, right, top, bottom, ...) from the last axis backwards."""
-    starts, sizes = [0] * x.ndim, list(x.shape)
+    starts, extra = [0] * x.ndim, [0] * x.ndim
     for i in range(len(pads) // 2):
         axis = x.ndim - 1 - i
-        before, after = pads[2 * i], pads[2 * i + 1]
-        starts[axis] = -before
-        sizes[axis] = x.shape[axis] + before + after
+        starts[axis] = -pads[2 * i]
+        extra[axis] = pads[2 * i] + pads[2 * i + 1]
+    sizes = [d + e for d, e in zip(x.shape, extra)]
     graph = current_graph()
-    layer = graph.network.add_slice(x.trt, tuple(starts), tuple(sizes), (1,) * x.ndim)
+    layer = graph.network.add_slice(x.trt, tuple(starts), tuple(max(d, 0) for d in sizes), (1,) * x.ndim)
+    dynamic = [d < 0 for d in x.shape]
+    if any(dynamic):  # a dynamic dim (the batch): its padded size is known at run time only
+        layer.set_input(2, _runtime_size(x, dynamic, [e if dyn else d for e, dyn, d in zip(extra, dynamic, sizes)]).trt)
     layer.mode = get_trt().SampleMode.FILL
     if value != 0.0:
         layer.set_input(4, constant(np.array([value], np.float32), x.dtype, op="pad_value").trt)

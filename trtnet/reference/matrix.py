@@ -34,7 +34,7 @@ def matrix_multiply(call: LayerCall) -> list[np.ndarray]:
     if a.shape[-1] != b.shape[-2]:
         raise call.fail(f"contraction dims differ: {a_src.shape} ({op0}) x {b_src.shape} ({op1})")
     try:
-        r = np.matmul(a, b)
+        r = _matmul(a, b)
     except ValueError as err:
         raise call.fail(f"batch dims of {a_src.shape} and {b_src.shape} do not broadcast: {err}") from None
     if op1 == "VECTOR":
@@ -42,6 +42,29 @@ def matrix_multiply(call: LayerCall) -> list[np.ndarray]:
     if op0 == "VECTOR":
         r = r[..., 0, :] if op1 != "VECTOR" else r[..., 0]
     return [rounded(r, a_src.dtype)]
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`np.matmul`, with stacked products routed to one 2-D BLAS call each.
+
+    numpy's own loop over stacked (and broadcast) matrices is tens of times slower than BLAS: a weight with
+    no batch dims meets the whole left operand as one [rows, K] matrix; other stacks go matrix by matrix.
+    """
+    if a.ndim <= 2 and b.ndim <= 2:
+        return np.matmul(a, b)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if all(d == 1 for d in b.shape[:-2]):
+        flat = np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(-1, a.shape[-1])
+        return (flat @ b.reshape(b.shape[-2:])).reshape(*batch, a.shape[-2], b.shape[-1])
+    count = int(np.prod(batch))
+    if count > 4096:  # many tiny matrices: numpy's loop is the better one
+        return np.matmul(a, b)
+    a_full = np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(count, *a.shape[-2:])
+    b_full = np.broadcast_to(b, (*batch, *b.shape[-2:])).reshape(count, *b.shape[-2:])
+    out = np.empty((count, a.shape[-2], b.shape[-1]), np.result_type(a, b))
+    for i in range(count):
+        np.matmul(a_full[i], b_full[i], out=out[i])
+    return out.reshape(*batch, a.shape[-2], b.shape[-1])
 
 
 @register("EINSUM", "IEinsumLayer")

@@ -1,0 +1,221 @@
+"""BERT (Hugging Face transformers' `BertModel`): embeddings, post-LayerNorm encoder, tanh pooler.
+
+Hidden states travel as [B, 1, S, H] so that the fused Q/K/V projection lands directly in the attention's
+[B, heads, S, D] layout (`ops.split_heads_linear`): no reshape or transpose between them. Query, key and
+value keep their own keys in the weights file; they are concatenated into one matmul at emission, with the
+1/sqrt(D) attention scale folded into the query rows.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from trtnet import nn, ops
+from trtnet.backend import get_trt
+from trtnet.errors import WeightsError
+from trtnet.nn.module import Input
+from trtnet.tensor import Tensor
+from trtnet.zoo.registry import Weights, register, with_weights
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The fields of a Hugging Face `BertConfig` that shape the network (defaults: bert-base-uncased)."""
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+
+    @classmethod
+    def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> "BertConfig":
+        """Read a Hugging Face `config.json` (a path or its dict); keys it lacks keep BERT-base's values."""
+        if not isinstance(config, Mapping):
+            path = Path(config)
+            try:
+                config = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise WeightsError(f"{path}: cannot read the BERT config: {e}") from e
+        out = cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+        if out.hidden_act not in ops.ACTIVATIONS:
+            raise WeightsError(f"BERT config: hidden_act {out.hidden_act!r} is not one of {sorted(ops.ACTIVATIONS)}")
+        if out.hidden_size % out.num_attention_heads:
+            raise WeightsError(f"BERT config: hidden_size {out.hidden_size} does not split into "
+                               f"{out.num_attention_heads} heads")
+        return out
+
+
+class BertEmbeddings(nn.Module):
+    # Index buffers that transformers builds itself; older checkpoints saved them.
+    skip_keys = ("position_ids", "token_type_ids")
+
+    def __init__(self, c: BertConfig) -> None:
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, c.layer_norm_eps)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+        b, s = input_ids.shape
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        # Positions are 0..S-1 for every sequence: a constant slice of the table, not a gather.
+        x = x + ops.constant(self.position_embeddings.weight.data[None, :s], op="positions")
+        return self.LayerNorm(x.reshape(b, 1, s, x.shape[-1]))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self._heads = c.num_attention_heads
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        h = self._heads
+        scale = 1.0 / math.sqrt(self.query.weight.shape[0] // h)
+        w = np.concatenate([self.query.weight.data * scale, self.key.weight.data, self.value.weight.data])
+        b = np.concatenate([self.query.bias.data * scale, self.key.bias.data, self.value.bias.data])
+        qkv = ops.split_heads_linear(x, w, b, 3 * h)
+        q, k, v = qkv[:, :h], qkv[:, h:2 * h], qkv[:, 2 * h:]
+        return ops.merge_heads(ops.scaled_dot_product_attention(q, k, v, mask=keep, scale=1.0))
+
+
+class BertResidualOutput(nn.Module):
+    """`BertSelfOutput` and `BertOutput`: dense, then LayerNorm of it plus the residual."""
+
+    def __init__(self, cin: int, c: BertConfig) -> None:
+        self.dense = nn.Linear(cin, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, c.layer_norm_eps)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        self.self = BertSelfAttention(c)  # transformers' attribute name, hence the key `attention.self.query`
+        self.output = BertResidualOutput(c.hidden_size, c)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        return self.output(self.self(x, keep), x)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+        self._act = ops.ACTIVATIONS[c.hidden_act]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._act(self.dense(x))
+
+
+class BertLayer(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        self.attention = BertAttention(c)
+        self.intermediate = BertIntermediate(c)
+        self.output = BertResidualOutput(c.intermediate_size, c)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        x = self.attention(x, keep)
+        return self.output(self.intermediate(x), x)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        self.layer = [BertLayer(c) for _ in range(c.num_hidden_layers)]
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        for layer in self.layer:
+            x = layer(x, keep)
+        return x
+
+
+class BertPooler(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        first = x[:, :, :1]  # the [CLS] token, [B, 1, 1, H]
+        return ops.tanh(self.dense(first)).reshape(x.shape[0], x.shape[-1])
+
+
+# transformers renames these on load (TensorFlow-era names); so does trtnet.
+_LEGACY_NAMES = re.compile(r"(LayerNorm)\.(gamma|beta)$")
+
+
+class Bert(nn.Module):
+    """`transformers.BertModel`: (input_ids, attention_mask, token_type_ids) -> (last_hidden_state, pooler_output)."""
+
+    # Pre-training heads of `BertForPreTraining`-style files: present, not used by the encoder.
+    unused_keys = ("cls.*",)
+
+    def __init__(self, config: BertConfig = BertConfig(), seq_len: int = 128) -> None:
+        if seq_len > config.max_position_embeddings:
+            raise WeightsError(f"seq_len {seq_len} exceeds max_position_embeddings {config.max_position_embeddings}")
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config)
+        self._config = config
+        self._seq_len = seq_len
+
+    def inputs(self) -> list[Input]:
+        s, c = (self._seq_len,), self._config
+        return [Input("input_ids", s, "int32", high=c.vocab_size),
+                Input("attention_mask", s, "int32", padding_mask=True),
+                Input("token_type_ids", s, "int32", high=c.type_vocab_size)]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["last_hidden_state", "pooler_output"]
+
+    def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Accept `BertForPreTraining`-style keys (`bert.` prefix) and the old `LayerNorm.gamma/beta` names."""
+        prefixed = any(k.startswith("bert.") for k in state)
+        out = {}
+        for key, value in state.items():
+            if prefixed and key.startswith("bert."):
+                key = key[len("bert."):]
+            out[_LEGACY_NAMES.sub(lambda m: f"{m[1]}.{'weight' if m[2] == 'gamma' else 'bias'}", key)] = value
+        return out
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, Tensor]:
+        b, s = input_ids.shape
+        x = self.embeddings(input_ids, token_type_ids)
+        keep = ops.cast(attention_mask.reshape(b, 1, 1, s), get_trt().bool)  # nonzero: attend
+        x = self.encoder(x, keep)
+        return x.reshape(b, s, x.shape[-1]), self.pooler(x)
+
+
+def _hf_bert():
+    import transformers
+
+    return transformers.BertModel(transformers.BertConfig())
+
+
+def _hf_bert_pretrained():
+    import transformers
+
+    return transformers.BertModel.from_pretrained("google-bert/bert-base-uncased")
+
+
+@register("bert_base_uncased", "transformers.BertModel(BertConfig())", _hf_bert, benchmark=True,
+          pretrained=_hf_bert_pretrained)
+def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
+                      seq_len: int = 128) -> Bert:
+    """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).
+
+    >>> model = bert_base_uncased(weights="model.safetensors", config="config.json")   # doctest: +SKIP
+    """
+    c = BertConfig() if config is None else BertConfig.from_hf(config)
+    return with_weights(Bert(c, seq_len), weights)

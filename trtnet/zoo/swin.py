@@ -1,0 +1,239 @@
+"""Swin Transformer (timm 1.x's `swin_*_patch4_window7_224`): NHWC tokens, shifted window attention.
+
+timm 1.x layout: stage i > 0 starts with its PatchMerging (`layers.i.downsample`), tokens stay [B, H, W, C],
+the classifier is `head.fc`. The relative position bias is gathered from the checkpoint's table in numpy at
+emission and added to the shift mask there too, so the attention receives one constant additive mask.
+
+Windows are laid out [B, windows * heads, N, d] for the attention, so that mask is [1, windows * heads, N, N]:
+it broadcasts over the batch instead of being tiled for it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from trtnet import nn, ops
+from trtnet.nn.module import Input
+from trtnet.tensor import Tensor
+from trtnet.zoo.registry import Weights, register, with_weights
+
+SHIFT_MASK = -100.0  # timm's value for pairs of tokens from different regions of a shifted window
+
+
+@dataclass(frozen=True)
+class SwinConfig:
+    """timm's `SwinTransformer` arguments that shape the network."""
+
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    window_size: int = 7
+    patch_size: int = 4
+    img_size: int = 224
+    mlp_ratio: float = 4.0
+    num_classes: int = 1000
+    eps: float = 1e-5
+
+
+def relative_position_index(ws: int) -> np.ndarray:
+    """[N, N] index into the (2ws-1)^2 bias table for each pair of tokens of a ws x ws window (timm's)."""
+    coords = np.stack(np.meshgrid(np.arange(ws), np.arange(ws), indexing="ij")).reshape(2, -1)
+    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (ws - 1)
+    return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
+
+
+def shift_mask(resolution: int, ws: int, shift: int) -> np.ndarray:
+    """[windows, N, N]: 0 within a region of the cyclically shifted image, SHIFT_MASK across regions."""
+    region = np.zeros((resolution, resolution), np.float32)
+    bounds = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    for i, (rows, cols) in enumerate((h, w) for h in bounds for w in bounds):
+        region[rows, cols] = i
+    n = resolution // ws
+    windows = region.reshape(n, ws, n, ws).transpose(0, 2, 1, 3).reshape(n * n, ws * ws)
+    return np.where(windows[:, None, :] != windows[:, :, None], SHIFT_MASK, 0.0).astype(np.float32)
+
+
+class WindowAttention(nn.Module):
+    # Index buffer recomputed here; older checkpoints saved it.
+    skip_keys = ("relative_position_index",)
+
+    def __init__(self, dim: int, heads: int, ws: int) -> None:
+        self.relative_position_bias_table = nn.Parameter(((2 * ws - 1) ** 2, heads), init="normal", std=0.02)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self._heads, self._ws = heads, ws
+
+    def bias(self, mask: np.ndarray | None, windows: int) -> np.ndarray:
+        """The additive attention mask [1, windows * heads, N, N]: relative position bias plus shift mask."""
+        n = self._ws**2
+        table = self.relative_position_bias_table.data
+        rel = table[relative_position_index(self._ws).reshape(-1)].reshape(n, n, -1).transpose(2, 0, 1)
+        total = np.broadcast_to(rel[None], (windows, *rel.shape))
+        if mask is not None:
+            total = total + mask[:, None]
+        return np.ascontiguousarray(total, np.float32).reshape(1, windows * self._heads, n, n)
+
+    def forward(self, x: Tensor, mask: np.ndarray | None) -> Tensor:
+        """x: windows [B, nW, N, C] -> [B, nW, N, C]."""
+        b, nw, n, c = x.shape
+        h, d = self._heads, c // self._heads
+        row_scale = np.ones((3 * c, 1), np.float32)
+        row_scale[:c] = 1.0 / math.sqrt(d)  # the attention scale, folded into the query rows
+        qkv = ops.linear(x, self.qkv.weight.data * row_scale, self.qkv.bias.data * row_scale[:, 0])
+        qkv = ops.shuffle(qkv, shape=(b, nw, n, 3 * h, d), second=(0, 1, 3, 2, 4))  # [B, nW, 3h, N, d]
+        q, k, v = (qkv[:, :, i * h:(i + 1) * h].reshape(b, nw * h, n, d) for i in range(3))
+        o = ops.scaled_dot_product_attention(q, k, v, bias=self.bias(mask, nw), scale=1.0)
+        o = ops.shuffle(o, shape=(b, nw, h, n, d), second=(0, 1, 3, 2, 4)).reshape(b, nw, n, c)
+        return self.proj(o)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(ops.gelu(self.fc1(x)))
+
+
+class SwinBlock(nn.Module):
+    skip_keys = ("attn_mask",)  # a buffer of older checkpoints; recomputed in numpy
+
+    def __init__(self, dim: int, heads: int, resolution: int, ws: int, shifted: bool, c: SwinConfig) -> None:
+        # timm's rule: a window never exceeds the feature map, and a map that fits one window is not shifted.
+        self._ws = min(ws, resolution)
+        self._shift = ws // 2 if shifted and resolution > ws else 0
+        self._resolution = resolution
+        self.norm1 = nn.LayerNorm(dim, c.eps)
+        self.attn = WindowAttention(dim, heads, self._ws)
+        self.norm2 = nn.LayerNorm(dim, c.eps)
+        self.mlp = Mlp(dim, int(dim * c.mlp_ratio))
+
+    def _windows(self, x: Tensor) -> Tensor:
+        b, hh, ww, c = x.shape
+        ws = self._ws
+        x = ops.shuffle(x, shape=(b, hh // ws, ws, ww // ws, ws, c), second=(0, 1, 3, 2, 4, 5))
+        return x.reshape(b, (hh // ws) * (ww // ws), ws * ws, c)
+
+    def _unwindows(self, x: Tensor, hh: int, ww: int) -> Tensor:
+        b, _, _, c = x.shape
+        ws = self._ws
+        x = ops.shuffle(x, shape=(b, hh // ws, ww // ws, ws, ws, c), second=(0, 1, 3, 2, 4, 5))
+        return x.reshape(b, hh, ww, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, hh, ww, _ = x.shape
+        s = self._shift
+        y = self.norm1(x)
+        if s:
+            y = ops.roll(y, (-s, -s), (1, 2))
+        mask = shift_mask(self._resolution, self._ws, s) if s else None
+        y = self._unwindows(self.attn(self._windows(y), mask), hh, ww)
+        if s:
+            y = ops.roll(y, (s, s), (1, 2))
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbours concatenated in timm's order (row offset fastest), LayerNorm, linear without bias."""
+
+    def __init__(self, dim: int, c: SwinConfig) -> None:
+        self.norm = nn.LayerNorm(4 * dim, c.eps)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, hh, ww, c = x.shape
+        x = ops.shuffle(x, shape=(b, hh // 2, 2, ww // 2, 2, c), second=(0, 1, 3, 4, 2, 5))
+        return self.reduction(self.norm(x.reshape(b, hh // 2, ww // 2, 4 * c)))
+
+
+class SwinStage(nn.Module):
+    def __init__(self, index: int, c: SwinConfig) -> None:
+        dim = c.embed_dim * 2**index
+        resolution = c.img_size // c.patch_size // 2**index
+        self.downsample = PatchMerging(dim // 2, c) if index > 0 else None
+        self.blocks = [SwinBlock(dim, c.num_heads[index], resolution, c.window_size, j % 2 == 1, c)
+                       for j in range(c.depths[index])]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.downsample is not None:
+            x = self.downsample(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, c: SwinConfig) -> None:
+        self.proj = nn.Conv2d(3, c.embed_dim, c.patch_size, c.patch_size)
+        self.norm = nn.LayerNorm(c.embed_dim, c.eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))  # NHWC from here on
+
+
+class ClassifierHead(nn.Module):
+    def __init__(self, dim: int, num_classes: int) -> None:
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x.mean((1, 2)))
+
+
+class SwinTransformer(nn.Module):
+    """timm's `SwinTransformer`: [B, 3, H, W] -> logits."""
+
+    def __init__(self, c: SwinConfig) -> None:
+        self.patch_embed = PatchEmbed(c)
+        self.layers = [SwinStage(i, c) for i in range(len(c.depths))]
+        self.norm = nn.LayerNorm(c.embed_dim * 2 ** (len(c.depths) - 1), c.eps)
+        self.head = ClassifierHead(c.embed_dim * 2 ** (len(c.depths) - 1), c.num_classes)
+        self._config = c
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (3, self._config.img_size, self._config.img_size))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.patch_embed(x)
+        for stage in self.layers:
+            x = stage(x)
+        return self.head(self.norm(x))
+
+
+CONFIGS = {
+    "swin_t": ("swin_tiny_patch4_window7_224", SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24))),
+    "swin_s": ("swin_small_patch4_window7_224", SwinConfig(96, (2, 2, 18, 2), (3, 6, 12, 24))),
+    "swin_b": ("swin_base_patch4_window7_224", SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32))),
+}
+
+
+def _timm(name: str):
+    def make():
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+
+    return make
+
+
+def _entry(name: str, benchmark: bool = False):
+    timm_name, config = CONFIGS[name]
+
+    @register(name, f"timm {timm_name}", _timm(timm_name), benchmark=benchmark)
+    def entry(weights: Weights = None) -> SwinTransformer:
+        return with_weights(SwinTransformer(config), weights)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"{name} with timm {timm_name}'s state_dict keys. `weights`: a safetensors path, a dict, or None."
+    return entry
+
+
+swin_t = _entry("swin_t", benchmark=True)
+swin_s = _entry("swin_s")
+swin_b = _entry("swin_b")

@@ -1,0 +1,143 @@
+"""Vision Transformer (timm's `vit_*_patch16_224`): patch embedding, class token, pre-LayerNorm blocks.
+
+Tokens travel as [B, 1, N, D] so that the fused qkv projection lands in the attention's [B, heads, N, d]
+layout with no reshape (`ops.split_heads_linear`); the attention scale is folded into the query rows.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from trtnet import nn, ops
+from trtnet.nn.module import Input
+from trtnet.tensor import Tensor
+from trtnet.zoo.registry import Weights, register, with_weights
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """timm's `VisionTransformer` arguments that shape the network (class token, token pooling)."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    img_size: int = 224
+    num_classes: int = 1000
+    eps: float = 1e-6  # timm's LayerNorm for ViT
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, c: ViTConfig) -> None:
+        self.proj = nn.Conv2d(3, c.embed_dim, c.patch_size, c.patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.proj(x)  # [B, D, gh, gw]
+        b, d, gh, gw = y.shape
+        return ops.shuffle(y, shape=(b, 1, d, gh * gw), second=(0, 1, 3, 2))  # [B, 1, N, D]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self._heads = heads
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, dim = self._heads, self.proj.weight.shape[0]
+        row_scale = np.ones((3 * dim, 1), np.float32)
+        row_scale[:dim] = 1.0 / math.sqrt(dim // h)  # the attention scale, folded into the query rows
+        w, b = self.qkv.weight.data * row_scale, self.qkv.bias.data * row_scale[:, 0]
+        qkv = ops.split_heads_linear(x, w, b, 3 * h)
+        q, k, v = qkv[:, :h], qkv[:, h:2 * h], qkv[:, 2 * h:]
+        return self.proj(ops.merge_heads(ops.scaled_dot_product_attention(q, k, v, scale=1.0)))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(ops.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, c: ViTConfig) -> None:
+        self.norm1 = nn.LayerNorm(c.embed_dim, c.eps)
+        self.attn = Attention(c.embed_dim, c.num_heads)
+        self.norm2 = nn.LayerNorm(c.embed_dim, c.eps)
+        self.mlp = Mlp(c.embed_dim, int(c.embed_dim * c.mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """timm's `VisionTransformer` with a class token and `global_pool="token"`: [B, 3, H, W] -> logits."""
+
+    def __init__(self, c: ViTConfig) -> None:
+        tokens = (c.img_size // c.patch_size) ** 2 + 1
+        self.cls_token = nn.Parameter((1, 1, c.embed_dim), init="normal", std=1e-6)
+        self.pos_embed = nn.Parameter((1, tokens, c.embed_dim), init="normal", std=0.02)
+        self.patch_embed = PatchEmbed(c)
+        self.blocks = [Block(c) for _ in range(c.depth)]
+        self.norm = nn.LayerNorm(c.embed_dim, c.eps)
+        self.head = nn.Linear(c.embed_dim, c.num_classes)
+        self._config = c
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (3, self._config.img_size, self._config.img_size))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.patch_embed(x)
+        # cat(cls, tokens) + pos_embed, as a zero row padded in front plus one constant: row 0 of the constant
+        # is cls + pos[0], so no broadcast of the class token over the batch is needed.
+        start = self.pos_embed.data.copy()
+        start[:, 0] += self.cls_token.data[:, 0]
+        x = ops.pad(x, (0, 0, 1, 0)) + ops.constant(start[None], op="pos_embed")
+        for block in self.blocks:
+            x = block(x)
+        # Only the class token reaches the head, and LayerNorm is per token: normalise that token alone.
+        logits = self.head(self.norm(x[:, :, :1]))
+        return logits.reshape(x.shape[0], self._config.num_classes)
+
+
+CONFIGS = {
+    "vit_s_16": ("vit_small_patch16_224", ViTConfig(embed_dim=384, depth=12, num_heads=6)),
+    "vit_b_16": ("vit_base_patch16_224", ViTConfig(embed_dim=768, depth=12, num_heads=12)),
+    "vit_l_16": ("vit_large_patch16_224", ViTConfig(embed_dim=1024, depth=24, num_heads=16)),
+}
+
+
+def _timm(name: str):
+    def make():
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+
+    return make
+
+
+def _entry(name: str, benchmark: bool = False):
+    timm_name, config = CONFIGS[name]
+
+    @register(name, f"timm {timm_name}", _timm(timm_name), benchmark=benchmark)
+    def entry(weights: Weights = None) -> VisionTransformer:
+        return with_weights(VisionTransformer(config), weights)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"{name} with timm {timm_name}'s state_dict keys. `weights`: a safetensors path, a dict, or None."
+    return entry
+
+
+vit_s_16 = _entry("vit_s_16")
+vit_b_16 = _entry("vit_b_16", benchmark=True)
+vit_l_16 = _entry("vit_l_16")
