@@ -52,17 +52,11 @@ def declared_inputs(name: str) -> tuple:
 
 
 def make_inputs(name: str, batch: int, seed: int = 0) -> list[np.ndarray]:
-    """Inputs for zoo model `name` at `batch`, from its declared `inputs()`: floats ~ N(0, 1), integers 0/1
-    (valid token ids, masks and segment ids alike)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for spec in declared_inputs(name):
-        shape = (batch, *spec.shape)
-        if spec.dtype.startswith("float"):
-            out.append(rng.standard_normal(shape).astype(spec.dtype))
-        else:
-            out.append(rng.integers(0, 2, shape).astype(spec.dtype))
-    return out
+    """Inputs for zoo model `name` at `batch`, from its declared `inputs()` and their hints (token ids below
+    the vocabulary size, an attention mask with padding): the same inputs `trtnet verify` uses."""
+    from trtnet.parity import sample_inputs  # torch-free: only the source-model helpers there import torch
+
+    return sample_inputs(declared_inputs(name), batch, seed)
 
 
 def weights_for(name: str, weights_dir: Path, scratch: Path) -> tuple[Path | None, str]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from trtnet.nn.module import Module
+from trtnet.nn.module import Input, Module
 from trtnet.zoo.registry import get_entry
 
 
@@ -90,15 +91,15 @@ def export_state(model, path: str | os.PathLike) -> Path:
     return path
 
 
-def sample_inputs(model: Module, batch: int, seed: int = 0) -> list[np.ndarray]:
-    """Random test inputs for `model`, one per declared input, from its `Input` hints.
+def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) -> list[np.ndarray]:
+    """Random test inputs for `model` (or its declared `inputs()`), one per input, from the `Input` hints.
 
     Float inputs are standard normal. Integer inputs are uniform in [low, high) (token ids: high is the
     vocabulary size); a `padding_mask` input is ones with the tail of every other row zeroed, as padding.
     """
     rng = np.random.default_rng(seed)
     arrays = []
-    for spec in model.inputs():
+    for spec in (model.inputs() if isinstance(model, Module) else model):
         shape = (batch, *spec.shape)
         if spec.dtype.startswith("float"):
             arrays.append(rng.standard_normal(shape).astype(spec.dtype))
