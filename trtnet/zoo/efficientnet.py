@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, timm_source, with_weights
 
 
 class StageRow(NamedTuple):
@@ -165,21 +165,10 @@ MULTIPLIERS = {
 }
 
 
-def _timm(name: str):
-    def make():
-        import timm
-
-        from trtnet.parity import he_init
-
-        model = timm.create_model(name, pretrained=False)
-        he_init(model)  # with timm's init, random outputs differ between inputs by ~1e-3 of their size
-        return model
-
-    return make
-
 
 def _entry(name: str, benchmark: bool = False):
-    @register(name, f"timm.create_model({name!r})", _timm(name), benchmark=benchmark)
+    @register(name, f"timm.create_model({name!r})", timm_source(name, he=True), benchmark=benchmark)
+    # he=True: with timm's init, random outputs differ between inputs by ~1e-3 of their size
     def entry(weights: Weights = None, num_classes: int = 1000) -> EfficientNet:
         width, depth = MULTIPLIERS[name]
         return with_weights(EfficientNet(EfficientNetConfig(width, depth, num_classes=num_classes)), weights)

@@ -11,7 +11,7 @@ from typing import Sequence
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
 Size = int | tuple[int, int]
 
@@ -186,20 +186,13 @@ class InceptionV3(nn.Module):
         return self.fc(ops.global_avg_pool2d(x).flatten(1))  # the dropout before fc is identity in eval
 
 
-def _torch_inception_v3():
-    import torchvision
-
-    from trtnet.parity import he_init
-
-    # init_weights=False: torchvision's own init would need scipy's truncnorm on older versions, and is slow.
-    model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
-                                            transform_input=False)
-    he_init(model)  # PyTorch's default init fades the signal over 90 convs: outputs would ignore the input
-    return model
+# init_weights=False: torchvision's own init would need scipy's truncnorm on older versions, and is slow; then
+# he=True, as PyTorch's default init fades the signal over 90 convs and outputs would ignore the input.
+_SOURCE = torchvision_source("inception_v3", he=True, aux_logits=False, init_weights=False, transform_input=False)
 
 
 @register("inception_v3", "torchvision.models.inception_v3 (aux_logits=False, transform_input=False)",
-          _torch_inception_v3, benchmark=True)
+          _SOURCE, benchmark=True)
 def inception_v3(weights: Weights = None, num_classes: int = 1000) -> InceptionV3:
     """inception_v3 with torchvision's state_dict keys (no AuxLogits). `weights`: safetensors path, dict, or None."""
     return with_weights(InceptionV3(InceptionV3Config(num_classes)), weights)

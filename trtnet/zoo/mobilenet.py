@@ -7,7 +7,7 @@ from typing import NamedTuple
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
 
 class IRRow(NamedTuple):
@@ -86,17 +86,9 @@ class MobileNetV2(nn.Module):
         return self.classifier(ops.global_avg_pool2d(self.features(x)).flatten(1))
 
 
-def _torch_mobilenet_v2():
-    import torchvision
-
-    from trtnet.parity import he_init
-
-    model = torchvision.models.mobilenet_v2(weights=None)
-    he_init(model)  # torchvision scales depthwise kernels by fan_out: random outputs would ignore the input
-    return model
-
-
-@register("mobilenet_v2", "torchvision.models.mobilenet_v2", _torch_mobilenet_v2, benchmark=True)
+# he=True: torchvision scales depthwise kernels by fan_out, so random outputs would ignore the input.
+@register("mobilenet_v2", "torchvision.models.mobilenet_v2", torchvision_source("mobilenet_v2", he=True),
+          benchmark=True)
 def mobilenet_v2(weights: Weights = None, num_classes: int = 1000) -> MobileNetV2:
     """mobilenet_v2 with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."""
     return with_weights(MobileNetV2(MobileNetV2Config(num_classes=num_classes)), weights)

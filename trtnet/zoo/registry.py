@@ -67,6 +67,41 @@ def register(name: str, source: str, torch_model: Callable[[], object], benchmar
     return add
 
 
+def torchvision_source(name: str, he: bool = False, **kwargs) -> Callable[[], object]:
+    """A builder of `torchvision.models.<name>(weights=None, **kwargs)`; torch is imported when it is called.
+
+    `he=True` redraws conv and linear weights with `trtnet.parity.he_init`, for sources whose own random init
+    lets the signal fade so that random outputs barely depend on the input.
+    """
+
+    def make():
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, **kwargs)
+        return _he(model) if he else model
+
+    return make
+
+
+def timm_source(name: str, he: bool = False) -> Callable[[], object]:
+    """A builder of `timm.create_model(name, pretrained=False)`; `he` as in `torchvision_source`."""
+
+    def make():
+        import timm
+
+        model = timm.create_model(name, pretrained=False)
+        return _he(model) if he else model
+
+    return make
+
+
+def _he(model):
+    from trtnet.parity import he_init
+
+    he_init(model)
+    return model
+
+
 def get_entry(name: str) -> ZooEntry:
     if name not in REGISTRY:
         raise TrtnetError(f"no zoo model {name!r}; known: {', '.join(sorted(REGISTRY))}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
 
 @dataclass(frozen=True)
@@ -94,14 +94,6 @@ class ResNet(nn.Module):
         return self.fc(ops.global_avg_pool2d(x).flatten(1))
 
 
-def _torchvision(name: str):
-    def make():
-        import torchvision
-
-        return getattr(torchvision.models, name)(weights=None)
-
-    return make
-
 
 CONFIGS = {
     "resnet18": ResNetConfig((2, 2, 2, 2), bottleneck=False),
@@ -113,7 +105,7 @@ CONFIGS = {
 
 
 def _entry(name: str, benchmark: bool = False):
-    @register(name, f"torchvision.models.{name}", _torchvision(name), benchmark=benchmark)
+    @register(name, f"torchvision.models.{name}", torchvision_source(name), benchmark=benchmark)
     def entry(weights: Weights = None, num_classes: int = 1000) -> ResNet:
         config = CONFIGS[name]
         return with_weights(ResNet(ResNetConfig(config.layers, config.bottleneck, num_classes)), weights)

@@ -17,7 +17,7 @@ import numpy as np
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, timm_source, with_weights
 
 SHIFT_MASK = -100.0  # timm's value for pairs of tokens from different regions of a shifted window
 
@@ -213,19 +213,11 @@ CONFIGS = {
 }
 
 
-def _timm(name: str):
-    def make():
-        import timm
-
-        return timm.create_model(name, pretrained=False)
-
-    return make
-
 
 def _entry(name: str, benchmark: bool = False):
     timm_name, config = CONFIGS[name]
 
-    @register(name, f"timm {timm_name}", _timm(timm_name), benchmark=benchmark)
+    @register(name, f"timm {timm_name}", timm_source(timm_name), benchmark=benchmark)
     def entry(weights: Weights = None) -> SwinTransformer:
         return with_weights(SwinTransformer(config), weights)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
 
 @dataclass(frozen=True)
@@ -61,19 +61,11 @@ class VGG(nn.Module):
         return self.classifier(x.flatten(1))
 
 
-def _torchvision(name: str):
-    def make():
-        import torchvision
-
-        return getattr(torchvision.models, name)(weights=None)
-
-    return make
-
 
 def _entry(depth: int, batch_norm: bool, benchmark: bool = False):
     name = f"vgg{depth}{'_bn' if batch_norm else ''}"
 
-    @register(name, f"torchvision.models.{name}", _torchvision(name), benchmark=benchmark)
+    @register(name, f"torchvision.models.{name}", torchvision_source(name), benchmark=benchmark)
     def entry(weights: Weights = None, num_classes: int = 1000) -> VGG:
         return with_weights(VGG(VGGConfig(STAGES[depth], batch_norm, num_classes)), weights)
 

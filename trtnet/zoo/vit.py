@@ -13,7 +13,7 @@ import numpy as np
 from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import Weights, register, timm_source, with_weights
 
 
 @dataclass(frozen=True)
@@ -117,19 +117,11 @@ CONFIGS = {
 }
 
 
-def _timm(name: str):
-    def make():
-        import timm
-
-        return timm.create_model(name, pretrained=False)
-
-    return make
-
 
 def _entry(name: str, benchmark: bool = False):
     timm_name, config = CONFIGS[name]
 
-    @register(name, f"timm {timm_name}", _timm(timm_name), benchmark=benchmark)
+    @register(name, f"timm {timm_name}", timm_source(timm_name), benchmark=benchmark)
     def entry(weights: Weights = None) -> VisionTransformer:
         return with_weights(VisionTransformer(config), weights)
 
