@@ -96,6 +96,18 @@ def as_list(out) -> list:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory. On Linux from VmHWM, which starts afresh at exec: getrusage's
+    maxrss is inherited from the parent across fork and exec, so a child would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return _rusage_peak_mib()
+
+
+def _rusage_peak_mib() -> float:
     """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (2**20 if platform.system() == "Darwin" else 2**10)
@@ -118,6 +130,10 @@ def export_onnx(name: str, weights: Path | None, batch: int, precision: str, pat
     import torch
 
     model = load_torch(name, weights)
+    if hasattr(getattr(model, "config", None), "_attn_implementation"):
+        # Hugging Face models default to SDPA, whose TorchScript export leaves a float32 tensor in an fp16
+        # graph (TensorRT's parser then refuses BERT's first LayerNorm); the eager attention exports cleanly.
+        model.config._attn_implementation = "eager"
     dtype = getattr(torch, TORCH_DTYPES[precision])
     names = [i.name for i in declared_inputs(name)]
 
