@@ -102,6 +102,18 @@ class Embedding(Module):
         return ops.gather(ops.constant(self.weight.data, op="table"), ids, axis=0)
 
 
+class Mlp(Module):
+    """timm's transformer MLP, `fc1` -> activation (GELU by default) -> `fc2`, with timm's key names."""
+
+    def __init__(self, dim: int, hidden: int, act: str = "gelu") -> None:
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
+        self._act: Callable[[Tensor], Tensor] = ops.ACTIVATIONS[act]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self._act(self.fc1(x)))
+
+
 class Activation(Module):
     """A parameterless activation by name (`"relu"`, `"silu"`, `"gelu"`...) in a slot of a Sequential."""
 

@@ -89,15 +89,6 @@ class WindowAttention(nn.Module):
         return self.proj(o)
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(ops.gelu(self.fc1(x)))
-
-
 class SwinBlock(nn.Module):
     skip_keys = ("attn_mask",)  # a buffer of older checkpoints; recomputed in numpy
 
@@ -109,7 +100,7 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, c.eps)
         self.attn = WindowAttention(dim, heads, self._ws)
         self.norm2 = nn.LayerNorm(dim, c.eps)
-        self.mlp = Mlp(dim, int(dim * c.mlp_ratio))
+        self.mlp = nn.Mlp(dim, int(dim * c.mlp_ratio))
 
     def _windows(self, x: Tensor) -> Tensor:
         b, hh, ww, c = x.shape

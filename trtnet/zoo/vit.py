@@ -56,21 +56,12 @@ class Attention(nn.Module):
         return self.proj(ops.merge_heads(ops.scaled_dot_product_attention(q, k, v, scale=1.0)))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(ops.gelu(self.fc1(x)))
-
-
 class Block(nn.Module):
     def __init__(self, c: ViTConfig) -> None:
         self.norm1 = nn.LayerNorm(c.embed_dim, c.eps)
         self.attn = Attention(c.embed_dim, c.num_heads)
         self.norm2 = nn.LayerNorm(c.embed_dim, c.eps)
-        self.mlp = Mlp(c.embed_dim, int(c.embed_dim * c.mlp_ratio))
+        self.mlp = nn.Mlp(c.embed_dim, int(c.embed_dim * c.mlp_ratio))
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
