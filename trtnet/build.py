@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -35,7 +35,6 @@ class Network:
     outputs: list[TensorSpec]
     seconds: float = 0.0
     precision: str = ""
-    notes: list[str] = field(default_factory=list)
 
     @property
     def num_layers(self) -> int:
@@ -73,7 +72,7 @@ def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", f
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         outputs = []
-        for i, (name, t) in enumerate(zip(model.output_names(len(results)), results)):
+        for name, t in zip(model.output_names(len(results)), results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
             t.trt.name = name
