@@ -132,6 +132,18 @@ class Module:
         return state
 
 
+class ImageClassifier(Module):
+    """A whole model taking one float32 NCHW image `x` of `image_size` pixels and returning `logits`."""
+
+    image_size: int = 224
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (3, self.image_size, self.image_size))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"]
+
+
 def _walk(name: str, value) -> Iterator[tuple[str, Any]]:
     if isinstance(value, (Module, Parameter)):
         yield name, value

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, timm_source, with_weights
 
@@ -126,7 +125,7 @@ class InvertedResidual(nn.Module):
 BLOCKS = {"ds": DepthwiseSeparableConv, "ir": InvertedResidual}
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(nn.ImageClassifier):
     def __init__(self, config: EfficientNetConfig) -> None:
         cin = config.channels(config.stem)
         self.conv_stem, self.bn1 = conv_bn(3, cin, 3, 2)
@@ -140,12 +139,6 @@ class EfficientNet(nn.Module):
         features = config.channels(config.features)
         self.conv_head, self.bn2 = conv_bn(cin, features, 1)
         self.classifier = nn.Linear(features, config.num_classes)
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, 224, 224))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.bn1(self.conv_stem(x))

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
@@ -149,7 +148,7 @@ class InceptionV3Config:
     num_classes: int = 1000
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(nn.ImageClassifier):
     def __init__(self, config: InceptionV3Config) -> None:
         # torchvision's attribute names (`Conv2d_1a_3x3`, `Mixed_5b`...) are the weight keys.
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
@@ -171,12 +170,6 @@ class InceptionV3(nn.Module):
         self.Mixed_7b = InceptionE(1280)
         self.Mixed_7c = InceptionE(2048)
         self.fc = nn.Linear(2048, config.num_classes)
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, 224, 224))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
 
     def forward(self, x: Tensor) -> Tensor:
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",

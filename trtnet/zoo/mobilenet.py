@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
@@ -62,7 +61,7 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self._residual else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(nn.ImageClassifier):
     def __init__(self, config: MobileNetV2Config) -> None:
         cin = make_divisible(32 * config.width_mult)
         last = make_divisible(1280 * max(1.0, config.width_mult))
@@ -75,12 +74,6 @@ class MobileNetV2(nn.Module):
         features.append(conv_bn_relu6(cin, last, 1))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Identity(), nn.Linear(last, config.num_classes))  # 0 is a dropout
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, 224, 224))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(ops.global_avg_pool2d(self.features(x)).flatten(1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
@@ -62,7 +61,7 @@ def _downsample(cin: int, cout: int, stride: int) -> nn.Sequential | None:
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
-class ResNet(nn.Module):
+class ResNet(nn.ImageClassifier):
     def __init__(self, config: ResNetConfig) -> None:
         block = Bottleneck if config.bottleneck else BasicBlock
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -79,12 +78,6 @@ class ResNet(nn.Module):
         # torchvision's attribute names: layer1..layer4 (weight compatibility requires them).
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(cin, config.num_classes)
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, 224, 224))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
 
     def forward(self, x: Tensor) -> Tensor:
         x = ops.max_pool2d(ops.relu(self.bn1(self.conv1(x))), 3, 2, 1)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, timm_source, with_weights
 
@@ -174,7 +173,7 @@ class ClassifierHead(nn.Module):
         return self.fc(x.mean((1, 2)))
 
 
-class SwinTransformer(nn.Module):
+class SwinTransformer(nn.ImageClassifier):
     """timm's `SwinTransformer`: [B, 3, H, W] -> logits."""
 
     def __init__(self, c: SwinConfig) -> None:
@@ -183,12 +182,7 @@ class SwinTransformer(nn.Module):
         self.norm = nn.LayerNorm(c.embed_dim * 2 ** (len(c.depths) - 1), c.eps)
         self.head = ClassifierHead(c.embed_dim * 2 ** (len(c.depths) - 1), c.num_classes)
         self._config = c
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, self._config.img_size, self._config.img_size))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
+        self.image_size = c.img_size
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.patch_embed(x)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
 
@@ -41,7 +40,7 @@ def make_layers(config: VGGConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(nn.ImageClassifier):
     def __init__(self, config: VGGConfig) -> None:
         self.features = make_layers(config)
         # Indices 2 and 5 are dropouts (identity in eval): kept so that the Linear layers sit at 0, 3 and 6.
@@ -49,12 +48,6 @@ class VGG(nn.Module):
             nn.Linear(512 * 7 * 7, 4096), nn.Activation("relu"), nn.Identity(),
             nn.Linear(4096, 4096), nn.Activation("relu"), nn.Identity(),
             nn.Linear(4096, config.num_classes))
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, 224, 224))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
 
     def forward(self, x: Tensor) -> Tensor:
         x = ops.adaptive_avg_pool2d(self.features(x), 7)  # identity at 224x224, where features are 7x7

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, timm_source, with_weights
 
@@ -68,7 +67,7 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(nn.ImageClassifier):
     """timm's `VisionTransformer` with a class token and `global_pool="token"`: [B, 3, H, W] -> logits."""
 
     def __init__(self, c: ViTConfig) -> None:
@@ -80,12 +79,7 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(c.embed_dim, c.eps)
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         self._config = c
-
-    def inputs(self) -> list[Input]:
-        return [Input("x", (3, self._config.img_size, self._config.img_size))]
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"]
+        self.image_size = c.img_size
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.patch_embed(x)
