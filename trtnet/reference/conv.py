@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,28 +73,39 @@ def _kernel_and_bias(call: LayerCall, expected_kernel: int) -> tuple[np.ndarray,
     return compute(kernel), None if bias is None else compute(np.asarray(bias)).reshape(-1)
 
 
-def _geometry(call: LayerCall, x: np.ndarray) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+class _Geometry(NamedTuple):
+    nsp: int  # spatial dims
+    ksize: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    eff: tuple[int, ...]  # the dilated kernel's extent
+    groups: int
+    k_out: int
+    c_in: int
+
+
+def _geometry(call: LayerCall, x: np.ndarray) -> _Geometry:
+    """What a (de)convolution layer's shapes say, checked against its input `x`."""
     layer = call.layer
     ksize = dims(layer.kernel_size_nd)
     nsp = len(ksize)
     if x.ndim < nsp + 1:
         raise call.fail(f"input rank {x.ndim} is too small for a {nsp}-D kernel")
     stride, dilation = dims(layer.stride_nd), dims(layer.dilation_nd)
-    return nsp, ksize, stride, dilation
+    groups, k_out = int(layer.num_groups), int(layer.num_output_maps)
+    c_in = x.shape[-nsp - 1]
+    if c_in % groups or k_out % groups:
+        raise call.fail(f"{c_in} input / {k_out} output channels do not split into {groups} groups")
+    return _Geometry(nsp, ksize, stride, dilation, tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation)),
+                     groups, k_out, c_in)
 
 
 @register("CONVOLUTION", "IConvolutionLayer")
 def convolution(call: LayerCall) -> list[np.ndarray]:
     """N-D grouped, strided, dilated convolution; kernel [K, C/groups, *k], accumulating in float32."""
     src = call.input(0)
-    layer = call.layer
-    nsp, ksize, stride, dilation = _geometry(call, src)
-    groups, k_out = int(layer.num_groups), int(layer.num_output_maps)
-    c_in = src.shape[-nsp - 1]
-    if c_in % groups or k_out % groups:
-        raise call.fail(f"{c_in} input / {k_out} output channels do not split into {groups} groups")
+    nsp, ksize, stride, dilation, eff, groups, k_out, c_in = _geometry(call, src)
     kernel, bias = _kernel_and_bias(call, k_out * (c_in // groups) * math.prod(ksize))
-    eff = tuple((ksize[i] - 1) * dilation[i] + 1 for i in range(nsp))
     sizes = src.shape[-nsp:]
     win = _forward_window(call, sizes, eff, stride)
     # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros).
@@ -125,13 +137,8 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
     """
     src = call.input(0)
     layer = call.layer
-    nsp, ksize, stride, dilation = _geometry(call, src)
-    groups, k_out = int(layer.num_groups), int(layer.num_output_maps)
-    c_in = src.shape[-nsp - 1]
-    if c_in % groups or k_out % groups:
-        raise call.fail(f"{c_in} input / {k_out} output channels do not split into {groups} groups")
+    nsp, ksize, stride, dilation, eff, groups, k_out, c_in = _geometry(call, src)
     kernel, bias = _kernel_and_bias(call, c_in * (k_out // groups) * math.prod(ksize))
-    eff = tuple((ksize[i] - 1) * dilation[i] + 1 for i in range(nsp))
     sizes = src.shape[-nsp:]
     full = tuple((sizes[i] - 1) * stride[i] + eff[i] for i in range(nsp))
     mode = layer.padding_mode.name
