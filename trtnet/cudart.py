@@ -129,6 +129,8 @@ class Event:
 class DeviceBuffer:
     """Device memory that grows to the largest size asked for and is then reused."""
 
+    _alloc, _free = "cudaMalloc", "cudaFree"  # cuda-python runtime calls; HostBuffer uses the pinned pair
+
     def __init__(self) -> None:
         self.ptr = 0
         self.nbytes = 0
@@ -136,40 +138,27 @@ class DeviceBuffer:
     def ensure(self, nbytes: int) -> int:
         if nbytes > self.nbytes:
             self.close()
-            self.ptr = int(check(cudart().cudaMalloc(max(nbytes, 1)), f"cudaMalloc({nbytes} bytes)"))
+            alloc = getattr(cudart(), self._alloc)
+            self.ptr = int(check(alloc(max(nbytes, 1)), f"{self._alloc}({nbytes} bytes)"))
             self.nbytes = nbytes
         return self.ptr
 
     def close(self) -> None:
         if self.ptr:
-            cudart().cudaFree(self.ptr)
+            getattr(cudart(), self._free)(self.ptr)
             self.ptr, self.nbytes = 0, 0
 
 
-class HostBuffer:
+class HostBuffer(DeviceBuffer):
     """Page-locked host memory (so copies are truly asynchronous), seen as numpy arrays."""
 
-    def __init__(self) -> None:
-        self.ptr = 0
-        self.nbytes = 0
-
-    def ensure(self, nbytes: int) -> int:
-        if nbytes > self.nbytes:
-            self.close()
-            self.ptr = int(check(cudart().cudaMallocHost(max(nbytes, 1)), f"cudaMallocHost({nbytes} bytes)"))
-            self.nbytes = nbytes
-        return self.ptr
+    _alloc, _free = "cudaMallocHost", "cudaFreeHost"
 
     def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
         n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         raw = (ctypes.c_ubyte * max(n, 1)).from_address(self.ptr)
         return np.frombuffer(raw, dtype=np.uint8, count=n).view(dtype).reshape(shape)
-
-    def close(self) -> None:
-        if self.ptr:
-            cudart().cudaFreeHost(self.ptr)
-            self.ptr, self.nbytes = 0, 0
 
 
 def memcpy_async(dst: int, src: int, nbytes: int, kind: str, stream: Stream) -> None:
