@@ -642,17 +642,10 @@ class Runner:
             results = [obj for _, obj in outs]
         else:
             for a, spec in zip(call.arrays, self.engine.inputs):
-                staged = self._host_buffer(spec.name, a.shape, spec.dtype)
-                np.copyto(staged, a.host)
-                ptr = self._device_buffer(spec.name, staged.nbytes)
-                memcpy_async(ptr, staged.ctypes.data, staged.nbytes, "h2d", self.stream)
+                ptr = self._upload(spec, a)
                 self.context.set_tensor_address(spec.name, ptr)
                 addresses.append(ptr)
-            for s in self.engine.outputs:
-                nbytes = int(np.prod(out_shapes[s.name], dtype=np.int64)) * np.dtype(s.dtype).itemsize
-                ptr = self._device_buffer(s.name, nbytes)
-                self.context.set_tensor_address(s.name, ptr)
-                addresses.append(ptr)
+            addresses += self._bind_own_outputs(out_shapes)
             results = None
         self._enqueue((call.batch, *addresses))
         if not call.on_device:
@@ -661,6 +654,26 @@ class Runner:
                 memcpy_async(staged.ctypes.data, self.device[s.name].ptr, staged.nbytes, "d2h", self.stream)
             results = [(s.name, out_shapes[s.name], s.dtype) for s in self.engine.outputs]
         self.pending, self.results = call, results
+
+    def _upload(self, spec: TensorSpec, a: Array) -> int:
+        """Stage host input `a` in page-locked memory and queue its copy to this runner's device buffer."""
+        from trtnet.cudart import memcpy_async
+
+        staged = self._host_buffer(spec.name, a.shape, spec.dtype)
+        np.copyto(staged, a.host)
+        ptr = self._device_buffer(spec.name, staged.nbytes)
+        memcpy_async(ptr, staged.ctypes.data, staged.nbytes, "h2d", self.stream)
+        return ptr
+
+    def _bind_own_outputs(self, shapes: dict[str, tuple[int, ...]]) -> list[int]:
+        """Point every output at this runner's own device buffer (grown to `shapes`); their addresses."""
+        addresses = []
+        for s in self.engine.outputs:
+            nbytes = int(np.prod(shapes[s.name], dtype=np.int64)) * np.dtype(s.dtype).itemsize
+            ptr = self._device_buffer(s.name, nbytes)
+            self.context.set_tensor_address(s.name, ptr)
+            addresses.append(ptr)
+        return addresses
 
     def _device_outputs(self, call: Call, shapes: dict[str, tuple[int, ...]]) -> list[tuple[int, Any]]:
         if call.out is not None:
@@ -725,26 +738,16 @@ class Runner:
 
     def time(self, *inputs: Any, iters: int = 1000, warmup: int = 50) -> np.ndarray:
         """Per-inference latency in ms, timed with CUDA events; inputs are put on the GPU once, beforehand."""
-        from trtnet.cudart import Event, memcpy_async
+        from trtnet.cudart import Event
 
         call = self.engine.check_inputs(inputs)
         out_shapes = self._set_shapes(call)
         addresses = []
         for a, spec in zip(call.arrays, self.engine.inputs):
-            if call.on_device:
-                ptr = a.ptr
-            else:
-                staged = self._host_buffer(spec.name, a.shape, spec.dtype)
-                np.copyto(staged, a.host)
-                ptr = self._device_buffer(spec.name, staged.nbytes)
-                memcpy_async(ptr, staged.ctypes.data, staged.nbytes, "h2d", self.stream)
+            ptr = a.ptr if call.on_device else self._upload(spec, a)
             self.context.set_tensor_address(spec.name, ptr)
             addresses.append(ptr)
-        for s in self.engine.outputs:
-            nbytes = int(np.prod(out_shapes[s.name], dtype=np.int64)) * np.dtype(s.dtype).itemsize
-            ptr = self._device_buffer(s.name, nbytes)
-            self.context.set_tensor_address(s.name, ptr)
-            addresses.append(ptr)
+        addresses += self._bind_own_outputs(out_shapes)
         self.stream.synchronize()
         key = (call.batch, *addresses)
         start, end = Event(), Event()
