@@ -43,3 +43,28 @@ def _emit_ops(fn: Callable, *xs: np.ndarray, **policy):
             t.trt.name = f"out{i}"
             network.mark_output(t.trt)
     return network, builder, graph  # the builder owns the network and the graph holds its weights: keep both
+
+
+def torch_on_gpu(model, *xs: np.ndarray) -> list[np.ndarray]:
+    """A copy of the PyTorch `model` run on CUDA with TF32 off (fp32 means fp32), outputs as float32 numpy."""
+    import copy
+
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    with torch.no_grad():
+        out = copy.deepcopy(model).cuda()(*[torch.from_numpy(x).cuda() for x in xs])
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return [o.float().cpu().numpy() for o in outs]
+
+
+def assert_engine_matches(got, want: list[np.ndarray], precision: str) -> None:
+    """The zoo's GPU bounds: fp32 relative error <= 1e-3, fp16 cosine similarity >= 0.999, per output."""
+    from trtnet.parity import cosine, rel_error
+
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if precision == "fp32":
+            assert rel_error(np.asarray(g), w) <= 1e-3
+        else:
+            assert cosine(np.asarray(g), w) >= 0.999

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import assert_engine_matches
 import trtnet
-from trtnet.parity import cosine, export_state, rel_error
+from trtnet.parity import export_state, rel_error
 from trtnet.zoo import bert_base_uncased
 
 transformers = pytest.importorskip("transformers", reason="transformers is the PyTorch source of BERT")
@@ -128,9 +129,4 @@ def test_bert_engine_matches_transformers_on_gpu(source, precision):
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     want = hf_forward(model, *inputs, device="cuda")
     engine = trtnet.build(bert_base_uncased(weights=path), batch_size=2, precision=precision)
-    got = [np.asarray(o) for o in engine(*inputs)]
-    for g, w in zip(got, want):
-        if precision == "fp32":
-            assert rel_error(g, w) <= 1e-3
-        else:
-            assert cosine(g, w) >= 0.999
+    assert_engine_matches(engine(*inputs), want, precision)

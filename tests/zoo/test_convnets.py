@@ -3,12 +3,12 @@ YOLOv5s. Each source model gets random weights and randomised BatchNorm statisti
 to safetensors as a user would, trtnet loads that file strictly, and the interpreter must match PyTorch fp32."""
 from __future__ import annotations
 
-import copy
 import os
 
 import numpy as np
 import pytest
 
+from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
 from trtnet.parity import cosine, export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import REGISTRY, get_entry
@@ -173,14 +173,9 @@ def test_family_member_loads_its_source_state_dict(name):
 def test_engine_matches_torch_on_gpu(sources, name):
     model, path, x, _, _ = sources(name)
     net = get_entry(name).fn(weights=path)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.no_grad():
-        want = copy.deepcopy(model).cuda()(torch.from_numpy(x).cuda())
-    want = (want[0] if isinstance(want, (list, tuple)) else want).float().cpu().numpy()
-    (got32,) = trtnet.build(net, batch_size=2, precision="fp32")(x)
-    assert rel_error(np.asarray(got32), want) <= 1e-3
-    (got16,) = trtnet.build(net, batch_size=2, precision="fp16")(x)
-    assert cosine(np.asarray(got16), want) >= 0.999
+    want = torch_on_gpu(model, x)
+    for precision in ("fp32", "fp16"):
+        assert_engine_matches(trtnet.build(net, batch_size=2, precision=precision)(x), want, precision)
 
 
 @pytest.mark.gpu
@@ -188,8 +183,5 @@ def test_inception_v3_at_299_engine_matches_torch_on_gpu(tmp_path):
     model = torch_model("inception_v3", seed=5)
     x = np.random.default_rng(6).standard_normal((2, 3, 299, 299)).astype(np.float32)
     net = get_entry("inception_v3").fn(weights=export_state(model, tmp_path / "inception_v3.safetensors"))
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.no_grad():
-        want = model.cuda()(torch.from_numpy(x).cuda()).float().cpu().numpy()
-    (got,) = trtnet.build(net, batch_size=2, precision="fp32", input_shapes={"x": (3, 299, 299)})(x)
-    assert rel_error(np.asarray(got), want) <= 1e-3
+    engine = trtnet.build(net, batch_size=2, precision="fp32", input_shapes={"x": (3, 299, 299)})
+    assert_engine_matches(engine(x), torch_on_gpu(model, x), "fp32")

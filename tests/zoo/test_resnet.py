@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
 from trtnet.parity import export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import resnet50
@@ -57,12 +58,6 @@ def test_random_init_is_deterministic_and_sane():
 
 @pytest.mark.gpu
 def test_resnet50_engine_matches_torch_on_gpu(source):
-    import torch
-
     model, path, x, _ = source
     engine = trtnet.build(resnet50(weights=path), batch_size=2, precision="fp32")
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.no_grad():
-        want = model.cuda()(torch.from_numpy(x).cuda()).cpu().numpy()
-    (got,) = engine(x)
-    assert rel_error(np.asarray(got), want) <= 1e-3
+    assert_engine_matches(engine(x), torch_on_gpu(model, x), "fp32")

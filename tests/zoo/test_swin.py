@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
-from trtnet.parity import cosine, export_state, rel_error, torch_forward, torch_model
+from trtnet.parity import export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import get_entry, swin, swin_t
 
 timm = pytest.importorskip("timm", reason="timm is the PyTorch source of Swin")
@@ -74,12 +75,6 @@ def test_variant_has_timm_keys_and_shapes(name):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_swin_t_engine_matches_timm_on_gpu(source, precision):
     model, path, x, _ = source
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    with torch.no_grad():
-        want = model.cuda()(torch.from_numpy(x).cuda()).cpu().numpy()
+    want = torch_on_gpu(model, x)
     engine = trtnet.build(swin_t(weights=path), batch_size=2, precision=precision)
-    (got,) = engine(x)
-    if precision == "fp32":
-        assert rel_error(np.asarray(got), want) <= 1e-3
-    else:
-        assert cosine(np.asarray(got), want) >= 0.999
+    assert_engine_matches(engine(x), want, precision)
