@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from trtnet.backend import get_backend, get_trt, logger
+from trtnet.calibration import Calibration, as_calibration
 from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import NUMPY_OF, Graph, Policy
 from trtnet.nn.module import Input, Module
@@ -49,14 +50,17 @@ def _trt_dtype(name: str):
 
 def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", fold_bn: bool = True,
          norm_fp32: bool = True, fused_attention: bool = True,
-         input_shapes: dict[str, Sequence[int]] | None = None) -> Network:
+         input_shapes: dict[str, Sequence[int]] | None = None,
+         calibration: Calibration | str | os.PathLike | None = None) -> Network:
     """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
 
-    `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image).
+    `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image). Precisions "int8" and
+    "fp8" need `calibration` (a `trtnet.calibrate` result or its JSON file).
     """
     t0 = time.perf_counter()
     trt = get_trt()
-    policy = Policy(precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32, fused_attention=fused_attention)
+    policy = Policy(precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32, fused_attention=fused_attention,
+                    calibration=as_calibration(calibration))
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     graph = Graph(network, policy)
@@ -100,7 +104,8 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
 def build(model: Module, batch_size: BatchSize = 1, precision: str = "fp16", *, fold_bn: bool = True,
           norm_fp32: bool = True, fused_attention: bool = True,
           input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
-          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> Engine:
+          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+          calibration: Calibration | str | os.PathLike | None = None) -> Engine:
     """Build a TensorRT engine for `model`, or take it from the engine cache when the same build was done before.
 
     `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
@@ -112,8 +117,9 @@ def build(model: Module, batch_size: BatchSize = 1, precision: str = "fp16", *, 
     from trtnet import cache as engine_cache
 
     label = f"{type(model).__name__} {precision}"
+    calibration = as_calibration(calibration)
     net = emit(model, batch_size, precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
-               fused_attention=fused_attention, input_shapes=input_shapes)
+               fused_attention=fused_attention, input_shapes=input_shapes, calibration=calibration)
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose, label=label)
     options = {"precision": precision, "batch_size": batch_size, "optimization_level": optimization_level,
@@ -125,7 +131,8 @@ def build(model: Module, batch_size: BatchSize = 1, precision: str = "fp16", *, 
         engine_cache.remove_entry(key, folder)
         return build(model, batch_size, precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
                      fused_attention=fused_attention, input_shapes=input_shapes,
-                     optimization_level=optimization_level, verbose=verbose, cache=True, cache_dir=cache_dir)
+                     optimization_level=optimization_level, verbose=verbose, cache=True, cache_dir=cache_dir,
+                     calibration=calibration)
 
     # Builders of one key take turns: the second finds the first one's entry instead of building again.
     with engine_cache.locked(folder / f"{key}.lock"):
@@ -249,8 +256,11 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
 
 
 def reference(model: Module, *inputs: np.ndarray, precision: str = "fp32", fold_bn: bool = True,
-              norm_fp32: bool = True, fused_attention: bool = True) -> list[np.ndarray]:
+              norm_fp32: bool = True, fused_attention: bool = True,
+              calibration: Calibration | str | os.PathLike | None = None) -> list[np.ndarray]:
     """Run `model` in the numpy reference interpreter on `inputs`; the network is built for their shapes.
+
+    With precision "int8" or "fp8" and `calibration`, this is the quantized network's result, Q/DQ computed exactly.
 
     >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
     """
@@ -265,6 +275,6 @@ def reference(model: Module, *inputs: np.ndarray, precision: str = "fp32", fold_
         raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
     shapes = {i.name: tuple(np.shape(x)[1:]) for i, x in zip(declared, inputs)}
     net = emit(model, batch.pop(), precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
-               fused_attention=fused_attention, input_shapes=shapes)
+               fused_attention=fused_attention, input_shapes=shapes, calibration=calibration)
     feeds = {i.name: np.asarray(x) for i, x in zip(declared, inputs)}
     return list(run_network(net.network, feeds).values())

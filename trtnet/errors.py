@@ -28,3 +28,7 @@ class BuildError(TrtnetError):
 
 class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
+
+
+class CalibrationError(TrtnetError):
+    """A calibration file that cannot be read, or calibration data that cannot be measured."""

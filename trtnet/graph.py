@@ -11,15 +11,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections import Counter
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import NetworkError
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+QUANTIZED = ("int8", "fp8")  # explicit Q/DQ around the weighted layers, fp16 elsewhere
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,16 @@ class Policy:
     norm_fp32: bool = True  # keep LayerNorm/BatchNorm statistics and softmax in fp32 under fp16/bf16
     fold_bn: bool = True  # fold BatchNorm into the preceding convolution where the model declares the pair
     fused_attention: bool = True  # use TensorRT's attention layer where the backend has one
+    # int8/fp8: the activation ranges (a trtnet.calibration.Calibration). Not compared: the network's Q/DQ
+    # scales carry it into the engine cache key.
+    calibration: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.precision in QUANTIZED and self.calibration is None:
+            raise NetworkError(f"precision {self.precision!r} needs activation ranges: pass calibration= (a "
+                               "trtnet.calibrate() result or its JSON file)")
 
 
 class Graph:
@@ -77,12 +84,19 @@ class Graph:
         layer.name = base if n == 1 else f"{base}_{n}"
         return layer
 
+    def peek_name(self, op: str) -> str:
+        """The name `name(layer, op)` would give the next layer emitted here (quantization keys use it)."""
+        base = f"{self.path}/{op}" if self.path else op
+        n = self._names[base] + 1
+        return base if n == 1 else f"{base}_{n}"
+
     # -- dtypes --------------------------------------------------------------------------------------
     @property
     def float_dtype(self):
         """The TensorRT dtype float tensors are computed in."""
         trt = get_trt()
-        return {"fp32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16}[self.policy.precision]
+        return {"fp32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16, "int8": trt.float16,
+                "fp8": trt.float16}[self.policy.precision]
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""

@@ -18,6 +18,7 @@ from trtnet.ops.core import TensorLike, constant
 from trtnet.ops.elementwise import add, mul, sub
 from trtnet.ops.matrix import matmul
 from trtnet.ops.normalization import shift_elements, softmax
+from trtnet.ops.quantize import weighted_inputs
 from trtnet.ops.shape import cast, shuffle
 from trtnet.tensor import Tensor
 
@@ -99,7 +100,9 @@ def split_heads_linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None, h
         raise NetworkError(f"split_heads_linear at {current_graph().path or 'top level'}: input {x.shape} is not "
                            f"[B, 1, S, {din}], or {dout} outputs do not split into {heads} heads")
     d = dout // heads
-    w = constant(weight.reshape(1, heads, d, din), op="weight")
+    x, w = weighted_inputs(x, weight, "matmul", (1, heads, d, din))  # int8/fp8: Q/DQ, per output row
+    if w is None:
+        w = constant(weight.reshape(1, heads, d, din), op="weight")
     y = matmul(x, w, transpose_b=True)
     return y if bias is None else shift_elements(y, bias.reshape(heads, 1, d), axis=1)
 
