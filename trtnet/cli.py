@@ -5,6 +5,7 @@
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
     trtnet verify resnet50 [--weights F] [--batch 2]
     trtnet summary resnet50
+    trtnet calibrate resnet50 --data images.npz [--method percentile] -o resnet50.scales.json
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
@@ -118,9 +119,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     entry = _entry(args.model)
     model = _model(entry, args.weights, args.strict)
     out = Path(args.output or f"{entry.name}.plan")
-    engine = trtnet.build(model, args.batch, args.precision)
+    if args.precision in ("int8", "fp8") and not args.calibration:
+        raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
+    engine = trtnet.build(model, args.batch, args.precision, calibration=args.calibration)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trtnet.calibrator import calibrate_file
+
+    entry = _entry(args.model)
+    model = _model(entry, args.weights, args.strict)
+    cal = calibrate_file(model, args.data, args.batch, method=args.method, percentile=args.percentile,
+                         precision=args.precision, keep=tuple(args.keep))
+    out = Path(args.output or f"{entry.name}.calibration.json")
+    cal.save(out)  # atomic
+    print(f"{entry.name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
+          f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}")
     return EXIT_OK
 
 
@@ -335,8 +352,26 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8", "fp8"), default="fp16",
+                     help="default fp16; int8 and fp8 need --calibration")
+    sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+
+    sub = command("calibrate", cmd_calibrate, "measure activation ranges for int8/fp8 in the reference "
+                  "interpreter and write them as JSON")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    weights_options(sub)
+    sub.add_argument("--data", metavar="FILE.npz", required=True,
+                     help="calibration inputs: arrays named after the model's inputs (or one array)")
+    sub.add_argument("--batch", type=_positive, default=8, help="samples per interpreter run (default 8)")
+    sub.add_argument("--method", choices=("max", "percentile", "entropy", "mse"), default="max",
+                     help="default max")
+    sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
+    sub.add_argument("--precision", choices=("int8", "fp8"), default="int8",
+                     help="the format --method mse optimises for (default int8)")
+    sub.add_argument("--keep", nargs="*", default=["last"], metavar="LAYER",
+                     help="layers left in fp16: first, last, or layer names (default: last)")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")
