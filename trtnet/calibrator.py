@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ml_dtypes
@@ -198,27 +199,45 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, percentile: float = 99.99,
-              precision: str = "int8", keep: Sequence[str] = ("last",), bins: int = 2048) -> Calibration:
-    """Measure the ranges of the tensors an int8/fp8 network of `model` quantizes, over `batches`.
+@dataclass
+class RangeStats:
+    """What one pass over the calibration batches measured; `calibration()` turns it into ranges by a method."""
 
-    Each batch is an array (one-input models), a sequence of arrays in input order, or {input name: array}.
-    `keep` names layers to leave in fp16: "first" / "last" (the weighted layers next to the network's float
-    inputs / outputs) and exact layer names. `precision` is the format "mse" optimises for.
+    model: str
+    network: Any  # the fp32 network (for finding first and last layers)
+    points: dict[str, str]  # key -> tensor name
+    stats: dict[str, Histogram]  # tensor name -> its statistics
+    batches: int
+    samples: int
 
-    >>> cal = trtnet.calibrate(resnet50(weights=w), [images[i:i + 8] for i in range(0, 64, 8)], "percentile")
-    >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, "int8", calibration=cal)     # doctest: +SKIP
-    """
-    from trtnet.build import emit
-    from trtnet.ops.quantize import quant_points
-    from trtnet.reference import run_network_capture
+    def calibration(self, method: str = "max", *, percentile: float = 99.99, precision: str = "int8",
+                    keep: Sequence[str] = ("last",)) -> Calibration:
+        _check_method(method, precision, percentile)
+        if method != "max" and any(h.counts is None and h.amax > 0 for h in self.stats.values()):
+            raise CalibrationError(f"method {method!r} needs histograms: measure with histograms=True")
+        by_tensor = {name: choose_amax(h, method, percentile, precision) for name, h in self.stats.items()}
+        amax = {key: by_tensor[name] for key, name in self.points.items()}
+        meta = {"model": self.model, "batches": self.batches, "samples": self.samples, "precision": precision}
+        if method == "percentile":
+            meta["percentile"] = percentile
+        return Calibration(amax, _kept(self.network, self.points, keep), method, meta)
 
+
+def _check_method(method: str, precision: str, percentile: float) -> None:
     if method not in METHODS:
         raise CalibrationError(f"calibration method must be one of {METHODS}, not {method!r}")
     if precision not in _QMAX:
         raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
     if not 0 < percentile <= 100:
         raise CalibrationError(f"percentile must be in (0, 100], not {percentile}")
+
+
+def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, bins: int = 2048) -> RangeStats:
+    """Run the fp32 network of `model` in the interpreter over `batches`, recording every quantized tensor."""
+    from trtnet.build import emit
+    from trtnet.ops.quantize import quant_points
+    from trtnet.reference import run_network_capture
+
     stats: dict[str, Histogram] = {}
     nets: dict[tuple, Any] = {}
     points: dict[str, str] = {}
@@ -234,7 +253,7 @@ def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, per
         _, tensors = run_network_capture(net.network, feeds, set(points.values()))
         for name, value in tensors.items():
             if name not in stats:
-                stats[name] = Histogram(bins, with_hist=method != "max")
+                stats[name] = Histogram(bins, with_hist=histograms)
             try:
                 stats[name].add(value)
             except CalibrationError as e:
@@ -244,13 +263,23 @@ def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, per
         samples += next(iter(feeds.values())).shape[0]
     if count == 0:
         raise CalibrationError("no calibration batches were given")
-    by_tensor = {name: choose_amax(h, method, percentile, precision) for name, h in stats.items()}
-    amax = {key: by_tensor[name] for key, name in points.items()}
-    kept = _kept(next(iter(nets.values())).network, points, keep)
-    meta = {"model": type(model).__name__, "batches": count, "samples": samples, "precision": precision}
-    if method == "percentile":
-        meta["percentile"] = percentile
-    return Calibration(amax, kept, method, meta)
+    return RangeStats(type(model).__name__, next(iter(nets.values())).network, dict(points), stats, count, samples)
+
+
+def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, percentile: float = 99.99,
+              precision: str = "int8", keep: Sequence[str] = ("last",), bins: int = 2048) -> Calibration:
+    """Measure the ranges of the tensors an int8/fp8 network of `model` quantizes, over `batches`.
+
+    Each batch is an array (one-input models), a sequence of arrays in input order, or {input name: array}.
+    `keep` names layers to leave in fp16: "first" / "last" (the weighted layers next to the network's float
+    inputs / outputs) and exact layer names. `precision` is the format "mse" optimises for.
+
+    >>> cal = trtnet.calibrate(resnet50(weights=w), [images[i:i + 8] for i in range(0, 64, 8)], "percentile")
+    >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, "int8", calibration=cal)     # doctest: +SKIP
+    """
+    _check_method(method, precision, percentile)
+    stats = measure(model, batches, histograms=method != "max", bins=bins)
+    return stats.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 
 def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[str, str]:

@@ -32,36 +32,35 @@ FORMATS: dict[str, tuple[str, float]] = {"int8": ("int8", 127.0), "fp8": ("fp8",
 _MIN_AMAX = 1e-6  # a tensor that was all zeros in calibration still needs a positive scale
 
 
-def quantize(x: Tensor, scale: float | np.ndarray, dtype, axis: int | None = None) -> Tensor:
+def quantize(x: Tensor, scale: float | np.ndarray | Tensor, dtype, axis: int | None = None) -> Tensor:
     """`IQuantizeLayer`: round(x / scale) saturated to `dtype` (trt.int8 or trt.fp8). A 1-D `scale` is per channel
     along `axis`. Scales are float32 constants (TensorRT requires float32 scales for FP8)."""
-    graph = current_graph()
-    layer = graph.network.add_quantize(x.trt, _scale(scale), dtype)
+    layer = current_graph().network.add_quantize(x.trt, _scale(scale).trt, dtype)
     if axis is not None:
         layer.axis = axis
     return out(layer, "quantize")
 
 
-def dequantize(x: Tensor, scale: float | np.ndarray, dtype, axis: int | None = None) -> Tensor:
+def dequantize(x: Tensor, scale: float | np.ndarray | Tensor, dtype, axis: int | None = None) -> Tensor:
     """`IDequantizeLayer`: x * scale in `dtype` (the compute type)."""
-    graph = current_graph()
-    layer = graph.network.add_dequantize(x.trt, _scale(scale), dtype)
+    layer = current_graph().network.add_dequantize(x.trt, _scale(scale).trt, dtype)
     if axis is not None:
         layer.axis = axis
     return out(layer, "dequantize")
 
 
-def _scale(scale: float | np.ndarray):
+def _scale(scale: float | np.ndarray | Tensor) -> Tensor:
+    if isinstance(scale, Tensor):
+        return scale
     arr = np.asarray(scale, np.float32)
-    return constant(arr.reshape(()) if arr.size == 1 and arr.ndim <= 1 else arr, get_trt().float32,
-                    op="scale").trt
+    return constant(arr.reshape(()) if arr.size == 1 and arr.ndim <= 1 else arr, get_trt().float32, op="scale")
 
 
 def fake_quantize(x: Tensor, amax: float | np.ndarray, fmt: str, axis: int | None = None, dtype=None) -> Tensor:
     """A Q/DQ pair mapping [-amax, amax] onto `fmt` ("int8" or "fp8"), back in `dtype` (default: x's dtype)."""
     trt = get_trt()
     name, top = FORMATS[fmt]
-    scale = np.maximum(np.asarray(amax, np.float64), _MIN_AMAX) / top
+    scale = _scale(np.maximum(np.asarray(amax, np.float64), _MIN_AMAX) / top)  # one constant for the pair
     return dequantize(quantize(x, scale, getattr(trt, name), axis), scale, x.dtype if dtype is None else dtype, axis)
 
 
