@@ -172,10 +172,20 @@ def _layer_index(network: Any) -> tuple[dict[str, Any], dict[str, list[Any]], di
 
 def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
     """The weighted layers (by name) that are first or last: "first" when a float network input reaches them
-    through no other weighted layer, "last" when they reach a network output through none."""
+    through no other weighted layer, "last" when they reach a network output through none. A residual join (an
+    addition of two computed tensors) ends the walk back from an output: otherwise every block of a
+    transformer, whose residual stream runs to the output, would count as last."""
     weighted = set(weighted)
     by_name, consumers, producer = _layer_index(network)
     found: dict[str, str] = {}
+
+    def computed(t: Any) -> bool:
+        return t is not None and t.name in producer and type_name(producer[t.name]) != "CONSTANT"
+
+    def residual_join(layer: Any) -> bool:
+        return type_name(layer) == "ELEMENTWISE" and layer.num_inputs == 2 and \
+            all(computed(layer.get_input(j)) for j in range(2)) and \
+            _elementwise_op(layer) == "SUM"
 
     def walk(starts: list[str], step, label: str) -> None:
         seen, todo = set(), list(starts)
@@ -187,9 +197,10 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
                 seen.add(layer.name)
                 if layer.name in weighted:
                     found.setdefault(layer.name, label)
-                    continue
-                todo += [layer.get_output(j).name for j in range(layer.num_outputs)] if label == "first" else \
-                    [layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None]
+                elif label == "first":
+                    todo += [layer.get_output(j).name for j in range(layer.num_outputs)]
+                elif not residual_join(layer):
+                    todo += [layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None]
 
     trt_float = {"FLOAT", "HALF", "BF16"}
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
@@ -197,6 +208,20 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
     outputs = [network.get_output(i).name for i in range(network.num_outputs)]
     walk(outputs, lambda n: [producer[n]] if n in producer else [], "last")
     return found
+
+
+def type_name(layer: Any) -> str:
+    from trtnet.reference.interpreter import layer_type_name
+
+    return layer_type_name(layer)
+
+
+def _elementwise_op(layer: Any) -> str:
+    from trtnet.backend import get_trt
+
+    trt = get_trt()
+    layer.__class__ = trt.IElementWiseLayer  # get_layer hands back the base class; downcast as the interpreter does
+    return layer.op.name
 
 
 @dataclass
