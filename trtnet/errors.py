@@ -28,3 +28,8 @@ class BuildError(TrtnetError):
 
 class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
+
+
+class ExportError(TrtnetError):
+    """An export that cannot be written as asked: a bad repository, model name or version, or an engine that
+    cannot be served the way that was asked (a fixed batch under dynamic batching)."""
