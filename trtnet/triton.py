@@ -232,14 +232,13 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ExportError(f"{sidecar}: unreadable engine metadata ({e})") from e
         try:
-            old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
-        except ExportError as e:
-            raise ExportError(f"{model_dir}: version {v}'s engine cannot be served by the new {CONFIG_FILE}: {e}; "
-                              "one config serves every version, so the new engine goes under another --name") from e
-        if old.promise() != new.promise():
-            raise ExportError(f"{model_dir}: version {v}'s engine serves {_describe(old)}, the new engine "
-                              f"{_describe(new)}; one {CONFIG_FILE} serves every version, so the new engine goes "
-                              "under another --name")
+            fits = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar)).promise() == new.promise()
+        except ExportError:  # it cannot be served the new config's way at all
+            fits = False
+        if not fits:
+            raise ExportError(f"{model_dir}: version {v}'s engine ({_describe(signature(meta, where=str(sidecar)))}) "
+                              f"does not fit the new engine's config ({_describe(new)}); one {CONFIG_FILE} serves "
+                              "every version of a model, so export the new engine under another --name")
 
 
 def _describe(sig: Signature) -> str:
