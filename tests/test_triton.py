@@ -82,6 +82,16 @@ def test_config_parses_with_tritons_schema_and_agrees_with_the_sidecar(tmp_path,
     assert parameters["trtnet_version"] == trtnet.__version__
 
 
+def test_every_input_and_output_is_declared_in_engine_order(tmp_path, cache):
+    from tests.runtime_models import two_inputs
+
+    engine = trtnet.build(two_inputs(), (1, 2, 4), "fp32", cache_dir=cache)
+    config = parse(export_engine(engine, tmp_path, "two").config)
+    assert [(t.name, list(t.dims)) for t in config.input] == [("x", [3, 8, 8]), ("y", [4, 8, 8])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("z", [4, 8, 8])]
+    assert config.max_batch_size == 4 and list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+
+
 def test_fixed_batch_engine_has_max_batch_size_0_and_full_dims(tmp_path, fixed):
     export_engine(fixed, tmp_path, "fixed")
     config = parse(tmp_path / "fixed" / "config.pbtxt")

@@ -353,7 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
 
     sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
-                  "model repository (REPO/NAME/config.pbtxt, REPO/NAME/VERSION/model.plan)")
+                  "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)

@@ -232,7 +232,8 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ExportError(f"{sidecar}: unreadable engine metadata ({e})") from e
         try:
-            fits = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar)).promise() == new.promise()
+            old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
+            fits = old.promise() == new.promise()
         except ExportError:  # it cannot be served the new config's way at all
             fits = False
         if not fits:
