@@ -2,7 +2,8 @@
 
 >>> from trtnet.triton import export_triton
 >>> done = export_triton(resnet18(weights=None), "models", "resnet18", batch_size=(1, 8, 32))  # doctest: +SKIP
->>> done.plan                                      # models/resnet18/1/model.plan            # doctest: +SKIP
+>>> str(done.plan)                                                                           # doctest: +SKIP
+'models/resnet18/1/model.plan'
 
 Layout written (Triton's own): `REPO/NAME/config.pbtxt` and `REPO/NAME/V/model.plan`, with trtnet's JSON sidecar
 beside the plan (`model.plan.json`: Triton ignores it, `trtnet.Engine.load` reads the plan back with it).
