@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trtnet.cudart import compute_capability
+from trtnet.cudart import check, compute_capability, cudart, device_problem
 from trtnet.errors import EngineError
+
+__all__ = ["cache_dir", "describe_device", "has_gpu", "target"]
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -29,3 +31,17 @@ def target() -> str:
         return compute_capability() or "aot"
     except EngineError:  # cuda-python absent: no GPU can be used either
         return "aot"
+
+
+def has_gpu() -> bool:
+    """Whether a CUDA GPU is usable here (engines can run, and are built for it)."""
+    return device_problem() is None
+
+
+def describe_device(device: int = 0) -> str:
+    """The GPU in words ('NVIDIA H200 (sm_90)'), or why there is none ('no GPU (...)')."""
+    problem = device_problem()
+    if problem is not None:
+        return f"no GPU ({problem})"
+    props = check(cudart().cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    return f"{props.name.decode(errors='replace').strip(chr(0))} (sm_{props.major}{props.minor})"
