@@ -3,19 +3,13 @@
 >>> engine = trtnet.build(resnet50(weights=None), batch_size=(1, 8, 32))     # doctest: +SKIP
 >>> logits, = engine(np.zeros((4, 3, 224, 224), np.float32))                 # doctest: +SKIP
 
-Every call is checked first (`trtnet.calls`: input count, shape, dtype, device, batch against the profile), in
-plain Python, before any CUDA call. Then the engine runs on a stream of its own (`Runner`: one execution
-context, one stream, buffers allocated once and grown when a larger batch comes). Several runners on one engine
-run concurrently; one context is never shared between streams.
+Every call is checked first, in plain Python (`trtnet.calls`). Host inputs go through page-locked buffers and
+come back as numpy arrays; GPU inputs (torch CUDA tensors, `__cuda_array_interface__`, CUDA `__dlpack__`) are
+used in place, the results going into `out=`, new torch tensors, or new `DeviceArray`s (README: Runtime).
+Several runners on one engine run concurrently; one context is never shared between streams.
 
-Inputs on the host (numpy arrays, CPU tensors) are copied into page-locked buffers and sent with asynchronous
-copies; the results come back as new numpy arrays. Inputs already on the GPU (torch CUDA tensors, anything with
-`__cuda_array_interface__` or CUDA `__dlpack__`) are used in place, without a copy: the results are written into
-the caller's `out=` tensors when given (and those are returned), else into new torch tensors when the inputs are
-torch tensors, else into new `DeviceArray`s (which own their memory and expose `__cuda_array_interface__`).
-
-A plan this GPU refuses raises `PlanRejected` when it is first loaded. The runtime never rebuilds anything: it
-knows plans, not models (the engine cache's builder asks before it hands out a cached plan; see `trtnet.build`).
+A plan this GPU refuses raises `PlanRejected` when first loaded. The runtime knows plans, not models: it never
+rebuilds anything (the builder asks before it hands out a cached plan; see `trtnet.build`).
 """
 from __future__ import annotations
 
