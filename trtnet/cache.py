@@ -3,10 +3,10 @@
 The key hashes the network itself (every layer's type, name, input/output shapes and dtypes, and the
 attributes TensorRT exposes on it), the weights (the arrays a `Network` keeps alive for TensorRT; an ONNX
 file's bytes), the build options (the whole emission `Policy`, shapes and profile, optimization level), the
-backend and its version, and the target GPU (its compute capability when there is one, else "aot"). An entry is the plan and its JSON sidecar, written
-atomically; builders of one key take a lock file in turn, so two processes end with one good entry and the
-second one reuses it. An entry that fails its checks is rebuilt with a warning. The folder is
-`trtnet.target.cache_dir()`.
+backend and its version, and the target GPU (its compute capability when there is one, else "aot"). An
+entry is the plan and its JSON sidecar, written atomically; builders of one key take a lock file in turn, so
+two processes end with one good entry and the second one reuses it. An entry that fails its checks is rebuilt
+with a warning. The folder is `trtnet.target.cache_dir()`.
 """
 from __future__ import annotations
 
