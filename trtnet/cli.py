@@ -119,7 +119,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     entry = _entry(args.model)
     model = _model(entry, args.weights, args.strict)
     out = Path(args.output or f"{entry.name}.plan")
-    engine = trtnet.build(model, args.batch, args.precision)
+    engine = trtnet.build(model, args.batch, precision=args.precision)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
     return EXIT_OK
@@ -192,7 +192,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             from trtnet.parity import cosine
 
             for precision in ("fp32", "fp16"):
-                engine = trtnet.build(model, args.batch, precision)
+                engine = trtnet.build(model, args.batch, precision=precision)
                 got = engine(*inputs)
                 for n, g, w in zip(names, got, want):
                     if precision == "fp32":
