@@ -14,7 +14,7 @@ import pytest
 import trtnet
 from trtnet.cli import main
 from trtnet.errors import ExportError
-from trtnet.runtime import Engine
+from trtnet import Engine
 from trtnet.triton import Signature, config_parameters, export_engine, export_triton, render_config, signature
 from trtnet.zoo import resnet18
 
@@ -34,12 +34,12 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def dynamic(cache) -> Engine:
-    return trtnet.build(resnet18(weights=None), (1, 4, 8), "fp16", cache_dir=cache)
+    return trtnet.build(resnet18(weights=None), (1, 4, 8), precision="fp16", cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
 def fixed(cache) -> Engine:
-    return trtnet.build(resnet18(weights=None), 4, "fp16", cache_dir=cache)
+    return trtnet.build(resnet18(weights=None), 4, precision="fp16", cache_dir=cache)
 
 
 def parse(path: Path):
@@ -85,7 +85,7 @@ def test_config_parses_with_tritons_schema_and_agrees_with_the_sidecar(tmp_path,
 def test_every_input_and_output_is_declared_in_engine_order(tmp_path, cache):
     from tests.runtime_models import two_inputs
 
-    engine = trtnet.build(two_inputs(), (1, 2, 4), "fp32", cache_dir=cache)
+    engine = trtnet.build(two_inputs(), (1, 2, 4), precision="fp32", cache_dir=cache)
     config = parse(export_engine(engine, tmp_path, "two").config)
     assert [(t.name, list(t.dims)) for t in config.input] == [("x", [3, 8, 8]), ("y", [4, 8, 8])]
     assert [(t.name, list(t.dims)) for t in config.output] == [("z", [4, 8, 8])]

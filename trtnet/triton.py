@@ -39,7 +39,7 @@ from trtnet.errors import ExportError
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
-    from trtnet.runtime import Engine
+    from trtnet.plan import Plan
 
 PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
 SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
@@ -250,10 +250,10 @@ def _describe(sig: Signature) -> str:
 
 # -- the export ---------------------------------------------------------------------------------------------------
 
-def export_engine(engine: Engine, repo: str | os.PathLike, name: str, *, version: int | None = None,
+def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: int | None = None,
                   instances: int = 1, dynamic_batching: bool | None = None) -> TritonExport:
-    """Write `engine` into the Triton model repository `repo` as model `name`, version `version` (default: the
-    next free one). See the module docstring for the batching rules and what happens to an existing model."""
+    """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
+    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
     repo, version = check_request(repo, name, version=version, instances=instances)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
@@ -300,7 +300,7 @@ def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
                           "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)")
     import trtnet
 
-    engine = trtnet.build(model, batch_size, precision, cache_dir=cache_dir, **build_options)
+    engine = trtnet.build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
     return export_engine(engine, repo, name, version=version, instances=instances,
                          dynamic_batching=dynamic_batching)
 
