@@ -5,12 +5,10 @@
 >>> model = resnet50(weights=None)
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
-# The interpreter package is imported before `reference` below is bound: `trtnet.reference` is then the
-# function that runs a model, while `from trtnet.reference import run_network` still reaches the package.
-from trtnet.reference import run_network  # noqa: I001
 from trtnet.build import build, emit, reference
 from trtnet.errors import (BackendError, BuildError, EngineError, InterpreterError, NetworkError, TrtnetError,
                            WeightsError)
+from trtnet.interpreter import run_network
 from trtnet.runtime import Engine
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 

@@ -254,7 +254,7 @@ def reference(model: Module, *inputs: np.ndarray, precision: str = "fp32", fold_
 
     >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
     """
-    from trtnet.reference import run_network
+    from trtnet.interpreter import run_network
 
     declared = model.inputs()
     if len(inputs) != len(declared):
