@@ -23,7 +23,7 @@ from trtnet import cache as engine_cache
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import NUMPY_OF, Graph, Policy, PolicyOptions, resolve_policy
-from trtnet.reference import run_network  # the interpreter package (trtnet/interpreter after issue 9)
+from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
 from trtnet.plan import TensorSpec
 from trtnet.runtime import Engine, PlanRejected
