@@ -66,7 +66,7 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
     builds = {}
     for p in ("fp16", "int8", "fp8"):
         t = time.perf_counter()
-        engine = trtnet.build(model, args.build_batch, p, calibration=cals.get(p), cache=False)
+        engine = trtnet.build(model, args.build_batch, precision=p, calibration=cals.get(p), cache=False)
         builds[p] = {"layers": engine.num_layers, "build_seconds": round(time.perf_counter() - t, 2),
                      "plan_mib": round(len(engine.plan) / 2**20, 2)}
     results["builds"] = builds

@@ -7,7 +7,7 @@ import numpy as np
 
 from trtnet.backend import get_trt, logger
 from trtnet.graph import NUMPY_OF, Graph, Policy
-from trtnet.reference import run_network
+from trtnet.interpreter import run_network
 from trtnet.tensor import Tensor
 
 

@@ -19,7 +19,7 @@ from trtnet.calibrator import Histogram, choose_amax
 from trtnet.cli import main
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.nn.module import Input
-from trtnet.reference.interpreter import layer_type_name
+from trtnet.interpreter.interpreter import layer_type_name
 from trtnet.weights import init_random
 
 RNG = np.random.default_rng(7)
@@ -244,7 +244,7 @@ def test_quantized_network_stays_close_to_fp32(precision):
 @pytest.mark.parametrize("precision", ["int8", "fp8"])
 def test_quantized_engines_build_on_the_cpu(precision):
     cal = trtnet.calibrate(tiny(), batches(1))
-    engine = trtnet.build(tiny(), 2, precision, calibration=cal, cache=False)
+    engine = trtnet.build(tiny(), 2, precision=precision, calibration=cal, cache=False)
     assert engine.precision == precision and len(engine.plan) > 0
 
 
@@ -287,5 +287,5 @@ def test_quantized_engine_matches_the_interpreters_quantized_network(precision):
     cal = trtnet.calibrate(model, [np.random.default_rng(s).standard_normal((2, 3, 224, 224)).astype(np.float32)
                                    for s in (1, 2)], precision=precision)
     want, = trtnet.reference(model, x, precision=precision, calibration=cal)
-    got, = trtnet.build(model, 2, precision, calibration=cal, cache=False)(x)
+    got, = trtnet.build(model, 2, precision=precision, calibration=cal, cache=False)(x)
     assert rel_error(got, want) <= 3e-3 and cosine(got, want) >= 0.99999, (rel_error(got, want), cosine(got, want))

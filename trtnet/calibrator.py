@@ -211,7 +211,7 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
 
 
 def type_name(layer: Any) -> str:
-    from trtnet.reference.interpreter import layer_type_name
+    from trtnet.interpreter.interpreter import layer_type_name
 
     return layer_type_name(layer)
 
@@ -259,9 +259,9 @@ def _check_method(method: str, precision: str, percentile: float) -> None:
 
 def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, bins: int = 2048) -> RangeStats:
     """Run the fp32 network of `model` in the interpreter over `batches`, recording every quantized tensor."""
-    from trtnet.build import emit
+    from trtnet.builder import emit
     from trtnet.ops.quantize import quant_points
-    from trtnet.reference import run_network_capture
+    from trtnet.interpreter import run_network_capture
 
     stats: dict[str, Histogram] = {}
     nets: dict[tuple, Any] = {}
@@ -274,7 +274,7 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
             nets[shapes] = emit(model, next(iter(feeds.values())).shape[0], precision="fp32",
                                 input_shapes={n: s[1:] for n, s in shapes})
         net = nets[shapes]
-        points = quant_points(net.graph)
+        points = quant_points(net.owner)
         _, tensors = run_network_capture(net.network, feeds, set(points.values()))
         for name, value in tensors.items():
             if name not in stats:
@@ -300,7 +300,7 @@ def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, per
     inputs / outputs) and exact layer names. `precision` is the format "mse" optimises for.
 
     >>> cal = trtnet.calibrate(resnet50(weights=w), [images[i:i + 8] for i in range(0, 64, 8)], "percentile")
-    >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, "int8", calibration=cal)     # doctest: +SKIP
+    >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, precision="int8", calibration=cal)  # doctest: +SKIP
     """
     _check_method(method, precision, percentile)
     stats = measure(model, batches, histograms=method != "max", bins=bins)

@@ -30,5 +30,10 @@ class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
 
 
+class ExportError(TrtnetError):
+    """An export that cannot be written as asked: a bad repository, model name or version, or an engine that
+    cannot be served the way that was asked (a fixed batch under dynamic batching)."""
+
+
 class CalibrationError(TrtnetError):
     """A calibration file that cannot be read, or calibration data that cannot be measured."""

@@ -12,7 +12,7 @@ import pytest
 
 from trtnet.backend import get_trt, logger
 from trtnet.errors import InterpreterError
-from trtnet.reference import run_network
+from trtnet.interpreter import run_network
 
 trt = get_trt()
 FP8 = ml_dtypes.float8_e4m3fn

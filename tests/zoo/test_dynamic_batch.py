@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import trtnet
-from trtnet.reference import run_network
+from trtnet.interpreter import run_network
 from trtnet.weights import init_random
 from trtnet.zoo import bert, swin, vit
 

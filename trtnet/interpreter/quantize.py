@@ -12,7 +12,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from trtnet.reference._common import LayerCall, np_dtype, normalize_axis, register, rounded
+from trtnet.interpreter._common import LayerCall, np_dtype, normalize_axis, register, rounded
 
 FP8 = np.dtype(ml_dtypes.float8_e4m3fn)
 _FP8_MAX = 448.0

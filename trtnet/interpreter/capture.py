@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import InterpreterError
-from trtnet.reference.interpreter import run_network
+from trtnet.interpreter.interpreter import run_network
 
 
 def run_network_capture(network: Any, inputs: Mapping[str, np.ndarray], tensors: Collection[str], *,
