@@ -18,6 +18,7 @@ looks their ranges up by. A key is the name of the layer that consumes the tenso
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -99,9 +100,9 @@ def weighted_inputs(x: Tensor, weight: np.ndarray, op: str,
     """The input and weights of the weighted layer about to be emitted as `<module path>/<op>`.
 
     Under int8/fp8, unless calibration keeps this layer in higher precision, the input goes through a per-tensor
-    Q/DQ pair and the weights come back as a tensor: float32 constant -> per-output-channel Q/DQ (axis 0) ->
-    reshaped to `shape` when given (TensorRT folds this into int8/fp8 weights). Otherwise the weights are None
-    and the caller emits them as it always does.
+    Q/DQ pair and the weights come back as a tensor of `shape` (default: the weight's): a float32 constant with a
+    Q/DQ pair per output channel (`weight`'s first dim), which TensorRT turns into int8/fp8 weights at build.
+    Otherwise the weights are None and the caller emits them as it always does.
     """
     graph = current_graph()
     key = _point(graph, op, x)
@@ -110,11 +111,17 @@ def weighted_inputs(x: Tensor, weight: np.ndarray, op: str,
         return x, None
     rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
     amax = np.abs(rows).max(axis=1)
-    w = constant(weight.astype(np.float32), get_trt().float32, op="weight")
-    w = fake_quantize(w, amax, graph.policy.precision, axis=0, dtype=qx.dtype)
-    if shape is not None and tuple(shape) != weight.shape:
-        w = w.reshape(tuple(shape))
-    return qx, w
+    shape = weight.shape if shape is None else tuple(shape)
+    # Quantize the output channels where they sit in `shape`, so that no layer stands between the DQ and its
+    # consumer (a linear's [1, 1, out, in]: axis 2); only when they span two axes ([1, heads, d, in]) is the
+    # [out, in] weight reshaped after its DQ.
+    axis = next((a for a in range(len(shape)) if shape[a] == weight.shape[0] and math.prod(shape[:a]) == 1), None)
+    f32 = get_trt().float32
+    if axis is not None:
+        w = constant(weight.astype(np.float32).reshape(shape), f32, op="weight")
+        return qx, fake_quantize(w, amax, graph.policy.precision, axis=axis, dtype=qx.dtype)
+    w = constant(weight.astype(np.float32), f32, op="weight")
+    return qx, fake_quantize(w, amax, graph.policy.precision, axis=0, dtype=qx.dtype).reshape(shape)
 
 
 def mark_conv_output(y: Tensor) -> Tensor:
