@@ -155,19 +155,19 @@ def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _layer_index(network: Any) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]:
-    """Layers by name, consumers by tensor name, producer by tensor name."""
-    by_name, consumers, producer = {}, {}, {}
+def _layer_index(network: Any) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """The layers consuming each tensor, and the layer producing it, by tensor name."""
+    consumers: dict[str, list[Any]] = {}
+    producer: dict[str, Any] = {}
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        by_name[layer.name] = layer
         for j in range(layer.num_inputs):
             t = layer.get_input(j)
             if t is not None:
                 consumers.setdefault(t.name, []).append(layer)
         for j in range(layer.num_outputs):
             producer[layer.get_output(j).name] = layer
-    return by_name, consumers, producer
+    return consumers, producer
 
 
 def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
@@ -176,7 +176,7 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
     addition of two computed tensors) ends the walk back from an output: otherwise every block of a
     transformer, whose residual stream runs to the output, would count as last."""
     weighted = set(weighted)
-    by_name, consumers, producer = _layer_index(network)
+    consumers, producer = _layer_index(network)
     found: dict[str, str] = {}
 
     def computed(t: Any) -> bool:
