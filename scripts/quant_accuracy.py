@@ -7,7 +7,8 @@ Per model: one fp32 pass of the interpreter over the calibration batches (seeds 
 tensor; int8 takes its ranges by --int8-method (default percentile 99.99), fp8 by --fp8-method (default max,
 as ModelOpt's FP8 recipe). Held-out batches (other seeds) then run in fp32, int8 and fp8 in the interpreter:
 cosine similarity and relative error (||q - f|| / ||f||) of every output over all held-out samples, and for
-classifiers (a `logits` output) the share of samples whose top-1 class agrees with fp32. Then fp16, int8 and
+classifiers (a `logits` output) the share of samples whose top-1 class agrees with fp32; for YOLOv5 also over the
+objectness and class scores alone (its box coordinates, in pixels, would hide any error). Then fp16, int8 and
 fp8 engines are built on the CPU at --build-batch (no engine cache): layers, build seconds, plan size.
 Results go to --out (JSON, one entry per model, written as each model finishes) and a Markdown table.
 """
@@ -29,7 +30,11 @@ from trtnet.zoo import REGISTRY
 
 def metrics(fp32: list[np.ndarray], q: list[np.ndarray], names: list[str]) -> dict:
     out = {}
-    for name, f, g in zip(names, fp32, q):
+    pairs = list(zip(names, fp32, q))
+    if "predictions" in names:  # YOLOv5: box coordinates (grid offsets in pixels) swamp the scores; compare both
+        _, f, g = pairs[names.index("predictions")]
+        pairs.insert(0, ("predictions[..., 4:] (scores)", f[..., 4:], g[..., 4:]))
+    for name, f, g in pairs:
         f64, g64 = f.astype(np.float64).ravel(), g.astype(np.float64).ravel()
         row = {"cosine": float(f64 @ g64 / (np.linalg.norm(f64) * np.linalg.norm(g64))),
                "rel_error": float(np.linalg.norm(g64 - f64) / np.linalg.norm(f64))}
