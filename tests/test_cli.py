@@ -192,7 +192,7 @@ def test_summary_shows_layers_parameters_and_flops(exported):
      "trtnet: error: missing.safetensors: cannot read: No such file or directory"),
     (("summary", "resnet18", "--weights", "resnet18.pth"),
      "trtnet: error: resnet18.pth: .pth files are pickles, which trtnet never loads; convert it with "
-     "`trtnet export-weights`"),
+     "`trtnet convert MODEL resnet18.pth`"),
     (("export-weights", "resnet18", "-o", "resnet18.pt"), "trtnet: error: resnet18.pt: the output must be a "
      ".safetensors file"),
     (("verify", "resnet18", "--same-file"), "trtnet: error: --same-file needs --weights FILE"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -168,12 +169,12 @@ def test_a_missing_file_and_a_folder_are_refused(tmp_path):
         read_safetensors(tmp_path / "dir.safetensors")
 
 
-@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt", ".pkl"])
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar"])
 def test_every_pickle_suffix_is_refused_unread(tmp_path, suffix):
     path = tmp_path / f"model{suffix}"
     path.write_bytes(b"\x80\x04not read")  # the reader must refuse it by name, before opening it
     with pytest.raises(WeightsError, match=rf"model\{suffix}: \{suffix} files are pickles, which trtnet never "
-                                           r"loads; convert it with `trtnet export-weights`"):
+                                           rf"loads; convert it with `trtnet convert MODEL {re.escape(str(path))}`"):
         load_weights(Tiny(), path)
 
 

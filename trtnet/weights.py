@@ -14,11 +14,12 @@ import os
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
 from trtnet.errors import WeightsError
+from trtnet.layouts import adapt_checkpoint
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -31,7 +32,9 @@ _DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype("?"),
 }
 _MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar")
+# (model, the file's key -> shape before any conversion) -> one line of advice, or None.
+MismatchHint = Callable[["Module", dict[str, tuple[int, ...]]], "str | None"]
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -44,7 +47,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if path.suffix in _PICKLE_SUFFIXES:
         raise WeightsError(f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
-                           "`trtnet export-weights` (or safetensors.torch.save_file) to a .safetensors file")
+                           f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
+                           "`trtnet export-weights`)")
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -131,20 +135,22 @@ def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
 # -- loading into a module tree ---------------------------------------------------------------------------
 
 def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.ndarray], *,
-                 check_finite: str = "warn") -> None:
+                 check_finite: str = "warn", hint: MismatchHint | None = None) -> None:
     """Load `source` (a safetensors path or a key->array mapping) into `model`, strictly.
 
-    Every parameter must be present with its exact shape and no key may be left over, except those a module
-    declares as skipped on purpose (`num_batches_tracked`, ...). All problems are reported in one
-    `WeightsError` that names each key. `check_finite` is "warn", "error" or "off" for NaN/inf values.
+    The file's layout is converted first (`trtnet.layouts.adapt_checkpoint`: DataParallel prefixes, the
+    layouts modules declare). Every parameter must then be present with its exact shape and no key may be
+    left over, except those a module declares as skipped on purpose (`num_batches_tracked`, ...). All problems
+    are reported in one `WeightsError`: up to ten keys of each kind with the counts, and the line `hint` gives
+    for the file's key shapes (the zoo's: which other model or layout the file looks like). `check_finite` is
+    "warn", "error" or "off" for NaN/inf values.
     """
     if check_finite not in ("warn", "error", "off"):
         raise WeightsError(f"check_finite must be 'warn', 'error' or 'off', not {check_finite!r}")
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
     state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
-    model.bind()
-    for prefix, module in model.named_modules():
-        state = module.adapt_state(prefix, state)
+    original = state
+    state, layouts = adapt_checkpoint(model, state)
     expected = dict(model.named_parameters())
     skipped, unused = _declared(model, state)
     missing = [k for k in expected if k not in state]
@@ -152,11 +158,13 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     wrong = [f"{k}: expected {tuple(p.shape)}, file has {tuple(np.shape(state[k]))}"
              for k, p in expected.items() if k in state and tuple(np.shape(state[k])) != tuple(p.shape)]
     if missing or unexpected or wrong:
-        lines = [f"{origin}: weights do not fit {type(model).__name__}"]
-        lines += [f"  missing key: {k}" for k in missing]
-        lines += [f"  unexpected key: {k}" for k in unexpected]
-        lines += [f"  shape mismatch: {w}" for w in wrong]
-        raise WeightsError("\n".join(lines))
+        read_as = f" (read as {', '.join(layouts)})" if layouts else ""
+        lines = [f"{origin}: weights do not fit {type(model).__name__}{read_as}",
+                 *_listed("missing key", "missing keys", missing, ", "),
+                 *_listed("unexpected key", "unexpected keys", unexpected, ", "),
+                 *_listed("shape mismatch", "shape mismatches", wrong, "; ")]
+        advice = hint(model, {k: tuple(np.shape(v)) for k, v in original.items()}) if hint else None
+        raise WeightsError("\n".join(lines + ([f"  {advice}"] if advice else [])))
     if unused:
         warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
                       f"(e.g. {sorted(unused)[0]})", stacklevel=2)
@@ -173,6 +181,14 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
         param.value = values[key]
+
+
+def _listed(one: str, many: str, items: list[str], sep: str, limit: int = 10) -> list[str]:
+    """One line per kind of problem: `missing key: k`, or `235 missing keys: k1, ..., k10 and 225 more`."""
+    if len(items) <= 1:
+        return [f"  {one}: {k}" for k in items]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return [f"  {len(items)} {many}: {sep.join(items[:limit])}{more}"]
 
 
 def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:

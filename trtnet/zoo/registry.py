@@ -1,14 +1,18 @@
 """The model registry: a dict of entry points that refuses a duplicate name."""
 from __future__ import annotations
 
+import contextvars
+import fnmatch
+import functools
 import os
 import re
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from trtnet.errors import TrtnetError
+from trtnet.layouts import adapt_checkpoint
 from trtnet.nn.module import Module
 from trtnet.weights import init_random, load_weights
 
@@ -25,6 +29,17 @@ class ZooEntry:
     torch_model: Callable[[], object]  # builds the PyTorch source model (imports torch lazily)
     benchmark: bool = False  # one of the nine models of the published benchmark
     pretrained: Callable[[], object] | None = None  # the source with its published weights (downloads them)
+    # Options of `fn` the published weights need (InceptionV3's `transform_input`): what export-weights
+    # --pretrained and verify --against-pretrained build trtnet's side with.
+    pretrained_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def skeleton(self) -> Module:
+        """The model with default options and no weights: its parameters' keys and shapes, cheaply."""
+        token = _SKELETON.set(True)
+        try:
+            return self.fn()
+        finally:
+            _SKELETON.reset(token)
 
     def pretrained_model(self):
         """The PyTorch source with its published weights (downloads them: needs network access).
@@ -50,18 +65,20 @@ class ZooEntry:
 
 
 REGISTRY: dict[str, ZooEntry] = {}
+_SKELETON = contextvars.ContextVar("trtnet_zoo_skeleton", default=False)
 
 
 def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
-             pretrained: Callable[[], object] | None = None):
+             pretrained: Callable[[], object] | None = None, pretrained_options: Mapping[str, Any] | None = None):
     """Decorator adding an entry point to the zoo under `name`. `pretrained` builds the source with its
-    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`)."""
+    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`);
+    `pretrained_options` are the entry's options those weights need."""
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
             raise TrtnetError(f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and "
                               f"{fn.__module__})")
-        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained)
+        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained, dict(pretrained_options or {}))
         return fn
 
     return add
@@ -110,8 +127,50 @@ def get_entry(name: str) -> ZooEntry:
 
 def with_weights(model: Module, weights: Weights, seed: int = 0) -> Module:
     """Load `weights` into `model` strictly, or initialise it deterministically when `weights` is None."""
+    if _SKELETON.get():
+        return model
     if weights is None:
         init_random(model, seed)
     else:
-        load_weights(model, weights)
+        load_weights(model, weights, hint=mismatch_hint)
     return model
+
+
+# -- what a file that does not fit looks like -------------------------------------------------------------
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+@functools.lru_cache(maxsize=None)
+def _table(name: str) -> tuple[Module, Shapes]:
+    model = get_entry(name).skeleton()
+    return model, {k: p.shape for k, p in model.named_parameters()}
+
+
+def _fits(model: Module, table: Shapes, shapes: Shapes) -> list[str] | None:
+    """The layouts `shapes` was read as when it fits `model` exactly (after its conversions), else None."""
+    adapted, layouts = adapt_checkpoint(model, shapes)
+    declared = set()
+    for prefix, module in model.named_modules():
+        for pattern in (*module.skip_keys, *module.unused_keys):
+            full = f"{prefix}.{pattern}" if prefix else pattern
+            declared.update(k for k in adapted if fnmatch.fnmatchcase(k, full))
+    return layouts if {k: v for k, v in adapted.items() if k not in declared} == table else None
+
+
+def mismatch_hint(model: Module, shapes: Shapes) -> str | None:
+    """One line saying which zoo entry (and layout) a file that does not fit `model` was made for, if any.
+
+    Compares the file's keys and shapes with every entry's parameter table, each built without weights.
+    """
+    own = {k: p.shape for k, p in model.named_parameters()}
+    target = next((n for n in REGISTRY if _table(n)[1] == own), type(model).__name__)
+    for name in REGISTRY:
+        other, table = _table(name)
+        if table == own:
+            continue
+        layouts = _fits(other, table, shapes)
+        if layouts is not None:
+            read_as = f" ({', '.join(layouts)} layout)" if layouts else ""
+            return f"looks like a {name} file{read_as}, not {target}: load it into {name}"
+    return None
