@@ -3,11 +3,12 @@
     trtnet list
     trtnet export-weights resnet50 [-o weights/resnet50.safetensors] [--pretrained] [--seed N]
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
-    trtnet verify resnet50 [--weights F] [--batch 2]
+    trtnet verify resnet50 [--weights F] [--batch 2] [--against-seed N | --against-pretrained]
     trtnet summary resnet50
+    trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
-the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
+the traceback). Errors are one line on stderr. Torch is imported only by `export-weights`, `verify`, `convert`.
 """
 from __future__ import annotations
 
@@ -105,10 +106,21 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     export_state(source, out)
     tensors = len(read_safetensors(out))
+    options = entry.pretrained_options if args.pretrained else {}
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
-    load_weights(entry.fn(weights=None), out, check_finite="error")
+    load_weights(entry.fn(weights=None, **options), out, check_finite="error")
     print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
           f"loads strictly into trtnet's {entry.name}")
+    if options:
+        print(f"the published weights expect {_call(entry.name, options)}: build it that way from Python")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from trtnet.convert import convert
+
+    done = convert(args.model, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
+    print(done.summary(args.model, Path(args.checkpoint)))
     return EXIT_OK
 
 
@@ -143,27 +155,35 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import trtnet
-    from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
+    from trtnet.parity import export_state, load_into_source, rel_error, sample_inputs, torch_forward, torch_model
 
+    against = args.against_pretrained or args.against_seed is not None
     if args.same_file and not args.weights:
         raise TrtnetError("--same-file needs --weights FILE")
+    if args.same_file and against:
+        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
     entry = _entry(args.model)
     _require_torch("verify")
-    if args.pretrained:
+    seed = args.seed if args.against_seed is None else args.against_seed
+    if args.against_pretrained:
         source, what = _download(entry), "published weights"
     else:
-        source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
+        source, what = torch_model(entry.name, seed), f"random weights, seed {seed}"
+    options = entry.pretrained_options if args.against_pretrained else {}
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
-        model = _model(entry, weights, args.strict)
-        if args.weights and args.same_file:
-            from safetensors.torch import load_file
-
-            source.load_state_dict(load_file(args.weights), strict=True)
-            what = f"weights loaded by PyTorch from {args.weights}"
+        model = _model(entry, weights, args.strict, options=options)
+        if args.weights and not against:
+            # The user's question: does trtnet compute what PyTorch computes with these weights?
+            layouts = load_into_source(source, model, args.weights, entry.source)
+            read_as = f", converted from {', '.join(layouts)} layout" if layouts else ""
+            print(f"weights: {args.weights}{read_as}, loaded by trtnet and by PyTorch")
+            what = f"weights from {args.weights}"
         elif args.weights:
-            print(f"weights: {args.weights}")
+            print(f"weights: {args.weights}, compared with the source's {what}")
             _report_weight_differences(source, model)
+        if options:
+            print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
         print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
         inputs = sample_inputs(model, args.batch, args.seed)
         want = torch_forward(source, *inputs)
@@ -196,6 +216,10 @@ def _check(label: str, measure: str, value: float, tolerance: float, higher_is_b
     sign = ">=" if higher_is_better else "<="
     print(f"  {label}: {measure} {value:.3g} (need {sign} {tolerance:g}) {'ok' if ok else 'FAILED'}")
     return ok
+
+
+def _call(name: str, options: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
 
 def _report_weight_differences(source, model) -> None:
@@ -231,16 +255,17 @@ def _entry(name: str):
     return get_entry(name)
 
 
-def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False):
+def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
     """The zoo model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
     from trtnet.weights import load_weights
+    from trtnet.zoo.registry import mismatch_hint
 
-    model = entry.fn(weights=None)
+    model = entry.fn(weights=None, **(options or {}))
     if weights is None:
         if not quiet:
             print(f"no --weights: {entry.name} gets seeded random weights (fine for timing, not for predictions)")
     else:
-        load_weights(model, weights, check_finite="error" if strict else "warn")
+        load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
     return model
 
 
@@ -344,13 +369,25 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
     sub.add_argument("--seed", type=int, default=0,
-                     help="seed of the source's random weights and of the inputs (default 0)")
-    sub.add_argument("--pretrained", action="store_true",
-                     help="compare against the source with its published weights (needs network access)")
+                     help="seed of the inputs, and of the source's random weights without --weights (default 0)")
+    against = sub.add_mutually_exclusive_group()
+    against.add_argument("--against-seed", type=int, metavar="N",
+                         help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
+                         "them) instead of --weights: checks the file too, and names the tensors that differ")
+    against.add_argument("--against-pretrained", "--pretrained", dest="against_pretrained", action="store_true",
+                         help="PyTorch gets the source's published weights (needs network access); without --weights "
+                         "trtnet loads them too")
     sub.add_argument("--same-file", action="store_true",
-                     help="the PyTorch source loads --weights too (checks the re-expression only); by default the "
-                     "file is checked against the source's own weights (--seed or --pretrained), as export-weights "
-                     "writes them")
+                     help="kept for old scripts, no effect: PyTorch loads --weights too by default now")
+
+    sub = command("convert", cmd_convert, "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors "
+                  "file the zoo entry loads (needs torch)")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors")
+    sub.add_argument("--trust-pickle", action="store_true",
+                     help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
+                     "unpickling runs code the file names, so only for files from a source you trust")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")

@@ -78,3 +78,13 @@ def adapt_checkpoint(model: Any, state: Mapping[str, V]) -> tuple[dict[str, V], 
                 notes.append(layout.name)
         state = module.adapt_state(prefix, state)
     return state, notes
+
+
+def declared(model: Any, state: Mapping[str, Any], attribute: str) -> set[str]:
+    """Keys of `state` matched by the glob patterns modules declare in `attribute` (`skip_keys`, `unused_keys`)."""
+    found: set[str] = set()
+    for prefix, module in model.named_modules():
+        for pattern in getattr(module, attribute):
+            full = join(prefix, pattern)
+            found.update(k for k in state if fnmatch.fnmatchcase(k, full))
+    return found

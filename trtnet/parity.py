@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from trtnet.errors import WeightsError
 from trtnet.nn.module import Input, Module
 from trtnet.zoo.registry import get_entry
 
@@ -78,17 +79,45 @@ def export_state(model, path: str | os.PathLike) -> Path:
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
     export never leaves a partial file under `path`.
     """
+    return save_state(model.state_dict(), path)
+
+
+def save_state(state: Mapping[str, object], path: str | os.PathLike,
+               metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # clone: tensors that share storage (tied weights) are refused by save_file.
+    state = {k: v.detach().contiguous().clone() for k, v in state.items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def load_into_source(source, model: Module, path: str | os.PathLike, source_name: str) -> list[str]:
+    """Load a safetensors file into the PyTorch `source`, after the same layout conversion trtnet's loading into
+    `model` applies; returns the layouts it was converted from. Every key of the source's state_dict must be
+    there; keys trtnet skips (an unused head, recomputed buffers) that the source lacks are left out."""
+    import torch
+
+    from trtnet.layouts import adapt_checkpoint
+    from trtnet.weights import read_safetensors
+
+    state, layouts = adapt_checkpoint(model, read_safetensors(path))
+    wanted = source.state_dict()
+    missing = [k for k in wanted if k not in state]
+    if missing:
+        raise WeightsError(f"{path}: {source_name} needs {len(missing)} keys the file lacks (e.g. {missing[0]})")
+    try:
+        source.load_state_dict({k: torch.from_numpy(np.array(state[k])).to(v.dtype) for k, v in wanted.items()})
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: {source_name} refuses the file: {e}") from None
+    return layouts
 
 
 def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) -> list[np.ndarray]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextvars
-import fnmatch
 import functools
 import os
 import re
@@ -12,7 +11,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from trtnet.errors import TrtnetError
-from trtnet.layouts import adapt_checkpoint
+from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.nn.module import Module
 from trtnet.weights import init_random, load_weights
 
@@ -150,12 +149,8 @@ def _table(name: str) -> tuple[Module, Shapes]:
 def _fits(model: Module, table: Shapes, shapes: Shapes) -> list[str] | None:
     """The layouts `shapes` was read as when it fits `model` exactly (after its conversions), else None."""
     adapted, layouts = adapt_checkpoint(model, shapes)
-    declared = set()
-    for prefix, module in model.named_modules():
-        for pattern in (*module.skip_keys, *module.unused_keys):
-            full = f"{prefix}.{pattern}" if prefix else pattern
-            declared.update(k for k in adapted if fnmatch.fnmatchcase(k, full))
-    return layouts if {k: v for k, v in adapted.items() if k not in declared} == table else None
+    skipped = declared(model, adapted, "skip_keys") | declared(model, adapted, "unused_keys")
+    return layouts if {k: v for k, v in adapted.items() if k not in skipped} == table else None
 
 
 def mismatch_hint(model: Module, shapes: Shapes) -> str | None:
