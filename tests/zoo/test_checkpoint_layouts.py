@@ -87,3 +87,30 @@ def test_a_microsoft_swin_b_file_given_to_swin_t_names_the_layout_and_the_model(
     assert lines[-1] == ("  looks like a swin_b file (Microsoft Swin-Transformer layout), not swin_t: load it into "
                          "swin_b")
     assert len(lines) <= 5 and all(line.count(", ") <= 9 for line in lines[1:-1] if "missing" in line)
+
+
+def test_a_near_fit_names_the_model_and_the_shapes_that_differ():
+    state = resnet18(weights=None).state_dict()
+    state["fc.weight"], state["fc.bias"] = np.zeros((10, 512), np.float32), np.zeros(10, np.float32)
+    with pytest.raises(WeightsError) as caught:
+        resnet50(weights=state)
+    assert str(caught.value).splitlines()[-1] == (
+        "  looks like a resnet18 file with 2 tensors of other shapes (e.g. fc.weight), not resnet50")
+
+
+@pytest.mark.parametrize("name, timm_name", [("swin_t", "swin_tiny_patch4_window7_224"),
+                                             ("swin_s", "swin_small_patch4_window7_224"),
+                                             ("swin_b", "swin_base_patch4_window7_224")])
+def test_microsoft_swin_keys_become_timms_for_every_variant(name, timm_name):
+    timm = pytest.importorskip("timm", reason="timm is the source of Swin")
+    from trtnet.layouts import adapt_checkpoint
+    from trtnet.zoo import get_entry
+
+    with torch.device("meta"):
+        source = timm.create_model(timm_name)
+    timm_shapes = {k: tuple(v.shape) for k, v in source.state_dict().items()}
+    buffers = {k: tuple(v.shape) for k, v in source.named_buffers() if k.endswith(("_index", "attn_mask"))}
+    microsoft = {microsoft_swin_key(k): v for k, v in {**timm_shapes, **buffers}.items()}
+    assert "layers.0.downsample.reduction.weight" in microsoft and "head.weight" in microsoft
+    adapted, layouts = adapt_checkpoint(get_entry(name).skeleton(), microsoft)
+    assert adapted == timm_shapes and layouts == ["Microsoft Swin-Transformer"]

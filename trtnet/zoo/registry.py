@@ -146,26 +146,37 @@ def _table(name: str) -> tuple[Module, Shapes]:
     return model, {k: p.shape for k, p in model.named_parameters()}
 
 
-def _fits(model: Module, table: Shapes, shapes: Shapes) -> list[str] | None:
-    """The layouts `shapes` was read as when it fits `model` exactly (after its conversions), else None."""
+def _read_as(model: Module, table: Shapes, shapes: Shapes) -> tuple[list[str], list[str]] | None:
+    """When `shapes` has `model`'s keys (after its conversions): the layouts it was read as and the keys whose
+    shapes differ; else None."""
     adapted, layouts = adapt_checkpoint(model, shapes)
     skipped = declared(model, adapted, "skip_keys") | declared(model, adapted, "unused_keys")
-    return layouts if {k: v for k, v in adapted.items() if k not in skipped} == table else None
+    kept = {k: v for k, v in adapted.items() if k not in skipped}
+    if kept.keys() != table.keys():
+        return None
+    return layouts, [k for k, v in table.items() if tuple(kept[k]) != tuple(v)]
 
 
 def mismatch_hint(model: Module, shapes: Shapes) -> str | None:
-    """One line saying which zoo entry (and layout) a file that does not fit `model` was made for, if any.
+    """One line saying which zoo entry (and layout) a file that does not fit `model` was made for, if any: one
+    whose keys and shapes it has, else one whose keys it has (a variant with another head, say).
 
     Compares the file's keys and shapes with every entry's parameter table, each built without weights.
     """
     own = {k: p.shape for k, p in model.named_parameters()}
     target = next((n for n in REGISTRY if _table(n)[1] == own), type(model).__name__)
+    near = None
     for name in REGISTRY:
         other, table = _table(name)
-        if table == own:
+        if table.keys() == own.keys():  # the model's own keys: nothing to say beyond the listing
             continue
-        layouts = _fits(other, table, shapes)
-        if layouts is not None:
-            read_as = f" ({', '.join(layouts)} layout)" if layouts else ""
+        found = _read_as(other, table, shapes)
+        if found is None:
+            continue
+        layouts, differ = found
+        read_as = f" ({', '.join(layouts)} layout)" if layouts else ""
+        if not differ:
             return f"looks like a {name} file{read_as}, not {target}: load it into {name}"
-    return None
+        near = near or (f"looks like a {name} file{read_as} with {len(differ)} tensors of other shapes (e.g. "
+                        f"{differ[0]}), not {target}")
+    return near
