@@ -149,8 +149,8 @@ class InceptionE(nn.Module):
 @dataclass(frozen=True)
 class InceptionV3Config:
     num_classes: int = 1000
-    # torchvision's published weights were trained on inputs normalised with mean and std 0.5, and the model
-    # built with them re-normalises ImageNet-normalised inputs to that first.
+    # torchvision's published weights come from TensorFlow, which fed images scaled to [-1, 1]; the model built
+    # with them maps ImageNet-normalised inputs to that scale first.
     transform_input: bool = False
 
 
