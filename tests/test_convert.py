@@ -144,3 +144,19 @@ def test_other_suffixes_are_refused(tmp_path, capsys):
     assert err.strip() == (f"trtnet: error: {tmp_path / 'w.safetensors'}: not a PyTorch checkpoint name: expected one "
                            "of .pt, .pth, .pth.tar, .ckpt, .bin (a .safetensors file needs no conversion: pass it as "
                            "--weights)")
+
+
+def test_bfloat16_is_kept(tmp_path, capsys):
+    torchvision = pytest.importorskip("torchvision", reason="torchvision is the source of resnet18")
+    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v
+             for k, v in torchvision.models.resnet18().state_dict().items()}
+    checkpoint = tmp_path / "pytorch_model.bin"
+    torch.save(state, checkpoint)
+    status, out, err = run(capsys, "convert", "resnet18", checkpoint)
+    assert status == 0, err
+    floats = sum(v.dtype == torch.bfloat16 for v in state.values())
+    assert f"122 tensors ({floats} bfloat16, {122 - floats} int64)" in out
+    from safetensors.torch import load_file
+
+    written = load_file(str(tmp_path / "pytorch_model.safetensors"))
+    assert all(torch.equal(written[k], v) and written[k].dtype == v.dtype for k, v in state.items())
