@@ -75,8 +75,8 @@ def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", f
         for name, t in zip(model.output_names(len(results)), results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
-            t.trt.name = name
-            network.mark_output(t.trt)
+            t.itensor.name = name
+            network.mark_output(t.itensor)
             outputs.append(TensorSpec(name, t.shape, np.dtype(NUMPY_OF[t.dtype]).name))
     return Network(network, builder, graph, specs, outputs, time.perf_counter() - t0, precision=precision)
 

@@ -28,3 +28,8 @@ class BuildError(TrtnetError):
 
 class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
+
+
+class ConfigError(TrtnetError):
+    """A model or layer configured with a value it cannot take: the message names the field, the value and what
+    is allowed."""
