@@ -19,6 +19,7 @@ from trtnet.errors import ConfigError, WeightsError
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.sources import transformers_bert_pretrained, transformers_bert_source
 
 
 @dataclass(frozen=True)
@@ -190,20 +191,8 @@ class Bert(nn.Module):
         return nn.untokens(x), self.pooler(x)
 
 
-def _hf_bert():
-    import transformers
-
-    return transformers.BertModel(transformers.BertConfig())
-
-
-def _hf_bert_pretrained():
-    import transformers
-
-    return transformers.BertModel.from_pretrained("google-bert/bert-base-uncased")
-
-
-@register("bert_base_uncased", "transformers.BertModel(BertConfig())", _hf_bert, benchmark=True,
-          pretrained=_hf_bert_pretrained)
+@register("bert_base_uncased", "transformers.BertModel(BertConfig())", transformers_bert_source, benchmark=True,
+          pretrained=transformers_bert_pretrained)
 def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
                       seq_len: int = 128) -> Bert:
     """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).

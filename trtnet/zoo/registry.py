@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -12,7 +11,7 @@ import numpy as np
 from trtnet.errors import ConfigError, TrtnetError
 from trtnet.nn.module import Module
 from trtnet.weights import init_random, load_weights
-from trtnet.zoo.sources import timm_source, torchvision_source
+from trtnet.zoo.sources import published_source, timm_source, torchvision_source
 
 Weights = str | os.PathLike | Mapping[str, np.ndarray] | None
 
@@ -38,16 +37,9 @@ class ZooEntry:
         """
         if self.pretrained is not None:
             return self.pretrained()
-        torchvision_fn = re.fullmatch(r"torchvision\.models\.(\w+)", self.source)
-        timm_name = re.fullmatch(r"timm(?:\.create_model\(['\"]|[ .:])(\w+)(?:['\"]\))?", self.source)
-        if torchvision_fn:
-            import torchvision
-
-            return getattr(torchvision.models, torchvision_fn[1])(weights="DEFAULT")
-        if timm_name:
-            import timm
-
-            return timm.create_model(timm_name[1], pretrained=True)
+        builder = published_source(self.source)
+        if builder is not None:
+            return builder()
         raise TrtnetError(f"zoo entry {self.name!r}: no known way to download the published weights of "
                           f"{self.source} (the entry can register a `pretrained` builder)")
 

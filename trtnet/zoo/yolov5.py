@@ -17,7 +17,7 @@ from trtnet import nn, ops
 from trtnet.nn.module import Input, Parameter
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import register_variant
-from trtnet.zoo.sources import he_init
+from trtnet.zoo.sources import yolov5_source
 
 From = int | tuple[int, ...]
 
@@ -215,30 +215,10 @@ class YOLOv5(nn.Module):
         return x
 
 
-def _torch_yolov5(name: str):
-    def make():
-        import os
-        from pathlib import Path
-
-        # ultralytics (imported by yolov5's utils) probes DNS at import unless told it is offline.
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        import yolov5
-        from yolov5.models.yolo import Model
-
-        model = Model(str(Path(yolov5.__file__).parent / "models" / f"{name}.yaml"))
-        model.model[-1].export = True  # eval output is then `(predictions,)`, without the raw per-level maps
-        # PyTorch's default init fades the signal (outputs would ignore the input); gain sqrt(2) overshoots
-        # and saturates most sigmoid outputs. 1.3 keeps both the boxes and the confidences input-dependent.
-        he_init(model, gain=1.3)
-        return model
-
-    return make
-
-
 def _variant(name: str, depth_multiple: float, width_multiple: float, benchmark: bool = False):
     """yolov5{n,s,m,l}.yaml: the shared rows under the yaml's (depth_multiple, width_multiple)."""
     return register_variant(name, YOLOv5, YOLOv5Config(depth_multiple, width_multiple),
-                            f"yolov5 7.0.14 yolov5.models.yolo.Model('{name}.yaml')", _torch_yolov5(name), benchmark)
+                            f"yolov5 7.0.14 yolov5.models.yolo.Model('{name}.yaml')", yolov5_source(name), benchmark)
 
 
 yolov5n = _variant("yolov5n", 0.33, 0.25)
