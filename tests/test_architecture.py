@@ -32,9 +32,7 @@ TORCH_FAMILY = ("torch", "torchvision", "timm", "transformers", "yolov5", "ultra
 TORCH_ALLOWED = {
     "trtnet/parity.py": "the parity helpers: PyTorch sources built, run and exported beside trtnet",
     "trtnet/cli.py": "`export-weights` and `verify`, which export from and compare with the PyTorch source",
-    "trtnet/zoo/registry.py": "the builders of each model's PyTorch source (torchvision, timm)",
-    "trtnet/zoo/bert.py": "BERT's PyTorch source (transformers)",
-    "trtnet/zoo/yolov5.py": "YOLOv5's PyTorch source (the yolov5 package)",
+    "trtnet/zoo/sources.py": "the builders of each model's PyTorch source (torchvision, timm, transformers, yolov5)",
     "trtnet/runtime.py": "answers a caller who passed torch tensors in kind (torch is imported by then)",
 }
 DSL_ONLY = ("trtnet.zoo", "trtnet.nn")  # packages that speak the DSL only

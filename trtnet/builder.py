@@ -19,7 +19,7 @@ from typing import Any, Sequence, Unpack
 
 import numpy as np
 
-from trtnet import cache as engine_cache
+from trtnet import cache as engine_cache, dtypes
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import NUMPY_OF, Graph, Policy, PolicyOptions, resolve_policy
@@ -62,12 +62,6 @@ class Network:
         return self.policy.precision if self.policy is not None else ""
 
 
-def _trt_dtype(name: str):
-    trt = get_trt()
-    return {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64,
-            "bool": trt.bool}[name]
-
-
 def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = None,
          input_shapes: dict[str, Sequence[int]] | None = None, **options: Unpack[PolicyOptions]) -> Network:
     """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
@@ -89,7 +83,7 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
         args = []
         for spec in specs:
             shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
-            t = Tensor(network.add_input(spec.name, _trt_dtype(spec.dtype), shape))
+            t = Tensor(network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape))
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
@@ -97,8 +91,8 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
         for name, t in zip(model.output_names(len(results)), results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
-            t.trt.name = name
-            network.mark_output(t.trt)
+            t.itensor.name = name
+            network.mark_output(t.itensor)
             outputs.append(TensorSpec(name, t.shape, np.dtype(NUMPY_OF[t.dtype]).name))
     return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
                    label=f"{type(model).__name__} {policy.precision}", owner=graph)
