@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import trtnet
+import trtnet.builder
 from trtnet.cache import engine_key
 from trtnet.runtime import Engine
 
@@ -23,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def builds(monkeypatch) -> list[str]:
     """Counts real TensorRT builds (cache hits do not build)."""
     calls: list[str] = []
-    module = sys.modules["trtnet.build"]  # the module: `trtnet.build` is the function
+    module = trtnet.builder
     real = module.build_network
 
     def counting(net, **kwargs):
-        calls.append(kwargs.get("label", ""))
+        calls.append(net.label)
         return real(net, **kwargs)
 
     monkeypatch.setattr(module, "build_network", counting)
@@ -74,7 +76,7 @@ def test_key_covers(change):
     def key(model=None, batch=2, precision="fp32"):
         net = trtnet.emit(model or two_inputs(), batch, precision=precision)
         options = {"precision": precision, "batch_size": batch}
-        return engine_key(net.network, net.graph.keepalive, options)
+        return engine_key(net.network, net.keepalive, options)
 
     base = key()
     assert key() == base
@@ -134,3 +136,39 @@ def test_reference_unaffected_by_cache(tmp_path):
     x = np.ones((2, 3, 8, 8), np.float32)
     (z,) = trtnet.reference(model, x, np.zeros((2, 4, 8, 8), np.float32))
     assert z.shape == (2, 4, 8, 8) and np.isfinite(z).all()
+
+
+def test_cached_plan_the_gpu_refuses_is_rebuilt_by_the_builder(tmp_path, builds, monkeypatch):
+    """The builder asks the runtime whether this GPU takes a cached plan before handing it out, and rebuilds it
+    when the runtime says no (`PlanRejected`): the runtime never calls back into the builder. With no GPU here,
+    the entry is made to claim one (its sidecar's target) and the runtime's answer is the GPU's refusal."""
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (plan,) = tmp_path.glob("*.plan")
+    sidecar = plan.with_name(plan.name + ".json")
+    meta = json.loads(sidecar.read_text())
+    meta["target"] = "sm_89"
+    sidecar.write_text(json.dumps(meta))
+    asked: list[str] = []
+
+    def refuse(engine):
+        asked.append(engine.target)
+        raise trtnet.PlanRejected("this GPU cannot run the plan: a test's refusal; rebuild it with trtnet.build")
+
+    monkeypatch.setattr(trtnet.Engine, "loaded", refuse)
+    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
+                                         r"\(this GPU cannot run the plan: a test's refusal; .+\); rebuilding it"):
+        engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert asked == ["sm_89"] and len(builds) == 2
+    assert engine.target == "aot" and json.loads(sidecar.read_text())["target"] == "aot"
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)  # an "aot" plan: not asked
+    assert asked == ["sm_89"] and len(builds) == 2
+
+
+def test_the_key_follows_the_policy_not_how_it_was_spelt(tmp_path, builds):
+    """`precision="fp16"` and `policy=Policy(precision="fp16")` are one build; another policy field is another."""
+    trtnet.build(two_inputs(), batch_size=2, precision="fp16", cache_dir=tmp_path)
+    trtnet.build(two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16"), cache_dir=tmp_path)
+    assert len(builds) == 1
+    trtnet.build(two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16", norm_fp32=False),
+                 cache_dir=tmp_path)
+    assert len(builds) == 2 and len(entries(tmp_path)) == 2

@@ -11,7 +11,8 @@ import pytest
 import trtnet
 import trtnet.cudart
 from trtnet.errors import EngineError
-from trtnet.runtime import Engine, sidecar_path
+from trtnet.plan import sidecar_path
+from trtnet.runtime import Engine
 
 from tests.conftest import cuda_device
 from tests.runtime_models import two_inputs
@@ -290,17 +291,20 @@ def test_resnet18_engine_matches_torch(tmp_path):
 @pytest.mark.gpu
 def test_cached_plan_the_gpu_refuses_is_rebuilt(tmp_path):
     """A cached entry whose plan passes the CPU checks (its sidecar was rewritten to match) but that TensorRT
-    refuses: the first run warns, rebuilds and runs."""
+    refuses: the builder loads it before handing it out, warns and builds again; the result runs."""
     model = two_inputs()
     good = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
     (plan,) = tmp_path.glob("*.plan")
     damaged = Engine(good.plan[: len(good.plan) * 3 // 4], inputs=good.inputs, outputs=good.outputs,
                      backend=good.backend, num_layers=good.num_layers, precision="fp32", target=good.target)
     damaged.save(plan)
-    engine = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
-    assert engine.plan == damaged.plan  # the CPU checks could not tell
+    assert Engine.load(plan).plan == damaged.plan  # the CPU checks cannot tell
+    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
+                                         r"\(this GPU cannot run the plan: .+\); rebuilding it"):
+        engine = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert engine.plan != damaged.plan
     x, y = _inputs(2, 7)
-    with pytest.warns(UserWarning, match="the cached engine does not run on this GPU; building it again"):
-        (got,) = engine(x, y)
+    (got,) = engine(x, y)
     np.testing.assert_allclose(got, _want(model, x, y), rtol=1e-3, atol=1e-3)
-    assert Engine.load(plan).plan == engine.plan != damaged.plan
+    assert Engine.load(plan).plan == engine.plan
+

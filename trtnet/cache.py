@@ -1,41 +1,31 @@
 """The engine cache: serialized engines kept in a user folder, keyed by everything that shapes the plan.
 
 The key hashes the network itself (every layer's type, name, input/output shapes and dtypes, and the
-attributes TensorRT exposes on it), the weights (the arrays the graph keeps alive for TensorRT), the build
-options (precision, shapes and profile, optimization level), the backend and its version, and the target GPU
-(its compute capability when there is one, else "aot"). An entry is the plan and its JSON sidecar, written
-atomically; builders of one key take a lock file in turn, so two processes end with one good entry and the
-second one reuses it. An entry that fails its checks is rebuilt with a warning.
-
-Folder: `$TRTNET_CACHE_DIR`, default `~/.cache/trtnet` (`$XDG_CACHE_HOME/trtnet` where that is set).
+attributes TensorRT exposes on it), the weights (the arrays a `Network` keeps alive for TensorRT; an ONNX
+file's bytes), the build options (the whole emission `Policy`, shapes and profile, optimization level), the
+backend and its version, and the target GPU (its compute capability when there is one, else "aot"). An
+entry is the plan and its JSON sidecar, written atomically; builders of one key take a lock file in turn, so
+two processes end with one good entry and the second one reuses it. An entry that fails its checks is rebuilt
+with a warning. The folder is `trtnet.target.cache_dir()`.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from trtnet.backend import get_backend, get_trt
 from trtnet.errors import EngineError
-from trtnet.runtime import Engine, sidecar_path
+from trtnet.plan import sidecar_path
+from trtnet.runtime import Engine
+from trtnet.target import target
 
-KEY_VERSION = 1  # bump when the key's recipe changes, so old entries are not mistaken for new ones
-
-
-def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """The cache folder (not created here)."""
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("TRTNET_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "trtnet"
+KEY_VERSION = 2  # bump when the key's recipe changes, so old entries are not mistaken for new ones
 
 
 # -- the key -------------------------------------------------------------------------------------------------
@@ -65,8 +55,6 @@ def _tensor_sig(t) -> list | None:
 
 def network_fingerprint(network) -> str:
     """sha256 of the network's structure: layers, their tensors and the attributes TensorRT reports."""
-    from trtnet.backend import get_trt
-
     trt = get_trt()
     classes = _layer_classes(trt)
     h = hashlib.sha256()
@@ -105,20 +93,8 @@ def weights_fingerprint(arrays: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def target() -> str:
-    """The GPU the engine is built for: 'sm_90' where a CUDA GPU is visible, else 'aot'."""
-    try:
-        from trtnet.cudart import compute_capability
-
-        return compute_capability() or "aot"
-    except EngineError:  # cuda-python absent: no GPU can be used either
-        return "aot"
-
-
 def engine_key(network, keepalive: list[np.ndarray], options: dict[str, Any]) -> str:
     """The cache key of an emitted network built with `options` (precision, shapes, backend...)."""
-    from trtnet.backend import get_backend
-
     parts = {"key_version": KEY_VERSION, "backend": str(get_backend()), "target": target(),
              "network": network_fingerprint(network), "weights": weights_fingerprint(keepalive),
              "options": options}

@@ -5,6 +5,7 @@
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
     trtnet verify resnet50 [--weights F] [--batch 2] [--against-seed N | --against-pretrained]
     trtnet summary resnet50
+    trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
     trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
@@ -130,9 +131,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     entry = _entry(args.model)
     model = _model(entry, args.weights, args.strict)
     out = Path(args.output or f"{entry.name}.plan")
-    engine = trtnet.build(model, args.batch, args.precision)
+    engine = trtnet.build(model, args.batch, precision=args.precision)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    return EXIT_OK
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from trtnet.triton import check_request, export_triton
+
+    entry = _entry(args.model)
+    name = args.name or entry.name
+    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
+    model = _model(entry, args.weights, args.strict)
+    done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
+                         version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
+    print(f"{entry.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
     return EXIT_OK
 
 
@@ -155,7 +169,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import trtnet
-    from trtnet.parity import export_state, load_into_source, rel_error, sample_inputs, torch_forward, torch_model
+    from trtnet.parity import (export_state, load_into_source, rel_error, sample_inputs, torch_forward,
+                               torch_model, weight_differences)
 
     against = args.against_pretrained or args.against_seed is not None
     if args.same_file and not args.weights:
@@ -181,7 +196,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             what = f"weights from {args.weights}"
         elif args.weights:
             print(f"weights: {args.weights}, compared with the source's {what}")
-            _report_weight_differences(source, model)
+            print(f"  weights: {weight_differences(source, model)}")
         if options:
             print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
         print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
@@ -198,7 +213,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             from trtnet.parity import cosine
 
             for precision in ("fp32", "fp16"):
-                engine = trtnet.build(model, args.batch, precision)
+                engine = trtnet.build(model, args.batch, precision=precision)
                 got = engine(*inputs)
                 for n, g, w in zip(names, got, want):
                     if precision == "fp32":
@@ -220,31 +235,6 @@ def _check(label: str, measure: str, value: float, tolerance: float, higher_is_b
 
 def _call(name: str, options: dict) -> str:
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
-
-
-def _report_weight_differences(source, model) -> None:
-    """Name the tensors of the file that differ from the PyTorch source's: a check that fails says where.
-
-    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
-    counted as not compared (the output check still covers it).
-    """
-    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
-    differ, compared, total = [], 0, 0
-    for key, param in model.named_parameters():
-        total += 1
-        if key in state and state[key].shape == tuple(param.shape):
-            compared += 1
-            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
-            if not diff == 0.0:  # NaN counts as a difference
-                differ.append((key, diff))
-    unmatched = ("" if compared == total else
-                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
-    if differ:
-        listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
-        print(f"  weights: {len(differ)} tensors differ from the PyTorch source's: {listed}"
-              + (" ..." if len(differ) > 5 else "") + unmatched)
-    else:
-        print(f"  weights: every tensor equals the PyTorch source's{unmatched}")
 
 
 # -- shared pieces ----------------------------------------------------------------------------------------
@@ -362,6 +352,21 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+
+    sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
+                  "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
+    weights_options(sub)
+    sub.add_argument("--batch", type=_batch, default=(1, 8, 32),
+                     help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
+    sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
+    sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
+    sub.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=None,
+                     help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch "
+                     "range starts at 1")
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")

@@ -4,19 +4,20 @@ Ops find the current graph through `current_graph()`, so model code reads like P
 with no network argument threaded through. A graph holds:
 - the module-path scope, so every layer is named after the module that emitted it (`layer3.2.conv1/conv`);
 - the numpy arrays behind every weight, alive until the engine is built (TensorRT keeps only pointers);
-- the precision policy (compute dtype, whether normalisations stay in fp32, whether BatchNorm is folded).
+- the emission policy (compute dtype, whether LayerNorm and softmax stay in fp32, whether BatchNorm is folded).
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
 from collections import Counter
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, fields, replace
+from typing import Any, Iterator, TypedDict
 
 import numpy as np
 
 from trtnet.backend import get_trt
+from trtnet.dtypes import to_trt
 from trtnet.errors import NetworkError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -24,16 +25,53 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 @dataclass(frozen=True)
 class Policy:
-    """How a network is emitted. `precision` is the compute type of float tensors and weights."""
+    """How a network is emitted: the one options object `emit`, `build`, `reference` and the engine cache take.
 
-    precision: str = "fp32"
-    norm_fp32: bool = True  # keep LayerNorm/BatchNorm statistics and softmax in fp32 under fp16/bf16
+    The defaults are declared here and nowhere else. The rule: the defaults reproduce the PyTorch source as
+    closely as TensorRT can (fp32 compute, BatchNorm folded exactly in float64, TensorRT's fused attention where
+    the backend has it); a reduced precision is something the caller names (`precision="fp16"`; the CLI and
+    bench.py name it by default, being about speed).
+
+    >>> trtnet.build(model, 8, policy=Policy(precision="fp16", norm_fp32=False))     # doctest: +SKIP
+    >>> trtnet.build(model, 8, precision="fp16")   # the same as policy=Policy(precision="fp16")  # doctest: +SKIP
+    """
+
+    precision: str = "fp32"  # the compute type of float tensors and weights: one of PRECISIONS
+    # Under fp16/bf16, keep LayerNorm and softmax arithmetic in fp32 (a cast on each side). BatchNorm is not
+    # concerned: folded into its convolution, or else a scale layer in the compute precision.
+    norm_fp32: bool = True
     fold_bn: bool = True  # fold BatchNorm into the preceding convolution where the model declares the pair
     fused_attention: bool = True  # use TensorRT's attention layer where the backend has one
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+
+    def with_options(self, **options: Any) -> "Policy":
+        """This policy with the named fields changed; an unknown name is a `NetworkError` listing the fields."""
+        known = [f.name for f in fields(self)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise NetworkError(f"unknown emission option(s) {unknown}: a Policy has {known}")
+        return replace(self, **options) if options else self
+
+
+class PolicyOptions(TypedDict, total=False):
+    """Policy's fields as keywords, for the signatures of emit, build and reference (a test keeps the two equal)."""
+
+    precision: str
+    norm_fp32: bool
+    fold_bn: bool
+    fused_attention: bool
+
+
+def resolve_policy(policy: "Policy | None", options: dict[str, Any]) -> Policy:
+    """The Policy that `policy` (default `Policy()`) and keyword `options` (its field names) make together:
+    the one place where `emit`, `build` and `reference` turn their keywords into a Policy."""
+    if policy is not None and not isinstance(policy, Policy):
+        raise NetworkError(f"policy must be a trtnet.graph.Policy, not {type(policy).__name__} {policy!r} "
+                           "(name the precision as a keyword: precision='fp16')")
+    return (policy or Policy()).with_options(**options)
 
 
 class Graph:
@@ -86,12 +124,13 @@ class Graph:
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""
-        return get_trt().Weights(self.float_dtype if dtype is None else dtype)
+        return get_trt().Weights(self.float_dtype if dtype is None else to_trt(dtype, "weights dtype"))
 
     def weights(self, array: np.ndarray, dtype=None):
-        """Wrap a numpy array as `trt.Weights` in `dtype` (default: the compute dtype), kept alive."""
+        """Wrap a numpy array as `trt.Weights` in `dtype` (a DSL name or TensorRT dtype; default: the compute
+        dtype), kept alive."""
         trt = get_trt()
-        dtype = self.float_dtype if dtype is None else dtype
+        dtype = self.float_dtype if dtype is None else to_trt(dtype, "weights dtype")
         arr = np.ascontiguousarray(to_numpy_dtype(array, dtype))
         self.keepalive.append(arr)
         if dtype == trt.bfloat16:  # numpy has no bf16: hand TensorRT the raw bits with the dtype named

@@ -55,24 +55,6 @@ def randomize_norm_stats(model, seed: int = 0) -> None:
                     m.bias.copy_(torch.randn(n, generator=g) * 0.1)
 
 
-def he_init(model, gain: float = 2.0**0.5) -> None:
-    """Redraw every Conv2d and Linear weight from N(0, gain^2 / fan_in), fan_in = one output's inputs.
-
-    Some sources' own initialisers let the signal die out over depth: torchvision's MobileNetV2 scales its
-    depthwise kernels by fan_out (x channels), InceptionV3 with `init_weights=False` and YOLOv5 keep PyTorch's
-    default uniform(1/sqrt(3 fan_in)). Their random outputs then hardly depend on the input, and a parity test
-    on them proves little. A zoo entry's `torch_model` builder calls this where that happens (under the seed
-    `torch_model` set, so the weights stay deterministic).
-    """
-    import torch
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, gain / fan_in**0.5)
-
-
 def export_state(model, path: str | os.PathLike) -> Path:
     """Write `model.state_dict()` to safetensors exactly as a user would (buffers included), atomically.
 
@@ -118,6 +100,30 @@ def load_into_source(source, model: Module, path: str | os.PathLike, source_name
     except RuntimeError as e:
         raise WeightsError(f"{path}: {source_name} refuses the file: {e}") from None
     return layouts
+
+
+def weight_differences(source, model: Module) -> str:
+    """Which tensors of `model` differ from the PyTorch `source`'s, in one line: a check that fails says where.
+
+    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
+    counted as not compared (the output check still covers it).
+    """
+    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
+    differ, compared, total = [], 0, 0
+    for key, param in model.named_parameters():
+        total += 1
+        if key in state and state[key].shape == tuple(param.shape):
+            compared += 1
+            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
+            if not diff == 0.0:  # NaN counts as a difference
+                differ.append((key, diff))
+    unmatched = ("" if compared == total else
+                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
+    if not differ:
+        return f"every tensor equals the PyTorch source's{unmatched}"
+    listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
+    return (f"{len(differ)} tensors differ from the PyTorch source's: {listed}" + (" ..." if len(differ) > 5 else "")
+            + unmatched)
 
 
 def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) -> list[np.ndarray]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.sources import published_source, torchvision_source
 
 Size = int | tuple[int, int]
 
@@ -202,14 +203,10 @@ class InceptionV3(nn.ImageClassifier):
 _SOURCE = torchvision_source("inception_v3", he=True, aux_logits=False, init_weights=False, transform_input=False)
 
 
-def _published():
-    import torchvision
-
-    return torchvision.models.inception_v3(weights="DEFAULT")  # aux_logits=True, transform_input=True
-
-
+# torchvision's published weights build the model with aux_logits=True and transform_input=True.
 @register("inception_v3", "torchvision.models.inception_v3 (aux_logits=False, transform_input=False)",
-          _SOURCE, benchmark=True, pretrained=_published, pretrained_options={"transform_input": True})
+          _SOURCE, benchmark=True, pretrained=published_source("torchvision.models.inception_v3"),
+          pretrained_options={"transform_input": True})
 def inception_v3(weights: Weights = None, num_classes: int = 1000, transform_input: bool = False) -> InceptionV3:
     """inception_v3 with torchvision's state_dict keys (`AuxLogits.*` skipped). `weights`: safetensors path, dict,
     or None. `transform_input=True` re-normalises the input as torchvision's published weights expect."""

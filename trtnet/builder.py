@@ -2,61 +2,77 @@
 
 `emit` writes the network (TensorRT infers every shape as layers are added); `build` compiles it into a plan;
 `reference` runs the same network in the numpy interpreter. One emission path serves all three, so the
-network the interpreter checks is the network the engine is built from.
+network the interpreter checks is the network the engine is built from. A `Network` parsed from an ONNX file
+(`trtnet.onnx.parse_onnx`) goes through the same `build` and `reference`.
+
+Emission options travel as one `Policy` (trtnet.graph): `policy=Policy(precision="fp16")`, or its field names as
+keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one place. The defaults are Policy's.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Sequence
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence, Unpack
 
 import numpy as np
 
+from trtnet import cache as engine_cache, dtypes
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import BuildError, NetworkError
-from trtnet.graph import NUMPY_OF, Graph, Policy
+from trtnet.graph import NUMPY_OF, Graph, Policy, PolicyOptions, resolve_policy
+from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
-from trtnet.runtime import Engine, TensorSpec
+from trtnet.plan import TensorSpec
+from trtnet.runtime import Engine, PlanRejected
+from trtnet.target import cache_dir as default_cache_dir, target
 from trtnet.tensor import Tensor
+
+__all__ = ["BatchSize", "Network", "build", "build_network", "emit", "reference"]
 
 BatchSize = int | tuple[int, int, int]
 
 
 @dataclass
 class Network:
-    """An emitted `INetworkDefinition` with what is needed to build it (the builder, live weights, shapes)."""
+    """An `INetworkDefinition`, emitted from a model or parsed from ONNX, with what is needed to build it.
 
-    network: object
-    builder: object
-    graph: Graph
+    `keepalive` holds the arrays behind its weights (TensorRT keeps pointers until the engine is built) and is
+    what the engine cache hashes for them; `owner` (the DSL's Graph, or the ONNX parser) holds the rest.
+    """
+
+    network: Any
+    builder: Any
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    keepalive: list[np.ndarray] = field(default_factory=list, repr=False)
     seconds: float = 0.0
-    precision: str = ""
+    policy: Policy | None = None  # how it was emitted; None for a parsed network (its types are the file's)
+    label: str = "network"
+    owner: Any = field(default=None, repr=False)
 
     @property
     def num_layers(self) -> int:
         return self.network.num_layers
 
-
-def _trt_dtype(name: str):
-    trt = get_trt()
-    return {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64,
-            "bool": trt.bool}[name]
+    @property
+    def precision(self) -> str:
+        return self.policy.precision if self.policy is not None else ""
 
 
-def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", fold_bn: bool = True,
-         norm_fp32: bool = True, fused_attention: bool = True,
-         input_shapes: dict[str, Sequence[int]] | None = None) -> Network:
+def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = None,
+         input_shapes: dict[str, Sequence[int]] | None = None, **options: Unpack[PolicyOptions]) -> Network:
     """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
 
     `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image).
+
+    >>> net = trtnet.emit(resnet18(weights=None), 2, precision="fp16")     # doctest: +SKIP
     """
     t0 = time.perf_counter()
     trt = get_trt()
-    policy = Policy(precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32, fused_attention=fused_attention)
+    policy = resolve_policy(policy, options)
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     graph = Graph(network, policy)
@@ -67,7 +83,7 @@ def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", f
         args = []
         for spec in specs:
             shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
-            t = Tensor(network.add_input(spec.name, _trt_dtype(spec.dtype), shape))
+            t = Tensor(network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape))
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
@@ -75,10 +91,11 @@ def emit(model: Module, batch_size: BatchSize = 1, *, precision: str = "fp32", f
         for name, t in zip(model.output_names(len(results)), results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
-            t.trt.name = name
-            network.mark_output(t.trt)
+            t.itensor.name = name
+            network.mark_output(t.itensor)
             outputs.append(TensorSpec(name, t.shape, np.dtype(NUMPY_OF[t.dtype]).name))
-    return Network(network, builder, graph, specs, outputs, time.perf_counter() - t0, precision=precision)
+    return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
+                   label=f"{type(model).__name__} {policy.precision}", owner=graph)
 
 
 def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
@@ -97,47 +114,61 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
     return specs
 
 
-def build(model: Module, batch_size: BatchSize = 1, precision: str = "fp16", *, fold_bn: bool = True,
-          norm_fp32: bool = True, fused_attention: bool = True,
+def build(model: Module | Network, batch_size: BatchSize | None = None, policy: Policy | None = None, *,
           input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
-          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> Engine:
-    """Build a TensorRT engine for `model`, or take it from the engine cache when the same build was done before.
+          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+          **options: Unpack[PolicyOptions]) -> Engine:
+    """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
+    build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
 
     `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
-    A progress bar shows on a terminal (or with `verbose`), then a one-line summary.
+    A progress bar shows on a terminal (or with `verbose`), then a one-line summary. With a GPU present, a
+    cached plan is first loaded on it: one the GPU refuses is rebuilt, with a warning.
 
     >>> engine = trtnet.build(resnet50(weights=None), batch_size=8, precision="fp16")   # doctest: +SKIP
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
-    from trtnet import cache as engine_cache
-
-    label = f"{type(model).__name__} {precision}"
-    net = emit(model, batch_size, precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
-               fused_attention=fused_attention, input_shapes=input_shapes)
+    if isinstance(model, Network):
+        if batch_size is not None or policy is not None or options or input_shapes:
+            raise NetworkError("build(Network): the network's shapes and types are fixed; batch_size, policy, "
+                               "input_shapes and emission options belong to emit (or parse_onnx)")
+        net = model
+    else:
+        net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes,
+                   **options)
     if not cache:
-        return build_network(net, optimization_level=optimization_level, verbose=verbose, label=label)
-    options = {"precision": precision, "batch_size": batch_size, "optimization_level": optimization_level,
-               "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) for s in net.inputs]}
-    key = engine_cache.engine_key(net.network, net.graph.keepalive, options)
-    folder = engine_cache.cache_dir(cache_dir)
-
-    def rebuild() -> Engine:
-        engine_cache.remove_entry(key, folder)
-        return build(model, batch_size, precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
-                     fused_attention=fused_attention, input_shapes=input_shapes,
-                     optimization_level=optimization_level, verbose=verbose, cache=True, cache_dir=cache_dir)
-
+        return build_network(net, optimization_level=optimization_level, verbose=verbose)
+    key_options = {"policy": asdict(net.policy) if net.policy else None, "optimization_level": optimization_level,
+                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) for s in net.inputs]}
+    key = engine_cache.engine_key(net.network, net.keepalive, key_options)
+    folder = default_cache_dir(cache_dir)
     # Builders of one key take turns: the second finds the first one's entry instead of building again.
     with engine_cache.locked(folder / f"{key}.lock"):
         engine = engine_cache.load_entry(key, folder)
+        if engine is not None and not _runs_here(engine, engine_cache.entry_path(key, folder).name):
+            engine_cache.remove_entry(key, folder)
+            engine = None
         if engine is not None:
             if verbose:
-                print(f"{label}: from the engine cache ({engine_cache.entry_path(key, folder)})", file=sys.stderr)
+                print(f"{net.label}: from the engine cache ({engine_cache.entry_path(key, folder)})", file=sys.stderr)
         else:
-            engine = build_network(net, optimization_level=optimization_level, verbose=verbose, label=label)
+            engine = build_network(net, optimization_level=optimization_level, verbose=verbose)
             engine_cache.store_entry(key, folder, engine)
-    engine.rebuild = rebuild
     return engine
+
+
+def _runs_here(engine: Engine, entry: str) -> bool:
+    """Whether this GPU accepts a cached plan, asked before the plan is handed out (the runtime never calls back
+    into the builder). A plan built with no GPU ("aot") meets none here to ask: the key names the target."""
+    if engine.target == "aot":
+        return True
+    try:
+        engine.loaded()  # deserialized once, here; the engine's first run reuses it
+    except PlanRejected as e:
+        warnings.warn(f"trtnet engine cache: entry {entry} does not run on this GPU ({e}); rebuilding it",
+                      stacklevel=3)
+        return False
+    return True
 
 
 class _Progress:
@@ -203,11 +234,9 @@ def _progress_monitor(progress: _Progress):
     return Monitor()
 
 
-def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False,
-                  label: str = "network") -> Engine:
-    """Compile an emitted network into a serialized plan."""
-    from trtnet.cache import target
-
+def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
+    """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
+    label = net.label
     config = net.builder.create_builder_config()
     if optimization_level is not None:
         config.builder_optimization_level = optimization_level
@@ -248,23 +277,30 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     return engine
 
 
-def reference(model: Module, *inputs: np.ndarray, precision: str = "fp32", fold_bn: bool = True,
-              norm_fp32: bool = True, fused_attention: bool = True) -> list[np.ndarray]:
-    """Run `model` in the numpy reference interpreter on `inputs`; the network is built for their shapes.
+def reference(model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None,
+              **options: Unpack[PolicyOptions]) -> list[np.ndarray]:
+    """Run `model` (or a `Network`) in the numpy reference interpreter on `inputs`; a model's network is
+    emitted for their shapes. Emission options as for `build`.
 
     >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
     """
-    from trtnet.reference import run_network
-
-    declared = model.inputs()
-    if len(inputs) != len(declared):
-        raise NetworkError(f"{type(model).__name__} takes {len(declared)} inputs "
-                           f"({', '.join(i.name for i in declared)}), got {len(inputs)}")
-    batch = {np.shape(x)[0] for x in inputs}
-    if len(batch) != 1:
-        raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
-    shapes = {i.name: tuple(np.shape(x)[1:]) for i, x in zip(declared, inputs)}
-    net = emit(model, batch.pop(), precision=precision, fold_bn=fold_bn, norm_fp32=norm_fp32,
-               fused_attention=fused_attention, input_shapes=shapes)
-    feeds = {i.name: np.asarray(x) for i, x in zip(declared, inputs)}
+    if isinstance(model, Network):
+        if policy is not None or options:
+            raise NetworkError("reference(Network): the network's types are fixed; emission options belong to emit")
+        net, names = model, [s.name for s in model.inputs]
+    else:
+        names = [i.name for i in model.inputs()]
+    if len(inputs) != len(names):
+        raise NetworkError(f"{_what(model)} takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)}")
+    if not isinstance(model, Network):
+        batch = {np.shape(x)[0] for x in inputs}
+        if len(batch) != 1:
+            raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
+        shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
+        net = emit(model, batch.pop(), policy=policy, input_shapes=shapes, **options)
+    feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
     return list(run_network(net.network, feeds).values())
+
+
+def _what(model: Module | Network) -> str:
+    return f"the network {model.label!r}" if isinstance(model, Network) else type(model).__name__
