@@ -9,7 +9,8 @@ import pytest
 from tests.foreign_layouts import microsoft_swin_key, tonylins_key
 import trtnet
 from trtnet.errors import WeightsError
-from trtnet.parity import he_init, randomize_norm_stats, rel_error, torch_forward, torch_model
+from trtnet.parity import randomize_norm_stats, rel_error, torch_forward, torch_model
+from trtnet.zoo.sources import he_init
 from trtnet.zoo import inception_v3, mobilenet_v2, resnet18, resnet50, swin_t
 
 torch = pytest.importorskip("torch", reason="torch runs the PyTorch sources of the zoo")
