@@ -160,3 +160,18 @@ def test_bfloat16_is_kept(tmp_path, capsys):
 
     written = load_file(str(tmp_path / "pytorch_model.safetensors"))
     assert all(torch.equal(written[k], v) and written[k].dtype == v.dtype for k, v in state.items())
+
+
+def test_convert_is_the_only_place_that_unpickles():
+    """torch.load, pickle.load(s) and friends appear in trtnet/convert.py and nowhere else in the package."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted((root / "trtnet").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and (node.value.id, node.attr) in {("torch", "load"), ("pickle", "load"), ("pickle", "loads"),
+                                                       ("pickle", "Unpickler"), ("dill", "load")}):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found and all(f.startswith("trtnet/convert.py:") for f in found), found
