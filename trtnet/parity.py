@@ -70,8 +70,14 @@ def save_state(state: Mapping[str, object], path: str | os.PathLike,
     from safetensors.torch import save_file
 
     path = Path(path)
-    # clone: tensors that share storage (tied weights) are refused by save_file.
-    state = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    tensors, storages = {}, set()
+    for key, value in state.items():
+        value = value.detach().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        # save_file refuses tensors that share storage (tied weights, views): those get a copy of their own.
+        tensors[key] = value.clone() if storage in storages and value.numel() else value
+        storages.add(storage)
+    state = tensors
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)
