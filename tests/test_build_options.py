@@ -17,8 +17,8 @@ from trtnet.graph import to_numpy_dtype
 
 from tests.runtime_models import two_inputs
 
-ALLOWED = ("expected a whole number >= 1 (8), or a (min, opt, max) sequence of whole numbers with "
-           "1 <= min <= opt <= max ((1, 8, 32))")
+ALLOWED = ("expected a whole number from 1 to 2**31 - 1 (8), or a (min, opt, max) sequence of such numbers with "
+           "min <= opt <= max ((1, 8, 32))")
 
 
 @pytest.mark.parametrize("batch, want", [
@@ -35,11 +35,32 @@ def test_batch_sizes_taken(batch, want):
 
 
 @pytest.mark.parametrize("batch", [(1, 2), "8", 0, -3, True, 2.0, (1, 2.5, 4), (4, 2, 1), (0, 1, 2), None,
-                                   {"min": 1}, (1, 2, 3, 4), np.float32(2)])
+                                   {"min": 1}, (1, 2, 3, 4), np.float32(2), 2**31, 10**20, (1, 2, 2**40),
+                                   np.array(2)])
 def test_bad_batch_sizes_are_network_errors(batch):
     text = repr(batch)
     with pytest.raises(NetworkError, match=re.escape(f"batch_size {text}: {ALLOWED}")):
         trtnet.emit(two_inputs(), batch)
+
+
+@pytest.mark.parametrize("shape", [(3, -1, 8), "abc", (3, 8), (3, 8.0, 8), (3, 0, 8), None])
+def test_bad_input_shapes_are_network_errors(shape):
+    with pytest.raises(NetworkError, match=re.escape(f"input_shapes['x'] {shape!r}: expected 3 whole number(s) >= 1, "
+                                                     "the per-sample shape of input 'x' (without the batch)")):
+        trtnet.emit(two_inputs(), 2, input_shapes={"x": shape})
+
+
+def test_a_shape_tensorrt_cannot_hold_is_a_network_error():
+    """Dimensions each in range whose product is beyond TensorRT: its shape inference gives up."""
+    with pytest.raises(NetworkError, match=re.escape("output 'z': TensorRT cannot infer its shape for inputs "
+                                                     "[[2147483647, 3, 1048576, 1048576], [2147483647, 4, 8, 8]]")):
+        trtnet.emit(two_inputs(), 2**31 - 1, input_shapes={"x": (3, 2**20, 2**20)})
+
+
+@pytest.mark.parametrize("field", ["norm_fp32", "fold_bn", "fused_attention"])
+def test_policy_switches_are_booleans(field):
+    with pytest.raises(NetworkError, match=re.escape(f"{field} must be True or False, not str 'no'")):
+        trtnet.emit(two_inputs(), 2, **{field: "no"})
 
 
 def test_build_checks_batch_size_too():

@@ -305,6 +305,7 @@ MALFORMED = [
     ("previous", {"x": 1}, "previous is {'x': 1}, expected a list of at most 2 plan descriptions"),
     ("previous", [{"plan_sha256": "0" * 64}], "previous[0].backend is missing, expected a string"),
     ("cache_key", 12, "cache_key is 12, expected a string of at most 256 characters"),
+    ("outputs.0.name", "x", "the names of inputs and outputs is ['x', 'y', 'x'], expected names that differ"),
 ]
 
 
@@ -327,6 +328,8 @@ UNREADABLE = [
     ("version_text", '{"format": "trtnet-engine", "format_version": "1"}', "metadata format version '1', this "
                                                                             "trtnet reads version 1"),
     ("empty", "", "unreadable metadata (JSONDecodeError: "),
+    ("duplicate_key", '{"format": "trtnet-engine", "plan_bytes": 1, "plan_bytes": 2}',
+     "unreadable metadata (ValueError: the key 'plan_bytes' appears twice in one object)"),
 ]
 
 

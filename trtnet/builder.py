@@ -34,6 +34,7 @@ from trtnet.tensor import Tensor
 __all__ = ["BatchSize", "Network", "build", "build_network", "emit", "reference"]
 
 BatchSize = int | tuple[int, int, int]
+MAX_BATCH = 2**31 - 1  # TensorRT's dimensions are int32 in its profiles and most kernels
 
 
 @dataclass
@@ -90,7 +91,11 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
         args = []
         for spec in specs:
             shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
-            t = Tensor(network.add_input(spec.name, _trt_dtype(spec.dtype), shape))
+            itensor = network.add_input(spec.name, _trt_dtype(spec.dtype), shape)
+            if itensor is None:  # TensorRT logs why (e.g. a volume beyond its limits) and hands back nothing
+                raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (batch "
+                                   f"{spec.min_batch}..{spec.max_batch}; see its log above)")
+            t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
@@ -100,7 +105,12 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
                 t = t.cast(trt.float32)
             t.trt.name = name
             network.mark_output(t.trt)
-            outputs.append(TensorSpec(name, t.shape, np.dtype(NUMPY_OF[t.dtype]).name))
+            try:
+                shape = t.shape
+            except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
+                raise NetworkError(f"output {name!r}: TensorRT cannot infer its shape for inputs "
+                                   f"{[list(sp.shape) for sp in specs]} (too large? see its log above)") from None
+            outputs.append(TensorSpec(name, shape, np.dtype(NUMPY_OF[t.dtype]).name))
     return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
                    label=f"{type(model).__name__} {policy.precision}", owner=graph)
 
@@ -113,8 +123,8 @@ def batch_range(batch_size: Any) -> tuple[int, int, int]:
             return None
         return int(v)
 
-    allowed = ("a whole number >= 1 (8), or a (min, opt, max) sequence of whole numbers with "
-               "1 <= min <= opt <= max ((1, 8, 32))")
+    allowed = ("a whole number from 1 to 2**31 - 1 (8), or a (min, opt, max) sequence of such numbers with "
+               "min <= opt <= max ((1, 8, 32))")
     n = whole(batch_size)
     if n is not None:
         values = [n] * 3
@@ -122,7 +132,7 @@ def batch_range(batch_size: Any) -> tuple[int, int, int]:
         values = [whole(v) for v in batch_size]
     else:
         values = []
-    if len(values) != 3 or None in values or not 1 <= values[0] <= values[1] <= values[2]:
+    if len(values) != 3 or None in values or not 1 <= values[0] <= values[1] <= values[2] <= MAX_BATCH:
         raise NetworkError(f"batch_size {_short(batch_size)}: expected {allowed}")
     return values[0], values[1], values[2]
 
@@ -134,6 +144,16 @@ def _optimization_level(level: Any) -> int | None:
         raise NetworkError(f"optimization_level {_short(level)}: expected a whole number from 0 to 5 (TensorRT's "
                            "builder optimization levels), or None for TensorRT's default (3)")
     return int(level)
+
+
+def _sample_shape(name: str, shape: Any, rank: int) -> tuple[int, ...]:
+    """An `input_shapes` entry: `rank` whole numbers >= 1 (the per-sample shape, no batch)."""
+    dims = list(shape) if isinstance(shape, (tuple, list)) else None
+    if dims is None or len(dims) != rank or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_BATCH for d in dims):
+        raise NetworkError(f"input_shapes[{name!r}] {_short(shape)}: expected {rank} whole number(s) >= 1, the "
+                           f"per-sample shape of input {name!r} (without the batch)")
+    return tuple(int(d) for d in dims)
 
 
 def _short(value: Any) -> str:
@@ -150,7 +170,9 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
     lo, opt, hi = batch_range(batch_size)
     specs = []
     for i in declared:
-        shape = tuple(overrides.get(i.name, i.shape))
+        shape = tuple(i.shape)
+        if i.name in overrides:
+            shape = _sample_shape(i.name, overrides[i.name], len(i.shape))
         specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
     return specs
 

@@ -48,6 +48,10 @@ class Policy:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        for f in fields(self)[1:]:  # the switches
+            value = getattr(self, f.name)
+            if not isinstance(value, bool):
+                raise NetworkError(f"{f.name} must be True or False, not {type(value).__name__} {value!r}")
 
     def with_options(self, **options: Any) -> "Policy":
         """This policy with the named fields changed; an unknown name is a `NetworkError` listing the fields."""

@@ -87,10 +87,20 @@ def read_metadata(meta_path: Path) -> dict:
     """The checked sidecar at `meta_path` (every field's type and range): an `EngineError` for anything else."""
     raw = read_regular_file(meta_path, limit=MAX_SIDECAR_BYTES, what="metadata")
     try:
-        meta = json.loads(raw.decode("utf-8"))
+        meta = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, int-size limit; nesting
         raise EngineError(f"{meta_path}: unreadable metadata ({type(e).__name__}: {str(e)[:200]})") from None
     return check_metadata(meta, meta_path)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique: with a key twice, which one counts would be a guess."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return out
 
 
 @contextlib.contextmanager

@@ -124,10 +124,14 @@ def _description(meta: Any) -> dict:
     sha = meta.get("plan_sha256")
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
         raise _Bad("plan_sha256", sha, "64 lowercase hex digits")
+    inputs, outputs = _specs(meta, "inputs", True), _specs(meta, "outputs", False)
+    names = [d["name"] for d in inputs + outputs]
+    if len(set(names)) != len(names):
+        raise _Bad("the names of inputs and outputs", names, "names that differ (TensorRT names each tensor once)")
     return {"backend": _str(meta, "backend"), "target": _str(meta, "target", default="aot"),
             "precision": _str(meta, "precision", default=""), "num_layers": _int(meta, "num_layers", 0),
             "build_seconds": float(seconds), "plan_bytes": _int(meta, "plan_bytes", 1),
-            "plan_sha256": sha, "inputs": _specs(meta, "inputs", True), "outputs": _specs(meta, "outputs", False),
+            "plan_sha256": sha, "inputs": inputs, "outputs": outputs,
             "cache_key": _str(meta, "cache_key", default="", limit=256)}
 
 
