@@ -303,7 +303,7 @@ MALFORMED = [
     ("inputs.0.max_batch", -1, "inputs[0].max_batch is -1, expected a whole number in [0, "),
     ("outputs.0.shape", [2, -2], "outputs[0].shape is [2, -2], expected a list of up to 8 whole numbers >= -1"),
     ("previous", {"x": 1}, "previous is {'x': 1}, expected a list of at most 2 plan descriptions"),
-    ("previous", [{"plan_sha256": "0" * 64}], "previous[0].backend is missing, expected a string"),
+    ("previous", [{"plan_sha256": "0" * 64}], "previous[0].inputs is None, expected a list of tensor specs"),
     ("cache_key", 12, "cache_key is 12, expected a string of at most 256 characters"),
     ("outputs.0.name", "x", "the names of inputs and outputs is ['x', 'y', 'x'], expected names that differ"),
 ]
