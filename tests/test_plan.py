@@ -350,3 +350,41 @@ def test_a_missing_plan_says_so(old, tmp_path):
     sidecar_path(path).unlink()
     with pytest.raises(EngineError, match=re.escape(f"{path}: cannot read the plan: No such file or directory")):
         Engine.load(path)
+
+
+def test_concurrent_saves_and_loads_of_one_path(old, new, tmp_path):
+    """Two writers replace one pair over and over while a reader loads it: every load gives one whole pair
+    (writers take turns for the commit; a reader that meets a commit between its two reads reads again)."""
+    import threading
+
+    path = old.save(tmp_path / "m.plan")
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def writer(engine: Engine) -> None:
+        try:
+            for _ in range(25):
+                engine.save(path)
+        except BaseException as e:  # noqa: BLE001  reported below
+            errors.append(e)
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                seen.add(which(path, old, new))
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=writer, args=(e,)) for e in (old, new)]
+    r = threading.Thread(target=reader)
+    r.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    r.join()
+    assert errors == [] and seen <= {"old", "new"} and seen
+    assert which(path, old, new) in ("old", "new") and temporaries(tmp_path) == []

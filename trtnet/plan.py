@@ -224,23 +224,18 @@ class Plan:
         """
         path = Path(path)
         meta_path = sidecar_path(path)
-        try:
-            meta = read_metadata(meta_path)
-        except FileNotFoundError:
-            if not os.path.lexists(path):
-                raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
-            raise EngineError(f"{path}: no metadata at {meta_path.name}; trtnet reads plans written by "
-                              "Engine.save (plan + JSON sidecar). Rebuild it with trtnet.build") from None
-        described = [meta, *meta["previous"]]
-        try:
-            plan = read_regular_file(path, tuple(dict.fromkeys(m["plan_bytes"] for m in described)), what="plan")
-        except FileNotFoundError:
-            raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
-        digest = hashlib.sha256(plan).hexdigest()
-        match = next((m for m in described if m["plan_sha256"] == digest and m["plan_bytes"] == len(plan)), None)
-        if match is None:
-            raise EngineError(f"{path}: the plan does not match its metadata (sha256 differs): modified, or "
-                              f"{meta_path.name} belongs to another plan")
+        meta = _metadata_of(path, meta_path)
+        for attempt in range(3):
+            try:
+                plan, match = _plan_described(path, meta_path, meta)
+                break
+            except EngineError:
+                # A save that committed between our two reads (sidecar, then plan) shows as a mismatch: the
+                # sidecar has changed since. Read the pair again; a mismatch of a sidecar that stayed is final.
+                again = _metadata_of(path, meta_path)
+                if again == meta or attempt == 2:
+                    raise
+                meta = again
         if check_backend:
             here = str(get_backend())
             if match["backend"] != here:
@@ -256,6 +251,31 @@ class Plan:
         """One line: layers, build seconds, engine size."""
         return (f"{label}: {self.num_layers} layers, built in {self.build_seconds:.1f} s, "
                 f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})")
+
+
+def _metadata_of(path: Path, meta_path: Path) -> dict:
+    try:
+        return read_metadata(meta_path)
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
+        raise EngineError(f"{path}: no metadata at {meta_path.name}; trtnet reads plans written by "
+                          "Engine.save (plan + JSON sidecar). Rebuild it with trtnet.build") from None
+
+
+def _plan_described(path: Path, meta_path: Path, meta: dict) -> tuple[bytes, dict]:
+    """The plan at `path` and the description in `meta` that matches it (size and sha256)."""
+    described = [meta, *meta["previous"]]
+    try:
+        plan = read_regular_file(path, tuple(dict.fromkeys(m["plan_bytes"] for m in described)), what="plan")
+    except FileNotFoundError:
+        raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
+    digest = hashlib.sha256(plan).hexdigest()
+    match = next((m for m in described if m["plan_sha256"] == digest and m["plan_bytes"] == len(plan)), None)
+    if match is None:
+        raise EngineError(f"{path}: the plan does not match its metadata (sha256 differs): modified, or "
+                          f"{meta_path.name} belongs to another plan")
+    return plan, match
 
 
 def _json(meta: dict) -> bytes:
