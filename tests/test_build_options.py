@@ -75,9 +75,12 @@ def test_bad_optimization_levels_are_network_errors(level):
         trtnet.build(two_inputs(), 2, optimization_level=level, cache=False)
 
 
-def test_a_cache_dir_that_is_not_a_path_is_a_network_error():
-    with pytest.raises(NetworkError, match=re.escape("cache_dir 5: expected a folder path (str or os.PathLike)")):
-        trtnet.build(two_inputs(), 2, cache_dir=5)
+@pytest.mark.parametrize("folder", [5, "", b"/tmp"])
+def test_a_cache_dir_that_is_not_a_path_is_a_network_error(folder):
+    """("" would be the current folder: refused rather than filling it with plans.)"""
+    with pytest.raises(NetworkError, match=re.escape(f"cache_dir {folder!r}: expected a folder path (str or "
+                                                     "os.PathLike)")):
+        trtnet.build(two_inputs(), 2, cache_dir=folder)
 
 
 # -- precision: fp32 is fp32 ---------------------------------------------------------------------------------

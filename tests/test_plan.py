@@ -388,3 +388,11 @@ def test_concurrent_saves_and_loads_of_one_path(old, new, tmp_path):
     r.join()
     assert errors == [] and seen <= {"old", "new"} and seen
     assert which(path, old, new) in ("old", "new") and temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", ["", ".", "/", ".."])
+def test_a_path_that_names_no_file_is_refused(old, path):
+    with pytest.raises(EngineError, match=re.escape(f"{path!r} names no file: give the plan file's path")):
+        old.save(path)
+    with pytest.raises(EngineError, match=re.escape(f"{path!r} names no file")):
+        Engine.load(path)

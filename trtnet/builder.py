@@ -192,7 +192,7 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
     _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
-    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
         raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
                            "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
     if isinstance(model, Network):

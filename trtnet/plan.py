@@ -27,8 +27,18 @@ __all__ = ["Plan", "TensorSpec", "atomic_write", "read_regular_file", "sidecar_p
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """Where the metadata of the plan at `path` lives: `<path>.json` next to it."""
-    path = Path(path)
+    path = _file_path(path)
     return path.with_name(path.name + ".json")
+
+
+def _file_path(path: str | os.PathLike) -> Path:
+    """`path` as a Path naming a file: an `EngineError` for "", ".", "/" and the like (or not a path at all)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise EngineError(f"a plan path must be a str or os.PathLike, not {type(path).__name__}")
+    p = Path(path)
+    if p.name in ("", ".", ".."):
+        raise EngineError(f"{str(path)!r} names no file: give the plan file's path (e.g. model.plan)")
+    return p
 
 
 def _kind(mode: int) -> str:
@@ -180,7 +190,7 @@ class Plan:
         # step 2 changes nothing; temporaries are removed on the way out (and those of writers killed before
         # they could remove them, by the next save in the folder). Writers of one folder take turns for
         # steps 2-4 (a lock on the folder), as step 2 reads the pair it is about to replace.
-        path = Path(path)
+        path = _file_path(path)
         side = sidecar_path(path)
         new_meta = self.metadata()
         for p in (path, side):
@@ -222,7 +232,7 @@ class Plan:
         or version is an `EngineError` saying which and what to do. A plan for another GPU is caught when it is
         first run.
         """
-        path = Path(path)
+        path = _file_path(path)
         meta_path = sidecar_path(path)
         meta = _metadata_of(path, meta_path)
         for attempt in range(3):
