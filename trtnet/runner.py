@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -19,9 +19,6 @@ from trtnet.calls import Array, Call, graph_key, output_binding, producer_stream
 from trtnet.cudart import DeviceArray, DeviceBuffer, Event, Graph, HostBuffer, Stream, memcpy_async
 from trtnet.errors import EngineError
 from trtnet.plan import TensorSpec
-
-if TYPE_CHECKING:
-    from trtnet.runtime import Engine
 
 __all__ = ["Runner"]
 
@@ -31,7 +28,8 @@ class Runner:
 
     _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to a batch size and buffer addresses
 
-    def __init__(self, engine: Engine, cuda_graph: bool = False) -> None:
+    def __init__(self, engine: Any, cuda_graph: bool = False) -> None:
+        # `engine` is a trtnet.runtime.Engine (not imported: runtime imports this module; one way only)
         self.engine = engine
         self.loaded = engine.loaded()
         self.context = self.loaded.context()
