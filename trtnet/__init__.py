@@ -5,13 +5,11 @@
 >>> model = resnet50(weights=None)
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
-# The interpreter package is imported before `reference` below is bound: `trtnet.reference` is then the
-# function that runs a model, while `from trtnet.reference import run_network` still reaches the package.
-from trtnet.reference import run_network  # noqa: I001
 from trtnet.builder import Network, build, build_network, emit, reference
 from trtnet.errors import (BackendError, BuildError, EngineError, InterpreterError, NetworkError, TrtnetError,
                            WeightsError)
 from trtnet.graph import Policy
+from trtnet.interpreter import run_network
 from trtnet.onnx import parse_onnx
 from trtnet.plan import TensorSpec
 from trtnet.runtime import Engine, PlanRejected

@@ -20,11 +20,11 @@ from typing import Any, Sequence, Unpack
 
 import numpy as np
 
-from trtnet import cache as engine_cache
+from trtnet import cache as engine_cache, dtypes
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import NUMPY_OF, Graph, Policy, PolicyOptions, resolve_policy
-from trtnet.reference import run_network  # the interpreter package (trtnet/interpreter after issue 9)
+from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
 from trtnet.plan import TensorSpec
 from trtnet.runtime import Engine, PlanRejected
@@ -64,12 +64,6 @@ class Network:
         return self.policy.precision if self.policy is not None else ""
 
 
-def _trt_dtype(name: str):
-    trt = get_trt()
-    return {"float32": trt.float32, "float16": trt.float16, "int32": trt.int32, "int64": trt.int64,
-            "bool": trt.bool}[name]
-
-
 def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = None,
          input_shapes: dict[str, Sequence[int]] | None = None, **options: Unpack[PolicyOptions]) -> Network:
     """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
@@ -91,7 +85,7 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
         args = []
         for spec in specs:
             shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
-            itensor = network.add_input(spec.name, _trt_dtype(spec.dtype), shape)
+            itensor = network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape)
             if itensor is None:  # TensorRT logs why (e.g. a volume beyond its limits) and hands back nothing
                 raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (batch "
                                    f"{spec.min_batch}..{spec.max_batch}; see its log above)")
@@ -103,8 +97,8 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
         for name, t in zip(model.output_names(len(results)), results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
-            t.trt.name = name
-            network.mark_output(t.trt)
+            t.itensor.name = name
+            network.mark_output(t.itensor)
             try:
                 shape = t.shape
             except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)

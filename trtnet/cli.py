@@ -5,6 +5,7 @@
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
     trtnet verify resnet50 [--weights F] [--batch 2]
     trtnet summary resnet50
+    trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
@@ -144,6 +145,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     engine = trtnet.build(model, args.batch, precision=args.precision)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    return EXIT_OK
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from trtnet.triton import check_request, export_triton
+
+    entry = _entry(args.model)
+    name = args.name or entry.name
+    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
+    model = _model(entry, args.weights, args.strict)
+    done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
+                         version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
+    print(f"{entry.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
     return EXIT_OK
 
 
@@ -362,6 +376,21 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp16", help="default fp16")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+
+    sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
+                  "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
+    weights_options(sub)
+    sub.add_argument("--batch", type=_batch, default=(1, 8, 32),
+                     help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
+    sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
+    sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
+    sub.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=None,
+                     help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch "
+                     "range starts at 1")
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")

@@ -28,3 +28,13 @@ class BuildError(TrtnetError):
 
 class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
+
+
+class ExportError(TrtnetError):
+    """An export that cannot be written as asked: a bad repository, model name or version, or an engine that
+    cannot be served the way that was asked (a fixed batch under dynamic batching)."""
+
+
+class ConfigError(TrtnetError):
+    """A model or layer configured with a value it cannot take: the message names the field, the value and what
+    is allowed."""

@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from trtnet.backend import get_trt
+from trtnet.dtypes import to_trt
 from trtnet.errors import NetworkError
 
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
@@ -131,12 +132,13 @@ class Graph:
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""
-        return get_trt().Weights(self.float_dtype if dtype is None else dtype)
+        return get_trt().Weights(self.float_dtype if dtype is None else to_trt(dtype, "weights dtype"))
 
     def weights(self, array: np.ndarray, dtype=None):
-        """Wrap a numpy array as `trt.Weights` in `dtype` (default: the compute dtype), kept alive."""
+        """Wrap a numpy array as `trt.Weights` in `dtype` (a DSL name or TensorRT dtype; default: the compute
+        dtype), kept alive."""
         trt = get_trt()
-        dtype = self.float_dtype if dtype is None else dtype
+        dtype = self.float_dtype if dtype is None else to_trt(dtype, "weights dtype")
         arr = np.ascontiguousarray(to_numpy_dtype(array, dtype))
         self.keepalive.append(arr)
         if dtype == trt.bfloat16:  # numpy has no bf16: hand TensorRT the raw bits with the dtype named

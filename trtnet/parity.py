@@ -54,24 +54,6 @@ def randomize_norm_stats(model, seed: int = 0) -> None:
                     m.bias.copy_(torch.randn(n, generator=g) * 0.1)
 
 
-def he_init(model, gain: float = 2.0**0.5) -> None:
-    """Redraw every Conv2d and Linear weight from N(0, gain^2 / fan_in), fan_in = one output's inputs.
-
-    Some sources' own initialisers let the signal die out over depth: torchvision's MobileNetV2 scales its
-    depthwise kernels by fan_out (x channels), InceptionV3 with `init_weights=False` and YOLOv5 keep PyTorch's
-    default uniform(1/sqrt(3 fan_in)). Their random outputs then hardly depend on the input, and a parity test
-    on them proves little. A zoo entry's `torch_model` builder calls this where that happens (under the seed
-    `torch_model` set, so the weights stay deterministic).
-    """
-    import torch
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, gain / fan_in**0.5)
-
-
 def export_state(model, path: str | os.PathLike) -> Path:
     """Write `model.state_dict()` to safetensors exactly as a user would (buffers included), atomically.
 

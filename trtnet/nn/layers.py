@@ -108,7 +108,7 @@ class Mlp(Module):
     def __init__(self, dim: int, hidden: int, act: str = "gelu") -> None:
         self.fc1 = Linear(dim, hidden)
         self.fc2 = Linear(hidden, dim)
-        self._act: Callable[[Tensor], Tensor] = ops.ACTIVATIONS[act]
+        self._act: Callable[[Tensor], Tensor] = ops.activation_by_name(act, "Mlp act")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self._act(self.fc1(x)))
@@ -118,7 +118,7 @@ class Activation(Module):
     """A parameterless activation by name (`"relu"`, `"silu"`, `"gelu"`...) in a slot of a Sequential."""
 
     def __init__(self, name: str) -> None:
-        self._fn: Callable[[Tensor], Tensor] = ops.ACTIVATIONS[name]
+        self._fn: Callable[[Tensor], Tensor] = ops.activation_by_name(name, "Activation name")
 
     def forward(self, x: Tensor) -> Tensor:
         return self._fn(x)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
+from trtnet.dtypes import canonical
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 
@@ -30,6 +31,10 @@ class Input:
     low: int = 0
     high: int = 2
     padding_mask: bool = False
+
+    def __post_init__(self) -> None:
+        # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
+        object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
 
 
 @dataclass(eq=False)

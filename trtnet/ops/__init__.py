@@ -1,5 +1,5 @@
 """Functional ops, grouped by family. Each adds TensorRT layers to the current graph and returns Tensors."""
-from trtnet.ops.activation import (ACTIVATIONS, activation, gelu, gelu_tanh, hardsigmoid, hardswish, leaky_relu,
+from trtnet.ops.activation import (ACTIVATIONS, activation, activation_by_name, gelu, gelu_tanh, hardsigmoid, hardswish, leaky_relu,
                                    relu, relu6, sigmoid, silu, tanh)
 from trtnet.ops.attention import merge_heads, scaled_dot_product_attention, split_heads_linear
 from trtnet.ops.convolution import conv2d
@@ -12,5 +12,7 @@ from trtnet.ops.reduction import amax, amin, mean, reduce, sum
 from trtnet.ops.shape import (cast, chunk, concat, flatten, gather, getitem, interpolate_nearest, pad, permute,
                               reshape, roll, shape_of, shuffle, split, squeeze, strided_slice, transpose, unsqueeze)
 from trtnet.ops.unary import abs, erf, exp, floor, log, neg, recip, rsqrt, sqrt, unary
+
+from trtnet.ops import methods as _methods  # noqa: E402,F401  (gives Tensor its operators: see that module)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

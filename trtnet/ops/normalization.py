@@ -42,7 +42,7 @@ def _scale(x: Tensor, mode: str, scale: np.ndarray | None, shift: np.ndarray | N
     def weights(w: np.ndarray | None):
         return graph.no_weights(x.dtype) if w is None else graph.weights(np.ascontiguousarray(w).ravel(), x.dtype)
 
-    layer = graph.network.add_scale_nd(x.trt, getattr(trt.ScaleMode, mode), weights(shift), weights(scale),
+    layer = graph.network.add_scale_nd(x.itensor, getattr(trt.ScaleMode, mode), weights(shift), weights(scale),
                                        graph.no_weights(x.dtype), normalize_axis(axis, x.ndim))
     return out(layer, "scale" if scale is not None else "bias")
 
@@ -77,7 +77,7 @@ def layer_norm(x: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, ep
         beta = shared_constant(np.zeros_like(ones), y.dtype, op="zero_shift")
     else:
         beta = constant(bias.reshape(shape), y.dtype, op="beta")
-    layer = graph.network.add_normalization(y.trt, gamma.trt, beta.trt, axes_mask(axes, x.ndim))
+    layer = graph.network.add_normalization(y.itensor, gamma.itensor, beta.itensor, axes_mask(axes, x.ndim))
     layer.epsilon = eps
     y = out(layer, "layer_norm")
     if last_only and (weight is not None or bias is not None):
@@ -88,6 +88,6 @@ def layer_norm(x: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, ep
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """`F.softmax(x, axis)`."""
     y, back = _fp32_region(x)
-    layer = current_graph().network.add_softmax(y.trt)
+    layer = current_graph().network.add_softmax(y.itensor)
     layer.axes = axes_mask(axis, x.ndim)
     return cast(out(layer, "softmax"), back)

@@ -10,7 +10,8 @@ from typing import Sequence
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.sources import torchvision_source
 
 Size = int | tuple[int, int]
 

@@ -6,7 +6,8 @@ from typing import NamedTuple
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.common import make_divisible
+from trtnet.zoo.registry import torchvision_variant
 
 
 class IRRow(NamedTuple):
@@ -34,12 +35,6 @@ class MobileNetV2Config:
     rows: tuple[IRRow, ...] = ROWS
     width_mult: float = 1.0
     num_classes: int = 1000
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """torchvision's `_make_divisible`: nearest multiple of `divisor`, never more than 10% below `v`."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
 
 
 def conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -80,8 +75,4 @@ class MobileNetV2(nn.ImageClassifier):
 
 
 # he=True: torchvision scales depthwise kernels by fan_out, so random outputs would ignore the input.
-@register("mobilenet_v2", "torchvision.models.mobilenet_v2", torchvision_source("mobilenet_v2", he=True),
-          benchmark=True)
-def mobilenet_v2(weights: Weights = None, num_classes: int = 1000) -> MobileNetV2:
-    """mobilenet_v2 with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."""
-    return with_weights(MobileNetV2(MobileNetV2Config(num_classes=num_classes)), weights)
+mobilenet_v2 = torchvision_variant("mobilenet_v2", MobileNetV2, MobileNetV2Config(), he=True, benchmark=True)

@@ -1,16 +1,17 @@
 """The model registry: a dict of entry points that refuses a duplicate name."""
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from trtnet.errors import TrtnetError
+from trtnet.errors import ConfigError, TrtnetError
 from trtnet.nn.module import Module
 from trtnet.weights import init_random, load_weights
+from trtnet.zoo.sources import published_source, timm_source, torchvision_source
 
 Weights = str | os.PathLike | Mapping[str, np.ndarray] | None
 
@@ -25,6 +26,7 @@ class ZooEntry:
     torch_model: Callable[[], object]  # builds the PyTorch source model (imports torch lazily)
     benchmark: bool = False  # one of the nine models of the published benchmark
     pretrained: Callable[[], object] | None = None  # the source with its published weights (downloads them)
+    config: Any = None  # the architecture config the entry builds (a frozen dataclass), where it has one
 
     def pretrained_model(self):
         """The PyTorch source with its published weights (downloads them: needs network access).
@@ -35,16 +37,9 @@ class ZooEntry:
         """
         if self.pretrained is not None:
             return self.pretrained()
-        torchvision_fn = re.fullmatch(r"torchvision\.models\.(\w+)", self.source)
-        timm_name = re.fullmatch(r"timm(?:\.create_model\(['\"]|[ .:])(\w+)(?:['\"]\))?", self.source)
-        if torchvision_fn:
-            import torchvision
-
-            return getattr(torchvision.models, torchvision_fn[1])(weights="DEFAULT")
-        if timm_name:
-            import timm
-
-            return timm.create_model(timm_name[1], pretrained=True)
+        builder = published_source(self.source)
+        if builder is not None:
+            return builder()
         raise TrtnetError(f"zoo entry {self.name!r}: no known way to download the published weights of "
                           f"{self.source} (the entry can register a `pretrained` builder)")
 
@@ -53,53 +48,57 @@ REGISTRY: dict[str, ZooEntry] = {}
 
 
 def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
-             pretrained: Callable[[], object] | None = None):
+             pretrained: Callable[[], object] | None = None, config: Any = None):
     """Decorator adding an entry point to the zoo under `name`. `pretrained` builds the source with its
-    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`)."""
+    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`); `config` is
+    the architecture config the entry builds. A family of variants registers through `register_variant`."""
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
             raise TrtnetError(f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and "
                               f"{fn.__module__})")
-        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained)
+        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained, config)
         return fn
 
     return add
 
 
-def torchvision_source(name: str, he: bool = False, **kwargs) -> Callable[[], object]:
-    """A builder of `torchvision.models.<name>(weights=None, **kwargs)`; torch is imported when it is called.
+def register_variant(name: str, build: Callable[[Any], Module], config: Any, source: str,
+                     torch_model: Callable[[], object], benchmark: bool = False) -> Callable[..., Module]:
+    """Register and return the entry point `name(weights=None, **overrides)` of one variant of a family.
 
-    `he=True` redraws conv and linear weights with `trtnet.parity.he_init`, for sources whose own random init
-    lets the signal fade so that random outputs barely depend on the input.
+    The entry builds `build(dataclasses.replace(config, **overrides))` (so `num_classes=10` or any other
+    field of the config can be changed at the call) and loads `weights` into it strictly.
+
+    >>> vit_b_16 = timm_variant("vit_b_16", VisionTransformer, ViTConfig(768, 12, 12), "vit_base_patch16_224")
     """
+    allowed = sorted(f.name for f in dataclasses.fields(config))
 
-    def make():
-        import torchvision
+    def entry(weights: Weights = None, **overrides: Any) -> Module:
+        unknown = sorted(set(overrides) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{name}: unknown config field {unknown[0]!r} (value {overrides[unknown[0]]!r}); "
+                              f"{type(config).__name__} has {', '.join(allowed)}")
+        return with_weights(build(dataclasses.replace(config, **overrides)), weights)
 
-        model = getattr(torchvision.models, name)(weights=None, **kwargs)
-        return _he(model) if he else model
-
-    return make
-
-
-def timm_source(name: str, he: bool = False) -> Callable[[], object]:
-    """A builder of `timm.create_model(name, pretrained=False)`; `he` as in `torchvision_source`."""
-
-    def make():
-        import timm
-
-        model = timm.create_model(name, pretrained=False)
-        return _he(model) if he else model
-
-    return make
+    entry.__name__ = entry.__qualname__ = name
+    entry.__module__ = build.__module__
+    entry.__doc__ = (f"{name} with the state_dict keys of {source}. `weights`: a safetensors path, a dict, or None; "
+                     f"`overrides`: fields of {type(config).__name__} ({', '.join(allowed)}).")
+    return register(name, source, torch_model, benchmark, config=config)(entry)
 
 
-def _he(model):
-    from trtnet.parity import he_init
+def timm_variant(name: str, build: Callable[[Any], Module], config: Any, timm_name: str, he: bool = False,
+                 benchmark: bool = False) -> Callable[..., Module]:
+    """`register_variant` of a timm model `timm_name` (`he` as in `sources.timm_source`)."""
+    return register_variant(name, build, config, f"timm {timm_name}", timm_source(timm_name, he), benchmark)
 
-    he_init(model)
-    return model
+
+def torchvision_variant(name: str, build: Callable[[Any], Module], config: Any, he: bool = False,
+                        benchmark: bool = False) -> Callable[..., Module]:
+    """`register_variant` of `torchvision.models.<name>` (`he` as in `sources.torchvision_source`)."""
+    return register_variant(name, build, config, f"torchvision.models.{name}", torchvision_source(name, he),
+                            benchmark)
 
 
 def get_entry(name: str) -> ZooEntry:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, register, rounded
+from trtnet.interpreter._common import LayerCall, compute, register, rounded
 
 
 def _named_inputs(call: LayerCall) -> dict[str, np.ndarray]:

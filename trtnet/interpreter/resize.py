@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, dims, int_vector, is_float, register, rounded
+from trtnet.interpreter._common import LayerCall, compute, dims, int_vector, is_float, register, rounded
 
 
 def _targets(call: LayerCall, x: np.ndarray) -> tuple[tuple[int, ...], list[float | None]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, register, rounded
+from trtnet.interpreter._common import LayerCall, compute, register, rounded
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from trtnet.reference._common import (
+from trtnet.interpreter._common import (
     LayerCall,
     compute,
     is_float,

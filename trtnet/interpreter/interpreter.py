@@ -9,10 +9,10 @@ import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.reference._common import HANDLERS, LayerCall, is_float, np_dtype, trt_dtype_name
+from trtnet.interpreter._common import HANDLERS, LayerCall, is_float, np_dtype, trt_dtype_name
 
 # Importing the family modules fills HANDLERS.
-from trtnet.reference import (  # noqa: F401  (imported for their registrations)
+from trtnet.interpreter import (  # noqa: F401  (imported for their registrations)
     attention,
     conv,
     elementwise,
