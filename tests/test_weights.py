@@ -130,6 +130,7 @@ def torch_file(tmp_path):
     (lambda h: {**h, "b": {**h["b"], "data_offsets": [8, 24]}}, r"keys 'a' and 'b' overlap in the data"),
     (lambda h: {**h, "a": {**h["a"], "dtype": "F8_E4M3"}}, r"key 'a': unsupported dtype 'F8_E4M3' \(supported: F64"),
     (lambda h: {**h, "a": {**h["a"], "shape": [2, -3]}}, r"key 'a': bad shape \[2, -3\]"),
+    (lambda h: {**h, "a": {**h["a"], "dtype": ["F32"]}}, r"key 'a': unsupported dtype \['F32'\] \(supported: F64"),
     (lambda h: {**h, "a": {**h["a"], "data_offsets": [0]}}, r"key 'a': bad data_offsets \[0\]"),
     (lambda h: {**h, "a": [1, 2]}, r"key 'a': header entry is not an object"),
     (lambda h: {**h, "__metadata__": {"format": 1}}, r"corrupted header: __metadata__ must map strings to strings"),
@@ -150,7 +151,7 @@ def torch_file(tmp_path):
     (lambda h: {**h, "a": {**h["a"], "shape": [True, 6]}}, r"key 'a': bad shape \[True, 6\]"),
     (lambda h: {**h, "a": {**h["a"], "shape": ["2", 3]}}, r"key 'a': bad shape \['2', 3\]"),
     (lambda h: {**h, "a": {**h["a"], "shape": 6}}, r"key 'a': bad shape 6"),
-], ids=["offsets_outside", "size_lies", "overlap", "dtype", "negative_dim", "offsets_form", "entry_form",
+], ids=["offsets_outside", "size_lies", "overlap", "dtype", "negative_dim", "dtype_list", "offsets_form", "entry_form",
         "metadata", "not_object", "huge_shape", "empty_but_huge", "empty_but_overflowing", "bytes_overflow",
         "one_dim_too_many", "71_dims", "float_dim", "bool_dim", "string_dim", "not_a_list"])
 def test_a_header_that_lies_is_refused(torch_file, edit, message):

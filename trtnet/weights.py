@@ -144,7 +144,7 @@ def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple
     if not isinstance(info, dict):
         raise WeightsError(f"{path}: key {key}: header entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in _DTYPES:
+    if not (isinstance(dtype, str) and dtype in _DTYPES):  # a list or an object is unhashable
         raise WeightsError(f"{path}: key {key}: unsupported dtype {_clip(dtype)} (supported: {', '.join(_DTYPES)})")
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         raise WeightsError(f"{path}: key {key}: bad shape {_clip(shape)}")
@@ -219,7 +219,7 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
                       f"(e.g. {sorted(unused)[0]})", stacklevel=2)
     values = {key: np.asarray(state[key]) for key in expected}
     bad = [key for key, value in values.items()
-           if check_finite != "off" and value.dtype.kind == "f" and not np.isfinite(value).all()]
+           if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)]
     if bad:
         message = (f"{origin}: key {bad[0]!r} holds NaN or infinite values"
                    + (f" (and {len(bad) - 1} more keys: {', '.join(bad[1:4])}{'...' if len(bad) > 4 else ''})"
@@ -230,6 +230,12 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
         param.value = values[key]
+
+
+def _all_finite(value: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """np.isfinite(value).all() in slices, so the check needs a megabyte, not a mask as large as the tensor."""
+    flat = value.reshape(-1)  # a copy only for a non-contiguous array handed in by the caller
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:
