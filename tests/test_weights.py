@@ -296,6 +296,12 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     assert out.stdout.strip() == f"{tmp_path / 'w.safetensors'}: cannot read: not a regular file", out.stderr
 
 
+def test_a_link_to_a_device_is_refused_unread(tmp_path):
+    (tmp_path / "w.safetensors").symlink_to("/dev/zero")  # read without bound, this would fill the memory
+    with pytest.raises(WeightsError, match=r"w\.safetensors: cannot read: not a regular file"):
+        read_safetensors(tmp_path / "w.safetensors")
+
+
 # -- a file changed after loading: parameters are the process's own memory, not a view of the file ---------
 
 def _child_env() -> dict[str, str]:

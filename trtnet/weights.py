@@ -1,9 +1,10 @@
-"""Weights: safetensors files read with numpy (memory-mapped, no torch), loaded strictly into a module tree.
+"""Weights: safetensors files read with numpy (copied into memory, no torch), loaded strictly into a module tree.
 
 The safetensors format: an 8-byte little-endian header length N, N bytes of JSON
 `{key: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the data.
 This reader checks every claim the header makes before trusting it, so a damaged or hostile file gives a
-`WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled.
+`WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled, and
+nothing stays mapped: what was read and checked cannot change when the file does.
 """
 from __future__ import annotations
 
