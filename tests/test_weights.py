@@ -13,7 +13,7 @@ import pytest
 
 from trtnet import nn
 from trtnet.errors import ConfigError, TrtnetError, WeightsError
-from trtnet.weights import _MAX_DIMS, load_weights, read_safetensors, save_safetensors
+from trtnet.weights import _MAX_DIMS, _read_into, load_weights, read_safetensors, save_safetensors
 
 
 class Tiny(nn.Module):
@@ -345,6 +345,14 @@ def test_parameters_survive_the_file_changing_after_loading(tmp_path, change):
                          capture_output=True, text=True, timeout=120, env=_child_env())
     assert out.returncode == 0, f"the child died (return code {out.returncode}): {out.stderr[-2000:]}"
     assert out.stdout.split() == ["True", "True"]  # finite, and the values that were loaded and checked
+
+
+def test_a_file_that_ends_while_it_is_read_is_refused(tmp_path):
+    """The reader's own check, for a file cut short between taking its size and reading its data."""
+    (tmp_path / "w.safetensors").write_bytes(bytes(10))
+    with open(tmp_path / "w.safetensors", "rb", buffering=0) as f, pytest.raises(
+            WeightsError, match=r"w\.safetensors: the file changed while it was being read \(it ends early\)"):
+        _read_into(tmp_path / "w.safetensors", f, memoryview(bytearray(20)), 4)
 
 
 def test_arrays_read_are_read_only_and_their_own(torch_file):

@@ -40,12 +40,17 @@ class ConfigError(TrtnetError):
 
     @classmethod
     def check(cls, field: str, value: T, allowed: str, ok: Callable[[T], object], *, source: object = None) -> T:
-        """`value` if `ok(value)` is true, else this error. `ok` failing with TypeError, ValueError, OverflowError
-        or ArithmeticError (a string compared with a number, ...) counts as false. `allowed` completes
-        "expected ...". `source` (a file, a function) prefixes the message."""
+        """`value` if `ok(value)` is true, else this error. `ok` failing with TypeError, ValueError,
+        ArithmeticError or RecursionError (a string compared with a number, ...) counts as false. `allowed`
+        completes "expected ...". `source` (a file, a function) prefixes the message.
+
+        >>> ConfigError.check("num_heads", 0, "a positive integer", lambda v: v > 0, source="config.json")
+        Traceback (most recent call last):
+        trtnet.errors.ConfigError: config.json: num_heads = 0 is not allowed: expected a positive integer
+        """
         try:
             good = bool(ok(value))
-        except (TypeError, ValueError, OverflowError, ArithmeticError, RecursionError):
+        except (TypeError, ValueError, ArithmeticError, RecursionError):
             good = False
         if not good:
             try:
