@@ -18,7 +18,6 @@ import pytest
 
 import trtnet
 from trtnet.cli import main
-from trtnet.errors import WeightsError
 from trtnet.weights import load_weights, read_safetensors
 from trtnet.zoo import REGISTRY, resnet18
 
@@ -300,10 +299,13 @@ def test_nan_weights_warn_and_strict_refuses(damaged):
     assert error_line(refused) == f"trtnet: error: {damaged['nan']}: key 'fc.bias' holds NaN or infinite values"
 
 
-def test_debug_shows_the_traceback(damaged):
-    # With --debug, main lets the error through: from the console script, Python prints its traceback.
-    with pytest.raises(WeightsError, match="lie outside the data"):
-        main(["summary", "resnet18", "--weights", str(damaged["truncated"]), "--debug"])
+def test_debug_shows_the_traceback(damaged, capsys):
+    # With --debug, main prints the traceback before the one-line error; the exit status stays that of the error.
+    status = main(["summary", "resnet18", "--weights", str(damaged["truncated"]), "--debug"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and "Traceback (most recent call last):" in err
+    assert any(line.startswith("trtnet.errors.WeightsError: ") and "lie outside the data" in line for line in err)
+    assert err[-1].startswith("trtnet: error: ") and "lie outside the data" in err[-1]
 
 
 def test_pretrained_without_network_is_a_clean_error(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_bad_option_combinations(own, capsys, args, message):
 
 
 def test_against_seed_and_against_pretrained_exclude_each_other(capsys):
-    with pytest.raises(SystemExit) as caught:
-        main(["verify", "resnet18", "--against-seed", "1", "--against-pretrained"])
-    assert caught.value.code == 2
-    assert "argument --against-pretrained/--pretrained: not allowed with argument --against-seed" in capsys.readouterr().err
+    status, _, err = run(capsys, "verify", "resnet18", "--against-seed", "1", "--against-pretrained")
+    assert status == 2
+    assert err.splitlines()[0] == ("trtnet: error: argument --against-pretrained/--pretrained: not allowed with "
+                                   "argument --against-seed")

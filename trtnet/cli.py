@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,20 +37,42 @@ ENGINE_FP32_REL_ERROR = 1e-3
 ENGINE_FP16_COSINE = 0.999
 
 
+class UsageError(Exception):
+    """Bad usage, as argparse finds it: one line, and the command whose --help would explain."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (as one line, handled in `main`), not printed as a usage block and
+    an exit: `trtnet: error: ...` is the one error format, and main() returns its status in-process too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, self.prog)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
     except KeyboardInterrupt:
+        # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug shows the traceback
-        if args.debug:
-            raise
+    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug adds the traceback
+        if args.debug:  # what is printed changes, never the exit status
+            traceback.print_exc(file=sys.stderr)
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
@@ -320,9 +343,11 @@ def _batch_text(batch: int | tuple[int, int, int]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser = argparse.ArgumentParser(prog="trtnet", description=__doc__.split("\n\n")[0],
+    from trtnet.graph import PRECISIONS
+
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
+    parser = _Parser(prog="trtnet", description=__doc__.split("\n\n")[0],
                                      epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -350,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp16", help="default fp16")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
 
     sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
@@ -398,5 +423,5 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
     return parser
