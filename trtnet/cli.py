@@ -7,6 +7,8 @@
     trtnet summary resnet50
     trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
 
+MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/models.py).
+
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
 """
@@ -94,7 +96,8 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     from trtnet.parity import export_state, torch_model
     from trtnet.weights import load_weights, read_safetensors
 
-    entry = _entry(args.model)
+    ref = _ref(args.model)
+    entry = ref.require_entry("export-weights")
     out = Path(args.output or Path("weights") / f"{entry.name}.safetensors")
     if out.suffix != ".safetensors":
         raise TrtnetError(f"{out}: the output must be a .safetensors file")
@@ -107,7 +110,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     export_state(source, out)
     tensors = len(read_safetensors(out))
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
-    load_weights(entry.fn(weights=None), out, check_finite="error")
+    load_weights(ref.make(), out, check_finite="error")
     print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
           f"loads strictly into trtnet's {entry.name}")
     return EXIT_OK
@@ -116,25 +119,25 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
 
-    entry = _entry(args.model)
-    model = _model(entry, args.weights, args.strict)
-    out = Path(args.output or f"{entry.name}.plan")
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict)
+    out = Path(args.output or f"{ref.name}.plan")
     engine = trtnet.build(model, args.batch, precision=args.precision)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
-    print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
     return EXIT_OK
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
     from trtnet.triton import check_request, export_triton
 
-    entry = _entry(args.model)
-    name = args.name or entry.name
+    ref = _ref(args.model)
+    name = args.name or ref.name
     check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
-    model = _model(entry, args.weights, args.strict)
+    model = _model(ref, args.weights, args.strict)
     done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
                          version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
-    print(f"{entry.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
+    print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
     return EXIT_OK
 
 
@@ -142,11 +145,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.summary import summarize
 
-    entry = _entry(args.model)
-    model = _model(entry, args.weights, args.strict, quiet=True)
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
     summary = summarize(net.network)
-    print(f"{entry.name} ({entry.source}), batch {args.batch}, {args.precision}; inputs "
+    print(f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
           + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs))
     print(summary.table())
     declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
@@ -161,7 +164,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.same_file and not args.weights:
         raise TrtnetError("--same-file needs --weights FILE")
-    entry = _entry(args.model)
+    ref = _ref(args.model)
+    entry = ref.require_entry("verify")
     _require_torch("verify")
     if args.pretrained:
         source, what = _download(entry), "published weights"
@@ -169,7 +173,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
-        model = _model(entry, weights, args.strict)
+        model = _model(ref, weights, args.strict)
         if args.weights and args.same_file:
             from safetensors.torch import load_file
 
@@ -239,20 +243,22 @@ def _report_weight_differences(source, model) -> None:
 
 # -- shared pieces ----------------------------------------------------------------------------------------
 
-def _entry(name: str):
-    from trtnet.zoo import get_entry
+def _ref(spec: str):
+    """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/models.py)."""
+    from trtnet.models import resolve
 
-    return get_entry(name)
+    return resolve(spec)
 
 
-def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False):
-    """The zoo model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
+def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False):
+    """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
     from trtnet.weights import load_weights
 
-    model = entry.fn(weights=None)
+    model = ref.make()
     if weights is None:
         if not quiet:
-            print(f"no --weights: {entry.name} gets seeded random weights (fine for timing, not for predictions)")
+            what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
+            print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
     else:
         load_weights(model, weights, check_finite="error" if strict else "warn")
     return model
@@ -318,6 +324,9 @@ def _batch_text(batch: int | tuple[int, int, int]) -> str:
     return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))
 
 
+MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -339,14 +348,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("export-weights", cmd_export_weights,
                   "write a model's PyTorch source state_dict as safetensors (needs torch)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument("--pretrained", action="store_true",
                      help="the published weights, downloaded by the source library (needs network access)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
@@ -354,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
                   "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=(1, 8, 32),
@@ -369,7 +378,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
     sub.add_argument("--seed", type=int, default=0,
@@ -382,7 +391,7 @@ def _parser() -> argparse.ArgumentParser:
                      "writes them")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
