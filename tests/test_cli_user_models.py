@@ -101,7 +101,7 @@ def test_build_a_file_model(model_file, tmp_path):
 
 
 def test_summary_a_file_model_and_the_same_file_twice(model_file):
-    for _ in range(2):  # a file named again is run again: its registration replaces the last one
+    for _ in range(2):  # named again in the same process, the file is not run again (it would register twice)
         result = trtnet_cli("summary", f"{model_file}:tiny", "--batch", "2")
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("user_tiny (TorchTiny in tiny.py), batch 2, fp32; inputs x float32[2x3x16x16]")

@@ -10,7 +10,8 @@ it with `weights=None` and loads `--weights` into the result strictly). Commands
 `trtnet.zoo.register(name, source=..., torch_model=...)`, as the zoo's own entries do.
 
 Naming a file runs it, as `python file.py` would: it is your model's code. Its folder is put on `sys.path`
-first (so that it can import its neighbours), and it is run again each time it is named. Whatever goes wrong
+first (so that it can import its neighbours). A file that this process has imported or run already is not run
+again (as with `import`): its module is used. Whatever goes wrong
 in it (no such file, a syntax error, an exception, no NAME, a NAME that is not a function returning a Module)
 is a `TrtnetError` naming the file and NAME.
 """
@@ -101,8 +102,11 @@ def _run_file(path: Path, spec: str) -> dict:
     if not path.is_file():
         raise TrtnetError(f"{spec}: {path}: no such file" if not path.exists() else f"{spec}: {path} is not a file")
     path = path.resolve()
+    loaded = _loaded(path)
+    if loaded is not None:  # imported already in this process (by a script, or an earlier command): as Python would
+        return vars(loaded)
     name = _module_name(path)
-    forget_module(name)  # it registers its entries again when it runs
+    forget_module(name)  # a run that failed half-way may have registered some entries
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
         raise TrtnetError(f"{spec}: {path} cannot be loaded as Python source")
@@ -119,6 +123,19 @@ def _run_file(path: Path, spec: str) -> dict:
         del sys.modules[name]
         raise TrtnetError(f"{spec}: running {path} raised {type(e).__name__}: {e}") from e
     return vars(module)
+
+
+def _loaded(path: Path):
+    """The module of this process that was loaded from the file `path`, if any."""
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and file.endswith(path.name):
+            try:
+                if Path(file).resolve() == path:
+                    return module
+            except OSError:
+                continue
+    return None
 
 
 def _import_module(module: str, spec: str) -> dict:
