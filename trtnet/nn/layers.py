@@ -81,11 +81,11 @@ class Linear(Module):
         self._axis = axis
 
     def forward(self, x: Tensor) -> Tensor:
-        bias = self.bias.data if self.bias is not None else None
+        weight, bias = self.weight.data, self.bias.data if self.bias is not None else None
         if self._axis in (-1, x.ndim - 1):
-            return ops.linear(x, self.weight.data, bias)
+            return ops.linear(x, weight, bias)
         if self._axis == 1 and x.ndim == 4:
-            return ops.conv2d(x, self.weight.data[:, :, None, None], bias)
+            return ops.conv2d(x, weight[:, :, None, None], bias)
         raise NetworkError(f"Linear at {self._path or 'top level'}: axis {self._axis} of {x} is not supported "
                            "(the last axis, or axis 1 of an NCHW tensor)")
 
