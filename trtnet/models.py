@@ -44,10 +44,10 @@ class ModelRef:
     def source(self) -> str:
         return self.entry.source if self.entry else "no registered PyTorch source"
 
-    def make(self) -> Module:
-        """`fn(weights=None)`, checked to be a trtnet Module."""
+    def make(self, **config) -> Module:
+        """`fn(weights=None, **config)`, checked to be a trtnet Module."""
         try:
-            model = self.fn(weights=None)
+            model = self.fn(weights=None, **config)
         except TrtnetError:
             raise
         except Exception as e:  # noqa: BLE001  the user's code: whatever it raises is bad input, said by name
