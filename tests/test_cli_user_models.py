@@ -182,3 +182,22 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
         result = trtnet_cli("summary", spec)
         assert result.returncode == 2, (spec, result.stderr)
         assert error_line(result).startswith("trtnet: error: " + message), spec
+
+
+def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
+    import torch
+
+    result = trtnet_cli("export-triton", f"{model_file}:tiny", "--repo", tmp_path / "models", "--batch", "1:2:4",
+                        "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "models" / "user_tiny" / "1" / "model.plan").is_file()
+
+    from trtnet.models import resolve
+
+    torch_tiny = resolve(f"{model_file}:tiny").entry.torch_model  # TorchTiny, from the file the CLI ran
+    checkpoint = tmp_path / "trained.pth"
+    torch.save({"epoch": 3, "state_dict": torch_tiny().state_dict()}, checkpoint)  # as a training script saves
+    converted = trtnet_cli("convert", f"{model_file}:tiny", checkpoint)
+    assert converted.returncode == 0, converted.stderr
+    assert set(read_safetensors(tmp_path / "trained.safetensors")) == {
+        "conv.weight", "conv.bias", "norm.weight", "norm.bias", "head.weight", "head.bias"}
