@@ -194,7 +194,8 @@ class _CheckedNetwork:
             with capture_errors() as errors:
                 layer = attr(*args, **kwargs)
                 if layer is None:
-                    inputs = [a for a in (*args, *kwargs.values()) if type(a).__name__ == "ITensor"]
+                    given = [v for a in (*args, *kwargs.values()) for v in (a if isinstance(a, (list, tuple)) else [a])]
+                    inputs = [v for v in given if type(v).__name__ == "ITensor"]
                     raise self._graph.refused(_calling_op(name), inputs, errors)
             return layer
 
@@ -202,8 +203,8 @@ class _CheckedNetwork:
 
 
 def _calling_op(fallback: str) -> str:
-    """The DSL op that a refused `add_*` call came from: the outermost trtnet.ops function on the stack (what
-    the model called: `layer_norm`, `linear`, `add` for `x + y`), else the TensorRT method's name."""
+    """The DSL op that a refused layer came from: the outermost trtnet.ops function on the stack, which is what
+    the model called (`layer_norm`, `linear`; `elementwise` for `x + y`), else `fallback`."""
     op, frame = fallback, sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
