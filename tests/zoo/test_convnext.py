@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
-from trtnet.parity import export_state, rel_error, torch_forward, torch_model
+from trtnet.parity import cosine, export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import convnext, convnext_tiny, get_entry
 
 timm = pytest.importorskip("timm", reason="timm is the PyTorch source of ConvNeXt")
@@ -31,6 +31,14 @@ def test_convnext_tiny_matches_timm(source):
     (got,) = trtnet.reference(convnext_tiny(weights=path), x)
     assert got.shape == (2, 1000)
     assert rel_error(got, want) <= 1e-4
+
+
+def test_convnext_tiny_fp16_network_keeps_the_fp16_engine_bound(source):
+    """The fp16 network (LayerNorms in fp32, the default) run in the interpreter, which rounds each layer's output
+    to its type: the cosine bound the GPU tests hold fp16 engines to."""
+    _, path, x, want = source
+    (got,) = trtnet.reference(convnext_tiny(weights=path), x, precision="fp16")
+    assert cosine(got, want) >= 0.999
 
 
 def test_convnext_tiny_fp16_engine_builds_on_the_cpu(source, tmp_path):
