@@ -120,6 +120,7 @@ def test_an_unloaded_parameter_names_its_key_and_the_ways_to_fill_it():
 def test_a_tensor_made_outside_the_ops_names_trts_reason_when_its_shape_is_read(capfd):
     """The fallback for a Tensor wrapped around a layer output directly (not through ops.core.out)."""
     from trtnet.backend import get_trt, logger
+    from trtnet.graph import Graph
     from trtnet.tensor import Tensor
 
     trt = get_trt()
@@ -127,7 +128,9 @@ def test_a_tensor_made_outside_the_ops_names_trts_reason_when_its_shape_is_read(
     a, b = network.add_input("a", trt.float32, (2, 3)), network.add_input("b", trt.float32, (2, 4))
     layer = network.add_elementwise(a, b, trt.ElementWiseOperation.SUM)
     layer.get_output(0).name = "a_plus_b"
-    with pytest.raises(NetworkError, match=r"^tensor 'a_plus_b': TensorRT cannot infer its shape: ITensor::"
-                       r"getDimensions: Error Code 4: Shape Error \(broadcast dimensions must be conformable"):
-        Tensor(layer.get_output(0)).shape
+    with Graph(network) as graph, graph.scope("blocks.0.attn"):
+        with pytest.raises(NetworkError, match=r"^module 'blocks.0.attn': tensor 'a_plus_b': TensorRT cannot infer its "
+                           r"shape: ITensor::getDimensions: Error Code 4: Shape Error \(broadcast dimensions must be "
+                           r"conformable\)$"):
+            Tensor(layer.get_output(0)).shape
     assert "CUDA driver" not in capfd.readouterr().err

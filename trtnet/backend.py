@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -93,6 +94,11 @@ def _is_driver_noise(message: str) -> bool:
     return any(marker in message for marker in _CUDA_DRIVER_NOISE)
 
 
+def _without_source_location(message: str) -> str:
+    """TensorRT's message without the place in TensorRT's own sources (`In validate at /_src/...cpp:199`)."""
+    return re.sub(r"\s*In \w+ at /\S+:\d+\)", ")", message).strip()
+
+
 @functools.cache
 def logger():
     """One TensorRT logger for the process (TensorRT wants a single one).
@@ -116,7 +122,7 @@ def logger():
                 return
             captures = getattr(self.local, "captures", ())
             if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
-                captures[-1].append(message)
+                captures[-1].append(_without_source_location(message))
             elif level <= self.min_severity:  # lower is more severe
                 print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
 
@@ -124,7 +130,8 @@ def logger():
 
 
 class capture_errors:
-    """Collect the errors TensorRT logs inside the block, for this thread, in the list the block gets.
+    """Collect the errors TensorRT logs inside the block, for this thread, in the list the block gets (without
+    the place in TensorRT's own sources that each names).
 
     If the block raises a `TrtnetError`, it is taken to carry them (it names TensorRT's reason) and they are not
     printed; otherwise they go on at the end of the block: to an enclosing block, or printed as they would have

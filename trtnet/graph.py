@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, fields, replace
@@ -140,7 +139,7 @@ class Graph:
         """The error for op `op` of the current module that TensorRT refused, with its inputs and its reason."""
         where = f"module {self.path!r}" if self.path else "the top-level module"
         shapes = ", ".join(_describe(t) for t in inputs) or "none"
-        reason = "; ".join(_clean(e) for e in errors) or "no reason logged"
+        reason = "; ".join(errors) or "no reason logged"
         named = f"layer {layer!r}; " if layer else ""
         return NetworkError(f"{where}: TensorRT refused op {op!r} ({named}inputs {shapes}): {reason}")
 
@@ -228,12 +227,15 @@ def _describe(itensor) -> str:
     return f"{itensor.name} {dtype}{shape}"
 
 
-def _clean(message: str) -> str:
-    """TensorRT's message without the source location of its own code (`In op at /_src/...cpp:2699`)."""
-    return re.sub(r"\s*In \w+ at /\S+:\d+\)", ")", message).strip()
-
-
 _CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar("trtnet_graph", default=None)
+
+
+def current_path() -> str:
+    """Where emission is, for an error: `module 'blocks.1'`, `the top-level module`, or `no network is being built`."""
+    graph = _CURRENT.get()
+    if graph is None:
+        return "no network is being built"
+    return f"module {graph.path!r}" if graph.path else "the top-level module"
 
 
 def current_graph() -> Graph:

@@ -29,8 +29,11 @@ class Tensor:
             try:
                 return tuple(self.itensor.shape)
             except RuntimeError:
+                from trtnet.graph import current_path
+
                 reason = "; ".join(errors) or "no reason logged"
-                raise NetworkError(f"tensor {self.name!r}: TensorRT cannot infer its shape: {reason}") from None
+                raise NetworkError(f"{current_path()}: tensor {self.name!r}: TensorRT cannot infer its shape: "
+                                   f"{reason}") from None
 
     @property
     def ndim(self) -> int:
