@@ -73,11 +73,13 @@ class Parameter:
     def data(self) -> np.ndarray:
         """The value as float32 (what the emitter reads)."""
         if self.value is None:
-            name = f"parameter {self._path!r} (shape {self.shape})" if self._path else f"parameter of shape {self.shape}"
+            name = (f"parameter {self._path!r} (shape {self.shape})" if self._path
+                    else f"parameter of shape {self.shape}")
             raise NetworkError(
                 f"{name} has no value: load the model's weights with trtnet.load_weights(model, "
                 "'weights.safetensors') (or a dict of arrays), or fill it with seeded random values with "
-                "trtnet.init_random(model); a zoo entry does either itself: zoo_fn(weights=FILE) or zoo_fn(weights=None)")
+                "trtnet.init_random(model); a zoo entry does either itself: zoo_fn(weights=FILE) or "
+                "zoo_fn(weights=None)")
         return np.asarray(self.value, dtype=np.float32)
 
 
