@@ -175,6 +175,8 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
                            "'trtnet_no_such_dependency'",
         "trtnet_no_such_package.models:tiny": "trtnet_no_such_package.models:tiny: no module named "
                                               "'trtnet_no_such_package' (is it installed, or on PYTHONPATH?)",
+        f"{tmp_path}/x.py": f"{tmp_path}/x.py: name the function that builds the model after a colon: "
+                            f"{tmp_path}/x.py:NAME",
         f"{tmp_path}/x.py:not-a-name": f"{tmp_path}/x.py:not-a-name: 'not-a-name' after the ':' is not a Python name "
                                       "(expected FILE.py:NAME or package.module:NAME)",
     }

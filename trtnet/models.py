@@ -69,6 +69,8 @@ class ModelRef:
 def resolve(spec: str) -> ModelRef:
     """The model that a MODEL argument names (see the module's docstring)."""
     where, colon, attr = spec.rpartition(":")
+    if not colon and (spec.endswith(".py") or "/" in spec or "\\" in spec):
+        raise TrtnetError(f"{spec}: name the function that builds the model after a colon: {spec}:NAME")
     if not colon:
         entry = get_entry(spec)
         return ModelRef(spec, entry.name, entry.fn, entry)
