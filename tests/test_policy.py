@@ -40,8 +40,8 @@ def test_bad_options_are_network_errors():
     with pytest.raises(trtnet.NetworkError, match=r"unknown emission option\(s\) \['fp16_norms'\]: a Policy has "
                                                   r"\['precision', 'norm_fp32', 'fold_bn', 'fused_attention', 'calibration'\]"):
         trtnet.emit(two_inputs(), 2, fp16_norms=True)
-    with pytest.raises(trtnet.NetworkError, match=r"precision must be one of \('fp32', 'fp16', 'bf16', 'int8', "
-                                                  r"'fp8'\), not 'fp4'"):
+    with pytest.raises(trtnet.NetworkError, match=r"precision must be one of \('fp32', 'tf32', 'fp16', 'bf16', "
+                                                  r"'int8', 'fp8'\), not 'fp4'"):
         trtnet.emit(two_inputs(), 2, precision="fp4")
     with pytest.raises(trtnet.NetworkError, match=r"precision 'fp8' needs activation ranges: pass calibration="):
         trtnet.emit(two_inputs(), 2, precision="fp8")

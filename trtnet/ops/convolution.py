@@ -27,11 +27,11 @@ def conv2d(x: Tensor, weight: np.ndarray, bias: np.ndarray | None = None, stride
         raise NetworkError(f"conv2d at {graph.path}: input has {x.shape[1]} channels, weight expects "
                            f"{cin_g} x {groups} groups")
     x, kernel = weighted_inputs(x, weight, "conv")  # int8/fp8: Q/DQ on the input, and the kernel as a tensor
-    layer = graph.network.add_convolution_nd(x.trt, cout, (kh, kw),
+    layer = graph.network.add_convolution_nd(x.itensor, cout, (kh, kw),
                                              graph.weights(weight) if kernel is None else graph.no_weights(),
                                              graph.weights(bias) if bias is not None else graph.no_weights())
     if kernel is not None:
-        layer.set_input(1, kernel.trt)
+        layer.set_input(1, kernel.itensor)
     layer.stride_nd = pair(stride)
     layer.padding_nd = pair(padding)
     layer.dilation_nd = pair(dilation)

@@ -36,7 +36,7 @@ _MIN_AMAX = 1e-6  # a tensor that was all zeros in calibration still needs a pos
 def quantize(x: Tensor, scale: float | np.ndarray | Tensor, dtype, axis: int | None = None) -> Tensor:
     """`IQuantizeLayer`: round(x / scale) saturated to `dtype` (trt.int8 or trt.fp8). A 1-D `scale` is per channel
     along `axis`. Scales are float32 constants (TensorRT requires float32 scales for FP8)."""
-    layer = current_graph().network.add_quantize(x.trt, _scale(scale).trt, dtype)
+    layer = current_graph().network.add_quantize(x.itensor, _scale(scale).itensor, dtype)
     if axis is not None:
         layer.axis = axis
     return out(layer, "quantize")
@@ -44,7 +44,7 @@ def quantize(x: Tensor, scale: float | np.ndarray | Tensor, dtype, axis: int | N
 
 def dequantize(x: Tensor, scale: float | np.ndarray | Tensor, dtype, axis: int | None = None) -> Tensor:
     """`IDequantizeLayer`: x * scale in `dtype` (the compute type)."""
-    layer = current_graph().network.add_dequantize(x.trt, _scale(scale).trt, dtype)
+    layer = current_graph().network.add_dequantize(x.itensor, _scale(scale).itensor, dtype)
     if axis is not None:
         layer.axis = axis
     return out(layer, "dequantize")
