@@ -77,12 +77,12 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     graph = Graph(network, policy)
     model.bind()
-    dynamic = not isinstance(batch_size, int)
     specs = _input_specs(model, batch_size, input_shapes or {})
     with graph:
         args = []
         for spec in specs:
-            shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
+            lo, hi = spec.shape_range()
+            shape = tuple(-1 if a != b else d for d, a, b in zip(spec.shape, lo, hi))
             t = Tensor(network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape))
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
@@ -109,8 +109,13 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
         raise NetworkError(f"batch_size {batch_size}: need 1 <= min <= opt <= max")
     specs = []
     for i in declared:
-        shape = tuple(overrides.get(i.name, i.shape))
-        specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
+        # An override is one fixed per-sample shape; declared dims may be (min, opt, max) ranges.
+        low, shape, high = (tuple(overrides[i.name]),) * 3 if i.name in overrides else i.shape_range()
+        if low == high:  # only the batch varies, if anything: the spec as engines always had it
+            specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
+        else:
+            specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi,
+                                    min_shape=(lo, *low), max_shape=(hi, *high)))
     return specs
 
 
@@ -139,7 +144,8 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {"policy": asdict(net.policy) if net.policy else None, "optimization_level": optimization_level,
-                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) for s in net.inputs]}
+                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) + ((s.min_shape, s.max_shape) if s.min_shape else ())
+                              for s in net.inputs]}
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
     folder = default_cache_dir(cache_dir)
     # Builders of one key take turns: the second finds the first one's entry instead of building again.
@@ -247,11 +253,11 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
         trt = get_trt()
         config.num_compute_capabilities = 1
         config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
-    if any(s.min_batch != s.max_batch for s in net.inputs):
+    if any(lo != hi for lo, hi in (s.shape_range() for s in net.inputs)):
         profile = net.builder.create_optimization_profile()
         for s in net.inputs:
-            rest = s.shape[1:]
-            profile.set_shape(s.name, (s.min_batch, *rest), s.shape, (s.max_batch, *rest))
+            lo, hi = s.shape_range()
+            profile.set_shape(s.name, lo, s.shape, hi)
         config.add_optimization_profile(profile)
     tty = sys.stderr.isatty()
     progress = _Progress(label, tty) if (tty or verbose) else None

@@ -160,7 +160,9 @@ def check_call(specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec], dev
     for a, spec in zip(arrays, specs):
         if a.dtype != spec.dtype:
             raise EngineError(f"input {spec.name!r}: dtype {a.dtype} given, the engine takes {spec.dtype}")
-        rank_ok = len(a.shape) == len(spec.shape) and tuple(a.shape[1:]) == tuple(spec.shape[1:])
+        (lo_shape, hi_shape) = spec.shape_range()
+        rank_ok = len(a.shape) == len(spec.shape) and all(
+            lo <= d <= hi for d, lo, hi in zip(a.shape[1:], lo_shape[1:], hi_shape[1:]))
         if not rank_ok:
             raise EngineError(f"input {spec.name!r}: shape {list(a.shape)} given, the engine takes "
                               f"{spec.allowed()}")

@@ -25,13 +25,20 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A network input or output: name, shape with the opt batch first, dtype name, batch range."""
+    """A network input or output: name, shape with the opt batch first, dtype name, batch range.
+
+    An input with other dynamic dims (a sequence length) also carries its whole smallest and largest shapes,
+    `min_shape` and `max_shape` (empty when only the batch varies: the sidecars of such engines stay as
+    they were before these fields existed).
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
     min_batch: int = 0
     max_batch: int = 0
+    min_shape: tuple[int, ...] = ()
+    max_shape: tuple[int, ...] = ()
 
     def shape_for(self, batch: int) -> tuple[int, ...]:
         """The shape with `batch` in the batch dimension (dim 0)."""
@@ -41,11 +48,17 @@ class TensorSpec:
         """The smallest and largest batch this tensor takes (both the built batch for a static one)."""
         return self.min_batch or self.shape[0], self.max_batch or self.shape[0]
 
-    def allowed(self) -> str:
-        """The shapes this input accepts, in words: `[1..32, 3, 224, 224]`."""
+    def shape_range(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The smallest and the largest shape this input takes, dim by dim."""
+        if self.min_shape:
+            return tuple(self.min_shape), tuple(self.max_shape)
         lo, hi = self.batch_range()
-        head = str(lo) if lo == hi else f"{lo}..{hi}"
-        return "[" + ", ".join([head, *map(str, self.shape[1:])]) + "]"
+        return (lo, *self.shape[1:]), (hi, *self.shape[1:])
+
+    def allowed(self) -> str:
+        """The shapes this input accepts, in words: `[1..32, 3, 224, 224]`, `[2, 16..512]`."""
+        lo, hi = self.shape_range()
+        return "[" + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in zip(lo, hi)) + "]"
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -68,8 +81,18 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def _spec_from_json(d: dict) -> TensorSpec:
+    # min_shape/max_shape are absent from sidecars written before dynamic sequence lengths, and from any whose
+    # only dynamic dim is the batch.
     return TensorSpec(str(d["name"]), tuple(int(v) for v in d["shape"]), str(d["dtype"]), int(d["min_batch"]),
-                      int(d["max_batch"]))
+                      int(d["max_batch"]), tuple(int(v) for v in d.get("min_shape", ())),
+                      tuple(int(v) for v in d.get("max_shape", ())))
+
+
+def _spec_json(spec: TensorSpec) -> dict:
+    d = asdict(spec)
+    if not spec.min_shape:  # only the batch varies (or nothing): the sidecar as before
+        del d["min_shape"], d["max_shape"]
+    return d
 
 
 @dataclass
@@ -92,7 +115,7 @@ class Plan:
             "precision": self.precision, "num_layers": self.num_layers,
             "build_seconds": round(self.build_seconds, 3), "plan_bytes": len(self.plan),
             "plan_sha256": hashlib.sha256(self.plan).hexdigest(),
-            "inputs": [asdict(s) for s in self.inputs], "outputs": [asdict(s) for s in self.outputs],
+            "inputs": [_spec_json(s) for s in self.inputs], "outputs": [_spec_json(s) for s in self.outputs],
         }
 
     def save(self, path: str | os.PathLike) -> Path:

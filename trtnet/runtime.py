@@ -48,7 +48,7 @@ class Engine(Plan):
 
     @property
     def dynamic(self) -> bool:
-        return any(s.min_batch != s.max_batch for s in self.inputs)
+        return any(s.min_batch != s.max_batch or s.min_shape != s.max_shape for s in self.inputs)
 
     def check_inputs(self, inputs: Sequence[Any], out: Sequence[Any] | None = None) -> Call:
         """Validate a call without touching CUDA; returns what the runner needs. Raises `EngineError`."""
@@ -67,7 +67,7 @@ class Engine(Plan):
     def runner(self, cuda_graph: bool = False) -> "Runner":
         """A new execution context on a new CUDA stream. Use one runner per concurrent stream of requests.
 
-        `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each batch size
+        `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each set of input shapes
         and set of buffer addresses, and replays it after that.
         """
         require_device()
@@ -194,7 +194,7 @@ def _reject(engine: Engine, why: str) -> PlanRejected:
 class Runner:
     """One execution context on one CUDA stream, with its own buffers (and CUDA graphs when asked)."""
 
-    _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to a batch size and buffer addresses
+    _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to the input shapes and buffer addresses
 
     def __init__(self, engine: Engine, cuda_graph: bool = False) -> None:
         self.engine = engine
@@ -265,7 +265,7 @@ class Runner:
                 addresses.append(ptr)
             addresses += self._bind_own_outputs(out_shapes)
             results = None
-        self._enqueue((call.batch, *addresses))
+        self._enqueue((tuple(a.shape for a in call.arrays), *addresses))
         if not call.on_device:
             for s in self.engine.outputs:
                 staged = self._host_buffer(s.name, out_shapes[s.name], s.dtype)
@@ -363,7 +363,7 @@ class Runner:
             addresses.append(ptr)
         addresses += self._bind_own_outputs(out_shapes)
         self.stream.synchronize()
-        key = (call.batch, *addresses)
+        key = (tuple(a.shape for a in call.arrays), *addresses)
         start, end = Event(), Event()
         times = np.empty(iters, np.float64)
         try:

@@ -110,7 +110,9 @@ def _positions(x: Tensor, axis: int, layout: tuple[int, ...]) -> Tensor:
     dims = concat([n if d == -1 else ones for d in layout], axis=0)
     fill = graph.network.add_fill((0,) * len(layout), trt.FillOperation.LINSPACE, trt.int32)
     fill.set_input(0, dims.itensor)
-    fill.set_input(1, constant(np.array(0, np.int32), op="start").itensor)
+    start = graph.network.add_constant((), graph.weights(np.zeros((), np.int32), trt.int32))  # a 0-d scalar
+    graph.name(start, "start")
+    fill.set_input(1, start.get_output(0))
     fill.set_input(2, constant(np.array([1 if d == -1 else 0 for d in layout], np.int32), op="step").itensor)
     graph.name(fill, "positions")
     return Tensor(fill.get_output(0))
@@ -193,7 +195,11 @@ def split_heads_linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None, h
     d = dout // heads
     w = constant(weight.reshape(1, heads, d, din), op="weight")
     y = matmul(x, w, transpose_b=True)
-    return y if bias is None else shift_elements(y, bias.reshape(heads, 1, d), axis=1)
+    if bias is None:
+        return y
+    if y.shape[2] < 0:  # a dynamic sequence length: IScaleLayer's weights cannot span it, so a broadcast add
+        return add(y, constant(bias.reshape(1, heads, 1, d), op="bias"))
+    return shift_elements(y, bias.reshape(heads, 1, d), axis=1)
 
 
 def merge_heads(o: Tensor) -> Tensor:

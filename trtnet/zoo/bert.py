@@ -16,6 +16,7 @@ from trtnet import nn, ops
 from trtnet.errors import ConfigError
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
+from trtnet.zoo.common import SeqLen, seq_range
 from trtnet.zoo.hf_config import activation, check_fields, from_hf, integer, positive_float
 from trtnet.zoo.registry import Weights, register, with_weights
 from trtnet.zoo.sources import transformers_bert_pretrained, transformers_bert_source
@@ -59,10 +60,8 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(c.hidden_size, c.layer_norm_eps)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
-        b, s = input_ids.shape
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-        # Positions are 0..S-1 for every sequence: a constant slice of the table, not a gather.
-        x = x + ops.constant(self.position_embeddings.weight.data[None, :s], op="positions")
+        x = x + self.position_embeddings.first_rows(input_ids)  # positions 0..S-1 in every sequence
         return self.LayerNorm(nn.tokens(x))
 
 
@@ -148,18 +147,15 @@ class Bert(nn.Module):
     # Pre-training heads of `BertForPreTraining`-style files: present, not used by the encoder.
     unused_keys = ("cls.*",)
 
-    def __init__(self, config: BertConfig = BertConfig(), seq_len: int = 128) -> None:
-        if not 1 <= seq_len <= config.max_position_embeddings:
-            raise ConfigError(f"BERT: seq_len {seq_len} is out of range; it must be from 1 to "
-                              f"max_position_embeddings {config.max_position_embeddings}")
+    def __init__(self, config: BertConfig = BertConfig(), seq_len: SeqLen = 128) -> None:
+        self._seq = seq_range(seq_len, config.max_position_embeddings, "BERT", "max_position_embeddings")
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config)
         self._config = config
-        self._seq_len = seq_len
 
     def inputs(self) -> list[Input]:
-        s, c = (self._seq_len,), self._config
+        s, c = (self._seq,), self._config
         return [Input("input_ids", s, "int32", high=c.vocab_size),
                 Input("attention_mask", s, "int32", padding_mask=True),
                 Input("token_type_ids", s, "int32", high=c.type_vocab_size)]
@@ -188,8 +184,9 @@ class Bert(nn.Module):
 @register("bert_base_uncased", "transformers.BertModel(BertConfig())", transformers_bert_source, benchmark=True,
           pretrained=transformers_bert_pretrained)
 def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
-                      seq_len: int = 128) -> Bert:
+                      seq_len: SeqLen = 128) -> Bert:
     """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).
+    `seq_len`: the sequence length, or (min, opt, max) for one engine that takes every length in that range.
 
     >>> model = bert_base_uncased(weights="model.safetensors", config="config.json")   # doctest: +SKIP
     """

@@ -19,6 +19,7 @@ from trtnet import nn, ops
 from trtnet.errors import ConfigError
 from trtnet.nn.module import Input, Parameter
 from trtnet.tensor import Tensor
+from trtnet.zoo.common import SeqLen, seq_range
 from trtnet.zoo.hf_config import activation, check_fields, flag, from_hf, integer, positive_float
 from trtnet.zoo.registry import Weights, register, with_weights
 from trtnet.zoo.sources import transformers_gpt2_pretrained, transformers_gpt2_source
@@ -134,19 +135,16 @@ class GPT2Model(nn.Module):
     # `adapt_state`): present, not used by GPT2Model.
     unused_keys = ("lm_head.weight",)
 
-    def __init__(self, config: GPT2Config = GPT2Config(), seq_len: int = 128) -> None:
-        if not 1 <= seq_len <= config.n_positions:
-            raise ConfigError(f"GPT-2: seq_len {seq_len} is out of range; it must be from 1 to n_positions "
-                              f"{config.n_positions}")
+    def __init__(self, config: GPT2Config = GPT2Config(), seq_len: SeqLen = 128) -> None:
+        self._seq = seq_range(seq_len, config.n_positions, "GPT-2", "n_positions")
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.h = [GPT2Block(config, i) for i in range(config.n_layer)]
         self.ln_f = nn.LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self._config = config
-        self._seq_len = seq_len
 
     def inputs(self) -> list[Input]:
-        s = (self._seq_len,)
+        s = (self._seq,)
         return [Input("input_ids", s, "int32", high=self._config.vocab_size),
                 Input("attention_mask", s, "int32", padding_mask=True)]
 
@@ -166,9 +164,8 @@ class GPT2Model(nn.Module):
         return state
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        b, s = input_ids.shape
-        # Positions 0..S-1 in every row: a constant slice of the table, not a gather.
-        x = self.wte(input_ids) + ops.constant(self.wpe.weight.data[None, :s], op="positions")
+        b, s = input_ids.shape  # -1 where the engine takes a range (batch, sequence length)
+        x = self.wte(input_ids) + self.wpe.first_rows(input_ids)  # positions 0..S-1 in every row
         keep = ops.cast(attention_mask.reshape(b, 1, 1, s), "bool")  # nonzero: attend
         x = nn.tokens(x)
         for block in self.h:
@@ -179,9 +176,10 @@ class GPT2Model(nn.Module):
 @register("gpt2", "transformers.GPT2Model(GPT2Config())", transformers_gpt2_source,
           pretrained=transformers_gpt2_pretrained, config=GPT2Config())
 def gpt2(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
-         seq_len: int = 128) -> GPT2Model:
+         seq_len: SeqLen = 128) -> GPT2Model:
     """GPT-2 with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default:
-    GPT-2 small). `weights` may be a `GPT2Model` or `GPT2LMHeadModel` file.
+    GPT-2 small). `weights` may be a `GPT2Model` or `GPT2LMHeadModel` file. `seq_len`: the sequence length, or
+    (min, opt, max) for one engine that takes every length in that range.
 
     >>> model = gpt2(weights="model.safetensors", config="config.json")   # doctest: +SKIP
     """
