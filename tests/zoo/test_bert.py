@@ -122,8 +122,8 @@ def test_config_dict_and_bad_config():
                                           "it must be a multiple of it"):
         bert_base_uncased(config={"hidden_size": 100})
     for bad in (0, 513):
-        with pytest.raises(ConfigError, match=f"BERT: seq_len {bad} is out of range; it must be from 1 to "
-                                              "max_position_embeddings 512"):
+        with pytest.raises(ConfigError, match=f"BERT: seq_len {bad} is out of range; it must be a length from 1 to "
+                                              "max_position_embeddings 512, or"):
             bert_base_uncased(seq_len=bad)
     with pytest.raises(trtnet.WeightsError, match="missing key: encoder.layer.11.output.dense.weight"):
         state = bert_base_uncased(weights=None).state_dict()

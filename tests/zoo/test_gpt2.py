@@ -7,6 +7,7 @@ import pytest
 
 import trtnet
 import trtnet.parity
+import trtnet.zoo
 from trtnet.errors import ConfigError
 from trtnet.parity import export_state, rel_error
 from trtnet.zoo import gpt2
@@ -145,7 +146,8 @@ def test_config_file_and_bad_values(tmp_path):
         gpt2(config={"num_attention_heads": "4"})  # under transformers' alias
     with pytest.raises(ConfigError, match="GPT-2 config: add_cross_attention = True is not allowed; it must be false"):
         gpt2(config={"add_cross_attention": True})
-    with pytest.raises(ConfigError, match="GPT-2: seq_len 1025 is out of range; it must be from 1 to n_positions 1024"):
+    with pytest.raises(ConfigError, match="GPT-2: seq_len 1025 is out of range; it must be a length from 1 to n_positions "
+                                          "1024, or"):
         gpt2(seq_len=1025)
 
 
@@ -161,3 +163,15 @@ def test_gpt2_fp16_engine_builds(source, tmp_path):
     assert path.stat().st_size == len(engine.plan) > 1_000_000
     assert [(s.name, s.dtype) for s in engine.inputs] == [("input_ids", "int32"), ("attention_mask", "int32")]
     assert [(s.name, s.shape) for s in engine.outputs] == [("last_hidden_state", (2, 128, 768))]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"])
+def test_variant_loads_its_source_state_dict(name):
+    """Each size loads its registered source's state_dict strictly (meta tensors: shapes without memory)."""
+    entry = trtnet.zoo.get_entry(name)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in entry.torch_model().state_dict().items()}
+    state = {k: np.broadcast_to(np.zeros((), np.float32), s) for k, s in shapes.items()}
+    model = entry.fn(weights=state)
+    assert {k for k, _ in model.named_parameters()} == set(shapes)
+    assert model._config == entry.config

@@ -173,15 +173,27 @@ class GPT2Model(nn.Module):
         return nn.untokens(self.ln_f(x))
 
 
-@register("gpt2", "transformers.GPT2Model(GPT2Config())", transformers_gpt2_source,
-          pretrained=transformers_gpt2_pretrained, config=GPT2Config())
-def gpt2(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
-         seq_len: SeqLen = 128) -> GPT2Model:
-    """GPT-2 with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default:
-    GPT-2 small). `weights` may be a `GPT2Model` or `GPT2LMHeadModel` file. `seq_len`: the sequence length, or
-    (min, opt, max) for one engine that takes every length in that range.
+def _entry(name: str, repo: str, base: GPT2Config):
+    """Register the zoo entry `name`: GPT-2 with `base`'s shape (the Hugging Face `repo`'s config)."""
+    sizes = {f: getattr(base, f) for f in ("n_embd", "n_layer", "n_head")}
+    shown = ", ".join(f"{k}={v}" for k, v in sizes.items() if v != getattr(GPT2Config(), k))
 
-    >>> model = gpt2(weights="model.safetensors", config="config.json")   # doctest: +SKIP
-    """
-    c = GPT2Config() if config is None else GPT2Config.from_hf(config)
-    return with_weights(GPT2Model(c, seq_len), weights)
+    def entry(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
+              seq_len: SeqLen = 128) -> GPT2Model:
+        c = base if config is None else GPT2Config.from_hf(config)
+        return with_weights(GPT2Model(c, seq_len), weights)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = (f"GPT-2 ({repo}) with transformers' state_dict keys. `weights`: a `GPT2Model` or "
+                     "`GPT2LMHeadModel` safetensors file, a dict, or None; `config`: a Hugging Face config.json path "
+                     f"or dict (default: {repo}'s); `seq_len`: the sequence length, or (min, opt, max) for one engine "
+                     "that takes every length in that range.")
+    source = f"transformers.GPT2Model(GPT2Config({shown}))"
+    return register(name, source, transformers_gpt2_source(**sizes), pretrained=transformers_gpt2_pretrained(repo),
+                    config=base)(entry)
+
+
+gpt2 = _entry("gpt2", "openai-community/gpt2", GPT2Config())
+gpt2_medium = _entry("gpt2_medium", "openai-community/gpt2-medium", GPT2Config(n_embd=1024, n_layer=24, n_head=16))
+gpt2_large = _entry("gpt2_large", "openai-community/gpt2-large", GPT2Config(n_embd=1280, n_layer=36, n_head=20))
+gpt2_xl = _entry("gpt2_xl", "openai-community/gpt2-xl", GPT2Config(n_embd=1600, n_layer=48, n_head=25))

@@ -109,17 +109,27 @@ def _positional_gpt2():
     return GPT2Model
 
 
-def transformers_gpt2_source():
-    """`transformers.GPT2Model(GPT2Config())`: GPT-2 small with random weights, eager attention (the plain
-    matmul-softmax-matmul that ONNX export writes out), called as `(input_ids, attention_mask)`."""
-    import transformers
+def transformers_gpt2_source(**config) -> Callable[[], object]:
+    """A builder of `transformers.GPT2Model(GPT2Config(**config))` with random weights (default: GPT-2 small),
+    eager attention (the plain matmul-softmax-matmul that ONNX export writes out), called as
+    `(input_ids, attention_mask)`."""
 
-    return _positional_gpt2()(transformers.GPT2Config(attn_implementation="eager"))
+    def make():
+        import transformers
+
+        return _positional_gpt2()(transformers.GPT2Config(attn_implementation="eager", **config))
+
+    return make
 
 
-def transformers_gpt2_pretrained():
-    """GPT-2 small with its published weights (downloads them), called as `(input_ids, attention_mask)`."""
-    return _positional_gpt2().from_pretrained("openai-community/gpt2")
+def transformers_gpt2_pretrained(repo: str) -> Callable[[], object]:
+    """A builder of the GPT-2 published as Hugging Face `repo` (downloads it), called as `(input_ids,
+    attention_mask)`."""
+
+    def make():
+        return _positional_gpt2().from_pretrained(repo)
+
+    return make
 
 
 def yolov5_source(name: str) -> Callable[[], object]:
