@@ -120,16 +120,21 @@ def _positions(x: Tensor, axis: int, layout: tuple[int, ...]) -> Tensor:
 
 def _with_causal(keep: Tensor | None, additive: Tensor | None, q: Tensor, k: Tensor) -> tuple[Tensor | None,
                                                                                            Tensor | None]:
-    """The mask with the causal rule joined in: AND for a bool mask, finfo.min added for a float one."""
-    causal = _causal_keep(q, k)
-    if keep is not None:
-        return _memo_and(keep, causal), None
+    """The mask with the causal rule joined in: AND for a bool mask, finfo.min added for a float one.
+
+    Emitted once per network for each mask (and q/k shape pattern): every layer of a model shares it. The mask
+    fixes the lengths it is used with (a padding mask [B, 1, 1, S] fixes S), so the join is the same for all.
+    """
     graph = current_graph()
-    key = ("causal_additive", additive.name, causal.name)
+    key = ("with_causal", (keep if keep is not None else additive).name, q.shape, k.shape)
     if key not in graph.memo:
-        floor = float(ml_dtypes.finfo(np.dtype(name_of(additive.dtype))).min)  # the dtype's lowest finite value
-        graph.memo[key] = add(additive, mul(sub(1.0, cast(causal, additive.dtype)), floor))
-    return None, graph.memo[key]
+        causal = _causal_keep(q, k)
+        if keep is not None:
+            graph.memo[key] = elementwise(keep, causal, "AND"), None
+        else:
+            floor = float(ml_dtypes.finfo(np.dtype(name_of(additive.dtype))).min)  # the dtype's lowest finite
+            graph.memo[key] = None, add(additive, mul(sub(1.0, cast(causal, additive.dtype)), floor))
+    return graph.memo[key]
 
 
 def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, where: str) -> Tensor:
@@ -156,20 +161,11 @@ def _unfused(q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, additive: Ten
     if additive is not None:
         scores = add(scores, cast(additive, scores.dtype))
     if causal:
-        keep = _causal_keep(q, k) if keep is None else _memo_and(keep, _causal_keep(q, k))
+        keep = _causal_keep(q, k) if keep is None else _with_causal(keep, None, q, k)[0]
     if keep is not None:
         # Added in fp32, where transformers' finfo(float32).min cannot overflow.
         scores = add(cast(scores, trt.float32), _additive(keep))
     return matmul(cast(softmax(scores, -1), v.dtype), v)
-
-
-def _memo_and(a: Tensor, b: Tensor) -> Tensor:
-    """a AND b, emitted once per network for each pair (every layer of a model shares one combined mask)."""
-    graph = current_graph()
-    key = ("and", a.name, b.name)
-    if key not in graph.memo:
-        graph.memo[key] = elementwise(a, b, "AND")
-    return graph.memo[key]
 
 
 def _additive(mask: Tensor) -> Tensor:
