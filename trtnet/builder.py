@@ -144,7 +144,8 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {"policy": asdict(net.policy) if net.policy else None, "optimization_level": optimization_level,
-                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) + ((s.min_shape, s.max_shape) if s.min_shape else ())
+                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
+                              + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
                               for s in net.inputs]}
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
     folder = default_cache_dir(cache_dir)

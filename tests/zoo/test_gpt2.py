@@ -146,8 +146,8 @@ def test_config_file_and_bad_values(tmp_path):
         gpt2(config={"num_attention_heads": "4"})  # under transformers' alias
     with pytest.raises(ConfigError, match="GPT-2 config: add_cross_attention = True is not allowed; it must be false"):
         gpt2(config={"add_cross_attention": True})
-    with pytest.raises(ConfigError, match="GPT-2: seq_len 1025 is out of range; it must be a length from 1 to n_positions "
-                                          "1024, or"):
+    with pytest.raises(ConfigError, match="GPT-2: seq_len 1025 is out of range; it must be a length from 1 to "
+                                          "n_positions 1024, or"):
         gpt2(seq_len=1025)
 
 

@@ -104,7 +104,8 @@ def _positional_gpt2():
 
     class GPT2Model(transformers.GPT2Model):
         def forward(self, input_ids, attention_mask=None):
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            return out.last_hidden_state
 
     return GPT2Model
 
