@@ -13,6 +13,7 @@ from trtnet.errors import ConfigError, EngineError, NetworkError
 from trtnet.calls import check_call
 from trtnet.nn.module import Input
 from trtnet.parity import rel_error
+from trtnet.triton import signature
 from trtnet.zoo import bert_base_uncased, gpt2
 
 transformers = pytest.importorskip("transformers", reason="transformers is the PyTorch source of BERT and GPT-2")
@@ -76,6 +77,9 @@ def test_fp16_engine_for_a_range_of_lengths(entry, config, tmp_path):
     path = engine.save(tmp_path / "e.plan")
     meta = json.loads((tmp_path / "e.plan.json").read_text())
     assert meta["inputs"][0]["min_shape"] == [1, 8] and meta["inputs"][0]["max_shape"] == [8, 40]
+    sig = signature(meta)  # Triton: the batcher drives dim 0; the length is -1 (any in the profile)
+    assert sig.max_batch_size == 8 and sig.inputs[0] == ("input_ids", "TYPE_INT32", (-1,))
+    assert sig.outputs[0] == ("last_hidden_state", "TYPE_FP32", (-1, 32))
     loaded = trtnet.Engine.load(path)
     assert loaded.inputs == engine.inputs
     ok = token_inputs(20, entry is bert_base_uncased)
