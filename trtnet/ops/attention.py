@@ -21,7 +21,7 @@ from trtnet.backend import get_backend, get_trt
 from trtnet.dtypes import name_of
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
-from trtnet.ops.core import TensorLike, constant
+from trtnet.ops.core import TensorLike, broadcast_pair, constant, out
 from trtnet.ops.elementwise import add, elementwise, less, mul, sub
 from trtnet.ops.matrix import matmul
 from trtnet.ops.normalization import shift_elements, softmax
@@ -132,8 +132,13 @@ def _with_causal(keep: Tensor | None, additive: Tensor | None, q: Tensor, k: Ten
         if keep is not None:
             graph.memo[key] = elementwise(keep, causal, "AND"), None
         else:
-            floor = float(ml_dtypes.finfo(np.dtype(name_of(additive.dtype))).min)  # the dtype's lowest finite
-            graph.memo[key] = None, add(additive, mul(sub(1.0, cast(causal, additive.dtype)), floor))
+            # Future keys get the dtype's lowest finite value instead of the mask's own: a select, not an add,
+            # so that a large negative mask value cannot overflow to -inf in fp16.
+            floor = float(ml_dtypes.finfo(np.dtype(name_of(additive.dtype))).min)
+            a, b = broadcast_pair(additive, causal)
+            select = graph.network.add_select(b.itensor, a.itensor, constant(np.full((1,) * a.ndim, floor, np.float32),
+                                                                             additive.dtype, op="floor").itensor)
+            graph.memo[key] = None, out(select, "causal_mask")
     return graph.memo[key]
 
 
