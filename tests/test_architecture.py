@@ -32,8 +32,9 @@ TORCH_FAMILY = ("torch", "torchvision", "timm", "transformers", "yolov5", "ultra
 TORCH_ALLOWED = {
     "trtnet/parity.py": "the parity helpers: PyTorch sources built, run and exported beside trtnet",
     "trtnet/cli.py": "`export-weights` and `verify`, which export from and compare with the PyTorch source",
+    "trtnet/convert.py": "`trtnet convert`: the one torch.load, of a checkpoint the user names",
     "trtnet/zoo/sources.py": "the builders of each model's PyTorch source (torchvision, timm, transformers, yolov5)",
-    "trtnet/runtime.py": "answers a caller who passed torch tensors in kind (torch is imported by then)",
+    "trtnet/runner.py": "answers a caller who passed torch tensors in kind, on its stream (torch is imported by then)",
 }
 DSL_ONLY = ("trtnet.zoo", "trtnet.nn")  # packages that speak the DSL only
 

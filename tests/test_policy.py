@@ -40,7 +40,7 @@ def test_bad_options_are_network_errors():
     with pytest.raises(trtnet.NetworkError, match=r"unknown emission option\(s\) \['fp16_norms'\]: a Policy has "
                                                   r"\['precision', 'norm_fp32', 'fold_bn', 'fused_attention'\]"):
         trtnet.emit(two_inputs(), 2, fp16_norms=True)
-    with pytest.raises(trtnet.NetworkError, match=r"precision must be one of \('fp32', 'fp16', 'bf16'\), not 'fp8'"):
+    with pytest.raises(trtnet.NetworkError, match=r"precision must be one of \('fp32', 'tf32', 'fp16', 'bf16'\), not 'fp8'"):
         trtnet.emit(two_inputs(), 2, precision="fp8")
     with pytest.raises(trtnet.NetworkError, match=r"policy must be a trtnet.graph.Policy, not str 'fp16' \(name the "
                                                   r"precision as a keyword: precision='fp16'\)"):

@@ -6,8 +6,8 @@
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
 from trtnet.builder import Network, build, build_network, emit, reference
-from trtnet.errors import (BackendError, BuildError, EngineError, InterpreterError, NetworkError, TrtnetError,
-                           WeightsError)
+from trtnet.errors import (BackendError, BuildError, ConfigError, EngineError, ExportError, InterpreterError,
+                           NetworkError, TrtnetError, WeightsError)
 from trtnet.graph import Policy
 from trtnet.interpreter import run_network
 from trtnet.onnx import parse_onnx
@@ -17,7 +17,7 @@ from trtnet.summary import summarize
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 
 __version__ = "0.1.0"
-__all__ = ["BackendError", "BuildError", "Engine", "EngineError", "InterpreterError", "Network", "NetworkError",
+__all__ = ["BackendError", "BuildError", "ConfigError", "Engine", "EngineError", "ExportError", "InterpreterError", "Network", "NetworkError",
            "PlanRejected", "Policy", "TensorSpec", "TrtnetError", "WeightsError", "build", "build_network", "emit",
            "init_random", "load_weights", "parse_onnx", "read_safetensors", "reference", "run_network",
            "save_safetensors", "summarize"]

@@ -10,6 +10,7 @@ keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one
 """
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from trtnet.tensor import Tensor
 __all__ = ["BatchSize", "Network", "build", "build_network", "emit", "reference"]
 
 BatchSize = int | tuple[int, int, int]
+MAX_BATCH = 2**31 - 1  # TensorRT's dimensions are int32 in its profiles and most kernels
 
 
 @dataclass
@@ -83,7 +85,11 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
         for spec in specs:
             lo, hi = spec.shape_range()
             shape = tuple(-1 if a != b else d for d, a, b in zip(spec.shape, lo, hi))
-            t = Tensor(network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape))
+            itensor = network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape)
+            if itensor is None:  # TensorRT logs why (e.g. a volume beyond its limits) and hands back nothing
+                raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (allowed "
+                                   f"{spec.allowed()}; see its log above)")
+            t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
@@ -93,9 +99,60 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
                 t = t.cast(trt.float32)
             t.itensor.name = name
             network.mark_output(t.itensor)
-            outputs.append(TensorSpec(name, t.shape, np.dtype(NUMPY_OF[t.dtype]).name))
+            try:
+                shape = t.shape
+            except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
+                raise NetworkError(f"output {name!r}: TensorRT cannot infer its shape for inputs "
+                                   f"{[list(sp.shape) for sp in specs]} (too large? see its log above)") from None
+            outputs.append(TensorSpec(name, shape, np.dtype(NUMPY_OF[t.dtype]).name))
     return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
                    label=f"{type(model).__name__} {policy.precision}", owner=graph)
+
+
+def batch_range(batch_size: Any) -> tuple[int, int, int]:
+    """(min, opt, max) of `batch_size`: a whole number >= 1 (any integral type but bool), or a sequence of three
+    with 1 <= min <= opt <= max; anything else is a `NetworkError` saying what is allowed."""
+    def whole(v: Any) -> int | None:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            return None
+        return int(v)
+
+    allowed = ("a whole number from 1 to 2**31 - 1 (8), or a (min, opt, max) sequence of such numbers with "
+               "min <= opt <= max ((1, 8, 32))")
+    n = whole(batch_size)
+    if n is not None:
+        values = [n] * 3
+    elif isinstance(batch_size, (tuple, list)) or (isinstance(batch_size, np.ndarray) and batch_size.ndim == 1):
+        values = [whole(v) for v in batch_size]
+    else:
+        values = []
+    if len(values) != 3 or None in values or not 1 <= values[0] <= values[1] <= values[2] <= MAX_BATCH:
+        raise NetworkError(f"batch_size {_short(batch_size)}: expected {allowed}")
+    return values[0], values[1], values[2]
+
+
+def _optimization_level(level: Any) -> int | None:
+    if level is None:
+        return None
+    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or not 0 <= level <= 5:
+        raise NetworkError(f"optimization_level {_short(level)}: expected a whole number from 0 to 5 (TensorRT's "
+                           "builder optimization levels), or None for TensorRT's default (3)")
+    return int(level)
+
+
+def _sample_shape(name: str, shape: Any, rank: int) -> tuple[int, ...]:
+    """An `input_shapes` entry: `rank` whole numbers >= 1 (the per-sample shape, no batch)."""
+    dims = list(shape) if isinstance(shape, (tuple, list)) else None
+    if dims is None or len(dims) != rank or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_BATCH for d in dims):
+        raise NetworkError(f"input_shapes[{name!r}] {_short(shape)}: expected {rank} whole number(s) >= 1, the "
+                           f"per-sample shape of input {name!r} (without the batch)")
+    return tuple(int(d) for d in dims)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
@@ -104,13 +161,14 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
     for name in overrides:
         if name not in names:
             raise NetworkError(f"input_shapes names {name!r}, but {type(model).__name__} has inputs {sorted(names)}")
-    lo, opt, hi = (batch_size,) * 3 if isinstance(batch_size, int) else tuple(batch_size)
-    if not 1 <= lo <= opt <= hi:
-        raise NetworkError(f"batch_size {batch_size}: need 1 <= min <= opt <= max")
+    lo, opt, hi = batch_range(batch_size)
     specs = []
     for i in declared:
         # An override is one fixed per-sample shape; declared dims may be (min, opt, max) ranges.
-        low, shape, high = (tuple(overrides[i.name]),) * 3 if i.name in overrides else i.shape_range()
+        if i.name in overrides:
+            low = shape = high = _sample_shape(i.name, overrides[i.name], len(i.shape))
+        else:
+            low, shape, high = i.shape_range()
         if low == high:  # only the batch varies, if anything: the spec as engines always had it
             specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
         else:
@@ -133,6 +191,10 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
     >>> engine = trtnet.build(resnet50(weights=None), batch_size=8, precision="fp16")   # doctest: +SKIP
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
+    _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
+    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
+        raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
+                           "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
     if isinstance(model, Network):
         if batch_size is not None or policy is not None or options or input_shapes:
             raise NetworkError("build(Network): the network's shapes and types are fixed; batch_size, policy, "
@@ -143,28 +205,18 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
                    **options)
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
-    key_options = {"policy": asdict(net.policy) if net.policy else None, "optimization_level": optimization_level,
+    key_options = {"policy": asdict(net.policy) if net.policy else None,
+                   "optimization_level": _optimization_level(optimization_level),
                    "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
                               + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
                               for s in net.inputs]}
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
-    folder = default_cache_dir(cache_dir)
-    # Builders of one key take turns: the second finds the first one's entry instead of building again.
-    with engine_cache.locked(folder / f"{key}.lock"):
-        engine = engine_cache.load_entry(key, folder)
-        if engine is not None and not _runs_here(engine, engine_cache.entry_path(key, folder).name):
-            engine_cache.remove_entry(key, folder)
-            engine = None
-        if engine is not None:
-            if verbose:
-                print(f"{net.label}: from the engine cache ({engine_cache.entry_path(key, folder)})", file=sys.stderr)
-        else:
-            engine = build_network(net, optimization_level=optimization_level, verbose=verbose)
-            engine_cache.store_entry(key, folder, engine)
-    return engine
+    return engine_cache.cached(key, default_cache_dir(cache_dir),
+                               lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
+                               _runs_here, verbose=verbose, label=net.label)
 
 
-def _runs_here(engine: Engine, entry: str) -> bool:
+def _runs_here(engine: Engine) -> bool:
     """Whether this GPU accepts a cached plan, asked before the plan is handed out (the runtime never calls back
     into the builder). A plan built with no GPU ("aot") meets none here to ask: the key names the target."""
     if engine.target == "aot":
@@ -172,8 +224,8 @@ def _runs_here(engine: Engine, entry: str) -> bool:
     try:
         engine.loaded()  # deserialized once, here; the engine's first run reuses it
     except PlanRejected as e:
-        warnings.warn(f"trtnet engine cache: entry {entry} does not run on this GPU ({e}); rebuilding it",
-                      stacklevel=3)
+        warnings.warn(f"trtnet engine cache: entry {engine.cache_key}.plan does not run on this GPU ({e}); "
+                      "rebuilding it", stacklevel=4)
         return False
     return True
 
@@ -241,17 +293,23 @@ def _progress_monitor(progress: _Progress):
     return Monitor()
 
 
-def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
-    """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
-    label = net.label
+def builder_config(net: Network, optimization_level: int | None = None, gpu: str = "aot"):
+    """The TensorRT builder config `build_network` uses for `net`: TF32 only for precision="tf32", the
+    optimization level, the target GPU (`gpu`, from `target()`), the batch profile."""
     config = net.builder.create_builder_config()
+    trt = get_trt()
+    if hasattr(trt.BuilderFlag, "TF32"):
+        # TensorRT turns TF32 on in every new builder config (measured: get_flag(TF32) is True), so fp32 matrix
+        # multiplies and convolutions could round their inputs to 10 mantissa bits. fp32 means fp32 here.
+        if net.policy is not None and net.policy.precision == "tf32":
+            config.set_flag(trt.BuilderFlag.TF32)
+        else:
+            config.clear_flag(trt.BuilderFlag.TF32)
     if optimization_level is not None:
         config.builder_optimization_level = optimization_level
-    gpu = target()
     if gpu != "aot" and hasattr(config, "set_compute_capability"):
         # TensorRT for RTX builds portable engines by default (sm_86, sm_89, sm_120); with a GPU present,
         # build for that GPU (Turing needs it, and the cache key names it).
-        trt = get_trt()
         config.num_compute_capabilities = 1
         config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
     if any(lo != hi for lo, hi in (s.shape_range() for s in net.inputs)):
@@ -260,6 +318,14 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
             lo, hi = s.shape_range()
             profile.set_shape(s.name, lo, s.shape, hi)
         config.add_optimization_profile(profile)
+    return config
+
+
+def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
+    """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
+    label = net.label
+    gpu = target()
+    config = builder_config(net, _optimization_level(optimization_level), gpu)
     tty = sys.stderr.isatty()
     progress = _Progress(label, tty) if (tty or verbose) else None
     monitor = None

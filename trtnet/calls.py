@@ -15,7 +15,7 @@ import numpy as np
 from trtnet.errors import EngineError
 from trtnet.plan import TensorSpec
 
-__all__ = ["Array", "Call", "check_call", "describe"]
+__all__ = ["Array", "Call", "check_call", "describe", "graph_key", "output_binding", "producer_streams"]
 
 HOST, DEVICE = "host", "cuda"
 
@@ -209,3 +209,50 @@ def check_call(specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec], dev
             if not o.contiguous:
                 raise EngineError(f"output {s.name!r}: out= tensor is not contiguous")
     return Call(arrays, n, on_device, out_arrays)
+
+
+# -- how a runner binds a call (pure functions: the decisions, apart from the CUDA calls) ----------------------
+
+LEGACY_STREAM, PER_THREAD_STREAM = 1, 2  # CUDA's handles of the default streams (cudaStreamLegacy, PerThread)
+
+
+def output_binding(call: Call, cuda_graph: bool) -> str:
+    """Where a run writes its outputs: "out" (the caller's out= tensors), "own" (the runner's own buffers,
+    reused call after call: for host calls, whose results are copied to the host, and for CUDA graph runs
+    without out=, copied into new tensors after the replay, so that the graph's addresses stay the same and
+    one graph is replayed), or "new" (new tensors, written in place: no copy)."""
+    if call.out is not None:
+        return "out"
+    return "own" if cuda_graph or not call.on_device else "new"
+
+
+def graph_key(call: Call, input_ptrs: Sequence[int], output_ptrs: Sequence[int]) -> tuple:
+    """What a captured CUDA graph is bound to: every input's shape (the batch, and a sequence length where the
+    engine takes a range of them) and every address it reads or writes."""
+    return (tuple(tuple(a.shape) for a in call.arrays), *input_ptrs, *output_ptrs)
+
+
+def producer_streams(arrays: Sequence[Array], torch_stream: int | None = None) -> list[int]:
+    """The streams a runner waits on (an event each) before reading device inputs `arrays` in place.
+
+    `torch_stream` is the caller's current PyTorch stream (torch tensors). A `__cuda_array_interface__` v3
+    names its producer's stream (None: nothing to wait for; 0, which the protocol forbids, is read as the
+    legacy stream); DLPack capsules are taken with no stream, which the protocol makes the legacy default
+    stream. The legacy default stream is left out: the runner's stream is a blocking stream, ordered after it
+    already. The calling thread's per-thread default stream is always in: no other stream is ordered after it.
+    """
+    if not arrays or arrays[0].device == HOST:
+        return []
+    wanted: list[int] = []
+    for a in arrays:
+        if a.kind.startswith("torch."):
+            s = torch_stream
+        elif a.stream is not None:
+            s = int(a.stream)
+        else:
+            s = None  # v2 interface or DLPack: the producer's work is on (or visible to) the legacy stream
+        if s is not None and s not in (0, LEGACY_STREAM) and s not in wanted:
+            wanted.append(s)
+    if PER_THREAD_STREAM not in wanted:
+        wanted.append(PER_THREAD_STREAM)
+    return wanted

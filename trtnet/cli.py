@@ -3,12 +3,13 @@
     trtnet list
     trtnet export-weights resnet50 [-o weights/resnet50.safetensors] [--pretrained] [--seed N]
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
-    trtnet verify resnet50 [--weights F] [--batch 2]
+    trtnet verify resnet50 [--weights F] [--batch 2] [--against-seed N | --against-pretrained]
     trtnet summary resnet50
     trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
+    trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
-the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
+the traceback). Errors are one line on stderr. Torch is imported only by `export-weights`, `verify`, `convert`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,20 +37,42 @@ ENGINE_FP32_REL_ERROR = 1e-3
 ENGINE_FP16_COSINE = 0.999
 
 
+class UsageError(Exception):
+    """Bad usage, as argparse finds it: one line, and the command whose --help would explain."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (as one line, handled in `main`), not printed as a usage block and
+    an exit: `trtnet: error: ...` is the one error format, and main() returns its status in-process too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, self.prog)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
     except KeyboardInterrupt:
+        # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug shows the traceback
-        if args.debug:
-            raise
+    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug adds the traceback
+        if args.debug:  # what is printed changes, never the exit status
+            traceback.print_exc(file=sys.stderr)
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
@@ -106,10 +130,21 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     export_state(source, out)
     tensors = len(read_safetensors(out))
+    options = entry.pretrained_options if args.pretrained else {}
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
-    load_weights(entry.fn(weights=None), out, check_finite="error")
+    load_weights(entry.fn(weights=None, **options), out, check_finite="error")
     print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
           f"loads strictly into trtnet's {entry.name}")
+    if options:
+        print(f"the published weights expect {_call(entry.name, options)}: build it that way from Python")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from trtnet.convert import convert
+
+    done = convert(args.model, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
+    print(done.summary(args.model, Path(args.checkpoint)))
     return EXIT_OK
 
 
@@ -157,27 +192,36 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import trtnet
-    from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
+    from trtnet.parity import (export_state, load_into_source, rel_error, sample_inputs, torch_forward,
+                               torch_model, weight_differences)
 
+    against = args.against_pretrained or args.against_seed is not None
     if args.same_file and not args.weights:
         raise TrtnetError("--same-file needs --weights FILE")
+    if args.same_file and against:
+        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
     entry = _entry(args.model)
     _require_torch("verify")
-    if args.pretrained:
+    seed = args.seed if args.against_seed is None else args.against_seed
+    if args.against_pretrained:
         source, what = _download(entry), "published weights"
     else:
-        source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
+        source, what = torch_model(entry.name, seed), f"random weights, seed {seed}"
+    options = entry.pretrained_options if args.against_pretrained else {}
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
-        model = _model(entry, weights, args.strict)
-        if args.weights and args.same_file:
-            from safetensors.torch import load_file
-
-            source.load_state_dict(load_file(args.weights), strict=True)
-            what = f"weights loaded by PyTorch from {args.weights}"
+        model = _model(entry, weights, args.strict, options=options)
+        if args.weights and not against:
+            # The user's question: does trtnet compute what PyTorch computes with these weights?
+            layouts = load_into_source(source, model, args.weights, entry.source)
+            read_as = f", converted from {', '.join(layouts)} layout" if layouts else ""
+            print(f"weights: {args.weights}{read_as}, loaded by trtnet and by PyTorch")
+            what = f"weights from {args.weights}"
         elif args.weights:
-            print(f"weights: {args.weights}")
-            _report_weight_differences(source, model)
+            print(f"weights: {args.weights}, compared with the source's {what}")
+            print(f"  weights: {weight_differences(source, model)}")
+        if options:
+            print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
         print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
         inputs = sample_inputs(model, args.batch, args.seed)
         want = torch_forward(source, *inputs)
@@ -212,29 +256,8 @@ def _check(label: str, measure: str, value: float, tolerance: float, higher_is_b
     return ok
 
 
-def _report_weight_differences(source, model) -> None:
-    """Name the tensors of the file that differ from the PyTorch source's: a check that fails says where.
-
-    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
-    counted as not compared (the output check still covers it).
-    """
-    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
-    differ, compared, total = [], 0, 0
-    for key, param in model.named_parameters():
-        total += 1
-        if key in state and state[key].shape == tuple(param.shape):
-            compared += 1
-            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
-            if not diff == 0.0:  # NaN counts as a difference
-                differ.append((key, diff))
-    unmatched = ("" if compared == total else
-                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
-    if differ:
-        listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
-        print(f"  weights: {len(differ)} tensors differ from the PyTorch source's: {listed}"
-              + (" ..." if len(differ) > 5 else "") + unmatched)
-    else:
-        print(f"  weights: every tensor equals the PyTorch source's{unmatched}")
+def _call(name: str, options: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
 
 # -- shared pieces ----------------------------------------------------------------------------------------
@@ -245,16 +268,17 @@ def _entry(name: str):
     return get_entry(name)
 
 
-def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False):
+def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
     """The zoo model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
     from trtnet.weights import load_weights
+    from trtnet.zoo.registry import mismatch_hint
 
-    model = entry.fn(weights=None)
+    model = entry.fn(weights=None, **(options or {}))
     if weights is None:
         if not quiet:
             print(f"no --weights: {entry.name} gets seeded random weights (fine for timing, not for predictions)")
     else:
-        load_weights(model, weights, check_finite="error" if strict else "warn")
+        load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
     return model
 
 
@@ -319,9 +343,11 @@ def _batch_text(batch: int | tuple[int, int, int]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser = argparse.ArgumentParser(prog="trtnet", description=__doc__.split("\n\n")[0],
+    from trtnet.graph import PRECISIONS
+
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
+    parser = _Parser(prog="trtnet", description=__doc__.split("\n\n")[0],
                                      epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -349,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp16", help="default fp16")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
 
     sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
@@ -373,17 +399,29 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
     sub.add_argument("--seed", type=int, default=0,
-                     help="seed of the source's random weights and of the inputs (default 0)")
-    sub.add_argument("--pretrained", action="store_true",
-                     help="compare against the source with its published weights (needs network access)")
+                     help="seed of the inputs, and of the source's random weights without --weights (default 0)")
+    against = sub.add_mutually_exclusive_group()
+    against.add_argument("--against-seed", type=int, metavar="N",
+                         help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
+                         "them) instead of --weights: checks the file too, and names the tensors that differ")
+    against.add_argument("--against-pretrained", "--pretrained", dest="against_pretrained", action="store_true",
+                         help="PyTorch gets the source's published weights (needs network access); without --weights "
+                         "trtnet loads them too")
     sub.add_argument("--same-file", action="store_true",
-                     help="the PyTorch source loads --weights too (checks the re-expression only); by default the "
-                     "file is checked against the source's own weights (--seed or --pretrained), as export-weights "
-                     "writes them")
+                     help="kept for old scripts, no effect: PyTorch loads --weights too by default now")
+
+    sub = command("convert", cmd_convert, "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors "
+                  "file the zoo entry loads (needs torch)")
+    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors")
+    sub.add_argument("--trust-pickle", action="store_true",
+                     help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
+                     "unpickling runs code the file names, so only for files from a source you trust")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
     return parser

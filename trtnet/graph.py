@@ -14,13 +14,16 @@ from collections import Counter
 from dataclasses import dataclass, fields, replace
 from typing import Any, Iterator, TypedDict
 
+import ml_dtypes
 import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.dtypes import to_trt
 from trtnet.errors import NetworkError
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+# "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
+# builder flag, which every fp32 build clears): inputs of those rounded to 10 mantissa bits, fp32 accumulation.
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class Policy:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        for f in fields(self)[1:]:  # the switches
+            value = getattr(self, f.name)
+            if not isinstance(value, bool):
+                raise NetworkError(f"{f.name} must be True or False, not {type(value).__name__} {value!r}")
 
     def with_options(self, **options: Any) -> "Policy":
         """This policy with the named fields changed; an unknown name is a `NetworkError` listing the fields."""
@@ -120,7 +127,8 @@ class Graph:
     def float_dtype(self):
         """The TensorRT dtype float tensors are computed in."""
         trt = get_trt()
-        return {"fp32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16}[self.policy.precision]
+        return {"fp32": trt.float32, "tf32": trt.float32, "fp16": trt.float16,
+                "bf16": trt.bfloat16}[self.policy.precision]
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""
@@ -139,13 +147,11 @@ class Graph:
 
 
 def to_numpy_dtype(array: np.ndarray, dtype) -> np.ndarray:
-    """Round `array` to TensorRT dtype `dtype`. bf16 comes back as uint16 bit patterns (round to nearest even)."""
+    """Round `array` to TensorRT dtype `dtype`. bf16 comes back as uint16 bit patterns: ml_dtypes rounds to
+    nearest even and keeps NaN a NaN and infinities infinite (a bit-twiddled rounding carries NaN into -0.0)."""
     trt = get_trt()
     if dtype == trt.bfloat16:
-        f = np.asarray(array, dtype=np.float32)
-        bits = f.view(np.uint32)
-        rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-        return (rounded >> np.uint32(16)).astype(np.uint16)
+        return np.asarray(array, dtype=np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
     return np.asarray(array, dtype=NUMPY_OF[dtype])
 
 

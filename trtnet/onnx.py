@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from trtnet.backend import get_trt, logger
-from trtnet.builder import BatchSize, Network
+from trtnet.builder import BatchSize, Network, batch_range
 from trtnet.errors import NetworkError
 from trtnet.graph import NUMPY_OF
 from trtnet.plan import TensorSpec
@@ -67,11 +67,9 @@ def _input_spec(path: Path, t, batch_size: BatchSize | None) -> TensorSpec:
         if batch_size is None:
             raise NetworkError(f"{path}: input {t.name!r} has a dynamic batch ({list(shape)}): pass batch_size "
                                "(an int, or (min, opt, max))")
-        lo, opt, hi = (batch_size,) * 3 if isinstance(batch_size, int) else tuple(batch_size)
-        if not 1 <= lo <= opt <= hi:
-            raise NetworkError(f"batch_size {batch_size}: need 1 <= min <= opt <= max")
+        lo, opt, hi = batch_range(batch_size)
         return TensorSpec(t.name, (opt, *shape[1:]), _dtype_name(t), lo, hi)
-    if batch_size is not None and batch_size != shape[0] and batch_size != (shape[0],) * 3:
+    if batch_size is not None and batch_range(batch_size) != (shape[0],) * 3:
         raise NetworkError(f"{path}: input {t.name!r} has the static shape {list(shape)}; batch_size "
                            f"{batch_size} cannot change it (export with a dynamic batch axis)")
     return TensorSpec(t.name, shape, _dtype_name(t), shape[0], shape[0])

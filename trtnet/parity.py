@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from trtnet.errors import WeightsError
 from trtnet.nn.module import Input, Module
 from trtnet.zoo.registry import get_entry
 
@@ -60,17 +61,75 @@ def export_state(model, path: str | os.PathLike) -> Path:
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
     export never leaves a partial file under `path`.
     """
+    return save_state(model.state_dict(), path)
+
+
+def save_state(state: Mapping[str, object], path: str | os.PathLike,
+               metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors, storages = {}, set()
+    for key, value in state.items():
+        value = value.detach().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        # save_file refuses tensors that share storage (tied weights, views): those get a copy of their own.
+        tensors[key] = value.clone() if storage in storages and value.numel() else value
+        storages.add(storage)
+    state = tensors
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def load_into_source(source, model: Module, path: str | os.PathLike, source_name: str) -> list[str]:
+    """Load a safetensors file into the PyTorch `source`, after the same layout conversion trtnet's loading into
+    `model` applies; returns the layouts it was converted from. Every key of the source's state_dict must be
+    there; keys trtnet skips (an unused head, recomputed buffers) that the source lacks are left out."""
+    import torch
+
+    from trtnet.layouts import adapt_checkpoint
+    from trtnet.weights import read_safetensors
+
+    state, layouts = adapt_checkpoint(model, read_safetensors(path))
+    wanted = source.state_dict()
+    missing = [k for k in wanted if k not in state]
+    if missing:
+        raise WeightsError(f"{path}: {source_name} needs {len(missing)} keys the file lacks (e.g. {missing[0]})")
+    try:
+        source.load_state_dict({k: torch.from_numpy(np.array(state[k])).to(v.dtype) for k, v in wanted.items()})
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: {source_name} refuses the file: {e}") from None
+    return layouts
+
+
+def weight_differences(source, model: Module) -> str:
+    """Which tensors of `model` differ from the PyTorch `source`'s, in one line: a check that fails says where.
+
+    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
+    counted as not compared (the output check still covers it).
+    """
+    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
+    differ, compared, total = [], 0, 0
+    for key, param in model.named_parameters():
+        total += 1
+        if key in state and state[key].shape == tuple(param.shape):
+            compared += 1
+            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
+            if not diff == 0.0:  # NaN counts as a difference
+                differ.append((key, diff))
+    unmatched = ("" if compared == total else
+                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
+    if not differ:
+        return f"every tensor equals the PyTorch source's{unmatched}"
+    listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
+    return (f"{len(differ)} tensors differ from the PyTorch source's: {listed}" + (" ..." if len(differ) > 5 else "")
+            + unmatched)
 
 
 def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) -> list[np.ndarray]:

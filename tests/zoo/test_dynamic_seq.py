@@ -13,6 +13,7 @@ from trtnet.errors import ConfigError, EngineError, NetworkError
 from trtnet.calls import check_call
 from trtnet.nn.module import Input
 from trtnet.parity import rel_error
+from trtnet.sidecar import TensorSpec, check_metadata
 from trtnet.triton import signature
 from trtnet.zoo import bert_base_uncased, gpt2
 
@@ -92,11 +93,11 @@ def test_fp16_engine_for_a_range_of_lengths(entry, config, tmp_path):
 def test_static_engines_keep_their_sidecar_format():
     """Only an input with a dynamic non-batch dim writes min_shape/max_shape: other sidecars are as before, and
     sidecars without those fields load as they always did."""
-    spec = trtnet.plan.TensorSpec("x", (2, 3), "float32", 1, 4)
-    plan = trtnet.plan.Plan(b"p", inputs=[spec], outputs=[spec])
+    spec = TensorSpec("x", (2, 3), "float32", 1, 4)
+    plan = trtnet.plan.Plan(b"p", inputs=[spec], outputs=[TensorSpec("y", (-1, 3))])
     meta = plan.metadata()
     assert set(meta["inputs"][0]) == {"name", "shape", "dtype", "min_batch", "max_batch"}
-    assert trtnet.plan._spec_from_json(meta["inputs"][0]) == spec
+    assert TensorSpec(**check_metadata(meta, "e.plan.json")["inputs"][0]) == spec
     assert spec.allowed() == "[1..4, 3]"
     call = check_call([spec], [], 0, [np.zeros((3, 3), np.float32)])
     assert call.batch == 3
@@ -116,3 +117,15 @@ def test_input_dims_are_checked():
     with pytest.raises(NetworkError, match=r"input 'ids': dim \(8, 4, 16\) is neither a size >= 1 nor a \(min, "
                                            r"opt, max\) range with 1 <= min <= opt <= max"):
         Input("ids", ((8, 4, 16),))
+
+
+@pytest.mark.parametrize("low, high", [([1, 8], [8]), ([1, 0], [8, 40]), ([1, 50], [8, 40]), ([2, 8], [8, 40]),
+                                       ("1,8", [8, 40]), ([1, 8], None)])
+def test_malformed_length_ranges_in_a_sidecar_are_refused(low, high):
+    spec = TensorSpec("ids", (4, 32), "int32", 1, 8, (1, 8), (8, 40))
+    meta = trtnet.plan.Plan(b"p", inputs=[spec], outputs=[TensorSpec("y", (-1, -1, 4))]).metadata()
+    assert TensorSpec(**check_metadata(meta, "e.plan.json")["inputs"][0]) == spec
+    meta["inputs"][0].update(min_shape=low, max_shape=high)
+    with pytest.raises(EngineError, match=r"e\.plan\.json: malformed metadata: inputs\[0\]\.min_shape/max_shape is "
+                                          r".*, expected lists of 2 whole numbers with min_shape <= shape <= max_shape"):
+        check_metadata(meta, "e.plan.json")

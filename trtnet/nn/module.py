@@ -14,6 +14,7 @@ import numpy as np
 from trtnet.dtypes import canonical
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
+from trtnet.layouts import Layout
 
 
 Dim = int | tuple[int, int, int]
@@ -112,10 +113,13 @@ class Module:
       BatchNorm's `num_batches_tracked`); glob patterns.
     - `unused_keys`: parameters of the source model this re-expression does not use (a pre-training head);
       skipped with a warning.
+    - `layouts`: other checkpoint layouts of the same weights (another repository's key names), recognised by
+      a marker key and converted on loading by the default `adapt_state` (see `trtnet.layouts`).
     """
 
     skip_keys: ClassVar[tuple[str, ...]] = ()
     unused_keys: ClassVar[tuple[str, ...]] = ()
+    layouts: ClassVar[tuple[Layout, ...]] = ()
     _path: str = ""
 
     def forward(self, *args, **kwargs):
@@ -162,7 +166,11 @@ class Module:
         return {k: p.data for k, p in self.named_parameters()}
 
     def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Hook: rewrite a checkpoint's layout for this module before strict matching (default: unchanged)."""
+        """Hook: rewrite a checkpoint's layout for this module before strict matching (default: convert from
+        each declared `layouts` entry whose marker key is present; else unchanged)."""
+        for layout in self.layouts:
+            if layout.matches(prefix, state):
+                state = layout.convert(self, prefix, state)
         return state
 
 

@@ -83,10 +83,10 @@ def check_fields(config: Any, model: str) -> None:
     """Hold every field of the dataclass `config` to its declared rule; the first bad one is a ConfigError."""
     for f in fields(config):
         rule = f.metadata.get("rule")
-        value = getattr(config, f.name)
-        want = rule.problem(value) if rule is not None else None
-        if want is not None:
-            raise ConfigError(f"{model} config: {f.name} = {_show(value)} is not allowed; it must be {want}")
+        if rule is not None:
+            value = getattr(config, f.name)
+            ConfigError.check(f.name, value, rule.problem(value) or "", lambda v: rule.problem(v) is None,
+                              source=f"{model} config")
 
 
 def read_json(path: str | os.PathLike, model: str) -> dict[str, Any]:
@@ -141,10 +141,3 @@ def from_hf(cls: type[C], config: str | os.PathLike | Mapping[str, Any], model: 
 
 def _json_kind(value: Any) -> str:
     return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
-
-
-def _show(value: Any) -> str:
-    """`value` for a message: repr, cut short, with its type where the repr alone would mislead ("768")."""
-    text = repr(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{text} (a {type(value).__name__})" if isinstance(value, (str, bool, list, dict, float)) else text

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from trtnet import nn, ops
+from trtnet.layouts import Layout
 from trtnet.tensor import Tensor
 from trtnet.zoo.common import make_divisible
 from trtnet.zoo.registry import torchvision_variant
@@ -43,8 +44,20 @@ def conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups:
                          nn.BatchNorm2d(cout), nn.Activation("relu6"))
 
 
+# github.com/tonylins/pytorch-mobilenet-v2 (the benchmark's named source) writes each block's layers as one flat
+# Sequential (conv, BN, ReLU6, ...) where torchvision nests conv+BN+ReLU6 into Conv2dNormActivation.
+TONYLINS = "tonylins/pytorch-mobilenet-v2"
+_TONYLINS_BLOCK = {"conv.0": "conv.0.0", "conv.1": "conv.0.1", "conv.3": "conv.1.0", "conv.4": "conv.1.1",
+                   "conv.6": "conv.2", "conv.7": "conv.3"}
+_TONYLINS_T1_BLOCK = {"conv.0": "conv.0.0", "conv.1": "conv.0.1", "conv.3": "conv.1", "conv.4": "conv.2"}
+
+
 class InvertedResidual(nn.Module):
+    layouts = (Layout(TONYLINS, marker="conv.0.weight",
+                      renames=lambda block: _TONYLINS_BLOCK if block._expand != 1 else _TONYLINS_T1_BLOCK),)
+
     def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        self._expand = expand
         hidden = int(round(cin * expand))
         layers: list[nn.Module] = [conv_bn_relu6(cin, hidden, 1)] if expand != 1 else []
         layers += [conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),  # depthwise
@@ -57,6 +70,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.ImageClassifier):
+    layouts = (Layout(TONYLINS, marker="classifier.weight", renames=lambda model: {"classifier": "classifier.1"}),)
+
     def __init__(self, config: MobileNetV2Config) -> None:
         cin = make_divisible(32 * config.width_mult)
         last = make_divisible(1280 * max(1.0, config.width_mult))

@@ -1,14 +1,17 @@
 """The model registry: a dict of entry points that refuses a duplicate name."""
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from trtnet.errors import ConfigError, TrtnetError
+from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.nn.module import Module
 from trtnet.weights import init_random, load_weights
 from trtnet.zoo.sources import published_source, timm_source, torchvision_source
@@ -27,6 +30,17 @@ class ZooEntry:
     benchmark: bool = False  # one of the nine models of the published benchmark
     pretrained: Callable[[], object] | None = None  # the source with its published weights (downloads them)
     config: Any = None  # the architecture config the entry builds (a frozen dataclass), where it has one
+    # Options of `fn` the published weights need (InceptionV3's `transform_input`): what export-weights
+    # --pretrained and verify --against-pretrained build trtnet's side with.
+    pretrained_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def skeleton(self) -> Module:
+        """The model with default options and no weights: its parameters' keys and shapes, cheaply."""
+        token = _SKELETON.set(True)
+        try:
+            return self.fn()
+        finally:
+            _SKELETON.reset(token)
 
     def pretrained_model(self):
         """The PyTorch source with its published weights (downloads them: needs network access).
@@ -45,19 +59,23 @@ class ZooEntry:
 
 
 REGISTRY: dict[str, ZooEntry] = {}
+_SKELETON = contextvars.ContextVar("trtnet_zoo_skeleton", default=False)
 
 
 def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
-             pretrained: Callable[[], object] | None = None, config: Any = None):
+             pretrained: Callable[[], object] | None = None, config: Any = None,
+             pretrained_options: Mapping[str, Any] | None = None):
     """Decorator adding an entry point to the zoo under `name`. `pretrained` builds the source with its
     published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`); `config` is
-    the architecture config the entry builds. A family of variants registers through `register_variant`."""
+    the architecture config the entry builds; `pretrained_options` are the entry's options the published
+    weights need. A family of variants registers through `register_variant`."""
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
             raise TrtnetError(f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and "
                               f"{fn.__module__})")
-        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained, config)
+        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained, config,
+                                  dict(pretrained_options or {}))
         return fn
 
     return add
@@ -109,8 +127,58 @@ def get_entry(name: str) -> ZooEntry:
 
 def with_weights(model: Module, weights: Weights, seed: int = 0) -> Module:
     """Load `weights` into `model` strictly, or initialise it deterministically when `weights` is None."""
+    if _SKELETON.get():
+        return model
     if weights is None:
         init_random(model, seed)
     else:
-        load_weights(model, weights)
+        load_weights(model, weights, hint=mismatch_hint)
     return model
+
+
+# -- what a file that does not fit looks like -------------------------------------------------------------
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+@functools.lru_cache(maxsize=None)
+def _table(name: str) -> tuple[Module, Shapes]:
+    model = get_entry(name).skeleton()
+    return model, {k: p.shape for k, p in model.named_parameters()}
+
+
+def _read_as(model: Module, table: Shapes, shapes: Shapes) -> tuple[list[str], list[str]] | None:
+    """When `shapes` has `model`'s keys (after its conversions): the layouts it was read as and the keys whose
+    shapes differ; else None."""
+    adapted, layouts = adapt_checkpoint(model, shapes)
+    skipped = declared(model, adapted, "skip_keys") | declared(model, adapted, "unused_keys")
+    kept = {k: v for k, v in adapted.items() if k not in skipped}
+    if kept.keys() != table.keys():
+        return None
+    return layouts, [k for k, v in table.items() if tuple(kept[k]) != tuple(v)]
+
+
+def mismatch_hint(model: Module, shapes: Shapes) -> str | None:
+    """One line saying which zoo entry (and layout) a file that does not fit `model` was made for, if any: one
+    whose keys and shapes it has, else one whose keys it has (a variant with another head, say).
+
+    Compares the file's keys and shapes with every entry's parameter table, each built without weights.
+    """
+    own = {k: p.shape for k, p in model.named_parameters()}
+    target = next((n for n in REGISTRY if _table(n)[1] == own), type(model).__name__)
+    near = None
+    for name in REGISTRY:
+        other, table = _table(name)
+        if table == own:
+            continue
+        found = _read_as(other, table, shapes)
+        if found is None:
+            continue
+        layouts, differ = found
+        read_as = f" ({', '.join(layouts)} layout)" if layouts else ""
+        if not differ:
+            return f"looks like a {name} file{read_as}, not {target}: load it into {name}"
+        if table.keys() != own.keys():  # a variant of the model's own keys says nothing the listing does not
+            near = near or (f"looks like a {name} file{read_as} with {len(differ)} tensors of other shapes (e.g. "
+                            f"{differ[0]}), not {target}")
+    return near

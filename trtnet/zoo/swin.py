@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trtnet import nn, ops
+from trtnet.layouts import Layout
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import timm_variant
 
@@ -166,8 +167,22 @@ class ClassifierHead(nn.Module):
         return self.fc(x.mean((1, 2)))
 
 
+def _from_microsoft(model: "SwinTransformer") -> dict[str, str]:
+    """github.com/microsoft/Swin-Transformer (the benchmark's named source; its published .pth files): patch
+    merging ends stage i where timm 1.x starts stage i + 1 with it, and the head is a bare Linear. The qkv row
+    order, the bias tables and the 2x2 merge order are the same."""
+    stages = len(model.layers)
+    return {**{f"layers.{i}.downsample": f"layers.{i + 1}.downsample" for i in range(stages - 1)},
+            "head.weight": "head.fc.weight", "head.bias": "head.fc.bias"}
+
+
 class SwinTransformer(nn.ImageClassifier):
     """timm's `SwinTransformer`: [B, 3, H, W] -> logits."""
+
+    # Microsoft's files also hold the index and shift-mask buffers, recomputed here.
+    layouts = (Layout("Microsoft Swin-Transformer", marker="layers.0.downsample.reduction.weight",
+                      renames=_from_microsoft,
+                      drop=("layers.*.blocks.*.attn.relative_position_index", "layers.*.blocks.*.attn_mask")),)
 
     def __init__(self, c: SwinConfig) -> None:
         self.patch_embed = PatchEmbed(c)
