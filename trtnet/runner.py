@@ -26,7 +26,7 @@ __all__ = ["Runner"]
 class Runner:
     """One execution context on one CUDA stream, with its own buffers (and CUDA graphs when asked)."""
 
-    _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to a batch size and buffer addresses
+    _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to the input shapes and buffer addresses
 
     def __init__(self, engine: Any, cuda_graph: bool = False) -> None:
         # `engine` is a trtnet.runtime.Engine (not imported: runtime imports this module; one way only)

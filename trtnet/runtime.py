@@ -70,8 +70,8 @@ class Engine(Plan):
     def runner(self, cuda_graph: bool = False) -> "Runner":
         """A new execution context on a new CUDA stream. Use one runner per concurrent stream of requests.
 
-        `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each batch size
-        and set of buffer addresses, and replays it after that.
+        `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each set of input
+        shapes and buffer addresses, and replays it after that.
         """
         require_device()
         return Runner(self, cuda_graph=cuda_graph)

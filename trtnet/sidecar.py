@@ -125,7 +125,8 @@ def _spec(d: Any, where: str, is_input: bool) -> dict:
                 "dims equal to min_batch and max_batch")
         ok = (is_input and all(isinstance(v, list) and len(v) == len(shape) and all(map(_is_int, v))
                                for v in (low, high))
-              and all(1 <= a <= b <= c for a, b, c in zip(low, shape, high)) and [low[0], high[0]] == [lo, hi])
+              and all(1 <= a <= b <= c <= MAX_DIM for a, b, c in zip(low, shape, high))
+              and [low[0], high[0]] == [lo, hi])
         if not ok:
             raise _Bad(f"{where}.min_shape/max_shape", [low, high], rule)
         out["min_shape"], out["max_shape"] = tuple(low), tuple(high)

@@ -55,9 +55,8 @@ class GPT2Config:
         if self.n_embd % self.n_head:
             raise ConfigError(f"GPT-2 config: n_embd {self.n_embd} does not split into n_head {self.n_head}; it "
                               "must be a multiple of it")
-        if self.add_cross_attention:
-            raise ConfigError("GPT-2 config: add_cross_attention = True is not allowed; it must be false (GPT-2 as "
-                              "the decoder of an encoder-decoder model is not supported)")
+        ConfigError.check("add_cross_attention", self.add_cross_attention, "false (GPT-2 as the decoder of an "
+                          "encoder-decoder model is not supported)", lambda v: not v, source="GPT-2 config")
 
     @property
     def inner_dim(self) -> int:
