@@ -175,3 +175,12 @@ def test_variant_loads_its_source_state_dict(name):
     model = entry.fn(weights=state)
     assert {k for k, _ in model.named_parameters()} == set(shapes)
     assert model._config == entry.config
+
+
+def test_a_file_of_another_size_names_the_entry_it_fits():
+    """A GPT-2 small file (GPT2LMHeadModel layout) given to gpt2_medium: refused, and the refusal says which
+    entry it fits (read through GPT-2's own layout conversion: `transformer.` prefix, tied head)."""
+    state = {f"transformer.{k}": v for k, v in gpt2(config={"n_layer": 12}).state_dict().items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    with pytest.raises(trtnet.WeightsError, match="looks like a gpt2 file, not gpt2_medium: load it into gpt2"):
+        trtnet.zoo.gpt2_medium(weights=state)
