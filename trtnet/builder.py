@@ -93,8 +93,9 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
+        names = _output_names(model, results)
         outputs = []
-        for name, t in zip(model.output_names(len(results)), results):
+        for name, t in zip(names, results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
             t.itensor.name = name
@@ -107,6 +108,22 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
             outputs.append(TensorSpec(name, shape, np.dtype(NUMPY_OF[t.dtype]).name))
     return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
                    label=f"{type(model).__name__} {policy.precision}", owner=graph)
+
+
+def _output_names(model: Module, results: list) -> list[str]:
+    """The names of `forward`'s results: one distinct name per Tensor, or a NetworkError saying what differs."""
+    kind = type(model).__name__
+    for i, t in enumerate(results):
+        if not isinstance(t, Tensor):
+            raise NetworkError(f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a "
+                               "trtnet Tensor")
+    names = list(model.output_names(len(results)))
+    if len(names) != len(results):
+        raise NetworkError(f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
+                           f"({len(results)}) names {len(names)}: {names}; name each output once (or return fewer)")
+    if len(set(names)) != len(names):
+        raise NetworkError(f"{kind}.output_names({len(results)}) gives a name twice: {names}")
+    return names
 
 
 def batch_range(batch_size: Any) -> tuple[int, int, int]:

@@ -8,6 +8,8 @@
     trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
     trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
 
+MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/models.py).
+
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights`, `verify`, `convert`.
 """
@@ -118,7 +120,8 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     from trtnet.parity import export_state, torch_model
     from trtnet.weights import load_weights, read_safetensors
 
-    entry = _entry(args.model)
+    ref = _ref(args.model)
+    entry = ref.require_entry("export-weights")
     out = Path(args.output or Path("weights") / f"{entry.name}.safetensors")
     if out.suffix != ".safetensors":
         raise TrtnetError(f"{out}: the output must be a .safetensors file")
@@ -132,7 +135,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     tensors = len(read_safetensors(out))
     options = entry.pretrained_options if args.pretrained else {}
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
-    load_weights(entry.fn(weights=None, **options), out, check_finite="error")
+    load_weights(ref.make(**options), out, check_finite="error")
     print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
           f"loads strictly into trtnet's {entry.name}")
     if options:
@@ -143,33 +146,34 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from trtnet.convert import convert
 
-    done = convert(args.model, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
-    print(done.summary(args.model, Path(args.checkpoint)))
+    name = _ref(args.model).require_entry("convert").name  # a user's file registers its entry as it runs
+    done = convert(name, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
+    print(done.summary(name, Path(args.checkpoint)))
     return EXIT_OK
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
 
-    entry = _entry(args.model)
-    model = _model(entry, args.weights, args.strict)
-    out = Path(args.output or f"{entry.name}.plan")
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict)
+    out = Path(args.output or f"{ref.name}.plan")
     engine = trtnet.build(model, args.batch, precision=args.precision)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
-    print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
     return EXIT_OK
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
     from trtnet.triton import check_request, export_triton
 
-    entry = _entry(args.model)
-    name = args.name or entry.name
+    ref = _ref(args.model)
+    name = args.name or ref.name
     check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
-    model = _model(entry, args.weights, args.strict)
+    model = _model(ref, args.weights, args.strict)
     done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
                          version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
-    print(f"{entry.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
+    print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
     return EXIT_OK
 
 
@@ -177,11 +181,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.summary import summarize
 
-    entry = _entry(args.model)
-    model = _model(entry, args.weights, args.strict, quiet=True)
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
     summary = summarize(net.network)
-    print(f"{entry.name} ({entry.source}), batch {args.batch}, {args.precision}; inputs "
+    print(f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
           + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs))
     print(summary.table())
     declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
@@ -200,7 +204,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise TrtnetError("--same-file needs --weights FILE")
     if args.same_file and against:
         raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
-    entry = _entry(args.model)
+    ref = _ref(args.model)
+    entry = ref.require_entry("verify")
     _require_torch("verify")
     seed = args.seed if args.against_seed is None else args.against_seed
     if args.against_pretrained:
@@ -210,7 +215,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = entry.pretrained_options if args.against_pretrained else {}
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
-        model = _model(entry, weights, args.strict, options=options)
+        model = _model(ref, weights, args.strict, options=options)
         if args.weights and not against:
             # The user's question: does trtnet compute what PyTorch computes with these weights?
             layouts = load_into_source(source, model, args.weights, entry.source)
@@ -262,21 +267,23 @@ def _call(name: str, options: dict) -> str:
 
 # -- shared pieces ----------------------------------------------------------------------------------------
 
-def _entry(name: str):
-    from trtnet.zoo import get_entry
+def _ref(spec: str):
+    """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/models.py)."""
+    from trtnet.models import resolve
 
-    return get_entry(name)
+    return resolve(spec)
 
 
-def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
-    """The zoo model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
+def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
+    """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
     from trtnet.weights import load_weights
     from trtnet.zoo.registry import mismatch_hint
 
-    model = entry.fn(weights=None, **(options or {}))
+    model = ref.make(**(options or {}))
     if weights is None:
         if not quiet:
-            print(f"no --weights: {entry.name} gets seeded random weights (fine for timing, not for predictions)")
+            what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
+            print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
     else:
         load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
     return model
@@ -342,6 +349,9 @@ def _batch_text(batch: int | tuple[int, int, int]) -> str:
     return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))
 
 
+MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
+
+
 def _parser() -> argparse.ArgumentParser:
     from trtnet.graph import PRECISIONS
 
@@ -365,14 +375,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("export-weights", cmd_export_weights,
                   "write a model's PyTorch source state_dict as safetensors (needs torch)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument("--pretrained", action="store_true",
                      help="the published weights, downloaded by the source library (needs network access)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp16", help="default fp16")
@@ -380,7 +390,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
                   "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=(1, 8, 32),
@@ -395,7 +405,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
     sub.add_argument("--seed", type=int, default=0,
@@ -412,7 +422,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("convert", cmd_convert, "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors "
                   "file the zoo entry loads (needs torch)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
     sub.add_argument("-o", "--output", metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors")
     sub.add_argument("--trust-pickle", action="store_true",
@@ -420,7 +430,7 @@ def _parser() -> argparse.ArgumentParser:
                      "unpickling runs code the file names, so only for files from a source you trust")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from collections import Counter
 from dataclasses import dataclass, fields, replace
 from typing import Any, Iterator, TypedDict
@@ -17,8 +18,8 @@ from typing import Any, Iterator, TypedDict
 import ml_dtypes
 import numpy as np
 
-from trtnet.backend import get_trt
-from trtnet.dtypes import to_trt
+from trtnet.backend import capture_errors, get_trt
+from trtnet.dtypes import name_of, to_trt
 from trtnet.errors import NetworkError
 
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
@@ -85,7 +86,7 @@ class Graph:
     """One network under construction. Use as a context manager to make it current."""
 
     def __init__(self, network, policy: Policy = Policy()) -> None:
-        self.network = network
+        self.network = _CheckedNetwork(network, self)  # what ops write through: a refused layer raises at once
         self.policy = policy
         self.keepalive: list[np.ndarray] = []
         self.memo: dict = {}  # tensors emitted once per network and reused (see ops.core.shared_constant)
@@ -122,6 +123,26 @@ class Graph:
         layer.name = base if n == 1 else f"{base}_{n}"
         return layer
 
+    def output(self, layer, op: str, index: int = 0):
+        """Output `index` of `layer` once TensorRT has inferred its shape; a shape TensorRT cannot infer (a
+        mistake in this op) is a `NetworkError` here, not a RuntimeError at whichever op reads it next."""
+        itensor = layer.get_output(index)
+        with capture_errors() as errors:
+            try:
+                itensor.shape
+            except RuntimeError:
+                inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
+                raise self.refused(_calling_op(op), inputs, errors, layer.name) from None
+        return itensor
+
+    def refused(self, op: str, inputs: list, errors: list[str], layer: str | None = None) -> NetworkError:
+        """The error for op `op` of the current module that TensorRT refused, with its inputs and its reason."""
+        where = f"module {self.path!r}" if self.path else "the top-level module"
+        shapes = ", ".join(_describe(t) for t in inputs) or "none"
+        reason = "; ".join(errors) or "no reason logged"
+        named = f"layer {layer!r}; " if layer else ""
+        return NetworkError(f"{where}: TensorRT refused op {op!r} ({named}inputs {shapes}): {reason}")
+
     # -- dtypes --------------------------------------------------------------------------------------
     @property
     def float_dtype(self):
@@ -155,7 +176,66 @@ def to_numpy_dtype(array: np.ndarray, dtype) -> np.ndarray:
     return np.asarray(array, dtype=NUMPY_OF[dtype])
 
 
+class _CheckedNetwork:
+    """The `INetworkDefinition` as ops see it: every `add_*` that TensorRT refuses (it logs why and returns None)
+    raises a `NetworkError` naming the module, the op, its inputs and TensorRT's reason, at the op that did it."""
+
+    def __init__(self, network, graph: Graph) -> None:
+        self._network = network
+        self._graph = graph
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._network, name)
+        if not name.startswith("add_"):
+            return attr
+
+        def add(*args, **kwargs):
+            with capture_errors() as errors:
+                layer = attr(*args, **kwargs)
+                if layer is None:
+                    given = [v for a in (*args, *kwargs.values()) for v in (a if isinstance(a, (list, tuple)) else [a])]
+                    inputs = [v for v in given if type(v).__name__ == "ITensor"]
+                    raise self._graph.refused(_calling_op(name), inputs, errors)
+            return layer
+
+        return add
+
+
+def _calling_op(fallback: str) -> str:
+    """The DSL op that a refused layer came from: the outermost trtnet.ops function on the stack, which is what
+    the model called (`layer_norm`, `linear`; `elementwise` for `x + y`), else `fallback`."""
+    op, frame = fallback, sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("trtnet.ops.") and module != "trtnet.ops.methods":
+            op = frame.f_code.co_name
+        elif module != "trtnet.ops.methods" and op != fallback:
+            break
+        frame = frame.f_back
+    return op
+
+
+def _describe(itensor) -> str:
+    try:
+        shape = "[" + ", ".join(map(str, itensor.shape)) + "]"
+    except RuntimeError:
+        shape = "[?]"
+    try:
+        dtype = name_of(itensor.dtype)
+    except NetworkError:  # a TensorRT type the DSL has no name for
+        dtype = str(itensor.dtype).rpartition(".")[2].lower()
+    return f"{itensor.name} {dtype}{shape}"
+
+
 _CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar("trtnet_graph", default=None)
+
+
+def current_path() -> str:
+    """Where emission is, for an error: `module 'blocks.1'`, `the top-level module`, or `no network is being built`."""
+    graph = _CURRENT.get()
+    if graph is None:
+        return "no network is being built"
+    return f"module {graph.path!r}" if graph.path else "the top-level module"
 
 
 def current_graph() -> Graph:

@@ -19,22 +19,11 @@ ONNX_LAYERS = {"fp32": 1006, "fp16": 1006}  # torch.onnx.export (opset 18, eager
 SMALL = dict(n_embd=64, n_layer=2, n_head=4, n_positions=40, vocab_size=100)
 
 
-def randomize_layer_norms(model, seed: int = 0) -> None:
-    """LayerNorm weights away from (1, 0), so that a parity test sees them (trtnet.parity randomises
-    BatchNorm only, for now)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-
-
 def source_model(cls=None, **config):
     torch.manual_seed(0)
     cls = cls or transformers.GPT2Model
     model = cls(transformers.GPT2Config(attn_implementation="eager", **config)).eval()
-    randomize_layer_norms(model)
+    trtnet.parity.randomize_norm_stats(model)  # LayerNorm weights away from (1, 0), so that parity sees them
     return model
 
 
@@ -55,10 +44,9 @@ def hf_forward(model, ids, mask) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    """The zoo entry's registered source (what `trtnet verify gpt2` runs), its LayerNorms randomised, called the
-    way the CLI calls it: positionally, through trtnet.parity."""
+    """The zoo entry's registered source (what `trtnet verify gpt2` runs), its LayerNorms randomised by
+    trtnet.parity, called the way the CLI calls it: positionally."""
     model = trtnet.parity.torch_model("gpt2")
-    randomize_layer_norms(model)
     path = export_state(model, tmp_path_factory.mktemp("w") / "gpt2.safetensors")
     inputs = gpt2_inputs()
     (want,) = trtnet.parity.torch_forward(model, *inputs)

@@ -81,6 +81,7 @@ class Parameter:
     low: float = 0.0
     high: float = 1.0
     value: np.ndarray | None = field(default=None, repr=False)
+    _path: str = field(default="", init=False, repr=False)  # its state_dict key, once its model is bound (Module.bind)
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(d) for d in self.shape)
@@ -101,7 +102,13 @@ class Parameter:
     def data(self) -> np.ndarray:
         """The value as float32 (what the emitter reads)."""
         if self.value is None:
-            raise NetworkError(f"parameter of shape {self.shape} has no value: load weights or pass weights=None")
+            name = (f"parameter {self._path!r} (shape {self.shape})" if self._path
+                    else f"parameter of shape {self.shape}")
+            raise NetworkError(
+                f"{name} has no value: load the model's weights with trtnet.load_weights(model, "
+                "'weights.safetensors') (or a dict of arrays), or fill it with seeded random values with "
+                "trtnet.init_random(model); a zoo entry does either itself: zoo_fn(weights=FILE) or "
+                "zoo_fn(weights=None)")
         return np.asarray(self.value, dtype=np.float32)
 
 
@@ -160,6 +167,9 @@ class Module:
         """Record every module's path, the prefix of its layer names. Returns self."""
         for path, module in self.named_modules(prefix):
             module._path = path
+            for name, child in module.named_children():
+                if isinstance(child, Parameter):
+                    child._path = f"{path}.{name}" if path else name
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -17,8 +17,9 @@ TensorLike = Tensor | Scalar | np.ndarray
 
 def out(layer, op: str, index: int = 0) -> Tensor:
     """Name `layer` after the current module and op, and wrap its output `index`."""
-    current_graph().name(layer, op)
-    return Tensor(layer.get_output(index))
+    graph = current_graph()
+    graph.name(layer, op)
+    return Tensor(graph.output(layer, op, index))
 
 
 def constant(value: np.ndarray | Scalar, dtype: str | Any = None, op: str = "constant") -> Tensor:

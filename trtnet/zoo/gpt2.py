@@ -2,7 +2,7 @@
 of causal self-attention and a tanh-GELU MLP, a final LayerNorm.
 
 Read it beside transformers' `modeling_gpt2.py`: the attribute names are its state_dict keys (`h.0.attn.c_attn`).
-Its projections are `Conv1D`s, linears whose weight is stored [in, out]; the attention is
+Its projections are `nn.Conv1D`s, linears whose weight is stored [in, out]; the attention is
 `nn.MultiHeadAttention`, which fuses the scale into the query rows and runs TensorRT's causal attention. Hidden
 states travel as [B, 1, S, E] (that module's layout) from the embeddings on.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from trtnet import nn, ops
 from trtnet.errors import ConfigError
-from trtnet.nn.module import Input, Parameter
+from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.common import SeqLen, seq_range
 from trtnet.zoo.hf_config import activation, check_fields, flag, from_hf, integer, positive_float
@@ -63,17 +63,6 @@ class GPT2Config:
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
 
 
-class Conv1D(nn.Module):
-    """transformers' `Conv1D(nf, nx)`: a linear layer whose weight is stored transposed, [nx in, nf out]."""
-
-    def __init__(self, nf: int, nx: int) -> None:
-        self.weight = Parameter((nx, nf), init="normal", std=0.02)
-        self.bias = Parameter((nf,), init="normal", std=0.02)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ops.linear(x, self.weight.data.T, self.bias.data)
-
-
 class GPT2Attention(nn.MultiHeadAttention):
     """Causal self-attention: `c_attn` projects to [q; k; v] at once, `c_proj` mixes the heads."""
 
@@ -82,8 +71,8 @@ class GPT2Attention(nn.MultiHeadAttention):
 
     def __init__(self, c: GPT2Config, layer_idx: int) -> None:
         super().__init__(c.n_head, is_causal=True)
-        self.c_attn = Conv1D(3 * c.n_embd, c.n_embd)
-        self.c_proj = Conv1D(c.n_embd, c.n_embd)
+        self.c_attn = nn.Conv1D(3 * c.n_embd, c.n_embd)
+        self.c_proj = nn.Conv1D(c.n_embd, c.n_embd)
         scaling = 1.0 / math.sqrt(c.n_embd // c.n_head) if c.scale_attn_weights else 1.0
         self._scaling = scaling / (layer_idx + 1) if c.scale_attn_by_inverse_layer_idx else scaling
 
@@ -102,8 +91,8 @@ class GPT2Attention(nn.MultiHeadAttention):
 
 class GPT2MLP(nn.Module):
     def __init__(self, inner: int, c: GPT2Config) -> None:
-        self.c_fc = Conv1D(inner, c.n_embd)
-        self.c_proj = Conv1D(c.n_embd, inner)
+        self.c_fc = nn.Conv1D(inner, c.n_embd)
+        self.c_proj = nn.Conv1D(c.n_embd, inner)
         self._act = ops.activation_by_name(c.activation_function, "GPT-2 config: activation_function")
 
     def forward(self, x: Tensor) -> Tensor:
