@@ -55,7 +55,7 @@ def test_a_shape_tensorrt_cannot_infer_is_a_network_error_at_the_op():
     gives up, and the error comes from the op that did it, with TensorRT's reason (issue 11), not from the output
     (where it looked like a volume beyond TensorRT's limits: with y as large, the network is written)."""
     with pytest.raises(NetworkError, match=re.escape(
-            "the top-level module: TensorRT refused op 'elementwise' (layer 'sum'; inputs relu_output "
+            "the top-level module: TensorRT refused op 'add' (layer 'sum'; inputs relu_output "
             "float32[2147483647, 4, 1048576, 1048576], y float32[2147483647, 4, 8, 8]): ITensor::getDimensions: "
             "Error Code 4: Shape Error (broadcast dimensions must be conformable)")):
         trtnet.emit(two_inputs(), 2**31 - 1, input_shapes={"x": (3, 2**20, 2**20)})

@@ -41,7 +41,7 @@ def test_a_shape_trt_cannot_infer_is_a_network_error_at_the_op_with_trts_reason(
     with pytest.raises(NetworkError) as caught:
         trtnet.emit(model, 2)
     assert str(caught.value) == (
-        "module 'blocks.1': TensorRT refused op 'elementwise' (layer 'blocks.1/sum'; inputs "
+        "module 'blocks.1': TensorRT refused op 'add' (layer 'blocks.1/sum'; inputs "
         "blocks.1.fc/bias_output float32[2, 3, 4], positions float32[2, 5, 4]): ITensor::getDimensions: Error "
         "Code 4: Shape Error (broadcast dimensions must be conformable)")
     # Raised inside Block.forward, at the line that adds: the traceback shows the user's line.
