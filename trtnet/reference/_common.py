@@ -55,9 +55,19 @@ def is_float(dtype: np.dtype) -> bool:
 
 
 def compute(x: np.ndarray) -> np.ndarray:
-    """The array to do arithmetic on: half and bfloat16 are widened to float32, as TensorRT accumulates."""
+    """The array for one correctly rounded operation (+, -, *, /, sqrt, max...): half and bfloat16 are widened
+    to float32, whose result, rounded back, is the correctly rounded one (float32 has over twice the bits)."""
     if x.dtype in _LOW_PRECISION_FLOATS:
         return x.astype(np.float32)
+    return x
+
+
+def wide(x: np.ndarray) -> np.ndarray:
+    """The array for everything else (sums, products of matrices, transcendental functions): every float type
+    is widened to float64, so that the layer's only rounding of note is that of its output to its own type."""
+    x = np.asarray(x)
+    if is_float(x.dtype) and x.dtype != np.float64:
+        return x.astype(np.float64)
     return x
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, register, rounded
+from trtnet.reference._common import LayerCall, register, rounded, wide
 
 
 def _named_inputs(call: LayerCall) -> dict[str, np.ndarray]:
@@ -47,8 +47,8 @@ def attention_reference(
     kv_lengths: np.ndarray | None = None,
     normalize: bool = True,
 ) -> np.ndarray:
-    """float32 attention of [B, H, S, D] tensors; masked-out scores are excluded (weight 0)."""
-    q32, k32, v32 = compute(q), compute(k), compute(v)
+    """float64 attention of [B, H, S, D] tensors; masked-out scores are excluded (weight 0)."""
+    q32, k32, v32 = wide(q), wide(k), wide(v)
     heads_q, heads_kv = q32.shape[1], k32.shape[1]
     if heads_kv != heads_q:
         k32 = np.repeat(k32, heads_q // heads_kv, axis=1)
@@ -60,7 +60,7 @@ def attention_reference(
         if mask.dtype == np.bool_:
             allowed = allowed & mask
         else:
-            scores = scores + compute(mask)
+            scores = scores + wide(mask)
     if causal != "NONE":
         # UPPER_LEFT: query i sees keys j <= i; LOWER_RIGHT aligns the diagonal to the last key.
         shift = 0 if causal == "UPPER_LEFT" else s_kv - s_q
@@ -78,7 +78,7 @@ def attention_reference(
         probs = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
     else:
         probs = np.where(allowed, scores, 0.0)
-    return np.matmul(probs.astype(np.float32), v32)
+    return np.matmul(probs, v32)
 
 
 @register("ATTENTION_INPUT", "IAttentionInputLayer")

@@ -1,7 +1,6 @@
 """Pointwise layers: ELEMENTWISE, UNARY, ACTIVATION, PARAMETRIC_RELU, SELECT, SCALE, CAST, IDENTITY."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -14,12 +13,9 @@ from trtnet.reference._common import (
     register,
     rounded,
     weights_array,
+    wide,
 )
-
-
-def erf(x: np.ndarray) -> np.ndarray:
-    """Element-wise erf in float64 (numpy has none; math.erf is exact to double precision)."""
-    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+from trtnet.reference.special import erf
 
 
 def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,6 +46,7 @@ def elementwise(call: LayerCall) -> list[np.ndarray]:
         if a.dtype != np.bool_:
             raise call.fail(f"{op} needs BOOL inputs, got {a.dtype}")
         return [_LOGICAL[op](a, b)]
+    # +, -, *, /, max and min are correctly rounded in float32, so computing them wider would change nothing.
     x, y = compute(a), compute(b)
     if op in _COMPARISONS:
         return [_COMPARISONS[op](x, y)]
@@ -71,7 +68,7 @@ def elementwise(call: LayerCall) -> list[np.ndarray]:
             r = np.floor_divide(x, y) if integer else np.floor(x / y)
         elif op == "POW":
             # Integer powers go through float64 and truncate, so negative exponents give 0 (or +-1).
-            r = np.trunc(np.power(x.astype(np.float64), y)) if integer else np.power(x, y)
+            r = np.trunc(np.power(x.astype(np.float64), y)) if integer else np.power(wide(x), wide(y))
         else:
             raise call.fail(f"unsupported elementwise operation {op}")
     return [rounded(r, a.dtype)]
@@ -103,6 +100,10 @@ _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+# Correctly rounded in the input's own precision; the others go through float64.
+_EXACT_UNARY = {"RECIP", "ABS", "NEG", "SQRT", "CEIL", "FLOOR", "SIGN", "ROUND"}
+
+
 @register("UNARY", "IUnaryLayer")
 def unary(call: LayerCall) -> list[np.ndarray]:
     """One-input math; NOT works on BOOL, ISINF/ISNAN return BOOL."""
@@ -120,7 +121,7 @@ def unary(call: LayerCall) -> list[np.ndarray]:
     if fn is None:
         raise call.fail(f"unsupported unary operation {op}")
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = fn(compute(x))
+        r = fn(compute(x) if op in _EXACT_UNARY else wide(x))
     return [rounded(r, x.dtype)]
 
 
@@ -132,8 +133,8 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 def activation(call: LayerCall) -> list[np.ndarray]:
     """The fourteen ActivationTypes, with the alpha/beta meanings of TensorRT's ActivationType docs."""
     src = call.input(0)
-    x = compute(src)
     kind = call.layer.type.name  # once downcast, IActivationLayer.type is the ActivationType
+    x = compute(src) if kind in ("RELU", "CLIP") else wide(src)
     alpha, beta = float(call.layer.alpha), float(call.layer.beta)
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "RELU":
@@ -174,7 +175,7 @@ def activation(call: LayerCall) -> list[np.ndarray]:
 def parametric_relu(call: LayerCall) -> list[np.ndarray]:
     """x >= 0 ? x : slope * x, with the slope broadcast against x."""
     src, slope = call.input(0), call.input(1)
-    x, s = compute(src), compute(slope)
+    x, s = wide(src), wide(slope)
     return [rounded(np.where(x >= 0, x, s * x), src.dtype)]
 
 
@@ -193,7 +194,7 @@ def select(call: LayerCall) -> list[np.ndarray]:
 def scale(call: LayerCall) -> list[np.ndarray]:
     """(x * scale + shift) ** power, coefficients uniform, per channel, or per element from channel_axis on."""
     src = call.input(0)
-    x = compute(src)
+    x = wide(src)
     layer = call.layer
     mode = layer.mode.name
     axis = int(layer.channel_axis)
@@ -201,7 +202,7 @@ def scale(call: LayerCall) -> list[np.ndarray]:
         axis += x.ndim
 
     def coeff(w: object, what: str, default: float) -> np.ndarray | float:
-        arr = compute(weights_array(w, f"scale layer {what}"))
+        arr = wide(weights_array(w, f"scale layer {what}"))
         if arr.size == 0:
             return default
         if mode == "UNIFORM":

@@ -1,9 +1,9 @@
-"""Products: MATRIX_MULTIPLY, EINSUM (float32 accumulation, like TensorRT's tensor-core paths)."""
+"""Products: MATRIX_MULTIPLY, EINSUM, accumulated in float64 and rounded once to the layer's output type."""
 from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, register, rounded
+from trtnet.reference._common import LayerCall, register, rounded, wide
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
@@ -29,8 +29,8 @@ def matrix_multiply(call: LayerCall) -> list[np.ndarray]:
     op0, op1 = call.layer.op0.name, call.layer.op1.name
     if a_src.dtype != b_src.dtype:
         raise call.fail(f"inputs have dtypes {a_src.dtype} and {b_src.dtype}")
-    a = _operand(call, compute(a_src), op0, 0)
-    b = _operand(call, compute(b_src), op1, 1)
+    a = _operand(call, wide(a_src), op0, 0)
+    b = _operand(call, wide(b_src), op1, 1)
     if a.shape[-1] != b.shape[-2]:
         raise call.fail(f"contraction dims differ: {a_src.shape} ({op0}) x {b_src.shape} ({op1})")
     try:
@@ -73,7 +73,7 @@ def einsum(call: LayerCall) -> list[np.ndarray]:
     xs = [call.input(i) for i in range(len(call.inputs))]
     equation = str(call.layer.equation)
     try:
-        r = np.einsum(equation, *[compute(x) for x in xs])
+        r = np.einsum(equation, *[wide(x) for x in xs], optimize=True)
     except ValueError as err:
         raise call.fail(f"einsum {equation!r} on shapes {[x.shape for x in xs]}: {err}") from None
     return [rounded(r, xs[0].dtype)]

@@ -7,6 +7,7 @@ from trtnet.reference._common import (
     LayerCall,
     axes_from_mask,
     compute,
+    wide,
     is_float,
     normalize_axis,
     np_dtype,
@@ -20,11 +21,12 @@ from trtnet.reference._common import (
 def reduce(call: LayerCall) -> list[np.ndarray]:
     """SUM, PROD, MAX, MIN or AVG over the axes bitmask, keeping the reduced dims as 1 with keep_dims."""
     src = call.input(0)
-    x = compute(src)
     layer = call.layer
+    op = layer.op.name
+    # Sums, products and means accumulate in float64; a maximum or minimum is exact in the input's own type.
+    x = compute(src) if op in ("MAX", "MIN") else wide(src)
     axes = axes_from_mask(layer.axes, x.ndim)
     keep = bool(layer.keep_dims)
-    op = layer.op.name
     # Integer sums stay in the input's type (numpy would widen int32 to int64).
     acc = None if is_float(x.dtype) else x.dtype
     if op == "SUM":
@@ -45,7 +47,7 @@ def reduce(call: LayerCall) -> list[np.ndarray]:
 
 
 def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Numerically stable softmax of float32 `x` over `axes`."""
+    """Numerically stable softmax of `x` over `axes` (in x's precision: the caller widens it)."""
     shifted = x - np.max(x, axis=axes, keepdims=True)
     e = np.exp(shifted)
     return e / np.sum(e, axis=axes, keepdims=True)
@@ -58,7 +60,7 @@ def softmax(call: LayerCall) -> list[np.ndarray]:
     axes = axes_from_mask(call.layer.axes, src.ndim)
     if len(axes) != 1:
         raise call.fail(f"softmax axes bitmask {int(call.layer.axes):#b} must name exactly one axis of {src.ndim}")
-    return [rounded(softmax_over(compute(src), axes), src.dtype)]
+    return [rounded(softmax_over(wide(src), axes), src.dtype)]
 
 
 @register("TOPK", "ITopKLayer")
@@ -93,7 +95,7 @@ def cumulative(call: LayerCall) -> list[np.ndarray]:
     axis = normalize_axis(scalar_int(call, call.input(1), "axis input"), src.ndim)
     if layer.op.name != "SUM":
         raise call.fail(f"unsupported cumulative operation {layer.op.name}")
-    x = compute(src)
+    x = wide(src)
     if layer.reverse:
         x = np.flip(x, axis=axis)
     r = np.cumsum(x, axis=axis, dtype=None if is_float(x.dtype) else x.dtype)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, dims, int_vector, is_float, register, rounded
+from trtnet.reference._common import LayerCall, compute, dims, int_vector, is_float, register, rounded, wide
 
 
 def _targets(call: LayerCall, x: np.ndarray) -> tuple[tuple[int, ...], list[float | None]]:
@@ -66,7 +66,7 @@ def _linear(x: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
     c = np.clip(coords, 0, n_in - 1)
     lo = np.floor(c).astype(np.int64)
     hi = np.minimum(lo + 1, n_in - 1)
-    w = (c - lo).astype(np.float32).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    w = (c - lo).reshape((-1,) + (1,) * (x.ndim - axis - 1))
     return np.take(x, lo, axis=axis) * (1 - w) + np.take(x, hi, axis=axis) * w
 
 
@@ -91,7 +91,7 @@ def _cubic(call: LayerCall, x: np.ndarray, axis: int, coords: np.ndarray) -> np.
     taps = np.clip(taps, 0, n_in - 1)
     out = 0
     for k in range(4):
-        wk = w[:, k].astype(np.float32).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+        wk = w[:, k].reshape((-1,) + (1,) * (x.ndim - axis - 1))
         out = out + np.take(x, taps[:, k], axis=axis) * wk
     return out
 
@@ -105,7 +105,7 @@ def resize(call: LayerCall) -> list[np.ndarray]:
     if len(shape) != src.ndim:
         raise call.fail(f"output shape {shape} has a different rank from the input {src.shape}")
     mode = layer.resize_mode.name
-    x = src if mode == "NEAREST" else compute(src)
+    x = src if mode == "NEAREST" else wide(src)
     for axis, (n_in, n_out) in enumerate(zip(src.shape, shape)):
         if n_in == n_out and scales[axis] in (None, 1.0):
             continue

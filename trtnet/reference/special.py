@@ -1,0 +1,59 @@
+"""Vectorised special functions numpy lacks, in float64: erf, to about 2e-15 relative error.
+
+erf is smooth, so on each interval [i/8, (i+1)/8] of [0, 6) it is replaced by its degree-10 Chebyshev
+interpolant, built once at import from `math.erf` (exact to double precision) and evaluated by Horner in the
+interval's own coordinate. Below 1/8 its odd Maclaurin series keeps the relative error small near 0; from 6
+on erf is 1 in float64 (erfc(6) = 2e-17). The tests compare it with `math.erf` on a dense grid.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_WIDTH = 0.125
+_INTERVALS = 48  # [0, 6)
+_DEGREE = 10
+
+
+def _interval_polynomials() -> np.ndarray:
+    """[degree + 1, intervals]: power-basis coefficients in t = (|x| - centre) / (width / 2), t in [-1, 1]."""
+    cheb = np.polynomial.chebyshev
+    cols = []
+    for i in range(_INTERVALS):
+        centre = (i + 0.5) * _WIDTH
+        coeffs = cheb.chebinterpolate(
+            lambda t, c=centre: np.array([math.erf(c + _WIDTH / 2 * v) for v in t]), _DEGREE)
+        cols.append(cheb.cheb2poly(coeffs))
+    return np.ascontiguousarray(np.array(cols).T)
+
+
+_TABLE = _interval_polynomials()
+# erf(x) = x * sum_n SERIES[n] * x^(2n), n! (2n + 1) in the denominators; 12 terms reach 1e-18 below 1/8.
+_SERIES = np.array([2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(12)])
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Element-wise erf of `x` as float64 (NaN stays NaN)."""
+    x = np.asarray(x, np.float64)
+    ax = np.abs(x)
+    with np.errstate(invalid="ignore"):
+        idx = np.minimum(ax * (1 / _WIDTH), _INTERVALS - 1)
+    idx = np.nan_to_num(idx).astype(np.intp)
+    t = (ax - (idx + 0.5) * _WIDTH) * (2 / _WIDTH)
+    r = _TABLE[_DEGREE][idx]
+    for k in range(_DEGREE - 1, -1, -1):
+        r *= t
+        r += _TABLE[k][idx]
+    small = ax < _WIDTH
+    if small.any():
+        xs = ax[small]
+        u = xs * xs
+        s = np.full_like(u, _SERIES[-1])
+        for c in _SERIES[-2::-1]:
+            s *= u
+            s += c
+        r[small] = xs * s
+    r[ax >= _INTERVALS * _WIDTH] = 1.0
+    r[np.isnan(x)] = np.nan
+    return np.copysign(r, x)
