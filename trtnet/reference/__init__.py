@@ -10,6 +10,6 @@ and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as
 """
 from __future__ import annotations
 
-from trtnet.reference.interpreter import check_layer_outputs, layer_types_supported, run_network
+from trtnet.reference.interpreter import check_layer_outputs, layer_types_supported, run_network, unsupported
 
-__all__ = ["check_layer_outputs", "layer_types_supported", "run_network"]
+__all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "unsupported"]

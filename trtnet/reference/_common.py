@@ -30,6 +30,7 @@ _DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
 }
 _LOW_PRECISION_FLOATS = (np.dtype(np.float16), BF16)
+SUPPORTED_DTYPES = frozenset(_DTYPES)
 
 
 def np_dtype(trt_dtype: Any) -> np.dtype:

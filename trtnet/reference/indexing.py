@@ -1,4 +1,4 @@
-"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND) and ONE_HOT."""
+"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND), SCATTER (ELEMENT, ND) and ONE_HOT."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,3 +81,31 @@ def one_hot(call: LayerCall) -> list[np.ndarray]:
     hot = np.expand_dims(pos, axis) == ramp
     off, on = values.reshape(-1)
     return [np.where(hot, on, off).astype(values.dtype)]
+
+
+@register("SCATTER", "IScatterLayer")
+def scatter(call: LayerCall) -> list[np.ndarray]:
+    """A copy of data with updates written at indices: ELEMENT along `axis` (ONNX ScatterElements), ND at
+    index tuples (ONNX ScatterND). Where indices repeat, the last update wins, as numpy assigns."""
+    data, idx, updates = call.input(0), call.input(1), call.input(2)
+    if updates.dtype != data.dtype:
+        raise call.fail(f"updates dtype {updates.dtype} differs from data dtype {data.dtype}")
+    out = data.copy()
+    mode = call.layer.mode.name
+    if mode == "ELEMENT":
+        axis = normalize_axis(int(call.layer.axis), data.ndim)
+        if idx.shape != updates.shape or idx.ndim != data.ndim:
+            raise call.fail(f"ELEMENT scatter needs indices {idx.shape} and updates {updates.shape} of one shape "
+                            f"and data's rank {data.ndim}")
+        wrapped = _wrapped(call, idx, data.shape[axis], "index")
+        np.put_along_axis(out, wrapped, updates, axis=axis)
+        return [out]
+    if mode != "ND":
+        raise call.fail(f"unsupported scatter mode {mode}")
+    q = idx.shape[-1]
+    if q > data.ndim or updates.shape != idx.shape[:-1] + data.shape[q:]:
+        raise call.fail(f"ND scatter: indices {idx.shape} and updates {updates.shape} do not fit data {data.shape}")
+    flat_idx = idx.reshape(-1, q)
+    coords = tuple(_wrapped(call, flat_idx[:, j], data.shape[j], "ND index") for j in range(q))
+    out[coords] = updates.reshape((-1,) + data.shape[q:])
+    return [out]

@@ -9,7 +9,7 @@ import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.reference._common import HANDLERS, LayerCall, is_float, np_dtype, trt_dtype_name
+from trtnet.reference._common import HANDLERS, SUPPORTED_DTYPES, LayerCall, is_float, np_dtype, trt_dtype_name
 
 # Importing the family modules fills HANDLERS.
 from trtnet.reference import (  # noqa: F401  (imported for their registrations)
@@ -94,14 +94,66 @@ def run_network(
     return result
 
 
-def _refuse_unsupported(network: Any) -> None:
-    """Fails before any work on the first layer the interpreter cannot run (loops would also look cyclic)."""
+def unsupported(network: Any) -> list[str]:
+    """Every reason the interpreter cannot run `network`, one per layer and attribute, without running anything.
+
+    A layer is unsupported for its type, for an output dtype the interpreter does not model (FP8, INT4...),
+    or for an attribute form its handler refuses (see `_ATTRIBUTE_FORMS`).
+    """
+    trt = get_trt()
+    reasons: list[str] = []
     for index in range(network.num_layers):
         layer = network.get_layer(index)
         type_name = layer_type_name(layer)
+        where = f"layer {layer.name!r} ({type_name})"
         if type_name not in HANDLERS:
             reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
-            raise InterpreterError(f"layer {layer.name!r} ({type_name}): unsupported layer type: {reason}")
+            reasons.append(f"{where}: unsupported layer type: {reason}")
+            continue
+        for o in range(layer.num_outputs):
+            dtype = layer.get_output(o).dtype
+            if dtype.name not in SUPPORTED_DTYPES:
+                reasons.append(f"{where}: output {o} has data type {dtype.name}, which the interpreter does not model")
+        check = _ATTRIBUTE_FORMS.get(type_name)
+        if check is not None:
+            layer.__class__ = getattr(trt, HANDLERS[type_name].class_name)
+            reasons.extend(f"{where}: {problem}" for problem in check(layer))
+    return reasons
+
+
+def _reduce_forms(layer: Any) -> list[str]:
+    return [f"unsupported reduce operation {layer.op.name}"] if layer.op.name == "NONE" else []
+
+
+def _attention_forms(layer: Any) -> list[str]:
+    att = layer.attention
+    problems = []
+    if att.query_form.name != "PADDED_BHND" or att.key_value_form.name != "PADDED_BHND":
+        forms = f"{att.query_form.name}/{att.key_value_form.name}"
+        problems.append(f"attention forms {forms}: only PADDED_BHND is supported")
+    if att.normalization_quantize_scale is not None:
+        problems.append("quantized attention normalization is not modelled")
+    if att.norm_op.name not in ("SOFTMAX", "NONE"):
+        problems.append(f"unsupported attention normalization {att.norm_op.name}")
+    return problems
+
+
+# Attribute forms of supported layer types that the handlers refuse; every other enum value they implement.
+_ATTRIBUTE_FORMS: dict[str, Callable[[Any], list[str]]] = {
+    "REDUCE": _reduce_forms,
+    "ATTENTION_INPUT": _attention_forms,
+}
+
+
+def _refuse_unsupported(network: Any) -> None:
+    """Fails before any work, naming every layer and attribute the interpreter cannot run (loops would also
+    look cyclic to the scheduler)."""
+    reasons = unsupported(network)
+    if len(reasons) == 1:
+        raise InterpreterError(reasons[0])
+    if reasons:
+        raise InterpreterError(f"the interpreter cannot run {len(reasons)} layer forms of this network:\n  "
+                               + "\n  ".join(reasons))
 
 
 def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:

@@ -104,6 +104,12 @@ def _slice_indices(
     raise call.fail(f"unsupported slice mode {mode}")
 
 
+def _static_axes(layer: object) -> tuple[int, ...]:
+    """The slice's `axes` attribute (absent in older TensorRT bindings; None or empty when unset)."""
+    axes = getattr(layer, "axes", None)
+    return () if axes is None else dims(axes)
+
+
 @register("SLICE", "ISliceLayer")
 def slice_(call: LayerCall) -> list[np.ndarray]:
     """start/shape/stride from attributes or inputs 1-3, fill value on input 4, optional axes on input 5."""
@@ -119,9 +125,14 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
     size = param(2, layer.shape, "size")
     stride = param(3, layer.stride, "stride")
     axes_in = call.optional(5)
-    if axes_in is not None:
-        # With an axes input, start/size/stride speak only of those axes; the rest are taken whole.
-        axes = [normalize_axis(a, rank) for a in int_vector(call, axes_in, "axes")]
+    static_axes = _static_axes(layer)
+    if axes_in is not None or static_axes:
+        # With axes (an input, or the attribute TensorRT's ONNX parser sets), start/size/stride speak only of
+        # those axes; the rest are taken whole.
+        given = int_vector(call, axes_in, "axes") if axes_in is not None else static_axes
+        axes = [normalize_axis(a, rank) for a in given]
+        if len(axes) != len(start) or len(set(axes)) != len(axes) or not all(0 <= a < rank for a in axes):
+            raise call.fail(f"slice axes {given} do not fit start {start} and input rank {rank}")
         full_start, full_size, full_stride = [0] * rank, list(x.shape), [1] * rank
         for j, a in enumerate(axes):
             full_start[a], full_size[a], full_stride[a] = start[j], size[j], stride[j]

@@ -37,10 +37,10 @@ def erf(x: np.ndarray) -> np.ndarray:
     """Element-wise erf of `x` as float64 (NaN stays NaN)."""
     x = np.asarray(x, np.float64)
     ax = np.abs(x)
-    with np.errstate(invalid="ignore"):
-        idx = np.minimum(ax * (1 / _WIDTH), _INTERVALS - 1)
-    idx = np.nan_to_num(idx).astype(np.intp)
-    t = (ax - (idx + 0.5) * _WIDTH) * (2 / _WIDTH)
+    idx = np.nan_to_num(np.minimum(ax, _INTERVALS * _WIDTH) * (1 / _WIDTH)).astype(np.intp)
+    np.minimum(idx, _INTERVALS - 1, out=idx)
+    with np.errstate(invalid="ignore", over="ignore"):  # t is unused where |x| >= 6 or x is NaN
+        t = (ax - (idx + 0.5) * _WIDTH) * (2 / _WIDTH)
     r = _TABLE[_DEGREE][idx]
     for k in range(_DEGREE - 1, -1, -1):
         r *= t
