@@ -4,7 +4,8 @@ Each architecture is built in PyTorch with signal-preserving random weights (con
 N(0, 2/fan_in), BatchNorm statistics randomised; transformers keep their own initialisation), exported with
 `torch.onnx.export` (opset 18, the TorchScript exporter), parsed by the backend's OnnxParser into a strongly
 typed network, and run at batch 1 in the interpreter and in onnxruntime. Both are compared with PyTorch fp32
-eager (max |got - want| / max |want| over every output). Times are the fastest of --runs interleaved runs of the
+eager (max |got - want| / max |want| over every output), and with PyTorch run in float64 (the exact answer,
+to which PyTorch fp32 itself has an error too). Times are the fastest of --runs interleaved runs of the
 interpreter and of PyTorch. Every architecture runs in its own child process (memory, crashes).
 
     PYTHONPATH=$PWD python scripts/interp_sweep.py --json sweep.json [--only NAME ...]
@@ -160,6 +161,11 @@ def child(name: str, runs: int) -> dict:
         row["interp_s"], row["torch_s"] = min(interp_s), min(torch_s)
         row["outputs"] = len(got)
         row["interp_error"] = max(rel_error(g, w) for g, w in zip(got, want))
+        exact = torch_run(model.double(), {k: v.astype(np.float64) if v.dtype == np.float32 else v
+                                           for k, v in inputs.items()})
+        row["interp_error_f64"] = max(rel_error(g, w) for g, w in zip(got, exact))
+        row["torch_error_f64"] = max(rel_error(g, w) for g, w in zip(want, exact))
+        model.float()
         try:
             import onnxruntime as ort
 
@@ -167,6 +173,7 @@ def child(name: str, runs: int) -> dict:
             ort_out = session.run(None, {k: v for k, v in inputs.items()
                                          if k in {i.name for i in session.get_inputs()}})
             row["ort_error"] = max(rel_error(g, w) for g, w in zip(ort_out, want))
+            row["ort_error_f64"] = max(rel_error(g, w) for g, w in zip(ort_out, exact))
         except ImportError:
             row["ort_error"] = None
     return row
@@ -204,6 +211,10 @@ def line_of(r: dict) -> str:
         return f"{r['model']:30s} FAILED: {r.get('error')}"
     ort = "n/a" if r.get("ort_error") is None else f"{r['ort_error']:.1e}"
     verdict = "ok" if r.get("ort_error") is None or r["interp_error"] <= r["ort_error"] else "WORSE than ORT"
+    if "interp_error_f64" in r:
+        ort64 = "n/a" if r.get("ort_error_f64") is None else f"{r['ort_error_f64']:.1e}"
+        verdict += (f"  vs float64: interp {r['interp_error_f64']:.1e} torch {r['torch_error_f64']:.1e} "
+                    f"ort {ort64}")
     return (f"{r['model']:30s} layers {r['layers']:5d}  interp err {r['interp_error']:.1e}  ort err {ort}  "
             f"time {r['interp_s']:.2f}s / torch {r['torch_s']:.2f}s = {r['interp_s'] / r['torch_s']:.1f}x  {verdict}")
 

@@ -5,6 +5,7 @@
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
     trtnet verify resnet50 [--weights F] [--batch 2]
     trtnet summary resnet50
+    trtnet check model.onnx [--inputs inputs.npz] [--layerwise]
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
@@ -77,6 +78,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 # -- the commands ---------------------------------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from trtnet.check import check_onnx
+
+    report = check_onnx(args.model, args.inputs, layerwise=args.layerwise, seed=args.seed)
+    print("\n".join(report.lines()))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
 
 def cmd_list(args: argparse.Namespace) -> int:
     from trtnet.zoo import REGISTRY
@@ -357,4 +366,13 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+
+    sub = command("check", cmd_check, "run the network TensorRT's ONNX parser makes of MODEL.onnx in the interpreter "
+                  "and compare it with onnxruntime (exit 1 beyond tolerance)")
+    sub.add_argument("model", help="an ONNX file")
+    sub.add_argument("--inputs", metavar="NPZ", help="the inputs as an .npz named like the network's inputs "
+                     "(default: random, seeded by --seed)")
+    sub.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor the two share "
+                     "and name the first layer that departs")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     return parser

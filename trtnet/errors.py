@@ -28,3 +28,7 @@ class BuildError(TrtnetError):
 
 class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
+
+
+class CheckError(TrtnetError):
+    """A model or inputs file that `trtnet check` cannot use: missing, not ONNX, inputs that do not fit."""
