@@ -47,6 +47,28 @@ SWEEP: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _keywords_class():
+    import torch
+
+    class Keywords(torch.nn.Module):
+        """Passes positional inputs by keyword (transformers' forward() takes other arguments in between) and
+        returns the output's tensors as a tuple."""
+
+        def __init__(self, inner, names: list[str]) -> None:
+            super().__init__()
+            self.inner, self.names = inner, names
+
+        def forward(self, *xs):
+            out = self.inner(**dict(zip(self.names, xs)), return_dict=True)
+            return tuple(v for v in out.values() if isinstance(v, torch.Tensor))
+
+    return Keywords
+
+
+def _Keywords(inner, names: list[str]):  # noqa: N802  (a class made on demand: torch is imported lazily)
+    return _keywords_class()(inner, names)
+
+
 def build(name: str):
     """The PyTorch model (eval mode, seeded random weights) and its inputs as numpy arrays."""
     import torch
@@ -77,10 +99,12 @@ def build(name: str):
 
         if arg == "bert":
             config = transformers.BertConfig(attn_implementation="eager")
-            model = transformers.BertModel(config, add_pooling_layer=True)
+            model = _Keywords(transformers.BertModel(config, add_pooling_layer=True), ["input_ids", "attention_mask"])
         else:
             config = transformers.GPT2Config(attn_implementation="eager", use_cache=False)
-            model = transformers.GPT2Model(config)
+            # With an explicit mask, transformers skips the packed-sequence detection (torch.diff) that the
+            # TorchScript exporter cannot write.
+            model = _Keywords(transformers.GPT2Model(config), ["input_ids", "attention_mask"])
     if library != "transformers":
         he_init(model)
     randomize_norm_stats(model, 0)
@@ -88,9 +112,7 @@ def build(name: str):
     rng = np.random.default_rng(1)
     if kind == "text":
         ids = rng.integers(0, 30000, (1, 128)).astype(np.int64)
-        inputs = {"input_ids": ids}
-        if arg == "bert":
-            inputs["attention_mask"] = np.ones((1, 128), np.int64)
+        inputs = {"input_ids": ids, "attention_mask": np.ones((1, 128), np.int64)}
     else:
         side = {"image": 224, "image256": 256, "image640": 640}[kind]
         inputs = {"x": rng.standard_normal((1, 3, side, side)).astype(np.float32)}

@@ -33,9 +33,28 @@ _LOW_PRECISION_FLOATS = (np.dtype(np.float16), BF16)
 SUPPORTED_DTYPES = frozenset(_DTYPES)
 
 
+_ENUM_NAMES: dict[type, dict[int, str]] = {}
+
+
+def enum_name(value: Any) -> str:
+    """`value.name` of a TensorRT enum value, read through its hash: pybind11's `.name` costs ~30 us a call,
+    which over the thousands of layers of an ONNX-parsed network adds up to seconds."""
+    kind = type(value)
+    table = _ENUM_NAMES.get(kind)
+    if table is None:
+        members = getattr(kind, "__members__", None)
+        if members is None:
+            return str(getattr(value, "name", value))
+        table = {hash(member): name for name, member in members.items()}
+        if len(table) != len(members):  # hashes not distinct: never seen, but then stay correct
+            return str(value.name)
+        _ENUM_NAMES[kind] = table
+    return table[hash(value)]
+
+
 def np_dtype(trt_dtype: Any) -> np.dtype:
     """The numpy dtype for a TensorRT `DataType`; raises `InterpreterError` for unsupported ones."""
-    name = getattr(trt_dtype, "name", str(trt_dtype))
+    name = enum_name(trt_dtype)
     try:
         return _DTYPES[name]
     except KeyError:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet.reference._common import (
+    enum_name,
     LayerCall,
     compute,
     dims,
@@ -34,7 +35,7 @@ def _forward_window(
 ) -> Window:
     """Padding and output size of a convolution/pooling, following the layer's padding mode."""
     layer = call.layer
-    mode = layer.padding_mode.name
+    mode = enum_name(layer.padding_mode)
     n = len(sizes)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         # Explicit paddings are ignored: pad so that out = ceil(in / stride); the odd pixel goes to the end
@@ -215,7 +216,7 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
     kernel, bias = _kernel_and_bias(call, c_in * (k_out // groups) * math.prod(ksize))
     sizes = src.shape[-nsp:]
     full = tuple((sizes[i] - 1) * stride[i] + eff[i] for i in range(nsp))
-    mode = layer.padding_mode.name
+    mode = enum_name(layer.padding_mode)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         # Crop towards out = in * stride; when the kernel is narrower than the stride TensorRT keeps the
         # whole (in - 1) * stride + kernel output instead of padding it.
@@ -265,7 +266,7 @@ def pooling(call: LayerCall) -> list[np.ndarray]:
     """
     src = call.input(0)
     layer = call.layer
-    kind = layer.type.name  # once downcast, IPoolingLayer.type is the PoolingType
+    kind = enum_name(layer.type)  # once downcast, IPoolingLayer.type is the PoolingType
     ksize, stride = dims(layer.window_size_nd), dims(layer.stride_nd)
     nsp = len(ksize)
     sizes = src.shape[-nsp:]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import numpy as np
 
 from trtnet.reference._common import (
+    enum_name,
     LayerCall,
     compute,
     is_float,
@@ -33,7 +34,7 @@ _LOGICAL = {"AND": np.logical_and, "OR": np.logical_or, "XOR": np.logical_xor}
 def elementwise(call: LayerCall) -> list[np.ndarray]:
     """Binary op with broadcasting of size-1 dims (TensorRT requires equal ranks)."""
     a, b = call.input(0), call.input(1)
-    op = call.layer.op.name
+    op = enum_name(call.layer.op)
     if a.ndim != b.ndim:
         raise call.fail(f"inputs have ranks {a.ndim} and {b.ndim}; TensorRT broadcasts only equal ranks")
     if a.dtype != b.dtype:
@@ -108,7 +109,7 @@ _EXACT_UNARY = {"RECIP", "ABS", "NEG", "SQRT", "CEIL", "FLOOR", "SIGN", "ROUND"}
 def unary(call: LayerCall) -> list[np.ndarray]:
     """One-input math; NOT works on BOOL, ISINF/ISNAN return BOOL."""
     x = call.input(0)
-    op = call.layer.op.name
+    op = enum_name(call.layer.op)
     if op == "NOT":
         if x.dtype != np.bool_:
             raise call.fail(f"NOT needs a BOOL input, got {x.dtype}")
@@ -133,7 +134,7 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 def activation(call: LayerCall) -> list[np.ndarray]:
     """The fourteen ActivationTypes, with the alpha/beta meanings of TensorRT's ActivationType docs."""
     src = call.input(0)
-    kind = call.layer.type.name  # once downcast, IActivationLayer.type is the ActivationType
+    kind = enum_name(call.layer.type)  # once downcast, IActivationLayer.type is the ActivationType
     x = compute(src) if kind in ("RELU", "CLIP") else wide(src)
     alpha, beta = float(call.layer.alpha), float(call.layer.beta)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -196,7 +197,7 @@ def scale(call: LayerCall) -> list[np.ndarray]:
     src = call.input(0)
     x = wide(src)
     layer = call.layer
-    mode = layer.mode.name
+    mode = enum_name(layer.mode)
     axis = int(layer.channel_axis)
     if axis < 0:
         axis += x.ndim

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, dims, int_vector, np_dtype, register, weights_array
+from trtnet.reference._common import LayerCall, dims, int_vector, np_dtype, register, weights_array, enum_name
 
 
 @register("CONSTANT", "IConstantLayer")
@@ -29,7 +29,7 @@ def fill(call: LayerCall) -> list[np.ndarray]:
     alpha_in, beta_in = call.optional(1), call.optional(2)
     alpha = np.asarray(alpha_in, np.float64).reshape(()) if alpha_in is not None else np.float64(layer.alpha)
     beta = np.asarray(beta_in, np.float64).reshape(-1) if beta_in is not None else np.array([layer.beta], np.float64)
-    op = layer.operation.name
+    op = enum_name(layer.operation)
     if op == "LINSPACE":
         rank = len(shape)
         if beta.size != rank and not (rank == 0 or (rank == 1 and beta.size == 1)):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, normalize_axis, register, scalar_int
+from trtnet.reference._common import LayerCall, normalize_axis, register, scalar_int, enum_name
 
 
 def _wrapped(call: LayerCall, idx: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -43,7 +43,7 @@ def gather(call: LayerCall) -> list[np.ndarray]:
     elements along `axis`, ND gathers index tuples after num_elementwise_dims batch dims."""
     data, idx = call.input(0), call.input(1)
     layer = call.layer
-    mode = layer.mode.name
+    mode = enum_name(layer.mode)
     ne = int(layer.num_elementwise_dims)
     if mode == "ND":
         return [_gather_nd(call, data, idx, ne)]
@@ -91,7 +91,7 @@ def scatter(call: LayerCall) -> list[np.ndarray]:
     if updates.dtype != data.dtype:
         raise call.fail(f"updates dtype {updates.dtype} differs from data dtype {data.dtype}")
     out = data.copy()
-    mode = call.layer.mode.name
+    mode = enum_name(call.layer.mode)
     if mode == "ELEMENT":
         axis = normalize_axis(int(call.layer.axis), data.ndim)
         if idx.shape != updates.shape or idx.ndim != data.ndim:

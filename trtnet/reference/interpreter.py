@@ -3,13 +3,22 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.reference._common import HANDLERS, SUPPORTED_DTYPES, LayerCall, is_float, np_dtype, trt_dtype_name
+from trtnet.reference._common import (
+    HANDLERS,
+    SUPPORTED_DTYPES,
+    LayerCall,
+    enum_name,
+    is_float,
+    np_dtype,
+    trt_dtype_name,
+)
 
 # Importing the family modules fills HANDLERS.
 from trtnet.reference import (  # noqa: F401  (imported for their registrations)
@@ -48,12 +57,37 @@ _NOT_INTERPRETED: dict[str, str] = {
 def layer_type_name(layer: Any) -> str:
     """The `LayerType` name of a layer, even once downcast (IActivationLayer and IPoolingLayer reuse `.type`
     for their own enums, so the base class property is read explicitly)."""
-    return get_trt().ILayer.type.__get__(layer).name
+    return enum_name(get_trt().ILayer.type.__get__(layer))
 
 
 def layer_types_supported() -> set[str]:
     """The names of the TensorRT `LayerType`s the interpreter can run."""
     return set(HANDLERS)
+
+
+@dataclass
+class _Step:
+    """One layer as a single pass over the network reads it (TensorRT's accessors are slow from Python)."""
+
+    layer: Any
+    type_name: str
+    inputs: list[str | None]
+    outputs: list[str]
+
+
+def _scan(network: Any) -> list[_Step]:
+    trt = get_trt()
+    steps = []
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        type_name = enum_name(trt.ILayer.type.__get__(layer))
+        inputs = []
+        for i in range(layer.num_inputs):
+            tensor = layer.get_input(i)  # an optional input that was never set reads back as None
+            inputs.append(None if tensor is None else tensor.name)
+        outputs = [layer.get_output(o).name for o in range(layer.num_outputs)]
+        steps.append(_Step(layer, type_name, inputs, outputs))
+    return steps
 
 
 def run_network(
@@ -68,21 +102,23 @@ def run_network(
     With `check_shapes`, every layer output is checked against the shape and dtype TensorRT inferred.
     `trace(layer_name, layer_type_name, outputs)` is called after each layer.
     """
-    _refuse_unsupported(network)
+    steps = _scan(network)
+    _refuse_unsupported(steps)
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
-    for index in _execution_order(network):
-        layer = network.get_layer(index)
-        type_name = layer_type_name(layer)
+    trt = get_trt()
+    for index in _execution_order(steps):
+        step = steps[index]
+        layer, type_name = step.layer, step.type_name
         entry = HANDLERS[type_name]
-        layer.__class__ = getattr(get_trt(), entry.class_name)
-        call = LayerCall(layer=layer, inputs=_layer_inputs(layer, type_name, values), type_name=type_name)
+        layer.__class__ = getattr(trt, entry.class_name)
+        call = LayerCall(layer=layer, inputs=_layer_inputs(step, values), type_name=type_name)
         outputs = list(entry.fn(call))
-        if len(outputs) != layer.num_outputs:
-            raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {layer.num_outputs}")
+        if len(outputs) != len(step.outputs):
+            raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
         if check_shapes:
             check_layer_outputs(layer, outputs)
-        for i, value in enumerate(outputs):
-            values[layer.get_output(i).name] = value
+        for name, value in zip(step.outputs, outputs):
+            values[name] = value
         if trace is not None:
             trace(layer.name, type_name, outputs)
     result: dict[str, np.ndarray] = {}
@@ -100,20 +136,23 @@ def unsupported(network: Any) -> list[str]:
     A layer is unsupported for its type, for an output dtype the interpreter does not model (FP8, INT4...),
     or for an attribute form its handler refuses (see `_ATTRIBUTE_FORMS`).
     """
+    return _unsupported(_scan(network))
+
+
+def _unsupported(steps: list[_Step]) -> list[str]:
     trt = get_trt()
     reasons: list[str] = []
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        type_name = layer_type_name(layer)
+    for step in steps:
+        layer, type_name = step.layer, step.type_name
         where = f"layer {layer.name!r} ({type_name})"
         if type_name not in HANDLERS:
             reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
             reasons.append(f"{where}: unsupported layer type: {reason}")
             continue
-        for o in range(layer.num_outputs):
-            dtype = layer.get_output(o).dtype
-            if dtype.name not in SUPPORTED_DTYPES:
-                reasons.append(f"{where}: output {o} has data type {dtype.name}, which the interpreter does not model")
+        for o in range(len(step.outputs)):
+            dtype = enum_name(layer.get_output(o).dtype)
+            if dtype not in SUPPORTED_DTYPES:
+                reasons.append(f"{where}: output {o} has data type {dtype}, which the interpreter does not model")
         check = _ATTRIBUTE_FORMS.get(type_name)
         if check is not None:
             layer.__class__ = getattr(trt, HANDLERS[type_name].class_name)
@@ -122,19 +161,20 @@ def unsupported(network: Any) -> list[str]:
 
 
 def _reduce_forms(layer: Any) -> list[str]:
-    return [f"unsupported reduce operation {layer.op.name}"] if layer.op.name == "NONE" else []
+    op = enum_name(layer.op)
+    return [f"unsupported reduce operation {op}"] if op == "NONE" else []
 
 
 def _attention_forms(layer: Any) -> list[str]:
     att = layer.attention
     problems = []
-    if att.query_form.name != "PADDED_BHND" or att.key_value_form.name != "PADDED_BHND":
-        forms = f"{att.query_form.name}/{att.key_value_form.name}"
+    forms = f"{enum_name(att.query_form)}/{enum_name(att.key_value_form)}"
+    if forms != "PADDED_BHND/PADDED_BHND":
         problems.append(f"attention forms {forms}: only PADDED_BHND is supported")
     if att.normalization_quantize_scale is not None:
         problems.append("quantized attention normalization is not modelled")
-    if att.norm_op.name not in ("SOFTMAX", "NONE"):
-        problems.append(f"unsupported attention normalization {att.norm_op.name}")
+    if enum_name(att.norm_op) not in ("SOFTMAX", "NONE"):
+        problems.append(f"unsupported attention normalization {enum_name(att.norm_op)}")
     return problems
 
 
@@ -145,10 +185,10 @@ _ATTRIBUTE_FORMS: dict[str, Callable[[Any], list[str]]] = {
 }
 
 
-def _refuse_unsupported(network: Any) -> None:
+def _refuse_unsupported(steps: list[_Step]) -> None:
     """Fails before any work, naming every layer and attribute the interpreter cannot run (loops would also
     look cyclic to the scheduler)."""
-    reasons = unsupported(network)
+    reasons = _unsupported(steps)
     if len(reasons) == 1:
         raise InterpreterError(reasons[0])
     if reasons:
@@ -189,43 +229,34 @@ def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: A
         )
 
 
-def _layer_inputs(layer: Any, type_name: str, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
+def _layer_inputs(step: _Step, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
     out: list[np.ndarray | None] = []
-    for i in range(layer.num_inputs):
-        tensor = layer.get_input(i)  # an optional input that was never set reads back as None
-        if tensor is None:
+    for i, name in enumerate(step.inputs):
+        if name is None:
             out.append(None)
-            continue
-        if tensor.name not in values:
-            raise InterpreterError(f"layer {layer.name!r} ({type_name}): input {i} ({tensor.name!r}) has no value")
-        out.append(values[tensor.name])
+        elif name in values:
+            out.append(values[name])
+        else:
+            raise InterpreterError(f"layer {step.layer.name!r} ({step.type_name}): input {i} ({name!r}) has no value")
     return out
 
 
-def _execution_order(network: Any) -> list[int]:
+def _execution_order(steps: list[_Step]) -> list[int]:
     """Layer indices in an order where every input is computed first (insertion order where possible).
 
     Networks are usually built in topological order, but `set_input` can rewire a layer to a tensor made later.
     """
     produced_by: dict[str, int] = {}
-    needs: list[set[str]] = []
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        for o in range(layer.num_outputs):
-            name = layer.get_output(o).name
+    for index, step in enumerate(steps):
+        for name in step.outputs:
             if name in produced_by:
                 raise InterpreterError(
-                    f"layer {layer.name!r} ({layer_type_name(layer)}): output name {name!r} is also produced by layer "
-                    f"{network.get_layer(produced_by[name]).name!r}; tensor names must be unique"
+                    f"layer {step.layer.name!r} ({step.type_name}): output name {name!r} is also produced by layer "
+                    f"{steps[produced_by[name]].layer.name!r}; tensor names must be unique"
                 )
             produced_by[name] = index
-        names = set()
-        for i in range(layer.num_inputs):
-            tensor = layer.get_input(i)
-            if tensor is not None:
-                names.add(tensor.name)
-        needs.append(names)
-    waiting_on: list[set[int]] = [{produced_by[n] for n in names if n in produced_by} for names in needs]
+    waiting_on: list[set[int]] = [{produced_by[n] for n in step.inputs if n is not None and n in produced_by}
+                                  for step in steps]
     dependents: dict[int, list[int]] = {}
     for index, deps in enumerate(waiting_on):
         deps.discard(index)
@@ -241,10 +272,10 @@ def _execution_order(network: Any) -> list[int]:
             waiting_on[nxt].discard(index)
             if not waiting_on[nxt]:
                 heapq.heappush(ready, nxt)
-    if len(order) != network.num_layers:
-        stuck = next(i for i in range(network.num_layers) if i not in set(order))
-        layer = network.get_layer(stuck)
-        raise InterpreterError(f"layer {layer.name!r} ({layer_type_name(layer)}): the network has a cycle through it")
+    if len(order) != len(steps):
+        done = set(order)
+        stuck = steps[next(i for i in range(len(steps)) if i not in done)]
+        raise InterpreterError(f"layer {stuck.layer.name!r} ({stuck.type_name}): the network has a cycle through it")
     return order
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, register, rounded, wide
+from trtnet.reference._common import LayerCall, register, rounded, wide, enum_name
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
@@ -26,7 +26,7 @@ def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
 def matrix_multiply(call: LayerCall) -> list[np.ndarray]:
     """Batched matmul with op0/op1 (NONE, TRANSPOSE, VECTOR) and broadcasting of size-1 batch dims."""
     a_src, b_src = call.input(0), call.input(1)
-    op0, op1 = call.layer.op0.name, call.layer.op1.name
+    op0, op1 = enum_name(call.layer.op0), enum_name(call.layer.op1)
     if a_src.dtype != b_src.dtype:
         raise call.fail(f"inputs have dtypes {a_src.dtype} and {b_src.dtype}")
     a = _operand(call, wide(a_src), op0, 0)

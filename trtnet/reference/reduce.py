@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from trtnet.reference._common import (
+    enum_name,
     LayerCall,
     axes_from_mask,
     compute,
@@ -22,7 +23,7 @@ def reduce(call: LayerCall) -> list[np.ndarray]:
     """SUM, PROD, MAX, MIN or AVG over the axes bitmask, keeping the reduced dims as 1 with keep_dims."""
     src = call.input(0)
     layer = call.layer
-    op = layer.op.name
+    op = enum_name(layer.op)
     # Sums, products and means accumulate in float64; a maximum or minimum is exact in the input's own type.
     x = compute(src) if op in ("MAX", "MIN") else wide(src)
     axes = axes_from_mask(layer.axes, x.ndim)
@@ -77,10 +78,10 @@ def topk(call: LayerCall) -> list[np.ndarray]:
     if not 0 <= k <= src.shape[axis]:
         raise call.fail(f"k={k} exceeds axis {axis} of shape {src.shape}")
     key = compute(src).astype(np.float64)
-    if layer.op.name == "MAX":
+    if enum_name(layer.op) == "MAX":
         key = -key
-    elif layer.op.name != "MIN":
-        raise call.fail(f"unsupported topk operation {layer.op.name}")
+    elif enum_name(layer.op) != "MIN":
+        raise call.fail(f"unsupported topk operation {enum_name(layer.op)}")
     order = np.argsort(key, axis=axis, kind="stable")
     idx = np.take(order, np.arange(k), axis=axis)
     values = np.take_along_axis(src, idx, axis=axis)
@@ -93,8 +94,8 @@ def cumulative(call: LayerCall) -> list[np.ndarray]:
     src = call.input(0)
     layer = call.layer
     axis = normalize_axis(scalar_int(call, call.input(1), "axis input"), src.ndim)
-    if layer.op.name != "SUM":
-        raise call.fail(f"unsupported cumulative operation {layer.op.name}")
+    if enum_name(layer.op) != "SUM":
+        raise call.fail(f"unsupported cumulative operation {enum_name(layer.op)}")
     x = wide(src)
     if layer.reverse:
         x = np.flip(x, axis=axis)

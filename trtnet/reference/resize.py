@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, dims, int_vector, is_float, register, rounded, wide
+from trtnet.reference._common import LayerCall, compute, dims, int_vector, is_float, register, rounded, wide, enum_name
 
 
 def _targets(call: LayerCall, x: np.ndarray) -> tuple[tuple[int, ...], list[float | None]]:
@@ -34,8 +34,8 @@ def _source_coords(call: LayerCall, n_in: int, n_out: int, scale: float | None) 
     layer = call.layer
     out = np.arange(n_out, dtype=np.float64)
     s = scale if scale is not None else n_out / n_in
-    mode = layer.coordinate_transformation.name
-    if n_out == 1 and layer.selector_for_single_pixel.name == "UPPER":
+    mode = enum_name(layer.coordinate_transformation)
+    if n_out == 1 and enum_name(layer.selector_for_single_pixel) == "UPPER":
         return np.zeros(1)
     if mode == "ALIGN_CORNERS":
         return out * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out)
@@ -47,7 +47,7 @@ def _source_coords(call: LayerCall, n_in: int, n_out: int, scale: float | None) 
 
 
 def _nearest(call: LayerCall, coords: np.ndarray, n_in: int) -> np.ndarray:
-    rounding = call.layer.nearest_rounding.name
+    rounding = enum_name(call.layer.nearest_rounding)
     if rounding == "HALF_UP":
         idx = np.floor(coords + 0.5)
     elif rounding == "HALF_DOWN":
@@ -104,7 +104,7 @@ def resize(call: LayerCall) -> list[np.ndarray]:
     shape, scales = _targets(call, src)
     if len(shape) != src.ndim:
         raise call.fail(f"output shape {shape} has a different rank from the input {src.shape}")
-    mode = layer.resize_mode.name
+    mode = enum_name(layer.resize_mode)
     x = src if mode == "NEAREST" else wide(src)
     for axis, (n_in, n_out) in enumerate(zip(src.shape, shape)):
         if n_in == n_out and scales[axis] in (None, 1.0):

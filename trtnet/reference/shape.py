@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from trtnet.reference._common import (
+    enum_name,
     LayerCall,
     dims,
     int_vector,
@@ -59,7 +60,8 @@ def shuffle(call: LayerCall) -> list[np.ndarray]:
     if spec is not None:
         x = x.reshape(_reshape_target(call, x.shape, spec))
     x = np.transpose(x, _permutation(call, dims(layer.second_transpose), x.ndim, "second_transpose"))
-    return [np.ascontiguousarray(x)]
+    # np.ascontiguousarray would turn a 0-D result (a reshape to a scalar) into shape (1,).
+    return [np.array(x, order="C", copy=True)]
 
 
 @register("CONCATENATION", "IConcatenationLayer")
@@ -117,13 +119,14 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
     layer = call.layer
     rank = x.ndim
 
-    def param(i: int, attr: object, what: str) -> tuple[int, ...]:
+    def param(i: int, attr: str, what: str) -> tuple[int, ...]:
+        # The attribute is read only without an input: TensorRT logs a warning on reading a dynamic one.
         value = call.optional(i)
-        return int_vector(call, value, what) if value is not None else dims(attr)
+        return int_vector(call, value, what) if value is not None else dims(getattr(layer, attr))
 
-    start = param(1, layer.start, "start")
-    size = param(2, layer.shape, "size")
-    stride = param(3, layer.stride, "stride")
+    start = param(1, "start", "start")
+    size = param(2, "shape", "size")
+    stride = param(3, "stride", "stride")
     axes_in = call.optional(5)
     static_axes = _static_axes(layer)
     if axes_in is not None or static_axes:
@@ -139,7 +142,7 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
         start, size, stride = tuple(full_start), tuple(full_size), tuple(full_stride)
     if not len(start) == len(size) == len(stride) == rank:
         raise call.fail(f"start {start}, size {size}, stride {stride} do not match input rank {rank}")
-    mode = layer.mode.name
+    mode = enum_name(layer.mode)
     index, masks = [], []
     for a in range(rank):
         idx, valid = _slice_indices(call, mode, x.shape[a], start[a], size[a], stride[a])
@@ -153,7 +156,7 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
         fill = call.optional(4)
         value = np.zeros((), x.dtype) if fill is None else np.asarray(fill).reshape(())
         out = np.where(keep, out, value.astype(x.dtype))
-    return [np.ascontiguousarray(out)]
+    return [np.array(out, order="C", copy=True)]  # not ascontiguousarray: it makes 0-D arrays 1-D
 
 
 @register("PADDING", "IPaddingLayer")

@@ -1,6 +1,6 @@
 """Vectorised special functions numpy lacks, in float64: erf, to about 2e-15 relative error.
 
-erf is smooth, so on each interval [i/8, (i+1)/8] of [0, 6) it is replaced by its degree-10 Chebyshev
+erf is smooth, so on each interval [i/8, (i+1)/8] of [0, 6) it is replaced by its degree-8 Chebyshev
 interpolant, built once at import from `math.erf` (exact to double precision) and evaluated by Horner in the
 interval's own coordinate. Below 1/8 its odd Maclaurin series keeps the relative error small near 0; from 6
 on erf is 1 in float64 (erfc(6) = 2e-17). The tests compare it with `math.erf` on a dense grid.
@@ -13,7 +13,8 @@ import numpy as np
 
 _WIDTH = 0.125
 _INTERVALS = 48  # [0, 6)
-_DEGREE = 10
+_DEGREE = 8
+_CHUNK = 1 << 15  # elements evaluated at a time: the ~20 passes of Horner's rule then stay in cache
 
 
 def _interval_polynomials() -> np.ndarray:
@@ -24,7 +25,8 @@ def _interval_polynomials() -> np.ndarray:
         centre = (i + 0.5) * _WIDTH
         coeffs = cheb.chebinterpolate(
             lambda t, c=centre: np.array([math.erf(c + _WIDTH / 2 * v) for v in t]), _DEGREE)
-        cols.append(cheb.cheb2poly(coeffs))
+        power = cheb.cheb2poly(coeffs)
+        cols.append(np.pad(power, (0, _DEGREE + 1 - len(power))))  # cheb2poly drops trailing zeros
     return np.ascontiguousarray(np.array(cols).T)
 
 
@@ -36,15 +38,24 @@ _SERIES = np.array([2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2
 def erf(x: np.ndarray) -> np.ndarray:
     """Element-wise erf of `x` as float64 (NaN stays NaN)."""
     x = np.asarray(x, np.float64)
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, np.float64)
+    for start in range(0, flat.size, _CHUNK):
+        part = flat[start:start + _CHUNK]
+        out[start:start + _CHUNK] = _erf_chunk(part)
+    return out.reshape(x.shape)
+
+
+def _erf_chunk(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
-    idx = np.nan_to_num(np.minimum(ax, _INTERVALS * _WIDTH) * (1 / _WIDTH)).astype(np.intp)
-    np.minimum(idx, _INTERVALS - 1, out=idx)
+    # fmin ignores NaN, so a NaN reads interval 47 here and is restored below.
+    idx = (np.fmin(ax, _INTERVALS * _WIDTH - _WIDTH / 2) * (1 / _WIDTH)).astype(np.intp)
     with np.errstate(invalid="ignore", over="ignore"):  # t is unused where |x| >= 6 or x is NaN
         t = (ax - (idx + 0.5) * _WIDTH) * (2 / _WIDTH)
-    r = _TABLE[_DEGREE][idx]
+    r = _TABLE[_DEGREE].take(idx)
     for k in range(_DEGREE - 1, -1, -1):
         r *= t
-        r += _TABLE[k][idx]
+        r += _TABLE[k].take(idx)
     small = ax < _WIDTH
     if small.any():
         xs = ax[small]
