@@ -6,7 +6,7 @@ as safetensors and loaded into the zoo model, the network emitted once, then `ru
 With --baseline REV the same is measured for the interpreter of git revision REV, in a child process whose
 PYTHONPATH is that revision's tree, between this process's runs of the same model: the figures of one run.
 
-    PYTHONPATH=$PWD python scripts/interp_bench.py --runs 3 --baseline dd48913 --json out.json
+    PYTHONPATH=$PWD python scripts/interp_bench.py --runs 3 --baseline dd48913 --json out.json [--threads 1]
 """
 from __future__ import annotations
 
@@ -22,7 +22,21 @@ import io
 import time
 from pathlib import Path
 
-import numpy as np
+
+def _pin_threads() -> int:
+    """--threads N (default 1), applied before numpy loads its BLAS: on a shared machine a BLAS or OpenMP
+    thread waiting for a busy core turns a 0.1 ms product into tens of milliseconds, on both sides alike."""
+    threads = 1
+    if "--threads" in sys.argv:
+        threads = int(sys.argv[sys.argv.index("--threads") + 1])
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return threads
+
+
+THREADS = _pin_threads()
+
+import numpy as np  # noqa: E402  (after the thread count is set)
 
 NINE = ["resnet50", "vgg16", "mobilenet_v2", "inception_v3", "efficientnet_b0", "bert_base_uncased", "vit_b_16",
         "yolov5s", "swin_t"]
@@ -38,6 +52,7 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
     from trtnet.build import emit
     from trtnet.reference import run_network
 
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     source = torch_model(name, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,6 +93,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", help="a git revision whose interpreter is measured too")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads on both sides (default 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -90,7 +106,8 @@ def main() -> int:
             row = measure(name, args.runs, torch_too=True)
             if base is not None:
                 env = {**os.environ, "PYTHONPATH": str(base)}
-                proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs)],
+                proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs),
+                                       "--threads", str(THREADS)],
                                       env=env, capture_output=True, text=True, cwd=tmp)
                 if proc.returncode == 0:
                     old = json.loads(proc.stdout.strip().splitlines()[-1])

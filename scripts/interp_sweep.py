@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+
+def _pin_threads() -> int:
+    """--threads N (default 1), applied before numpy loads its BLAS: on a shared machine a BLAS or OpenMP
+    thread waiting for a busy core turns a 0.1 ms product into tens of milliseconds, on both sides alike."""
+    threads = 1
+    if "--threads" in sys.argv:
+        threads = int(sys.argv[sys.argv.index("--threads") + 1])
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return threads
+
+
+THREADS = _pin_threads()
+
+import numpy as np  # noqa: E402  (after the thread count is set)
 
 # name -> (library, builder argument, input kind)
 SWEEP: dict[str, tuple[str, str, str]] = {
@@ -151,6 +166,7 @@ def child(name: str, runs: int) -> dict:
     from trtnet.parity import rel_error
     from trtnet.reference import run_network
 
+    torch.set_num_threads(THREADS)
     model, inputs = build(name)
     want = torch_run(model, inputs)
     row: dict = {"model": name}
@@ -206,6 +222,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=list(SWEEP))
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads on both sides (default 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -213,7 +230,8 @@ def main() -> int:
         return 0
     rows = []
     for name in args.only:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs)],
+        proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs),
+                               "--threads", str(THREADS)],
                               capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("ROW ")]
         row = json.loads(lines[-1][4:]) if lines else {"model": name, "error": (proc.stderr.strip().splitlines()

@@ -98,8 +98,8 @@ def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def dims(d: Any) -> tuple[int, ...]:
-    """A TensorRT `Dims` (or any sequence) as a tuple of Python ints."""
-    return tuple(int(v) for v in d)
+    """A TensorRT `Dims` (or any sequence) as a tuple of Python ints (indexed: iterating a Dims is 5x slower)."""
+    return tuple(int(d[i]) for i in range(len(d)))
 
 
 def axes_from_mask(mask: int, rank: int) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ from trtnet.reference._common import (
     HANDLERS,
     SUPPORTED_DTYPES,
     LayerCall,
+    dims,
     enum_name,
     is_float,
     np_dtype,
@@ -217,7 +218,7 @@ def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
 
 def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: Any, value: np.ndarray) -> None:
     """Compares one computed value with an inferred shape and TensorRT dtype, naming the layer on mismatch."""
-    expected_shape = tuple(int(d) for d in shape)
+    expected_shape = dims(shape)
     actual = tuple(np.shape(value))
     prefix = f"layer {layer_name!r} ({type_name}): {what}"
     if len(actual) != len(expected_shape) or any(e >= 0 and e != a for e, a in zip(expected_shape, actual)):
