@@ -112,3 +112,43 @@ def test_every_unsupported_layer_is_named_before_any_runs() -> None:
     ]
     with pytest.raises(InterpreterError, match=r"cannot run 3 layer forms of this network:\n  layer 'first_lrn'"):
         run_network(net, {"x": np.zeros((1, 4, 3, 3), np.float32), "grid": np.zeros((1, 3, 3, 2), np.float32)})
+
+
+def test_onnx_reverse_sequence() -> None:
+    seq = np.arange(2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)  # batch 2 (axis 0), time 5 (axis 1)
+    _b, _p, net = _parse(
+        [helper.make_node("ReverseSequence", ["s", "lens"], ["rev"], batch_axis=0, time_axis=1)],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, 5, 3])],
+        [helper.make_tensor_value_info("rev", TensorProto.FLOAT, None)],
+        [("lens", np.array([3, 5], np.int64))],
+    )
+    assert "REVERSE_SEQUENCE" in _layer_types(net)
+    (got,) = run_network(net, {"s": seq}).values()
+    want = seq.copy()
+    want[0, :3] = seq[0, 2::-1]
+    want[1] = seq[1, ::-1]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_non_zero() -> None:
+    # This backend's ONNX parser maps NonZero to a plugin, so the layer is made with the network API.
+    builder = trt.Builder(logger())
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    layer = net.add_non_zero(net.add_input("x", trt.float32, (2, 3)))
+    net.mark_output(layer.get_output(0))
+    x = np.array([[0, 2, 0], [3, 0, 4]], np.float32)
+    (got,) = run_network(net, {"x": x}).values()
+    np.testing.assert_array_equal(got, np.array(np.nonzero(x)))
+
+
+def test_a_failing_assertion_names_its_message() -> None:
+    builder = trt.Builder(logger())
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    flag = net.add_input("flag", trt.bool, (2,))
+    check = net.add_assertion(flag, "both flags must hold")
+    check.name = "the_check"
+    net.mark_output(net.add_identity(net.add_input("x", trt.float32, (1,))).get_output(0))
+    ok = {"flag": np.array([True, True]), "x": np.ones(1, np.float32)}
+    assert list(run_network(net, ok).values())[0].tolist() == [1.0]
+    with pytest.raises(InterpreterError, match=r"'the_check' \(ASSERTION\): assertion failed: both flags must hold"):
+        run_network(net, {**ok, "flag": np.array([True, False])})

@@ -1,9 +1,9 @@
-"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND), SCATTER (ELEMENT, ND) and ONE_HOT."""
+"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND), SCATTER (ELEMENT, ND), ONE_HOT, NON_ZERO, REVERSE_SEQUENCE."""
 from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, normalize_axis, register, scalar_int, enum_name
+from trtnet.reference._common import LayerCall, enum_name, normalize_axis, np_dtype, register, scalar_int
 
 
 def _wrapped(call: LayerCall, idx: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -109,3 +109,32 @@ def scatter(call: LayerCall) -> list[np.ndarray]:
     coords = tuple(_wrapped(call, flat_idx[:, j], data.shape[j], "ND index") for j in range(q))
     out[coords] = updates.reshape((-1,) + data.shape[q:])
     return [out]
+
+
+@register("NON_ZERO", "INonZeroLayer")
+def non_zero(call: LayerCall) -> list[np.ndarray]:
+    """The indices of the non-zero elements as [rank, count], in row-major order (ONNX NonZero)."""
+    x = call.input(0)
+    found = np.stack(np.nonzero(np.atleast_1d(x)))[: x.ndim]  # a 0-D input has no index rows
+    return [found.astype(np_dtype(call.layer.indices_type))]
+
+
+@register("REVERSE_SEQUENCE", "IReverseSequenceLayer")
+def reverse_sequence(call: LayerCall) -> list[np.ndarray]:
+    """For each batch entry b, its first lengths[b] elements along sequence_axis reversed, the rest kept."""
+    x, lengths = call.input(0), call.input(1)
+    batch_axis = normalize_axis(int(call.layer.batch_axis), x.ndim)
+    seq_axis = normalize_axis(int(call.layer.sequence_axis), x.ndim)
+    n_seq = x.shape[seq_axis]
+    lengths = np.asarray(lengths).reshape(-1).astype(np.int64)
+    if lengths.size != x.shape[batch_axis] or (lengths < 0).any() or (lengths > n_seq).any():
+        raise call.fail(f"lengths {lengths.tolist()} do not fit batch {x.shape[batch_axis]} x sequence {n_seq}")
+    pos = np.arange(n_seq)
+    # source[b, t] = lengths[b] - 1 - t inside the reversed prefix, t after it
+    source = np.where(pos[None, :] < lengths[:, None], lengths[:, None] - 1 - pos[None, :], pos[None, :])
+    shape = [1] * x.ndim
+    shape[batch_axis], shape[seq_axis] = lengths.size, n_seq
+    if batch_axis > seq_axis:
+        source = source.T
+    index = np.broadcast_to(source.reshape(shape), x.shape)
+    return [np.take_along_axis(x, index, axis=seq_axis)]

@@ -1,4 +1,5 @@
-"""Layers that move data without arithmetic: SHUFFLE, CONCATENATION, SLICE, PADDING, SHAPE, SQUEEZE, UNSQUEEZE."""
+"""Layers that move data without arithmetic: SHUFFLE, CONCATENATION, SLICE, PADDING, SHAPE, SQUEEZE, UNSQUEEZE;
+and ASSERTION, which checks a shape condition."""
 from __future__ import annotations
 
 import numpy as np
@@ -196,3 +197,14 @@ def unsqueeze(call: LayerCall) -> list[np.ndarray]:
     if len(axes) != len(given) or any(not 0 <= a < rank for a in axes):
         raise call.fail(f"bad unsqueeze axes {given} for input rank {x.ndim}")
     return [np.expand_dims(x, axis=tuple(axes))]
+
+
+@register("ASSERTION", "IAssertionLayer")
+def assertion(call: LayerCall) -> list[np.ndarray]:
+    """No output; fails, with the layer's message, where any element of its BOOL condition is false."""
+    cond = call.input(0)
+    if cond.dtype != np.bool_:
+        raise call.fail(f"the condition must be BOOL, got {cond.dtype}")
+    if not cond.all():
+        raise call.fail(f"assertion failed: {call.layer.message}")
+    return []
