@@ -120,6 +120,17 @@ def _windows(x: np.ndarray, nsp: int, ksize: tuple[int, ...], step: tuple[int, .
     )
 
 
+def _wide_padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...]) -> np.ndarray:
+    """x as float64 with its trailing dims zero-padded, in one pass (widening, then padding, would be two)."""
+    if min(pre + post, default=0) < 0:  # negative padding crops
+        return pad_trailing(wide(x), pre, post, 0.0)
+    n = len(pre)
+    lead = x.shape[: x.ndim - n]
+    out = np.zeros(lead + tuple(x.shape[x.ndim - n + i] + pre[i] + post[i] for i in range(n)), np.float64)
+    out[(Ellipsis,) + tuple(slice(pre[i], pre[i] + x.shape[x.ndim - n + i]) for i in range(n))] = x
+    return out
+
+
 def _grouped_gemm(w: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """out[n, g] = w[g] @ cols[n, g]: w [G, M, K], cols [N, G, K, P], one BLAS call per image and group."""
     n, groups, _, p = cols.shape
@@ -146,8 +157,8 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     end = tuple(max(win.post[i], (win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - win.pre[i]) for i in range(nsp))
     lead = src.shape[: -nsp - 1]
     cg, kg = c_in // groups, k_out // groups
-    x = pad_trailing(wide(src), win.pre, end, 0.0)
-    x = np.ascontiguousarray(x.reshape((-1, groups, cg) + x.shape[-nsp:]))
+    x = _wide_padded(src, win.pre, end)
+    x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
     w = wide(kernel).reshape((groups, kg, cg) + ksize)
     n = x.shape[0]
     if n * k_out * math.prod(win.out) == 0:
@@ -288,7 +299,7 @@ def pooling(call: LayerCall) -> list[np.ndarray]:
         for window in windows:
             np.maximum(best, padded[window], out=best)
     if kind != "MAX":
-        padded = pad_trailing(wide(src), win.pre, end, 0.0)  # padding adds nothing to a float64 sum
+        padded = _wide_padded(src, win.pre, end)  # padding adds nothing to a float64 sum
         total = np.zeros(lead + win.out, np.float64)
         for window in windows:
             total += padded[window]

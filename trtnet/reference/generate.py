@@ -13,7 +13,11 @@ def constant(call: LayerCall) -> list[np.ndarray]:
     values = weights_array(call.layer.weights, "constant weights")
     if values.size != int(np.prod(shape)):
         raise call.fail(f"{values.size} weights do not fill shape {shape}")
-    return [values.reshape(shape).copy()]
+    # A read-only view, not a copy: the weights can be hundreds of megabytes (VGG16's first linear layer), no
+    # handler writes into its inputs, and numpy refuses a write into a read-only array should one try.
+    view = values.reshape(shape).view()
+    view.flags.writeable = False
+    return [view]
 
 
 @register("FILL", "IFillLayer")

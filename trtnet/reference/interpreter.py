@@ -127,7 +127,8 @@ def run_network(
         name = network.get_output(i).name
         if name not in values:
             raise InterpreterError(f"network output {name!r} was never computed")
-        result[name] = values[name]
+        value = values[name]
+        result[name] = value if value.flags.writeable else value.copy()  # a constant's read-only view
     return result
 
 
