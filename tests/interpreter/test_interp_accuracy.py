@@ -95,8 +95,9 @@ def test_deep_network_is_closer_to_exact_than_float32_torch() -> None:
 @pytest.mark.parametrize("banded", [False, True], ids=["whole", "banded"])
 def test_convolution_forms_match_float64_torch(monkeypatch, groups, c_in, c_out, stride, dilation, kernel,
                                                 banded) -> None:
-    if banded:  # the unfolded input built a few output rows at a time, as for large images
+    if banded:  # the unfolded input built a few output rows at a time, depthwise taps a few groups at a time
         monkeypatch.setattr(conv_module, "_COLUMNS_BUDGET", 200)
+        monkeypatch.setattr(conv_module, "_TAPWISE_BLOCK", 40)
     rng = np.random.default_rng(3)
     n = _Net()
     x = rng.standard_normal((2, c_in, 11, 10)).astype(np.float32)

@@ -173,20 +173,31 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     return [rounded(out, src.dtype)]
 
 
+# Values of the output a depthwise convolution sums its taps into at a time: 1 MB, so its passes stay in cache.
+_TAPWISE_BLOCK = 1 << 17
+
+
 def _tapwise(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], stride: tuple[int, ...],
              dilation: tuple[int, ...], out_size: tuple[int, ...]) -> np.ndarray:
-    """Depthwise-like convolution: one elementwise multiply-add per kernel tap and input channel of a group."""
+    """Depthwise-like convolution: one elementwise multiply-add per kernel tap and input channel of a group,
+    a block of groups at a time."""
     n, groups, cg = x.shape[:3]
     kg = w.shape[1]
     out = np.zeros((n, groups, kg) + out_size, np.float64)
     view = _windows(x, nsp, ksize, stride, dilation, out_size)  # [N, G, cg, *k, *out]
-    tmp = np.empty_like(out)
-    for offset in itertools.product(*(range(k) for k in ksize)):
-        for c in range(cg):
-            patch = view[(slice(None), slice(None), slice(c, c + 1)) + offset]  # [N, G, 1, *out]
-            tap = w[(slice(None), slice(None), c) + offset].reshape((1, groups, kg) + (1,) * nsp)
-            np.multiply(patch, tap, out=tmp)
-            out += tmp
+    step = max(1, _TAPWISE_BLOCK // max(1, kg * math.prod(out_size)))
+    offsets = list(itertools.product(*(range(k) for k in ksize)))
+    for b in range(n):
+        for g0 in range(0, groups, step):
+            block = out[b, g0:g0 + step]  # [g, kg, *out], a view
+            tmp = np.empty_like(block)
+            for offset in offsets:
+                for c in range(cg):
+                    patch = view[(b, slice(g0, g0 + step), slice(c, c + 1)) + offset]  # [g, 1, *out]
+                    tap = w[(slice(g0, g0 + step), slice(None), c) + offset].reshape(
+                        (block.shape[0], kg) + (1,) * nsp)
+                    np.multiply(patch, tap, out=tmp)
+                    block += tmp
     return out
 
 
