@@ -122,8 +122,23 @@ def unary(call: LayerCall) -> list[np.ndarray]:
     if fn is None:
         raise call.fail(f"unsupported unary operation {op}")
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = fn(compute(x) if op in _EXACT_UNARY else wide(x))
-    return [rounded(r, x.dtype)]
+        if op in _EXACT_UNARY:
+            return [rounded(fn(compute(x)), x.dtype)]
+        return [pointwise(fn, x)]
+
+
+# Elements a float64 pointwise function is applied to at a time: its temporaries then stay in cache.
+_POINTWISE_CHUNK = 1 << 15
+
+
+def pointwise(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray) -> np.ndarray:
+    """fn over src widened to float64, a chunk at a time, each result rounded straight into src's type."""
+    flat = src.reshape(-1)
+    out = np.empty(flat.shape, src.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for start in range(0, flat.size, _POINTWISE_CHUNK):
+            out[start:start + _POINTWISE_CHUNK] = fn(wide(flat[start:start + _POINTWISE_CHUNK]))
+    return out.reshape(src.shape)
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -135,8 +150,19 @@ def activation(call: LayerCall) -> list[np.ndarray]:
     """The fourteen ActivationTypes, with the alpha/beta meanings of TensorRT's ActivationType docs."""
     src = call.input(0)
     kind = enum_name(call.layer.type)  # once downcast, IActivationLayer.type is the ActivationType
-    x = compute(src) if kind in ("RELU", "CLIP") else wide(src)
     alpha, beta = float(call.layer.alpha), float(call.layer.beta)
+    if kind not in _ACTIVATIONS:
+        raise call.fail(f"unsupported activation type {kind}")
+    if kind in ("RELU", "CLIP"):  # exact in the input's own type
+        return [rounded(_activate(kind, compute(src), alpha, beta), src.dtype)]
+    return [pointwise(lambda x: _activate(kind, x, alpha, beta), src)]
+
+
+_ACTIVATIONS = frozenset({"RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "SELU", "SOFTSIGN", "SOFTPLUS", "CLIP",
+                          "HARD_SIGMOID", "SCALED_TANH", "THRESHOLDED_RELU", "GELU_ERF", "GELU_TANH"})
+
+
+def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "RELU":
             r = np.maximum(x, 0)
@@ -165,11 +191,9 @@ def activation(call: LayerCall) -> list[np.ndarray]:
             r = np.where(x > alpha, x, 0)
         elif kind == "GELU_ERF":
             r = 0.5 * x * (1 + erf(x * np.sqrt(0.5)))
-        elif kind == "GELU_TANH":
-            r = _gelu_tanh(x)
         else:
-            raise call.fail(f"unsupported activation type {kind}")
-    return [rounded(r, src.dtype)]
+            r = _gelu_tanh(x)
+    return r
 
 
 @register("PARAMETRIC_RELU", "IParametricReLULayer")
