@@ -68,7 +68,10 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return all(o.ok for o in self.outputs) and self.departure is None
+        """Every output within tolerance. A layerwise departure alone does not fail the check: an intermediate
+        tensor can depart where a steep function (a sigmoid on large inputs) amplifies rounding differences
+        that its consumers then shrink again; it is reported to show where the two sides part."""
+        return all(o.ok for o in self.outputs)
 
     def lines(self) -> list[str]:
         out = [f"{self.path}: {self.layers} TensorRT layers, all supported by the interpreter"]
