@@ -2,7 +2,8 @@
 
 For each model: the PyTorch source with seeded random weights (trtnet.parity.torch_model), those weights saved
 as safetensors and loaded into the zoo model, the network emitted once, then `run_network` timed against
-`model(x)` under torch.no_grad(), both on the same input, in the same process, interleaved (the fastest of --runs: the machine is shared, and the minimum is the run least disturbed).
+`model(x)` under torch.no_grad(), both on the same input, in the same process, interleaved (the fastest of
+--runs: the machine is shared, and the minimum is the run least disturbed).
 With --baseline REV the same is measured for the interpreter of git revision REV, in a child process whose
 PYTHONPATH is that revision's tree, between this process's runs of the same model: the figures of one run.
 

@@ -9,15 +9,15 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet.reference._common import (
-    enum_name,
     LayerCall,
     compute,
     dims,
-    wide,
+    enum_name,
     pad_trailing,
     register,
     rounded,
     weights_array,
+    wide,
 )
 
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 import numpy as np
 
 from trtnet.reference._common import (
-    enum_name,
     LayerCall,
     compute,
+    enum_name,
     is_float,
     np_dtype,
     register,

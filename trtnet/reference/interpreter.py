@@ -12,8 +12,8 @@ from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
 from trtnet.reference._common import (
     HANDLERS,
-    SUPPORTED_DTYPES,
     LayerCall,
+    SUPPORTED_DTYPES,
     dims,
     enum_name,
     is_float,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, register, rounded, wide, enum_name
+from trtnet.reference._common import LayerCall, enum_name, register, rounded, wide
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:

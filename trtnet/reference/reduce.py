@@ -4,17 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 from trtnet.reference._common import (
-    enum_name,
     LayerCall,
     axes_from_mask,
     compute,
-    wide,
+    enum_name,
     is_float,
     normalize_axis,
     np_dtype,
     register,
     rounded,
     scalar_int,
+    wide,
 )
 
 

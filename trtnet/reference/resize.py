@@ -3,7 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, compute, dims, int_vector, is_float, register, rounded, wide, enum_name
+from trtnet.reference._common import (
+    LayerCall,
+    compute,
+    dims,
+    enum_name,
+    int_vector,
+    is_float,
+    register,
+    rounded,
+    wide,
+)
 
 
 def _targets(call: LayerCall, x: np.ndarray) -> tuple[tuple[int, ...], list[float | None]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from trtnet.reference._common import (
-    enum_name,
     LayerCall,
     dims,
+    enum_name,
     int_vector,
     normalize_axis,
     pad_trailing,
