@@ -201,9 +201,9 @@ def _refuse_unsupported(steps: list[_Step]) -> None:
 def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
     """Raises `InterpreterError` unless each output has the shape and dtype TensorRT inferred for it.
 
-    Dims TensorRT reports as -1 are dynamic: only the rank and the known dims are compared.
+    Dims TensorRT reports as -1 are dynamic: only the rank and the known dims are compared. (Names and
+    messages are only built on a mismatch: this runs for every layer.)
     """
-    type_name = layer_type_name(layer)
     for i, value in enumerate(outputs):
         tensor = layer.get_output(i)
         try:
@@ -211,10 +211,19 @@ def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
         except RuntimeError:
             # TensorRT itself rejected the layer (its log says why); the network could never be built.
             raise InterpreterError(
-                f"layer {layer.name!r} ({type_name}): TensorRT cannot infer the shape of output {i}; "
+                f"layer {layer.name!r} ({layer_type_name(layer)}): TensorRT cannot infer the shape of output {i}; "
                 "the layer is invalid (TensorRT's log says why)"
             ) from None
-        check_value(layer.name, type_name, f"output {i} ({tensor.name!r})", shape, tensor.dtype, value)
+        if not _fits(shape, tensor.dtype, value):
+            check_value(layer.name, layer_type_name(layer), f"output {i} ({tensor.name!r})", shape, tensor.dtype,
+                        value)
+
+
+def _fits(shape: Any, dtype: Any, value: np.ndarray) -> bool:
+    expected = dims(shape)
+    actual = np.shape(value)
+    return (len(actual) == len(expected) and all(e < 0 or e == a for e, a in zip(expected, actual))
+            and np.asarray(value).dtype == np_dtype(dtype))
 
 
 def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: Any, value: np.ndarray) -> None:
@@ -227,7 +236,7 @@ def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: A
     expected_dtype = np_dtype(dtype)
     if np.asarray(value).dtype != expected_dtype:
         raise InterpreterError(
-            f"{prefix} has dtype {trt_dtype_name(np.asarray(value).dtype)}, TensorRT inferred {dtype.name}"
+            f"{prefix} has dtype {trt_dtype_name(np.asarray(value).dtype)}, TensorRT inferred {enum_name(dtype)}"
         )
 
 
