@@ -185,6 +185,13 @@ def _tapwise(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], str
     kg = w.shape[1]
     out = np.zeros((n, groups, kg) + out_size, np.float64)
     view = _windows(x, nsp, ksize, stride, dilation, out_size)  # [N, G, cg, *k, *out]
+    if cg == 1 and kg == 1 and math.prod(ksize) >= 25:
+        # Large plain depthwise kernels (5x5, 7x7): einsum's own loop over the window view, measured ~40%
+        # faster than a multiply-add per tap; for 3x3 the taps are faster.
+        taps, at = list(range(1, nsp + 1)), list(range(nsp + 1, 2 * nsp + 1))
+        for b in range(n):
+            out[b, :, 0] = np.einsum(view[b, :, 0], [0, *taps, *at], w[:, 0, 0], [0, *taps], [0, *at])
+        return out
     step = max(1, _TAPWISE_BLOCK // max(1, kg * math.prod(out_size)))
     offsets = list(itertools.product(*(range(k) for k in ksize)))
     for b in range(n):
