@@ -102,16 +102,39 @@ def test_every_unsupported_layer_is_named_before_any_runs() -> None:
     fp8.name = "to_fp8"
     back = net.add_cast(fp8.get_output(0), trt.float32)
     grid = net.add_grid_sample(x, net.add_input("grid", trt.float32, (1, 3, 3, 2)))
+    grid.interpolation_mode = trt.InterpolationMode.CUBIC
     grid.name = "the_grid"
     net.mark_output(back.get_output(0))
     net.mark_output(grid.get_output(0))
     assert unsupported(net) == [
         "layer 'first_lrn' (LRN): unsupported layer type: no reference implementation",
         "layer 'to_fp8' (CAST): output 0 has data type FP8, which the interpreter does not model",
-        "layer 'the_grid' (GRID_SAMPLE): unsupported layer type: no reference implementation",
+        "layer 'the_grid' (GRID_SAMPLE): CUBIC grid sampling is not modelled",
     ]
     with pytest.raises(InterpreterError, match=r"cannot run 3 layer forms of this network:\n  layer 'first_lrn'"):
         run_network(net, {"x": np.zeros((1, 4, 3, 3), np.float32), "grid": np.zeros((1, 3, 3, 2), np.float32)})
+
+
+@pytest.mark.parametrize("align", [False, True], ids=["half-pixel", "align-corners"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_onnx_grid_sample_matches_torch(mode, padding, align) -> None:
+    torch = pytest.importorskip("torch", reason="torch.nn.functional.grid_sample is the oracle")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    grid = (rng.uniform(-1.4, 1.4, (2, 4, 6, 2))).astype(np.float32)  # some samples fall outside
+    onnx_mode = {"bilinear": "linear", "nearest": "nearest"}[mode]
+    _b, _p, net = _parse(
+        [helper.make_node("GridSample", ["x", "g"], ["y"], mode=onnx_mode, padding_mode=padding,
+                          align_corners=int(align))],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape)),
+         helper.make_tensor_value_info("g", TensorProto.FLOAT, list(grid.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [])
+    assert "GRID_SAMPLE" in _layer_types(net)
+    (got,) = run_network(net, {"x": x, "g": grid}).values()
+    want = torch.nn.functional.grid_sample(torch.from_numpy(x).double(), torch.from_numpy(grid).double(), mode=mode,
+                                           padding_mode=padding, align_corners=align).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_onnx_reverse_sequence() -> None:

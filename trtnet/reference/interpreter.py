@@ -180,10 +180,20 @@ def _attention_forms(layer: Any) -> list[str]:
     return problems
 
 
+def _grid_sample_forms(layer: Any) -> list[str]:
+    problems = []
+    if enum_name(layer.interpolation_mode) == "CUBIC":
+        problems.append("CUBIC grid sampling is not modelled")
+    if enum_name(layer.sample_mode) not in ("FILL", "CLAMP", "REFLECT"):
+        problems.append(f"grid sample mode {enum_name(layer.sample_mode)} is not modelled")
+    return problems
+
+
 # Attribute forms of supported layer types that the handlers refuse; every other enum value they implement.
 _ATTRIBUTE_FORMS: dict[str, Callable[[Any], list[str]]] = {
     "REDUCE": _reduce_forms,
     "ATTENTION_INPUT": _attention_forms,
+    "GRID_SAMPLE": _grid_sample_forms,
 }
 
 

@@ -1,4 +1,4 @@
-"""RESIZE: nearest, (multi)linear and cubic resampling, applied one axis at a time."""
+"""RESIZE: nearest, (multi)linear and cubic resampling, applied one axis at a time; GRID_SAMPLE."""
 from __future__ import annotations
 
 import numpy as np
@@ -129,3 +129,53 @@ def resize(call: LayerCall) -> list[np.ndarray]:
         else:
             raise call.fail(f"unsupported resize mode {mode}")
     return [rounded(x, src.dtype)]
+
+
+def _grid_coords(coord: np.ndarray, size: int, align: bool, mode: str) -> np.ndarray:
+    """Grid values in [-1, 1] as pixel coordinates, with CLAMP (border) and REFLECT padding applied."""
+    pix = (coord + 1) / 2 * (size - 1) if align else ((coord + 1) * size - 1) / 2
+    if mode == "CLAMP":
+        return np.clip(pix, 0, size - 1)
+    if mode == "REFLECT":
+        # Reflect about the edge pixels' centres (align_corners) or about their outer edges.
+        lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+        span = hi - lo
+        if span <= 0:
+            return np.zeros_like(pix)
+        m = np.mod(pix - lo, 2 * span)
+        return np.clip(lo + np.where(m > span, 2 * span - m, m), 0, size - 1)
+    return pix
+
+
+@register("GRID_SAMPLE", "IGridSampleLayer")
+def grid_sample(call: LayerCall) -> list[np.ndarray]:
+    """Samples x [N, C, H, W] at grid [N, Ho, Wo, 2] ((x, y) in [-1, 1]), NEAREST or LINEAR, with FILL (zeros),
+    CLAMP (border) or REFLECT padding, as ONNX GridSample and torch.nn.functional.grid_sample define it."""
+    src, grid = call.input(0), call.input(1)
+    layer = call.layer
+    interp, mode, align = enum_name(layer.interpolation_mode), enum_name(layer.sample_mode), bool(layer.align_corners)
+    if interp not in ("NEAREST", "LINEAR") or mode not in ("FILL", "CLAMP", "REFLECT"):
+        raise call.fail(f"grid sampling {interp} with {mode} padding is not modelled")
+    if src.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != src.shape[0]:
+        raise call.fail(f"input {src.shape} and grid {grid.shape} are not [N, C, H, W] and [N, Ho, Wo, 2]")
+    x, g = wide(src), wide(grid)
+    n, _, h, w = x.shape
+    px = _grid_coords(g[..., 0], w, align, mode)
+    py = _grid_coords(g[..., 1], h, align, mode)
+    batch = np.arange(n).reshape(n, 1, 1)
+
+    def tap(iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+        """x at integer positions [N, Ho, Wo] as [N, C, Ho, Wo]; positions outside read 0."""
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        vals = x[batch, :, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]  # [N, Ho, Wo, C]
+        return np.moveaxis(np.where(inside[..., None], vals, 0.0), -1, 1)
+
+    if interp == "NEAREST":
+        r = tap(np.rint(py).astype(np.int64), np.rint(px).astype(np.int64))  # half to even, as nearbyint
+    else:
+        x0, y0 = np.floor(px), np.floor(py)
+        fx, fy = (px - x0)[:, None], (py - y0)[:, None]
+        x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+        r = ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
+             + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+    return [rounded(r, src.dtype)]
