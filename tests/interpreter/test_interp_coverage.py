@@ -175,3 +175,21 @@ def test_a_failing_assertion_names_its_message() -> None:
     assert list(run_network(net, ok).values())[0].tolist() == [1.0]
     with pytest.raises(InterpreterError, match=r"'the_check' \(ASSERTION\): assertion failed: both flags must hold"):
         run_network(net, {**ok, "flag": np.array([True, False])})
+
+
+def test_reshape_to_a_scalar_stays_0d_and_outputs_are_the_callers() -> None:
+    builder = trt.Builder(logger())
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    x = net.add_input("x", trt.float32, (1,))
+    scalar = net.add_shuffle(x)
+    scalar.reshape_dims = ()
+    moved = net.add_shuffle(net.add_input("m", trt.float32, (2, 3)))
+    moved.first_transpose = (1, 0)
+    net.mark_output(scalar.get_output(0))
+    net.mark_output(moved.get_output(0))
+    m = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got_scalar, got_moved = run_network(net, {"x": np.array([4.0], np.float32), "m": m}).values()
+    assert got_scalar.shape == () and float(got_scalar) == 4.0
+    np.testing.assert_array_equal(got_moved, m.T)
+    got_moved[0, 0] = 99.0  # an output is the caller's own array, not a view of the input
+    assert m[0, 0] == 0.0

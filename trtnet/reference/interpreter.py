@@ -128,7 +128,8 @@ def run_network(
         if name not in values:
             raise InterpreterError(f"network output {name!r} was never computed")
         value = values[name]
-        result[name] = value if value.flags.writeable else value.copy()  # a constant's read-only view
+        # A view (of a constant's weights, of an input, of another output) is copied: outputs are the caller's.
+        result[name] = value if value.base is None else value.copy()
     return result
 
 

@@ -61,8 +61,9 @@ def shuffle(call: LayerCall) -> list[np.ndarray]:
     if spec is not None:
         x = x.reshape(_reshape_target(call, x.shape, spec))
     x = np.transpose(x, _permutation(call, dims(layer.second_transpose), x.ndim, "second_transpose"))
-    # np.ascontiguousarray would turn a 0-D result (a reshape to a scalar) into shape (1,).
-    return [np.array(x, order="C", copy=True)]
+    # A view where numpy can make one (no handler writes into its inputs; run_network copies outputs that are
+    # views). Not np.ascontiguousarray: it would turn a 0-D result (a reshape to a scalar) into shape (1,).
+    return [x]
 
 
 @register("CONCATENATION", "IConcatenationLayer")
