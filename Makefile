@@ -1,11 +1,12 @@
 # Two commands do everything on a fresh machine, set-up included:
 #   make bench   installs what is needed into .venv, then runs `python bench.py --all`
-#   make test    installs what is needed into .venv, then runs the test suite
+#   make test    installs what is needed into .venv, then runs the whole test suite (what CI runs)
+# and, for the inner loop of development, `make test-fast`: the suite less the tests marked `slow`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test install
+.PHONY: bench test test-fast install
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,3 +25,6 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"

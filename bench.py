@@ -31,6 +31,7 @@ import numpy as np
 
 import trtnet
 from bench_reference import INPUT_NOTES, POROS_A10, SOURCE
+from trtnet.target import describe_device, has_gpu
 from trtnet.zoo import REGISTRY
 
 GPU_BATCHES = (1, 2, 4, 8, 16, 32)
@@ -161,33 +162,10 @@ def export_onnx(name: str, weights: Path | None, batch: int, precision: str, pat
     return warmup_s
 
 
-def build_onnx(path: Path) -> tuple[trtnet.Engine, int]:
-    """TensorRT's ONNX parser -> strongly typed network -> plan, on the same backend trtnet uses."""
-    from trtnet.backend import get_backend, get_trt, logger
-    from trtnet.runtime import TensorSpec
-
-    trt = get_trt()
-    builder = trt.Builder(logger())
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger())
-    if not parser.parse_from_file(str(path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise trtnet.BuildError(f"{path}: TensorRT's ONNX parser failed: {errors}")
-    config = builder.create_builder_config()
-    t0 = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - t0
-    if plan is None:
-        raise trtnet.BuildError(f"{path}: TensorRT could not build the ONNX route's engine")
-    from trtnet.graph import NUMPY_OF
-
-    def spec(t) -> TensorSpec:
-        return TensorSpec(t.name, tuple(t.shape), np.dtype(NUMPY_OF[t.dtype]).name)
-
-    engine = trtnet.Engine(bytes(plan), inputs=[spec(network.get_input(i)) for i in range(network.num_inputs)],
-                           outputs=[spec(network.get_output(i)) for i in range(network.num_outputs)],
-                           backend=str(get_backend()), num_layers=network.num_layers, build_seconds=seconds)
-    return engine, network.num_layers
+def build_onnx(path: Path) -> trtnet.Engine:
+    """The ONNX route's engine: TensorRT's ONNX parser (`trtnet.parse_onnx`) and the same build path, GPU
+    targeting and backend as trtnet's own engines (not cached: each route is timed from the file)."""
+    return trtnet.build(trtnet.parse_onnx(path), cache=False)
 
 
 # -- CPU mode: one process per route, so that peak memory is that route's alone ------------------------------
@@ -215,8 +193,8 @@ def worker(job: dict) -> dict:
             t_export = time.perf_counter()
             warmup_s = export_onnx(name, weights, batch, precision, onnx_path)
             export_s = time.perf_counter() - t_export - warmup_s
-            engine, layers = build_onnx(onnx_path)
-        result = {"layers": layers, "build_s": engine.build_seconds, "export_s": export_s, "torch_import_s": import_s,
+            engine = build_onnx(onnx_path)
+        result = {"layers": engine.num_layers, "build_s": engine.build_seconds, "export_s": export_s, "torch_import_s": import_s,
                   "pipeline_s": time.perf_counter() - t0 - warmup_s, "engine_mib": len(engine.plan) / 2**20,
                   "peak_rss_mib": peak_rss_mib()}
     return result
@@ -354,7 +332,7 @@ def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / f"{name}.onnx"
                     export_onnx(name, weights, batch, args.precision, path)
-                    onnx_engine, _ = build_onnx(path)
+                    onnx_engine = build_onnx(path)
                 row["onnx"] = stats(time_engine(onnx_engine, xs, args.iters, args.warmup, args.cuda_graph))
                 onnx_engine.close()
             except (trtnet.TrtnetError, RuntimeError) as e:  # an exporter or parser gap: say so, keep going
@@ -495,17 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("name --models or pass --all")
 
-    from trtnet.cudart import device_problem
-
-    problem = device_problem()
-    gpu = problem is None
+    gpu = has_gpu()
     batches = args.batch_sizes or (list(GPU_BATCHES) if gpu else [1])
-    device = "CUDA GPU" if gpu else f"no GPU ({problem})"
-    if gpu:
-        from trtnet.cudart import check, cudart
-
-        props = check(cudart().cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
-        device = f"{props.name.decode(errors='replace').strip(chr(0))} (sm_{props.major}{props.minor})"
+    device = describe_device()
     print(f"trtnet benchmark: {len(names)} model(s), batch sizes {batches}, precision {args.precision} "
           f"(the default is fp16), backend {trtnet.backend.get_backend()}")
     print(f"device: {device}")

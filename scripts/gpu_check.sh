@@ -53,8 +53,9 @@ for name in ("numpy", "torch", "torchvision", "safetensors", "onnx", "ml_dtypes"
         print(f"{name:24s} MISSING ({type(e).__name__}: {e})")
 from cuda.bindings import runtime as r
 print("driver", r.cudaDriverGetVersion(), "runtime", r.cudaRuntimeGetVersion(), "devices", r.cudaGetDeviceCount())
-import trtnet.backend, trtnet.cudart
-print("trtnet backend:", trtnet.backend.get_backend(), "| device problem:", trtnet.cudart.device_problem())
+import trtnet.backend, trtnet.cudart, trtnet.target
+print("trtnet backend:", trtnet.backend.get_backend(), "| device:", trtnet.target.describe_device(),
+      "| engines built for:", trtnet.target.target())
 trt = trtnet.backend.get_trt()
 if hasattr(trt, "ComputeCapability"):
     print("this GPU:", trtnet.cudart.compute_capability(), "| TensorRT for RTX targets:",
@@ -64,6 +65,7 @@ PY
 cat "$OUT/env.txt"
 
 step "GPU tests"
+# test_runtime's GPU tests include a cached plan the GPU refuses (the builder rebuilds it before handing it out).
 timeout 240 $PY -m pytest -q -m gpu -rs --durations=10 tests/test_runtime.py tests/zoo/test_resnet.py \
   > "$OUT/gpu_tests.log" 2>&1
 echo "gpu tests exit $?" | tee -a "$OUT/gpu_tests.log"

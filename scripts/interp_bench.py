@@ -51,7 +51,7 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
     from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
     from trtnet.zoo.registry import get_entry
     from trtnet.build import emit
-    from trtnet.reference import run_network
+    from trtnet.interpreter import run_network
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)

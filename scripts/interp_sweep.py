@@ -164,7 +164,7 @@ def child(name: str, runs: int) -> dict:
     from trtnet.backend import get_trt, logger
     from trtnet.errors import TrtnetError
     from trtnet.parity import rel_error
-    from trtnet.reference import run_network
+    from trtnet.interpreter import run_network
 
     torch.set_num_threads(THREADS)
     model, inputs = build(name)

@@ -7,7 +7,7 @@ import numpy as np
 
 from trtnet.backend import get_trt, logger
 from trtnet.graph import NUMPY_OF, Graph, Policy
-from trtnet.reference import run_network
+from trtnet.interpreter import run_network
 from trtnet.tensor import Tensor
 
 
@@ -40,8 +40,8 @@ def _emit_ops(fn: Callable, *xs: np.ndarray, **policy):
         results = fn(*args)
         for i, t in enumerate(results if isinstance(results, (list, tuple)) else [results]):
             t = t.cast(trt.float32) if t.dtype in (trt.float16, trt.bfloat16) else t
-            t.trt.name = f"out{i}"
-            network.mark_output(t.trt)
+            t.itensor.name = f"out{i}"
+            network.mark_output(t.itensor)
     return network, builder, graph  # the builder owns the network and the graph holds its weights: keep both
 
 

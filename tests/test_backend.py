@@ -11,7 +11,7 @@ import pytest
 from trtnet.backend import get_backend
 
 PROBE = ("import trtnet; from trtnet.zoo import resnet18; b = trtnet.backend.get_backend(); "
-         "e = trtnet.build(resnet18(weights=None), 1, 'fp16', input_shapes={'x': (3, 64, 64)}); "
+         "e = trtnet.build(resnet18(weights=None), 1, precision='fp16', input_shapes={'x': (3, 64, 64)}); "
          "print(b.kind, b.version, len(e.plan) > 0)")
 
 

@@ -1,8 +1,12 @@
 """The engine cache: hits, misses when anything that shapes the plan changes, damaged entries, concurrent builders."""
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +15,7 @@ import numpy as np
 import pytest
 
 import trtnet
+import trtnet.builder
 from trtnet.cache import engine_key
 from trtnet.runtime import Engine
 
@@ -23,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def builds(monkeypatch) -> list[str]:
     """Counts real TensorRT builds (cache hits do not build)."""
     calls: list[str] = []
-    module = sys.modules["trtnet.build"]  # the module: `trtnet.build` is the function
+    module = trtnet.builder
     real = module.build_network
 
     def counting(net, **kwargs):
-        calls.append(kwargs.get("label", ""))
+        calls.append(net.label)
         return real(net, **kwargs)
 
     monkeypatch.setattr(module, "build_network", counting)
@@ -74,7 +79,7 @@ def test_key_covers(change):
     def key(model=None, batch=2, precision="fp32"):
         net = trtnet.emit(model or two_inputs(), batch, precision=precision)
         options = {"precision": precision, "batch_size": batch}
-        return engine_key(net.network, net.graph.keepalive, options)
+        return engine_key(net.network, net.keepalive, options)
 
     base = key()
     assert key() == base
@@ -134,3 +139,153 @@ def test_reference_unaffected_by_cache(tmp_path):
     x = np.ones((2, 3, 8, 8), np.float32)
     (z,) = trtnet.reference(model, x, np.zeros((2, 4, 8, 8), np.float32))
     assert z.shape == (2, 4, 8, 8) and np.isfinite(z).all()
+
+
+def test_cached_plan_the_gpu_refuses_is_rebuilt_by_the_builder(tmp_path, builds, monkeypatch):
+    """The builder asks the runtime whether this GPU takes a cached plan before handing it out, and rebuilds it
+    when the runtime says no (`PlanRejected`): the runtime never calls back into the builder. With no GPU here,
+    the entry is made to claim one (its sidecar's target) and the runtime's answer is the GPU's refusal."""
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (plan,) = tmp_path.glob("*.plan")
+    sidecar = plan.with_name(plan.name + ".json")
+    meta = json.loads(sidecar.read_text())
+    meta["target"] = "sm_89"
+    sidecar.write_text(json.dumps(meta))
+    asked: list[str] = []
+
+    def refuse(engine):
+        asked.append(engine.target)
+        raise trtnet.PlanRejected("this GPU cannot run the plan: a test's refusal; rebuild it with trtnet.build")
+
+    monkeypatch.setattr(trtnet.Engine, "loaded", refuse)
+    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
+                                         r"\(this GPU cannot run the plan: a test's refusal; .+\); rebuilding it"):
+        engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert asked == ["sm_89"] and len(builds) == 2
+    assert engine.target == "aot" and json.loads(sidecar.read_text())["target"] == "aot"
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)  # an "aot" plan: not asked
+    assert asked == ["sm_89"] and len(builds) == 2
+
+
+def test_the_key_follows_the_policy_not_how_it_was_spelt(tmp_path, builds):
+    """`precision="fp16"` and `policy=Policy(precision="fp16")` are one build; another policy field is another."""
+    trtnet.build(two_inputs(), batch_size=2, precision="fp16", cache_dir=tmp_path)
+    trtnet.build(two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16"), cache_dir=tmp_path)
+    assert len(builds) == 1
+    trtnet.build(two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16", norm_fp32=False),
+                 cache_dir=tmp_path)
+    assert len(builds) == 2 and len(entries(tmp_path)) == 2
+
+
+# -- an entry that is malformed, not a file, or another key's; a folder that cannot be used -------------------
+
+def _entry(tmp_path) -> Path:
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (plan,) = tmp_path.glob("*.plan")
+    return plan
+
+
+def _rebuilt(tmp_path, builds, plan, reason: str) -> None:
+    """The next build warns with `reason`, builds, and leaves a whole entry in place."""
+    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} is unusable \({reason}"):
+        engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 2
+    assert Engine.load(plan).plan == engine.plan and Engine.load(plan).cache_key == plan.stem
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("plan_bytes", "abc", "{side}: malformed metadata: plan_bytes is 'abc'"),
+    ("plan_bytes", 1e400, "{side}: malformed metadata: plan_bytes is inf"),
+    ("inputs", [[[[[[[[[]]]]]]]]], "{side}: malformed metadata: inputs\\[0\\] is"),
+    ("num_layers", "12", "{side}: malformed metadata: num_layers is '12'"),
+])
+def test_a_malformed_sidecar_is_rebuilt(tmp_path, builds, field, value, reason):
+    plan = _entry(tmp_path)
+    side = Path(f"{plan}.json")
+    meta = json.loads(side.read_text())
+    meta[field] = value
+    side.write_text(json.dumps(meta))
+    _rebuilt(tmp_path, builds, plan, reason.format(side=re.escape(str(side))))
+
+
+def test_a_deeply_nested_sidecar_is_rebuilt(tmp_path, builds):
+    plan = _entry(tmp_path)
+    Path(f"{plan}.json").write_text("[" * 100_000 + "]" * 100_000)
+    _rebuilt(tmp_path, builds, plan, re.escape(f"{plan}.json: unreadable metadata (RecursionError"))
+
+
+@pytest.mark.parametrize("which", ["plan", "sidecar"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev_zero"])
+def test_an_entry_that_is_not_a_regular_file_is_rebuilt(tmp_path, builds, which, kind):
+    plan = _entry(tmp_path)
+    target = plan if which == "plan" else Path(f"{plan}.json")
+    target.unlink()
+    if kind == "directory":
+        target.mkdir()
+        (target / "inside").write_text("x")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")
+    said = {"directory": "a directory", "fifo": "a FIFO", "dev_zero": "a character device"}[kind]
+    what = "plan" if which == "plan" else "metadata"
+    signal.alarm(60)  # a FIFO must not hang the build
+    try:
+        _rebuilt(tmp_path, builds, plan, re.escape(f"{target}: the {what} is {said}, not a regular file"))
+    finally:
+        signal.alarm(0)
+    assert target.is_file() and not target.is_symlink()
+
+
+def test_an_entry_of_another_key_is_refused(tmp_path, builds):
+    """A valid entry of another model copied onto this key is not served: the sidecar records its key."""
+    trtnet.build(two_inputs(0), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (a,) = tmp_path.glob("*.plan")
+    trtnet.build(two_inputs(1), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (b,) = set(tmp_path.glob("*.plan")) - {a}
+    for suffix in ("", ".json"):
+        Path(f"{b}{suffix}").write_bytes(Path(f"{a}{suffix}").read_bytes())
+    with pytest.warns(UserWarning, match=rf"entry {b.name} is unusable \(its metadata records key {a.stem}: an "
+                                         r"entry copied from elsewhere\); rebuilding it"):
+        engine = trtnet.build(two_inputs(1), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 3 and Engine.load(b).cache_key == b.stem and engine.plan != Engine.load(a).plan
+
+
+@pytest.mark.parametrize("how", ["a_file", "under_a_file"])
+def test_a_folder_that_cannot_be_used_warns_and_builds_uncached(tmp_path, builds, how):
+    folder = tmp_path / "cache"
+    folder.write_text("not a folder")
+    if how == "under_a_file":
+        folder = folder / "sub"
+    why = "not a folder" if how == "a_file" else "Not a directory"
+    with pytest.warns(UserWarning, match=re.escape(f"trtnet engine cache: {folder} cannot be used ({why}); "
+                                                   "building without the cache")):
+        engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=folder)
+    assert len(builds) == 1 and engine.plan and engine.cache_key == ""
+
+
+def test_a_full_cache_folder_warns_and_returns_the_engine(tmp_path, builds, monkeypatch):
+    real = os.write
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.warns(UserWarning, match=r"trtnet engine cache: cannot store entry [0-9a-f]{40}\.plan \(.+\.plan: "
+                                         r"cannot write the plan: No space left on device\); the engine is built but "
+                                         r"not cached"):
+        engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    monkeypatch.setattr(os, "write", real)
+    assert len(builds) == 1 and engine.plan and entries(tmp_path) == []
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_killed_builders_temporaries_are_removed(tmp_path, builds):
+    import trtnet.tempfiles
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = tmp_path / f".{'0' * 40}.plan.{trtnet.tempfiles._HOST}.{p.pid}.00000000.tmp"
+    dead.write_bytes(b"\0" * 1000)
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert not dead.exists() and len(entries(tmp_path)) == 1

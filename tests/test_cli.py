@@ -1,48 +1,59 @@
-"""The `trtnet` command line end to end, in subprocesses, as users run it (`python -m trtnet`, and the console
-script where it is installed), on resnet18."""
+"""The `trtnet` command line end to end on resnet18, in-process through `trtnet.cli.main(argv)` as the console
+script calls it, plus one smoke test of the real entry points (`python -m trtnet`, the console script) in
+subprocesses."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import trtnet
+from trtnet.cli import main
 from trtnet.weights import load_weights, read_safetensors
 from trtnet.zoo import REGISTRY, resnet18
 
 pytest.importorskip("torchvision", reason="torchvision is the PyTorch source of resnet18")
 
 ROOT = Path(__file__).resolve().parents[1]
-_CACHE: list[Path] = []  # the engine cache folder of the commands run here (set once per module)
 # The console script of the environment running the tests (`pip install -e .` puts it beside the interpreter).
 SCRIPT = shutil.which("trtnet", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    if _CACHE:  # engines the commands build stay out of the user's cache
-        env["TRTNET_CACHE_DIR"] = str(_CACHE[0])
-    env.update(extra)
-    return env
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def trtnet_cli(*args: str, cwd: Path | None = None, script: bool = False, **env: str) -> subprocess.CompletedProcess:
-    command = [SCRIPT] if script else [sys.executable, "-m", "trtnet"]
-    return subprocess.run([*command, *map(str, args)], cwd=cwd, env=_env(**env), capture_output=True, text=True,
-                          timeout=600)
+def trtnet_cli(*args: object, cwd: Path | None = None, **env: str) -> Result:
+    """`trtnet ARGS` run by `main`, in `cwd` with `env` added, its exit status and output captured.
+
+    argparse's usage errors leave by SystemExit, as they do from the console script; its code is the status.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for key, value in env.items():
+            mp.setenv(key, value)
+        if cwd is not None:
+            mp.chdir(cwd)
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 1
+    return Result(status, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engine_cache(tmp_path_factory):
-    _CACHE[:] = [tmp_path_factory.mktemp("engine-cache")]
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
+def error_line(result: Result) -> str:
     """The error a command printed: one line starting `trtnet: error:`, with no traceback."""
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -60,6 +71,29 @@ def exported(tmp_path_factory) -> Path:
     return folder / "resnet18.safetensors"
 
 
+# -- the real entry points, in subprocesses ------------------------------------------------------------------
+
+def _subprocess(command: list[str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_python_dash_m_runs_and_passes_the_exit_status(tmp_path):
+    listed = _subprocess([sys.executable, "-m", "trtnet"], "list", cwd=tmp_path)
+    assert listed.returncode == 0 and "resnet18" in listed.stdout, listed.stderr
+    refused = _subprocess([sys.executable, "-m", "trtnet"], "build", "nope", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("trtnet: error: no zoo model 'nope'; known: ")
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="no `trtnet` console script beside this Python or on PATH: trtnet is "
+                    "not pip-installed here (pip install -e . installs it)")
+def test_console_script_runs(tmp_path):
+    result = _subprocess([SCRIPT], "list", cwd=tmp_path)
+    assert result.returncode == 0 and "resnet18" in result.stdout, result.stderr
+
+
 # -- each command ---------------------------------------------------------------------------------------
 
 def test_list_shows_every_zoo_entry_with_its_source():
@@ -68,13 +102,6 @@ def test_list_shows_every_zoo_entry_with_its_source():
     for entry in REGISTRY.values():
         assert any(line.split()[0] == entry.name and f" {entry.source} " in f"{line} "  # sources may hold spaces
                    for line in result.stdout.splitlines()), entry.name
-
-
-@pytest.mark.skipif(SCRIPT is None, reason="no `trtnet` console script beside this Python or on PATH: trtnet is "
-                    "not pip-installed here (pip install -e . installs it)")
-def test_console_script_runs():
-    result = trtnet_cli("list", script=True)
-    assert result.returncode == 0 and "resnet18" in result.stdout, result.stderr
 
 
 def test_export_weights_writes_the_sources_state_dict_that_loads_strictly(exported):
@@ -124,7 +151,7 @@ def test_built_plan_deserializes_on_the_gpu(exported, tmp_path):
 
 
 def test_verify_passes_on_the_exported_weights(exported):
-    result = trtnet_cli("verify", "resnet18", "--weights", exported, "--batch", "2")
+    result = trtnet_cli("verify", "resnet18", "--weights", exported, "--batch", "2", "--against-seed", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "weights: every tensor equals the PyTorch source's" in result.stdout
     line = next(l for l in result.stdout.splitlines() if "reference fp32 logits: rel error" in l)
@@ -147,16 +174,16 @@ def perturbed(exported) -> Path:
 
 
 def test_verify_fails_on_perturbed_weights_and_names_the_tensor(perturbed):
-    result = trtnet_cli("verify", "resnet18", "--weights", perturbed, "--batch", "1")
+    result = trtnet_cli("verify", "resnet18", "--weights", perturbed, "--batch", "1", "--against-seed", "0")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "weights: 1 tensors differ from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in result.stdout
     assert "(need <= 0.0001) FAILED" in result.stdout and "resnet18: FAILED (0 of 1 checks passed)" in result.stdout
 
 
-def test_verify_same_file_checks_only_the_re_expression(perturbed):
-    result = trtnet_cli("verify", "resnet18", "--weights", perturbed, "--batch", "1", "--same-file")
+def test_verify_by_default_checks_only_the_re_expression(perturbed):
+    result = trtnet_cli("verify", "resnet18", "--weights", perturbed, "--batch", "1")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"weights loaded by PyTorch from {perturbed}" in result.stdout
+    assert f"weights: {perturbed}, loaded by trtnet and by PyTorch" in result.stdout
 
 
 def test_summary_shows_layers_parameters_and_flops(exported):
@@ -192,7 +219,7 @@ def test_summary_shows_layers_parameters_and_flops(exported):
      "trtnet: error: missing.safetensors: cannot read: No such file or directory"),
     (("summary", "resnet18", "--weights", "resnet18.pth"),
      "trtnet: error: resnet18.pth: .pth files are pickles, which trtnet never loads; convert it with "
-     "`trtnet export-weights`"),
+     "`trtnet convert MODEL resnet18.pth`"),
     (("export-weights", "resnet18", "-o", "resnet18.pt"), "trtnet: error: resnet18.pt: the output must be a "
      ".safetensors file"),
     (("verify", "resnet18", "--same-file"), "trtnet: error: --same-file needs --weights FILE"),
@@ -272,14 +299,19 @@ def test_nan_weights_warn_and_strict_refuses(damaged):
     assert error_line(refused) == f"trtnet: error: {damaged['nan']}: key 'fc.bias' holds NaN or infinite values"
 
 
-def test_debug_shows_the_traceback(damaged):
-    result = trtnet_cli("summary", "resnet18", "--weights", damaged["truncated"], "--debug")
-    assert result.returncode != 0
-    assert "Traceback" in result.stderr and "trtnet.errors.WeightsError" in result.stderr
+def test_debug_shows_the_traceback(damaged, capsys):
+    # With --debug, main prints the traceback before the one-line error; the exit status stays that of the error.
+    status = main(["summary", "resnet18", "--weights", str(damaged["truncated"]), "--debug"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and "Traceback (most recent call last):" in err
+    assert any(line.startswith("trtnet.errors.WeightsError: ") and "lie outside the data" in line for line in err)
+    assert err[-1].startswith("trtnet: error: ") and "lie outside the data" in err[-1]
 
 
-def test_pretrained_without_network_is_a_clean_error(tmp_path):
+def test_pretrained_without_network_is_a_clean_error(tmp_path, monkeypatch):
     # A proxy on a closed local port: the download fails at once here, in CI, and on a machine with a network.
+    # urllib builds its default opener, proxies included, on first use: drop one an earlier test may have built.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     offline = dict(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
                    http_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="", TORCH_HOME=str(tmp_path / "torch"),
                    HF_HUB_OFFLINE="1")

@@ -11,7 +11,8 @@ import pytest
 import trtnet
 import trtnet.cudart
 from trtnet.errors import EngineError
-from trtnet.runtime import Engine, sidecar_path
+from trtnet.plan import sidecar_path
+from trtnet.runtime import Engine
 
 from tests.conftest import cuda_device
 from tests.runtime_models import two_inputs
@@ -290,17 +291,135 @@ def test_resnet18_engine_matches_torch(tmp_path):
 @pytest.mark.gpu
 def test_cached_plan_the_gpu_refuses_is_rebuilt(tmp_path):
     """A cached entry whose plan passes the CPU checks (its sidecar was rewritten to match) but that TensorRT
-    refuses: the first run warns, rebuilds and runs."""
+    refuses: the builder loads it before handing it out, warns and builds again; the result runs."""
     model = two_inputs()
     good = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
     (plan,) = tmp_path.glob("*.plan")
     damaged = Engine(good.plan[: len(good.plan) * 3 // 4], inputs=good.inputs, outputs=good.outputs,
                      backend=good.backend, num_layers=good.num_layers, precision="fp32", target=good.target)
     damaged.save(plan)
-    engine = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
-    assert engine.plan == damaged.plan  # the CPU checks could not tell
+    assert Engine.load(plan).plan == damaged.plan  # the CPU checks cannot tell
+    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
+                                         r"\(this GPU cannot run the plan: .+\); rebuilding it"):
+        engine = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert engine.plan != damaged.plan
     x, y = _inputs(2, 7)
-    with pytest.warns(UserWarning, match="the cached engine does not run on this GPU; building it again"):
-        (got,) = engine(x, y)
+    (got,) = engine(x, y)
     np.testing.assert_allclose(got, _want(model, x, y), rtol=1e-3, atol=1e-3)
-    assert Engine.load(plan).plan == engine.plan != damaged.plan
+    assert Engine.load(plan).plan == engine.plan
+
+
+
+# -- CUDA graphs and stream order: the decisions (no CUDA), then the real thing on a GPU -----------------------
+
+def _device_call(engine: Engine, ptr: int = 0x7F0000000000, stream=None, out=None) -> "trtnet.calls.Call":
+    x, y = FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))
+    for a in (x, y):
+        a.__cuda_array_interface__ = {**a.__cuda_array_interface__, "data": (ptr, False), "stream": stream}
+        ptr += 1 << 20
+    return engine.check_inputs([x, y], out)
+
+
+def test_graph_runs_without_out_write_their_own_buffers(static_engine, no_cuda_calls):
+    """A CUDA graph runner given device inputs and no out= writes its own output buffers (copied into new
+    tensors after the replay): the graph's key then holds no fresh address, so a steady stream of calls with
+    the same inputs replays one graph. Without a graph, new tensors are written in place (no copy)."""
+    from trtnet.calls import graph_key, output_binding
+
+    call = _device_call(static_engine)
+    assert output_binding(call, cuda_graph=True) == "own"
+    assert output_binding(call, cuda_graph=False) == "new"
+    assert output_binding(_device_call(static_engine, out=[FakeCudaArray((2, 4, 8, 8))]), cuda_graph=True) == "out"
+    host = static_engine.check_inputs([f32(2, 3, 8, 8), f32(2, 4, 8, 8)])
+    assert output_binding(host, cuda_graph=False) == output_binding(host, cuda_graph=True) == "own"
+    own = [0x7E0000000000]  # the runner's output buffer: allocated once, the same address call after call
+    keys = {graph_key(c.batch, [a.ptr for a in c.arrays], own) for c in (_device_call(static_engine) for _ in range(5))}
+    assert len(keys) == 1
+    assert graph_key(2, [1, 2], [3]) != graph_key(2, [1, 2], [4]) != graph_key(3, [1, 2], [4])
+
+
+@pytest.mark.parametrize("stream, torch_stream, want", [
+    (None, None, [2]),  # v2 interface / no stream named: the legacy stream orders itself; per-thread is waited on
+    (1, None, [2]),  # the legacy default stream: our blocking stream is ordered after it already
+    (0, None, [2]),  # 0 is forbidden by the protocol: read as the legacy stream
+    (2, None, [2]),  # the per-thread default stream
+    (0x5555, None, [0x5555, 2]),  # a producer's own stream
+])
+def test_the_streams_a_runner_waits_on(static_engine, no_cuda_calls, stream, torch_stream, want):
+    from trtnet.calls import producer_streams
+
+    call = _device_call(static_engine, stream=stream)
+    assert producer_streams(call.arrays, torch_stream) == want
+
+
+def test_torch_inputs_wait_on_the_callers_current_stream(static_engine, no_cuda_calls):
+    from trtnet.calls import producer_streams
+
+    call = _device_call(static_engine)
+    for a in call.arrays:
+        a.kind = "torch.Tensor"
+    assert producer_streams(call.arrays, torch_stream=0x4242) == [0x4242, 2]
+    assert producer_streams(call.arrays, torch_stream=0) == [2]  # torch's default stream is the legacy one
+    host = static_engine.check_inputs([f32(2, 3, 8, 8), f32(2, 4, 8, 8)])
+    assert producer_streams(host.arrays) == []  # host inputs are copied on the runner's own stream
+
+
+@pytest.mark.gpu
+def test_a_graph_runner_replays_one_graph_for_device_inputs_without_out(static_engine):
+    torch = pytest.importorskip("torch", reason="torch CUDA tensors are the device inputs here")
+    runner = static_engine.runner(cuda_graph=True)
+    try:
+        tx, ty = torch.empty((2, 3, 8, 8), device="cuda"), torch.empty((2, 4, 8, 8), device="cuda")
+        results = []
+        for seed in range(5):
+            x, y = _inputs(2, seed)
+            tx.copy_(torch.from_numpy(x))
+            ty.copy_(torch.from_numpy(y))
+            (got,) = runner(tx, ty)
+            results.append((got, _want(two_inputs(), x, y)))
+        assert len(runner.graphs) == 1
+        assert len({got.data_ptr() for got, _ in results}) == 5  # each call's result is its own tensor
+        for got, want in results:  # ... and later replays did not overwrite earlier results
+            np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-3, atol=1e-3)
+    finally:
+        runner.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plain", "cuda_graph"])
+def test_work_on_the_callers_torch_stream_comes_first(static_engine, cuda_graph):
+    """Inputs written on a side stream (after a long sleep) are read only once written."""
+    torch = pytest.importorskip("torch", reason="torch streams are the caller's streams here")
+    runner = static_engine.runner(cuda_graph=cuda_graph)
+    try:
+        x, y = _inputs(2, 9)
+        tx, ty = torch.zeros((2, 3, 8, 8), device="cuda"), torch.zeros((2, 4, 8, 8), device="cuda")
+        side = torch.cuda.Stream()
+        for _ in range(2):  # the second call replays the graph
+            torch.cuda.synchronize()
+            tx.zero_()
+            ty.zero_()
+            torch.cuda.synchronize()
+            with torch.cuda.stream(side):
+                torch.cuda._sleep(100_000_000)  # ~50 ms of GPU time before the inputs are written
+                tx.copy_(torch.from_numpy(x).cuda(non_blocking=False))
+                ty.copy_(torch.from_numpy(y).cuda(non_blocking=False))
+                (got,) = runner(tx, ty)
+            np.testing.assert_allclose(got.cpu().numpy(), _want(two_inputs(), x, y), rtol=1e-3, atol=1e-3)
+    finally:
+        runner.close()
+
+
+@pytest.mark.gpu
+def test_work_on_the_per_thread_default_stream_comes_first(static_engine):
+    """An input written by a copy queued on the per-thread default stream is read only once written."""
+    from trtnet.cudart import DeviceArray, check, cudart
+
+    rt = cudart()
+    x, y = _inputs(2, 12)
+    dx, dy = DeviceArray(x.shape, "float32"), DeviceArray(y.shape, "float32")
+    for d, h in ((dx, x), (dy, y)):
+        check(rt.cudaMemcpyAsync(d.ptr, h.ctypes.data, h.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, 2),
+              "cudaMemcpyAsync")
+    (got,) = static_engine(dx, dy)
+    np.testing.assert_allclose(got.numpy(), _want(two_inputs(), x, y), rtol=1e-3, atol=1e-3)

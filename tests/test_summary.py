@@ -19,7 +19,7 @@ def _network(fn, *shapes):
     graph = Graph(network, Policy())
     with graph:
         out = fn(*[Tensor(network.add_input(f"x{i}", trt.float32, s)) for i, s in enumerate(shapes)])
-        network.mark_output(out.trt)
+        network.mark_output(out.itensor)
     return network, graph
 
 
@@ -78,7 +78,7 @@ def test_fused_attention_counts_both_products():
     trt = get_trt()
 
     def attention(q, k, v):
-        layer = current_graph().network.add_attention(q.trt, k.trt, v.trt, trt.AttentionNormalizationOp.SOFTMAX, False)
+        layer = current_graph().network.add_attention(q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX, False)
         return Tensor(layer.get_output(0))
 
     network, _ = _network(attention, (2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 8))  # TensorRT: k and v alike

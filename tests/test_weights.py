@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from trtnet import nn
-from trtnet.errors import WeightsError
-from trtnet.weights import load_weights, read_safetensors, save_safetensors
+from trtnet.errors import ConfigError, TrtnetError, WeightsError
+from trtnet.weights import _MAX_DIMS, _read_into, load_weights, read_safetensors, save_safetensors
 
 
 class Tiny(nn.Module):
@@ -125,14 +131,30 @@ def torch_file(tmp_path):
     (lambda h: {**h, "b": {**h["b"], "data_offsets": [8, 24]}}, r"keys 'a' and 'b' overlap in the data"),
     (lambda h: {**h, "a": {**h["a"], "dtype": "F8_E4M3"}}, r"key 'a': unsupported dtype 'F8_E4M3' \(supported: F64"),
     (lambda h: {**h, "a": {**h["a"], "shape": [2, -3]}}, r"key 'a': bad shape \[2, -3\]"),
+    (lambda h: {**h, "a": {**h["a"], "dtype": ["F32"]}}, r"key 'a': unsupported dtype \['F32'\] \(supported: F64"),
     (lambda h: {**h, "a": {**h["a"], "data_offsets": [0]}}, r"key 'a': bad data_offsets \[0\]"),
     (lambda h: {**h, "a": [1, 2]}, r"key 'a': header entry is not an object"),
     (lambda h: {**h, "__metadata__": {"format": 1}}, r"corrupted header: __metadata__ must map strings to strings"),
     (lambda h: [h], r"corrupted header: expected a JSON object"),
     (lambda h: {**h, "a": {**h["a"], "shape": [10**300, 10**300]}},
-     r"key 'a': 24 bytes for F32 \[1000000000.*\.\.\., which needs more than any file holds"),
-], ids=["offsets_outside", "size_lies", "overlap", "dtype", "negative_dim", "offsets_form", "entry_form",
-        "metadata", "not_object", "huge_shape"])
+     r"key 'a': shape \[1000000000.*\.\.\. is too large for numpy to represent"),
+    # An empty tensor whose other dimensions numpy cannot index: the byte count (0) alone does not catch it.
+    (lambda h: {**h, "a": {**h["a"], "shape": [0, 2**70], "data_offsets": [0, 0]}},
+     r"key 'a': shape \[0, 1180591620717411303424\] is too large for numpy to represent"),
+    (lambda h: {**h, "a": {**h["a"], "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}},
+     r"key 'a': shape \[0, 4611686018427387904, 4611686018427387904\] is too large for numpy to represent"),
+    (lambda h: {**h, "a": {**h["a"], "shape": [2**62, 2]}}, r"key 'a': shape \[4611686018427387904, 2\] is too large"),
+    (lambda h: {**h, "a": {**h["a"], "shape": [1] * (_MAX_DIMS - 1) + [2, 3]}},
+     rf"key 'a': shape has {_MAX_DIMS + 1} dimensions; numpy \S+ allows at most {_MAX_DIMS}"),
+    (lambda h: {**h, "a": {**h["a"], "shape": [1] * 69 + [2, 3]}},
+     rf"key 'a': shape has 71 dimensions; numpy \S+ allows at most {_MAX_DIMS}"),
+    (lambda h: {**h, "a": {**h["a"], "shape": [2, 3.0]}}, r"key 'a': bad shape \[2, 3\.0\]"),
+    (lambda h: {**h, "a": {**h["a"], "shape": [True, 6]}}, r"key 'a': bad shape \[True, 6\]"),
+    (lambda h: {**h, "a": {**h["a"], "shape": ["2", 3]}}, r"key 'a': bad shape \['2', 3\]"),
+    (lambda h: {**h, "a": {**h["a"], "shape": 6}}, r"key 'a': bad shape 6"),
+], ids=["offsets_outside", "size_lies", "overlap", "dtype", "negative_dim", "dtype_list", "offsets_form", "entry_form",
+        "metadata", "not_object", "huge_shape", "empty_but_huge", "empty_but_overflowing", "bytes_overflow",
+        "one_dim_too_many", "71_dims", "float_dim", "bool_dim", "string_dim", "not_a_list"])
 def test_a_header_that_lies_is_refused(torch_file, edit, message):
     _header_swap(torch_file, edit)
     with pytest.raises(WeightsError, match=r"w\.safetensors: " + message):
@@ -168,12 +190,12 @@ def test_a_missing_file_and_a_folder_are_refused(tmp_path):
         read_safetensors(tmp_path / "dir.safetensors")
 
 
-@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt", ".pkl"])
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar"])
 def test_every_pickle_suffix_is_refused_unread(tmp_path, suffix):
     path = tmp_path / f"model{suffix}"
     path.write_bytes(b"\x80\x04not read")  # the reader must refuse it by name, before opening it
     with pytest.raises(WeightsError, match=rf"model\{suffix}: \{suffix} files are pickles, which trtnet never "
-                                           r"loads; convert it with `trtnet export-weights`"):
+                                           rf"loads; convert it with `trtnet convert MODEL {re.escape(str(path))}`"):
         load_weights(Tiny(), path)
 
 
@@ -202,9 +224,30 @@ def test_non_finite_values_warn_or_are_refused(tmp_path, bad):
     load_weights(Tiny(), path, check_finite="off")  # and the check can be turned off
 
 
-def test_check_finite_must_be_known():
-    with pytest.raises(WeightsError, match=r"check_finite must be 'warn', 'error' or 'off', not 'strict'"):
-        load_weights(Tiny(), good_state(), check_finite="strict")
+@pytest.mark.parametrize("value, shown", [("strict", "'strict'"), (None, "None"), (["warn"], r"\['warn'\]")])
+def test_check_finite_must_be_known(value, shown):
+    with pytest.raises(ConfigError, match=rf"^load_weights: check_finite = {shown} is not allowed: expected 'warn', "
+                                          r"'error' or 'off'$"):
+        load_weights(Tiny(), good_state(), check_finite=value)
+
+
+def test_config_error_names_field_value_and_what_is_allowed():
+    positive = lambda v: type(v) is int and v > 0  # noqa: E731
+    assert ConfigError.check("hidden_size", 768, "a positive integer", positive) == 768
+    assert issubclass(ConfigError, TrtnetError)
+    with pytest.raises(ConfigError, match=r"^config\.json: hidden_size = '768' is not allowed: expected a positive "
+                                          r"integer$"):
+        ConfigError.check("hidden_size", "768", "a positive integer", positive, source="config.json")
+    # A test that itself fails on a value of the wrong type (str > int) counts as "not allowed", not as a crash.
+    with pytest.raises(ConfigError, match=r"^eps = 'abc' is not allowed: expected a number above 0$"):
+        ConfigError.check("eps", "abc", "a number above 0", lambda v: v > 0)
+    with pytest.raises(ConfigError, match=r"^name = 'x{79}\.\.\. is not allowed: expected a short name$"):
+        ConfigError.check("name", "x" * 10**6, "a short name", lambda v: len(v) < 10)
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(ConfigError, match=r"^act = <list nested too deep to print> is not allowed"):
+        ConfigError.check("act", nested, "a string", lambda v: isinstance(v, str))
 
 
 def test_a_file_of_another_model_names_file_and_keys(tmp_path):
@@ -216,3 +259,104 @@ def test_a_file_of_another_model_names_file_and_keys(tmp_path):
                                            r"\n  shape mismatch: conv\.weight: expected \(4, 3, 3, 3\), file has "
                                            r"\(4, 3, 5, 5\)"):
         load_weights(Tiny(), tmp_path / "other.safetensors")
+
+
+# -- duplicate keys: the JSON decoder keeps the last one silently; the safetensors library refuses the file --
+
+@pytest.mark.parametrize("text, message", [
+    ('{"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, '
+     '"a": {"dtype": "F32", "shape": [6], "data_offsets": [0, 24]}, '
+     '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}', r"key 'a' appears twice"),
+    ('{"a": {"dtype": "F32", "shape": [2, 3], "shape": [6], "data_offsets": [0, 24]}, '
+     '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}', r"key 'shape' appears twice"),
+    ('{"__metadata__": {"format": "pt", "format": "np"}, '
+     '"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, '
+     '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}', r"key 'format' appears twice"),
+], ids=["tensor", "field", "metadata"])
+def test_duplicate_keys_are_refused(torch_file, text, message):
+    data = torch_file.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    raw = text.encode()
+    torch_file.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    with pytest.raises(WeightsError, match=r"w\.safetensors: corrupted header: " + message):
+        read_safetensors(torch_file)
+
+
+def test_as_many_dimensions_as_numpy_allows_are_read(torch_file):
+    _header_swap(torch_file, lambda h: {**h, "a": {**h["a"], "shape": [1] * (_MAX_DIMS - 2) + [2, 3]}})
+    assert read_safetensors(torch_file)["a"].reshape(2, 3).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "w.safetensors")
+    # In a child, so that a reader that waits for a writer fails the test instead of hanging it.
+    code = ("import sys\nfrom trtnet.weights import read_safetensors\nfrom trtnet.errors import WeightsError\n"
+            "try:\n    read_safetensors(sys.argv[1])\nexcept WeightsError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.safetensors")], capture_output=True,
+                         text=True, timeout=60, env=_child_env())
+    assert out.stdout.strip() == f"{tmp_path / 'w.safetensors'}: cannot read: not a regular file", out.stderr
+
+
+def test_a_link_to_a_device_is_refused_unread(tmp_path):
+    (tmp_path / "w.safetensors").symlink_to("/dev/zero")  # read without bound, this would fill the memory
+    with pytest.raises(WeightsError, match=r"w\.safetensors: cannot read: not a regular file"):
+        read_safetensors(tmp_path / "w.safetensors")
+
+
+# -- a file changed after loading: parameters are the process's own memory, not a view of the file ---------
+
+def _child_env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+# Loads (checking for NaN), changes the file in place in one of three ways, then uses every parameter. With
+# parameters mapped from the file, "truncate" kills the child with SIGBUS, and the others show the new bytes.
+_CHANGE_AFTER_LOAD = """
+import os, shutil, sys
+import numpy as np
+from trtnet import nn
+from trtnet.weights import load_weights
+
+path, change, other = sys.argv[1:4]
+model = nn.Linear(256, 512)
+load_weights(model, path, check_finite="error")
+sums = [float(p.value.sum(dtype=np.float64)) for _, p in model.named_parameters()]
+n = int.from_bytes(open(path, "rb").read(8), "little")
+if change == "truncate":
+    os.truncate(path, 8 + n)  # the header stays, every data page is gone
+elif change == "cp":
+    shutil.copyfile(other, path)  # what `cp other path` does: truncate the same inode, then write
+elif change == "nan":
+    with open(path, "r+b") as f:  # NaN written over the data after the finite check passed
+        f.seek(8 + n)
+        f.write(np.full((os.path.getsize(path) - 8 - n) // 4, np.nan, np.float32).tobytes())
+print(all(np.isfinite(p.value).all() for _, p in model.named_parameters()),
+      [float(p.value.sum(dtype=np.float64)) for _, p in model.named_parameters()] == sums)
+"""
+
+
+@pytest.mark.parametrize("change", ["truncate", "cp", "nan"])
+def test_parameters_survive_the_file_changing_after_loading(tmp_path, change):
+    torch = pytest.importorskip("torch", reason="files are written with safetensors.torch, as users write them")
+    path, other = tmp_path / "w.safetensors", tmp_path / "new.safetensors"
+    _torch_file(path, {"weight": torch.randn(512, 256), "bias": torch.randn(512)})  # half a megabyte
+    _torch_file(other, {"weight": torch.randn(512, 256) + 100, "bias": torch.randn(512)})
+    out = subprocess.run([sys.executable, "-c", _CHANGE_AFTER_LOAD, str(path), change, str(other)],
+                         capture_output=True, text=True, timeout=120, env=_child_env())
+    assert out.returncode == 0, f"the child died (return code {out.returncode}): {out.stderr[-2000:]}"
+    assert out.stdout.split() == ["True", "True"]  # finite, and the values that were loaded and checked
+
+
+def test_a_file_that_ends_while_it_is_read_is_refused(tmp_path):
+    """The reader's own check, for a file cut short between taking its size and reading its data."""
+    (tmp_path / "w.safetensors").write_bytes(bytes(10))
+    with open(tmp_path / "w.safetensors", "rb", buffering=0) as f, pytest.raises(
+            WeightsError, match=r"w\.safetensors: the file changed while it was being read \(it ends early\)"):
+        _read_into(tmp_path / "w.safetensors", f, memoryview(bytearray(20)), 4)
+
+
+def test_arrays_read_are_read_only_and_their_own(torch_file):
+    state = read_safetensors(torch_file)
+    assert all(not a.flags.writeable and a.flags.owndata and a.flags.aligned for a in state.values())
+    assert list(state) == ["a", "b"]

@@ -5,16 +5,19 @@
 >>> model = resnet50(weights=None)
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
-# The interpreter package is imported before `reference` below is bound: `trtnet.reference` is then the
-# function that runs a model, while `from trtnet.reference import run_network` still reaches the package.
-from trtnet.reference import run_network  # noqa: I001
-from trtnet.build import build, emit, reference
-from trtnet.errors import (BackendError, BuildError, EngineError, InterpreterError, NetworkError, TrtnetError,
-                           WeightsError)
-from trtnet.runtime import Engine
+from trtnet.builder import Network, build, build_network, emit, reference
+from trtnet.errors import (BackendError, BuildError, ConfigError, EngineError, ExportError, InterpreterError,
+                           NetworkError, TrtnetError, WeightsError)
+from trtnet.graph import Policy
+from trtnet.interpreter import run_network
+from trtnet.onnx import parse_onnx
+from trtnet.plan import TensorSpec
+from trtnet.runtime import Engine, PlanRejected
+from trtnet.summary import summarize
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 
 __version__ = "0.1.0"
-__all__ = ["BackendError", "BuildError", "Engine", "EngineError", "InterpreterError", "NetworkError", "TrtnetError",
-           "WeightsError", "build", "emit", "init_random", "load_weights", "read_safetensors", "reference",
-           "run_network", "save_safetensors"]
+__all__ = ["BackendError", "BuildError", "ConfigError", "Engine", "EngineError", "ExportError", "InterpreterError", "Network", "NetworkError",
+           "PlanRejected", "Policy", "TensorSpec", "TrtnetError", "WeightsError", "build", "build_network", "emit",
+           "init_random", "load_weights", "parse_onnx", "read_safetensors", "reference", "run_network",
+           "save_safetensors", "summarize"]

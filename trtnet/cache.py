@@ -1,13 +1,13 @@
 """The engine cache: serialized engines kept in a user folder, keyed by everything that shapes the plan.
 
 The key hashes the network itself (every layer's type, name, input/output shapes and dtypes, and the
-attributes TensorRT exposes on it), the weights (the arrays the graph keeps alive for TensorRT), the build
-options (precision, shapes and profile, optimization level), the backend and its version, and the target GPU
-(its compute capability when there is one, else "aot"). An entry is the plan and its JSON sidecar, written
-atomically; builders of one key take a lock file in turn, so two processes end with one good entry and the
-second one reuses it. An entry that fails its checks is rebuilt with a warning.
-
-Folder: `$TRTNET_CACHE_DIR`, default `~/.cache/trtnet` (`$XDG_CACHE_HOME/trtnet` where that is set).
+attributes TensorRT exposes on it), the weights (the arrays a `Network` keeps alive for TensorRT; an ONNX
+file's bytes), the build options (the whole emission `Policy`, shapes and profile, optimization level), the
+backend and its version, and the target GPU (its compute capability when there is one, else "aot"). An
+entry is the plan and its JSON sidecar (which records the key), saved as one; builders of one key take a lock
+file in turn, so two processes end with one good entry and the second one reuses it. An entry that fails its
+checks (or is not a regular file, or records another key) is rebuilt with a warning; a folder that cannot be
+used warns and the build goes on without it. The folder is `trtnet.target.cache_dir()`.
 """
 from __future__ import annotations
 
@@ -15,27 +15,24 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from trtnet.backend import get_backend, get_trt
 from trtnet.errors import EngineError
-from trtnet.runtime import Engine, sidecar_path
+from trtnet.plan import sidecar_path
+from trtnet.runtime import Engine
+from trtnet.target import target
+from trtnet.tempfiles import remove_stale_temporaries
 
-KEY_VERSION = 1  # bump when the key's recipe changes, so old entries are not mistaken for new ones
-
-
-def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """The cache folder (not created here)."""
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("TRTNET_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "trtnet"
+# Bumped when the key's recipe, or what a key builds, changes, so old entries are not mistaken for new ones
+# (3: fp32 engines are built with TF32 off; entries record their key).
+KEY_VERSION = 3
 
 
 # -- the key -------------------------------------------------------------------------------------------------
@@ -65,8 +62,6 @@ def _tensor_sig(t) -> list | None:
 
 def network_fingerprint(network) -> str:
     """sha256 of the network's structure: layers, their tensors and the attributes TensorRT reports."""
-    from trtnet.backend import get_trt
-
     trt = get_trt()
     classes = _layer_classes(trt)
     h = hashlib.sha256()
@@ -105,20 +100,8 @@ def weights_fingerprint(arrays: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def target() -> str:
-    """The GPU the engine is built for: 'sm_90' where a CUDA GPU is visible, else 'aot'."""
-    try:
-        from trtnet.cudart import compute_capability
-
-        return compute_capability() or "aot"
-    except EngineError:  # cuda-python absent: no GPU can be used either
-        return "aot"
-
-
 def engine_key(network, keepalive: list[np.ndarray], options: dict[str, Any]) -> str:
     """The cache key of an emitted network built with `options` (precision, shapes, backend...)."""
-    from trtnet.backend import get_backend
-
     parts = {"key_version": KEY_VERSION, "backend": str(get_backend()), "target": target(),
              "network": network_fingerprint(network), "weights": weights_fingerprint(keepalive),
              "options": options}
@@ -127,46 +110,94 @@ def engine_key(network, keepalive: list[np.ndarray], options: dict[str, Any]) ->
 
 # -- entries -------------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (a lock file) where the OS offers one; the OS frees it if we crash."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: atomic replace alone keeps every entry whole
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def entry_path(key: str, folder: Path) -> Path:
     return folder / f"{key}.plan"
 
 
+def _warn(message: str) -> None:
+    warnings.warn(f"trtnet engine cache: {message}", stacklevel=4)
+
+
+def cached(key: str, folder: Path, build: Callable[[], Engine], runs_here: Callable[[Engine], bool],
+           verbose: bool = False, label: str = "engine") -> Engine:
+    """The engine of `key` from `folder`, or `build()` stored there. Builders of one key take turns (a lock
+    file), so the second finds the first one's entry. A folder that cannot be used (a file, read-only, full)
+    warns and the engine is built without the cache; an entry that is unusable, or that `runs_here` refuses,
+    is rebuilt and replaced."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / f"{key}.lock", "a+b")
+    except OSError as e:
+        why = "not a folder" if folder.exists() and not folder.is_dir() else (e.strerror or str(e))
+        _warn(f"{folder} cannot be used ({why}); building without the cache")
+        return build()
+    with lock, _locked(lock):
+        engine = load_entry(key, folder)
+        if engine is not None and not runs_here(engine):
+            remove_entry(key, folder)
+            engine = None
+        if engine is not None:
+            if verbose:
+                print(f"{label}: from the engine cache ({entry_path(key, folder)})", file=sys.stderr)
+            return engine
+        engine = build()
+        store_entry(key, folder, engine)
+        return engine
+
+
+@contextlib.contextmanager
+def _locked(lock: BinaryIO) -> Iterator[None]:
+    """An exclusive lock on the open lock file where the OS offers one; the OS frees it if we crash."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic replacement alone keeps every entry whole
+        yield
+        return
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 def load_entry(key: str, folder: Path) -> Engine | None:
-    """The cached engine for `key`, None when absent; a damaged entry is removed with a warning (then None)."""
+    """The cached engine for `key`, None when absent; an entry that is unusable (damaged, malformed, not a
+    regular file, stored under another key) is removed with a warning (then None)."""
     path = entry_path(key, folder)
-    if not path.exists() and not sidecar_path(path).exists():
+    if not os.path.lexists(path) and not os.path.lexists(sidecar_path(path)):
         return None
     try:
-        return Engine.load(path)
+        engine = Engine.load(path)
+        if engine.cache_key != key:
+            said = f"key {engine.cache_key}" if engine.cache_key else "no key"
+            raise EngineError(f"its metadata records {said}: an entry copied from elsewhere")
     except EngineError as e:
-        warnings.warn(f"trtnet engine cache: entry {path.name} is unusable ({e}); rebuilding it", stacklevel=3)
+        _warn(f"entry {path.name} is unusable ({e}); rebuilding it")
         remove_entry(key, folder)
         return None
+    return engine
 
 
-def store_entry(key: str, folder: Path, engine: Engine) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return engine.save(entry_path(key, folder))
+def store_entry(key: str, folder: Path, engine: Engine) -> Path | None:
+    """Save `engine` as the entry of `key` (its sidecar records the key); None, with a warning, where the folder
+    refuses it (full, read-only): the engine is still good, only not cached. Removes dead builders' temporaries."""
+    engine.cache_key = key
+    remove_stale_temporaries(folder)
+    try:
+        return engine.save(entry_path(key, folder))
+    except EngineError as e:
+        _warn(f"cannot store entry {entry_path(key, folder).name} ({e}); the engine is built but not cached")
+        return None
 
 
 def remove_entry(key: str, folder: Path) -> None:
+    """Remove an entry's plan and sidecar, whatever they are (files, FIFOs, folders); best effort."""
     path = entry_path(key, folder)
     for p in (path, sidecar_path(path)):
-        p.unlink(missing_ok=True)
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        except OSError:
+            pass  # storing the new entry then fails, with a warning

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.backend import get_trt, logger
+from trtnet.backend import capture_errors, get_trt, logger
 from trtnet.errors import CheckError
 
 # Relative error (max |interpreter - onnxruntime| / max |onnxruntime|) accepted per output type: float32 is
@@ -98,7 +98,11 @@ class CheckReport:
 
 
 class ParsedOnnx:
-    """A network parsed by TensorRT's ONNX parser, with the builder and parser that own its memory."""
+    """A network parsed by TensorRT's ONNX parser, with the builder and parser that own its memory.
+
+    Not `trtnet.onnx.parse_onnx`: that one pins a dynamic batch and refuses other dynamic dims, as an engine
+    build needs; `check` runs any file the parser takes, its dynamic dims sized by the inputs given.
+    """
 
     def __init__(self, path: Path) -> None:
         if not path.is_file():
@@ -107,9 +111,10 @@ class ParsedOnnx:
         self.builder = trt.Builder(logger())
         self.network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         self.parser = trt.OnnxParser(self.network, logger())
-        if not self.parser.parse_from_file(str(path)):
-            errors = "; ".join(str(self.parser.get_error(i).desc()) for i in range(self.parser.num_errors))
-            raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'not an ONNX model'}")
+        with capture_errors():  # TensorRT's own log of a refusal is in the error raised, not printed too
+            if not self.parser.parse_from_file(str(path)):
+                errors = "; ".join(str(self.parser.get_error(i).desc()) for i in range(self.parser.num_errors))
+                raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'not an ONNX model'}")
 
 
 def check_onnx(path: str | Path, inputs: str | Path | None = None, *, layerwise: bool = False,
@@ -120,7 +125,7 @@ def check_onnx(path: str | Path, inputs: str | Path | None = None, *, layerwise:
     for a bad model or inputs file and `InterpreterError` for unsupported layers, before anything runs.
     """
     from trtnet.errors import InterpreterError
-    from trtnet.reference import run_network, unsupported
+    from trtnet.interpreter import run_network, unsupported
 
     path = Path(path)
     parsed = parsed or ParsedOnnx(path)
@@ -189,7 +194,7 @@ def _error(got: np.ndarray, want: np.ndarray) -> float:
 def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal floats, 0/1 integers (valid token ids and masks alike), random booleans; a dynamic
     dim (-1) is taken as 1. Give real inputs with an .npz where the model needs them."""
-    from trtnet.reference._common import np_dtype
+    from trtnet.interpreter._common import np_dtype
 
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
@@ -208,7 +213,7 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
 
 def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:
     """The arrays of an .npz named as the network's inputs, checked against their declared shapes and types."""
-    from trtnet.reference._common import np_dtype
+    from trtnet.interpreter._common import np_dtype
 
     if not path.is_file():
         raise CheckError(f"{path}: no such inputs file")
@@ -274,7 +279,7 @@ def _run_onnxruntime(model: str | bytes, feeds: Mapping[str, np.ndarray], names:
 def _first_departure(network: Any, producers: dict[str, list[str]], kept: dict[str, np.ndarray],
                      reference: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], compared: set[str],
                      results: dict[str, np.ndarray]) -> Departure | None:
-    from trtnet.reference.interpreter import layer_type_name
+    from trtnet.interpreter.interpreter import layer_type_name
 
     layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
     for layer_name, outputs in producers.items():

@@ -3,12 +3,16 @@
     trtnet list
     trtnet export-weights resnet50 [-o weights/resnet50.safetensors] [--pretrained] [--seed N]
     trtnet build resnet50 [--weights F] [--batch 8 | --batch 1:8:32] [--precision fp16] [-o resnet50.plan]
-    trtnet verify resnet50 [--weights F] [--batch 2]
+    trtnet verify resnet50 [--weights F] [--batch 2] [--against-seed N | --against-pretrained]
     trtnet summary resnet50
+    trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
+    trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
     trtnet check model.onnx [--inputs inputs.npz] [--layerwise]
 
+MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/models.py).
+
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
-the traceback). Errors are one line on stderr. Torch is imported only by `export-weights` and `verify`.
+the traceback). Errors are one line on stderr. Torch is imported only by `export-weights`, `verify`, `convert`.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,20 +40,42 @@ ENGINE_FP32_REL_ERROR = 1e-3
 ENGINE_FP16_COSINE = 0.999
 
 
+class UsageError(Exception):
+    """Bad usage, as argparse finds it: one line, and the command whose --help would explain."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (as one line, handled in `main`), not printed as a usage block and
+    an exit: `trtnet: error: ...` is the one error format, and main() returns its status in-process too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, self.prog)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
     except KeyboardInterrupt:
+        # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug shows the traceback
-        if args.debug:
-            raise
+    except Exception as e:  # noqa: BLE001  every error becomes one line; --debug adds the traceback
+        if args.debug:  # what is printed changes, never the exit status
+            traceback.print_exc(file=sys.stderr)
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
@@ -102,7 +129,8 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     from trtnet.parity import export_state, torch_model
     from trtnet.weights import load_weights, read_safetensors
 
-    entry = _entry(args.model)
+    ref = _ref(args.model)
+    entry = ref.require_entry("export-weights")
     out = Path(args.output or Path("weights") / f"{entry.name}.safetensors")
     if out.suffix != ".safetensors":
         raise TrtnetError(f"{out}: the output must be a .safetensors file")
@@ -114,22 +142,47 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     export_state(source, out)
     tensors = len(read_safetensors(out))
+    options = entry.pretrained_options if args.pretrained else {}
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
-    load_weights(entry.fn(weights=None), out, check_finite="error")
+    load_weights(ref.make(**options), out, check_finite="error")
     print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
           f"loads strictly into trtnet's {entry.name}")
+    if options:
+        print(f"the published weights expect {_call(entry.name, options)}: build it that way from Python")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from trtnet.convert import convert
+
+    name = _ref(args.model).require_entry("convert").name  # a user's file registers its entry as it runs
+    done = convert(name, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
+    print(done.summary(name, Path(args.checkpoint)))
     return EXIT_OK
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
 
-    entry = _entry(args.model)
-    model = _model(entry, args.weights, args.strict)
-    out = Path(args.output or f"{entry.name}.plan")
-    engine = trtnet.build(model, args.batch, args.precision)
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict)
+    out = Path(args.output or f"{ref.name}.plan")
+    engine = trtnet.build(model, args.batch, precision=args.precision)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
-    print(f"{engine.summary(f'{entry.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    return EXIT_OK
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from trtnet.triton import check_request, export_triton
+
+    ref = _ref(args.model)
+    name = args.name or ref.name
+    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
+    model = _model(ref, args.weights, args.strict)
+    done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
+                         version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
+    print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
     return EXIT_OK
 
 
@@ -137,11 +190,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.summary import summarize
 
-    entry = _entry(args.model)
-    model = _model(entry, args.weights, args.strict, quiet=True)
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
     summary = summarize(net.network)
-    print(f"{entry.name} ({entry.source}), batch {args.batch}, {args.precision}; inputs "
+    print(f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
           + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs))
     print(summary.table())
     declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
@@ -152,27 +205,37 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import trtnet
-    from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
+    from trtnet.parity import (export_state, load_into_source, rel_error, sample_inputs, torch_forward,
+                               torch_model, weight_differences)
 
+    against = args.against_pretrained or args.against_seed is not None
     if args.same_file and not args.weights:
         raise TrtnetError("--same-file needs --weights FILE")
-    entry = _entry(args.model)
+    if args.same_file and against:
+        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
+    ref = _ref(args.model)
+    entry = ref.require_entry("verify")
     _require_torch("verify")
-    if args.pretrained:
+    seed = args.seed if args.against_seed is None else args.against_seed
+    if args.against_pretrained:
         source, what = _download(entry), "published weights"
     else:
-        source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
+        source, what = torch_model(entry.name, seed), f"random weights, seed {seed}"
+    options = entry.pretrained_options if args.against_pretrained else {}
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
-        model = _model(entry, weights, args.strict)
-        if args.weights and args.same_file:
-            from safetensors.torch import load_file
-
-            source.load_state_dict(load_file(args.weights), strict=True)
-            what = f"weights loaded by PyTorch from {args.weights}"
+        model = _model(ref, weights, args.strict, options=options)
+        if args.weights and not against:
+            # The user's question: does trtnet compute what PyTorch computes with these weights?
+            layouts = load_into_source(source, model, args.weights, entry.source)
+            read_as = f", converted from {', '.join(layouts)} layout" if layouts else ""
+            print(f"weights: {args.weights}{read_as}, loaded by trtnet and by PyTorch")
+            what = f"weights from {args.weights}"
         elif args.weights:
-            print(f"weights: {args.weights}")
-            _report_weight_differences(source, model)
+            print(f"weights: {args.weights}, compared with the source's {what}")
+            print(f"  weights: {weight_differences(source, model)}")
+        if options:
+            print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
         print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
         inputs = sample_inputs(model, args.batch, args.seed)
         want = torch_forward(source, *inputs)
@@ -187,7 +250,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             from trtnet.parity import cosine
 
             for precision in ("fp32", "fp16"):
-                engine = trtnet.build(model, args.batch, precision)
+                engine = trtnet.build(model, args.batch, precision=precision)
                 got = engine(*inputs)
                 for n, g, w in zip(names, got, want):
                     if precision == "fp32":
@@ -207,49 +270,31 @@ def _check(label: str, measure: str, value: float, tolerance: float, higher_is_b
     return ok
 
 
-def _report_weight_differences(source, model) -> None:
-    """Name the tensors of the file that differ from the PyTorch source's: a check that fails says where.
-
-    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
-    counted as not compared (the output check still covers it).
-    """
-    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
-    differ, compared, total = [], 0, 0
-    for key, param in model.named_parameters():
-        total += 1
-        if key in state and state[key].shape == tuple(param.shape):
-            compared += 1
-            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
-            if not diff == 0.0:  # NaN counts as a difference
-                differ.append((key, diff))
-    unmatched = ("" if compared == total else
-                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
-    if differ:
-        listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
-        print(f"  weights: {len(differ)} tensors differ from the PyTorch source's: {listed}"
-              + (" ..." if len(differ) > 5 else "") + unmatched)
-    else:
-        print(f"  weights: every tensor equals the PyTorch source's{unmatched}")
+def _call(name: str, options: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
 
 # -- shared pieces ----------------------------------------------------------------------------------------
 
-def _entry(name: str):
-    from trtnet.zoo import get_entry
+def _ref(spec: str):
+    """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/models.py)."""
+    from trtnet.models import resolve
 
-    return get_entry(name)
+    return resolve(spec)
 
 
-def _model(entry, weights: str | os.PathLike | None, strict: bool, quiet: bool = False):
-    """The zoo model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
+def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
+    """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
     from trtnet.weights import load_weights
+    from trtnet.zoo.registry import mismatch_hint
 
-    model = entry.fn(weights=None)
+    model = ref.make(**(options or {}))
     if weights is None:
         if not quiet:
-            print(f"no --weights: {entry.name} gets seeded random weights (fine for timing, not for predictions)")
+            what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
+            print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
     else:
-        load_weights(model, weights, check_finite="error" if strict else "warn")
+        load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
     return model
 
 
@@ -313,10 +358,15 @@ def _batch_text(batch: int | tuple[int, int, int]) -> str:
     return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))
 
 
+MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser = argparse.ArgumentParser(prog="trtnet", description=__doc__.split("\n\n")[0],
+    from trtnet.graph import PRECISIONS
+
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
+    parser = _Parser(prog="trtnet", description=__doc__.split("\n\n")[0],
                                      epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -334,38 +384,65 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("export-weights", cmd_export_weights,
                   "write a model's PyTorch source state_dict as safetensors (needs torch)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument("--pretrained", action="store_true",
                      help="the published weights, downloaded by the source library (needs network access)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp16", help="default fp16")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+
+    sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
+                  "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
+    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
+    weights_options(sub)
+    sub.add_argument("--batch", type=_batch, default=(1, 8, 32),
+                     help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
+    sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
+    sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
+    sub.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=None,
+                     help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch "
+                     "range starts at 1")
 
     sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
                   "(the interpreter; the engine too where a GPU exists)")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
     sub.add_argument("--seed", type=int, default=0,
-                     help="seed of the source's random weights and of the inputs (default 0)")
-    sub.add_argument("--pretrained", action="store_true",
-                     help="compare against the source with its published weights (needs network access)")
+                     help="seed of the inputs, and of the source's random weights without --weights (default 0)")
+    against = sub.add_mutually_exclusive_group()
+    against.add_argument("--against-seed", type=int, metavar="N",
+                         help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
+                         "them) instead of --weights: checks the file too, and names the tensors that differ")
+    against.add_argument("--against-pretrained", "--pretrained", dest="against_pretrained", action="store_true",
+                         help="PyTorch gets the source's published weights (needs network access); without --weights "
+                         "trtnet loads them too")
     sub.add_argument("--same-file", action="store_true",
-                     help="the PyTorch source loads --weights too (checks the re-expression only); by default the "
-                     "file is checked against the source's own weights (--seed or --pretrained), as export-weights "
-                     "writes them")
+                     help="kept for old scripts, no effect: PyTorch loads --weights too by default now")
+
+    sub = command("convert", cmd_convert, "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors "
+                  "file the zoo entry loads (needs torch)")
+    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors")
+    sub.add_argument("--trust-pickle", action="store_true",
+                     help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
+                     "unpickling runs code the file names, so only for files from a source you trust")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
-    sub.add_argument("model", help="a zoo name (see `trtnet list`)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
 
     sub = command("check", cmd_check, "run the network TensorRT's ONNX parser makes of MODEL.onnx in the interpreter "
                   "and compare it with onnxruntime (exit 1 beyond tolerance)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import weakref
 from types import ModuleType
 
 import numpy as np
@@ -195,3 +196,29 @@ class Graph:
         if self.graph is not None:
             rt.cudaGraphDestroy(self.graph)
             self.graph = None
+
+
+class DeviceArray:
+    """GPU memory holding one result, for device inputs that are not torch tensors and came without `out=`.
+
+    Exposes `__cuda_array_interface__` (so cupy, numba or torch can take it without a copy) and `numpy()`.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: str) -> None:
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.nbytes = int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize
+        self._buffer = DeviceBuffer()
+        self.ptr = self._buffer.ensure(self.nbytes)
+        weakref.finalize(self, self._buffer.close)  # the memory lives as long as this object
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "version": 3,
+                "strides": None, "stream": None}
+
+    def numpy(self) -> np.ndarray:
+        host = np.empty(self.shape, self.dtype)
+        rt = cudart()
+        check(rt.cudaMemcpy(host.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+              "cudaMemcpy(d2h)")
+        return host

@@ -1,6 +1,10 @@
 """The exceptions trtnet raises. Every one is a `TrtnetError`, so callers can catch the family."""
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
 
 class TrtnetError(Exception):
     """Base class of every error trtnet raises on purpose."""
@@ -28,6 +32,40 @@ class BuildError(TrtnetError):
 
 class EngineError(TrtnetError):
     """An engine that cannot be loaded or run: bad plan, bad input, no GPU."""
+
+
+class ExportError(TrtnetError):
+    """An export that cannot be written as asked: a bad repository, model name or version, or an engine that
+    cannot be served the way that was asked (a fixed batch under dynamic batching)."""
+
+
+class ConfigError(TrtnetError):
+    """A configuration value of the wrong type or out of range. The message names the field, the value and what
+    is allowed, e.g. `config.json: hidden_size = '768' is not allowed: expected a positive integer`."""
+
+    @classmethod
+    def check(cls, field: str, value: T, allowed: str, ok: Callable[[T], object], *, source: object = None) -> T:
+        """`value` if `ok(value)` is true, else this error. `ok` failing with TypeError, ValueError,
+        ArithmeticError or RecursionError (a string compared with a number, ...) counts as false. `allowed`
+        completes "expected ...". `source` (a file, a function) prefixes the message.
+
+        >>> ConfigError.check("num_heads", 0, "a positive integer", lambda v: v > 0, source="config.json")
+        Traceback (most recent call last):
+        trtnet.errors.ConfigError: config.json: num_heads = 0 is not allowed: expected a positive integer
+        """
+        try:
+            good = bool(ok(value))
+        except (TypeError, ValueError, ArithmeticError, RecursionError):
+            good = False
+        if not good:
+            try:
+                text = repr(value)
+            except RecursionError:  # a value nested deeper than repr goes
+                text = f"<{type(value).__name__} nested too deep to print>"
+            text = text if len(text) <= 80 else text[:80] + "..."  # a hostile config can hold megabytes
+            where = f"{source}: " if source is not None else ""
+            raise cls(f"{where}{field} = {text} is not allowed: expected {allowed}")
+        return value
 
 
 class CheckError(TrtnetError):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from trtnet.errors import WeightsError
 from trtnet.nn.module import Input, Module
 from trtnet.zoo.registry import get_entry
 
@@ -29,7 +30,8 @@ def cosine(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def torch_model(name: str, seed: int = 0):
-    """The zoo entry's PyTorch source in eval mode, with seeded random weights and randomised BN statistics."""
+    """The zoo entry's PyTorch source in eval mode, with seeded random weights and randomised normalisations
+    (see `randomize_norm_stats`)."""
     import torch
 
     torch.manual_seed(seed)
@@ -38,38 +40,44 @@ def torch_model(name: str, seed: int = 0):
     return model.eval()
 
 
+# Parameters that scale a residual branch (layer scale): timm's `LayerScale.gamma` and ConvNeXt's block `gamma`,
+# transformers' ConvNeXt `layer_scale_parameter`, DINOv2's `lambda1`. Initialised at 1e-6..1e-5, they make each
+# branch all but vanish, and a parity test would not see the branch.
+LAYER_SCALE_NAMES = ("gamma", "layer_scale_parameter", "lambda1")
+
+
 def randomize_norm_stats(model, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics and affine weights, so that parity tests can see them."""
-    import torch
+    """Give every normalisation and layer scale non-trivial values, so that parity tests can see them.
 
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                if m.affine:
-                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-
-
-def he_init(model, gain: float = 2.0**0.5) -> None:
-    """Redraw every Conv2d and Linear weight from N(0, gain^2 / fan_in), fan_in = one output's inputs.
-
-    Some sources' own initialisers let the signal die out over depth: torchvision's MobileNetV2 scales its
-    depthwise kernels by fan_out (x channels), InceptionV3 with `init_weights=False` and YOLOv5 keep PyTorch's
-    default uniform(1/sqrt(3 fan_in)). Their random outputs then hardly depend on the input, and a parity test
-    on them proves little. A zoo entry's `torch_model` builder calls this where that happens (under the seed
-    `torch_model` set, so the weights stay deterministic).
+    Freshly built sources leave them trivial: BatchNorm statistics 0/1, LayerNorm and GroupNorm weight 1 and
+    bias 0 (an error in their affine part, or on the wrong axis, would go unnoticed), layer scales ~1e-6 (whole
+    residual branches hidden). BatchNorm gets running means N(0, 0.1) and variances U(0.5, 1.5); every affine
+    weight U(0.5, 1.5) and bias N(0, 0.1); every 1-D layer-scale parameter (`LAYER_SCALE_NAMES`) U(0.5, 1.5).
     """
     import torch
 
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def uniform(t):
+        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+
+    def normal(t):
+        t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+
+    norms = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, gain / fan_in**0.5)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                normal(m.running_mean)
+                uniform(m.running_var)
+            if isinstance(m, norms):
+                if getattr(m, "weight", None) is not None:
+                    uniform(m.weight)
+                if getattr(m, "bias", None) is not None:
+                    normal(m.bias)
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and name.rpartition(".")[2] in LAYER_SCALE_NAMES:
+                uniform(p)
 
 
 def export_state(model, path: str | os.PathLike) -> Path:
@@ -78,17 +86,75 @@ def export_state(model, path: str | os.PathLike) -> Path:
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
     export never leaves a partial file under `path`.
     """
+    return save_state(model.state_dict(), path)
+
+
+def save_state(state: Mapping[str, object], path: str | os.PathLike,
+               metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors, storages = {}, set()
+    for key, value in state.items():
+        value = value.detach().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        # save_file refuses tensors that share storage (tied weights, views): those get a copy of their own.
+        tensors[key] = value.clone() if storage in storages and value.numel() else value
+        storages.add(storage)
+    state = tensors
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def load_into_source(source, model: Module, path: str | os.PathLike, source_name: str) -> list[str]:
+    """Load a safetensors file into the PyTorch `source`, after the same layout conversion trtnet's loading into
+    `model` applies; returns the layouts it was converted from. Every key of the source's state_dict must be
+    there; keys trtnet skips (an unused head, recomputed buffers) that the source lacks are left out."""
+    import torch
+
+    from trtnet.layouts import adapt_checkpoint
+    from trtnet.weights import read_safetensors
+
+    state, layouts = adapt_checkpoint(model, read_safetensors(path))
+    wanted = source.state_dict()
+    missing = [k for k in wanted if k not in state]
+    if missing:
+        raise WeightsError(f"{path}: {source_name} needs {len(missing)} keys the file lacks (e.g. {missing[0]})")
+    try:
+        source.load_state_dict({k: torch.from_numpy(np.array(state[k])).to(v.dtype) for k, v in wanted.items()})
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: {source_name} refuses the file: {e}") from None
+    return layouts
+
+
+def weight_differences(source, model: Module) -> str:
+    """Which tensors of `model` differ from the PyTorch `source`'s, in one line: a check that fails says where.
+
+    Parameters are matched by key and shape; one that a module re-lays out on loading has no counterpart and is
+    counted as not compared (the output check still covers it).
+    """
+    state = {k: v.detach().float().numpy() for k, v in source.state_dict().items()}
+    differ, compared, total = [], 0, 0
+    for key, param in model.named_parameters():
+        total += 1
+        if key in state and state[key].shape == tuple(param.shape):
+            compared += 1
+            diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
+            if not diff == 0.0:  # NaN counts as a difference
+                differ.append((key, diff))
+    unmatched = ("" if compared == total else
+                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
+    if not differ:
+        return f"every tensor equals the PyTorch source's{unmatched}"
+    listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
+    return (f"{len(differ)} tensors differ from the PyTorch source's: {listed}" + (" ..." if len(differ) > 5 else "")
+            + unmatched)
 
 
 def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) -> list[np.ndarray]:

@@ -4,7 +4,7 @@ The counts come from the emitted `INetworkDefinition`, not from the module tree,
 engine holds: a BatchNorm folded into its convolution adds no weights of its own, and constants count.
 
 >>> from trtnet.zoo import resnet18
->>> print(summarize(trtnet.emit(resnet18(weights=None), 1).network).table())   # doctest: +SKIP
+>>> print(summarize(trtnet.emit(resnet18(weights=None), 1)).table())   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -60,8 +60,10 @@ class Summary:
 
 
 def summarize(network) -> Summary:
-    """Read every layer of `network` (an `INetworkDefinition`) back into a `Summary`."""
+    """Read every layer of `network` (a `trtnet.Network`, emitted or parsed from ONNX, or the
+    `INetworkDefinition` inside one) back into a `Summary`."""
     trt = get_trt()
+    network = getattr(network, "network", network)  # a trtnet.Network holds the INetworkDefinition
     rows = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)

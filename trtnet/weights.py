@@ -1,9 +1,10 @@
-"""Weights: safetensors files read with numpy (memory-mapped, no torch), loaded strictly into a module tree.
+"""Weights: safetensors files read with numpy (copied into memory, no torch), loaded strictly into a module tree.
 
 The safetensors format: an 8-byte little-endian header length N, N bytes of JSON
 `{key: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the data.
 This reader checks every claim the header makes before trusting it, so a damaged or hostile file gives a
-`WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled.
+`WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled, and
+nothing stays mapped: what was read and checked cannot change when the file does.
 """
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import fnmatch
 import json
 import math
 import os
+import stat
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from trtnet.errors import WeightsError
+from trtnet.errors import ConfigError, WeightsError
+from trtnet.layouts import adapt_checkpoint
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -31,11 +34,20 @@ _DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype("?"),
 }
 _MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+_MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32  # NumPy 2.0 raised NPY_MAXDIMS to 64
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar")
+# (model, the file's key -> shape before any conversion) -> one line of advice, or None.
+MismatchHint = Callable[["Module", dict[str, tuple[int, ...]]], "str | None"]
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every tensor of a safetensors file as a read-only numpy array (memory-mapped; BF16 becomes float32).
+    """Every tensor of a safetensors file as a read-only numpy array in the process's own memory (BF16 becomes
+    float32).
+
+    The data is copied, not memory-mapped: a mapping of the file (shared or MAP_PRIVATE alike) dies of SIGBUS
+    when the file is truncated later (`cp new.safetensors w.safetensors` does that), and shows later writes to
+    pages not yet touched, which would let NaN written after the finite check reach an engine. A copy costs the
+    file's size in memory and one read of it (README, Bad input, has the numbers for VGG16).
 
     >>> state = read_safetensors("weights/resnet50.safetensors")   # doctest: +SKIP
     >>> state["conv1.weight"].shape
@@ -44,42 +56,87 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if path.suffix in _PICKLE_SUFFIXES:
         raise WeightsError(f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
-                           "`trtnet export-weights` (or safetensors.torch.save_file) to a .safetensors file")
+                           f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
+                           "`trtnet export-weights`)")
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
-            n = int.from_bytes(prefix, "little")
-            if n > _MAX_HEADER or 8 + n > size:
-                raise WeightsError(f"{path}: header length {n} does not fit in the file ({size} bytes): "
-                                   "truncated or not a safetensors file")
-            raw = f.read(n)
+        # O_NONBLOCK so that a FIFO is refused below instead of waiting for a writer; regular files ignore it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
-        header = json.loads(raw.decode("utf-8"))
-    # ValueError covers JSONDecodeError and integers longer than Python's digit limit; a deeply nested
-    # header exhausts the JSON decoder's recursion.
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise WeightsError(f"{path}: corrupted header: not valid JSON ({_short(e)})") from None
-    if not isinstance(header, dict):
-        raise WeightsError(f"{path}: corrupted header: expected a JSON object")
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            why = "Is a directory" if stat.S_ISDIR(before.st_mode) else "not a regular file"
+            raise WeightsError(f"{path}: cannot read: {why}")
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            return _read_open(path, f, before)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
+
+
+def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
+    size = before.st_size
+    prefix = f.read(8) or b""
+    if len(prefix) < 8:
+        raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
+    n = int.from_bytes(prefix, "little")
+    if n > _MAX_HEADER or 8 + n > size:
+        raise WeightsError(f"{path}: header length {n} does not fit in the file ({size} bytes): "
+                           "truncated or not a safetensors file")
+    raw = bytearray(n)
+    _read_into(path, f, memoryview(raw), 8)
+    header = _parse_header(path, raw)
     metadata = header.pop("__metadata__", {})
     if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
         raise WeightsError(f"{path}: corrupted header: __metadata__ must map strings to strings")
     data_size = size - 8 - n
     entries = [(key, *_check_entry(path, key, info, data_size)) for key, info in header.items()]
     _check_layout(path, entries, data_size)
-    if not entries:
-        return {}
-    buf = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n, shape=(data_size,)) if data_size else np.zeros(0, np.uint8)
     out: dict[str, np.ndarray] = {}
-    for key, dtype_name, shape, begin, end in entries:
-        arr = buf[begin:end].view(_DTYPES[dtype_name]).reshape(shape)
-        out[key] = _bf16_to_f32(arr) if dtype_name == "BF16" else arr
-    return out
+    for key, dtype_name, shape, begin, end in sorted(entries, key=lambda e: e[3]):  # in file order
+        arr = np.empty(shape, _DTYPES[dtype_name])  # its own allocation, aligned for its dtype
+        _read_into(path, f, memoryview(arr.reshape(-1).view(np.uint8)), 8 + n + begin)
+        arr = _bf16_to_f32(arr) if dtype_name == "BF16" else arr
+        arr.flags.writeable = False
+        out[key] = arr
+    after = os.fstat(f.fileno())
+    # Best effort (mtime has a coarse clock): a writer at work while we read can leave tensors of two versions.
+    if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+        raise WeightsError(f"{path}: the file changed while it was being read; load it again once it is written")
+    return {key: out[key] for key, *_ in entries}  # the header's order, as before
+
+
+def _read_into(path: Path, f, buf: memoryview, offset: int) -> None:
+    """Fill `buf` from `offset`; a file that ends early was cut short since its size was taken."""
+    f.seek(offset)
+    while len(buf):
+        got = f.readinto(buf)
+        if not got:
+            raise WeightsError(f"{path}: the file changed while it was being read (it ends early); load it again "
+                               "once it is written")
+        buf = buf[got:]
+
+
+def _parse_header(path: Path, raw: bytearray) -> dict:
+    def unique(pairs: list) -> dict:
+        seen: dict = {}
+        for key, value in pairs:
+            if key in seen:  # json keeps the last silently; the safetensors library refuses the file
+                raise WeightsError(f"{path}: corrupted header: key {_clip(key)} appears twice")
+            seen[key] = value
+        return seen
+
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
+    # ValueError covers JSONDecodeError and integers longer than Python's digit limit; a deeply nested
+    # header exhausts the JSON decoder's recursion.
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise WeightsError(f"{path}: corrupted header: not valid JSON ({_short(e)})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: corrupted header: expected a JSON object")
+    return header
 
 
 def _short(e: BaseException, limit: int = 120) -> str:
@@ -92,10 +149,17 @@ def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple
     if not isinstance(info, dict):
         raise WeightsError(f"{path}: key {key}: header entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in _DTYPES:
+    if not (isinstance(dtype, str) and dtype in _DTYPES):  # a list or an object is unhashable
         raise WeightsError(f"{path}: key {key}: unsupported dtype {_clip(dtype)} (supported: {', '.join(_DTYPES)})")
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         raise WeightsError(f"{path}: key {key}: bad shape {_clip(shape)}")
+    if len(shape) > _MAX_DIMS:
+        raise WeightsError(f"{path}: key {key}: shape has {len(shape)} dimensions; numpy {np.__version__} "
+                           f"allows at most {_MAX_DIMS}")
+    # numpy refuses a shape whose nonzero dimensions multiply out, in bytes, past its index type, even when
+    # another dimension is 0 and the array holds nothing.
+    if math.prod(d for d in shape if d) * _DTYPES[dtype].itemsize > np.iinfo(np.intp).max:
+        raise WeightsError(f"{path}: key {key}: shape {_clip(shape)} is too large for numpy to represent")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
         raise WeightsError(f"{path}: key {key}: bad data_offsets {_clip(offsets)}")
     begin, end = offsets
@@ -104,9 +168,7 @@ def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple
                            f"({data_size} bytes): the file is truncated or its header lies")
     expected = math.prod(shape) * _DTYPES[dtype].itemsize
     if end - begin != expected:
-        # A lying shape can multiply out to more digits than Python will print.
-        need = str(expected) if expected <= 2**64 else "more than any file holds"
-        raise WeightsError(f"{path}: key {key}: {end - begin} bytes for {dtype} {_clip(shape)}, which needs {need}")
+        raise WeightsError(f"{path}: key {key}: {end - begin} bytes for {dtype} {_clip(shape)}, which needs {expected}")
     return dtype, tuple(shape), begin, end
 
 
@@ -131,20 +193,22 @@ def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
 # -- loading into a module tree ---------------------------------------------------------------------------
 
 def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.ndarray], *,
-                 check_finite: str = "warn") -> None:
+                 check_finite: str = "warn", hint: MismatchHint | None = None) -> None:
     """Load `source` (a safetensors path or a key->array mapping) into `model`, strictly.
 
-    Every parameter must be present with its exact shape and no key may be left over, except those a module
-    declares as skipped on purpose (`num_batches_tracked`, ...). All problems are reported in one
-    `WeightsError` that names each key. `check_finite` is "warn", "error" or "off" for NaN/inf values.
+    The file's layout is converted first (`trtnet.layouts.adapt_checkpoint`: DataParallel prefixes, the
+    layouts modules declare). Every parameter must then be present with its exact shape and no key may be
+    left over, except those a module declares as skipped on purpose (`num_batches_tracked`, ...). All problems
+    are reported in one `WeightsError`: up to ten keys of each kind with the counts, and the line `hint` gives
+    for the file's key shapes (the zoo's: which other model or layout the file looks like). `check_finite` is
+    "warn", "error" or "off" for NaN/inf values.
     """
-    if check_finite not in ("warn", "error", "off"):
-        raise WeightsError(f"check_finite must be 'warn', 'error' or 'off', not {check_finite!r}")
+    ConfigError.check("check_finite", check_finite, "'warn', 'error' or 'off'",
+                      lambda v: isinstance(v, str) and v in ("warn", "error", "off"), source="load_weights")
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
     state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
-    model.bind()
-    for prefix, module in model.named_modules():
-        state = module.adapt_state(prefix, state)
+    original = state
+    state, layouts = adapt_checkpoint(model, state)
     expected = dict(model.named_parameters())
     skipped, unused = _declared(model, state)
     missing = [k for k in expected if k not in state]
@@ -152,17 +216,19 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     wrong = [f"{k}: expected {tuple(p.shape)}, file has {tuple(np.shape(state[k]))}"
              for k, p in expected.items() if k in state and tuple(np.shape(state[k])) != tuple(p.shape)]
     if missing or unexpected or wrong:
-        lines = [f"{origin}: weights do not fit {type(model).__name__}"]
-        lines += [f"  missing key: {k}" for k in missing]
-        lines += [f"  unexpected key: {k}" for k in unexpected]
-        lines += [f"  shape mismatch: {w}" for w in wrong]
-        raise WeightsError("\n".join(lines))
+        read_as = f" (read as {', '.join(layouts)})" if layouts else ""
+        lines = [f"{origin}: weights do not fit {type(model).__name__}{read_as}",
+                 *_listed("missing key", "missing keys", missing, ", "),
+                 *_listed("unexpected key", "unexpected keys", unexpected, ", "),
+                 *_listed("shape mismatch", "shape mismatches", wrong, "; ")]
+        advice = hint(model, {k: tuple(np.shape(v)) for k, v in original.items()}) if hint else None
+        raise WeightsError("\n".join(lines + ([f"  {advice}"] if advice else [])))
     if unused:
         warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
                       f"(e.g. {sorted(unused)[0]})", stacklevel=2)
     values = {key: np.asarray(state[key]) for key in expected}
     bad = [key for key, value in values.items()
-           if check_finite != "off" and value.dtype.kind == "f" and not np.isfinite(value).all()]
+           if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)]
     if bad:
         message = (f"{origin}: key {bad[0]!r} holds NaN or infinite values"
                    + (f" (and {len(bad) - 1} more keys: {', '.join(bad[1:4])}{'...' if len(bad) > 4 else ''})"
@@ -173,6 +239,20 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
         param.value = values[key]
+
+
+def _listed(one: str, many: str, items: list[str], sep: str, limit: int = 10) -> list[str]:
+    """One line per kind of problem: `missing key: k`, or `235 missing keys: k1, ..., k10 and 225 more`."""
+    if len(items) <= 1:
+        return [f"  {one}: {k}" for k in items]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return [f"  {len(items)} {many}: {sep.join(items[:limit])}{more}"]
+
+
+def _all_finite(value: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """np.isfinite(value).all() in slices, so the check needs a megabyte, not a mask as large as the tensor."""
+    flat = value.reshape(-1)  # a copy only for a non-contiguous array handed in by the caller
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from trtnet.backend import get_trt, logger
-from trtnet.reference import conv as conv_module
-from trtnet.reference import run_network
-from trtnet.reference.special import erf
+from trtnet.interpreter import conv as conv_module
+from trtnet.interpreter import run_network
+from trtnet.interpreter.special import erf
 
 trt = get_trt()
 torch = pytest.importorskip("torch", reason="torch in float64 is the oracle of these tests")

@@ -10,7 +10,7 @@ import pytest
 
 from trtnet.backend import get_trt, logger
 from trtnet.errors import InterpreterError
-from trtnet.reference import run_network, unsupported
+from trtnet.interpreter import run_network, unsupported
 
 trt = get_trt()
 onnx = pytest.importorskip("onnx", reason="onnx writes the graphs these tests parse")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import trtnet
-from trtnet.reference import run_network
+from trtnet.interpreter import run_network
 from trtnet.weights import init_random
 from trtnet.zoo import bert, swin, vit
 
@@ -27,7 +27,7 @@ def small_vit():
 
 
 def small_swin():
-    model = swin.SwinTransformer(swin.SwinConfig(16, (2, 2), (1, 2), window_size=4, img_size=32, num_classes=10))
+    model = swin.SwinTransformer(swin.SwinConfig(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, img_size=32, num_classes=10))
     return model, [np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from trtnet.errors import TrtnetError
+from trtnet.errors import ConfigError, TrtnetError
 from trtnet.zoo import ZooEntry
 
 
@@ -39,3 +39,20 @@ def test_the_source_names_the_library_and_model(monkeypatch, source, library, na
     monkeypatch.setitem(sys.modules, library, fake)
     ZooEntry("m", fn=lambda **kw: None, source=source, torch_model=lambda: None).pretrained_model()
     assert calls == [(name, {"weights": "DEFAULT"} if library == "torchvision" else {"pretrained": True})]
+
+
+def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
+    from trtnet.zoo import resnet18
+
+    assert resnet18(weights=None, num_classes=10).state_dict()["fc.weight"].shape == (10, 512)
+    with pytest.raises(ConfigError, match=r"^resnet18: unknown config field 'num_class' \(value 10\); ResNetConfig "
+                                          r"has bottleneck, layers, num_classes$"):
+        resnet18(weights=None, num_class=10)
+
+
+def test_a_family_registers_each_variant_once():
+    from trtnet.zoo import register_variant, resnet
+
+    with pytest.raises(TrtnetError, match=r"zoo entry 'resnet18' is registered twice"):
+        register_variant("resnet18", resnet.ResNet, resnet.ResNetConfig((2, 2, 2, 2), False), "torchvision.models.resnet18",
+                         lambda: None)

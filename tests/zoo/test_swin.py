@@ -67,7 +67,7 @@ def test_variant_has_timm_keys_and_shapes(name):
     with torch.device("meta"):  # the architecture without allocating its weights
         source = get_entry(name).torch_model()
     want = {k: tuple(v.shape) for k, v in source.state_dict().items()}
-    got = {k: p.shape for k, p in swin.SwinTransformer(swin.CONFIGS[name][1]).named_parameters()}
+    got = {k: p.shape for k, p in swin.SwinTransformer(get_entry(name).config).named_parameters()}
     assert got == want
 
 

@@ -23,6 +23,7 @@ def source(tmp_path_factory):
     return model, path, x, torch_forward(model, x)[0]
 
 
+@pytest.mark.slow
 def test_vit_b_16_matches_timm(source):
     _, path, x, want = source
     (got,) = trtnet.reference(vit_b_16(weights=path), x)
@@ -38,7 +39,7 @@ def test_vit_b_16_engine_builds_and_serializes(source, precision, tmp_path):
     assert [s.name for s in engine.inputs] == ["x"] and [s.name for s in engine.outputs] == ["logits"]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("fp16", marks=pytest.mark.slow)])
 def test_vit_b_16_has_a_third_of_the_onnx_layers(precision):
     net = trtnet.emit(vit_b_16(weights=None), 2, precision=precision)
     assert net.num_layers <= ONNX_LAYERS // 3
@@ -49,7 +50,7 @@ def test_variant_has_timm_keys_and_shapes(name):
     with torch.device("meta"):  # the architecture without allocating its weights
         source = get_entry(name).torch_model()
     want = {k: tuple(v.shape) for k, v in source.state_dict().items()}
-    got = {k: p.shape for k, p in vit.VisionTransformer(vit.CONFIGS[name][1]).named_parameters()}
+    got = {k: p.shape for k, p in vit.VisionTransformer(get_entry(name).config).named_parameters()}
     assert got == want
 
 

@@ -11,8 +11,10 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
+from trtnet.dtypes import canonical
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
+from trtnet.layouts import Layout
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class Input:
     high: int = 2
     padding_mask: bool = False
 
+    def __post_init__(self) -> None:
+        # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
+        object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
+
 
 @dataclass(eq=False)
 class Parameter:
@@ -46,6 +52,7 @@ class Parameter:
     low: float = 0.0
     high: float = 1.0
     value: np.ndarray | None = field(default=None, repr=False)
+    _path: str = field(default="", init=False, repr=False)  # its state_dict key, once its model is bound (Module.bind)
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(d) for d in self.shape)
@@ -66,7 +73,13 @@ class Parameter:
     def data(self) -> np.ndarray:
         """The value as float32 (what the emitter reads)."""
         if self.value is None:
-            raise NetworkError(f"parameter of shape {self.shape} has no value: load weights or pass weights=None")
+            name = (f"parameter {self._path!r} (shape {self.shape})" if self._path
+                    else f"parameter of shape {self.shape}")
+            raise NetworkError(
+                f"{name} has no value: load the model's weights with trtnet.load_weights(model, "
+                "'weights.safetensors') (or a dict of arrays), or fill it with seeded random values with "
+                "trtnet.init_random(model); a zoo entry does either itself: zoo_fn(weights=FILE) or "
+                "zoo_fn(weights=None)")
         return np.asarray(self.value, dtype=np.float32)
 
 
@@ -78,10 +91,13 @@ class Module:
       BatchNorm's `num_batches_tracked`); glob patterns.
     - `unused_keys`: parameters of the source model this re-expression does not use (a pre-training head);
       skipped with a warning.
+    - `layouts`: other checkpoint layouts of the same weights (another repository's key names), recognised by
+      a marker key and converted on loading by the default `adapt_state` (see `trtnet.layouts`).
     """
 
     skip_keys: ClassVar[tuple[str, ...]] = ()
     unused_keys: ClassVar[tuple[str, ...]] = ()
+    layouts: ClassVar[tuple[Layout, ...]] = ()
     _path: str = ""
 
     def forward(self, *args, **kwargs):
@@ -122,13 +138,20 @@ class Module:
         """Record every module's path, the prefix of its layer names. Returns self."""
         for path, module in self.named_modules(prefix):
             module._path = path
+            for name, child in module.named_children():
+                if isinstance(child, Parameter):
+                    child._path = f"{path}.{name}" if path else name
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: p.data for k, p in self.named_parameters()}
 
     def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Hook: rewrite a checkpoint's layout for this module before strict matching (default: unchanged)."""
+        """Hook: rewrite a checkpoint's layout for this module before strict matching (default: convert from
+        each declared `layouts` entry whose marker key is present; else unchanged)."""
+        for layout in self.layouts:
+            if layout.matches(prefix, state):
+                state = layout.convert(self, prefix, state)
         return state
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 from trtnet.backend import get_trt
+from trtnet.errors import ConfigError
 from trtnet.graph import current_graph
 from trtnet.ops.core import out
 from trtnet.ops.elementwise import mul
@@ -12,7 +14,7 @@ from trtnet.tensor import Tensor
 
 def activation(x: Tensor, kind: str, alpha: float | None = None, beta: float | None = None) -> Tensor:
     """Apply `trt.ActivationType.<kind>`; `alpha`/`beta` as TensorRT defines them for that kind."""
-    layer = current_graph().network.add_activation(x.trt, getattr(get_trt().ActivationType, kind))
+    layer = current_graph().network.add_activation(x.itensor, getattr(get_trt().ActivationType, kind))
     if alpha is not None:
         layer.alpha = alpha
     if beta is not None:
@@ -49,3 +51,15 @@ def hardswish(x: Tensor) -> Tensor:
 ACTIVATIONS = {"relu": relu, "relu6": relu6, "sigmoid": sigmoid, "tanh": tanh, "silu": silu, "swish": silu,
                "gelu": gelu, "gelu_tanh": gelu_tanh, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh,
                "hardswish": hardswish, "hardsigmoid": hardsigmoid, "leaky_relu": leaky_relu}
+
+
+def activation_by_name(name: str, field: str = "activation") -> Callable[[Tensor], Tensor]:
+    """The activation op called `name` (PyTorch's and Hugging Face's names: "gelu", "gelu_new", "silu"...).
+
+    `field` names the setting `name` came from, for the error an unknown name raises.
+
+    >>> act = ops.activation_by_name(config.hidden_act, "hidden_act")
+    """
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"{field} {name!r} is not a known activation; use one of {', '.join(sorted(ACTIVATIONS))}")
+    return ACTIVATIONS[name]

@@ -53,16 +53,16 @@ def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     trt = get_trt()
     network = current_graph().network
     if hasattr(network, "add_attention_v2"):
-        att = network.add_attention_v2(q.trt, k.trt, v.trt, trt.AttentionNormalizationOp.SOFTMAX,
+        att = network.add_attention_v2(q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX,
                                        trt.CausalMaskKind.NONE)
     else:
-        att = network.add_attention(q.trt, k.trt, v.trt, trt.AttentionNormalizationOp.SOFTMAX, False)
+        att = network.add_attention(q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX, False)
     if att is None:
         raise NetworkError(f"attention at {current_graph().path or 'top level'}: TensorRT refused q {q.shape}, "
                            f"k {k.shape}, v {v.shape}")
     att.decomposable = True  # fp32 has no dedicated kernel: let TensorRT lower it rather than fail the build
     if mask is not None:
-        att.mask = mask.trt
+        att.mask = mask.itensor
     current_graph().name(att, "attention")
     return Tensor(att.get_output(0))
 

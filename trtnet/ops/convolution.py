@@ -25,7 +25,7 @@ def conv2d(x: Tensor, weight: np.ndarray, bias: np.ndarray | None = None, stride
     if x.shape[1] != cin_g * groups:
         raise NetworkError(f"conv2d at {graph.path}: input has {x.shape[1]} channels, weight expects "
                            f"{cin_g} x {groups} groups")
-    layer = graph.network.add_convolution_nd(x.trt, cout, (kh, kw), graph.weights(weight),
+    layer = graph.network.add_convolution_nd(x.itensor, cout, (kh, kw), graph.weights(weight),
                                              graph.weights(bias) if bias is not None else graph.no_weights())
     layer.stride_nd = pair(stride)
     layer.padding_nd = pair(padding)

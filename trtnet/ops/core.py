@@ -1,11 +1,12 @@
 """What every op family needs: wrapping layer outputs, constants, scalar promotion, rank broadcasting."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from trtnet.backend import get_trt
+from trtnet.dtypes import to_trt
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.tensor import Tensor
@@ -16,16 +17,20 @@ TensorLike = Tensor | Scalar | np.ndarray
 
 def out(layer, op: str, index: int = 0) -> Tensor:
     """Name `layer` after the current module and op, and wrap its output `index`."""
-    current_graph().name(layer, op)
-    return Tensor(layer.get_output(index))
+    graph = current_graph()
+    graph.name(layer, op)
+    return Tensor(graph.output(layer, op, index))
 
 
-def constant(value: np.ndarray | Scalar, dtype=None, op: str = "constant") -> Tensor:
-    """A constant tensor. Float data is stored in `dtype` (default: the graph's compute dtype)."""
+def constant(value: np.ndarray | Scalar, dtype: str | Any = None, op: str = "constant") -> Tensor:
+    """A constant tensor stored in `dtype` (a DSL name or TensorRT dtype; default: the graph's compute dtype
+    for float data, else the array's own integer or bool type)."""
     graph = current_graph()
     trt = get_trt()
     arr = np.asarray(value)
-    if dtype is None:
+    if dtype is not None:
+        dtype = to_trt(dtype, "constant dtype")
+    else:
         if arr.dtype.kind == "f":
             dtype = graph.float_dtype
         elif arr.dtype == np.bool_:
@@ -39,10 +44,11 @@ def constant(value: np.ndarray | Scalar, dtype=None, op: str = "constant") -> Te
     return out(layer, op)
 
 
-def shared_constant(value: np.ndarray, dtype, op: str = "constant") -> Tensor:
+def shared_constant(value: np.ndarray, dtype: str | Any, op: str = "constant") -> Tensor:
     """A constant emitted once per network for each distinct content and dtype (unit scales, zero shifts)."""
     graph = current_graph()
     arr = np.ascontiguousarray(value)
+    dtype = to_trt(dtype, "constant dtype")
     key = ("constant", arr.shape, arr.dtype.str, int(dtype), arr.tobytes())
     if key not in graph.memo:
         graph.memo[key] = constant(arr, dtype, op=op)
@@ -78,7 +84,7 @@ def expand_rank(x: Tensor, ndim: int) -> Tensor:
     if x.ndim > ndim:
         raise NetworkError(f"cannot lower rank of {x} to {ndim}")
     graph = current_graph()
-    layer = graph.network.add_shuffle(x.trt)
+    layer = graph.network.add_shuffle(x.itensor)
     if all(d >= 0 for d in x.shape):
         layer.reshape_dims = (1,) * (ndim - x.ndim) + x.shape
     else:

@@ -12,7 +12,7 @@ from trtnet.tensor import Tensor
 def elementwise(a: TensorLike, b: TensorLike, op: str) -> Tensor:
     """`a <op> b` with numpy broadcasting; `op` names a `trt.ElementWiseOperation` (`"SUM"`, `"PROD"`...)."""
     a, b = broadcast_pair(a, b)
-    layer = current_graph().network.add_elementwise(a.trt, b.trt, getattr(get_trt().ElementWiseOperation, op))
+    layer = current_graph().network.add_elementwise(a.itensor, b.itensor, getattr(get_trt().ElementWiseOperation, op))
     return out(layer, op.lower())
 
 

@@ -16,7 +16,7 @@ def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, transpose_b: bool = 
     rank = max(a.ndim, b.ndim)
     a, b = expand_rank(a, rank), expand_rank(b, rank)
     op = lambda t: trt.MatrixOperation.TRANSPOSE if t else trt.MatrixOperation.NONE  # noqa: E731
-    layer = current_graph().network.add_matrix_multiply(a.trt, op(transpose_a), b.trt, op(transpose_b))
+    layer = current_graph().network.add_matrix_multiply(a.itensor, op(transpose_a), b.itensor, op(transpose_b))
     return out(layer, "matmul")
 
 

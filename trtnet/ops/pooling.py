@@ -25,7 +25,7 @@ def _pool(x: Tensor, kind: str, kernel, stride, padding, ceil_mode: bool, count_
     trt = get_trt()
     k, p = pair(kernel), pair(padding)
     s = pair(stride) if stride is not None else k
-    layer = graph.network.add_pooling_nd(x.trt, getattr(trt.PoolingType, kind), k)
+    layer = graph.network.add_pooling_nd(x.itensor, getattr(trt.PoolingType, kind), k)
     layer.stride_nd = s
     # Explicit post-padding reproduces PyTorch's ceil mode exactly (TensorRT's round-up mode keeps windows
     # that start in the padding, which PyTorch drops).

@@ -12,7 +12,7 @@ from trtnet.tensor import Tensor
 
 def reduce(x: Tensor, axis: int | Sequence[int], keepdim: bool = False, op: str = "SUM") -> Tensor:
     """Reduce over `axis` with `trt.ReduceOperation.<op>`."""
-    layer = current_graph().network.add_reduce(x.trt, getattr(get_trt().ReduceOperation, op),
+    layer = current_graph().network.add_reduce(x.itensor, getattr(get_trt().ReduceOperation, op),
                                                axes_mask(axis, x.ndim), keepdim)
     return out(layer, op.lower())
 

@@ -1,11 +1,12 @@
 """Shape ops: reshape, permute, slicing, concatenation, padding, resizing, gathering, casting."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from trtnet.backend import get_trt
+from trtnet.dtypes import to_trt
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.ops.core import constant, normalize_axis, out, shared_constant
@@ -15,7 +16,7 @@ from trtnet.tensor import Tensor
 def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
     """Reshape; one dim may be -1. A dim equal to a dynamic input dim is copied from the input at run time."""
     shape = tuple(int(d) for d in shape)
-    layer = current_graph().network.add_shuffle(x.trt)
+    layer = current_graph().network.add_shuffle(x.itensor)
     if sum(d < 0 for d in shape) > 1:
         raise NetworkError(f"reshape of {x} to {shape}: at most one dimension may be -1")
     layer.zero_is_placeholder = False
@@ -28,7 +29,7 @@ def permute(x: Tensor, order: Sequence[int]) -> Tensor:
     order = tuple(normalize_axis(a, x.ndim) for a in order)
     if sorted(order) != list(range(x.ndim)):
         raise NetworkError(f"permute of {x}: {order} is not a permutation of {x.ndim} axes")
-    layer = current_graph().network.add_shuffle(x.trt)
+    layer = current_graph().network.add_shuffle(x.itensor)
     layer.first_transpose = order
     return out(layer, "permute")
 
@@ -39,7 +40,7 @@ def shuffle(x: Tensor, first: Sequence[int] | None = None, shape: Sequence[int] 
 
     >>> y = ops.shuffle(o, first=(0, 2, 1, 3), shape=(b, s, h * d))   # merge attention heads: one layer
     """
-    layer = current_graph().network.add_shuffle(x.trt)
+    layer = current_graph().network.add_shuffle(x.itensor)
     rank = x.ndim
     if first is not None:
         first = tuple(normalize_axis(a, rank) for a in first)
@@ -91,14 +92,14 @@ def squeeze(x: Tensor, axis: int) -> Tensor:
 
 def concat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
     """`torch.cat(xs, axis)`."""
-    layer = current_graph().network.add_concatenation([t.trt for t in xs])
+    layer = current_graph().network.add_concatenation([t.itensor for t in xs])
     layer.axis = normalize_axis(axis, xs[0].ndim)
     return out(layer, "concat")
 
 
 def shape_of(x: Tensor) -> Tensor:
     """The run-time shape of `x`, an int64 vector."""
-    return out(current_graph().network.add_shape(x.trt), "shape")
+    return out(current_graph().network.add_shape(x.itensor), "shape")
 
 
 def strided_slice(x: Tensor, start: Sequence[int], size: Sequence[int], stride: Sequence[int] | None = None) -> Tensor:
@@ -106,9 +107,9 @@ def strided_slice(x: Tensor, start: Sequence[int], size: Sequence[int], stride: 
     stride = tuple(stride) if stride is not None else (1,) * x.ndim
     graph = current_graph()
     static = tuple(max(s, 0) for s in size)
-    layer = graph.network.add_slice(x.trt, tuple(start), static, stride)
+    layer = graph.network.add_slice(x.itensor, tuple(start), static, stride)
     if any(s < 0 for s in size):
-        layer.set_input(2, _runtime_size(x, [s < 0 for s in size], static).trt)
+        layer.set_input(2, _runtime_size(x, [s < 0 for s in size], static).itensor)
     return out(layer, "slice")
 
 
@@ -123,8 +124,8 @@ def _runtime_size(x: Tensor, keep: Sequence[bool], fixed: Sequence[int]) -> Tens
         trt = get_trt()
         keep_t = shared_constant(np.array(key[2], np.int64), trt.int64, op="size_keep")
         fixed_t = shared_constant(np.array(key[3], np.int64), trt.int64, op="size_fixed")
-        prod = graph.network.add_elementwise(shape_of(x).trt, keep_t.trt, trt.ElementWiseOperation.PROD)
-        total = graph.network.add_elementwise(out(prod, "size").trt, fixed_t.trt, trt.ElementWiseOperation.SUM)
+        prod = graph.network.add_elementwise(shape_of(x).itensor, keep_t.itensor, trt.ElementWiseOperation.PROD)
+        total = graph.network.add_elementwise(out(prod, "size").itensor, fixed_t.itensor, trt.ElementWiseOperation.SUM)
         graph.memo[key] = out(total, "size")
     return graph.memo[key]
 
@@ -215,20 +216,20 @@ def pad(x: Tensor, pads: Sequence[int], value: float = 0.0) -> Tensor:
         extra[axis] = pads[2 * i] + pads[2 * i + 1]
     sizes = [d + e for d, e in zip(x.shape, extra)]
     graph = current_graph()
-    layer = graph.network.add_slice(x.trt, tuple(starts), tuple(max(d, 0) for d in sizes), (1,) * x.ndim)
+    layer = graph.network.add_slice(x.itensor, tuple(starts), tuple(max(d, 0) for d in sizes), (1,) * x.ndim)
     dynamic = [d < 0 for d in x.shape]
     if any(dynamic):  # a dynamic dim (the batch): its padded size is known at run time only
-        layer.set_input(2, _runtime_size(x, dynamic, [e if dyn else d for e, dyn, d in zip(extra, dynamic, sizes)]).trt)
+        layer.set_input(2, _runtime_size(x, dynamic, [e if dyn else d for e, dyn, d in zip(extra, dynamic, sizes)]).itensor)
     layer.mode = get_trt().SampleMode.FILL
     if value != 0.0:
-        layer.set_input(4, constant(np.array([value], np.float32), x.dtype, op="pad_value").trt)
+        layer.set_input(4, constant(np.array([value], np.float32), x.dtype, op="pad_value").itensor)
     return out(layer, "pad")
 
 
 def interpolate_nearest(x: Tensor, scale: int) -> Tensor:
     """`F.interpolate(x, scale_factor=scale, mode="nearest")` for an integer scale (output index // scale)."""
     trt = get_trt()
-    layer = current_graph().network.add_resize(x.trt)
+    layer = current_graph().network.add_resize(x.itensor)
     layer.resize_mode = trt.InterpolationMode.NEAREST
     layer.scales = (1.0, 1.0) + (float(scale),) * (x.ndim - 2)
     layer.coordinate_transformation = trt.ResizeCoordinateTransformation.ASYMMETRIC
@@ -238,12 +239,16 @@ def interpolate_nearest(x: Tensor, scale: int) -> Tensor:
 
 def gather(table: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
     """`table.index_select`-style gather: out[..., i, ...] = table[indices[i]] along `axis`."""
-    layer = current_graph().network.add_gather(table.trt, indices.trt, normalize_axis(axis, table.ndim))
+    layer = current_graph().network.add_gather(table.itensor, indices.itensor, normalize_axis(axis, table.ndim))
     return out(layer, "gather")
 
 
-def cast(x: Tensor, dtype) -> Tensor:
-    """Convert `x` to TensorRT dtype `dtype` (a no-op when it already is)."""
+def cast(x: Tensor, dtype: str | Any) -> Tensor:
+    """Convert `x` to `dtype`, a DSL name ("bool", "float16"...) or TensorRT dtype (a no-op when it already is).
+
+    >>> keep = ops.cast(attention_mask, "bool")
+    """
+    dtype = to_trt(dtype, "cast dtype")
     if x.dtype == dtype:
         return x
-    return out(current_graph().network.add_cast(x.trt, dtype), "cast")
+    return out(current_graph().network.add_cast(x.itensor, dtype), "cast")

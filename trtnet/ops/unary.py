@@ -11,7 +11,7 @@ from trtnet.tensor import Tensor
 
 def unary(x: Tensor, op: str) -> Tensor:
     """Apply `trt.UnaryOperation.<op>` elementwise."""
-    layer = current_graph().network.add_unary(x.trt, getattr(get_trt().UnaryOperation, op))
+    layer = current_graph().network.add_unary(x.itensor, getattr(get_trt().UnaryOperation, op))
     return out(layer, op.lower())
 
 

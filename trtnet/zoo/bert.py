@@ -1,14 +1,11 @@
 """BERT (Hugging Face transformers' `BertModel`): embeddings, post-LayerNorm encoder, tanh pooler.
 
-Hidden states travel as [B, 1, S, H] so that the fused Q/K/V projection lands directly in the attention's
-[B, heads, S, D] layout (`ops.split_heads_linear`): no reshape or transpose between them. Query, key and
-value keep their own keys in the weights file; they are concatenated into one matmul at emission, with the
-1/sqrt(D) attention scale folded into the query rows.
+Hidden states travel in `nn.MultiHeadAttention`'s layout [B, 1, S, H] from the embeddings on; query, key and
+value keep their own keys in the weights file (that module fuses them at emission).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, fields
@@ -18,11 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.backend import get_trt
-from trtnet.errors import WeightsError
+from trtnet.errors import ConfigError, WeightsError
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
 from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.sources import transformers_bert_pretrained, transformers_bert_source
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,13 @@ class BertConfig:
                 config = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as e:
                 raise WeightsError(f"{path}: cannot read the BERT config: {e}") from e
-        out = cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
-        if out.hidden_act not in ops.ACTIVATIONS:
-            raise WeightsError(f"BERT config: hidden_act {out.hidden_act!r} is not one of {sorted(ops.ACTIVATIONS)}")
-        if out.hidden_size % out.num_attention_heads:
-            raise WeightsError(f"BERT config: hidden_size {out.hidden_size} does not split into "
-                               f"{out.num_attention_heads} heads")
-        return out
+        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+
+    def __post_init__(self) -> None:
+        ops.activation_by_name(self.hidden_act, "BERT config: hidden_act")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"BERT config: hidden_size {self.hidden_size} does not split into "
+                              f"num_attention_heads {self.num_attention_heads}; it must be a multiple of it")
 
 
 class BertEmbeddings(nn.Module):
@@ -72,24 +69,20 @@ class BertEmbeddings(nn.Module):
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         # Positions are 0..S-1 for every sequence: a constant slice of the table, not a gather.
         x = x + ops.constant(self.position_embeddings.weight.data[None, :s], op="positions")
-        return self.LayerNorm(x.reshape(b, 1, s, x.shape[-1]))
+        return self.LayerNorm(nn.tokens(x))
 
 
-class BertSelfAttention(nn.Module):
+class BertSelfAttention(nn.MultiHeadAttention):
+    """transformers' `BertSelfAttention`: `query`, `key`, `value`, softmax attention where `keep` is True."""
+
     def __init__(self, c: BertConfig) -> None:
+        super().__init__(c.num_attention_heads)
         self.query = nn.Linear(c.hidden_size, c.hidden_size)
         self.key = nn.Linear(c.hidden_size, c.hidden_size)
         self.value = nn.Linear(c.hidden_size, c.hidden_size)
-        self._heads = c.num_attention_heads
 
     def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        h = self._heads
-        scale = 1.0 / math.sqrt(self.query.weight.shape[0] // h)
-        w = np.concatenate([self.query.weight.data * scale, self.key.weight.data, self.value.weight.data])
-        b = np.concatenate([self.query.bias.data * scale, self.key.bias.data, self.value.bias.data])
-        qkv = ops.split_heads_linear(x, w, b, 3 * h)
-        q, k, v = qkv[:, :h], qkv[:, h:2 * h], qkv[:, 2 * h:]
-        return ops.merge_heads(ops.scaled_dot_product_attention(q, k, v, mask=keep, scale=1.0))
+        return self.attend(x, mask=keep)
 
 
 class BertResidualOutput(nn.Module):
@@ -115,7 +108,7 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, c: BertConfig) -> None:
         self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
-        self._act = ops.ACTIVATIONS[c.hidden_act]
+        self._act = ops.activation_by_name(c.hidden_act, "BERT config: hidden_act")
 
     def forward(self, x: Tensor) -> Tensor:
         return self._act(self.dense(x))
@@ -162,8 +155,9 @@ class Bert(nn.Module):
     unused_keys = ("cls.*",)
 
     def __init__(self, config: BertConfig = BertConfig(), seq_len: int = 128) -> None:
-        if seq_len > config.max_position_embeddings:
-            raise WeightsError(f"seq_len {seq_len} exceeds max_position_embeddings {config.max_position_embeddings}")
+        if not 1 <= seq_len <= config.max_position_embeddings:
+            raise ConfigError(f"BERT: seq_len {seq_len} is out of range; it must be from 1 to "
+                              f"max_position_embeddings {config.max_position_embeddings}")
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config)
@@ -192,25 +186,13 @@ class Bert(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, Tensor]:
         b, s = input_ids.shape
         x = self.embeddings(input_ids, token_type_ids)
-        keep = ops.cast(attention_mask.reshape(b, 1, 1, s), get_trt().bool)  # nonzero: attend
+        keep = ops.cast(attention_mask.reshape(b, 1, 1, s), "bool")  # nonzero: attend
         x = self.encoder(x, keep)
-        return x.reshape(b, s, x.shape[-1]), self.pooler(x)
+        return nn.untokens(x), self.pooler(x)
 
 
-def _hf_bert():
-    import transformers
-
-    return transformers.BertModel(transformers.BertConfig())
-
-
-def _hf_bert_pretrained():
-    import transformers
-
-    return transformers.BertModel.from_pretrained("google-bert/bert-base-uncased")
-
-
-@register("bert_base_uncased", "transformers.BertModel(BertConfig())", _hf_bert, benchmark=True,
-          pretrained=_hf_bert_pretrained)
+@register("bert_base_uncased", "transformers.BertModel(BertConfig())", transformers_bert_source, benchmark=True,
+          pretrained=transformers_bert_pretrained)
 def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
                       seq_len: int = 128) -> Bert:
     """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).

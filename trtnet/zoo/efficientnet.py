@@ -12,7 +12,8 @@ from typing import Literal, NamedTuple
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, timm_source, with_weights
+from trtnet.zoo.common import make_divisible
+from trtnet.zoo.registry import timm_variant
 
 
 class StageRow(NamedTuple):
@@ -55,12 +56,6 @@ class EfficientNetConfig:
     def repeats(self, r: int) -> int:
         """timm's depth scaling of a one-block-kind stage: ceil."""
         return int(math.ceil(r * self.depth_mult))
-
-
-def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
-    """timm's `make_divisible`: nearest multiple of `divisor`, bumped up if that loses more than 10%."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < round_limit * v else new_v
 
 
 class BatchNormAct2d(nn.BatchNorm2d):
@@ -149,29 +144,13 @@ class EfficientNet(nn.ImageClassifier):
         return self.classifier(ops.global_avg_pool2d(x).flatten(1))
 
 
-# (width, depth) multipliers of timm's `_gen_efficientnet` calls.
-MULTIPLIERS = {
-    "efficientnet_b0": (1.0, 1.0),
-    "efficientnet_b1": (1.0, 1.1),
-    "efficientnet_b2": (1.1, 1.2),
-    "efficientnet_b3": (1.2, 1.4),
-}
-
-
-
-def _entry(name: str, benchmark: bool = False):
-    @register(name, f"timm.create_model({name!r})", timm_source(name, he=True), benchmark=benchmark)
-    # he=True: with timm's init, random outputs differ between inputs by ~1e-3 of their size
-    def entry(weights: Weights = None, num_classes: int = 1000) -> EfficientNet:
-        width, depth = MULTIPLIERS[name]
-        return with_weights(EfficientNet(EfficientNetConfig(width, depth, num_classes=num_classes)), weights)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name} with timm's state_dict keys. `weights`: a safetensors path, a dict, or None."
-    return entry
-
-
-efficientnet_b0 = _entry("efficientnet_b0", benchmark=True)
-efficientnet_b1 = _entry("efficientnet_b1")
-efficientnet_b2 = _entry("efficientnet_b2")
-efficientnet_b3 = _entry("efficientnet_b3")
+# (width, depth) multipliers of timm's `_gen_efficientnet` calls. he=True: with timm's init, random outputs
+# differ between inputs by ~1e-3 of their size.
+efficientnet_b0 = timm_variant("efficientnet_b0", EfficientNet, EfficientNetConfig(1.0, 1.0), "efficientnet_b0",
+                               he=True, benchmark=True)
+efficientnet_b1 = timm_variant("efficientnet_b1", EfficientNet, EfficientNetConfig(1.0, 1.1), "efficientnet_b1",
+                               he=True)
+efficientnet_b2 = timm_variant("efficientnet_b2", EfficientNet, EfficientNetConfig(1.1, 1.2), "efficientnet_b2",
+                               he=True)
+efficientnet_b3 = timm_variant("efficientnet_b3", EfficientNet, EfficientNetConfig(1.2, 1.4), "efficientnet_b3",
+                               he=True)

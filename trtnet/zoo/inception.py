@@ -1,4 +1,5 @@
-"""Inception v3 (torchvision's `inception_v3`, without the auxiliary head and without `transform_input`).
+"""Inception v3 (torchvision's `inception_v3`), without the auxiliary head (a training-time output: its
+`AuxLogits.*` keys in a checkpoint are skipped with a warning), with torchvision's `transform_input` as an option.
 
 Every spatial size follows the input: the network is built for 299x299 as published and for the 224x224 of the
 benchmark alike (`trtnet.build(..., input_shapes={"x": (3, 299, 299)})`).
@@ -8,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.sources import published_source, torchvision_source
 
 Size = int | tuple[int, int]
 
@@ -146,10 +150,23 @@ class InceptionE(nn.Module):
 @dataclass(frozen=True)
 class InceptionV3Config:
     num_classes: int = 1000
+    # torchvision's published weights come from TensorFlow, which fed images scaled to [-1, 1]; the model built
+    # with them maps ImageNet-normalised inputs to that scale first.
+    transform_input: bool = False
+
+
+# Per channel: x * std / 0.5 + (mean - 0.5) / 0.5, torchvision's `_transform_input`.
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TRANSFORM_SCALE = np.array([s / 0.5 for s in _IMAGENET_STD], np.float32)
+TRANSFORM_SHIFT = np.array([(m - 0.5) / 0.5 for m in _IMAGENET_MEAN], np.float32)
 
 
 class InceptionV3(nn.ImageClassifier):
+    # The auxiliary classifier of training (torchvision's aux_logits=True, in its published weights).
+    unused_keys = ("AuxLogits.*",)
+
     def __init__(self, config: InceptionV3Config) -> None:
+        self._transform_input = config.transform_input
         # torchvision's attribute names (`Conv2d_1a_3x3`, `Mixed_5b`...) are the weight keys.
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
@@ -172,6 +189,8 @@ class InceptionV3(nn.ImageClassifier):
         self.fc = nn.Linear(2048, config.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._transform_input:
+            x = ops.scale_channels(x, TRANSFORM_SCALE, TRANSFORM_SHIFT)
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
                      "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
                      "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
@@ -184,8 +203,11 @@ class InceptionV3(nn.ImageClassifier):
 _SOURCE = torchvision_source("inception_v3", he=True, aux_logits=False, init_weights=False, transform_input=False)
 
 
+# torchvision's published weights build the model with aux_logits=True and transform_input=True.
 @register("inception_v3", "torchvision.models.inception_v3 (aux_logits=False, transform_input=False)",
-          _SOURCE, benchmark=True)
-def inception_v3(weights: Weights = None, num_classes: int = 1000) -> InceptionV3:
-    """inception_v3 with torchvision's state_dict keys (no AuxLogits). `weights`: safetensors path, dict, or None."""
-    return with_weights(InceptionV3(InceptionV3Config(num_classes)), weights)
+          _SOURCE, benchmark=True, pretrained=published_source("torchvision.models.inception_v3"),
+          pretrained_options={"transform_input": True})
+def inception_v3(weights: Weights = None, num_classes: int = 1000, transform_input: bool = False) -> InceptionV3:
+    """inception_v3 with torchvision's state_dict keys (`AuxLogits.*` skipped). `weights`: safetensors path, dict,
+    or None. `transform_input=True` re-normalises the input as torchvision's published weights expect."""
+    return with_weights(InceptionV3(InceptionV3Config(num_classes, transform_input)), weights)

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from trtnet import nn, ops
+from trtnet.layouts import Layout
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.common import make_divisible
+from trtnet.zoo.registry import torchvision_variant
 
 
 class IRRow(NamedTuple):
@@ -36,20 +38,26 @@ class MobileNetV2Config:
     num_classes: int = 1000
 
 
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """torchvision's `_make_divisible`: nearest multiple of `divisor`, never more than 10% below `v`."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
-
-
 def conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
     """torchvision's `Conv2dNormActivation` with ReLU6: keys `0.weight` (conv) and `1.*` (BatchNorm)."""
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
                          nn.BatchNorm2d(cout), nn.Activation("relu6"))
 
 
+# github.com/tonylins/pytorch-mobilenet-v2 (the benchmark's named source) writes each block's layers as one flat
+# Sequential (conv, BN, ReLU6, ...) where torchvision nests conv+BN+ReLU6 into Conv2dNormActivation.
+TONYLINS = "tonylins/pytorch-mobilenet-v2"
+_TONYLINS_BLOCK = {"conv.0": "conv.0.0", "conv.1": "conv.0.1", "conv.3": "conv.1.0", "conv.4": "conv.1.1",
+                   "conv.6": "conv.2", "conv.7": "conv.3"}
+_TONYLINS_T1_BLOCK = {"conv.0": "conv.0.0", "conv.1": "conv.0.1", "conv.3": "conv.1", "conv.4": "conv.2"}
+
+
 class InvertedResidual(nn.Module):
+    layouts = (Layout(TONYLINS, marker="conv.0.weight",
+                      renames=lambda block: _TONYLINS_BLOCK if block._expand != 1 else _TONYLINS_T1_BLOCK),)
+
     def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        self._expand = expand
         hidden = int(round(cin * expand))
         layers: list[nn.Module] = [conv_bn_relu6(cin, hidden, 1)] if expand != 1 else []
         layers += [conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),  # depthwise
@@ -62,6 +70,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.ImageClassifier):
+    layouts = (Layout(TONYLINS, marker="classifier.weight", renames=lambda model: {"classifier": "classifier.1"}),)
+
     def __init__(self, config: MobileNetV2Config) -> None:
         cin = make_divisible(32 * config.width_mult)
         last = make_divisible(1280 * max(1.0, config.width_mult))
@@ -80,8 +90,4 @@ class MobileNetV2(nn.ImageClassifier):
 
 
 # he=True: torchvision scales depthwise kernels by fan_out, so random outputs would ignore the input.
-@register("mobilenet_v2", "torchvision.models.mobilenet_v2", torchvision_source("mobilenet_v2", he=True),
-          benchmark=True)
-def mobilenet_v2(weights: Weights = None, num_classes: int = 1000) -> MobileNetV2:
-    """mobilenet_v2 with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."""
-    return with_weights(MobileNetV2(MobileNetV2Config(num_classes=num_classes)), weights)
+mobilenet_v2 = torchvision_variant("mobilenet_v2", MobileNetV2, MobileNetV2Config(), he=True, benchmark=True)

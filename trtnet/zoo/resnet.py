@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.registry import torchvision_variant
 
 
 @dataclass(frozen=True)
@@ -88,28 +88,8 @@ class ResNet(nn.ImageClassifier):
 
 
 
-CONFIGS = {
-    "resnet18": ResNetConfig((2, 2, 2, 2), bottleneck=False),
-    "resnet34": ResNetConfig((3, 4, 6, 3), bottleneck=False),
-    "resnet50": ResNetConfig((3, 4, 6, 3), bottleneck=True),
-    "resnet101": ResNetConfig((3, 4, 23, 3), bottleneck=True),
-    "resnet152": ResNetConfig((3, 8, 36, 3), bottleneck=True),
-}
-
-
-def _entry(name: str, benchmark: bool = False):
-    @register(name, f"torchvision.models.{name}", torchvision_source(name), benchmark=benchmark)
-    def entry(weights: Weights = None, num_classes: int = 1000) -> ResNet:
-        config = CONFIGS[name]
-        return with_weights(ResNet(ResNetConfig(config.layers, config.bottleneck, num_classes)), weights)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name} with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."
-    return entry
-
-
-resnet18 = _entry("resnet18")
-resnet34 = _entry("resnet34")
-resnet50 = _entry("resnet50", benchmark=True)
-resnet101 = _entry("resnet101")
-resnet152 = _entry("resnet152")
+resnet18 = torchvision_variant("resnet18", ResNet, ResNetConfig((2, 2, 2, 2), bottleneck=False))
+resnet34 = torchvision_variant("resnet34", ResNet, ResNetConfig((3, 4, 6, 3), bottleneck=False))
+resnet50 = torchvision_variant("resnet50", ResNet, ResNetConfig((3, 4, 6, 3), bottleneck=True), benchmark=True)
+resnet101 = torchvision_variant("resnet101", ResNet, ResNetConfig((3, 4, 23, 3), bottleneck=True))
+resnet152 = torchvision_variant("resnet152", ResNet, ResNetConfig((3, 8, 36, 3), bottleneck=True))

@@ -9,28 +9,28 @@ it broadcasts over the batch instead of being tiled for it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from trtnet import nn, ops
+from trtnet.layouts import Layout
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, timm_source, with_weights
+from trtnet.zoo.registry import timm_variant
 
 SHIFT_MASK = -100.0  # timm's value for pairs of tokens from different regions of a shifted window
 
 
 @dataclass(frozen=True)
 class SwinConfig:
-    """timm's `SwinTransformer` arguments that shape the network."""
+    """timm's `SwinTransformer` arguments that shape the network, with timm's defaults (Swin-T)."""
 
-    embed_dim: int
-    depths: tuple[int, ...]
-    num_heads: tuple[int, ...]
-    window_size: int = 7
-    patch_size: int = 4
     img_size: int = 224
+    patch_size: int = 4
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 7
     mlp_ratio: float = 4.0
     num_classes: int = 1000
     eps: float = 1e-5
@@ -54,15 +54,18 @@ def shift_mask(resolution: int, ws: int, shift: int) -> np.ndarray:
     return np.where(windows[:, None, :] != windows[:, :, None], SHIFT_MASK, 0.0).astype(np.float32)
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(nn.MultiHeadAttention):
+    """timm's `WindowAttention`: fused `qkv`, attention within each window plus a relative position bias, `proj`."""
+
     # Index buffer recomputed here; older checkpoints saved it.
     skip_keys = ("relative_position_index",)
 
-    def __init__(self, dim: int, heads: int, ws: int) -> None:
-        self.relative_position_bias_table = nn.Parameter(((2 * ws - 1) ** 2, heads), init="normal", std=0.02)
-        self.qkv = nn.Linear(dim, 3 * dim)
+    def __init__(self, dim: int, num_heads: int, ws: int) -> None:
+        super().__init__(num_heads, windowed=True)
+        self.relative_position_bias_table = nn.Parameter(((2 * ws - 1) ** 2, num_heads), init="normal", std=0.02)
+        self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
-        self._heads, self._ws = heads, ws
+        self._ws = ws
 
     def bias(self, mask: np.ndarray | None, windows: int) -> np.ndarray:
         """The additive attention mask [1, windows * heads, N, N]: relative position bias plus shift mask."""
@@ -76,16 +79,7 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: np.ndarray | None) -> Tensor:
         """x: windows [B, nW, N, C] -> [B, nW, N, C]."""
-        b, nw, n, c = x.shape
-        h, d = self._heads, c // self._heads
-        row_scale = np.ones((3 * c, 1), np.float32)
-        row_scale[:c] = 1.0 / math.sqrt(d)  # the attention scale, folded into the query rows
-        qkv = ops.linear(x, self.qkv.weight.data * row_scale, self.qkv.bias.data * row_scale[:, 0])
-        qkv = ops.shuffle(qkv, shape=(b, nw, n, 3 * h, d), second=(0, 1, 3, 2, 4))  # [B, nW, 3h, N, d]
-        q, k, v = (qkv[:, :, i * h:(i + 1) * h].reshape(b, nw * h, n, d) for i in range(3))
-        o = ops.scaled_dot_product_attention(q, k, v, bias=self.bias(mask, nw), scale=1.0)
-        o = ops.shuffle(o, shape=(b, nw, h, n, d), second=(0, 1, 3, 2, 4)).reshape(b, nw, n, c)
-        return self.proj(o)
+        return self.proj(self.attend(x, bias=self.bias(mask, x.shape[1])))
 
 
 class SwinBlock(nn.Module):
@@ -173,8 +167,22 @@ class ClassifierHead(nn.Module):
         return self.fc(x.mean((1, 2)))
 
 
+def _from_microsoft(model: "SwinTransformer") -> dict[str, str]:
+    """github.com/microsoft/Swin-Transformer (the benchmark's named source; its published .pth files): patch
+    merging ends stage i where timm 1.x starts stage i + 1 with it, and the head is a bare Linear. The qkv row
+    order, the bias tables and the 2x2 merge order are the same."""
+    stages = len(model.layers)
+    return {**{f"layers.{i}.downsample": f"layers.{i + 1}.downsample" for i in range(stages - 1)},
+            "head.weight": "head.fc.weight", "head.bias": "head.fc.bias"}
+
+
 class SwinTransformer(nn.ImageClassifier):
     """timm's `SwinTransformer`: [B, 3, H, W] -> logits."""
+
+    # Microsoft's files also hold the index and shift-mask buffers, recomputed here.
+    layouts = (Layout("Microsoft Swin-Transformer", marker="layers.0.downsample.reduction.weight",
+                      renames=_from_microsoft,
+                      drop=("layers.*.blocks.*.attn.relative_position_index", "layers.*.blocks.*.attn_mask")),)
 
     def __init__(self, c: SwinConfig) -> None:
         self.patch_embed = PatchEmbed(c)
@@ -191,26 +199,8 @@ class SwinTransformer(nn.ImageClassifier):
         return self.head(self.norm(x))
 
 
-CONFIGS = {
-    "swin_t": ("swin_tiny_patch4_window7_224", SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24))),
-    "swin_s": ("swin_small_patch4_window7_224", SwinConfig(96, (2, 2, 18, 2), (3, 6, 12, 24))),
-    "swin_b": ("swin_base_patch4_window7_224", SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32))),
-}
-
-
-
-def _entry(name: str, benchmark: bool = False):
-    timm_name, config = CONFIGS[name]
-
-    @register(name, f"timm {timm_name}", timm_source(timm_name), benchmark=benchmark)
-    def entry(weights: Weights = None) -> SwinTransformer:
-        return with_weights(SwinTransformer(config), weights)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name} with timm {timm_name}'s state_dict keys. `weights`: a safetensors path, a dict, or None."
-    return entry
-
-
-swin_t = _entry("swin_t", benchmark=True)
-swin_s = _entry("swin_s")
-swin_b = _entry("swin_b")
+swin_t = timm_variant("swin_t", SwinTransformer, SwinConfig(), "swin_tiny_patch4_window7_224", benchmark=True)
+swin_s = timm_variant("swin_s", SwinTransformer, SwinConfig(depths=(2, 2, 18, 2)), "swin_small_patch4_window7_224")
+swin_b = timm_variant("swin_b", SwinTransformer,
+                      SwinConfig(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+                      "swin_base_patch4_window7_224")

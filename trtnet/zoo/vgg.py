@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, torchvision_source, with_weights
+from trtnet.zoo.registry import torchvision_variant
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,11 @@ class VGG(nn.ImageClassifier):
 
 
 
-def _entry(depth: int, batch_norm: bool, benchmark: bool = False):
-    name = f"vgg{depth}{'_bn' if batch_norm else ''}"
-
-    @register(name, f"torchvision.models.{name}", torchvision_source(name), benchmark=benchmark)
-    def entry(weights: Weights = None, num_classes: int = 1000) -> VGG:
-        return with_weights(VGG(VGGConfig(STAGES[depth], batch_norm, num_classes)), weights)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name} with torchvision's state_dict keys. `weights`: a safetensors path, a dict, or None."
-    return entry
-
-
-vgg11 = _entry(11, False)
-vgg11_bn = _entry(11, True)
-vgg13 = _entry(13, False)
-vgg13_bn = _entry(13, True)
-vgg16 = _entry(16, False, benchmark=True)
-vgg16_bn = _entry(16, True)
-vgg19 = _entry(19, False)
-vgg19_bn = _entry(19, True)
+vgg11 = torchvision_variant("vgg11", VGG, VGGConfig(STAGES[11], batch_norm=False))
+vgg11_bn = torchvision_variant("vgg11_bn", VGG, VGGConfig(STAGES[11], batch_norm=True))
+vgg13 = torchvision_variant("vgg13", VGG, VGGConfig(STAGES[13], batch_norm=False))
+vgg13_bn = torchvision_variant("vgg13_bn", VGG, VGGConfig(STAGES[13], batch_norm=True))
+vgg16 = torchvision_variant("vgg16", VGG, VGGConfig(STAGES[16], batch_norm=False), benchmark=True)
+vgg16_bn = torchvision_variant("vgg16_bn", VGG, VGGConfig(STAGES[16], batch_norm=True))
+vgg19 = torchvision_variant("vgg19", VGG, VGGConfig(STAGES[19], batch_norm=False))
+vgg19_bn = torchvision_variant("vgg19_bn", VGG, VGGConfig(STAGES[19], batch_norm=True))

@@ -1,18 +1,14 @@
 """Vision Transformer (timm's `vit_*_patch16_224`): patch embedding, class token, pre-LayerNorm blocks.
 
-Tokens travel as [B, 1, N, D] so that the fused qkv projection lands in the attention's [B, heads, N, d]
-layout with no reshape (`ops.split_heads_linear`); the attention scale is folded into the query rows.
+Tokens travel in `nn.MultiHeadAttention`'s layout [B, 1, N, D] from the patch embedding on.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-
-import numpy as np
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, timm_source, with_weights
+from trtnet.zoo.registry import timm_variant
 
 
 @dataclass(frozen=True)
@@ -34,25 +30,19 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, c.embed_dim, c.patch_size, c.patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.proj(x)  # [B, D, gh, gw]
-        b, d, gh, gw = y.shape
-        return ops.shuffle(y, shape=(b, 1, d, gh * gw), second=(0, 1, 3, 2))  # [B, 1, N, D]
+        return nn.tokens(self.proj(x))  # [B, D, gh, gw] -> [B, 1, N, D]
 
 
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        self.qkv = nn.Linear(dim, 3 * dim)
+class Attention(nn.MultiHeadAttention):
+    """timm's `Attention`: a fused `qkv` projection, softmax attention over the heads, `proj`."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__(num_heads)
+        self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
-        self._heads = heads
 
     def forward(self, x: Tensor) -> Tensor:
-        h, dim = self._heads, self.proj.weight.shape[0]
-        row_scale = np.ones((3 * dim, 1), np.float32)
-        row_scale[:dim] = 1.0 / math.sqrt(dim // h)  # the attention scale, folded into the query rows
-        w, b = self.qkv.weight.data * row_scale, self.qkv.bias.data * row_scale[:, 0]
-        qkv = ops.split_heads_linear(x, w, b, 3 * h)
-        q, k, v = qkv[:, :h], qkv[:, h:2 * h], qkv[:, 2 * h:]
-        return self.proj(ops.merge_heads(ops.scaled_dot_product_attention(q, k, v, scale=1.0)))
+        return self.proj(self.attend(x))
 
 
 class Block(nn.Module):
@@ -95,26 +85,9 @@ class VisionTransformer(nn.ImageClassifier):
         return logits.reshape(x.shape[0], self._config.num_classes)
 
 
-CONFIGS = {
-    "vit_s_16": ("vit_small_patch16_224", ViTConfig(embed_dim=384, depth=12, num_heads=6)),
-    "vit_b_16": ("vit_base_patch16_224", ViTConfig(embed_dim=768, depth=12, num_heads=12)),
-    "vit_l_16": ("vit_large_patch16_224", ViTConfig(embed_dim=1024, depth=24, num_heads=16)),
-}
-
-
-
-def _entry(name: str, benchmark: bool = False):
-    timm_name, config = CONFIGS[name]
-
-    @register(name, f"timm {timm_name}", timm_source(timm_name), benchmark=benchmark)
-    def entry(weights: Weights = None) -> VisionTransformer:
-        return with_weights(VisionTransformer(config), weights)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name} with timm {timm_name}'s state_dict keys. `weights`: a safetensors path, a dict, or None."
-    return entry
-
-
-vit_s_16 = _entry("vit_s_16")
-vit_b_16 = _entry("vit_b_16", benchmark=True)
-vit_l_16 = _entry("vit_l_16")
+vit_s_16 = timm_variant("vit_s_16", VisionTransformer, ViTConfig(embed_dim=384, depth=12, num_heads=6),
+                        "vit_small_patch16_224")
+vit_b_16 = timm_variant("vit_b_16", VisionTransformer, ViTConfig(embed_dim=768, depth=12, num_heads=12),
+                        "vit_base_patch16_224", benchmark=True)
+vit_l_16 = timm_variant("vit_l_16", VisionTransformer, ViTConfig(embed_dim=1024, depth=24, num_heads=16),
+                        "vit_large_patch16_224")

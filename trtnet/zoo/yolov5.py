@@ -16,7 +16,8 @@ import numpy as np
 from trtnet import nn, ops
 from trtnet.nn.module import Input, Parameter
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import Weights, register, with_weights
+from trtnet.zoo.registry import register_variant
+from trtnet.zoo.sources import yolov5_source
 
 From = int | tuple[int, ...]
 
@@ -181,7 +182,7 @@ class YOLOv5(nn.Module):
             cin = channels[row.src] if isinstance(row.src, int) and channels else 3
             n = max(round(row.n * gd), 1) if row.n > 1 else row.n
             if row.block in (Conv, C3, SPPF):
-                cout = math.ceil(row.args[0] * gw / 8) * 8  # make_divisible(c * width_multiple, 8)
+                cout = math.ceil(row.args[0] * gw / 8) * 8  # YOLOv5's make_divisible rounds up (timm's: to nearest)
                 extra = row.args[1:]
                 layer = row.block(cin, cout, n, *extra) if row.block is C3 else row.block(cin, cout, *extra)
             elif row.block is Concat:
@@ -214,46 +215,13 @@ class YOLOv5(nn.Module):
         return x
 
 
-# (depth_multiple, width_multiple) of yolov5{n,s,m,l}.yaml.
-MULTIPLES = {"yolov5n": (0.33, 0.25), "yolov5s": (0.33, 0.50), "yolov5m": (0.67, 0.75), "yolov5l": (1.0, 1.0)}
+def _variant(name: str, depth_multiple: float, width_multiple: float, benchmark: bool = False):
+    """yolov5{n,s,m,l}.yaml: the shared rows under the yaml's (depth_multiple, width_multiple)."""
+    return register_variant(name, YOLOv5, YOLOv5Config(depth_multiple, width_multiple),
+                            f"yolov5 7.0.14 yolov5.models.yolo.Model('{name}.yaml')", yolov5_source(name), benchmark)
 
 
-def _torch_yolov5(name: str):
-    def make():
-        import os
-        from pathlib import Path
-
-        # ultralytics (imported by yolov5's utils) probes DNS at import unless told it is offline.
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        import yolov5
-        from yolov5.models.yolo import Model
-
-        from trtnet.parity import he_init
-
-        model = Model(str(Path(yolov5.__file__).parent / "models" / f"{name}.yaml"))
-        model.model[-1].export = True  # eval output is then `(predictions,)`, without the raw per-level maps
-        # PyTorch's default init fades the signal (outputs would ignore the input); gain sqrt(2) overshoots
-        # and saturates most sigmoid outputs. 1.3 keeps both the boxes and the confidences input-dependent.
-        he_init(model, gain=1.3)
-        return model
-
-    return make
-
-
-def _entry(name: str, benchmark: bool = False):
-    @register(name, f"yolov5 7.0.14 yolov5.models.yolo.Model('{name}.yaml')", _torch_yolov5(name),
-              benchmark=benchmark)
-    def entry(weights: Weights = None, num_classes: int = 80) -> YOLOv5:
-        depth, width = MULTIPLES[name]
-        return with_weights(YOLOv5(YOLOv5Config(depth, width, num_classes)), weights)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = (f"{name} (YOLOv5 v7.0) with the `Model` state_dict keys (`model.24.anchors` included). "
-                     "`weights`: a safetensors path, a dict, or None.")
-    return entry
-
-
-yolov5n = _entry("yolov5n")
-yolov5s = _entry("yolov5s", benchmark=True)
-yolov5m = _entry("yolov5m")
-yolov5l = _entry("yolov5l")
+yolov5n = _variant("yolov5n", 0.33, 0.25)
+yolov5s = _variant("yolov5s", 0.33, 0.50, benchmark=True)
+yolov5m = _variant("yolov5m", 0.67, 0.75)
+yolov5l = _variant("yolov5l", 1.0, 1.0)

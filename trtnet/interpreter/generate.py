@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, dims, enum_name, int_vector, np_dtype, register, weights_array
+from trtnet.interpreter._common import LayerCall, dims, enum_name, int_vector, np_dtype, register, weights_array
 
 
 @register("CONSTANT", "IConstantLayer")

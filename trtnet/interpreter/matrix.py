@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, enum_name, register, rounded, wide
+from trtnet.interpreter._common import LayerCall, enum_name, register, rounded, wide
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, axes_from_mask, register, rounded, wide
+from trtnet.interpreter._common import LayerCall, axes_from_mask, register, rounded, wide
 
 
 def _affine(call: LayerCall, p: np.ndarray, channels: int, groups: int, rank: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trtnet.reference._common import (
+from trtnet.interpreter._common import (
     LayerCall,
     compute,
     dims,

@@ -10,7 +10,7 @@ import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.reference._common import (
+from trtnet.interpreter._common import (
     HANDLERS,
     LayerCall,
     SUPPORTED_DTYPES,
@@ -22,7 +22,7 @@ from trtnet.reference._common import (
 )
 
 # Importing the family modules fills HANDLERS.
-from trtnet.reference import (  # noqa: F401  (imported for their registrations)
+from trtnet.interpreter import (  # noqa: F401  (imported for their registrations)
     attention,
     conv,
     elementwise,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, enum_name, normalize_axis, np_dtype, register, scalar_int
+from trtnet.interpreter._common import LayerCall, enum_name, normalize_axis, np_dtype, register, scalar_int
 
 
 def _wrapped(call: LayerCall, idx: np.ndarray, n: int, what: str) -> np.ndarray:

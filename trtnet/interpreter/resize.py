@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import (
+from trtnet.interpreter._common import (
     LayerCall,
     compute,
     dims,

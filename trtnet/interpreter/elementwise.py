@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from trtnet.reference._common import (
+from trtnet.interpreter._common import (
     LayerCall,
     compute,
     enum_name,
@@ -16,7 +16,7 @@ from trtnet.reference._common import (
     weights_array,
     wide,
 )
-from trtnet.reference.special import erf
+from trtnet.interpreter.special import erf
 
 
 def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.reference._common import LayerCall, enum_name, register, rounded, wide
+from trtnet.interpreter._common import LayerCall, enum_name, register, rounded, wide
 
 
 def _named_inputs(call: LayerCall) -> dict[str, np.ndarray]:

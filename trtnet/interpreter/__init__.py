@@ -5,11 +5,11 @@ back from TensorRT, its outputs are computed in numpy, and every output is check
 dtype TensorRT inferred. It shares no code with trtnet's network builder, so it can prove that builder right,
 and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as it knows their layer types.
 
-    from trtnet.reference import run_network
+    from trtnet.interpreter import run_network
     outputs = run_network(network, {"x": x})
 """
 from __future__ import annotations
 
-from trtnet.reference.interpreter import check_layer_outputs, layer_types_supported, run_network, unsupported
+from trtnet.interpreter.interpreter import check_layer_outputs, layer_types_supported, run_network, unsupported
 
 __all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "unsupported"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.reference._common import (
+from trtnet.interpreter._common import (
     LayerCall,
     dims,
     enum_name,

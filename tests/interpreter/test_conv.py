@@ -1,0 +1,207 @@
+"""Convolution, deconvolution and pooling (trtnet/interpreter/conv.py) against torch.nn.functional."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.interpreter.cases import CaseTable, Net, add_conv, check_case, rand, t, torch_or_skip, trt
+
+CASES = CaseTable()
+
+
+# --- convolution -------------------------------------------------------------------------------------
+
+
+@CASES.case()
+def conv_stride2_odd_bias():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w, b = rand(2, 3, 9, 9), rand(4, 3, 3, 3), rand(4)
+    layer = add_conv(n, n.input("x", x.shape), w, b, stride_nd=(2, 2), padding_nd=(1, 1))
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.conv2d(t(x), t(w), t(b), stride=2, padding=1).numpy())]
+
+
+@CASES.case()
+def conv_depthwise_dilated():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w = rand(1, 6, 11, 10), rand(6, 1, 3, 3)
+    layer = add_conv(n, n.input("x", x.shape), w, None, num_groups=6, dilation_nd=(2, 2), padding_nd=(2, 1))
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.conv2d(t(x), t(w), groups=6, dilation=2, padding=(2, 1)).numpy())]
+
+
+@CASES.case()
+def conv_groups_asymmetric_padding():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w, b = rand(2, 4, 7, 8), rand(6, 2, 3, 2), rand(6)
+    layer = add_conv(n, n.input("x", x.shape), w, b, num_groups=2, pre_padding=(1, 0), post_padding=(2, 1),
+                  stride_nd=(2, 1))
+    n.mark(layer.get_output(0))
+    # F.pad takes (left, right, top, bottom).
+    ref = F.conv2d(F.pad(t(x), (0, 1, 1, 2)), t(w), t(b), stride=(2, 1), groups=2)
+    return [(n.run(x=x)[0], ref.numpy())]
+
+
+@CASES.case()
+def conv_same_upper_and_lower():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w = rand(1, 2, 10, 9), rand(3, 2, 4, 3)
+    xin = n.input("x", x.shape)
+    up = add_conv(n, xin, w, None, stride_nd=(2, 2), padding_mode=trt.PaddingMode.SAME_UPPER)
+    lo = add_conv(n, xin, w, None, stride_nd=(2, 2), padding_mode=trt.PaddingMode.SAME_LOWER)
+    n.mark(up.get_output(0), lo.get_output(0))
+    got_up, got_lo = n.run(x=x)
+    # out = ceil(in / 2): H 10 -> 5 needs 4*2+4-10 = 2 rows; W 9 -> 5 needs 4*2+3-9 = 2 cols (split evenly);
+    # kernel 4 over height: pad 2 -> 1/1 either way. Make the odd split visible with a width-4 variant below.
+    ref = F.conv2d(F.pad(t(x), (1, 1, 1, 1)), t(w), stride=2).numpy()
+    x2, w2 = rand(1, 2, 8, 8), rand(3, 2, 2, 2)
+    n2 = Net()
+    xin2 = n2.input("x", x2.shape)
+    a = add_conv(n2, xin2, w2, None, stride_nd=(1, 1), padding_mode=trt.PaddingMode.SAME_UPPER)
+    b = add_conv(n2, xin2, w2, None, stride_nd=(1, 1), padding_mode=trt.PaddingMode.SAME_LOWER)
+    n2.mark(a.get_output(0), b.get_output(0))
+    got_a, got_b = n2.run(x=x2)
+    ref_a = F.conv2d(F.pad(t(x2), (0, 1, 0, 1)), t(w2)).numpy()  # odd pixel at the end
+    ref_b = F.conv2d(F.pad(t(x2), (1, 0, 1, 0)), t(w2)).numpy()  # odd pixel at the start
+    return [(got_up, ref), (got_lo, ref), (got_a, ref_a), (got_b, ref_b)]
+
+
+@CASES.case()
+def conv_round_up_reads_zeros_past_padding():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w = rand(1, 1, 8, 8), rand(1, 1, 3, 3)
+    layer = add_conv(n, n.input("x", x.shape), w, None, stride_nd=(2, 2),
+                     padding_mode=trt.PaddingMode.EXPLICIT_ROUND_UP)
+    n.mark(layer.get_output(0))
+    # ceil((8 - 3) / 2) + 1 = 4 outputs; the last window needs one zero row/col beyond the input.
+    return [(n.run(x=x)[0], F.conv2d(F.pad(t(x), (0, 1, 0, 1)), t(w), stride=2).numpy())]
+
+
+@CASES.case()
+def conv_kernel_and_bias_as_tensors():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w, b = rand(2, 3, 6, 6), rand(5, 3, 3, 3), rand(5)
+    layer = n.net.add_convolution_nd(n.input("x", x.shape), 5, (3, 3), trt.Weights(), trt.Weights())
+    layer.set_input(1, n.const(w))
+    layer.set_input(2, n.const(b))
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.conv2d(t(x), t(w), t(b)).numpy())]
+
+
+@CASES.case()
+def conv3d_strided():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w = rand(1, 2, 5, 6, 7), rand(3, 2, 2, 3, 3)
+    layer = add_conv(n, n.input("x", x.shape), w, None, stride_nd=(2, 1, 2), padding_nd=(1, 1, 0))
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.conv3d(t(x), t(w), stride=(2, 1, 2), padding=(1, 1, 0)).numpy())]
+
+
+@CASES.case()
+def deconv_stride2_groups_padding():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w, b = rand(2, 4, 5, 6), rand(4, 3, 3, 3), rand(6)  # [C, K/groups, kh, kw]
+    layer = n.net.add_deconvolution_nd(n.input("x", x.shape), 6, (3, 3), n.weights(w), n.weights(b))
+    layer.stride_nd, layer.padding_nd, layer.num_groups = (2, 2), (1, 1), 2
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.conv_transpose2d(t(x), t(w), t(b), stride=2, padding=1, groups=2).numpy())]
+
+
+@CASES.case()
+def deconv_asymmetric_crop_dilated():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w = rand(1, 2, 4, 5), rand(2, 3, 3, 2)
+    layer = n.net.add_deconvolution_nd(n.input("x", x.shape), 3, (3, 2), n.weights(w), trt.Weights())
+    layer.stride_nd, layer.dilation_nd = (2, 3), (2, 1)
+    layer.pre_padding, layer.post_padding = (1, 0), (0, 2)
+    n.mark(layer.get_output(0))
+    full = F.conv_transpose2d(t(x), t(w), stride=(2, 3), dilation=(2, 1)).numpy()
+    return [(n.run(x=x)[0], full[:, :, 1:, : full.shape[3] - 2])]
+
+
+# --- pooling -----------------------------------------------------------------------------------------
+
+
+def _pool(n: Net, x, kind, window, **attrs):
+    layer = n.net.add_pooling_nd(x, kind, window)
+    for k, v in attrs.items():
+        setattr(layer, k, v)
+    return layer
+
+
+@CASES.case()
+def pool_max_padded_strided():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x = rand(2, 3, 8, 9)
+    layer = _pool(n, n.input("x", x.shape), trt.PoolingType.MAX, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1))
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.max_pool2d(t(x), 3, 2, 1).numpy())]
+
+
+@CASES.case()
+def pool_avg_ceil_mode_variants():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x = rand(1, 2, 7, 8)
+    xin = n.input("x", x.shape)
+    up = trt.PaddingMode.EXPLICIT_ROUND_UP
+    a = _pool(n, xin, trt.PoolingType.AVERAGE, (2, 2), stride_nd=(2, 2), padding_mode=up,
+              average_count_excludes_padding=False)
+    b = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1), padding_mode=up,
+              average_count_excludes_padding=False)
+    c = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1), padding_mode=up)
+    d = _pool(n, xin, trt.PoolingType.MAX, (3, 3), stride_nd=(2, 2), padding_mode=up)
+    n.mark(*(layer.get_output(0) for layer in (a, b, c, d)))
+    got = n.run(x=x)
+    ref = [
+        F.avg_pool2d(t(x), 2, 2, ceil_mode=True, count_include_pad=True),
+        F.avg_pool2d(t(x), 3, 2, 1, ceil_mode=True, count_include_pad=True),
+        F.avg_pool2d(t(x), 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        F.max_pool2d(t(x), 3, 2, ceil_mode=True),
+    ]
+    return [(g, r.numpy()) for g, r in zip(got, ref)]
+
+
+@CASES.case()
+def pool_avg_excluding_padding_and_blend():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x = rand(2, 2, 9, 6)
+    xin = n.input("x", x.shape)
+    avg = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1))
+    blend = _pool(n, xin, trt.PoolingType.MAX_AVERAGE_BLEND, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1),
+                  blend_factor=0.25)
+    n.mark(avg.get_output(0), blend.get_output(0))
+    got_avg, got_blend = n.run(x=x)
+    ref_avg = F.avg_pool2d(t(x), (3, 2), 2, 1, count_include_pad=False).numpy()
+    ref_max = F.max_pool2d(t(x), (3, 2), 2, 1).numpy()
+    return [(got_avg, ref_avg), (got_blend, 0.25 * ref_max + 0.75 * ref_avg)]
+
+
+@CASES.case()
+def pool_same_upper_3d():
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x = rand(1, 2, 5, 6, 7)
+    layer = _pool(n, n.input("x", x.shape), trt.PoolingType.MAX, (2, 2, 2), stride_nd=(2, 2, 2),
+                  padding_mode=trt.PaddingMode.SAME_UPPER)
+    n.mark(layer.get_output(0))
+    # out = ceil(in / 2) = (3, 3, 4): pad (1, 0, 1) at the end; -inf padding never wins a max.
+    ref = F.max_pool3d(F.pad(t(x), (0, 1, 0, 0, 0, 1), value=-math.inf), 2, 2).numpy()
+    return [(n.run(x=x)[0], ref)]
+
+
+@pytest.mark.parametrize("c", CASES, ids=CASES.ids())
+def test_layer_against_oracle(c) -> None:
+    check_case(c)

@@ -1,0 +1,178 @@
+"""Activations, elementwise, unary, PReLU/select/scale and casts (trtnet/interpreter/elementwise.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.interpreter.cases import CaseTable, Net, check_case, rand, t, torch_or_skip, trt
+
+CASES = CaseTable()
+
+
+# --- pointwise -----------------------------------------------------------------------------------------
+
+
+def _activation_refs(x: np.ndarray) -> dict[str, tuple[float, float, np.ndarray]]:
+    torch = torch_or_skip()
+    F = torch.nn.functional
+    tx = t(x)
+    return {
+        "RELU": (0, 0, F.relu(tx).numpy()),
+        "SIGMOID": (0, 0, torch.sigmoid(tx).numpy()),
+        "TANH": (0, 0, torch.tanh(tx).numpy()),
+        "LEAKY_RELU": (0.1, 0, F.leaky_relu(tx, 0.1).numpy()),
+        "ELU": (0.7, 0, F.elu(tx, 0.7).numpy()),
+        "SELU": (1.6732632423543772, 1.0507009873554805, F.selu(tx).numpy()),
+        "SOFTSIGN": (0, 0, F.softsign(tx).numpy()),
+        "SOFTPLUS": (0.5, 2.0, (0.5 * F.softplus(tx, beta=2.0) * 2.0).numpy()),  # alpha*log(1+exp(beta x))
+        "CLIP": (-0.5, 0.8, torch.clamp(tx, -0.5, 0.8).numpy()),
+        "HARD_SIGMOID": (0.2, 0.5, torch.clamp(0.2 * tx + 0.5, 0, 1).numpy()),
+        "SCALED_TANH": (1.5, 0.5, (1.5 * torch.tanh(0.5 * tx)).numpy()),
+        "THRESHOLDED_RELU": (0.3, 0, F.threshold(tx, 0.3, 0.0).numpy()),
+        "GELU_ERF": (0, 0, F.gelu(tx).numpy()),
+        "GELU_TANH": (0, 0, F.gelu(tx, approximate="tanh").numpy()),
+    }
+
+
+@CASES.case()
+def activations_all_types():
+    n = Net()
+    x = rand(3, 17) * 3
+    xin = n.input("x", x.shape)
+    refs = _activation_refs(x)
+    assert set(refs) == set(trt.ActivationType.__members__)
+    for kind, (alpha, beta, _) in refs.items():
+        layer = n.net.add_activation(xin, getattr(trt.ActivationType, kind))
+        layer.alpha, layer.beta = alpha, beta
+        n.mark(layer.get_output(0))
+    return list(zip(n.run(x=x), (r for _, _, r in refs.values())))
+
+
+@CASES.case()
+def elementwise_float_ops_broadcast():
+    n = Net()
+    a, b = rand(2, 1, 4), np.abs(rand(1, 3, 4)) + 0.5
+    ai, bi = n.input("a", a.shape), n.input("b", b.shape)
+    ops = {
+        "SUM": a + b, "PROD": a * b, "MAX": np.maximum(a, b), "MIN": np.minimum(a, b), "SUB": a - b,
+        "DIV": a / b, "POW": np.power(np.abs(a), b), "FLOOR_DIV": np.floor(a / b),
+        "EQUAL": np.ones(a.shape, bool), "GREATER": a > b, "LESS": a < b,  # EQUAL compares a with itself
+    }
+    pa = n.net.add_unary(ai, trt.UnaryOperation.ABS).get_output(0)
+    for op in ops:
+        left = pa if op == "POW" else ai
+        right = ai if op == "EQUAL" else bi
+        n.mark(n.net.add_elementwise(left, right, getattr(trt.ElementWiseOperation, op)).get_output(0))
+    got = n.run(a=a, b=b)
+    return list(zip(got, ops.values()))
+
+
+@CASES.case()
+def elementwise_int_and_logical():
+    n = Net()
+    a = np.array([[7, -7, 6, -1, 0]], np.int32)
+    b = np.array([[2, 2, -4, 3, 5]], np.int32)
+    p = np.array([[True, False, True, False, True]])
+    q = np.array([[True, True, False, False, True]])
+    ai, bi = n.input("a", a.shape, trt.int32), n.input("b", b.shape, trt.int32)
+    pi, qi = n.input("p", p.shape, trt.bool), n.input("q", q.shape, trt.bool)
+    E = trt.ElementWiseOperation
+    outs = [n.net.add_elementwise(ai, bi, op).get_output(0) for op in (E.DIV, E.FLOOR_DIV, E.SUM, E.POW)]
+    outs += [n.net.add_elementwise(pi, qi, op).get_output(0) for op in (E.AND, E.OR, E.XOR)]
+    n.mark(*outs)
+    got = n.run(a=a, b=b, p=p, q=q)
+    trunc = np.array([[3, -3, -1, 0, 0]], np.int32)  # C-style division rounds toward zero
+    pow_ = np.array([[49, 49, 0, -1, 0]], np.int32)  # integer 6**-4 truncates to 0
+    expected = [trunc, a // b, a + b, pow_, p & q, p | q, p ^ q]
+    assert got[0].dtype == np.int32 and got[4].dtype == np.bool_
+    return list(zip(got, expected))
+
+
+@CASES.case()
+def unary_all_ops():
+    n = Net()
+    x = np.array([[0.3, 0.5, 1.5, 2.5, -0.5, -2.7, 0.9]], np.float32)
+    pos = np.array([[1.2, 2.0, 3.5, 1.01, 4.0, 9.0, 1.5]], np.float32)
+    xi, pi = n.input("x", x.shape), n.input("pos", pos.shape)
+    U = trt.UnaryOperation
+    unit = np.clip(x, -0.9, 0.9)
+    table = {
+        "EXP": (xi, np.exp(x)), "LOG": (pi, np.log(pos)), "SQRT": (pi, np.sqrt(pos)), "RECIP": (pi, 1 / pos),
+        "ABS": (xi, np.abs(x)), "NEG": (xi, -x), "SIN": (xi, np.sin(x)), "COS": (xi, np.cos(x)),
+        "TAN": (xi, np.tan(x)), "SINH": (xi, np.sinh(x)), "COSH": (xi, np.cosh(x)), "ATAN": (xi, np.arctan(x)),
+        "ASINH": (xi, np.arcsinh(x)), "ACOSH": (pi, np.arccosh(pos)), "CEIL": (xi, np.ceil(x)),
+        "FLOOR": (xi, np.floor(x)), "SIGN": (xi, np.sign(x)),
+        "ROUND": (xi, np.array([[0, 0, 2, 2, -0, -3, 1]], np.float32)),  # half to even
+        "ERF": (xi, np.array([[math.erf(v) for v in x[0]]], np.float32)),
+    }
+    clipped = n.const(unit)
+    table["ASIN"] = (clipped, np.arcsin(unit))
+    table["ACOS"] = (clipped, np.arccos(unit))
+    table["ATANH"] = (clipped, np.arctanh(unit))
+    for op, (src, _) in table.items():
+        n.mark(n.net.add_unary(src, getattr(U, op)).get_output(0))
+    b = np.array([[True, False]])
+    bi = n.input("b", b.shape, trt.bool)
+    n.mark(n.net.add_unary(bi, U.NOT).get_output(0))
+    special = np.array([[np.inf, np.nan, 1.0]], np.float32)
+    si = n.input("s", special.shape)
+    n.mark(n.net.add_unary(si, U.ISINF).get_output(0), n.net.add_unary(si, U.ISNAN).get_output(0))
+    got = n.run(x=x, pos=pos, b=b, s=special)
+    expected = [r for _, r in table.values()] + [~b, np.array([[True, False, False]]), np.array([[False, True, False]])]
+    assert len(table) + 3 == len(U.__members__)
+    return list(zip(got, expected))
+
+
+@CASES.case()
+def prelu_select_scale():
+    n = Net()
+    x, slope = rand(2, 3, 4), np.array([0.1, 0.2, 0.3], np.float32).reshape(1, 3, 1)
+    xi = n.input("x", x.shape)
+    pr = n.net.add_parametric_relu(xi, n.const(slope))
+    cond = x > 0
+    sel = n.net.add_select(n.input("c", x.shape, trt.bool), xi, n.const(np.zeros_like(x)))
+    shift = np.array([0.5, 1.0, 2.0], np.float32)
+    scale = np.array([2.0, 3.0, 0.5], np.float32)
+    power = np.array([2, 1, 2], np.float32)
+    ch = n.net.add_scale_nd(n.net.add_unary(xi, trt.UnaryOperation.ABS).get_output(0), trt.ScaleMode.CHANNEL,
+                            n.weights(shift), n.weights(scale), n.weights(power), 1)
+    uni = n.net.add_scale(xi, trt.ScaleMode.UNIFORM, n.weights(np.array([1.0], np.float32)),
+                          n.weights(np.array([-2.0], np.float32)), trt.Weights())
+    elem_w = rand(3, 4)
+    el = n.net.add_scale_nd(xi, trt.ScaleMode.ELEMENTWISE, trt.Weights(), n.weights(elem_w), trt.Weights(), 1)
+    n.mark(pr.get_output(0), sel.get_output(0), ch.get_output(0), uni.get_output(0), el.get_output(0))
+    got = n.run(x=x, c=cond)
+    return [
+        (got[0], np.where(x >= 0, x, slope * x)),
+        (got[1], np.where(cond, x, 0)),
+        (got[2], (np.abs(x) * scale.reshape(3, 1) + shift.reshape(3, 1)) ** power.reshape(3, 1)),
+        (got[3], x * -2 + 1),
+        (got[4], x * elem_w),
+    ]
+
+
+@CASES.case()
+def cast_identity():
+    n = Net()
+    x = np.array([[1.7, -1.7, 0.0, 2.5, -0.2]], np.float32)
+    xi = n.input("x", x.shape)
+    outs = [n.net.add_cast(xi, dt).get_output(0) for dt in (trt.int32, trt.bool, trt.float16, trt.int64)]
+    ints = n.net.add_cast(xi, trt.int8).get_output(0)
+    outs.append(n.net.add_cast(ints, trt.float32).get_output(0))
+    outs.append(n.net.add_identity(xi).get_output(0))
+    n.mark(*outs)
+    got = n.run(x=x)
+    expected = [
+        np.array([[1, -1, 0, 2, 0]], np.int32), x != 0, x.astype(np.float16), np.array([[1, -1, 0, 2, 0]], np.int64),
+        np.array([[1, -1, 0, 2, 0]], np.float32), x,
+    ]
+    for g, e in zip(got, expected):
+        assert g.dtype == e.dtype, (g.dtype, e.dtype)
+    return list(zip(got, expected))
+
+
+@pytest.mark.parametrize("c", CASES, ids=CASES.ids())
+def test_layer_against_oracle(c) -> None:
+    check_case(c)

@@ -1,0 +1,46 @@
+"""Matrix products and einsum (trtnet/interpreter/matrix.py) against numpy in float64."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.interpreter.cases import CaseTable, Net, check_case, rand, trt
+
+CASES = CaseTable()
+
+
+# --- products -------------------------------------------------------------------------------------------
+
+
+@CASES.case()
+def matmul_transposes_broadcast_vectors():
+    n = Net()
+    M = trt.MatrixOperation
+    a, b = rand(2, 1, 3, 4), rand(1, 5, 4, 6)
+    ai, bi = n.input("a", a.shape), n.input("b", b.shape)
+    plain = n.net.add_matrix_multiply(ai, M.NONE, bi, M.NONE)
+    at, bt = rand(2, 4, 3), rand(2, 6, 4)
+    tt = n.net.add_matrix_multiply(n.input("at", at.shape), M.TRANSPOSE, n.input("bt", bt.shape), M.TRANSPOSE)
+    v, mat = rand(2, 4), rand(2, 4, 3)
+    vm = n.net.add_matrix_multiply(n.input("v", v.shape), M.VECTOR, n.input("m", mat.shape), M.NONE)
+    mv = n.net.add_matrix_multiply(n.input("m2", (2, 3, 4)), M.NONE, n.input("v2", v.shape), M.VECTOR)
+    m2 = rand(2, 3, 4)
+    vv = n.net.add_matrix_multiply(n.input("v3", v.shape), M.VECTOR, n.input("v4", v.shape), M.VECTOR)
+    e1, e2 = rand(2, 3, 4), rand(4, 5)
+    ein = n.net.add_einsum([n.input("e1", e1.shape), n.input("e2", e2.shape)], "bij,jk->bki")
+    n.mark(*(layer.get_output(0) for layer in (plain, tt, vm, mv, vv, ein)))
+    got = n.run(a=a, b=b, at=at, bt=bt, v=v, m=mat, m2=m2, v2=v, v3=v, v4=v, e1=e1, e2=e2)
+    f64 = lambda z: z.astype(np.float64)  # noqa: E731
+    return [
+        (got[0], f64(a) @ f64(b)),
+        (got[1], np.swapaxes(f64(at), 1, 2) @ np.swapaxes(f64(bt), 1, 2)),
+        (got[2], np.einsum("bk,bkn->bn", f64(v), f64(mat))),
+        (got[3], np.einsum("bmk,bk->bm", f64(m2), f64(v))),
+        (got[4], np.sum(f64(v) * f64(v), axis=1)),
+        (got[5], np.einsum("bij,jk->bki", f64(e1), f64(e2))),
+    ]
+
+
+@pytest.mark.parametrize("c", CASES, ids=CASES.ids())
+def test_layer_against_oracle(c) -> None:
+    check_case(c)

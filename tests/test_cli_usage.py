@@ -1,0 +1,93 @@
+"""The command line's usage errors and failures, in-process: one line `trtnet: error: ...` (a second may point
+to --help), exit 2 for bad usage; --debug adds a traceback and never changes the exit status; an unusable
+cache folder does not fail a build whose -o is fine."""
+from __future__ import annotations
+
+import pytest
+
+from trtnet.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, list[str], str]:
+    status = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return status, out.err.splitlines(), out.out
+
+
+# (argv, the error line: pinned, the --help line)
+USAGE = [
+    (("build", "resnet18", "--batch", "0"),
+     "trtnet: error: argument --batch: '0': expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max",
+     "trtnet: see `trtnet build --help`"),
+    (("build", "resnet18", "--batch", "8:4:2"),
+     "trtnet: error: argument --batch: '8:4:2': expected a batch size >= 1, or min:opt:max with "
+     "1 <= min <= opt <= max", "trtnet: see `trtnet build --help`"),
+    (("build", "resnet18", "--batch", "x"),
+     "trtnet: error: argument --batch: 'x': expected a batch size (8) or min:opt:max (1:8:32)",
+     "trtnet: see `trtnet build --help`"),
+    (("build", "resnet18", "--precision", "int4"),
+     "trtnet: error: argument --precision: invalid choice: 'int4' (choose from fp32, tf32, fp16, bf16)",
+     "trtnet: see `trtnet build --help`"),
+    ((), "trtnet: error: the following arguments are required: COMMAND", "trtnet: see `trtnet --help`"),
+    (("build",), "trtnet: error: the following arguments are required: model", "trtnet: see `trtnet build --help`"),
+    (("build", "resnet18", "--frobnicate"), "trtnet: error: unrecognized arguments: --frobnicate",
+     "trtnet: see `trtnet --help`"),
+    (("verify", "resnet18", "--batch", "-1"), "trtnet: error: argument --batch: '-1': expected a whole number >= 1",
+     "trtnet: see `trtnet verify --help`"),
+]
+
+
+@pytest.mark.parametrize("argv, line, hint", USAGE, ids=[" ".join(u[0]) or "(nothing)" for u in USAGE])
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, line, hint):
+    status, err, out = run(capsys, *argv)
+    assert status == 2 and out == ""
+    # argparse quotes choices with repr() on some Python versions: compare without the quotes around them
+    assert [e.replace("'fp32', 'tf32', 'fp16', 'bf16'", "fp32, tf32, fp16, bf16") for e in err] == [line, hint]
+
+
+def test_an_unknown_command_is_one_line_and_exit_2(capsys):
+    status, err, out = run(capsys, "nope")
+    assert status == 2 and out == "" and len(err) == 2 and err[1] == "trtnet: see `trtnet --help`"
+    assert err[0].startswith("trtnet: error: argument COMMAND: invalid choice: 'nope' (choose from ")
+    assert "build" in err[0] and "verify" in err[0]
+
+
+@pytest.mark.parametrize("argv", [("build", "nope"), ("summary", "resnet18", "--weights", "missing.safetensors")])
+def test_debug_changes_what_is_printed_not_the_status(capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    status, err, _ = run(capsys, *argv)
+    debug_status, debug_err, _ = run(capsys, *argv, "--debug")
+    assert status == debug_status == 2
+    assert len(err) == 1 and err[0].startswith("trtnet: error: ")
+    assert debug_err[0] == "Traceback (most recent call last):" and debug_err[-1] == err[0]
+
+
+def test_a_bug_is_exit_3_with_or_without_debug(capsys, monkeypatch):
+    import trtnet.cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(trtnet.cli, "cmd_list", broken)
+    assert run(capsys, "list")[0] == 3
+    status, err, _ = run(capsys, "list", "--debug")
+    assert status == 3 and err[-1] == ("trtnet: error: internal error: ZeroDivisionError: a bug (rerun with --debug "
+                                       "for the traceback; please report it)")
+
+
+def test_a_write_error_names_the_target(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRTNET_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "file").write_text("not a folder")
+    target = tmp_path / "file" / "r.plan"
+    status, err, _ = run(capsys, "build", "resnet18", "--batch", "1", "-o", target)
+    assert status == 2 and err == [f"trtnet: error: {target}: cannot write the plan: Not a directory"]
+
+
+def test_an_unusable_cache_folder_does_not_fail_the_build(capsys, tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("TRTNET_CACHE_DIR", str(tmp_path / "cache"))
+    status, err, out = run(capsys, "build", "resnet18", "--batch", "1", "-o", tmp_path / "r.plan")
+    assert status == 0, err
+    assert f"trtnet: warning: trtnet engine cache: {tmp_path / 'cache'} cannot be used (not a folder); building " \
+           "without the cache" in err
+    assert (tmp_path / "r.plan").is_file() and f"-> {tmp_path / 'r.plan'}" in out

@@ -1,0 +1,102 @@
+"""`trtnet verify --weights F`: both sides load F (the user's own weights, in any layout trtnet converts);
+comparing F with the source's seeded weights is asked for with --against-seed. Run in-process."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.foreign_layouts import tonylins_key
+from trtnet.cli import main
+from trtnet.parity import randomize_norm_stats, torch_model
+
+torch = pytest.importorskip("torch", reason="verify runs the PyTorch source")
+torchvision = pytest.importorskip("torchvision", reason="torchvision is the source of resnet18 and mobilenet_v2")
+safetensors_torch = pytest.importorskip("safetensors.torch", reason="users write their files with safetensors")
+
+
+@pytest.fixture(autouse=True)
+def _engine_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRTNET_CACHE_DIR", str(tmp_path / "engine-cache"))  # where a GPU lets verify build engines
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory) -> Path:
+    """A user's own resnet18 weights: not any seed trtnet knows, saved as users save them."""
+    torch.manual_seed(123)
+    model = torchvision.models.resnet18()
+    randomize_norm_stats(model, 123)
+    path = tmp_path_factory.mktemp("own") / "mine.safetensors"
+    safetensors_torch.save_file(model.state_dict(), str(path))
+    return path
+
+
+def test_verify_passes_on_the_users_own_weights(own, capsys):
+    status, out, err = run(capsys, "verify", "resnet18", "--weights", own, "--batch", "1")
+    assert status == 0, out + err
+    assert f"weights: {own}, loaded by trtnet and by PyTorch" in out.splitlines()
+    line = next(l for l in out.splitlines() if "reference fp32 logits: rel error" in l)
+    assert line.endswith("(need <= 0.0001) ok") and "resnet18: passed" in out
+
+
+@pytest.fixture(scope="module")
+def perturbed(tmp_path_factory) -> Path:
+    """Seed 0 as export-weights writes it, then one tensor changed after the export."""
+    folder = tmp_path_factory.mktemp("perturbed")
+    exported = folder / "resnet18.safetensors"
+    assert main(["export-weights", "resnet18", "-o", str(exported), "--seed", "0"]) == 0
+    state = safetensors_torch.load_file(str(exported))
+    state["layer2.0.conv1.weight"] += 0.05 * torch.randn(state["layer2.0.conv1.weight"].shape,
+                                                        generator=torch.Generator().manual_seed(0))
+    path = folder / "perturbed.safetensors"
+    safetensors_torch.save_file(state, str(path))
+    return path
+
+
+def test_against_seed_fails_on_weights_perturbed_after_export_and_names_the_tensor(perturbed, capsys):
+    status, out, err = run(capsys, "verify", "resnet18", "--weights", perturbed, "--batch", "1", "--against-seed", "0")
+    assert status == 1, out + err
+    assert f"weights: {perturbed}, compared with the source's random weights, seed 0" in out
+    assert "weights: 1 tensors differ from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in out
+    assert "(need <= 0.0001) FAILED" in out and "resnet18: FAILED (0 of 1 checks passed)" in out
+
+
+def test_by_default_the_perturbed_file_is_the_users_and_passes(perturbed, capsys):
+    status, out, err = run(capsys, "verify", "resnet18", "--weights", perturbed, "--batch", "1")
+    assert status == 0, out + err
+    # --same-file is what verify does by default now: accepted, no effect.
+    assert run(capsys, "verify", "resnet18", "--weights", perturbed, "--batch", "1", "--same-file")[0] == 0
+
+
+def test_a_converted_layout_is_said_and_loaded_on_both_sides(tmp_path, capsys):
+    source = torch_model("mobilenet_v2", seed=6)
+    path = tmp_path / "tonylins.safetensors"
+    safetensors_torch.save_file({tonylins_key(k): v for k, v in source.state_dict().items()}, str(path))
+    status, out, err = run(capsys, "verify", "mobilenet_v2", "--weights", path, "--batch", "1")
+    assert status == 0, out + err
+    assert f"weights: {path}, converted from tonylins/pytorch-mobilenet-v2 layout, loaded by trtnet and by PyTorch" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--same-file", "--against-seed", "0"),
+     "trtnet: error: --same-file (now the default) and --against-seed/--against-pretrained exclude each other"),
+    (("--same-file",), "trtnet: error: --same-file needs --weights FILE"),
+], ids=["same_file_and_against", "same_file_alone"])
+def test_bad_option_combinations(own, capsys, args, message):
+    weights = ("--weights", own) if "--against-seed" in args else ()
+    status, _, err = run(capsys, "verify", "resnet18", *weights, *args)
+    assert status == 2 and err.strip() == message
+
+
+def test_against_seed_and_against_pretrained_exclude_each_other(capsys):
+    status, _, err = run(capsys, "verify", "resnet18", "--against-seed", "1", "--against-pretrained")
+    assert status == 2
+    assert err.splitlines()[0] == ("trtnet: error: argument --against-pretrained/--pretrained: not allowed with "
+                                   "argument --against-seed")

@@ -1,0 +1,388 @@
+"""From a model to a TensorRT network, and from a network to a serialized engine.
+
+`emit` writes the network (TensorRT infers every shape as layers are added); `build` compiles it into a plan;
+`reference` runs the same network in the numpy interpreter. One emission path serves all three, so the
+network the interpreter checks is the network the engine is built from. A `Network` parsed from an ONNX file
+(`trtnet.onnx.parse_onnx`) goes through the same `build` and `reference`.
+
+Emission options travel as one `Policy` (trtnet.graph): `policy=Policy(precision="fp16")`, or its field names as
+keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one place. The defaults are Policy's.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence, Unpack
+
+import numpy as np
+
+from trtnet import cache as engine_cache, dtypes
+from trtnet.backend import get_backend, get_trt, logger
+from trtnet.errors import BuildError, NetworkError
+from trtnet.graph import NUMPY_OF, Graph, Policy, PolicyOptions, resolve_policy
+from trtnet.interpreter import run_network
+from trtnet.nn.module import Input, Module
+from trtnet.plan import TensorSpec
+from trtnet.runtime import Engine, PlanRejected
+from trtnet.target import cache_dir as default_cache_dir, target
+from trtnet.tensor import Tensor
+
+__all__ = ["BatchSize", "Network", "build", "build_network", "emit", "reference"]
+
+BatchSize = int | tuple[int, int, int]
+MAX_BATCH = 2**31 - 1  # TensorRT's dimensions are int32 in its profiles and most kernels
+
+
+@dataclass
+class Network:
+    """An `INetworkDefinition`, emitted from a model or parsed from ONNX, with what is needed to build it.
+
+    `keepalive` holds the arrays behind its weights (TensorRT keeps pointers until the engine is built) and is
+    what the engine cache hashes for them; `owner` (the DSL's Graph, or the ONNX parser) holds the rest.
+    """
+
+    network: Any
+    builder: Any
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    keepalive: list[np.ndarray] = field(default_factory=list, repr=False)
+    seconds: float = 0.0
+    policy: Policy | None = None  # how it was emitted; None for a parsed network (its types are the file's)
+    label: str = "network"
+    owner: Any = field(default=None, repr=False)
+
+    @property
+    def num_layers(self) -> int:
+        return self.network.num_layers
+
+    @property
+    def precision(self) -> str:
+        return self.policy.precision if self.policy is not None else ""
+
+
+def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = None,
+         input_shapes: dict[str, Sequence[int]] | None = None, **options: Unpack[PolicyOptions]) -> Network:
+    """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
+
+    `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image).
+
+    >>> net = trtnet.emit(resnet18(weights=None), 2, precision="fp16")     # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    trt = get_trt()
+    policy = resolve_policy(policy, options)
+    builder = trt.Builder(logger())
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    graph = Graph(network, policy)
+    model.bind()
+    specs = _input_specs(model, batch_size, input_shapes or {})
+    dynamic = any(s.min_batch != s.max_batch for s in specs)
+    with graph:
+        args = []
+        for spec in specs:
+            shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
+            itensor = network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape)
+            if itensor is None:  # TensorRT logs why (e.g. a volume beyond its limits) and hands back nothing
+                raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (batch "
+                                   f"{spec.min_batch}..{spec.max_batch}; see its log above)")
+            t = Tensor(itensor)
+            args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
+        results = model(*args)
+        results = list(results) if isinstance(results, (list, tuple)) else [results]
+        names = _output_names(model, results)
+        outputs = []
+        for name, t in zip(names, results):
+            if t.dtype in (trt.float16, trt.bfloat16):
+                t = t.cast(trt.float32)
+            t.itensor.name = name
+            network.mark_output(t.itensor)
+            try:
+                shape = t.shape
+            except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
+                raise NetworkError(f"output {name!r}: TensorRT cannot infer its shape for inputs "
+                                   f"{[list(sp.shape) for sp in specs]} (too large? see its log above)") from None
+            outputs.append(TensorSpec(name, shape, np.dtype(NUMPY_OF[t.dtype]).name))
+    return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
+                   label=f"{type(model).__name__} {policy.precision}", owner=graph)
+
+
+def _output_names(model: Module, results: list) -> list[str]:
+    """The names of `forward`'s results: one distinct name per Tensor, or a NetworkError saying what differs."""
+    kind = type(model).__name__
+    for i, t in enumerate(results):
+        if not isinstance(t, Tensor):
+            raise NetworkError(f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a "
+                               "trtnet Tensor")
+    names = list(model.output_names(len(results)))
+    if len(names) != len(results):
+        raise NetworkError(f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
+                           f"({len(results)}) names {len(names)}: {names}; name each output once (or return fewer)")
+    if len(set(names)) != len(names):
+        raise NetworkError(f"{kind}.output_names({len(results)}) gives a name twice: {names}")
+    return names
+
+
+def batch_range(batch_size: Any) -> tuple[int, int, int]:
+    """(min, opt, max) of `batch_size`: a whole number >= 1 (any integral type but bool), or a sequence of three
+    with 1 <= min <= opt <= max; anything else is a `NetworkError` saying what is allowed."""
+    def whole(v: Any) -> int | None:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            return None
+        return int(v)
+
+    allowed = ("a whole number from 1 to 2**31 - 1 (8), or a (min, opt, max) sequence of such numbers with "
+               "min <= opt <= max ((1, 8, 32))")
+    n = whole(batch_size)
+    if n is not None:
+        values = [n] * 3
+    elif isinstance(batch_size, (tuple, list)) or (isinstance(batch_size, np.ndarray) and batch_size.ndim == 1):
+        values = [whole(v) for v in batch_size]
+    else:
+        values = []
+    if len(values) != 3 or None in values or not 1 <= values[0] <= values[1] <= values[2] <= MAX_BATCH:
+        raise NetworkError(f"batch_size {_short(batch_size)}: expected {allowed}")
+    return values[0], values[1], values[2]
+
+
+def _optimization_level(level: Any) -> int | None:
+    if level is None:
+        return None
+    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or not 0 <= level <= 5:
+        raise NetworkError(f"optimization_level {_short(level)}: expected a whole number from 0 to 5 (TensorRT's "
+                           "builder optimization levels), or None for TensorRT's default (3)")
+    return int(level)
+
+
+def _sample_shape(name: str, shape: Any, rank: int) -> tuple[int, ...]:
+    """An `input_shapes` entry: `rank` whole numbers >= 1 (the per-sample shape, no batch)."""
+    dims = list(shape) if isinstance(shape, (tuple, list)) else None
+    if dims is None or len(dims) != rank or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_BATCH for d in dims):
+        raise NetworkError(f"input_shapes[{name!r}] {_short(shape)}: expected {rank} whole number(s) >= 1, the "
+                           f"per-sample shape of input {name!r} (without the batch)")
+    return tuple(int(d) for d in dims)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
+def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
+    declared: list[Input] = model.inputs()
+    names = {i.name for i in declared}
+    for name in overrides:
+        if name not in names:
+            raise NetworkError(f"input_shapes names {name!r}, but {type(model).__name__} has inputs {sorted(names)}")
+    lo, opt, hi = batch_range(batch_size)
+    specs = []
+    for i in declared:
+        shape = tuple(i.shape)
+        if i.name in overrides:
+            shape = _sample_shape(i.name, overrides[i.name], len(i.shape))
+        specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
+    return specs
+
+
+def build(model: Module | Network, batch_size: BatchSize | None = None, policy: Policy | None = None, *,
+          input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
+          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+          **options: Unpack[PolicyOptions]) -> Engine:
+    """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
+    build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
+
+    `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
+    A progress bar shows on a terminal (or with `verbose`), then a one-line summary. With a GPU present, a
+    cached plan is first loaded on it: one the GPU refuses is rebuilt, with a warning.
+
+    >>> engine = trtnet.build(resnet50(weights=None), batch_size=8, precision="fp16")   # doctest: +SKIP
+    >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
+    """
+    _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
+    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
+        raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
+                           "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
+    if isinstance(model, Network):
+        if batch_size is not None or policy is not None or options or input_shapes:
+            raise NetworkError("build(Network): the network's shapes and types are fixed; batch_size, policy, "
+                               "input_shapes and emission options belong to emit (or parse_onnx)")
+        net = model
+    else:
+        net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes,
+                   **options)
+    if not cache:
+        return build_network(net, optimization_level=optimization_level, verbose=verbose)
+    key_options = {"policy": asdict(net.policy) if net.policy else None,
+                   "optimization_level": _optimization_level(optimization_level),
+                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) for s in net.inputs]}
+    key = engine_cache.engine_key(net.network, net.keepalive, key_options)
+    return engine_cache.cached(key, default_cache_dir(cache_dir),
+                               lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
+                               _runs_here, verbose=verbose, label=net.label)
+
+
+def _runs_here(engine: Engine) -> bool:
+    """Whether this GPU accepts a cached plan, asked before the plan is handed out (the runtime never calls back
+    into the builder). A plan built with no GPU ("aot") meets none here to ask: the key names the target."""
+    if engine.target == "aot":
+        return True
+    try:
+        engine.loaded()  # deserialized once, here; the engine's first run reuses it
+    except PlanRejected as e:
+        warnings.warn(f"trtnet engine cache: entry {engine.cache_key}.plan does not run on this GPU ({e}); "
+                      "rebuilding it", stacklevel=4)
+        return False
+    return True
+
+
+class _Progress:
+    """Build progress on stderr from TensorRT's progress monitor: one line, redrawn, of the open phases."""
+
+    def __init__(self, label: str, tty: bool) -> None:
+        self.label, self.tty = label, tty
+        self.phases: dict[str, tuple[int, int]] = {}  # name -> (step done, steps)
+        self.t0 = time.perf_counter()
+        self.shown = 0.0
+
+    def start(self, name: str, parent: str | None, steps: int) -> None:
+        self.phases[name] = (0, steps)
+        if not self.tty and parent is None:
+            print(f"{self.label}: {name} ...", file=sys.stderr, flush=True)
+        self.draw()
+
+    def step(self, name: str, step: int) -> bool:
+        if name in self.phases:
+            self.phases[name] = (step + 1, self.phases[name][1])
+        self.draw()
+        return True  # never cancel the build
+
+    def finish(self, name: str) -> None:
+        self.phases.pop(name, None)
+        self.draw()
+
+    def draw(self) -> None:
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self.shown < 0.1 and self.phases:
+            return
+        self.shown = now
+        parts = [f"{n} {done}/{steps}" for n, (done, steps) in self.phases.items()]
+        line = f"{self.label}: building {now - self.t0:5.1f} s  " + " > ".join(parts)
+        sys.stderr.write("\r" + line[:150].ljust(150))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + " " * 150 + "\r")
+            sys.stderr.flush()
+
+
+def _progress_monitor(progress: _Progress):
+    """A TensorRT `IProgressMonitor` forwarding to `progress` (the class is made here: TensorRT imports lazily)."""
+    trt = get_trt()
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            progress.start(phase_name, parent_phase, num_steps)
+
+        def step_complete(self, phase_name, step):
+            return progress.step(phase_name, step)
+
+        def phase_finish(self, phase_name):
+            progress.finish(phase_name)
+
+    return Monitor()
+
+
+def builder_config(net: Network, optimization_level: int | None = None, gpu: str = "aot"):
+    """The TensorRT builder config `build_network` uses for `net`: TF32 only for precision="tf32", the
+    optimization level, the target GPU (`gpu`, from `target()`), the batch profile."""
+    config = net.builder.create_builder_config()
+    trt = get_trt()
+    if hasattr(trt.BuilderFlag, "TF32"):
+        # TensorRT turns TF32 on in every new builder config (measured: get_flag(TF32) is True), so fp32 matrix
+        # multiplies and convolutions could round their inputs to 10 mantissa bits. fp32 means fp32 here.
+        if net.policy is not None and net.policy.precision == "tf32":
+            config.set_flag(trt.BuilderFlag.TF32)
+        else:
+            config.clear_flag(trt.BuilderFlag.TF32)
+    if optimization_level is not None:
+        config.builder_optimization_level = optimization_level
+    if gpu != "aot" and hasattr(config, "set_compute_capability"):
+        # TensorRT for RTX builds portable engines by default (sm_86, sm_89, sm_120); with a GPU present,
+        # build for that GPU (Turing needs it, and the cache key names it).
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
+    if any(s.min_batch != s.max_batch for s in net.inputs):
+        profile = net.builder.create_optimization_profile()
+        for s in net.inputs:
+            rest = s.shape[1:]
+            profile.set_shape(s.name, (s.min_batch, *rest), s.shape, (s.max_batch, *rest))
+        config.add_optimization_profile(profile)
+    return config
+
+
+def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
+    """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
+    label = net.label
+    gpu = target()
+    config = builder_config(net, _optimization_level(optimization_level), gpu)
+    tty = sys.stderr.isatty()
+    progress = _Progress(label, tty) if (tty or verbose) else None
+    monitor = None
+    if progress is not None and hasattr(config, "progress_monitor"):
+        monitor = _progress_monitor(progress)  # held here: TensorRT keeps only a pointer to it
+        config.progress_monitor = monitor
+    t0 = time.perf_counter()
+    try:
+        plan = net.builder.build_serialized_network(net.network, config)
+    finally:
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - t0
+    del monitor
+    if plan is None:
+        raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
+    engine = Engine(bytes(plan), inputs=net.inputs, outputs=net.outputs, backend=str(get_backend()),
+                    num_layers=net.num_layers, build_seconds=seconds + net.seconds, precision=net.precision,
+                    target=gpu)
+    if progress is not None:
+        print(engine.summary(label), file=sys.stderr)
+    return engine
+
+
+def reference(model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None,
+              **options: Unpack[PolicyOptions]) -> list[np.ndarray]:
+    """Run `model` (or a `Network`) in the numpy reference interpreter on `inputs`; a model's network is
+    emitted for their shapes. Emission options as for `build`.
+
+    >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
+    """
+    if isinstance(model, Network):
+        if policy is not None or options:
+            raise NetworkError("reference(Network): the network's types are fixed; emission options belong to emit")
+        net, names = model, [s.name for s in model.inputs]
+    else:
+        names = [i.name for i in model.inputs()]
+    if len(inputs) != len(names):
+        raise NetworkError(f"{_what(model)} takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)}")
+    if not isinstance(model, Network):
+        batch = {np.shape(x)[0] for x in inputs}
+        if len(batch) != 1:
+            raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
+        shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
+        net = emit(model, batch.pop(), policy=policy, input_shapes=shapes, **options)
+    feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
+    return list(run_network(net.network, feeds).values())
+
+
+def _what(model: Module | Network) -> str:
+    return f"the network {model.label!r}" if isinstance(model, Network) else type(model).__name__

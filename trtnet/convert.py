@@ -1,0 +1,184 @@
+"""`trtnet convert`: a PyTorch checkpoint as users hold it -> a safetensors file a zoo entry loads strictly.
+
+This is the one place in trtnet that calls `torch.load`. It reads with `weights_only=True` (tensors and plain
+containers only); a file that pickles objects (YOLOv5's `.pt` holds the model object itself) is refused unless
+the user passes `trust_pickle=True` for that file, because unpickling runs whatever code the file names.
+Torch is imported lazily: the rest of trtnet never needs it.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from trtnet.errors import WeightsError
+from trtnet.layouts import adapt_checkpoint, declared
+from trtnet.weights import load_weights
+from trtnet.zoo.registry import get_entry, mismatch_hint
+
+SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
+# Where training scripts put the weights, in the order taken: EMA weights first (what YOLOv5 and timm evaluate),
+# then the plain ones. A None value (YOLOv5's stripped checkpoints have `ema: None`) is passed over.
+CONTAINER_KEYS = ("model_ema", "ema", "state_dict_ema", "model", "state_dict")
+
+
+@dataclass
+class Conversion:
+    """What `convert` did, for the user: where the tensors came from and what was written."""
+
+    output: Path
+    container: str  # "the file itself", "'model'", "'model' (a pickled DetectionModel's state_dict())"
+    layouts: list[str]
+    tensors: int
+    dtypes: dict[str, int]
+    dropped: list[str] = field(default_factory=list)  # keys the entry declares unused (AuxLogits.*)
+    unpickled: bool = False
+
+    def summary(self, model: str, checkpoint: Path) -> str:
+        layouts = ", ".join(self.layouts) if self.layouts else f"{model}'s own keys, no conversion"
+        dtypes = ", ".join(f"{n} {d}" for d, n in sorted(self.dtypes.items()))
+        lines = [f"read {checkpoint}" + (" (unpickled in full: --trust-pickle)" if self.unpickled else ""),
+                 f"  container: {self.container}", f"  layout: {layouts}"]
+        if self.dropped:
+            lines.append(f"  dropped {len(self.dropped)} keys {model} does not use (e.g. {self.dropped[0]})")
+        lines.append(f"wrote {self.output}: {self.tensors} tensors ({dtypes}); loads strictly into trtnet's {model}")
+        return "\n".join(lines)
+
+
+def default_output(checkpoint: str | os.PathLike) -> Path:
+    """`swin_tiny.pth` -> `swin_tiny.safetensors`, beside it (`x.pth.tar` -> `x.safetensors`)."""
+    path = Path(checkpoint)
+    name = path.name
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".safetensors")
+    return path.with_name(name + ".safetensors")
+
+
+def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike | None = None,
+            trust_pickle: bool = False) -> Conversion:
+    """Convert `checkpoint` for the zoo entry `model`; write `output` (default: beside it, .safetensors).
+
+    >>> convert("swin_t", "swin_tiny_patch4_window7_224.pth").output   # doctest: +SKIP
+    PosixPath('swin_tiny_patch4_window7_224.safetensors')
+    """
+    entry = get_entry(model)
+    checkpoint = Path(checkpoint)
+    out = Path(output) if output is not None else default_output(checkpoint)
+    if out.suffix != ".safetensors":
+        raise WeightsError(f"{out}: the output must be a .safetensors file")
+    obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
+    state, container = unwrap(obj, checkpoint)
+    skeleton = entry.skeleton()
+    adapted, layouts = adapt_checkpoint(skeleton, state)
+    unused = declared(skeleton, adapted, "unused_keys")
+    kept = {k: v for k, v in adapted.items() if k not in unused}
+    # The strict check: the same loading `build`/`verify` do, on the converted tensors (widened to float32
+    # where numpy has no such dtype), before anything is written.
+    try:
+        load_weights(entry.skeleton(), {k: _numpy(v) for k, v in kept.items()}, check_finite="warn",
+                     hint=mismatch_hint)
+    except WeightsError as e:  # name the user's file, not the dict it became
+        raise WeightsError(f"{checkpoint}: {str(e).removeprefix('state dict: ')}") from None
+    from trtnet.parity import save_state
+
+    save_state(kept, out, metadata={"trtnet.converted_from": checkpoint.name, "trtnet.model": entry.name})
+    dtypes: dict[str, int] = {}
+    for value in kept.values():
+        name = str(value.dtype).removeprefix("torch.")
+        dtypes[name] = dtypes.get(name, 0) + 1
+    return Conversion(out, container, layouts, len(kept), dtypes, sorted(unused), unpickled)
+
+
+def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
+    """`torch.load` of a file the user named: weights only, or in full when they trust it. (object, unpickled)"""
+    if not any(path.name.endswith(s) for s in SUFFIXES):
+        hint = " (a .safetensors file needs no conversion: pass it as --weights)" if path.suffix == ".safetensors" else ""
+        raise WeightsError(f"{path}: not a PyTorch checkpoint name: expected one of {', '.join(SUFFIXES)}{hint}")
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        import torch
+    except ImportError as e:
+        raise WeightsError(f"`trtnet convert` needs PyTorch to read {path} (pip install torch): {e}") from None
+    try:
+        with warnings.catch_warnings():  # torch's note on pickle protocols: its refusal below says enough
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True), False
+    except pickle.UnpicklingError as e:
+        refused = _pickled_global(str(e))
+        if refused is None and not _is_plain_pickle(path):
+            raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({_first_line(e)})") from None
+        if not trust_pickle:
+            what = f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
+            raise WeightsError(
+                f"{path}: the file pickles {what}, not only tensors; loading it runs code the file names, which "
+                "can do anything on this machine. If you trust where it came from, rerun with --trust-pickle "
+                "(for this file only); else ask its authors for a state_dict or a safetensors file") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, AttributeError) as e:
+        raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({type(e).__name__}: "
+                           f"{_first_line(e)})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False), True
+    except ModuleNotFoundError as e:
+        raise WeightsError(f"{path}: the pickled objects need the module {e.name!r}, which is not installed "
+                           "(install the package that wrote the file)") from None
+    # Unpickling runs the file's own code paths: whatever it raises means the same thing here.
+    except Exception as e:  # noqa: BLE001
+        raise WeightsError(f"{path}: unpickling failed ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def unwrap(obj: Any, path: Path, where: str = "") -> tuple[dict[str, Any], str]:
+    """The state_dict inside a loaded checkpoint, and a description of where it was found."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        desc = f"a pickled {type(obj).__name__}'s state_dict()"
+        return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc)
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: {where or 'the file'} holds a {type(obj).__name__}, not a state_dict or a "
+                           "dict of them")
+    if not obj:
+        raise WeightsError(f"{path}: {where or 'the file'} holds an empty dict: no weights")
+    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {str(k): v for k, v in obj.items()}, where or "the file itself (a bare state_dict)"
+    for key in CONTAINER_KEYS:
+        if obj.get(key) is not None:
+            others = [k for k in CONTAINER_KEYS if k != key and obj.get(k) is not None]
+            also = f"; also present: {', '.join(map(repr, others))}" if others else ""
+            return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}")
+    keys = ", ".join(map(repr, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")
+    raise WeightsError(f"{path}: unknown container: {where or 'the file'} holds keys {keys}, neither tensors nor "
+                       f"one of {', '.join(CONTAINER_KEYS)}")
+
+
+def _numpy(tensor) -> np.ndarray:
+    import torch
+
+    tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:  # numpy has none: float32 holds every bfloat16 exactly
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def _pickled_global(message: str) -> str | None:
+    """The class a weights-only load refused (`Unsupported global: GLOBAL models.yolo.DetectionModel`)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    return found[1] if found else None
+
+
+def _is_plain_pickle(path: Path) -> bool:
+    """A pickle written by `pickle.dump` rather than torch.save's zip: it starts with the PROTO opcode."""
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    text = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,73 @@
+"""The DSL's own dtype names, and their TensorRT and numpy counterparts.
+
+Model code names dtypes as strings ("float32", "float16", "bfloat16", "float8_e4m3", "int8", "uint8",
+"int32", "int64", "bool"), so that it never needs the TensorRT module. Everywhere the DSL takes a dtype
+(`ops.cast`, `ops.constant`, `nn.Input`, `Graph.weights`) it goes through `to_trt`, which also accepts a
+TensorRT `DataType` or a numpy dtype.
+
+>>> keep = ops.cast(attention_mask, "bool")
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trtnet.backend import get_trt
+from trtnet.errors import NetworkError
+
+# DSL name -> TensorRT DataType member name. "fp8" is an alias: TensorRT's FP8 is E4M3.
+_TRT_MEMBER = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16", "float8_e4m3": "FP8", "int8": "INT8",
+               "uint8": "UINT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3"}
+DTYPES: tuple[str, ...] = tuple(_TRT_MEMBER)
+
+# numpy has no bfloat16 or fp8: their arrays travel as raw bit patterns (see `graph.to_numpy_dtype`).
+_NUMPY = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "float8_e4m3": np.uint8,
+          "int8": np.int8, "uint8": np.uint8, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
+_FROM_NUMPY = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16", np.dtype(np.int8): "int8",
+               np.dtype(np.uint8): "uint8", np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
+               np.dtype(np.bool_): "bool"}
+FLOATS = ("float32", "float16", "bfloat16", "float8_e4m3")
+
+
+def canonical(name: str, what: str = "dtype") -> str:
+    """The DSL name for `name` (an alias such as "fp16" resolved); a NetworkError naming `what` otherwise."""
+    name = ALIASES.get(name, name)
+    if name not in _TRT_MEMBER:
+        raise NetworkError(f"{what} {name!r} is not a trtnet dtype; use one of {', '.join(DTYPES)} "
+                           f"(or {', '.join(ALIASES)})")
+    return name
+
+
+def name_of(dtype: Any, what: str = "dtype") -> str:
+    """The DSL name of a DSL name, a TensorRT DataType or a numpy dtype."""
+    if isinstance(dtype, str):
+        return canonical(dtype, what)
+    trt = get_trt()
+    if isinstance(dtype, trt.DataType):
+        for name, member in _TRT_MEMBER.items():
+            if dtype == getattr(trt.DataType, member):
+                return name
+        raise NetworkError(f"{what} {dtype} has no trtnet dtype name")
+    try:
+        return _FROM_NUMPY[np.dtype(dtype)]
+    except (TypeError, KeyError):
+        raise NetworkError(f"{what} {dtype!r} is not a trtnet dtype; use one of {', '.join(DTYPES)}") from None
+
+
+def to_trt(dtype: Any, what: str = "dtype"):
+    """The TensorRT DataType of `dtype` (a DSL name, a TensorRT DataType or a numpy dtype)."""
+    trt = get_trt()
+    if isinstance(dtype, trt.DataType):
+        return dtype
+    return getattr(trt.DataType, _TRT_MEMBER[name_of(dtype, what)])
+
+
+def to_numpy(dtype: Any) -> type:
+    """The numpy type an array of `dtype` is stored in (raw bits for bfloat16 and fp8)."""
+    return _NUMPY[name_of(dtype)]
+
+
+def is_float(dtype: Any) -> bool:
+    return name_of(dtype) in FLOATS

@@ -1,0 +1,324 @@
+"""Plan files: a serialized TensorRT engine with a JSON sidecar saying what it takes and returns. No CUDA here.
+
+The plan file is a plain TensorRT plan (other TensorRT tools can read it); `<plan>.json` next to it carries
+the input/output specs, the backend, the GPU target and the plan's size and sha256, so a damaged or mismatched
+pair, or a plan from another backend, is caught before TensorRT ever reads it. `Plan.save` replaces a pair as
+a whole (see `Plan.save` for how); `Plan.load` reads only regular files, bounded by the sizes the sidecar
+states, and checks every sidecar field (trtnet.sidecar).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Self
+
+from trtnet.backend import get_backend
+from trtnet.errors import EngineError
+from trtnet.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
+from trtnet.tempfiles import atomic_write, remove_stale_temporaries, write_temporary
+
+__all__ = ["Plan", "TensorSpec", "atomic_write", "read_regular_file", "sidecar_path"]
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the metadata of the plan at `path` lives: `<path>.json` next to it."""
+    path = _file_path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _file_path(path: str | os.PathLike) -> Path:
+    """`path` as a Path naming a file: an `EngineError` for "", ".", "/" and the like (or not a path at all)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise EngineError(f"a plan path must be a str or os.PathLike, not {type(path).__name__}")
+    p = Path(path)
+    if p.name in ("", ".", ".."):
+        raise EngineError(f"{str(path)!r} names no file: give the plan file's path (e.g. model.plan)")
+    return p
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class _CannotRead(EngineError):
+    """The OS refused to open or read a file (as opposed to a file that is there but wrong)."""
+
+    def __init__(self, message: str, error: OSError) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def read_regular_file(path: Path, sizes: tuple[int, ...] = (), limit: int | None = None, what: str = "file") -> bytes:
+    """The bytes of `path`, which must be a regular file (after symlinks) whose size is one of `sizes` (when
+    given) and at most `limit`; else an `EngineError` naming it. Never blocks on a FIFO, never reads more than
+    the size it checked (a device such as /dev/zero is refused before any read)."""
+    try:  # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise _CannotRead(f"{path}: cannot read the {what}: {e.strerror or e}", e) from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise EngineError(f"{path}: the {what} is {_kind(st.st_mode)}, not a regular file")
+        if sizes and st.st_size not in sizes:
+            said = " or ".join(map(str, sizes))
+            raise EngineError(f"{path}: truncated or damaged {what}: {st.st_size} bytes, its metadata says {said}")
+        if limit is not None and st.st_size > limit:
+            raise EngineError(f"{path}: the {what} is {st.st_size} bytes, more than the {limit} a {what} can be")
+        chunks, left = [], st.st_size + 1  # one byte more: a file that grew while read is caught below
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        raise _CannotRead(f"{path}: cannot read the {what}: {e.strerror or e}", e) from e
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size:
+        raise EngineError(f"{path}: the {what} changed while it was read ({st.st_size} bytes, then {len(data)})")
+    return data
+
+
+def read_metadata(meta_path: Path) -> dict:
+    """The checked sidecar at `meta_path` (every field's type and range): an `EngineError` for anything else."""
+    raw = read_regular_file(meta_path, limit=MAX_SIDECAR_BYTES, what="metadata")
+    try:
+        meta = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, int-size limit; nesting
+        raise EngineError(f"{meta_path}: unreadable metadata ({type(e).__name__}: {str(e)[:200]})") from None
+    return check_metadata(meta, meta_path)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique: with a key twice, which one counts would be a guess."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return out
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Writers of pairs in one folder take turns for the commit (a few renames), where the OS has flock: the
+    commit reads the pair there before it replaces it, which a concurrent writer must not change meanwhile."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Plan:
+    """A serialized engine and what it takes and returns. `trtnet.Engine` is a `Plan` that can also run."""
+
+    plan: bytes = field(repr=False)
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+    backend: str = ""
+    num_layers: int = 0
+    build_seconds: float = 0.0
+    precision: str = ""
+    target: str = "aot"  # "sm_90" when built for one GPU; "aot" when built with no GPU (TensorRT for RTX)
+    cache_key: str = ""  # the engine cache key it was stored under ("" outside the cache)
+
+    def metadata(self) -> dict:
+        """What the sidecar JSON holds: enough to check a plan before TensorRT ever reads it."""
+        meta = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "backend": self.backend, "target": self.target,
+            "precision": self.precision, "num_layers": self.num_layers,
+            "build_seconds": round(self.build_seconds, 3), "plan_bytes": len(self.plan),
+            "plan_sha256": hashlib.sha256(self.plan).hexdigest(),
+            "inputs": [asdict(s) for s in self.inputs], "outputs": [asdict(s) for s in self.outputs],
+        }
+        if self.cache_key:
+            meta["cache_key"] = self.cache_key
+        return meta
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the plan to `path` and its metadata to `<path>.json`, as one: after a failure or a signal at any
+        point, `load(path)` gives the pair that was there before or the new one, never a mixture.
+
+        An `EngineError` naming the file says what failed (a folder that cannot be written, a full disk).
+        """
+        # The commit, and why it is all-or-nothing. The sidecar is the one record of which plan bytes belong
+        # to the pair (size and sha256), and `load` takes the plan at `path` if the sidecar describes it.
+        #   1. Both new files are written and fsynced under hidden temporary names: the old pair is untouched.
+        #   2. The sidecar is replaced (rename) by one describing the new plan AND the old one ("previous": the
+        #      old sidecar's content). The plan at `path` is still the old one, which this sidecar describes.
+        #   3. The plan is replaced (rename): the new plan, which the sidecar describes.
+        #   4. The sidecar is replaced by one describing the new plan alone (tidiness; a failure here is moot).
+        # Each rename is atomic, so at every instant the file at `path` is the old or the new plan and the
+        # sidecar describes it; `load` picks the description whose size and sha256 match. A failure before
+        # step 2 changes nothing; temporaries are removed on the way out (and those of writers killed before
+        # they could remove them, by the next save in the folder). Writers of one folder take turns for
+        # steps 2-4 (a lock on the folder), as step 2 reads the pair it is about to replace.
+        path = _file_path(path)
+        side = sidecar_path(path)
+        new_meta = self.metadata()
+        for p in (path, side):
+            try:
+                mode = os.stat(p).st_mode
+            except OSError:
+                continue
+            if not stat.S_ISREG(mode):
+                raise EngineError(f"{p}: cannot save the engine there: it is {_kind(mode)}")
+        folder = path.parent
+        temps: list[Path] = []
+        try:
+            remove_stale_temporaries(folder, (path.name, side.name))
+            temps.append(write_temporary(path, self.plan, what="the plan"))
+            with _folder_lock(folder):
+                previous = _previous_metadata(path, side)
+                both = {**new_meta, "previous": previous} if previous else new_meta
+                temps.append(write_temporary(side, _json(both), what="the engine metadata"))
+                _replace(temps[1], side)
+                _replace(temps[0], path)
+                _fsync_folder(folder)
+                if previous:
+                    try:
+                        atomic_write(side, _json(new_meta))
+                    except EngineError:
+                        pass  # the sidecar describes the new plan already (and the old one, now unused)
+        finally:
+            for t in temps:
+                with contextlib.suppress(OSError):
+                    t.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, check_backend: bool = True) -> Self:
+        """Read a plan saved by `save` and check it against its metadata and this process's backend.
+
+        Both files must be regular files; the plan's size is checked against the metadata before it is read.
+        A truncated or modified plan, a missing, malformed or foreign sidecar, or a plan from another backend
+        or version is an `EngineError` saying which and what to do. A plan for another GPU is caught when it is
+        first run.
+        """
+        path = _file_path(path)
+        meta_path = sidecar_path(path)
+        meta = _metadata_of(path, meta_path)
+        for attempt in range(3):
+            try:
+                plan, match = _plan_described(path, meta_path, meta)
+                break
+            except EngineError:
+                # A save that committed between our two reads (sidecar, then plan) shows as a mismatch: the
+                # sidecar has changed since. Read the pair again; a mismatch of a sidecar that stayed is final.
+                again = _metadata_of(path, meta_path)
+                if again == meta or attempt == 2:
+                    raise
+                meta = again
+        if check_backend:
+            here = str(get_backend())
+            if match["backend"] != here:
+                raise EngineError(f"{path}: built with {match['backend']}, but this process uses {here}; "
+                                  "a TensorRT plan only loads in the exact backend and version that built it: "
+                                  "rebuild it with trtnet.build")
+        return cls(plan, inputs=[TensorSpec(**d) for d in match["inputs"]],
+                   outputs=[TensorSpec(**d) for d in match["outputs"]], backend=match["backend"],
+                   num_layers=match["num_layers"], build_seconds=float(match["build_seconds"]),
+                   precision=match["precision"], target=match["target"], cache_key=match["cache_key"])
+
+    def summary(self, label: str = "engine") -> str:
+        """One line: layers, build seconds, engine size."""
+        return (f"{label}: {self.num_layers} layers, built in {self.build_seconds:.1f} s, "
+                f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})")
+
+
+def _metadata_of(path: Path, meta_path: Path) -> dict:
+    try:
+        return read_metadata(meta_path)
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
+        raise EngineError(f"{path}: no metadata at {meta_path.name}; trtnet reads plans written by "
+                          "Engine.save (plan + JSON sidecar). Rebuild it with trtnet.build") from None
+
+
+def _plan_described(path: Path, meta_path: Path, meta: dict) -> tuple[bytes, dict]:
+    """The plan at `path` and the description in `meta` that matches it (size and sha256)."""
+    described = [meta, *meta["previous"]]
+    try:
+        plan = read_regular_file(path, tuple(dict.fromkeys(m["plan_bytes"] for m in described)), what="plan")
+    except FileNotFoundError:
+        raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
+    digest = hashlib.sha256(plan).hexdigest()
+    match = next((m for m in described if m["plan_sha256"] == digest and m["plan_bytes"] == len(plan)), None)
+    if match is None:
+        raise EngineError(f"{path}: the plan does not match its metadata (sha256 differs): modified, or "
+                          f"{meta_path.name} belongs to another plan")
+    return plan, match
+
+
+def _json(meta: dict) -> bytes:
+    return (json.dumps(meta, indent=1) + "\n").encode()
+
+
+def _previous_metadata(path: Path, side: Path) -> list[dict]:
+    """The descriptions, in the sidecar there now, of a plan of the size of the one at `path` (the sha256 is
+    left to `load`: hashing the old plan would cost a read of it). Usually one; two when an earlier save
+    stopped after its step 2 and both of its plans have that size. Empty when the pair there is unsound: a pair
+    that did not load before need not load after a failed save."""
+    # An OS error that may pass (too many open files, EIO, EINTR) stops the save before anything changes: the
+    # pair there may be sound, and a sidecar written without its description would break it.
+    try:
+        meta = read_metadata(side)
+        size = os.stat(path).st_size
+    except (FileNotFoundError, PermissionError):
+        return []
+    except _CannotRead as e:
+        if isinstance(e.error, (FileNotFoundError, PermissionError)):
+            return []
+        raise EngineError(f"{path}: cannot save the engine: cannot read the pair there now ({e})") from e
+    except OSError as e:
+        raise EngineError(f"{path}: cannot save the engine: cannot read the plan there now "
+                          f"({e.strerror or e})") from e
+    except EngineError:
+        return []  # a sidecar that is malformed: the pair there does not load now
+    candidates = [{k: v for k, v in meta.items() if k != "previous"}, *meta["previous"]]
+    return [m for m in candidates if m["plan_bytes"] == size]
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    try:
+        os.replace(tmp, target)
+    except OSError as e:
+        raise EngineError(f"{target}: cannot write it: {e.strerror or e}") from e

@@ -1,0 +1,368 @@
+"""A Triton Inference Server model repository from a trtnet engine: `config.pbtxt` plus a versioned plan.
+
+>>> from trtnet.triton import export_triton
+>>> done = export_triton(resnet18(weights=None), "models", "resnet18", batch_size=(1, 8, 32))  # doctest: +SKIP
+>>> str(done.plan)                                                                           # doctest: +SKIP
+'models/resnet18/1/model.plan'
+
+Layout written (Triton's own): `REPO/NAME/config.pbtxt` and `REPO/NAME/V/model.plan`, with trtnet's JSON sidecar
+beside the plan (`model.plan.json`: Triton ignores it, `trtnet.Engine.load` reads the plan back with it).
+
+How the engine's batch becomes Triton's (the choice Triton's tensorrt backend forces):
+- With `max_batch_size > 0` Triton sends *any* batch from 1 to `max_batch_size`, gathered by the dynamic batcher,
+  and the config's dims leave the batch out. Only an engine whose optimization profile runs batch 1..MAX can take
+  that, so only such an engine gets `max_batch_size: MAX` and `dynamic_batching` (preferred batch sizes: the
+  profile's opt batch, which TensorRT tuned its kernels for, and its max).
+- Any other engine (a fixed batch, or a profile starting above 1) is exported with `max_batch_size: 0` and full
+  dims, the batch included (`-1` for a range): clients send whole batches the engine takes. Asking such an engine
+  for dynamic batching (`dynamic_batching=True`) is an `ExportError`, not a config Triton would fail on later.
+
+Writing is atomic: everything goes into a temporary folder inside REPO, then is renamed into place. An existing
+version is never touched; a new version goes beside the others. The config is the model's, shared by its
+versions: one that differs from the existing `config.pbtxt` replaces it (atomically) only when every existing
+version's engine, read from its sidecar, has the same inputs, outputs, data types, dims and max batch as the new
+one; otherwise the export is refused and nothing is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from trtnet.errors import ExportError
+
+if TYPE_CHECKING:
+    from trtnet.nn.module import Module
+    from trtnet.plan import Plan
+
+PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
+SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
+CONFIG_FILE = "config.pbtxt"
+TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
+                "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_VERSION_DIR = re.compile(r"[1-9][0-9]*")  # Triton ignores version folders that are not numbers or start with 0
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a Triton config promises about an engine: batching, inputs and outputs with Triton's dims."""
+
+    max_batch_size: int
+    inputs: tuple[tuple[str, str, tuple[int, ...]], ...]  # (name, TYPE_*, dims)
+    outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    preferred: tuple[int, ...] = ()  # preferred batch sizes (not part of the promise: any profile may differ)
+
+    def promise(self) -> tuple:
+        return self.max_batch_size, self.inputs, self.outputs
+
+
+@dataclass(frozen=True)
+class TritonExport:
+    """What `export_triton` wrote: the model folder, the version, its plan and config, and what became of it."""
+
+    model_dir: Path
+    version: int
+    plan: Path
+    config: Path
+    config_text: str
+    config_action: str  # "written" (a new model), "unchanged", or "replaced"
+    max_batch_size: int
+
+    def summary(self) -> str:
+        batching = (f"max_batch_size {self.max_batch_size}, dynamic batching" if self.max_batch_size
+                    else "max_batch_size 0 (clients send whole batches the engine takes)")
+        return (f"wrote {self.plan} (version {self.version}); {self.config} {self.config_action}; {batching}")
+
+
+def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, where: str = "the engine") -> Signature:
+    """The Triton view of an engine from its sidecar metadata (`Engine.metadata()`), or an `ExportError`.
+
+    `dynamic_batching`: None takes it where the engine allows it; True requires it; False never batches.
+    """
+    try:
+        inputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"]), int(s["min_batch"]), int(s["max_batch"]))
+                  for s in meta["inputs"]]
+        outputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"])) for s in meta["outputs"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"{where}: incomplete engine metadata ({type(e).__name__}: {e})") from e
+    if not inputs:
+        raise ExportError(f"{where}: an engine without inputs cannot be served")
+    lo = min(i[3] or i[1][0] for i in inputs)
+    hi = max(i[4] or i[1][0] for i in inputs)
+    opt = inputs[0][1][0]
+    why_not = _why_no_batching(lo, hi, outputs)
+    if dynamic_batching and why_not:
+        raise ExportError(f"{where}: dynamic batching asked for, but {why_not}. With dynamic batching Triton sends "
+                          "any batch from 1 to max_batch_size; build the engine with --batch 1:OPT:MAX "
+                          "(batch_size=(1, opt, max)), or export without dynamic batching")
+    batching = not why_not if dynamic_batching is None else bool(dynamic_batching)
+
+    def dims(shape: list[int], is_input: bool) -> tuple[int, ...]:
+        if batching:
+            return tuple(int(d) for d in shape[1:])
+        # The full shape. An input spec holds its opt batch first: -1 stands for the profile's range.
+        return tuple(-1 if (is_input and i == 0 and lo != hi) else int(d) for i, d in enumerate(shape))
+
+    def triton_type(name: str, dtype: str) -> str:
+        if dtype not in TRITON_TYPES:
+            raise ExportError(f"{where}: tensor {name!r} has dtype {dtype}, which has no Triton TYPE_* here "
+                              f"(known: {', '.join(TRITON_TYPES)})")
+        return TRITON_TYPES[dtype]
+
+    preferred = tuple(sorted({opt, hi} - {1})) if batching else ()
+    return Signature(hi if batching else 0,
+                     tuple((n, triton_type(n, t), dims(s, True)) for n, s, t, _, _ in inputs),
+                     tuple((n, triton_type(n, t), dims(s, False)) for n, s, t in outputs), preferred)
+
+
+def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:
+    """Why Triton's batcher could not drive this engine, or '' when it can."""
+    if lo == hi:
+        return f"the engine takes batch {lo} only (a fixed-batch build)"
+    if lo != 1:
+        return f"the engine's optimization profile starts at batch {lo}, and Triton also sends smaller batches"
+    for name, shape, _ in outputs:
+        if not shape or shape[0] != -1:
+            return f"output {name!r} (shape {shape}) has no batch dimension first"
+    return ""
+
+
+def render_config(name: str, sig: Signature, *, instances: int, parameters: dict[str, str]) -> str:
+    """`config.pbtxt` text (protobuf text format of Triton's `ModelConfig`)."""
+    def io(kind: str, tensors: Sequence[tuple[str, str, tuple[int, ...]]]) -> list[str]:
+        lines = [f"{kind} ["]
+        for i, (tensor, dtype, dims) in enumerate(tensors):
+            lines += ["  {", f"    name: {_quote(tensor)}", f"    data_type: {dtype}"]
+            if dims:
+                lines.append(f"    dims: [ {', '.join(map(str, dims))} ]")
+            else:  # one value per sample: Triton wants dims [1] reshaped to a scalar
+                lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+            lines.append("  }," if i + 1 < len(tensors) else "  }")
+        return lines + ["]"]
+
+    lines = [f"# Written by trtnet (`trtnet export-triton`) from a {parameters['trtnet_backend']} build.",
+             "# A plan loads only in the TensorRT version that built it: see trtnet_compatibility below.",
+             f"name: {_quote(name)}", 'platform: "tensorrt_plan"', f"max_batch_size: {sig.max_batch_size}"]
+    lines += io("input", sig.inputs) + io("output", sig.outputs)
+    if sig.max_batch_size:
+        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, sig.preferred))} ]", "}"]
+    lines += ["instance_group [", "  {", f"    count: {instances}", "    kind: KIND_GPU", "  }", "]"]
+    for key, value in parameters.items():
+        lines += ["parameters {", f"  key: {_quote(key)}", f"  value: {{ string_value: {_quote(value)} }}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid protobuf text-format string (ASCII, escapes)
+
+
+def config_parameters(meta: dict[str, Any]) -> dict[str, str]:
+    """The `parameters` recorded in the config: trtnet's backend and version, and what can load the plan."""
+    backend = str(meta.get("backend", ""))
+    kind, _, version = backend.partition(" ")
+    if kind == "tensorrt":
+        note = (f"a TensorRT {version} plan: loads in a Triton whose TensorRT is exactly {version} "
+                f"(and on the GPU it targets: {meta.get('target', '?')})")
+    else:
+        note = (f"a {backend or 'unknown backend'} plan, NOT a TensorRT plan: Triton's tensorrt backend cannot load "
+                "it; rebuild with NVIDIA TensorRT (pip install tensorrt; trtnet prefers it) for Triton")
+    from trtnet import __version__
+
+    return {"trtnet_version": __version__, "trtnet_backend": backend, "trtnet_tensorrt_version":
+            version if kind == "tensorrt" else "none", "trtnet_precision": str(meta.get("precision", "")),
+            "trtnet_target": str(meta.get("target", "")), "trtnet_compatibility": note}
+
+
+# -- checks before anything is built or written ------------------------------------------------------------------
+
+def check_request(repo: str | os.PathLike, name: str, *, version: int | None, instances: int) -> tuple[Path, int]:
+    """Check the repository, model name, version and instance count; returns the repository path and the version
+    to write (the next free one when `version` is None). Raises `ExportError` naming what is wrong."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise ExportError(f"model name {name!r}: expected one folder name of letters, digits, '_', '.' and '-' "
+                          "(no path separator, not starting with '.' or '-')")
+    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
+        raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU)")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ExportError(f"version {version!r}: expected a whole number >= 1 (Triton's version folders are "
+                          "positive numbers)")
+    repo = Path(repo)
+    existing = repo
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExportError(f"{repo}: the model repository must be a folder, but {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"{repo}: the model repository is not writable ({existing}: permission denied)")
+    model_dir = repo / name
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ExportError(f"{model_dir}: exists and is not a folder (a Triton model is a folder)")
+    versions = existing_versions(model_dir)
+    if version is None:
+        return repo, max(versions, default=0) + 1
+    if (model_dir / str(version)).exists():
+        raise ExportError(f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
+                          f"version is never replaced: export as a new version (the next free one is "
+                          f"{max(versions, default=0) + 1}) or remove that folder yourself")
+    return repo, version
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    """The version folders Triton sees in a model folder."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and _VERSION_DIR.fullmatch(p.name))
+
+
+def _check_existing_versions(model_dir: Path, new: Signature) -> None:
+    """Every existing version's engine must fit the config about to replace the model's: else `ExportError`."""
+    for v in existing_versions(model_dir):
+        sidecar = model_dir / str(v) / SIDECAR_FILE
+        try:
+            meta = json.loads(sidecar.read_text())
+        except FileNotFoundError:
+            raise ExportError(f"{sidecar}: missing, so version {v} cannot be checked against the new {CONFIG_FILE} "
+                              "(the config is shared by all versions): export under another --name") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ExportError(f"{sidecar}: unreadable engine metadata ({e})") from e
+        try:
+            old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
+            fits = old.promise() == new.promise()
+        except ExportError:  # it cannot be served the new config's way at all
+            fits = False
+        if not fits:
+            raise ExportError(f"{model_dir}: version {v}'s engine ({_describe(signature(meta, where=str(sidecar)))}) "
+                              f"does not fit the new engine's config ({_describe(new)}); one {CONFIG_FILE} serves "
+                              "every version of a model, so export the new engine under another --name")
+
+
+def _describe(sig: Signature) -> str:
+    tensors = ", ".join(f"{n} {t}{list(d)}" for n, t, d in sig.inputs + sig.outputs)
+    return f"max_batch_size {sig.max_batch_size} with {tensors}"
+
+
+# -- the export ---------------------------------------------------------------------------------------------------
+
+def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: int | None = None,
+                  instances: int = 1, dynamic_batching: bool | None = None) -> TritonExport:
+    """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
+    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
+    repo, version = check_request(repo, name, version=version, instances=instances)
+    meta = engine.metadata()
+    sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
+    parameters = config_parameters(meta)
+    if not str(meta.get("backend", "")).startswith("tensorrt "):
+        warnings.warn(f"model {name!r}: {parameters['trtnet_compatibility']}", stacklevel=2)
+    text = render_config(name, sig, instances=instances, parameters=parameters)
+    model_dir = repo / name
+    config = model_dir / CONFIG_FILE
+    old_text = config.read_text() if config.exists() else None
+    action = "written" if old_text is None else "unchanged" if old_text == text else "replaced"
+    if action != "unchanged":
+        _check_existing_versions(model_dir, sig)
+    created = _make_folders(repo)
+    staging = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".trtnet-export-{name}-", dir=repo))
+        staged = staging / name
+        (staged / str(version)).mkdir(parents=True)
+        engine.save(staged / str(version) / PLAN_FILE)  # the plan and its sidecar, each flushed to disk
+        _write_synced(staged / CONFIG_FILE, text)
+        _commit(staged, model_dir, version, action)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # folders made for a repository that got nothing stay not made
+            _remove_if_empty(folder)
+    return TritonExport(model_dir, version, model_dir / str(version) / PLAN_FILE, config, text, action,
+                        sig.max_batch_size)
+
+
+def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
+                  batch_size: int | tuple[int, int, int] = (1, 8, 32), precision: str = "fp16",
+                  version: int | None = None, instances: int = 1, dynamic_batching: bool | None = None,
+                  cache_dir: str | os.PathLike | None = None, **build_options: Any) -> TritonExport:
+    """Build `model` (or take its engine from the cache) with `trtnet.build`, then `export_engine` it.
+
+    The request is checked before the build, so a bad name, version or repository fails at once.
+    """
+    check_request(repo, name, version=version, instances=instances)
+    if isinstance(batch_size, int) and dynamic_batching:
+        raise ExportError(f"model {name!r}: dynamic batching asked for, but batch_size={batch_size} builds a "
+                          "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
+                          "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)")
+    import trtnet
+
+    engine = trtnet.build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
+    return export_engine(engine, repo, name, version=version, instances=instances,
+                         dynamic_batching=dynamic_batching)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns those created, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    made: list[Path] = []
+    try:
+        for f in reversed(missing):
+            f.mkdir()
+            made.append(f)
+    except BaseException:
+        for f in reversed(made):
+            _remove_if_empty(f)
+        raise
+    return made
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
+    """Rename the staged model (or its new version and config) into place.
+
+    A folder renamed onto an existing non-empty one fails (ENOTEMPTY), so a version that appeared meanwhile, from
+    another export, is not overwritten; versions only ever appear complete.
+    """
+    if not model_dir.exists():
+        os.rename(staged, model_dir)
+        _fsync_dir(model_dir.parent)
+        return
+    target = model_dir / str(version)
+    if target.exists():
+        raise ExportError(f"{target}: version {version} appeared while exporting; nothing was written")
+    os.rename(staged / str(version), target)
+    try:
+        if action != "unchanged":
+            os.replace(staged / CONFIG_FILE, model_dir / CONFIG_FILE)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # the version just added, so the model is as it was
+        raise
+    _fsync_dir(model_dir)

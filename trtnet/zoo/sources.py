@@ -1,0 +1,119 @@
+"""Builders of the PyTorch source models the zoo re-expresses: the only zoo module that reaches torch,
+torchvision, timm, transformers or yolov5, each imported lazily inside a builder, so that the zoo itself runs
+without them.
+
+`trtnet.parity` uses these to check trtnet against its sources; the zoo never imports parity.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+
+def he_init(model, gain: float = 2.0**0.5) -> None:
+    """Redraw every Conv2d and Linear weight from N(0, gain^2 / fan_in), fan_in = one output's inputs.
+
+    Some sources' own initialisers let the signal die out over depth: torchvision's MobileNetV2 scales its
+    depthwise kernels by fan_out (x channels), InceptionV3 with `init_weights=False` and YOLOv5 keep PyTorch's
+    default uniform(1/sqrt(3 fan_in)). Their random outputs then hardly depend on the input, and a parity test
+    on them proves little. A zoo entry's source builder calls this where that happens (under the seed
+    `trtnet.parity.torch_model` set, so the weights stay deterministic).
+    """
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, gain / fan_in**0.5)
+
+
+def torchvision_source(name: str, he: bool = False, **kwargs) -> Callable[[], object]:
+    """A builder of `torchvision.models.<name>(weights=None, **kwargs)`.
+
+    `he=True` redraws conv and linear weights with `he_init`, for sources whose own random init lets the
+    signal fade so that random outputs barely depend on the input.
+    """
+
+    def make():
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, **kwargs)
+        if he:
+            he_init(model)
+        return model
+
+    return make
+
+
+def timm_source(name: str, he: bool = False) -> Callable[[], object]:
+    """A builder of `timm.create_model(name, pretrained=False)`; `he` as in `torchvision_source`."""
+
+    def make():
+        import timm
+
+        model = timm.create_model(name, pretrained=False)
+        if he:
+            he_init(model)
+        return model
+
+    return make
+
+
+def published_source(source: str) -> Callable[[], object] | None:
+    """A builder of the published-weights model that `source` names, when it names a plain torchvision builder
+    (`torchvision.models.resnet50`) or a timm model (`timm vit_base_patch16_224`,
+    `timm.create_model('efficientnet_b0')`); None otherwise (never a guess)."""
+    torchvision_fn = re.fullmatch(r"torchvision\.models\.(\w+)", source)
+    timm_name = re.fullmatch(r"timm(?:\.create_model\(['\"]|[ .:])(\w+)(?:['\"]\))?", source)
+    if torchvision_fn:
+        def make():
+            import torchvision
+
+            return getattr(torchvision.models, torchvision_fn[1])(weights="DEFAULT")
+
+        return make
+    if timm_name:
+        def make():
+            import timm
+
+            return timm.create_model(timm_name[1], pretrained=True)
+
+        return make
+    return None
+
+
+def transformers_bert_source():
+    """`transformers.BertModel(BertConfig())`: BERT-base with random weights."""
+    import transformers
+
+    return transformers.BertModel(transformers.BertConfig())
+
+
+def transformers_bert_pretrained():
+    """bert-base-uncased with its published weights (downloads them)."""
+    import transformers
+
+    return transformers.BertModel.from_pretrained("google-bert/bert-base-uncased")
+
+
+def yolov5_source(name: str) -> Callable[[], object]:
+    """A builder of `yolov5.models.yolo.Model('<name>.yaml')` (the yolov5 pip package, v7.0) in export mode."""
+
+    def make():
+        import os
+        from pathlib import Path
+
+        # ultralytics (imported by yolov5's utils) probes DNS at import unless told it is offline.
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        import yolov5
+        from yolov5.models.yolo import Model
+
+        model = Model(str(Path(yolov5.__file__).parent / "models" / f"{name}.yaml"))
+        model.model[-1].export = True  # eval output is then `(predictions,)`, without the raw per-level maps
+        # PyTorch's default init fades the signal (outputs would ignore the input); gain sqrt(2) overshoots
+        # and saturates most sigmoid outputs. 1.3 keeps both the boxes and the confidences input-dependent.
+        he_init(model, gain=1.3)
+        return model
+
+    return make
