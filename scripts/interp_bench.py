@@ -50,8 +50,12 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
 
     from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
     from trtnet.zoo.registry import get_entry
-    from trtnet.build import emit
-    from trtnet.interpreter import run_network
+    try:
+        from trtnet.builder import emit
+        from trtnet.interpreter import run_network
+    except ImportError:  # a --baseline revision from before the builder.py and interpreter/ renames
+        from trtnet.build import emit
+        from trtnet.reference import run_network
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
