@@ -155,3 +155,18 @@ def test_without_onnxruntime_it_only_runs(small_model, monkeypatch, capsys) -> N
     assert out[1] == "onnxruntime is not installed: the network was only run, not compared (pip install onnxruntime)"
     assert out[2] == "  output 'y' float32[1, 5]"
     assert out[-1] == "ran (not compared)"
+
+
+def test_a_model_onnxruntime_refuses_exits_2(tmp_path, capsys) -> None:
+    _ort()
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 99  # TensorRT's parser reads it; onnxruntime refuses an IR version it does not know
+    path = tmp_path / "future.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(CheckError, match=r"future.onnx: onnxruntime cannot run it, so there is nothing to compare "
+                                         r"with: .*IR version: 99"):
+        check_onnx(path)
+    assert main(["check", str(path)]) == 2

@@ -156,9 +156,9 @@ def check_onnx(path: str | Path, inputs: str | Path | None = None, *, layerwise:
     shared: list[str] = []
     if layerwise:
         shared, model_bytes = _with_intermediate_outputs(path, set(kept) - set(results))
-        reference = _run_onnxruntime(model_bytes, feeds, wanted + shared)
+        reference = _run_onnxruntime(path, model_bytes, feeds, wanted + shared)
     else:
-        reference = _run_onnxruntime(str(path), feeds, wanted)
+        reference = _run_onnxruntime(path, str(path), feeds, wanted)
     report.compared = True
     for name, value in results.items():
         want = reference[name]
@@ -265,14 +265,19 @@ def _with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], 
     return shared, model.SerializeToString()
 
 
-def _run_onnxruntime(model: str | bytes, feeds: Mapping[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+def _run_onnxruntime(path: Path, model: str | bytes, feeds: Mapping[str, np.ndarray],
+                     names: list[str]) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    taken = {i.name for i in session.get_inputs()}
-    values = session.run(names, {k: v for k, v in feeds.items() if k in taken})
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        taken = {i.name for i in session.get_inputs()}
+        values = session.run(names, {k: v for k, v in feeds.items() if k in taken})
+    except Exception as e:  # noqa: BLE001  onnxruntime raises its own types; the run has nothing to compare
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckError(f"{path}: onnxruntime cannot run it, so there is nothing to compare with: {first}") from e
     return dict(zip(names, values))
 
 
