@@ -88,7 +88,8 @@ def build(name: str):
     """The PyTorch model (eval mode, seeded random weights) and its inputs as numpy arrays."""
     import torch
 
-    from trtnet.parity import he_init, randomize_norm_stats
+    from trtnet.parity import randomize_norm_stats
+    from trtnet.zoo.sources import he_init
 
     library, arg, kind = SWEEP[name]
     torch.manual_seed(0)
