@@ -31,7 +31,7 @@ TORCH_FAMILY = ("torch", "torchvision", "timm", "transformers", "yolov5", "ultra
 # The only files that may import the torch family, each lazily (inside a function), and why.
 TORCH_ALLOWED = {
     "trtnet/parity.py": "the parity helpers: PyTorch sources built, run and exported beside trtnet",
-    "trtnet/cli.py": "`export-weights` and `verify`, which export from and compare with the PyTorch source",
+    "trtnet/cli/commands.py": "`export-weights`, `verify` and `convert` check that PyTorch is there before they use it",
     "trtnet/convert.py": "`trtnet convert`: the one torch.load, of a checkpoint the user names",
     "trtnet/zoo/sources.py": "the builders of each model's PyTorch source (torchvision, timm, transformers, yolov5)",
     "trtnet/runner.py": "answers a caller who passed torch tensors in kind, on its stream (torch is imported by then)",

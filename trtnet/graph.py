@@ -12,19 +12,22 @@ import contextlib
 import contextvars
 import sys
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator, TypedDict
 
 import ml_dtypes
 import numpy as np
 
 from trtnet.backend import capture_errors, get_trt
+from trtnet.calibration import as_calibration
 from trtnet.dtypes import name_of, to_trt
 from trtnet.errors import NetworkError
 
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
 # builder flag, which every fp32 build clears): inputs of those rounded to 10 mantissa bits, fp32 accumulation.
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# "int8" and "fp8": explicit Q/DQ around the weighted layers, fp16 elsewhere (trtnet.ops.quantize).
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+QUANTIZED = ("int8", "fp8")
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,23 @@ class Policy:
     norm_fp32: bool = True
     fold_bn: bool = True  # fold BatchNorm into the preceding convolution where the model declares the pair
     fused_attention: bool = True  # use TensorRT's attention layer where the backend has one
+    # int8/fp8: the activation ranges, a trtnet.calibration.Calibration (a path to its JSON file is loaded).
+    # Not compared: the network's Q/DQ scales carry it into the engine cache key.
+    calibration: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         for f in fields(self)[1:]:  # the switches
+            if f.name == "calibration":
+                continue
             value = getattr(self, f.name)
             if not isinstance(value, bool):
                 raise NetworkError(f"{f.name} must be True or False, not {type(value).__name__} {value!r}")
+        if self.precision in QUANTIZED and self.calibration is None:
+            raise NetworkError(f"precision {self.precision!r} needs activation ranges: pass calibration= (a "
+                               "trtnet.calibrate() result or its JSON file)")
+        object.__setattr__(self, "calibration", as_calibration(self.calibration))
 
     def with_options(self, **options: Any) -> "Policy":
         """This policy with the named fields changed; an unknown name is a `NetworkError` listing the fields."""
@@ -71,6 +83,7 @@ class PolicyOptions(TypedDict, total=False):
     norm_fp32: bool
     fold_bn: bool
     fused_attention: bool
+    calibration: Any
 
 
 def resolve_policy(policy: "Policy | None", options: dict[str, Any]) -> Policy:
@@ -123,6 +136,12 @@ class Graph:
         layer.name = base if n == 1 else f"{base}_{n}"
         return layer
 
+    def peek_name(self, op: str) -> str:
+        """The name `name(layer, op)` would give the next layer emitted here (quantization keys use it)."""
+        base = f"{self.path}/{op}" if self.path else op
+        n = self._names[base] + 1
+        return base if n == 1 else f"{base}_{n}"
+
     def output(self, layer, op: str, index: int = 0):
         """Output `index` of `layer` once TensorRT has inferred its shape; a shape TensorRT cannot infer (a
         mistake in this op) is a `NetworkError` here, not a RuntimeError at whichever op reads it next."""
@@ -148,8 +167,8 @@ class Graph:
     def float_dtype(self):
         """The TensorRT dtype float tensors are computed in."""
         trt = get_trt()
-        return {"fp32": trt.float32, "tf32": trt.float32, "fp16": trt.float16,
-                "bf16": trt.bfloat16}[self.policy.precision]
+        return {"fp32": trt.float32, "tf32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16,
+                "int8": trt.float16, "fp8": trt.float16}[self.policy.precision]
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""

@@ -166,7 +166,7 @@ def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     arrays = []
     for spec in (model.inputs() if isinstance(model, Module) else model):
-        shape = (batch, *spec.shape)
+        shape = (batch, *spec.opt_shape)
         if spec.dtype.startswith("float"):
             arrays.append(rng.standard_normal(shape).astype(spec.dtype))
         elif spec.padding_mask:

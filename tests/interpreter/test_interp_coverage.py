@@ -98,9 +98,9 @@ def test_every_unsupported_layer_is_named_before_any_runs() -> None:
     x = net.add_input("x", trt.float32, (1, 4, 3, 3))
     lrn = net.add_lrn(x, 3, 1e-4, 0.75, 1.0)
     lrn.name = "first_lrn"
-    fp8 = net.add_cast(lrn.get_output(0), trt.DataType.FP8)
-    fp8.name = "to_fp8"
-    back = net.add_cast(fp8.get_output(0), trt.float32)
+    fp4 = net.add_cast(lrn.get_output(0), trt.DataType.FP4)
+    fp4.name = "to_fp4"
+    back = net.add_cast(fp4.get_output(0), trt.float32)
     grid = net.add_grid_sample(x, net.add_input("grid", trt.float32, (1, 3, 3, 2)))
     grid.interpolation_mode = trt.InterpolationMode.CUBIC
     grid.name = "the_grid"
@@ -108,7 +108,7 @@ def test_every_unsupported_layer_is_named_before_any_runs() -> None:
     net.mark_output(grid.get_output(0))
     assert unsupported(net) == [
         "layer 'first_lrn' (LRN): unsupported layer type: no reference implementation",
-        "layer 'to_fp8' (CAST): output 0 has data type FP8, which the interpreter does not model",
+        "layer 'to_fp4' (CAST): output 0 has data type FP4, which the interpreter does not model",
         "layer 'the_grid' (GRID_SAMPLE): CUBIC grid sampling is not modelled",
     ]
     with pytest.raises(InterpreterError, match=r"cannot run 3 layer forms of this network:\n  layer 'first_lrn'"):

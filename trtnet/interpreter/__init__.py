@@ -15,6 +15,7 @@ comparison with float32 frameworks; operations correctly rounded in float32 anyw
 """
 from __future__ import annotations
 
+from trtnet.interpreter.capture import run_network_capture
 from trtnet.interpreter.interpreter import check_layer_outputs, layer_types_supported, run_network, unsupported
 
-__all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "unsupported"]
+__all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "run_network_capture", "unsupported"]

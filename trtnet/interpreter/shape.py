@@ -122,8 +122,8 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
     rank = x.ndim
 
     def param(i: int, attr: str, what: str) -> tuple[int, ...]:
-        # The attribute is read only without an input: TensorRT logs a warning on reading a dynamic one.
         value = call.optional(i)
+        # The attribute is read only when no input overrides it: TensorRT warns on reading a dynamic one.
         return int_vector(call, value, what) if value is not None else dims(getattr(layer, attr))
 
     start = param(1, "start", "start")

@@ -147,6 +147,15 @@ class Embedding(Module):
     def forward(self, ids: Tensor) -> Tensor:
         return ops.gather(ops.constant(self.weight.data, op="table"), ids, axis=0)
 
+    def first_rows(self, like: Tensor, axis: int = 1) -> Tensor:
+        """Rows 0..S-1 of the table as [1, S, dim], S = `like.shape[axis]`: learned position embeddings for
+        positions 0..S-1 in every sequence. A constant slice of the table, not a gather; cut at run time when S
+        is dynamic (an engine for a range of sequence lengths)."""
+        s = like.shape[axis]
+        if s >= 0:
+            return ops.constant(self.weight.data[None, :s], op="positions")
+        return ops.narrow_like(ops.constant(self.weight.data[None], op="positions"), 1, like, axis)
+
 
 class Mlp(Module):
     """timm's transformer MLP, `fc1` -> activation (GELU by default) -> `fc2`, with timm's key names; `axis` as
