@@ -70,3 +70,7 @@ class ConfigError(TrtnetError):
 
 class CalibrationError(TrtnetError):
     """A calibration file that cannot be read, or calibration data that cannot be measured."""
+
+
+class CheckError(TrtnetError):
+    """A model or inputs file that `trtnet check` cannot use: missing, not ONNX, inputs that do not fit."""

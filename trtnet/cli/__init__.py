@@ -8,6 +8,7 @@
     trtnet calibrate resnet50 --data images.npz [--method percentile] -o resnet50.scales.json
     trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
     trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
+    trtnet check model.onnx [--inputs inputs.npz] [--layerwise]
 
 MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/models.py).
 

@@ -8,8 +8,8 @@ import traceback
 import warnings
 from typing import Callable, Sequence
 
-from trtnet.cli.commands import (EXIT_BAD_INPUT, EXIT_BUG, cmd_build, cmd_calibrate, cmd_convert, cmd_export_triton,
-                                 cmd_export_weights, cmd_list, cmd_summary, one_line)
+from trtnet.cli.commands import (EXIT_BAD_INPUT, EXIT_BUG, cmd_build, cmd_calibrate, cmd_check, cmd_convert,
+                                 cmd_export_triton, cmd_export_weights, cmd_list, cmd_summary, one_line)
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -192,4 +192,13 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+
+    sub = command("check", cmd_check, "run the network TensorRT's ONNX parser makes of MODEL.onnx in the interpreter "
+                  "and compare it with onnxruntime (exit 1 beyond tolerance)")
+    sub.add_argument("model", help="an ONNX file")
+    sub.add_argument("--inputs", metavar="NPZ", help="the inputs as an .npz named like the network's inputs "
+                     "(default: random, seeded by --seed)")
+    sub.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor the two share "
+                     "and name the first layer that departs")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     return parser

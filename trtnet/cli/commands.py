@@ -22,6 +22,14 @@ def one_line(message: str, limit: int = 6) -> str:
     more = f"; and {len(details) - limit} more" if len(details) > limit else ""
     return f"{head}: " + "; ".join(details[:limit]) + more
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from trtnet.check import check_onnx
+
+    report = check_onnx(args.model, args.inputs, layerwise=args.layerwise, seed=args.seed)
+    print("\n".join(report.lines()))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from trtnet.zoo import REGISTRY
 

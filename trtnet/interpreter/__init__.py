@@ -3,7 +3,12 @@
 It runs, on the CPU, the very network TensorRT would compile: each layer's attributes and weights are read
 back from TensorRT, its outputs are computed in numpy, and every output is checked against the shape and
 dtype TensorRT inferred. It shares no code with trtnet's network builder, so it can prove that builder right,
-and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as it knows their layer types.
+and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as it knows their layer types;
+`unsupported(network)` lists, before anything runs, every layer and attribute form it cannot run.
+
+Numerics: every sum, product of matrices, convolution and transcendental function is computed in float64 and
+rounded once, to the layer's declared output type, so that the interpreter is the most accurate party in a
+comparison with float32 frameworks; operations correctly rounded in float32 anyway stay in the input's type.
 
     from trtnet.interpreter import run_network
     outputs = run_network(network, {"x": x})
@@ -11,6 +16,6 @@ and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as
 from __future__ import annotations
 
 from trtnet.interpreter.capture import run_network_capture
-from trtnet.interpreter.interpreter import check_layer_outputs, layer_types_supported, run_network
+from trtnet.interpreter.interpreter import check_layer_outputs, layer_types_supported, run_network, unsupported
 
-__all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "run_network_capture"]
+__all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "run_network_capture", "unsupported"]

@@ -31,11 +31,31 @@ _DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
 }
 _LOW_PRECISION_FLOATS = (np.dtype(np.float16), BF16)
+SUPPORTED_DTYPES = frozenset(_DTYPES)
+
+
+_ENUM_NAMES: dict[type, dict[int, str]] = {}
+
+
+def enum_name(value: Any) -> str:
+    """`value.name` of a TensorRT enum value, read through its hash: pybind11's `.name` costs ~30 us a call,
+    which over the thousands of layers of an ONNX-parsed network adds up to seconds."""
+    kind = type(value)
+    table = _ENUM_NAMES.get(kind)
+    if table is None:
+        members = getattr(kind, "__members__", None)
+        if members is None:
+            return str(getattr(value, "name", value))
+        table = {hash(member): name for name, member in members.items()}
+        if len(table) != len(members):  # hashes not distinct: never seen, but then stay correct
+            return str(value.name)
+        _ENUM_NAMES[kind] = table
+    return table[hash(value)]
 
 
 def np_dtype(trt_dtype: Any) -> np.dtype:
     """The numpy dtype for a TensorRT `DataType`; raises `InterpreterError` for unsupported ones."""
-    name = getattr(trt_dtype, "name", str(trt_dtype))
+    name = enum_name(trt_dtype)
     try:
         return _DTYPES[name]
     except KeyError:
@@ -56,9 +76,19 @@ def is_float(dtype: np.dtype) -> bool:
 
 
 def compute(x: np.ndarray) -> np.ndarray:
-    """The array to do arithmetic on: half and bfloat16 are widened to float32, as TensorRT accumulates."""
+    """The array for one correctly rounded operation (+, -, *, /, sqrt, max...): half and bfloat16 are widened
+    to float32, whose result, rounded back, is the correctly rounded one (float32 has over twice the bits)."""
     if x.dtype in _LOW_PRECISION_FLOATS:
         return x.astype(np.float32)
+    return x
+
+
+def wide(x: np.ndarray) -> np.ndarray:
+    """The array for everything else (sums, products of matrices, transcendental functions): every float type
+    is widened to float64, so that the layer's only rounding of note is that of its output to its own type."""
+    x = np.asarray(x)
+    if is_float(x.dtype) and x.dtype != np.float64:
+        return x.astype(np.float64)
     return x
 
 
@@ -69,8 +99,8 @@ def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def dims(d: Any) -> tuple[int, ...]:
-    """A TensorRT `Dims` (or any sequence) as a tuple of Python ints."""
-    return tuple(int(v) for v in d)
+    """A TensorRT `Dims` (or any sequence) as a tuple of Python ints (indexed: iterating a Dims is 5x slower)."""
+    return tuple(int(d[i]) for i in range(len(d)))
 
 
 def axes_from_mask(mask: int, rank: int) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, compute, register, rounded
+from trtnet.interpreter._common import LayerCall, enum_name, register, rounded, wide
 
 
 def _named_inputs(call: LayerCall) -> dict[str, np.ndarray]:
@@ -47,8 +47,8 @@ def attention_reference(
     kv_lengths: np.ndarray | None = None,
     normalize: bool = True,
 ) -> np.ndarray:
-    """float32 attention of [B, H, S, D] tensors; masked-out scores are excluded (weight 0)."""
-    q32, k32, v32 = compute(q), compute(k), compute(v)
+    """float64 attention of [B, H, S, D] tensors; masked-out scores are excluded (weight 0)."""
+    q32, k32, v32 = wide(q), wide(k), wide(v)
     heads_q, heads_kv = q32.shape[1], k32.shape[1]
     if heads_kv != heads_q:
         k32 = np.repeat(k32, heads_q // heads_kv, axis=1)
@@ -60,7 +60,7 @@ def attention_reference(
         if mask.dtype == np.bool_:
             allowed = allowed & mask
         else:
-            scores = scores + compute(mask)
+            scores = scores + wide(mask)
     if causal != "NONE":
         # UPPER_LEFT: query i sees keys j <= i; LOWER_RIGHT aligns the diagonal to the last key.
         shift = 0 if causal == "UPPER_LEFT" else s_kv - s_q
@@ -78,7 +78,7 @@ def attention_reference(
         probs = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
     else:
         probs = np.where(allowed, scores, 0.0)
-    return np.matmul(probs.astype(np.float32), v32)
+    return np.matmul(probs, v32)
 
 
 @register("ATTENTION_INPUT", "IAttentionInputLayer")
@@ -87,8 +87,8 @@ def attention_input(call: LayerCall) -> list[np.ndarray]:
     att = call.layer.attention
     named = _named_inputs(call)
     q, k, v = call.input(0), call.input(1), call.input(2)
-    if att.query_form.name != "PADDED_BHND" or att.key_value_form.name != "PADDED_BHND":
-        forms = f"{att.query_form.name}/{att.key_value_form.name}"
+    if enum_name(att.query_form) != "PADDED_BHND" or enum_name(att.key_value_form) != "PADDED_BHND":
+        forms = f"{enum_name(att.query_form)}/{enum_name(att.key_value_form)}"
         raise call.fail(f"attention forms {forms}: only PADDED_BHND is supported")
     if att.normalization_quantize_scale is not None:
         raise call.fail("quantized attention normalization is not modelled")
@@ -98,11 +98,11 @@ def attention_input(call: LayerCall) -> list[np.ndarray]:
         raise call.fail(f"{q.shape[1]} query heads are not a multiple of {k.shape[1]} key/value heads")
     mask = _value_of(call, named, att.mask, "mask")
     kv_lengths = _value_of(call, named, att.key_value_lengths, "key/value lengths")
-    norm = att.norm_op.name
+    norm = enum_name(att.norm_op)
     if norm not in ("SOFTMAX", "NONE"):
         raise call.fail(f"unsupported attention normalization {norm}")
     out = attention_reference(
-        q, k, v, mask=mask, causal=att.causal_kind.name, kv_lengths=kv_lengths, normalize=norm == "SOFTMAX"
+        q, k, v, mask=mask, causal=enum_name(att.causal_kind), kv_lengths=kv_lengths, normalize=norm == "SOFTMAX"
     )
     return [rounded(out, q.dtype)]
 

@@ -12,10 +12,12 @@ from trtnet.interpreter._common import (
     LayerCall,
     compute,
     dims,
+    enum_name,
     pad_trailing,
     register,
     rounded,
     weights_array,
+    wide,
 )
 
 
@@ -33,7 +35,7 @@ def _forward_window(
 ) -> Window:
     """Padding and output size of a convolution/pooling, following the layer's padding mode."""
     layer = call.layer
-    mode = layer.padding_mode.name
+    mode = enum_name(layer.padding_mode)
     n = len(sizes)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         # Explicit paddings are ignored: pad so that out = ceil(in / stride); the odd pixel goes to the end
@@ -100,9 +102,52 @@ def _geometry(call: LayerCall, x: np.ndarray) -> _Geometry:
                      groups, k_out, c_in)
 
 
+# Above this many float64 values, the unfolded input of a convolution is built a band of output rows at a time.
+_COLUMNS_BUDGET = 1 << 24
+
+
+def _windows(x: np.ndarray, nsp: int, ksize: tuple[int, ...], step: tuple[int, ...], dilation: tuple[int, ...],
+             out: tuple[int, ...]) -> np.ndarray:
+    """A strided view [..., *ksize, *out] of the trailing `nsp` dims of x: every window of every output (no copy)."""
+    lead = x.shape[:-nsp]
+    strides = x.strides[-nsp:]
+    return np.lib.stride_tricks.as_strided(
+        x,
+        shape=lead + ksize + out,
+        strides=x.strides[:-nsp] + tuple(s * d for s, d in zip(strides, dilation)) + tuple(
+            s * t for s, t in zip(strides, step)),
+        writeable=False,
+    )
+
+
+def _wide_padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...]) -> np.ndarray:
+    """x as float64 with its trailing dims zero-padded, in one pass (widening, then padding, would be two)."""
+    if min(pre + post, default=0) < 0:  # negative padding crops
+        return pad_trailing(wide(x), pre, post, 0.0)
+    n = len(pre)
+    lead = x.shape[: x.ndim - n]
+    out = np.zeros(lead + tuple(x.shape[x.ndim - n + i] + pre[i] + post[i] for i in range(n)), np.float64)
+    out[(Ellipsis,) + tuple(slice(pre[i], pre[i] + x.shape[x.ndim - n + i]) for i in range(n))] = x
+    return out
+
+
+def _grouped_gemm(w: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """out[n, g] = w[g] @ cols[n, g]: w [G, M, K], cols [N, G, K, P], one BLAS call per image and group."""
+    n, groups, _, p = cols.shape
+    out = np.empty((n, groups, w.shape[1], p), np.float64)
+    for i in range(n):
+        for g in range(groups):
+            np.matmul(w[g], cols[i, g], out=out[i, g])
+    return out
+
+
 @register("CONVOLUTION", "IConvolutionLayer")
 def convolution(call: LayerCall) -> list[np.ndarray]:
-    """N-D grouped, strided, dilated convolution; kernel [K, C/groups, *k], accumulating in float32."""
+    """N-D grouped, strided, dilated convolution; kernel [K, C/groups, *k], accumulated in float64.
+
+    Dense and grouped convolutions unfold the input (im2col) into one float64 BLAS product per group;
+    depthwise-like ones (a few input channels per group) sum the kernel taps elementwise instead.
+    """
     src = call.input(0)
     nsp, ksize, stride, dilation, eff, groups, k_out, c_in = _geometry(call, src)
     kernel, bias = _kernel_and_bias(call, k_out * (c_in // groups) * math.prod(ksize))
@@ -110,30 +155,95 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     win = _forward_window(call, sizes, eff, stride)
     # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros).
     end = tuple(max(win.post[i], (win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - win.pre[i]) for i in range(nsp))
-    x = pad_trailing(compute(src), win.pre, end, 0.0)
     lead = src.shape[: -nsp - 1]
-    x = x.reshape((-1, groups, c_in // groups) + x.shape[-nsp:])
-    w = kernel.reshape((groups, k_out // groups, c_in // groups) + ksize)
-    out = np.zeros((x.shape[0], groups, k_out // groups) + win.out, np.float32)
-    for offset in itertools.product(*(range(k) for k in ksize)) if out.size else ():
-        window = tuple(
-            slice(offset[i] * dilation[i], offset[i] * dilation[i] + (win.out[i] - 1) * stride[i] + 1, stride[i])
-            for i in range(nsp)
-        )
-        patch = x[(slice(None), slice(None), slice(None)) + window]
-        out += np.einsum("ngc...,gkc->ngk...", patch, w[(slice(None), slice(None), slice(None)) + offset])
+    cg, kg = c_in // groups, k_out // groups
+    tapwise = cg == 1 and groups > 1
+    if tapwise and not (kg == 1 and math.prod(ksize) >= 25):
+        # Per-tap products of float32 values with float64 weights are exact in float64 as numpy forms them, so
+        # this path pads the input in its own type: half the bytes to read (einsum would widen its whole view).
+        x = pad_trailing(compute(src), win.pre, end, 0.0)
+    else:
+        x = _wide_padded(src, win.pre, end)
+    x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
+    w = wide(kernel).reshape((groups, kg, cg) + ksize)
+    n = x.shape[0]
+    if n * k_out * math.prod(win.out) == 0:
+        out = np.zeros((n, groups, kg) + win.out, np.float64)
+    elif tapwise:
+        out = _tapwise(x, w, nsp, ksize, stride, dilation, win.out)
+    else:
+        out = _unfolded(x, w, nsp, ksize, stride, dilation, win.out)
     out = out.reshape(lead + (k_out,) + win.out)
     if bias is not None:
-        out = out + bias.reshape((k_out,) + (1,) * nsp)
+        out += wide(bias).reshape((k_out,) + (1,) * nsp)
     return [rounded(out, src.dtype)]
+
+
+# Values of the output a depthwise convolution sums its taps into at a time: 1 MB, so its passes stay in cache.
+_TAPWISE_BLOCK = 1 << 17
+
+
+def _tapwise(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], stride: tuple[int, ...],
+             dilation: tuple[int, ...], out_size: tuple[int, ...]) -> np.ndarray:
+    """Depthwise-like convolution: one elementwise multiply-add per kernel tap and input channel of a group,
+    a block of groups at a time."""
+    n, groups, cg = x.shape[:3]
+    kg = w.shape[1]
+    out = np.zeros((n, groups, kg) + out_size, np.float64)
+    view = _windows(x, nsp, ksize, stride, dilation, out_size)  # [N, G, cg, *k, *out]
+    if cg == 1 and kg == 1 and math.prod(ksize) >= 25:
+        # Large plain depthwise kernels (5x5, 7x7): einsum's own loop over the window view, measured ~40%
+        # faster than a multiply-add per tap; for 3x3 the taps are faster.
+        taps, at = list(range(1, nsp + 1)), list(range(nsp + 1, 2 * nsp + 1))
+        for b in range(n):
+            out[b, :, 0] = np.einsum(view[b, :, 0], [0, *taps, *at], w[:, 0, 0], [0, *taps], [0, *at])
+        return out
+    step = max(1, _TAPWISE_BLOCK // max(1, kg * math.prod(out_size)))
+    offsets = list(itertools.product(*(range(k) for k in ksize)))
+    for b in range(n):
+        for g0 in range(0, groups, step):
+            block = out[b, g0:g0 + step]  # [g, kg, *out], a view
+            tmp = np.empty_like(block)
+            for offset in offsets:
+                for c in range(cg):
+                    patch = view[(b, slice(g0, g0 + step), slice(c, c + 1)) + offset]  # [g, 1, *out]
+                    tap = w[(slice(g0, g0 + step), slice(None), c) + offset].reshape(
+                        (block.shape[0], kg) + (1,) * nsp)
+                    np.multiply(patch, tap, out=tmp)
+                    block += tmp
+    return out
+
+
+def _unfolded(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], stride: tuple[int, ...],
+              dilation: tuple[int, ...], out_size: tuple[int, ...]) -> np.ndarray:
+    """im2col: the windows as columns [N, G, cg * prod(k), rows], then BLAS; a band of output rows at a time."""
+    n, groups, cg = x.shape[:3]
+    kg = w.shape[1]
+    taps = cg * math.prod(ksize)
+    wm = w.reshape(groups, kg, taps)
+    if all(k == 1 for k in ksize) and all(s == 1 for s in stride):
+        cols = x.reshape(n, groups, taps, -1)  # a 1x1 convolution is the product itself
+        return _grouped_gemm(wm, cols).reshape((n, groups, kg) + out_size)
+    out = np.empty((n, groups, kg) + out_size, np.float64)
+    inner = math.prod(out_size[1:])
+    band = max(1, min(out_size[0], _COLUMNS_BUDGET // max(1, n * groups * taps * inner)))
+    for r0 in range(0, out_size[0], band):
+        rows = min(band, out_size[0] - r0)
+        part = x[(slice(None),) * 3 + (slice(r0 * stride[0], None),)]
+        view = _windows(part, nsp, ksize, stride, dilation, (rows,) + out_size[1:])
+        cols = view.reshape(n, groups, taps, rows * inner)  # the copy: im2col
+        res = _grouped_gemm(wm, cols)
+        out[:, :, :, r0:r0 + rows] = res.reshape((n, groups, kg, rows) + out_size[1:])
+    return out
 
 
 @register("DECONVOLUTION", "IDeconvolutionLayer")
 def deconvolution(call: LayerCall) -> list[np.ndarray]:
-    """Transposed convolution; kernel [C, K/groups, *k] (PyTorch's ConvTranspose layout).
+    """Transposed convolution; kernel [C, K/groups, *k] (PyTorch's ConvTranspose layout), in float64.
 
-    Each input pixel scatters kernel * value into a full output of size (in-1)*stride + eff_kernel, which is
-    then cropped by the padding (SAME modes crop as the adjoint of the matching forward convolution).
+    One BLAS product per group gives every input pixel's kernel-weighted contribution (col2im's columns); each
+    kernel tap then scatter-adds its plane into a full output of size (in-1)*stride + eff_kernel, which is
+    cropped by the padding (SAME modes crop as the adjoint of the matching forward convolution).
     """
     src = call.input(0)
     layer = call.layer
@@ -141,7 +251,7 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
     kernel, bias = _kernel_and_bias(call, c_in * (k_out // groups) * math.prod(ksize))
     sizes = src.shape[-nsp:]
     full = tuple((sizes[i] - 1) * stride[i] + eff[i] for i in range(nsp))
-    mode = layer.padding_mode.name
+    mode = enum_name(layer.padding_mode)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         # Crop towards out = in * stride; when the kernel is narrower than the stride TensorRT keeps the
         # whole (in - 1) * stride + kernel output instead of padding it.
@@ -152,21 +262,24 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
     else:
         pre, post = dims(layer.pre_padding), dims(layer.post_padding)
     lead = src.shape[: -nsp - 1]
-    x = compute(src).reshape((-1, groups, c_in // groups) + sizes)
-    w = kernel.reshape((groups, c_in // groups, k_out // groups) + ksize)
-    out = np.zeros((x.shape[0], groups, k_out // groups) + full, np.float32)
+    cg, kg = c_in // groups, k_out // groups
+    x = wide(src).reshape((-1, groups, cg, math.prod(sizes)))
+    n = x.shape[0]
+    # [G, cg, kg * prod(k)] -> [G, kg * prod(k), cg]: each tap's weights against the input channels.
+    wt = np.ascontiguousarray(np.swapaxes(wide(kernel).reshape(groups, cg, kg * math.prod(ksize)), 1, 2))
+    contrib = _grouped_gemm(wt, np.ascontiguousarray(x)).reshape((n, groups, kg) + ksize + sizes)
+    out = np.zeros((n, groups, kg) + full, np.float64)
     for offset in itertools.product(*(range(k) for k in ksize)):
         window = tuple(
             slice(offset[i] * dilation[i], offset[i] * dilation[i] + (sizes[i] - 1) * stride[i] + 1, stride[i])
             for i in range(nsp)
         )
-        contrib = np.einsum("ngc...,gck->ngk...", x, w[(slice(None), slice(None), slice(None)) + offset])
-        out[(slice(None), slice(None), slice(None)) + window] += contrib
+        out[(slice(None), slice(None), slice(None)) + window] += contrib[(slice(None),) * 3 + offset]
     # Cropping by the padding is padding by its negative.
     out = pad_trailing(out, tuple(-p for p in pre), tuple(-p for p in post), 0.0)
     out = out.reshape(lead + (k_out,) + out.shape[-nsp:])
     if bias is not None:
-        out = out + bias.reshape((k_out,) + (1,) * nsp)
+        out = out + wide(bias).reshape((k_out,) + (1,) * nsp)
     return [rounded(out, src.dtype)]
 
 
@@ -188,40 +301,45 @@ def pooling(call: LayerCall) -> list[np.ndarray]:
     """
     src = call.input(0)
     layer = call.layer
-    kind = layer.type.name  # once downcast, IPoolingLayer.type is the PoolingType
+    kind = enum_name(layer.type)  # once downcast, IPoolingLayer.type is the PoolingType
     ksize, stride = dims(layer.window_size_nd), dims(layer.stride_nd)
     nsp = len(ksize)
     sizes = src.shape[-nsp:]
     win = _forward_window(call, sizes, ksize, stride)
     end = tuple(max(win.post[i], (win.out[i] - 1) * stride[i] + ksize[i] - sizes[i] - win.pre[i]) for i in range(nsp))
-    x = compute(src)
-    lead = x.shape[:-nsp]
-    # Padding reads as -inf for MAX and 0 for sums, so it never wins a max and adds nothing.
-    padded_max = pad_trailing(x, win.pre, end, -np.inf)
-    padded_sum = pad_trailing(x, win.pre, end, 0.0)
-    best = np.full(lead + win.out, -np.inf, np.float32)
-    total = np.zeros(lead + win.out, np.float32)
-    for offset in itertools.product(*(range(k) for k in ksize)):
-        window = (Ellipsis,) + tuple(
-            slice(offset[i], offset[i] + (win.out[i] - 1) * stride[i] + 1, stride[i]) for i in range(nsp)
-        )
-        best = np.maximum(best, padded_max[window])
-        total += padded_sum[window]
-    excl = bool(layer.average_count_excludes_padding)
-    count = np.ones(win.out, np.float32)
-    for i in range(nsp):
-        real, incl = _window_counts(sizes[i], win.out[i], ksize[i], stride[i], win.pre[i], win.post[i])
-        per_dim = (real if excl else incl).astype(np.float32)
-        count = count * per_dim.reshape((-1,) + (1,) * (nsp - i - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        avg = total / count
+    if kind not in ("MAX", "AVERAGE", "MAX_AVERAGE_BLEND"):
+        raise call.fail(f"unsupported pooling type {kind}")
+    lead = src.shape[:-nsp]
+    windows = [
+        (Ellipsis,) + tuple(slice(o[i], o[i] + (win.out[i] - 1) * stride[i] + 1, stride[i]) for i in range(nsp))
+        for o in itertools.product(*(range(k) for k in ksize))
+    ]
+    best: np.ndarray | None = None
+    avg: np.ndarray | None = None
+    if kind != "AVERAGE":
+        # A maximum is exact in the input's own type; padding reads as -inf, so it never wins.
+        padded = pad_trailing(compute(src), win.pre, end, -np.inf)
+        best = np.full(lead + win.out, -np.inf, padded.dtype)
+        for window in windows:
+            np.maximum(best, padded[window], out=best)
+    if kind != "MAX":
+        padded = _wide_padded(src, win.pre, end)  # padding adds nothing to a float64 sum
+        total = np.zeros(lead + win.out, np.float64)
+        for window in windows:
+            total += padded[window]
+        excl = bool(layer.average_count_excludes_padding)
+        count = np.ones(win.out, np.float64)
+        for i in range(nsp):
+            real, incl = _window_counts(sizes[i], win.out[i], ksize[i], stride[i], win.pre[i], win.post[i])
+            per_dim = (real if excl else incl).astype(np.float64)
+            count = count * per_dim.reshape((-1,) + (1,) * (nsp - i - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            avg = total / count
     if kind == "MAX":
         r = best
     elif kind == "AVERAGE":
         r = avg
-    elif kind == "MAX_AVERAGE_BLEND":
-        blend = float(layer.blend_factor)
-        r = blend * best + (1 - blend) * avg
     else:
-        raise call.fail(f"unsupported pooling type {kind}")
+        blend = float(layer.blend_factor)
+        r = blend * wide(best) + (1 - blend) * avg
     return [rounded(r, src.dtype)]

@@ -1,7 +1,6 @@
 """Pointwise layers: ELEMENTWISE, UNARY, ACTIVATION, PARAMETRIC_RELU, SELECT, SCALE, CAST, IDENTITY."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -9,17 +8,15 @@ import numpy as np
 from trtnet.interpreter._common import (
     LayerCall,
     compute,
+    enum_name,
     is_float,
     np_dtype,
     register,
     rounded,
     weights_array,
+    wide,
 )
-
-
-def erf(x: np.ndarray) -> np.ndarray:
-    """Element-wise erf in float64 (numpy has none; math.erf is exact to double precision)."""
-    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+from trtnet.interpreter.special import erf
 
 
 def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,7 +34,7 @@ _LOGICAL = {"AND": np.logical_and, "OR": np.logical_or, "XOR": np.logical_xor}
 def elementwise(call: LayerCall) -> list[np.ndarray]:
     """Binary op with broadcasting of size-1 dims (TensorRT requires equal ranks)."""
     a, b = call.input(0), call.input(1)
-    op = call.layer.op.name
+    op = enum_name(call.layer.op)
     if a.ndim != b.ndim:
         raise call.fail(f"inputs have ranks {a.ndim} and {b.ndim}; TensorRT broadcasts only equal ranks")
     if a.dtype != b.dtype:
@@ -50,6 +47,7 @@ def elementwise(call: LayerCall) -> list[np.ndarray]:
         if a.dtype != np.bool_:
             raise call.fail(f"{op} needs BOOL inputs, got {a.dtype}")
         return [_LOGICAL[op](a, b)]
+    # +, -, *, /, max and min are correctly rounded in float32, so computing them wider would change nothing.
     x, y = compute(a), compute(b)
     if op in _COMPARISONS:
         return [_COMPARISONS[op](x, y)]
@@ -71,7 +69,7 @@ def elementwise(call: LayerCall) -> list[np.ndarray]:
             r = np.floor_divide(x, y) if integer else np.floor(x / y)
         elif op == "POW":
             # Integer powers go through float64 and truncate, so negative exponents give 0 (or +-1).
-            r = np.trunc(np.power(x.astype(np.float64), y)) if integer else np.power(x, y)
+            r = np.trunc(np.power(x.astype(np.float64), y)) if integer else np.power(wide(x), wide(y))
         else:
             raise call.fail(f"unsupported elementwise operation {op}")
     return [rounded(r, a.dtype)]
@@ -103,11 +101,15 @@ _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+# Correctly rounded in the input's own precision; the others go through float64.
+_EXACT_UNARY = {"RECIP", "ABS", "NEG", "SQRT", "CEIL", "FLOOR", "SIGN", "ROUND"}
+
+
 @register("UNARY", "IUnaryLayer")
 def unary(call: LayerCall) -> list[np.ndarray]:
     """One-input math; NOT works on BOOL, ISINF/ISNAN return BOOL."""
     x = call.input(0)
-    op = call.layer.op.name
+    op = enum_name(call.layer.op)
     if op == "NOT":
         if x.dtype != np.bool_:
             raise call.fail(f"NOT needs a BOOL input, got {x.dtype}")
@@ -120,8 +122,23 @@ def unary(call: LayerCall) -> list[np.ndarray]:
     if fn is None:
         raise call.fail(f"unsupported unary operation {op}")
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = fn(compute(x))
-    return [rounded(r, x.dtype)]
+        if op in _EXACT_UNARY:
+            return [rounded(fn(compute(x)), x.dtype)]
+        return [pointwise(fn, x)]
+
+
+# Elements a float64 pointwise function is applied to at a time: its temporaries then stay in cache.
+_POINTWISE_CHUNK = 1 << 15
+
+
+def pointwise(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray) -> np.ndarray:
+    """fn over src widened to float64, a chunk at a time, each result rounded straight into src's type."""
+    flat = src.reshape(-1)
+    out = np.empty(flat.shape, src.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for start in range(0, flat.size, _POINTWISE_CHUNK):
+            out[start:start + _POINTWISE_CHUNK] = fn(wide(flat[start:start + _POINTWISE_CHUNK]))
+    return out.reshape(src.shape)
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -132,9 +149,20 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 def activation(call: LayerCall) -> list[np.ndarray]:
     """The fourteen ActivationTypes, with the alpha/beta meanings of TensorRT's ActivationType docs."""
     src = call.input(0)
-    x = compute(src)
-    kind = call.layer.type.name  # once downcast, IActivationLayer.type is the ActivationType
+    kind = enum_name(call.layer.type)  # once downcast, IActivationLayer.type is the ActivationType
     alpha, beta = float(call.layer.alpha), float(call.layer.beta)
+    if kind not in _ACTIVATIONS:
+        raise call.fail(f"unsupported activation type {kind}")
+    if kind in ("RELU", "CLIP"):  # exact in the input's own type
+        return [rounded(_activate(kind, compute(src), alpha, beta), src.dtype)]
+    return [pointwise(lambda x: _activate(kind, x, alpha, beta), src)]
+
+
+_ACTIVATIONS = frozenset({"RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "SELU", "SOFTSIGN", "SOFTPLUS", "CLIP",
+                          "HARD_SIGMOID", "SCALED_TANH", "THRESHOLDED_RELU", "GELU_ERF", "GELU_TANH"})
+
+
+def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "RELU":
             r = np.maximum(x, 0)
@@ -163,18 +191,16 @@ def activation(call: LayerCall) -> list[np.ndarray]:
             r = np.where(x > alpha, x, 0)
         elif kind == "GELU_ERF":
             r = 0.5 * x * (1 + erf(x * np.sqrt(0.5)))
-        elif kind == "GELU_TANH":
-            r = _gelu_tanh(x)
         else:
-            raise call.fail(f"unsupported activation type {kind}")
-    return [rounded(r, src.dtype)]
+            r = _gelu_tanh(x)
+    return r
 
 
 @register("PARAMETRIC_RELU", "IParametricReLULayer")
 def parametric_relu(call: LayerCall) -> list[np.ndarray]:
     """x >= 0 ? x : slope * x, with the slope broadcast against x."""
     src, slope = call.input(0), call.input(1)
-    x, s = compute(src), compute(slope)
+    x, s = wide(src), wide(slope)
     return [rounded(np.where(x >= 0, x, s * x), src.dtype)]
 
 
@@ -193,15 +219,15 @@ def select(call: LayerCall) -> list[np.ndarray]:
 def scale(call: LayerCall) -> list[np.ndarray]:
     """(x * scale + shift) ** power, coefficients uniform, per channel, or per element from channel_axis on."""
     src = call.input(0)
-    x = compute(src)
+    x = wide(src)
     layer = call.layer
-    mode = layer.mode.name
+    mode = enum_name(layer.mode)
     axis = int(layer.channel_axis)
     if axis < 0:
         axis += x.ndim
 
     def coeff(w: object, what: str, default: float) -> np.ndarray | float:
-        arr = compute(weights_array(w, f"scale layer {what}"))
+        arr = wide(weights_array(w, f"scale layer {what}"))
         if arr.size == 0:
             return default
         if mode == "UNIFORM":

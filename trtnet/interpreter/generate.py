@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, dims, int_vector, np_dtype, register, weights_array
+from trtnet.interpreter._common import LayerCall, dims, enum_name, int_vector, np_dtype, register, weights_array
 
 
 @register("CONSTANT", "IConstantLayer")
@@ -13,7 +13,11 @@ def constant(call: LayerCall) -> list[np.ndarray]:
     values = weights_array(call.layer.weights, "constant weights")
     if values.size != int(np.prod(shape)):
         raise call.fail(f"{values.size} weights do not fill shape {shape}")
-    return [values.reshape(shape).copy()]
+    # A read-only view, not a copy: the weights can be hundreds of megabytes (VGG16's first linear layer), no
+    # handler writes into its inputs, and numpy refuses a write into a read-only array should one try.
+    view = values.reshape(shape).view()
+    view.flags.writeable = False
+    return [view]
 
 
 @register("FILL", "IFillLayer")
@@ -29,7 +33,7 @@ def fill(call: LayerCall) -> list[np.ndarray]:
     alpha_in, beta_in = call.optional(1), call.optional(2)
     alpha = np.asarray(alpha_in, np.float64).reshape(()) if alpha_in is not None else np.float64(layer.alpha)
     beta = np.asarray(beta_in, np.float64).reshape(-1) if beta_in is not None else np.array([layer.beta], np.float64)
-    op = layer.operation.name
+    op = enum_name(layer.operation)
     if op == "LINSPACE":
         rank = len(shape)
         if beta.size != rank and not (rank == 0 or (rank == 1 and beta.size == 1)):

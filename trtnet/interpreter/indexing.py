@@ -1,9 +1,9 @@
-"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND) and ONE_HOT."""
+"""Index-driven layers: GATHER (DEFAULT, ELEMENT, ND), SCATTER (ELEMENT, ND), ONE_HOT, NON_ZERO, REVERSE_SEQUENCE."""
 from __future__ import annotations
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, normalize_axis, register, scalar_int
+from trtnet.interpreter._common import LayerCall, enum_name, normalize_axis, np_dtype, register, scalar_int
 
 
 def _wrapped(call: LayerCall, idx: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -43,7 +43,7 @@ def gather(call: LayerCall) -> list[np.ndarray]:
     elements along `axis`, ND gathers index tuples after num_elementwise_dims batch dims."""
     data, idx = call.input(0), call.input(1)
     layer = call.layer
-    mode = layer.mode.name
+    mode = enum_name(layer.mode)
     ne = int(layer.num_elementwise_dims)
     if mode == "ND":
         return [_gather_nd(call, data, idx, ne)]
@@ -81,3 +81,60 @@ def one_hot(call: LayerCall) -> list[np.ndarray]:
     hot = np.expand_dims(pos, axis) == ramp
     off, on = values.reshape(-1)
     return [np.where(hot, on, off).astype(values.dtype)]
+
+
+@register("SCATTER", "IScatterLayer")
+def scatter(call: LayerCall) -> list[np.ndarray]:
+    """A copy of data with updates written at indices: ELEMENT along `axis` (ONNX ScatterElements), ND at
+    index tuples (ONNX ScatterND). Where indices repeat, the last update wins, as numpy assigns."""
+    data, idx, updates = call.input(0), call.input(1), call.input(2)
+    if updates.dtype != data.dtype:
+        raise call.fail(f"updates dtype {updates.dtype} differs from data dtype {data.dtype}")
+    out = data.copy()
+    mode = enum_name(call.layer.mode)
+    if mode == "ELEMENT":
+        axis = normalize_axis(int(call.layer.axis), data.ndim)
+        if idx.shape != updates.shape or idx.ndim != data.ndim:
+            raise call.fail(f"ELEMENT scatter needs indices {idx.shape} and updates {updates.shape} of one shape "
+                            f"and data's rank {data.ndim}")
+        wrapped = _wrapped(call, idx, data.shape[axis], "index")
+        np.put_along_axis(out, wrapped, updates, axis=axis)
+        return [out]
+    if mode != "ND":
+        raise call.fail(f"unsupported scatter mode {mode}")
+    q = idx.shape[-1]
+    if q > data.ndim or updates.shape != idx.shape[:-1] + data.shape[q:]:
+        raise call.fail(f"ND scatter: indices {idx.shape} and updates {updates.shape} do not fit data {data.shape}")
+    flat_idx = idx.reshape(-1, q)
+    coords = tuple(_wrapped(call, flat_idx[:, j], data.shape[j], "ND index") for j in range(q))
+    out[coords] = updates.reshape((-1,) + data.shape[q:])
+    return [out]
+
+
+@register("NON_ZERO", "INonZeroLayer")
+def non_zero(call: LayerCall) -> list[np.ndarray]:
+    """The indices of the non-zero elements as [rank, count], in row-major order (ONNX NonZero)."""
+    x = call.input(0)
+    found = np.stack(np.nonzero(np.atleast_1d(x)))[: x.ndim]  # a 0-D input has no index rows
+    return [found.astype(np_dtype(call.layer.indices_type))]
+
+
+@register("REVERSE_SEQUENCE", "IReverseSequenceLayer")
+def reverse_sequence(call: LayerCall) -> list[np.ndarray]:
+    """For each batch entry b, its first lengths[b] elements along sequence_axis reversed, the rest kept."""
+    x, lengths = call.input(0), call.input(1)
+    batch_axis = normalize_axis(int(call.layer.batch_axis), x.ndim)
+    seq_axis = normalize_axis(int(call.layer.sequence_axis), x.ndim)
+    n_seq = x.shape[seq_axis]
+    lengths = np.asarray(lengths).reshape(-1).astype(np.int64)
+    if lengths.size != x.shape[batch_axis] or (lengths < 0).any() or (lengths > n_seq).any():
+        raise call.fail(f"lengths {lengths.tolist()} do not fit batch {x.shape[batch_axis]} x sequence {n_seq}")
+    pos = np.arange(n_seq)
+    # source[b, t] = lengths[b] - 1 - t inside the reversed prefix, t after it
+    source = np.where(pos[None, :] < lengths[:, None], lengths[:, None] - 1 - pos[None, :], pos[None, :])
+    shape = [1] * x.ndim
+    shape[batch_axis], shape[seq_axis] = lengths.size, n_seq
+    if batch_axis > seq_axis:
+        source = source.T
+    index = np.broadcast_to(source.reshape(shape), x.shape)
+    return [np.take_along_axis(x, index, axis=seq_axis)]

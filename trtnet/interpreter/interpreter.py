@@ -3,13 +3,23 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.interpreter._common import HANDLERS, LayerCall, is_float, np_dtype, trt_dtype_name
+from trtnet.interpreter._common import (
+    HANDLERS,
+    LayerCall,
+    SUPPORTED_DTYPES,
+    dims,
+    enum_name,
+    is_float,
+    np_dtype,
+    trt_dtype_name,
+)
 
 # Importing the family modules fills HANDLERS.
 from trtnet.interpreter import (  # noqa: F401  (imported for their registrations)
@@ -47,12 +57,37 @@ _NOT_INTERPRETED: dict[str, str] = {
 def layer_type_name(layer: Any) -> str:
     """The `LayerType` name of a layer, even once downcast (IActivationLayer and IPoolingLayer reuse `.type`
     for their own enums, so the base class property is read explicitly)."""
-    return get_trt().ILayer.type.__get__(layer).name
+    return enum_name(get_trt().ILayer.type.__get__(layer))
 
 
 def layer_types_supported() -> set[str]:
     """The names of the TensorRT `LayerType`s the interpreter can run."""
     return set(HANDLERS)
+
+
+@dataclass
+class _Step:
+    """One layer as a single pass over the network reads it (TensorRT's accessors are slow from Python)."""
+
+    layer: Any
+    type_name: str
+    inputs: list[str | None]
+    outputs: list[str]
+
+
+def _scan(network: Any) -> list[_Step]:
+    trt = get_trt()
+    steps = []
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        type_name = enum_name(trt.ILayer.type.__get__(layer))
+        inputs = []
+        for i in range(layer.num_inputs):
+            tensor = layer.get_input(i)  # an optional input that was never set reads back as None
+            inputs.append(None if tensor is None else tensor.name)
+        outputs = [layer.get_output(o).name for o in range(layer.num_outputs)]
+        steps.append(_Step(layer, type_name, inputs, outputs))
+    return steps
 
 
 def run_network(
@@ -67,21 +102,23 @@ def run_network(
     With `check_shapes`, every layer output is checked against the shape and dtype TensorRT inferred.
     `trace(layer_name, layer_type_name, outputs)` is called after each layer.
     """
-    _refuse_unsupported(network)
+    steps = _scan(network)
+    _refuse_unsupported(steps)
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
-    for index in _execution_order(network):
-        layer = network.get_layer(index)
-        type_name = layer_type_name(layer)
+    trt = get_trt()
+    for index in _execution_order(steps):
+        step = steps[index]
+        layer, type_name = step.layer, step.type_name
         entry = HANDLERS[type_name]
-        layer.__class__ = getattr(get_trt(), entry.class_name)
-        call = LayerCall(layer=layer, inputs=_layer_inputs(layer, type_name, values), type_name=type_name)
+        layer.__class__ = getattr(trt, entry.class_name)
+        call = LayerCall(layer=layer, inputs=_layer_inputs(step, values), type_name=type_name)
         outputs = list(entry.fn(call))
-        if len(outputs) != layer.num_outputs:
-            raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {layer.num_outputs}")
+        if len(outputs) != len(step.outputs):
+            raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
         if check_shapes:
             check_layer_outputs(layer, outputs)
-        for i, value in enumerate(outputs):
-            values[layer.get_output(i).name] = value
+        for name, value in zip(step.outputs, outputs):
+            values[name] = value
         if trace is not None:
             trace(layer.name, type_name, outputs)
     result: dict[str, np.ndarray] = {}
@@ -89,26 +126,94 @@ def run_network(
         name = network.get_output(i).name
         if name not in values:
             raise InterpreterError(f"network output {name!r} was never computed")
-        result[name] = values[name]
+        value = values[name]
+        # A view (of a constant's weights, of an input, of another output) is copied: outputs are the caller's.
+        result[name] = value if value.base is None else value.copy()
     return result
 
 
-def _refuse_unsupported(network: Any) -> None:
-    """Fails before any work on the first layer the interpreter cannot run (loops would also look cyclic)."""
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        type_name = layer_type_name(layer)
+def unsupported(network: Any) -> list[str]:
+    """Every reason the interpreter cannot run `network`, one per layer and attribute, without running anything.
+
+    A layer is unsupported for its type, for an output dtype the interpreter does not model (FP8, INT4...),
+    or for an attribute form its handler refuses (see `_ATTRIBUTE_FORMS`).
+    """
+    return _unsupported(_scan(network))
+
+
+def _unsupported(steps: list[_Step]) -> list[str]:
+    trt = get_trt()
+    reasons: list[str] = []
+    for step in steps:
+        layer, type_name = step.layer, step.type_name
+        where = f"layer {layer.name!r} ({type_name})"
         if type_name not in HANDLERS:
             reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
-            raise InterpreterError(f"layer {layer.name!r} ({type_name}): unsupported layer type: {reason}")
+            reasons.append(f"{where}: unsupported layer type: {reason}")
+            continue
+        for o in range(len(step.outputs)):
+            dtype = enum_name(layer.get_output(o).dtype)
+            if dtype not in SUPPORTED_DTYPES:
+                reasons.append(f"{where}: output {o} has data type {dtype}, which the interpreter does not model")
+        check = _ATTRIBUTE_FORMS.get(type_name)
+        if check is not None:
+            layer.__class__ = getattr(trt, HANDLERS[type_name].class_name)
+            reasons.extend(f"{where}: {problem}" for problem in check(layer))
+    return reasons
+
+
+def _reduce_forms(layer: Any) -> list[str]:
+    op = enum_name(layer.op)
+    return [f"unsupported reduce operation {op}"] if op == "NONE" else []
+
+
+def _attention_forms(layer: Any) -> list[str]:
+    att = layer.attention
+    problems = []
+    forms = f"{enum_name(att.query_form)}/{enum_name(att.key_value_form)}"
+    if forms != "PADDED_BHND/PADDED_BHND":
+        problems.append(f"attention forms {forms}: only PADDED_BHND is supported")
+    if att.normalization_quantize_scale is not None:
+        problems.append("quantized attention normalization is not modelled")
+    if enum_name(att.norm_op) not in ("SOFTMAX", "NONE"):
+        problems.append(f"unsupported attention normalization {enum_name(att.norm_op)}")
+    return problems
+
+
+def _grid_sample_forms(layer: Any) -> list[str]:
+    problems = []
+    if enum_name(layer.interpolation_mode) == "CUBIC":
+        problems.append("CUBIC grid sampling is not modelled")
+    if enum_name(layer.sample_mode) not in ("FILL", "CLAMP", "REFLECT"):
+        problems.append(f"grid sample mode {enum_name(layer.sample_mode)} is not modelled")
+    return problems
+
+
+# Attribute forms of supported layer types that the handlers refuse; every other enum value they implement.
+_ATTRIBUTE_FORMS: dict[str, Callable[[Any], list[str]]] = {
+    "REDUCE": _reduce_forms,
+    "ATTENTION_INPUT": _attention_forms,
+    "GRID_SAMPLE": _grid_sample_forms,
+}
+
+
+def _refuse_unsupported(steps: list[_Step]) -> None:
+    """Fails before any work, naming every layer and attribute the interpreter cannot run (loops would also
+    look cyclic to the scheduler)."""
+    reasons = _unsupported(steps)
+    if len(reasons) == 1:
+        raise InterpreterError(reasons[0])
+    if reasons:
+        raise InterpreterError(f"the interpreter cannot run {len(reasons)} layer forms of this network:\n  "
+                               + "\n  ".join(reasons))
 
 
 def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
     """Raises `InterpreterError` unless each output has the shape and dtype TensorRT inferred for it.
 
-    Dims TensorRT reports as -1 are dynamic: only the rank and the known dims are compared.
+    Dims TensorRT reports as -1 are dynamic: only the rank and the known dims are compared. (Names and
+    messages are only built on a mismatch: this runs for every layer.)
     """
-    type_name = layer_type_name(layer)
     for i, value in enumerate(outputs):
         tensor = layer.get_output(i)
         try:
@@ -116,15 +221,24 @@ def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
         except RuntimeError:
             # TensorRT itself rejected the layer (its log says why); the network could never be built.
             raise InterpreterError(
-                f"layer {layer.name!r} ({type_name}): TensorRT cannot infer the shape of output {i}; "
+                f"layer {layer.name!r} ({layer_type_name(layer)}): TensorRT cannot infer the shape of output {i}; "
                 "the layer is invalid (TensorRT's log says why)"
             ) from None
-        check_value(layer.name, type_name, f"output {i} ({tensor.name!r})", shape, tensor.dtype, value)
+        if not _fits(shape, tensor.dtype, value):
+            check_value(layer.name, layer_type_name(layer), f"output {i} ({tensor.name!r})", shape, tensor.dtype,
+                        value)
+
+
+def _fits(shape: Any, dtype: Any, value: np.ndarray) -> bool:
+    expected = dims(shape)
+    actual = np.shape(value)
+    return (len(actual) == len(expected) and all(e < 0 or e == a for e, a in zip(expected, actual))
+            and np.asarray(value).dtype == np_dtype(dtype))
 
 
 def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: Any, value: np.ndarray) -> None:
     """Compares one computed value with an inferred shape and TensorRT dtype, naming the layer on mismatch."""
-    expected_shape = tuple(int(d) for d in shape)
+    expected_shape = dims(shape)
     actual = tuple(np.shape(value))
     prefix = f"layer {layer_name!r} ({type_name}): {what}"
     if len(actual) != len(expected_shape) or any(e >= 0 and e != a for e, a in zip(expected_shape, actual)):
@@ -132,47 +246,38 @@ def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: A
     expected_dtype = np_dtype(dtype)
     if np.asarray(value).dtype != expected_dtype:
         raise InterpreterError(
-            f"{prefix} has dtype {trt_dtype_name(np.asarray(value).dtype)}, TensorRT inferred {dtype.name}"
+            f"{prefix} has dtype {trt_dtype_name(np.asarray(value).dtype)}, TensorRT inferred {enum_name(dtype)}"
         )
 
 
-def _layer_inputs(layer: Any, type_name: str, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
+def _layer_inputs(step: _Step, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
     out: list[np.ndarray | None] = []
-    for i in range(layer.num_inputs):
-        tensor = layer.get_input(i)  # an optional input that was never set reads back as None
-        if tensor is None:
+    for i, name in enumerate(step.inputs):
+        if name is None:
             out.append(None)
-            continue
-        if tensor.name not in values:
-            raise InterpreterError(f"layer {layer.name!r} ({type_name}): input {i} ({tensor.name!r}) has no value")
-        out.append(values[tensor.name])
+        elif name in values:
+            out.append(values[name])
+        else:
+            raise InterpreterError(f"layer {step.layer.name!r} ({step.type_name}): input {i} ({name!r}) has no value")
     return out
 
 
-def _execution_order(network: Any) -> list[int]:
+def _execution_order(steps: list[_Step]) -> list[int]:
     """Layer indices in an order where every input is computed first (insertion order where possible).
 
     Networks are usually built in topological order, but `set_input` can rewire a layer to a tensor made later.
     """
     produced_by: dict[str, int] = {}
-    needs: list[set[str]] = []
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        for o in range(layer.num_outputs):
-            name = layer.get_output(o).name
+    for index, step in enumerate(steps):
+        for name in step.outputs:
             if name in produced_by:
                 raise InterpreterError(
-                    f"layer {layer.name!r} ({layer_type_name(layer)}): output name {name!r} is also produced by layer "
-                    f"{network.get_layer(produced_by[name]).name!r}; tensor names must be unique"
+                    f"layer {step.layer.name!r} ({step.type_name}): output name {name!r} is also produced by layer "
+                    f"{steps[produced_by[name]].layer.name!r}; tensor names must be unique"
                 )
             produced_by[name] = index
-        names = set()
-        for i in range(layer.num_inputs):
-            tensor = layer.get_input(i)
-            if tensor is not None:
-                names.add(tensor.name)
-        needs.append(names)
-    waiting_on: list[set[int]] = [{produced_by[n] for n in names if n in produced_by} for names in needs]
+    waiting_on: list[set[int]] = [{produced_by[n] for n in step.inputs if n is not None and n in produced_by}
+                                  for step in steps]
     dependents: dict[int, list[int]] = {}
     for index, deps in enumerate(waiting_on):
         deps.discard(index)
@@ -188,10 +293,10 @@ def _execution_order(network: Any) -> list[int]:
             waiting_on[nxt].discard(index)
             if not waiting_on[nxt]:
                 heapq.heappush(ready, nxt)
-    if len(order) != network.num_layers:
-        stuck = next(i for i in range(network.num_layers) if i not in set(order))
-        layer = network.get_layer(stuck)
-        raise InterpreterError(f"layer {layer.name!r} ({layer_type_name(layer)}): the network has a cycle through it")
+    if len(order) != len(steps):
+        done = set(order)
+        stuck = steps[next(i for i in range(len(steps)) if i not in done)]
+        raise InterpreterError(f"layer {stuck.layer.name!r} ({stuck.type_name}): the network has a cycle through it")
     return order
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, axes_from_mask, compute, register, rounded
+from trtnet.interpreter._common import LayerCall, axes_from_mask, register, rounded, wide
 
 
 def _affine(call: LayerCall, p: np.ndarray, channels: int, groups: int, rank: int) -> np.ndarray:
     """Scale/bias ready to broadcast: per channel, or (legacy add_normalization GroupNorm) per group."""
-    p = compute(p)
+    p = wide(p)
     if p.ndim != rank:
         raise call.fail(f"scale/bias rank {p.ndim} differs from input rank {rank}")
     if groups > 1 and p.shape[1] == groups and groups != channels:
@@ -26,7 +26,7 @@ def normalization(call: LayerCall) -> list[np.ndarray]:
     """
     src, scale, bias = call.input(0), call.input(1), call.input(2)
     layer = call.layer
-    x = compute(src)
+    x = wide(src)
     axes = axes_from_mask(layer.axes, x.ndim)
     groups = int(layer.num_groups)
     eps = float(layer.epsilon)

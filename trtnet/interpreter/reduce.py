@@ -7,12 +7,14 @@ from trtnet.interpreter._common import (
     LayerCall,
     axes_from_mask,
     compute,
+    enum_name,
     is_float,
     normalize_axis,
     np_dtype,
     register,
     rounded,
     scalar_int,
+    wide,
 )
 
 
@@ -20,11 +22,12 @@ from trtnet.interpreter._common import (
 def reduce(call: LayerCall) -> list[np.ndarray]:
     """SUM, PROD, MAX, MIN or AVG over the axes bitmask, keeping the reduced dims as 1 with keep_dims."""
     src = call.input(0)
-    x = compute(src)
     layer = call.layer
+    op = enum_name(layer.op)
+    # Sums, products and means accumulate in float64; a maximum or minimum is exact in the input's own type.
+    x = compute(src) if op in ("MAX", "MIN") else wide(src)
     axes = axes_from_mask(layer.axes, x.ndim)
     keep = bool(layer.keep_dims)
-    op = layer.op.name
     # Integer sums stay in the input's type (numpy would widen int32 to int64).
     acc = None if is_float(x.dtype) else x.dtype
     if op == "SUM":
@@ -45,7 +48,7 @@ def reduce(call: LayerCall) -> list[np.ndarray]:
 
 
 def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Numerically stable softmax of float32 `x` over `axes`."""
+    """Numerically stable softmax of `x` over `axes` (in x's precision: the caller widens it)."""
     shifted = x - np.max(x, axis=axes, keepdims=True)
     e = np.exp(shifted)
     return e / np.sum(e, axis=axes, keepdims=True)
@@ -58,7 +61,7 @@ def softmax(call: LayerCall) -> list[np.ndarray]:
     axes = axes_from_mask(call.layer.axes, src.ndim)
     if len(axes) != 1:
         raise call.fail(f"softmax axes bitmask {int(call.layer.axes):#b} must name exactly one axis of {src.ndim}")
-    return [rounded(softmax_over(compute(src), axes), src.dtype)]
+    return [rounded(softmax_over(wide(src), axes), src.dtype)]
 
 
 @register("TOPK", "ITopKLayer")
@@ -75,10 +78,10 @@ def topk(call: LayerCall) -> list[np.ndarray]:
     if not 0 <= k <= src.shape[axis]:
         raise call.fail(f"k={k} exceeds axis {axis} of shape {src.shape}")
     key = compute(src).astype(np.float64)
-    if layer.op.name == "MAX":
+    if enum_name(layer.op) == "MAX":
         key = -key
-    elif layer.op.name != "MIN":
-        raise call.fail(f"unsupported topk operation {layer.op.name}")
+    elif enum_name(layer.op) != "MIN":
+        raise call.fail(f"unsupported topk operation {enum_name(layer.op)}")
     order = np.argsort(key, axis=axis, kind="stable")
     idx = np.take(order, np.arange(k), axis=axis)
     values = np.take_along_axis(src, idx, axis=axis)
@@ -91,9 +94,9 @@ def cumulative(call: LayerCall) -> list[np.ndarray]:
     src = call.input(0)
     layer = call.layer
     axis = normalize_axis(scalar_int(call, call.input(1), "axis input"), src.ndim)
-    if layer.op.name != "SUM":
-        raise call.fail(f"unsupported cumulative operation {layer.op.name}")
-    x = compute(src)
+    if enum_name(layer.op) != "SUM":
+        raise call.fail(f"unsupported cumulative operation {enum_name(layer.op)}")
+    x = wide(src)
     if layer.reverse:
         x = np.flip(x, axis=axis)
     r = np.cumsum(x, axis=axis, dtype=None if is_float(x.dtype) else x.dtype)

@@ -1,9 +1,19 @@
-"""RESIZE: nearest, (multi)linear and cubic resampling, applied one axis at a time."""
+"""RESIZE: nearest, (multi)linear and cubic resampling, applied one axis at a time; GRID_SAMPLE."""
 from __future__ import annotations
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, compute, dims, int_vector, is_float, register, rounded
+from trtnet.interpreter._common import (
+    LayerCall,
+    compute,
+    dims,
+    enum_name,
+    int_vector,
+    is_float,
+    register,
+    rounded,
+    wide,
+)
 
 
 def _targets(call: LayerCall, x: np.ndarray) -> tuple[tuple[int, ...], list[float | None]]:
@@ -34,8 +44,8 @@ def _source_coords(call: LayerCall, n_in: int, n_out: int, scale: float | None) 
     layer = call.layer
     out = np.arange(n_out, dtype=np.float64)
     s = scale if scale is not None else n_out / n_in
-    mode = layer.coordinate_transformation.name
-    if n_out == 1 and layer.selector_for_single_pixel.name == "UPPER":
+    mode = enum_name(layer.coordinate_transformation)
+    if n_out == 1 and enum_name(layer.selector_for_single_pixel) == "UPPER":
         return np.zeros(1)
     if mode == "ALIGN_CORNERS":
         return out * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out)
@@ -47,7 +57,7 @@ def _source_coords(call: LayerCall, n_in: int, n_out: int, scale: float | None) 
 
 
 def _nearest(call: LayerCall, coords: np.ndarray, n_in: int) -> np.ndarray:
-    rounding = call.layer.nearest_rounding.name
+    rounding = enum_name(call.layer.nearest_rounding)
     if rounding == "HALF_UP":
         idx = np.floor(coords + 0.5)
     elif rounding == "HALF_DOWN":
@@ -66,7 +76,7 @@ def _linear(x: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
     c = np.clip(coords, 0, n_in - 1)
     lo = np.floor(c).astype(np.int64)
     hi = np.minimum(lo + 1, n_in - 1)
-    w = (c - lo).astype(np.float32).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    w = (c - lo).reshape((-1,) + (1,) * (x.ndim - axis - 1))
     return np.take(x, lo, axis=axis) * (1 - w) + np.take(x, hi, axis=axis) * w
 
 
@@ -91,7 +101,7 @@ def _cubic(call: LayerCall, x: np.ndarray, axis: int, coords: np.ndarray) -> np.
     taps = np.clip(taps, 0, n_in - 1)
     out = 0
     for k in range(4):
-        wk = w[:, k].astype(np.float32).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+        wk = w[:, k].reshape((-1,) + (1,) * (x.ndim - axis - 1))
         out = out + np.take(x, taps[:, k], axis=axis) * wk
     return out
 
@@ -104,8 +114,8 @@ def resize(call: LayerCall) -> list[np.ndarray]:
     shape, scales = _targets(call, src)
     if len(shape) != src.ndim:
         raise call.fail(f"output shape {shape} has a different rank from the input {src.shape}")
-    mode = layer.resize_mode.name
-    x = src if mode == "NEAREST" else compute(src)
+    mode = enum_name(layer.resize_mode)
+    x = src if mode == "NEAREST" else wide(src)
     for axis, (n_in, n_out) in enumerate(zip(src.shape, shape)):
         if n_in == n_out and scales[axis] in (None, 1.0):
             continue
@@ -119,3 +129,53 @@ def resize(call: LayerCall) -> list[np.ndarray]:
         else:
             raise call.fail(f"unsupported resize mode {mode}")
     return [rounded(x, src.dtype)]
+
+
+def _grid_coords(coord: np.ndarray, size: int, align: bool, mode: str) -> np.ndarray:
+    """Grid values in [-1, 1] as pixel coordinates, with CLAMP (border) and REFLECT padding applied."""
+    pix = (coord + 1) / 2 * (size - 1) if align else ((coord + 1) * size - 1) / 2
+    if mode == "CLAMP":
+        return np.clip(pix, 0, size - 1)
+    if mode == "REFLECT":
+        # Reflect about the edge pixels' centres (align_corners) or about their outer edges.
+        lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+        span = hi - lo
+        if span <= 0:
+            return np.zeros_like(pix)
+        m = np.mod(pix - lo, 2 * span)
+        return np.clip(lo + np.where(m > span, 2 * span - m, m), 0, size - 1)
+    return pix
+
+
+@register("GRID_SAMPLE", "IGridSampleLayer")
+def grid_sample(call: LayerCall) -> list[np.ndarray]:
+    """Samples x [N, C, H, W] at grid [N, Ho, Wo, 2] ((x, y) in [-1, 1]), NEAREST or LINEAR, with FILL (zeros),
+    CLAMP (border) or REFLECT padding, as ONNX GridSample and torch.nn.functional.grid_sample define it."""
+    src, grid = call.input(0), call.input(1)
+    layer = call.layer
+    interp, mode, align = enum_name(layer.interpolation_mode), enum_name(layer.sample_mode), bool(layer.align_corners)
+    if interp not in ("NEAREST", "LINEAR") or mode not in ("FILL", "CLAMP", "REFLECT"):
+        raise call.fail(f"grid sampling {interp} with {mode} padding is not modelled")
+    if src.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != src.shape[0]:
+        raise call.fail(f"input {src.shape} and grid {grid.shape} are not [N, C, H, W] and [N, Ho, Wo, 2]")
+    x, g = wide(src), wide(grid)
+    n, _, h, w = x.shape
+    px = _grid_coords(g[..., 0], w, align, mode)
+    py = _grid_coords(g[..., 1], h, align, mode)
+    batch = np.arange(n).reshape(n, 1, 1)
+
+    def tap(iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+        """x at integer positions [N, Ho, Wo] as [N, C, Ho, Wo]; positions outside read 0."""
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        vals = x[batch, :, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]  # [N, Ho, Wo, C]
+        return np.moveaxis(np.where(inside[..., None], vals, 0.0), -1, 1)
+
+    if interp == "NEAREST":
+        r = tap(np.rint(py).astype(np.int64), np.rint(px).astype(np.int64))  # half to even, as nearbyint
+    else:
+        x0, y0 = np.floor(px), np.floor(py)
+        fx, fy = (px - x0)[:, None], (py - y0)[:, None]
+        x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+        r = ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
+             + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+    return [rounded(r, src.dtype)]

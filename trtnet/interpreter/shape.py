@@ -1,4 +1,5 @@
-"""Layers that move data without arithmetic: SHUFFLE, CONCATENATION, SLICE, PADDING, SHAPE, SQUEEZE, UNSQUEEZE."""
+"""Layers that move data without arithmetic: SHUFFLE, CONCATENATION, SLICE, PADDING, SHAPE, SQUEEZE, UNSQUEEZE;
+and ASSERTION, which checks a shape condition."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ import numpy as np
 from trtnet.interpreter._common import (
     LayerCall,
     dims,
+    enum_name,
     int_vector,
     normalize_axis,
     pad_trailing,
@@ -59,7 +61,9 @@ def shuffle(call: LayerCall) -> list[np.ndarray]:
     if spec is not None:
         x = x.reshape(_reshape_target(call, x.shape, spec))
     x = np.transpose(x, _permutation(call, dims(layer.second_transpose), x.ndim, "second_transpose"))
-    return [np.ascontiguousarray(x)]
+    # A view where numpy can make one (no handler writes into its inputs; run_network copies outputs that are
+    # views). Not np.ascontiguousarray: it would turn a 0-D result (a reshape to a scalar) into shape (1,).
+    return [x]
 
 
 @register("CONCATENATION", "IConcatenationLayer")
@@ -104,6 +108,12 @@ def _slice_indices(
     raise call.fail(f"unsupported slice mode {mode}")
 
 
+def _static_axes(layer: object) -> tuple[int, ...]:
+    """The slice's `axes` attribute (absent in older TensorRT bindings; None or empty when unset)."""
+    axes = getattr(layer, "axes", None)
+    return () if axes is None else dims(axes)
+
+
 @register("SLICE", "ISliceLayer")
 def slice_(call: LayerCall) -> list[np.ndarray]:
     """start/shape/stride from attributes or inputs 1-3, fill value on input 4, optional axes on input 5."""
@@ -120,16 +130,21 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
     size = param(2, "shape", "size")
     stride = param(3, "stride", "stride")
     axes_in = call.optional(5)
-    if axes_in is not None:
-        # With an axes input, start/size/stride speak only of those axes; the rest are taken whole.
-        axes = [normalize_axis(a, rank) for a in int_vector(call, axes_in, "axes")]
+    static_axes = _static_axes(layer)
+    if axes_in is not None or static_axes:
+        # With axes (an input, or the attribute TensorRT's ONNX parser sets), start/size/stride speak only of
+        # those axes; the rest are taken whole.
+        given = int_vector(call, axes_in, "axes") if axes_in is not None else static_axes
+        axes = [normalize_axis(a, rank) for a in given]
+        if len(axes) != len(start) or len(set(axes)) != len(axes) or not all(0 <= a < rank for a in axes):
+            raise call.fail(f"slice axes {given} do not fit start {start} and input rank {rank}")
         full_start, full_size, full_stride = [0] * rank, list(x.shape), [1] * rank
         for j, a in enumerate(axes):
             full_start[a], full_size[a], full_stride[a] = start[j], size[j], stride[j]
         start, size, stride = tuple(full_start), tuple(full_size), tuple(full_stride)
     if not len(start) == len(size) == len(stride) == rank:
         raise call.fail(f"start {start}, size {size}, stride {stride} do not match input rank {rank}")
-    mode = layer.mode.name
+    mode = enum_name(layer.mode)
     index, masks = [], []
     for a in range(rank):
         idx, valid = _slice_indices(call, mode, x.shape[a], start[a], size[a], stride[a])
@@ -143,7 +158,7 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
         fill = call.optional(4)
         value = np.zeros((), x.dtype) if fill is None else np.asarray(fill).reshape(())
         out = np.where(keep, out, value.astype(x.dtype))
-    return [np.ascontiguousarray(out)]
+    return [np.array(out, order="C", copy=True)]  # not ascontiguousarray: it makes 0-D arrays 1-D
 
 
 @register("PADDING", "IPaddingLayer")
@@ -183,3 +198,14 @@ def unsqueeze(call: LayerCall) -> list[np.ndarray]:
     if len(axes) != len(given) or any(not 0 <= a < rank for a in axes):
         raise call.fail(f"bad unsqueeze axes {given} for input rank {x.ndim}")
     return [np.expand_dims(x, axis=tuple(axes))]
+
+
+@register("ASSERTION", "IAssertionLayer")
+def assertion(call: LayerCall) -> list[np.ndarray]:
+    """No output; fails, with the layer's message, where any element of its BOOL condition is false."""
+    cond = call.input(0)
+    if cond.dtype != np.bool_:
+        raise call.fail(f"the condition must be BOOL, got {cond.dtype}")
+    if not cond.all():
+        raise call.fail(f"assertion failed: {call.layer.message}")
+    return []

@@ -1,0 +1,141 @@
+"""Interpreter speed against PyTorch's CPU fp32 eager, on the nine benchmark models, at batch 1.
+
+For each model: the PyTorch source with seeded random weights (trtnet.parity.torch_model), those weights saved
+as safetensors and loaded into the zoo model, the network emitted once, then `run_network` timed against
+`model(x)` under torch.no_grad(), both on the same input, in the same process, interleaved (the fastest of
+--runs: the machine is shared, and the minimum is the run least disturbed).
+With --baseline REV the same is measured for the interpreter of git revision REV, in a child process whose
+PYTHONPATH is that revision's tree, between this process's runs of the same model: the figures of one run.
+
+    PYTHONPATH=$PWD python scripts/interp_bench.py --runs 3 --baseline dd48913 --json out.json [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import io
+import time
+from pathlib import Path
+
+
+def _pin_threads() -> int:
+    """--threads N (default 1), applied before numpy loads its BLAS: on a shared machine a BLAS or OpenMP
+    thread waiting for a busy core turns a 0.1 ms product into tens of milliseconds, on both sides alike."""
+    threads = 1
+    if "--threads" in sys.argv:
+        threads = int(sys.argv[sys.argv.index("--threads") + 1])
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return threads
+
+
+THREADS = _pin_threads()
+
+import numpy as np  # noqa: E402  (after the thread count is set)
+
+NINE = ["resnet50", "vgg16", "mobilenet_v2", "inception_v3", "efficientnet_b0", "bert_base_uncased", "vit_b_16",
+        "yolov5s", "swin_t"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(name: str, runs: int, torch_too: bool) -> dict:
+    """Seconds per run (median) of the interpreter and, with torch_too, of PyTorch; the error between them."""
+    import torch
+
+    from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
+    from trtnet.zoo.registry import get_entry
+    try:
+        from trtnet.builder import emit
+        from trtnet.interpreter import run_network
+    except ImportError:  # a --baseline revision from before the builder.py and interpreter/ renames
+        from trtnet.build import emit
+        from trtnet.reference import run_network
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    source = torch_model(name, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_state(source, Path(tmp) / f"{name}.safetensors")
+        model = get_entry(name).fn(weights=path)
+    xs = sample_inputs(model, 1, seed=1)
+    net = emit(model, 1)
+    feeds = {i.name: x for i, x in zip(model.inputs(), xs)}
+    want = torch_forward(source, *xs)  # also the warm-up of PyTorch
+    interp, eager = [], []
+    got = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        got = list(run_network(net.network, feeds).values())
+        interp.append(time.perf_counter() - t0)
+        if torch_too:
+            t0 = time.perf_counter()
+            torch_forward(source, *xs)
+            eager.append(time.perf_counter() - t0)
+    out = {"model": name, "layers": net.network.num_layers, "interp_s": min(interp),
+           "error": rel_error(got[0], want[0])}
+    if torch_too:
+        out["torch_s"] = min(eager)
+    return out
+
+
+def tree_of(rev: str, dest: Path) -> Path:
+    """The trtnet package of git revision `rev`, extracted under `dest`."""
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "trtnet"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=NINE)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", help="a git revision whose interpreter is measured too")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads on both sides (default 1)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.runs, torch_too=False)))
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = tree_of(args.baseline, Path(tmp)) if args.baseline else None
+        for name in args.models:
+            row = measure(name, args.runs, torch_too=True)
+            if base is not None:
+                env = {**os.environ, "PYTHONPATH": str(base)}
+                proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs),
+                                       "--threads", str(THREADS)],
+                                      env=env, capture_output=True, text=True, cwd=tmp)
+                if proc.returncode == 0:
+                    old = json.loads(proc.stdout.strip().splitlines()[-1])
+                    row["before_s"], row["before_error"] = old["interp_s"], old["error"]
+                else:
+                    row["before_error_msg"] = proc.stderr.strip().splitlines()[-1][:200]
+            rows.append(row)
+            print(_line(row), flush=True)
+    ratios = [r["interp_s"] / r["torch_s"] for r in rows]
+    print(f"median interpreter/PyTorch: {statistics.median(ratios):.2f}x")
+    if base is not None and all("before_s" in r for r in rows):
+        print(f"median before/PyTorch: {statistics.median(r['before_s'] / r['torch_s'] for r in rows):.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def _line(r: dict) -> str:
+    before = f"  before {r['before_s']:.3f}s ({r['before_s'] / r['torch_s']:.1f}x, err {r['before_error']:.1e})" \
+        if "before_s" in r else ""
+    return (f"{r['model']:18s} layers {r['layers']:5d}  torch {r['torch_s']:.3f}s  interp {r['interp_s']:.3f}s "
+            f"({r['interp_s'] / r['torch_s']:.1f}x, err {r['error']:.1e}){before}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

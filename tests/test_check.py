@@ -1,0 +1,172 @@
+"""`trtnet check MODEL.onnx`: pass, fail, unsupported layers and bad input, through the library and the CLI.
+
+The models are small ONNX graphs written with onnx.helper; onnxruntime runs them as the other side.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trtnet import check as check_module
+from trtnet.backend import get_trt
+from trtnet.check import ParsedOnnx, check_onnx
+from trtnet.cli import main
+from trtnet.errors import CheckError, InterpreterError
+
+onnx = pytest.importorskip("onnx", reason="onnx writes the models these tests check")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+trt = get_trt()
+RNG = np.random.default_rng(0)
+
+
+def _save(tmp_path, nodes, initializers, name="model.onnx", out_shape=(1, 5)) -> str:
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
+        [numpy_helper.from_array(a, n) for n, a in initializers])
+    path = tmp_path / name
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return str(path)
+
+
+@pytest.fixture
+def small_model(tmp_path) -> str:
+    """conv -> relu -> global average pool -> flatten -> gemm: five named intermediate tensors."""
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    fc = RNG.standard_normal((4, 5)).astype(np.float32)
+    return _save(tmp_path, [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc"], ["y"]),
+    ], [("w", w), ("fc", fc)])
+
+
+def _ort():
+    return pytest.importorskip("onnxruntime", reason="onnxruntime is the other side of the comparison")
+
+
+def test_a_faithful_network_passes(small_model, capsys) -> None:
+    _ort()
+    assert main(["check", small_model, "--layerwise"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("model.onnx: 6 TensorRT layers, all supported by the interpreter")
+    assert out[1].startswith("  output 'y' float32[1, 5]: error ") and out[1].endswith("(tolerance 1e-04) ok")
+    assert out[2].startswith("  layerwise: ") and out[2].endswith("shared intermediate tensors, all within tolerance")
+    assert out[-1] == "within tolerance"
+
+
+def test_an_altered_network_fails_and_the_first_departing_layer_is_named(small_model) -> None:
+    _ort()
+    parsed = ParsedOnnx(Path(small_model))
+    net = parsed.network
+    relu = next(net.get_layer(i) for i in range(net.num_layers) if net.get_layer(i).type == trt.LayerType.ACTIVATION)
+    relu.__class__ = trt.IActivationLayer
+    relu.type = trt.ActivationType.SIGMOID  # what a parser bug would do: the file says Relu
+    report = check_onnx(small_model, layerwise=True, parsed=parsed)
+    assert not report.ok
+    assert report.outputs[0].error > 1e-2
+    d = report.departure
+    assert d is not None and d.layer == relu.name and d.layer_type == "ACTIVATION" and d.tensor == "r"
+    assert d.input_shapes == ((1, 4, 8, 8),)
+    line = report.lines()[-2]
+    assert line.startswith(f"  layerwise: first departure at layer {relu.name!r} (ACTIVATION), tensor 'r': error ")
+    assert line.endswith("> 1e-04; its inputs' shapes [1, 4, 8, 8]")
+    assert report.lines()[-1] == "NOT within tolerance"
+
+
+def test_beyond_tolerance_exits_1(small_model, monkeypatch, capsys) -> None:
+    _ort()
+    monkeypatch.setitem(check_module.TOLERANCES, "float32", 0.0)  # no float32 rounding difference is allowed
+    assert main(["check", small_model]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].endswith("(tolerance 0e+00) FAILS") and out[-1] == "NOT within tolerance"
+
+
+def test_unsupported_layers_are_refused_before_running(tmp_path, capsys) -> None:
+    path = _save(tmp_path, [helper.make_node("LRN", ["x"], ["l"], size=3),
+                            helper.make_node("Flatten", ["l"], ["y"])], [], out_shape=(1, 192))
+    with pytest.raises(InterpreterError, match=r"model.onnx: the interpreter cannot run 1 layer form\(s\):\n  layer "
+                                               r"'.*' \(LRN\): unsupported layer type: no reference implementation"):
+        check_onnx(path)
+    assert main(["check", path]) == 2
+    err = capsys.readouterr().err
+    assert "(LRN): unsupported layer type" in err
+
+
+def test_given_inputs_are_used(small_model, tmp_path, capsys) -> None:
+    _ort()
+    npz = tmp_path / "in.npz"
+    np.savez(npz, x=np.ones((1, 3, 8, 8), np.float32))
+    assert main(["check", small_model, "--inputs", str(npz)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "pattern"),
+    [
+        (lambda d: d / "absent.onnx", r"absent.onnx: no such file"),
+        (lambda d: (d / "text.onnx").write_text("not a model") and d / "text.onnx",
+         r"text.onnx: TensorRT's ONNX parser refused it"),
+    ],
+    ids=["missing", "not-onnx"],
+)
+def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
+    path = make(tmp_path)
+    with pytest.raises(CheckError, match=pattern):
+        check_onnx(path)
+    assert main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("trtnet: error: ")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "pattern"),
+    [
+        ({"image": np.zeros((1, 3, 8, 8), np.float32)},
+         r"in.npz: the network takes inputs \['x'\]; the file lacks \['x'\] and has unknown \['image'\]"),
+        ({"x": np.zeros((1, 3, 8, 9), np.float32)},
+         r"in.npz: input 'x' has shape \(1, 3, 8, 9\), the network declares \(1, 3, 8, 8\)"),
+        ({"x": np.zeros((1, 3, 8, 8), np.float64)},
+         r"in.npz: input 'x' has dtype float64, the network declares float32"),
+        (None, r"in.npz: not a readable .npz of arrays"),
+        ("absent", r"in.npz: no such inputs file"),
+    ],
+    ids=["wrong-name", "wrong-shape", "wrong-dtype", "not-npz", "missing"],
+)
+def test_bad_inputs_exit_2(small_model, tmp_path, arrays, pattern, capsys) -> None:
+    npz = tmp_path / "in.npz"
+    if arrays is None:
+        npz.write_bytes(b"not a zip")
+    elif arrays != "absent":
+        np.savez(npz, **arrays)
+    with pytest.raises(CheckError, match=pattern):
+        check_onnx(small_model, npz)
+    assert main(["check", small_model, "--inputs", str(npz)]) == 2
+
+
+def test_without_onnxruntime_it_only_runs(small_model, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now raises ImportError
+    assert main(["check", small_model]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "onnxruntime is not installed: the network was only run, not compared (pip install onnxruntime)"
+    assert out[2] == "  output 'y' float32[1, 5]"
+    assert out[-1] == "ran (not compared)"
+
+
+def test_a_model_onnxruntime_refuses_exits_2(tmp_path, capsys) -> None:
+    _ort()
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 99  # TensorRT's parser reads it; onnxruntime refuses an IR version it does not know
+    path = tmp_path / "future.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(CheckError, match=r"future.onnx: onnxruntime cannot run it, so there is nothing to compare "
+                                         r"with: .*IR version: 99"):
+        check_onnx(path)
+    assert main(["check", str(path)]) == 2
