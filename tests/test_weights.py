@@ -360,3 +360,30 @@ def test_arrays_read_are_read_only_and_their_own(torch_file):
     state = read_safetensors(torch_file)
     assert all(not a.flags.writeable and a.flags.owndata and a.flags.aligned for a in state.values())
     assert list(state) == ["a", "b"]
+
+
+@pytest.mark.parametrize("change, shown", [
+    (lambda a: a.astype(np.complex64), "complex64"),
+    (lambda a: a.astype(str), "<U"),
+    (lambda a: a.astype(object), "object"),
+], ids=["complex", "strings", "objects"])
+def test_a_mapping_of_values_that_are_not_real_numbers_is_refused(change, shown):
+    """numpy cast these to float32 at emission, silently: the imaginary part dropped, "0.5" parsed."""
+    state = good_state()
+    state["head.0.weight"] = change(state["head.0.weight"])
+    model = Tiny()
+    with pytest.raises(WeightsError, match=re.escape(f"state dict: key 'head.0.weight' ({shown}")) as e:
+        load_weights(model, state)
+    assert str(e.value).endswith("does not hold real numbers (bool, integer or float)")
+    assert model.head[0].weight.value is None  # refused before anything was assigned
+
+
+@pytest.mark.parametrize("target, reason", [
+    ("folder.safetensors", "Is a directory"), ("missing/w.safetensors", "No such file or directory")])
+def test_save_safetensors_names_the_target_not_its_temporary(tmp_path, target, reason):
+    """This was an OSError naming `.folder.safetensors.123.tmp`."""
+    (tmp_path / "folder.safetensors").mkdir()
+    with pytest.raises(WeightsError) as e:
+        save_safetensors(good_state(), tmp_path / target)
+    assert str(e.value) == f"{tmp_path / target}: cannot write the weights: {reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.safetensors"]

@@ -16,10 +16,11 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
-from trtnet.errors import EngineError
+from trtnet.errors import EngineError, TrtnetError
 
-__all__ = ["STALE_SECONDS", "atomic_write", "remove_stale_temporaries", "write_temporary"]
+__all__ = ["STALE_SECONDS", "atomic_write", "remove_stale_temporaries", "replaced", "write_temporary"]
 
 STALE_SECONDS = 3600.0
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:16] or "host"
@@ -62,6 +63,23 @@ def atomic_write(path: Path, data: bytes, what: str = "the file") -> None:
         os.replace(tmp, path)
     except OSError as e:
         raise EngineError(f"{path}: cannot write {what}: {e.strerror or e}") from e
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def replaced(target: Path, what: str = "the file", error: type[TrtnetError] = EngineError) -> Iterator[Path]:
+    """A temporary path for a writer that wants a path (safetensors' `save_file`), renamed onto `target` when
+    the block ends without an error and removed otherwise. Leftovers of dead writers of `target` go first; an
+    OS error (a missing folder, a full disk, `target` a folder) is an `error` naming `target`."""
+    remove_stale_temporaries(target.parent, (target.name,))
+    tmp = temporary_name(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as e:
+        raise error(f"{target}: cannot write {what}: {e.strerror or e}") from e
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

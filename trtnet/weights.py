@@ -22,6 +22,7 @@ import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
 from trtnet.layouts import adapt_checkpoint
+from trtnet.tempfiles import replaced
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -227,6 +228,12 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
         warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
                       f"(e.g. {sorted(unused)[0]})", stacklevel=2)
     values = {key: np.asarray(state[key]) for key in expected}
+    # A mapping from Python may hold anything array-like; numpy would cast complex, strings or objects to
+    # float32 later, silently (dropping an imaginary part, parsing "0.5").
+    odd = [f"{key!r} ({value.dtype})" for key, value in values.items() if value.dtype.kind not in "biuf"]
+    if odd:
+        raise WeightsError(f"{origin}: key {odd[0]} does not hold real numbers (bool, integer or float)"
+                           + (f" (and {len(odd) - 1} more keys)" if len(odd) > 1 else ""))
     bad = [key for key, value in values.items()
            if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)]
     if bad:
@@ -292,14 +299,9 @@ def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
         offset += arr.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # pad to 8 bytes so the data stays aligned
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(len(raw).to_bytes(8, "little"))
-            f.write(raw)
-            for arr in arrays:
-                f.write(arr.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced(path, "the weights", WeightsError) as tmp, open(tmp, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for arr in arrays:
+            f.write(arr.tobytes())
 
