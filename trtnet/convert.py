@@ -73,12 +73,16 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     out = Path(output) if output is not None else default_output(checkpoint)
     if out.suffix != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
+    if out.is_dir():  # said now, not after reading and converting a large checkpoint
+        raise WeightsError(f"{out}: cannot write the weights: Is a directory")
     obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
     state, container = unwrap(obj, checkpoint)
     skeleton = entry.skeleton()
     adapted, layouts = adapt_checkpoint(skeleton, state)
     unused = declared(skeleton, adapted, "unused_keys")
     kept = {k: v for k, v in adapted.items() if k not in unused}
+    for key, value in kept.items():
+        _check_tensor(checkpoint, key, value)
     # The strict check: the same loading `build`/`verify` do, on the converted tensors (widened to float32
     # where numpy has no such dtype), before anything is written.
     try:
@@ -103,6 +107,8 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         raise WeightsError(f"{path}: not a PyTorch checkpoint name: expected one of {', '.join(SUFFIXES)}{hint}")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: the file is empty (0 bytes)")
     try:
         import torch
     except ImportError as e:
@@ -112,11 +118,13 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as e:
-        refused = _pickled_global(str(e))
-        if refused is None and not _is_plain_pickle(path):
+        refused, plain = _pickled_global(str(e)), _is_plain_pickle(path)
+        # torch says "Weights only load failed" when the pickle asks for more than tensors and containers.
+        if refused is None and "Weights only load failed" not in str(e) and not plain:
             raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({_first_line(e)})") from None
         if not trust_pickle:
-            what = f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
+            what = (f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
+                    if plain else "objects")
             raise WeightsError(
                 f"{path}: the file pickles {what}, not only tensors; loading it runs code the file names, which "
                 "can do anything on this machine. If you trust where it came from, rerun with --trust-pickle "
@@ -146,16 +154,45 @@ def unwrap(obj: Any, path: Path, where: str = "") -> tuple[dict[str, Any], str]:
                            "dict of them")
     if not obj:
         raise WeightsError(f"{path}: {where or 'the file'} holds an empty dict: no weights")
-    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+    tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
+    if len(tensors) == len(obj):
         return {str(k): v for k, v in obj.items()}, where or "the file itself (a bare state_dict)"
     for key in CONTAINER_KEYS:
         if obj.get(key) is not None:
             others = [k for k in CONTAINER_KEYS if k != key and obj.get(k) is not None]
             also = f"; also present: {', '.join(map(repr, others))}" if others else ""
             return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}")
+    what = where or "the file"
+    if len(tensors) > len(obj) // 2:  # a state_dict with a few other values: name them, not its tensors
+        others = [k for k in obj if k not in set(tensors)]
+        listed = ", ".join(f"{k!r} ({type(obj[k]).__name__})" for k in others[:5]) + (" ..." if len(others) > 5 else "")
+        noun = "value" if len(others) == 1 else "values"
+        raise WeightsError(f"{path}: {what} holds {len(tensors)} tensors and {len(others)} other {noun} ({listed}): "
+                           "a state_dict holds tensors only; save one without them")
+    nones = [repr(k) for k in CONTAINER_KEYS if k in obj]  # present, and all None (YOLOv5 strips `ema` so)
+    if nones:
+        raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it")
     keys = ", ".join(map(repr, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")
     raise WeightsError(f"{path}: unknown container: {where or 'the file'} holds keys {keys}, neither tensors nor "
                        f"one of {', '.join(CONTAINER_KEYS)}")
+
+
+# What safetensors and trtnet's reader both take (`trtnet.weights`); bfloat16 is widened on reading.
+_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"}
+
+
+def _check_tensor(path: Path, key: str, tensor) -> None:
+    """A tensor a safetensors file can hold and trtnet can read: dense, with data, of a plain dtype."""
+    import torch
+
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    why = ("is a quantized tensor (dequantize it first)" if tensor.is_quantized
+           else f"is a {tensor.layout} tensor, not a dense one (tensor.to_dense())" if tensor.layout != torch.strided
+           else "is a meta tensor: it holds no values" if tensor.is_meta
+           else f"has dtype {dtype}, which trtnet does not read (it reads {', '.join(sorted(_DTYPES))})"
+           if dtype not in _DTYPES else None)
+    if why:
+        raise WeightsError(f"{path}: key {key!r} {why}")
 
 
 def _numpy(tensor) -> np.ndarray:
@@ -168,8 +205,9 @@ def _numpy(tensor) -> np.ndarray:
 
 
 def _pickled_global(message: str) -> str | None:
-    """The class a weights-only load refused (`Unsupported global: GLOBAL models.yolo.DetectionModel`)."""
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    """The class a weights-only load refused (`Unsupported global: GLOBAL models.yolo.DetectionModel`, or
+    `Trying to load unsupported GLOBAL posix.system whose module posix is blocked`)."""
+    found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", message)
     return found[1] if found else None
 
 
