@@ -178,6 +178,8 @@ def repo(tmp_path, dynamic) -> Path:
     ({"instances": True}, "instances True: expected a whole number >= 1"),
     ({"version": 0}, "version 0: expected a whole number >= 1"),
     ({"version": "2"}, "version '2': expected a whole number >= 1"),
+    ({"version": 2**63}, r"version 9223372036854775808: expected a whole number >= 1 and <= 2\*\*63 - 1"),
+    ({"name": "a" * 256}, "model name a{40}\\.\\.\\. \\(256 characters\\): a folder name holds at most 255"),
     ({"version": 1}, "resnet18/1: version 1 of model 'resnet18' exists; an existing version is never replaced: "
                      "export as a new version \\(the next free one is 2\\)"),
 ])
@@ -258,9 +260,68 @@ def test_failed_write_leaves_nothing_behind(tmp_path, repo, dynamic, monkeypatch
     monkeypatch.setattr(Engine, "save", full_disk)
     target = tmp_path / "fresh" / "repo" if where == "new repository" else repo
     before, fresh = snapshot(repo), snapshot(tmp_path / "fresh")
-    with pytest.raises(OSError, match="No space left on device"):
-        export_engine(dynamic, target, "resnet18" if where == "new version" else "other", instances=2)
+    name = "resnet18" if where == "new version" else "other"
+    with pytest.raises(ExportError, match=f"{target / name}: cannot write version .*: No space left on device"):
+        export_engine(dynamic, target, name, instances=2)
     assert snapshot(repo) == before and snapshot(tmp_path / "fresh") == fresh == {}
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["inputs"][0].update(shape=[]), lambda m: m["inputs"][0].update(shape="abc"),
+    lambda m: m["inputs"][0].update(min_batch=9), lambda m: m.update(inputs=[[1] * 10**5]),
+], ids=["empty_shape", "shape_a_string", "min_over_max", "inputs_not_specs"])
+def test_a_malformed_sidecar_of_an_existing_version_is_an_export_error(repo, dynamic, edit):
+    """These escaped as IndexError, TypeError (exit 3): the version's sidecar is now checked as Engine.load checks it."""
+    sidecar = repo / "resnet18" / "1" / "model.plan.json"
+    meta = json.loads(sidecar.read_text())
+    edit(meta)
+    sidecar.write_text(json.dumps(meta))
+    before = snapshot(repo)
+    with pytest.raises(ExportError, match=f"version 1 cannot be checked against the new config.pbtxt: {sidecar}: "
+                                          "malformed metadata: inputs"):
+        export_engine(dynamic, repo, "resnet18", instances=3)  # a config change: every version is checked
+    assert snapshot(repo) == before
+
+
+def test_a_config_that_is_not_text_is_an_export_error(repo, dynamic):
+    (repo / "resnet18" / "config.pbtxt").write_bytes(b"\xff\xfe")  # was a UnicodeDecodeError (exit 3)
+    before = snapshot(repo)
+    with pytest.raises(ExportError, match=r"resnet18/config.pbtxt: the model's config cannot be read \('utf-8' "):
+        export_engine(dynamic, repo, "resnet18")
+    assert snapshot(repo) == before
+
+
+def test_a_stray_file_named_like_a_version_is_stepped_over(repo, dynamic):
+    """The next version was computed from folders only, so a file `2` made it say "version 2 appeared while
+    exporting" on every export."""
+    (repo / "resnet18" / "2").write_text("notes")
+    assert export_engine(dynamic, repo, "resnet18").version == 3
+
+
+def test_concurrent_exports_each_add_a_version(tmp_path, dynamic):
+    """Exports racing on one new model: all but one failed with "version 1 appeared while exporting"."""
+    import threading
+
+    got, start = [], threading.Barrier(4)
+
+    def export() -> None:
+        start.wait()
+        try:
+            got.append(export_engine(dynamic, tmp_path, "resnet18").version)
+        except Exception as e:  # noqa: BLE001  collected for the assertion below
+            got.append(repr(e))
+
+    threads = [threading.Thread(target=export) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "resnet18").iterdir()) == ["1", "2", "3", "4", "config.pbtxt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18"]  # no staging folder left
+    for v in range(1, 5):
+        assert Engine.load(tmp_path / "resnet18" / str(v) / "model.plan").plan == dynamic.plan
+    parse(tmp_path / "resnet18" / "config.pbtxt")
 
 
 # -- the command line --------------------------------------------------------------------------------------

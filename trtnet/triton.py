@@ -25,6 +25,7 @@ one; otherwise the export is refused and nothing is written.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -35,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from trtnet.errors import ExportError
+from trtnet.errors import EngineError, ExportError
+from trtnet.plan import read_metadata
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -48,6 +50,8 @@ TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYP
                 "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _VERSION_DIR = re.compile(r"[1-9][0-9]*")  # Triton ignores version folders that are not numbers or start with 0
+MAX_VERSION = 2**63 - 1  # Triton reads a version folder's name as an int64
+MAX_NAME_BYTES = 255  # one folder name (NAME_MAX on Linux and macOS)
 
 
 @dataclass(frozen=True)
@@ -188,11 +192,15 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise ExportError(f"model name {name!r}: expected one folder name of letters, digits, '_', '.' and '-' "
                           "(no path separator, not starting with '.' or '-')")
+    if len(name) > MAX_NAME_BYTES:
+        raise ExportError(f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most "
+                          f"{MAX_NAME_BYTES}")
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
         raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU)")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise ExportError(f"version {version!r}: expected a whole number >= 1 (Triton's version folders are "
-                          "positive numbers)")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or not 1 <= version <= MAX_VERSION):
+        raise ExportError(f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
+                          "folders are positive int64 numbers)")
     repo = Path(repo)
     existing = repo
     while not existing.exists() and existing != existing.parent:
@@ -204,14 +212,20 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     model_dir = repo / name
     if model_dir.exists() and not model_dir.is_dir():
         raise ExportError(f"{model_dir}: exists and is not a folder (a Triton model is a folder)")
-    versions = existing_versions(model_dir)
     if version is None:
-        return repo, max(versions, default=0) + 1
+        return repo, next_version(model_dir)
     if (model_dir / str(version)).exists():
         raise ExportError(f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
                           f"version is never replaced: export as a new version (the next free one is "
-                          f"{max(versions, default=0) + 1}) or remove that folder yourself")
+                          f"{next_version(model_dir)}) or remove that folder yourself")
     return repo, version
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than every version-like name in the model folder, a stray file called `3` included (a version
+    folder could not be made beside it)."""
+    names = os.listdir(model_dir) if model_dir.is_dir() else []
+    return max((int(n) for n in names if _VERSION_DIR.fullmatch(n)), default=0) + 1
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -225,13 +239,13 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
     """Every existing version's engine must fit the config about to replace the model's: else `ExportError`."""
     for v in existing_versions(model_dir):
         sidecar = model_dir / str(v) / SIDECAR_FILE
-        try:
-            meta = json.loads(sidecar.read_text())
-        except FileNotFoundError:
+        if not os.path.lexists(sidecar):
             raise ExportError(f"{sidecar}: missing, so version {v} cannot be checked against the new {CONFIG_FILE} "
-                              "(the config is shared by all versions): export under another --name") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ExportError(f"{sidecar}: unreadable engine metadata ({e})") from e
+                              "(the config is shared by all versions): export under another --name")
+        try:  # checked field by field, as Engine.load checks it: the file may be anyone's
+            meta = read_metadata(sidecar)
+        except EngineError as e:
+            raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {e}") from None
         try:
             old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
             fits = old.promise() == new.promise()
@@ -254,6 +268,7 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
                   instances: int = 1, dynamic_batching: bool | None = None) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
     as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
+    explicit_version = version
     repo, version = check_request(repo, name, version=version, instances=instances)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
@@ -263,19 +278,37 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
     text = render_config(name, sig, instances=instances, parameters=parameters)
     model_dir = repo / name
     config = model_dir / CONFIG_FILE
-    old_text = config.read_text() if config.exists() else None
-    action = "written" if old_text is None else "unchanged" if old_text == text else "replaced"
+    action = _config_action(config, text)
     if action != "unchanged":
         _check_existing_versions(model_dir, sig)
     created = _make_folders(repo)
     staging = None
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".trtnet-export-{name}-", dir=repo))
+        staging = Path(tempfile.mkdtemp(prefix=f".trtnet-export-{name[:32]}-", dir=repo))
         staged = staging / name
         (staged / str(version)).mkdir(parents=True)
         engine.save(staged / str(version) / PLAN_FILE)  # the plan and its sidecar, each flushed to disk
         _write_synced(staged / CONFIG_FILE, text)
-        _commit(staged, model_dir, version, action)
+        while True:
+            try:
+                _commit(staged, model_dir, version, action)
+                break
+            except _Raced:
+                taken = os.path.lexists(model_dir / str(version))
+                if explicit_version is not None and taken:  # the version asked for was taken meanwhile
+                    raise ExportError(f"{model_dir / str(version)}: version {version} appeared while exporting; "
+                                      "nothing was written") from None
+            # Another export made the model or took this version: check its config again (the next free version,
+            # unless one was asked for).
+            if explicit_version is None and taken:
+                new = next_version(model_dir)
+                os.rename(staged / str(version), staged / str(new))
+                version = new
+            action = _config_action(config, text)
+            if action != "unchanged":
+                _check_existing_versions(model_dir, sig)
+    except OSError as e:  # a name too long for this file system, a full disk: name the model, not the staging
+        raise ExportError(f"{model_dir}: cannot write version {version}: {e.strerror or e}") from e
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -283,6 +316,19 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
             _remove_if_empty(folder)
     return TritonExport(model_dir, version, model_dir / str(version) / PLAN_FILE, config, text, action,
                         sig.max_batch_size)
+
+
+def _config_action(config: Path, text: str) -> str:
+    """What the export does to the model's config: "written" (none yet), "unchanged" or "replaced"."""
+    try:
+        old_text = config.read_text(encoding="utf-8") if config.exists() else None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExportError(f"{config}: the model's config cannot be read ({e}); fix or remove it") from None
+    return "written" if old_text is None else "unchanged" if old_text == text else "replaced"
+
+
+class _Raced(Exception):
+    """Another export created the model or this version between the check and the rename."""
 
 
 def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
@@ -352,13 +398,23 @@ def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
     another export, is not overwritten; versions only ever appear complete.
     """
     if not model_dir.exists():
-        os.rename(staged, model_dir)
+        try:
+            os.rename(staged, model_dir)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # the model appeared meanwhile: check it again
+                raise _Raced() from None
+            raise
         _fsync_dir(model_dir.parent)
         return
     target = model_dir / str(version)
-    if target.exists():
-        raise ExportError(f"{target}: version {version} appeared while exporting; nothing was written")
-    os.rename(staged / str(version), target)
+    if os.path.lexists(target):
+        raise _Raced()
+    try:
+        os.rename(staged / str(version), target)
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise _Raced() from None
+        raise
     try:
         if action != "unchanged":
             os.replace(staged / CONFIG_FILE, model_dir / CONFIG_FILE)
