@@ -17,11 +17,22 @@ def run(capsys, *argv: str) -> tuple[int, list[str], str]:
 # (argv, the error line: pinned, the --help line)
 USAGE = [
     (("build", "resnet18", "--batch", "0"),
-     "trtnet: error: argument --batch: '0': expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max",
+     "trtnet: error: argument --batch: '0': expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max "
+     "(at most 2**31 - 1)",
      "trtnet: see `trtnet build --help`"),
     (("build", "resnet18", "--batch", "8:4:2"),
      "trtnet: error: argument --batch: '8:4:2': expected a batch size >= 1, or min:opt:max with "
-     "1 <= min <= opt <= max", "trtnet: see `trtnet build --help`"),
+     "1 <= min <= opt <= max (at most 2**31 - 1)", "trtnet: see `trtnet build --help`"),
+    # Past TensorRT's int32 dimensions: was refused only after the weights were loaded, with no --help line.
+    (("build", "resnet18", "--batch", "2147483648"),
+     "trtnet: error: argument --batch: '2147483648': expected a batch size >= 1, or min:opt:max with "
+     "1 <= min <= opt <= max (at most 2**31 - 1)", "trtnet: see `trtnet build --help`"),
+    (("export-triton", "resnet18", "--repo", "r", "--batch", "1:8:99999999999"),
+     "trtnet: error: argument --batch: '1:8:99999999999': expected a batch size >= 1, or min:opt:max with "
+     "1 <= min <= opt <= max (at most 2**31 - 1)", "trtnet: see `trtnet export-triton --help`"),
+    (("summary", "resnet18", "--batch", "2147483648"),
+     "trtnet: error: argument --batch: '2147483648': expected a whole number >= 1 (at most 2**31 - 1)",
+     "trtnet: see `trtnet summary --help`"),
     (("build", "resnet18", "--batch", "x"),
      "trtnet: error: argument --batch: 'x': expected a batch size (8) or min:opt:max (1:8:32)",
      "trtnet: see `trtnet build --help`"),
@@ -32,7 +43,8 @@ USAGE = [
     (("build",), "trtnet: error: the following arguments are required: model", "trtnet: see `trtnet build --help`"),
     (("build", "resnet18", "--frobnicate"), "trtnet: error: unrecognized arguments: --frobnicate",
      "trtnet: see `trtnet --help`"),
-    (("verify", "resnet18", "--batch", "-1"), "trtnet: error: argument --batch: '-1': expected a whole number >= 1",
+    (("verify", "resnet18", "--batch", "-1"), "trtnet: error: argument --batch: '-1': expected a whole number >= 1 "
+     "(at most 2**31 - 1)",
      "trtnet: see `trtnet verify --help`"),
 ]
 

@@ -322,9 +322,9 @@ def _batch(text: str) -> int | tuple[int, int, int]:
         values = [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
-    if len(values) not in (1, 3) or not all(v >= 1 for v in values) or values != sorted(values):
+    if len(values) not in (1, 3) or not all(1 <= v < 2**31 for v in values) or values != sorted(values):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size >= 1, or min:opt:max with "
-                                         "1 <= min <= opt <= max")
+                                         "1 <= min <= opt <= max (at most 2**31 - 1)")
     return values[0] if len(values) == 1 else (values[0], values[1], values[2])
 
 
@@ -333,8 +333,8 @@ def _positive(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 (at most 2**31 - 1)")
     return value
 
 
