@@ -220,16 +220,25 @@ def test_tensors_safetensors_or_trtnet_cannot_hold_are_refused_naming_the_key(tm
      "tensors only"),
     (lambda p: torch.save({"model": None, "ema": None, "epoch": 3}, p),
      "{path}: the file holds 'ema', 'model' set to None: no weights in it"),
-], ids=["zero_bytes", "state_dict_with_an_int", "nested_state_dict_with_a_str", "containers_all_none"])
+    (lambda p: torch.save(_holds_itself(), p),
+     "{path}: containers nested more than 8 deep ('model' -> ...), or a container that holds itself"),
+], ids=["zero_bytes", "state_dict_with_an_int", "nested_state_dict_with_a_str", "containers_all_none", "a_cycle"])
 def test_odd_containers_say_what_they_hold(tmp_path, capsys, make, message):
     """These were "EOFError: EOFError", or "unknown container" listing the tensors' keys, or "holds keys 'model'
-    ... neither ... nor one of ..., model"."""
+    ... neither ... nor one of ..., model", or a RecursionError (exit 3)."""
     path = tmp_path / "in.pt"
     make(path)
     status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "out.safetensors")
     assert (status, out) == (2, ""), err
     assert err.startswith("trtnet: error: " + message.format(path=path)) and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def _holds_itself() -> dict:
+    """A pickle may hold a dict that holds itself (weights_only reads it): unwrapping it was a RecursionError."""
+    cycle: dict = {}
+    cycle["model"] = cycle
+    return cycle
 
 
 class _CallsAFunction:

@@ -26,6 +26,7 @@ SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
 # Where training scripts put the weights, in the order taken: EMA weights first (what YOLOv5 and timm evaluate),
 # then the plain ones. A None value (YOLOv5's stripped checkpoints have `ema: None`) is passed over.
 CONTAINER_KEYS = ("model_ema", "ema", "state_dict_ema", "model", "state_dict")
+MAX_NESTING = 8  # containers inside containers: real checkpoints use two or three; a pickle can hold a cycle
 
 
 @dataclass
@@ -142,13 +143,17 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         raise WeightsError(f"{path}: unpickling failed ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def unwrap(obj: Any, path: Path, where: str = "") -> tuple[dict[str, Any], str]:
+def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[str, Any], str]:
     """The state_dict inside a loaded checkpoint, and a description of where it was found."""
     import torch
 
+    if depth > MAX_NESTING:
+        raise WeightsError(f"{path}: containers nested more than {MAX_NESTING} deep ({where.split(' -> ')[0]} -> "
+                           "...), or a container that holds itself: no state_dict found")
+
     if isinstance(obj, torch.nn.Module):
         desc = f"a pickled {type(obj).__name__}'s state_dict()"
-        return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc)
+        return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc, depth + 1)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: {where or 'the file'} holds a {type(obj).__name__}, not a state_dict or a "
                            "dict of them")
@@ -161,7 +166,7 @@ def unwrap(obj: Any, path: Path, where: str = "") -> tuple[dict[str, Any], str]:
         if obj.get(key) is not None:
             others = [k for k in CONTAINER_KEYS if k != key and obj.get(k) is not None]
             also = f"; also present: {', '.join(map(repr, others))}" if others else ""
-            return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}")
+            return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}", depth + 1)
     what = where or "the file"
     if len(tensors) > len(obj) // 2:  # a state_dict with a few other values: name them, not its tensors
         others = [k for k in obj if k not in set(tensors)]
