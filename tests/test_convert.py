@@ -303,3 +303,20 @@ def test_a_full_disk_keeps_the_previous_output(tmp_path):
     assert done.stderr.strip() == f"trtnet: error: {out}: cannot write the weights: File too large"
     assert out.read_bytes() == b"a good file from before"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.pth", "w.safetensors"]
+
+
+def test_a_lightning_checkpoint_loses_its_wrapper_prefix(tmp_path, capsys):
+    """PyTorch Lightning's .ckpt holds `state_dict` with the LightningModule's attribute before every key
+    (`model.conv1.weight`): it was refused with 102 missing and 122 unexpected keys."""
+    state = _resnet18_state()
+    checkpoint = tmp_path / "epoch=9-step=100.ckpt"
+    torch.save({"epoch": 9, "global_step": 100, "pytorch-lightning_version": "2.4.0", "hyper_parameters": {},
+                "state_dict": {f"model.{k}": v for k, v in state.items()}}, checkpoint)
+    status, out, err = run(capsys, "convert", "resnet18", checkpoint, "-o", tmp_path / "w.safetensors")
+    assert status == 0, err
+    assert out.splitlines()[1:3] == ["  container: 'state_dict'",
+                                     "  layout: a wrapper's `model.` prefix on every key (as PyTorch Lightning saves it)"]
+    written = read_safetensors(tmp_path / "w.safetensors")
+    assert set(written) == set(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(written[key], value.numpy())

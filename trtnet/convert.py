@@ -79,7 +79,9 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
     state, container = unwrap(obj, checkpoint)
     skeleton = entry.skeleton()
+    state, wrapper = _strip_wrapper_prefix(skeleton, state)
     adapted, layouts = adapt_checkpoint(skeleton, state)
+    layouts = [wrapper, *layouts] if wrapper else layouts
     unused = declared(skeleton, adapted, "unused_keys")
     kept = {k: v for k, v in adapted.items() if k not in unused}
     for key, value in kept.items():
@@ -99,6 +101,22 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
         name = str(value.dtype).removeprefix("torch.")
         dtypes[name] = dtypes.get(name, 0) + 1
     return Conversion(out, container, layouts, len(kept), dtypes, sorted(unused), unpickled)
+
+
+def _strip_wrapper_prefix(skeleton, state: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Keys all under one attribute of a wrapper module (PyTorch Lightning saves `model.conv1.weight` for a
+    LightningModule holding the network as `self.model`): stripped, when only the stripped keys give the
+    entry every parameter. A model whose own keys share a first name (YOLOv5's `model.N.*`) is left as it is."""
+    heads = {k.partition(".")[0] for k in state}
+    if len(heads) != 1 or not all("." in k for k in state):
+        return state, None
+    prefix = heads.pop() + "."
+    stripped = {k[len(prefix):]: v for k, v in state.items()}
+    expected = {k for k, _ in skeleton.named_parameters()}
+    fits = lambda keys: expected <= set(adapt_checkpoint(skeleton, keys)[0])  # noqa: E731
+    if fits(state) or not fits(stripped):
+        return state, None
+    return stripped, f"a wrapper's `{prefix}` prefix on every key (as PyTorch Lightning saves it)"
 
 
 def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
