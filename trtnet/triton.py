@@ -195,8 +195,9 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     if len(name) > MAX_NAME_BYTES:
         raise ExportError(f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most "
                           f"{MAX_NAME_BYTES}")
-    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
-        raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU)")
+    if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances < 2**31:
+        raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
+                          "Triton's count is an int32)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                 or not 1 <= version <= MAX_VERSION):
         raise ExportError(f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
