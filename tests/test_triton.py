@@ -344,3 +344,33 @@ def test_command_line_exports_and_refuses(tmp_path, cache, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert err.startswith("trtnet: error: ") and message in err, err
     assert snapshot(tmp_path) == before
+
+
+def test_staging_folders_of_killed_exports_are_removed(tmp_path, dynamic):
+    """A SIGKILLed export left `.trtnet-export-*` in the repository for good (Triton lists it on every poll);
+    the next export removes those of dead writers and leaves a live one's alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from trtnet.tempfiles import temporary_name
+
+    export_engine(dynamic, tmp_path, "resnet18")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # What a writer leaves: its staging folder, named with its pid, half written.
+        made = {}
+        for who, pid in (("dead", child.pid), ("live", os.getpid())):
+            staging = temporary_name(tmp_path / "trtnet-export-resnet18")
+            staging = staging.with_name(staging.name.replace(f".{os.getpid()}.", f".{pid}."))
+            (staging / "resnet18" / "2").mkdir(parents=True)
+            (staging / "resnet18" / "2" / "model.plan").write_bytes(b"half a plan")
+            made[who] = staging
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert export_engine(dynamic, tmp_path, "resnet18").version == 2
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not made["dead"].exists() and made["live"].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made["live"].name, "resnet18"])

@@ -25,12 +25,12 @@ one; otherwise the export is refused and nothing is written.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from trtnet.errors import EngineError, ExportError
 from trtnet.plan import read_metadata
+from trtnet.tempfiles import is_stale, temporary_name
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
 SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
 CONFIG_FILE = "config.pbtxt"
+STAGING_PREFIX = "trtnet-export-"  # `.trtnet-export-NAME.<host>.<pid>.<random>.tmp` while an export writes
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
                 "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -285,7 +287,10 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
     created = _make_folders(repo)
     staging = None
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".trtnet-export-{name[:32]}-", dir=repo))
+        _remove_dead_stagings(repo)
+        # Named as tempfiles names temporaries (host, pid), so a later export can tell a dead writer's from a live one.
+        staging = temporary_name(repo / f"{STAGING_PREFIX}{name[:32]}")
+        staging.mkdir()
         staged = staging / name
         (staged / str(version)).mkdir(parents=True)
         engine.save(staged / str(version) / PLAN_FILE)  # the plan and its sidecar, each flushed to disk
@@ -317,6 +322,15 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
             _remove_if_empty(folder)
     return TritonExport(model_dir, version, model_dir / str(version) / PLAN_FILE, config, text, action,
                         sig.max_batch_size)
+
+
+def _remove_dead_stagings(repo: Path) -> None:
+    """Staging folders of exports that were killed (SIGKILL, power loss) before their `finally`: Triton would
+    list them as models without a config on every poll. Best effort, like `remove_stale_temporaries`."""
+    for path in repo.glob(f".{STAGING_PREFIX}*.tmp"):
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink() and is_stale(path.name, path.lstat().st_mtime):
+                shutil.rmtree(path)
 
 
 def _config_action(config: Path, text: str) -> str:
