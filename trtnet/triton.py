@@ -8,20 +8,14 @@
 Layout written (Triton's own): `REPO/NAME/config.pbtxt` and `REPO/NAME/V/model.plan`, with trtnet's JSON sidecar
 beside the plan (`model.plan.json`: Triton ignores it, `trtnet.Engine.load` reads the plan back with it).
 
-How the engine's batch becomes Triton's (the choice Triton's tensorrt backend forces):
-- With `max_batch_size > 0` Triton sends *any* batch from 1 to `max_batch_size`, gathered by the dynamic batcher,
-  and the config's dims leave the batch out. Only an engine whose optimization profile runs batch 1..MAX can take
-  that, so only such an engine gets `max_batch_size: MAX` and `dynamic_batching` (preferred batch sizes: the
-  profile's opt batch, which TensorRT tuned its kernels for, and its max).
-- Any other engine (a fixed batch, or a profile starting above 1) is exported with `max_batch_size: 0` and full
-  dims, the batch included (`-1` for a range): clients send whole batches the engine takes. Asking such an engine
-  for dynamic batching (`dynamic_batching=True`) is an `ExportError`, not a config Triton would fail on later.
+Batching (the README's "Serving with Triton" has the whole story): only an engine whose profile runs batch 1..MAX
+gets `max_batch_size: MAX`, the batch left out of the dims, and `dynamic_batching` (preferred sizes: the profile's
+opt and max), because Triton then sends any batch from 1 to MAX. Any other engine gets `max_batch_size: 0` and
+full dims (`-1` for a range); asking it for dynamic batching is an `ExportError`.
 
-Writing is atomic: everything goes into a temporary folder inside REPO, then is renamed into place. An existing
-version is never touched; a new version goes beside the others. The config is the model's, shared by its
-versions: one that differs from the existing `config.pbtxt` replaces it (atomically) only when every existing
-version's engine, read from its sidecar, has the same inputs, outputs, data types, dims and max batch as the new
-one; otherwise the export is refused and nothing is written.
+Writing is atomic: a staging folder inside REPO, renamed into place. Existing versions are never touched; the
+config, shared by a model's versions, is replaced only when every existing version's engine (its sidecar) has
+the same signature as the new one.
 """
 from __future__ import annotations
 
