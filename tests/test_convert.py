@@ -320,3 +320,25 @@ def test_a_lightning_checkpoint_loses_its_wrapper_prefix(tmp_path, capsys):
     assert set(written) == set(state)
     for key, value in state.items():
         np.testing.assert_array_equal(written[key], value.numpy())
+
+
+def test_a_safetensors_file_named_bin_is_told_so(tmp_path, capsys):
+    """Hugging Face names some safetensors files .bin: torch.load's "Unsupported operand" on it was reported as
+    a file that pickles objects, advising --trust-pickle for a file that holds no pickle at all."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "pytorch_model.bin"
+    save_file(_resnet18_state(), str(path))
+    status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "w.safetensors")
+    assert (status, out) == (2, "")
+    assert err.strip() == (f"trtnet: error: {path}: a safetensors file, despite its name: it needs no conversion, "
+                           "pass it as --weights (renamed to .safetensors)")
+
+
+def test_bytes_that_are_no_pickle_are_not_called_a_pickle(tmp_path, capsys):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes([0x98]) + bytes(range(200)))  # "Unsupported operand 152" to the weights-only unpickler
+    status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "w.safetensors")
+    assert (status, out) == (2, "")
+    assert err.startswith(f"trtnet: error: {path}: not a PyTorch checkpoint torch.load can read (")
+    assert "--trust-pickle" not in err

@@ -128,6 +128,9 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: the file is empty (0 bytes)")
+    if _is_safetensors(path):
+        raise WeightsError(f"{path}: a safetensors file, despite its name: it needs no conversion, pass it as "
+                           "--weights (renamed to .safetensors)")
     try:
         import torch
     except ImportError as e:
@@ -138,8 +141,11 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
             return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as e:
         refused, plain = _pickled_global(str(e)), _is_plain_pickle(path)
-        # torch says "Weights only load failed" when the pickle asks for more than tensors and containers.
-        if refused is None and "Weights only load failed" not in str(e) and not plain:
+        # The weights-only unpickler's words for a pickle that builds objects or calls functions (garbage bytes
+        # give "Unsupported operand" instead).
+        objects = refused is not None or any(w in str(e) for w in ("Can only build", "Can only create new object",
+                                                                    "Trying to call reduce"))
+        if not objects and not plain:
             raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({_first_line(e)})") from None
         if not trust_pickle:
             what = (f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
@@ -232,6 +238,14 @@ def _pickled_global(message: str) -> str | None:
     `Trying to load unsupported GLOBAL posix.system whose module posix is blocked`)."""
     found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", message)
     return found[1] if found else None
+
+
+def _is_safetensors(path: Path) -> bool:
+    """An 8-byte little-endian header length that fits the file, then a JSON object (Hugging Face names some
+    safetensors files .bin)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
 
 
 def _is_plain_pickle(path: Path) -> bool:
