@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -284,12 +285,30 @@ def test_a_malformed_sidecar_of_an_existing_version_is_an_export_error(repo, dyn
     assert snapshot(repo) == before
 
 
-def test_a_config_that_is_not_text_is_an_export_error(repo, dynamic):
-    (repo / "resnet18" / "config.pbtxt").write_bytes(b"\xff\xfe")  # was a UnicodeDecodeError (exit 3)
-    before = snapshot(repo)
-    with pytest.raises(ExportError, match=r"resnet18/config.pbtxt: the model's config cannot be read \('utf-8' "):
+@pytest.mark.parametrize("make, why", [
+    (lambda p: p.write_bytes(b"\xff\xfe"), "'utf-8' codec can't decode"),  # was a UnicodeDecodeError (exit 3)
+    (lambda p: os.mkfifo(p), "the config is a FIFO, not a regular file"),  # hung the export
+    (lambda p: p.symlink_to("/dev/zero"), "the config is a character device"),  # read until memory ran out
+    (lambda p: p.symlink_to(p.with_name("gone")), "No such file or directory"),
+], ids=["not_utf8", "fifo", "dev_zero", "dangling_link"])
+def test_a_config_that_cannot_be_read_is_an_export_error(repo, dynamic, make, why):
+    config = repo / "resnet18" / "config.pbtxt"
+    config.unlink()
+    make(config)
+    before = {k: v for k, v in snapshot(repo).items() if k != "resnet18/config.pbtxt"}
+    with pytest.raises(ExportError, match=re.escape(f"{config}: the model's config cannot be read (") + ".*"
+                       + re.escape(why)):
         export_engine(dynamic, repo, "resnet18")
-    assert snapshot(repo) == before
+    assert {k: v for k, v in snapshot(repo).items() if k != "resnet18/config.pbtxt"} == before
+    assert os.path.lexists(config)
+
+
+def test_a_sidecar_link_to_nothing_is_an_export_error(repo, dynamic):
+    sidecar = repo / "resnet18" / "1" / "model.plan.json"
+    sidecar.unlink()
+    sidecar.symlink_to(sidecar.with_name("gone.json"))  # was FileNotFoundError, not a TrtnetError
+    with pytest.raises(ExportError, match=f"{sidecar}: a link to a missing file"):
+        export_engine(dynamic, repo, "resnet18", instances=2)
 
 
 def test_a_stray_file_named_like_a_version_is_stepped_over(repo, dynamic):

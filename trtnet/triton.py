@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from trtnet.errors import EngineError, ExportError
-from trtnet.plan import read_metadata
+from trtnet.plan import read_metadata, read_regular_file
 from trtnet.tempfiles import is_stale, temporary_name
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
 SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
 CONFIG_FILE = "config.pbtxt"
+MAX_CONFIG_BYTES = 1 << 20  # trtnet writes a few kilobytes
 STAGING_PREFIX = "trtnet-export-"  # `.trtnet-export-NAME.<host>.<pid>.<random>.tmp` while an export writes
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
                 "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
@@ -241,8 +242,9 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
                               "(the config is shared by all versions): export under another --name")
         try:  # checked field by field, as Engine.load checks it: the file may be anyone's
             meta = read_metadata(sidecar)
-        except EngineError as e:
-            raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {e}") from None
+        except (EngineError, FileNotFoundError) as e:  # the latter: a link to nothing
+            why = e if isinstance(e, EngineError) else f"{sidecar}: a link to a missing file"
+            raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {why}") from None
         try:
             old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
             fits = old.promise() == new.promise()
@@ -329,9 +331,10 @@ def _remove_dead_stagings(repo: Path) -> None:
 
 def _config_action(config: Path, text: str) -> str:
     """What the export does to the model's config: "written" (none yet), "unchanged" or "replaced"."""
-    try:
-        old_text = config.read_text(encoding="utf-8") if config.exists() else None
-    except (OSError, UnicodeDecodeError) as e:
+    try:  # a regular file of sane size: a FIFO would hang the export, a link to /dev/zero fill memory
+        old_text = (read_regular_file(config, limit=MAX_CONFIG_BYTES, what="config").decode("utf-8")
+                    if os.path.lexists(config) else None)
+    except (OSError, EngineError, UnicodeDecodeError) as e:
         raise ExportError(f"{config}: the model's config cannot be read ({e}); fix or remove it") from None
     return "written" if old_text is None else "unchanged" if old_text == text else "replaced"
 
