@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -342,3 +343,22 @@ def test_bytes_that_are_no_pickle_are_not_called_a_pickle(tmp_path, capsys):
     assert (status, out) == (2, "")
     assert err.startswith(f"trtnet: error: {path}: not a PyTorch checkpoint torch.load can read (")
     assert "--trust-pickle" not in err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"trust_pickle": "no"}, "convert: trust_pickle = 'no' is not allowed: expected True or False"),
+    ({"trust_pickle": 1}, "convert: trust_pickle = 1 is not allowed: expected True or False"),
+    ({"checkpoint": None}, "convert: checkpoint = None is not allowed: expected a path (str or os.PathLike)"),
+    ({"output": 3}, "convert: output = 3 is not allowed: expected a path (str or os.PathLike) or None"),
+], ids=["trust_pickle_no", "trust_pickle_1", "checkpoint_none", "output_int"])
+def test_convert_from_python_checks_its_arguments(tmp_path, kwargs, message):
+    """trust_pickle="no" was truthy, so it allowed the full unpickle it meant to refuse; a path of the wrong type
+    was a TypeError from pathlib."""
+    from trtnet.convert import convert
+    from trtnet.errors import ConfigError
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": _resnet18_state(), "hook": _CallsAFunction()}, checkpoint)  # needs a full unpickle
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        convert(**{"model": "resnet18", "checkpoint": checkpoint, "output": tmp_path / "w.safetensors", **kwargs})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

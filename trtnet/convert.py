@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trtnet.errors import WeightsError
+from trtnet.errors import ConfigError, WeightsError
 from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.weights import load_weights
 from trtnet.zoo.registry import get_entry, mismatch_hint
@@ -69,6 +69,12 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     >>> convert("swin_t", "swin_tiny_patch4_window7_224.pth").output   # doctest: +SKIP
     PosixPath('swin_tiny_patch4_window7_224.safetensors')
     """
+    # trust_pickle must be said, not implied: "no" or 1 is not consent to run the file's code.
+    ConfigError.check("trust_pickle", trust_pickle, "True or False", lambda v: isinstance(v, bool), source="convert")
+    is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
+    ConfigError.check("checkpoint", checkpoint, "a path (str or os.PathLike)", is_path, source="convert")
+    ConfigError.check("output", output, "a path (str or os.PathLike) or None", lambda v: v is None or is_path(v),
+                      source="convert")
     entry = get_entry(model)
     checkpoint = Path(checkpoint)
     out = Path(output) if output is not None else default_output(checkpoint)
