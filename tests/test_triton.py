@@ -177,6 +177,7 @@ def repo(tmp_path, dynamic) -> Path:
     ({"instances": 0}, "instances 0: expected a whole number >= 1"),
     ({"instances": 1.5}, "instances 1.5: expected a whole number >= 1"),
     ({"instances": True}, "instances True: expected a whole number >= 1"),
+    ({"dynamic_batching": "no"}, r"dynamic_batching 'no': expected True, False, or None"),  # was taken as True
     ({"instances": 2**31}, "instances 2147483648: expected a whole number >= 1 .*Triton's count is an int32"),
     ({"version": 0}, "version 0: expected a whole number >= 1"),
     ({"version": "2"}, "version '2': expected a whole number >= 1"),

@@ -183,7 +183,8 @@ def config_parameters(meta: dict[str, Any]) -> dict[str, str]:
 
 # -- checks before anything is built or written ------------------------------------------------------------------
 
-def check_request(repo: str | os.PathLike, name: str, *, version: int | None, instances: int) -> tuple[Path, int]:
+def check_request(repo: str | os.PathLike, name: str, *, version: int | None, instances: int,
+                  dynamic_batching: bool | None = None) -> tuple[Path, int]:
     """Check the repository, model name, version and instance count; returns the repository path and the version
     to write (the next free one when `version` is None). Raises `ExportError` naming what is wrong."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
@@ -195,6 +196,9 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances < 2**31:
         raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
                           "Triton's count is an int32)")
+    if dynamic_batching is not None and not isinstance(dynamic_batching, bool):  # "no" would be truthy
+        raise ExportError(f"dynamic_batching {dynamic_batching!r}: expected True, False, or None (where the engine "
+                          "allows it)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                 or not 1 <= version <= MAX_VERSION):
         raise ExportError(f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
@@ -268,7 +272,8 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
     as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
     explicit_version = version
-    repo, version = check_request(repo, name, version=version, instances=instances)
+    repo, version = check_request(repo, name, version=version, instances=instances,
+                                  dynamic_batching=dynamic_batching)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
     parameters = config_parameters(meta)
@@ -351,7 +356,7 @@ def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
 
     The request is checked before the build, so a bad name, version or repository fails at once.
     """
-    check_request(repo, name, version=version, instances=instances)
+    check_request(repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
     if isinstance(batch_size, int) and dynamic_batching:
         raise ExportError(f"model {name!r}: dynamic batching asked for, but batch_size={batch_size} builds a "
                           "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
