@@ -137,3 +137,10 @@ def test_something_that_is_not_a_model_is_a_network_error(model, shown, call):
     with pytest.raises(NetworkError, match=re.escape("expected a trtnet Module (a zoo model) or a trtnet.Network, "
                                                      f"not {shown}")):
         call(model)
+
+
+@pytest.mark.parametrize("flag", ["cache", "verbose"])
+def test_build_switches_are_booleans(flag):
+    """cache="no" was truthy: the engine cache was used when the caller meant to skip it."""
+    with pytest.raises(NetworkError, match=f"{flag} 'no': expected True or False"):
+        trtnet.build(trtnet.zoo.resnet18(weights=None), 1, **{flag: "no"})

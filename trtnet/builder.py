@@ -198,6 +198,9 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
     _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
+    for flag, value in (("cache", cache), ("verbose", verbose)):
+        if not isinstance(value, (bool, np.bool_)):  # cache="no" would be truthy: the cache used, not skipped
+            raise NetworkError(f"{flag} {_short(value)}: expected True or False")
     if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
         raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
                            "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
