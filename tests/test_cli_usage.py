@@ -43,6 +43,16 @@ USAGE = [
     (("build",), "trtnet: error: the following arguments are required: model", "trtnet: see `trtnet build --help`"),
     (("build", "resnet18", "--frobnicate"), "trtnet: error: unrecognized arguments: --frobnicate",
      "trtnet: see `trtnet --help`"),
+    # torch refused the seed past 2**63 - 1, numpy a negative one: both were internal errors (exit 3).
+    (("export-weights", "resnet18", "--seed", str(2**70)),
+     f"trtnet: error: argument --seed: '{2**70}': expected a whole number from 0 to 2**63 - 1",
+     "trtnet: see `trtnet export-weights --help`"),
+    (("verify", "resnet18", "--seed", "-1"),
+     "trtnet: error: argument --seed: '-1': expected a whole number from 0 to 2**63 - 1",
+     "trtnet: see `trtnet verify --help`"),
+    (("verify", "resnet18", "--against-seed", "x"),
+     "trtnet: error: argument --against-seed: 'x': expected a whole number from 0 to 2**63 - 1",
+     "trtnet: see `trtnet verify --help`"),
     (("verify", "resnet18", "--batch", "-1"), "trtnet: error: argument --batch: '-1': expected a whole number >= 1 "
      "(at most 2**31 - 1)",
      "trtnet: see `trtnet verify --help`"),

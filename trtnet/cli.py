@@ -338,6 +338,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
+    return value
+
+
 def _batch_text(batch: int | tuple[int, int, int]) -> str:
     return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))
 
@@ -369,7 +380,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument("--pretrained", action="store_true",
                      help="the published weights, downloaded by the source library (needs network access)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    sub.add_argument("--seed", type=_seed, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
@@ -398,10 +409,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help="a zoo name (see `trtnet list`)")
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
-    sub.add_argument("--seed", type=int, default=0,
+    sub.add_argument("--seed", type=_seed, default=0,
                      help="seed of the inputs, and of the source's random weights without --weights (default 0)")
     against = sub.add_mutually_exclusive_group()
-    against.add_argument("--against-seed", type=int, metavar="N",
+    against.add_argument("--against-seed", type=_seed, metavar="N",
                          help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
                          "them) instead of --weights: checks the file too, and names the tensors that differ")
     against.add_argument("--against-pretrained", "--pretrained", dest="against_pretrained", action="store_true",
