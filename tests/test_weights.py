@@ -387,3 +387,13 @@ def test_save_safetensors_names_the_target_not_its_temporary(tmp_path, target, r
         save_safetensors(good_state(), tmp_path / target)
     assert str(e.value) == f"{tmp_path / target}: cannot write the weights: {reason}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.safetensors"]
+
+
+def test_a_mapping_of_ml_dtypes_bfloat16_is_taken():
+    """ml_dtypes' bfloat16 reports numpy kind 'V' but is a real number type: it loads, widened exactly."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes gives numpy a bfloat16")
+    state = good_state()
+    state["head.0.weight"] = state["head.0.weight"].astype(ml_dtypes.bfloat16)
+    model = Tiny()
+    load_weights(model, state)
+    np.testing.assert_array_equal(model.head[0].weight.data, state["head.0.weight"].astype(np.float32))

@@ -230,7 +230,8 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     values = {key: np.asarray(state[key]) for key in expected}
     # A mapping from Python may hold anything array-like; numpy would cast complex, strings or objects to
     # float32 later, silently (dropping an imaginary part, parsing "0.5").
-    odd = [f"{key!r} ({value.dtype})" for key, value in values.items() if value.dtype.kind not in "biuf"]
+    odd = [f"{key!r} ({value.dtype})" for key, value in values.items()
+           if value.dtype.kind not in "biuf" and not _ml_dtype(value.dtype)]
     if odd:
         raise WeightsError(f"{origin}: key {odd[0]} does not hold real numbers (bool, integer or float)"
                            + (f" (and {len(odd) - 1} more keys)" if len(odd) > 1 else ""))
@@ -246,6 +247,11 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
         param.value = values[key]
+
+
+def _ml_dtype(dtype: np.dtype) -> bool:
+    """ml_dtypes' real types (bfloat16, float8_*, int4), which numpy reports as kind 'V' but casts to float32."""
+    return dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes")
 
 
 def _listed(one: str, many: str, items: list[str], sep: str, limit: int = 10) -> list[str]:
