@@ -191,7 +191,9 @@ def _quantized(t):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda v: v.to(torch.float8_e4m3fn), "key 'fc.weight' has dtype float8_e4m3fn, which trtnet does not read"),
+    (lambda v: v.to(torch.float8_e4m3fn), "key 'fc.weight' has dtype float8_e4m3fn, which trtnet does not read "
+                                          "(it reads bfloat16, bool, float16, float32, float64, int16, int32, int64, "
+                                          "int8, uint16, uint32, uint64, uint8)"),
     (lambda v: torch.complex(v, v), "key 'fc.weight' has dtype complex64, which trtnet does not read"),
     (lambda v: v.to_sparse(), "key 'fc.weight' is a torch.sparse_coo tensor, not a dense one (tensor.to_dense())"),
     (lambda v: torch.empty_like(v, device="meta"), "key 'fc.weight' is a meta tensor: it holds no values"),

@@ -213,7 +213,8 @@ def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[
 
 
 # What safetensors and trtnet's reader both take (`trtnet.weights`); bfloat16 is widened on reading.
-_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"}
+_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
+           "uint8", "bool"}
 
 
 def _check_tensor(path: Path, key: str, tensor) -> None:
