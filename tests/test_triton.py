@@ -394,3 +394,17 @@ def test_staging_folders_of_killed_exports_are_removed(tmp_path, dynamic):
             child.kill()
     assert not made["dead"].exists() and made["live"].exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made["live"].name, "resnet18"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda repo: export_engine(resnet18(weights=None), repo, "m"),
+     re.escape("export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not ResNet; "
+               "export_triton(model, ...) builds the engine for a model")),
+    (lambda repo: export_engine(None, repo, "m"), "export_engine takes an engine .* not NoneType"),
+    (lambda repo: export_triton(resnet18(weights=None), None, "m"), "repo None: expected the model repository's folder"),
+], ids=["a_model", "none", "repo_none"])
+def test_python_arguments_of_the_wrong_kind_are_export_errors(tmp_path, call, message):
+    """These were AttributeError: 'ResNet' object has no attribute 'metadata', and pathlib's TypeError."""
+    with pytest.raises(ExportError, match=message):
+        call(tmp_path / "repo")
+    assert list(tmp_path.iterdir()) == []

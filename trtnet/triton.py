@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from trtnet.errors import EngineError, ExportError
-from trtnet.plan import read_metadata, read_regular_file
+from trtnet.plan import Plan, read_metadata, read_regular_file
 from trtnet.tempfiles import is_stale, temporary_name
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
-    from trtnet.plan import Plan
 
 PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
 SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
@@ -193,6 +192,8 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     if len(name) > MAX_NAME_BYTES:
         raise ExportError(f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most "
                           f"{MAX_NAME_BYTES}")
+    if not isinstance(repo, (str, os.PathLike)) or not os.fspath(repo):
+        raise ExportError(f"repo {repo!r}: expected the model repository's folder path (str or os.PathLike)")
     if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances < 2**31:
         raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
                           "Triton's count is an int32)")
@@ -271,6 +272,9 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
                   instances: int = 1, dynamic_batching: bool | None = None) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
     as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
+    if not isinstance(engine, Plan):  # a model here is the likely mistake: export_triton builds one first
+        raise ExportError(f"export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not "
+                          f"{type(engine).__name__}; export_triton(model, ...) builds the engine for a model")
     explicit_version = version
     repo, version = check_request(repo, name, version=version, instances=instances,
                                   dynamic_batching=dynamic_batching)
