@@ -397,3 +397,19 @@ def test_a_mapping_of_ml_dtypes_bfloat16_is_taken():
     model = Tiny()
     load_weights(model, state)
     np.testing.assert_array_equal(model.head[0].weight.data, state["head.0.weight"].astype(np.float32))
+
+
+@pytest.mark.parametrize("key, shown", [(1, "1 is not a string (int)"), (b"conv.weight", "b'conv.weight' is not a string (bytes)")])
+def test_keys_that_are_not_strings_are_named(key, shown):
+    """These were AttributeError / TypeError from the layout check's key.startswith."""
+    state = good_state()
+    state[key] = state.pop("conv.weight")
+    with pytest.raises(WeightsError, match=re.escape(f"state dict: key {shown}")):
+        load_weights(Tiny(), state)
+
+
+@pytest.mark.parametrize("source", [None, 3, [("conv.weight", np.zeros(1))]], ids=["none", "int", "list_of_pairs"])
+def test_weights_that_are_neither_path_nor_mapping_are_a_config_error(source):
+    with pytest.raises(ConfigError, match=r"load_weights: weights = .* is not allowed: expected a safetensors file's "
+                                          r"path, or a mapping of key -> array"):
+        load_weights(Tiny(), source)

@@ -206,8 +206,14 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     """
     ConfigError.check("check_finite", check_finite, "'warn', 'error' or 'off'",
                       lambda v: isinstance(v, str) and v in ("warn", "error", "off"), source="load_weights")
+    ConfigError.check("weights", source, "a safetensors file's path, or a mapping of key -> array",
+                      lambda v: isinstance(v, (str, os.PathLike, Mapping)), source="load_weights")
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
     state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
+    odd_keys = [k for k in state if not isinstance(k, str)]
+    if odd_keys:  # layouts and messages work on key names
+        raise WeightsError(f"{origin}: key {odd_keys[0]!r} is not a string ({type(odd_keys[0]).__name__})"
+                           + (f" (and {len(odd_keys) - 1} more keys)" if len(odd_keys) > 1 else ""))
     original = state
     state, layouts = adapt_checkpoint(model, state)
     expected = dict(model.named_parameters())
