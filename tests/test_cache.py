@@ -289,3 +289,17 @@ def test_killed_builders_temporaries_are_removed(tmp_path, builds):
     dead.write_bytes(b"\0" * 1000)
     trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert not dead.exists() and len(entries(tmp_path)) == 1
+
+
+def test_a_tilde_in_the_cache_folder_is_the_home_folder(monkeypatch, tmp_path):
+    """TRTNET_CACHE_DIR='~/x' from an environment file (no shell to expand it), or cache_dir='~/x', made a folder
+    named `~` in the current one."""
+    from pathlib import Path
+
+    from trtnet.target import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TRTNET_CACHE_DIR", "~/engines")
+    assert cache_dir() == tmp_path / "engines"
+    assert cache_dir("~/other") == tmp_path / "other"
+    assert cache_dir(Path("relative")) == Path("relative")
