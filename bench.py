@@ -12,6 +12,11 @@ Without one (CI): every engine is still built ahead of time, and each model repo
 engine size and peak memory for trtnet and for the ONNX route (weights file to serialized engine, each in a
 process of its own), and the reference interpreter's error against PyTorch at batch 1 (--no-parity skips it).
 Results also go to --json (default bench-results.json); --compare OLD.json prints the changes.
+
+--precision int8 | fp8: each model is first calibrated in the reference interpreter (--calib-samples inputs,
+--calib-method, default max as ModelOpt's recipes), and its int8/fp8 network compared with fp32 there on held-out
+inputs (cosine, relative error, top-1 agreement for classifiers). Engines are built for fp16 too, beside it, in
+CPU mode; PyTorch runs in fp16 as the GPU baseline. The ONNX route has no quantized export here and is skipped.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ from trtnet.target import describe_device, has_gpu
 from trtnet.zoo import REGISTRY
 
 GPU_BATCHES = (1, 2, 4, 8, 16, 32)
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float16", "fp8": "float16"}
+QUANTIZED = ("int8", "fp8")  # calibrated first; PyTorch's baseline for them is fp16
 
 
 # -- shared pieces ------------------------------------------------------------------------------------------
@@ -177,7 +183,8 @@ def worker(job: dict) -> dict:
     t0 = time.perf_counter()
     if route == "trtnet":
         model = REGISTRY[name].fn(weights=weights)
-        engine = trtnet.build(model, batch_size=batch, precision=precision, cache=False)
+        engine = trtnet.build(model, batch_size=batch, precision=precision, calibration=job.get("calibration"),
+                              cache=False)
         result = {"layers": engine.num_layers, "build_s": engine.build_seconds,
                   "pipeline_s": time.perf_counter() - t0, "engine_mib": len(engine.plan) / 2**20,
                   "peak_rss_mib": peak_rss_mib()}  # before the parity check, which loads torch
@@ -212,6 +219,33 @@ def parity(name: str, model, weights: Path | None) -> dict[str, Any]:
     return {"rel_error": max(errors), "seconds": time.perf_counter() - t0, "batch": 1}
 
 
+def quantize_model(name: str, weights: Path | None, args, scratch: Path) -> tuple[Path, dict[str, Any]]:
+    """Calibrate `name` for args.precision in the interpreter; its accuracy against fp32 on held-out inputs."""
+    from trtnet.calibrator import measure
+    from trtnet.parity import cosine, rel_error
+
+    model = REGISTRY[name].fn(weights=weights)
+    t0 = time.perf_counter()
+    batch = 2
+    stats = measure(model, [make_inputs(name, batch, seed=1000 + i) for i in range(-(-args.calib_samples // batch))],
+                    histograms=args.calib_method != "max")
+    cal = stats.calibration(args.calib_method, precision=args.precision)
+    path = cal.save(scratch / f"{name}.{args.precision}.calibration.json")
+    xs = make_inputs(name, batch, seed=2000)
+    fp32 = trtnet.reference(model, *xs)
+    quant = trtnet.reference(model, *xs, precision=args.precision, calibration=cal)
+    outputs = [s.name for s in trtnet.emit(model, batch).outputs]
+    acc: dict[str, Any] = {"method": cal.method, "calibration_samples": stats.samples, "held_out": batch,
+                           "quantized": len(cal.amax) - len(cal.keep), "kept": sorted(cal.keep),
+                           "seconds": time.perf_counter() - t0, "outputs": {}}
+    for out_name, f, q in zip(outputs, fp32, quant):
+        row = {"cosine": cosine(q, f), "rel_error": rel_error(q, f)}
+        if out_name == "logits":
+            row["top1_agree"] = float(np.mean(f.argmax(-1) == q.argmax(-1)))
+        acc["outputs"][out_name] = row
+    return path, acc
+
+
 def run_child(job: dict) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parent)
@@ -222,21 +256,27 @@ def run_child(job: dict) -> dict:
     return json.loads(lines[-1])
 
 
-def cpu_model(name: str, batches: list[int], args, weights: Path | None) -> dict:
+def cpu_model(name: str, batches: list[int], args, weights: Path | None, calibration: Path | None = None) -> dict:
     out: dict[str, Any] = {"routes": {}}
-    onnx = not args.no_onnx and have("torch") and have("onnx") and weights is not None
+    quantized = args.precision in QUANTIZED
+    onnx = not args.no_onnx and not quantized and have("torch") and have("onnx") and weights is not None
     for batch in batches:
         job = {"model": name, "batch": batch, "precision": args.precision,
+               "calibration": str(calibration) if calibration else None,
                "weights": str(weights) if weights else None, "parity": not args.no_parity and batch == batches[0]
                and have("torch") and weights is not None}
         routes = {"trtnet": run_child({**job, "route": "trtnet"})}
+        if quantized:  # the same model's fp16 engine, built in the same run, for comparison
+            routes["trtnet fp16"] = run_child({**job, "route": "trtnet", "precision": "fp16", "calibration": None,
+                                               "parity": False})
         if onnx:
             routes["onnx"] = run_child({**job, "route": "onnx", "parity": False})
         out["routes"][str(batch)] = routes
         if "parity" in routes["trtnet"]:
             out["parity"] = routes["trtnet"].pop("parity")
     if not onnx:
-        out["onnx_skipped"] = ("--no-onnx" if args.no_onnx else "needs torch, onnx and the PyTorch source")
+        out["onnx_skipped"] = ("--no-onnx" if args.no_onnx else "no quantized ONNX export here" if quantized
+                               else "needs torch, onnx and the PyTorch source")
     return out
 
 
@@ -247,7 +287,7 @@ def print_cpu(name: str, result: dict, precision: str) -> None:
     # weights->engine: the whole pipeline in a fresh process (ONNX: with torch's import, export and parse).
     for batch, routes in result["routes"].items():
         for route, r in routes.items():
-            label = "trtnet" if route == "trtnet" else "ONNX -> TensorRT"
+            label = {"trtnet": f"trtnet {precision}", "onnx": "ONNX -> TensorRT"}.get(route, route)
             if "error" in r:
                 print(f"| {label} | {batch} | failed: {r['error'][:120]} |||||")
                 continue
@@ -259,10 +299,22 @@ def print_cpu(name: str, result: dict, precision: str) -> None:
         p = result["parity"]
         print(f"parity, reference interpreter fp32 vs PyTorch fp32 at batch 1: rel error {p['rel_error']:.2e} "
               f"({p['seconds']:.1f} s)")
+    print_accuracy(result.get("quant_accuracy"), precision)
     ref = POROS_A10.get(name)
     if ref:
         row = ", ".join(f"b{b} {e:.2f}/{p:.2f}" for b, (e, p) in ref.items())
         print(f"published Poros A10, PyTorch/Poros ms: {row}")
+
+
+def print_accuracy(acc: dict | None, precision: str) -> None:
+    if not acc:
+        return
+    for out_name, r in acc["outputs"].items():
+        top1 = f", top-1 agreement {r['top1_agree']:.0%}" if "top1_agree" in r else ""
+        print(f"{precision} vs fp32 in the interpreter, {out_name} ({acc['held_out']} held-out inputs, ranges by "
+              f"{acc['method']} over {acc['calibration_samples']}): cosine {r['cosine']:.5f}, rel error "
+              f"{r['rel_error']:.2e}{top1}; {acc['quantized']} Q/DQ points, kept in fp16: "
+              f"{', '.join(acc['kept']) or 'none'}")
 
 
 # -- GPU mode -----------------------------------------------------------------------------------------------
@@ -296,7 +348,8 @@ def time_engine(engine: trtnet.Engine, xs: list[np.ndarray], iters: int, warmup:
         runner.close()
 
 
-def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights_text: str) -> dict:
+def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights_text: str,
+              calibration: Path | None = None) -> dict:
     out: dict[str, Any] = {"latency": {}}
     torch_model = None
     if weights is not None and have("torch"):  # no weights here means no PyTorch source to load
@@ -304,12 +357,13 @@ def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights
 
         dtype = getattr(torch, TORCH_DTYPES[args.precision])
         torch_model = load_torch(name, weights).cuda().to(dtype)
-    onnx = not args.no_onnx and have("onnx") and torch_model is not None
+    onnx = not args.no_onnx and args.precision not in QUANTIZED and have("onnx") and torch_model is not None
     for batch in batches:
         xs = make_inputs(name, batch)
         row: dict[str, Any] = {}
         model = REGISTRY[name].fn(weights=weights)
-        engine = trtnet.build(model, batch_size=batch, precision=args.precision, cache=not args.no_cache)
+        engine = trtnet.build(model, batch_size=batch, precision=args.precision, calibration=calibration,
+                              cache=not args.no_cache)
         row["trtnet"] = stats(time_engine(engine, xs, args.iters, args.warmup, args.cuda_graph))
         row["trtnet"]["build_s"] = engine.build_seconds
         if args.streams > 1:  # throughput: one request in flight per stream, a context each
@@ -444,7 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="zoo names (any registered model)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=None,
                         help="default 1 2 4 8 16 32 on a GPU, 1 without one")
-    parser.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "bf16"], help="default fp16")
+    parser.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "bf16", *QUANTIZED],
+                        help="default fp16; int8 and fp8 are calibrated in the interpreter first")
+    parser.add_argument("--calib-samples", type=int, default=4, help="calibration inputs for int8/fp8 (default 4)")
+    parser.add_argument("--calib-method", default="max", choices=["max", "percentile", "entropy", "mse"],
+                        help="how int8/fp8 ranges are chosen (default max)")
     parser.add_argument("--iters", type=int, default=1000, help="timed inferences (default 1000, as published)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed inferences first (default 50)")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"), help="results file")
@@ -496,13 +554,19 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             weights, weights_text = weights_for(name, args.weights_dir, Path(scratch))
             print(f"\n{name}: {weights_text}", flush=True)
+            calibration, accuracy = None, None
+            if args.precision in QUANTIZED:
+                calibration, accuracy = quantize_model(name, weights, args, Path(scratch))
             if gpu:
-                result = gpu_model(name, batches, args, weights, weights_text)
+                result = gpu_model(name, batches, args, weights, weights_text, calibration)
                 print_gpu(name, result, args.precision)
+                print_accuracy(accuracy, args.precision)
             else:
-                result = cpu_model(name, batches, args, weights)
+                result = cpu_model(name, batches, args, weights, calibration)
                 result["weights"] = weights_text
-                print_cpu(name, result, args.precision)
+                print_cpu(name, result | {"quant_accuracy": accuracy}, args.precision)
+            if accuracy:
+                result["quant_accuracy"] = accuracy
             result["seconds"] = time.perf_counter() - t0
             results["models"][name] = result
             sys.stdout.flush()

@@ -68,3 +68,10 @@ def assert_engine_matches(got, want: list[np.ndarray], precision: str) -> None:
             assert rel_error(np.asarray(g), w) <= 1e-3
         else:
             assert cosine(np.asarray(g), w) >= 0.999
+
+
+def build_ops(fn: Callable, *xs: np.ndarray, **policy) -> bytes | None:
+    """The serialized engine TensorRT builds (on the CPU) for `fn` on inputs like `xs`, or None if it refuses."""
+    network, builder, _graph = _emit_ops(fn, *xs, **policy)
+    plan = builder.build_serialized_network(network, builder.create_builder_config())
+    return None if plan is None else bytes(plan)

@@ -80,3 +80,22 @@ def test_unknown_model_is_refused():
 def test_needs_models_or_all():
     proc = bench(timeout=120)
     assert proc.returncode == 2 and "name --models or pass --all" in proc.stderr
+
+
+@pytest.mark.skipif(cuda_device() is not None, reason="checks CPU mode's report (builds and accuracy); GPU mode "
+                    "times the same engine")
+def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
+    out = tmp_path / "results.json"
+    proc = bench("--models", "resnet18", "--precision", "int8", "--calib-samples", "2", "--no-parity",
+                 "--weights-dir", str(tmp_path), "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    model = json.loads(out.read_text())["models"]["resnet18"]
+    int8, fp16 = model["routes"]["1"]["trtnet"], model["routes"]["1"]["trtnet fp16"]
+    assert int8["layers"] > fp16["layers"]  # the Q/DQ pairs and their scales are layers of the network
+    assert int8["engine_mib"] < fp16["engine_mib"]  # int8 weights
+    acc = model["quant_accuracy"]
+    assert acc["method"] == "max" and acc["kept"] == ["fc/matmul"] and acc["calibration_samples"] == 2
+    assert acc["outputs"]["logits"]["cosine"] > 0.999
+    assert model["onnx_skipped"] == "no quantized ONNX export here"
+    assert "| trtnet int8 | 1 |" in proc.stdout and "| trtnet fp16 | 1 |" in proc.stdout
+    assert "int8 vs fp32 in the interpreter, logits (2 held-out inputs, ranges by max over 2)" in proc.stdout

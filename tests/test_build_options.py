@@ -51,11 +51,16 @@ def test_bad_input_shapes_are_network_errors(shape):
         trtnet.emit(two_inputs(), 2, input_shapes={"x": shape})
 
 
-def test_a_shape_tensorrt_cannot_hold_is_a_network_error():
-    """Dimensions each in range whose product is beyond TensorRT: its shape inference gives up."""
-    with pytest.raises(NetworkError, match=re.escape("output 'z': TensorRT cannot infer its shape for inputs "
-                                                     "[[2147483647, 3, 1048576, 1048576], [2147483647, 4, 8, 8]]")):
+def test_a_shape_tensorrt_cannot_infer_is_a_network_error_at_the_op():
+    """x made 2**20 x 2**20 while y stays 8 x 8: `relu(conv(x)) + y` cannot broadcast. TensorRT's shape inference
+    gives up, and the error comes from the op that did it, with TensorRT's reason (issue 11), not from the output
+    (where it looked like a volume beyond TensorRT's limits: with y as large, the network is written)."""
+    with pytest.raises(NetworkError, match=re.escape(
+            "the top-level module: TensorRT refused op 'elementwise' (layer 'sum'; inputs relu_output "
+            "float32[2147483647, 4, 1048576, 1048576], y float32[2147483647, 4, 8, 8]): ITensor::getDimensions: "
+            "Error Code 4: Shape Error (broadcast dimensions must be conformable)")):
         trtnet.emit(two_inputs(), 2**31 - 1, input_shapes={"x": (3, 2**20, 2**20)})
+    trtnet.emit(two_inputs(), 2**31 - 1, input_shapes={"x": (3, 2**20, 2**20), "y": (4, 2**20, 2**20)})
 
 
 @pytest.mark.parametrize("field", ["norm_fp32", "fold_bn", "fused_attention"])

@@ -363,7 +363,7 @@ def test_interrupted_plan_save_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_one_line_keeps_long_listings_short():
-    from trtnet.cli import one_line
+    from trtnet.cli.commands import one_line
 
     message = "f.safetensors: weights do not fit M\n" + "\n".join(f"  missing key: k{i}" for i in range(10))
     assert one_line(message) == ("f.safetensors: weights do not fit M: missing key: k0; missing key: k1; "

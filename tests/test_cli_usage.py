@@ -37,7 +37,7 @@ USAGE = [
      "trtnet: error: argument --batch: 'x': expected a batch size (8) or min:opt:max (1:8:32)",
      "trtnet: see `trtnet build --help`"),
     (("build", "resnet18", "--precision", "int4"),
-     "trtnet: error: argument --precision: invalid choice: 'int4' (choose from fp32, tf32, fp16, bf16)",
+     "trtnet: error: argument --precision: invalid choice: 'int4' (choose from fp32, tf32, fp16, bf16, int8, fp8)",
      "trtnet: see `trtnet build --help`"),
     ((), "trtnet: error: the following arguments are required: COMMAND", "trtnet: see `trtnet --help`"),
     (("build",), "trtnet: error: the following arguments are required: model", "trtnet: see `trtnet build --help`"),
@@ -64,7 +64,8 @@ def test_usage_errors_are_one_line_and_exit_2(capsys, argv, line, hint):
     status, err, out = run(capsys, *argv)
     assert status == 2 and out == ""
     # argparse quotes choices with repr() on some Python versions: compare without the quotes around them
-    assert [e.replace("'fp32', 'tf32', 'fp16', 'bf16'", "fp32, tf32, fp16, bf16") for e in err] == [line, hint]
+    unquoted = "fp32, tf32, fp16, bf16, int8, fp8"
+    assert [e.replace("'fp32', 'tf32', 'fp16', 'bf16', 'int8', 'fp8'", unquoted) for e in err] == [line, hint]
 
 
 def test_an_unknown_command_is_one_line_and_exit_2(capsys):
@@ -85,12 +86,12 @@ def test_debug_changes_what_is_printed_not_the_status(capsys, tmp_path, monkeypa
 
 
 def test_a_bug_is_exit_3_with_or_without_debug(capsys, monkeypatch):
-    import trtnet.cli
+    import trtnet.cli.app
 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(trtnet.cli, "cmd_list", broken)
+    monkeypatch.setattr(trtnet.cli.app, "cmd_list", broken)
     assert run(capsys, "list")[0] == 3
     status, err, _ = run(capsys, "list", "--debug")
     assert status == 3 and err[-1] == ("trtnet: error: internal error: ZeroDivisionError: a bug (rerun with --debug "

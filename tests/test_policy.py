@@ -38,9 +38,12 @@ def test_one_set_of_defaults():
 
 def test_bad_options_are_network_errors():
     with pytest.raises(trtnet.NetworkError, match=r"unknown emission option\(s\) \['fp16_norms'\]: a Policy has "
-                                                  r"\['precision', 'norm_fp32', 'fold_bn', 'fused_attention'\]"):
+                                                  r"\['precision', 'norm_fp32', 'fold_bn', 'fused_attention', 'calibration'\]"):
         trtnet.emit(two_inputs(), 2, fp16_norms=True)
-    with pytest.raises(trtnet.NetworkError, match=r"precision must be one of \('fp32', 'tf32', 'fp16', 'bf16'\), not 'fp8'"):
+    with pytest.raises(trtnet.NetworkError, match=r"precision must be one of \('fp32', 'tf32', 'fp16', 'bf16', "
+                                                  r"'int8', 'fp8'\), not 'fp4'"):
+        trtnet.emit(two_inputs(), 2, precision="fp4")
+    with pytest.raises(trtnet.NetworkError, match=r"precision 'fp8' needs activation ranges: pass calibration="):
         trtnet.emit(two_inputs(), 2, precision="fp8")
     with pytest.raises(trtnet.NetworkError, match=r"policy must be a trtnet.graph.Policy, not str 'fp16' \(name the "
                                                   r"precision as a keyword: precision='fp16'\)"):

@@ -344,9 +344,12 @@ def test_graph_runs_without_out_write_their_own_buffers(static_engine, no_cuda_c
     host = static_engine.check_inputs([f32(2, 3, 8, 8), f32(2, 4, 8, 8)])
     assert output_binding(host, cuda_graph=False) == output_binding(host, cuda_graph=True) == "own"
     own = [0x7E0000000000]  # the runner's output buffer: allocated once, the same address call after call
-    keys = {graph_key(c.batch, [a.ptr for a in c.arrays], own) for c in (_device_call(static_engine) for _ in range(5))}
+    keys = {graph_key(c, [a.ptr for a in c.arrays], own) for c in (_device_call(static_engine) for _ in range(5))}
     assert len(keys) == 1
-    assert graph_key(2, [1, 2], [3]) != graph_key(2, [1, 2], [4]) != graph_key(3, [1, 2], [4])
+    a, b = _device_call(static_engine), _device_call(static_engine)
+    b.arrays[0].shape = (2, 3, 8, 9)  # another length at the same batch (an engine with a range of lengths)
+    assert graph_key(a, [1, 2], [3]) != graph_key(a, [1, 2], [4]) != graph_key(b, [1, 2], [4])
+    assert graph_key(a, [1, 2], [4]) != graph_key(b, [1, 2], [4])
 
 
 @pytest.mark.parametrize("stream, torch_stream, want", [

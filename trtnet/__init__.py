@@ -6,8 +6,10 @@
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
 from trtnet.builder import Network, build, build_network, emit, reference
-from trtnet.errors import (BackendError, BuildError, ConfigError, EngineError, ExportError, InterpreterError,
-                           NetworkError, TrtnetError, WeightsError)
+from trtnet.calibration import Calibration
+from trtnet.calibrator import calibrate
+from trtnet.errors import (BackendError, BuildError, CalibrationError, ConfigError, EngineError, ExportError,
+                           InterpreterError, NetworkError, TrtnetError, WeightsError)
 from trtnet.graph import Policy
 from trtnet.interpreter import run_network
 from trtnet.onnx import parse_onnx
@@ -17,7 +19,8 @@ from trtnet.summary import summarize
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 
 __version__ = "0.1.0"
-__all__ = ["BackendError", "BuildError", "ConfigError", "Engine", "EngineError", "ExportError", "InterpreterError", "Network", "NetworkError",
-           "PlanRejected", "Policy", "TensorSpec", "TrtnetError", "WeightsError", "build", "build_network", "emit",
+__all__ = ["BackendError", "BuildError", "Calibration", "CalibrationError", "ConfigError", "Engine", "EngineError",
+           "ExportError", "InterpreterError", "Network", "NetworkError", "PlanRejected", "Policy", "TensorSpec",
+           "TrtnetError", "WeightsError", "build", "build_network", "calibrate", "emit",
            "init_random", "load_weights", "parse_onnx", "read_safetensors", "reference", "run_network",
            "save_safetensors", "summarize"]

@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
+import sys
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 
-from trtnet.errors import BackendError
+from trtnet.errors import BackendError, TrtnetError
 
 # Module names to try, per backend, in order. Data-centre TensorRT first: where both exist, it is the one
 # built for the GPU in the machine.
@@ -79,8 +82,80 @@ def get_trt() -> ModuleType:
     return get_backend().trt
 
 
+# What TensorRT logs, beside its real message, whenever an API call fails on a machine without a CUDA driver
+# (it probes the driver while reporting the error): "cudaError 35: CUDA driver version is insufficient for
+# CUDA runtime version". Building needs no GPU, so on a CPU-only machine that line is noise that hides the real
+# reason next to it; it is dropped. Where a GPU is meant to run an engine, the runtime's own CUDA calls report
+# a missing or old driver (trtnet.runtime), so nothing is lost.
+_CUDA_DRIVER_NOISE = ("cudaError 35", "CUDA driver version is insufficient")
+
+
+def _is_driver_noise(message: str) -> bool:
+    return any(marker in message for marker in _CUDA_DRIVER_NOISE)
+
+
+def _without_source_location(message: str) -> str:
+    """TensorRT's message without the place in TensorRT's own sources (`In validate at /_src/...cpp:199`)."""
+    return re.sub(r"\s*In \w+ at /\S+:\d+\)", ")", message).strip()
+
+
 @functools.cache
 def logger():
-    """One TensorRT logger for the process (TensorRT wants a single one)."""
+    """One TensorRT logger for the process (TensorRT wants a single one).
+
+    It prints warnings and errors to stderr as TensorRT's own logger does (`[TRT] [E] ...`), less the CUDA-driver
+    line of a CPU-only machine (see `_CUDA_DRIVER_NOISE`). Inside `capture_errors()` it hands errors to the
+    caller instead, so that the DSL can put TensorRT's reason into the error it raises.
+    """
     trt = get_trt()
-    return trt.Logger(trt.Logger.WARNING)
+    severity = trt.ILogger.Severity
+    tags = {severity.INTERNAL_ERROR: "F", severity.ERROR: "E", severity.WARNING: "W", severity.INFO: "I"}
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.min_severity = severity.WARNING
+            self.local = threading.local()  # each thread's open capture_errors lists
+
+        def log(self, level, message: str) -> None:
+            if _is_driver_noise(message):
+                return
+            captures = getattr(self.local, "captures", ())
+            if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
+                captures[-1].append(_without_source_location(message))
+            elif level <= self.min_severity:  # lower is more severe
+                print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
+
+    return _Logger()
+
+
+class capture_errors:
+    """Collect the errors TensorRT logs inside the block, for this thread, in the list the block gets (without
+    the place in TensorRT's own sources that each names).
+
+    If the block raises a `TrtnetError`, it is taken to carry them (it names TensorRT's reason) and they are not
+    printed; otherwise they go on at the end of the block: to an enclosing block, or printed as they would have
+    been without it.
+
+    >>> with capture_errors() as errors:                                  # doctest: +SKIP
+    ...     layer = network.add_elementwise(a, b, op)
+    ...     if layer is None:
+    ...         raise NetworkError(f"add refused: {'; '.join(errors)}")
+    """
+
+    def __enter__(self) -> list[str]:
+        local = logger().local
+        self.errors: list[str] = []
+        local.captures = (*getattr(local, "captures", ()), self.errors)
+        return self.errors
+
+    def __exit__(self, kind, value, traceback) -> None:
+        local = logger().local
+        local.captures = tuple(c for c in local.captures if c is not self.errors)
+        if kind is not None and issubclass(kind, TrtnetError):
+            return
+        if local.captures:  # an enclosing block collects them in turn
+            local.captures[-1].extend(self.errors)
+            return
+        for message in self.errors:
+            print(f"[TRT] [E] {message}", file=sys.stderr)

@@ -81,21 +81,22 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
     graph = Graph(network, policy)
     model.bind()
     specs = _input_specs(model, batch_size, input_shapes or {})
-    dynamic = any(s.min_batch != s.max_batch for s in specs)
     with graph:
         args = []
         for spec in specs:
-            shape = (-1,) + spec.shape[1:] if dynamic else spec.shape
+            lo, hi = spec.shape_range()
+            shape = tuple(-1 if a != b else d for d, a, b in zip(spec.shape, lo, hi))
             itensor = network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape)
             if itensor is None:  # TensorRT logs why (e.g. a volume beyond its limits) and hands back nothing
-                raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (batch "
-                                   f"{spec.min_batch}..{spec.max_batch}; see its log above)")
+                raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (allowed "
+                                   f"{spec.allowed()}; see its log above)")
             t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
+        names = _output_names(model, results)
         outputs = []
-        for name, t in zip(model.output_names(len(results)), results):
+        for name, t in zip(names, results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
             t.itensor.name = name
@@ -108,6 +109,22 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
             outputs.append(TensorSpec(name, shape, np.dtype(NUMPY_OF[t.dtype]).name))
     return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
                    label=f"{type(model).__name__} {policy.precision}", owner=graph)
+
+
+def _output_names(model: Module, results: list) -> list[str]:
+    """The names of `forward`'s results: one distinct name per Tensor, or a NetworkError saying what differs."""
+    kind = type(model).__name__
+    for i, t in enumerate(results):
+        if not isinstance(t, Tensor):
+            raise NetworkError(f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a "
+                               "trtnet Tensor")
+    names = list(model.output_names(len(results)))
+    if len(names) != len(results):
+        raise NetworkError(f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
+                           f"({len(results)}) names {len(names)}: {names}; name each output once (or return fewer)")
+    if len(set(names)) != len(names):
+        raise NetworkError(f"{kind}.output_names({len(results)}) gives a name twice: {names}")
+    return names
 
 
 def batch_range(batch_size: Any) -> tuple[int, int, int]:
@@ -176,10 +193,16 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
     lo, opt, hi = batch_range(batch_size)
     specs = []
     for i in declared:
-        shape = tuple(i.shape)
+        # An override is one fixed per-sample shape; declared dims may be (min, opt, max) ranges.
         if i.name in overrides:
-            shape = _sample_shape(i.name, overrides[i.name], len(i.shape))
-        specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
+            low = shape = high = _sample_shape(i.name, overrides[i.name], len(i.shape))
+        else:
+            low, shape, high = i.shape_range()
+        if low == high:  # only the batch varies, if anything: the spec as engines always had it
+            specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
+        else:
+            specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi,
+                                    min_shape=(lo, *low), max_shape=(hi, *high)))
     return specs
 
 
@@ -216,7 +239,9 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {"policy": asdict(net.policy) if net.policy else None,
                    "optimization_level": _optimization_level(optimization_level),
-                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch) for s in net.inputs]}
+                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
+                              + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
+                              for s in net.inputs]}
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
     return engine_cache.cached(key, default_cache_dir(cache_dir),
                                lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
@@ -319,11 +344,11 @@ def builder_config(net: Network, optimization_level: int | None = None, gpu: str
         # build for that GPU (Turing needs it, and the cache key names it).
         config.num_compute_capabilities = 1
         config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
-    if any(s.min_batch != s.max_batch for s in net.inputs):
+    if any(lo != hi for lo, hi in (s.shape_range() for s in net.inputs)):
         profile = net.builder.create_optimization_profile()
         for s in net.inputs:
-            rest = s.shape[1:]
-            profile.set_shape(s.name, (s.min_batch, *rest), s.shape, (s.max_batch, *rest))
+            lo, hi = s.shape_range()
+            profile.set_shape(s.name, lo, s.shape, hi)
         config.add_optimization_profile(profile)
     return config
 

@@ -160,7 +160,9 @@ def check_call(specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec], dev
     for a, spec in zip(arrays, specs):
         if a.dtype != spec.dtype:
             raise EngineError(f"input {spec.name!r}: dtype {a.dtype} given, the engine takes {spec.dtype}")
-        rank_ok = len(a.shape) == len(spec.shape) and tuple(a.shape[1:]) == tuple(spec.shape[1:])
+        (lo_shape, hi_shape) = spec.shape_range()
+        rank_ok = len(a.shape) == len(spec.shape) and all(
+            lo <= d <= hi for d, lo, hi in zip(a.shape[1:], lo_shape[1:], hi_shape[1:]))
         if not rank_ok:
             raise EngineError(f"input {spec.name!r}: shape {list(a.shape)} given, the engine takes "
                               f"{spec.allowed()}")
@@ -224,9 +226,10 @@ def output_binding(call: Call, cuda_graph: bool) -> str:
     return "own" if cuda_graph or not call.on_device else "new"
 
 
-def graph_key(batch: int, input_ptrs: Sequence[int], output_ptrs: Sequence[int]) -> tuple[int, ...]:
-    """What a captured CUDA graph is bound to: the batch (shapes) and every address it reads or writes."""
-    return (batch, *input_ptrs, *output_ptrs)
+def graph_key(call: Call, input_ptrs: Sequence[int], output_ptrs: Sequence[int]) -> tuple:
+    """What a captured CUDA graph is bound to: every input's shape (the batch, and a sequence length where the
+    engine takes a range of them) and every address it reads or writes."""
+    return (tuple(tuple(a.shape) for a in call.arrays), *input_ptrs, *output_ptrs)
 
 
 def producer_streams(arrays: Sequence[Array], torch_stream: int | None = None) -> list[int]:

@@ -66,3 +66,7 @@ class ConfigError(TrtnetError):
             where = f"{source}: " if source is not None else ""
             raise cls(f"{where}{field} = {text} is not allowed: expected {allowed}")
         return value
+
+
+class CalibrationError(TrtnetError):
+    """A calibration file that cannot be read, or calibration data that cannot be measured."""

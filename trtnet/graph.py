@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator, TypedDict
 
 import ml_dtypes
 import numpy as np
 
-from trtnet.backend import get_trt
-from trtnet.dtypes import to_trt
+from trtnet.backend import capture_errors, get_trt
+from trtnet.calibration import as_calibration
+from trtnet.dtypes import name_of, to_trt
 from trtnet.errors import NetworkError
 
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
 # builder flag, which every fp32 build clears): inputs of those rounded to 10 mantissa bits, fp32 accumulation.
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# "int8" and "fp8": explicit Q/DQ around the weighted layers, fp16 elsewhere (trtnet.ops.quantize).
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+QUANTIZED = ("int8", "fp8")
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,23 @@ class Policy:
     norm_fp32: bool = True
     fold_bn: bool = True  # fold BatchNorm into the preceding convolution where the model declares the pair
     fused_attention: bool = True  # use TensorRT's attention layer where the backend has one
+    # int8/fp8: the activation ranges, a trtnet.calibration.Calibration (a path to its JSON file is loaded).
+    # Not compared: the network's Q/DQ scales carry it into the engine cache key.
+    calibration: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise NetworkError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         for f in fields(self)[1:]:  # the switches
+            if f.name == "calibration":
+                continue
             value = getattr(self, f.name)
             if not isinstance(value, bool):
                 raise NetworkError(f"{f.name} must be True or False, not {type(value).__name__} {value!r}")
+        if self.precision in QUANTIZED and self.calibration is None:
+            raise NetworkError(f"precision {self.precision!r} needs activation ranges: pass calibration= (a "
+                               "trtnet.calibrate() result or its JSON file)")
+        object.__setattr__(self, "calibration", as_calibration(self.calibration))
 
     def with_options(self, **options: Any) -> "Policy":
         """This policy with the named fields changed; an unknown name is a `NetworkError` listing the fields."""
@@ -70,6 +83,7 @@ class PolicyOptions(TypedDict, total=False):
     norm_fp32: bool
     fold_bn: bool
     fused_attention: bool
+    calibration: Any
 
 
 def resolve_policy(policy: "Policy | None", options: dict[str, Any]) -> Policy:
@@ -85,7 +99,7 @@ class Graph:
     """One network under construction. Use as a context manager to make it current."""
 
     def __init__(self, network, policy: Policy = Policy()) -> None:
-        self.network = network
+        self.network = _CheckedNetwork(network, self)  # what ops write through: a refused layer raises at once
         self.policy = policy
         self.keepalive: list[np.ndarray] = []
         self.memo: dict = {}  # tensors emitted once per network and reused (see ops.core.shared_constant)
@@ -122,13 +136,39 @@ class Graph:
         layer.name = base if n == 1 else f"{base}_{n}"
         return layer
 
+    def peek_name(self, op: str) -> str:
+        """The name `name(layer, op)` would give the next layer emitted here (quantization keys use it)."""
+        base = f"{self.path}/{op}" if self.path else op
+        n = self._names[base] + 1
+        return base if n == 1 else f"{base}_{n}"
+
+    def output(self, layer, op: str, index: int = 0):
+        """Output `index` of `layer` once TensorRT has inferred its shape; a shape TensorRT cannot infer (a
+        mistake in this op) is a `NetworkError` here, not a RuntimeError at whichever op reads it next."""
+        itensor = layer.get_output(index)
+        with capture_errors() as errors:
+            try:
+                itensor.shape
+            except RuntimeError:
+                inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
+                raise self.refused(_calling_op(op), inputs, errors, layer.name) from None
+        return itensor
+
+    def refused(self, op: str, inputs: list, errors: list[str], layer: str | None = None) -> NetworkError:
+        """The error for op `op` of the current module that TensorRT refused, with its inputs and its reason."""
+        where = f"module {self.path!r}" if self.path else "the top-level module"
+        shapes = ", ".join(_describe(t) for t in inputs) or "none"
+        reason = "; ".join(errors) or "no reason logged"
+        named = f"layer {layer!r}; " if layer else ""
+        return NetworkError(f"{where}: TensorRT refused op {op!r} ({named}inputs {shapes}): {reason}")
+
     # -- dtypes --------------------------------------------------------------------------------------
     @property
     def float_dtype(self):
         """The TensorRT dtype float tensors are computed in."""
         trt = get_trt()
-        return {"fp32": trt.float32, "tf32": trt.float32, "fp16": trt.float16,
-                "bf16": trt.bfloat16}[self.policy.precision]
+        return {"fp32": trt.float32, "tf32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16,
+                "int8": trt.float16, "fp8": trt.float16}[self.policy.precision]
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""
@@ -155,7 +195,66 @@ def to_numpy_dtype(array: np.ndarray, dtype) -> np.ndarray:
     return np.asarray(array, dtype=NUMPY_OF[dtype])
 
 
+class _CheckedNetwork:
+    """The `INetworkDefinition` as ops see it: every `add_*` that TensorRT refuses (it logs why and returns None)
+    raises a `NetworkError` naming the module, the op, its inputs and TensorRT's reason, at the op that did it."""
+
+    def __init__(self, network, graph: Graph) -> None:
+        self._network = network
+        self._graph = graph
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._network, name)
+        if not name.startswith("add_"):
+            return attr
+
+        def add(*args, **kwargs):
+            with capture_errors() as errors:
+                layer = attr(*args, **kwargs)
+                if layer is None:
+                    given = [v for a in (*args, *kwargs.values()) for v in (a if isinstance(a, (list, tuple)) else [a])]
+                    inputs = [v for v in given if type(v).__name__ == "ITensor"]
+                    raise self._graph.refused(_calling_op(name), inputs, errors)
+            return layer
+
+        return add
+
+
+def _calling_op(fallback: str) -> str:
+    """The DSL op that a refused layer came from: the outermost trtnet.ops function on the stack, which is what
+    the model called (`layer_norm`, `linear`; `elementwise` for `x + y`), else `fallback`."""
+    op, frame = fallback, sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("trtnet.ops.") and module != "trtnet.ops.methods":
+            op = frame.f_code.co_name
+        elif module != "trtnet.ops.methods" and op != fallback:
+            break
+        frame = frame.f_back
+    return op
+
+
+def _describe(itensor) -> str:
+    try:
+        shape = "[" + ", ".join(map(str, itensor.shape)) + "]"
+    except RuntimeError:
+        shape = "[?]"
+    try:
+        dtype = name_of(itensor.dtype)
+    except NetworkError:  # a TensorRT type the DSL has no name for
+        dtype = str(itensor.dtype).rpartition(".")[2].lower()
+    return f"{itensor.name} {dtype}{shape}"
+
+
 _CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar("trtnet_graph", default=None)
+
+
+def current_path() -> str:
+    """Where emission is, for an error: `module 'blocks.1'`, `the top-level module`, or `no network is being built`."""
+    graph = _CURRENT.get()
+    if graph is None:
+        return "no network is being built"
+    return f"module {graph.path!r}" if graph.path else "the top-level module"
 
 
 def current_graph() -> Graph:

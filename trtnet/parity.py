@@ -32,7 +32,8 @@ def cosine(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def torch_model(name: str, seed: int = 0):
-    """The zoo entry's PyTorch source in eval mode, with seeded random weights and randomised BN statistics."""
+    """The zoo entry's PyTorch source in eval mode, with seeded random weights and randomised normalisations
+    (see `randomize_norm_stats`)."""
     import torch
 
     torch.manual_seed(seed)
@@ -41,20 +42,44 @@ def torch_model(name: str, seed: int = 0):
     return model.eval()
 
 
+# Parameters that scale a residual branch (layer scale): timm's `LayerScale.gamma` and ConvNeXt's block `gamma`,
+# transformers' ConvNeXt `layer_scale_parameter`, DINOv2's `lambda1`. Initialised at 1e-6..1e-5, they make each
+# branch all but vanish, and a parity test would not see the branch.
+LAYER_SCALE_NAMES = ("gamma", "layer_scale_parameter", "lambda1")
+
+
 def randomize_norm_stats(model, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics and affine weights, so that parity tests can see them."""
+    """Give every normalisation and layer scale non-trivial values, so that parity tests can see them.
+
+    Freshly built sources leave them trivial: BatchNorm statistics 0/1, LayerNorm and GroupNorm weight 1 and
+    bias 0 (an error in their affine part, or on the wrong axis, would go unnoticed), layer scales ~1e-6 (whole
+    residual branches hidden). BatchNorm gets running means N(0, 0.1) and variances U(0.5, 1.5); every affine
+    weight U(0.5, 1.5) and bias N(0, 0.1); every 1-D layer-scale parameter (`LAYER_SCALE_NAMES`) U(0.5, 1.5).
+    """
     import torch
 
     g = torch.Generator().manual_seed(seed + 1)
+
+    def uniform(t):
+        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+
+    def normal(t):
+        t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+
+    norms = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                if m.affine:
-                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                normal(m.running_mean)
+                uniform(m.running_var)
+            if isinstance(m, norms):
+                if getattr(m, "weight", None) is not None:
+                    uniform(m.weight)
+                if getattr(m, "bias", None) is not None:
+                    normal(m.bias)
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and name.rpartition(".")[2] in LAYER_SCALE_NAMES:
+                uniform(p)
 
 
 def export_state(model, path: str | os.PathLike) -> Path:
@@ -144,7 +169,7 @@ def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     arrays = []
     for spec in (model.inputs() if isinstance(model, Module) else model):
-        shape = (batch, *spec.shape)
+        shape = (batch, *spec.opt_shape)
         if spec.dtype.startswith("float"):
             arrays.append(rng.standard_normal(shape).astype(spec.dtype))
         elif spec.padding_mask:

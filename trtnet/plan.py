@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Self
 
@@ -166,7 +166,7 @@ class Plan:
             "precision": self.precision, "num_layers": self.num_layers,
             "build_seconds": round(self.build_seconds, 3), "plan_bytes": len(self.plan),
             "plan_sha256": hashlib.sha256(self.plan).hexdigest(),
-            "inputs": [asdict(s) for s in self.inputs], "outputs": [asdict(s) for s in self.outputs],
+            "inputs": [s.to_json() for s in self.inputs], "outputs": [s.to_json() for s in self.outputs],
         }
         if self.cache_key:
             meta["cache_key"] = self.cache_key

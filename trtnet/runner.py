@@ -26,7 +26,7 @@ __all__ = ["Runner"]
 class Runner:
     """One execution context on one CUDA stream, with its own buffers (and CUDA graphs when asked)."""
 
-    _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to a batch size and buffer addresses
+    _GRAPHS_KEPT = 8  # captured graphs per runner; each is bound to the input shapes and buffer addresses
 
     def __init__(self, engine: Any, cuda_graph: bool = False) -> None:
         # `engine` is a trtnet.runtime.Engine (not imported: runtime imports this module; one way only)
@@ -100,7 +100,7 @@ class Runner:
             for s, (ptr, _) in zip(self.engine.outputs, outs):
                 self.context.set_tensor_address(s.name, ptr)
             out_ptrs = [ptr for ptr, _ in outs]
-        self._enqueue(graph_key(call.batch, in_ptrs, out_ptrs))
+        self._enqueue(graph_key(call, in_ptrs, out_ptrs))
         if not call.on_device:
             for s in self.engine.outputs:
                 staged = self._host_buffer(s.name, out_shapes[s.name], s.dtype)
@@ -215,7 +215,7 @@ class Runner:
             ptr = a.ptr if call.on_device else self._upload(spec, a)
             self.context.set_tensor_address(spec.name, ptr)
             addresses.append(ptr)
-        key = graph_key(call.batch, addresses, self._bind_own_outputs(out_shapes))
+        key = graph_key(call, addresses, self._bind_own_outputs(out_shapes))
         self.stream.synchronize()
         start, end = Event(), Event()
         times = np.empty(iters, np.float64)

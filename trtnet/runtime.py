@@ -52,7 +52,7 @@ class Engine(Plan):
 
     @property
     def dynamic(self) -> bool:
-        return any(s.min_batch != s.max_batch for s in self.inputs)
+        return any(s.min_batch != s.max_batch or s.min_shape != s.max_shape for s in self.inputs)
 
     def check_inputs(self, inputs: Sequence[Any], out: Sequence[Any] | None = None) -> Call:
         """Validate a call without touching CUDA; returns what the runner needs. Raises `EngineError`."""
@@ -71,8 +71,8 @@ class Engine(Plan):
     def runner(self, cuda_graph: bool = False) -> "Runner":
         """A new execution context on a new CUDA stream. Use one runner per concurrent stream of requests.
 
-        `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each batch size
-        and set of buffer addresses, and replays it after that.
+        `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each set of input
+        shapes and buffer addresses, and replays it after that.
         """
         require_device()
         return Runner(self, cuda_graph=cuda_graph)

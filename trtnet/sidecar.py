@@ -27,13 +27,20 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A network input or output: name, shape with the opt batch first, dtype name, batch range."""
+    """A network input or output: name, shape with the opt batch first, dtype name, batch range.
+
+    An input with other dynamic dims (a sequence length) also carries its whole smallest and largest shapes,
+    `min_shape` and `max_shape`; they are empty when only the batch varies, and such a spec's JSON has no such
+    fields, as before they existed.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
     min_batch: int = 0
     max_batch: int = 0
+    min_shape: tuple[int, ...] = ()
+    max_shape: tuple[int, ...] = ()
 
     def shape_for(self, batch: int) -> tuple[int, ...]:
         """The shape with `batch` in the batch dimension (dim 0)."""
@@ -43,11 +50,25 @@ class TensorSpec:
         """The smallest and largest batch this tensor takes (both the built batch for a static one)."""
         return self.min_batch or self.shape[0], self.max_batch or self.shape[0]
 
-    def allowed(self) -> str:
-        """The shapes this input accepts, in words: `[1..32, 3, 224, 224]`."""
+    def shape_range(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The smallest and the largest shape this input takes, dim by dim."""
+        if self.min_shape:
+            return tuple(self.min_shape), tuple(self.max_shape)
         lo, hi = self.batch_range()
-        head = str(lo) if lo == hi else f"{lo}..{hi}"
-        return "[" + ", ".join([head, *map(str, self.shape[1:])]) + "]"
+        return (lo, *self.shape[1:]), (hi, *self.shape[1:])
+
+    def allowed(self) -> str:
+        """The shapes this input accepts, in words: `[1..32, 3, 224, 224]`, `[2, 16..512]`."""
+        lo, hi = self.shape_range()
+        return "[" + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in zip(lo, hi)) + "]"
+
+    def to_json(self) -> dict:
+        """The spec as its sidecar holds it (min_shape/max_shape only where a non-batch dim has a range)."""
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "min_batch": self.min_batch,
+             "max_batch": self.max_batch}
+        if self.min_shape:
+            d["min_shape"], d["max_shape"] = list(self.min_shape), list(self.max_shape)
+        return d
 
 
 class _Bad(Exception):
@@ -97,7 +118,19 @@ def _spec(d: Any, where: str, is_input: bool) -> dict:
         raise _Bad(f"{where}.min_batch/max_batch", [lo, shape[0], hi], rule)
     if is_input and shape[0] < 1:
         raise _Bad(f"{where}.shape", shape, "a batch (shape[0]) >= 1")
-    return {"name": name, "shape": tuple(shape), "dtype": dtype, "min_batch": lo, "max_batch": hi}
+    out = {"name": name, "shape": tuple(shape), "dtype": dtype, "min_batch": lo, "max_batch": hi}
+    if "min_shape" in d or "max_shape" in d:  # an input with a range in a non-batch dim (a sequence length)
+        low, high = d.get("min_shape"), d.get("max_shape")
+        rule = (f"lists of {len(shape)} whole numbers with min_shape <= shape <= max_shape dim by dim, the batch "
+                "dims equal to min_batch and max_batch")
+        ok = (is_input and all(isinstance(v, list) and len(v) == len(shape) and all(map(_is_int, v))
+                               for v in (low, high))
+              and all(1 <= a <= b <= c <= MAX_DIM for a, b, c in zip(low, shape, high))
+              and [low[0], high[0]] == [lo, hi])
+        if not ok:
+            raise _Bad(f"{where}.min_shape/max_shape", [low, high], rule)
+        out["min_shape"], out["max_shape"] = tuple(low), tuple(high)
+    return out
 
 
 def _specs(meta: dict, key: str, is_input: bool) -> list[dict]:

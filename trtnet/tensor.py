@@ -6,6 +6,9 @@ Every Tensor is made by an op, so by the time one exists its operators are in pl
 """
 from __future__ import annotations
 
+from trtnet.backend import capture_errors
+from trtnet.errors import NetworkError
+
 
 class Tensor:
     """A tensor in the network being built. `shape` has -1 for dimensions known only at run time.
@@ -20,7 +23,17 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.itensor.shape)
+        # Ops check each layer's output shape as they add it (trtnet.graph), so this fails only for a tensor made
+        # some other way; then TensorRT's reason goes into the error, not only into its log.
+        with capture_errors() as errors:
+            try:
+                return tuple(self.itensor.shape)
+            except RuntimeError:
+                from trtnet.graph import current_path
+
+                reason = "; ".join(errors) or "no reason logged"
+                raise NetworkError(f"{current_path()}: tensor {self.name!r}: TensorRT cannot infer its shape: "
+                                   f"{reason}") from None
 
     @property
     def ndim(self) -> int:

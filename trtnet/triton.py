@@ -87,7 +87,9 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
     `dynamic_batching`: None takes it where the engine allows it; True requires it; False never batches.
     """
     try:
-        inputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"]), int(s["min_batch"]), int(s["max_batch"]))
+        # min_shape/max_shape: only in sidecars of engines with a dynamic non-batch dim (a sequence length).
+        inputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"]), int(s["min_batch"]), int(s["max_batch"]),
+                   {i for i, (a, b) in enumerate(zip(s.get("min_shape", ()), s.get("max_shape", ()))) if a != b})
                   for s in meta["inputs"]]
         outputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"])) for s in meta["outputs"]]
     except (KeyError, TypeError, ValueError) as e:
@@ -104,11 +106,10 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
                           "(batch_size=(1, opt, max)), or export without dynamic batching")
     batching = not why_not if dynamic_batching is None else bool(dynamic_batching)
 
-    def dims(shape: list[int], is_input: bool) -> tuple[int, ...]:
-        if batching:
-            return tuple(int(d) for d in shape[1:])
-        # The full shape. An input spec holds its opt batch first: -1 stands for the profile's range.
-        return tuple(-1 if (is_input and i == 0 and lo != hi) else int(d) for i, d in enumerate(shape))
+    def dims(shape: list[int], ranged: set[int], is_input: bool) -> tuple[int, ...]:
+        # An input spec holds its opt sizes: -1 stands for a dim the profile gives a range (batch, length).
+        full = tuple(-1 if (i in ranged or (is_input and i == 0 and lo != hi)) else int(d) for i, d in enumerate(shape))
+        return full[1:] if batching else full
 
     def triton_type(name: str, dtype: str) -> str:
         if dtype not in TRITON_TYPES:
@@ -118,8 +119,8 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
 
     preferred = tuple(sorted({opt, hi} - {1})) if batching else ()
     return Signature(hi if batching else 0,
-                     tuple((n, triton_type(n, t), dims(s, True)) for n, s, t, _, _ in inputs),
-                     tuple((n, triton_type(n, t), dims(s, False)) for n, s, t in outputs), preferred)
+                     tuple((n, triton_type(n, t), dims(s, r, True)) for n, s, t, _, _, r in inputs),
+                     tuple((n, triton_type(n, t), dims(s, set(), False)) for n, s, t in outputs), preferred)
 
 
 def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:

@@ -20,6 +20,7 @@ W_DILATED = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
 W_LINEAR = rng.standard_normal((5, 7)).astype(np.float32)
 B4, B5, B8 = (rng.standard_normal(n).astype(np.float32) for n in (4, 5, 8))
 LN_W, LN_B = rng.uniform(0.5, 1.5, 7).astype(np.float32), rng.standard_normal(7).astype(np.float32)
+C_W, C_B = rng.uniform(0.5, 1.5, 5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
 W_QKV, B_QKV = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal(6).astype(np.float32)
 T = torch.from_numpy
 
@@ -104,6 +105,16 @@ CASES = [
      lambda a: F.linear(a, T(W_QKV), T(B_QKV)), (x(2, 1, 4, 7),)),
     ("layer_norm_no_affine", lambda a: ops.layer_norm(a, None, None) + ops.layer_norm(a * 2.0, None, None),
      lambda a: F.layer_norm(a, (7,)) + F.layer_norm(a * 2.0, (7,)), (x(2, 3, 7),)),
+    # LayerNorm over the channels of NCHW (timm's LayerNorm2d), and over two inner axes.
+    ("layer_norm_channels_first", lambda a: ops.layer_norm(a, C_W, C_B, 1e-6, axes=1),
+     lambda a: F.layer_norm(a.permute(0, 2, 3, 1), (5,), T(C_W), T(C_B), 1e-6).permute(0, 3, 1, 2), (x(2, 5, 3, 4),)),
+    ("layer_norm_axes_1_2", lambda a: ops.layer_norm(a, None, None, 1e-5, axes=(1, 2)),
+     lambda a: F.layer_norm(a.permute(0, 3, 1, 2), (5, 3)).permute(0, 2, 3, 1), (x(2, 5, 3, 4),)),
+    ("layer_scale", lambda a: ops.layer_scale(a, C_W, axis=1) + ops.layer_scale(a, LN_W[:4]),
+     lambda a: a * T(C_W).reshape(1, -1, 1, 1) + a * T(LN_W[:4]), (x(2, 5, 3, 4),)),
+    ("activation_methods", lambda a: a.gelu() + a.relu() + a.sigmoid() + a.silu() + a.tanh() + a.gelu_tanh(),
+     lambda a: F.gelu(a) + a.relu() + a.sigmoid() + F.silu(a) + a.tanh() + F.gelu(a, approximate="tanh"),
+     (x(3, 8),)),
     ("upsample_nearest", lambda a: ops.interpolate_nearest(a, 2), lambda a: F.interpolate(a, scale_factor=2.0),
      (x(1, 2, 3, 5),)),
 ]

@@ -115,15 +115,15 @@ def test_config_dict_and_bad_config():
     model = bert_base_uncased(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                                       "intermediate_size": 48, "vocab_size": 50}, seq_len=8)
     assert model.state_dict()["encoder.layer.0.intermediate.dense.weight"].shape == (48, 32)
-    with pytest.raises(ConfigError, match=r"BERT config: hidden_act 'swishy' is not a known activation; use one of "
-                                          r"gelu, gelu_new, .*, tanh$"):
+    with pytest.raises(ConfigError, match=r"BERT config: hidden_act = 'swishy' is not allowed: expected "
+                                          r"one of gelu, gelu_new, .*, tanh$"):
         bert_base_uncased(config={"hidden_act": "swishy"})
     with pytest.raises(ConfigError, match="BERT config: hidden_size 100 does not split into num_attention_heads 12; "
                                           "it must be a multiple of it"):
         bert_base_uncased(config={"hidden_size": 100})
     for bad in (0, 513):
-        with pytest.raises(ConfigError, match=f"BERT: seq_len {bad} is out of range; it must be from 1 to "
-                                              "max_position_embeddings 512"):
+        with pytest.raises(ConfigError, match=f"BERT: seq_len {bad} is out of range; it must be a length from 1 to "
+                                              "max_position_embeddings 512, or"):
             bert_base_uncased(seq_len=bad)
     with pytest.raises(trtnet.WeightsError, match="missing key: encoder.layer.11.output.dense.weight"):
         state = bert_base_uncased(weights=None).state_dict()

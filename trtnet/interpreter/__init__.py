@@ -10,6 +10,7 @@ and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as
 """
 from __future__ import annotations
 
+from trtnet.interpreter.capture import run_network_capture
 from trtnet.interpreter.interpreter import check_layer_outputs, layer_types_supported, run_network
 
-__all__ = ["check_layer_outputs", "layer_types_supported", "run_network"]
+__all__ = ["check_layer_outputs", "layer_types_supported", "run_network", "run_network_capture"]

@@ -17,8 +17,8 @@ from trtnet.errors import InterpreterError
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
-# TensorRT DataType name -> numpy dtype. Low-precision quantised types (FP8, INT4, FP4, E8M0) are absent on
-# purpose: the interpreter does not model quantisation.
+# TensorRT DataType name -> numpy dtype. FP8 is E4M3 (the only FP8 TensorRT has); the packed 4-bit types (INT4,
+# FP4) and E8M0 block scales are absent: the interpreter does not model block quantization.
 _DTYPES: dict[str, np.dtype] = {
     "FLOAT": np.dtype(np.float32),
     "HALF": np.dtype(np.float16),
@@ -26,6 +26,7 @@ _DTYPES: dict[str, np.dtype] = {
     "INT32": np.dtype(np.int32),
     "INT64": np.dtype(np.int64),
     "INT8": np.dtype(np.int8),
+    "FP8": np.dtype(ml_dtypes.float8_e4m3fn),
     "UINT8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }

@@ -20,6 +20,7 @@ from trtnet.interpreter import (  # noqa: F401  (imported for their registration
     indexing,
     matrix,
     norm,
+    quantize,
     reduce,
     resize,
     shape,
@@ -39,9 +40,7 @@ _NOT_INTERPRETED: dict[str, str] = {
     "PLUGIN": "plugins are opaque to the interpreter",
     "PLUGIN_V2": "plugins are opaque to the interpreter",
     "PLUGIN_V3": "plugins are opaque to the interpreter",
-    "QUANTIZE": "quantization is not modelled",
-    "DEQUANTIZE": "quantization is not modelled",
-    "DYNAMIC_QUANTIZE": "quantization is not modelled",
+    "DYNAMIC_QUANTIZE": "dynamic (block) quantization is not modelled",
 }
 
 

@@ -111,13 +111,14 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
     layer = call.layer
     rank = x.ndim
 
-    def param(i: int, attr: object, what: str) -> tuple[int, ...]:
+    def param(i: int, attr: str, what: str) -> tuple[int, ...]:
         value = call.optional(i)
-        return int_vector(call, value, what) if value is not None else dims(attr)
+        # The attribute is read only when no input overrides it: TensorRT warns on reading a dynamic one.
+        return int_vector(call, value, what) if value is not None else dims(getattr(layer, attr))
 
-    start = param(1, layer.start, "start")
-    size = param(2, layer.shape, "size")
-    stride = param(3, layer.stride, "stride")
+    start = param(1, "start", "start")
+    size = param(2, "shape", "size")
+    stride = param(3, "stride", "stride")
     axes_in = call.optional(5)
     if axes_in is not None:
         # With an axes input, start/size/stride speak only of those axes; the rest are taken whole.

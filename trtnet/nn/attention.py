@@ -50,9 +50,10 @@ class MultiHeadAttention(Module):
     ...         return self.proj(self.attend(x))
     """
 
-    def __init__(self, num_heads: int, windowed: bool = False) -> None:
+    def __init__(self, num_heads: int, windowed: bool = False, is_causal: bool = False) -> None:
         self._heads = num_heads
         self._windowed = windowed
+        self._causal = is_causal  # a token attends only to itself and earlier tokens (GPT-2)
 
     def qkv_weight(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The [q; k; v] projection as one (weight [3D, D], bias [3D] or None), the attention scale 1/sqrt(d)
@@ -61,22 +62,29 @@ class MultiHeadAttention(Module):
         parts = [fused] if fused is not None else [self.query, self.key, self.value]
         weight = np.concatenate([p.weight.data for p in parts])
         bias = None if parts[0].bias is None else np.concatenate([p.bias.data for p in parts])
+        return self.fold_query_scale(weight, bias)
+
+    def fold_query_scale(self, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """A [q; k; v] projection (weight [3D, D], bias [3D]) with 1/sqrt(head_dim) folded into the query rows:
+        what `qkv_weight` returns, for a subclass whose source stores the projection another way."""
         dim = weight.shape[0] // 3
         row_scale = np.ones(3 * dim, np.float32)
         row_scale[:dim] = 1.0 / math.sqrt(dim // self._heads)
         return weight * row_scale[:, None], None if bias is None else bias * row_scale
 
     def attend(self, x: Tensor, bias: np.ndarray | Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        """softmax(q k^T / sqrt(d) + bias) v over the heads, `mask` (bool, True: attend) or additive `bias`."""
+        """softmax(q k^T / sqrt(d) + bias) v over the heads; `mask`: bool (True: attend) or an additive float in
+        the compute dtype, or an additive `bias`; causal when the module was made with `is_causal=True`."""
         h = self._heads
         weight, b = self.qkv_weight()
         if not self._windowed:
             qkv = ops.split_heads_linear(x, weight, b, 3 * h)  # [B, 3h, S, d]
             q, k, v = qkv[:, :h], qkv[:, h:2 * h], qkv[:, 2 * h:]
-            return ops.merge_heads(ops.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0))
+            o = ops.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0, is_causal=self._causal)
+            return ops.merge_heads(o)
         batch, nw, n, c = x.shape
         d = c // h
         qkv = ops.shuffle(ops.linear(x, weight, b), shape=(batch, nw, n, 3 * h, d), second=(0, 1, 3, 2, 4))
         q, k, v = (qkv[:, :, i * h:(i + 1) * h].reshape(batch, nw * h, n, d) for i in range(3))
-        o = ops.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0)
+        o = ops.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0, is_causal=self._causal)
         return ops.shuffle(o, shape=(batch, nw, h, n, d), second=(0, 1, 3, 2, 4)).reshape(batch, nw, n, c)

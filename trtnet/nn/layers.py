@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from trtnet import ops
+from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.nn.module import Module, Parameter, _walk
 from trtnet.tensor import Tensor
@@ -70,26 +71,71 @@ def fold_bn(conv: Conv2d, bn: BatchNorm2d) -> None:
 
 
 class Linear(Module):
-    """`torch.nn.Linear`."""
+    """`torch.nn.Linear` (weight [out, in]) over the last axis, or with `axis=1` over the channels of an NCHW
+    tensor: then it is a 1x1 convolution with the same weights and bias in one layer, which is what a
+    channels-last block computes between its two permutes (timm's ConvNeXt), without the permutes."""
 
-    def __init__(self, cin: int, cout: int, bias: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, bias: bool = True, axis: int = -1) -> None:
         self.weight = Parameter((cout, cin), init="fan_in")
         self.bias = Parameter((cout,), init="normal", std=0.01) if bias else None
+        self._axis = axis
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.linear(x, self.weight.data, self.bias.data if self.bias is not None else None)
+        weight, bias = self.weight.data, self.bias.data if self.bias is not None else None
+        if self._axis in (-1, x.ndim - 1):
+            return ops.linear(x, weight, bias)
+        if self._axis == 1 and x.ndim == 4:
+            return ops.conv2d(x, weight[:, :, None, None], bias)
+        raise NetworkError(f"Linear at {self._path or 'top level'}: axis {self._axis} of {x} is not supported "
+                           "(the last axis, or axis 1 of an NCHW tensor)")
+
+
+class Conv1D(Module):
+    """transformers' `Conv1D(nf, nx)` (GPT-2's attention and MLP projections): a linear layer whose weight is
+    stored transposed, [in, out] = [nx, nf], with a bias [nf]."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        self.weight = Parameter((nx, nf), init="normal", std=0.02)
+        self.bias = Parameter((nf,), init="zeros")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.linear(x, self.weight.data.T, self.bias.data)
 
 
 class LayerNorm(Module):
-    """`torch.nn.LayerNorm` over the last dim."""
+    """`torch.nn.LayerNorm(dim)` over the last axis, or over `axis` (1: the channels of NCHW, timm's
+    `LayerNorm2d`). `affine=False` has no weight and bias (PyTorch's `elementwise_affine=False`)."""
 
-    def __init__(self, dim: int, eps: float = 1e-5) -> None:
-        self.weight = Parameter((dim,), init="uniform", low=0.5, high=1.5)
-        self.bias = Parameter((dim,), init="normal", std=0.1)
-        self._eps = eps
+    def __init__(self, dim: int, eps: float = 1e-5, axis: int = -1, affine: bool = True) -> None:
+        self.weight = Parameter((dim,), init="uniform", low=0.5, high=1.5) if affine else None
+        self.bias = Parameter((dim,), init="normal", std=0.1) if affine else None
+        self._dim, self._eps, self._axis = dim, eps, axis
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.layer_norm(x, self.weight.data, self.bias.data, self._eps)
+        if x.shape[self._axis] not in (-1, self._dim):
+            raise NetworkError(f"LayerNorm at {self._path or 'top level'}: axis {self._axis} of {x} has "
+                               f"{x.shape[self._axis]} features, the norm {self._dim}")
+        weight = self.weight.data if self.weight is not None else None
+        bias = self.bias.data if self.bias is not None else None
+        return ops.layer_norm(x, weight, bias, self._eps, axes=self._axis)
+
+
+class LayerNorm2d(LayerNorm):
+    """timm's `LayerNorm2d`: LayerNorm over the channels of an NCHW tensor (eps 1e-6, timm's default)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__(dim, eps, axis=1)
+
+
+class LayerScale(Module):
+    """timm's `LayerScale`: x * gamma, one value per feature of `axis` (the last by default)."""
+
+    def __init__(self, dim: int, axis: int = -1, init_values: float = 1e-5) -> None:
+        self.gamma = Parameter((dim,), init="uniform", low=init_values, high=init_values)
+        self._axis = axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.layer_scale(x, self.gamma.data, self._axis)
 
 
 class Embedding(Module):
@@ -101,13 +147,23 @@ class Embedding(Module):
     def forward(self, ids: Tensor) -> Tensor:
         return ops.gather(ops.constant(self.weight.data, op="table"), ids, axis=0)
 
+    def first_rows(self, like: Tensor, axis: int = 1) -> Tensor:
+        """Rows 0..S-1 of the table as [1, S, dim], S = `like.shape[axis]`: learned position embeddings for
+        positions 0..S-1 in every sequence. A constant slice of the table, not a gather; cut at run time when S
+        is dynamic (an engine for a range of sequence lengths)."""
+        s = like.shape[axis]
+        if s >= 0:
+            return ops.constant(self.weight.data[None, :s], op="positions")
+        return ops.narrow_like(ops.constant(self.weight.data[None], op="positions"), 1, like, axis)
+
 
 class Mlp(Module):
-    """timm's transformer MLP, `fc1` -> activation (GELU by default) -> `fc2`, with timm's key names."""
+    """timm's transformer MLP, `fc1` -> activation (GELU by default) -> `fc2`, with timm's key names; `axis` as
+    `Linear`'s (1: over the channels of NCHW, as 1x1 convolutions)."""
 
-    def __init__(self, dim: int, hidden: int, act: str = "gelu") -> None:
-        self.fc1 = Linear(dim, hidden)
-        self.fc2 = Linear(hidden, dim)
+    def __init__(self, dim: int, hidden: int, act: str = "gelu", axis: int = -1) -> None:
+        self.fc1 = Linear(dim, hidden, axis=axis)
+        self.fc2 = Linear(hidden, dim, axis=axis)
         self._act: Callable[[Tensor], Tensor] = ops.activation_by_name(act, "Mlp act")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -17,17 +17,25 @@ from trtnet.graph import current_graph
 from trtnet.layouts import Layout
 
 
+Dim = int | tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class Input:
     """A model input: its name, its per-sample shape (the batch dim comes first, added at build) and dtype.
 
+    A dim of the shape is an int, or a (min, opt, max) range for a dim that varies at run time (a sequence
+    length): the engine then takes any size in the range, and is tuned for opt.
+
     The rest are hints for test inputs (`trtnet.parity.sample_inputs`; the network ignores them): integer
     values are drawn from [low, high), e.g. high = the vocabulary size for token ids; a `padding_mask` is
     ones with some positions zeroed.
+
+    >>> Input("input_ids", ((16, 128, 512),), "int32", high=30522)   # any length from 16 to 512
     """
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[Dim, ...]
     dtype: str = "float32"
     low: int = 0
     high: int = 2
@@ -36,6 +44,27 @@ class Input:
     def __post_init__(self) -> None:
         # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
         object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
+        object.__setattr__(self, "shape", tuple(_dim(d, self.name) for d in self.shape))
+
+    @property
+    def opt_shape(self) -> tuple[int, ...]:
+        """The per-sample shape with each range at its opt size."""
+        return tuple(d[1] if isinstance(d, tuple) else d for d in self.shape)
+
+    def shape_range(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) per-sample shapes."""
+        return tuple(tuple(d[i] if isinstance(d, tuple) else d for d in self.shape) for i in range(3))
+
+
+def _dim(d: Any, name: str) -> Dim:
+    if isinstance(d, (tuple, list)):
+        if len(d) == 3 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in d) \
+                and 1 <= d[0] <= d[1] <= d[2]:
+            return tuple(int(v) for v in d)
+    elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1:
+        return int(d)
+    raise NetworkError(f"input {name!r}: dim {d!r} is neither a size >= 1 nor a (min, opt, max) range with "
+                       "1 <= min <= opt <= max")
 
 
 @dataclass(eq=False)
@@ -52,6 +81,7 @@ class Parameter:
     low: float = 0.0
     high: float = 1.0
     value: np.ndarray | None = field(default=None, repr=False)
+    _path: str = field(default="", init=False, repr=False)  # its state_dict key, once its model is bound (Module.bind)
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(d) for d in self.shape)
@@ -72,7 +102,13 @@ class Parameter:
     def data(self) -> np.ndarray:
         """The value as float32 (what the emitter reads)."""
         if self.value is None:
-            raise NetworkError(f"parameter of shape {self.shape} has no value: load weights or pass weights=None")
+            name = (f"parameter {self._path!r} (shape {self.shape})" if self._path
+                    else f"parameter of shape {self.shape}")
+            raise NetworkError(
+                f"{name} has no value: load the model's weights with trtnet.load_weights(model, "
+                "'weights.safetensors') (or a dict of arrays), or fill it with seeded random values with "
+                "trtnet.init_random(model); a zoo entry does either itself: zoo_fn(weights=FILE) or "
+                "zoo_fn(weights=None)")
         return np.asarray(self.value, dtype=np.float32)
 
 
@@ -131,6 +167,9 @@ class Module:
         """Record every module's path, the prefix of its layer names. Returns self."""
         for path, module in self.named_modules(prefix):
             module._path = path
+            for name, child in module.named_children():
+                if isinstance(child, Parameter):
+                    child._path = f"{path}.{name}" if path else name
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import numpy as np
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.ops.core import out
+from trtnet.ops.quantize import mark_conv_output, weighted_inputs
 from trtnet.tensor import Tensor
 
 
@@ -25,10 +26,14 @@ def conv2d(x: Tensor, weight: np.ndarray, bias: np.ndarray | None = None, stride
     if x.shape[1] != cin_g * groups:
         raise NetworkError(f"conv2d at {graph.path}: input has {x.shape[1]} channels, weight expects "
                            f"{cin_g} x {groups} groups")
-    layer = graph.network.add_convolution_nd(x.itensor, cout, (kh, kw), graph.weights(weight),
+    x, kernel = weighted_inputs(x, weight, "conv")  # int8/fp8: Q/DQ on the input, and the kernel as a tensor
+    layer = graph.network.add_convolution_nd(x.itensor, cout, (kh, kw),
+                                             graph.weights(weight) if kernel is None else graph.no_weights(),
                                              graph.weights(bias) if bias is not None else graph.no_weights())
+    if kernel is not None:
+        layer.set_input(1, kernel.itensor)
     layer.stride_nd = pair(stride)
     layer.padding_nd = pair(padding)
     layer.dilation_nd = pair(dilation)
     layer.num_groups = groups
-    return out(layer, "conv")
+    return mark_conv_output(out(layer, "conv"))

@@ -17,8 +17,9 @@ TensorLike = Tensor | Scalar | np.ndarray
 
 def out(layer, op: str, index: int = 0) -> Tensor:
     """Name `layer` after the current module and op, and wrap its output `index`."""
-    current_graph().name(layer, op)
-    return Tensor(layer.get_output(index))
+    graph = current_graph()
+    graph.name(layer, op)
+    return Tensor(graph.output(layer, op, index))
 
 
 def constant(value: np.ndarray | Scalar, dtype: str | Any = None, op: str = "constant") -> Tensor:
@@ -82,16 +83,45 @@ def expand_rank(x: Tensor, ndim: int) -> Tensor:
         return x
     if x.ndim > ndim:
         raise NetworkError(f"cannot lower rank of {x} to {ndim}")
-    graph = current_graph()
-    layer = graph.network.add_shuffle(x.itensor)
-    if all(d >= 0 for d in x.shape):
-        layer.reshape_dims = (1,) * (ndim - x.ndim) + x.shape
-    else:
-        layer.zero_is_placeholder = False
-        layer.reshape_dims = (1,) * (ndim - x.ndim) + tuple(-1 if d < 0 else d for d in x.shape)
-        if sum(d < 0 for d in x.shape) > 1:
-            raise NetworkError(f"cannot broadcast {x} with more than one dynamic dimension")
+    layer = current_graph().network.add_shuffle(x.itensor)
+    set_reshape(layer, x, (1,) * (ndim - x.ndim) + x.shape)
     return out(layer, "broadcast")
+
+
+def set_reshape(layer, x: Tensor, shape: tuple[int, ...], first: Sequence[int] | None = None) -> None:
+    """Give the shuffle `layer` (of `x`, with first transpose `first`) the reshape `shape`.
+
+    One -1 is inferred, as in PyTorch. With several, each -1 is a dynamic dim of the input copied at run time:
+    the k-th -1 of `shape` is the k-th dynamic dim of the (transposed) input, so dynamic dims keep their order
+    and are neither merged nor split: [B, S] -> [B, 1, 1, S], [B, 1, S, D] -> [B, S, D].
+    """
+    dims = x.shape if first is None else tuple(x.shape[a] for a in first)
+    axes = list(range(x.ndim)) if first is None else list(first)
+    wanted = sum(d < 0 for d in shape)
+    layer.zero_is_placeholder = False
+    if wanted <= 1:
+        layer.reshape_dims = shape
+        return
+    dynamic = [a for a, d in zip(axes, dims) if d < 0]
+    if len(dynamic) != wanted:
+        raise NetworkError(f"reshape of {x} to {shape}: {wanted} dims are -1, but the input has {len(dynamic)} "
+                           "dynamic dims: with several -1, each must be one of the input's dynamic dims, in order")
+    graph = current_graph()
+    key = ("reshape_dims", x.name, tuple(axes), shape)
+    if key not in graph.memo:
+        # [shape(x)..., the static sizes...] gathered into the order of `shape`: one concat and one gather.
+        static = [d for d in shape if d >= 0]
+        table = [graph.network.add_shape(x.itensor).get_output(0)]
+        if static:
+            table.append(shared_constant(np.array(static, np.int64), "int64", op="dims").itensor)
+        joined = out(graph.network.add_concatenation(table), "dims")
+        order, k, j = [], 0, x.ndim
+        for d in shape:
+            order.append(dynamic[k] if d < 0 else j)
+            k, j = (k + 1, j) if d < 0 else (k, j + 1)
+        index = shared_constant(np.array(order, np.int32), "int32", op="dims_order")
+        graph.memo[key] = out(graph.network.add_gather(joined.itensor, index.itensor, 0), "dims")
+    layer.set_input(1, graph.memo[key].itensor)
 
 
 def broadcast_pair(a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,7 @@ from functools import partial
 from trtnet.backend import get_trt
 from trtnet.graph import current_graph
 from trtnet.ops.core import TensorLike, broadcast_pair, out
+from trtnet.ops.quantize import residual_operands
 from trtnet.tensor import Tensor
 
 
@@ -16,7 +17,13 @@ def elementwise(a: TensorLike, b: TensorLike, op: str) -> Tensor:
     return out(layer, op.lower())
 
 
-add = partial(elementwise, op="SUM")
+def add(a: TensorLike, b: TensorLike) -> Tensor:
+    """a + b. Under int8/fp8, an addition after a convolution quantizes its other (residual) input."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        a, b = residual_operands(a, b)
+    return elementwise(a, b, "SUM")
+
+
 sub = partial(elementwise, op="SUB")
 mul = partial(elementwise, op="PROD")
 div = partial(elementwise, op="DIV")

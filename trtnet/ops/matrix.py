@@ -7,6 +7,7 @@ from trtnet.backend import get_trt
 from trtnet.graph import current_graph
 from trtnet.ops.core import constant, expand_rank, out
 from trtnet.ops.normalization import scale_channels
+from trtnet.ops.quantize import weighted_inputs
 from trtnet.tensor import Tensor
 
 
@@ -26,6 +27,9 @@ def linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None = None) -> Ten
     The bias is an `IScaleLayer` over the last axis, which holds its weights, rather than a constant layer
     and an add: one layer fewer per linear.
     """
-    w = constant(weight.reshape((1,) * (x.ndim - 2) + weight.shape), op="weight")
+    shape = (1,) * (x.ndim - 2) + weight.shape
+    x, w = weighted_inputs(x, weight, "matmul", shape)  # int8/fp8: Q/DQ on the input and the weights
+    if w is None:
+        w = constant(weight.reshape(shape), op="weight")
     y = matmul(x, w, transpose_b=True)
     return y if bias is None else scale_channels(y, None, bias, axis=-1)

@@ -5,8 +5,10 @@ operators, each a one-line call into the functional op of the same meaning.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
+from trtnet.ops.activation import gelu, gelu_tanh, hardsigmoid, hardswish, leaky_relu, relu, relu6, sigmoid, silu, tanh
 from trtnet.ops.elementwise import add, div, mul, pow, sub
 from trtnet.ops.matrix import matmul
 from trtnet.ops.normalization import softmax
@@ -57,18 +59,22 @@ METHODS = {
     "reshape": _reshape, "permute": _permute, "transpose": transpose, "flatten": _flatten,
     "unsqueeze": unsqueeze, "squeeze": squeeze, "cast": cast,
     "mean": _reduction(mean), "sum": _reduction(sum), "max": _reduction(amax), "softmax": _softmax,
+    # The common activations, as torch.Tensor has them: x.gelu(), x.relu(), x.silu()...
+    "relu": relu, "relu6": relu6, "sigmoid": sigmoid, "tanh": tanh, "silu": silu, "gelu": gelu,
+    "gelu_tanh": gelu_tanh, "hardswish": hardswish, "hardsigmoid": hardsigmoid, "leaky_relu": leaky_relu,
 }
 
 
-
-def _method(fn):
+def _method(fn, name: str):
     # A plain function, so that it binds as a method (a functools.partial op would not receive `self`).
     def method(self: Tensor, *args, **kwargs):
         return fn(self, *args, **kwargs)
 
-    method.__name__ = method.__qualname__ = getattr(fn, "__name__", "method")
+    method.__name__ = name
+    method.__qualname__ = f"Tensor.{name}"
+    method.__doc__ = getattr(fn, "__doc__", None) if not isinstance(fn, functools.partial) else fn.func.__doc__
     return method
 
 
 for _name, _fn in METHODS.items():
-    setattr(Tensor, _name, _method(_fn))
+    setattr(Tensor, _name, _method(_fn, _name))

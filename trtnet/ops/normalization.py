@@ -56,33 +56,42 @@ def batch_norm(x: Tensor, mean: np.ndarray, var: np.ndarray, weight: np.ndarray,
 
 
 def layer_norm(x: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5,
-               axes: Sequence[int] = (-1,)) -> Tensor:
-    """`F.layer_norm` over the trailing `axes`, as one `INormalizationLayer`.
+               axes: int | Sequence[int] = (-1,)) -> Tensor:
+    """`F.layer_norm` over `axes` (any of them: `axes=1` normalises the channels of an NCHW tensor, as timm's
+    `LayerNorm2d` and ConvNeXt's channels-last LayerNorm after its permute do), as one `INormalizationLayer`.
 
-    Over the last axis alone (every transformer's case) the normalization gets unit scale and zero shift
-    constants shared by the whole network and the affine part follows as one `IScaleLayer` holding its
-    weights: two layers per LayerNorm instead of three, which matters in a network of fifty of them.
+    Over one axis (every transformer's and ConvNeXt's case) the normalization gets unit scale and zero shift
+    constants shared by the whole network and the affine part follows as one `IScaleLayer` along that axis
+    holding its weights: two layers per LayerNorm instead of three, which matters in a network of fifty.
+
+    >>> y = ops.layer_norm(x, w, b, 1e-6, axes=1)      # x [N, C, H, W], w and b [C]   # doctest: +SKIP
     """
     graph = current_graph()
     y, back = _fp32_region(x)
-    axes = tuple(normalize_axis(a, x.ndim) for a in axes)
+    axes = tuple(sorted({normalize_axis(a, x.ndim) for a in ((axes,) if isinstance(axes, int) else axes)}))
     shape = tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
     ones = np.ones(shape, np.float32)
-    last_only = axes == (x.ndim - 1,)
-    if last_only or weight is None:
+    one_axis = len(axes) == 1
+    if one_axis or weight is None:
         gamma = shared_constant(ones, y.dtype, op="unit_scale")
     else:
         gamma = constant(weight.reshape(shape), y.dtype, op="gamma")
-    if last_only or bias is None:
+    if one_axis or bias is None:
         beta = shared_constant(np.zeros_like(ones), y.dtype, op="zero_shift")
     else:
         beta = constant(bias.reshape(shape), y.dtype, op="beta")
     layer = graph.network.add_normalization(y.itensor, gamma.itensor, beta.itensor, axes_mask(axes, x.ndim))
     layer.epsilon = eps
     y = out(layer, "layer_norm")
-    if last_only and (weight is not None or bias is not None):
-        y = scale_channels(y, weight, bias, axis=-1)
+    if one_axis and (weight is not None or bias is not None):
+        y = scale_channels(y, weight, bias, axis=axes[0])
     return cast(y, back)
+
+
+def layer_scale(x: Tensor, gamma: np.ndarray, axis: int = -1) -> Tensor:
+    """x * gamma, `gamma` one value per position of `axis` (timm's `LayerScale`, ConvNeXt's `gamma`): one
+    `IScaleLayer` holding it."""
+    return scale_channels(x, gamma, None, axis=axis)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:

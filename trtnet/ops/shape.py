@@ -9,18 +9,18 @@ from trtnet.backend import get_trt
 from trtnet.dtypes import to_trt
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
-from trtnet.ops.core import constant, normalize_axis, out, shared_constant
+from trtnet.ops.core import constant, normalize_axis, out, set_reshape, shared_constant
 from trtnet.tensor import Tensor
 
 
 def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
-    """Reshape; one dim may be -1. A dim equal to a dynamic input dim is copied from the input at run time."""
+    """Reshape; one dim may be -1. With several dynamic input dims (batch and sequence), each -1 copies one of
+    them at run time, in order (see `core.set_reshape`)."""
     shape = tuple(int(d) for d in shape)
-    layer = current_graph().network.add_shuffle(x.itensor)
-    if sum(d < 0 for d in shape) > 1:
+    if sum(d < 0 for d in shape) > 1 and sum(d < 0 for d in x.shape) < 2:
         raise NetworkError(f"reshape of {x} to {shape}: at most one dimension may be -1")
-    layer.zero_is_placeholder = False
-    layer.reshape_dims = shape
+    layer = current_graph().network.add_shuffle(x.itensor)
+    set_reshape(layer, x, shape)
     return out(layer, "reshape")
 
 
@@ -49,10 +49,9 @@ def shuffle(x: Tensor, first: Sequence[int] | None = None, shape: Sequence[int] 
         layer.first_transpose = first
     if shape is not None:
         shape = tuple(int(d) for d in shape)
-        if sum(d < 0 for d in shape) > 1:
+        if sum(d < 0 for d in shape) > 1 and sum(d < 0 for d in x.shape) < 2:
             raise NetworkError(f"shuffle of {x} to {shape}: at most one dimension may be -1")
-        layer.zero_is_placeholder = False
-        layer.reshape_dims = shape
+        set_reshape(layer, x, shape, first)
         rank = len(shape)
     if second is not None:
         second = tuple(normalize_axis(a, rank) for a in second)
@@ -74,6 +73,9 @@ def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
     start, end = normalize_axis(start, x.ndim), normalize_axis(end, x.ndim)
     dims = x.shape
     merged = dims[start:end + 1]
+    if any(d < 0 for d in merged) and sum(d < 0 for d in dims) > 1 and len(merged) > 1:
+        raise NetworkError(f"flatten of {x} over axes {start}..{end}: merging a dynamic dim is only possible when "
+                           "it is the only dynamic dim")
     size = -1 if any(d < 0 for d in merged) else int(np.prod(merged))
     return reshape(x, dims[:start] + (size,) + dims[end + 1:])
 
@@ -95,6 +97,30 @@ def concat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
     layer = current_graph().network.add_concatenation([t.itensor for t in xs])
     layer.axis = normalize_axis(axis, xs[0].ndim)
     return out(layer, "concat")
+
+
+def narrow_like(x: Tensor, axis: int, like: Tensor, like_axis: int) -> Tensor:
+    """The first `like.shape[like_axis]` entries of `x` along `axis` (`x.narrow(axis, 0, n)`), n read at run
+    time when that dim is dynamic: rows 0..S-1 of a position table for a sequence of length S.
+
+    >>> pos = ops.narrow_like(ops.constant(table[None]), 1, input_ids, 1)     # [1, S, D]
+    """
+    axis, like_axis = normalize_axis(axis, x.ndim), normalize_axis(like_axis, like.ndim)
+    n = like.shape[like_axis]
+    if n >= 0:
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(0, n)
+        return getitem(x, tuple(index))
+    if any(d < 0 for d in x.shape):
+        raise NetworkError(f"narrow_like of {x}: its own dims must be static")
+    graph = current_graph()
+    size = list(x.shape)
+    size[axis] = 0
+    layer = graph.network.add_slice(x.itensor, (0,) * x.ndim, tuple(size), (1,) * x.ndim)
+    n_t = gather(shape_of(like), constant(np.array([like_axis], np.int32), op="axis"), axis=0)
+    pieces = [n_t if a == axis else constant(np.array([d], np.int64), op="dim") for a, d in enumerate(x.shape)]
+    layer.set_input(2, concat(pieces, 0).itensor)
+    return out(layer, "narrow")
 
 
 def shape_of(x: Tensor) -> Tensor:
@@ -155,11 +181,17 @@ def getitem(x: Tensor, index) -> Tensor:
             start.append(int(i) % n if n >= 0 else int(i))
             size.append(1), stride.append(1)
         elif isinstance(i, slice):
-            if n < 0:
-                if i != slice(None):
-                    raise NetworkError(f"index of {x}: axis {dim} is dynamic, only ':' may slice it")
+            if n < 0 and i == slice(None):
                 start.append(0), size.append(-1), stride.append(1)
                 final.append(-1)
+            elif n < 0:
+                # A dynamic dim takes a slice of known size only: from a start >= 0 to a stop >= it, step 1.
+                b, e = i.start or 0, i.stop
+                if i.step not in (None, 1) or e is None or b < 0 or e < b:
+                    raise NetworkError(f"index of {x}: axis {dim} is dynamic; it takes ':' or a slice a:b with "
+                                       f"0 <= a <= b and step 1, not {i}")
+                start.append(b), size.append(e - b), stride.append(1)
+                final.append(e - b)
             else:
                 b, e, s = i.indices(n)
                 count = len(range(b, e, s))

@@ -5,50 +5,45 @@ value keep their own keys in the weights file (that module fuses them at emissio
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.errors import ConfigError, WeightsError
+from trtnet.errors import ConfigError
 from trtnet.nn.module import Input
 from trtnet.tensor import Tensor
+from trtnet.zoo.common import SeqLen, seq_range
+from trtnet.zoo.hf_config import activation, check_fields, from_hf, integer, positive_float
 from trtnet.zoo.registry import Weights, register, with_weights
 from trtnet.zoo.sources import transformers_bert_pretrained, transformers_bert_source
 
 
 @dataclass(frozen=True)
 class BertConfig:
-    """The fields of a Hugging Face `BertConfig` that shape the network (defaults: bert-base-uncased)."""
+    """The fields of a Hugging Face `BertConfig` that shape the network (defaults: bert-base-uncased), each
+    checked against its rule (hf_config): bounds that refuse a nonsense size before anything is allocated."""
 
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    vocab_size: int = 30522
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    hidden_act: str = "gelu"
+    hidden_size: int = integer(1, 2**16, default=768)
+    num_hidden_layers: int = integer(1, 1024, default=12)
+    num_attention_heads: int = integer(1, 2**12, default=12)
+    intermediate_size: int = integer(1, 2**18, default=3072)
+    vocab_size: int = integer(1, 2**20, default=30522)
+    max_position_embeddings: int = integer(1, 2**17, default=512)
+    type_vocab_size: int = integer(1, 2**10, default=2)
+    layer_norm_eps: float = positive_float(default=1e-12)
+    hidden_act: str = activation(default="gelu")
 
     @classmethod
     def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> "BertConfig":
         """Read a Hugging Face `config.json` (a path or its dict); keys it lacks keep BERT-base's values."""
-        if not isinstance(config, Mapping):
-            path = Path(config)
-            try:
-                config = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise WeightsError(f"{path}: cannot read the BERT config: {e}") from e
-        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+        return from_hf(cls, config, "BERT")
 
     def __post_init__(self) -> None:
-        ops.activation_by_name(self.hidden_act, "BERT config: hidden_act")
+        check_fields(self, "BERT")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(f"BERT config: hidden_size {self.hidden_size} does not split into "
                               f"num_attention_heads {self.num_attention_heads}; it must be a multiple of it")
@@ -65,10 +60,8 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(c.hidden_size, c.layer_norm_eps)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
-        b, s = input_ids.shape
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-        # Positions are 0..S-1 for every sequence: a constant slice of the table, not a gather.
-        x = x + ops.constant(self.position_embeddings.weight.data[None, :s], op="positions")
+        x = x + self.position_embeddings.first_rows(input_ids)  # positions 0..S-1 in every sequence
         return self.LayerNorm(nn.tokens(x))
 
 
@@ -154,18 +147,15 @@ class Bert(nn.Module):
     # Pre-training heads of `BertForPreTraining`-style files: present, not used by the encoder.
     unused_keys = ("cls.*",)
 
-    def __init__(self, config: BertConfig = BertConfig(), seq_len: int = 128) -> None:
-        if not 1 <= seq_len <= config.max_position_embeddings:
-            raise ConfigError(f"BERT: seq_len {seq_len} is out of range; it must be from 1 to "
-                              f"max_position_embeddings {config.max_position_embeddings}")
+    def __init__(self, config: BertConfig = BertConfig(), seq_len: SeqLen = 128) -> None:
+        self._seq = seq_range(seq_len, config.max_position_embeddings, "BERT", "max_position_embeddings")
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config)
         self._config = config
-        self._seq_len = seq_len
 
     def inputs(self) -> list[Input]:
-        s, c = (self._seq_len,), self._config
+        s, c = (self._seq,), self._config
         return [Input("input_ids", s, "int32", high=c.vocab_size),
                 Input("attention_mask", s, "int32", padding_mask=True),
                 Input("token_type_ids", s, "int32", high=c.type_vocab_size)]
@@ -194,8 +184,9 @@ class Bert(nn.Module):
 @register("bert_base_uncased", "transformers.BertModel(BertConfig())", transformers_bert_source, benchmark=True,
           pretrained=transformers_bert_pretrained)
 def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
-                      seq_len: int = 128) -> Bert:
+                      seq_len: SeqLen = 128) -> Bert:
     """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).
+    `seq_len`: the sequence length, or (min, opt, max) for one engine that takes every length in that range.
 
     >>> model = bert_base_uncased(weights="model.safetensors", config="config.json")   # doctest: +SKIP
     """

@@ -65,10 +65,20 @@ _SKELETON = contextvars.ContextVar("trtnet_zoo_skeleton", default=False)
 def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
              pretrained: Callable[[], object] | None = None, config: Any = None,
              pretrained_options: Mapping[str, Any] | None = None):
-    """Decorator adding an entry point to the zoo under `name`. `pretrained` builds the source with its
-    published weights, where `source` alone does not say how (see `ZooEntry.pretrained_model`); `config` is
-    the architecture config the entry builds; `pretrained_options` are the entry's options the published
-    weights need. A family of variants registers through `register_variant`."""
+    """Decorator adding an entry point to the zoo under `name`, with the PyTorch source it re-expresses.
+
+    `torch_model()` builds that source (random weights; import torch inside it); `source` says in words what it
+    is. `pretrained` builds the source with its published weights, where `source` alone does not say how (see
+    `ZooEntry.pretrained_model`); `config` is the architecture config the entry builds; `pretrained_options` are
+    the entry's options the published weights need. A family of variants registers through `register_variant`.
+    Your own model registers the same way, and then `trtnet verify file.py:NAME` and `trtnet export-weights
+    file.py:NAME` find its PyTorch source:
+
+    >>> @register("tiny_mlp", source="my_models.TinyMLP", torch_model=lambda: my_models.TinyMLP())
+    ... def tiny_mlp(weights=None, **config) -> Module: ...                            # doctest: +SKIP
+
+    A name registered twice is an error.
+    """
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
@@ -79,6 +89,18 @@ def register(name: str, source: str, torch_model: Callable[[], object], benchmar
         return fn
 
     return add
+
+
+def forget_module(module: str) -> None:
+    """Drop the entries registered by module `module` before its file runs (again): a user's model file that
+    `trtnet.models` ran before and that failed half-way may have registered some of them."""
+    for name in [n for n, e in REGISTRY.items() if e.fn.__module__ == module]:
+        del REGISTRY[name]
+
+
+def entry_of(fn: Callable[..., Module]) -> ZooEntry | None:
+    """The registered entry whose entry point is `fn`, if any."""
+    return next((entry for entry in REGISTRY.values() if entry.fn is fn), None)
 
 
 def register_variant(name: str, build: Callable[[Any], Module], config: Any, source: str,

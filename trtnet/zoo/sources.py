@@ -97,6 +97,42 @@ def transformers_bert_pretrained():
     return transformers.BertModel.from_pretrained("google-bert/bert-base-uncased")
 
 
+def _positional_gpt2():
+    """`GPT2Model` called as the zoo entry is, `(input_ids, attention_mask) -> last_hidden_state` (its own second
+    positional parameter is the KV cache), without a cache. A subclass, so its state_dict keys are GPT2Model's."""
+    import transformers
+
+    class GPT2Model(transformers.GPT2Model):
+        def forward(self, input_ids, attention_mask=None):
+            out = super().forward(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            return out.last_hidden_state
+
+    return GPT2Model
+
+
+def transformers_gpt2_source(**config) -> Callable[[], object]:
+    """A builder of `transformers.GPT2Model(GPT2Config(**config))` with random weights (default: GPT-2 small),
+    eager attention (the plain matmul-softmax-matmul that ONNX export writes out), called as
+    `(input_ids, attention_mask)`."""
+
+    def make():
+        import transformers
+
+        return _positional_gpt2()(transformers.GPT2Config(attn_implementation="eager", **config))
+
+    return make
+
+
+def transformers_gpt2_pretrained(repo: str) -> Callable[[], object]:
+    """A builder of the GPT-2 published as Hugging Face `repo` (downloads it), called as `(input_ids,
+    attention_mask)`."""
+
+    def make():
+        return _positional_gpt2().from_pretrained(repo)
+
+    return make
+
+
 def yolov5_source(name: str) -> Callable[[], object]:
     """A builder of `yolov5.models.yolo.Model('<name>.yaml')` (the yolov5 pip package, v7.0) in export mode."""
 

@@ -1,0 +1,205 @@
+"""The command line on models of your own (issue 11): MODEL may be `path/to/file.py:NAME` or
+`package.module:NAME`, NAME following the zoo's contract `NAME(weights=None, **config) -> Module`; `verify` and
+`export-weights` find the PyTorch source that the file registers with `trtnet.zoo.register`. Whatever is wrong with
+the file is one error line naming the file and NAME, exit status 2. In-process, through `trtnet.cli.main`."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import error_line, trtnet_cli
+from trtnet.weights import read_safetensors
+from trtnet.zoo import REGISTRY
+
+pytest.importorskip("torch", reason="the user model's PyTorch source is a torch module")
+
+# A user's file: the PyTorch model, its re-expression in the DSL, the entry point, and its registration.
+MODEL_FILE = '''
+import torch
+
+import trtnet
+from trtnet import nn, ops
+from trtnet.zoo import register
+
+
+class TorchTiny(torch.nn.Module):
+    def __init__(self, classes=5):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(8)
+        self.head = torch.nn.Linear(8, classes)
+
+    def forward(self, x):
+        y = self.conv(x).relu().mean((2, 3))
+        return self.head(self.norm(y))
+
+
+class Tiny(nn.Module):
+    def __init__(self, classes=5):
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, classes)
+
+    def inputs(self):
+        return [nn.Input("x", (3, 16, 16))]
+
+    def output_names(self, n):
+        return ["logits"]
+
+    def forward(self, x):
+        y = self.conv(x).relu().mean((2, 3))
+        return self.head(self.norm(y))
+
+
+@register("{registered}", source="TorchTiny in tiny.py", torch_model=TorchTiny)
+def tiny(weights=None, **config):
+    model = Tiny(**config)
+    if weights is None:
+        trtnet.init_random(model)
+    else:
+        trtnet.load_weights(model, weights)
+    return model
+
+
+def unregistered(weights=None):
+    return tiny(weights)
+
+
+def not_a_module(weights=None):
+    return 42
+
+
+def raises(weights=None):
+    raise ValueError("no config.json beside the weights")
+
+
+NOT_CALLABLE = 3
+'''
+
+
+def write(folder: Path, text: str = MODEL_FILE, name: str = "tiny.py", registered: str = "user_tiny") -> Path:
+    path = folder / name
+    path.write_text(MODEL_FILE.replace("{registered}", registered) if text is MODEL_FILE else textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    yield write(tmp_path)
+    REGISTRY.pop("user_tiny", None)  # the zoo of this test process stays the zoo
+
+
+def test_build_a_file_model(model_file, tmp_path):
+    plan = tmp_path / "tiny.plan"
+    result = trtnet_cli("build", f"{model_file}:tiny", "--batch", "2", "--precision", "fp32", "-o", plan)
+    assert result.returncode == 0, result.stderr
+    assert "no --weights: user_tiny gets the weights user_tiny(weights=None) gives" in result.stdout
+    assert f"user_tiny fp32 batch 2" in result.stdout and plan.stat().st_size > 1000
+
+
+def test_summary_a_file_model_and_the_same_file_twice(model_file):
+    for _ in range(2):  # named again in the same process, the file is not run again (it would register twice)
+        result = trtnet_cli("summary", f"{model_file}:tiny", "--batch", "2")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("user_tiny (TorchTiny in tiny.py), batch 2, fp32; inputs x float32[2x3x16x16]")
+        assert "head/matmul" in result.stdout and "conv/conv" in result.stdout
+
+
+def test_verify_a_file_model_against_its_registered_torch_source(model_file):
+    result = trtnet_cli("verify", f"{model_file}:tiny", "--batch", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify user_tiny: TorchTiny in tiny.py (random weights, seed 0) against trtnet, batch 2" in result.stdout
+    line = next(l for l in result.stdout.splitlines() if "reference fp32 logits: rel error" in l)
+    assert line.endswith("(need <= 0.0001) ok")
+
+
+def test_export_weights_of_a_file_model(model_file, tmp_path):
+    out = tmp_path / "tiny.safetensors"
+    result = trtnet_cli("export-weights", f"{model_file}:tiny", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "loads strictly into trtnet's user_tiny" in result.stdout
+    assert set(read_safetensors(out)) == {"conv.weight", "conv.bias", "norm.weight", "norm.bias", "head.weight",
+                                           "head.bias"}
+    built = trtnet_cli("build", f"{model_file}:tiny", "--weights", out, "--batch", "1", "-o", tmp_path / "t.plan")
+    assert built.returncode == 0, built.stderr
+
+
+def test_a_module_on_the_path(tmp_path, monkeypatch):
+    write(tmp_path, name="my_tiny_models.py", registered="user_tiny_module")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        result = trtnet_cli("summary", "my_tiny_models:tiny")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("user_tiny_module (TorchTiny in tiny.py), batch 1")
+        unregistered = trtnet_cli("summary", "my_tiny_models:unregistered")
+        assert unregistered.returncode == 0, unregistered.stderr
+        assert unregistered.stdout.startswith("unregistered (no registered PyTorch source), batch 1")
+    finally:
+        REGISTRY.pop("user_tiny_module", None)
+        sys.modules.pop("my_tiny_models", None)
+
+
+def test_verify_needs_a_registered_source(model_file):
+    result = trtnet_cli("verify", f"{model_file}:unregistered")
+    assert result.returncode == 2
+    assert error_line(result) == (
+        f"trtnet: error: {model_file}:unregistered: `trtnet verify` needs the model's PyTorch source; declare it by "
+        "registering unregistered: @trtnet.zoo.register('unregistered', source='...', "
+        "torch_model=BUILD_THE_TORCH_MODULE)")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing", "{file}:missing: file {file} has no 'missing'; it defines not_a_module, raises, tiny, unregistered"),
+    ("NOT_CALLABLE", "{file}:NOT_CALLABLE: NOT_CALLABLE is int, not a function NAME(weights=None, **config) -> Module"),
+    ("Tiny", "{file}:Tiny: Tiny is a Module class, not a function NAME(weights=None, **config) -> Module"),
+    ("not_a_module", "{file}:not_a_module: not_a_module(weights=None) returned int, not a trtnet.nn.Module"),
+    ("raises", "{file}:raises: raises(weights=None) raised ValueError: no config.json beside the weights"),
+])
+def test_what_is_wrong_with_NAME_is_one_line_naming_file_and_name(model_file, name, message):
+    result = trtnet_cli("build", f"{model_file}:{name}")
+    assert result.returncode == 2
+    assert error_line(result) == "trtnet: error: " + message.format(file=model_file)
+
+
+def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
+    missing = tmp_path / "nope.py"
+    broken = write(tmp_path, "def tiny(weights=None:\n    pass\n", name="broken.py")
+    failing = write(tmp_path, "import trtnet_no_such_dependency\n", name="failing.py")
+    cases = {
+        f"{missing}:tiny": f"{missing}:tiny: {missing}: no such file",
+        f"{broken}:tiny": f"{broken}:tiny: syntax error in {broken}, line 1: ",
+        f"{failing}:tiny": f"{failing}:tiny: running {failing} raised ModuleNotFoundError: No module named "
+                           "'trtnet_no_such_dependency'",
+        "trtnet_no_such_package.models:tiny": "trtnet_no_such_package.models:tiny: no module named "
+                                              "'trtnet_no_such_package' (is it installed, or on PYTHONPATH?)",
+        f"{tmp_path}/x.py": f"{tmp_path}/x.py: name the function that builds the model after a colon: "
+                            f"{tmp_path}/x.py:NAME",
+        f"{tmp_path}/x.py:not-a-name": f"{tmp_path}/x.py:not-a-name: 'not-a-name' after the ':' is not a Python name "
+                                      "(expected FILE.py:NAME or package.module:NAME)",
+    }
+    for spec, message in cases.items():
+        result = trtnet_cli("summary", spec)
+        assert result.returncode == 2, (spec, result.stderr)
+        assert error_line(result).startswith("trtnet: error: " + message), spec
+
+
+def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
+    import torch
+
+    result = trtnet_cli("export-triton", f"{model_file}:tiny", "--repo", tmp_path / "models", "--batch", "1:2:4",
+                        "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "models" / "user_tiny" / "1" / "model.plan").is_file()
+
+    from trtnet.models import resolve
+
+    torch_tiny = resolve(f"{model_file}:tiny").entry.torch_model  # TorchTiny, from the file the CLI ran
+    checkpoint = tmp_path / "trained.pth"
+    torch.save({"epoch": 3, "state_dict": torch_tiny().state_dict()}, checkpoint)  # as a training script saves
+    converted = trtnet_cli("convert", f"{model_file}:tiny", checkpoint)
+    assert converted.returncode == 0, converted.stderr
+    assert set(read_safetensors(tmp_path / "trained.safetensors")) == {
+        "conv.weight", "conv.bias", "norm.weight", "norm.bias", "head.weight", "head.bias"}

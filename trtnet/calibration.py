@@ -1,0 +1,106 @@
+"""Activation ranges for int8/fp8 networks: what `trtnet.calibrate` measures, as a plain JSON file.
+
+The file is keyed by the names of the layers that consume each quantized tensor, which are module paths
+(`layer1.0.conv1/conv`, `encoder.layer.0.attention.self/matmul`). It holds, per key, the range (amax) the
+tensor is quantized to, or, under `keep`, why that layer stays in higher precision. Weights need no file:
+their per-channel ranges are read from the weights when the network is built.
+
+    {"format": "trtnet-calibration", "version": 1, "model": "ResNet", "method": "max",
+     "batches": 4, "samples": 32, "amax": {"conv1/conv": 2.64, ...}, "keep": {"fc/matmul": "last layer"}}
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtnet.errors import CalibrationError, NetworkError
+
+FORMAT = "trtnet-calibration"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-tensor activation ranges by layer name, and the layers kept in higher precision (with why)."""
+
+    amax: dict[str, float]
+    keep: dict[str, str] = field(default_factory=dict)
+    method: str = "max"
+    meta: dict[str, Any] = field(default_factory=dict)  # model, batches, samples, percentile, precision...
+    source: str = field(default="", compare=False)  # the file it came from, for messages
+
+    def range_of(self, key: str) -> float | None:
+        """The amax of the tensor quantized for layer `key`, or None when that layer stays in higher precision."""
+        if key in self.keep:
+            return None
+        try:
+            return self.amax[key]
+        except KeyError:
+            where = f"calibration file {self.source}" if self.source else "the calibration"
+            raise NetworkError(f"{where} has no range for layer {key!r}: it was measured on another model or "
+                               f"configuration; run trtnet.calibrate on this one") from None
+
+    # -- JSON ----------------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        doc = {"format": FORMAT, "version": VERSION, **self.meta, "method": self.method,
+               "amax": self.amax, "keep": self.keep}
+        return json.dumps(doc, indent=1) + "\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the JSON file atomically (a temporary file renamed into place: never a partial file)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "") -> "Calibration":
+        where = f"calibration file {source}" if source else "calibration"
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise CalibrationError(f"{where}: not JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise CalibrationError(f"{where}: not a trtnet calibration file (no \"format\": \"{FORMAT}\")")
+        if doc.get("version") != VERSION:
+            raise CalibrationError(f"{where}: version {doc.get('version')!r}, this trtnet reads version {VERSION}")
+        amax, keep, method = doc.get("amax"), doc.get("keep", {}), doc.get("method")
+        if not isinstance(amax, dict) or not isinstance(keep, dict) or not isinstance(method, str):
+            raise CalibrationError(f"{where}: \"amax\" and \"keep\" must be objects and \"method\" a string")
+        for key, value in amax.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise CalibrationError(f"{where}: amax of {key!r} is {value!r}, not a finite number >= 0")
+        for key, value in keep.items():
+            if not isinstance(value, str):
+                raise CalibrationError(f"{where}: keep[{key!r}] must be a string (the reason)")
+        meta = {k: v for k, v in doc.items() if k not in ("format", "version", "method", "amax", "keep")}
+        return cls({k: float(v) for k, v in amax.items()}, dict(keep), method, meta, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Calibration":
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CalibrationError(f"calibration file {path}: cannot read it ({e})") from None
+        return cls.from_json(text, str(path))
+
+
+def as_calibration(value: "Calibration | str | os.PathLike | None") -> "Calibration | None":
+    """A `Calibration`, loading it when given a path."""
+    if value is None or isinstance(value, Calibration):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return Calibration.load(value)
+    raise CalibrationError(f"calibration must be a Calibration or a path to its JSON file, not {type(value).__name__}")

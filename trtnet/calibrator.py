@@ -1,0 +1,339 @@
+"""Calibration on the CPU: the fp32 network run in the reference interpreter over sample batches.
+
+Every tensor an int8/fp8 network quantizes (`trtnet.ops.quantize` records them while the network is written)
+is measured, and its range (amax) chosen by one of:
+- "max": the largest magnitude seen;
+- "percentile": that percentile (default 99.99) of the magnitudes, from a histogram;
+- "entropy": TensorRT's entropy calibration: the clipping that minimises the KL divergence between the
+  histogram and its 128-level quantized version (defined for int8);
+- "mse": the clipping that minimises the mean squared error of quantizing the histogram to the target format
+  (int8 or fp8), as NVIDIA ModelOpt's MSE calibrator does for its candidates.
+Histograms cover [0, max |x|] in bins of one fixed width; a later batch with a larger value adds bins of the same
+width, so the result depends only on the batches and their order: calibration is deterministic.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from trtnet.calibration import Calibration
+from trtnet.errors import CalibrationError
+from trtnet.nn.module import Module
+
+METHODS = ("max", "percentile", "entropy", "mse")
+KEEP_RULES = ("first", "last")
+_QMAX = {"int8": 127.0, "fp8": 448.0}
+
+
+class Histogram:
+    """|x| over batches: the running max and, when the method needs it, a fixed-width histogram."""
+
+    def __init__(self, bins: int, with_hist: bool) -> None:
+        self.bins, self.with_hist = bins, with_hist
+        self.amax = 0.0
+        self.counts: np.ndarray | None = None
+        self.width = 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        a = np.abs(np.asarray(x, np.float64)).reshape(-1)
+        if a.size == 0:
+            return
+        if not np.all(np.isfinite(a)):
+            raise CalibrationError("a calibration tensor holds NaN or infinite values")
+        top = float(a.max())
+        self.amax = max(self.amax, top)
+        if not self.with_hist or top == 0.0:
+            return
+        if self.counts is None:
+            self.width = top / self.bins
+            self.counts = np.zeros(self.bins, np.int64)
+        n = max(len(self.counts), int(np.ceil(top / self.width)))
+        if n > len(self.counts):
+            self.counts = np.concatenate([self.counts, np.zeros(n - len(self.counts), np.int64)])
+        idx = np.minimum((a / self.width).astype(np.int64), n - 1)
+        self.counts += np.bincount(idx, minlength=n)
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.arange(len(self.counts) + 1) * self.width
+
+
+def _percentile(h: Histogram, percentile: float) -> float:
+    cdf = np.cumsum(h.counts) / h.counts.sum()
+    i = int(np.searchsorted(cdf, percentile / 100.0))
+    return float(h.edges[min(i + 1, len(h.counts))])
+
+
+def _candidates(n: int, start: int = 128, most: int = 512) -> range:
+    """Bin counts to try as clipping points: every one from `start`, or evenly spaced when there are many."""
+    start = min(start, n)
+    return range(start, n + 1, max(1, (n - start) // most))
+
+
+def _entropy(h: Histogram) -> float:
+    """TensorRT's KL-divergence calibration over `h` (128 quantization levels for |x|, int8)."""
+    counts = h.counts.astype(np.float64)
+    levels = 128
+    best, best_i = np.inf, len(counts)
+    for i in _candidates(len(counts), levels):
+        p = counts[:i].copy()
+        p[-1] += counts[i:].sum()  # the clipped values land in the last bin
+        nonzero = counts[:i] > 0
+        q = np.zeros(i)
+        bounds = (np.arange(levels + 1) * i) // levels
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            used = nonzero[lo:hi]
+            if used.any():
+                q[lo:hi][used] = counts[lo:hi].sum() / used.sum()
+        ps, qs = p.sum(), q.sum()
+        if ps == 0 or qs == 0:
+            continue
+        p, q = p / ps, q / qs
+        m = p > 0
+        kl = float(np.sum(p[m] * np.log(p[m] / np.maximum(q[m], 1e-12))))
+        if kl < best:
+            best, best_i = kl, i
+    return float(h.edges[best_i])
+
+
+def fake_quantize_values(x: np.ndarray, amax: float, fmt: str) -> np.ndarray:
+    """x quantized to `fmt` over [-amax, amax] and back (the calibrator's own arithmetic, for the MSE search)."""
+    scale = amax / _QMAX[fmt]
+    y = x / scale
+    if fmt == "int8":
+        return np.clip(np.rint(y), -128, 127) * scale
+    return np.clip(y, -448.0, 448.0).astype(ml_dtypes.float8_e4m3fn).astype(np.float64) * scale
+
+
+def _mse(h: Histogram, fmt: str) -> float:
+    centers = (h.edges[:-1] + h.edges[1:]) / 2
+    counts = h.counts.astype(np.float64)
+    best, best_amax = np.inf, h.amax
+    for i in _candidates(len(counts)):
+        amax = float(h.edges[i])
+        err = float(np.sum(counts * (fake_quantize_values(centers, amax, fmt) - centers) ** 2))
+        if err < best:
+            best, best_amax = err, amax
+    return best_amax
+
+
+def choose_amax(h: Histogram, method: str, percentile: float = 99.99, fmt: str = "int8") -> float:
+    """The range of one tensor by `method` (see the module docstring)."""
+    if method == "max" or h.counts is None:  # a histogram-less (all-zero) tensor has amax 0 whatever the method
+        return h.amax
+    if method == "percentile":
+        return _percentile(h, percentile)
+    if method == "entropy":
+        return _entropy(h)
+    return _mse(h, fmt)
+
+
+def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
+    """One batch as {input name: array}: an array (one-input models), a sequence in input order, or a mapping."""
+    declared = [i.name for i in model.inputs()]
+    if isinstance(batch, Mapping):
+        arrays = [batch[n] if n in batch else None for n in declared]
+        if any(a is None for a in arrays) or len(batch) != len(declared):
+            raise CalibrationError(f"a calibration batch names inputs {sorted(batch)}; "
+                                   f"{type(model).__name__} takes {declared}")
+    elif isinstance(batch, np.ndarray):
+        arrays = [batch]
+    else:
+        arrays = list(batch)
+    if len(arrays) != len(declared):
+        raise CalibrationError(f"a calibration batch has {len(arrays)} arrays; {type(model).__name__} takes "
+                               f"{len(declared)} inputs ({', '.join(declared)})")
+    feeds = {n: np.asarray(a) for n, a in zip(declared, arrays)}
+    if len({a.shape[0] if a.ndim else None for a in feeds.values()}) != 1 or any(a.ndim == 0 for a in feeds.values()):
+        raise CalibrationError(f"calibration batch inputs disagree on the batch size: "
+                               f"{ {n: a.shape for n, a in feeds.items()} }")
+    return feeds
+
+
+def _layer_index(network: Any) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """The layers consuming each tensor, and the layer producing it, by tensor name."""
+    consumers: dict[str, list[Any]] = {}
+    producer: dict[str, Any] = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_inputs):
+            t = layer.get_input(j)
+            if t is not None:
+                consumers.setdefault(t.name, []).append(layer)
+        for j in range(layer.num_outputs):
+            producer[layer.get_output(j).name] = layer
+    return consumers, producer
+
+
+def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
+    """The weighted layers (by name) that are first or last: "first" when a float network input reaches them
+    through no other weighted layer, "last" when they reach a network output through none. A residual join (an
+    addition of two computed tensors) ends the walk back from an output: otherwise every block of a
+    transformer, whose residual stream runs to the output, would count as last."""
+    weighted = set(weighted)
+    consumers, producer = _layer_index(network)
+    found: dict[str, str] = {}
+
+    def computed(t: Any) -> bool:
+        return t is not None and t.name in producer and type_name(producer[t.name]) != "CONSTANT"
+
+    def residual_join(layer: Any) -> bool:
+        return type_name(layer) == "ELEMENTWISE" and layer.num_inputs == 2 and \
+            all(computed(layer.get_input(j)) for j in range(2)) and \
+            _elementwise_op(layer) == "SUM"
+
+    def walk(starts: list[str], step, label: str) -> None:
+        seen, todo = set(), list(starts)
+        while todo:
+            name = todo.pop()
+            for layer in step(name):
+                if layer.name in seen:
+                    continue
+                seen.add(layer.name)
+                if layer.name in weighted:
+                    found.setdefault(layer.name, label)
+                elif label == "first":
+                    todo += [layer.get_output(j).name for j in range(layer.num_outputs)]
+                elif not residual_join(layer):
+                    todo += [layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None]
+
+    trt_float = {"FLOAT", "HALF", "BF16"}
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    walk([t.name for t in inputs if t.dtype.name in trt_float], lambda n: consumers.get(n, []), "first")
+    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    walk(outputs, lambda n: [producer[n]] if n in producer else [], "last")
+    return found
+
+
+def type_name(layer: Any) -> str:
+    from trtnet.interpreter.interpreter import layer_type_name
+
+    return layer_type_name(layer)
+
+
+def _elementwise_op(layer: Any) -> str:
+    from trtnet.backend import get_trt
+
+    trt = get_trt()
+    layer.__class__ = trt.IElementWiseLayer  # get_layer hands back the base class; downcast as the interpreter does
+    return layer.op.name
+
+
+@dataclass
+class RangeStats:
+    """What one pass over the calibration batches measured; `calibration()` turns it into ranges by a method."""
+
+    model: str
+    network: Any  # the fp32 network (for finding first and last layers)
+    points: dict[str, str]  # key -> tensor name
+    stats: dict[str, Histogram]  # tensor name -> its statistics
+    batches: int
+    samples: int
+
+    def calibration(self, method: str = "max", *, percentile: float = 99.99, precision: str = "int8",
+                    keep: Sequence[str] = ("last",)) -> Calibration:
+        _check_method(method, precision, percentile)
+        if method != "max" and any(h.counts is None and h.amax > 0 for h in self.stats.values()):
+            raise CalibrationError(f"method {method!r} needs histograms: measure with histograms=True")
+        by_tensor = {name: choose_amax(h, method, percentile, precision) for name, h in self.stats.items()}
+        amax = {key: by_tensor[name] for key, name in self.points.items()}
+        meta = {"model": self.model, "batches": self.batches, "samples": self.samples, "precision": precision}
+        if method == "percentile":
+            meta["percentile"] = percentile
+        return Calibration(amax, _kept(self.network, self.points, keep), method, meta)
+
+
+def _check_method(method: str, precision: str, percentile: float) -> None:
+    if method not in METHODS:
+        raise CalibrationError(f"calibration method must be one of {METHODS}, not {method!r}")
+    if precision not in _QMAX:
+        raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
+    if not 0 < percentile <= 100:
+        raise CalibrationError(f"percentile must be in (0, 100], not {percentile}")
+
+
+def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, bins: int = 2048) -> RangeStats:
+    """Run the fp32 network of `model` in the interpreter over `batches`, recording every quantized tensor."""
+    from trtnet.builder import emit
+    from trtnet.ops.quantize import quant_points
+    from trtnet.interpreter import run_network_capture
+
+    stats: dict[str, Histogram] = {}
+    nets: dict[tuple, Any] = {}
+    points: dict[str, str] = {}
+    count = samples = 0
+    for batch in batches:
+        feeds = _feeds(model, batch)
+        shapes = tuple((n, a.shape) for n, a in feeds.items())
+        if shapes not in nets:
+            nets[shapes] = emit(model, next(iter(feeds.values())).shape[0], precision="fp32",
+                                input_shapes={n: s[1:] for n, s in shapes})
+        net = nets[shapes]
+        points = quant_points(net.owner)
+        _, tensors = run_network_capture(net.network, feeds, set(points.values()))
+        for name, value in tensors.items():
+            if name not in stats:
+                stats[name] = Histogram(bins, with_hist=histograms)
+            try:
+                stats[name].add(value)
+            except CalibrationError as e:
+                key = next(k for k, v in points.items() if v == name)
+                raise CalibrationError(f"batch {count}: the input of layer {key!r}: {e}") from None
+        count += 1
+        samples += next(iter(feeds.values())).shape[0]
+    if count == 0:
+        raise CalibrationError("no calibration batches were given")
+    return RangeStats(type(model).__name__, next(iter(nets.values())).network, dict(points), stats, count, samples)
+
+
+def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, percentile: float = 99.99,
+              precision: str = "int8", keep: Sequence[str] = ("last",), bins: int = 2048) -> Calibration:
+    """Measure the ranges of the tensors an int8/fp8 network of `model` quantizes, over `batches`.
+
+    Each batch is an array (one-input models), a sequence of arrays in input order, or {input name: array}.
+    `keep` names layers to leave in fp16: "first" / "last" (the weighted layers next to the network's float
+    inputs / outputs) and exact layer names. `precision` is the format "mse" optimises for.
+
+    >>> cal = trtnet.calibrate(resnet50(weights=w), [images[i:i + 8] for i in range(0, 64, 8)], "percentile")
+    >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, precision="int8", calibration=cal)  # doctest: +SKIP
+    """
+    _check_method(method, precision, percentile)
+    stats = measure(model, batches, histograms=method != "max", bins=bins)
+    return stats.calibration(method, percentile=percentile, precision=precision, keep=keep)
+
+
+def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[str, str]:
+    weighted = [k for k in points if not k.rsplit("/", 1)[-1].startswith("sum")]
+    rules = {k for k in keep if k in KEEP_RULES}
+    names = [k for k in keep if k not in KEEP_RULES]
+    unknown = [n for n in names if n not in points]
+    if unknown:
+        raise CalibrationError(f"keep names {unknown}, which are not quantized layers of this model "
+                               f"(those are e.g. {weighted[:3]}) nor one of {KEEP_RULES}")
+    kept = {k: f"{label} layer" for k, label in edge_layers(network, weighted).items() if label in rules}
+    kept.update({n: "kept by name" for n in names})
+    return {k: kept[k] for k in points if k in kept}
+
+
+def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **options: Any) -> Calibration:
+    """`calibrate` over the arrays of an .npz file (named by the model's inputs, or one unnamed array), in
+    batches of `batch` samples."""
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise CalibrationError(f"calibration data {data}: cannot read it as .npz ({e})") from None
+    names = [i.name for i in model.inputs()]
+    if len(arrays) == 1 and len(names) == 1:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise CalibrationError(f"calibration data {data}: has arrays {sorted(arrays)}, the model takes {names}")
+    n = min(len(arrays[k]) for k in names)
+    batches = [{k: arrays[k][i:i + batch] for k in names} for i in range(0, n, batch)]
+    return calibrate(model, batches, **options)

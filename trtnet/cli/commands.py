@@ -1,0 +1,190 @@
+"""The commands of the `trtnet` command line but `verify` (verify.py), and the pieces they share. Each takes the
+parsed arguments and returns an exit status; errors are raised and made one line by app.main."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from pathlib import Path
+
+from trtnet.errors import TrtnetError, WeightsError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
+
+
+def one_line(message: str, limit: int = 6) -> str:
+    """A message of several lines (strict loading lists every key) as one: the first `limit` details, a count."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    head, details = lines[0], lines[1:]
+    more = f"; and {len(details) - limit} more" if len(details) > limit else ""
+    return f"{head}: " + "; ".join(details[:limit]) + more
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from trtnet.zoo import REGISTRY
+
+    rows = [(e.name, e.source, "benchmark" if e.benchmark else "") for e in REGISTRY.values()]
+    width = [max(len(r[i]) for r in rows + [("model", "PyTorch source", "")]) for i in range(2)]
+    print(f"{'model'.ljust(width[0])}  PyTorch source")
+    for name, source, mark in rows:
+        print(f"{name.ljust(width[0])}  {source.ljust(width[1])}  {mark}".rstrip())
+    return EXIT_OK
+
+
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from trtnet.parity import export_state, torch_model
+    from trtnet.weights import load_weights, read_safetensors
+
+    ref = _ref(args.model)
+    entry = ref.require_entry("export-weights")
+    out = Path(args.output or Path("weights") / f"{entry.name}.safetensors")
+    if out.suffix != ".safetensors":
+        raise TrtnetError(f"{out}: the output must be a .safetensors file")
+    _require_torch("export-weights")
+    if args.pretrained:
+        source, what = _download(entry), "published weights"
+    else:
+        source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_state(source, out)
+    tensors = len(read_safetensors(out))
+    options = entry.pretrained_options if args.pretrained else {}
+    # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
+    load_weights(ref.make(**options), out, check_finite="error")
+    print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
+          f"loads strictly into trtnet's {entry.name}")
+    if options:
+        print(f"the published weights expect {_call(entry.name, options)}: build it that way from Python")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from trtnet.convert import convert
+
+    name = _ref(args.model).require_entry("convert").name  # a user's file registers its entry as it runs
+    done = convert(name, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
+    print(done.summary(name, Path(args.checkpoint)))
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import trtnet
+
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict)
+    out = Path(args.output or f"{ref.name}.plan")
+    if args.precision in ("int8", "fp8") and not args.calibration:
+        raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
+    engine = trtnet.build(model, args.batch, precision=args.precision, calibration=args.calibration)
+    engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
+    print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trtnet.calibrator import calibrate_file
+
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict)
+    cal = calibrate_file(model, args.data, args.batch, method=args.method, percentile=args.percentile,
+                         precision=args.precision, keep=tuple(args.keep))
+    out = Path(args.output or f"{ref.name}.calibration.json")
+    cal.save(out)  # atomic
+    print(f"{ref.name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
+          f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}")
+    return EXIT_OK
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from trtnet.triton import check_request, export_triton
+
+    ref = _ref(args.model)
+    name = args.name or ref.name
+    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
+    model = _model(ref, args.weights, args.strict)
+    done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
+                         version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
+    print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    import trtnet
+    from trtnet.summary import summarize
+
+    ref = _ref(args.model)
+    model = _model(ref, args.weights, args.strict, quiet=True)
+    net = trtnet.emit(model, args.batch, precision=args.precision)
+    summary = summarize(net.network)
+    print(f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
+          + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs))
+    print(summary.table())
+    declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
+    print(f"the PyTorch source's state_dict holds {declared:,} parameters (BatchNorms folded into convolutions "
+          "and constants the DSL adds make the network's count differ)")
+    return EXIT_OK
+
+def _call(name: str, options: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
+
+
+# -- shared pieces ----------------------------------------------------------------------------------------
+
+def _ref(spec: str):
+    """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/models.py)."""
+    from trtnet.models import resolve
+
+    return resolve(spec)
+
+
+def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
+    """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
+    from trtnet.weights import load_weights
+    from trtnet.zoo.registry import mismatch_hint
+
+    model = ref.make(**(options or {}))
+    if weights is None:
+        if not quiet:
+            what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
+            print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
+    else:
+        load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
+    return model
+
+
+def _require_torch(command: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise TrtnetError(f"`trtnet {command}` needs PyTorch and the model's source library "
+                          f"(pip install 'trtnet[test]'): {e}") from None
+
+
+def _download(entry):
+    """The source with its published weights, or a one-line error saying that it needs the network."""
+    try:
+        return entry.pretrained_model().eval()
+    except TrtnetError:
+        raise
+    # The download stacks (urllib, requests, httpx, huggingface_hub) each raise their own exception types,
+    # none of them a common base; whatever they raise means the same thing here.
+    except Exception as e:  # noqa: BLE001
+        detail = re.sub(r"\s+", " ", f"{type(e).__name__}: {e}")[:300]
+        raise WeightsError(f"cannot download the published weights of {entry.name} ({entry.source}): {detail}. "
+                           "--pretrained needs network access; elsewhere, run `trtnet export-weights "
+                           f"{entry.name} --pretrained` and copy the file here") from e
+
+
+def _cuda_device() -> str | None:
+    """A CUDA device's description, or None where there is none (or no cuda-python)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        return None
+    err, count = runtime.cudaGetDeviceCount()
+    return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
+
+def _batch_text(batch: int | tuple[int, int, int]) -> str:
+    return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))

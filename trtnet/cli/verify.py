@@ -1,0 +1,83 @@
+"""`trtnet verify`: trtnet's network against the PyTorch source, on the same weights and inputs."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from trtnet.cli.commands import (EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref,
+                                 _require_torch)
+from trtnet.errors import TrtnetError
+
+# The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
+# an fp32 engine against PyTorch (TF32 off), and an fp16 engine by cosine similarity.
+REFERENCE_REL_ERROR = 1e-4
+ENGINE_FP32_REL_ERROR = 1e-3
+ENGINE_FP16_COSINE = 0.999
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import trtnet
+    from trtnet.parity import (export_state, load_into_source, rel_error, sample_inputs, torch_forward,
+                               torch_model, weight_differences)
+
+    against = args.against_pretrained or args.against_seed is not None
+    if args.same_file and not args.weights:
+        raise TrtnetError("--same-file needs --weights FILE")
+    if args.same_file and against:
+        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
+    ref = _ref(args.model)
+    entry = ref.require_entry("verify")
+    _require_torch("verify")
+    seed = args.seed if args.against_seed is None else args.against_seed
+    if args.against_pretrained:
+        source, what = _download(entry), "published weights"
+    else:
+        source, what = torch_model(entry.name, seed), f"random weights, seed {seed}"
+    options = entry.pretrained_options if args.against_pretrained else {}
+    with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
+        weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
+        model = _model(ref, weights, args.strict, options=options)
+        if args.weights and not against:
+            # The user's question: does trtnet compute what PyTorch computes with these weights?
+            layouts = load_into_source(source, model, args.weights, entry.source)
+            read_as = f", converted from {', '.join(layouts)} layout" if layouts else ""
+            print(f"weights: {args.weights}{read_as}, loaded by trtnet and by PyTorch")
+            what = f"weights from {args.weights}"
+        elif args.weights:
+            print(f"weights: {args.weights}, compared with the source's {what}")
+            print(f"  weights: {weight_differences(source, model)}")
+        if options:
+            print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
+        print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
+        inputs = sample_inputs(model, args.batch, args.seed)
+        want = torch_forward(source, *inputs)
+        names = model.output_names(len(want))
+        checks = [_check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
+                  for n, g, w in zip(names, trtnet.reference(model, *inputs), want)]
+        gpu = _cuda_device()
+        if gpu is None:
+            print("  engine: not run: no CUDA GPU here (cuda-python found no device); the interpreter checked "
+                  "the exact network the engine is built from")
+        else:
+            from trtnet.parity import cosine
+
+            for precision in ("fp32", "fp16"):
+                engine = trtnet.build(model, args.batch, precision=precision)
+                got = engine(*inputs)
+                for n, g, w in zip(names, got, want):
+                    if precision == "fp32":
+                        checks.append(_check(f"engine fp32 {n}", "rel error", rel_error(g, w), ENGINE_FP32_REL_ERROR))
+                    else:
+                        checks.append(_check(f"engine fp16 {n}", "cosine", cosine(g, w), ENGINE_FP16_COSINE,
+                                             higher_is_better=True))
+    failed = checks.count(False)
+    print(f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {len(checks)} checks passed)")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _check(label: str, measure: str, value: float, tolerance: float, higher_is_better: bool = False) -> bool:
+    ok = value >= tolerance if higher_is_better else value <= tolerance  # NaN fails both ways
+    sign = ">=" if higher_is_better else "<="
+    print(f"  {label}: {measure} {value:.3g} (need {sign} {tolerance:g}) {'ok' if ok else 'FAILED'}")
+    return ok
