@@ -408,3 +408,30 @@ def test_python_arguments_of_the_wrong_kind_are_export_errors(tmp_path, call, me
     with pytest.raises(ExportError, match=message):
         call(tmp_path / "repo")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_full_disk_names_the_model_and_leaves_the_repository(tmp_path, dynamic):
+    """A real short write (RLIMIT_FSIZE, in a child) inside Engine.save: the error named the hidden staging
+    folder's plan (`repo/.trtnet-export-....tmp/resnet18/2/model.plan: cannot write the plan: File too large`)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    export_engine(dynamic, tmp_path, "resnet18")
+    dynamic.save(tmp_path.parent / "engine.plan")
+    before = snapshot(tmp_path)
+    script = ("import sys, warnings, trtnet; from trtnet.triton import export_engine; warnings.simplefilter('ignore')\n"
+              "try: export_engine(trtnet.Engine.load(sys.argv[1]), sys.argv[2], 'resnet18', instances=3)\n"
+              "except trtnet.TrtnetError as e: print(type(e).__name__, e)")
+
+    def limit() -> None:  # in the child only: no file may grow past 1 MiB, and that is an error, not a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path.parent / "engine.plan"), str(tmp_path)],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.stdout.strip() == f"ExportError {tmp_path / 'resnet18'}: cannot write version 2: cannot write the plan: " \
+                                  "File too large", done.stderr
+    assert snapshot(tmp_path) == before

@@ -321,6 +321,9 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
                 _check_existing_versions(model_dir, sig)
     except OSError as e:  # a name too long for this file system, a full disk: name the model, not the staging
         raise ExportError(f"{model_dir}: cannot write version {version}: {e.strerror or e}") from e
+    except EngineError as e:  # Engine.save names the staged plan (a full disk): say the model and version instead
+        why = str(e).split(": ", 1)[-1] if staging is not None and str(e).startswith(str(staging)) else str(e)
+        raise ExportError(f"{model_dir}: cannot write version {version}: {why}") from e
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
