@@ -114,3 +114,15 @@ def test_an_unusable_cache_folder_does_not_fail_the_build(capsys, tmp_path, monk
     assert f"trtnet: warning: trtnet engine cache: {tmp_path / 'cache'} cannot be used (not a folder); building " \
            "without the cache" in err
     assert (tmp_path / "r.plan").is_file() and f"-> {tmp_path / 'r.plan'}" in out
+
+
+def test_export_weights_into_a_folder_that_is_a_file_names_the_output(capsys, tmp_path):
+    """This was "trtnet: error: <file>: File exists" (the folder's mkdir), after building the source."""
+    pytest.importorskip("torch", reason="export-weights needs torch")
+    (tmp_path / "notes").write_text("x")
+    out = tmp_path / "notes" / "w.safetensors"
+    status, err, stdout = run(capsys, "export-weights", "resnet18", "-o", out)
+    assert (status, stdout) == (2, "")
+    assert err == [f"trtnet: error: {out}: cannot write the weights: cannot make the folder {tmp_path / 'notes'} "
+                   "(File exists)"]
+    assert (tmp_path / "notes").read_text() == "x"
