@@ -364,3 +364,18 @@ def test_convert_from_python_checks_its_arguments(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         convert(**{"model": "resnet18", "checkpoint": checkpoint, "output": tmp_path / "w.safetensors", **kwargs})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_upper_case_suffixes_are_checkpoints_too(tmp_path, capsys):
+    """MODEL.PTH (a file from a case-insensitive file system) was "not a PyTorch checkpoint name", and as --weights
+    it was read as a safetensors file ("header length ... does not fit") instead of pointing to convert."""
+    from trtnet.errors import WeightsError
+    from trtnet.weights import read_safetensors as read
+
+    checkpoint = tmp_path / "MODEL.PTH"
+    torch.save(_resnet18_state(), checkpoint)
+    status, _, err = run(capsys, "convert", "resnet18", checkpoint)
+    assert status == 0, err
+    assert (tmp_path / "MODEL.safetensors").is_file()
+    with pytest.raises(WeightsError, match=re.escape(f"{checkpoint}: .PTH files are pickles, which trtnet never loads")):
+        read(checkpoint)

@@ -57,7 +57,7 @@ def default_output(checkpoint: str | os.PathLike) -> Path:
     path = Path(checkpoint)
     name = path.name
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):  # MODEL.PTH from a case-insensitive file system too
             return path.with_name(name[: -len(suffix)] + ".safetensors")
     return path.with_name(name + ".safetensors")
 
@@ -127,7 +127,7 @@ def _strip_wrapper_prefix(skeleton, state: dict[str, Any]) -> tuple[dict[str, An
 
 def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
     """`torch.load` of a file the user named: weights only, or in full when they trust it. (object, unpickled)"""
-    if not any(path.name.endswith(s) for s in SUFFIXES):
+    if not any(path.name.lower().endswith(s) for s in SUFFIXES):
         hint = " (a .safetensors file needs no conversion: pass it as --weights)" if path.suffix == ".safetensors" else ""
         raise WeightsError(f"{path}: not a PyTorch checkpoint name: expected one of {', '.join(SUFFIXES)}{hint}")
     if not path.is_file():

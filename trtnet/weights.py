@@ -55,7 +55,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     (64, 3, 7, 7)
     """
     path = Path(path)
-    if path.suffix in _PICKLE_SUFFIXES:
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise WeightsError(f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
                            f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
                            "`trtnet export-weights`)")
