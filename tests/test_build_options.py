@@ -10,6 +10,7 @@ import pytest
 
 import trtnet
 import trtnet.builder
+import trtnet.zoo
 from trtnet.backend import get_trt
 from trtnet.cache import network_fingerprint
 from trtnet.errors import NetworkError
@@ -126,3 +127,25 @@ def test_bf16_rounding_matches_torch_and_keeps_nan():
     assert np.array_equal(bits[~nan], want[~nan])
     back = (bits.astype(np.uint32) << 16).view(np.float32)
     assert np.isnan(back[nan]).all() and nan.sum() == 2  # a NaN weight stays NaN (it was -0.0)
+
+
+@pytest.mark.parametrize("model, shown", [
+    ("resnet18", "str 'resnet18' (trtnet.zoo.resnet18(weights=...) makes one)"),
+    (None, "NoneType None"),
+    (trtnet.zoo.resnet18, "function <function resnet18 at"),
+], ids=["a_zoo_name", "none", "the_entry_point_uncalled"])
+@pytest.mark.parametrize("call", [lambda m: trtnet.build(m, 1, cache=False), lambda m: trtnet.emit(m, 1),
+                                  lambda m: trtnet.reference(m, np.zeros((1, 3, 224, 224), np.float32))],
+                         ids=["build", "emit", "reference"])
+def test_something_that_is_not_a_model_is_a_network_error(model, shown, call):
+    """A new user's first guess, trtnet.build("resnet18"), was AttributeError: 'str' object has no attribute 'bind'."""
+    with pytest.raises(NetworkError, match=re.escape("expected a trtnet Module (a zoo model) or a trtnet.Network, "
+                                                     f"not {shown}")):
+        call(model)
+
+
+@pytest.mark.parametrize("flag", ["cache", "verbose"])
+def test_build_switches_are_booleans(flag):
+    """cache="no" was truthy: the engine cache was used when the caller meant to skip it."""
+    with pytest.raises(NetworkError, match=f"{flag} 'no': expected True or False"):
+        trtnet.build(trtnet.zoo.resnet18(weights=None), 1, **{flag: "no"})

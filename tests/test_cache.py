@@ -289,3 +289,37 @@ def test_killed_builders_temporaries_are_removed(tmp_path, builds):
     dead.write_bytes(b"\0" * 1000)
     trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert not dead.exists() and len(entries(tmp_path)) == 1
+
+
+def test_a_tilde_in_the_cache_folder_is_the_home_folder(monkeypatch, tmp_path):
+    """TRTNET_CACHE_DIR='~/x' from an environment file (no shell to expand it), or cache_dir='~/x', made a folder
+    named `~` in the current one."""
+    from pathlib import Path
+
+    from trtnet.target import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TRTNET_CACHE_DIR", "~/engines")
+    assert cache_dir() == tmp_path / "engines"
+    assert cache_dir("~/other") == tmp_path / "other"
+    assert cache_dir(Path("relative")) == Path("relative")
+
+
+@pytest.mark.parametrize("make", [lambda p: (p / "inside").mkdir(parents=True), os.mkfifo],
+                         ids=["a_folder", "a_fifo"])
+def test_a_lock_path_that_is_not_a_file_is_replaced(tmp_path, builds, make):
+    """A folder at `<key>.lock` stopped caching that key for good, each build warning that the whole cache
+    folder "cannot be used (Is a directory)"; a FIFO the same ("not seekable")."""
+    import warnings
+
+    trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    (lock,) = tmp_path.glob("*.lock")
+    for entry in tmp_path.glob("*.plan*"):
+        entry.unlink()
+    lock.unlink()
+    make(lock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cannot be used" warning
+        trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+        trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 2 and len(entries(tmp_path)) == 1 and lock.is_file()

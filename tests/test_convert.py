@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +177,205 @@ def test_convert_is_the_only_place_that_unpickles():
                                                        ("pickle", "Unpickler"), ("dill", "load")}):
                 found.append(f"{path.relative_to(root)}:{node.lineno}")
     assert found and all(f.startswith("trtnet/convert.py:") for f in found), found
+
+
+def _resnet18_state() -> dict:
+    torchvision = pytest.importorskip("torchvision", reason="torchvision is the source of resnet18")
+    return torchvision.models.resnet18().state_dict()
+
+
+def _quantized(t):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's deprecation note on quantized tensors
+        return torch.quantize_per_tensor(t, 0.1, 0, torch.qint8)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda v: v.to(torch.float8_e4m3fn), "key 'fc.weight' has dtype float8_e4m3fn, which trtnet does not read "
+                                          "(it reads bfloat16, bool, float16, float32, float64, int16, int32, int64, "
+                                          "int8, uint16, uint32, uint64, uint8)"),
+    (lambda v: torch.complex(v, v), "key 'fc.weight' has dtype complex64, which trtnet does not read"),
+    (lambda v: v.to_sparse(), "key 'fc.weight' is a torch.sparse_coo tensor, not a dense one (tensor.to_dense())"),
+    (lambda v: torch.empty_like(v, device="meta"), "key 'fc.weight' is a meta tensor: it holds no values"),
+    (_quantized, "key 'fc.weight' is a quantized tensor (dequantize it first)"),
+], ids=["fp8", "complex", "sparse", "meta", "quantized"])
+def test_tensors_safetensors_or_trtnet_cannot_hold_are_refused_naming_the_key(tmp_path, capsys, change, message):
+    """These crashed (exit 3, TypeError from .numpy()), or, for complex, wrote a file trtnet then refused to read."""
+    state = _resnet18_state()
+    state["fc.weight"] = change(state["fc.weight"])
+    checkpoint = tmp_path / "odd.pt"
+    torch.save(state, checkpoint)
+    good = tmp_path / "out.safetensors"
+    good.write_bytes(b"a good file from before")
+    status, out, err = run(capsys, "convert", "resnet18", checkpoint, "-o", good)
+    assert (status, out) == (2, ""), err
+    assert err.startswith(f"trtnet: error: {checkpoint}: {message}")
+    assert good.read_bytes() == b"a good file from before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.pt", "out.safetensors"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b""), "{path}: the file is empty (0 bytes)"),
+    (lambda p: torch.save({**_resnet18_state(), "epoch": 5}, p),
+     "{path}: the file holds 122 tensors and 1 other value ('epoch' (int)): a state_dict holds tensors only"),
+    (lambda p: torch.save({"model": {**_resnet18_state(), "meta": "x", "step": 3}}, p),
+     "{path}: 'model' holds 122 tensors and 2 other values ('meta' (str), 'step' (int)): a state_dict holds "
+     "tensors only"),
+    (lambda p: torch.save({"model": None, "ema": None, "epoch": 3}, p),
+     "{path}: the file holds 'ema', 'model' set to None: no weights in it"),
+    (lambda p: torch.save(_holds_itself(), p),
+     "{path}: containers nested more than 8 deep ('model' -> ...), or a container that holds itself"),
+], ids=["zero_bytes", "state_dict_with_an_int", "nested_state_dict_with_a_str", "containers_all_none", "a_cycle"])
+def test_odd_containers_say_what_they_hold(tmp_path, capsys, make, message):
+    """These were "EOFError: EOFError", or "unknown container" listing the tensors' keys, or "holds keys 'model'
+    ... neither ... nor one of ..., model", or a RecursionError (exit 3)."""
+    path = tmp_path / "in.pt"
+    make(path)
+    status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "out.safetensors")
+    assert (status, out) == (2, ""), err
+    assert err.startswith("trtnet: error: " + message.format(path=path)) and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def _holds_itself() -> dict:
+    """A pickle may hold a dict that holds itself (weights_only reads it): unwrapping it was a RecursionError."""
+    cycle: dict = {}
+    cycle["model"] = cycle
+    return cycle
+
+
+class _CallsAFunction:
+    """What a malicious checkpoint pickles: a call of a function of a module torch blocks (here a harmless one)."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_a_pickled_call_of_a_blocked_module_is_refused_as_a_pickle(tmp_path, capsys):
+    """torch words this refusal "Trying to load unsupported GLOBAL posix.getcwd whose module posix is blocked";
+    it was reported as "not a PyTorch checkpoint torch.load can read", hiding the risk and --trust-pickle."""
+    path = tmp_path / "model.pt"
+    torch.save({"model": _resnet18_state(), "extra": _CallsAFunction()}, path)
+    status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "out.safetensors")
+    assert (status, out) == (2, "")
+    assert err.startswith(f"trtnet: error: {path}: the file pickles objects ({os.getcwd.__module__}.getcwd), not "
+                          "only tensors; loading it runs code the file names")
+    assert "--trust-pickle" in err and not (tmp_path / "out.safetensors").exists()
+
+
+@pytest.mark.parametrize("output, message", [
+    ("folder.safetensors", "{out}: cannot write the weights: Is a directory"),
+    ("missing/w.safetensors", "{out}: cannot write the weights: No such file or directory"),
+], ids=["a_folder", "a_missing_folder"])
+def test_an_output_that_cannot_be_written_is_named(tmp_path, capsys, output, message):
+    """These named the hidden temporary (`.folder.safetensors.123.tmp: Is a directory`) or crashed with
+    safetensors' own error (exit 3)."""
+    (tmp_path / "folder.safetensors").mkdir()
+    checkpoint = tmp_path / "r18.pth"
+    torch.save(_resnet18_state(), checkpoint)
+    out = tmp_path / output
+    status, stdout, err = run(capsys, "convert", "resnet18", checkpoint, "-o", out)
+    assert (status, stdout) == (2, ""), err
+    assert err.strip() == "trtnet: error: " + message.format(out=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.safetensors", "r18.pth"]
+    assert list((tmp_path / "folder.safetensors").iterdir()) == []
+
+
+def test_a_full_disk_keeps_the_previous_output(tmp_path):
+    """A real short write (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) inside safetensors' writer: it came
+    out as SafetensorError, exit 3. Now a one-line error naming the target; the good file stays, no temporary."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    checkpoint = tmp_path / "r18.pth"
+    torch.save(_resnet18_state(), checkpoint)
+    out = tmp_path / "w.safetensors"
+    out.write_bytes(b"a good file from before")
+
+    def limit() -> None:  # in the child only: files may not grow past 1 MiB, and that is an error, not a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "trtnet", "convert", "resnet18", str(checkpoint), "-o", str(out)],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr.strip() == f"trtnet: error: {out}: cannot write the weights: File too large"
+    assert out.read_bytes() == b"a good file from before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.pth", "w.safetensors"]
+
+
+def test_a_lightning_checkpoint_loses_its_wrapper_prefix(tmp_path, capsys):
+    """PyTorch Lightning's .ckpt holds `state_dict` with the LightningModule's attribute before every key
+    (`model.conv1.weight`): it was refused with 102 missing and 122 unexpected keys."""
+    state = _resnet18_state()
+    checkpoint = tmp_path / "epoch=9-step=100.ckpt"
+    torch.save({"epoch": 9, "global_step": 100, "pytorch-lightning_version": "2.4.0", "hyper_parameters": {},
+                "state_dict": {f"model.{k}": v for k, v in state.items()}}, checkpoint)
+    status, out, err = run(capsys, "convert", "resnet18", checkpoint, "-o", tmp_path / "w.safetensors")
+    assert status == 0, err
+    assert out.splitlines()[1:3] == ["  container: 'state_dict'",
+                                     "  layout: a wrapper's `model.` prefix on every key (as PyTorch Lightning saves it)"]
+    written = read_safetensors(tmp_path / "w.safetensors")
+    assert set(written) == set(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(written[key], value.numpy())
+
+
+def test_a_safetensors_file_named_bin_is_told_so(tmp_path, capsys):
+    """Hugging Face names some safetensors files .bin: torch.load's "Unsupported operand" on it was reported as
+    a file that pickles objects, advising --trust-pickle for a file that holds no pickle at all."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "pytorch_model.bin"
+    save_file(_resnet18_state(), str(path))
+    status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "w.safetensors")
+    assert (status, out) == (2, "")
+    assert err.strip() == (f"trtnet: error: {path}: a safetensors file, despite its name: it needs no conversion, "
+                           "pass it as --weights (renamed to .safetensors)")
+
+
+def test_bytes_that_are_no_pickle_are_not_called_a_pickle(tmp_path, capsys):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes([0x98]) + bytes(range(200)))  # "Unsupported operand 152" to the weights-only unpickler
+    status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "w.safetensors")
+    assert (status, out) == (2, "")
+    assert err.startswith(f"trtnet: error: {path}: not a PyTorch checkpoint torch.load can read (")
+    assert "--trust-pickle" not in err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"trust_pickle": "no"}, "convert: trust_pickle = 'no' is not allowed: expected True or False"),
+    ({"trust_pickle": 1}, "convert: trust_pickle = 1 is not allowed: expected True or False"),
+    ({"checkpoint": None}, "convert: checkpoint = None is not allowed: expected a path (str or os.PathLike)"),
+    ({"output": 3}, "convert: output = 3 is not allowed: expected a path (str or os.PathLike) or None"),
+], ids=["trust_pickle_no", "trust_pickle_1", "checkpoint_none", "output_int"])
+def test_convert_from_python_checks_its_arguments(tmp_path, kwargs, message):
+    """trust_pickle="no" was truthy, so it allowed the full unpickle it meant to refuse; a path of the wrong type
+    was a TypeError from pathlib."""
+    from trtnet.convert import convert
+    from trtnet.errors import ConfigError
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": _resnet18_state(), "hook": _CallsAFunction()}, checkpoint)  # needs a full unpickle
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        convert(**{"model": "resnet18", "checkpoint": checkpoint, "output": tmp_path / "w.safetensors", **kwargs})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_upper_case_suffixes_are_checkpoints_too(tmp_path, capsys):
+    """MODEL.PTH (a file from a case-insensitive file system) was "not a PyTorch checkpoint name", and as --weights
+    it was read as a safetensors file ("header length ... does not fit") instead of pointing to convert."""
+    from trtnet.errors import WeightsError
+    from trtnet.weights import read_safetensors as read
+
+    checkpoint = tmp_path / "MODEL.PTH"
+    torch.save(_resnet18_state(), checkpoint)
+    status, _, err = run(capsys, "convert", "resnet18", checkpoint)
+    assert status == 0, err
+    assert (tmp_path / "MODEL.safetensors").is_file()
+    with pytest.raises(WeightsError, match=re.escape(f"{checkpoint}: .PTH files are pickles, which trtnet never loads")):
+        read(checkpoint)

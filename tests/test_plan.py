@@ -396,3 +396,15 @@ def test_a_path_that_names_no_file_is_refused(old, path):
         old.save(path)
     with pytest.raises(EngineError, match=re.escape(f"{path!r} names no file")):
         Engine.load(path)
+
+
+def test_a_target_name_near_the_limit_still_saves_and_sweeps(old, tmp_path):
+    """A 245-character plan name is legal, but its temporary (`.<name>.<host>.<pid>.<random>.tmp`) was not:
+    "File name too long" for a target that could be written. The temporary now cuts the name, and the sweep of dead
+    writers' temporaries cuts it the same way."""
+    name = "m" * 240 + ".plan"  # its sidecar, name + ".json", is 250 characters: still a legal name
+    dead = trtnet.tempfiles.temporary_name(tmp_path / name).name.replace(f".{os.getpid()}.", f".{_dead_pid()}.")
+    (tmp_path / dead).write_bytes(b"partial")
+    old.save(tmp_path / name)
+    assert Engine.load(tmp_path / name).plan == old.plan
+    assert temporaries(tmp_path) == []

@@ -106,6 +106,17 @@ def test_bad_calls_are_refused_before_any_cuda_call(static_engine, dynamic_engin
         engine(*inputs(), out=out)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"streams": 0}, "throughput: streams 0: expected a whole number >= 1"),  # was ZeroDivisionError
+    ({"streams": "2"}, "throughput: streams '2': expected a whole number >= 1"),  # was TypeError from range()
+    ({"requests": -1}, "throughput: requests -1: expected a whole number >= 1"),
+], ids=["no_streams", "streams_a_string", "negative_requests"])
+def test_bad_throughput_arguments_are_refused_before_any_cuda_call(static_engine, no_cuda_calls, kwargs, message):
+    x = np.zeros(static_engine.inputs[0].shape, np.float32)
+    with pytest.raises(EngineError, match=re.escape(message)):
+        static_engine.throughput(x, **kwargs)
+
+
 def test_torch_cpu_tensors_are_host_inputs(static_engine, no_cuda_calls):
     torch = pytest.importorskip("torch", reason="checks how CPU torch tensors are described")
     call = static_engine.check_inputs([torch.zeros(2, 3, 8, 8), torch.zeros(2, 4, 8, 8)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -176,8 +177,12 @@ def repo(tmp_path, dynamic) -> Path:
     ({"instances": 0}, "instances 0: expected a whole number >= 1"),
     ({"instances": 1.5}, "instances 1.5: expected a whole number >= 1"),
     ({"instances": True}, "instances True: expected a whole number >= 1"),
+    ({"dynamic_batching": "no"}, r"dynamic_batching 'no': expected True, False, or None"),  # was taken as True
+    ({"instances": 2**31}, "instances 2147483648: expected a whole number >= 1 .*Triton's count is an int32"),
     ({"version": 0}, "version 0: expected a whole number >= 1"),
     ({"version": "2"}, "version '2': expected a whole number >= 1"),
+    ({"version": 2**63}, r"version 9223372036854775808: expected a whole number >= 1 and <= 2\*\*63 - 1"),
+    ({"name": "a" * 256}, "model name a{40}\\.\\.\\. \\(256 characters\\): a folder name holds at most 255"),
     ({"version": 1}, "resnet18/1: version 1 of model 'resnet18' exists; an existing version is never replaced: "
                      "export as a new version \\(the next free one is 2\\)"),
 ])
@@ -258,9 +263,86 @@ def test_failed_write_leaves_nothing_behind(tmp_path, repo, dynamic, monkeypatch
     monkeypatch.setattr(Engine, "save", full_disk)
     target = tmp_path / "fresh" / "repo" if where == "new repository" else repo
     before, fresh = snapshot(repo), snapshot(tmp_path / "fresh")
-    with pytest.raises(OSError, match="No space left on device"):
-        export_engine(dynamic, target, "resnet18" if where == "new version" else "other", instances=2)
+    name = "resnet18" if where == "new version" else "other"
+    with pytest.raises(ExportError, match=f"{target / name}: cannot write version .*: No space left on device"):
+        export_engine(dynamic, target, name, instances=2)
     assert snapshot(repo) == before and snapshot(tmp_path / "fresh") == fresh == {}
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["inputs"][0].update(shape=[]), lambda m: m["inputs"][0].update(shape="abc"),
+    lambda m: m["inputs"][0].update(min_batch=9), lambda m: m.update(inputs=[[1] * 10**5]),
+], ids=["empty_shape", "shape_a_string", "min_over_max", "inputs_not_specs"])
+def test_a_malformed_sidecar_of_an_existing_version_is_an_export_error(repo, dynamic, edit):
+    """These escaped as IndexError, TypeError (exit 3): the version's sidecar is now checked as Engine.load checks it."""
+    sidecar = repo / "resnet18" / "1" / "model.plan.json"
+    meta = json.loads(sidecar.read_text())
+    edit(meta)
+    sidecar.write_text(json.dumps(meta))
+    before = snapshot(repo)
+    with pytest.raises(ExportError, match=f"version 1 cannot be checked against the new config.pbtxt: {sidecar}: "
+                                          "malformed metadata: inputs"):
+        export_engine(dynamic, repo, "resnet18", instances=3)  # a config change: every version is checked
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda p: p.write_bytes(b"\xff\xfe"), "'utf-8' codec can't decode"),  # was a UnicodeDecodeError (exit 3)
+    (lambda p: os.mkfifo(p), "the config is a FIFO, not a regular file"),  # hung the export
+    (lambda p: p.symlink_to("/dev/zero"), "the config is a character device"),  # read until memory ran out
+    (lambda p: p.symlink_to(p.with_name("gone")), "No such file or directory"),
+], ids=["not_utf8", "fifo", "dev_zero", "dangling_link"])
+def test_a_config_that_cannot_be_read_is_an_export_error(repo, dynamic, make, why):
+    config = repo / "resnet18" / "config.pbtxt"
+    config.unlink()
+    make(config)
+    before = {k: v for k, v in snapshot(repo).items() if k != "resnet18/config.pbtxt"}
+    with pytest.raises(ExportError, match=re.escape(f"{config}: the model's config cannot be read (") + ".*"
+                       + re.escape(why)):
+        export_engine(dynamic, repo, "resnet18")
+    assert {k: v for k, v in snapshot(repo).items() if k != "resnet18/config.pbtxt"} == before
+    assert os.path.lexists(config)
+
+
+def test_a_sidecar_link_to_nothing_is_an_export_error(repo, dynamic):
+    sidecar = repo / "resnet18" / "1" / "model.plan.json"
+    sidecar.unlink()
+    sidecar.symlink_to(sidecar.with_name("gone.json"))  # was FileNotFoundError, not a TrtnetError
+    with pytest.raises(ExportError, match=f"{sidecar}: a link to a missing file"):
+        export_engine(dynamic, repo, "resnet18", instances=2)
+
+
+def test_a_stray_file_named_like_a_version_is_stepped_over(repo, dynamic):
+    """The next version was computed from folders only, so a file `2` made it say "version 2 appeared while
+    exporting" on every export."""
+    (repo / "resnet18" / "2").write_text("notes")
+    assert export_engine(dynamic, repo, "resnet18").version == 3
+
+
+def test_concurrent_exports_each_add_a_version(tmp_path, dynamic):
+    """Exports racing on one new model: all but one failed with "version 1 appeared while exporting"."""
+    import threading
+
+    got, start = [], threading.Barrier(4)
+
+    def export() -> None:
+        start.wait()
+        try:
+            got.append(export_engine(dynamic, tmp_path, "resnet18").version)
+        except Exception as e:  # noqa: BLE001  collected for the assertion below
+            got.append(repr(e))
+
+    threads = [threading.Thread(target=export) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "resnet18").iterdir()) == ["1", "2", "3", "4", "config.pbtxt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18"]  # no staging folder left
+    for v in range(1, 5):
+        assert Engine.load(tmp_path / "resnet18" / str(v) / "model.plan").plan == dynamic.plan
+    parse(tmp_path / "resnet18" / "config.pbtxt")
 
 
 # -- the command line --------------------------------------------------------------------------------------
@@ -281,4 +363,75 @@ def test_command_line_exports_and_refuses(tmp_path, cache, capsys, monkeypatch):
         assert main([*args, *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("trtnet: error: ") and message in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_staging_folders_of_killed_exports_are_removed(tmp_path, dynamic):
+    """A SIGKILLed export left `.trtnet-export-*` in the repository for good (Triton lists it on every poll);
+    the next export removes those of dead writers and leaves a live one's alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from trtnet.tempfiles import temporary_name
+
+    export_engine(dynamic, tmp_path, "resnet18")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # What a writer leaves: its staging folder, named with its pid, half written.
+        made = {}
+        for who, pid in (("dead", child.pid), ("live", os.getpid())):
+            staging = temporary_name(tmp_path / "trtnet-export-resnet18")
+            staging = staging.with_name(staging.name.replace(f".{os.getpid()}.", f".{pid}."))
+            (staging / "resnet18" / "2").mkdir(parents=True)
+            (staging / "resnet18" / "2" / "model.plan").write_bytes(b"half a plan")
+            made[who] = staging
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert export_engine(dynamic, tmp_path, "resnet18").version == 2
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not made["dead"].exists() and made["live"].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made["live"].name, "resnet18"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda repo: export_engine(resnet18(weights=None), repo, "m"),
+     re.escape("export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not ResNet; "
+               "export_triton(model, ...) builds the engine for a model")),
+    (lambda repo: export_engine(None, repo, "m"), "export_engine takes an engine .* not NoneType"),
+    (lambda repo: export_triton(resnet18(weights=None), None, "m"), "repo None: expected the model repository's folder"),
+], ids=["a_model", "none", "repo_none"])
+def test_python_arguments_of_the_wrong_kind_are_export_errors(tmp_path, call, message):
+    """These were AttributeError: 'ResNet' object has no attribute 'metadata', and pathlib's TypeError."""
+    with pytest.raises(ExportError, match=message):
+        call(tmp_path / "repo")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_full_disk_names_the_model_and_leaves_the_repository(tmp_path, dynamic):
+    """A real short write (RLIMIT_FSIZE, in a child) inside Engine.save: the error named the hidden staging
+    folder's plan (`repo/.trtnet-export-....tmp/resnet18/2/model.plan: cannot write the plan: File too large`)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    export_engine(dynamic, tmp_path, "resnet18")
+    dynamic.save(tmp_path.parent / "engine.plan")
+    before = snapshot(tmp_path)
+    script = ("import sys, warnings, trtnet; from trtnet.triton import export_engine; warnings.simplefilter('ignore')\n"
+              "try: export_engine(trtnet.Engine.load(sys.argv[1]), sys.argv[2], 'resnet18', instances=3)\n"
+              "except trtnet.TrtnetError as e: print(type(e).__name__, e)")
+
+    def limit() -> None:  # in the child only: no file may grow past 1 MiB, and that is an error, not a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path.parent / "engine.plan"), str(tmp_path)],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.stdout.strip() == f"ExportError {tmp_path / 'resnet18'}: cannot write version 2: cannot write the plan: " \
+                                  "File too large", done.stderr
     assert snapshot(tmp_path) == before

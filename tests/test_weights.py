@@ -360,3 +360,56 @@ def test_arrays_read_are_read_only_and_their_own(torch_file):
     state = read_safetensors(torch_file)
     assert all(not a.flags.writeable and a.flags.owndata and a.flags.aligned for a in state.values())
     assert list(state) == ["a", "b"]
+
+
+@pytest.mark.parametrize("change, shown", [
+    (lambda a: a.astype(np.complex64), "complex64"),
+    (lambda a: a.astype(str), "<U"),
+    (lambda a: a.astype(object), "object"),
+], ids=["complex", "strings", "objects"])
+def test_a_mapping_of_values_that_are_not_real_numbers_is_refused(change, shown):
+    """numpy cast these to float32 at emission, silently: the imaginary part dropped, "0.5" parsed."""
+    state = good_state()
+    state["head.0.weight"] = change(state["head.0.weight"])
+    model = Tiny()
+    with pytest.raises(WeightsError, match=re.escape(f"state dict: key 'head.0.weight' ({shown}")) as e:
+        load_weights(model, state)
+    assert str(e.value).endswith("does not hold real numbers (bool, integer or float)")
+    assert model.head[0].weight.value is None  # refused before anything was assigned
+
+
+@pytest.mark.parametrize("target, reason", [
+    ("folder.safetensors", "Is a directory"), ("missing/w.safetensors", "No such file or directory")])
+def test_save_safetensors_names_the_target_not_its_temporary(tmp_path, target, reason):
+    """This was an OSError naming `.folder.safetensors.123.tmp`."""
+    (tmp_path / "folder.safetensors").mkdir()
+    with pytest.raises(WeightsError) as e:
+        save_safetensors(good_state(), tmp_path / target)
+    assert str(e.value) == f"{tmp_path / target}: cannot write the weights: {reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.safetensors"]
+
+
+def test_a_mapping_of_ml_dtypes_bfloat16_is_taken():
+    """ml_dtypes' bfloat16 reports numpy kind 'V' but is a real number type: it loads, widened exactly."""
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes gives numpy a bfloat16")
+    state = good_state()
+    state["head.0.weight"] = state["head.0.weight"].astype(ml_dtypes.bfloat16)
+    model = Tiny()
+    load_weights(model, state)
+    np.testing.assert_array_equal(model.head[0].weight.data, state["head.0.weight"].astype(np.float32))
+
+
+@pytest.mark.parametrize("key, shown", [(1, "1 is not a string (int)"), (b"conv.weight", "b'conv.weight' is not a string (bytes)")])
+def test_keys_that_are_not_strings_are_named(key, shown):
+    """These were AttributeError / TypeError from the layout check's key.startswith."""
+    state = good_state()
+    state[key] = state.pop("conv.weight")
+    with pytest.raises(WeightsError, match=re.escape(f"state dict: key {shown}")):
+        load_weights(Tiny(), state)
+
+
+@pytest.mark.parametrize("source", [None, 3, [("conv.weight", np.zeros(1))]], ids=["none", "int", "list_of_pairs"])
+def test_weights_that_are_neither_path_nor_mapping_are_a_config_error(source):
+    with pytest.raises(ConfigError, match=r"load_weights: weights = .* is not allowed: expected a safetensors file's "
+                                          r"path, or a mapping of key -> array"):
+        load_weights(Tiny(), source)

@@ -72,6 +72,7 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
 
     >>> net = trtnet.emit(resnet18(weights=None), 2, precision="fp16")     # doctest: +SKIP
     """
+    _check_model(model)
     t0 = time.perf_counter()
     trt = get_trt()
     policy = resolve_policy(policy, options)
@@ -167,6 +168,17 @@ def _sample_shape(name: str, shape: Any, rank: int) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
+def _check_model(model: Any) -> Module:
+    """`model` if it is a trtnet Module; else a `NetworkError` that says how to make one."""
+    if not isinstance(model, Module):
+        how = (f" (trtnet.zoo.{model}(weights=...) makes one)" if isinstance(model, str)
+               else f" (call it to make one: {getattr(model, '__name__', 'model')}(weights=None))" if callable(model)
+               else "")
+        raise NetworkError(f"expected a trtnet Module (a zoo model) or a trtnet.Network, not {type(model).__name__} "
+                           f"{_short(model)}{how}")
+    return model
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:80] + "..."
@@ -209,6 +221,9 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
     _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
+    for flag, value in (("cache", cache), ("verbose", verbose)):
+        if not isinstance(value, (bool, np.bool_)):  # cache="no" would be truthy: the cache used, not skipped
+            raise NetworkError(f"{flag} {_short(value)}: expected True or False")
     if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
         raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
                            "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
@@ -379,7 +394,7 @@ def reference(model: Module | Network, *inputs: np.ndarray, policy: Policy | Non
             raise NetworkError("reference(Network): the network's types are fixed; emission options belong to emit")
         net, names = model, [s.name for s in model.inputs]
     else:
-        names = [i.name for i in model.inputs()]
+        names = [i.name for i in _check_model(model).inputs()]
     if len(inputs) != len(names):
         raise NetworkError(f"{_what(model)} takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)}")
     if not isinstance(model, Network):

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -126,6 +127,7 @@ def cached(key: str, folder: Path, build: Callable[[], Engine], runs_here: Calla
     is rebuilt and replaced."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _heal_lock(folder / f"{key}.lock")
         lock = open(folder / f"{key}.lock", "a+b")
     except OSError as e:
         why = "not a folder" if folder.exists() and not folder.is_dir() else (e.strerror or str(e))
@@ -143,6 +145,18 @@ def cached(key: str, folder: Path, build: Callable[[], Engine], runs_here: Calla
         engine = build()
         store_entry(key, folder, engine)
         return engine
+
+
+def _heal_lock(path: Path) -> None:
+    """A lock path that is not a regular file (a folder, a FIFO, a link) would stop caching this key for good, with
+    a warning blaming the folder: it is removed, as an unusable entry is. A regular file is any builder's lock."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if stat.S_ISDIR(mode) else path.unlink()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trtnet.errors import WeightsError
+from trtnet.errors import ConfigError, WeightsError
 from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.weights import load_weights
 from trtnet.zoo.registry import get_entry, mismatch_hint
@@ -26,6 +26,7 @@ SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
 # Where training scripts put the weights, in the order taken: EMA weights first (what YOLOv5 and timm evaluate),
 # then the plain ones. A None value (YOLOv5's stripped checkpoints have `ema: None`) is passed over.
 CONTAINER_KEYS = ("model_ema", "ema", "state_dict_ema", "model", "state_dict")
+MAX_NESTING = 8  # containers inside containers: real checkpoints use two or three; a pickle can hold a cycle
 
 
 @dataclass
@@ -56,7 +57,7 @@ def default_output(checkpoint: str | os.PathLike) -> Path:
     path = Path(checkpoint)
     name = path.name
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):  # MODEL.PTH from a case-insensitive file system too
             return path.with_name(name[: -len(suffix)] + ".safetensors")
     return path.with_name(name + ".safetensors")
 
@@ -68,17 +69,29 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     >>> convert("swin_t", "swin_tiny_patch4_window7_224.pth").output   # doctest: +SKIP
     PosixPath('swin_tiny_patch4_window7_224.safetensors')
     """
+    # trust_pickle must be said, not implied: "no" or 1 is not consent to run the file's code.
+    ConfigError.check("trust_pickle", trust_pickle, "True or False", lambda v: isinstance(v, bool), source="convert")
+    is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
+    ConfigError.check("checkpoint", checkpoint, "a path (str or os.PathLike)", is_path, source="convert")
+    ConfigError.check("output", output, "a path (str or os.PathLike) or None", lambda v: v is None or is_path(v),
+                      source="convert")
     entry = get_entry(model)
     checkpoint = Path(checkpoint)
     out = Path(output) if output is not None else default_output(checkpoint)
     if out.suffix != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
+    if out.is_dir():  # said now, not after reading and converting a large checkpoint
+        raise WeightsError(f"{out}: cannot write the weights: Is a directory")
     obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
     state, container = unwrap(obj, checkpoint)
     skeleton = entry.skeleton()
+    state, wrapper = _strip_wrapper_prefix(skeleton, state)
     adapted, layouts = adapt_checkpoint(skeleton, state)
+    layouts = [wrapper, *layouts] if wrapper else layouts
     unused = declared(skeleton, adapted, "unused_keys")
     kept = {k: v for k, v in adapted.items() if k not in unused}
+    for key, value in kept.items():
+        _check_tensor(checkpoint, key, value)
     # The strict check: the same loading `build`/`verify` do, on the converted tensors (widened to float32
     # where numpy has no such dtype), before anything is written.
     try:
@@ -96,13 +109,34 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     return Conversion(out, container, layouts, len(kept), dtypes, sorted(unused), unpickled)
 
 
+def _strip_wrapper_prefix(skeleton, state: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Keys all under one attribute of a wrapper module (PyTorch Lightning saves `model.conv1.weight` for a
+    LightningModule holding the network as `self.model`): stripped, when only the stripped keys give the
+    entry every parameter. A model whose own keys share a first name (YOLOv5's `model.N.*`) is left as it is."""
+    heads = {k.partition(".")[0] for k in state}
+    if len(heads) != 1 or not all("." in k for k in state):
+        return state, None
+    prefix = heads.pop() + "."
+    stripped = {k[len(prefix):]: v for k, v in state.items()}
+    expected = {k for k, _ in skeleton.named_parameters()}
+    fits = lambda keys: expected <= set(adapt_checkpoint(skeleton, keys)[0])  # noqa: E731
+    if fits(state) or not fits(stripped):
+        return state, None
+    return stripped, f"a wrapper's `{prefix}` prefix on every key (as PyTorch Lightning saves it)"
+
+
 def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
     """`torch.load` of a file the user named: weights only, or in full when they trust it. (object, unpickled)"""
-    if not any(path.name.endswith(s) for s in SUFFIXES):
+    if not any(path.name.lower().endswith(s) for s in SUFFIXES):
         hint = " (a .safetensors file needs no conversion: pass it as --weights)" if path.suffix == ".safetensors" else ""
         raise WeightsError(f"{path}: not a PyTorch checkpoint name: expected one of {', '.join(SUFFIXES)}{hint}")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: the file is empty (0 bytes)")
+    if _is_safetensors(path):
+        raise WeightsError(f"{path}: a safetensors file, despite its name: it needs no conversion, pass it as "
+                           "--weights (renamed to .safetensors)")
     try:
         import torch
     except ImportError as e:
@@ -112,11 +146,16 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as e:
-        refused = _pickled_global(str(e))
-        if refused is None and not _is_plain_pickle(path):
+        refused, plain = _pickled_global(str(e)), _is_plain_pickle(path)
+        # The weights-only unpickler's words for a pickle that builds objects or calls functions (garbage bytes
+        # give "Unsupported operand" instead).
+        objects = refused is not None or any(w in str(e) for w in ("Can only build", "Can only create new object",
+                                                                    "Trying to call reduce"))
+        if not objects and not plain:
             raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({_first_line(e)})") from None
         if not trust_pickle:
-            what = f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
+            what = (f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
+                    if plain else "objects")
             raise WeightsError(
                 f"{path}: the file pickles {what}, not only tensors; loading it runs code the file names, which "
                 "can do anything on this machine. If you trust where it came from, rerun with --trust-pickle "
@@ -134,28 +173,62 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         raise WeightsError(f"{path}: unpickling failed ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def unwrap(obj: Any, path: Path, where: str = "") -> tuple[dict[str, Any], str]:
+def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[str, Any], str]:
     """The state_dict inside a loaded checkpoint, and a description of where it was found."""
     import torch
 
+    if depth > MAX_NESTING:
+        raise WeightsError(f"{path}: containers nested more than {MAX_NESTING} deep ({where.split(' -> ')[0]} -> "
+                           "...), or a container that holds itself: no state_dict found")
+
     if isinstance(obj, torch.nn.Module):
         desc = f"a pickled {type(obj).__name__}'s state_dict()"
-        return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc)
+        return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc, depth + 1)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: {where or 'the file'} holds a {type(obj).__name__}, not a state_dict or a "
                            "dict of them")
     if not obj:
         raise WeightsError(f"{path}: {where or 'the file'} holds an empty dict: no weights")
-    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+    tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
+    if len(tensors) == len(obj):
         return {str(k): v for k, v in obj.items()}, where or "the file itself (a bare state_dict)"
     for key in CONTAINER_KEYS:
         if obj.get(key) is not None:
             others = [k for k in CONTAINER_KEYS if k != key and obj.get(k) is not None]
             also = f"; also present: {', '.join(map(repr, others))}" if others else ""
-            return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}")
+            return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}", depth + 1)
+    what = where or "the file"
+    if len(tensors) > len(obj) // 2:  # a state_dict with a few other values: name them, not its tensors
+        others = [k for k in obj if k not in set(tensors)]
+        listed = ", ".join(f"{k!r} ({type(obj[k]).__name__})" for k in others[:5]) + (" ..." if len(others) > 5 else "")
+        noun = "value" if len(others) == 1 else "values"
+        raise WeightsError(f"{path}: {what} holds {len(tensors)} tensors and {len(others)} other {noun} ({listed}): "
+                           "a state_dict holds tensors only; save one without them")
+    nones = [repr(k) for k in CONTAINER_KEYS if k in obj]  # present, and all None (YOLOv5 strips `ema` so)
+    if nones:
+        raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it")
     keys = ", ".join(map(repr, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")
     raise WeightsError(f"{path}: unknown container: {where or 'the file'} holds keys {keys}, neither tensors nor "
                        f"one of {', '.join(CONTAINER_KEYS)}")
+
+
+# What safetensors and trtnet's reader both take (`trtnet.weights`); bfloat16 is widened on reading.
+_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
+           "uint8", "bool"}
+
+
+def _check_tensor(path: Path, key: str, tensor) -> None:
+    """A tensor a safetensors file can hold and trtnet can read: dense, with data, of a plain dtype."""
+    import torch
+
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    why = ("is a quantized tensor (dequantize it first)" if tensor.is_quantized
+           else f"is a {tensor.layout} tensor, not a dense one (tensor.to_dense())" if tensor.layout != torch.strided
+           else "is a meta tensor: it holds no values" if tensor.is_meta
+           else f"has dtype {dtype}, which trtnet does not read (it reads {', '.join(sorted(_DTYPES))})"
+           if dtype not in _DTYPES else None)
+    if why:
+        raise WeightsError(f"{path}: key {key!r} {why}")
 
 
 def _numpy(tensor) -> np.ndarray:
@@ -168,9 +241,18 @@ def _numpy(tensor) -> np.ndarray:
 
 
 def _pickled_global(message: str) -> str | None:
-    """The class a weights-only load refused (`Unsupported global: GLOBAL models.yolo.DetectionModel`)."""
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    """The class a weights-only load refused (`Unsupported global: GLOBAL models.yolo.DetectionModel`, or
+    `Trying to load unsupported GLOBAL posix.system whose module posix is blocked`)."""
+    found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", message)
     return found[1] if found else None
+
+
+def _is_safetensors(path: Path) -> bool:
+    """An 8-byte little-endian header length that fits the file, then a JSON object (Hugging Face names some
+    safetensors files .bin)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
 
 
 def _is_plain_pickle(path: Path) -> bool:

@@ -5,6 +5,7 @@ Torch is imported lazily here: it is needed to check trtnet against its sources,
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from trtnet.errors import WeightsError
 from trtnet.nn.module import Input, Module
+from trtnet.tempfiles import replaced
 from trtnet.zoo.registry import get_entry
 
 
@@ -92,6 +94,7 @@ def export_state(model, path: str | os.PathLike) -> Path:
 def save_state(state: Mapping[str, object], path: str | os.PathLike,
                metadata: Mapping[str, str] | None = None) -> Path:
     """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -103,12 +106,12 @@ def save_state(state: Mapping[str, object], path: str | os.PathLike,
         tensors[key] = value.clone() if storage in storages and value.numel() else value
         storages.add(storage)
     state = tensors
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced(path, "the weights", WeightsError) as tmp:
+        try:
+            save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)
+        except SafetensorError as e:  # its I/O errors (a full disk, a missing folder) come as this, not OSError
+            found = re.search(r"I/O error: (.*?)(?: \(os error \d+\)|$)", str(e), re.M)
+            raise WeightsError(f"{path}: cannot write the weights: {found[1] if found else e}") from None
     return path
 
 

@@ -14,6 +14,7 @@ rebuilds anything (the builder asks before it hands out a cached plan; see `trtn
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import time
 import warnings
@@ -79,6 +80,9 @@ class Engine(Plan):
     def throughput(self, *inputs: Any, streams: int = 2, requests: int = 100,
                    cuda_graph: bool = False) -> dict[str, float]:
         """Keep `streams` requests in flight (one runner each) for `requests` requests; inferences per second."""
+        for name, value in (("streams", streams), ("requests", requests)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise EngineError(f"throughput: {name} {value!r}: expected a whole number >= 1")
         call = self.check_inputs(inputs)
         runners = [self.runner(cuda_graph) for _ in range(streams)]
         try:

@@ -15,12 +15,14 @@ __all__ = ["cache_dir", "describe_device", "has_gpu", "target"]
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """The cache folder (not created here). `override` wins over `$TRTNET_CACHE_DIR`."""
+    """The cache folder (not created here). `override` wins over `$TRTNET_CACHE_DIR`. A leading `~` is the home
+    folder (an environment file or `cache_dir="~/x"` is not expanded by a shell; a folder named `~` in the current
+    one is never what was meant)."""
     if override is not None:
-        return Path(override)
+        return Path(override).expanduser()
     env = os.environ.get("TRTNET_CACHE_DIR")
     if env:
-        return Path(env)
+        return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "trtnet"
 

@@ -1,7 +1,8 @@
 """Hidden temporary files that become output files by a rename, and the removal of those a dead writer left.
 
 A temporary is `.<target name>.<host>.<pid>.<random>.tmp` in the target's folder (a rename is atomic only
-within one file system). A writer that is killed (SIGKILL, power loss) cannot remove its own; the next writer
+within one file system), the target's name cut to `NAME_CHARS` so that a name near the file system's limit of
+255 bytes still has a temporary. A writer that is killed (SIGKILL, power loss) cannot remove its own; the next writer
 in the folder removes every one whose process is gone (same host, no such pid) or that is older than
 `STALE_SECONDS` (a temporary lives only while it is written: seconds). Errors name the target, never the
 temporary.
@@ -16,17 +17,19 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
-from trtnet.errors import EngineError
+from trtnet.errors import EngineError, TrtnetError
 
-__all__ = ["STALE_SECONDS", "atomic_write", "remove_stale_temporaries", "write_temporary"]
+__all__ = ["STALE_SECONDS", "atomic_write", "remove_stale_temporaries", "replaced", "write_temporary"]
 
 STALE_SECONDS = 3600.0
+NAME_CHARS = 100  # of the target's name in its temporary's: 1 + 100 + host 16 + pid + random 8 + dots stays < 255
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:16] or "host"
 
 
 def temporary_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return target.with_name(f".{target.name[:NAME_CHARS]}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def write_temporary(target: Path, data: bytes, what: str = "the file") -> Path:
@@ -67,6 +70,23 @@ def atomic_write(path: Path, data: bytes, what: str = "the file") -> None:
             tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def replaced(target: Path, what: str = "the file", error: type[TrtnetError] = EngineError) -> Iterator[Path]:
+    """A temporary path for a writer that wants a path (safetensors' `save_file`), renamed onto `target` when
+    the block ends without an error and removed otherwise. Leftovers of dead writers of `target` go first; an
+    OS error (a missing folder, a full disk, `target` a folder) is an `error` naming `target`."""
+    remove_stale_temporaries(target.parent, (target.name,))
+    tmp = temporary_name(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as e:
+        raise error(f"{target}: cannot write {what}: {e.strerror or e}") from e
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     if sys.platform == "win32":  # os.kill would terminate it there; age alone decides
         return True
@@ -97,7 +117,7 @@ def remove_stale_temporaries(folder: Path, targets: tuple[str, ...] | None = Non
         names = os.listdir(folder)
     except OSError:
         return removed
-    prefixes = tuple(f".{t}." for t in targets) if targets is not None else (".",)
+    prefixes = tuple(f".{t[:NAME_CHARS]}." for t in targets) if targets is not None else (".",)
     for name in names:
         if not (name.startswith(prefixes) and name.endswith(".tmp")):
             continue

@@ -8,59 +8,42 @@
 Layout written (Triton's own): `REPO/NAME/config.pbtxt` and `REPO/NAME/V/model.plan`, with trtnet's JSON sidecar
 beside the plan (`model.plan.json`: Triton ignores it, `trtnet.Engine.load` reads the plan back with it).
 
-How the engine's batch becomes Triton's (the choice Triton's tensorrt backend forces):
-- With `max_batch_size > 0` Triton sends *any* batch from 1 to `max_batch_size`, gathered by the dynamic batcher,
-  and the config's dims leave the batch out. Only an engine whose optimization profile runs batch 1..MAX can take
-  that, so only such an engine gets `max_batch_size: MAX` and `dynamic_batching` (preferred batch sizes: the
-  profile's opt batch, which TensorRT tuned its kernels for, and its max).
-- Any other engine (a fixed batch, or a profile starting above 1) is exported with `max_batch_size: 0` and full
-  dims, the batch included (`-1` for a range): clients send whole batches the engine takes. Asking such an engine
-  for dynamic batching (`dynamic_batching=True`) is an `ExportError`, not a config Triton would fail on later.
+The config's text, and how the engine's batch becomes Triton's, are `trtnet.triton_config`'s.
 
-Writing is atomic: everything goes into a temporary folder inside REPO, then is renamed into place. An existing
-version is never touched; a new version goes beside the others. The config is the model's, shared by its
-versions: one that differs from the existing `config.pbtxt` replaces it (atomically) only when every existing
-version's engine, read from its sidecar, has the same inputs, outputs, data types, dims and max batch as the new
-one; otherwise the export is refused and nothing is written.
+Writing is atomic: a staging folder inside REPO, renamed into place. Existing versions are never touched; the
+config, shared by a model's versions, is replaced only when every existing version's engine (its sidecar) has
+the same signature as the new one.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from trtnet.errors import ExportError
+from trtnet.errors import EngineError, ExportError
+from trtnet.plan import Plan, read_metadata, read_regular_file
+from trtnet.tempfiles import is_stale, temporary_name
+# The config itself is written by triton_config; its names stay importable from here, where they were.
+from trtnet.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
-    from trtnet.plan import Plan
 
 PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
 SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
 CONFIG_FILE = "config.pbtxt"
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
-                "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
+MAX_CONFIG_BYTES = 1 << 20  # trtnet writes a few kilobytes
+STAGING_PREFIX = "trtnet-export-"  # `.trtnet-export-NAME.<host>.<pid>.<random>.tmp` while an export writes
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _VERSION_DIR = re.compile(r"[1-9][0-9]*")  # Triton ignores version folders that are not numbers or start with 0
-
-
-@dataclass(frozen=True)
-class Signature:
-    """What a Triton config promises about an engine: batching, inputs and outputs with Triton's dims."""
-
-    max_batch_size: int
-    inputs: tuple[tuple[str, str, tuple[int, ...]], ...]  # (name, TYPE_*, dims)
-    outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
-    preferred: tuple[int, ...] = ()  # preferred batch sizes (not part of the promise: any profile may differ)
-
-    def promise(self) -> tuple:
-        return self.max_batch_size, self.inputs, self.outputs
+MAX_VERSION = 2**63 - 1  # Triton reads a version folder's name as an int64
+MAX_NAME_BYTES = 255  # one folder name (NAME_MAX on Linux and macOS)
 
 
 @dataclass(frozen=True)
@@ -81,119 +64,30 @@ class TritonExport:
         return (f"wrote {self.plan} (version {self.version}); {self.config} {self.config_action}; {batching}")
 
 
-def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, where: str = "the engine") -> Signature:
-    """The Triton view of an engine from its sidecar metadata (`Engine.metadata()`), or an `ExportError`.
-
-    `dynamic_batching`: None takes it where the engine allows it; True requires it; False never batches.
-    """
-    try:
-        # min_shape/max_shape: only in sidecars of engines with a dynamic non-batch dim (a sequence length).
-        inputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"]), int(s["min_batch"]), int(s["max_batch"]),
-                   {i for i, (a, b) in enumerate(zip(s.get("min_shape", ()), s.get("max_shape", ()))) if a != b})
-                  for s in meta["inputs"]]
-        outputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"])) for s in meta["outputs"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ExportError(f"{where}: incomplete engine metadata ({type(e).__name__}: {e})") from e
-    if not inputs:
-        raise ExportError(f"{where}: an engine without inputs cannot be served")
-    lo = min(i[3] or i[1][0] for i in inputs)
-    hi = max(i[4] or i[1][0] for i in inputs)
-    opt = inputs[0][1][0]
-    why_not = _why_no_batching(lo, hi, outputs)
-    if dynamic_batching and why_not:
-        raise ExportError(f"{where}: dynamic batching asked for, but {why_not}. With dynamic batching Triton sends "
-                          "any batch from 1 to max_batch_size; build the engine with --batch 1:OPT:MAX "
-                          "(batch_size=(1, opt, max)), or export without dynamic batching")
-    batching = not why_not if dynamic_batching is None else bool(dynamic_batching)
-
-    def dims(shape: list[int], ranged: set[int], is_input: bool) -> tuple[int, ...]:
-        # An input spec holds its opt sizes: -1 stands for a dim the profile gives a range (batch, length).
-        full = tuple(-1 if (i in ranged or (is_input and i == 0 and lo != hi)) else int(d) for i, d in enumerate(shape))
-        return full[1:] if batching else full
-
-    def triton_type(name: str, dtype: str) -> str:
-        if dtype not in TRITON_TYPES:
-            raise ExportError(f"{where}: tensor {name!r} has dtype {dtype}, which has no Triton TYPE_* here "
-                              f"(known: {', '.join(TRITON_TYPES)})")
-        return TRITON_TYPES[dtype]
-
-    preferred = tuple(sorted({opt, hi} - {1})) if batching else ()
-    return Signature(hi if batching else 0,
-                     tuple((n, triton_type(n, t), dims(s, r, True)) for n, s, t, _, _, r in inputs),
-                     tuple((n, triton_type(n, t), dims(s, set(), False)) for n, s, t in outputs), preferred)
-
-
-def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:
-    """Why Triton's batcher could not drive this engine, or '' when it can."""
-    if lo == hi:
-        return f"the engine takes batch {lo} only (a fixed-batch build)"
-    if lo != 1:
-        return f"the engine's optimization profile starts at batch {lo}, and Triton also sends smaller batches"
-    for name, shape, _ in outputs:
-        if not shape or shape[0] != -1:
-            return f"output {name!r} (shape {shape}) has no batch dimension first"
-    return ""
-
-
-def render_config(name: str, sig: Signature, *, instances: int, parameters: dict[str, str]) -> str:
-    """`config.pbtxt` text (protobuf text format of Triton's `ModelConfig`)."""
-    def io(kind: str, tensors: Sequence[tuple[str, str, tuple[int, ...]]]) -> list[str]:
-        lines = [f"{kind} ["]
-        for i, (tensor, dtype, dims) in enumerate(tensors):
-            lines += ["  {", f"    name: {_quote(tensor)}", f"    data_type: {dtype}"]
-            if dims:
-                lines.append(f"    dims: [ {', '.join(map(str, dims))} ]")
-            else:  # one value per sample: Triton wants dims [1] reshaped to a scalar
-                lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
-            lines.append("  }," if i + 1 < len(tensors) else "  }")
-        return lines + ["]"]
-
-    lines = [f"# Written by trtnet (`trtnet export-triton`) from a {parameters['trtnet_backend']} build.",
-             "# A plan loads only in the TensorRT version that built it: see trtnet_compatibility below.",
-             f"name: {_quote(name)}", 'platform: "tensorrt_plan"', f"max_batch_size: {sig.max_batch_size}"]
-    lines += io("input", sig.inputs) + io("output", sig.outputs)
-    if sig.max_batch_size:
-        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, sig.preferred))} ]", "}"]
-    lines += ["instance_group [", "  {", f"    count: {instances}", "    kind: KIND_GPU", "  }", "]"]
-    for key, value in parameters.items():
-        lines += ["parameters {", f"  key: {_quote(key)}", f"  value: {{ string_value: {_quote(value)} }}", "}"]
-    return "\n".join(lines) + "\n"
-
-
-def _quote(text: str) -> str:
-    return json.dumps(text)  # a JSON string is a valid protobuf text-format string (ASCII, escapes)
-
-
-def config_parameters(meta: dict[str, Any]) -> dict[str, str]:
-    """The `parameters` recorded in the config: trtnet's backend and version, and what can load the plan."""
-    backend = str(meta.get("backend", ""))
-    kind, _, version = backend.partition(" ")
-    if kind == "tensorrt":
-        note = (f"a TensorRT {version} plan: loads in a Triton whose TensorRT is exactly {version} "
-                f"(and on the GPU it targets: {meta.get('target', '?')})")
-    else:
-        note = (f"a {backend or 'unknown backend'} plan, NOT a TensorRT plan: Triton's tensorrt backend cannot load "
-                "it; rebuild with NVIDIA TensorRT (pip install tensorrt; trtnet prefers it) for Triton")
-    from trtnet import __version__
-
-    return {"trtnet_version": __version__, "trtnet_backend": backend, "trtnet_tensorrt_version":
-            version if kind == "tensorrt" else "none", "trtnet_precision": str(meta.get("precision", "")),
-            "trtnet_target": str(meta.get("target", "")), "trtnet_compatibility": note}
-
-
 # -- checks before anything is built or written ------------------------------------------------------------------
 
-def check_request(repo: str | os.PathLike, name: str, *, version: int | None, instances: int) -> tuple[Path, int]:
+def check_request(repo: str | os.PathLike, name: str, *, version: int | None, instances: int,
+                  dynamic_batching: bool | None = None) -> tuple[Path, int]:
     """Check the repository, model name, version and instance count; returns the repository path and the version
     to write (the next free one when `version` is None). Raises `ExportError` naming what is wrong."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise ExportError(f"model name {name!r}: expected one folder name of letters, digits, '_', '.' and '-' "
                           "(no path separator, not starting with '.' or '-')")
-    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
-        raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU)")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise ExportError(f"version {version!r}: expected a whole number >= 1 (Triton's version folders are "
-                          "positive numbers)")
+    if len(name) > MAX_NAME_BYTES:
+        raise ExportError(f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most "
+                          f"{MAX_NAME_BYTES}")
+    if not isinstance(repo, (str, os.PathLike)) or not os.fspath(repo):
+        raise ExportError(f"repo {repo!r}: expected the model repository's folder path (str or os.PathLike)")
+    if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances < 2**31:
+        raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
+                          "Triton's count is an int32)")
+    if dynamic_batching is not None and not isinstance(dynamic_batching, bool):  # "no" would be truthy
+        raise ExportError(f"dynamic_batching {dynamic_batching!r}: expected True, False, or None (where the engine "
+                          "allows it)")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or not 1 <= version <= MAX_VERSION):
+        raise ExportError(f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
+                          "folders are positive int64 numbers)")
     repo = Path(repo)
     existing = repo
     while not existing.exists() and existing != existing.parent:
@@ -205,14 +99,20 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     model_dir = repo / name
     if model_dir.exists() and not model_dir.is_dir():
         raise ExportError(f"{model_dir}: exists and is not a folder (a Triton model is a folder)")
-    versions = existing_versions(model_dir)
     if version is None:
-        return repo, max(versions, default=0) + 1
+        return repo, next_version(model_dir)
     if (model_dir / str(version)).exists():
         raise ExportError(f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
                           f"version is never replaced: export as a new version (the next free one is "
-                          f"{max(versions, default=0) + 1}) or remove that folder yourself")
+                          f"{next_version(model_dir)}) or remove that folder yourself")
     return repo, version
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than every version-like name in the model folder, a stray file called `3` included (a version
+    folder could not be made beside it)."""
+    names = os.listdir(model_dir) if model_dir.is_dir() else []
+    return max((int(n) for n in names if _VERSION_DIR.fullmatch(n)), default=0) + 1
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -226,13 +126,14 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
     """Every existing version's engine must fit the config about to replace the model's: else `ExportError`."""
     for v in existing_versions(model_dir):
         sidecar = model_dir / str(v) / SIDECAR_FILE
-        try:
-            meta = json.loads(sidecar.read_text())
-        except FileNotFoundError:
+        if not os.path.lexists(sidecar):
             raise ExportError(f"{sidecar}: missing, so version {v} cannot be checked against the new {CONFIG_FILE} "
-                              "(the config is shared by all versions): export under another --name") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ExportError(f"{sidecar}: unreadable engine metadata ({e})") from e
+                              "(the config is shared by all versions): export under another --name")
+        try:  # checked field by field, as Engine.load checks it: the file may be anyone's
+            meta = read_metadata(sidecar)
+        except (EngineError, FileNotFoundError) as e:  # the latter: a link to nothing
+            why = e if isinstance(e, EngineError) else f"{sidecar}: a link to a missing file"
+            raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {why}") from None
         try:
             old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
             fits = old.promise() == new.promise()
@@ -255,7 +156,12 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
                   instances: int = 1, dynamic_batching: bool | None = None) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
     as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
-    repo, version = check_request(repo, name, version=version, instances=instances)
+    if not isinstance(engine, Plan):  # a model here is the likely mistake: export_triton builds one first
+        raise ExportError(f"export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not "
+                          f"{type(engine).__name__}; export_triton(model, ...) builds the engine for a model")
+    explicit_version = version
+    repo, version = check_request(repo, name, version=version, instances=instances,
+                                  dynamic_batching=dynamic_batching)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
     parameters = config_parameters(meta)
@@ -264,19 +170,43 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
     text = render_config(name, sig, instances=instances, parameters=parameters)
     model_dir = repo / name
     config = model_dir / CONFIG_FILE
-    old_text = config.read_text() if config.exists() else None
-    action = "written" if old_text is None else "unchanged" if old_text == text else "replaced"
+    action = _config_action(config, text)
     if action != "unchanged":
         _check_existing_versions(model_dir, sig)
     created = _make_folders(repo)
     staging = None
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".trtnet-export-{name}-", dir=repo))
+        _remove_dead_stagings(repo)
+        # Named as tempfiles names temporaries (host, pid), so a later export can tell a dead writer's from a live one.
+        staging = temporary_name(repo / f"{STAGING_PREFIX}{name[:32]}")
+        staging.mkdir()
         staged = staging / name
         (staged / str(version)).mkdir(parents=True)
         engine.save(staged / str(version) / PLAN_FILE)  # the plan and its sidecar, each flushed to disk
         _write_synced(staged / CONFIG_FILE, text)
-        _commit(staged, model_dir, version, action)
+        while True:
+            try:
+                _commit(staged, model_dir, version, action)
+                break
+            except _Raced:
+                taken = os.path.lexists(model_dir / str(version))
+                if explicit_version is not None and taken:  # the version asked for was taken meanwhile
+                    raise ExportError(f"{model_dir / str(version)}: version {version} appeared while exporting; "
+                                      "nothing was written") from None
+            # Another export made the model or took this version: check its config again (the next free version,
+            # unless one was asked for).
+            if explicit_version is None and taken:
+                new = next_version(model_dir)
+                os.rename(staged / str(version), staged / str(new))
+                version = new
+            action = _config_action(config, text)
+            if action != "unchanged":
+                _check_existing_versions(model_dir, sig)
+    except OSError as e:  # a name too long for this file system, a full disk: name the model, not the staging
+        raise ExportError(f"{model_dir}: cannot write version {version}: {e.strerror or e}") from e
+    except EngineError as e:  # Engine.save names the staged plan (a full disk): say the model and version instead
+        why = str(e).split(": ", 1)[-1] if staging is not None and str(e).startswith(str(staging)) else str(e)
+        raise ExportError(f"{model_dir}: cannot write version {version}: {why}") from e
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -284,6 +214,29 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
             _remove_if_empty(folder)
     return TritonExport(model_dir, version, model_dir / str(version) / PLAN_FILE, config, text, action,
                         sig.max_batch_size)
+
+
+def _remove_dead_stagings(repo: Path) -> None:
+    """Staging folders of exports that were killed (SIGKILL, power loss) before their `finally`: Triton would
+    list them as models without a config on every poll. Best effort, like `remove_stale_temporaries`."""
+    for path in repo.glob(f".{STAGING_PREFIX}*.tmp"):
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink() and is_stale(path.name, path.lstat().st_mtime):
+                shutil.rmtree(path)
+
+
+def _config_action(config: Path, text: str) -> str:
+    """What the export does to the model's config: "written" (none yet), "unchanged" or "replaced"."""
+    try:  # a regular file of sane size: a FIFO would hang the export, a link to /dev/zero fill memory
+        old_text = (read_regular_file(config, limit=MAX_CONFIG_BYTES, what="config").decode("utf-8")
+                    if os.path.lexists(config) else None)
+    except (OSError, EngineError, UnicodeDecodeError) as e:
+        raise ExportError(f"{config}: the model's config cannot be read ({e}); fix or remove it") from None
+    return "written" if old_text is None else "unchanged" if old_text == text else "replaced"
+
+
+class _Raced(Exception):
+    """Another export created the model or this version between the check and the rename."""
 
 
 def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
@@ -294,7 +247,7 @@ def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
 
     The request is checked before the build, so a bad name, version or repository fails at once.
     """
-    check_request(repo, name, version=version, instances=instances)
+    check_request(repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
     if isinstance(batch_size, int) and dynamic_batching:
         raise ExportError(f"model {name!r}: dynamic batching asked for, but batch_size={batch_size} builds a "
                           "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
@@ -353,13 +306,23 @@ def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
     another export, is not overwritten; versions only ever appear complete.
     """
     if not model_dir.exists():
-        os.rename(staged, model_dir)
+        try:
+            os.rename(staged, model_dir)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # the model appeared meanwhile: check it again
+                raise _Raced() from None
+            raise
         _fsync_dir(model_dir.parent)
         return
     target = model_dir / str(version)
-    if target.exists():
-        raise ExportError(f"{target}: version {version} appeared while exporting; nothing was written")
-    os.rename(staged / str(version), target)
+    if os.path.lexists(target):
+        raise _Raced()
+    try:
+        os.rename(staged / str(version), target)
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise _Raced() from None
+        raise
     try:
         if action != "unchanged":
             os.replace(staged / CONFIG_FILE, model_dir / CONFIG_FILE)

@@ -22,6 +22,7 @@ import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
 from trtnet.layouts import adapt_checkpoint
+from trtnet.tempfiles import replaced
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -54,7 +55,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     (64, 3, 7, 7)
     """
     path = Path(path)
-    if path.suffix in _PICKLE_SUFFIXES:
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise WeightsError(f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
                            f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
                            "`trtnet export-weights`)")
@@ -205,8 +206,14 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     """
     ConfigError.check("check_finite", check_finite, "'warn', 'error' or 'off'",
                       lambda v: isinstance(v, str) and v in ("warn", "error", "off"), source="load_weights")
+    ConfigError.check("weights", source, "a safetensors file's path, or a mapping of key -> array",
+                      lambda v: isinstance(v, (str, os.PathLike, Mapping)), source="load_weights")
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
     state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
+    odd_keys = [k for k in state if not isinstance(k, str)]
+    if odd_keys:  # layouts and messages work on key names
+        raise WeightsError(f"{origin}: key {odd_keys[0]!r} is not a string ({type(odd_keys[0]).__name__})"
+                           + (f" (and {len(odd_keys) - 1} more keys)" if len(odd_keys) > 1 else ""))
     original = state
     state, layouts = adapt_checkpoint(model, state)
     expected = dict(model.named_parameters())
@@ -227,6 +234,13 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
         warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
                       f"(e.g. {sorted(unused)[0]})", stacklevel=2)
     values = {key: np.asarray(state[key]) for key in expected}
+    # A mapping from Python may hold anything array-like; numpy would cast complex, strings or objects to
+    # float32 later, silently (dropping an imaginary part, parsing "0.5").
+    odd = [f"{key!r} ({value.dtype})" for key, value in values.items()
+           if value.dtype.kind not in "biuf" and not _ml_dtype(value.dtype)]
+    if odd:
+        raise WeightsError(f"{origin}: key {odd[0]} does not hold real numbers (bool, integer or float)"
+                           + (f" (and {len(odd) - 1} more keys)" if len(odd) > 1 else ""))
     bad = [key for key, value in values.items()
            if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)]
     if bad:
@@ -239,6 +253,11 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
         param.value = values[key]
+
+
+def _ml_dtype(dtype: np.dtype) -> bool:
+    """ml_dtypes' real types (bfloat16, float8_*, int4), which numpy reports as kind 'V' but casts to float32."""
+    return dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes")
 
 
 def _listed(one: str, many: str, items: list[str], sep: str, limit: int = 10) -> list[str]:
@@ -292,14 +311,9 @@ def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
         offset += arr.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # pad to 8 bytes so the data stays aligned
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(len(raw).to_bytes(8, "little"))
-            f.write(raw)
-            for arr in arrays:
-                f.write(arr.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced(path, "the weights", WeightsError) as tmp, open(tmp, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for arr in arrays:
+            f.write(arr.tobytes())
 

@@ -74,9 +74,9 @@ def _batch(text: str) -> int | tuple[int, int, int]:
         values = [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
-    if len(values) not in (1, 3) or not all(v >= 1 for v in values) or values != sorted(values):
+    if len(values) not in (1, 3) or not all(1 <= v < 2**31 for v in values) or values != sorted(values):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size >= 1, or min:opt:max with "
-                                         "1 <= min <= opt <= max")
+                                         "1 <= min <= opt <= max (at most 2**31 - 1)")
     return values[0] if len(values) == 1 else (values[0], values[1], values[2])
 
 
@@ -85,8 +85,19 @@ def _positive(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 (at most 2**31 - 1)")
+    return value
+
+
+def _seed(text: str) -> int:
+    """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
     return value
 
 MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
@@ -119,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument("--pretrained", action="store_true",
                      help="the published weights, downloaded by the source library (needs network access)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    sub.add_argument("--seed", type=_seed, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
     sub.add_argument("model", help=MODEL_HELP)
@@ -166,10 +177,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
-    sub.add_argument("--seed", type=int, default=0,
+    sub.add_argument("--seed", type=_seed, default=0,
                      help="seed of the inputs, and of the source's random weights without --weights (default 0)")
     against = sub.add_mutually_exclusive_group()
-    against.add_argument("--against-seed", type=int, metavar="N",
+    against.add_argument("--against-seed", type=_seed, metavar="N",
                          help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
                          "them) instead of --weights: checks the file too, and names the tensors that differ")
     against.add_argument("--against-pretrained", "--pretrained", dest="against_pretrained", action="store_true",

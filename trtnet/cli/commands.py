@@ -51,11 +51,15 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise TrtnetError(f"{out}: the output must be a .safetensors file")
     _require_torch("export-weights")
+    try:  # before a download or a build that the output could not hold anyway
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # said of the output, not as "weights: File exists" of a file in the folder's way
+        raise WeightsError(f"{out}: cannot write the weights: cannot make the folder {out.parent} "
+                           f"({e.strerror or e})") from None
     if args.pretrained:
         source, what = _download(entry), "published weights"
     else:
         source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
-    out.parent.mkdir(parents=True, exist_ok=True)
     export_state(source, out)
     tensors = len(read_safetensors(out))
     options = entry.pretrained_options if args.pretrained else {}

@@ -1,0 +1,132 @@
+"""The `config.pbtxt` of a Triton model from an engine's sidecar: its signature (batching, inputs and outputs with
+Triton's dims and types), the text (protobuf text format of Triton's `ModelConfig`), and the parameters that
+record which TensorRT can load the plan. No files: `trtnet.triton` writes the repository.
+
+How the engine's batch becomes Triton's: only an engine whose profile runs batch 1..MAX gets `max_batch_size: MAX`,
+the batch left out of the dims, and `dynamic_batching` (preferred sizes: the profile's opt and max), because
+Triton then sends any batch from 1 to MAX. Any other engine gets `max_batch_size: 0` and full dims (`-1` for a
+range); asking it for dynamic batching is an `ExportError`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from trtnet.errors import ExportError
+
+TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
+                "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a Triton config promises about an engine: batching, inputs and outputs with Triton's dims."""
+
+    max_batch_size: int
+    inputs: tuple[tuple[str, str, tuple[int, ...]], ...]  # (name, TYPE_*, dims)
+    outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    preferred: tuple[int, ...] = ()  # preferred batch sizes (not part of the promise: any profile may differ)
+
+    def promise(self) -> tuple:
+        return self.max_batch_size, self.inputs, self.outputs
+
+
+def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, where: str = "the engine") -> Signature:
+    """The Triton view of an engine from its sidecar metadata (`Engine.metadata()`), or an `ExportError`.
+
+    `dynamic_batching`: None takes it where the engine allows it; True requires it; False never batches.
+    """
+    try:
+        # min_shape/max_shape: only in sidecars of engines with a dynamic non-batch dim (a sequence length).
+        inputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"]), int(s["min_batch"]), int(s["max_batch"]),
+                   {i for i, (a, b) in enumerate(zip(s.get("min_shape", ()), s.get("max_shape", ()))) if a != b})
+                  for s in meta["inputs"]]
+        outputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"])) for s in meta["outputs"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"{where}: incomplete engine metadata ({type(e).__name__}: {e})") from e
+    if not inputs:
+        raise ExportError(f"{where}: an engine without inputs cannot be served")
+    lo = min(i[3] or i[1][0] for i in inputs)
+    hi = max(i[4] or i[1][0] for i in inputs)
+    opt = inputs[0][1][0]
+    why_not = _why_no_batching(lo, hi, outputs)
+    if dynamic_batching and why_not:
+        raise ExportError(f"{where}: dynamic batching asked for, but {why_not}. With dynamic batching Triton sends "
+                          "any batch from 1 to max_batch_size; build the engine with --batch 1:OPT:MAX "
+                          "(batch_size=(1, opt, max)), or export without dynamic batching")
+    batching = not why_not if dynamic_batching is None else bool(dynamic_batching)
+
+    def dims(shape: list[int], ranged: set[int], is_input: bool) -> tuple[int, ...]:
+        # An input spec holds its opt sizes: -1 stands for a dim the profile gives a range (batch, length).
+        full = tuple(-1 if (i in ranged or (is_input and i == 0 and lo != hi)) else int(d) for i, d in enumerate(shape))
+        return full[1:] if batching else full
+
+    def triton_type(name: str, dtype: str) -> str:
+        if dtype not in TRITON_TYPES:
+            raise ExportError(f"{where}: tensor {name!r} has dtype {dtype}, which has no Triton TYPE_* here "
+                              f"(known: {', '.join(TRITON_TYPES)})")
+        return TRITON_TYPES[dtype]
+
+    preferred = tuple(sorted({opt, hi} - {1})) if batching else ()
+    return Signature(hi if batching else 0,
+                     tuple((n, triton_type(n, t), dims(s, r, True)) for n, s, t, _, _, r in inputs),
+                     tuple((n, triton_type(n, t), dims(s, set(), False)) for n, s, t in outputs), preferred)
+
+
+def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:
+    """Why Triton's batcher could not drive this engine, or '' when it can."""
+    if lo == hi:
+        return f"the engine takes batch {lo} only (a fixed-batch build)"
+    if lo != 1:
+        return f"the engine's optimization profile starts at batch {lo}, and Triton also sends smaller batches"
+    for name, shape, _ in outputs:
+        if not shape or shape[0] != -1:
+            return f"output {name!r} (shape {shape}) has no batch dimension first"
+    return ""
+
+
+def render_config(name: str, sig: Signature, *, instances: int, parameters: dict[str, str]) -> str:
+    """`config.pbtxt` text (protobuf text format of Triton's `ModelConfig`)."""
+    def io(kind: str, tensors: Sequence[tuple[str, str, tuple[int, ...]]]) -> list[str]:
+        lines = [f"{kind} ["]
+        for i, (tensor, dtype, dims) in enumerate(tensors):
+            lines += ["  {", f"    name: {_quote(tensor)}", f"    data_type: {dtype}"]
+            if dims:
+                lines.append(f"    dims: [ {', '.join(map(str, dims))} ]")
+            else:  # one value per sample: Triton wants dims [1] reshaped to a scalar
+                lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+            lines.append("  }," if i + 1 < len(tensors) else "  }")
+        return lines + ["]"]
+
+    lines = [f"# Written by trtnet (`trtnet export-triton`) from a {parameters['trtnet_backend']} build.",
+             "# A plan loads only in the TensorRT version that built it: see trtnet_compatibility below.",
+             f"name: {_quote(name)}", 'platform: "tensorrt_plan"', f"max_batch_size: {sig.max_batch_size}"]
+    lines += io("input", sig.inputs) + io("output", sig.outputs)
+    if sig.max_batch_size:
+        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, sig.preferred))} ]", "}"]
+    lines += ["instance_group [", "  {", f"    count: {instances}", "    kind: KIND_GPU", "  }", "]"]
+    for key, value in parameters.items():
+        lines += ["parameters {", f"  key: {_quote(key)}", f"  value: {{ string_value: {_quote(value)} }}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid protobuf text-format string (ASCII, escapes)
+
+
+def config_parameters(meta: dict[str, Any]) -> dict[str, str]:
+    """The `parameters` recorded in the config: trtnet's backend and version, and what can load the plan."""
+    backend = str(meta.get("backend", ""))
+    kind, _, version = backend.partition(" ")
+    if kind == "tensorrt":
+        note = (f"a TensorRT {version} plan: loads in a Triton whose TensorRT is exactly {version} "
+                f"(and on the GPU it targets: {meta.get('target', '?')})")
+    else:
+        note = (f"a {backend or 'unknown backend'} plan, NOT a TensorRT plan: Triton's tensorrt backend cannot load "
+                "it; rebuild with NVIDIA TensorRT (pip install tensorrt; trtnet prefers it) for Triton")
+    from trtnet import __version__
+
+    return {"trtnet_version": __version__, "trtnet_backend": backend, "trtnet_tensorrt_version":
+            version if kind == "tensorrt" else "none", "trtnet_precision": str(meta.get("precision", "")),
+            "trtnet_target": str(meta.get("target", "")), "trtnet_compatibility": note}
