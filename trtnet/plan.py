@@ -13,14 +13,18 @@ import hashlib
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Self
+from typing import Iterator, TypeVar
 
 from trtnet.backend import get_backend
 from trtnet.errors import EngineError
 from trtnet.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
 from trtnet.tempfiles import atomic_write, remove_stale_temporaries, write_temporary
+
+_P = TypeVar("_P", bound="Plan")  # Engine.load returns an Engine
+_LOAD_ATTEMPTS = 20  # reads of a pair that saves keep replacing (see Plan.load)
 
 __all__ = ["Plan", "TensorSpec", "atomic_write", "read_regular_file", "sidecar_path"]
 
@@ -224,7 +228,7 @@ class Plan:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, check_backend: bool = True) -> Self:
+    def load(cls: type[_P], path: str | os.PathLike, *, check_backend: bool = True) -> _P:
         """Read a plan saved by `save` and check it against its metadata and this process's backend.
 
         Both files must be regular files; the plan's size is checked against the metadata before it is read.
@@ -235,17 +239,20 @@ class Plan:
         path = _file_path(path)
         meta_path = sidecar_path(path)
         meta = _metadata_of(path, meta_path)
-        for attempt in range(3):
+        for attempt in range(_LOAD_ATTEMPTS):
             try:
                 plan, match = _plan_described(path, meta_path, meta)
                 break
             except EngineError:
                 # A save that committed between our two reads (sidecar, then plan) shows as a mismatch: the
-                # sidecar has changed since. Read the pair again; a mismatch of a sidecar that stayed is final.
+                # sidecar has changed since. Read the pair again, as long as it keeps changing (writers that
+                # save in a loop can overtake a reader several times); a mismatch of a sidecar that stayed is
+                # final. The bound only stops a reader starved by endless writers.
                 again = _metadata_of(path, meta_path)
-                if again == meta or attempt == 2:
+                if again == meta or attempt == _LOAD_ATTEMPTS - 1:
                     raise
                 meta = again
+                time.sleep(min(0.001 * 2 ** attempt, 0.05))
         if check_backend:
             here = str(get_backend())
             if match["backend"] != here:
