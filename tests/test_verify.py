@@ -68,6 +68,21 @@ def test_against_seed_fails_on_weights_perturbed_after_export_and_names_the_tens
     assert "(need <= 0.0001) FAILED" in out and "resnet18: FAILED (0 of 1 checks passed)" in out
 
 
+def test_against_seed_says_when_the_file_was_in_a_converted_layout(tmp_path, capsys):
+    """Seed 0 as export-weights writes it, saved again by a DataParallel user: the comparison passes and says
+    the file was converted."""
+    exported = tmp_path / "resnet18.safetensors"
+    assert main(["export-weights", "resnet18", "-o", str(exported), "--seed", "0"]) == 0
+    wrapped = tmp_path / "wrapped.safetensors"
+    safetensors_torch.save_file({f"module.{k}": v for k, v in safetensors_torch.load_file(str(exported)).items()},
+                                str(wrapped))
+    capsys.readouterr()
+    status, out, err = run(capsys, "verify", "resnet18", "--weights", wrapped, "--batch", "1", "--against-seed", "0")
+    assert status == 0, out + err
+    assert (f"weights: {wrapped}, converted from DataParallel's `module.` prefix layout, compared with the source's "
+            "random weights, seed 0") in out.splitlines()
+
+
 def test_by_default_the_perturbed_file_is_the_users_and_passes(perturbed, capsys):
     status, out, err = run(capsys, "verify", "resnet18", "--weights", perturbed, "--batch", "1")
     assert status == 0, out + err

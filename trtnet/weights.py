@@ -194,7 +194,7 @@ def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
 # -- loading into a module tree ---------------------------------------------------------------------------
 
 def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.ndarray], *,
-                 check_finite: str = "warn", hint: MismatchHint | None = None) -> None:
+                 check_finite: str = "warn", hint: MismatchHint | None = None) -> list[str]:
     """Load `source` (a safetensors path or a key->array mapping) into `model`, strictly.
 
     The file's layout is converted first (`trtnet.layouts.adapt_checkpoint`: DataParallel prefixes, the
@@ -202,7 +202,7 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     left over, except those a module declares as skipped on purpose (`num_batches_tracked`, ...). All problems
     are reported in one `WeightsError`: up to ten keys of each kind with the counts, and the line `hint` gives
     for the file's key shapes (the zoo's: which other model or layout the file looks like). `check_finite` is
-    "warn", "error" or "off" for NaN/inf values.
+    "warn", "error" or "off" for NaN/inf values. Returns the layouts the file was converted from ([] for none).
     """
     ConfigError.check("check_finite", check_finite, "'warn', 'error' or 'off'",
                       lambda v: isinstance(v, str) and v in ("warn", "error", "off"), source="load_weights")
@@ -253,6 +253,7 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     # Assigned only once everything is checked, so a refused file leaves the model as it was.
     for key, param in expected.items():
         param.value = values[key]
+    return layouts
 
 
 def _ml_dtype(dtype: np.dtype) -> bool:

@@ -151,8 +151,10 @@ def _ref(spec: str):
     return resolve(spec)
 
 
-def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None):
-    """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`."""
+def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None,
+           layouts: list[str] | None = None):
+    """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`. The layouts
+    the file was converted from are appended to `layouts` when given."""
     from trtnet.weights import load_weights
     from trtnet.zoo.registry import mismatch_hint
 
@@ -162,7 +164,9 @@ def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = F
             what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
             print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
     else:
-        load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
+        read_as = load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
+        if layouts is not None:
+            layouts.extend(read_as)
     return model
 
 

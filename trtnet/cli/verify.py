@@ -37,7 +37,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = entry.pretrained_options if args.against_pretrained else {}
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
-        model = _model(ref, weights, args.strict, options=options)
+        converted: list[str] = []
+        model = _model(ref, weights, args.strict, options=options, layouts=converted)
         if args.weights and not against:
             # The user's question: does trtnet compute what PyTorch computes with these weights?
             layouts = load_into_source(source, model, args.weights, entry.source)
@@ -45,7 +46,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"weights: {args.weights}{read_as}, loaded by trtnet and by PyTorch")
             what = f"weights from {args.weights}"
         elif args.weights:
-            print(f"weights: {args.weights}, compared with the source's {what}")
+            read_as = f", converted from {', '.join(converted)} layout" if converted else ""
+            print(f"weights: {args.weights}{read_as}, compared with the source's {what}")
             print(f"  weights: {weight_differences(source, model)}")
         if options:
             print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
