@@ -11,9 +11,11 @@ import numpy as np
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
 from trtnet.interpreter._common import (
+    ACTIVE_CACHE,
     HANDLERS,
     LayerCall,
     SUPPORTED_DTYPES,
+    WeightCache,
     dims,
     enum_name,
     is_float,
@@ -100,13 +102,45 @@ def run_network(
     """Runs a TensorRT `INetworkDefinition` in numpy and returns its outputs by name, in network order.
 
     With `check_shapes`, every layer output is checked against the shape and dtype TensorRT inferred.
-    `trace(layer_name, layer_type_name, outputs)` is called after each layer.
+    `trace(layer_name, layer_type_name, outputs)` is called after each layer. Each call prepares the network
+    afresh; `Interpreter(network)` runs it repeatedly without doing so again.
     """
-    steps = _scan(network)
-    _refuse_unsupported(steps)
+    return Interpreter(network).run(inputs, check_shapes=check_shapes, trace=trace)
+
+
+class Interpreter:
+    """A network prepared for repeated runs: its layers read and ordered once, its weights widened to float64
+    once (on the first run that reads them).
+
+    The weights rule (see `WeightCache`): weights set anew on a layer (a new buffer, as TensorRT references the
+    caller's memory) are seen by the next run; weights changed in place in their old buffer are not: prepare a
+    new `Interpreter` (or call `run_network`) for those. Layers added to the network after preparing are not
+    seen either. The network and its weights must stay alive, as TensorRT itself requires.
+    """
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+        self._steps = _scan(network)
+        _refuse_unsupported(self._steps)
+        self._order = _execution_order(self._steps)
+        self._cache = WeightCache()
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True,
+            trace: Trace | None = None) -> dict[str, np.ndarray]:
+        """The network's outputs by name for `inputs` (see `run_network`)."""
+        self._cache.start_run()
+        token = ACTIVE_CACHE.set(self._cache)
+        try:
+            return _run(self.network, self._steps, self._order, inputs, check_shapes, trace)
+        finally:
+            ACTIVE_CACHE.reset(token)
+
+
+def _run(network: Any, steps: list[_Step], order: list[int], inputs: Mapping[str, np.ndarray],
+         check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
     trt = get_trt()
-    for index in _execution_order(steps):
+    for index in order:
         step = steps[index]
         layer, type_name = step.layer, step.type_name
         entry = HANDLERS[type_name]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, enum_name, register, rounded, wide
+from trtnet.interpreter._common import LayerCall, cached_wide, enum_name, register, rounded, wide
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
@@ -78,6 +78,9 @@ def _weight_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (float64, [M, K]) @ b ([K, N], any float type), b widened to float64 a block of columns at a time."""
     if b.dtype == np.float64 or b.size <= 4 * _BLOCK_VALUES:
         return a @ wide(b)
+    cached = cached_wide(b)  # weights a prepared network keeps widened
+    if cached is not None:
+        return a @ cached
     out = np.empty((a.shape[0], b.shape[1]), np.float64)
     step = max(1, _BLOCK_VALUES // b.shape[0])
     for j in range(0, b.shape[1], step):
