@@ -57,6 +57,13 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if all(d == 1 for d in b.shape[:-2]):
         flat = wide(np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(-1, a.shape[-1]))
         return _weight_product(flat, b.reshape(b.shape[-2:])).reshape(*batch, a.shape[-2], b.shape[-1])
+    if all(d == 1 for d in a.shape[:-2]):
+        # One left matrix against a stack (fused Q/K/V weights per head): a single product against the stack laid
+        # side by side, [K, batch * N], a view when the stack's memory allows (a weight read transposed does).
+        k, n = b.shape[-2:]
+        side = np.moveaxis(wide(np.broadcast_to(b, (*batch, k, n))), -2, 0).reshape(k, -1)
+        r = wide(a.reshape(a.shape[-2:])) @ side
+        return np.moveaxis(r.reshape(a.shape[-2], *batch, n), 0, -2)
     a, b = wide(a), wide(b)
     count = int(np.prod(batch))
     if count > 4096:  # many tiny matrices: numpy's loop is the better one
