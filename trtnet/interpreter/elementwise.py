@@ -167,7 +167,10 @@ def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray
         if kind == "RELU":
             r = np.maximum(x, 0)
         elif kind == "SIGMOID":
-            r = 1 / (1 + np.exp(-x))
+            r = np.negative(x)  # 1 / (1 + exp(-x)), in place in one fresh array
+            np.exp(r, out=r)
+            r += 1
+            np.reciprocal(r, out=r)
         elif kind == "TANH":
             r = np.tanh(x)
         elif kind == "LEAKY_RELU":
