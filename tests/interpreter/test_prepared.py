@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from trtnet.backend import get_trt, logger
-from trtnet.interpreter import Interpreter, run_network
+from trtnet.errors import InterpreterError
+from trtnet.interpreter import Interpreter, _common, run_network
 
 trt = get_trt()
 
@@ -75,3 +77,25 @@ def test_widened_weights_are_read_only_and_leave_the_caller_s_arrays_alone():
     assert first.flags.writeable and first.base is None  # outputs are the caller's own arrays
     np.testing.assert_array_equal(kernel, keep_k)
     np.testing.assert_array_equal(matrix, keep_m)
+
+
+def test_a_prepared_network_still_checks_every_output_against_tensorrt():
+    # The second run checks against the shapes kept from the first; a layer whose output changes shape between
+    # runs (here its input: a dynamic batch) is still checked, and a wrong shape still names the layer.
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (-1, 3))
+    relu = net.add_activation(x, trt.ActivationType.RELU)
+    relu.name = "the_relu"
+    net.mark_output(relu.get_output(0))
+    prepared = Interpreter(net)
+    for batch in (2, 5):
+        out = prepared.run({"x": np.full((batch, 3), -1.0, np.float32)})
+        np.testing.assert_array_equal(next(iter(out.values())), np.zeros((batch, 3), np.float32))
+    entry = _common.HANDLERS["ACTIVATION"]
+    _common.HANDLERS["ACTIVATION"] = _common.Entry(lambda call: [np.zeros((2, 4), np.float32)], entry.class_name)
+    try:
+        with pytest.raises(InterpreterError, match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has shape \(2, 4\)"):
+            prepared.run({"x": np.zeros((2, 3), np.float32)})
+    finally:
+        _common.HANDLERS["ACTIVATION"] = entry

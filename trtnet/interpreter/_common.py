@@ -114,7 +114,9 @@ class WeightCache:
 
     def __init__(self) -> None:
         self._store: dict[tuple[int, str, int], np.ndarray] = {}  # key -> float64 copy
-        self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}  # address -> (key, source) this run
+        # id of the array owning the view the bindings returned -> (key, source), for this run; the source keeps
+        # that array alive, so its id is not reused before the run ends.
+        self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}
 
     def start_run(self) -> None:
         """Forgets which buffers were read (each run registers its own), and widened copies no run reads."""
@@ -128,20 +130,17 @@ class WeightCache:
         if flat.size and flat.size <= _CACHE_MAX_VALUES and flat.flags.c_contiguous and is_float(flat.dtype) \
                 and flat.dtype != np.float64:
             address = flat.__array_interface__["data"][0]
-            self._live[address] = ((address, flat.dtype.str, flat.size), flat)
+            self._live[id(_owner(flat))] = ((address, flat.dtype.str, flat.size), flat)
 
     def lookup(self, x: np.ndarray) -> np.ndarray | None:
         """The float64 twin of `x` when x is a view into registered weights, else None."""
-        if not self._live:
+        if not self._live or x.base is None:  # an array owning its data is never weights read back
             return None
-        root = x
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        entry = self._live.get(root.__array_interface__["data"][0])
+        entry = self._live.get(id(_owner(x)))
         if entry is None:
             return None
         key, source = entry
-        if root.dtype != source.dtype or root.nbytes > source.nbytes:
+        if x.dtype != source.dtype:
             return None
         twin = self._store.get(key)
         if twin is None:
@@ -156,6 +155,13 @@ class WeightCache:
         ratio = twin.itemsize // size
         return np.lib.stride_tricks.as_strided(twin[offset:], shape=x.shape,
                                                strides=tuple(s * ratio for s in x.strides), writeable=False)
+
+
+def _owner(x: np.ndarray) -> np.ndarray:
+    """The last ndarray down x's chain of bases (numpy collapses view chains, so this is one or two steps)."""
+    while isinstance(x.base, np.ndarray):
+        x = x.base
+    return x
 
 
 ACTIVE_CACHE: ContextVar[WeightCache | None] = ContextVar("trtnet_interpreter_weight_cache", default=None)
