@@ -55,12 +55,16 @@ def attention_reference(
         v32 = np.repeat(v32, heads_q // heads_kv, axis=1)
     scores = _stacked_matmul(q32, np.swapaxes(k32, -1, -2))
     s_q, s_kv = scores.shape[-2], scores.shape[-1]
-    if mask is None and causal == "NONE" and kv_lengths is None and normalize:
-        # Every key allowed: the softmax in place, without the masking passes.
+    if causal == "NONE" and kv_lengths is None and normalize and (mask is None or mask.dtype != np.bool_):
+        # Every key allowed (an additive mask only shifts scores): the softmax in place, without the masking
+        # passes. A row whose scores are all -inf has all-zero exponentials and stays zeros, as below.
+        if mask is not None:
+            scores = scores + wide(mask)
         peak = np.max(scores, axis=-1, keepdims=True)
         scores -= np.where(np.isfinite(peak), peak, 0.0)
         np.exp(scores, out=scores)
-        scores /= np.sum(scores, axis=-1, keepdims=True)
+        total = np.sum(scores, axis=-1, keepdims=True)
+        np.divide(scores, total, out=scores, where=total > 0)
         return _stacked_matmul(scores, v32)
     allowed = np.ones(scores.shape, dtype=bool)
     if mask is not None:
