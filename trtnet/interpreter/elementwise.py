@@ -252,7 +252,14 @@ def scale(call: LayerCall) -> list[np.ndarray]:
     # float32/float16 meet the float64 coefficients in the ufunc itself (exact widening, one pass fewer); a
     # default coefficient is skipped: most SCALE layers are a bias add after a product.
     operand = src if src.dtype in (np.float32, np.float16) else wide(src)
+    plain = isinstance(power, float) and power == 1.0
     with np.errstate(invalid="ignore", divide="ignore"):
+        if plain and operand is src and not isinstance(shift, float):
+            # The last step computed in float64 and rounded once straight into the output: one pass, not two.
+            out = np.empty(np.broadcast_shapes(src.shape, np.shape(shift), np.shape(mul)), src.dtype)
+            r = operand if isinstance(mul, float) and mul == 1.0 else np.multiply(operand, mul, dtype=np.float64)
+            np.add(r, shift, out=out, dtype=np.float64, casting="same_kind")
+            return [out]
         if isinstance(mul, float) and mul == 1.0:
             r = src.astype(np.float64) if isinstance(shift, float) else np.add(operand, shift, dtype=np.float64)
             if isinstance(shift, float) and shift != 0.0:
