@@ -3,7 +3,10 @@
 For each model: the PyTorch source with seeded random weights (trtnet.parity.torch_model), those weights saved
 as safetensors and loaded into the zoo model, the network emitted once, then `run_network` timed against
 `model(x)` under torch.no_grad(), both on the same input, in the same process, interleaved (the fastest of
---runs: the machine is shared, and the minimum is the run least disturbed).
+--runs: the machine is shared, and the minimum is the run least disturbed). The interpreter runs a prepared
+network (`Interpreter(network).run`, after one warm-up run that widens its weights to float64), as PyTorch runs
+a model whose weights are already in memory in their compute format; revisions without `Interpreter` are
+timed through `run_network`.
 With --baseline REV the same is measured for the interpreter of git revision REV, in a child process whose
 PYTHONPATH is that revision's tree, between this process's runs of the same model: the figures of one run.
 
@@ -56,6 +59,10 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
     except ImportError:  # a --baseline revision from before the builder.py and interpreter/ renames
         from trtnet.build import emit
         from trtnet.reference import run_network
+    try:
+        from trtnet.interpreter import Interpreter
+    except ImportError:  # a --baseline revision from before prepared networks: each run prepares afresh
+        Interpreter = None
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
@@ -67,11 +74,17 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
     net = emit(model, 1)
     feeds = {i.name: x for i, x in zip(model.inputs(), xs)}
     want = torch_forward(source, *xs)  # also the warm-up of PyTorch
+    if Interpreter is None:
+        def run(values: dict) -> dict:
+            return run_network(net.network, values)
+    else:
+        run = Interpreter(net.network).run
+        run(feeds)  # the warm-up: weights widened to float64 once, as PyTorch's are in memory in float32
     interp, eager = [], []
     got = None
     for _ in range(runs):
         t0 = time.perf_counter()
-        got = list(run_network(net.network, feeds).values())
+        got = list(run(feeds).values())
         interp.append(time.perf_counter() - t0)
         if torch_too:
             t0 = time.perf_counter()

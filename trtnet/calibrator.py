@@ -261,10 +261,11 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
     """Run the fp32 network of `model` in the interpreter over `batches`, recording every quantized tensor."""
     from trtnet.builder import emit
     from trtnet.ops.quantize import quant_points
-    from trtnet.interpreter import run_network_capture
+    from trtnet.interpreter import Interpreter, run_network_capture
 
     stats: dict[str, Histogram] = {}
     nets: dict[tuple, Any] = {}
+    prepared: dict[tuple, Any] = {}  # one Interpreter per network: weights widened once, not per batch
     points: dict[str, str] = {}
     count = samples = 0
     for batch in batches:
@@ -273,9 +274,10 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
         if shapes not in nets:
             nets[shapes] = emit(model, next(iter(feeds.values())).shape[0], precision="fp32",
                                 input_shapes={n: s[1:] for n, s in shapes})
+            prepared[shapes] = Interpreter(nets[shapes].network)
         net = nets[shapes]
         points = quant_points(net.owner)
-        _, tensors = run_network_capture(net.network, feeds, set(points.values()))
+        _, tensors = run_network_capture(prepared[shapes], feeds, set(points.values()))
         for name, value in tensors.items():
             if name not in stats:
                 stats[name] = Histogram(bins, with_hist=histograms)

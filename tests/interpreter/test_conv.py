@@ -34,6 +34,17 @@ def conv_depthwise_dilated():
 
 
 @CASES.case()
+def conv_depthwise_5x5_strided_in_channel_blocks():
+    # 40 channels of 25 taps x 13 x 13 positions: the unfolded windows go in blocks of 15 channels, per image.
+    F = torch_or_skip().nn.functional
+    n = Net()
+    x, w, b = rand(2, 40, 27, 27), rand(40, 1, 5, 5), rand(40)
+    layer = add_conv(n, n.input("x", x.shape), w, b, num_groups=40, stride_nd=(2, 2), padding_nd=(1, 1))
+    n.mark(layer.get_output(0))
+    return [(n.run(x=x)[0], F.conv2d(t(x), t(w), t(b), groups=40, stride=2, padding=1).numpy())]
+
+
+@CASES.case()
 def conv_groups_asymmetric_padding():
     F = torch_or_skip().nn.functional
     n = Net()

@@ -41,6 +41,20 @@ def matmul_transposes_broadcast_vectors():
     ]
 
 
+@CASES.case()
+def matmul_one_matrix_against_a_stack():
+    # The product against the stack laid side by side (fused per-head weights), plain and transposed.
+    n = Net()
+    M = trt.MatrixOperation
+    a, b, bt = rand(1, 1, 5, 4), rand(2, 3, 4, 6), rand(1, 3, 6, 4)
+    plain = n.net.add_matrix_multiply(n.input("a", a.shape), M.NONE, n.input("b", b.shape), M.NONE)
+    tr = n.net.add_matrix_multiply(n.input("a2", a.shape), M.NONE, n.input("bt", bt.shape), M.TRANSPOSE)
+    n.mark(plain.get_output(0), tr.get_output(0))
+    got = n.run(a=a, b=b, a2=a, bt=bt)
+    f64 = lambda z: z.astype(np.float64)  # noqa: E731
+    return [(got[0], f64(a) @ f64(b)), (got[1], f64(a) @ np.swapaxes(f64(bt), -1, -2))]
+
+
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)

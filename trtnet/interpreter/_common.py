@@ -5,6 +5,7 @@ Nothing here knows about trtnet's DSL; the interpreter reads everything back fro
 from __future__ import annotations
 
 import ctypes
+from contextvars import ContextVar
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +86,91 @@ def compute(x: np.ndarray) -> np.ndarray:
 
 def wide(x: np.ndarray) -> np.ndarray:
     """The array for everything else (sums, products of matrices, transcendental functions): every float type
-    is widened to float64, so that the layer's only rounding of note is that of its output to its own type."""
+    is widened to float64, so that the layer's only rounding of note is that of its output to its own type.
+
+    A view of network weights comes from the run's `WeightCache` (widened once per prepared network), read-only.
+    """
     x = np.asarray(x)
     if is_float(x.dtype) and x.dtype != np.float64:
-        return x.astype(np.float64)
+        cached = cached_wide(x)
+        return x.astype(np.float64) if cached is None else cached
     return x
+
+
+# Weights above this many values are not kept widened (VGG16's 25088 x 4096 matrix would take 800 MB more);
+# the matrix product widens those a cache-sized block at a time on each run instead.
+_CACHE_MAX_VALUES = 1 << 24
+
+
+class WeightCache:
+    """Network weights widened to float64, kept across the runs of one prepared network.
+
+    Weights are identified by their buffer as TensorRT holds it (address, dtype, size): TensorRT keeps a pointer
+    to the caller's memory, not a copy, so weights set anew on a layer are a new buffer and are widened afresh,
+    while weights written into their old buffer in place are not seen (prepare the network again for those).
+    Only buffers the layers of the current run read are looked up, so freed memory reused by an activation
+    can never be taken for weights.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[int, str, int], np.ndarray] = {}  # key -> float64 copy
+        # id of the array owning the view the bindings returned -> (key, source), for this run; the source keeps
+        # that array alive, so its id is not reused before the run ends.
+        self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}
+
+    def start_run(self) -> None:
+        """Forgets which buffers were read (each run registers its own), and widened copies no run reads."""
+        seen = {key for key, _ in self._live.values()}
+        if self._live:
+            self._store = {k: v for k, v in self._store.items() if k in seen}
+        self._live = {}
+
+    def register(self, flat: np.ndarray) -> None:
+        """Marks a weights array read back from TensorRT (flat, contiguous) as cacheable for this run."""
+        if flat.size and flat.size <= _CACHE_MAX_VALUES and flat.flags.c_contiguous and is_float(flat.dtype) \
+                and flat.dtype != np.float64:
+            address = flat.__array_interface__["data"][0]
+            self._live[id(_owner(flat))] = ((address, flat.dtype.str, flat.size), flat)
+
+    def lookup(self, x: np.ndarray) -> np.ndarray | None:
+        """The float64 twin of `x` when x is a view into registered weights, else None."""
+        if not self._live or x.base is None:  # an array owning its data is never weights read back
+            return None
+        entry = self._live.get(id(_owner(x)))
+        if entry is None:
+            return None
+        key, source = entry
+        if x.dtype != source.dtype:
+            return None
+        twin = self._store.get(key)
+        if twin is None:
+            twin = source.astype(np.float64)
+            twin.flags.writeable = False
+            self._store[key] = twin
+        size = x.dtype.itemsize
+        offset = (x.__array_interface__["data"][0] - key[0]) // size
+        if offset < 0 or any(s < 0 or s % size for s in x.strides) \
+                or offset + sum((n - 1) * s // size for n, s in zip(x.shape, x.strides)) >= twin.size:
+            return None
+        ratio = twin.itemsize // size
+        return np.lib.stride_tricks.as_strided(twin[offset:], shape=x.shape,
+                                               strides=tuple(s * ratio for s in x.strides), writeable=False)
+
+
+def _owner(x: np.ndarray) -> np.ndarray:
+    """The last ndarray down x's chain of bases (numpy collapses view chains, so this is one or two steps)."""
+    while isinstance(x.base, np.ndarray):
+        x = x.base
+    return x
+
+
+ACTIVE_CACHE: ContextVar[WeightCache | None] = ContextVar("trtnet_interpreter_weight_cache", default=None)
+
+
+def cached_wide(x: np.ndarray) -> np.ndarray | None:
+    """The cached float64 form of weights `x` during a run of a prepared network, else None."""
+    cache = ACTIVE_CACHE.get()
+    return None if cache is None else cache.lookup(x)
 
 
 def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -133,7 +214,11 @@ def weights_array(w: Any, what: str) -> np.ndarray:
     if w is None:
         return np.zeros((0,), np.float32)
     if isinstance(w, np.ndarray):
-        return w.reshape(-1)
+        flat = w.reshape(-1)
+        cache = ACTIVE_CACHE.get()
+        if cache is not None:
+            cache.register(flat)
+        return flat
     trt = get_trt()
     if isinstance(w, trt.Weights):
         if w.size == 0:

@@ -53,8 +53,19 @@ def attention_reference(
     if heads_kv != heads_q:
         k32 = np.repeat(k32, heads_q // heads_kv, axis=1)
         v32 = np.repeat(v32, heads_q // heads_kv, axis=1)
-    scores = np.matmul(q32, np.swapaxes(k32, -1, -2))
+    scores = _stacked_matmul(q32, np.swapaxes(k32, -1, -2))
     s_q, s_kv = scores.shape[-2], scores.shape[-1]
+    if causal == "NONE" and kv_lengths is None and normalize and (mask is None or mask.dtype != np.bool_):
+        # Every key allowed (an additive mask only shifts scores): the softmax in place, without the masking
+        # passes. A row whose scores are all -inf has all-zero exponentials and stays zeros, as below.
+        if mask is not None:
+            scores = scores + wide(mask)
+        peak = np.max(scores, axis=-1, keepdims=True)
+        scores -= np.where(np.isfinite(peak), peak, 0.0)
+        np.exp(scores, out=scores)
+        total = np.sum(scores, axis=-1, keepdims=True)
+        np.divide(scores, total, out=scores, where=total > 0)
+        return _stacked_matmul(scores, v32)
     allowed = np.ones(scores.shape, dtype=bool)
     if mask is not None:
         if mask.dtype == np.bool_:
@@ -78,7 +89,21 @@ def attention_reference(
         probs = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
     else:
         probs = np.where(allowed, scores, 0.0)
-    return np.matmul(probs, v32)
+    return _stacked_matmul(probs, v32)
+
+
+def _stacked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.matmul of float64 stacks [..., M, K] @ [..., K, N] of equal batch dims, one BLAS call per matrix (numpy's
+    own loop over a stack is slower, and transposed views of the stack may miss BLAS altogether)."""
+    if a.shape[:-2] != b.shape[:-2]:
+        return np.matmul(a, b)
+    out = np.empty(a.shape[:-1] + b.shape[-1:], np.float64)
+    flat_out = out.reshape(-1, *out.shape[-2:])
+    flat_a = a.reshape(-1, *a.shape[-2:])
+    flat_b = b.reshape(-1, *b.shape[-2:])
+    for i in range(flat_out.shape[0]):
+        np.matmul(flat_a[i], flat_b[i], out=flat_out[i])
+    return out
 
 
 @register("ATTENTION_INPUT", "IAttentionInputLayer")

@@ -7,15 +7,18 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import InterpreterError
-from trtnet.interpreter.interpreter import run_network
+from trtnet.interpreter.interpreter import Interpreter
 
 
 def run_network_capture(network: Any, inputs: Mapping[str, np.ndarray], tensors: Collection[str], *,
                         check_shapes: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """`run_network`, also returning the named intermediate tensors: (outputs by name, tensors by name).
 
+    `network` may be a prepared `Interpreter` (calibration runs one network over many batches).
     A name the network does not produce (nor take as an input) is an `InterpreterError` naming it.
     """
+    runner = network if isinstance(network, Interpreter) else Interpreter(network)
+    network = runner.network
     wanted = set(tensors)
     producer: dict[str, list[str]] = {}  # layer name -> the wanted tensors among its outputs
     for index in range(network.num_layers):
@@ -36,5 +39,5 @@ def run_network_capture(network: Any, inputs: Mapping[str, np.ndarray], tensors:
             if name in wanted:
                 captured[name] = value
 
-    outputs = run_network(network, inputs, check_shapes=check_shapes, trace=trace)
+    outputs = runner.run(inputs, check_shapes=check_shapes, trace=trace)
     return outputs, captured

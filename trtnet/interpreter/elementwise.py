@@ -167,7 +167,10 @@ def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray
         if kind == "RELU":
             r = np.maximum(x, 0)
         elif kind == "SIGMOID":
-            r = 1 / (1 + np.exp(-x))
+            r = np.negative(x)  # 1 / (1 + exp(-x)), in place in one fresh array
+            np.exp(r, out=r)
+            r += 1
+            np.reciprocal(r, out=r)
         elif kind == "TANH":
             r = np.tanh(x)
         elif kind == "LEAKY_RELU":
@@ -190,7 +193,10 @@ def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray
             # NvInfer.h: x > alpha ? x : 0 (the operator page's max(0, x - alpha) contradicts the header)
             r = np.where(x > alpha, x, 0)
         elif kind == "GELU_ERF":
-            r = 0.5 * x * (1 + erf(x * np.sqrt(0.5)))
+            r = erf(x * np.sqrt(0.5))  # then 0.5 * x * (1 + erf), in place: a fresh array, fewer passes
+            r += 1
+            r *= x
+            r *= 0.5
         else:
             r = _gelu_tanh(x)
     return r
@@ -219,7 +225,7 @@ def select(call: LayerCall) -> list[np.ndarray]:
 def scale(call: LayerCall) -> list[np.ndarray]:
     """(x * scale + shift) ** power, coefficients uniform, per channel, or per element from channel_axis on."""
     src = call.input(0)
-    x = wide(src)
+    x = src  # shape and rank only: the arithmetic below widens
     layer = call.layer
     mode = enum_name(layer.mode)
     axis = int(layer.channel_axis)
@@ -243,8 +249,25 @@ def scale(call: LayerCall) -> list[np.ndarray]:
     shift = coeff(layer.shift, "shift", 0.0)
     mul = coeff(layer.scale, "scale", 1.0)
     power = coeff(layer.power, "power", 1.0)
+    # float32/float16 meet the float64 coefficients in the ufunc itself (exact widening, one pass fewer); a
+    # default coefficient is skipped: most SCALE layers are a bias add after a product.
+    operand = src if src.dtype in (np.float32, np.float16) else wide(src)
+    plain = isinstance(power, float) and power == 1.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = x * mul + shift
+        if plain and operand is src and not isinstance(shift, float):
+            # The last step computed in float64 and rounded once straight into the output: one pass, not two.
+            out = np.empty(np.broadcast_shapes(src.shape, np.shape(shift), np.shape(mul)), src.dtype)
+            r = operand if isinstance(mul, float) and mul == 1.0 else np.multiply(operand, mul, dtype=np.float64)
+            np.add(r, shift, out=out, dtype=np.float64, casting="same_kind")
+            return [out]
+        if isinstance(mul, float) and mul == 1.0:
+            r = src.astype(np.float64) if isinstance(shift, float) else np.add(operand, shift, dtype=np.float64)
+            if isinstance(shift, float) and shift != 0.0:
+                r += shift
+        else:
+            r = np.multiply(operand, mul, dtype=np.float64)
+            if not isinstance(shift, float) or shift != 0.0:
+                r += shift
         if not (isinstance(power, float) and power == 1.0):
             r = np.power(r, power)
     return [rounded(r, src.dtype)]

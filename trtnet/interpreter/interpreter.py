@@ -11,9 +11,11 @@ import numpy as np
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
 from trtnet.interpreter._common import (
+    ACTIVE_CACHE,
     HANDLERS,
     LayerCall,
     SUPPORTED_DTYPES,
+    WeightCache,
     dims,
     enum_name,
     is_float,
@@ -73,6 +75,8 @@ class _Step:
     type_name: str
     inputs: list[str | None]
     outputs: list[str]
+    # What TensorRT inferred for the outputs (dims, dtype), read once a run has checked them against it.
+    expected: list[tuple[tuple[int, ...], np.dtype]] | None = None
 
 
 def _scan(network: Any) -> list[_Step]:
@@ -100,13 +104,45 @@ def run_network(
     """Runs a TensorRT `INetworkDefinition` in numpy and returns its outputs by name, in network order.
 
     With `check_shapes`, every layer output is checked against the shape and dtype TensorRT inferred.
-    `trace(layer_name, layer_type_name, outputs)` is called after each layer.
+    `trace(layer_name, layer_type_name, outputs)` is called after each layer. Each call prepares the network
+    afresh; `Interpreter(network)` runs it repeatedly without doing so again.
     """
-    steps = _scan(network)
-    _refuse_unsupported(steps)
+    return Interpreter(network).run(inputs, check_shapes=check_shapes, trace=trace)
+
+
+class Interpreter:
+    """A network prepared for repeated runs: its layers read and ordered once, its weights widened to float64
+    once (on the first run that reads them).
+
+    The weights rule (see `WeightCache`): weights set anew on a layer (a new buffer, as TensorRT references the
+    caller's memory) are seen by the next run; weights changed in place in their old buffer are not: prepare a
+    new `Interpreter` (or call `run_network`) for those. Layers added to the network after preparing are not
+    seen either. The network and its weights must stay alive, as TensorRT itself requires.
+    """
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+        self._steps = _scan(network)
+        _refuse_unsupported(self._steps)
+        self._order = _execution_order(self._steps)
+        self._cache = WeightCache()
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True,
+            trace: Trace | None = None) -> dict[str, np.ndarray]:
+        """The network's outputs by name for `inputs` (see `run_network`)."""
+        self._cache.start_run()
+        token = ACTIVE_CACHE.set(self._cache)
+        try:
+            return _run(self.network, self._steps, self._order, inputs, check_shapes, trace)
+        finally:
+            ACTIVE_CACHE.reset(token)
+
+
+def _run(network: Any, steps: list[_Step], order: list[int], inputs: Mapping[str, np.ndarray],
+         check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
     trt = get_trt()
-    for index in _execution_order(steps):
+    for index in order:
         step = steps[index]
         layer, type_name = step.layer, step.type_name
         entry = HANDLERS[type_name]
@@ -116,7 +152,7 @@ def run_network(
         if len(outputs) != len(step.outputs):
             raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
         if check_shapes:
-            check_layer_outputs(layer, outputs)
+            _check_step(step, outputs)
         for name, value in zip(step.outputs, outputs):
             values[name] = value
         if trace is not None:
@@ -130,6 +166,19 @@ def run_network(
         # A view (of a constant's weights, of an input, of another output) is copied: outputs are the caller's.
         result[name] = value if value.base is None else value.copy()
     return result
+
+
+def _check_step(step: _Step, outputs: list[np.ndarray]) -> None:
+    """check_layer_outputs, against the inferred shapes and dtypes kept from the previous run of a prepared
+    network (TensorRT's accessors cost tens of microseconds a layer); any doubt re-reads them from TensorRT."""
+    expected = step.expected
+    if expected is not None and all(
+            v.dtype == dtype and v.ndim == len(shape) and all(e < 0 or e == a for e, a in zip(shape, v.shape))
+            for (shape, dtype), v in zip(expected, map(np.asarray, outputs))):
+        return
+    check_layer_outputs(step.layer, outputs)  # raises, naming the layer, on a mismatch
+    step.expected = [(dims(step.layer.get_output(i).shape), np_dtype(step.layer.get_output(i).dtype))
+                     for i in range(len(outputs))]
 
 
 def unsupported(network: Any) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, enum_name, register, rounded, wide
+from trtnet.interpreter._common import LayerCall, cached_wide, enum_name, register, rounded, wide
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
@@ -57,6 +57,13 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if all(d == 1 for d in b.shape[:-2]):
         flat = wide(np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(-1, a.shape[-1]))
         return _weight_product(flat, b.reshape(b.shape[-2:])).reshape(*batch, a.shape[-2], b.shape[-1])
+    if all(d == 1 for d in a.shape[:-2]):
+        # One left matrix against a stack (fused Q/K/V weights per head): a single product against the stack laid
+        # side by side, [K, batch * N], a view when the stack's memory allows (a weight read transposed does).
+        k, n = b.shape[-2:]
+        side = np.moveaxis(wide(np.broadcast_to(b, (*batch, k, n))), -2, 0).reshape(k, -1)
+        r = wide(a.reshape(a.shape[-2:])) @ side
+        return np.moveaxis(r.reshape(a.shape[-2], *batch, n), 0, -2)
     a, b = wide(a), wide(b)
     count = int(np.prod(batch))
     if count > 4096:  # many tiny matrices: numpy's loop is the better one
@@ -78,6 +85,9 @@ def _weight_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (float64, [M, K]) @ b ([K, N], any float type), b widened to float64 a block of columns at a time."""
     if b.dtype == np.float64 or b.size <= 4 * _BLOCK_VALUES:
         return a @ wide(b)
+    cached = cached_wide(b)  # weights a prepared network keeps widened
+    if cached is not None:
+        return a @ cached
     out = np.empty((a.shape[0], b.shape[1]), np.float64)
     step = max(1, _BLOCK_VALUES // b.shape[0])
     for j in range(0, b.shape[1], step):

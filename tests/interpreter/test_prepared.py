@@ -1,0 +1,101 @@
+"""`Interpreter`: a network prepared once, run repeatedly with its weights widened to float64 only once."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trtnet.backend import get_trt, logger
+from trtnet.errors import InterpreterError
+from trtnet.interpreter import Interpreter, _common, run_network
+
+trt = get_trt()
+
+
+def network(kernel: np.ndarray, matrix: np.ndarray):
+    """conv (kernel weights) -> flatten -> product with a constant matrix, plus the transposed product."""
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (1, 2, 5, 5))
+    conv = net.add_convolution_nd(x, 3, (3, 3), kernel, trt.Weights())
+    conv.name = "conv"
+    flat = net.add_shuffle(conv.get_output(0))
+    flat.reshape_dims = (1, 27)
+    const = net.add_constant(matrix.shape, matrix)
+    prod = net.add_matrix_multiply(flat.get_output(0), trt.MatrixOperation.NONE, const.get_output(0),
+                                   trt.MatrixOperation.NONE)
+    prod.get_output(0).name = "y"
+    net.mark_output(prod.get_output(0))
+    return builder, net, conv
+
+
+def expected(x: np.ndarray, kernel: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The same computation in float64, by direct summation."""
+    k = kernel.astype(np.float64).reshape(3, 2, 3, 3)
+    conv = np.zeros((3, 3, 3))
+    for i in range(3):
+        for j in range(3):
+            conv[:, i, j] = np.einsum("ckl,ockl->o", x[0, :, i:i + 3, j:j + 3].astype(np.float64), k)
+    return (conv.reshape(1, 27) @ matrix.astype(np.float64)).astype(np.float32)
+
+
+def test_prepared_runs_match_run_network_and_see_weights_set_anew():
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal(3 * 2 * 9).astype(np.float32)
+    # Over 1M values: the product's block-widening path, which a prepared network replaces by its cached copy.
+    matrix = rng.standard_normal((27, 40000)).astype(np.float32)
+    builder, net, conv = network(kernel, matrix)
+    prepared = Interpreter(net)
+    for seed in (1, 2):  # the second run reads the weights widened by the first
+        x = np.random.default_rng(seed).standard_normal((1, 2, 5, 5)).astype(np.float32)
+        got = prepared.run({"x": x})["y"]
+        np.testing.assert_array_equal(got, run_network(net, {"x": x})["y"])
+        np.testing.assert_allclose(got, expected(x, kernel, matrix), rtol=1e-6, atol=1e-5)
+    # Weights set anew on a layer are a new buffer: the next run sees them.
+    other = rng.standard_normal(3 * 2 * 9).astype(np.float32)
+    conv.kernel = other
+    got = prepared.run({"x": x})["y"]
+    np.testing.assert_allclose(got, expected(x, other, matrix), rtol=1e-6, atol=1e-5)
+    # Weights written into their old buffer in place are not (the documented rule); run_network sees them.
+    other *= 2
+    np.testing.assert_array_equal(prepared.run({"x": x})["y"], got)
+    np.testing.assert_allclose(run_network(net, {"x": x})["y"], expected(x, other, matrix), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(Interpreter(net).run({"x": x})["y"], expected(x, other, matrix), rtol=1e-6,
+                               atol=1e-5)
+
+
+def test_widened_weights_are_read_only_and_leave_the_caller_s_arrays_alone():
+    rng = np.random.default_rng(3)
+    kernel = rng.standard_normal(3 * 2 * 9).astype(np.float32)
+    matrix = rng.standard_normal((27, 4)).astype(np.float32)
+    keep_k, keep_m = kernel.copy(), matrix.copy()
+    _builder, net, _conv = network(kernel, matrix)
+    prepared = Interpreter(net)
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    first = prepared.run({"x": x})["y"]
+    second = prepared.run({"x": x})["y"]
+    np.testing.assert_array_equal(first, second)
+    assert first.flags.writeable and first.base is None  # outputs are the caller's own arrays
+    np.testing.assert_array_equal(kernel, keep_k)
+    np.testing.assert_array_equal(matrix, keep_m)
+
+
+def test_a_prepared_network_still_checks_every_output_against_tensorrt():
+    # The second run checks against the shapes kept from the first; a layer whose output changes shape between
+    # runs (here its input: a dynamic batch) is still checked, and a wrong shape still names the layer.
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (-1, 3))
+    relu = net.add_activation(x, trt.ActivationType.RELU)
+    relu.name = "the_relu"
+    net.mark_output(relu.get_output(0))
+    prepared = Interpreter(net)
+    for batch in (2, 5):
+        out = prepared.run({"x": np.full((batch, 3), -1.0, np.float32)})
+        np.testing.assert_array_equal(next(iter(out.values())), np.zeros((batch, 3), np.float32))
+    entry = _common.HANDLERS["ACTIVATION"]
+    _common.HANDLERS["ACTIVATION"] = _common.Entry(lambda call: [np.zeros((2, 4), np.float32)], entry.class_name)
+    try:
+        with pytest.raises(InterpreterError, match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has shape \(2, 4\)"):
+            prepared.run({"x": np.zeros((2, 3), np.float32)})
+    finally:
+        _common.HANDLERS["ACTIVATION"] = entry
