@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,18 +22,9 @@ import time
 from pathlib import Path
 
 
-def _pin_threads() -> int:
-    """--threads N (default 1), applied before numpy loads its BLAS: on a shared machine a BLAS or OpenMP
-    thread waiting for a busy core turns a 0.1 ms product into tens of milliseconds, on both sides alike."""
-    threads = 1
-    if "--threads" in sys.argv:
-        threads = int(sys.argv[sys.argv.index("--threads") + 1])
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    return threads
+from pin_threads import pin_threads  # noqa: E402  (the script's own folder, first on sys.path)
 
-
-THREADS = _pin_threads()
+THREADS = pin_threads()
 
 import numpy as np  # noqa: E402  (after the thread count is set)
 
