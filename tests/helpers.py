@@ -6,7 +6,8 @@ from typing import Callable
 import numpy as np
 
 from trtnet.backend import get_trt, logger
-from trtnet.graph import NUMPY_OF, Graph, Policy
+from trtnet.dtypes import to_trt
+from trtnet.graph import Graph, Policy
 from trtnet.interpreter import run_network
 from trtnet.tensor import Tensor
 
@@ -31,11 +32,10 @@ def _emit_ops(fn: Callable, *xs: np.ndarray, **policy):
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     graph = Graph(network, Policy(**policy))
-    dtypes = {np.dtype(v): k for k, v in NUMPY_OF.items()} if NUMPY_OF[trt.float32] else {}
     with graph:
         args = []
         for i, x in enumerate(xs):
-            t = Tensor(network.add_input(f"x{i}", dtypes[x.dtype], x.shape))
+            t = Tensor(network.add_input(f"x{i}", to_trt(x.dtype), x.shape))
             args.append(t.cast(graph.float_dtype) if x.dtype == np.float32 else t)
         results = fn(*args)
         for i, t in enumerate(results if isinstance(results, (list, tuple)) else [results]):

@@ -23,7 +23,7 @@ import numpy as np
 from trtnet import cache as engine_cache, dtypes
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import BuildError, NetworkError
-from trtnet.graph import NUMPY_OF, Graph, Policy, PolicyOptions, resolve_policy
+from trtnet.graph import Graph, Policy, PolicyOptions, resolve_policy
 from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
 from trtnet.plan import TensorSpec
@@ -106,7 +106,7 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
             except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
                 raise NetworkError(f"output {name!r}: TensorRT cannot infer its shape for inputs "
                                    f"{[list(sp.shape) for sp in specs]} (too large? see its log above)") from None
-            outputs.append(TensorSpec(name, shape, np.dtype(NUMPY_OF[t.dtype]).name))
+            outputs.append(TensorSpec(name, shape, dtypes.numpy_of(t.dtype).name))
     return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
                    label=f"{type(model).__name__} {policy.precision}", owner=graph)
 

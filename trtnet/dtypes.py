@@ -22,12 +22,10 @@ _TRT_MEMBER = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16", "float
 ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3"}
 DTYPES: tuple[str, ...] = tuple(_TRT_MEMBER)
 
-# numpy has no bfloat16 or fp8: their arrays travel as raw bit patterns (see `graph.to_numpy_dtype`).
-_NUMPY = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "float8_e4m3": np.uint8,
-          "int8": np.int8, "uint8": np.uint8, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
 _FROM_NUMPY = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16", np.dtype(np.int8): "int8",
                np.dtype(np.uint8): "uint8", np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
                np.dtype(np.bool_): "bool"}
+_TO_NUMPY = {name: dtype for dtype, name in _FROM_NUMPY.items()}
 FLOATS = ("float32", "float16", "bfloat16", "float8_e4m3")
 
 
@@ -64,9 +62,13 @@ def to_trt(dtype: Any, what: str = "dtype"):
     return getattr(trt.DataType, _TRT_MEMBER[name_of(dtype, what)])
 
 
-def to_numpy(dtype: Any) -> type:
-    """The numpy type an array of `dtype` is stored in (raw bits for bfloat16 and fp8)."""
-    return _NUMPY[name_of(dtype)]
+def numpy_of(dtype: Any) -> np.dtype:
+    """The numpy dtype of `dtype` (a DSL name, a TensorRT DataType or a numpy dtype). numpy has no bfloat16 or
+    fp8 (their weights travel as raw bits, see `graph.to_numpy_dtype`): those are a NetworkError."""
+    name = name_of(dtype)
+    if name not in _TO_NUMPY:
+        raise NetworkError(f"no numpy dtype for {name}")
+    return _TO_NUMPY[name]
 
 
 def is_float(dtype: Any) -> bool:

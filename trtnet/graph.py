@@ -20,7 +20,7 @@ import numpy as np
 
 from trtnet.backend import capture_errors, get_trt
 from trtnet.calibration import as_calibration
-from trtnet.dtypes import name_of, to_trt
+from trtnet.dtypes import name_of, numpy_of, to_trt
 from trtnet.errors import NetworkError
 
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
@@ -192,7 +192,7 @@ def to_numpy_dtype(array: np.ndarray, dtype) -> np.ndarray:
     trt = get_trt()
     if dtype == trt.bfloat16:
         return np.asarray(array, dtype=np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
-    return np.asarray(array, dtype=NUMPY_OF[dtype])
+    return np.asarray(array, dtype=numpy_of(dtype))
 
 
 class _CheckedNetwork:
@@ -264,17 +264,3 @@ def current_graph() -> Graph:
     return graph
 
 
-class _NumpyOf(dict):
-    """TensorRT dtype -> numpy dtype, filled on first use so that importing trtnet needs no TensorRT."""
-
-    def __missing__(self, key):
-        trt = get_trt()
-        table = {trt.float32: np.float32, trt.float16: np.float16, trt.int32: np.int32, trt.int64: np.int64,
-                 trt.int8: np.int8, trt.uint8: np.uint8, trt.bool: np.bool_}
-        self.update(table)
-        if key not in table:
-            raise NetworkError(f"no numpy dtype for TensorRT dtype {key}")
-        return table[key]
-
-
-NUMPY_OF = _NumpyOf()

@@ -19,14 +19,14 @@ import numpy as np
 from trtnet.backend import get_trt, logger
 from trtnet.builder import BatchSize, Network, batch_range
 from trtnet.errors import NetworkError
-from trtnet.graph import NUMPY_OF
+from trtnet.dtypes import numpy_of
 from trtnet.plan import TensorSpec
 
 __all__ = ["parse_onnx"]
 
 
 def _dtype_name(t) -> str:
-    return np.dtype(NUMPY_OF[t.dtype]).name
+    return numpy_of(t.dtype).name
 
 
 def parse_onnx(path: str | os.PathLike, batch_size: BatchSize | None = None) -> Network:
