@@ -221,7 +221,7 @@ def parity(name: str, model, weights: Path | None) -> dict[str, Any]:
 
 def quantize_model(name: str, weights: Path | None, args, scratch: Path) -> tuple[Path, dict[str, Any]]:
     """Calibrate `name` for args.precision in the interpreter; its accuracy against fp32 on held-out inputs."""
-    from trtnet.calibrator import measure
+    from trtnet.quant.calibrate import measure
     from trtnet.parity import cosine, rel_error
 
     model = REGISTRY[name].fn(weights=weights)

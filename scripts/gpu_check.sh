@@ -58,7 +58,7 @@ print("trtnet backend:", trtnet.backend.get_backend(), "| device:", trtnet.targe
       "| engines built for:", trtnet.target.target())
 trt = trtnet.backend.get_trt()
 if hasattr(trt, "ComputeCapability"):
-    print("this GPU:", trtnet.cudart.compute_capability(), "| TensorRT for RTX targets:",
+    print("this GPU:", trtnet.runtime.cudart.compute_capability(), "| TensorRT for RTX targets:",
           [n for n in vars(trt.ComputeCapability) if n.startswith("SM")])
 PY
 } > "$OUT/env.txt" 2>&1

@@ -45,7 +45,7 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
     from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
     from trtnet.zoo.registry import get_entry
     try:
-        from trtnet.builder import emit
+        from trtnet.builder.emit import emit
         from trtnet.interpreter import run_network
     except ImportError:  # a --baseline revision from before the builder.py and interpreter/ renames
         from trtnet.build import emit

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import trtnet
-from trtnet.calibrator import measure
+from trtnet.quant.calibrate import measure
 from trtnet.parity import sample_inputs
 from trtnet.zoo import REGISTRY
 

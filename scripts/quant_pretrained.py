@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import trtnet
-from trtnet.calibrator import measure
+from trtnet.quant.calibrate import measure
 from trtnet.zoo import bert_base_uncased
 
 

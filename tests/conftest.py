@@ -1,20 +1,9 @@
 """Shared test set-up: markers for GPU and slow tests, skipped with their reason shown."""
 from __future__ import annotations
 
-import functools
-
 import pytest
 
-
-@functools.cache
-def cuda_device() -> str | None:
-    """A description of the CUDA GPU, or None with no GPU (reason in `no_gpu_reason`)."""
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        return None
-    err, count = runtime.cudaGetDeviceCount()
-    return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
+from tests.helpers import cuda_device
 
 
 @pytest.fixture(autouse=True, scope="session")

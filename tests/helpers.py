@@ -1,11 +1,20 @@
-"""Test helpers: run a function of DSL ops through TensorRT's shape inference and the reference interpreter."""
+"""Test helpers shared by the test files (which never import each other): DSL ops run through TensorRT's shape
+inference and the reference interpreter, the command line run in-process, and whether a CUDA GPU is here."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
+
+import pytest
 
 import numpy as np
 
 from trtnet.backend import get_trt, logger
+from trtnet.cli import main
 from trtnet.dtypes import to_trt
 from trtnet.graph import Graph, Policy
 from trtnet.interpreter import run_network
@@ -75,3 +84,47 @@ def build_ops(fn: Callable, *xs: np.ndarray, **policy) -> bytes | None:
     network, builder, _graph = _emit_ops(fn, *xs, **policy)
     plan = builder.build_serialized_network(network, builder.create_builder_config())
     return None if plan is None else bytes(plan)
+
+
+@functools.cache
+def cuda_device() -> str | None:
+    """A description of the CUDA GPU, or None with no GPU (reason in `no_gpu_reason`)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        return None
+    err, count = runtime.cudaGetDeviceCount()
+    return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def trtnet_cli(*args: object, cwd: Path | None = None, **env: str) -> Result:
+    """`trtnet ARGS` run by `main`, in `cwd` with `env` added, its exit status and output captured.
+
+    argparse's usage errors leave by SystemExit, as they do from the console script; its code is the status.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for key, value in env.items():
+            mp.setenv(key, value)
+        if cwd is not None:
+            mp.chdir(cwd)
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 1
+    return Result(status, out.getvalue(), err.getvalue())
+
+
+def error_line(result: Result) -> str:
+    """The error a command printed: one line starting `trtnet: error:`, with no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("trtnet: error: "), result.stderr
+    return lines[-1]

@@ -32,14 +32,14 @@ TORCH_FAMILY = ("torch", "torchvision", "timm", "transformers", "yolov5", "ultra
 TORCH_ALLOWED = {
     "trtnet/parity.py": "the parity helpers: PyTorch sources built, run and exported beside trtnet",
     "trtnet/cli/commands.py": "`export-weights`, `verify` and `convert` check that PyTorch is there before they use it",
-    "trtnet/convert.py": "`trtnet convert`: the one torch.load, of a checkpoint the user names",
+    "trtnet/export/convert.py": "`trtnet convert`: the one torch.load, of a checkpoint the user names",
     "trtnet/zoo/sources.py": "the builders of each model's PyTorch source (torchvision, timm, transformers, yolov5)",
-    "trtnet/runner.py": "answers a caller who passed torch tensors in kind, on its stream (torch is imported by then)",
+    "trtnet/runtime/runner.py": "answers a caller who passed torch tensors in kind, on its stream (torch is imported by then)",
 }
 DSL_ONLY = ("trtnet.zoo", "trtnet.nn")  # packages that speak the DSL only
 # Files beside backend.py that may import a module by computed name, and why: what they import is never trtnet's.
 COMPUTED_IMPORT_ALLOWED = {
-    "trtnet/models.py": "loads the user's own model that the command line names (package.module:NAME)",
+    "trtnet/cli/model_ref.py": "loads the user's own model that the command line names (package.module:NAME)",
 }
 
 
@@ -51,7 +51,7 @@ class Import:
     line: int
     module: str  # the importing module: "trtnet.cache"
     target: str  # the module the statement names, absolute: "trtnet.runtime", "torch.nn"
-    statement: str  # the statement as source: "from trtnet.runtime import Engine"
+    statement: str  # the statement as source: "from trtnet.runtime.engine import Engine"
     lazy: bool  # inside a function
     type_only: bool  # under `if TYPE_CHECKING:`
 

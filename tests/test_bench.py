@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cuda_device
+from tests.helpers import cuda_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import trtnet
-import trtnet.builder
+import trtnet.builder.build
 import trtnet.zoo
 from trtnet.backend import get_trt
-from trtnet.cache import network_fingerprint
+from trtnet.builder.cache import network_fingerprint
 from trtnet.errors import NetworkError
 from trtnet.graph import to_numpy_dtype
 
@@ -93,7 +93,7 @@ def test_a_cache_dir_that_is_not_a_path_is_a_network_error(folder):
 
 def _tf32(precision: str) -> bool:
     net = trtnet.emit(two_inputs(), 2, precision=precision)
-    config = trtnet.builder.builder_config(net)
+    config = trtnet.builder.build.builder_config(net)
     return config.get_flag(get_trt().BuilderFlag.TF32)
 
 

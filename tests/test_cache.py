@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import trtnet
-import trtnet.builder
-from trtnet.cache import engine_key
-from trtnet.runtime import Engine
+import trtnet.builder.build
+from trtnet.builder.cache import engine_key
+from trtnet.runtime.engine import Engine
 
 from tests.runtime_models import TwoInputs, two_inputs
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def builds(monkeypatch) -> list[str]:
     """Counts real TensorRT builds (cache hits do not build)."""
     calls: list[str] = []
-    module = trtnet.builder
+    module = trtnet.builder.build
     real = module.build_network
 
     def counting(net, **kwargs):
@@ -281,11 +281,11 @@ def test_a_full_cache_folder_warns_and_returns_the_engine(tmp_path, builds, monk
 
 
 def test_killed_builders_temporaries_are_removed(tmp_path, builds):
-    import trtnet.tempfiles
+    import trtnet.fileio
 
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
-    dead = tmp_path / f".{'0' * 40}.plan.{trtnet.tempfiles._HOST}.{p.pid}.00000000.tmp"
+    dead = tmp_path / f".{'0' * 40}.plan.{trtnet.fileio._HOST}.{p.pid}.00000000.tmp"
     dead.write_bytes(b"\0" * 1000)
     trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert not dead.exists() and len(entries(tmp_path)) == 1

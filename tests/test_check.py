@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtnet import check as check_module
+from trtnet.onnx import check as check_module
 from trtnet.backend import get_trt
-from trtnet.check import ParsedOnnx, check_onnx
+from trtnet.onnx.check import ParsedOnnx, check_onnx
 from trtnet.cli import main
 from trtnet.errors import CheckError, InterpreterError
 

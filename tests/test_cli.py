@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import trtnet
+from tests.helpers import Result, error_line, trtnet_cli
 from trtnet.cli import main
 from trtnet.weights import load_weights, read_safetensors
 from trtnet.zoo import REGISTRY, resnet18
@@ -26,39 +27,6 @@ pytest.importorskip("torchvision", reason="torchvision is the PyTorch source of 
 ROOT = Path(__file__).resolve().parents[1]
 # The console script of the environment running the tests (`pip install -e .` puts it beside the interpreter).
 SCRIPT = shutil.which("trtnet", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def trtnet_cli(*args: object, cwd: Path | None = None, **env: str) -> Result:
-    """`trtnet ARGS` run by `main`, in `cwd` with `env` added, its exit status and output captured.
-
-    argparse's usage errors leave by SystemExit, as they do from the console script; its code is the status.
-    """
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        for key, value in env.items():
-            mp.setenv(key, value)
-        if cwd is not None:
-            mp.chdir(cwd)
-        try:
-            status = main([str(a) for a in args])
-        except SystemExit as e:
-            status = e.code if isinstance(e.code, int) else 1
-    return Result(status, out.getvalue(), err.getvalue())
-
-
-def error_line(result: Result) -> str:
-    """The error a command printed: one line starting `trtnet: error:`, with no traceback."""
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("trtnet: error: "), result.stderr
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import error_line, trtnet_cli
+from tests.helpers import error_line, trtnet_cli
 from trtnet.weights import read_safetensors
 from trtnet.zoo import REGISTRY
 
@@ -194,7 +194,7 @@ def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "models" / "user_tiny" / "1" / "model.plan").is_file()
 
-    from trtnet.models import resolve
+    from trtnet.cli.model_ref import resolve
 
     torch_tiny = resolve(f"{model_file}:tiny").entry.torch_model  # TorchTiny, from the file the CLI ran
     checkpoint = tmp_path / "trained.pth"

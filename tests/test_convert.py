@@ -165,7 +165,7 @@ def test_bfloat16_is_kept(tmp_path, capsys):
 
 
 def test_convert_is_the_only_place_that_unpickles():
-    """torch.load, pickle.load(s) and friends appear in trtnet/convert.py and nowhere else in the package."""
+    """torch.load, pickle.load(s) and friends appear in trtnet/export/convert.py and nowhere else in the package."""
     import ast
 
     root = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_convert_is_the_only_place_that_unpickles():
                     and (node.value.id, node.attr) in {("torch", "load"), ("pickle", "load"), ("pickle", "loads"),
                                                        ("pickle", "Unpickler"), ("dill", "load")}):
                 found.append(f"{path.relative_to(root)}:{node.lineno}")
-    assert found and all(f.startswith("trtnet/convert.py:") for f in found), found
+    assert found and all(f.startswith("trtnet/export/convert.py:") for f in found), found
 
 
 def _resnet18_state() -> dict:
@@ -356,7 +356,7 @@ def test_bytes_that_are_no_pickle_are_not_called_a_pickle(tmp_path, capsys):
 def test_convert_from_python_checks_its_arguments(tmp_path, kwargs, message):
     """trust_pickle="no" was truthy, so it allowed the full unpickle it meant to refuse; a path of the wrong type
     was a TypeError from pathlib."""
-    from trtnet.convert import convert
+    from trtnet.export.convert import convert
     from trtnet.errors import ConfigError
 
     checkpoint = tmp_path / "model.pt"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import trtnet_cli
+from tests.helpers import trtnet_cli
 from trtnet.zoo import REGISTRY
 
 pytest.importorskip("torch", reason="the guide starts from a PyTorch model")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import trtnet
-import trtnet.builder
+import trtnet.builder.build
 from trtnet.parity import rel_error
 from trtnet.summary import summarize
 from trtnet.target import target
@@ -60,8 +60,8 @@ def test_parsed_network_builds_through_the_same_path(tmp_path, monkeypatch):
     """trtnet.build takes the parsed Network: same build_network (GPU targeting), same engine cache."""
     _export(tmp_path / "small.onnx")
     built: list[str] = []
-    real = trtnet.builder.build_network
-    monkeypatch.setattr(trtnet.builder, "build_network", lambda net, **kw: built.append(net.label) or real(net, **kw))
+    real = trtnet.builder.build.build_network
+    monkeypatch.setattr(trtnet.builder.build, "build_network", lambda net, **kw: built.append(net.label) or real(net, **kw))
     first = trtnet.build(trtnet.parse_onnx(tmp_path / "small.onnx"), cache_dir=tmp_path / "cache")
     again = trtnet.build(trtnet.parse_onnx(tmp_path / "small.onnx"), cache_dir=tmp_path / "cache")
     assert built == ["small.onnx (ONNX)"] and again.plan == first.plan

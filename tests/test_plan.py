@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import trtnet
-import trtnet.tempfiles
+import trtnet.fileio
 from trtnet.errors import EngineError
-from trtnet.plan import sidecar_path
-from trtnet.runtime import Engine
+from trtnet.runtime.plan import sidecar_path
+from trtnet.runtime.engine import Engine
 
 from tests.runtime_models import two_inputs
 
@@ -184,7 +184,7 @@ def _dead_pid() -> int:
 
 
 def test_temporaries_of_dead_writers_are_removed(old, tmp_path):
-    host = trtnet.tempfiles._HOST
+    host = trtnet.fileio._HOST
     dead = tmp_path / f".m.plan.{host}.{_dead_pid()}.0a1b2c3d.tmp"
     live = tmp_path / f".m.plan.{host}.{os.getpid()}.0a1b2c3d.tmp"  # a writer still at work: kept
     aged = tmp_path / f".m.plan.json.otherhost.12345.0a1b2c3d.tmp"  # another machine's, two hours old
@@ -201,7 +201,7 @@ def test_a_killed_writer_leaves_whole_files_and_the_next_save_sweeps_its_tempora
     the folder removes the dead writer's temporary."""
     path = old.save(tmp_path / "m.plan")
     new.save(tmp_path / "new.plan")
-    script = ("import os, signal, sys\nfrom trtnet.runtime import Engine\n"
+    script = ("import os, signal, sys\nfrom trtnet import Engine\n"
               "e = Engine.load(sys.argv[2])\nreal = os.replace\ncalls = []\n"
               "def replace(a, b):\n    calls.append(b)\n    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
               "    real(a, b)\nos.replace = replace\ne.save(sys.argv[1])\n")
@@ -403,7 +403,7 @@ def test_a_target_name_near_the_limit_still_saves_and_sweeps(old, tmp_path):
     "File name too long" for a target that could be written. The temporary now cuts the name, and the sweep of dead
     writers' temporaries cuts it the same way."""
     name = "m" * 240 + ".plan"  # its sidecar, name + ".json", is 250 characters: still a legal name
-    dead = trtnet.tempfiles.temporary_name(tmp_path / name).name.replace(f".{os.getpid()}.", f".{_dead_pid()}.")
+    dead = trtnet.fileio.temporary_name(tmp_path / name).name.replace(f".{os.getpid()}.", f".{_dead_pid()}.")
     (tmp_path / dead).write_bytes(b"partial")
     old.save(tmp_path / name)
     assert Engine.load(tmp_path / name).plan == old.plan

@@ -14,8 +14,8 @@ import pytest
 import trtnet
 from trtnet import nn, ops
 from trtnet.backend import get_trt
-from trtnet.calibration import Calibration
-from trtnet.calibrator import Histogram, choose_amax
+from trtnet.quant.ranges import Calibration
+from trtnet.quant.calibrate import Histogram, choose_amax
 from trtnet.cli import main
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.nn.module import Input
@@ -276,7 +276,7 @@ def test_quantized_engine_matches_the_interpreters_quantized_network(precision):
     agrees with fp32 (resnet18 int8 vs fp32: relative error 1.7e-2 here). What may differ: TensorRT requantizes
     a fused convolution's int32 accumulator straight to int8, where the interpreter rounds the fp16 output
     first, which moves a few values by one quantization step; hence 3e-3, a sixth of the quantization error."""
-    from trtnet.cudart import compute_capability
+    from trtnet.runtime.cudart import compute_capability
     from trtnet.parity import cosine, rel_error
     from trtnet.zoo import resnet18
 

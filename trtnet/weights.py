@@ -22,7 +22,7 @@ import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
 from trtnet.layouts import adapt_checkpoint
-from trtnet.tempfiles import replaced
+from trtnet.fileio import replaced
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module

@@ -10,11 +10,11 @@ import pytest
 
 import trtnet
 from trtnet.errors import ConfigError, EngineError, NetworkError
-from trtnet.calls import check_call
+from trtnet.runtime.bindings import check_call
 from trtnet.nn.module import Input
 from trtnet.parity import rel_error
-from trtnet.sidecar import TensorSpec, check_metadata
-from trtnet.triton import signature
+from trtnet.runtime.sidecar import TensorSpec, check_metadata
+from trtnet.export.triton import signature
 from trtnet.zoo import bert_base_uncased, gpt2
 
 transformers = pytest.importorskip("transformers", reason="transformers is the PyTorch source of BERT and GPT-2")
@@ -94,7 +94,7 @@ def test_static_engines_keep_their_sidecar_format():
     """Only an input with a dynamic non-batch dim writes min_shape/max_shape: other sidecars are as before, and
     sidecars without those fields load as they always did."""
     spec = TensorSpec("x", (2, 3), "float32", 1, 4)
-    plan = trtnet.plan.Plan(b"p", inputs=[spec], outputs=[TensorSpec("y", (-1, 3))])
+    plan = trtnet.runtime.plan.Plan(b"p", inputs=[spec], outputs=[TensorSpec("y", (-1, 3))])
     meta = plan.metadata()
     assert set(meta["inputs"][0]) == {"name", "shape", "dtype", "min_batch", "max_batch"}
     assert TensorSpec(**check_metadata(meta, "e.plan.json")["inputs"][0]) == spec
@@ -123,7 +123,7 @@ def test_input_dims_are_checked():
                                        ("1,8", [8, 40]), ([1, 8], None)])
 def test_malformed_length_ranges_in_a_sidecar_are_refused(low, high):
     spec = TensorSpec("ids", (4, 32), "int32", 1, 8, (1, 8), (8, 40))
-    meta = trtnet.plan.Plan(b"p", inputs=[spec], outputs=[TensorSpec("y", (-1, -1, 4))]).metadata()
+    meta = trtnet.runtime.plan.Plan(b"p", inputs=[spec], outputs=[TensorSpec("y", (-1, -1, 4))]).metadata()
     assert TensorSpec(**check_metadata(meta, "e.plan.json")["inputs"][0]) == spec
     meta["inputs"][0].update(min_shape=low, max_shape=high)
     with pytest.raises(EngineError, match=r"e\.plan\.json: malformed metadata: inputs\[0\]\.min_shape/max_shape is "

@@ -10,7 +10,7 @@
     trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
     trtnet check model.onnx [--inputs inputs.npz] [--layerwise]
 
-MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/models.py).
+MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/cli/model_ref.py).
 
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights`, `verify`, `convert`.

@@ -23,7 +23,7 @@ def one_line(message: str, limit: int = 6) -> str:
     return f"{head}: " + "; ".join(details[:limit]) + more
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from trtnet.check import check_onnx
+    from trtnet.onnx.check import check_onnx
 
     report = check_onnx(args.model, args.inputs, layerwise=args.layerwise, seed=args.seed)
     print("\n".join(report.lines()))
@@ -73,7 +73,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from trtnet.convert import convert
+    from trtnet.export.convert import convert
 
     name = _ref(args.model).require_entry("convert").name  # a user's file registers its entry as it runs
     done = convert(name, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
@@ -96,7 +96,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from trtnet.calibrator import calibrate_file
+    from trtnet.quant.calibrate import calibrate_file
 
     ref = _ref(args.model)
     model = _model(ref, args.weights, args.strict)
@@ -110,7 +110,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
-    from trtnet.triton import check_request, export_triton
+    from trtnet.export.triton import check_request, export_triton
 
     ref = _ref(args.model)
     name = args.name or ref.name
@@ -145,8 +145,8 @@ def _call(name: str, options: dict) -> str:
 # -- shared pieces ----------------------------------------------------------------------------------------
 
 def _ref(spec: str):
-    """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/models.py)."""
-    from trtnet.models import resolve
+    """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/cli/model_ref.py)."""
+    from trtnet.cli.model_ref import resolve
 
     return resolve(spec)
 

@@ -1,6 +1,6 @@
 """A Triton Inference Server model repository from a trtnet engine: `config.pbtxt` plus a versioned plan.
 
->>> from trtnet.triton import export_triton
+>>> from trtnet.export.triton import export_triton
 >>> done = export_triton(resnet18(weights=None), "models", "resnet18", batch_size=(1, 8, 32))  # doctest: +SKIP
 >>> str(done.plan)                                                                           # doctest: +SKIP
 'models/resnet18/1/model.plan'
@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtnet.errors import EngineError, ExportError
-from trtnet.plan import Plan, read_metadata, read_regular_file
-from trtnet.tempfiles import is_stale, temporary_name
+from trtnet.runtime.plan import Plan, read_metadata, read_regular_file
+from trtnet.fileio import is_stale, temporary_name
 # The config itself is written by triton_config; its names stay importable from here, where they were.
-from trtnet.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
+from trtnet.export.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module

@@ -25,12 +25,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from trtnet.backend import get_backend, get_trt, logger
-from trtnet.calls import Call, check_call
-from trtnet.cudart import DeviceArray, check, compute_capability, cudart, require_device
+from trtnet.runtime.bindings import Call, check_call
+from trtnet.runtime.cudart import DeviceArray, check, compute_capability, cudart, require_device
 from trtnet.errors import EngineError
 from trtnet.errors import TrtnetError
-from trtnet.plan import Plan, atomic_write, read_regular_file
-from trtnet.runner import Runner
+from trtnet.runtime.plan import Plan, atomic_write, read_regular_file
+from trtnet.runtime.runner import Runner
 from trtnet.target import cache_dir
 
 __all__ = ["DeviceArray", "Engine", "PlanRejected", "Runner"]

@@ -1,7 +1,7 @@
-"""From a model to a TensorRT network, and from a network to a serialized engine.
+"""From a model to a TensorRT network (`emit`), and that network run in the numpy interpreter (`reference`).
 
-`emit` writes the network (TensorRT infers every shape as layers are added); `build` compiles it into a plan;
-`reference` runs the same network in the numpy interpreter. One emission path serves all three, so the
+`emit` writes the network (TensorRT infers every shape as layers are added); `trtnet.build` compiles it into a
+plan; `reference` runs the same network in the numpy interpreter. One emission path serves all three, so the
 network the interpreter checks is the network the engine is built from. A `Network` parsed from an ONNX file
 (`trtnet.onnx.parse_onnx`) goes through the same `build` and `reference`.
 
@@ -11,27 +11,20 @@ keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one
 from __future__ import annotations
 
 import numbers
-import os
-import sys
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Sequence, Unpack
 
 import numpy as np
 
-from trtnet import cache as engine_cache, dtypes
-from trtnet.backend import get_backend, get_trt, logger
-from trtnet.errors import BuildError, NetworkError
+from trtnet import dtypes
+from trtnet.backend import get_trt, logger
+from trtnet.errors import NetworkError
 from trtnet.graph import Graph, Policy, PolicyOptions, resolve_policy
 from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
-from trtnet.plan import TensorSpec
-from trtnet.runtime import Engine, PlanRejected
-from trtnet.target import cache_dir as default_cache_dir, target
+from trtnet.runtime.plan import TensorSpec
 from trtnet.tensor import Tensor
-
-__all__ = ["BatchSize", "Network", "build", "build_network", "emit", "reference"]
 
 BatchSize = int | tuple[int, int, int]
 MAX_BATCH = 2**31 - 1  # TensorRT's dimensions are int32 in its profiles and most kernels
@@ -149,15 +142,6 @@ def batch_range(batch_size: Any) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
-def _optimization_level(level: Any) -> int | None:
-    if level is None:
-        return None
-    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or not 0 <= level <= 5:
-        raise NetworkError(f"optimization_level {_short(level)}: expected a whole number from 0 to 5 (TensorRT's "
-                           "builder optimization levels), or None for TensorRT's default (3)")
-    return int(level)
-
-
 def _sample_shape(name: str, shape: Any, rank: int) -> tuple[int, ...]:
     """An `input_shapes` entry: `rank` whole numbers >= 1 (the per-sample shape, no batch)."""
     dims = list(shape) if isinstance(shape, (tuple, list)) else None
@@ -204,182 +188,6 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
             specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi,
                                     min_shape=(lo, *low), max_shape=(hi, *high)))
     return specs
-
-
-def build(model: Module | Network, batch_size: BatchSize | None = None, policy: Policy | None = None, *,
-          input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
-          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None,
-          **options: Unpack[PolicyOptions]) -> Engine:
-    """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
-    build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
-
-    `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
-    A progress bar shows on a terminal (or with `verbose`), then a one-line summary. With a GPU present, a
-    cached plan is first loaded on it: one the GPU refuses is rebuilt, with a warning.
-
-    >>> engine = trtnet.build(resnet50(weights=None), batch_size=8, precision="fp16")   # doctest: +SKIP
-    >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
-    """
-    _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
-    for flag, value in (("cache", cache), ("verbose", verbose)):
-        if not isinstance(value, (bool, np.bool_)):  # cache="no" would be truthy: the cache used, not skipped
-            raise NetworkError(f"{flag} {_short(value)}: expected True or False")
-    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
-        raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
-                           "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
-    if isinstance(model, Network):
-        if batch_size is not None or policy is not None or options or input_shapes:
-            raise NetworkError("build(Network): the network's shapes and types are fixed; batch_size, policy, "
-                               "input_shapes and emission options belong to emit (or parse_onnx)")
-        net = model
-    else:
-        net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes,
-                   **options)
-    if not cache:
-        return build_network(net, optimization_level=optimization_level, verbose=verbose)
-    key_options = {"policy": asdict(net.policy) if net.policy else None,
-                   "optimization_level": _optimization_level(optimization_level),
-                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
-                              + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
-                              for s in net.inputs]}
-    key = engine_cache.engine_key(net.network, net.keepalive, key_options)
-    return engine_cache.cached(key, default_cache_dir(cache_dir),
-                               lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
-                               _runs_here, verbose=verbose, label=net.label)
-
-
-def _runs_here(engine: Engine) -> bool:
-    """Whether this GPU accepts a cached plan, asked before the plan is handed out (the runtime never calls back
-    into the builder). A plan built with no GPU ("aot") meets none here to ask: the key names the target."""
-    if engine.target == "aot":
-        return True
-    try:
-        engine.loaded()  # deserialized once, here; the engine's first run reuses it
-    except PlanRejected as e:
-        warnings.warn(f"trtnet engine cache: entry {engine.cache_key}.plan does not run on this GPU ({e}); "
-                      "rebuilding it", stacklevel=4)
-        return False
-    return True
-
-
-class _Progress:
-    """Build progress on stderr from TensorRT's progress monitor: one line, redrawn, of the open phases."""
-
-    def __init__(self, label: str, tty: bool) -> None:
-        self.label, self.tty = label, tty
-        self.phases: dict[str, tuple[int, int]] = {}  # name -> (step done, steps)
-        self.t0 = time.perf_counter()
-        self.shown = 0.0
-
-    def start(self, name: str, parent: str | None, steps: int) -> None:
-        self.phases[name] = (0, steps)
-        if not self.tty and parent is None:
-            print(f"{self.label}: {name} ...", file=sys.stderr, flush=True)
-        self.draw()
-
-    def step(self, name: str, step: int) -> bool:
-        if name in self.phases:
-            self.phases[name] = (step + 1, self.phases[name][1])
-        self.draw()
-        return True  # never cancel the build
-
-    def finish(self, name: str) -> None:
-        self.phases.pop(name, None)
-        self.draw()
-
-    def draw(self) -> None:
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now - self.shown < 0.1 and self.phases:
-            return
-        self.shown = now
-        parts = [f"{n} {done}/{steps}" for n, (done, steps) in self.phases.items()]
-        line = f"{self.label}: building {now - self.t0:5.1f} s  " + " > ".join(parts)
-        sys.stderr.write("\r" + line[:150].ljust(150))
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + " " * 150 + "\r")
-            sys.stderr.flush()
-
-
-def _progress_monitor(progress: _Progress):
-    """A TensorRT `IProgressMonitor` forwarding to `progress` (the class is made here: TensorRT imports lazily)."""
-    trt = get_trt()
-
-    class Monitor(trt.IProgressMonitor):
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-
-        def phase_start(self, phase_name, parent_phase, num_steps):
-            progress.start(phase_name, parent_phase, num_steps)
-
-        def step_complete(self, phase_name, step):
-            return progress.step(phase_name, step)
-
-        def phase_finish(self, phase_name):
-            progress.finish(phase_name)
-
-    return Monitor()
-
-
-def builder_config(net: Network, optimization_level: int | None = None, gpu: str = "aot"):
-    """The TensorRT builder config `build_network` uses for `net`: TF32 only for precision="tf32", the
-    optimization level, the target GPU (`gpu`, from `target()`), the batch profile."""
-    config = net.builder.create_builder_config()
-    trt = get_trt()
-    if hasattr(trt.BuilderFlag, "TF32"):
-        # TensorRT turns TF32 on in every new builder config (measured: get_flag(TF32) is True), so fp32 matrix
-        # multiplies and convolutions could round their inputs to 10 mantissa bits. fp32 means fp32 here.
-        if net.policy is not None and net.policy.precision == "tf32":
-            config.set_flag(trt.BuilderFlag.TF32)
-        else:
-            config.clear_flag(trt.BuilderFlag.TF32)
-    if optimization_level is not None:
-        config.builder_optimization_level = optimization_level
-    if gpu != "aot" and hasattr(config, "set_compute_capability"):
-        # TensorRT for RTX builds portable engines by default (sm_86, sm_89, sm_120); with a GPU present,
-        # build for that GPU (Turing needs it, and the cache key names it).
-        config.num_compute_capabilities = 1
-        config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
-    if any(lo != hi for lo, hi in (s.shape_range() for s in net.inputs)):
-        profile = net.builder.create_optimization_profile()
-        for s in net.inputs:
-            lo, hi = s.shape_range()
-            profile.set_shape(s.name, lo, s.shape, hi)
-        config.add_optimization_profile(profile)
-    return config
-
-
-def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
-    """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
-    label = net.label
-    gpu = target()
-    config = builder_config(net, _optimization_level(optimization_level), gpu)
-    tty = sys.stderr.isatty()
-    progress = _Progress(label, tty) if (tty or verbose) else None
-    monitor = None
-    if progress is not None and hasattr(config, "progress_monitor"):
-        monitor = _progress_monitor(progress)  # held here: TensorRT keeps only a pointer to it
-        config.progress_monitor = monitor
-    t0 = time.perf_counter()
-    try:
-        plan = net.builder.build_serialized_network(net.network, config)
-    finally:
-        if progress is not None:
-            progress.close()
-    seconds = time.perf_counter() - t0
-    del monitor
-    if plan is None:
-        raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
-    engine = Engine(bytes(plan), inputs=net.inputs, outputs=net.outputs, backend=str(get_backend()),
-                    num_layers=net.num_layers, build_seconds=seconds + net.seconds, precision=net.precision,
-                    target=gpu)
-    if progress is not None:
-        print(engine.summary(label), file=sys.stderr)
-    return engine
 
 
 def reference(model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None,

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from trtnet.errors import EngineError
-from trtnet.plan import TensorSpec
+from trtnet.runtime.plan import TensorSpec
 
 __all__ = ["Array", "Call", "check_call", "describe", "graph_key", "output_binding", "producer_streams"]
 

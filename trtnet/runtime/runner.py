@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trtnet.calls import Array, Call, graph_key, output_binding, producer_streams
-from trtnet.cudart import DeviceArray, DeviceBuffer, Event, Graph, HostBuffer, Stream, memcpy_async
+from trtnet.runtime.bindings import Array, Call, graph_key, output_binding, producer_streams
+from trtnet.runtime.cudart import DeviceArray, DeviceBuffer, Event, Graph, HostBuffer, Stream, memcpy_async
 from trtnet.errors import EngineError
-from trtnet.plan import TensorSpec
+from trtnet.runtime.plan import TensorSpec
 
 __all__ = ["Runner"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from trtnet.backend import get_trt, logger
-from trtnet.builder import BatchSize, Network, batch_range
+from trtnet.builder.emit import BatchSize, Network, batch_range
 from trtnet.errors import NetworkError
 from trtnet.dtypes import numpy_of
-from trtnet.plan import TensorSpec
+from trtnet.runtime.plan import TensorSpec
 
 __all__ = ["parse_onnx"]
 

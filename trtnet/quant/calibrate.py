@@ -21,7 +21,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from trtnet.calibration import Calibration
+from trtnet.quant.ranges import Calibration
 from trtnet.errors import CalibrationError
 from trtnet.nn.module import Module
 
@@ -259,7 +259,7 @@ def _check_method(method: str, precision: str, percentile: float) -> None:
 
 def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, bins: int = 2048) -> RangeStats:
     """Run the fp32 network of `model` in the interpreter over `batches`, recording every quantized tensor."""
-    from trtnet.builder import emit
+    from trtnet.builder.emit import emit
     from trtnet.ops.quantize import quant_points
     from trtnet.interpreter import Interpreter, run_network_capture
 

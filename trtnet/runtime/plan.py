@@ -20,8 +20,8 @@ from typing import Iterator, TypeVar
 
 from trtnet.backend import get_backend
 from trtnet.errors import EngineError
-from trtnet.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
-from trtnet.tempfiles import atomic_write, remove_stale_temporaries, write_temporary
+from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
+from trtnet.fileio import atomic_write, remove_stale_temporaries, write_temporary
 
 _P = TypeVar("_P", bound="Plan")  # Engine.load returns an Engine
 _LOAD_ATTEMPTS = 20  # reads of a pair that saves keep replacing (see Plan.load)

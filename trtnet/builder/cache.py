@@ -26,10 +26,10 @@ import numpy as np
 
 from trtnet.backend import get_backend, get_trt
 from trtnet.errors import EngineError
-from trtnet.plan import sidecar_path
-from trtnet.runtime import Engine
+from trtnet.runtime.plan import sidecar_path
+from trtnet.runtime.engine import Engine
 from trtnet.target import target
-from trtnet.tempfiles import remove_stale_temporaries
+from trtnet.fileio import remove_stale_temporaries
 
 # Bumped when the key's recipe, or what a key builds, changes, so old entries are not mistaken for new ones
 # (3: fp32 engines are built with TF32 off; entries record their key).
