@@ -18,6 +18,7 @@ Results also go to --json (default bench-results.json); --compare OLD.json print
 inputs (cosine, relative error, top-1 agreement for classifiers). Engines are built for fp16 too, beside it, in
 CPU mode; PyTorch runs in fp16 as the GPU baseline. The ONNX route has no quantized export here and is skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,7 @@ QUANTIZED = ("int8", "fp8")  # calibrated first; PyTorch's baseline for them is 
 
 
 # -- shared pieces ------------------------------------------------------------------------------------------
+
 
 def have(module: str) -> bool:
     import importlib.util
@@ -121,11 +123,16 @@ def _rusage_peak_mib() -> float:
 
 
 def stats(times_ms: np.ndarray) -> dict[str, float]:
-    return {"mean_ms": float(np.mean(times_ms)), "median_ms": float(np.median(times_ms)),
-            "p99_ms": float(np.percentile(times_ms, 99)), "iters": int(times_ms.size)}
+    return {
+        "mean_ms": float(np.mean(times_ms)),
+        "median_ms": float(np.median(times_ms)),
+        "p99_ms": float(np.percentile(times_ms, 99)),
+        "iters": int(times_ms.size),
+    }
 
 
 # -- the ONNX route -----------------------------------------------------------------------------------------
+
 
 def export_onnx(name: str, weights: Path | None, batch: int, precision: str, path: Path) -> float:
     """`torch.onnx.export` (opset 18) of the PyTorch source at `batch`; returns the seconds of the eager
@@ -163,8 +170,9 @@ def export_onnx(name: str, weights: Path | None, batch: int, precision: str, pat
         wrapped(*args)
         warmup_s = time.perf_counter() - t_warm
         # The TorchScript exporter: the dynamo one needs onnxscript, which trtnet does not require.
-        torch.onnx.export(wrapped, args, str(path), input_names=names, opset_version=18, dynamo=False,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            wrapped, args, str(path), input_names=names, opset_version=18, dynamo=False, do_constant_folding=True
+        )
     return warmup_s
 
 
@@ -176,6 +184,7 @@ def build_onnx(path: Path) -> trtnet.Engine:
 
 # -- CPU mode: one process per route, so that peak memory is that route's alone ------------------------------
 
+
 def worker(job: dict) -> dict:
     """Run one CPU-mode job (in a child process) and return its figures."""
     name, route, batch, precision = job["model"], job["route"], job["batch"], job["precision"]
@@ -183,11 +192,16 @@ def worker(job: dict) -> dict:
     t0 = time.perf_counter()
     if route == "trtnet":
         model = REGISTRY[name].fn(weights=weights)
-        engine = trtnet.build(model, batch_size=batch, precision=precision, calibration=job.get("calibration"),
-                              cache=False)
-        result = {"layers": engine.num_layers, "build_s": engine.build_seconds,
-                  "pipeline_s": time.perf_counter() - t0, "engine_mib": len(engine.plan) / 2**20,
-                  "peak_rss_mib": peak_rss_mib()}  # before the parity check, which loads torch
+        engine = trtnet.build(
+            model, batch_size=batch, precision=precision, calibration=job.get("calibration"), cache=False
+        )
+        result = {
+            "layers": engine.num_layers,
+            "build_s": engine.build_seconds,
+            "pipeline_s": time.perf_counter() - t0,
+            "engine_mib": len(engine.plan) / 2**20,
+            "peak_rss_mib": peak_rss_mib(),
+        }  # before the parity check, which loads torch
         if job["parity"]:
             result["parity"] = parity(name, model, weights)
     else:
@@ -201,9 +215,15 @@ def worker(job: dict) -> dict:
             warmup_s = export_onnx(name, weights, batch, precision, onnx_path)
             export_s = time.perf_counter() - t_export - warmup_s
             engine = build_onnx(onnx_path)
-        result = {"layers": engine.num_layers, "build_s": engine.build_seconds, "export_s": export_s, "torch_import_s": import_s,
-                  "pipeline_s": time.perf_counter() - t0 - warmup_s, "engine_mib": len(engine.plan) / 2**20,
-                  "peak_rss_mib": peak_rss_mib()}
+        result = {
+            "layers": engine.num_layers,
+            "build_s": engine.build_seconds,
+            "export_s": export_s,
+            "torch_import_s": import_s,
+            "pipeline_s": time.perf_counter() - t0 - warmup_s,
+            "engine_mib": len(engine.plan) / 2**20,
+            "peak_rss_mib": peak_rss_mib(),
+        }
     return result
 
 
@@ -221,23 +241,32 @@ def parity(name: str, model, weights: Path | None) -> dict[str, Any]:
 
 def quantize_model(name: str, weights: Path | None, args, scratch: Path) -> tuple[Path, dict[str, Any]]:
     """Calibrate `name` for args.precision in the interpreter; its accuracy against fp32 on held-out inputs."""
-    from trtnet.quant.calibrate import measure
     from trtnet.parity import cosine, rel_error
+    from trtnet.quant.calibrate import measure
 
     model = REGISTRY[name].fn(weights=weights)
     t0 = time.perf_counter()
     batch = 2
-    stats = measure(model, [make_inputs(name, batch, seed=1000 + i) for i in range(-(-args.calib_samples // batch))],
-                    histograms=args.calib_method != "max")
+    stats = measure(
+        model,
+        [make_inputs(name, batch, seed=1000 + i) for i in range(-(-args.calib_samples // batch))],
+        histograms=args.calib_method != "max",
+    )
     cal = stats.calibration(args.calib_method, precision=args.precision)
     path = cal.save(scratch / f"{name}.{args.precision}.calibration.json")
     xs = make_inputs(name, batch, seed=2000)
     fp32 = trtnet.reference(model, *xs)
     quant = trtnet.reference(model, *xs, precision=args.precision, calibration=cal)
     outputs = [s.name for s in trtnet.emit(model, batch).outputs]
-    acc: dict[str, Any] = {"method": cal.method, "calibration_samples": stats.samples, "held_out": batch,
-                           "quantized": len(cal.amax) - len(cal.keep), "kept": sorted(cal.keep),
-                           "seconds": time.perf_counter() - t0, "outputs": {}}
+    acc: dict[str, Any] = {
+        "method": cal.method,
+        "calibration_samples": stats.samples,
+        "held_out": batch,
+        "quantized": len(cal.amax) - len(cal.keep),
+        "kept": sorted(cal.keep),
+        "seconds": time.perf_counter() - t0,
+        "outputs": {},
+    }
     for out_name, f, q in zip(outputs, fp32, quant):
         row = {"cosine": cosine(q, f), "rel_error": rel_error(q, f)}
         if out_name == "logits":
@@ -247,8 +276,12 @@ def quantize_model(name: str, weights: Path | None, args, scratch: Path) -> tupl
 
 
 def run_child(job: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parent)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent,
+    )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -261,22 +294,32 @@ def cpu_model(name: str, batches: list[int], args, weights: Path | None, calibra
     quantized = args.precision in QUANTIZED
     onnx = not args.no_onnx and not quantized and have("torch") and have("onnx") and weights is not None
     for batch in batches:
-        job = {"model": name, "batch": batch, "precision": args.precision,
-               "calibration": str(calibration) if calibration else None,
-               "weights": str(weights) if weights else None, "parity": not args.no_parity and batch == batches[0]
-               and have("torch") and weights is not None}
+        job = {
+            "model": name,
+            "batch": batch,
+            "precision": args.precision,
+            "calibration": str(calibration) if calibration else None,
+            "weights": str(weights) if weights else None,
+            "parity": not args.no_parity and batch == batches[0] and have("torch") and weights is not None,
+        }
         routes = {"trtnet": run_child({**job, "route": "trtnet"})}
         if quantized:  # the same model's fp16 engine, built in the same run, for comparison
-            routes["trtnet fp16"] = run_child({**job, "route": "trtnet", "precision": "fp16", "calibration": None,
-                                               "parity": False})
+            routes["trtnet fp16"] = run_child(
+                {**job, "route": "trtnet", "precision": "fp16", "calibration": None, "parity": False}
+            )
         if onnx:
             routes["onnx"] = run_child({**job, "route": "onnx", "parity": False})
         out["routes"][str(batch)] = routes
         if "parity" in routes["trtnet"]:
             out["parity"] = routes["trtnet"].pop("parity")
     if not onnx:
-        out["onnx_skipped"] = ("--no-onnx" if args.no_onnx else "no quantized ONNX export here" if quantized
-                               else "needs torch, onnx and the PyTorch source")
+        out["onnx_skipped"] = (
+            "--no-onnx"
+            if args.no_onnx
+            else "no quantized ONNX export here"
+            if quantized
+            else "needs torch, onnx and the PyTorch source"
+        )
     return out
 
 
@@ -291,14 +334,18 @@ def print_cpu(name: str, result: dict, precision: str) -> None:
             if "error" in r:
                 print(f"| {label} | {batch} | failed: {r['error'][:120]} |||||")
                 continue
-            print(f"| {label} | {batch} | {r['layers']} | {r['build_s']:.1f} | {r['pipeline_s']:.1f} | "
-                  f"{r['engine_mib']:.1f} | {r['peak_rss_mib']:.0f} |")
+            print(
+                f"| {label} | {batch} | {r['layers']} | {r['build_s']:.1f} | {r['pipeline_s']:.1f} | "
+                f"{r['engine_mib']:.1f} | {r['peak_rss_mib']:.0f} |"
+            )
     if "onnx_skipped" in result:
         print(f"ONNX route skipped: {result['onnx_skipped']}")
     if "parity" in result:
         p = result["parity"]
-        print(f"parity, reference interpreter fp32 vs PyTorch fp32 at batch 1: rel error {p['rel_error']:.2e} "
-              f"({p['seconds']:.1f} s)")
+        print(
+            f"parity, reference interpreter fp32 vs PyTorch fp32 at batch 1: rel error {p['rel_error']:.2e} "
+            f"({p['seconds']:.1f} s)"
+        )
     print_accuracy(result.get("quant_accuracy"), precision)
     ref = POROS_A10.get(name)
     if ref:
@@ -311,13 +358,16 @@ def print_accuracy(acc: dict | None, precision: str) -> None:
         return
     for out_name, r in acc["outputs"].items():
         top1 = f", top-1 agreement {r['top1_agree']:.0%}" if "top1_agree" in r else ""
-        print(f"{precision} vs fp32 in the interpreter, {out_name} ({acc['held_out']} held-out inputs, ranges by "
-              f"{acc['method']} over {acc['calibration_samples']}): cosine {r['cosine']:.5f}, rel error "
-              f"{r['rel_error']:.2e}{top1}; {acc['quantized']} Q/DQ points, kept in fp16: "
-              f"{', '.join(acc['kept']) or 'none'}")
+        print(
+            f"{precision} vs fp32 in the interpreter, {out_name} ({acc['held_out']} held-out inputs, ranges by "
+            f"{acc['method']} over {acc['calibration_samples']}): cosine {r['cosine']:.5f}, rel error "
+            f"{r['rel_error']:.2e}{top1}; {acc['quantized']} Q/DQ points, kept in fp16: "
+            f"{', '.join(acc['kept']) or 'none'}"
+        )
 
 
 # -- GPU mode -----------------------------------------------------------------------------------------------
+
 
 def time_torch(model, xs: list[np.ndarray], precision: str, iters: int, warmup: int) -> np.ndarray:
     import torch
@@ -348,8 +398,9 @@ def time_engine(engine: trtnet.Engine, xs: list[np.ndarray], iters: int, warmup:
         runner.close()
 
 
-def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights_text: str,
-              calibration: Path | None = None) -> dict:
+def gpu_model(
+    name: str, batches: list[int], args, weights: Path | None, weights_text: str, calibration: Path | None = None
+) -> dict:
     out: dict[str, Any] = {"latency": {}}
     torch_model = None
     if weights is not None and have("torch"):  # no weights here means no PyTorch source to load
@@ -362,20 +413,26 @@ def gpu_model(name: str, batches: list[int], args, weights: Path | None, weights
         xs = make_inputs(name, batch)
         row: dict[str, Any] = {}
         model = REGISTRY[name].fn(weights=weights)
-        engine = trtnet.build(model, batch_size=batch, precision=args.precision, calibration=calibration,
-                              cache=not args.no_cache)
+        engine = trtnet.build(
+            model, batch_size=batch, precision=args.precision, calibration=calibration, cache=not args.no_cache
+        )
         row["trtnet"] = stats(time_engine(engine, xs, args.iters, args.warmup, args.cuda_graph))
         row["trtnet"]["build_s"] = engine.build_seconds
         if args.streams > 1:  # throughput: one request in flight per stream, a context each
-            row["throughput"] = engine.throughput(*xs, streams=args.streams, requests=args.iters,
-                                                  cuda_graph=args.cuda_graph)
+            row["throughput"] = engine.throughput(
+                *xs, streams=args.streams, requests=args.iters, cuda_graph=args.cuda_graph
+            )
         if batch == batches[0] and torch_model is not None:
             from trtnet.parity import rel_error
 
             got = engine(*xs)
             with torch.inference_mode():
-                want = torch_model(*[torch.from_numpy(x).cuda().to(dtype) if x.dtype.kind == "f"
-                                     else torch.from_numpy(x).cuda() for x in xs])
+                want = torch_model(
+                    *[
+                        torch.from_numpy(x).cuda().to(dtype) if x.dtype.kind == "f" else torch.from_numpy(x).cuda()
+                        for x in xs
+                    ]
+                )
             want = as_list(want)
             out["gpu_rel_error"] = max(rel_error(g, w.float().cpu().numpy()) for g, w in zip(got, want))
         engine.close()
@@ -404,8 +461,10 @@ def print_gpu(name: str, result: dict, precision: str) -> None:
     print(f"\n### {name}  ({precision}; mean ms over the iterations; median / p99 in the JSON)")
     if name in INPUT_NOTES:
         print(f"(reference: {INPUT_NOTES[name]})")
-    print("| Batch size | PyTorch (ms) | trtnet (ms) | speed-up | ONNX->TRT (ms) | trtnet vs ONNX "
-          "| Poros A10: PyTorch (ms) | Poros (ms) | speed-up |")
+    print(
+        "| Batch size | PyTorch (ms) | trtnet (ms) | speed-up | ONNX->TRT (ms) | trtnet vs ONNX "
+        "| Poros A10: PyTorch (ms) | Poros (ms) | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     ref = POROS_A10.get(name, {})
     notes: list[str] = []
@@ -414,22 +473,27 @@ def print_gpu(name: str, result: dict, precision: str) -> None:
         speed = f"{t['mean_ms'] / e['mean_ms']:.2f}x" if t and e else "-"
         versus = f"{o['mean_ms'] / e['mean_ms']:.2f}x" if o and "mean_ms" in o and e else "-"
         pe, pp = ref.get(int(batch), (None, None))
-        published = (f"{pe:.2f} | {pp:.2f} | {pe / pp:.2f}x" if pe else "- | - | -")
+        published = f"{pe:.2f} | {pp:.2f} | {pe / pp:.2f}x" if pe else "- | - | -"
         print(f"| {batch} | {_ms(t)} | {_ms(e)} | {speed} | {_ms(o)} | {versus} | {published} |")
         if o and "error" in o:
             notes.append(f"ONNX route at batch {batch} failed: {o['error']}")
         if "throughput" in row:
             tp = row["throughput"]
-            notes.append(f"batch {batch}: {tp['inferences_per_second']:.0f} inferences/s with {tp['streams']} "
-                         "streams in flight (host copies included)")
+            notes.append(
+                f"batch {batch}: {tp['inferences_per_second']:.0f} inferences/s with {tp['streams']} "
+                "streams in flight (host copies included)"
+            )
     for note in notes:
         print(note)
     if "gpu_rel_error" in result:
-        print(f"trtnet engine vs PyTorch on the GPU (both {precision}), first batch: rel error "
-              f"{result['gpu_rel_error']:.2e}")
+        print(
+            f"trtnet engine vs PyTorch on the GPU (both {precision}), first batch: rel error "
+            f"{result['gpu_rel_error']:.2e}"
+        )
 
 
 # -- comparing runs, plotting --------------------------------------------------------------------------------
+
 
 def flatten(results: dict) -> dict[str, float]:
     """'model/batch/route/metric' -> number, for comparing two runs."""
@@ -462,9 +526,12 @@ def compare(old: dict, new: dict) -> None:
 def plot(results: dict, path: Path) -> str:
     if not have("matplotlib"):
         return "no chart: matplotlib is not installed"
-    rows = [(name, batch, r["torch"]["mean_ms"] / r["trtnet"]["mean_ms"])
-            for name, m in results["models"].items() for batch, r in m.get("latency", {}).items()
-            if "torch" in r and "trtnet" in r]
+    rows = [
+        (name, batch, r["torch"]["mean_ms"] / r["trtnet"]["mean_ms"])
+        for name, m in results["models"].items()
+        for batch, r in m.get("latency", {}).items()
+        if "torch" in r and "trtnet" in r
+    ]
     if not rows:
         return "no chart: speed-ups need GPU latencies"
     import matplotlib
@@ -478,8 +545,9 @@ def plot(results: dict, path: Path) -> str:
     width = 0.8 / len(batches)
     for j, batch in enumerate(batches):
         values = {r[0]: r[2] for r in rows if int(r[1]) == batch}
-        ax.bar([i + j * width for i in range(len(names))], [values.get(n, 0) for n in names], width,
-               label=f"batch {batch}")
+        ax.bar(
+            [i + j * width for i in range(len(names))], [values.get(n, 0) for n in names], width, label=f"batch {batch}"
+        )
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, rotation=30, ha="right")
     ax.set_ylabel("speed-up over PyTorch eager")
@@ -492,30 +560,48 @@ def plot(results: dict, path: Path) -> str:
 
 # -- main ---------------------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--all", action="store_true", help="every benchmark model of the zoo")
     parser.add_argument("--models", nargs="+", default=None, help="zoo names (any registered model)")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=None,
-                        help="default 1 2 4 8 16 32 on a GPU, 1 without one")
-    parser.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "bf16", *QUANTIZED],
-                        help="default fp16; int8 and fp8 are calibrated in the interpreter first")
+    parser.add_argument(
+        "--batch-sizes", nargs="+", type=int, default=None, help="default 1 2 4 8 16 32 on a GPU, 1 without one"
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp16",
+        choices=["fp32", "fp16", "bf16", *QUANTIZED],
+        help="default fp16; int8 and fp8 are calibrated in the interpreter first",
+    )
     parser.add_argument("--calib-samples", type=int, default=4, help="calibration inputs for int8/fp8 (default 4)")
-    parser.add_argument("--calib-method", default="max", choices=["max", "percentile", "entropy", "mse"],
-                        help="how int8/fp8 ranges are chosen (default max)")
+    parser.add_argument(
+        "--calib-method",
+        default="max",
+        choices=["max", "percentile", "entropy", "mse"],
+        help="how int8/fp8 ranges are chosen (default max)",
+    )
     parser.add_argument("--iters", type=int, default=1000, help="timed inferences (default 1000, as published)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed inferences first (default 50)")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"), help="results file")
     parser.add_argument("--compare", type=Path, default=None, help="an earlier --json file: print the changes")
     parser.add_argument("--plot", type=Path, default=None, help="PNG chart of the speed-ups (needs matplotlib)")
-    parser.add_argument("--weights-dir", type=Path, default=Path("weights"),
-                        help="<name>.safetensors here if present, else seeded random weights")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=Path("weights"),
+        help="<name>.safetensors here if present, else seeded random weights",
+    )
     parser.add_argument("--no-parity", action="store_true", help="skip the interpreter's parity check (CPU mode)")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX route")
     parser.add_argument("--no-cache", action="store_true", help="always build engines (GPU mode)")
     parser.add_argument("--cuda-graph", action="store_true", help="replay engines as CUDA graphs (GPU mode)")
-    parser.add_argument("--streams", type=int, default=0,
-                        help="also measure throughput with this many requests in flight, one stream each (GPU mode)")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="also measure throughput with this many requests in flight, one stream each (GPU mode)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -534,20 +620,34 @@ def main(argv: list[str] | None = None) -> int:
     gpu = has_gpu()
     batches = args.batch_sizes or (list(GPU_BATCHES) if gpu else [1])
     device = describe_device()
-    print(f"trtnet benchmark: {len(names)} model(s), batch sizes {batches}, precision {args.precision} "
-          f"(the default is fp16), backend {trtnet.backend.get_backend()}")
+    print(
+        f"trtnet benchmark: {len(names)} model(s), batch sizes {batches}, precision {args.precision} "
+        f"(the default is fp16), backend {trtnet.backend.get_backend()}"
+    )
     print(f"device: {device}")
     if gpu:
-        print(f"latency: mean of {args.iters} inferences after {args.warmup} warm-up, CUDA events, inputs on the "
-              f"GPU{', CUDA graphs' if args.cuda_graph else ''}")
+        print(
+            f"latency: mean of {args.iters} inferences after {args.warmup} warm-up, CUDA events, inputs on the "
+            f"GPU{', CUDA graphs' if args.cuda_graph else ''}"
+        )
     else:
         print("CPU mode: engines are built ahead of time; latency columns need a GPU")
     print(f"reference figures: {SOURCE}")
-    results: dict[str, Any] = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "gpu": gpu,
-                                        "precision": args.precision, "batches": batches, "iters": args.iters,
-                                        "warmup": args.warmup, "backend": str(trtnet.backend.get_backend()),
-                                        "python": platform.python_version()},
-                               "models": {}, "reference": {"source": SOURCE, "poros_a10": POROS_A10}}
+    results: dict[str, Any] = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "device": device,
+            "gpu": gpu,
+            "precision": args.precision,
+            "batches": batches,
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "backend": str(trtnet.backend.get_backend()),
+            "python": platform.python_version(),
+        },
+        "models": {},
+        "reference": {"source": SOURCE, "poros_a10": POROS_A10},
+    }
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
@@ -578,8 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         compare(json.loads(args.compare.read_text()), results)
     # A failed trtnet build fails the run; an ONNX-route failure (an exporter or parser gap) is only reported.
-    failed = [f"{n}/b{b}" for n, m in results["models"].items() for b, routes in m.get("routes", {}).items()
-              if "error" in routes.get("trtnet", {})]
+    failed = [
+        f"{n}/b{b}"
+        for n, m in results["models"].items()
+        for b, routes in m.get("routes", {}).items()
+        if "error" in routes.get("trtnet", {})
+    ]
     if failed:
         print(f"trtnet failed: {', '.join(failed)}")
         return 1

@@ -12,9 +12,11 @@ PYTHONPATH is that revision's tree, between this process's runs of the same mode
 
     PYTHONPATH=$PWD python scripts/interp_bench.py --runs 3 --baseline dd48913 --json out.json [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -22,19 +24,25 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import io
 import time
 from pathlib import Path
-
 
 from pin_threads import pin_threads  # noqa: E402  (the script's own folder, first on sys.path)
 
 THREADS = pin_threads()
 
-import numpy as np  # noqa: E402  (after the thread count is set)
 
-NINE = ["resnet50", "vgg16", "mobilenet_v2", "inception_v3", "efficientnet_b0", "bert_base_uncased", "vit_b_16",
-        "yolov5s", "swin_t"]
+NINE = [
+    "resnet50",
+    "vgg16",
+    "mobilenet_v2",
+    "inception_v3",
+    "efficientnet_b0",
+    "bert_base_uncased",
+    "vit_b_16",
+    "yolov5s",
+    "swin_t",
+]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +52,7 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
 
     from trtnet.parity import export_state, rel_error, sample_inputs, torch_forward, torch_model
     from trtnet.zoo.registry import get_entry
+
     try:
         from trtnet.builder.emit import emit
         from trtnet.interpreter import run_network
@@ -66,6 +75,7 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
     feeds = {i.name: x for i, x in zip(model.inputs(), xs)}
     want = torch_forward(source, *xs)  # also the warm-up of PyTorch
     if Interpreter is None:
+
         def run(values: dict) -> dict:
             return run_network(net.network, values)
     else:
@@ -81,8 +91,12 @@ def measure(name: str, runs: int, torch_too: bool) -> dict:
             t0 = time.perf_counter()
             torch_forward(source, *xs)
             eager.append(time.perf_counter() - t0)
-    out = {"model": name, "layers": net.network.num_layers, "interp_s": min(interp),
-           "error": rel_error(got[0], want[0])}
+    out = {
+        "model": name,
+        "layers": net.network.num_layers,
+        "interp_s": min(interp),
+        "error": rel_error(got[0], want[0]),
+    }
     if torch_too:
         out["torch_s"] = min(eager)
     return out
@@ -115,9 +129,13 @@ def main() -> int:
             row = measure(name, args.runs, torch_too=True)
             if base is not None:
                 env = {**os.environ, "PYTHONPATH": str(base)}
-                proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs),
-                                       "--threads", str(THREADS)],
-                                      env=env, capture_output=True, text=True, cwd=tmp)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", name, "--runs", str(args.runs), "--threads", str(THREADS)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    cwd=tmp,
+                )
                 if proc.returncode == 0:
                     old = json.loads(proc.stdout.strip().splitlines()[-1])
                     row["before_s"], row["before_error"] = old["interp_s"], old["error"]
@@ -135,10 +153,15 @@ def main() -> int:
 
 
 def _line(r: dict) -> str:
-    before = f"  before {r['before_s']:.3f}s ({r['before_s'] / r['torch_s']:.1f}x, err {r['before_error']:.1e})" \
-        if "before_s" in r else ""
-    return (f"{r['model']:18s} layers {r['layers']:5d}  torch {r['torch_s']:.3f}s  interp {r['interp_s']:.3f}s "
-            f"({r['interp_s'] / r['torch_s']:.1f}x, err {r['error']:.1e}){before}")
+    before = (
+        f"  before {r['before_s']:.3f}s ({r['before_s'] / r['torch_s']:.1f}x, err {r['before_error']:.1e})"
+        if "before_s" in r
+        else ""
+    )
+    return (
+        f"{r['model']:18s} layers {r['layers']:5d}  torch {r['torch_s']:.3f}s  interp {r['interp_s']:.3f}s "
+        f"({r['interp_s'] / r['torch_s']:.1f}x, err {r['error']:.1e}){before}"
+    )
 
 
 if __name__ == "__main__":

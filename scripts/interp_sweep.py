@@ -10,6 +10,7 @@ interpreter and of PyTorch. Every architecture runs in its own child process (me
 
     PYTHONPATH=$PWD python scripts/interp_sweep.py --json sweep.json [--only NAME ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 from pin_threads import pin_threads  # noqa: E402  (the script's own folder, first on sys.path)
 
@@ -86,8 +86,9 @@ def build(name: str):
     if library == "torchvision":
         import torchvision
 
-        model = getattr(torchvision.models, arg)(weights=None, **({"aux_logits": False, "init_weights": False}
-                                                                  if arg == "googlenet" else {}))
+        model = getattr(torchvision.models, arg)(
+            weights=None, **({"aux_logits": False, "init_weights": False} if arg == "googlenet" else {})
+        )
     elif library == "torchvision.segmentation":
         import torchvision
 
@@ -154,8 +155,8 @@ def child(name: str, runs: int) -> dict:
 
     from trtnet.backend import get_trt, logger
     from trtnet.errors import TrtnetError
-    from trtnet.parity import rel_error
     from trtnet.interpreter import Interpreter
+    from trtnet.parity import rel_error
 
     torch.set_num_threads(THREADS)
     model, inputs = build(name)
@@ -164,8 +165,15 @@ def child(name: str, runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         with torch.no_grad():
-            torch.onnx.export(model, tuple(torch.from_numpy(v) for v in inputs.values()), str(path),
-                              input_names=list(inputs), opset_version=18, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(
+                model,
+                tuple(torch.from_numpy(v) for v in inputs.values()),
+                str(path),
+                input_names=list(inputs),
+                opset_version=18,
+                dynamo=False,
+                do_constant_folding=True,
+            )
         trt = get_trt()
         builder = trt.Builder(logger())
         network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -194,8 +202,9 @@ def child(name: str, runs: int) -> dict:
         row["interp_s"], row["torch_s"] = min(interp_s), min(torch_s)
         row["outputs"] = len(got)
         row["interp_error"] = max(rel_error(g, w) for g, w in zip(got, want))
-        exact = torch_run(model.double(), {k: v.astype(np.float64) if v.dtype == np.float32 else v
-                                           for k, v in inputs.items()})
+        exact = torch_run(
+            model.double(), {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in inputs.items()}
+        )
         row["interp_error_f64"] = max(rel_error(g, w) for g, w in zip(got, exact))
         row["torch_error_f64"] = max(rel_error(g, w) for g, w in zip(want, exact))
         model.float()
@@ -203,8 +212,9 @@ def child(name: str, runs: int) -> dict:
             import onnxruntime as ort
 
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            ort_out = session.run(None, {k: v for k, v in inputs.items()
-                                         if k in {i.name for i in session.get_inputs()}})
+            ort_out = session.run(
+                None, {k: v for k, v in inputs.items() if k in {i.name for i in session.get_inputs()}}
+            )
             row["ort_error"] = max(rel_error(g, w) for g, w in zip(ort_out, want))
             row["ort_error_f64"] = max(rel_error(g, w) for g, w in zip(ort_out, exact))
         except ImportError:
@@ -225,12 +235,17 @@ def main() -> int:
         return 0
     rows = []
     for name in args.only:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(args.runs),
-                               "--threads", str(THREADS)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--runs", str(args.runs), "--threads", str(THREADS)],
+            capture_output=True,
+            text=True,
+        )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("ROW ")]
-        row = json.loads(lines[-1][4:]) if lines else {"model": name, "error": (proc.stderr.strip().splitlines()
-                                                                              or ["no output"])[-1][:300]}
+        row = (
+            json.loads(lines[-1][4:])
+            if lines
+            else {"model": name, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+        )
         rows.append(row)
         print(line_of(row), flush=True)
         if args.json:
@@ -248,10 +263,11 @@ def line_of(r: dict) -> str:
     verdict = "ok" if r.get("ort_error") is None or r["interp_error"] <= r["ort_error"] else "WORSE than ORT"
     if "interp_error_f64" in r:
         ort64 = "n/a" if r.get("ort_error_f64") is None else f"{r['ort_error_f64']:.1e}"
-        verdict += (f"  vs float64: interp {r['interp_error_f64']:.1e} torch {r['torch_error_f64']:.1e} "
-                    f"ort {ort64}")
-    return (f"{r['model']:30s} layers {r['layers']:5d}  interp err {r['interp_error']:.1e}  ort err {ort}  "
-            f"time {r['interp_s']:.2f}s / torch {r['torch_s']:.2f}s = {r['interp_s'] / r['torch_s']:.1f}x  {verdict}")
+        verdict += f"  vs float64: interp {r['interp_error_f64']:.1e} torch {r['torch_error_f64']:.1e} ort {ort64}"
+    return (
+        f"{r['model']:30s} layers {r['layers']:5d}  interp err {r['interp_error']:.1e}  ort err {ort}  "
+        f"time {r['interp_s']:.2f}s / torch {r['torch_s']:.2f}s = {r['interp_s'] / r['torch_s']:.1f}x  {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 On a shared machine a BLAS or OpenMP thread waiting for a busy core turns a 0.1 ms product into tens of
 milliseconds, on both sides alike; so `--threads N` (default 1) is read from the command line here, at import.
 """
+
 from __future__ import annotations
 
 import os

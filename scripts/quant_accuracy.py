@@ -12,6 +12,7 @@ objectness and class scores alone (its box coordinates, in pixels, would hide an
 fp8 engines are built on the CPU at --build-batch (no engine cache): layers, build seconds, plan size.
 Results go to --out (JSON, one entry per model, written as each model finishes) and a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import trtnet
-from trtnet.quant.calibrate import measure
 from trtnet.parity import sample_inputs
+from trtnet.quant.calibrate import measure
 from trtnet.zoo import REGISTRY
 
 
@@ -36,8 +37,10 @@ def metrics(fp32: list[np.ndarray], q: list[np.ndarray], names: list[str]) -> di
         pairs.insert(0, ("predictions[..., 4:] (scores)", f[..., 4:], g[..., 4:]))
     for name, f, g in pairs:
         f64, g64 = f.astype(np.float64).ravel(), g.astype(np.float64).ravel()
-        row = {"cosine": float(f64 @ g64 / (np.linalg.norm(f64) * np.linalg.norm(g64))),
-               "rel_error": float(np.linalg.norm(g64 - f64) / np.linalg.norm(f64))}
+        row = {
+            "cosine": float(f64 @ g64 / (np.linalg.norm(f64) * np.linalg.norm(g64))),
+            "rel_error": float(np.linalg.norm(g64 - f64) / np.linalg.norm(f64)),
+        }
         if name == "logits":
             row["top1_agree"] = float(np.mean(f.argmax(-1) == g.argmax(-1)))
         out[name] = row
@@ -49,14 +52,19 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     calib = [sample_inputs(model, args.batch, seed=1 + i) for i in range(args.calib_batches)]
     stats = measure(model, calib)
-    cals = {"int8": stats.calibration(args.int8_method, precision="int8"),
-            "fp8": stats.calibration(args.fp8_method, precision="fp8")}
+    cals = {
+        "int8": stats.calibration(args.int8_method, precision="int8"),
+        "fp8": stats.calibration(args.fp8_method, precision="fp8"),
+    }
     calib_s = time.perf_counter() - t0
-    results: dict = {"model": name, "calibration_seconds": round(calib_s, 1),
-                     "samples": {"calibration": stats.samples, "held_out": args.eval_batches * args.batch},
-                     "methods": {p: c.method for p, c in cals.items()},
-                     "quantized_layers": {p: len(c.amax) - len(c.keep) for p, c in cals.items()},
-                     "kept": cals["int8"].keep}
+    results: dict = {
+        "model": name,
+        "calibration_seconds": round(calib_s, 1),
+        "samples": {"calibration": stats.samples, "held_out": args.eval_batches * args.batch},
+        "methods": {p: c.method for p, c in cals.items()},
+        "quantized_layers": {p: len(c.amax) - len(c.keep) for p, c in cals.items()},
+        "kept": cals["int8"].keep,
+    }
     outs: dict[str, list[list[np.ndarray]]] = {"fp32": [], "int8": [], "fp8": []}
     for i in range(args.eval_batches):
         x = sample_inputs(model, args.batch, seed=100 + i)
@@ -72,16 +80,21 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
     for p in ("fp16", "int8", "fp8"):
         t = time.perf_counter()
         engine = trtnet.build(model, args.build_batch, precision=p, calibration=cals.get(p), cache=False)
-        builds[p] = {"layers": engine.num_layers, "build_seconds": round(time.perf_counter() - t, 2),
-                     "plan_mib": round(len(engine.plan) / 2**20, 2)}
+        builds[p] = {
+            "layers": engine.num_layers,
+            "build_seconds": round(time.perf_counter() - t, 2),
+            "plan_mib": round(len(engine.plan) / 2**20, 2),
+        }
     results["builds"] = builds
     return results
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | int8 cosine | int8 rel. error | int8 top-1 | fp8 cosine | fp8 rel. error | fp8 top-1 | "
-             "quantized / kept | layers fp16 / int8 / fp8 | build s fp16 / int8 / fp8 | plan MiB fp16 / int8 / fp8 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | int8 cosine | int8 rel. error | int8 top-1 | fp8 cosine | fp8 rel. error | fp8 top-1 | "
+        "quantized / kept | layers fp16 / int8 / fp8 | build s fp16 / int8 / fp8 | plan MiB fp16 / int8 / fp8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         first = next(iter(r["accuracy"]["int8"]))
         a8, f8 = r["accuracy"]["int8"][first], r["accuracy"]["fp8"][first]
@@ -90,9 +103,13 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['model']} ({first}) | {a8['cosine']:.4f} | {a8['rel_error']:.3f} | {top(a8)} | {f8['cosine']:.4f} | "
             f"{f8['rel_error']:.3f} | {top(f8)} | {r['quantized_layers']['int8']} / {len(r['kept'])} | "
-            + " / ".join(str(b[p]["layers"]) for p in ("fp16", "int8", "fp8")) + " | "
-            + " / ".join(f"{b[p]['build_seconds']:.1f}" for p in ("fp16", "int8", "fp8")) + " | "
-            + " / ".join(f"{b[p]['plan_mib']:.1f}" for p in ("fp16", "int8", "fp8")) + " |")
+            + " / ".join(str(b[p]["layers"]) for p in ("fp16", "int8", "fp8"))
+            + " | "
+            + " / ".join(f"{b[p]['build_seconds']:.1f}" for p in ("fp16", "int8", "fp8"))
+            + " | "
+            + " / ".join(f"{b[p]['plan_mib']:.1f}" for p in ("fp16", "int8", "fp8"))
+            + " |"
+        )
     return "\n".join(lines)
 
 

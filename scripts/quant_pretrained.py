@@ -10,6 +10,7 @@ The outputs compared are the model's sentence embeddings as sentence-transformer
 last_hidden_state over the attention mask, L2-normalised): per sentence, the cosine between the quantized and
 the fp32 embedding; and whether each held-out sentence's nearest neighbour among the others is the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ def readme_sentences(path: Path) -> list[str]:
     links reduced to their text."""
     lines, fenced, paragraphs, current = path.read_text(encoding="utf-8").split("\n"), False, [], []
     if lines and lines[0] == "---":
-        lines = lines[lines.index("---", 1) + 1:]
+        lines = lines[lines.index("---", 1) + 1 :]
     for line in lines + [""]:
         if line.startswith("```"):
             fenced = not fenced
@@ -83,10 +84,12 @@ def main() -> int:
     sentences = readme_sentences(d / "README.md")
     half = len(sentences) // 2
     calib, held = tokenize(sentences[:half], args.seq_len), tokenize(sentences[half:], args.seq_len)
-    print(f"all-MiniLM-L6-v2 from {d}: {len(sentences)} README sentences, {half} to calibrate, "
-          f"{len(sentences) - half} held out; seq_len {args.seq_len}")
+    print(
+        f"all-MiniLM-L6-v2 from {d}: {len(sentences)} README sentences, {half} to calibrate, "
+        f"{len(sentences) - half} held out; seq_len {args.seq_len}"
+    )
     b = args.batch
-    stats = measure(model, [[a[i:i + b] for a in calib] for i in range(0, half, b)])
+    stats = measure(model, [[a[i : i + b] for a in calib] for i in range(0, half, b)])
     fp32 = trtnet.reference(model, *held)
     e32 = embeddings(fp32[0], held[1])
     print("| precision | method | embedding cosine mean / min | hidden-state rel. error | same nearest neighbour |")

@@ -1,4 +1,5 @@
 """Shared test set-up: markers for GPU and slow tests, skipped with their reason shown."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,11 @@ def _engine_cache_per_session(tmp_path_factory):
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, with the reason, where there is none")
-    config.addinivalue_line("markers", "slow: about 30 s or more on 2 cores; `make test-fast` (pytest -m 'not slow') "
-                            "leaves these out, `make test` runs them")
+    config.addinivalue_line(
+        "markers",
+        "slow: about 30 s or more on 2 cores; `make test-fast` (pytest -m 'not slow') "
+        "leaves these out, `make test` runs them",
+    )
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -1,5 +1,6 @@
 """Checkpoint layouts of other repositories, made from a PyTorch source's own state_dict with the key tables of
 issue 10, written here independently of trtnet's conversions (the tests check one against the other)."""
+
 from __future__ import annotations
 
 import re

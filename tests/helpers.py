@@ -1,17 +1,17 @@
 """Test helpers shared by the test files (which never import each other): DSL ops run through TensorRT's shape
 inference and the reference interpreter, the command line run in-process, and whether a CUDA GPU is here."""
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import pytest
 
 import numpy as np
+import pytest
 
 from trtnet.backend import get_trt, logger
 from trtnet.cli import main

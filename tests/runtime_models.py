@@ -1,4 +1,5 @@
 """A two-input model small enough to build in a second, for runtime and cache tests (also run in subprocesses)."""
+
 from __future__ import annotations
 
 import sys

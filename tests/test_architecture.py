@@ -11,6 +11,7 @@ a branch no test takes). Two choices, both stated here because they decide what 
 The checkers are plain functions of a tree root, so the same code runs on the real tree and on small trees
 planted under tmp_path that prove it reports what it should.
 """
+
 from __future__ import annotations
 
 import ast
@@ -109,7 +110,8 @@ class _Walker(ast.NodeVisitor):
     def visit_If(self, node: ast.If) -> None:
         test = node.test
         if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-                isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        ):
             self.type_only += 1
             for child in node.body:
                 self.visit(child)
@@ -120,8 +122,9 @@ class _Walker(ast.NodeVisitor):
             self.generic_visit(node)
 
     def _add(self, node: ast.stmt, target: str, statement: str) -> None:
-        self.out.append(Import(self.path, node.lineno, self.module, target, statement, self.depth > 0,
-                               self.type_only > 0))
+        self.out.append(
+            Import(self.path, node.lineno, self.module, target, statement, self.depth > 0, self.type_only > 0)
+        )
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -130,17 +133,21 @@ class _Walker(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level:  # relative: `from . import x` in trtnet/zoo/vit.py is trtnet.zoo
             base = self.package.split(".")
-            base = base[:len(base) - (node.level - 1)]
+            base = base[: len(base) - (node.level - 1)]
             base = ".".join(base + ([node.module] if node.module else []))
         else:
             base = node.module or ""
         for alias in node.names:  # each name shown alone: `from x import a, b` is two imports, maybe two edges
             sub = f"{base}.{alias.name}"
-            self._add(node, sub if sub in self.known else base,
-                      ast.unparse(ast.ImportFrom(module=node.module, names=[alias], level=node.level)))
+            self._add(
+                node,
+                sub if sub in self.known else base,
+                ast.unparse(ast.ImportFrom(module=node.module, names=[alias], level=node.level)),
+            )
 
 
 # -- the checks ---------------------------------------------------------------------------------------------
+
 
 def import_cycles(tree: Tree) -> list[str]:
     """One message per group of modules that import each other (a strongly connected component of the graph
@@ -159,8 +166,14 @@ def import_cycles(tree: Tree) -> list[str]:
         start = min(group)
         cycle = _shortest_cycle(edges, group, start)
         steps = [(edges[a][b][0], b) for a, b in zip(cycle, cycle[1:])]
-        others = [(imp, b) for a in sorted(group) for b in sorted(edges[a]) if b in group
-                  for imp in edges[a][b] if (imp, b) not in steps]
+        others = [
+            (imp, b)
+            for a in sorted(group)
+            for b in sorted(edges[a])
+            if b in group
+            for imp in edges[a][b]
+            if (imp, b) not in steps
+        ]
         text = f"import cycle {' -> '.join(cycle)}:\n" + "\n".join(f"  {_step(tree, *s)}" for s in steps)
         if others:
             text += "\n  other imports inside this cycle:\n" + "\n".join(f"    {_step(tree, *s)}" for s in others)
@@ -257,17 +270,23 @@ def interpreter_breaks(tree: Tree) -> list[str]:
 def tensorrt_breaks(tree: Tree) -> list[str]:
     """Only backend.py imports TensorRT by name, and only it imports modules by computed names (which this
     walker cannot read)."""
-    out = [f"{imp}: only {TENSORRT_HOME} imports TensorRT; ask it with get_trt()" for imp in tree.imports
-           if _top(imp.target).startswith("tensorrt") and imp.path != TENSORRT_HOME]
+    out = [
+        f"{imp}: only {TENSORRT_HOME} imports TensorRT; ask it with get_trt()"
+        for imp in tree.imports
+        if _top(imp.target).startswith("tensorrt") and imp.path != TENSORRT_HOME
+    ]
     for path, syntax in tree.syntax.items():
         if path == TENSORRT_HOME or path in COMPUTED_IMPORT_ALLOWED:
             continue
         for node in ast.walk(syntax):
             if isinstance(node, ast.Call) and (
-                    (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
-                    or (isinstance(node.func, ast.Name) and node.func.id in ("__import__", "import_module"))):
-                out.append(f"{path}:{node.lineno}: `{ast.unparse(node)}`: an import by computed name, which the "
-                           f"architecture test cannot follow (only {TENSORRT_HOME} may)")
+                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                or (isinstance(node.func, ast.Name) and node.func.id in ("__import__", "import_module"))
+            ):
+                out.append(
+                    f"{path}:{node.lineno}: `{ast.unparse(node)}`: an import by computed name, which the "
+                    f"architecture test cannot follow (only {TENSORRT_HOME} may)"
+                )
     return out
 
 
@@ -281,10 +300,15 @@ def dsl_only_breaks(tree: Tree, network_methods: set[str]) -> list[str]:
         if not _in(name, DSL_ONLY):
             continue
         for node in ast.walk(tree.syntax[path]):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in network_methods):
-                out.append(f"{path}:{node.lineno}: `{node.func.attr}(...)`: a TensorRT network call in zoo/ or nn/; "
-                           "the DSL grows an op instead")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in network_methods
+            ):
+                out.append(
+                    f"{path}:{node.lineno}: `{node.func.attr}(...)`: a TensorRT network call in zoo/ or nn/; "
+                    "the DSL grows an op instead"
+                )
     return out
 
 
@@ -295,8 +319,9 @@ def torch_breaks(tree: Tree) -> list[str]:
         if not _in(imp.target, TORCH_FAMILY) or imp.type_only:
             continue
         if imp.path not in TORCH_ALLOWED:
-            out.append(f"{imp}: {imp.target} outside the parity/export helpers (allowed: "
-                       f"{', '.join(sorted(TORCH_ALLOWED))})")
+            out.append(
+                f"{imp}: {imp.target} outside the parity/export helpers (allowed: {', '.join(sorted(TORCH_ALLOWED))})"
+            )
         elif not imp.lazy:
             out.append(f"{imp}: {imp.target} at import time; import it inside the function that needs it")
     return out
@@ -309,6 +334,7 @@ def _network_methods() -> set[str]:
 
 
 # -- the real tree ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tree() -> Tree:
@@ -349,6 +375,7 @@ def test_the_walker_sees_the_real_tree(tree):
 
 # -- planted trees: the checks fail when they should ------------------------------------------------------
 
+
 def _plant(root: Path, files: dict[str, str]) -> Tree:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -357,35 +384,43 @@ def _plant(root: Path, files: dict[str, str]) -> Tree:
 
 
 def test_a_planted_cycle_is_named_by_file_and_import(tmp_path):
-    tree = _plant(tmp_path, {
-        "trtnet/__init__.py": "",
-        "trtnet/cache.py": "from trtnet.runtime import Engine\n",
-        "trtnet/runtime.py": "import numpy as np\n\n\nclass Engine:\n    def folder(self):\n"
-                             "        from trtnet import cache\n        return cache\n",
-        "trtnet/plain.py": "from trtnet.runtime import Engine\n",  # imports into the cycle: not part of it
-    })
+    tree = _plant(
+        tmp_path,
+        {
+            "trtnet/__init__.py": "",
+            "trtnet/cache.py": "from trtnet.runtime import Engine\n",
+            "trtnet/runtime.py": "import numpy as np\n\n\nclass Engine:\n    def folder(self):\n"
+            "        from trtnet import cache\n        return cache\n",
+            "trtnet/plain.py": "from trtnet.runtime import Engine\n",  # imports into the cycle: not part of it
+        },
+    )
     assert import_cycles(tree) == [
         "import cycle trtnet.cache -> trtnet.runtime -> trtnet.cache:\n"
         "  trtnet/cache.py:1: `from trtnet.runtime import Engine`\n"
-        "  trtnet/runtime.py:6: `from trtnet import cache` (inside a function)"]
+        "  trtnet/runtime.py:6: `from trtnet import cache` (inside a function)"
+    ]
 
 
 def test_a_longer_planted_cycle_lists_every_import_inside_it(tmp_path):
-    tree = _plant(tmp_path, {
-        "trtnet/__init__.py": "",
-        "trtnet/ops/__init__.py": "from . import core\n",
-        "trtnet/ops/core.py": "def f():\n    import trtnet.tensor\n",
-        "trtnet/tensor.py": "from trtnet.graph import Graph\nfrom trtnet.ops import core\n",
-        "trtnet/graph.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from trtnet.tensor import T\n"
-                           "Graph = 1\n",  # type-only: not an edge
-    })
+    tree = _plant(
+        tmp_path,
+        {
+            "trtnet/__init__.py": "",
+            "trtnet/ops/__init__.py": "from . import core\n",
+            "trtnet/ops/core.py": "def f():\n    import trtnet.tensor\n",
+            "trtnet/tensor.py": "from trtnet.graph import Graph\nfrom trtnet.ops import core\n",
+            "trtnet/graph.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from trtnet.tensor import T\n"
+            "Graph = 1\n",  # type-only: not an edge
+        },
+    )
     assert import_cycles(tree) == [
         "import cycle trtnet.ops -> trtnet.ops.core -> trtnet.tensor -> trtnet.ops:\n"
         "  trtnet/ops/__init__.py:1: `from . import core`\n"
         "  trtnet/ops/core.py:2: `import trtnet.tensor` (inside a function)\n"
         "  trtnet/tensor.py:2: `from trtnet.ops import core`, which runs trtnet/ops/__init__.py\n"
         "  other imports inside this cycle:\n"
-        "    trtnet/tensor.py:2: `from trtnet.ops import core`"]
+        "    trtnet/tensor.py:2: `from trtnet.ops import core`"
+    ]
     tree = _plant(tmp_path, {"trtnet/graph.py": "def g():\n    from trtnet.tensor import T\n"})
     assert import_cycles(tree) == [
         "import cycle trtnet.graph -> trtnet.tensor -> trtnet.graph:\n"
@@ -395,55 +430,67 @@ def test_a_longer_planted_cycle_lists_every_import_inside_it(tmp_path):
         "    trtnet/ops/__init__.py:1: `from . import core`\n"
         "    trtnet/ops/core.py:2: `import trtnet.tensor` (inside a function)\n"
         "    trtnet/tensor.py:2: `from trtnet.ops import core`, which runs trtnet/ops/__init__.py\n"
-        "    trtnet/tensor.py:2: `from trtnet.ops import core`"]
+        "    trtnet/tensor.py:2: `from trtnet.ops import core`"
+    ]
 
 
 def test_a_cycle_through_a_package_init_is_found(tmp_path):
     """parity imports zoo.registry, which runs zoo/__init__.py, which imports a model file that imports parity."""
-    tree = _plant(tmp_path, {
-        "trtnet/__init__.py": "",
-        "trtnet/parity.py": "from trtnet.zoo.registry import get_entry\n",
-        "trtnet/zoo/__init__.py": "from trtnet.zoo.registry import get_entry\nfrom trtnet.zoo.yolo import y\n",
-        # inside the package: an edge to helpers, none to zoo/__init__.py (which is what imported it)
-        "trtnet/zoo/registry.py": "from trtnet.zoo.helpers import h\n",
-        "trtnet/zoo/helpers.py": "h = 1\n",
-        "trtnet/zoo/yolo.py": "def y():\n    from trtnet.parity import he_init\n",
-    })
+    tree = _plant(
+        tmp_path,
+        {
+            "trtnet/__init__.py": "",
+            "trtnet/parity.py": "from trtnet.zoo.registry import get_entry\n",
+            "trtnet/zoo/__init__.py": "from trtnet.zoo.registry import get_entry\nfrom trtnet.zoo.yolo import y\n",
+            # inside the package: an edge to helpers, none to zoo/__init__.py (which is what imported it)
+            "trtnet/zoo/registry.py": "from trtnet.zoo.helpers import h\n",
+            "trtnet/zoo/helpers.py": "h = 1\n",
+            "trtnet/zoo/yolo.py": "def y():\n    from trtnet.parity import he_init\n",
+        },
+    )
     assert import_cycles(tree) == [
         "import cycle trtnet.parity -> trtnet.zoo -> trtnet.zoo.yolo -> trtnet.parity:\n"
         "  trtnet/parity.py:1: `from trtnet.zoo.registry import get_entry`, which runs trtnet/zoo/__init__.py\n"
         "  trtnet/zoo/__init__.py:2: `from trtnet.zoo.yolo import y`\n"
-        "  trtnet/zoo/yolo.py:2: `from trtnet.parity import he_init` (inside a function)"]
+        "  trtnet/zoo/yolo.py:2: `from trtnet.parity import he_init` (inside a function)"
+    ]
 
 
 def test_planted_rule_breaks_are_named_by_file_and_import(tmp_path):
-    tree = _plant(tmp_path, {
-        "trtnet/__init__.py": "",
-        "trtnet/backend.py": "import importlib\ntrt = importlib.import_module('tensorrt')\n",
-        "trtnet/interpreter/__init__.py": "from trtnet.interpreter.conv import run\n",
-        "trtnet/interpreter/conv.py": "import math\nimport numpy as np\nfrom trtnet.errors import E\n"
-                                      "def run():\n    from trtnet.ops import conv\n    import scipy\n",
-        "trtnet/nn/layers.py": "import tensorrt as trt\n",
-        "trtnet/zoo/m.py": "from trtnet import backend\n\ndef f(net, x):\n    return net.add_convolution_nd(x)\n",
-        "trtnet/weights.py": "import torch\n",
-        "trtnet/parity.py": "import torch\n\ndef f():\n    import torchvision\n",
-        "trtnet/graph.py": "def f():\n    return __import__('tensorrt_rtx_bindings')\n",
-    })
+    tree = _plant(
+        tmp_path,
+        {
+            "trtnet/__init__.py": "",
+            "trtnet/backend.py": "import importlib\ntrt = importlib.import_module('tensorrt')\n",
+            "trtnet/interpreter/__init__.py": "from trtnet.interpreter.conv import run\n",
+            "trtnet/interpreter/conv.py": "import math\nimport numpy as np\nfrom trtnet.errors import E\n"
+            "def run():\n    from trtnet.ops import conv\n    import scipy\n",
+            "trtnet/nn/layers.py": "import tensorrt as trt\n",
+            "trtnet/zoo/m.py": "from trtnet import backend\n\ndef f(net, x):\n    return net.add_convolution_nd(x)\n",
+            "trtnet/weights.py": "import torch\n",
+            "trtnet/parity.py": "import torch\n\ndef f():\n    import torchvision\n",
+            "trtnet/graph.py": "def f():\n    return __import__('tensorrt_rtx_bindings')\n",
+        },
+    )
     assert interpreter_breaks(tree) == [
         "trtnet/interpreter/conv.py:5: `from trtnet.ops import conv` (inside a function): the interpreter imports "
         "trtnet.ops, which is not errors, backend or itself",
         "trtnet/interpreter/conv.py:6: `import scipy` (inside a function): the interpreter imports scipy, which is "
-        "not the stdlib, numpy or ml_dtypes"]
+        "not the stdlib, numpy or ml_dtypes",
+    ]
     assert tensorrt_breaks(tree) == [
         "trtnet/nn/layers.py:1: `import tensorrt as trt`: only trtnet/backend.py imports TensorRT; ask it with "
         "get_trt()",
         "trtnet/graph.py:2: `__import__('tensorrt_rtx_bindings')`: an import by computed name, which the "
-        "architecture test cannot follow (only trtnet/backend.py may)"]
+        "architecture test cannot follow (only trtnet/backend.py may)",
+    ]
     assert dsl_only_breaks(tree, {"add_convolution_nd"}) == [
         "trtnet/zoo/m.py:1: `from trtnet import backend`: zoo/ and nn/ speak the DSL only, not trtnet.backend",
         "trtnet/zoo/m.py:4: `add_convolution_nd(...)`: a TensorRT network call in zoo/ or nn/; the DSL grows an "
-        "op instead"]
+        "op instead",
+    ]
     allowed = ", ".join(sorted(TORCH_ALLOWED))
     assert torch_breaks(tree) == [
         "trtnet/parity.py:1: `import torch`: torch at import time; import it inside the function that needs it",
-        f"trtnet/weights.py:1: `import torch`: torch outside the parity/export helpers (allowed: {allowed})"]
+        f"trtnet/weights.py:1: `import torch`: torch outside the parity/export helpers (allowed: {allowed})",
+    ]

@@ -1,4 +1,5 @@
 """Backend selection: whichever TensorRT is importable, forced by TRTNET_BACKEND, with clear errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,9 +11,11 @@ import pytest
 
 from trtnet.backend import get_backend
 
-PROBE = ("import trtnet; from trtnet.zoo import resnet18; b = trtnet.backend.get_backend(); "
-         "e = trtnet.build(resnet18(weights=None), 1, precision='fp16', input_shapes={'x': (3, 64, 64)}); "
-         "print(b.kind, b.version, len(e.plan) > 0)")
+PROBE = (
+    "import trtnet; from trtnet.zoo import resnet18; b = trtnet.backend.get_backend(); "
+    "e = trtnet.build(resnet18(weights=None), 1, precision='fp16', input_shapes={'x': (3, 64, 64)}); "
+    "print(b.kind, b.version, len(e.plan) > 0)"
+)
 
 
 def _run(env_value: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
 """`python bench.py` as users run it: one small model end to end, its JSON, and comparing two runs."""
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "bench.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def resnet18_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
     out = tmp_path_factory.mktemp("bench") / "results.json"
     # Short on a GPU (one batch, few iterations); on the CPU this builds both routes and checks parity.
-    proc = bench("--models", "resnet18", "--batch-sizes", "1", "--iters", "20", "--warmup", "5",
-                 "--weights-dir", str(out.parent), "--json", str(out))
+    proc = bench(
+        "--models",
+        "resnet18",
+        "--batch-sizes",
+        "1",
+        "--iters",
+        "20",
+        "--warmup",
+        "5",
+        "--weights-dir",
+        str(out.parent),
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, json.loads(out.read_text()), out
 
@@ -82,12 +96,24 @@ def test_needs_models_or_all():
     assert proc.returncode == 2 and "name --models or pass --all" in proc.stderr
 
 
-@pytest.mark.skipif(cuda_device() is not None, reason="checks CPU mode's report (builds and accuracy); GPU mode "
-                    "times the same engine")
+@pytest.mark.skipif(
+    cuda_device() is not None, reason="checks CPU mode's report (builds and accuracy); GPU mode times the same engine"
+)
 def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
     out = tmp_path / "results.json"
-    proc = bench("--models", "resnet18", "--precision", "int8", "--calib-samples", "2", "--no-parity",
-                 "--weights-dir", str(tmp_path), "--json", str(out))
+    proc = bench(
+        "--models",
+        "resnet18",
+        "--precision",
+        "int8",
+        "--calib-samples",
+        "2",
+        "--no-parity",
+        "--weights-dir",
+        str(tmp_path),
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model = json.loads(out.read_text())["models"]["resnet18"]
     int8, fp16 = model["routes"]["1"]["trtnet"], model["routes"]["1"]["trtnet fp16"]

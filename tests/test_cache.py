@@ -1,4 +1,5 @@
 """The engine cache: hits, misses when anything that shapes the plan changes, damaged entries, concurrent builders."""
+
 from __future__ import annotations
 
 import errno
@@ -16,10 +17,9 @@ import pytest
 
 import trtnet
 import trtnet.builder.build
+from tests.runtime_models import TwoInputs, two_inputs
 from trtnet.builder.cache import engine_key
 from trtnet.runtime.engine import Engine
-
-from tests.runtime_models import TwoInputs, two_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +76,7 @@ def test_miss_on_a_changed_weight(tmp_path, builds):
 @pytest.mark.parametrize("change", ["precision", "batch", "profile", "dilation"])
 def test_key_covers(change):
     """Every build input that changes the plan changes the key; the same inputs give the same key."""
+
     def key(model=None, batch=2, precision="fp32"):
         net = trtnet.emit(model or two_inputs(), batch, precision=precision)
         options = {"precision": precision, "batch_size": batch}
@@ -83,9 +84,12 @@ def test_key_covers(change):
 
     base = key()
     assert key() == base
-    other = {"precision": lambda: key(precision="fp16"), "batch": lambda: key(batch=4),
-             "profile": lambda: key(batch=(1, 2, 4)),
-             "dilation": lambda: key(model=_dilated())}[change]()
+    other = {
+        "precision": lambda: key(precision="fp16"),
+        "batch": lambda: key(batch=4),
+        "profile": lambda: key(batch=(1, 2, 4)),
+        "dilation": lambda: key(model=_dilated()),
+    }[change]()
     assert other != base
 
 
@@ -119,8 +123,17 @@ def test_damaged_entry_is_rebuilt_with_a_warning(tmp_path, builds, damage):
 def test_two_processes_building_one_key_leave_one_good_entry(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     script = str(ROOT / "tests" / "runtime_models.py")
-    procs = [subprocess.Popen([sys.executable, script, str(tmp_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     # Each prints its plan's sha256 and build seconds: equal when the second one waited for the first and
@@ -158,8 +171,11 @@ def test_cached_plan_the_gpu_refuses_is_rebuilt_by_the_builder(tmp_path, builds,
         raise trtnet.PlanRejected("this GPU cannot run the plan: a test's refusal; rebuild it with trtnet.build")
 
     monkeypatch.setattr(trtnet.Engine, "loaded", refuse)
-    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
-                                         r"\(this GPU cannot run the plan: a test's refusal; .+\); rebuilding it"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
+        r"\(this GPU cannot run the plan: a test's refusal; .+\); rebuilding it",
+    ):
         engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert asked == ["sm_89"] and len(builds) == 2
     assert engine.target == "aot" and json.loads(sidecar.read_text())["target"] == "aot"
@@ -172,12 +188,14 @@ def test_the_key_follows_the_policy_not_how_it_was_spelt(tmp_path, builds):
     trtnet.build(two_inputs(), batch_size=2, precision="fp16", cache_dir=tmp_path)
     trtnet.build(two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16"), cache_dir=tmp_path)
     assert len(builds) == 1
-    trtnet.build(two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16", norm_fp32=False),
-                 cache_dir=tmp_path)
+    trtnet.build(
+        two_inputs(), batch_size=2, policy=trtnet.Policy(precision="fp16", norm_fp32=False), cache_dir=tmp_path
+    )
     assert len(builds) == 2 and len(entries(tmp_path)) == 2
 
 
 # -- an entry that is malformed, not a file, or another key's; a folder that cannot be used -------------------
+
 
 def _entry(tmp_path) -> Path:
     trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
@@ -193,12 +211,15 @@ def _rebuilt(tmp_path, builds, plan, reason: str) -> None:
     assert Engine.load(plan).plan == engine.plan and Engine.load(plan).cache_key == plan.stem
 
 
-@pytest.mark.parametrize("field, value, reason", [
-    ("plan_bytes", "abc", "{side}: malformed metadata: plan_bytes is 'abc'"),
-    ("plan_bytes", 1e400, "{side}: malformed metadata: plan_bytes is inf"),
-    ("inputs", [[[[[[[[[]]]]]]]]], "{side}: malformed metadata: inputs\\[0\\] is"),
-    ("num_layers", "12", "{side}: malformed metadata: num_layers is '12'"),
-])
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("plan_bytes", "abc", "{side}: malformed metadata: plan_bytes is 'abc'"),
+        ("plan_bytes", 1e400, "{side}: malformed metadata: plan_bytes is inf"),
+        ("inputs", [[[[[[[[[]]]]]]]]], "{side}: malformed metadata: inputs\\[0\\] is"),
+        ("num_layers", "12", "{side}: malformed metadata: num_layers is '12'"),
+    ],
+)
 def test_a_malformed_sidecar_is_rebuilt(tmp_path, builds, field, value, reason):
     plan = _entry(tmp_path)
     side = Path(f"{plan}.json")
@@ -245,8 +266,11 @@ def test_an_entry_of_another_key_is_refused(tmp_path, builds):
     (b,) = set(tmp_path.glob("*.plan")) - {a}
     for suffix in ("", ".json"):
         Path(f"{b}{suffix}").write_bytes(Path(f"{a}{suffix}").read_bytes())
-    with pytest.warns(UserWarning, match=rf"entry {b.name} is unusable \(its metadata records key {a.stem}: an "
-                                         r"entry copied from elsewhere\); rebuilding it"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"entry {b.name} is unusable \(its metadata records key {a.stem}: an "
+        r"entry copied from elsewhere\); rebuilding it",
+    ):
         engine = trtnet.build(two_inputs(1), batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert len(builds) == 3 and Engine.load(b).cache_key == b.stem and engine.plan != Engine.load(a).plan
 
@@ -258,8 +282,10 @@ def test_a_folder_that_cannot_be_used_warns_and_builds_uncached(tmp_path, builds
     if how == "under_a_file":
         folder = folder / "sub"
     why = "not a folder" if how == "a_file" else "Not a directory"
-    with pytest.warns(UserWarning, match=re.escape(f"trtnet engine cache: {folder} cannot be used ({why}); "
-                                                   "building without the cache")):
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(f"trtnet engine cache: {folder} cannot be used ({why}); building without the cache"),
+    ):
         engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=folder)
     assert len(builds) == 1 and engine.plan and engine.cache_key == ""
 
@@ -271,9 +297,12 @@ def test_a_full_cache_folder_warns_and_returns_the_engine(tmp_path, builds, monk
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", full)
-    with pytest.warns(UserWarning, match=r"trtnet engine cache: cannot store entry [0-9a-f]{40}\.plan \(.+\.plan: "
-                                         r"cannot write the plan: No space left on device\); the engine is built but "
-                                         r"not cached"):
+    with pytest.warns(
+        UserWarning,
+        match=r"trtnet engine cache: cannot store entry [0-9a-f]{40}\.plan \(.+\.plan: "
+        r"cannot write the plan: No space left on device\); the engine is built but "
+        r"not cached",
+    ):
         engine = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     monkeypatch.setattr(os, "write", real)
     assert len(builds) == 1 and engine.plan and entries(tmp_path) == []
@@ -305,8 +334,7 @@ def test_a_tilde_in_the_cache_folder_is_the_home_folder(monkeypatch, tmp_path):
     assert cache_dir(Path("relative")) == Path("relative")
 
 
-@pytest.mark.parametrize("make", [lambda p: (p / "inside").mkdir(parents=True), os.mkfifo],
-                         ids=["a_folder", "a_fifo"])
+@pytest.mark.parametrize("make", [lambda p: (p / "inside").mkdir(parents=True), os.mkfifo], ids=["a_folder", "a_fifo"])
 def test_a_lock_path_that_is_not_a_file_is_replaced(tmp_path, builds, make):
     """A folder at `<key>.lock` stopped caching that key for good, each build warning that the whole cache
     folder "cannot be used (Is a directory)"; a FIFO the same ("not seekable")."""

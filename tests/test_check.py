@@ -2,6 +2,7 @@
 
 The models are small ONNX graphs written with onnx.helper; onnxruntime runs them as the other side.
 """
+
 from __future__ import annotations
 
 import sys
@@ -10,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtnet.onnx import check as check_module
 from trtnet.backend import get_trt
-from trtnet.onnx.check import ParsedOnnx, check_onnx
 from trtnet.cli import main
 from trtnet.errors import CheckError, InterpreterError
+from trtnet.onnx import check as check_module
+from trtnet.onnx.check import ParsedOnnx, check_onnx
 
 onnx = pytest.importorskip("onnx", reason="onnx writes the models these tests check")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -25,9 +26,12 @@ RNG = np.random.default_rng(0)
 
 def _save(tmp_path, nodes, initializers, name="model.onnx", out_shape=(1, 5)) -> str:
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
-        [numpy_helper.from_array(a, n) for n, a in initializers])
+        [numpy_helper.from_array(a, n) for n, a in initializers],
+    )
     path = tmp_path / name
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     return str(path)
@@ -38,13 +42,17 @@ def small_model(tmp_path) -> str:
     """conv -> relu -> global average pool -> flatten -> gemm: five named intermediate tensors."""
     w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
     fc = RNG.standard_normal((4, 5)).astype(np.float32)
-    return _save(tmp_path, [
-        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
-        helper.make_node("MatMul", ["f", "fc"], ["y"]),
-    ], [("w", w), ("fc", fc)])
+    return _save(
+        tmp_path,
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+            helper.make_node("Flatten", ["g"], ["f"]),
+            helper.make_node("MatMul", ["f", "fc"], ["y"]),
+        ],
+        [("w", w), ("fc", fc)],
+    )
 
 
 def _ort():
@@ -89,10 +97,17 @@ def test_beyond_tolerance_exits_1(small_model, monkeypatch, capsys) -> None:
 
 
 def test_unsupported_layers_are_refused_before_running(tmp_path, capsys) -> None:
-    path = _save(tmp_path, [helper.make_node("LRN", ["x"], ["l"], size=3),
-                            helper.make_node("Flatten", ["l"], ["y"])], [], out_shape=(1, 192))
-    with pytest.raises(InterpreterError, match=r"model.onnx: the interpreter cannot run 1 layer form\(s\):\n  layer "
-                                               r"'.*' \(LRN\): unsupported layer type: no reference implementation"):
+    path = _save(
+        tmp_path,
+        [helper.make_node("LRN", ["x"], ["l"], size=3), helper.make_node("Flatten", ["l"], ["y"])],
+        [],
+        out_shape=(1, 192),
+    )
+    with pytest.raises(
+        InterpreterError,
+        match=r"model.onnx: the interpreter cannot run 1 layer form\(s\):\n  layer "
+        r"'.*' \(LRN\): unsupported layer type: no reference implementation",
+    ):
         check_onnx(path)
     assert main(["check", path]) == 2
     err = capsys.readouterr().err
@@ -110,8 +125,10 @@ def test_given_inputs_are_used(small_model, tmp_path, capsys) -> None:
     ("make", "pattern"),
     [
         (lambda d: d / "absent.onnx", r"absent.onnx: no such file"),
-        (lambda d: (d / "text.onnx").write_text("not a model") and d / "text.onnx",
-         r"text.onnx: TensorRT's ONNX parser refused it"),
+        (
+            lambda d: (d / "text.onnx").write_text("not a model") and d / "text.onnx",
+            r"text.onnx: TensorRT's ONNX parser refused it",
+        ),
     ],
     ids=["missing", "not-onnx"],
 )
@@ -126,12 +143,18 @@ def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
 @pytest.mark.parametrize(
     ("arrays", "pattern"),
     [
-        ({"image": np.zeros((1, 3, 8, 8), np.float32)},
-         r"in.npz: the network takes inputs \['x'\]; the file lacks \['x'\] and has unknown \['image'\]"),
-        ({"x": np.zeros((1, 3, 8, 9), np.float32)},
-         r"in.npz: input 'x' has shape \(1, 3, 8, 9\), the network declares \(1, 3, 8, 8\)"),
-        ({"x": np.zeros((1, 3, 8, 8), np.float64)},
-         r"in.npz: input 'x' has dtype float64, the network declares float32"),
+        (
+            {"image": np.zeros((1, 3, 8, 8), np.float32)},
+            r"in.npz: the network takes inputs \['x'\]; the file lacks \['x'\] and has unknown \['image'\]",
+        ),
+        (
+            {"x": np.zeros((1, 3, 8, 9), np.float32)},
+            r"in.npz: input 'x' has shape \(1, 3, 8, 9\), the network declares \(1, 3, 8, 8\)",
+        ),
+        (
+            {"x": np.zeros((1, 3, 8, 8), np.float64)},
+            r"in.npz: input 'x' has dtype float64, the network declares float32",
+        ),
         (None, r"in.npz: not a readable .npz of arrays"),
         ("absent", r"in.npz: no such inputs file"),
     ],
@@ -159,14 +182,20 @@ def test_without_onnxruntime_it_only_runs(small_model, monkeypatch, capsys) -> N
 
 def test_a_model_onnxruntime_refuses_exits_2(tmp_path, capsys) -> None:
     _ort()
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 99  # TensorRT's parser reads it; onnxruntime refuses an IR version it does not know
     path = tmp_path / "future.onnx"
     onnx.save(model, str(path))
-    with pytest.raises(CheckError, match=r"future.onnx: onnxruntime cannot run it, so there is nothing to compare "
-                                         r"with: .*IR version: 99"):
+    with pytest.raises(
+        CheckError,
+        match=r"future.onnx: onnxruntime cannot run it, so there is nothing to compare "
+        r"with: .*IR version: 99",
+    ):
         check_onnx(path)
     assert main(["check", str(path)]) == 2

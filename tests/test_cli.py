@@ -1,23 +1,21 @@
 """The `trtnet` command line end to end on resnet18, in-process through `trtnet.cli.main(argv)` as the console
 script calls it, plus one smoke test of the real entry points (`python -m trtnet`, the console script) in
 subprocesses."""
+
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import trtnet
-from tests.helpers import Result, error_line, trtnet_cli
+from tests.helpers import error_line, trtnet_cli
 from trtnet.cli import main
 from trtnet.weights import load_weights, read_safetensors
 from trtnet.zoo import REGISTRY, resnet18
@@ -41,6 +39,7 @@ def exported(tmp_path_factory) -> Path:
 
 # -- the real entry points, in subprocesses ------------------------------------------------------------------
 
+
 def _subprocess(command: list[str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -55,8 +54,11 @@ def test_python_dash_m_runs_and_passes_the_exit_status(tmp_path):
     assert refused.stderr.strip().splitlines()[-1].startswith("trtnet: error: no zoo model 'nope'; known: ")
 
 
-@pytest.mark.skipif(SCRIPT is None, reason="no `trtnet` console script beside this Python or on PATH: trtnet is "
-                    "not pip-installed here (pip install -e . installs it)")
+@pytest.mark.skipif(
+    SCRIPT is None,
+    reason="no `trtnet` console script beside this Python or on PATH: trtnet is "
+    "not pip-installed here (pip install -e . installs it)",
+)
 def test_console_script_runs(tmp_path):
     result = _subprocess([SCRIPT], "list", cwd=tmp_path)
     assert result.returncode == 0 and "resnet18" in result.stdout, result.stderr
@@ -64,12 +66,15 @@ def test_console_script_runs(tmp_path):
 
 # -- each command ---------------------------------------------------------------------------------------
 
+
 def test_list_shows_every_zoo_entry_with_its_source():
     result = trtnet_cli("list")
     assert result.returncode == 0, result.stderr
     for entry in REGISTRY.values():
-        assert any(line.split()[0] == entry.name and f" {entry.source} " in f"{line} "  # sources may hold spaces
-                   for line in result.stdout.splitlines()), entry.name
+        assert any(
+            line.split()[0] == entry.name and f" {entry.source} " in f"{line} "  # sources may hold spaces
+            for line in result.stdout.splitlines()
+        ), entry.name
 
 
 def test_export_weights_writes_the_sources_state_dict_that_loads_strictly(exported):
@@ -122,7 +127,7 @@ def test_verify_passes_on_the_exported_weights(exported):
     result = trtnet_cli("verify", "resnet18", "--weights", exported, "--batch", "2", "--against-seed", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "weights: every tensor equals the PyTorch source's" in result.stdout
-    line = next(l for l in result.stdout.splitlines() if "reference fp32 logits: rel error" in l)
+    line = next(line for line in result.stdout.splitlines() if "reference fp32 logits: rel error" in line)
     assert line.endswith("(need <= 0.0001) ok")
     assert "resnet18: passed" in result.stdout
 
@@ -135,7 +140,8 @@ def perturbed(exported) -> Path:
 
     state = load_file(str(exported))
     state["layer2.0.conv1.weight"] = state["layer2.0.conv1.weight"] + 0.05 * torch.randn(
-        state["layer2.0.conv1.weight"].shape, generator=torch.Generator().manual_seed(0))
+        state["layer2.0.conv1.weight"].shape, generator=torch.Generator().manual_seed(0)
+    )
     path = exported.with_name("perturbed.safetensors")
     save_file(state, str(path))
     return path
@@ -160,9 +166,9 @@ def test_summary_shows_layers_parameters_and_flops(exported):
     net = trtnet.emit(resnet18(weights=None), 1)
     # Independent counts from the PyTorch source: every BatchNorm is folded into its conv (one bias per
     # channel), FLOPs are 2 x multiply-adds of the convolutions and the classifier.
-    from trtnet.parity import torch_model
-
     import torch
+
+    from trtnet.parity import torch_model
 
     source = torch_model("resnet18")
     convs = [m for m in source.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -181,17 +187,28 @@ def test_summary_shows_layers_parameters_and_flops(exported):
 
 # -- bad usage and bad input: exit 2, one readable line ------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (("build", "nope"), "trtnet: error: no zoo model 'nope'; known: "),
-    (("build", "resnet18", "--weights", "missing.safetensors"),
-     "trtnet: error: missing.safetensors: cannot read: No such file or directory"),
-    (("summary", "resnet18", "--weights", "resnet18.pth"),
-     "trtnet: error: resnet18.pth: .pth files are pickles, which trtnet never loads; convert it with "
-     "`trtnet convert MODEL resnet18.pth`"),
-    (("export-weights", "resnet18", "-o", "resnet18.pt"), "trtnet: error: resnet18.pt: the output must be a "
-     ".safetensors file"),
-    (("verify", "resnet18", "--same-file"), "trtnet: error: --same-file needs --weights FILE"),
-], ids=["unknown_model", "missing_file", "pickle", "export_suffix", "same_file_alone"])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("build", "nope"), "trtnet: error: no zoo model 'nope'; known: "),
+        (
+            ("build", "resnet18", "--weights", "missing.safetensors"),
+            "trtnet: error: missing.safetensors: cannot read: No such file or directory",
+        ),
+        (
+            ("summary", "resnet18", "--weights", "resnet18.pth"),
+            "trtnet: error: resnet18.pth: .pth files are pickles, which trtnet never loads; convert it with "
+            "`trtnet convert MODEL resnet18.pth`",
+        ),
+        (
+            ("export-weights", "resnet18", "-o", "resnet18.pt"),
+            "trtnet: error: resnet18.pt: the output must be a .safetensors file",
+        ),
+        (("verify", "resnet18", "--same-file"), "trtnet: error: --same-file needs --weights FILE"),
+    ],
+    ids=["unknown_model", "missing_file", "pickle", "export_suffix", "same_file_alone"],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     (tmp_path / "resnet18.pth").write_bytes(b"\x80\x04 a pickle, never read")
     result = trtnet_cli(*args, cwd=tmp_path)
@@ -208,8 +225,16 @@ def test_output_folder_error_names_the_path(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args", [("build", "resnet18", "--batch", "8:2:1"), ("build", "resnet18", "--batch", "x"),
-                                  ("verify", "resnet18", "--batch", "0"), ("nonsense",), ()])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("build", "resnet18", "--batch", "8:2:1"),
+        ("build", "resnet18", "--batch", "x"),
+        ("verify", "resnet18", "--batch", "0"),
+        ("nonsense",),
+        (),
+    ],
+)
 def test_bad_usage_exits_2(args):
     result = trtnet_cli(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -246,8 +271,9 @@ def test_truncated_weights(damaged):
     assert result.returncode == 2
     assert error_line(result).startswith(f"trtnet: error: {damaged['truncated']}: key ")
     header = int.from_bytes(damaged["truncated"].read_bytes()[:8], "little")
-    assert error_line(result).endswith(f"lie outside the data ({1_000_000 - 8 - header} bytes): the file is "
-                                       "truncated or its header lies")
+    assert error_line(result).endswith(
+        f"lie outside the data ({1_000_000 - 8 - header} bytes): the file is truncated or its header lies"
+    )
 
 
 def test_wrong_missing_and_unexpected_keys_in_one_line(damaged):
@@ -255,7 +281,8 @@ def test_wrong_missing_and_unexpected_keys_in_one_line(damaged):
     assert result.returncode == 2
     assert error_line(result) == (
         f"trtnet: error: {damaged['keys']}: weights do not fit ResNet: missing key: layer4.1.bn2.bias; "
-        "unexpected key: head.weight; shape mismatch: fc.weight: expected (1000, 512), file has (10, 512)")
+        "unexpected key: head.weight; shape mismatch: fc.weight: expected (1000, 512), file has (10, 512)"
+    )
 
 
 def test_nan_weights_warn_and_strict_refuses(damaged):
@@ -280,23 +307,35 @@ def test_pretrained_without_network_is_a_clean_error(tmp_path, monkeypatch):
     # A proxy on a closed local port: the download fails at once here, in CI, and on a machine with a network.
     # urllib builds its default opener, proxies included, on first use: drop one an earlier test may have built.
     monkeypatch.setattr(urllib.request, "_opener", None)
-    offline = dict(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-                   http_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="", TORCH_HOME=str(tmp_path / "torch"),
-                   HF_HUB_OFFLINE="1")
+    offline = dict(
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        NO_PROXY="",
+        no_proxy="",
+        TORCH_HOME=str(tmp_path / "torch"),
+        HF_HUB_OFFLINE="1",
+    )
     result = trtnet_cli("export-weights", "resnet18", "--pretrained", "-o", tmp_path / "r.safetensors", **offline)
     assert result.returncode == 2, result.stderr
     line = error_line(result)
-    assert line.startswith("trtnet: error: cannot download the published weights of resnet18 "
-                           "(torchvision.models.resnet18): URLError: ")
-    assert line.endswith("--pretrained needs network access; elsewhere, run `trtnet export-weights resnet18 "
-                         "--pretrained` and copy the file here")
+    assert line.startswith(
+        "trtnet: error: cannot download the published weights of resnet18 (torchvision.models.resnet18): URLError: "
+    )
+    assert line.endswith(
+        "--pretrained needs network access; elsewhere, run `trtnet export-weights resnet18 "
+        "--pretrained` and copy the file here"
+    )
     assert not (tmp_path / "r.safetensors").exists()
 
 
 # -- interrupted writes leave nothing under the target name ------------------------------------------------
 
+
 def test_interrupted_export_leaves_no_partial_file(tmp_path, monkeypatch):
     import safetensors.torch
+
     from trtnet.parity import export_state, torch_model
 
     target = tmp_path / "w.safetensors"
@@ -334,6 +373,8 @@ def test_one_line_keeps_long_listings_short():
     from trtnet.cli.commands import one_line
 
     message = "f.safetensors: weights do not fit M\n" + "\n".join(f"  missing key: k{i}" for i in range(10))
-    assert one_line(message) == ("f.safetensors: weights do not fit M: missing key: k0; missing key: k1; "
-                                 "missing key: k2; missing key: k3; missing key: k4; missing key: k5; and 4 more")
+    assert one_line(message) == (
+        "f.safetensors: weights do not fit M: missing key: k0; missing key: k1; "
+        "missing key: k2; missing key: k3; missing key: k4; missing key: k5; and 4 more"
+    )
     assert one_line("one line") == "one line"

@@ -1,6 +1,7 @@
 """The command line's usage errors and failures, in-process: one line `trtnet: error: ...` (a second may point
 to --help), exit 2 for bad usage; --debug adds a traceback and never changes the exit status; an unusable
 cache folder does not fail a build whose -o is fine."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,46 +17,74 @@ def run(capsys, *argv: str) -> tuple[int, list[str], str]:
 
 # (argv, the error line: pinned, the --help line)
 USAGE = [
-    (("build", "resnet18", "--batch", "0"),
-     "trtnet: error: argument --batch: '0': expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max "
-     "(at most 2**31 - 1)",
-     "trtnet: see `trtnet build --help`"),
-    (("build", "resnet18", "--batch", "8:4:2"),
-     "trtnet: error: argument --batch: '8:4:2': expected a batch size >= 1, or min:opt:max with "
-     "1 <= min <= opt <= max (at most 2**31 - 1)", "trtnet: see `trtnet build --help`"),
+    (
+        ("build", "resnet18", "--batch", "0"),
+        "trtnet: error: argument --batch: '0': expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max "
+        "(at most 2**31 - 1)",
+        "trtnet: see `trtnet build --help`",
+    ),
+    (
+        ("build", "resnet18", "--batch", "8:4:2"),
+        "trtnet: error: argument --batch: '8:4:2': expected a batch size >= 1, or min:opt:max with "
+        "1 <= min <= opt <= max (at most 2**31 - 1)",
+        "trtnet: see `trtnet build --help`",
+    ),
     # Past TensorRT's int32 dimensions: was refused only after the weights were loaded, with no --help line.
-    (("build", "resnet18", "--batch", "2147483648"),
-     "trtnet: error: argument --batch: '2147483648': expected a batch size >= 1, or min:opt:max with "
-     "1 <= min <= opt <= max (at most 2**31 - 1)", "trtnet: see `trtnet build --help`"),
-    (("export-triton", "resnet18", "--repo", "r", "--batch", "1:8:99999999999"),
-     "trtnet: error: argument --batch: '1:8:99999999999': expected a batch size >= 1, or min:opt:max with "
-     "1 <= min <= opt <= max (at most 2**31 - 1)", "trtnet: see `trtnet export-triton --help`"),
-    (("summary", "resnet18", "--batch", "2147483648"),
-     "trtnet: error: argument --batch: '2147483648': expected a whole number >= 1 (at most 2**31 - 1)",
-     "trtnet: see `trtnet summary --help`"),
-    (("build", "resnet18", "--batch", "x"),
-     "trtnet: error: argument --batch: 'x': expected a batch size (8) or min:opt:max (1:8:32)",
-     "trtnet: see `trtnet build --help`"),
-    (("build", "resnet18", "--precision", "int4"),
-     "trtnet: error: argument --precision: invalid choice: 'int4' (choose from fp32, tf32, fp16, bf16, int8, fp8)",
-     "trtnet: see `trtnet build --help`"),
+    (
+        ("build", "resnet18", "--batch", "2147483648"),
+        "trtnet: error: argument --batch: '2147483648': expected a batch size >= 1, or min:opt:max with "
+        "1 <= min <= opt <= max (at most 2**31 - 1)",
+        "trtnet: see `trtnet build --help`",
+    ),
+    (
+        ("export-triton", "resnet18", "--repo", "r", "--batch", "1:8:99999999999"),
+        "trtnet: error: argument --batch: '1:8:99999999999': expected a batch size >= 1, or min:opt:max with "
+        "1 <= min <= opt <= max (at most 2**31 - 1)",
+        "trtnet: see `trtnet export-triton --help`",
+    ),
+    (
+        ("summary", "resnet18", "--batch", "2147483648"),
+        "trtnet: error: argument --batch: '2147483648': expected a whole number >= 1 (at most 2**31 - 1)",
+        "trtnet: see `trtnet summary --help`",
+    ),
+    (
+        ("build", "resnet18", "--batch", "x"),
+        "trtnet: error: argument --batch: 'x': expected a batch size (8) or min:opt:max (1:8:32)",
+        "trtnet: see `trtnet build --help`",
+    ),
+    (
+        ("build", "resnet18", "--precision", "int4"),
+        "trtnet: error: argument --precision: invalid choice: 'int4' (choose from fp32, tf32, fp16, bf16, int8, fp8)",
+        "trtnet: see `trtnet build --help`",
+    ),
     ((), "trtnet: error: the following arguments are required: COMMAND", "trtnet: see `trtnet --help`"),
     (("build",), "trtnet: error: the following arguments are required: model", "trtnet: see `trtnet build --help`"),
-    (("build", "resnet18", "--frobnicate"), "trtnet: error: unrecognized arguments: --frobnicate",
-     "trtnet: see `trtnet --help`"),
+    (
+        ("build", "resnet18", "--frobnicate"),
+        "trtnet: error: unrecognized arguments: --frobnicate",
+        "trtnet: see `trtnet --help`",
+    ),
     # torch refused the seed past 2**63 - 1, numpy a negative one: both were internal errors (exit 3).
-    (("export-weights", "resnet18", "--seed", str(2**70)),
-     f"trtnet: error: argument --seed: '{2**70}': expected a whole number from 0 to 2**63 - 1",
-     "trtnet: see `trtnet export-weights --help`"),
-    (("verify", "resnet18", "--seed", "-1"),
-     "trtnet: error: argument --seed: '-1': expected a whole number from 0 to 2**63 - 1",
-     "trtnet: see `trtnet verify --help`"),
-    (("verify", "resnet18", "--against-seed", "x"),
-     "trtnet: error: argument --against-seed: 'x': expected a whole number from 0 to 2**63 - 1",
-     "trtnet: see `trtnet verify --help`"),
-    (("verify", "resnet18", "--batch", "-1"), "trtnet: error: argument --batch: '-1': expected a whole number >= 1 "
-     "(at most 2**31 - 1)",
-     "trtnet: see `trtnet verify --help`"),
+    (
+        ("export-weights", "resnet18", "--seed", str(2**70)),
+        f"trtnet: error: argument --seed: '{2**70}': expected a whole number from 0 to 2**63 - 1",
+        "trtnet: see `trtnet export-weights --help`",
+    ),
+    (
+        ("verify", "resnet18", "--seed", "-1"),
+        "trtnet: error: argument --seed: '-1': expected a whole number from 0 to 2**63 - 1",
+        "trtnet: see `trtnet verify --help`",
+    ),
+    (
+        ("verify", "resnet18", "--against-seed", "x"),
+        "trtnet: error: argument --against-seed: 'x': expected a whole number from 0 to 2**63 - 1",
+        "trtnet: see `trtnet verify --help`",
+    ),
+    (
+        ("verify", "resnet18", "--batch", "-1"),
+        "trtnet: error: argument --batch: '-1': expected a whole number >= 1 (at most 2**31 - 1)",
+        "trtnet: see `trtnet verify --help`",
+    ),
 ]
 
 
@@ -94,8 +123,10 @@ def test_a_bug_is_exit_3_with_or_without_debug(capsys, monkeypatch):
     monkeypatch.setattr(trtnet.cli.app, "cmd_list", broken)
     assert run(capsys, "list")[0] == 3
     status, err, _ = run(capsys, "list", "--debug")
-    assert status == 3 and err[-1] == ("trtnet: error: internal error: ZeroDivisionError: a bug (rerun with --debug "
-                                       "for the traceback; please report it)")
+    assert status == 3 and err[-1] == (
+        "trtnet: error: internal error: ZeroDivisionError: a bug (rerun with --debug "
+        "for the traceback; please report it)"
+    )
 
 
 def test_a_write_error_names_the_target(capsys, tmp_path, monkeypatch):
@@ -111,8 +142,10 @@ def test_an_unusable_cache_folder_does_not_fail_the_build(capsys, tmp_path, monk
     monkeypatch.setenv("TRTNET_CACHE_DIR", str(tmp_path / "cache"))
     status, err, out = run(capsys, "build", "resnet18", "--batch", "1", "-o", tmp_path / "r.plan")
     assert status == 0, err
-    assert f"trtnet: warning: trtnet engine cache: {tmp_path / 'cache'} cannot be used (not a folder); building " \
-           "without the cache" in err
+    assert (
+        f"trtnet: warning: trtnet engine cache: {tmp_path / 'cache'} cannot be used (not a folder); building "
+        "without the cache" in err
+    )
     assert (tmp_path / "r.plan").is_file() and f"-> {tmp_path / 'r.plan'}" in out
 
 
@@ -123,6 +156,7 @@ def test_export_weights_into_a_folder_that_is_a_file_names_the_output(capsys, tm
     out = tmp_path / "notes" / "w.safetensors"
     status, err, stdout = run(capsys, "export-weights", "resnet18", "-o", out)
     assert (status, stdout) == (2, "")
-    assert err == [f"trtnet: error: {out}: cannot write the weights: cannot make the folder {tmp_path / 'notes'} "
-                   "(File exists)"]
+    assert err == [
+        f"trtnet: error: {out}: cannot write the weights: cannot make the folder {tmp_path / 'notes'} (File exists)"
+    ]
     assert (tmp_path / "notes").read_text() == "x"

@@ -2,6 +2,7 @@
 `package.module:NAME`, NAME following the zoo's contract `NAME(weights=None, **config) -> Module`; `verify` and
 `export-weights` find the PyTorch source that the file registers with `trtnet.zoo.register`. Whatever is wrong with
 the file is one error line naming the file and NAME, exit status 2. In-process, through `trtnet.cli.main`."""
+
 from __future__ import annotations
 
 import sys
@@ -17,7 +18,7 @@ from trtnet.zoo import REGISTRY
 pytest.importorskip("torch", reason="the user model's PyTorch source is a torch module")
 
 # A user's file: the PyTorch model, its re-expression in the DSL, the entry point, and its registration.
-MODEL_FILE = '''
+MODEL_FILE = """
 import torch
 
 import trtnet
@@ -77,7 +78,7 @@ def raises(weights=None):
 
 
 NOT_CALLABLE = 3
-'''
+"""
 
 
 def write(folder: Path, text: str = MODEL_FILE, name: str = "tiny.py", registered: str = "user_tiny") -> Path:
@@ -97,7 +98,7 @@ def test_build_a_file_model(model_file, tmp_path):
     result = trtnet_cli("build", f"{model_file}:tiny", "--batch", "2", "--precision", "fp32", "-o", plan)
     assert result.returncode == 0, result.stderr
     assert "no --weights: user_tiny gets the weights user_tiny(weights=None) gives" in result.stdout
-    assert f"user_tiny fp32 batch 2" in result.stdout and plan.stat().st_size > 1000
+    assert "user_tiny fp32 batch 2" in result.stdout and plan.stat().st_size > 1000
 
 
 def test_summary_a_file_model_and_the_same_file_twice(model_file):
@@ -112,7 +113,7 @@ def test_verify_a_file_model_against_its_registered_torch_source(model_file):
     result = trtnet_cli("verify", f"{model_file}:tiny", "--batch", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verify user_tiny: TorchTiny in tiny.py (random weights, seed 0) against trtnet, batch 2" in result.stdout
-    line = next(l for l in result.stdout.splitlines() if "reference fp32 logits: rel error" in l)
+    line = next(line for line in result.stdout.splitlines() if "reference fp32 logits: rel error" in line)
     assert line.endswith("(need <= 0.0001) ok")
 
 
@@ -121,8 +122,14 @@ def test_export_weights_of_a_file_model(model_file, tmp_path):
     result = trtnet_cli("export-weights", f"{model_file}:tiny", "-o", out)
     assert result.returncode == 0, result.stderr
     assert "loads strictly into trtnet's user_tiny" in result.stdout
-    assert set(read_safetensors(out)) == {"conv.weight", "conv.bias", "norm.weight", "norm.bias", "head.weight",
-                                           "head.bias"}
+    assert set(read_safetensors(out)) == {
+        "conv.weight",
+        "conv.bias",
+        "norm.weight",
+        "norm.bias",
+        "head.weight",
+        "head.bias",
+    }
     built = trtnet_cli("build", f"{model_file}:tiny", "--weights", out, "--batch", "1", "-o", tmp_path / "t.plan")
     assert built.returncode == 0, built.stderr
 
@@ -148,16 +155,26 @@ def test_verify_needs_a_registered_source(model_file):
     assert error_line(result) == (
         f"trtnet: error: {model_file}:unregistered: `trtnet verify` needs the model's PyTorch source; declare it by "
         "registering unregistered: @trtnet.zoo.register('unregistered', source='...', "
-        "torch_model=BUILD_THE_TORCH_MODULE)")
+        "torch_model=BUILD_THE_TORCH_MODULE)"
+    )
 
 
-@pytest.mark.parametrize("name, message", [
-    ("missing", "{file}:missing: file {file} has no 'missing'; it defines not_a_module, raises, tiny, unregistered"),
-    ("NOT_CALLABLE", "{file}:NOT_CALLABLE: NOT_CALLABLE is int, not a function NAME(weights=None, **config) -> Module"),
-    ("Tiny", "{file}:Tiny: Tiny is a Module class, not a function NAME(weights=None, **config) -> Module"),
-    ("not_a_module", "{file}:not_a_module: not_a_module(weights=None) returned int, not a trtnet.nn.Module"),
-    ("raises", "{file}:raises: raises(weights=None) raised ValueError: no config.json beside the weights"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "missing",
+            "{file}:missing: file {file} has no 'missing'; it defines not_a_module, raises, tiny, unregistered",
+        ),
+        (
+            "NOT_CALLABLE",
+            "{file}:NOT_CALLABLE: NOT_CALLABLE is int, not a function NAME(weights=None, **config) -> Module",
+        ),
+        ("Tiny", "{file}:Tiny: Tiny is a Module class, not a function NAME(weights=None, **config) -> Module"),
+        ("not_a_module", "{file}:not_a_module: not_a_module(weights=None) returned int, not a trtnet.nn.Module"),
+        ("raises", "{file}:raises: raises(weights=None) raised ValueError: no config.json beside the weights"),
+    ],
+)
 def test_what_is_wrong_with_NAME_is_one_line_naming_file_and_name(model_file, name, message):
     result = trtnet_cli("build", f"{model_file}:{name}")
     assert result.returncode == 2
@@ -172,13 +189,13 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
         f"{missing}:tiny": f"{missing}:tiny: {missing}: no such file",
         f"{broken}:tiny": f"{broken}:tiny: syntax error in {broken}, line 1: ",
         f"{failing}:tiny": f"{failing}:tiny: running {failing} raised ModuleNotFoundError: No module named "
-                           "'trtnet_no_such_dependency'",
+        "'trtnet_no_such_dependency'",
         "trtnet_no_such_package.models:tiny": "trtnet_no_such_package.models:tiny: no module named "
-                                              "'trtnet_no_such_package' (is it installed, or on PYTHONPATH?)",
+        "'trtnet_no_such_package' (is it installed, or on PYTHONPATH?)",
         f"{tmp_path}/x.py": f"{tmp_path}/x.py: name the function that builds the model after a colon: "
-                            f"{tmp_path}/x.py:NAME",
+        f"{tmp_path}/x.py:NAME",
         f"{tmp_path}/x.py:not-a-name": f"{tmp_path}/x.py:not-a-name: 'not-a-name' after the ':' is not a Python name "
-                                      "(expected FILE.py:NAME or package.module:NAME)",
+        "(expected FILE.py:NAME or package.module:NAME)",
     }
     for spec, message in cases.items():
         result = trtnet_cli("summary", spec)
@@ -189,8 +206,9 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
 def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
     import torch
 
-    result = trtnet_cli("export-triton", f"{model_file}:tiny", "--repo", tmp_path / "models", "--batch", "1:2:4",
-                        "--precision", "fp32")
+    result = trtnet_cli(
+        "export-triton", f"{model_file}:tiny", "--repo", tmp_path / "models", "--batch", "1:2:4", "--precision", "fp32"
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "models" / "user_tiny" / "1" / "model.plan").is_file()
 
@@ -202,4 +220,10 @@ def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
     converted = trtnet_cli("convert", f"{model_file}:tiny", checkpoint)
     assert converted.returncode == 0, converted.stderr
     assert set(read_safetensors(tmp_path / "trained.safetensors")) == {
-        "conv.weight", "conv.bias", "norm.weight", "norm.bias", "head.weight", "head.bias"}
+        "conv.weight",
+        "conv.bias",
+        "norm.weight",
+        "norm.bias",
+        "head.weight",
+        "head.bias",
+    }

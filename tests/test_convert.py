@@ -1,5 +1,6 @@
 """`trtnet convert`: PyTorch checkpoints as their repositories write them -> safetensors trtnet loads, run
 in-process through `trtnet.cli.main`. Foreign layouts are made from the sources' own weights (tests/foreign_layouts)."""
+
 from __future__ import annotations
 
 import copy
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.foreign_layouts import microsoft_swin_state
 import trtnet
+from tests.foreign_layouts import microsoft_swin_state
 from trtnet.cli import main
 from trtnet.parity import rel_error, torch_forward, torch_model
 from trtnet.weights import read_safetensors
@@ -40,7 +41,8 @@ def test_microsoft_swin_t_in_its_model_container(tmp_path, capsys):
         "  container: 'model'",
         "  layout: Microsoft Swin-Transformer",
         f"wrote {output}: {len(source.state_dict())} tensors ({len(source.state_dict())} float32); loads strictly "
-        "into trtnet's swin_t"]
+        "into trtnet's swin_t",
+    ]
     # The file is timm's layout now: its keys are the source's own (the buffers Microsoft saves are dropped).
     assert set(read_safetensors(output)) == set(source.state_dict())
     x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
@@ -56,8 +58,19 @@ def yolov5_pt(tmp_path_factory) -> tuple[object, Path]:
     pytest.importorskip("yolov5.models.yolo", reason="yolov5 is the PyTorch source of yolov5n")
     model = torch_model("yolov5n", seed=4)
     path = tmp_path_factory.mktemp("yolo") / "yolov5n.pt"
-    torch.save({"epoch": -1, "best_fitness": None, "model": copy.deepcopy(model).half(), "ema": None,
-                "updates": None, "optimizer": None, "opt": {"imgsz": 640}, "date": "2026-11-29T10:00:00"}, path)
+    torch.save(
+        {
+            "epoch": -1,
+            "best_fitness": None,
+            "model": copy.deepcopy(model).half(),
+            "ema": None,
+            "updates": None,
+            "optimizer": None,
+            "opt": {"imgsz": 640},
+            "date": "2026-11-29T10:00:00",
+        },
+        path,
+    )
     return model, path
 
 
@@ -69,7 +82,8 @@ def test_a_pickled_model_is_refused_without_trust_pickle(yolov5_pt, tmp_path, ca
         f"trtnet: error: {path}: the file pickles objects (yolov5.models.yolo.DetectionModel), not only tensors; "
         "loading it runs code the file names, which can do anything on this machine. If you trust where it came "
         "from, rerun with --trust-pickle (for this file only); else ask its authors for a state_dict or a "
-        "safetensors file")
+        "safetensors file"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -79,9 +93,11 @@ def test_a_pickled_model_is_converted_with_trust_pickle(yolov5_pt, tmp_path, cap
     status, out, err = run(capsys, "convert", "yolov5n", path, "-o", output, "--trust-pickle")
     assert status == 0, err
     lines = out.splitlines()
-    assert lines[:3] == [f"read {path} (unpickled in full: --trust-pickle)",
-                         "  container: 'model' (a pickled DetectionModel's state_dict())",
-                         "  layout: yolov5n's own keys, no conversion"]
+    assert lines[:3] == [
+        f"read {path} (unpickled in full: --trust-pickle)",
+        "  container: 'model' (a pickled DetectionModel's state_dict())",
+        "  layout: yolov5n's own keys, no conversion",
+    ]
     state = read_safetensors(output)
     floats = sum(v.dtype == np.float16 for v in state.values())
     assert floats == sum(v.is_floating_point() for v in model.state_dict().values())  # fp16 kept, not widened
@@ -107,15 +123,24 @@ def test_data_parallel_state_dict_in_a_pth_tar(tmp_path, capsys):
         np.testing.assert_array_equal(state[key], value.numpy())
 
 
-@pytest.mark.parametrize("make, message", [
-    (None, "{path}: no such file"),
-    (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "{path}: not a PyTorch checkpoint torch.load can read"),
-    (lambda p: torch.save({}, p), "{path}: the file holds an empty dict: no weights"),
-    (lambda p: torch.save({"epoch": 3, "arch": "resnet18"}, p),
-     "{path}: unknown container: the file holds keys 'epoch', 'arch', neither tensors nor one of model_ema, ema, "
-     "state_dict_ema, model, state_dict"),
-    (lambda p: torch.save({"state_dict": {}}, p), "{path}: 'state_dict' holds an empty dict: no weights"),
-], ids=["missing", "not_torch", "empty", "unknown_container", "empty_state_dict"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (None, "{path}: no such file"),
+        (
+            lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"),
+            "{path}: not a PyTorch checkpoint torch.load can read",
+        ),
+        (lambda p: torch.save({}, p), "{path}: the file holds an empty dict: no weights"),
+        (
+            lambda p: torch.save({"epoch": 3, "arch": "resnet18"}, p),
+            "{path}: unknown container: the file holds keys 'epoch', 'arch', neither tensors nor one of model_ema, ema, "
+            "state_dict_ema, model, state_dict",
+        ),
+        (lambda p: torch.save({"state_dict": {}}, p), "{path}: 'state_dict' holds an empty dict: no weights"),
+    ],
+    ids=["missing", "not_torch", "empty", "unknown_container", "empty_state_dict"],
+)
 def test_bad_checkpoints_are_one_line_naming_the_file(tmp_path, capsys, make, message):
     path = tmp_path / "in.pth"
     if make:
@@ -143,15 +168,19 @@ def test_a_file_for_another_model_is_refused_before_writing(tmp_path, capsys):
 def test_other_suffixes_are_refused(tmp_path, capsys):
     status, _, err = run(capsys, "convert", "resnet18", tmp_path / "w.safetensors")
     assert status == 2
-    assert err.strip() == (f"trtnet: error: {tmp_path / 'w.safetensors'}: not a PyTorch checkpoint name: expected one "
-                           "of .pt, .pth, .pth.tar, .ckpt, .bin (a .safetensors file needs no conversion: pass it as "
-                           "--weights)")
+    assert err.strip() == (
+        f"trtnet: error: {tmp_path / 'w.safetensors'}: not a PyTorch checkpoint name: expected one "
+        "of .pt, .pth, .pth.tar, .ckpt, .bin (a .safetensors file needs no conversion: pass it as "
+        "--weights)"
+    )
 
 
 def test_bfloat16_is_kept(tmp_path, capsys):
     torchvision = pytest.importorskip("torchvision", reason="torchvision is the source of resnet18")
-    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v
-             for k, v in torchvision.models.resnet18().state_dict().items()}
+    state = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() else v
+        for k, v in torchvision.models.resnet18().state_dict().items()
+    }
     checkpoint = tmp_path / "pytorch_model.bin"
     torch.save(state, checkpoint)
     status, out, err = run(capsys, "convert", "resnet18", checkpoint)
@@ -172,9 +201,18 @@ def test_convert_is_the_only_place_that_unpickles():
     found = []
     for path in sorted((root / "trtnet").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and (node.value.id, node.attr) in {("torch", "load"), ("pickle", "load"), ("pickle", "loads"),
-                                                       ("pickle", "Unpickler"), ("dill", "load")}):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr)
+                in {
+                    ("torch", "load"),
+                    ("pickle", "load"),
+                    ("pickle", "loads"),
+                    ("pickle", "Unpickler"),
+                    ("dill", "load"),
+                }
+            ):
                 found.append(f"{path.relative_to(root)}:{node.lineno}")
     assert found and all(f.startswith("trtnet/export/convert.py:") for f in found), found
 
@@ -190,15 +228,22 @@ def _quantized(t):
         return torch.quantize_per_tensor(t, 0.1, 0, torch.qint8)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda v: v.to(torch.float8_e4m3fn), "key 'fc.weight' has dtype float8_e4m3fn, which trtnet does not read "
-                                          "(it reads bfloat16, bool, float16, float32, float64, int16, int32, int64, "
-                                          "int8, uint16, uint32, uint64, uint8)"),
-    (lambda v: torch.complex(v, v), "key 'fc.weight' has dtype complex64, which trtnet does not read"),
-    (lambda v: v.to_sparse(), "key 'fc.weight' is a torch.sparse_coo tensor, not a dense one (tensor.to_dense())"),
-    (lambda v: torch.empty_like(v, device="meta"), "key 'fc.weight' is a meta tensor: it holds no values"),
-    (_quantized, "key 'fc.weight' is a quantized tensor (dequantize it first)"),
-], ids=["fp8", "complex", "sparse", "meta", "quantized"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda v: v.to(torch.float8_e4m3fn),
+            "key 'fc.weight' has dtype float8_e4m3fn, which trtnet does not read "
+            "(it reads bfloat16, bool, float16, float32, float64, int16, int32, int64, "
+            "int8, uint16, uint32, uint64, uint8)",
+        ),
+        (lambda v: torch.complex(v, v), "key 'fc.weight' has dtype complex64, which trtnet does not read"),
+        (lambda v: v.to_sparse(), "key 'fc.weight' is a torch.sparse_coo tensor, not a dense one (tensor.to_dense())"),
+        (lambda v: torch.empty_like(v, device="meta"), "key 'fc.weight' is a meta tensor: it holds no values"),
+        (_quantized, "key 'fc.weight' is a quantized tensor (dequantize it first)"),
+    ],
+    ids=["fp8", "complex", "sparse", "meta", "quantized"],
+)
 def test_tensors_safetensors_or_trtnet_cannot_hold_are_refused_naming_the_key(tmp_path, capsys, change, message):
     """These crashed (exit 3, TypeError from .numpy()), or, for complex, wrote a file trtnet then refused to read."""
     state = _resnet18_state()
@@ -214,18 +259,30 @@ def test_tensors_safetensors_or_trtnet_cannot_hold_are_refused_naming_the_key(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.pt", "out.safetensors"]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b""), "{path}: the file is empty (0 bytes)"),
-    (lambda p: torch.save({**_resnet18_state(), "epoch": 5}, p),
-     "{path}: the file holds 122 tensors and 1 other value ('epoch' (int)): a state_dict holds tensors only"),
-    (lambda p: torch.save({"model": {**_resnet18_state(), "meta": "x", "step": 3}}, p),
-     "{path}: 'model' holds 122 tensors and 2 other values ('meta' (str), 'step' (int)): a state_dict holds "
-     "tensors only"),
-    (lambda p: torch.save({"model": None, "ema": None, "epoch": 3}, p),
-     "{path}: the file holds 'ema', 'model' set to None: no weights in it"),
-    (lambda p: torch.save(_holds_itself(), p),
-     "{path}: containers nested more than 8 deep ('model' -> ...), or a container that holds itself"),
-], ids=["zero_bytes", "state_dict_with_an_int", "nested_state_dict_with_a_str", "containers_all_none", "a_cycle"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "{path}: the file is empty (0 bytes)"),
+        (
+            lambda p: torch.save({**_resnet18_state(), "epoch": 5}, p),
+            "{path}: the file holds 122 tensors and 1 other value ('epoch' (int)): a state_dict holds tensors only",
+        ),
+        (
+            lambda p: torch.save({"model": {**_resnet18_state(), "meta": "x", "step": 3}}, p),
+            "{path}: 'model' holds 122 tensors and 2 other values ('meta' (str), 'step' (int)): a state_dict holds "
+            "tensors only",
+        ),
+        (
+            lambda p: torch.save({"model": None, "ema": None, "epoch": 3}, p),
+            "{path}: the file holds 'ema', 'model' set to None: no weights in it",
+        ),
+        (
+            lambda p: torch.save(_holds_itself(), p),
+            "{path}: containers nested more than 8 deep ('model' -> ...), or a container that holds itself",
+        ),
+    ],
+    ids=["zero_bytes", "state_dict_with_an_int", "nested_state_dict_with_a_str", "containers_all_none", "a_cycle"],
+)
 def test_odd_containers_say_what_they_hold(tmp_path, capsys, make, message):
     """These were "EOFError: EOFError", or "unknown container" listing the tensors' keys, or "holds keys 'model'
     ... neither ... nor one of ..., model", or a RecursionError (exit 3)."""
@@ -258,15 +315,21 @@ def test_a_pickled_call_of_a_blocked_module_is_refused_as_a_pickle(tmp_path, cap
     torch.save({"model": _resnet18_state(), "extra": _CallsAFunction()}, path)
     status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "out.safetensors")
     assert (status, out) == (2, "")
-    assert err.startswith(f"trtnet: error: {path}: the file pickles objects ({os.getcwd.__module__}.getcwd), not "
-                          "only tensors; loading it runs code the file names")
+    assert err.startswith(
+        f"trtnet: error: {path}: the file pickles objects ({os.getcwd.__module__}.getcwd), not "
+        "only tensors; loading it runs code the file names"
+    )
     assert "--trust-pickle" in err and not (tmp_path / "out.safetensors").exists()
 
 
-@pytest.mark.parametrize("output, message", [
-    ("folder.safetensors", "{out}: cannot write the weights: Is a directory"),
-    ("missing/w.safetensors", "{out}: cannot write the weights: No such file or directory"),
-], ids=["a_folder", "a_missing_folder"])
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("folder.safetensors", "{out}: cannot write the weights: Is a directory"),
+        ("missing/w.safetensors", "{out}: cannot write the weights: No such file or directory"),
+    ],
+    ids=["a_folder", "a_missing_folder"],
+)
 def test_an_output_that_cannot_be_written_is_named(tmp_path, capsys, output, message):
     """These named the hidden temporary (`.folder.safetensors.123.tmp: Is a directory`) or crashed with
     safetensors' own error (exit 3)."""
@@ -299,9 +362,14 @@ def test_a_full_disk_keeps_the_previous_output(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "trtnet", "convert", "resnet18", str(checkpoint), "-o", str(out)],
-                          capture_output=True, text=True, preexec_fn=limit, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run(
+        [sys.executable, "-m", "trtnet", "convert", "resnet18", str(checkpoint), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     assert done.stderr.strip() == f"trtnet: error: {out}: cannot write the weights: File too large"
     assert out.read_bytes() == b"a good file from before"
@@ -313,12 +381,22 @@ def test_a_lightning_checkpoint_loses_its_wrapper_prefix(tmp_path, capsys):
     (`model.conv1.weight`): it was refused with 102 missing and 122 unexpected keys."""
     state = _resnet18_state()
     checkpoint = tmp_path / "epoch=9-step=100.ckpt"
-    torch.save({"epoch": 9, "global_step": 100, "pytorch-lightning_version": "2.4.0", "hyper_parameters": {},
-                "state_dict": {f"model.{k}": v for k, v in state.items()}}, checkpoint)
+    torch.save(
+        {
+            "epoch": 9,
+            "global_step": 100,
+            "pytorch-lightning_version": "2.4.0",
+            "hyper_parameters": {},
+            "state_dict": {f"model.{k}": v for k, v in state.items()},
+        },
+        checkpoint,
+    )
     status, out, err = run(capsys, "convert", "resnet18", checkpoint, "-o", tmp_path / "w.safetensors")
     assert status == 0, err
-    assert out.splitlines()[1:3] == ["  container: 'state_dict'",
-                                     "  layout: a wrapper's `model.` prefix on every key (as PyTorch Lightning saves it)"]
+    assert out.splitlines()[1:3] == [
+        "  container: 'state_dict'",
+        "  layout: a wrapper's `model.` prefix on every key (as PyTorch Lightning saves it)",
+    ]
     written = read_safetensors(tmp_path / "w.safetensors")
     assert set(written) == set(state)
     for key, value in state.items():
@@ -334,8 +412,10 @@ def test_a_safetensors_file_named_bin_is_told_so(tmp_path, capsys):
     save_file(_resnet18_state(), str(path))
     status, out, err = run(capsys, "convert", "resnet18", path, "-o", tmp_path / "w.safetensors")
     assert (status, out) == (2, "")
-    assert err.strip() == (f"trtnet: error: {path}: a safetensors file, despite its name: it needs no conversion, "
-                           "pass it as --weights (renamed to .safetensors)")
+    assert err.strip() == (
+        f"trtnet: error: {path}: a safetensors file, despite its name: it needs no conversion, "
+        "pass it as --weights (renamed to .safetensors)"
+    )
 
 
 def test_bytes_that_are_no_pickle_are_not_called_a_pickle(tmp_path, capsys):
@@ -347,17 +427,21 @@ def test_bytes_that_are_no_pickle_are_not_called_a_pickle(tmp_path, capsys):
     assert "--trust-pickle" not in err
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"trust_pickle": "no"}, "convert: trust_pickle = 'no' is not allowed: expected True or False"),
-    ({"trust_pickle": 1}, "convert: trust_pickle = 1 is not allowed: expected True or False"),
-    ({"checkpoint": None}, "convert: checkpoint = None is not allowed: expected a path (str or os.PathLike)"),
-    ({"output": 3}, "convert: output = 3 is not allowed: expected a path (str or os.PathLike) or None"),
-], ids=["trust_pickle_no", "trust_pickle_1", "checkpoint_none", "output_int"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"trust_pickle": "no"}, "convert: trust_pickle = 'no' is not allowed: expected True or False"),
+        ({"trust_pickle": 1}, "convert: trust_pickle = 1 is not allowed: expected True or False"),
+        ({"checkpoint": None}, "convert: checkpoint = None is not allowed: expected a path (str or os.PathLike)"),
+        ({"output": 3}, "convert: output = 3 is not allowed: expected a path (str or os.PathLike) or None"),
+    ],
+    ids=["trust_pickle_no", "trust_pickle_1", "checkpoint_none", "output_int"],
+)
 def test_convert_from_python_checks_its_arguments(tmp_path, kwargs, message):
     """trust_pickle="no" was truthy, so it allowed the full unpickle it meant to refuse; a path of the wrong type
     was a TypeError from pathlib."""
-    from trtnet.export.convert import convert
     from trtnet.errors import ConfigError
+    from trtnet.export.convert import convert
 
     checkpoint = tmp_path / "model.pt"
     torch.save({"model": _resnet18_state(), "hook": _CallsAFunction()}, checkpoint)  # needs a full unpickle
@@ -377,5 +461,7 @@ def test_upper_case_suffixes_are_checkpoints_too(tmp_path, capsys):
     status, _, err = run(capsys, "convert", "resnet18", checkpoint)
     assert status == 0, err
     assert (tmp_path / "MODEL.safetensors").is_file()
-    with pytest.raises(WeightsError, match=re.escape(f"{checkpoint}: .PTH files are pickles, which trtnet never loads")):
+    with pytest.raises(
+        WeightsError, match=re.escape(f"{checkpoint}: .PTH files are pickles, which trtnet never loads")
+    ):
         read(checkpoint)

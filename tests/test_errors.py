@@ -1,6 +1,7 @@
 """Errors where they happen (issue 11): a layer TensorRT refuses while the network is written is a NetworkError at
 that op, naming the module, the op, its inputs and TensorRT's reason; forward's outputs and output_names agree;
 an unloaded parameter names itself and the ways to fill it; a CPU-only machine's CUDA-driver line is not shown."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,8 @@ def test_a_shape_trt_cannot_infer_is_a_network_error_at_the_op_with_trts_reason(
     assert str(caught.value) == (
         "module 'blocks.1': TensorRT refused op 'add' (layer 'blocks.1/sum'; inputs "
         "blocks.1.fc/bias_output float32[2, 3, 4], positions float32[2, 5, 4]): ITensor::getDimensions: Error "
-        "Code 4: Shape Error (broadcast dimensions must be conformable)")
+        "Code 4: Shape Error (broadcast dimensions must be conformable)"
+    )
     # Raised inside Block.forward, at the line that adds: the traceback shows the user's line.
     assert any(entry.name == "forward" and "positions" in str(entry.statement) for entry in caught.traceback)
     err = capfd.readouterr().err
@@ -65,10 +67,14 @@ class ZeroKernel(nn.Module):
 def test_a_layer_trt_refuses_to_add_is_a_network_error_naming_the_op_and_its_inputs(capfd):
     model = ZeroKernel()
     trtnet.init_random(model)
-    with pytest.raises(NetworkError, match=(
+    with pytest.raises(
+        NetworkError,
+        match=(
             r"^module 'conv': TensorRT refused op 'conv2d' \(inputs x float32\[1, 3, 8, 8\]\): "
             r"INetworkDefinition::addConvolutionNd: Error Code 3: API Usage Error \(Parameter check failed, "
-            r"condition: allDimsGtEq\(kernelSize, 1\)")):
+            r"condition: allDimsGtEq\(kernelSize, 1\)"
+        ),
+    ):
         trtnet.emit(model, 1)
     err = capfd.readouterr().err
     assert "CUDA driver" not in err and "addConvolutionNd" not in err
@@ -103,17 +109,23 @@ class TwoOutputs(nn.Module):
 def test_more_outputs_than_output_names_is_an_error():
     model = TwoOutputs()
     trtnet.init_random(model)
-    with pytest.raises(NetworkError, match=r"^TwoOutputs.forward returned 2 outputs but TwoOutputs.output_names\(2\) "
-                       r"names 1: \['y'\]; name each output once \(or return fewer\)$"):
+    with pytest.raises(
+        NetworkError,
+        match=r"^TwoOutputs.forward returned 2 outputs but TwoOutputs.output_names\(2\) "
+        r"names 1: \['y'\]; name each output once \(or return fewer\)$",
+    ):
         trtnet.emit(model, 1)
 
 
 def test_an_unloaded_parameter_names_its_key_and_the_ways_to_fill_it():
     model = TwoOutputs()
-    with pytest.raises(NetworkError, match=r"^parameter 'fc.weight' \(shape \(4, 4\)\) has no value: load the "
-                       r"model's weights with trtnet.load_weights\(model, 'weights.safetensors'\) \(or a dict of "
-                       r"arrays\), or fill it with seeded random values with trtnet.init_random\(model\); a zoo "
-                       r"entry does either itself: zoo_fn\(weights=FILE\) or zoo_fn\(weights=None\)$"):
+    with pytest.raises(
+        NetworkError,
+        match=r"^parameter 'fc.weight' \(shape \(4, 4\)\) has no value: load the "
+        r"model's weights with trtnet.load_weights\(model, 'weights.safetensors'\) \(or a dict of "
+        r"arrays\), or fill it with seeded random values with trtnet.init_random\(model\); a zoo "
+        r"entry does either itself: zoo_fn\(weights=FILE\) or zoo_fn\(weights=None\)$",
+    ):
         trtnet.reference(model, np.zeros((1, 4), np.float32))
 
 
@@ -129,8 +141,11 @@ def test_a_tensor_made_outside_the_ops_names_trts_reason_when_its_shape_is_read(
     layer = network.add_elementwise(a, b, trt.ElementWiseOperation.SUM)
     layer.get_output(0).name = "a_plus_b"
     with Graph(network) as graph, graph.scope("blocks.0.attn"):
-        with pytest.raises(NetworkError, match=r"^module 'blocks.0.attn': tensor 'a_plus_b': TensorRT cannot infer its "
-                           r"shape: ITensor::getDimensions: Error Code 4: Shape Error \(broadcast dimensions must be "
-                           r"conformable\)$"):
-            Tensor(layer.get_output(0)).shape
+        with pytest.raises(
+            NetworkError,
+            match=r"^module 'blocks.0.attn': tensor 'a_plus_b': TensorRT cannot infer its "
+            r"shape: ITensor::getDimensions: Error Code 4: Shape Error \(broadcast dimensions must be "
+            r"conformable\)$",
+        ):
+            _ = Tensor(layer.get_output(0)).shape
     assert "CUDA driver" not in capfd.readouterr().err

@@ -1,6 +1,7 @@
 """The README's "Your own model" guide, run as written: its python blocks (a block after `<!-- file: NAME -->` is
 written to NAME, the others run in order in one namespace) and then its `trtnet ...` commands, in-process through
 `trtnet.cli.main`, all in one fresh folder. So the guide cannot go stale."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ def guide_blocks() -> list[tuple[str, str | None, str]]:
     """(language, file name or None, code) of each fenced block of the guide's section, in order."""
     text = README.read_text()
     start = text.index("\n## Your own model\n")
-    section = text[start:text.index("\n## ", start + 1)]
+    section = text[start : text.index("\n## ", start + 1)]
     return [(m["lang"], m["file"], m["code"]) for m in BLOCK.finditer(section)]
 
 
@@ -37,8 +38,11 @@ def test_the_guide_has_a_file_a_script_and_commands():
     kinds = [(lang, file is not None) for lang, file, _ in guide_blocks()]
     assert kinds == [("python", True), ("python", False), ("sh", False)]
     shown = [args[:2] for _, _, code in guide_blocks() if code for args in commands(code)]
-    assert shown == [["summary", "my_model.py:my_net"], ["verify", "my_model.py:my_net"],
-                     ["build", "my_model.py:my_net"]]
+    assert shown == [
+        ["summary", "my_model.py:my_net"],
+        ["verify", "my_model.py:my_net"],
+        ["build", "my_model.py:my_net"],
+    ]
 
 
 def test_the_guide_runs_as_written(tmp_path, monkeypatch, capsys):

@@ -1,5 +1,6 @@
 """The ONNX route in the library: an ONNX file exported from a real PyTorch module, parsed by the backend's
 OnnxParser into the `Network` that build, reference and summarize take."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,16 @@ def _export(path, batch: int = 2, dynamic: bool = False):
         model.bn.running_var.uniform_(0.5, 2.0)
     x = torch.randn(batch, 3, 16, 16)
     axes = {"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None
-    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["logits"], opset_version=18,
-                      dynamo=False, dynamic_axes=axes)
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        opset_version=18,
+        dynamo=False,
+        dynamic_axes=axes,
+    )
     return model
 
 
@@ -61,7 +70,9 @@ def test_parsed_network_builds_through_the_same_path(tmp_path, monkeypatch):
     _export(tmp_path / "small.onnx")
     built: list[str] = []
     real = trtnet.builder.build.build_network
-    monkeypatch.setattr(trtnet.builder.build, "build_network", lambda net, **kw: built.append(net.label) or real(net, **kw))
+    monkeypatch.setattr(
+        trtnet.builder.build, "build_network", lambda net, **kw: built.append(net.label) or real(net, **kw)
+    )
     first = trtnet.build(trtnet.parse_onnx(tmp_path / "small.onnx"), cache_dir=tmp_path / "cache")
     again = trtnet.build(trtnet.parse_onnx(tmp_path / "small.onnx"), cache_dir=tmp_path / "cache")
     assert built == ["small.onnx (ONNX)"] and again.plan == first.plan
@@ -74,8 +85,15 @@ def test_other_weights_are_another_cache_entry(tmp_path):
     _export(tmp_path / "a.onnx")
     torch.manual_seed(5)
     other = Small().eval()
-    torch.onnx.export(other, (torch.randn(2, 3, 16, 16),), str(tmp_path / "b.onnx"), input_names=["x"],
-                      output_names=["logits"], opset_version=18, dynamo=False)
+    torch.onnx.export(
+        other,
+        (torch.randn(2, 3, 16, 16),),
+        str(tmp_path / "b.onnx"),
+        input_names=["x"],
+        output_names=["logits"],
+        opset_version=18,
+        dynamo=False,
+    )
     a = trtnet.build(trtnet.parse_onnx(tmp_path / "a.onnx"), cache_dir=tmp_path / "cache")
     b = trtnet.build(trtnet.parse_onnx(tmp_path / "b.onnx"), cache_dir=tmp_path / "cache")
     assert a.plan != b.plan and len(list((tmp_path / "cache").glob("*.plan"))) == 2
@@ -83,8 +101,11 @@ def test_other_weights_are_another_cache_entry(tmp_path):
 
 def test_dynamic_batch_takes_batch_size(tmp_path):
     _export(tmp_path / "dyn.onnx", dynamic=True)
-    with pytest.raises(trtnet.NetworkError, match=r"dyn.onnx: input 'x' has a dynamic batch \(\[-1, 3, 16, 16\]\): "
-                                                  r"pass batch_size \(an int, or \(min, opt, max\)\)"):
+    with pytest.raises(
+        trtnet.NetworkError,
+        match=r"dyn.onnx: input 'x' has a dynamic batch \(\[-1, 3, 16, 16\]\): "
+        r"pass batch_size \(an int, or \(min, opt, max\)\)",
+    ):
         trtnet.parse_onnx(tmp_path / "dyn.onnx")
     net = trtnet.parse_onnx(tmp_path / "dyn.onnx", batch_size=(1, 2, 4))
     assert (net.inputs[0].shape, net.inputs[0].min_batch, net.inputs[0].max_batch) == ((2, 3, 16, 16), 1, 4)

@@ -1,5 +1,6 @@
 """trtnet.parity's randomised normalisations: every BatchNorm, LayerNorm (timm's LayerNorm2d too), GroupNorm and
 layer scale of a source gets non-trivial values, the same for the same seed, so that parity tests can see them."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,19 @@ def test_every_norm_and_layer_scale_is_randomised():
     state = randomized(0)
     changed = {k for k in state if not torch.equal(state[k], fresh[k])}
     assert changed == {
-        "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "ln.weight", "ln.bias", "ln2d.weight",
-        "ln2d.bias", "gn.weight", "gn.bias", "ls.gamma", "gamma"}  # the Linear keeps its own init
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "ln.weight",
+        "ln.bias",
+        "ln2d.weight",
+        "ln2d.bias",
+        "gn.weight",
+        "gn.bias",
+        "ls.gamma",
+        "gamma",
+    }  # the Linear keeps its own init
     for key in ("ln.weight", "ln2d.weight", "gn.weight", "ls.gamma", "gamma", "bn.running_var"):
         assert 0.5 <= float(state[key].min()) and float(state[key].max()) <= 1.5, key
         assert float(state[key].std()) > 0.05, key  # not a constant

@@ -1,5 +1,6 @@
 """Plan files: a pair (plan + sidecar) is replaced all-or-nothing whatever fails when; loading reads only
 regular files of the stated size; every malformed sidecar is an `EngineError` naming the field."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,11 +18,10 @@ import pytest
 
 import trtnet
 import trtnet.fileio
-from trtnet.errors import EngineError
-from trtnet.runtime.plan import sidecar_path
-from trtnet.runtime.engine import Engine
-
 from tests.runtime_models import two_inputs
+from trtnet.errors import EngineError
+from trtnet.runtime.engine import Engine
+from trtnet.runtime.plan import sidecar_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,11 @@ def _count_calls(monkeypatch, tmp_path, engine, name: str) -> int:
     return len(calls)
 
 
-FAULTS = {"disk full": lambda: OSError(errno.ENOSPC, "No space left on device"),
-          "SIGINT": KeyboardInterrupt, "a bug": lambda: RuntimeError("injected")}
+FAULTS = {
+    "disk full": lambda: OSError(errno.ENOSPC, "No space left on device"),
+    "SIGINT": KeyboardInterrupt,
+    "a bug": lambda: RuntimeError("injected"),
+}
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
@@ -187,7 +190,7 @@ def test_temporaries_of_dead_writers_are_removed(old, tmp_path):
     host = trtnet.fileio._HOST
     dead = tmp_path / f".m.plan.{host}.{_dead_pid()}.0a1b2c3d.tmp"
     live = tmp_path / f".m.plan.{host}.{os.getpid()}.0a1b2c3d.tmp"  # a writer still at work: kept
-    aged = tmp_path / f".m.plan.json.otherhost.12345.0a1b2c3d.tmp"  # another machine's, two hours old
+    aged = tmp_path / ".m.plan.json.otherhost.12345.0a1b2c3d.tmp"  # another machine's, two hours old
     other = tmp_path / f".n.plan.{host}.{_dead_pid()}.0a1b2c3d.tmp"  # another target's: not this save's business
     for p in (dead, live, aged, other):
         p.write_bytes(b"partial")
@@ -201,13 +204,20 @@ def test_a_killed_writer_leaves_whole_files_and_the_next_save_sweeps_its_tempora
     the folder removes the dead writer's temporary."""
     path = old.save(tmp_path / "m.plan")
     new.save(tmp_path / "new.plan")
-    script = ("import os, signal, sys\nfrom trtnet import Engine\n"
-              "e = Engine.load(sys.argv[2])\nreal = os.replace\ncalls = []\n"
-              "def replace(a, b):\n    calls.append(b)\n    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
-              "    real(a, b)\nos.replace = replace\ne.save(sys.argv[1])\n")
+    script = (
+        "import os, signal, sys\nfrom trtnet import Engine\n"
+        "e = Engine.load(sys.argv[2])\nreal = os.replace\ncalls = []\n"
+        "def replace(a, b):\n    calls.append(b)\n    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(a, b)\nos.replace = replace\ne.save(sys.argv[1])\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "new.plan")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tmp_path / "new.plan")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert which(path, old, new) == "old"
     assert len([t for t in temporaries(tmp_path) if t.startswith(".m.plan.")]) == 1  # the plan's, left behind
@@ -216,6 +226,7 @@ def test_a_killed_writer_leaves_whole_files_and_the_next_save_sweeps_its_tempora
 
 
 # -- loading: regular files only, bounded reads, every field checked -------------------------------------------
+
 
 @contextlib.contextmanager
 def no_hang(seconds: int = 10):
@@ -254,8 +265,9 @@ def test_the_plan_size_is_checked_before_it_is_read(old, tmp_path, monkeypatch):
     with open(path, "ab") as f:
         f.truncate(10 * 2**30)  # a sparse 10 GiB file: reading it would take that much memory
     n = len(old.plan)
-    with pytest.raises(EngineError, match=re.escape(f"m.plan: truncated or damaged plan: {10 * 2**30} bytes, its "
-                                                    f"metadata says {n}")):
+    with pytest.raises(
+        EngineError, match=re.escape(f"m.plan: truncated or damaged plan: {10 * 2**30} bytes, its metadata says {n}")
+    ):
         Engine.load(path)
 
 
@@ -263,8 +275,10 @@ def test_an_oversized_sidecar_is_not_read(old, tmp_path):
     path = old.save(tmp_path / "m.plan")
     with open(sidecar_path(path), "ab") as f:
         f.truncate(64 * 2**20)
-    with pytest.raises(EngineError, match=re.escape(f"the metadata is {64 * 2**20} bytes, more than the "
-                                                    f"{16 * 2**20} a metadata can be")):
+    with pytest.raises(
+        EngineError,
+        match=re.escape(f"the metadata is {64 * 2**20} bytes, more than the {16 * 2**20} a metadata can be"),
+    ):
         Engine.load(path)
 
 
@@ -298,8 +312,11 @@ MALFORMED = [
     ("inputs.0.shape", [1] * 9, "inputs[0].shape is [1, 1, 1, 1, 1, 1, 1, 1, 1], expected a list of up to 8"),
     ("inputs.0.shape", [2.5, 3, 8, 8], "inputs[0].shape is [2.5, 3, 8, 8], expected a list of up to 8"),
     ("inputs.0.dtype", "complex64", "inputs[0].dtype is 'complex64', expected one of float32, float16"),
-    ("inputs.0.min_batch", 3, "inputs[0].min_batch/max_batch is [3, 2, 2], expected 1 <= min_batch <= shape[0] "
-                              "(opt) <= max_batch"),
+    (
+        "inputs.0.min_batch",
+        3,
+        "inputs[0].min_batch/max_batch is [3, 2, 2], expected 1 <= min_batch <= shape[0] (opt) <= max_batch",
+    ),
     ("inputs.0.max_batch", -1, "inputs[0].max_batch is -1, expected a whole number in [0, "),
     ("outputs.0.shape", [2, -2], "outputs[0].shape is [2, -2], expected a list of up to 8 whole numbers >= -1"),
     ("previous", {"x": 1}, "previous is {'x': 1}, expected a list of at most 2 plan descriptions"),
@@ -325,11 +342,17 @@ UNREADABLE = [
     ("huge_int", '{"format": "trtnet-engine", "plan_bytes": ' + "9" * 5000 + "}", "unreadable metadata (ValueError: "),
     ("not_utf8", b'{"format": "\xff"}', "unreadable metadata (UnicodeDecodeError: "),
     ("list", "[1, 2]", "not trtnet engine metadata (format None)"),
-    ("version_text", '{"format": "trtnet-engine", "format_version": "1"}', "metadata format version '1', this "
-                                                                            "trtnet reads version 1"),
+    (
+        "version_text",
+        '{"format": "trtnet-engine", "format_version": "1"}',
+        "metadata format version '1', this trtnet reads version 1",
+    ),
     ("empty", "", "unreadable metadata (JSONDecodeError: "),
-    ("duplicate_key", '{"format": "trtnet-engine", "plan_bytes": 1, "plan_bytes": 2}',
-     "unreadable metadata (ValueError: the key 'plan_bytes' appears twice in one object)"),
+    (
+        "duplicate_key",
+        '{"format": "trtnet-engine", "plan_bytes": 1, "plan_bytes": 2}',
+        "unreadable metadata (ValueError: the key 'plan_bytes' appears twice in one object)",
+    ),
 ]
 
 

@@ -4,6 +4,7 @@ in the interpreter against numpy, CPU engine builds, and the command line.
 A small residual network written with the DSL keeps these to seconds; `scripts/quant_accuracy.py` measures the
 zoo's benchmark models.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,12 @@ import pytest
 import trtnet
 from trtnet import nn, ops
 from trtnet.backend import get_trt
-from trtnet.quant.ranges import Calibration
-from trtnet.quant.calibrate import Histogram, choose_amax
 from trtnet.cli import main
 from trtnet.errors import CalibrationError, NetworkError
-from trtnet.nn.module import Input
 from trtnet.interpreter.interpreter import layer_type_name
+from trtnet.nn.module import Input
+from trtnet.quant.calibrate import Histogram, choose_amax
+from trtnet.quant.ranges import Calibration
 from trtnet.weights import init_random
 
 RNG = np.random.default_rng(7)
@@ -68,11 +69,14 @@ def batches(n: int = 3, seed: int = 0) -> list[np.ndarray]:
 
 
 def producer_types(network) -> dict[str, str]:
-    return {network.get_layer(i).get_output(0).name: layer_type_name(network.get_layer(i))
-            for i in range(network.num_layers)}
+    return {
+        network.get_layer(i).get_output(0).name: layer_type_name(network.get_layer(i))
+        for i in range(network.num_layers)
+    }
 
 
 # -- calibration methods on known data ----------------------------------------------------------------------
+
 
 def test_methods_clip_an_outlier_and_max_keeps_it():
     x = np.concatenate([RNG.uniform(-1, 1, 100_000), [100.0]])
@@ -110,10 +114,17 @@ def test_histogram_does_not_depend_on_how_the_data_is_split():
 
 # -- calibrate(): keys, determinism, the file ----------------------------------------------------------------
 
+
 def test_calibration_keys_are_layer_names_and_the_last_layer_is_kept():
     cal = trtnet.calibrate(tiny(), batches(), "max")
-    assert list(cal.amax) == ["stem/conv", "block.conv1/conv", "block.conv2/conv", "block/sum", "fc/matmul",
-                              "head/matmul"]
+    assert list(cal.amax) == [
+        "stem/conv",
+        "block.conv1/conv",
+        "block.conv2/conv",
+        "block/sum",
+        "fc/matmul",
+        "head/matmul",
+    ]
     assert cal.keep == {"head/matmul": "last layer"}
     # max: the largest magnitude of the stem's input (the network input itself) over every batch
     assert cal.amax["stem/conv"] == max(float(np.abs(b).max()) for b in batches())
@@ -137,10 +148,12 @@ def test_calibration_is_deterministic_and_round_trips(tmp_path, method):
 
 def test_bad_calibration_files_are_refused(tmp_path):
     bad = tmp_path / "bad.json"
-    cases = {"[1, 2": "not JSON", '{"format": "x"}': "not a trtnet calibration file",
-             '{"format": "trtnet-calibration", "version": 9, "method": "max", "amax": {}}': "version 9",
-             '{"format": "trtnet-calibration", "version": 1, "method": "max", "amax": {"a/conv": -1}}':
-                 r"amax of 'a/conv' is -1, not a finite number >= 0"}
+    cases = {
+        "[1, 2": "not JSON",
+        '{"format": "x"}': "not a trtnet calibration file",
+        '{"format": "trtnet-calibration", "version": 9, "method": "max", "amax": {}}': "version 9",
+        '{"format": "trtnet-calibration", "version": 1, "method": "max", "amax": {"a/conv": -1}}': r"amax of 'a/conv' is -1, not a finite number >= 0",
+    }
     for text, message in cases.items():
         bad.write_text(text)
         with pytest.raises(CalibrationError, match=message):
@@ -160,6 +173,7 @@ def test_bad_calibration_files_are_refused(tmp_path):
 
 
 # -- placement ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("precision", ["int8", "fp8"])
 def test_qdq_sits_at_weighted_layer_inputs_and_the_residual_add(precision):
@@ -181,8 +195,11 @@ def test_qdq_sits_at_weighted_layer_inputs_and_the_residual_add(precision):
     # 4 quantized layers x (activation + weights), one activation pair shared by conv1 and the add
     assert len(qs) == 8
     # LayerNorm and softmax see no quantized input
-    assert all(layer_type_name(layers[n]) not in ("NORMALIZATION", "SOFTMAX")
-               or made_by.get(layers[n].get_input(0).name) != "DEQUANTIZE" for n in layers)
+    assert all(
+        layer_type_name(layers[n]) not in ("NORMALIZATION", "SOFTMAX")
+        or made_by.get(layers[n].get_input(0).name) != "DEQUANTIZE"
+        for n in layers
+    )
 
 
 def test_fp16_and_fp32_networks_are_unchanged_by_calibration_points():
@@ -191,6 +208,7 @@ def test_fp16_and_fp32_networks_are_unchanged_by_calibration_points():
 
 
 # -- the quantized network in the interpreter ------------------------------------------------------------------
+
 
 class OneConv(nn.Module):
     def __init__(self) -> None:
@@ -216,7 +234,7 @@ def test_int8_conv_in_the_interpreter_matches_numpy():
     init_random(model, seed=1)
     x = RNG.standard_normal((2, 4, 5, 5)).astype(np.float32)
     cal = trtnet.calibrate(model, [x], keep=())
-    y, = trtnet.reference(model, x, precision="int8", calibration=cal)
+    (y,) = trtnet.reference(model, x, precision="int8", calibration=cal)
     w = model.conv.weight.data
     xq = _numpy_fake_quant(x.astype(np.float16), np.abs(x).max(), None).astype(np.float16).astype(np.float64)
     wq = _numpy_fake_quant(w, np.abs(w.reshape(6, -1)).max(1), 0).astype(np.float16).astype(np.float64)
@@ -224,10 +242,10 @@ def test_int8_conv_in_the_interpreter_matches_numpy():
     want = np.zeros((2, 6, 5, 5))
     for i in range(5):
         for j in range(5):
-            want[:, :, i, j] = np.einsum("nchw,ochw->no", xp[:, :, i:i + 3, j:j + 3], wq)
+            want[:, :, i, j] = np.einsum("nchw,ochw->no", xp[:, :, i : i + 3, j : j + 3], wq)
     want += model.conv.bias.data.astype(np.float16).astype(np.float64)[None, :, None, None]
     np.testing.assert_allclose(y, want, rtol=2e-3, atol=2e-3)  # fp16 output rounding only
-    fp32, = trtnet.reference(model, x)
+    (fp32,) = trtnet.reference(model, x)
     assert np.abs(y - fp32).max() > 1e-3  # the quantization is really there
 
 
@@ -235,8 +253,8 @@ def test_int8_conv_in_the_interpreter_matches_numpy():
 def test_quantized_network_stays_close_to_fp32(precision):
     model, x = tiny(), batches(1, seed=5)[0]
     cal = trtnet.calibrate(model, batches(), precision=precision)
-    fp32, = trtnet.reference(model, x)
-    q, = trtnet.reference(model, x, precision=precision, calibration=cal)
+    (fp32,) = trtnet.reference(model, x)
+    (q,) = trtnet.reference(model, x, precision=precision, calibration=cal)
     cos = float(np.dot(q.ravel(), fp32.ravel()) / np.linalg.norm(q) / np.linalg.norm(fp32))
     assert cos > 0.99, cos
 
@@ -249,6 +267,7 @@ def test_quantized_engines_build_on_the_cpu(precision):
 
 
 # -- command line ---------------------------------------------------------------------------------------------
+
 
 def test_cli_calibrate_writes_the_file_build_reads(tmp_path, capsys):
     data = tmp_path / "images.npz"
@@ -269,6 +288,7 @@ def test_cli_calibrate_writes_the_file_build_reads(tmp_path, capsys):
 
 # -- on a GPU ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["int8", "fp8"])
 def test_quantized_engine_matches_the_interpreters_quantized_network(precision):
@@ -276,16 +296,19 @@ def test_quantized_engine_matches_the_interpreters_quantized_network(precision):
     agrees with fp32 (resnet18 int8 vs fp32: relative error 1.7e-2 here). What may differ: TensorRT requantizes
     a fused convolution's int32 accumulator straight to int8, where the interpreter rounds the fp16 output
     first, which moves a few values by one quantization step; hence 3e-3, a sixth of the quantization error."""
-    from trtnet.runtime.cudart import compute_capability
     from trtnet.parity import cosine, rel_error
+    from trtnet.runtime.cudart import compute_capability
     from trtnet.zoo import resnet18
 
     if precision == "fp8" and int((compute_capability() or "sm_0")[3:]) < 89:
         pytest.skip(f"fp8 kernels need compute capability 8.9 or later; this GPU is {compute_capability()}")
     model = resnet18(weights=None)
     x = np.random.default_rng(11).standard_normal((2, 3, 224, 224)).astype(np.float32)
-    cal = trtnet.calibrate(model, [np.random.default_rng(s).standard_normal((2, 3, 224, 224)).astype(np.float32)
-                                   for s in (1, 2)], precision=precision)
-    want, = trtnet.reference(model, x, precision=precision, calibration=cal)
-    got, = trtnet.build(model, 2, precision=precision, calibration=cal, cache=False)(x)
+    cal = trtnet.calibrate(
+        model,
+        [np.random.default_rng(s).standard_normal((2, 3, 224, 224)).astype(np.float32) for s in (1, 2)],
+        precision=precision,
+    )
+    (want,) = trtnet.reference(model, x, precision=precision, calibration=cal)
+    (got,) = trtnet.build(model, 2, precision=precision, calibration=cal, cache=False)(x)
     assert rel_error(got, want) <= 3e-3 and cosine(got, want) >= 0.99999, (rel_error(got, want), cosine(got, want))

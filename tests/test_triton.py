@@ -1,6 +1,7 @@
 """`trtnet export-triton`: a Triton model repository whose config parses with Triton's own schema (the
 `ModelConfig` protobuf tritonclient ships) and agrees with the engine's sidecar; versions added beside each
 other; bad requests refused with the repository left byte for byte as it was."""
+
 from __future__ import annotations
 
 import errno
@@ -13,14 +14,15 @@ from pathlib import Path
 import pytest
 
 import trtnet
+from trtnet import Engine
 from trtnet.cli import main
 from trtnet.errors import ExportError
-from trtnet import Engine
 from trtnet.export.triton import Signature, config_parameters, export_engine, export_triton, render_config, signature
 from trtnet.zoo import resnet18
 
-model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                                       reason="tritonclient[grpc] (the test extra) ships Triton's ModelConfig schema")
+model_config_pb2 = pytest.importorskip(
+    "tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] (the test extra) ships Triton's ModelConfig schema"
+)
 text_format = pytest.importorskip("google.protobuf.text_format", reason="protobuf comes with tritonclient[grpc]")
 
 # Every engine built here is a TensorRT for RTX one where that is the backend: the export says so with a warning
@@ -112,8 +114,11 @@ def test_profile_above_batch_1_is_not_batched_by_default_and_refused_when_asked(
     for s in meta["inputs"]:
         s["min_batch"] = 2  # the sidecar of a batch_size=(2, 4, 8) build
     assert signature(meta).max_batch_size == 0
-    with pytest.raises(ExportError, match=r"dynamic batching asked for, but the engine's optimization profile "
-                                          r"starts at batch 2, and Triton also sends smaller batches"):
+    with pytest.raises(
+        ExportError,
+        match=r"dynamic batching asked for, but the engine's optimization profile "
+        r"starts at batch 2, and Triton also sends smaller batches",
+    ):
         signature(meta, dynamic_batching=True)
 
 
@@ -131,8 +136,9 @@ def test_exporting_twice_adds_a_version_beside_the_first(tmp_path, dynamic):
 
 
 def test_end_to_end_builds_then_exports(tmp_path, cache):
-    done = export_triton(resnet18(weights=None), tmp_path / "new" / "repo", "r18", batch_size=(1, 4, 8),
-                         cache_dir=cache)
+    done = export_triton(
+        resnet18(weights=None), tmp_path / "new" / "repo", "r18", batch_size=(1, 4, 8), cache_dir=cache
+    )
     assert parse(done.config).max_batch_size == 8 and done.plan.is_file()
 
 
@@ -162,6 +168,7 @@ def test_scalar_per_sample_output_is_reshaped(tmp_path):
 
 # -- bad requests: a clear error, and the repository as it was ------------------------------------------------
 
+
 @pytest.fixture
 def repo(tmp_path, dynamic) -> Path:
     """A repository holding version 1 of model `resnet18`."""
@@ -169,23 +176,29 @@ def repo(tmp_path, dynamic) -> Path:
     return tmp_path / "repo"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"name": "a/b"}, "model name 'a/b': expected one folder name"),
-    ({"name": "../up"}, "model name '../up': expected one folder name"),
-    ({"name": ".hidden"}, "model name '.hidden': expected one folder name"),
-    ({"name": ""}, "model name '': expected one folder name"),
-    ({"instances": 0}, "instances 0: expected a whole number >= 1"),
-    ({"instances": 1.5}, "instances 1.5: expected a whole number >= 1"),
-    ({"instances": True}, "instances True: expected a whole number >= 1"),
-    ({"dynamic_batching": "no"}, r"dynamic_batching 'no': expected True, False, or None"),  # was taken as True
-    ({"instances": 2**31}, "instances 2147483648: expected a whole number >= 1 .*Triton's count is an int32"),
-    ({"version": 0}, "version 0: expected a whole number >= 1"),
-    ({"version": "2"}, "version '2': expected a whole number >= 1"),
-    ({"version": 2**63}, r"version 9223372036854775808: expected a whole number >= 1 and <= 2\*\*63 - 1"),
-    ({"name": "a" * 256}, "model name a{40}\\.\\.\\. \\(256 characters\\): a folder name holds at most 255"),
-    ({"version": 1}, "resnet18/1: version 1 of model 'resnet18' exists; an existing version is never replaced: "
-                     "export as a new version \\(the next free one is 2\\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "a/b"}, "model name 'a/b': expected one folder name"),
+        ({"name": "../up"}, "model name '../up': expected one folder name"),
+        ({"name": ".hidden"}, "model name '.hidden': expected one folder name"),
+        ({"name": ""}, "model name '': expected one folder name"),
+        ({"instances": 0}, "instances 0: expected a whole number >= 1"),
+        ({"instances": 1.5}, "instances 1.5: expected a whole number >= 1"),
+        ({"instances": True}, "instances True: expected a whole number >= 1"),
+        ({"dynamic_batching": "no"}, r"dynamic_batching 'no': expected True, False, or None"),  # was taken as True
+        ({"instances": 2**31}, "instances 2147483648: expected a whole number >= 1 .*Triton's count is an int32"),
+        ({"version": 0}, "version 0: expected a whole number >= 1"),
+        ({"version": "2"}, "version '2': expected a whole number >= 1"),
+        ({"version": 2**63}, r"version 9223372036854775808: expected a whole number >= 1 and <= 2\*\*63 - 1"),
+        ({"name": "a" * 256}, "model name a{40}\\.\\.\\. \\(256 characters\\): a folder name holds at most 255"),
+        (
+            {"version": 1},
+            "resnet18/1: version 1 of model 'resnet18' exists; an existing version is never replaced: "
+            "export as a new version \\(the next free one is 2\\)",
+        ),
+    ],
+)
 def test_bad_request_is_refused_and_the_repository_is_untouched(repo, dynamic, kwargs, message):
     before = snapshot(repo)
     with pytest.raises(ExportError, match=message):
@@ -195,8 +208,11 @@ def test_bad_request_is_refused_and_the_repository_is_untouched(repo, dynamic, k
 
 def test_fixed_batch_engine_asked_for_dynamic_batching(repo, fixed, monkeypatch):
     before = snapshot(repo)
-    with pytest.raises(ExportError, match=r"model 'resnet18': dynamic batching asked for, but the engine takes batch "
-                                          r"4 only \(a fixed-batch build\)"):
+    with pytest.raises(
+        ExportError,
+        match=r"model 'resnet18': dynamic batching asked for, but the engine takes batch "
+        r"4 only \(a fixed-batch build\)",
+    ):
         export_engine(fixed, repo, "resnet18", dynamic_batching=True)
     # export_triton refuses before spending a build on it.
     monkeypatch.setattr(trtnet, "build", lambda *a, **k: pytest.fail("built an engine for a refused export"))
@@ -207,10 +223,13 @@ def test_fixed_batch_engine_asked_for_dynamic_batching(repo, fixed, monkeypatch)
 
 def test_engine_that_does_not_fit_the_models_config_goes_under_another_name(repo, fixed):
     before = snapshot(repo)
-    with pytest.raises(ExportError, match=r"version 1's engine \(max_batch_size 8 with x TYPE_FP32\[3, 224, 224\], "
-                                          r"logits TYPE_FP32\[1000\]\) does not fit the new engine's config "
-                                          r"\(max_batch_size 0 with x TYPE_FP32\[4, 3, 224, 224\], logits "
-                                          r"TYPE_FP32\[4, 1000\]\); one config.pbtxt serves every version"):
+    with pytest.raises(
+        ExportError,
+        match=r"version 1's engine \(max_batch_size 8 with x TYPE_FP32\[3, 224, 224\], "
+        r"logits TYPE_FP32\[1000\]\) does not fit the new engine's config "
+        r"\(max_batch_size 0 with x TYPE_FP32\[4, 3, 224, 224\], logits "
+        r"TYPE_FP32\[4, 1000\]\); one config.pbtxt serves every version",
+    ):
         export_engine(fixed, repo, "resnet18")
     assert snapshot(repo) == before
 
@@ -226,8 +245,10 @@ def test_version_without_sidecar_blocks_a_config_change(repo, dynamic):
 def test_repository_that_is_a_file(tmp_path, dynamic):
     (tmp_path / "repo").write_text("not a folder")
     for where in (tmp_path / "repo", tmp_path / "repo" / "inside"):
-        with pytest.raises(ExportError, match=f"{where}: the model repository must be a folder, but "
-                                              f"{tmp_path / 'repo'} is not a folder"):
+        with pytest.raises(
+            ExportError,
+            match=f"{where}: the model repository must be a folder, but {tmp_path / 'repo'} is not a folder",
+        ):
             export_engine(dynamic, where, "m")
     assert (tmp_path / "repo").read_text() == "not a folder"
 
@@ -240,8 +261,11 @@ def test_model_path_that_is_a_file(repo, dynamic):
     assert snapshot(repo) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions, so a read-only folder is "
-                    "writable to it (test_repository_that_is_a_file covers the root case)")
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="root writes through file permissions, so a read-only folder is "
+    "writable to it (test_repository_that_is_a_file covers the root case)",
+)
 def test_read_only_repository(repo, dynamic):
     before = snapshot(repo)
     repo.chmod(0o555)
@@ -256,6 +280,7 @@ def test_read_only_repository(repo, dynamic):
 @pytest.mark.parametrize("where", ["new model", "new version", "new repository"])
 def test_failed_write_leaves_nothing_behind(tmp_path, repo, dynamic, monkeypatch, where):
     """A disk that fills up while the plan is written: no staging folder, no half version, no new folders."""
+
     def full_disk(self, path):
         Path(path).write_bytes(self.plan[:1000])
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -269,10 +294,16 @@ def test_failed_write_leaves_nothing_behind(tmp_path, repo, dynamic, monkeypatch
     assert snapshot(repo) == before and snapshot(tmp_path / "fresh") == fresh == {}
 
 
-@pytest.mark.parametrize("edit", [
-    lambda m: m["inputs"][0].update(shape=[]), lambda m: m["inputs"][0].update(shape="abc"),
-    lambda m: m["inputs"][0].update(min_batch=9), lambda m: m.update(inputs=[[1] * 10**5]),
-], ids=["empty_shape", "shape_a_string", "min_over_max", "inputs_not_specs"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["inputs"][0].update(shape=[]),
+        lambda m: m["inputs"][0].update(shape="abc"),
+        lambda m: m["inputs"][0].update(min_batch=9),
+        lambda m: m.update(inputs=[[1] * 10**5]),
+    ],
+    ids=["empty_shape", "shape_a_string", "min_over_max", "inputs_not_specs"],
+)
 def test_a_malformed_sidecar_of_an_existing_version_is_an_export_error(repo, dynamic, edit):
     """These escaped as IndexError, TypeError (exit 3): the version's sidecar is now checked as Engine.load checks it."""
     sidecar = repo / "resnet18" / "1" / "model.plan.json"
@@ -280,25 +311,32 @@ def test_a_malformed_sidecar_of_an_existing_version_is_an_export_error(repo, dyn
     edit(meta)
     sidecar.write_text(json.dumps(meta))
     before = snapshot(repo)
-    with pytest.raises(ExportError, match=f"version 1 cannot be checked against the new config.pbtxt: {sidecar}: "
-                                          "malformed metadata: inputs"):
+    with pytest.raises(
+        ExportError,
+        match=f"version 1 cannot be checked against the new config.pbtxt: {sidecar}: malformed metadata: inputs",
+    ):
         export_engine(dynamic, repo, "resnet18", instances=3)  # a config change: every version is checked
     assert snapshot(repo) == before
 
 
-@pytest.mark.parametrize("make, why", [
-    (lambda p: p.write_bytes(b"\xff\xfe"), "'utf-8' codec can't decode"),  # was a UnicodeDecodeError (exit 3)
-    (lambda p: os.mkfifo(p), "the config is a FIFO, not a regular file"),  # hung the export
-    (lambda p: p.symlink_to("/dev/zero"), "the config is a character device"),  # read until memory ran out
-    (lambda p: p.symlink_to(p.with_name("gone")), "No such file or directory"),
-], ids=["not_utf8", "fifo", "dev_zero", "dangling_link"])
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda p: p.write_bytes(b"\xff\xfe"), "'utf-8' codec can't decode"),  # was a UnicodeDecodeError (exit 3)
+        (lambda p: os.mkfifo(p), "the config is a FIFO, not a regular file"),  # hung the export
+        (lambda p: p.symlink_to("/dev/zero"), "the config is a character device"),  # read until memory ran out
+        (lambda p: p.symlink_to(p.with_name("gone")), "No such file or directory"),
+    ],
+    ids=["not_utf8", "fifo", "dev_zero", "dangling_link"],
+)
 def test_a_config_that_cannot_be_read_is_an_export_error(repo, dynamic, make, why):
     config = repo / "resnet18" / "config.pbtxt"
     config.unlink()
     make(config)
     before = {k: v for k, v in snapshot(repo).items() if k != "resnet18/config.pbtxt"}
-    with pytest.raises(ExportError, match=re.escape(f"{config}: the model's config cannot be read (") + ".*"
-                       + re.escape(why)):
+    with pytest.raises(
+        ExportError, match=re.escape(f"{config}: the model's config cannot be read (") + ".*" + re.escape(why)
+    ):
         export_engine(dynamic, repo, "resnet18")
     assert {k: v for k, v in snapshot(repo).items() if k != "resnet18/config.pbtxt"} == before
     assert os.path.lexists(config)
@@ -347,6 +385,7 @@ def test_concurrent_exports_each_add_a_version(tmp_path, dynamic):
 
 # -- the command line --------------------------------------------------------------------------------------
 
+
 def test_command_line_exports_and_refuses(tmp_path, cache, capsys, monkeypatch):
     monkeypatch.setenv("TRTNET_CACHE_DIR", str(cache))  # the engine the fixtures built: a cache hit
     args = ["export-triton", "resnet18", "--repo", str(tmp_path), "--batch", "1:4:8", "--instances", "2"]
@@ -357,9 +396,11 @@ def test_command_line_exports_and_refuses(tmp_path, cache, capsys, monkeypatch):
     assert parse(tmp_path / "resnet18" / "config.pbtxt").instance_group[0].count == 2
 
     before = snapshot(tmp_path)
-    for bad, message in [(["--name", "a/b"], "model name 'a/b': expected one folder name"),
-                         (["--version", "1"], "version 1 of model 'resnet18' exists"),
-                         (["--batch", "4", "--dynamic-batching"], "batch_size=4 builds a fixed-batch engine")]:
+    for bad, message in [
+        (["--name", "a/b"], "model name 'a/b': expected one folder name"),
+        (["--version", "1"], "version 1 of model 'resnet18' exists"),
+        (["--batch", "4", "--dynamic-batching"], "batch_size=4 builds a fixed-batch engine"),
+    ]:
         assert main([*args, *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("trtnet: error: ") and message in err, err
@@ -396,13 +437,24 @@ def test_staging_folders_of_killed_exports_are_removed(tmp_path, dynamic):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made["live"].name, "resnet18"])
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda repo: export_engine(resnet18(weights=None), repo, "m"),
-     re.escape("export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not ResNet; "
-               "export_triton(model, ...) builds the engine for a model")),
-    (lambda repo: export_engine(None, repo, "m"), "export_engine takes an engine .* not NoneType"),
-    (lambda repo: export_triton(resnet18(weights=None), None, "m"), "repo None: expected the model repository's folder"),
-], ids=["a_model", "none", "repo_none"])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda repo: export_engine(resnet18(weights=None), repo, "m"),
+            re.escape(
+                "export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not ResNet; "
+                "export_triton(model, ...) builds the engine for a model"
+            ),
+        ),
+        (lambda repo: export_engine(None, repo, "m"), "export_engine takes an engine .* not NoneType"),
+        (
+            lambda repo: export_triton(resnet18(weights=None), None, "m"),
+            "repo None: expected the model repository's folder",
+        ),
+    ],
+    ids=["a_model", "none", "repo_none"],
+)
 def test_python_arguments_of_the_wrong_kind_are_export_errors(tmp_path, call, message):
     """These were AttributeError: 'ResNet' object has no attribute 'metadata', and pathlib's TypeError."""
     with pytest.raises(ExportError, match=message):
@@ -421,17 +473,26 @@ def test_a_real_full_disk_names_the_model_and_leaves_the_repository(tmp_path, dy
     export_engine(dynamic, tmp_path, "resnet18")
     dynamic.save(tmp_path.parent / "engine.plan")
     before = snapshot(tmp_path)
-    script = ("import sys, warnings, trtnet; from trtnet.export.triton import export_engine; warnings.simplefilter('ignore')\n"
-              "try: export_engine(trtnet.Engine.load(sys.argv[1]), sys.argv[2], 'resnet18', instances=3)\n"
-              "except trtnet.TrtnetError as e: print(type(e).__name__, e)")
+    script = (
+        "import sys, warnings, trtnet; from trtnet.export.triton import export_engine; warnings.simplefilter('ignore')\n"
+        "try: export_engine(trtnet.Engine.load(sys.argv[1]), sys.argv[2], 'resnet18', instances=3)\n"
+        "except trtnet.TrtnetError as e: print(type(e).__name__, e)"
+    )
 
     def limit() -> None:  # in the child only: no file may grow past 1 MiB, and that is an error, not a signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path.parent / "engine.plan"), str(tmp_path)],
-                          capture_output=True, text=True, preexec_fn=limit, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    assert done.stdout.strip() == f"ExportError {tmp_path / 'resnet18'}: cannot write version 2: cannot write the plan: " \
-                                  "File too large", done.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path.parent / "engine.plan"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert (
+        done.stdout.strip() == f"ExportError {tmp_path / 'resnet18'}: cannot write version 2: cannot write the plan: "
+        "File too large"
+    ), done.stderr
     assert snapshot(tmp_path) == before

@@ -1,10 +1,10 @@
 """`trtnet verify --weights F`: both sides load F (the user's own weights, in any layout trtnet converts);
 comparing F with the source's seeded weights is asked for with --against-seed. Run in-process."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.foreign_layouts import tonylins_key
@@ -42,7 +42,7 @@ def test_verify_passes_on_the_users_own_weights(own, capsys):
     status, out, err = run(capsys, "verify", "resnet18", "--weights", own, "--batch", "1")
     assert status == 0, out + err
     assert f"weights: {own}, loaded by trtnet and by PyTorch" in out.splitlines()
-    line = next(l for l in out.splitlines() if "reference fp32 logits: rel error" in l)
+    line = next(line for line in out.splitlines() if "reference fp32 logits: rel error" in line)
     assert line.endswith("(need <= 0.0001) ok") and "resnet18: passed" in out
 
 
@@ -53,8 +53,9 @@ def perturbed(tmp_path_factory) -> Path:
     exported = folder / "resnet18.safetensors"
     assert main(["export-weights", "resnet18", "-o", str(exported), "--seed", "0"]) == 0
     state = safetensors_torch.load_file(str(exported))
-    state["layer2.0.conv1.weight"] += 0.05 * torch.randn(state["layer2.0.conv1.weight"].shape,
-                                                        generator=torch.Generator().manual_seed(0))
+    state["layer2.0.conv1.weight"] += 0.05 * torch.randn(
+        state["layer2.0.conv1.weight"].shape, generator=torch.Generator().manual_seed(0)
+    )
     path = folder / "perturbed.safetensors"
     safetensors_torch.save_file(state, str(path))
     return path
@@ -74,13 +75,16 @@ def test_against_seed_says_when_the_file_was_in_a_converted_layout(tmp_path, cap
     exported = tmp_path / "resnet18.safetensors"
     assert main(["export-weights", "resnet18", "-o", str(exported), "--seed", "0"]) == 0
     wrapped = tmp_path / "wrapped.safetensors"
-    safetensors_torch.save_file({f"module.{k}": v for k, v in safetensors_torch.load_file(str(exported)).items()},
-                                str(wrapped))
+    safetensors_torch.save_file(
+        {f"module.{k}": v for k, v in safetensors_torch.load_file(str(exported)).items()}, str(wrapped)
+    )
     capsys.readouterr()
     status, out, err = run(capsys, "verify", "resnet18", "--weights", wrapped, "--batch", "1", "--against-seed", "0")
     assert status == 0, out + err
-    assert (f"weights: {wrapped}, converted from DataParallel's `module.` prefix layout, compared with the source's "
-            "random weights, seed 0") in out.splitlines()
+    assert (
+        f"weights: {wrapped}, converted from DataParallel's `module.` prefix layout, compared with the source's "
+        "random weights, seed 0"
+    ) in out.splitlines()
 
 
 def test_by_default_the_perturbed_file_is_the_users_and_passes(perturbed, capsys):
@@ -96,14 +100,22 @@ def test_a_converted_layout_is_said_and_loaded_on_both_sides(tmp_path, capsys):
     safetensors_torch.save_file({tonylins_key(k): v for k, v in source.state_dict().items()}, str(path))
     status, out, err = run(capsys, "verify", "mobilenet_v2", "--weights", path, "--batch", "1")
     assert status == 0, out + err
-    assert f"weights: {path}, converted from tonylins/pytorch-mobilenet-v2 layout, loaded by trtnet and by PyTorch" in out
+    assert (
+        f"weights: {path}, converted from tonylins/pytorch-mobilenet-v2 layout, loaded by trtnet and by PyTorch" in out
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--same-file", "--against-seed", "0"),
-     "trtnet: error: --same-file (now the default) and --against-seed/--against-pretrained exclude each other"),
-    (("--same-file",), "trtnet: error: --same-file needs --weights FILE"),
-], ids=["same_file_and_against", "same_file_alone"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("--same-file", "--against-seed", "0"),
+            "trtnet: error: --same-file (now the default) and --against-seed/--against-pretrained exclude each other",
+        ),
+        (("--same-file",), "trtnet: error: --same-file needs --weights FILE"),
+    ],
+    ids=["same_file_and_against", "same_file_alone"],
+)
 def test_bad_option_combinations(own, capsys, args, message):
     weights = ("--weights", own) if "--against-seed" in args else ()
     status, _, err = run(capsys, "verify", "resnet18", *weights, *args)
@@ -113,5 +125,6 @@ def test_bad_option_combinations(own, capsys, args, message):
 def test_against_seed_and_against_pretrained_exclude_each_other(capsys):
     status, _, err = run(capsys, "verify", "resnet18", "--against-seed", "1", "--against-pretrained")
     assert status == 2
-    assert err.splitlines()[0] == ("trtnet: error: argument --against-pretrained/--pretrained: not allowed with "
-                                   "argument --against-seed")
+    assert err.splitlines()[0] == (
+        "trtnet: error: argument --against-pretrained/--pretrained: not allowed with argument --against-seed"
+    )

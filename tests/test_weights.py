@@ -1,10 +1,10 @@
 """Strict weight loading: every bad input raises a WeightsError naming the key or the file."""
+
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +33,14 @@ def good_state() -> dict[str, np.ndarray]:
 
 def test_parameter_names_are_attribute_paths():
     assert [k for k, _ in Tiny().named_parameters()] == [
-        "conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "head.0.weight", "head.0.bias"]
+        "conv.weight",
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "head.0.weight",
+        "head.0.bias",
+    ]
 
 
 def test_round_trip_through_safetensors(tmp_path):
@@ -48,20 +55,30 @@ def test_reads_files_written_by_the_safetensors_library(tmp_path):
     torch = pytest.importorskip("torch", reason="the safetensors torch writer needs torch")
     from safetensors.torch import save_file
 
-    tensors = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(3, dtype=torch.bfloat16) * 1.5,
-               "c": torch.tensor([1, 2], dtype=torch.int64), "d": torch.zeros(2, dtype=torch.float16)}
+    tensors = {
+        "a": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        "b": torch.ones(3, dtype=torch.bfloat16) * 1.5,
+        "c": torch.tensor([1, 2], dtype=torch.int64),
+        "d": torch.zeros(2, dtype=torch.float16),
+    }
     save_file(tensors, str(tmp_path / "t.safetensors"))
     got = read_safetensors(tmp_path / "t.safetensors")
     for k, v in tensors.items():
         np.testing.assert_array_equal(got[k], v.float().numpy() if k == "b" else v.numpy())
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda s: s.pop("bn.running_var"), r"missing key: bn\.running_var"),
-    (lambda s: s.update({"fc.weight": np.zeros(2, np.float32)}), r"unexpected key: fc\.weight"),
-    (lambda s: s.update({"conv.weight": np.zeros((4, 3, 5, 5), np.float32)}),
-     r"shape mismatch: conv\.weight: expected \(4, 3, 3, 3\), file has \(4, 3, 5, 5\)"),
-], ids=["missing", "unexpected", "wrong_shape"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.pop("bn.running_var"), r"missing key: bn\.running_var"),
+        (lambda s: s.update({"fc.weight": np.zeros(2, np.float32)}), r"unexpected key: fc\.weight"),
+        (
+            lambda s: s.update({"conv.weight": np.zeros((4, 3, 5, 5), np.float32)}),
+            r"shape mismatch: conv\.weight: expected \(4, 3, 3, 3\), file has \(4, 3, 5, 5\)",
+        ),
+    ],
+    ids=["missing", "unexpected", "wrong_shape"],
+)
 def test_strict_loading_names_the_key(change, message):
     state = good_state()
     change(state)
@@ -99,6 +116,7 @@ def test_pickle_files_are_refused(tmp_path):
 
 # -- bad files: each gives a WeightsError naming the file and, where there is one, the key ---------------
 
+
 def _torch_file(path, tensors) -> None:
     """Write `tensors` (name -> torch tensor) as users do, with the safetensors library."""
     from safetensors.torch import save_file
@@ -110,9 +128,9 @@ def _header_swap(path, edit) -> None:
     """Rewrite a file's JSON header through `edit(header) -> header`, keeping its data bytes."""
     data = path.read_bytes()
     n = int.from_bytes(data[:8], "little")
-    header = edit(json.loads(data[8:8 + n]))
+    header = edit(json.loads(data[8 : 8 + n]))
     raw = json.dumps(header).encode()
-    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
 
 
 @pytest.fixture
@@ -123,50 +141,95 @@ def torch_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda h: {**h, "a": {**h["a"], "data_offsets": [0, 10**6]}},
-     r"key 'a': data_offsets \[0, 1000000\] lie outside the data \(40 bytes\): the file is truncated or its "
-     r"header lies"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [3, 3]}}, r"key 'a': 24 bytes for F32 \[3, 3\], which needs 36"),
-    (lambda h: {**h, "b": {**h["b"], "data_offsets": [8, 24]}}, r"keys 'a' and 'b' overlap in the data"),
-    (lambda h: {**h, "a": {**h["a"], "dtype": "F8_E4M3"}}, r"key 'a': unsupported dtype 'F8_E4M3' \(supported: F64"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [2, -3]}}, r"key 'a': bad shape \[2, -3\]"),
-    (lambda h: {**h, "a": {**h["a"], "dtype": ["F32"]}}, r"key 'a': unsupported dtype \['F32'\] \(supported: F64"),
-    (lambda h: {**h, "a": {**h["a"], "data_offsets": [0]}}, r"key 'a': bad data_offsets \[0\]"),
-    (lambda h: {**h, "a": [1, 2]}, r"key 'a': header entry is not an object"),
-    (lambda h: {**h, "__metadata__": {"format": 1}}, r"corrupted header: __metadata__ must map strings to strings"),
-    (lambda h: [h], r"corrupted header: expected a JSON object"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [10**300, 10**300]}},
-     r"key 'a': shape \[1000000000.*\.\.\. is too large for numpy to represent"),
-    # An empty tensor whose other dimensions numpy cannot index: the byte count (0) alone does not catch it.
-    (lambda h: {**h, "a": {**h["a"], "shape": [0, 2**70], "data_offsets": [0, 0]}},
-     r"key 'a': shape \[0, 1180591620717411303424\] is too large for numpy to represent"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}},
-     r"key 'a': shape \[0, 4611686018427387904, 4611686018427387904\] is too large for numpy to represent"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [2**62, 2]}}, r"key 'a': shape \[4611686018427387904, 2\] is too large"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [1] * (_MAX_DIMS - 1) + [2, 3]}},
-     rf"key 'a': shape has {_MAX_DIMS + 1} dimensions; numpy \S+ allows at most {_MAX_DIMS}"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [1] * 69 + [2, 3]}},
-     rf"key 'a': shape has 71 dimensions; numpy \S+ allows at most {_MAX_DIMS}"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [2, 3.0]}}, r"key 'a': bad shape \[2, 3\.0\]"),
-    (lambda h: {**h, "a": {**h["a"], "shape": [True, 6]}}, r"key 'a': bad shape \[True, 6\]"),
-    (lambda h: {**h, "a": {**h["a"], "shape": ["2", 3]}}, r"key 'a': bad shape \['2', 3\]"),
-    (lambda h: {**h, "a": {**h["a"], "shape": 6}}, r"key 'a': bad shape 6"),
-], ids=["offsets_outside", "size_lies", "overlap", "dtype", "negative_dim", "dtype_list", "offsets_form", "entry_form",
-        "metadata", "not_object", "huge_shape", "empty_but_huge", "empty_but_overflowing", "bytes_overflow",
-        "one_dim_too_many", "71_dims", "float_dim", "bool_dim", "string_dim", "not_a_list"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda h: {**h, "a": {**h["a"], "data_offsets": [0, 10**6]}},
+            r"key 'a': data_offsets \[0, 1000000\] lie outside the data \(40 bytes\): the file is truncated or its "
+            r"header lies",
+        ),
+        (lambda h: {**h, "a": {**h["a"], "shape": [3, 3]}}, r"key 'a': 24 bytes for F32 \[3, 3\], which needs 36"),
+        (lambda h: {**h, "b": {**h["b"], "data_offsets": [8, 24]}}, r"keys 'a' and 'b' overlap in the data"),
+        (
+            lambda h: {**h, "a": {**h["a"], "dtype": "F8_E4M3"}},
+            r"key 'a': unsupported dtype 'F8_E4M3' \(supported: F64",
+        ),
+        (lambda h: {**h, "a": {**h["a"], "shape": [2, -3]}}, r"key 'a': bad shape \[2, -3\]"),
+        (lambda h: {**h, "a": {**h["a"], "dtype": ["F32"]}}, r"key 'a': unsupported dtype \['F32'\] \(supported: F64"),
+        (lambda h: {**h, "a": {**h["a"], "data_offsets": [0]}}, r"key 'a': bad data_offsets \[0\]"),
+        (lambda h: {**h, "a": [1, 2]}, r"key 'a': header entry is not an object"),
+        (lambda h: {**h, "__metadata__": {"format": 1}}, r"corrupted header: __metadata__ must map strings to strings"),
+        (lambda h: [h], r"corrupted header: expected a JSON object"),
+        (
+            lambda h: {**h, "a": {**h["a"], "shape": [10**300, 10**300]}},
+            r"key 'a': shape \[1000000000.*\.\.\. is too large for numpy to represent",
+        ),
+        # An empty tensor whose other dimensions numpy cannot index: the byte count (0) alone does not catch it.
+        (
+            lambda h: {**h, "a": {**h["a"], "shape": [0, 2**70], "data_offsets": [0, 0]}},
+            r"key 'a': shape \[0, 1180591620717411303424\] is too large for numpy to represent",
+        ),
+        (
+            lambda h: {**h, "a": {**h["a"], "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}},
+            r"key 'a': shape \[0, 4611686018427387904, 4611686018427387904\] is too large for numpy to represent",
+        ),
+        (
+            lambda h: {**h, "a": {**h["a"], "shape": [2**62, 2]}},
+            r"key 'a': shape \[4611686018427387904, 2\] is too large",
+        ),
+        (
+            lambda h: {**h, "a": {**h["a"], "shape": [1] * (_MAX_DIMS - 1) + [2, 3]}},
+            rf"key 'a': shape has {_MAX_DIMS + 1} dimensions; numpy \S+ allows at most {_MAX_DIMS}",
+        ),
+        (
+            lambda h: {**h, "a": {**h["a"], "shape": [1] * 69 + [2, 3]}},
+            rf"key 'a': shape has 71 dimensions; numpy \S+ allows at most {_MAX_DIMS}",
+        ),
+        (lambda h: {**h, "a": {**h["a"], "shape": [2, 3.0]}}, r"key 'a': bad shape \[2, 3\.0\]"),
+        (lambda h: {**h, "a": {**h["a"], "shape": [True, 6]}}, r"key 'a': bad shape \[True, 6\]"),
+        (lambda h: {**h, "a": {**h["a"], "shape": ["2", 3]}}, r"key 'a': bad shape \['2', 3\]"),
+        (lambda h: {**h, "a": {**h["a"], "shape": 6}}, r"key 'a': bad shape 6"),
+    ],
+    ids=[
+        "offsets_outside",
+        "size_lies",
+        "overlap",
+        "dtype",
+        "negative_dim",
+        "dtype_list",
+        "offsets_form",
+        "entry_form",
+        "metadata",
+        "not_object",
+        "huge_shape",
+        "empty_but_huge",
+        "empty_but_overflowing",
+        "bytes_overflow",
+        "one_dim_too_many",
+        "71_dims",
+        "float_dim",
+        "bool_dim",
+        "string_dim",
+        "not_a_list",
+    ],
+)
 def test_a_header_that_lies_is_refused(torch_file, edit, message):
     _header_swap(torch_file, edit)
     with pytest.raises(WeightsError, match=r"w\.safetensors: " + message):
         read_safetensors(torch_file)
 
 
-@pytest.mark.parametrize("header, message", [
-    (b"{not json", r"corrupted header: not valid JSON \(Expecting property name"),
-    (b"\xff\xfe{}", r"corrupted header: not valid JSON \('utf-8' codec can't decode"),
-    (b"[" * 100_000, r"corrupted header: not valid JSON \(maximum recursion depth"),
-    (b'{"a": {"shape": [' + b"9" * 5000 + b"]}}", r"corrupted header: not valid JSON \(Exceeds the limit"),
-], ids=["syntax", "not_utf8", "deeply_nested", "huge_integer"])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        (b"{not json", r"corrupted header: not valid JSON \(Expecting property name"),
+        (b"\xff\xfe{}", r"corrupted header: not valid JSON \('utf-8' codec can't decode"),
+        (b"[" * 100_000, r"corrupted header: not valid JSON \(maximum recursion depth"),
+        (b'{"a": {"shape": [' + b"9" * 5000 + b"]}}", r"corrupted header: not valid JSON \(Exceeds the limit"),
+    ],
+    ids=["syntax", "not_utf8", "deeply_nested", "huge_integer"],
+)
 def test_a_corrupted_header_is_refused(tmp_path, header, message):
     path = tmp_path / "w.safetensors"
     path.write_bytes(len(header).to_bytes(8, "little") + header)
@@ -177,8 +240,11 @@ def test_a_corrupted_header_is_refused(tmp_path, header, message):
 def test_a_header_longer_than_the_file_is_refused(torch_file):
     data = torch_file.read_bytes()
     torch_file.write_bytes((10**6).to_bytes(8, "little") + data[8:])
-    with pytest.raises(WeightsError, match=r"w\.safetensors: header length 1000000 does not fit in the file "
-                                           r"\(\d+ bytes\): truncated or not a safetensors file"):
+    with pytest.raises(
+        WeightsError,
+        match=r"w\.safetensors: header length 1000000 does not fit in the file "
+        r"\(\d+ bytes\): truncated or not a safetensors file",
+    ):
         read_safetensors(torch_file)
 
 
@@ -194,15 +260,20 @@ def test_a_missing_file_and_a_folder_are_refused(tmp_path):
 def test_every_pickle_suffix_is_refused_unread(tmp_path, suffix):
     path = tmp_path / f"model{suffix}"
     path.write_bytes(b"\x80\x04not read")  # the reader must refuse it by name, before opening it
-    with pytest.raises(WeightsError, match=rf"model\{suffix}: \{suffix} files are pickles, which trtnet never "
-                                           rf"loads; convert it with `trtnet convert MODEL {re.escape(str(path))}`"):
+    with pytest.raises(
+        WeightsError,
+        match=rf"model\{suffix}: \{suffix} files are pickles, which trtnet never "
+        rf"loads; convert it with `trtnet convert MODEL {re.escape(str(path))}`",
+    ):
         load_weights(Tiny(), path)
 
 
 def test_unsigned_dtypes_are_read(tmp_path):
     torch = pytest.importorskip("torch", reason="files are written with safetensors.torch, as users write them")
-    _torch_file(tmp_path / "u.safetensors", {"u16": torch.tensor([0, 1, 2], dtype=torch.uint16),
-                                             "u32": torch.tensor([0, 1, 2], dtype=torch.uint32)})
+    _torch_file(
+        tmp_path / "u.safetensors",
+        {"u16": torch.tensor([0, 1, 2], dtype=torch.uint16), "u32": torch.tensor([0, 1, 2], dtype=torch.uint32)},
+    )
     got = read_safetensors(tmp_path / "u.safetensors")
     assert got["u16"].dtype == np.uint16 and got["u32"].dtype == np.uint32
     np.testing.assert_array_equal(got["u32"], [0, 1, 2])
@@ -226,8 +297,11 @@ def test_non_finite_values_warn_or_are_refused(tmp_path, bad):
 
 @pytest.mark.parametrize("value, shown", [("strict", "'strict'"), (None, "None"), (["warn"], r"\['warn'\]")])
 def test_check_finite_must_be_known(value, shown):
-    with pytest.raises(ConfigError, match=rf"^load_weights: check_finite = {shown} is not allowed: expected 'warn', "
-                                          r"'error' or 'off'$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^load_weights: check_finite = {shown} is not allowed: expected 'warn', "
+        r"'error' or 'off'$",
+    ):
         load_weights(Tiny(), good_state(), check_finite=value)
 
 
@@ -235,8 +309,11 @@ def test_config_error_names_field_value_and_what_is_allowed():
     positive = lambda v: type(v) is int and v > 0  # noqa: E731
     assert ConfigError.check("hidden_size", 768, "a positive integer", positive) == 768
     assert issubclass(ConfigError, TrtnetError)
-    with pytest.raises(ConfigError, match=r"^config\.json: hidden_size = '768' is not allowed: expected a positive "
-                                          r"integer$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^config\.json: hidden_size = '768' is not allowed: expected a positive "
+        r"integer$",
+    ):
         ConfigError.check("hidden_size", "768", "a positive integer", positive, source="config.json")
     # A test that itself fails on a value of the wrong type (str > int) counts as "not allowed", not as a crash.
     with pytest.raises(ConfigError, match=r"^eps = 'abc' is not allowed: expected a number above 0$"):
@@ -255,29 +332,46 @@ def test_a_file_of_another_model_names_file_and_keys(tmp_path):
     state["conv.weight"] = np.zeros((4, 3, 5, 5), np.float32)
     del state["head.0.bias"]
     save_safetensors(state, tmp_path / "other.safetensors")
-    with pytest.raises(WeightsError, match=r"other\.safetensors: weights do not fit Tiny\n  missing key: head\.0\.bias"
-                                           r"\n  shape mismatch: conv\.weight: expected \(4, 3, 3, 3\), file has "
-                                           r"\(4, 3, 5, 5\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"other\.safetensors: weights do not fit Tiny\n  missing key: head\.0\.bias"
+        r"\n  shape mismatch: conv\.weight: expected \(4, 3, 3, 3\), file has "
+        r"\(4, 3, 5, 5\)",
+    ):
         load_weights(Tiny(), tmp_path / "other.safetensors")
 
 
 # -- duplicate keys: the JSON decoder keeps the last one silently; the safetensors library refuses the file --
 
-@pytest.mark.parametrize("text, message", [
-    ('{"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, '
-     '"a": {"dtype": "F32", "shape": [6], "data_offsets": [0, 24]}, '
-     '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}', r"key 'a' appears twice"),
-    ('{"a": {"dtype": "F32", "shape": [2, 3], "shape": [6], "data_offsets": [0, 24]}, '
-     '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}', r"key 'shape' appears twice"),
-    ('{"__metadata__": {"format": "pt", "format": "np"}, '
-     '"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, '
-     '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}', r"key 'format' appears twice"),
-], ids=["tensor", "field", "metadata"])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '{"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, '
+            '"a": {"dtype": "F32", "shape": [6], "data_offsets": [0, 24]}, '
+            '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}',
+            r"key 'a' appears twice",
+        ),
+        (
+            '{"a": {"dtype": "F32", "shape": [2, 3], "shape": [6], "data_offsets": [0, 24]}, '
+            '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}',
+            r"key 'shape' appears twice",
+        ),
+        (
+            '{"__metadata__": {"format": "pt", "format": "np"}, '
+            '"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, '
+            '"b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]}}',
+            r"key 'format' appears twice",
+        ),
+    ],
+    ids=["tensor", "field", "metadata"],
+)
 def test_duplicate_keys_are_refused(torch_file, text, message):
     data = torch_file.read_bytes()
     n = int.from_bytes(data[:8], "little")
     raw = text.encode()
-    torch_file.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    torch_file.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
     with pytest.raises(WeightsError, match=r"w\.safetensors: corrupted header: " + message):
         read_safetensors(torch_file)
 
@@ -290,10 +384,17 @@ def test_as_many_dimensions_as_numpy_allows_are_read(torch_file):
 def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     os.mkfifo(tmp_path / "w.safetensors")
     # In a child, so that a reader that waits for a writer fails the test instead of hanging it.
-    code = ("import sys\nfrom trtnet.weights import read_safetensors\nfrom trtnet.errors import WeightsError\n"
-            "try:\n    read_safetensors(sys.argv[1])\nexcept WeightsError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.safetensors")], capture_output=True,
-                         text=True, timeout=60, env=_child_env())
+    code = (
+        "import sys\nfrom trtnet.weights import read_safetensors\nfrom trtnet.errors import WeightsError\n"
+        "try:\n    read_safetensors(sys.argv[1])\nexcept WeightsError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "w.safetensors")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_child_env(),
+    )
     assert out.stdout.strip() == f"{tmp_path / 'w.safetensors'}: cannot read: not a regular file", out.stderr
 
 
@@ -304,6 +405,7 @@ def test_a_link_to_a_device_is_refused_unread(tmp_path):
 
 
 # -- a file changed after loading: parameters are the process's own memory, not a view of the file ---------
+
 
 def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[1])
@@ -342,8 +444,13 @@ def test_parameters_survive_the_file_changing_after_loading(tmp_path, change):
     path, other = tmp_path / "w.safetensors", tmp_path / "new.safetensors"
     _torch_file(path, {"weight": torch.randn(512, 256), "bias": torch.randn(512)})  # half a megabyte
     _torch_file(other, {"weight": torch.randn(512, 256) + 100, "bias": torch.randn(512)})
-    out = subprocess.run([sys.executable, "-c", _CHANGE_AFTER_LOAD, str(path), change, str(other)],
-                         capture_output=True, text=True, timeout=120, env=_child_env())
+    out = subprocess.run(
+        [sys.executable, "-c", _CHANGE_AFTER_LOAD, str(path), change, str(other)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_child_env(),
+    )
     assert out.returncode == 0, f"the child died (return code {out.returncode}): {out.stderr[-2000:]}"
     assert out.stdout.split() == ["True", "True"]  # finite, and the values that were loaded and checked
 
@@ -351,8 +458,12 @@ def test_parameters_survive_the_file_changing_after_loading(tmp_path, change):
 def test_a_file_that_ends_while_it_is_read_is_refused(tmp_path):
     """The reader's own check, for a file cut short between taking its size and reading its data."""
     (tmp_path / "w.safetensors").write_bytes(bytes(10))
-    with open(tmp_path / "w.safetensors", "rb", buffering=0) as f, pytest.raises(
-            WeightsError, match=r"w\.safetensors: the file changed while it was being read \(it ends early\)"):
+    with (
+        open(tmp_path / "w.safetensors", "rb", buffering=0) as f,
+        pytest.raises(
+            WeightsError, match=r"w\.safetensors: the file changed while it was being read \(it ends early\)"
+        ),
+    ):
         _read_into(tmp_path / "w.safetensors", f, memoryview(bytearray(20)), 4)
 
 
@@ -362,11 +473,15 @@ def test_arrays_read_are_read_only_and_their_own(torch_file):
     assert list(state) == ["a", "b"]
 
 
-@pytest.mark.parametrize("change, shown", [
-    (lambda a: a.astype(np.complex64), "complex64"),
-    (lambda a: a.astype(str), "<U"),
-    (lambda a: a.astype(object), "object"),
-], ids=["complex", "strings", "objects"])
+@pytest.mark.parametrize(
+    "change, shown",
+    [
+        (lambda a: a.astype(np.complex64), "complex64"),
+        (lambda a: a.astype(str), "<U"),
+        (lambda a: a.astype(object), "object"),
+    ],
+    ids=["complex", "strings", "objects"],
+)
 def test_a_mapping_of_values_that_are_not_real_numbers_is_refused(change, shown):
     """numpy cast these to float32 at emission, silently: the imaginary part dropped, "0.5" parsed."""
     state = good_state()
@@ -378,8 +493,9 @@ def test_a_mapping_of_values_that_are_not_real_numbers_is_refused(change, shown)
     assert model.head[0].weight.value is None  # refused before anything was assigned
 
 
-@pytest.mark.parametrize("target, reason", [
-    ("folder.safetensors", "Is a directory"), ("missing/w.safetensors", "No such file or directory")])
+@pytest.mark.parametrize(
+    "target, reason", [("folder.safetensors", "Is a directory"), ("missing/w.safetensors", "No such file or directory")]
+)
 def test_save_safetensors_names_the_target_not_its_temporary(tmp_path, target, reason):
     """This was an OSError naming `.folder.safetensors.123.tmp`."""
     (tmp_path / "folder.safetensors").mkdir()
@@ -399,7 +515,9 @@ def test_a_mapping_of_ml_dtypes_bfloat16_is_taken():
     np.testing.assert_array_equal(model.head[0].weight.data, state["head.0.weight"].astype(np.float32))
 
 
-@pytest.mark.parametrize("key, shown", [(1, "1 is not a string (int)"), (b"conv.weight", "b'conv.weight' is not a string (bytes)")])
+@pytest.mark.parametrize(
+    "key, shown", [(1, "1 is not a string (int)"), (b"conv.weight", "b'conv.weight' is not a string (bytes)")]
+)
 def test_keys_that_are_not_strings_are_named(key, shown):
     """These were AttributeError / TypeError from the layout check's key.startswith."""
     state = good_state()
@@ -410,6 +528,9 @@ def test_keys_that_are_not_strings_are_named(key, shown):
 
 @pytest.mark.parametrize("source", [None, 3, [("conv.weight", np.zeros(1))]], ids=["none", "int", "list_of_pairs"])
 def test_weights_that_are_neither_path_nor_mapping_are_a_config_error(source):
-    with pytest.raises(ConfigError, match=r"load_weights: weights = .* is not allowed: expected a safetensors file's "
-                                          r"path, or a mapping of key -> array"):
+    with pytest.raises(
+        ConfigError,
+        match=r"load_weights: weights = .* is not allowed: expected a safetensors file's "
+        r"path, or a mapping of key -> array",
+    ):
         load_weights(Tiny(), source)

@@ -4,6 +4,7 @@ Never another exception, a hang (each case has a deadline) or a crash. Generated
 numpy cannot represent and keys that appear twice. The cases per test are `EXAMPLES`; the
 README says how many CI runs in all.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,28 +23,61 @@ from trtnet.errors import TrtnetError
 from trtnet.weights import load_weights, read_safetensors, save_safetensors
 
 EXAMPLES = 150  # per test: 5 tests, 750 cases, about 10 s on 2 cores
-FUZZ = settings(max_examples=EXAMPLES, deadline=2000, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=EXAMPLES, deadline=2000, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
-DTYPES = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL", "F8_E4M3",
-          "C64", "", "f32"]
+DTYPES = [
+    "F64",
+    "F32",
+    "F16",
+    "BF16",
+    "I64",
+    "I32",
+    "I16",
+    "I8",
+    "U64",
+    "U32",
+    "U16",
+    "U8",
+    "BOOL",
+    "F8_E4M3",
+    "C64",
+    "",
+    "f32",
+]
 # Integers where a lying header does damage: negative, zero, off by one, beyond any file, beyond 64 bits.
-INTS = st.one_of(st.integers(-3, 64), st.sampled_from([2**31, 2**32 - 1, 2**63 - 1, 2**63, 2**64, 10**30]),
-                 st.integers())
-JSON = st.recursive(st.none() | st.booleans() | INTS | st.floats(allow_nan=False) | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                    max_leaves=12)
-ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
-            "U16": 2, "U8": 1, "BOOL": 1}
+INTS = st.one_of(
+    st.integers(-3, 64), st.sampled_from([2**31, 2**32 - 1, 2**63 - 1, 2**63, 2**64, 10**30]), st.integers()
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | INTS | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+}
 # Shapes as a lying header holds them: dimensions that overflow numpy's index once multiplied, an empty tensor
 # with a huge dimension beside its zero (0 bytes, so the size check passes), more dimensions than numpy allows,
 # and dimensions that are not integers.
 DIM = st.one_of(st.integers(0, 4), st.sampled_from([2**31, 2**62, 2**63 - 1, 2**63, 2**64, 2**70]), INTS)
-SHAPE = st.one_of(st.lists(DIM, max_size=4),
-                  st.lists(DIM, min_size=1, max_size=3).map(lambda dims: [0, *dims]),
-                  st.integers(62, 72).flatmap(lambda n: st.lists(st.sampled_from([1, 1, 1, 2, 0]), min_size=n,
-                                                                 max_size=n)),
-                  st.lists(DIM | st.sampled_from([True, False, 2.0, 1e300, "2", None, [2]]), max_size=3))
+SHAPE = st.one_of(
+    st.lists(DIM, max_size=4),
+    st.lists(DIM, min_size=1, max_size=3).map(lambda dims: [0, *dims]),
+    st.integers(62, 72).flatmap(lambda n: st.lists(st.sampled_from([1, 1, 1, 2, 0]), min_size=n, max_size=n)),
+    st.lists(DIM | st.sampled_from([True, False, 2.0, 1e300, "2", None, [2]]), max_size=3),
+)
 
 
 class Obj(list):
@@ -61,24 +95,32 @@ def entries(draw) -> Obj:
     """A tensor's header entry. Half the time its offsets fit the size its shape claims, so the checks after
     the byte count are reached too; one in eight has a field twice."""
     dtype, shape = draw(st.sampled_from(DTYPES)), draw(SHAPE | SHAPE | JSON)
-    if (dtype in ITEMSIZE and isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
-            and draw(st.booleans())):
+    if (
+        dtype in ITEMSIZE
+        and isinstance(shape, list)
+        and all(type(d) is int and d >= 0 for d in shape)
+        and draw(st.booleans())
+    ):
         begin = draw(st.integers(0, 160))
         offsets = [begin, begin + math.prod(shape) * ITEMSIZE[dtype]]
     else:
         offsets = draw(st.lists(INTS, min_size=0, max_size=3) | JSON)
     fields = Obj([("dtype", dtype), ("shape", shape), ("data_offsets", offsets)])
     if draw(st.integers(0, 7)) == 0:
-        fields.insert(draw(st.integers(0, 3)), (draw(st.sampled_from(["dtype", "shape", "data_offsets"])),
-                                                 draw(SHAPE | JSON)))
+        fields.insert(
+            draw(st.integers(0, 3)), (draw(st.sampled_from(["dtype", "shape", "data_offsets"])), draw(SHAPE | JSON))
+        )
     return fields
 
 
 @st.composite
 def headers(draw) -> Obj:
     """Mostly entries under distinct names; one header in six has a `__metadata__`, one in six a name twice."""
-    pairs = draw(st.lists(st.tuples(st.text(max_size=10), entries() | entries() | JSON), max_size=4,
-                          unique_by=lambda pair: pair[0]))
+    pairs = draw(
+        st.lists(
+            st.tuples(st.text(max_size=10), entries() | entries() | JSON), max_size=4, unique_by=lambda pair: pair[0]
+        )
+    )
     if draw(st.integers(0, 5)) == 0:
         meta = draw(st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2) | JSON)
         pairs.insert(draw(st.integers(0, len(pairs))), ("__metadata__", meta))
@@ -119,7 +161,7 @@ def _only_trtnet_errors(data: bytes) -> bool:
         except TrtnetError as e:
             assert name in str(e)  # every refusal names the file
             return True
-        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
         for key, arr in state.items():  # what comes back is what the header claims
             assert arr.shape == tuple(header[key]["shape"])
             np.asarray(arr).sum()  # and every byte of it is readable
@@ -167,8 +209,31 @@ def test_generated_headers(header, data_size):
 
 # Header text from JSON-ish tokens, some of them hostile: numbers past Python's digit limit, nesting past the
 # decoder's recursion limit, values JSON has no business holding.
-TOKENS = ['{', '}', '[', ']', ':', ',', '"t"', '"dtype"', '"F32"', '"shape"', '"data_offsets"', '"__metadata__"',
-          '0', '4', '-1', '1e999', 'NaN', 'Infinity', 'true', 'null', '9' * 5000, '[' * 3000, '{"a":' * 2000]
+TOKENS = [
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    '"t"',
+    '"dtype"',
+    '"F32"',
+    '"shape"',
+    '"data_offsets"',
+    '"__metadata__"',
+    "0",
+    "4",
+    "-1",
+    "1e999",
+    "NaN",
+    "Infinity",
+    "true",
+    "null",
+    "9" * 5000,
+    "[" * 3000,
+    '{"a":' * 2000,
+]
 
 
 @FUZZ
@@ -181,7 +246,7 @@ def test_header_text(text, data_size):
 @FUZZ
 @given(st.binary(max_size=64), st.integers(0, 2**64 - 1))
 def test_header_length_prefix_lies(tail, length):
-    _only_trtnet_errors(length.to_bytes(8, "little") + GOOD[8:8 + GOOD_HEADER_LEN] + tail)
+    _only_trtnet_errors(length.to_bytes(8, "little") + GOOD[8 : 8 + GOOD_HEADER_LEN] + tail)
 
 
 def test_the_good_file_is_good():
@@ -198,11 +263,15 @@ def read_safetensors_bytes(data: bytes) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in read_safetensors(path).items()}
 
 
-@pytest.mark.parametrize("entry", [
-    {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-    {"dtype": "F32", "shape": [], "data_offsets": [0, 4]},
-    {"dtype": "U8", "shape": [0], "data_offsets": [8, 8]},
-], ids=["vector", "scalar", "empty"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        {"dtype": "F32", "shape": [], "data_offsets": [0, 4]},
+        {"dtype": "U8", "shape": [0], "data_offsets": [8, 8]},
+    ],
+    ids=["vector", "scalar", "empty"],
+)
 def test_generated_headers_can_be_valid(entry):
     """The header generator's kind of file can be read, so the property is not vacuous."""
     raw = json.dumps({"t": entry}).encode()

@@ -5,23 +5,59 @@
 >>> model = resnet50(weights=None)
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
+
 from trtnet.builder.build import build, build_network
 from trtnet.builder.emit import Network, emit, reference
-from trtnet.quant.ranges import Calibration
-from trtnet.quant.calibrate import calibrate
-from trtnet.errors import (BackendError, BuildError, CalibrationError, ConfigError, EngineError, ExportError,
-                           InterpreterError, NetworkError, TrtnetError, WeightsError)
+from trtnet.errors import (
+    BackendError,
+    BuildError,
+    CalibrationError,
+    ConfigError,
+    EngineError,
+    ExportError,
+    InterpreterError,
+    NetworkError,
+    TrtnetError,
+    WeightsError,
+)
 from trtnet.graph import Policy
 from trtnet.interpreter import run_network
 from trtnet.onnx.parse import parse_onnx
-from trtnet.runtime.plan import TensorSpec
+from trtnet.quant.calibrate import calibrate
+from trtnet.quant.ranges import Calibration
 from trtnet.runtime.engine import Engine, PlanRejected
+from trtnet.runtime.plan import TensorSpec
 from trtnet.summary import summarize
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 
 __version__ = "0.1.0"
-__all__ = ["BackendError", "BuildError", "Calibration", "CalibrationError", "ConfigError", "Engine", "EngineError",
-           "ExportError", "InterpreterError", "Network", "NetworkError", "PlanRejected", "Policy", "TensorSpec",
-           "TrtnetError", "WeightsError", "build", "build_network", "calibrate", "emit",
-           "init_random", "load_weights", "parse_onnx", "read_safetensors", "reference", "run_network",
-           "save_safetensors", "summarize"]
+__all__ = [
+    "BackendError",
+    "BuildError",
+    "Calibration",
+    "CalibrationError",
+    "ConfigError",
+    "Engine",
+    "EngineError",
+    "ExportError",
+    "InterpreterError",
+    "Network",
+    "NetworkError",
+    "PlanRejected",
+    "Policy",
+    "TensorSpec",
+    "TrtnetError",
+    "WeightsError",
+    "build",
+    "build_network",
+    "calibrate",
+    "emit",
+    "init_random",
+    "load_weights",
+    "parse_onnx",
+    "read_safetensors",
+    "reference",
+    "run_network",
+    "save_safetensors",
+    "summarize",
+]

@@ -1,4 +1,5 @@
 """`python -m trtnet`: the same command line as the `trtnet` console script."""
+
 import sys
 
 from trtnet.cli import main

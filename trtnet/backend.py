@@ -6,6 +6,7 @@ else in trtnet asks this module for the TensorRT module and for what it can do.
 
 Set ``TRTNET_BACKEND`` to ``tensorrt`` or ``tensorrt_rtx`` to force one.
 """
+
 from __future__ import annotations
 
 import functools

@@ -7,6 +7,7 @@ TensorRT `DataType` or a numpy dtype.
 
 >>> keep = ops.cast(attention_mask, "bool")
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,14 +18,29 @@ from trtnet.backend import get_trt
 from trtnet.errors import NetworkError
 
 # DSL name -> TensorRT DataType member name. "fp8" is an alias: TensorRT's FP8 is E4M3.
-_TRT_MEMBER = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16", "float8_e4m3": "FP8", "int8": "INT8",
-               "uint8": "UINT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+_TRT_MEMBER = {
+    "float32": "FLOAT",
+    "float16": "HALF",
+    "bfloat16": "BF16",
+    "float8_e4m3": "FP8",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "int32": "INT32",
+    "int64": "INT64",
+    "bool": "BOOL",
+}
 ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3"}
 DTYPES: tuple[str, ...] = tuple(_TRT_MEMBER)
 
-_FROM_NUMPY = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16", np.dtype(np.int8): "int8",
-               np.dtype(np.uint8): "uint8", np.dtype(np.int32): "int32", np.dtype(np.int64): "int64",
-               np.dtype(np.bool_): "bool"}
+_FROM_NUMPY = {
+    np.dtype(np.float32): "float32",
+    np.dtype(np.float16): "float16",
+    np.dtype(np.int8): "int8",
+    np.dtype(np.uint8): "uint8",
+    np.dtype(np.int32): "int32",
+    np.dtype(np.int64): "int64",
+    np.dtype(np.bool_): "bool",
+}
 _TO_NUMPY = {name: dtype for dtype, name in _FROM_NUMPY.items()}
 FLOATS = ("float32", "float16", "bfloat16", "float8_e4m3")
 
@@ -33,8 +49,9 @@ def canonical(name: str, what: str = "dtype") -> str:
     """The DSL name for `name` (an alias such as "fp16" resolved); a NetworkError naming `what` otherwise."""
     name = ALIASES.get(name, name)
     if name not in _TRT_MEMBER:
-        raise NetworkError(f"{what} {name!r} is not a trtnet dtype; use one of {', '.join(DTYPES)} "
-                           f"(or {', '.join(ALIASES)})")
+        raise NetworkError(
+            f"{what} {name!r} is not a trtnet dtype; use one of {', '.join(DTYPES)} (or {', '.join(ALIASES)})"
+        )
     return name
 
 

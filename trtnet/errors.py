@@ -1,7 +1,9 @@
 """The exceptions trtnet raises. Every one is a `TrtnetError`, so callers can catch the family."""
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

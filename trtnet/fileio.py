@@ -7,6 +7,7 @@ in the folder removes every one whose process is gone (same host, no such pid) o
 `STALE_SECONDS` (a temporary lives only while it is written: seconds). Errors name the target, never the
 temporary.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,8 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from trtnet.errors import EngineError, TrtnetError
 
@@ -43,7 +44,7 @@ def write_temporary(target: Path, data: bytes, what: str = "the file") -> Path:
     try:
         view = memoryview(data).cast("B")
         while view:  # os.write may write less than asked (a signal, a pipe-like file system)
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
         os.close(fd)
         fd = -1
@@ -103,7 +104,7 @@ def is_stale(name: str, mtime: float, now: float | None = None) -> bool:
     """Whether the temporary called `name` (modified at `mtime`) belongs to a writer that is gone."""
     if (now if now is not None else time.time()) - mtime > STALE_SECONDS:
         return True
-    parts = name[1:-len(".tmp")].rsplit(".", 3)
+    parts = name[1 : -len(".tmp")].rsplit(".", 3)
     if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit():
         return not _alive(int(parts[2]))
     return False

@@ -6,22 +6,24 @@ with no network argument threaded through. A graph holds:
 - the numpy arrays behind every weight, alive until the engine is built (TensorRT keeps only pointers);
 - the emission policy (compute dtype, whether LayerNorm and softmax stay in fp32, whether BatchNorm is folded).
 """
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterator, TypedDict
+from typing import Any, TypedDict
 
 import ml_dtypes
 import numpy as np
 
 from trtnet.backend import capture_errors, get_trt
-from trtnet.quant.ranges import as_calibration
 from trtnet.dtypes import name_of, numpy_of, to_trt
 from trtnet.errors import NetworkError
+from trtnet.quant.ranges import as_calibration
 
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
 # builder flag, which every fp32 build clears): inputs of those rounded to 10 mantissa bits, fp32 accumulation.
@@ -63,11 +65,13 @@ class Policy:
             if not isinstance(value, bool):
                 raise NetworkError(f"{f.name} must be True or False, not {type(value).__name__} {value!r}")
         if self.precision in QUANTIZED and self.calibration is None:
-            raise NetworkError(f"precision {self.precision!r} needs activation ranges: pass calibration= (a "
-                               "trtnet.calibrate() result or its JSON file)")
+            raise NetworkError(
+                f"precision {self.precision!r} needs activation ranges: pass calibration= (a "
+                "trtnet.calibrate() result or its JSON file)"
+            )
         object.__setattr__(self, "calibration", as_calibration(self.calibration))
 
-    def with_options(self, **options: Any) -> "Policy":
+    def with_options(self, **options: Any) -> Policy:
         """This policy with the named fields changed; an unknown name is a `NetworkError` listing the fields."""
         known = [f.name for f in fields(self)]
         unknown = sorted(set(options) - set(known))
@@ -86,12 +90,14 @@ class PolicyOptions(TypedDict, total=False):
     calibration: Any
 
 
-def resolve_policy(policy: "Policy | None", options: dict[str, Any]) -> Policy:
+def resolve_policy(policy: Policy | None, options: dict[str, Any]) -> Policy:
     """The Policy that `policy` (default `Policy()`) and keyword `options` (its field names) make together:
     the one place where `emit`, `build` and `reference` turn their keywords into a Policy."""
     if policy is not None and not isinstance(policy, Policy):
-        raise NetworkError(f"policy must be a trtnet.graph.Policy, not {type(policy).__name__} {policy!r} "
-                           "(name the precision as a keyword: precision='fp16')")
+        raise NetworkError(
+            f"policy must be a trtnet.graph.Policy, not {type(policy).__name__} {policy!r} "
+            "(name the precision as a keyword: precision='fp16')"
+        )
     return (policy or Policy()).with_options(**options)
 
 
@@ -108,7 +114,7 @@ class Graph:
         self._token: contextvars.Token | None = None
 
     # -- context -------------------------------------------------------------------------------------
-    def __enter__(self) -> "Graph":
+    def __enter__(self) -> Graph:
         self._token = _CURRENT.set(self)
         return self
 
@@ -148,7 +154,7 @@ class Graph:
         itensor = layer.get_output(index)
         with capture_errors() as errors:
             try:
-                itensor.shape
+                _ = itensor.shape  # asking is what makes TensorRT report the error
             except RuntimeError:
                 inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
                 raise self.refused(_calling_op(op), inputs, errors, layer.name) from None
@@ -167,8 +173,14 @@ class Graph:
     def float_dtype(self):
         """The TensorRT dtype float tensors are computed in."""
         trt = get_trt()
-        return {"fp32": trt.float32, "tf32": trt.float32, "fp16": trt.float16, "bf16": trt.bfloat16,
-                "int8": trt.float16, "fp8": trt.float16}[self.policy.precision]
+        return {
+            "fp32": trt.float32,
+            "tf32": trt.float32,
+            "fp16": trt.float16,
+            "bf16": trt.bfloat16,
+            "int8": trt.float16,
+            "fp8": trt.float16,
+        }[self.policy.precision]
 
     def no_weights(self, dtype=None):
         """TensorRT's empty `Weights` (no bias, no power) of `dtype` (default: the compute dtype)."""
@@ -262,5 +274,3 @@ def current_graph() -> Graph:
     if graph is None:
         raise NetworkError("no network is being built: ops run inside trtnet.build/trtnet.reference (a Graph context)")
     return graph
-
-

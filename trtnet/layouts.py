@@ -8,11 +8,13 @@ mapping: numpy arrays, torch tensors, or the shapes alone (what the mismatch hin
 
 This module imports nothing of the DSL: the model is walked through its own `named_modules()`.
 """
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 V = TypeVar("V")
 DATA_PARALLEL_PREFIX = "module."
@@ -33,7 +35,7 @@ def rename(state: Mapping[str, V], prefix: str, table: Mapping[str, str]) -> dic
     for key, value in state.items():
         for old, new in full.items():
             if key == old or key.startswith(old + "."):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         out[key] = value
     return out
@@ -69,7 +71,7 @@ def adapt_checkpoint(model: Any, state: Mapping[str, V]) -> tuple[dict[str, V], 
     """
     state, notes = dict(state), []
     if state and all(k.startswith(DATA_PARALLEL_PREFIX) for k in state):
-        state = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in state.items()}
+        state = {k[len(DATA_PARALLEL_PREFIX) :]: v for k, v in state.items()}
         notes.append("DataParallel's `module.` prefix")
     model.bind()
     for prefix, module in model.named_modules():

@@ -2,18 +2,19 @@
 
 Torch is imported lazily here: it is needed to check trtnet against its sources, never to build or run.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from trtnet.errors import WeightsError
-from trtnet.nn.module import Input, Module
 from trtnet.fileio import replaced
+from trtnet.nn.module import Input, Module
 from trtnet.zoo.registry import get_entry
 
 
@@ -91,8 +92,7 @@ def export_state(model, path: str | os.PathLike) -> Path:
     return save_state(model.state_dict(), path)
 
 
-def save_state(state: Mapping[str, object], path: str | os.PathLike,
-               metadata: Mapping[str, str] | None = None) -> Path:
+def save_state(state: Mapping[str, object], path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
     """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
@@ -151,13 +151,17 @@ def weight_differences(source, model: Module) -> str:
             diff = float(np.max(np.abs(param.data - state[key]), initial=0.0))
             if not diff == 0.0:  # NaN counts as a difference
                 differ.append((key, diff))
-    unmatched = ("" if compared == total else
-                 f" ({total - compared} of {total} not compared: no tensor of that key and shape)")
+    unmatched = (
+        "" if compared == total else f" ({total - compared} of {total} not compared: no tensor of that key and shape)"
+    )
     if not differ:
         return f"every tensor equals the PyTorch source's{unmatched}"
     listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
-    return (f"{len(differ)} tensors differ from the PyTorch source's: {listed}" + (" ..." if len(differ) > 5 else "")
-            + unmatched)
+    return (
+        f"{len(differ)} tensors differ from the PyTorch source's: {listed}"
+        + (" ..." if len(differ) > 5 else "")
+        + unmatched
+    )
 
 
 def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) -> list[np.ndarray]:
@@ -168,7 +172,7 @@ def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) ->
     """
     rng = np.random.default_rng(seed)
     arrays = []
-    for spec in (model.inputs() if isinstance(model, Module) else model):
+    for spec in model.inputs() if isinstance(model, Module) else model:
         shape = (batch, *spec.opt_shape)
         if spec.dtype.startswith("float"):
             arrays.append(rng.standard_normal(shape).astype(spec.dtype))
@@ -176,7 +180,7 @@ def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) ->
             mask = np.ones(shape, spec.dtype)
             # The last row, and every other one before it, ends in padding (a quarter of the positions), so
             # that a batch of two holds one padded and one full row.
-            mask[batch - 1::-2, ..., shape[-1] - max(1, shape[-1] // 4):] = 0
+            mask[batch - 1 :: -2, ..., shape[-1] - max(1, shape[-1] // 4) :] = 0
             arrays.append(mask)
         else:
             arrays.append(rng.integers(int(spec.low), int(spec.high), shape).astype(spec.dtype))

@@ -6,6 +6,7 @@ engine holds: a BatchNorm folded into its convolution adds no weights of its own
 >>> from trtnet.zoo import resnet18
 >>> print(summarize(trtnet.emit(resnet18(weights=None), 1)).table())   # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import math
@@ -50,12 +51,16 @@ class Summary:
         head = ("layer", "type", "output shape", "params")
         body = [(r.name, r.type, "x".join(map(str, r.shape)), f"{r.params:,}") for r in self.rows]
         widths = [max(len(row[i]) for row in [head, *body]) for i in range(4)]
-        lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths)] + [row[3].rjust(widths[3])])
-                 for row in [head, *body]]
+        lines = [
+            "  ".join([c.ljust(w) for c, w in zip(row[:3], widths)] + [row[3].rjust(widths[3])])
+            for row in [head, *body]
+        ]
         lines.insert(1, "-" * len(lines[0]))
         lines.append("-" * len(lines[0]))
-        lines.append(f"total: {len(self.rows)} layers, {self.params:,} parameters, "
-                     f"{self.flops / 1e9:.2f} GFLOPs (conv, matmul and attention; a multiply-add counted as 2)")
+        lines.append(
+            f"total: {len(self.rows)} layers, {self.params:,} parameters, "
+            f"{self.flops / 1e9:.2f} GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
+        )
         return "\n".join(lines)
 
 
@@ -69,8 +74,9 @@ def summarize(network) -> Summary:
         layer = network.get_layer(i)
         type_name = layer.type.name
         shape = tuple(layer.get_output(0).shape) if layer.num_outputs else ()
-        rows.append(LayerRow(layer.name, type_name, shape, _params(trt, layer, type_name),
-                             _flops(trt, layer, type_name)))
+        rows.append(
+            LayerRow(layer.name, type_name, shape, _params(trt, layer, type_name), _flops(trt, layer, type_name))
+        )
     return Summary(rows)
 
 

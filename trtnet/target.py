@@ -3,13 +3,14 @@ runtime need, in a module that needs neither of them (so neither has to ask the 
 
 Folder: `$TRTNET_CACHE_DIR`, default `~/.cache/trtnet` (`$XDG_CACHE_HOME/trtnet` where that is set).
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from trtnet.runtime.cudart import check, compute_capability, cudart, device_problem
 from trtnet.errors import EngineError
+from trtnet.runtime.cudart import check, compute_capability, cudart, device_problem
 
 __all__ = ["cache_dir", "describe_device", "has_gpu", "target"]
 

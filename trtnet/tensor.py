@@ -4,6 +4,7 @@ Its Python operators (`+`, `@`, `x[...]`, `.reshape`, `.softmax`...) are attache
 package is imported (`trtnet/ops/methods.py`), so data flows one way: ops import Tensor, never the reverse.
 Every Tensor is made by an op, so by the time one exists its operators are in place.
 """
+
 from __future__ import annotations
 
 from trtnet.backend import capture_errors
@@ -32,8 +33,9 @@ class Tensor:
                 from trtnet.graph import current_path
 
                 reason = "; ".join(errors) or "no reason logged"
-                raise NetworkError(f"{current_path()}: tensor {self.name!r}: TensorRT cannot infer its shape: "
-                                   f"{reason}") from None
+                raise NetworkError(
+                    f"{current_path()}: tensor {self.name!r}: TensorRT cannot infer its shape: {reason}"
+                ) from None
 
     @property
     def ndim(self) -> int:

@@ -6,6 +6,7 @@ This reader checks every claim the header makes before trusting it, so a damaged
 `WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled, and
 nothing stays mapped: what was read and checked cannot change when the file does.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -15,23 +16,33 @@ import os
 import stat
 import warnings
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
-from trtnet.layouts import adapt_checkpoint
 from trtnet.fileio import replaced
+from trtnet.layouts import adapt_checkpoint
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
 
 # safetensors dtype -> numpy dtype. BF16 is widened to float32 on read (numpy has no bfloat16).
 _DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
-    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
+    "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
 }
 _MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
@@ -56,9 +67,11 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise WeightsError(f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
-                           f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
-                           "`trtnet export-weights`)")
+        raise WeightsError(
+            f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
+            f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
+            "`trtnet export-weights`)"
+        )
     try:
         # O_NONBLOCK so that a FIFO is refused below instead of waiting for a writer; regular files ignore it.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -84,8 +97,9 @@ def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
     n = int.from_bytes(prefix, "little")
     if n > _MAX_HEADER or 8 + n > size:
-        raise WeightsError(f"{path}: header length {n} does not fit in the file ({size} bytes): "
-                           "truncated or not a safetensors file")
+        raise WeightsError(
+            f"{path}: header length {n} does not fit in the file ({size} bytes): truncated or not a safetensors file"
+        )
     raw = bytearray(n)
     _read_into(path, f, memoryview(raw), 8)
     header = _parse_header(path, raw)
@@ -96,7 +110,7 @@ def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
     entries = [(key, *_check_entry(path, key, info, data_size)) for key, info in header.items()]
     _check_layout(path, entries, data_size)
     out: dict[str, np.ndarray] = {}
-    for key, dtype_name, shape, begin, end in sorted(entries, key=lambda e: e[3]):  # in file order
+    for key, dtype_name, shape, begin, _end in sorted(entries, key=lambda e: e[3]):  # in file order
         arr = np.empty(shape, _DTYPES[dtype_name])  # its own allocation, aligned for its dtype
         _read_into(path, f, memoryview(arr.reshape(-1).view(np.uint8)), 8 + n + begin)
         arr = _bf16_to_f32(arr) if dtype_name == "BF16" else arr
@@ -115,8 +129,9 @@ def _read_into(path: Path, f, buf: memoryview, offset: int) -> None:
     while len(buf):
         got = f.readinto(buf)
         if not got:
-            raise WeightsError(f"{path}: the file changed while it was being read (it ends early); load it again "
-                               "once it is written")
+            raise WeightsError(
+                f"{path}: the file changed while it was being read (it ends early); load it again once it is written"
+            )
         buf = buf[got:]
 
 
@@ -155,8 +170,9 @@ def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         raise WeightsError(f"{path}: key {key}: bad shape {_clip(shape)}")
     if len(shape) > _MAX_DIMS:
-        raise WeightsError(f"{path}: key {key}: shape has {len(shape)} dimensions; numpy {np.__version__} "
-                           f"allows at most {_MAX_DIMS}")
+        raise WeightsError(
+            f"{path}: key {key}: shape has {len(shape)} dimensions; numpy {np.__version__} allows at most {_MAX_DIMS}"
+        )
     # numpy refuses a shape whose nonzero dimensions multiply out, in bytes, past its index type, even when
     # another dimension is 0 and the array holds nothing.
     if math.prod(d for d in shape if d) * _DTYPES[dtype].itemsize > np.iinfo(np.intp).max:
@@ -165,8 +181,10 @@ def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple
         raise WeightsError(f"{path}: key {key}: bad data_offsets {_clip(offsets)}")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
-        raise WeightsError(f"{path}: key {key}: data_offsets {_clip(offsets)} lie outside the data "
-                           f"({data_size} bytes): the file is truncated or its header lies")
+        raise WeightsError(
+            f"{path}: key {key}: data_offsets {_clip(offsets)} lie outside the data "
+            f"({data_size} bytes): the file is truncated or its header lies"
+        )
     expected = math.prod(shape) * _DTYPES[dtype].itemsize
     if end - begin != expected:
         raise WeightsError(f"{path}: key {key}: {end - begin} bytes for {dtype} {_clip(shape)}, which needs {expected}")
@@ -182,7 +200,7 @@ def _clip(value, limit: int = 80) -> str:
 def _check_layout(path: Path, entries: list, data_size: int) -> None:
     """Tensors must not overlap (the format also says they tile the data exactly; writers all do that)."""
     spans = sorted((begin, end, key) for key, _, _, begin, end in entries)
-    for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:]):
+    for (_b0, e0, k0), (b1, _e1, k1) in zip(spans, spans[1:]):
         if b1 < e0:
             raise WeightsError(f"{path}: keys {_clip(k0)} and {_clip(k1)} overlap in the data: corrupted header")
 
@@ -193,8 +211,14 @@ def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
 
 # -- loading into a module tree ---------------------------------------------------------------------------
 
-def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.ndarray], *,
-                 check_finite: str = "warn", hint: MismatchHint | None = None) -> list[str]:
+
+def load_weights(
+    model: Module,
+    source: str | os.PathLike | Mapping[str, np.ndarray],
+    *,
+    check_finite: str = "warn",
+    hint: MismatchHint | None = None,
+) -> list[str]:
     """Load `source` (a safetensors path or a key->array mapping) into `model`, strictly.
 
     The file's layout is converted first (`trtnet.layouts.adapt_checkpoint`: DataParallel prefixes, the
@@ -204,49 +228,78 @@ def load_weights(model: "Module", source: str | os.PathLike | Mapping[str, np.nd
     for the file's key shapes (the zoo's: which other model or layout the file looks like). `check_finite` is
     "warn", "error" or "off" for NaN/inf values. Returns the layouts the file was converted from ([] for none).
     """
-    ConfigError.check("check_finite", check_finite, "'warn', 'error' or 'off'",
-                      lambda v: isinstance(v, str) and v in ("warn", "error", "off"), source="load_weights")
-    ConfigError.check("weights", source, "a safetensors file's path, or a mapping of key -> array",
-                      lambda v: isinstance(v, (str, os.PathLike, Mapping)), source="load_weights")
+    ConfigError.check(
+        "check_finite",
+        check_finite,
+        "'warn', 'error' or 'off'",
+        lambda v: isinstance(v, str) and v in ("warn", "error", "off"),
+        source="load_weights",
+    )
+    ConfigError.check(
+        "weights",
+        source,
+        "a safetensors file's path, or a mapping of key -> array",
+        lambda v: isinstance(v, (str, os.PathLike, Mapping)),
+        source="load_weights",
+    )
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
     state = dict(read_safetensors(source) if isinstance(source, (str, os.PathLike)) else source)
     odd_keys = [k for k in state if not isinstance(k, str)]
     if odd_keys:  # layouts and messages work on key names
-        raise WeightsError(f"{origin}: key {odd_keys[0]!r} is not a string ({type(odd_keys[0]).__name__})"
-                           + (f" (and {len(odd_keys) - 1} more keys)" if len(odd_keys) > 1 else ""))
+        raise WeightsError(
+            f"{origin}: key {odd_keys[0]!r} is not a string ({type(odd_keys[0]).__name__})"
+            + (f" (and {len(odd_keys) - 1} more keys)" if len(odd_keys) > 1 else "")
+        )
     original = state
     state, layouts = adapt_checkpoint(model, state)
     expected = dict(model.named_parameters())
     skipped, unused = _declared(model, state)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected and k not in skipped and k not in unused]
-    wrong = [f"{k}: expected {tuple(p.shape)}, file has {tuple(np.shape(state[k]))}"
-             for k, p in expected.items() if k in state and tuple(np.shape(state[k])) != tuple(p.shape)]
+    wrong = [
+        f"{k}: expected {tuple(p.shape)}, file has {tuple(np.shape(state[k]))}"
+        for k, p in expected.items()
+        if k in state and tuple(np.shape(state[k])) != tuple(p.shape)
+    ]
     if missing or unexpected or wrong:
         read_as = f" (read as {', '.join(layouts)})" if layouts else ""
-        lines = [f"{origin}: weights do not fit {type(model).__name__}{read_as}",
-                 *_listed("missing key", "missing keys", missing, ", "),
-                 *_listed("unexpected key", "unexpected keys", unexpected, ", "),
-                 *_listed("shape mismatch", "shape mismatches", wrong, "; ")]
+        lines = [
+            f"{origin}: weights do not fit {type(model).__name__}{read_as}",
+            *_listed("missing key", "missing keys", missing, ", "),
+            *_listed("unexpected key", "unexpected keys", unexpected, ", "),
+            *_listed("shape mismatch", "shape mismatches", wrong, "; "),
+        ]
         advice = hint(model, {k: tuple(np.shape(v)) for k, v in original.items()}) if hint else None
         raise WeightsError("\n".join(lines + ([f"  {advice}"] if advice else [])))
     if unused:
-        warnings.warn(f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped "
-                      f"(e.g. {sorted(unused)[0]})", stacklevel=2)
+        warnings.warn(
+            f"{origin}: {len(unused)} keys not used by {type(model).__name__} were skipped (e.g. {sorted(unused)[0]})",
+            stacklevel=2,
+        )
     values = {key: np.asarray(state[key]) for key in expected}
     # A mapping from Python may hold anything array-like; numpy would cast complex, strings or objects to
     # float32 later, silently (dropping an imaginary part, parsing "0.5").
-    odd = [f"{key!r} ({value.dtype})" for key, value in values.items()
-           if value.dtype.kind not in "biuf" and not _ml_dtype(value.dtype)]
+    odd = [
+        f"{key!r} ({value.dtype})"
+        for key, value in values.items()
+        if value.dtype.kind not in "biuf" and not _ml_dtype(value.dtype)
+    ]
     if odd:
-        raise WeightsError(f"{origin}: key {odd[0]} does not hold real numbers (bool, integer or float)"
-                           + (f" (and {len(odd) - 1} more keys)" if len(odd) > 1 else ""))
-    bad = [key for key, value in values.items()
-           if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)]
+        raise WeightsError(
+            f"{origin}: key {odd[0]} does not hold real numbers (bool, integer or float)"
+            + (f" (and {len(odd) - 1} more keys)" if len(odd) > 1 else "")
+        )
+    bad = [
+        key
+        for key, value in values.items()
+        if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)
+    ]
     if bad:
-        message = (f"{origin}: key {bad[0]!r} holds NaN or infinite values"
-                   + (f" (and {len(bad) - 1} more keys: {', '.join(bad[1:4])}{'...' if len(bad) > 4 else ''})"
-                      if len(bad) > 1 else ""))
+        message = f"{origin}: key {bad[0]!r} holds NaN or infinite values" + (
+            f" (and {len(bad) - 1} more keys: {', '.join(bad[1:4])}{'...' if len(bad) > 4 else ''})"
+            if len(bad) > 1
+            else ""
+        )
         if check_finite == "error":
             raise WeightsError(message)
         warnings.warn(message, stacklevel=2)
@@ -272,10 +325,10 @@ def _listed(one: str, many: str, items: list[str], sep: str, limit: int = 10) ->
 def _all_finite(value: np.ndarray, chunk: int = 1 << 20) -> bool:
     """np.isfinite(value).all() in slices, so the check needs a megabyte, not a mask as large as the tensor."""
     flat = value.reshape(-1)  # a copy only for a non-contiguous array handed in by the caller
-    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
+    return all(np.isfinite(flat[i : i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
-def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:
+def _declared(model: Module, state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:
     """Keys of `state` that modules declare as skipped on purpose, and those they declare unused."""
     skipped, unused = set(), set()
     for prefix, module in model.named_modules():
@@ -286,7 +339,7 @@ def _declared(model: "Module", state: Mapping[str, np.ndarray]) -> tuple[set[str
     return skipped, unused
 
 
-def init_random(model: "Module", seed: int = 0) -> None:
+def init_random(model: Module, seed: int = 0) -> None:
     """Fill every parameter with a deterministic random value (each key seeded by its name and `seed`)."""
     model.bind()
     for key, param in model.named_parameters():
@@ -294,8 +347,9 @@ def init_random(model: "Module", seed: int = 0) -> None:
         param.value = param.initial(rng)
 
 
-def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
-                     metadata: Mapping[str, str] | None = None) -> None:
+def save_safetensors(
+    state: Mapping[str, np.ndarray], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> None:
     """Write `state` as a safetensors file, atomically (a temporary file renamed into place)."""
     path = Path(path)
     codes = {v: k for k, v in _DTYPES.items() if k != "BF16"}
@@ -317,4 +371,3 @@ def save_safetensors(state: Mapping[str, np.ndarray], path: str | os.PathLike,
         f.write(raw)
         for arr in arrays:
             f.write(arr.tobytes())
-

@@ -6,6 +6,7 @@ networks 1e-5 relative / 1e-4 absolute; float16 2e-2 and bfloat16 5e-2 (relative
 round every layer's output. Each case starts from the same seed, so a case sees the same inputs whether it runs
 alone (`-k`) or with the rest.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,10 +1,11 @@
 """The attention layers (trtnet/interpreter/attention.py) against an independent numpy softmax(QK^T)V."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.interpreter.cases import CaseTable, Net, RNG, check_case, rand, torch_or_skip, trt
+from tests.interpreter.cases import RNG, CaseTable, Net, check_case, rand, torch_or_skip, trt
 
 CASES = CaseTable()
 
@@ -58,8 +59,12 @@ def attention_gqa_causal_kinds():
     n.mark(upper.get_output(0), lower.get_output(0), legacy.get_output(0), padded.get_output(0))
     got = n.run(q=q, k=k, v=v, lengths=np.array([4], np.int32))
     first4 = np.broadcast_to(np.arange(6) < 4, (1, 1, 3, 6))  # keys past the batch's length are padding
-    return [(got[0], _sdpa(q, k, v, causal_offset=0)), (got[1], _sdpa(q, k, v, causal_offset=3)),
-            (got[2], _sdpa(q, k, v, causal_offset=0)), (got[3], _sdpa(q, k, v, first4))]
+    return [
+        (got[0], _sdpa(q, k, v, causal_offset=0)),
+        (got[1], _sdpa(q, k, v, causal_offset=3)),
+        (got[2], _sdpa(q, k, v, causal_offset=0)),
+        (got[3], _sdpa(q, k, v, first4)),
+    ]
 
 
 @CASES.case(tol=dict(rtol=2e-2, atol=2e-2))
@@ -68,8 +73,13 @@ def attention_fp16_against_torch_sdpa():
     n = Net()
     q, k, v = rand(2, 2, 6, 16) * 0.25, rand(2, 2, 6, 16), rand(2, 2, 6, 16)
     mask = np.tril(np.ones((6, 6), bool))[None, None]
-    att = n.net.add_attention(n.input("q", q.shape, trt.float16), n.input("k", k.shape, trt.float16),
-                              n.input("v", v.shape, trt.float16), trt.AttentionNormalizationOp.SOFTMAX, False)
+    att = n.net.add_attention(
+        n.input("q", q.shape, trt.float16),
+        n.input("k", k.shape, trt.float16),
+        n.input("v", v.shape, trt.float16),
+        trt.AttentionNormalizationOp.SOFTMAX,
+        False,
+    )
     att.mask = n.const(mask)
     n.mark(att.get_output(0))
     out = n.run(q=q.astype(np.float16), k=k.astype(np.float16), v=v.astype(np.float16))[0]

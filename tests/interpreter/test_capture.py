@@ -1,4 +1,5 @@
 """`run_network_capture`: a run's intermediate tensors by name, the hook calibration measures through."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Convolution, deconvolution and pooling (trtnet/interpreter/conv.py) against torch.nn.functional."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def conv_groups_asymmetric_padding():
     F = torch_or_skip().nn.functional
     n = Net()
     x, w, b = rand(2, 4, 7, 8), rand(6, 2, 3, 2), rand(6)
-    layer = add_conv(n, n.input("x", x.shape), w, b, num_groups=2, pre_padding=(1, 0), post_padding=(2, 1),
-                  stride_nd=(2, 1))
+    layer = add_conv(
+        n, n.input("x", x.shape), w, b, num_groups=2, pre_padding=(1, 0), post_padding=(2, 1), stride_nd=(2, 1)
+    )
     n.mark(layer.get_output(0))
     # F.pad takes (left, right, top, bottom).
     ref = F.conv2d(F.pad(t(x), (0, 1, 1, 2)), t(w), t(b), stride=(2, 1), groups=2)
@@ -87,8 +89,9 @@ def conv_round_up_reads_zeros_past_padding():
     F = torch_or_skip().nn.functional
     n = Net()
     x, w = rand(1, 1, 8, 8), rand(1, 1, 3, 3)
-    layer = add_conv(n, n.input("x", x.shape), w, None, stride_nd=(2, 2),
-                     padding_mode=trt.PaddingMode.EXPLICIT_ROUND_UP)
+    layer = add_conv(
+        n, n.input("x", x.shape), w, None, stride_nd=(2, 2), padding_mode=trt.PaddingMode.EXPLICIT_ROUND_UP
+    )
     n.mark(layer.get_output(0))
     # ceil((8 - 3) / 2) + 1 = 4 outputs; the last window needs one zero row/col beyond the input.
     return [(n.run(x=x)[0], F.conv2d(F.pad(t(x), (0, 1, 0, 1)), t(w), stride=2).numpy())]
@@ -167,10 +170,19 @@ def pool_avg_ceil_mode_variants():
     x = rand(1, 2, 7, 8)
     xin = n.input("x", x.shape)
     up = trt.PaddingMode.EXPLICIT_ROUND_UP
-    a = _pool(n, xin, trt.PoolingType.AVERAGE, (2, 2), stride_nd=(2, 2), padding_mode=up,
-              average_count_excludes_padding=False)
-    b = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1), padding_mode=up,
-              average_count_excludes_padding=False)
+    a = _pool(
+        n, xin, trt.PoolingType.AVERAGE, (2, 2), stride_nd=(2, 2), padding_mode=up, average_count_excludes_padding=False
+    )
+    b = _pool(
+        n,
+        xin,
+        trt.PoolingType.AVERAGE,
+        (3, 3),
+        stride_nd=(2, 2),
+        padding_nd=(1, 1),
+        padding_mode=up,
+        average_count_excludes_padding=False,
+    )
     c = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1), padding_mode=up)
     d = _pool(n, xin, trt.PoolingType.MAX, (3, 3), stride_nd=(2, 2), padding_mode=up)
     n.mark(*(layer.get_output(0) for layer in (a, b, c, d)))
@@ -191,8 +203,9 @@ def pool_avg_excluding_padding_and_blend():
     x = rand(2, 2, 9, 6)
     xin = n.input("x", x.shape)
     avg = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1))
-    blend = _pool(n, xin, trt.PoolingType.MAX_AVERAGE_BLEND, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1),
-                  blend_factor=0.25)
+    blend = _pool(
+        n, xin, trt.PoolingType.MAX_AVERAGE_BLEND, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1), blend_factor=0.25
+    )
     n.mark(avg.get_output(0), blend.get_output(0))
     got_avg, got_blend = n.run(x=x)
     ref_avg = F.avg_pool2d(t(x), (3, 2), 2, 1, count_include_pad=False).numpy()
@@ -205,8 +218,14 @@ def pool_same_upper_3d():
     F = torch_or_skip().nn.functional
     n = Net()
     x = rand(1, 2, 5, 6, 7)
-    layer = _pool(n, n.input("x", x.shape), trt.PoolingType.MAX, (2, 2, 2), stride_nd=(2, 2, 2),
-                  padding_mode=trt.PaddingMode.SAME_UPPER)
+    layer = _pool(
+        n,
+        n.input("x", x.shape),
+        trt.PoolingType.MAX,
+        (2, 2, 2),
+        stride_nd=(2, 2, 2),
+        padding_mode=trt.PaddingMode.SAME_UPPER,
+    )
     n.mark(layer.get_output(0))
     # out = ceil(in / 2) = (3, 3, 4): pad (1, 0, 1) at the end; -inf padding never wins a max.
     ref = F.max_pool3d(F.pad(t(x), (0, 1, 0, 0, 0, 1), value=-math.inf), 2, 2).numpy()

@@ -1,4 +1,5 @@
 """Activations, elementwise, unary, PReLU/select/scale and casts (trtnet/interpreter/elementwise.py)."""
+
 from __future__ import annotations
 
 import math
@@ -56,9 +57,17 @@ def elementwise_float_ops_broadcast():
     a, b = rand(2, 1, 4), np.abs(rand(1, 3, 4)) + 0.5
     ai, bi = n.input("a", a.shape), n.input("b", b.shape)
     ops = {
-        "SUM": a + b, "PROD": a * b, "MAX": np.maximum(a, b), "MIN": np.minimum(a, b), "SUB": a - b,
-        "DIV": a / b, "POW": np.power(np.abs(a), b), "FLOOR_DIV": np.floor(a / b),
-        "EQUAL": np.ones(a.shape, bool), "GREATER": a > b, "LESS": a < b,  # EQUAL compares a with itself
+        "SUM": a + b,
+        "PROD": a * b,
+        "MAX": np.maximum(a, b),
+        "MIN": np.minimum(a, b),
+        "SUB": a - b,
+        "DIV": a / b,
+        "POW": np.power(np.abs(a), b),
+        "FLOOR_DIV": np.floor(a / b),
+        "EQUAL": np.ones(a.shape, bool),
+        "GREATER": a > b,
+        "LESS": a < b,  # EQUAL compares a with itself
     }
     pa = n.net.add_unary(ai, trt.UnaryOperation.ABS).get_output(0)
     for op in ops:
@@ -99,11 +108,23 @@ def unary_all_ops():
     U = trt.UnaryOperation
     unit = np.clip(x, -0.9, 0.9)
     table = {
-        "EXP": (xi, np.exp(x)), "LOG": (pi, np.log(pos)), "SQRT": (pi, np.sqrt(pos)), "RECIP": (pi, 1 / pos),
-        "ABS": (xi, np.abs(x)), "NEG": (xi, -x), "SIN": (xi, np.sin(x)), "COS": (xi, np.cos(x)),
-        "TAN": (xi, np.tan(x)), "SINH": (xi, np.sinh(x)), "COSH": (xi, np.cosh(x)), "ATAN": (xi, np.arctan(x)),
-        "ASINH": (xi, np.arcsinh(x)), "ACOSH": (pi, np.arccosh(pos)), "CEIL": (xi, np.ceil(x)),
-        "FLOOR": (xi, np.floor(x)), "SIGN": (xi, np.sign(x)),
+        "EXP": (xi, np.exp(x)),
+        "LOG": (pi, np.log(pos)),
+        "SQRT": (pi, np.sqrt(pos)),
+        "RECIP": (pi, 1 / pos),
+        "ABS": (xi, np.abs(x)),
+        "NEG": (xi, -x),
+        "SIN": (xi, np.sin(x)),
+        "COS": (xi, np.cos(x)),
+        "TAN": (xi, np.tan(x)),
+        "SINH": (xi, np.sinh(x)),
+        "COSH": (xi, np.cosh(x)),
+        "ATAN": (xi, np.arctan(x)),
+        "ASINH": (xi, np.arcsinh(x)),
+        "ACOSH": (pi, np.arccosh(pos)),
+        "CEIL": (xi, np.ceil(x)),
+        "FLOOR": (xi, np.floor(x)),
+        "SIGN": (xi, np.sign(x)),
         "ROUND": (xi, np.array([[0, 0, 2, 2, -0, -3, 1]], np.float32)),  # half to even
         "ERF": (xi, np.array([[math.erf(v) for v in x[0]]], np.float32)),
     }
@@ -136,10 +157,21 @@ def prelu_select_scale():
     shift = np.array([0.5, 1.0, 2.0], np.float32)
     scale = np.array([2.0, 3.0, 0.5], np.float32)
     power = np.array([2, 1, 2], np.float32)
-    ch = n.net.add_scale_nd(n.net.add_unary(xi, trt.UnaryOperation.ABS).get_output(0), trt.ScaleMode.CHANNEL,
-                            n.weights(shift), n.weights(scale), n.weights(power), 1)
-    uni = n.net.add_scale(xi, trt.ScaleMode.UNIFORM, n.weights(np.array([1.0], np.float32)),
-                          n.weights(np.array([-2.0], np.float32)), trt.Weights())
+    ch = n.net.add_scale_nd(
+        n.net.add_unary(xi, trt.UnaryOperation.ABS).get_output(0),
+        trt.ScaleMode.CHANNEL,
+        n.weights(shift),
+        n.weights(scale),
+        n.weights(power),
+        1,
+    )
+    uni = n.net.add_scale(
+        xi,
+        trt.ScaleMode.UNIFORM,
+        n.weights(np.array([1.0], np.float32)),
+        n.weights(np.array([-2.0], np.float32)),
+        trt.Weights(),
+    )
     elem_w = rand(3, 4)
     el = n.net.add_scale_nd(xi, trt.ScaleMode.ELEMENTWISE, trt.Weights(), n.weights(elem_w), trt.Weights(), 1)
     n.mark(pr.get_output(0), sel.get_output(0), ch.get_output(0), uni.get_output(0), el.get_output(0))
@@ -165,8 +197,12 @@ def cast_identity():
     n.mark(*outs)
     got = n.run(x=x)
     expected = [
-        np.array([[1, -1, 0, 2, 0]], np.int32), x != 0, x.astype(np.float16), np.array([[1, -1, 0, 2, 0]], np.int64),
-        np.array([[1, -1, 0, 2, 0]], np.float32), x,
+        np.array([[1, -1, 0, 2, 0]], np.int32),
+        x != 0,
+        x.astype(np.float16),
+        np.array([[1, -1, 0, 2, 0]], np.int64),
+        np.array([[1, -1, 0, 2, 0]], np.float32),
+        x,
     ]
     for g, e in zip(got, expected):
         assert g.dtype == e.dtype, (g.dtype, e.dtype)

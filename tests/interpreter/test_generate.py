@@ -1,4 +1,5 @@
 """Fill (trtnet/interpreter/generate.py) against hand-computed sequences."""
+
 from __future__ import annotations
 
 import numpy as np

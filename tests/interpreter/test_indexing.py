@@ -1,10 +1,11 @@
 """Gather in each mode (trtnet/interpreter/indexing.py) against numpy indexing."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.interpreter.cases import CaseTable, Net, RNG, check_case, rand, trt
+from tests.interpreter.cases import RNG, CaseTable, Net, check_case, rand, trt
 
 CASES = CaseTable()
 

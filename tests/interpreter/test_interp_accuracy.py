@@ -3,6 +3,7 @@
 Oracles: `math.erf` for the vectorised erf, and torch in float64 for networks (the interpreter shares no code
 with either). A float32 framework (torch in float32) is the bar the interpreter must beat.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,14 @@ F = torch.nn.functional
 
 
 def test_erf_matches_math_erf_to_a_few_ulps() -> None:
-    xs = np.concatenate([np.linspace(-7, 7, 400_001), np.geomspace(1e-300, 1, 20_000),
-                         -np.geomspace(1e-30, 5.9, 20_000), [0.0, -0.0, 6.0, 1e308, -1e308]])
+    xs = np.concatenate(
+        [
+            np.linspace(-7, 7, 400_001),
+            np.geomspace(1e-300, 1, 20_000),
+            -np.geomspace(1e-30, 5.9, 20_000),
+            [0.0, -0.0, 6.0, 1e308, -1e308],
+        ]
+    )
     want = np.array([math.erf(v) for v in xs])
     got = erf(xs)
     rel = np.abs(got - want) / np.maximum(np.abs(want), 1e-300)
@@ -56,8 +63,13 @@ def _deep_net(depth: int, channels: int, rng: np.random.Generator):
         conv = n.net.add_convolution_nd(t, channels, (3, 3), n.weights(w), trt.Weights())
         conv.padding_nd = (1, 1)
         s = n.net.add_activation(conv.get_output(0), trt.ActivationType.SIGMOID)
-        scale = n.net.add_scale(s.get_output(0), trt.ScaleMode.UNIFORM, n.weights(np.array([-2.0])),
-                                n.weights(np.array([4.0])), trt.Weights())
+        scale = n.net.add_scale(
+            s.get_output(0),
+            trt.ScaleMode.UNIFORM,
+            n.weights(np.array([-2.0])),
+            n.weights(np.array([4.0])),
+            trt.Weights(),
+        )
         t = scale.get_output(0)
     n.net.mark_output(t)
     return n, kernels
@@ -87,14 +99,27 @@ def test_deep_network_is_closer_to_exact_than_float32_torch() -> None:
 
 @pytest.mark.parametrize(
     ("groups", "c_in", "c_out", "stride", "dilation", "kernel"),
-    [(1, 6, 8, 1, 1, 3), (2, 6, 8, 2, 1, 3), (6, 6, 12, 1, 2, 3), (6, 6, 6, 2, 1, 5), (3, 6, 6, 1, 1, 1),
-     (1, 5, 4, 3, 1, 1)],
-    ids=["dense", "grouped-strided", "depthwise-multiplier-dilated", "depthwise-5x5-strided", "grouped-1x1",
-         "strided-1x1"],
+    [
+        (1, 6, 8, 1, 1, 3),
+        (2, 6, 8, 2, 1, 3),
+        (6, 6, 12, 1, 2, 3),
+        (6, 6, 6, 2, 1, 5),
+        (3, 6, 6, 1, 1, 1),
+        (1, 5, 4, 3, 1, 1),
+    ],
+    ids=[
+        "dense",
+        "grouped-strided",
+        "depthwise-multiplier-dilated",
+        "depthwise-5x5-strided",
+        "grouped-1x1",
+        "strided-1x1",
+    ],
 )
 @pytest.mark.parametrize("banded", [False, True], ids=["whole", "banded"])
-def test_convolution_forms_match_float64_torch(monkeypatch, groups, c_in, c_out, stride, dilation, kernel,
-                                                banded) -> None:
+def test_convolution_forms_match_float64_torch(
+    monkeypatch, groups, c_in, c_out, stride, dilation, kernel, banded
+) -> None:
     if banded:  # the unfolded input built a few output rows at a time, depthwise taps a few groups at a time
         monkeypatch.setattr(conv_module, "_COLUMNS_BUDGET", 200)
         monkeypatch.setattr(conv_module, "_TAPWISE_BLOCK", 40)
@@ -103,14 +128,22 @@ def test_convolution_forms_match_float64_torch(monkeypatch, groups, c_in, c_out,
     x = rng.standard_normal((2, c_in, 11, 10)).astype(np.float32)
     w = rng.standard_normal((c_out, c_in // groups, kernel, kernel)).astype(np.float32)
     b = rng.standard_normal(c_out).astype(np.float32)
-    layer = n.net.add_convolution_nd(n.net.add_input("x", trt.float32, x.shape), c_out, (kernel, kernel),
-                                     n.weights(w), n.weights(b))
+    layer = n.net.add_convolution_nd(
+        n.net.add_input("x", trt.float32, x.shape), c_out, (kernel, kernel), n.weights(w), n.weights(b)
+    )
     layer.num_groups, layer.stride_nd, layer.dilation_nd = groups, (stride, stride), (dilation, dilation)
     layer.padding_nd = (kernel // 2, kernel // 2)
     n.net.mark_output(layer.get_output(0))
     (got,) = run_network(n.net, {"x": x}).values()
-    want = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), torch.from_numpy(b).double(),
-                    stride=stride, padding=kernel // 2, dilation=dilation, groups=groups).numpy()
+    want = F.conv2d(
+        torch.from_numpy(x).double(),
+        torch.from_numpy(w).double(),
+        torch.from_numpy(b).double(),
+        stride=stride,
+        padding=kernel // 2,
+        dilation=dilation,
+        groups=groups,
+    ).numpy()
     assert got.shape == want.shape
     # Exact up to the one rounding of the output to float32.
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=0, atol=np.abs(want).max() * 2**-23)
@@ -123,13 +156,15 @@ def test_deconvolution_matches_float64_torch(groups, stride) -> None:
     x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
     w = rng.standard_normal((4, 8 // groups if groups != 4 else 1, 3, 3)).astype(np.float32)
     c_out = w.shape[1] * groups
-    layer = n.net.add_deconvolution_nd(n.net.add_input("x", trt.float32, x.shape), c_out, (3, 3), n.weights(w),
-                                       trt.Weights())
+    layer = n.net.add_deconvolution_nd(
+        n.net.add_input("x", trt.float32, x.shape), c_out, (3, 3), n.weights(w), trt.Weights()
+    )
     layer.num_groups, layer.stride_nd, layer.padding_nd = groups, (stride, stride), (1, 1)
     n.net.mark_output(layer.get_output(0))
     (got,) = run_network(n.net, {"x": x}).values()
-    want = F.conv_transpose2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=stride,
-                              padding=1, groups=groups).numpy()
+    want = F.conv_transpose2d(
+        torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=stride, padding=1, groups=groups
+    ).numpy()
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=0, atol=np.abs(want).max() * 2**-23)
 
 
@@ -138,9 +173,12 @@ def test_matmul_and_gelu_match_float64_torch() -> None:
     n = _Net()
     a = rng.standard_normal((2, 3, 17, 300)).astype(np.float32)
     b = rng.standard_normal((300, 40)).astype(np.float32) / 17
-    mm = n.net.add_matrix_multiply(n.net.add_input("a", trt.float32, a.shape), trt.MatrixOperation.NONE,
-                                   n.net.add_constant((1, 1, 300, 40), n.weights(b)).get_output(0),
-                                   trt.MatrixOperation.NONE)
+    mm = n.net.add_matrix_multiply(
+        n.net.add_input("a", trt.float32, a.shape),
+        trt.MatrixOperation.NONE,
+        n.net.add_constant((1, 1, 300, 40), n.weights(b)).get_output(0),
+        trt.MatrixOperation.NONE,
+    )
     gelu = n.net.add_activation(mm.get_output(0), trt.ActivationType.GELU_ERF)
     n.net.mark_output(gelu.get_output(0))
     (got,) = run_network(n.net, {"a": a}).values()

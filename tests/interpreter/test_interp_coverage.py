@@ -3,6 +3,7 @@ scatters; and the up-front refusal of what the interpreter cannot run, all of it
 
 Oracles: numpy indexing and onnxruntime-free ONNX semantics written out in numpy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,11 +39,18 @@ def _layer_types(net) -> set[str]:
 )
 def test_onnx_slice_with_axes(starts, ends, axes, steps) -> None:
     x = np.arange(3 * 4 * 6 * 5, dtype=np.float32).reshape(3, 4, 6, 5)
-    const = [("s", np.array(starts, np.int64)), ("e", np.array(ends, np.int64)), ("a", np.array(axes, np.int64)),
-             ("p", np.array(steps, np.int64))]
-    _b, _p, net = _parse([helper.make_node("Slice", ["x", "s", "e", "a", "p"], ["y"])],
-                         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], const)
+    const = [
+        ("s", np.array(starts, np.int64)),
+        ("e", np.array(ends, np.int64)),
+        ("a", np.array(axes, np.int64)),
+        ("p", np.array(steps, np.int64)),
+    ]
+    _b, _p, net = _parse(
+        [helper.make_node("Slice", ["x", "s", "e", "a", "p"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        const,
+    )
     assert "SLICE" in _layer_types(net)
     index = [slice(None)] * 4
     for s, e, a, p in zip(starts, ends, axes, steps):
@@ -58,11 +66,15 @@ def test_onnx_scatter_nd_and_elements() -> None:
     el_idx = np.array([[[3, 0, 1, 2]] * 3] * 2, np.int64)
     el_upd = np.full((2, 3, 4), 100, np.float32) + np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     _b, _p, net = _parse(
-        [helper.make_node("ScatterND", ["x", "i", "u"], ["nd"]),
-         helper.make_node("ScatterElements", ["x", "j", "v"], ["el"], axis=2)],
+        [
+            helper.make_node("ScatterND", ["x", "i", "u"], ["nd"]),
+            helper.make_node("ScatterElements", ["x", "j", "v"], ["el"], axis=2),
+        ],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
-        [helper.make_tensor_value_info("nd", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("el", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor_value_info("nd", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("el", TensorProto.FLOAT, None),
+        ],
         [("i", nd_idx), ("u", nd_upd), ("j", el_idx), ("v", el_upd)],
     )
     assert "SCATTER" in _layer_types(net)
@@ -88,8 +100,9 @@ def test_scatter_index_out_of_range_names_the_layer() -> None:
     layer.name = "the_scatter"
     net.mark_output(layer.get_output(0))
     with pytest.raises(InterpreterError, match=r"'the_scatter' \(SCATTER\): ND index value 7 is out of range"):
-        run_network(net, {"data": np.zeros(4, np.float32), "idx": np.array([[7]], np.int32),
-                          "upd": np.ones(1, np.float32)})
+        run_network(
+            net, {"data": np.zeros(4, np.float32), "idx": np.array([[7]], np.int32), "upd": np.ones(1, np.float32)}
+        )
 
 
 def test_every_unsupported_layer_is_named_before_any_runs() -> None:
@@ -125,15 +138,27 @@ def test_onnx_grid_sample_matches_torch(mode, padding, align) -> None:
     grid = (rng.uniform(-1.4, 1.4, (2, 4, 6, 2))).astype(np.float32)  # some samples fall outside
     onnx_mode = {"bilinear": "linear", "nearest": "nearest"}[mode]
     _b, _p, net = _parse(
-        [helper.make_node("GridSample", ["x", "g"], ["y"], mode=onnx_mode, padding_mode=padding,
-                          align_corners=int(align))],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape)),
-         helper.make_tensor_value_info("g", TensorProto.FLOAT, list(grid.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [])
+        [
+            helper.make_node(
+                "GridSample", ["x", "g"], ["y"], mode=onnx_mode, padding_mode=padding, align_corners=int(align)
+            )
+        ],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape)),
+            helper.make_tensor_value_info("g", TensorProto.FLOAT, list(grid.shape)),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [],
+    )
     assert "GRID_SAMPLE" in _layer_types(net)
     (got,) = run_network(net, {"x": x, "g": grid}).values()
-    want = torch.nn.functional.grid_sample(torch.from_numpy(x).double(), torch.from_numpy(grid).double(), mode=mode,
-                                           padding_mode=padding, align_corners=align).numpy()
+    want = torch.nn.functional.grid_sample(
+        torch.from_numpy(x).double(),
+        torch.from_numpy(grid).double(),
+        mode=mode,
+        padding_mode=padding,
+        align_corners=align,
+    ).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 

@@ -1,5 +1,6 @@
 """Whole networks (dynamic shapes, fp16/bf16, an ONNX-parsed network) and the interpreter's own checks
 (trtnet/interpreter/interpreter.py): unsupported layers, bad inputs, the shape checker, tracing."""
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ def fp16_network():
     conv = add_conv(n, xi, w.astype(np.float16), None, padding_nd=(1, 1))
     flat = n.net.add_shuffle(conv.get_output(0))
     flat.reshape_dims = (2, 4, 36)
-    mm = n.net.add_matrix_multiply(flat.get_output(0), trt.MatrixOperation.NONE, n.const(m.astype(np.float16)[None]),
-                                   trt.MatrixOperation.NONE)
+    mm = n.net.add_matrix_multiply(
+        flat.get_output(0), trt.MatrixOperation.NONE, n.const(m.astype(np.float16)[None]), trt.MatrixOperation.NONE
+    )
     sm = n.net.add_softmax(mm.get_output(0))
     sm.axes = 1 << 1
     n.mark(sm.get_output(0))
@@ -83,7 +85,7 @@ def bf16_network():
     conv_ref = np.ones((1, 3, 3, 3))
     for dy in range(3):
         for dx in range(3):
-            conv_ref += np.einsum("nchw,kc->nkhw", i64[:, :, dy:dy + 3, dx:dx + 3], k64[:, :, dy, dx])
+            conv_ref += np.einsum("nchw,kc->nkhw", i64[:, :, dy : dy + 3, dx : dx + 3], k64[:, :, dy, dx])
     return [(out, gelu), (conv_out, conv_ref)]
 
 
@@ -92,7 +94,7 @@ def bf16_network():
 
 @CASES.case()
 def onnx_parsed_network():
-    onnx = pytest.importorskip("onnx", reason="onnx builds the model this row parses and is not installed")
+    pytest.importorskip("onnx", reason="onnx builds the model this row parses and is not installed")
     from onnx import TensorProto, helper, numpy_helper
 
     F = torch_or_skip().nn.functional
@@ -213,11 +215,38 @@ def test_trace_sees_every_layer() -> None:
 
 def test_supported_types_cover_the_brief() -> None:
     wanted = {
-        "CONVOLUTION", "DECONVOLUTION", "POOLING", "ACTIVATION", "ELEMENTWISE", "UNARY", "SCALE", "SHUFFLE",
-        "CONCATENATION", "SOFTMAX", "REDUCE", "MATRIX_MULTIPLY", "CONSTANT", "CAST", "IDENTITY", "SLICE", "GATHER",
-        "RESIZE", "NORMALIZATION", "SELECT", "PADDING", "SHAPE", "SQUEEZE", "UNSQUEEZE", "FILL", "TOPK", "EINSUM",
-        "PARAMETRIC_RELU", "CUMULATIVE", "ONE_HOT", "ATTENTION_INPUT", "ATTENTION_OUTPUT",
+        "CONVOLUTION",
+        "DECONVOLUTION",
+        "POOLING",
+        "ACTIVATION",
+        "ELEMENTWISE",
+        "UNARY",
+        "SCALE",
+        "SHUFFLE",
+        "CONCATENATION",
+        "SOFTMAX",
+        "REDUCE",
+        "MATRIX_MULTIPLY",
+        "CONSTANT",
+        "CAST",
+        "IDENTITY",
+        "SLICE",
+        "GATHER",
+        "RESIZE",
+        "NORMALIZATION",
+        "SELECT",
+        "PADDING",
+        "SHAPE",
+        "SQUEEZE",
+        "UNSQUEEZE",
+        "FILL",
+        "TOPK",
+        "EINSUM",
+        "PARAMETRIC_RELU",
+        "CUMULATIVE",
+        "ONE_HOT",
+        "ATTENTION_INPUT",
+        "ATTENTION_OUTPUT",
     }
     assert wanted <= layer_types_supported()
     assert layer_types_supported() <= set(trt.LayerType.__members__)
-

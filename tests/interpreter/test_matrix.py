@@ -1,4 +1,5 @@
 """Matrix products and einsum (trtnet/interpreter/matrix.py) against numpy in float64."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Layer, instance and group normalization (trtnet/interpreter/norm.py) against torch.nn.functional."""
+
 from __future__ import annotations
 
 import numpy as np

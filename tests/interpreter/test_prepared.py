@@ -1,4 +1,5 @@
 """`Interpreter`: a network prepared once, run repeatedly with its weights widened to float64 only once."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def network(kernel: np.ndarray, matrix: np.ndarray):
     flat = net.add_shuffle(conv.get_output(0))
     flat.reshape_dims = (1, 27)
     const = net.add_constant(matrix.shape, matrix)
-    prod = net.add_matrix_multiply(flat.get_output(0), trt.MatrixOperation.NONE, const.get_output(0),
-                                   trt.MatrixOperation.NONE)
+    prod = net.add_matrix_multiply(
+        flat.get_output(0), trt.MatrixOperation.NONE, const.get_output(0), trt.MatrixOperation.NONE
+    )
     prod.get_output(0).name = "y"
     net.mark_output(prod.get_output(0))
     return builder, net, conv
@@ -34,7 +36,7 @@ def expected(x: np.ndarray, kernel: np.ndarray, matrix: np.ndarray) -> np.ndarra
     conv = np.zeros((3, 3, 3))
     for i in range(3):
         for j in range(3):
-            conv[:, i, j] = np.einsum("ckl,ockl->o", x[0, :, i:i + 3, j:j + 3].astype(np.float64), k)
+            conv[:, i, j] = np.einsum("ckl,ockl->o", x[0, :, i : i + 3, j : j + 3].astype(np.float64), k)
     return (conv.reshape(1, 27) @ matrix.astype(np.float64)).astype(np.float32)
 
 
@@ -59,8 +61,7 @@ def test_prepared_runs_match_run_network_and_see_weights_set_anew():
     other *= 2
     np.testing.assert_array_equal(prepared.run({"x": x})["y"], got)
     np.testing.assert_allclose(run_network(net, {"x": x})["y"], expected(x, other, matrix), rtol=1e-6, atol=1e-5)
-    np.testing.assert_allclose(Interpreter(net).run({"x": x})["y"], expected(x, other, matrix), rtol=1e-6,
-                               atol=1e-5)
+    np.testing.assert_allclose(Interpreter(net).run({"x": x})["y"], expected(x, other, matrix), rtol=1e-6, atol=1e-5)
 
 
 def test_widened_weights_are_read_only_and_leave_the_caller_s_arrays_alone():

@@ -4,6 +4,7 @@ Each case is a tiny strongly typed network (TensorRT requires one for FP8) built
 the expected numbers are written out from TensorRT's definition: q = clamp(round_half_even(x / s)), INT8 to
 [-128, 127], FP8 E4M3 to [-448, 448]; dq = q * s.
 """
+
 from __future__ import annotations
 
 import ml_dtypes
@@ -79,11 +80,10 @@ def test_int8_per_channel_axis_uses_each_channels_scale():
 
 def test_fp8_e4m3_rounds_to_nearest_even_and_saturates_at_448():
     # E4M3 between 1 and 2 steps by 1/8; between 256 and 448 by 32; subnormals step by 2**-9.
-    x = np.array([1.0625, 1.1875, 1.0624, 272.0, 304.0, 448.0, 464.0, 1e9, -1e9, 2.0 ** -10, 3 * 2.0 ** -10],
-                 np.float32)
+    x = np.array([1.0625, 1.1875, 1.0624, 272.0, 304.0, 448.0, 464.0, 1e9, -1e9, 2.0**-10, 3 * 2.0**-10], np.float32)
     q, dq = _quantize(x, [1.0], trt.fp8)
     assert q.dtype == FP8
-    expected = [1.0, 1.25, 1.0, 256.0, 320.0, 448.0, 448.0, 448.0, -448.0, 0.0, 2.0 ** -8]
+    expected = [1.0, 1.25, 1.0, 256.0, 320.0, 448.0, 448.0, 448.0, -448.0, 0.0, 2.0**-8]
     np.testing.assert_array_equal(q.astype(np.float32), expected)
     np.testing.assert_array_equal(dq, expected)
     q, dq = _quantize(np.array([3.0, 100.0], np.float32), [0.25], trt.fp8)  # 12 -> 12, 400 -> 384 (step 32)
@@ -113,8 +113,11 @@ def test_bad_scales_are_refused_naming_the_layer():
     q = n.net.add_quantize(x, s, trt.int8)
     q.axis = 1
     q.name = "bad_q"
-    with pytest.raises(InterpreterError, match=r"layer 'bad_q' \(QUANTIZE\): per-channel scale of 2 values does "
-                                               r"not match axis 1 of input shape \(2, 3\)"):
+    with pytest.raises(
+        InterpreterError,
+        match=r"layer 'bad_q' \(QUANTIZE\): per-channel scale of 2 values does "
+        r"not match axis 1 of input shape \(2, 3\)",
+    ):
         n.run(np.zeros((2, 3), np.float32), q.get_output(0))
     n = Net()
     x = n.net.add_input("x", trt.float32, (2,))

@@ -1,4 +1,5 @@
 """Softmax, reductions, top-k and cumulative sums (trtnet/interpreter/reduce.py), with one-hot."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,10 @@ def softmax_reduce():
     sm3.axes = 1 << 3
     R = trt.ReduceOperation
     reds = [
-        n.net.add_reduce(xi, R.SUM, 0b1010, True), n.net.add_reduce(xi, R.AVG, 0b0110, False),
-        n.net.add_reduce(xi, R.MAX, 0b1000, False), n.net.add_reduce(xi, R.MIN, 0b0001, True),
+        n.net.add_reduce(xi, R.SUM, 0b1010, True),
+        n.net.add_reduce(xi, R.AVG, 0b0110, False),
+        n.net.add_reduce(xi, R.MAX, 0b1000, False),
+        n.net.add_reduce(xi, R.MIN, 0b0001, True),
         n.net.add_reduce(xi, R.PROD, 0b0100, False),
     ]
     ints = np.arange(12, dtype=np.int32).reshape(3, 4)
@@ -34,8 +37,13 @@ def softmax_reduce():
     got = n.run(x=x, i=ints)
     tx = t(x)
     expected = [
-        torch.softmax(tx, 1).numpy(), torch.softmax(tx, 3).numpy(), x.sum(axis=(1, 3), keepdims=True),
-        x.mean(axis=(1, 2)), x.max(axis=3), x.min(axis=0, keepdims=True), x.prod(axis=2),
+        torch.softmax(tx, 1).numpy(),
+        torch.softmax(tx, 3).numpy(),
+        x.sum(axis=(1, 3), keepdims=True),
+        x.mean(axis=(1, 2)),
+        x.max(axis=3),
+        x.min(axis=0, keepdims=True),
+        x.prod(axis=2),
         ints.sum(axis=1).astype(np.int32),
     ]
     assert got[-1].dtype == np.int32
@@ -53,18 +61,31 @@ def topk_cumulative_onehot():
     cum = n.net.add_cumulative(xi, axis, trt.CumulativeOperation.SUM, True, True)
     plain = n.net.add_cumulative(xi, axis, trt.CumulativeOperation.SUM, False, False)
     idx = np.array([[0, 2], [-1, 5]], np.int32)
-    oh = n.net.add_one_hot(n.input("idx", idx.shape, trt.int32), n.const(np.array([0.5, 2.0], np.float32)),
-                           n.const(np.array(4, np.int32)), 1)
-    n.mark(*(top.get_output(i) for i in range(2)), *(low.get_output(i) for i in range(2)), cum.get_output(0),
-           plain.get_output(0), oh.get_output(0))
+    oh = n.net.add_one_hot(
+        n.input("idx", idx.shape, trt.int32),
+        n.const(np.array([0.5, 2.0], np.float32)),
+        n.const(np.array(4, np.int32)),
+        1,
+    )
+    n.mark(
+        *(top.get_output(i) for i in range(2)),
+        *(low.get_output(i) for i in range(2)),
+        cum.get_output(0),
+        plain.get_output(0),
+        oh.get_output(0),
+    )
     got = n.run(x=x, idx=idx)
     rev_excl = np.flip(np.cumsum(np.flip(x, 1), 1), 1) - x
     hot = np.full((2, 4, 2), 0.5, np.float32)
     hot[0, 0, 0] = hot[0, 2, 1] = hot[1, 3, 0] = 2.0  # -1 is depth-1; 5 is out of range: all off
     return [
-        (got[0], np.array([[9, 6, 5]], np.float32)), (got[1], np.array([[5, 7, 4]], np.int32)),
-        (got[2], np.array([[1, 1]], np.float32)), (got[3], np.array([[1, 3]], np.int32)),
-        (got[4], rev_excl), (got[5], np.cumsum(x, 1)), (got[6], hot),
+        (got[0], np.array([[9, 6, 5]], np.float32)),
+        (got[1], np.array([[5, 7, 4]], np.int32)),
+        (got[2], np.array([[1, 1]], np.float32)),
+        (got[3], np.array([[1, 3]], np.int32)),
+        (got[4], rev_excl),
+        (got[5], np.cumsum(x, 1)),
+        (got[6], hot),
     ]
 
 

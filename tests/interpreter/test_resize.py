@@ -1,4 +1,5 @@
 """Resize modes and coordinate transforms (trtnet/interpreter/resize.py) against torch's interpolate."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,7 @@ def resize_modes():
     n = Net()
     x = rand(1, 2, 5, 6)
     xi = n.input("x", x.shape)
-    I, C = trt.InterpolationMode, trt.ResizeCoordinateTransformation
+    I, C = trt.InterpolationMode, trt.ResizeCoordinateTransformation  # noqa: E741  (I for Interpolation reads well in the table below)
     layers = [
         _resize(n, xi, mode=I.NEAREST, coord=C.ASYMMETRIC, scales=[1, 1, 2, 2], rounding=trt.ResizeRoundMode.FLOOR),
         _resize(n, xi, mode=I.NEAREST, coord=C.HALF_PIXEL, shape=(1, 2, 8, 9), rounding=trt.ResizeRoundMode.HALF_UP),

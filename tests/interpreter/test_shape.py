@@ -1,4 +1,5 @@
 """Shuffle, concatenation, padding, squeeze/unsqueeze and slices (trtnet/interpreter/shape.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,7 +59,9 @@ def concat_pad_squeeze_unsqueeze():
     got = n.run(a=a, b=b, a4=a4)
     padded = np.pad(a4, ((0, 0), (0, 0), (1, 2), (0, 1)))[..., 1:]
     return [
-        (got[0], np.concatenate([a, b, a], axis=1)), (got[1], padded), (got[2], b[:, 0]),
+        (got[0], np.concatenate([a, b, a], axis=1)),
+        (got[1], padded),
+        (got[2], b[:, 0]),
         (got[3], a[None, ..., None]),
     ]
 
@@ -69,8 +72,12 @@ def slice_static_and_modes():
     x = rand(4, 5)
     xi = n.input("x", x.shape)
     outs = [n.net.add_slice(xi, (1, 0), (2, 3), (2, 2)), n.net.add_slice(xi, (3, 4), (3, 2), (-1, -2))]
-    for mode, start in ((trt.SampleMode.WRAP, (-2, 3)), (trt.SampleMode.CLAMP, (-2, 3)),
-                        (trt.SampleMode.FILL, (-2, 3)), (trt.SampleMode.REFLECT, (-2, 3))):
+    for mode, start in (
+        (trt.SampleMode.WRAP, (-2, 3)),
+        (trt.SampleMode.CLAMP, (-2, 3)),
+        (trt.SampleMode.FILL, (-2, 3)),
+        (trt.SampleMode.REFLECT, (-2, 3)),
+    ):
         layer = n.net.add_slice(xi, start, (7, 6), (1, 1))
         layer.mode = mode
         outs.append(layer)

@@ -1,6 +1,7 @@
 """The DSL blocks issue 11 added, each against the PyTorch module it re-expresses (loaded with that module's
 state_dict), and the layers each emits: LayerNorm over channels (timm's LayerNorm2d), transformers' Conv1D, timm's
 LayerScale, Linear over the channels of NCHW; `Input` is exported from trtnet.nn."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,6 @@ import pytest
 
 import trtnet
 from trtnet import nn
-from trtnet.backend import get_trt
 from trtnet.parity import rel_error
 
 torch = pytest.importorskip("torch", reason="torch is the oracle of the block tests")
@@ -79,8 +79,9 @@ def test_layer_scale_as_timm():
 
 def test_linear_and_mlp_over_channels_are_1x1_convolutions():
     source = timm_layers.Mlp(6, 12)
-    net = check(nn.Mlp(6, 12, axis=1), source, (6, 3, 5),
-                forward=lambda x: source(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))  # timm's channels-last use
+    net = check(
+        nn.Mlp(6, 12, axis=1), source, (6, 3, 5), forward=lambda x: source(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    )  # timm's channels-last use
     assert layer_types(net) == ["CONVOLUTION", "ACTIVATION", "CONVOLUTION"]  # no permutes, biases inside
 
 

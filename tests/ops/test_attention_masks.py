@@ -1,5 +1,6 @@
 """ops.scaled_dot_product_attention: causal mode and masks mean the same on TensorRT's fused attention layer and
 on the matmul-softmax-matmul fallback, both against torch's F.scaled_dot_product_attention."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ def x(*shape: int) -> np.ndarray:
 
 def padding_keep(b: int, s: int) -> np.ndarray:
     keep = np.ones((b, 1, 1, s), bool)
-    keep[1, ..., s - 2:] = False  # the second sample's last two keys are padding (right padding)
+    keep[1, ..., s - 2 :] = False  # the second sample's last two keys are padding (right padding)
     return keep
 
 
@@ -44,8 +45,9 @@ def torch_sdpa(q, k, v, mask=None, causal=False) -> np.ndarray:
 @pytest.mark.parametrize("sq, sk", [(6, 6), (5, 7)], ids=["self", "cross_upper_left"])
 def test_causal_matches_torch(fused, sq, sk):
     q, k, v = x(2, 3, sq, 4), x(2, 3, sk, 4), x(2, 3, sk, 4)
-    (got,) = run_ops(lambda a, b, c: ops.scaled_dot_product_attention(a, b, c, is_causal=True), q, k, v,
-                     fused_attention=fused)
+    (got,) = run_ops(
+        lambda a, b, c: ops.scaled_dot_product_attention(a, b, c, is_causal=True), q, k, v, fused_attention=fused
+    )
     assert rel_error(got, torch_sdpa(q, k, v, causal=True)) <= 1e-5
 
 
@@ -57,8 +59,9 @@ def test_causal_without_mask_is_tensorrt_causal_mode():
     def fn(a):
         o = ops.scaled_dot_product_attention(a, a, a, is_causal=True)
         net = current_graph().network
-        layer = next(net.get_layer(i) for i in range(net.num_layers)
-                     if net.get_layer(i).type == trt.LayerType.ATTENTION_INPUT)
+        layer = next(
+            net.get_layer(i) for i in range(net.num_layers) if net.get_layer(i).type == trt.LayerType.ATTENTION_INPUT
+        )
         layer.__class__ = trt.IAttentionInputLayer  # the network hands out plain ILayers
         kinds.append((layer.attention.causal_kind, layer.attention.mask))
         return o
@@ -74,8 +77,7 @@ def test_masks_mean_the_same_on_both_paths(fused, mask_kind, causal):
     """A bool mask keeps where True; any float mask is added (a float 0/1 mask is NOT read as boolean)."""
     q, k, v = x(2, 3, 6, 4), x(2, 3, 6, 4), x(2, 3, 6, 4)
     keep = padding_keep(2, 6)
-    mask = {"bool": keep, "float_additive": x(2, 3, 6, 6),
-            "float_zero_one": keep.astype(np.float32)}[mask_kind]
+    mask = {"bool": keep, "float_additive": x(2, 3, 6, 6), "float_zero_one": keep.astype(np.float32)}[mask_kind]
     if mask_kind == "bool":
         fn = lambda a, b, c, m: ops.scaled_dot_product_attention(a, b, c, mask=ops.cast(m, "bool"), is_causal=causal)
         feed = mask.astype(np.int32)
@@ -121,22 +123,43 @@ def test_a_bool_mask_with_causal_is_joined_once_per_network():
 
 
 ERRORS = [
-    ("int mask", lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=m), np.ones((1, 1, 1, 5), np.int32),
-     {}, r"attention at h\.3\.attn: mask dtype int32 is not allowed: give a bool mask \(True: attend\) or an "
-         r"additive float mask in the query's dtype float32"),
-    ("float mask of another dtype",
-     lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=ops.cast(m, "float32")),
-     np.zeros((1, 1, 1, 5), np.float32), {"precision": "fp16"},
-     r"attention at h\.3\.attn: mask dtype float32 is not allowed: .* in the query's dtype float16"),
-    ("rank 2 mask", lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=ops.cast(m, "bool")),
-     np.ones((5, 5), np.int32), {},
-     r"attention at h\.3\.attn: mask of shape \(5, 5\) does not broadcast to the scores \[B, heads, Sq, Sk\] = "
-     r"\(1, 2, 5, 5\): it must be rank 4"),
-    ("mask of the wrong length", lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=ops.cast(m, "bool")),
-     np.ones((1, 1, 1, 4), np.int32), {}, r"mask of shape \(1, 1, 1, 4\) does not broadcast"),
-    ("bias and mask", lambda a, m: ops.scaled_dot_product_attention(a, a, a, bias=np.zeros((1, 1, 5, 5)),
-                                                                     mask=ops.cast(m, "bool")),
-     np.ones((1, 1, 1, 5), np.int32), {}, r"attention at h\.3\.attn: give an additive bias or a mask, not both"),
+    (
+        "int mask",
+        lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=m),
+        np.ones((1, 1, 1, 5), np.int32),
+        {},
+        r"attention at h\.3\.attn: mask dtype int32 is not allowed: give a bool mask \(True: attend\) or an "
+        r"additive float mask in the query's dtype float32",
+    ),
+    (
+        "float mask of another dtype",
+        lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=ops.cast(m, "float32")),
+        np.zeros((1, 1, 1, 5), np.float32),
+        {"precision": "fp16"},
+        r"attention at h\.3\.attn: mask dtype float32 is not allowed: .* in the query's dtype float16",
+    ),
+    (
+        "rank 2 mask",
+        lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=ops.cast(m, "bool")),
+        np.ones((5, 5), np.int32),
+        {},
+        r"attention at h\.3\.attn: mask of shape \(5, 5\) does not broadcast to the scores \[B, heads, Sq, Sk\] = "
+        r"\(1, 2, 5, 5\): it must be rank 4",
+    ),
+    (
+        "mask of the wrong length",
+        lambda a, m: ops.scaled_dot_product_attention(a, a, a, mask=ops.cast(m, "bool")),
+        np.ones((1, 1, 1, 4), np.int32),
+        {},
+        r"mask of shape \(1, 1, 1, 4\) does not broadcast",
+    ),
+    (
+        "bias and mask",
+        lambda a, m: ops.scaled_dot_product_attention(a, a, a, bias=np.zeros((1, 1, 5, 5)), mask=ops.cast(m, "bool")),
+        np.ones((1, 1, 1, 5), np.int32),
+        {},
+        r"attention at h\.3\.attn: give an additive bias or a mask, not both",
+    ),
 ]
 
 
@@ -155,6 +178,7 @@ def test_bad_masks_are_refused_naming_the_module(fused, fn, mask, policy, messag
 @pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
 def test_fused_causal_attention_builds_an_engine(precision, mask_kind):
     """TensorRT accepts what the fused path emits: its causal mode alone, or a causal rule joined into a mask."""
+
     def fn(a, m):
         mask = {"none": None, "bool": ops.cast(m, "bool"), "float": ops.cast(m, a.dtype)}[mask_kind]
         return ops.scaled_dot_product_attention(a, a, a, mask=mask, is_causal=True)

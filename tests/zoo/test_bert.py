@@ -1,12 +1,13 @@
 """BERT-base end to end: transformers' BertModel weights as saved by a user, loaded strictly, parity on a
 padded batch with mixed token types, engines built, layer count, and checkpoints as downloaded."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.helpers import assert_engine_matches
 import trtnet
+from tests.helpers import assert_engine_matches
 from trtnet.errors import ConfigError
 from trtnet.parity import export_state, rel_error
 from trtnet.zoo import bert_base_uncased
@@ -24,7 +25,7 @@ def bert_inputs(batch: int = 2, seq: int = 128, vocab: int = 30522) -> tuple[np.
     mask = np.ones((batch, seq), np.int32)
     mask[-1, 90:] = 0
     types = np.zeros((batch, seq), np.int32)
-    types[:, seq // 2:] = 1
+    types[:, seq // 2 :] = 1
     return ids, mask, types
 
 
@@ -90,9 +91,17 @@ def test_pretraining_checkpoint_with_config_file_loads(tmp_path):
     TensorFlow-era LayerNorm names; the architecture comes from its config.json."""
     from safetensors.torch import save_file
 
-    config = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=96, vocab_size=100, max_position_embeddings=40,
-                                     type_vocab_size=3, layer_norm_eps=1e-6, hidden_act="gelu_new")
+    config = transformers.BertConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        vocab_size=100,
+        max_position_embeddings=40,
+        type_vocab_size=3,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu_new",
+    )
     torch.manual_seed(0)
     full = transformers.BertForPreTraining(config).eval()
     state = {k: v.detach().clone() for k, v in full.state_dict().items()}  # clone: the head ties to embeddings
@@ -112,18 +121,33 @@ def test_pretraining_checkpoint_with_config_file_loads(tmp_path):
 
 
 def test_config_dict_and_bad_config():
-    model = bert_base_uncased(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                      "intermediate_size": 48, "vocab_size": 50}, seq_len=8)
+    model = bert_base_uncased(
+        config={
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 48,
+            "vocab_size": 50,
+        },
+        seq_len=8,
+    )
     assert model.state_dict()["encoder.layer.0.intermediate.dense.weight"].shape == (48, 32)
-    with pytest.raises(ConfigError, match=r"BERT config: hidden_act = 'swishy' is not allowed: expected "
-                                          r"one of gelu, gelu_new, .*, tanh$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"BERT config: hidden_act = 'swishy' is not allowed: expected "
+        r"one of gelu, gelu_new, .*, tanh$",
+    ):
         bert_base_uncased(config={"hidden_act": "swishy"})
-    with pytest.raises(ConfigError, match="BERT config: hidden_size 100 does not split into num_attention_heads 12; "
-                                          "it must be a multiple of it"):
+    with pytest.raises(
+        ConfigError,
+        match="BERT config: hidden_size 100 does not split into num_attention_heads 12; it must be a multiple of it",
+    ):
         bert_base_uncased(config={"hidden_size": 100})
     for bad in (0, 513):
-        with pytest.raises(ConfigError, match=f"BERT: seq_len {bad} is out of range; it must be a length from 1 to "
-                                              "max_position_embeddings 512, or"):
+        with pytest.raises(
+            ConfigError,
+            match=f"BERT: seq_len {bad} is out of range; it must be a length from 1 to max_position_embeddings 512, or",
+        ):
             bert_base_uncased(seq_len=bad)
     with pytest.raises(trtnet.WeightsError, match="missing key: encoder.layer.11.output.dense.weight"):
         state = bert_base_uncased(weights=None).state_dict()

@@ -1,17 +1,18 @@
 """Checkpoints in the layouts users hold them, loaded through the Python API. Each foreign layout is made here
 from the PyTorch source's own state_dict with the key tables of issue 10 (the architectures are the same), so
 parity through the converted load must hold as tightly as for the source's own keys."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.foreign_layouts import microsoft_swin_key, tonylins_key
 import trtnet
+from tests.foreign_layouts import microsoft_swin_key, tonylins_key
 from trtnet.errors import WeightsError
 from trtnet.parity import randomize_norm_stats, rel_error, torch_forward, torch_model
-from trtnet.zoo.sources import he_init
 from trtnet.zoo import inception_v3, mobilenet_v2, resnet18, resnet50, swin_t
+from trtnet.zoo.sources import he_init
 
 torch = pytest.importorskip("torch", reason="torch runs the PyTorch sources of the zoo")
 torchvision = pytest.importorskip("torchvision", reason="torchvision is the source of these entries")
@@ -49,8 +50,11 @@ def test_inception_v3_with_aux_logits_and_transform_input_at_299():
     state = numpy_state(source)
     aux = sum(k.startswith("AuxLogits.") for k in state)
     assert aux > 10
-    with pytest.warns(UserWarning, match=rf"state dict: {aux} keys not used by InceptionV3 were skipped "
-                                         r"\(e\.g\. AuxLogits\.conv0\.bn\.bias\)"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"state dict: {aux} keys not used by InceptionV3 were skipped "
+        r"\(e\.g\. AuxLogits\.conv0\.bn\.bias\)",
+    ):
         net = inception_v3(weights=state, transform_input=True)
     x = np.random.default_rng(8).standard_normal((1, 3, 299, 299)).astype(np.float32)
     (want,) = torch_forward(source, x)
@@ -69,8 +73,9 @@ def test_a_file_for_another_model_says_which():
     assert lines[0] == "state dict: weights do not fit ResNet"
     assert lines[1].startswith("  165 missing keys: layer1.0.conv3.weight, ") and lines[1].endswith(" and 155 more")
     assert lines[1].count(", ") == 9
-    assert lines[2].startswith("  24 shape mismatches: layer1.0.conv1.weight: expected (64, 64, 1, 1), file has "
-                               "(64, 64, 3, 3); ")
+    assert lines[2].startswith(
+        "  24 shape mismatches: layer1.0.conv1.weight: expected (64, 64, 1, 1), file has (64, 64, 3, 3); "
+    )
     assert lines[3] == "  looks like a resnet18 file, not resnet50: load it into resnet18"
     assert len(lines) == 4
 
@@ -85,8 +90,9 @@ def test_a_microsoft_swin_b_file_given_to_swin_t_names_the_layout_and_the_model(
         swin_t(weights={microsoft_swin_key(k): v for k, v in state.items()})
     lines = str(caught.value).splitlines()
     assert lines[0] == "state dict: weights do not fit SwinTransformer (read as Microsoft Swin-Transformer)"
-    assert lines[-1] == ("  looks like a swin_b file (Microsoft Swin-Transformer layout), not swin_t: load it into "
-                         "swin_b")
+    assert lines[-1] == (
+        "  looks like a swin_b file (Microsoft Swin-Transformer layout), not swin_t: load it into swin_b"
+    )
     assert len(lines) <= 5 and all(line.count(", ") <= 9 for line in lines[1:-1] if "missing" in line)
 
 
@@ -96,12 +102,18 @@ def test_a_near_fit_names_the_model_and_the_shapes_that_differ():
     with pytest.raises(WeightsError) as caught:
         resnet50(weights=state)
     assert str(caught.value).splitlines()[-1] == (
-        "  looks like a resnet18 file with 2 tensors of other shapes (e.g. fc.weight), not resnet50")
+        "  looks like a resnet18 file with 2 tensors of other shapes (e.g. fc.weight), not resnet50"
+    )
 
 
-@pytest.mark.parametrize("name, timm_name", [("swin_t", "swin_tiny_patch4_window7_224"),
-                                             ("swin_s", "swin_small_patch4_window7_224"),
-                                             ("swin_b", "swin_base_patch4_window7_224")])
+@pytest.mark.parametrize(
+    "name, timm_name",
+    [
+        ("swin_t", "swin_tiny_patch4_window7_224"),
+        ("swin_s", "swin_small_patch4_window7_224"),
+        ("swin_b", "swin_base_patch4_window7_224"),
+    ],
+)
 def test_microsoft_swin_keys_become_timms_for_every_variant(name, timm_name):
     timm = pytest.importorskip("timm", reason="timm is the source of Swin")
     from trtnet.layouts import adapt_checkpoint

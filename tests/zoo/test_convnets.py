@@ -1,6 +1,7 @@
 """The convolutional benchmark models end to end, one table: VGG16, MobileNetV2, InceptionV3, EfficientNet-b0,
 YOLOv5s. Each source model gets random weights and randomised BatchNorm statistics, its `state_dict()` is saved
 to safetensors as a user would, trtnet loads that file strictly, and the interpreter must match PyTorch fp32."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
+from tests.helpers import assert_engine_matches, torch_on_gpu
 from trtnet.parity import cosine, export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import REGISTRY, get_entry
 
@@ -18,8 +19,13 @@ torch = pytest.importorskip("torch", reason="torch runs the PyTorch sources of t
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 # The package each family's source comes from (`make install` installs them all into .venv).
-PACKAGES = {"vgg": "torchvision", "mobilenet": "torchvision", "inception": "torchvision", "efficientnet": "timm",
-            "yolov5": "yolov5.models.yolo"}
+PACKAGES = {
+    "vgg": "torchvision",
+    "mobilenet": "torchvision",
+    "inception": "torchvision",
+    "efficientnet": "timm",
+    "yolov5": "yolov5.models.yolo",
+}
 
 
 def family(name: str) -> str | None:
@@ -30,6 +36,7 @@ def require_source(name: str) -> None:
     """Skip, saying why, when the package of `name`'s PyTorch source is not installed."""
     package = PACKAGES[family(name)]
     pytest.importorskip(package, reason=f"{package} is the PyTorch source of {name}")
+
 
 # (entry, per-sample input shape, output shape at batch 2, layers (BN folded) at least)
 MODELS = [
@@ -85,7 +92,8 @@ def test_engine_builds_and_serializes(sources, name, precision, tmp_path):
     assert engine.num_layers >= SPEC[name][2]
     assert [(s.name, s.shape) for s in engine.inputs] == [("x", (2, *SPEC[name][0]))]
     assert [(s.name, tuple(s.shape)) for s in engine.outputs] == [
-        ("predictions" if name.startswith("yolo") else "logits", SPEC[name][1])]
+        ("predictions" if name.startswith("yolo") else "logits", SPEC[name][1])
+    ]
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])

@@ -1,12 +1,13 @@
 """ConvNeXt-T end to end: timm weights (randomised LayerNorms and layer scales) as a user saves them, loaded
 strictly, parity at batch 2, an fp16 engine built on the CPU, layer count against TensorRT's ONNX import."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
+from tests.helpers import assert_engine_matches, torch_on_gpu
 from trtnet.parity import cosine, export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import convnext, convnext_tiny, get_entry
 
@@ -57,11 +58,22 @@ def test_convnext_tiny_has_under_a_third_of_the_onnx_layers(precision):
 def test_blocks_have_no_permutes():
     """timm permutes each block to channels-last and back; here the norm and MLP act on NCHW channels."""
     net = trtnet.emit(convnext_tiny(weights=None), 1)
-    block = [net.network.get_layer(i) for i in range(net.num_layers)
-             if net.network.get_layer(i).name.startswith("stages.2.blocks.4/")
-             or net.network.get_layer(i).name.startswith("stages.2.blocks.4.")]
+    block = [
+        net.network.get_layer(i)
+        for i in range(net.num_layers)
+        if net.network.get_layer(i).name.startswith("stages.2.blocks.4/")
+        or net.network.get_layer(i).name.startswith("stages.2.blocks.4.")
+    ]
     assert [str(layer.type).rpartition(".")[2] for layer in block] == [
-        "CONVOLUTION", "NORMALIZATION", "SCALE", "CONVOLUTION", "ACTIVATION", "CONVOLUTION", "SCALE", "ELEMENTWISE"]
+        "CONVOLUTION",
+        "NORMALIZATION",
+        "SCALE",
+        "CONVOLUTION",
+        "ACTIVATION",
+        "CONVOLUTION",
+        "SCALE",
+        "ELEMENTWISE",
+    ]
 
 
 @pytest.mark.parametrize("name", ["convnext_tiny", "convnext_small", "convnext_base"])

@@ -1,5 +1,6 @@
 """The transformers with a dynamic batch dimension: emitted once for batches 1..4, run in the interpreter at
 batch 3, equal to the network emitted for batch 3 alone (small configurations of the real architectures)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,12 @@ from trtnet.zoo import bert, swin, vit
 
 
 def small_bert():
-    model = bert.Bert(bert.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=48, vocab_size=50), seq_len=8)
+    model = bert.Bert(
+        bert.BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, vocab_size=50
+        ),
+        seq_len=8,
+    )
     rng = np.random.default_rng(0)
     mask = np.ones((3, 8), np.int32)
     mask[1, 5:] = 0
@@ -27,7 +32,9 @@ def small_vit():
 
 
 def small_swin():
-    model = swin.SwinTransformer(swin.SwinConfig(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, img_size=32, num_classes=10))
+    model = swin.SwinTransformer(
+        swin.SwinConfig(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, img_size=32, num_classes=10)
+    )
     return model, [np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)]
 
 

@@ -1,5 +1,6 @@
 """GPT-2 small end to end: transformers' GPT2Model weights as saved by a user, loaded strictly, parity on a batch
 with a right-padded row on both attention paths, GPT2LMHeadModel layouts, an fp16 engine, the layer count."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,9 @@ def source(tmp_path_factory):
     inputs = gpt2_inputs()
     (want,) = trtnet.parity.torch_forward(model, *inputs)
     with torch.no_grad():  # the registered source is GPT2Model's own forward, called positionally
-        plain = transformers.GPT2Model.forward(model, input_ids=torch.from_numpy(inputs[0]).long(),
-                                               attention_mask=torch.from_numpy(inputs[1]))
+        plain = transformers.GPT2Model.forward(
+            model, input_ids=torch.from_numpy(inputs[0]).long(), attention_mask=torch.from_numpy(inputs[1])
+        )
     np.testing.assert_array_equal(want, plain.last_hidden_state.numpy())
     return model, path, inputs, want
 
@@ -70,8 +72,11 @@ def test_both_attention_paths_match_transformers(fused, tmp_path):
     model = source_model(**SMALL, n_inner=96, activation_function="gelu_new")
     export_state(model, tmp_path / "w.safetensors")
     inputs = gpt2_inputs(seq=12, vocab=100, pad_from=7)
-    (got,) = trtnet.reference(gpt2(weights=tmp_path / "w.safetensors", config=model.config.to_dict(), seq_len=12),
-                              *inputs, fused_attention=fused)
+    (got,) = trtnet.reference(
+        gpt2(weights=tmp_path / "w.safetensors", config=model.config.to_dict(), seq_len=12),
+        *inputs,
+        fused_attention=fused,
+    )
     assert rel_error(got, hf_forward(model, *inputs)) <= 1e-4
 
 
@@ -126,16 +131,21 @@ def test_config_file_and_bad_values(tmp_path):
     transformers.GPT2Config(**SMALL, n_inner=48).to_json_file(str(tmp_path / "config.json"))
     model = gpt2(config=tmp_path / "config.json", seq_len=8)
     assert model.state_dict()["h.1.mlp.c_fc.weight"].shape == (64, 48)  # Conv1D: [in, out]
-    with pytest.raises(ConfigError, match="GPT-2 config: n_embd 100 does not split into n_head 12; it must be a "
-                                          "multiple of it"):
+    with pytest.raises(
+        ConfigError, match="GPT-2 config: n_embd 100 does not split into n_head 12; it must be a multiple of it"
+    ):
         gpt2(config={"n_embd": 100})
-    with pytest.raises(ConfigError, match=r"GPT-2 config: n_head = '4' is not allowed: expected an "
-                                          r"integer from 1 to 4096"):
+    with pytest.raises(
+        ConfigError,
+        match=r"GPT-2 config: n_head = '4' is not allowed: expected an "
+        r"integer from 1 to 4096",
+    ):
         gpt2(config={"num_attention_heads": "4"})  # under transformers' alias
     with pytest.raises(ConfigError, match="GPT-2 config: add_cross_attention = True is not allowed: expected false"):
         gpt2(config={"add_cross_attention": True})
-    with pytest.raises(ConfigError, match="GPT-2: seq_len 1025 is out of range; it must be a length from 1 to "
-                                          "n_positions 1024, or"):
+    with pytest.raises(
+        ConfigError, match="GPT-2: seq_len 1025 is out of range; it must be a length from 1 to n_positions 1024, or"
+    ):
         gpt2(seq_len=1025)
 
 

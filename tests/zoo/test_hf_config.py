@@ -1,5 +1,6 @@
 """Hugging Face config.json values for BERT and GPT-2 (trtnet/zoo/hf_config.py): every bad value is a ConfigError
 naming the field, the value and what is allowed, raised before any weight is allocated."""
+
 from __future__ import annotations
 
 import json
@@ -14,39 +15,83 @@ DEEP = '{"hidden_size": ' + "[" * 100_000 + "]" * 100_000 + "}"
 
 # (id, file contents as bytes, or a dict given directly; the message, after the file's path where there is one)
 BAD_BERT = [
-    ("not utf-8", b'\xff\xfe{"hidden_size": 768}', r"the BERT config is not UTF-8 text \(byte 0\); it must be a JSON "
-                                                   r"config.json"),
-    ("not json", b'{"hidden_size": 768,', r"the BERT config is not valid JSON \(Expecting property name enclosed in "
-                                          r"double quotes at line 1 column 21\)"),
+    (
+        "not utf-8",
+        b'\xff\xfe{"hidden_size": 768}',
+        r"the BERT config is not UTF-8 text \(byte 0\); it must be a JSON "
+        r"config.json",
+    ),
+    (
+        "not json",
+        b'{"hidden_size": 768,',
+        r"the BERT config is not valid JSON \(Expecting property name enclosed in "
+        r"double quotes at line 1 column 21\)",
+    ),
     ("a json list", b"[1, 2]", "the BERT config is a JSON list; it must be a JSON object of fields"),
     ("a json string", b'"bert"', "the BERT config is a JSON string; it must be a JSON object of fields"),
     ("deep nesting", DEEP.encode(), "the BERT config is nested too deeply to be a config.json"),
-    ("size as a string", {"hidden_size": "768"},
-     r"BERT config: hidden_size = '768' is not allowed: expected an integer from 1 to 65536"),
-    ("size as a float", {"intermediate_size": 3072.0},
-     r"BERT config: intermediate_size = 3072.0 is not allowed: expected an integer from 1 to 262144"),
-    ("activation as a list", {"hidden_act": ["gelu"]},
-     r"BERT config: hidden_act = \['gelu'\] is not allowed: expected one of gelu, gelu_new, .*, tanh$"),
-    ("unknown activation", {"hidden_act": "swishy"},
-     r"BERT config: hidden_act = 'swishy' is not allowed: expected one of gelu, gelu_new, .*, tanh$"),
-    ("eps as a string", {"layer_norm_eps": "abc"},
-     r"BERT config: layer_norm_eps = 'abc' is not allowed: expected a number above 0 and at most 1"),
-    ("eps NaN", b'{"layer_norm_eps": NaN}',
-     r"BERT config: layer_norm_eps = nan is not allowed: expected a number above 0 and at most 1"),
+    (
+        "size as a string",
+        {"hidden_size": "768"},
+        r"BERT config: hidden_size = '768' is not allowed: expected an integer from 1 to 65536",
+    ),
+    (
+        "size as a float",
+        {"intermediate_size": 3072.0},
+        r"BERT config: intermediate_size = 3072.0 is not allowed: expected an integer from 1 to 262144",
+    ),
+    (
+        "activation as a list",
+        {"hidden_act": ["gelu"]},
+        r"BERT config: hidden_act = \['gelu'\] is not allowed: expected one of gelu, gelu_new, .*, tanh$",
+    ),
+    (
+        "unknown activation",
+        {"hidden_act": "swishy"},
+        r"BERT config: hidden_act = 'swishy' is not allowed: expected one of gelu, gelu_new, .*, tanh$",
+    ),
+    (
+        "eps as a string",
+        {"layer_norm_eps": "abc"},
+        r"BERT config: layer_norm_eps = 'abc' is not allowed: expected a number above 0 and at most 1",
+    ),
+    (
+        "eps NaN",
+        b'{"layer_norm_eps": NaN}',
+        r"BERT config: layer_norm_eps = nan is not allowed: expected a number above 0 and at most 1",
+    ),
     ("eps zero", {"layer_norm_eps": 0}, r"BERT config: layer_norm_eps = 0 is not allowed: expected a number above 0"),
-    ("negative size", {"intermediate_size": -3072},
-     "BERT config: intermediate_size = -3072 is not allowed: expected an integer from 1 to 262144"),
+    (
+        "negative size",
+        {"intermediate_size": -3072},
+        "BERT config: intermediate_size = -3072 is not allowed: expected an integer from 1 to 262144",
+    ),
     ("hidden_size 0", {"hidden_size": 0}, "BERT config: hidden_size = 0 is not allowed: expected an integer from 1"),
-    ("no heads", {"num_attention_heads": 0},
-     "BERT config: num_attention_heads = 0 is not allowed: expected an integer from 1 to 4096"),
-    ("huge vocabulary", {"vocab_size": 10**12},
-     "BERT config: vocab_size = 1000000000000 is not allowed: expected an integer from 1 to 1048576"),
-    ("bool for an int", b'{"num_hidden_layers": true}',
-     r"BERT config: num_hidden_layers = True is not allowed: expected an integer from 1 to 1024"),
-    ("null for an int", b'{"max_position_embeddings": null}',
-     "BERT config: max_position_embeddings = None is not allowed: expected an integer from 1 to 131072"),
-    ("heads do not split", {"hidden_size": 100},
-     "BERT config: hidden_size 100 does not split into num_attention_heads 12; it must be a multiple of it"),
+    (
+        "no heads",
+        {"num_attention_heads": 0},
+        "BERT config: num_attention_heads = 0 is not allowed: expected an integer from 1 to 4096",
+    ),
+    (
+        "huge vocabulary",
+        {"vocab_size": 10**12},
+        "BERT config: vocab_size = 1000000000000 is not allowed: expected an integer from 1 to 1048576",
+    ),
+    (
+        "bool for an int",
+        b'{"num_hidden_layers": true}',
+        r"BERT config: num_hidden_layers = True is not allowed: expected an integer from 1 to 1024",
+    ),
+    (
+        "null for an int",
+        b'{"max_position_embeddings": null}',
+        "BERT config: max_position_embeddings = None is not allowed: expected an integer from 1 to 131072",
+    ),
+    (
+        "heads do not split",
+        {"hidden_size": 100},
+        "BERT config: hidden_size 100 does not split into num_attention_heads 12; it must be a multiple of it",
+    ),
 ]
 
 
@@ -80,28 +125,58 @@ def test_python_made_configs_are_checked_too():
 
 def test_good_config_ignores_unknown_keys(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"architectures": ["BertForMaskedLM"], "hidden_dropout_prob": 0.1, "hidden_size": 32,
-                                "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 40,
-                                "vocab_size": 50, "layer_norm_eps": 1e-12}))
-    assert BertConfig.from_hf(path) == BertConfig(hidden_size=32, num_attention_heads=2, num_hidden_layers=1,
-                                                  intermediate_size=40, vocab_size=50)
+    path.write_text(
+        json.dumps(
+            {
+                "architectures": ["BertForMaskedLM"],
+                "hidden_dropout_prob": 0.1,
+                "hidden_size": 32,
+                "num_attention_heads": 2,
+                "num_hidden_layers": 1,
+                "intermediate_size": 40,
+                "vocab_size": 50,
+                "layer_norm_eps": 1e-12,
+            }
+        )
+    )
+    assert BertConfig.from_hf(path) == BertConfig(
+        hidden_size=32, num_attention_heads=2, num_hidden_layers=1, intermediate_size=40, vocab_size=50
+    )
 
 
 BAD_GPT2 = [
     ("a json list", b"[]", "the GPT-2 config is a JSON list; it must be a JSON object of fields"),
     ("not utf-8", b"\x80", r"the GPT-2 config is not UTF-8 text \(byte 0\)"),
-    ("size as a string", {"n_embd": "768"},
-     r"GPT-2 config: n_embd = '768' is not allowed: expected an integer from 1 to 65536"),
-    ("alias with a bool", {"num_hidden_layers": True},
-     r"GPT-2 config: n_layer = True is not allowed: expected an integer from 1 to 1024"),
-    ("n_inner negative", {"n_inner": -1},
-     "GPT-2 config: n_inner = -1 is not allowed: expected an integer from 1 to 262144 or null"),
-    ("activation as a list", {"activation_function": ["gelu_new"]},
-     r"GPT-2 config: activation_function = \['gelu_new'\] is not allowed: expected one of gelu, "),
-    ("flag as a string", {"scale_attn_weights": "yes"},
-     r"GPT-2 config: scale_attn_weights = 'yes' is not allowed: expected true or false"),
-    ("huge vocabulary", {"vocab_size": 10**12},
-     "GPT-2 config: vocab_size = 1000000000000 is not allowed: expected an integer from 1 to 1048576"),
+    (
+        "size as a string",
+        {"n_embd": "768"},
+        r"GPT-2 config: n_embd = '768' is not allowed: expected an integer from 1 to 65536",
+    ),
+    (
+        "alias with a bool",
+        {"num_hidden_layers": True},
+        r"GPT-2 config: n_layer = True is not allowed: expected an integer from 1 to 1024",
+    ),
+    (
+        "n_inner negative",
+        {"n_inner": -1},
+        "GPT-2 config: n_inner = -1 is not allowed: expected an integer from 1 to 262144 or null",
+    ),
+    (
+        "activation as a list",
+        {"activation_function": ["gelu_new"]},
+        r"GPT-2 config: activation_function = \['gelu_new'\] is not allowed: expected one of gelu, ",
+    ),
+    (
+        "flag as a string",
+        {"scale_attn_weights": "yes"},
+        r"GPT-2 config: scale_attn_weights = 'yes' is not allowed: expected true or false",
+    ),
+    (
+        "huge vocabulary",
+        {"vocab_size": 10**12},
+        "GPT-2 config: vocab_size = 1000000000000 is not allowed: expected an integer from 1 to 1048576",
+    ),
     ("no heads", {"n_head": 0}, "GPT-2 config: n_head = 0 is not allowed: expected an integer from 1 to 4096"),
 ]
 

@@ -1,4 +1,5 @@
 """The registry's published-weights builders: the entry's own, or one read from its source; never a guess."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,34 +9,52 @@ from trtnet.zoo import ZooEntry
 
 
 def test_an_entrys_own_pretrained_builder_is_used():
-    entry = ZooEntry("m", fn=lambda **kw: None, source="transformers.BertModel(BertConfig())",
-                     torch_model=lambda: "random", pretrained=lambda: "published")
+    entry = ZooEntry(
+        "m",
+        fn=lambda **kw: None,
+        source="transformers.BertModel(BertConfig())",
+        torch_model=lambda: "random",
+        pretrained=lambda: "published",
+    )
     assert entry.pretrained_model() == "published"
 
 
-@pytest.mark.parametrize("source", ["transformers.BertModel(BertConfig())", "yolov5 7.0 Model('yolov5s.yaml')",
-                                    "torchvision.models.inception_v3 (aux_logits=False)"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "transformers.BertModel(BertConfig())",
+        "yolov5 7.0 Model('yolov5s.yaml')",
+        "torchvision.models.inception_v3 (aux_logits=False)",
+    ],
+)
 def test_a_source_that_does_not_say_how_is_refused(source):
     entry = ZooEntry("m", fn=lambda **kw: None, source=source, torch_model=lambda: None)  # no download is tried
-    with pytest.raises(TrtnetError, match=r"zoo entry 'm': no known way to download the published weights of "
-                                          r".* \(the entry can register a `pretrained` builder\)"):
+    with pytest.raises(
+        TrtnetError,
+        match=r"zoo entry 'm': no known way to download the published weights of "
+        r".* \(the entry can register a `pretrained` builder\)",
+    ):
         entry.pretrained_model()
 
 
-
-@pytest.mark.parametrize("source, library, name", [
-    ("torchvision.models.resnet50", "torchvision", "resnet50"),
-    ("timm vit_base_patch16_224", "timm", "vit_base_patch16_224"),
-    ("timm.create_model('efficientnet_b0')", "timm", "efficientnet_b0"),
-])
+@pytest.mark.parametrize(
+    "source, library, name",
+    [
+        ("torchvision.models.resnet50", "torchvision", "resnet50"),
+        ("timm vit_base_patch16_224", "timm", "vit_base_patch16_224"),
+        ("timm.create_model('efficientnet_b0')", "timm", "efficientnet_b0"),
+    ],
+)
 def test_the_source_names_the_library_and_model(monkeypatch, source, library, name):
     """What the fallback would download, seen through the library's builder (replaced: nothing is downloaded)."""
     import sys
     import types
 
     calls = []
-    fake = types.SimpleNamespace(models=types.SimpleNamespace(**{name: lambda **kw: calls.append((name, kw))}),
-                                 create_model=lambda n, **kw: calls.append((n, kw)))
+    fake = types.SimpleNamespace(
+        models=types.SimpleNamespace(**{name: lambda **kw: calls.append((name, kw))}),
+        create_model=lambda n, **kw: calls.append((n, kw)),
+    )
     monkeypatch.setitem(sys.modules, library, fake)
     ZooEntry("m", fn=lambda **kw: None, source=source, torch_model=lambda: None).pretrained_model()
     assert calls == [(name, {"weights": "DEFAULT"} if library == "torchvision" else {"pretrained": True})]
@@ -45,8 +64,11 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
     from trtnet.zoo import resnet18
 
     assert resnet18(weights=None, num_classes=10).state_dict()["fc.weight"].shape == (10, 512)
-    with pytest.raises(ConfigError, match=r"^resnet18: unknown config field 'num_class' \(value 10\); ResNetConfig "
-                                          r"has bottleneck, layers, num_classes$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^resnet18: unknown config field 'num_class' \(value 10\); ResNetConfig "
+        r"has bottleneck, layers, num_classes$",
+    ):
         resnet18(weights=None, num_class=10)
 
 
@@ -54,5 +76,10 @@ def test_a_family_registers_each_variant_once():
     from trtnet.zoo import register_variant, resnet
 
     with pytest.raises(TrtnetError, match=r"zoo entry 'resnet18' is registered twice"):
-        register_variant("resnet18", resnet.ResNet, resnet.ResNetConfig((2, 2, 2, 2), False), "torchvision.models.resnet18",
-                         lambda: None)
+        register_variant(
+            "resnet18",
+            resnet.ResNet,
+            resnet.ResNetConfig((2, 2, 2, 2), False),
+            "torchvision.models.resnet18",
+            lambda: None,
+        )

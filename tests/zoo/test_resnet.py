@@ -1,11 +1,12 @@
 """ResNet50 end to end: torchvision weights as a user saves them, loaded strictly, parity, engines built."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
+from tests.helpers import assert_engine_matches, torch_on_gpu
 from trtnet.parity import export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import resnet50
 

@@ -1,11 +1,12 @@
 """ViT-B/16 end to end: timm weights as a user saves them, loaded strictly, parity, engines, layer count."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.helpers import assert_engine_matches, torch_on_gpu
 import trtnet
+from tests.helpers import assert_engine_matches, torch_on_gpu
 from trtnet.parity import export_state, rel_error, torch_forward, torch_model
 from trtnet.zoo import get_entry, vit, vit_b_16
 

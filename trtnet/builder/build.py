@@ -1,4 +1,5 @@
 """From a network to a serialized engine: the builder config, the build itself, and the engine cache around it."""
+
 from __future__ import annotations
 
 import numbers
@@ -6,8 +7,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Sequence, Unpack
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -19,21 +21,33 @@ from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import Policy, PolicyOptions
 from trtnet.nn.module import Module
 from trtnet.runtime.engine import Engine, PlanRejected
-from trtnet.target import cache_dir as default_cache_dir, target
+from trtnet.target import cache_dir as default_cache_dir
+from trtnet.target import target
+
 
 def _optimization_level(level: Any) -> int | None:
     if level is None:
         return None
     if isinstance(level, bool) or not isinstance(level, numbers.Integral) or not 0 <= level <= 5:
-        raise NetworkError(f"optimization_level {_short(level)}: expected a whole number from 0 to 5 (TensorRT's "
-                           "builder optimization levels), or None for TensorRT's default (3)")
+        raise NetworkError(
+            f"optimization_level {_short(level)}: expected a whole number from 0 to 5 (TensorRT's "
+            "builder optimization levels), or None for TensorRT's default (3)"
+        )
     return int(level)
 
 
-def build(model: Module | Network, batch_size: BatchSize | None = None, policy: Policy | None = None, *,
-          input_shapes: dict[str, Sequence[int]] | None = None, optimization_level: int | None = None,
-          verbose: bool = False, cache: bool = True, cache_dir: str | os.PathLike | None = None,
-          **options: Unpack[PolicyOptions]) -> Engine:
+def build(
+    model: Module | Network,
+    batch_size: BatchSize | None = None,
+    policy: Policy | None = None,
+    *,
+    input_shapes: dict[str, Sequence[int]] | None = None,
+    optimization_level: int | None = None,
+    verbose: bool = False,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    **options: Unpack[PolicyOptions],
+) -> Engine:
     """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
     build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
 
@@ -49,27 +63,39 @@ def build(model: Module | Network, batch_size: BatchSize | None = None, policy: 
         if not isinstance(value, (bool, np.bool_)):  # cache="no" would be truthy: the cache used, not skipped
             raise NetworkError(f"{flag} {_short(value)}: expected True or False")
     if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
-        raise NetworkError(f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
-                           "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)")
+        raise NetworkError(
+            f"cache_dir {_short(cache_dir)}: expected a folder path (str or os.PathLike), or None "
+            "for $TRTNET_CACHE_DIR (default ~/.cache/trtnet)"
+        )
     if isinstance(model, Network):
         if batch_size is not None or policy is not None or options or input_shapes:
-            raise NetworkError("build(Network): the network's shapes and types are fixed; batch_size, policy, "
-                               "input_shapes and emission options belong to emit (or parse_onnx)")
+            raise NetworkError(
+                "build(Network): the network's shapes and types are fixed; batch_size, policy, "
+                "input_shapes and emission options belong to emit (or parse_onnx)"
+            )
         net = model
     else:
-        net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes,
-                   **options)
+        net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes, **options)
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
-    key_options = {"policy": asdict(net.policy) if net.policy else None,
-                   "optimization_level": _optimization_level(optimization_level),
-                   "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
-                              + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
-                              for s in net.inputs]}
+    key_options = {
+        "policy": asdict(net.policy) if net.policy else None,
+        "optimization_level": _optimization_level(optimization_level),
+        "inputs": [
+            (s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
+            + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
+            for s in net.inputs
+        ],
+    }
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
-    return engine_cache.cached(key, default_cache_dir(cache_dir),
-                               lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
-                               _runs_here, verbose=verbose, label=net.label)
+    return engine_cache.cached(
+        key,
+        default_cache_dir(cache_dir),
+        lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
+        _runs_here,
+        verbose=verbose,
+        label=net.label,
+    )
 
 
 def _runs_here(engine: Engine) -> bool:
@@ -80,8 +106,10 @@ def _runs_here(engine: Engine) -> bool:
     try:
         engine.loaded()  # deserialized once, here; the engine's first run reuses it
     except PlanRejected as e:
-        warnings.warn(f"trtnet engine cache: entry {engine.cache_key}.plan does not run on this GPU ({e}); "
-                      "rebuilding it", stacklevel=4)
+        warnings.warn(
+            f"trtnet engine cache: entry {engine.cache_key}.plan does not run on this GPU ({e}); rebuilding it",
+            stacklevel=4,
+        )
         return False
     return True
 
@@ -135,9 +163,16 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     del monitor
     if plan is None:
         raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
-    engine = Engine(bytes(plan), inputs=net.inputs, outputs=net.outputs, backend=str(get_backend()),
-                    num_layers=net.num_layers, build_seconds=seconds + net.seconds, precision=net.precision,
-                    target=gpu)
+    engine = Engine(
+        bytes(plan),
+        inputs=net.inputs,
+        outputs=net.outputs,
+        backend=str(get_backend()),
+        num_layers=net.num_layers,
+        build_seconds=seconds + net.seconds,
+        precision=net.precision,
+        target=gpu,
+    )
     if progress is not None:
         print(engine.summary(label), file=sys.stderr)
     return engine

@@ -9,6 +9,7 @@ file in turn, so two processes end with one good entry and the second one reuses
 checks (or is not a regular file, or records another key) is rebuilt with a warning; a folder that cannot be
 used warns and the build goes on without it. The folder is `trtnet.target.cache_dir()`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,17 +20,18 @@ import shutil
 import stat
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from trtnet.backend import get_backend, get_trt
 from trtnet.errors import EngineError
-from trtnet.runtime.plan import sidecar_path
-from trtnet.runtime.engine import Engine
-from trtnet.target import target
 from trtnet.fileio import remove_stale_temporaries
+from trtnet.runtime.engine import Engine
+from trtnet.runtime.plan import sidecar_path
+from trtnet.target import target
 
 # Bumped when the key's recipe, or what a key builds, changes, so old entries are not mistaken for new ones
 # (3: fp32 engines are built with TF32 off; entries record their key).
@@ -37,6 +39,7 @@ KEY_VERSION = 3
 
 
 # -- the key -------------------------------------------------------------------------------------------------
+
 
 def _layer_classes(trt) -> dict[str, type]:
     """LayerType name -> its Python class, found by name (CONVOLUTION -> IConvolutionLayer, TOPK -> ITopKLayer)."""
@@ -70,9 +73,12 @@ def network_fingerprint(network) -> str:
         h.update(json.dumps(["in", _tensor_sig(network.get_input(i))]).encode())
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        row: list[Any] = [str(layer.type), layer.name,
-                          [_tensor_sig(layer.get_input(j)) for j in range(layer.num_inputs)],
-                          [_tensor_sig(layer.get_output(j)) for j in range(layer.num_outputs)]]
+        row: list[Any] = [
+            str(layer.type),
+            layer.name,
+            [_tensor_sig(layer.get_input(j)) for j in range(layer.num_inputs)],
+            [_tensor_sig(layer.get_output(j)) for j in range(layer.num_outputs)],
+        ]
         cls = classes.get(f"i{layer.type.name.replace('_', '').lower()}layer")
         if cls is not None:
             layer.__class__ = cls  # TensorRT hands back the base ILayer; the subclass exposes the attributes
@@ -103,13 +109,19 @@ def weights_fingerprint(arrays: list[np.ndarray]) -> str:
 
 def engine_key(network, keepalive: list[np.ndarray], options: dict[str, Any]) -> str:
     """The cache key of an emitted network built with `options` (precision, shapes, backend...)."""
-    parts = {"key_version": KEY_VERSION, "backend": str(get_backend()), "target": target(),
-             "network": network_fingerprint(network), "weights": weights_fingerprint(keepalive),
-             "options": options}
+    parts = {
+        "key_version": KEY_VERSION,
+        "backend": str(get_backend()),
+        "target": target(),
+        "network": network_fingerprint(network),
+        "weights": weights_fingerprint(keepalive),
+        "options": options,
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
 # -- entries -------------------------------------------------------------------------------------------------
+
 
 def entry_path(key: str, folder: Path) -> Path:
     return folder / f"{key}.plan"
@@ -119,8 +131,14 @@ def _warn(message: str) -> None:
     warnings.warn(f"trtnet engine cache: {message}", stacklevel=4)
 
 
-def cached(key: str, folder: Path, build: Callable[[], Engine], runs_here: Callable[[Engine], bool],
-           verbose: bool = False, label: str = "engine") -> Engine:
+def cached(
+    key: str,
+    folder: Path,
+    build: Callable[[], Engine],
+    runs_here: Callable[[Engine], bool],
+    verbose: bool = False,
+    label: str = "engine",
+) -> Engine:
     """The engine of `key` from `folder`, or `build()` stored there. Builders of one key take turns (a lock
     file), so the second finds the first one's entry. A folder that cannot be used (a file, read-only, full)
     warns and the engine is built without the cache; an entry that is unusable, or that `runs_here` refuses,

@@ -8,12 +8,14 @@ network the interpreter checks is the network the engine is built from. A `Netwo
 Emission options travel as one `Policy` (trtnet.graph): `policy=Policy(precision="fp16")`, or its field names as
 keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one place. The defaults are Policy's.
 """
+
 from __future__ import annotations
 
 import numbers
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Unpack
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -57,8 +59,14 @@ class Network:
         return self.policy.precision if self.policy is not None else ""
 
 
-def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = None,
-         input_shapes: dict[str, Sequence[int]] | None = None, **options: Unpack[PolicyOptions]) -> Network:
+def emit(
+    model: Module,
+    batch_size: BatchSize = 1,
+    *,
+    policy: Policy | None = None,
+    input_shapes: dict[str, Sequence[int]] | None = None,
+    **options: Unpack[PolicyOptions],
+) -> Network:
     """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
 
     `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image).
@@ -81,8 +89,10 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
             shape = tuple(-1 if a != b else d for d, a, b in zip(spec.shape, lo, hi))
             itensor = network.add_input(spec.name, dtypes.to_trt(spec.dtype), shape)
             if itensor is None:  # TensorRT logs why (e.g. a volume beyond its limits) and hands back nothing
-                raise NetworkError(f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (allowed "
-                                   f"{spec.allowed()}; see its log above)")
+                raise NetworkError(
+                    f"input {spec.name!r}: TensorRT refused the shape {list(spec.shape)} (allowed "
+                    f"{spec.allowed()}; see its log above)"
+                )
             t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = model(*args)
@@ -97,11 +107,22 @@ def emit(model: Module, batch_size: BatchSize = 1, *, policy: Policy | None = No
             try:
                 shape = t.shape
             except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
-                raise NetworkError(f"output {name!r}: TensorRT cannot infer its shape for inputs "
-                                   f"{[list(sp.shape) for sp in specs]} (too large? see its log above)") from None
+                raise NetworkError(
+                    f"output {name!r}: TensorRT cannot infer its shape for inputs "
+                    f"{[list(sp.shape) for sp in specs]} (too large? see its log above)"
+                ) from None
             outputs.append(TensorSpec(name, shape, dtypes.numpy_of(t.dtype).name))
-    return Network(network, builder, specs, outputs, graph.keepalive, time.perf_counter() - t0, policy=policy,
-                   label=f"{type(model).__name__} {policy.precision}", owner=graph)
+    return Network(
+        network,
+        builder,
+        specs,
+        outputs,
+        graph.keepalive,
+        time.perf_counter() - t0,
+        policy=policy,
+        label=f"{type(model).__name__} {policy.precision}",
+        owner=graph,
+    )
 
 
 def _output_names(model: Module, results: list) -> list[str]:
@@ -109,12 +130,15 @@ def _output_names(model: Module, results: list) -> list[str]:
     kind = type(model).__name__
     for i, t in enumerate(results):
         if not isinstance(t, Tensor):
-            raise NetworkError(f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a "
-                               "trtnet Tensor")
+            raise NetworkError(
+                f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a trtnet Tensor"
+            )
     names = list(model.output_names(len(results)))
     if len(names) != len(results):
-        raise NetworkError(f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
-                           f"({len(results)}) names {len(names)}: {names}; name each output once (or return fewer)")
+        raise NetworkError(
+            f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
+            f"({len(results)}) names {len(names)}: {names}; name each output once (or return fewer)"
+        )
     if len(set(names)) != len(names):
         raise NetworkError(f"{kind}.output_names({len(results)}) gives a name twice: {names}")
     return names
@@ -123,13 +147,16 @@ def _output_names(model: Module, results: list) -> list[str]:
 def batch_range(batch_size: Any) -> tuple[int, int, int]:
     """(min, opt, max) of `batch_size`: a whole number >= 1 (any integral type but bool), or a sequence of three
     with 1 <= min <= opt <= max; anything else is a `NetworkError` saying what is allowed."""
+
     def whole(v: Any) -> int | None:
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             return None
         return int(v)
 
-    allowed = ("a whole number from 1 to 2**31 - 1 (8), or a (min, opt, max) sequence of such numbers with "
-               "min <= opt <= max ((1, 8, 32))")
+    allowed = (
+        "a whole number from 1 to 2**31 - 1 (8), or a (min, opt, max) sequence of such numbers with "
+        "min <= opt <= max ((1, 8, 32))"
+    )
     n = whole(batch_size)
     if n is not None:
         values = [n] * 3
@@ -145,21 +172,32 @@ def batch_range(batch_size: Any) -> tuple[int, int, int]:
 def _sample_shape(name: str, shape: Any, rank: int) -> tuple[int, ...]:
     """An `input_shapes` entry: `rank` whole numbers >= 1 (the per-sample shape, no batch)."""
     dims = list(shape) if isinstance(shape, (tuple, list)) else None
-    if dims is None or len(dims) != rank or not all(
-            isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_BATCH for d in dims):
-        raise NetworkError(f"input_shapes[{name!r}] {_short(shape)}: expected {rank} whole number(s) >= 1, the "
-                           f"per-sample shape of input {name!r} (without the batch)")
+    if (
+        dims is None
+        or len(dims) != rank
+        or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_BATCH for d in dims)
+    ):
+        raise NetworkError(
+            f"input_shapes[{name!r}] {_short(shape)}: expected {rank} whole number(s) >= 1, the "
+            f"per-sample shape of input {name!r} (without the batch)"
+        )
     return tuple(int(d) for d in dims)
 
 
 def _check_model(model: Any) -> Module:
     """`model` if it is a trtnet Module; else a `NetworkError` that says how to make one."""
     if not isinstance(model, Module):
-        how = (f" (trtnet.zoo.{model}(weights=...) makes one)" if isinstance(model, str)
-               else f" (call it to make one: {getattr(model, '__name__', 'model')}(weights=None))" if callable(model)
-               else "")
-        raise NetworkError(f"expected a trtnet Module (a zoo model) or a trtnet.Network, not {type(model).__name__} "
-                           f"{_short(model)}{how}")
+        how = (
+            f" (trtnet.zoo.{model}(weights=...) makes one)"
+            if isinstance(model, str)
+            else f" (call it to make one: {getattr(model, '__name__', 'model')}(weights=None))"
+            if callable(model)
+            else ""
+        )
+        raise NetworkError(
+            f"expected a trtnet Module (a zoo model) or a trtnet.Network, not {type(model).__name__} "
+            f"{_short(model)}{how}"
+        )
     return model
 
 
@@ -185,13 +223,23 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
         if low == high:  # only the batch varies, if anything: the spec as engines always had it
             specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi))
         else:
-            specs.append(TensorSpec(i.name, (opt, *shape), i.dtype, min_batch=lo, max_batch=hi,
-                                    min_shape=(lo, *low), max_shape=(hi, *high)))
+            specs.append(
+                TensorSpec(
+                    i.name,
+                    (opt, *shape),
+                    i.dtype,
+                    min_batch=lo,
+                    max_batch=hi,
+                    min_shape=(lo, *low),
+                    max_shape=(hi, *high),
+                )
+            )
     return specs
 
 
-def reference(model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None,
-              **options: Unpack[PolicyOptions]) -> list[np.ndarray]:
+def reference(
+    model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None, **options: Unpack[PolicyOptions]
+) -> list[np.ndarray]:
     """Run `model` (or a `Network`) in the numpy reference interpreter on `inputs`; a model's network is
     emitted for their shapes. Emission options as for `build`.
 

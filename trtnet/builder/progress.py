@@ -1,10 +1,12 @@
 """Build progress on a terminal, from TensorRT's progress monitor."""
+
 from __future__ import annotations
 
 import sys
 import time
 
 from trtnet.backend import get_trt
+
 
 class Progress:
     """Build progress on stderr from TensorRT's progress monitor: one line, redrawn, of the open phases."""

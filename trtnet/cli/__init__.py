@@ -15,6 +15,7 @@ MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.
 Exit status: 0 success, 1 a check failed, 2 bad usage or bad input, 3 a bug in trtnet (rerun with --debug for
 the traceback). Errors are one line on stderr. Torch is imported only by `export-weights`, `verify`, `convert`.
 """
+
 from trtnet.cli.app import main
 
 __all__ = ["main"]

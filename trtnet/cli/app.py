@@ -1,15 +1,27 @@
 """The command line's frame: the parser, one-line errors and exit statuses; the commands are in commands.py and
 verify.py."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 import traceback
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from trtnet.cli.commands import (EXIT_BAD_INPUT, EXIT_BUG, cmd_build, cmd_calibrate, cmd_check, cmd_convert,
-                                 cmd_export_triton, cmd_export_weights, cmd_list, cmd_summary, one_line)
+from trtnet.cli.commands import (
+    EXIT_BAD_INPUT,
+    EXIT_BUG,
+    cmd_build,
+    cmd_calibrate,
+    cmd_check,
+    cmd_convert,
+    cmd_export_triton,
+    cmd_export_weights,
+    cmd_list,
+    cmd_summary,
+    one_line,
+)
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -56,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
 
+
 def _classify(e: Exception) -> tuple[int, str]:
     """The exit status and message of an error: bad input (ours, or a path the OS refuses) or a bug."""
     if isinstance(e, TrtnetError):
@@ -64,8 +77,10 @@ def _classify(e: Exception) -> tuple[int, str]:
         return EXIT_BAD_INPUT, f"{e.filename}: {e.strerror or e}" if e.filename else str(e)
     return EXIT_BUG, f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)"
 
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"trtnet: warning: {one_line(str(message))}", file=sys.stderr)
+
 
 def _batch(text: str) -> int | tuple[int, int, int]:
     """`8`, or `min:opt:max` for a dynamic batch."""
@@ -75,8 +90,9 @@ def _batch(text: str) -> int | tuple[int, int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
     if len(values) not in (1, 3) or not all(1 <= v < 2**31 for v in values) or values != sorted(values):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size >= 1, or min:opt:max with "
-                                         "1 <= min <= opt <= max (at most 2**31 - 1)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max (at most 2**31 - 1)"
+        )
     return values[0] if len(values) == 1 else (values[0], values[1], values[2])
 
 
@@ -100,6 +116,7 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
     return value
 
+
 MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
 
 
@@ -108,8 +125,11 @@ def _parser() -> argparse.ArgumentParser:
 
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
-    parser = _Parser(prog="trtnet", description=DESCRIPTION,
-                                     epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug")
+    parser = _Parser(
+        prog="trtnet",
+        description=DESCRIPTION,
+        epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -119,84 +139,142 @@ def _parser() -> argparse.ArgumentParser:
 
     def weights_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--weights", metavar="FILE", help="a .safetensors state_dict (default: random weights)")
-        sub.add_argument("--strict", action="store_true", help="refuse weights holding NaN or infinite values "
-                         "(by default they warn)")
+        sub.add_argument(
+            "--strict", action="store_true", help="refuse weights holding NaN or infinite values (by default they warn)"
+        )
 
     command("list", cmd_list, "the zoo's models and their PyTorch sources")
 
-    sub = command("export-weights", cmd_export_weights,
-                  "write a model's PyTorch source state_dict as safetensors (needs torch)")
+    sub = command(
+        "export-weights", cmd_export_weights, "write a model's PyTorch source state_dict as safetensors (needs torch)"
+    )
     sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
-    sub.add_argument("--pretrained", action="store_true",
-                     help="the published weights, downloaded by the source library (needs network access)")
+    sub.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="the published weights, downloaded by the source library (needs network access)",
+    )
     sub.add_argument("--seed", type=_seed, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
-    sub.add_argument("--precision", choices=PRECISIONS, default="fp16",
-                     help="default fp16; int8 and fp8 need --calibration")
+    sub.add_argument(
+        "--precision", choices=PRECISIONS, default="fp16", help="default fp16; int8 and fp8 need --calibration"
+    )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
 
-    sub = command("calibrate", cmd_calibrate, "measure activation ranges for int8/fp8 in the reference "
-                  "interpreter and write them as JSON")
+    sub = command(
+        "calibrate",
+        cmd_calibrate,
+        "measure activation ranges for int8/fp8 in the reference interpreter and write them as JSON",
+    )
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--data", metavar="FILE.npz", required=True,
-                     help="calibration inputs: arrays named after the model's inputs (or one array)")
+    sub.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        required=True,
+        help="calibration inputs: arrays named after the model's inputs (or one array)",
+    )
     sub.add_argument("--batch", type=_positive, default=8, help="samples per interpreter run (default 8)")
-    sub.add_argument("--method", choices=("max", "percentile", "entropy", "mse"), default="max",
-                     help="default max")
+    sub.add_argument("--method", choices=("max", "percentile", "entropy", "mse"), default="max", help="default max")
     sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
-    sub.add_argument("--precision", choices=("int8", "fp8"), default="int8",
-                     help="the format --method mse optimises for (default int8)")
-    sub.add_argument("--keep", nargs="*", default=["last"], metavar="LAYER",
-                     help="layers left in fp16: first, last, or layer names (default: last)")
+    sub.add_argument(
+        "--precision",
+        choices=("int8", "fp8"),
+        default="int8",
+        help="the format --method mse optimises for (default int8)",
+    )
+    sub.add_argument(
+        "--keep",
+        nargs="*",
+        default=["last"],
+        metavar="LAYER",
+        help="layers left in fp16: first, last, or layer names (default: last)",
+    )
     sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
 
-    sub = command("export-triton", cmd_export_triton, "build an engine and add it to a Triton Inference Server "
-                  "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)")
+    sub = command(
+        "export-triton",
+        cmd_export_triton,
+        "build an engine and add it to a Triton Inference Server "
+        "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)",
+    )
     sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)
-    sub.add_argument("--batch", type=_batch, default=(1, 8, 32),
-                     help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size")
+    sub.add_argument(
+        "--batch",
+        type=_batch,
+        default=(1, 8, 32),
+        help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
+    )
     sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
-    sub.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=None,
-                     help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch "
-                     "range starts at 1")
+    sub.add_argument(
+        "--dynamic-batching",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch range starts at 1",
+    )
 
-    sub = command("verify", cmd_verify, "compare trtnet with the PyTorch source on the same weights and inputs "
-                  "(the interpreter; the engine too where a GPU exists)")
+    sub = command(
+        "verify",
+        cmd_verify,
+        "compare trtnet with the PyTorch source on the same weights and inputs "
+        "(the interpreter; the engine too where a GPU exists)",
+    )
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=2, help="default 2")
-    sub.add_argument("--seed", type=_seed, default=0,
-                     help="seed of the inputs, and of the source's random weights without --weights (default 0)")
+    sub.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the inputs, and of the source's random weights without --weights (default 0)",
+    )
     against = sub.add_mutually_exclusive_group()
-    against.add_argument("--against-seed", type=_seed, metavar="N",
-                         help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
-                         "them) instead of --weights: checks the file too, and names the tensors that differ")
-    against.add_argument("--against-pretrained", "--pretrained", dest="against_pretrained", action="store_true",
-                         help="PyTorch gets the source's published weights (needs network access); without --weights "
-                         "trtnet loads them too")
-    sub.add_argument("--same-file", action="store_true",
-                     help="kept for old scripts, no effect: PyTorch loads --weights too by default now")
+    against.add_argument(
+        "--against-seed",
+        type=_seed,
+        metavar="N",
+        help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
+        "them) instead of --weights: checks the file too, and names the tensors that differ",
+    )
+    against.add_argument(
+        "--against-pretrained",
+        "--pretrained",
+        dest="against_pretrained",
+        action="store_true",
+        help="PyTorch gets the source's published weights (needs network access); without --weights "
+        "trtnet loads them too",
+    )
+    sub.add_argument(
+        "--same-file",
+        action="store_true",
+        help="kept for old scripts, no effect: PyTorch loads --weights too by default now",
+    )
 
-    sub = command("convert", cmd_convert, "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors "
-                  "file the zoo entry loads (needs torch)")
+    sub = command(
+        "convert",
+        cmd_convert,
+        "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors file the zoo entry loads (needs torch)",
+    )
     sub.add_argument("model", help=MODEL_HELP)
     sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
     sub.add_argument("-o", "--output", metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors")
-    sub.add_argument("--trust-pickle", action="store_true",
-                     help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
-                     "unpickling runs code the file names, so only for files from a source you trust")
+    sub.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
+        "unpickling runs code the file names, so only for files from a source you trust",
+    )
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help=MODEL_HELP)
@@ -204,12 +282,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
 
-    sub = command("check", cmd_check, "run the network TensorRT's ONNX parser makes of MODEL.onnx in the interpreter "
-                  "and compare it with onnxruntime (exit 1 beyond tolerance)")
+    sub = command(
+        "check",
+        cmd_check,
+        "run the network TensorRT's ONNX parser makes of MODEL.onnx in the interpreter "
+        "and compare it with onnxruntime (exit 1 beyond tolerance)",
+    )
     sub.add_argument("model", help="an ONNX file")
-    sub.add_argument("--inputs", metavar="NPZ", help="the inputs as an .npz named like the network's inputs "
-                     "(default: random, seeded by --seed)")
-    sub.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor the two share "
-                     "and name the first layer that departs")
+    sub.add_argument(
+        "--inputs",
+        metavar="NPZ",
+        help="the inputs as an .npz named like the network's inputs (default: random, seeded by --seed)",
+    )
+    sub.add_argument(
+        "--layerwise",
+        action="store_true",
+        help="compare every intermediate tensor the two share and name the first layer that departs",
+    )
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     return parser

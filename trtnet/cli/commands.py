@@ -1,5 +1,6 @@
 """The commands of the `trtnet` command line but `verify` (verify.py), and the pieces they share. Each takes the
 parsed arguments and returns an exit status; errors are raised and made one line by app.main."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,7 @@ def one_line(message: str, limit: int = 6) -> str:
     head, details = lines[0], lines[1:]
     more = f"; and {len(details) - limit} more" if len(details) > limit else ""
     return f"{head}: " + "; ".join(details[:limit]) + more
+
 
 def cmd_check(args: argparse.Namespace) -> int:
     from trtnet.onnx.check import check_onnx
@@ -54,8 +56,9 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     try:  # before a download or a build that the output could not hold anyway
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # said of the output, not as "weights: File exists" of a file in the folder's way
-        raise WeightsError(f"{out}: cannot write the weights: cannot make the folder {out.parent} "
-                           f"({e.strerror or e})") from None
+        raise WeightsError(
+            f"{out}: cannot write the weights: cannot make the folder {out.parent} ({e.strerror or e})"
+        ) from None
     if args.pretrained:
         source, what = _download(entry), "published weights"
     else:
@@ -65,8 +68,10 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     options = entry.pretrained_options if args.pretrained else {}
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
     load_weights(ref.make(**options), out, check_finite="error")
-    print(f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
-          f"loads strictly into trtnet's {entry.name}")
+    print(
+        f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
+        f"loads strictly into trtnet's {entry.name}"
+    )
     if options:
         print(f"the published weights expect {_call(entry.name, options)}: build it that way from Python")
     return EXIT_OK
@@ -100,12 +105,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     ref = _ref(args.model)
     model = _model(ref, args.weights, args.strict)
-    cal = calibrate_file(model, args.data, args.batch, method=args.method, percentile=args.percentile,
-                         precision=args.precision, keep=tuple(args.keep))
+    cal = calibrate_file(
+        model,
+        args.data,
+        args.batch,
+        method=args.method,
+        percentile=args.percentile,
+        precision=args.precision,
+        keep=tuple(args.keep),
+    )
     out = Path(args.output or f"{ref.name}.calibration.json")
     cal.save(out)  # atomic
-    print(f"{ref.name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
-          f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}")
+    print(
+        f"{ref.name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
+        f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}"
+    )
     return EXIT_OK
 
 
@@ -116,8 +130,16 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
     name = args.name or ref.name
     check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
     model = _model(ref, args.weights, args.strict)
-    done = export_triton(model, args.repo, name, batch_size=args.batch, precision=args.precision,
-                         version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching)
+    done = export_triton(
+        model,
+        args.repo,
+        name,
+        batch_size=args.batch,
+        precision=args.precision,
+        version=args.version,
+        instances=args.instances,
+        dynamic_batching=args.dynamic_batching,
+    )
     print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
     return EXIT_OK
 
@@ -130,19 +152,25 @@ def cmd_summary(args: argparse.Namespace) -> int:
     model = _model(ref, args.weights, args.strict, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
     summary = summarize(net.network)
-    print(f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
-          + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs))
+    print(
+        f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
+        + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs)
+    )
     print(summary.table())
     declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
-    print(f"the PyTorch source's state_dict holds {declared:,} parameters (BatchNorms folded into convolutions "
-          "and constants the DSL adds make the network's count differ)")
+    print(
+        f"the PyTorch source's state_dict holds {declared:,} parameters (BatchNorms folded into convolutions "
+        "and constants the DSL adds make the network's count differ)"
+    )
     return EXIT_OK
+
 
 def _call(name: str, options: dict) -> str:
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
 
 # -- shared pieces ----------------------------------------------------------------------------------------
+
 
 def _ref(spec: str):
     """What MODEL names: a zoo entry, FILE.py:NAME or package.module:NAME (see trtnet/cli/model_ref.py)."""
@@ -151,8 +179,14 @@ def _ref(spec: str):
     return resolve(spec)
 
 
-def _model(ref, weights: str | os.PathLike | None, strict: bool, quiet: bool = False, options: dict | None = None,
-           layouts: list[str] | None = None):
+def _model(
+    ref,
+    weights: str | os.PathLike | None,
+    strict: bool,
+    quiet: bool = False,
+    options: dict | None = None,
+    layouts: list[str] | None = None,
+):
     """The model with `weights` loaded strictly; NaN/inf values warn, or are refused with `strict`. The layouts
     the file was converted from are appended to `layouts` when given."""
     from trtnet.weights import load_weights
@@ -174,8 +208,9 @@ def _require_torch(command: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError as e:
-        raise TrtnetError(f"`trtnet {command}` needs PyTorch and the model's source library "
-                          f"(pip install 'trtnet[test]'): {e}") from None
+        raise TrtnetError(
+            f"`trtnet {command}` needs PyTorch and the model's source library (pip install 'trtnet[test]'): {e}"
+        ) from None
 
 
 def _download(entry):
@@ -188,9 +223,11 @@ def _download(entry):
     # none of them a common base; whatever they raise means the same thing here.
     except Exception as e:  # noqa: BLE001
         detail = re.sub(r"\s+", " ", f"{type(e).__name__}: {e}")[:300]
-        raise WeightsError(f"cannot download the published weights of {entry.name} ({entry.source}): {detail}. "
-                           "--pretrained needs network access; elsewhere, run `trtnet export-weights "
-                           f"{entry.name} --pretrained` and copy the file here") from e
+        raise WeightsError(
+            f"cannot download the published weights of {entry.name} ({entry.source}): {detail}. "
+            "--pretrained needs network access; elsewhere, run `trtnet export-weights "
+            f"{entry.name} --pretrained` and copy the file here"
+        ) from e
 
 
 def _cuda_device() -> str | None:
@@ -201,6 +238,7 @@ def _cuda_device() -> str | None:
         return None
     err, count = runtime.cudaGetDeviceCount()
     return f"{count} CUDA device(s)" if int(err) == 0 and count > 0 else None
+
 
 def _batch_text(batch: int | tuple[int, int, int]) -> str:
     return str(batch) if isinstance(batch, int) else ":".join(map(str, batch))

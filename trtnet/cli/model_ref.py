@@ -15,6 +15,7 @@ again (as with `import`): its module is used. Whatever goes wrong
 in it (no such file, a syntax error, an exception, no NAME, a NAME that is not a function returning a Module)
 is a `TrtnetError` naming the file and NAME.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,9 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from trtnet.errors import TrtnetError
 from trtnet.nn.module import Module
@@ -53,16 +54,19 @@ class ModelRef:
         except Exception as e:  # noqa: BLE001  the user's code: whatever it raises is bad input, said by name
             raise TrtnetError(f"{self.spec}: {self.name}(weights=None) raised {type(e).__name__}: {e}") from e
         if not isinstance(model, Module):
-            raise TrtnetError(f"{self.spec}: {self.name}(weights=None) returned {type(model).__name__}, not a "
-                              "trtnet.nn.Module")
+            raise TrtnetError(
+                f"{self.spec}: {self.name}(weights=None) returned {type(model).__name__}, not a trtnet.nn.Module"
+            )
         return model
 
     def require_entry(self, command: str) -> ZooEntry:
         """The registered entry, or an error saying how to declare the PyTorch source `command` needs."""
         if self.entry is None:
-            raise TrtnetError(f"{self.spec}: `trtnet {command}` needs the model's PyTorch source; declare it by "
-                              f"registering {self.name}: @trtnet.zoo.register({self.name!r}, source='...', "
-                              "torch_model=BUILD_THE_TORCH_MODULE)")
+            raise TrtnetError(
+                f"{self.spec}: `trtnet {command}` needs the model's PyTorch source; declare it by "
+                f"registering {self.name}: @trtnet.zoo.register({self.name!r}, source='...', "
+                "torch_model=BUILD_THE_TORCH_MODULE)"
+            )
         return self.entry
 
 
@@ -75,15 +79,19 @@ def resolve(spec: str) -> ModelRef:
         entry = get_entry(spec)
         return ModelRef(spec, entry.name, entry.fn, entry)
     if not where or not attr.isidentifier():
-        raise TrtnetError(f"{spec}: {attr!r} after the ':' is not a Python name (expected FILE.py:NAME or "
-                          "package.module:NAME)")
+        raise TrtnetError(
+            f"{spec}: {attr!r} after the ':' is not a Python name (expected FILE.py:NAME or package.module:NAME)"
+        )
     if where.endswith(".py") or "/" in where or "\\" in where:
         namespace, what = _run_file(Path(where), spec), f"file {where}"
     else:
         namespace, what = _import_module(where, spec), f"module {where}"
     if attr not in namespace:
-        names = sorted(n for n, v in namespace.items() if inspect.isfunction(v) and not n.startswith("_")
-                       and v.__module__ == namespace.get("__name__"))
+        names = sorted(
+            n
+            for n, v in namespace.items()
+            if inspect.isfunction(v) and not n.startswith("_") and v.__module__ == namespace.get("__name__")
+        )
         raise TrtnetError(f"{spec}: {what} has no {attr!r}" + (f"; it defines {', '.join(names)}" if names else ""))
     fn = namespace[attr]
     if not callable(fn) or inspect.isclass(fn) and issubclass(fn, Module):

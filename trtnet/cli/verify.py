@@ -1,12 +1,12 @@
 """`trtnet verify`: trtnet's network against the PyTorch source, on the same weights and inputs."""
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 from pathlib import Path
 
-from trtnet.cli.commands import (EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref,
-                                 _require_torch)
+from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
 from trtnet.errors import TrtnetError
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
@@ -18,8 +18,15 @@ ENGINE_FP16_COSINE = 0.999
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import trtnet
-    from trtnet.parity import (export_state, load_into_source, rel_error, sample_inputs, torch_forward,
-                               torch_model, weight_differences)
+    from trtnet.parity import (
+        export_state,
+        load_into_source,
+        rel_error,
+        sample_inputs,
+        torch_forward,
+        torch_model,
+        weight_differences,
+    )
 
     against = args.against_pretrained or args.against_seed is not None
     if args.same_file and not args.weights:
@@ -55,12 +62,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         inputs = sample_inputs(model, args.batch, args.seed)
         want = torch_forward(source, *inputs)
         names = model.output_names(len(want))
-        checks = [_check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
-                  for n, g, w in zip(names, trtnet.reference(model, *inputs), want)]
+        checks = [
+            _check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
+            for n, g, w in zip(names, trtnet.reference(model, *inputs), want)
+        ]
         gpu = _cuda_device()
         if gpu is None:
-            print("  engine: not run: no CUDA GPU here (cuda-python found no device); the interpreter checked "
-                  "the exact network the engine is built from")
+            print(
+                "  engine: not run: no CUDA GPU here (cuda-python found no device); the interpreter checked "
+                "the exact network the engine is built from"
+            )
         else:
             from trtnet.parity import cosine
 
@@ -71,8 +82,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     if precision == "fp32":
                         checks.append(_check(f"engine fp32 {n}", "rel error", rel_error(g, w), ENGINE_FP32_REL_ERROR))
                     else:
-                        checks.append(_check(f"engine fp16 {n}", "cosine", cosine(g, w), ENGINE_FP16_COSINE,
-                                             higher_is_better=True))
+                        checks.append(
+                            _check(
+                                f"engine fp16 {n}", "cosine", cosine(g, w), ENGINE_FP16_COSINE, higher_is_better=True
+                            )
+                        )
     failed = checks.count(False)
     print(f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {len(checks)} checks passed)")
     return EXIT_CHECK_FAILED if failed else EXIT_OK

@@ -5,15 +5,17 @@ containers only); a file that pickles objects (YOLOv5's `.pt` holds the model ob
 the user passes `trust_pickle=True` for that file, because unpickling runs whatever code the file names.
 Torch is imported lazily: the rest of trtnet never needs it.
 """
+
 from __future__ import annotations
 
 import os
 import pickle
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +46,11 @@ class Conversion:
     def summary(self, model: str, checkpoint: Path) -> str:
         layouts = ", ".join(self.layouts) if self.layouts else f"{model}'s own keys, no conversion"
         dtypes = ", ".join(f"{n} {d}" for d, n in sorted(self.dtypes.items()))
-        lines = [f"read {checkpoint}" + (" (unpickled in full: --trust-pickle)" if self.unpickled else ""),
-                 f"  container: {self.container}", f"  layout: {layouts}"]
+        lines = [
+            f"read {checkpoint}" + (" (unpickled in full: --trust-pickle)" if self.unpickled else ""),
+            f"  container: {self.container}",
+            f"  layout: {layouts}",
+        ]
         if self.dropped:
             lines.append(f"  dropped {len(self.dropped)} keys {model} does not use (e.g. {self.dropped[0]})")
         lines.append(f"wrote {self.output}: {self.tensors} tensors ({dtypes}); loads strictly into trtnet's {model}")
@@ -62,8 +67,9 @@ def default_output(checkpoint: str | os.PathLike) -> Path:
     return path.with_name(name + ".safetensors")
 
 
-def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike | None = None,
-            trust_pickle: bool = False) -> Conversion:
+def convert(
+    model: str, checkpoint: str | os.PathLike, output: str | os.PathLike | None = None, trust_pickle: bool = False
+) -> Conversion:
     """Convert `checkpoint` for the zoo entry `model`; write `output` (default: beside it, .safetensors).
 
     >>> convert("swin_t", "swin_tiny_patch4_window7_224.pth").output   # doctest: +SKIP
@@ -73,8 +79,9 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     ConfigError.check("trust_pickle", trust_pickle, "True or False", lambda v: isinstance(v, bool), source="convert")
     is_path = lambda v: isinstance(v, (str, os.PathLike))  # noqa: E731
     ConfigError.check("checkpoint", checkpoint, "a path (str or os.PathLike)", is_path, source="convert")
-    ConfigError.check("output", output, "a path (str or os.PathLike) or None", lambda v: v is None or is_path(v),
-                      source="convert")
+    ConfigError.check(
+        "output", output, "a path (str or os.PathLike) or None", lambda v: v is None or is_path(v), source="convert"
+    )
     entry = get_entry(model)
     checkpoint = Path(checkpoint)
     out = Path(output) if output is not None else default_output(checkpoint)
@@ -95,8 +102,7 @@ def convert(model: str, checkpoint: str | os.PathLike, output: str | os.PathLike
     # The strict check: the same loading `build`/`verify` do, on the converted tensors (widened to float32
     # where numpy has no such dtype), before anything is written.
     try:
-        load_weights(entry.skeleton(), {k: _numpy(v) for k, v in kept.items()}, check_finite="warn",
-                     hint=mismatch_hint)
+        load_weights(entry.skeleton(), {k: _numpy(v) for k, v in kept.items()}, check_finite="warn", hint=mismatch_hint)
     except WeightsError as e:  # name the user's file, not the dict it became
         raise WeightsError(f"{checkpoint}: {str(e).removeprefix('state dict: ')}") from None
     from trtnet.parity import save_state
@@ -117,7 +123,7 @@ def _strip_wrapper_prefix(skeleton, state: dict[str, Any]) -> tuple[dict[str, An
     if len(heads) != 1 or not all("." in k for k in state):
         return state, None
     prefix = heads.pop() + "."
-    stripped = {k[len(prefix):]: v for k, v in state.items()}
+    stripped = {k[len(prefix) :]: v for k, v in state.items()}
     expected = {k for k, _ in skeleton.named_parameters()}
     fits = lambda keys: expected <= set(adapt_checkpoint(skeleton, keys)[0])  # noqa: E731
     if fits(state) or not fits(stripped):
@@ -128,15 +134,19 @@ def _strip_wrapper_prefix(skeleton, state: dict[str, Any]) -> tuple[dict[str, An
 def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
     """`torch.load` of a file the user named: weights only, or in full when they trust it. (object, unpickled)"""
     if not any(path.name.lower().endswith(s) for s in SUFFIXES):
-        hint = " (a .safetensors file needs no conversion: pass it as --weights)" if path.suffix == ".safetensors" else ""
+        hint = (
+            " (a .safetensors file needs no conversion: pass it as --weights)" if path.suffix == ".safetensors" else ""
+        )
         raise WeightsError(f"{path}: not a PyTorch checkpoint name: expected one of {', '.join(SUFFIXES)}{hint}")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: the file is empty (0 bytes)")
     if _is_safetensors(path):
-        raise WeightsError(f"{path}: a safetensors file, despite its name: it needs no conversion, pass it as "
-                           "--weights (renamed to .safetensors)")
+        raise WeightsError(
+            f"{path}: a safetensors file, despite its name: it needs no conversion, pass it as "
+            "--weights (renamed to .safetensors)"
+        )
     try:
         import torch
     except ImportError as e:
@@ -149,25 +159,35 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         refused, plain = _pickled_global(str(e)), _is_plain_pickle(path)
         # The weights-only unpickler's words for a pickle that builds objects or calls functions (garbage bytes
         # give "Unsupported operand" instead).
-        objects = refused is not None or any(w in str(e) for w in ("Can only build", "Can only create new object",
-                                                                    "Trying to call reduce"))
+        objects = refused is not None or any(
+            w in str(e) for w in ("Can only build", "Can only create new object", "Trying to call reduce")
+        )
         if not objects and not plain:
             raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({_first_line(e)})") from None
         if not trust_pickle:
-            what = (f"objects ({refused})" if refused else "objects (a plain pickle, not torch.save's format)"
-                    if plain else "objects")
+            what = (
+                f"objects ({refused})"
+                if refused
+                else "objects (a plain pickle, not torch.save's format)"
+                if plain
+                else "objects"
+            )
             raise WeightsError(
                 f"{path}: the file pickles {what}, not only tensors; loading it runs code the file names, which "
                 "can do anything on this machine. If you trust where it came from, rerun with --trust-pickle "
-                "(for this file only); else ask its authors for a state_dict or a safetensors file") from None
+                "(for this file only); else ask its authors for a state_dict or a safetensors file"
+            ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, AttributeError) as e:
-        raise WeightsError(f"{path}: not a PyTorch checkpoint torch.load can read ({type(e).__name__}: "
-                           f"{_first_line(e)})") from None
+        raise WeightsError(
+            f"{path}: not a PyTorch checkpoint torch.load can read ({type(e).__name__}: {_first_line(e)})"
+        ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
     except ModuleNotFoundError as e:
-        raise WeightsError(f"{path}: the pickled objects need the module {e.name!r}, which is not installed "
-                           "(install the package that wrote the file)") from None
+        raise WeightsError(
+            f"{path}: the pickled objects need the module {e.name!r}, which is not installed "
+            "(install the package that wrote the file)"
+        ) from None
     # Unpickling runs the file's own code paths: whatever it raises means the same thing here.
     except Exception as e:  # noqa: BLE001
         raise WeightsError(f"{path}: unpickling failed ({type(e).__name__}: {_first_line(e)})") from None
@@ -178,15 +198,18 @@ def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[
     import torch
 
     if depth > MAX_NESTING:
-        raise WeightsError(f"{path}: containers nested more than {MAX_NESTING} deep ({where.split(' -> ')[0]} -> "
-                           "...), or a container that holds itself: no state_dict found")
+        raise WeightsError(
+            f"{path}: containers nested more than {MAX_NESTING} deep ({where.split(' -> ')[0]} -> "
+            "...), or a container that holds itself: no state_dict found"
+        )
 
     if isinstance(obj, torch.nn.Module):
         desc = f"a pickled {type(obj).__name__}'s state_dict()"
         return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc, depth + 1)
     if not isinstance(obj, Mapping):
-        raise WeightsError(f"{path}: {where or 'the file'} holds a {type(obj).__name__}, not a state_dict or a "
-                           "dict of them")
+        raise WeightsError(
+            f"{path}: {where or 'the file'} holds a {type(obj).__name__}, not a state_dict or a dict of them"
+        )
     if not obj:
         raise WeightsError(f"{path}: {where or 'the file'} holds an empty dict: no weights")
     tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
@@ -202,19 +225,36 @@ def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[
         others = [k for k in obj if k not in set(tensors)]
         listed = ", ".join(f"{k!r} ({type(obj[k]).__name__})" for k in others[:5]) + (" ..." if len(others) > 5 else "")
         noun = "value" if len(others) == 1 else "values"
-        raise WeightsError(f"{path}: {what} holds {len(tensors)} tensors and {len(others)} other {noun} ({listed}): "
-                           "a state_dict holds tensors only; save one without them")
+        raise WeightsError(
+            f"{path}: {what} holds {len(tensors)} tensors and {len(others)} other {noun} ({listed}): "
+            "a state_dict holds tensors only; save one without them"
+        )
     nones = [repr(k) for k in CONTAINER_KEYS if k in obj]  # present, and all None (YOLOv5 strips `ema` so)
     if nones:
         raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it")
     keys = ", ".join(map(repr, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")
-    raise WeightsError(f"{path}: unknown container: {where or 'the file'} holds keys {keys}, neither tensors nor "
-                       f"one of {', '.join(CONTAINER_KEYS)}")
+    raise WeightsError(
+        f"{path}: unknown container: {where or 'the file'} holds keys {keys}, neither tensors nor "
+        f"one of {', '.join(CONTAINER_KEYS)}"
+    )
 
 
 # What safetensors and trtnet's reader both take (`trtnet.weights`); bfloat16 is widened on reading.
-_DTYPES = {"float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
-           "uint8", "bool"}
+_DTYPES = {
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint64",
+    "uint32",
+    "uint16",
+    "uint8",
+    "bool",
+}
 
 
 def _check_tensor(path: Path, key: str, tensor) -> None:
@@ -222,11 +262,17 @@ def _check_tensor(path: Path, key: str, tensor) -> None:
     import torch
 
     dtype = str(tensor.dtype).removeprefix("torch.")
-    why = ("is a quantized tensor (dequantize it first)" if tensor.is_quantized
-           else f"is a {tensor.layout} tensor, not a dense one (tensor.to_dense())" if tensor.layout != torch.strided
-           else "is a meta tensor: it holds no values" if tensor.is_meta
-           else f"has dtype {dtype}, which trtnet does not read (it reads {', '.join(sorted(_DTYPES))})"
-           if dtype not in _DTYPES else None)
+    why = (
+        "is a quantized tensor (dequantize it first)"
+        if tensor.is_quantized
+        else f"is a {tensor.layout} tensor, not a dense one (tensor.to_dense())"
+        if tensor.layout != torch.strided
+        else "is a meta tensor: it holds no values"
+        if tensor.is_meta
+        else f"has dtype {dtype}, which trtnet does not read (it reads {', '.join(sorted(_DTYPES))})"
+        if dtype not in _DTYPES
+        else None
+    )
     if why:
         raise WeightsError(f"{path}: key {key!r} {why}")
 

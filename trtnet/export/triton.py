@@ -14,6 +14,7 @@ Writing is atomic: a staging folder inside REPO, renamed into place. Existing ve
 config, shared by a model's versions, is replaced only when every existing version's engine (its sidecar) has
 the same signature as the new one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtnet.errors import EngineError, ExportError
-from trtnet.runtime.plan import Plan, read_metadata, read_regular_file
-from trtnet.fileio import is_stale, temporary_name
+
 # The config itself is written by triton_config; its names stay importable from here, where they were.
 from trtnet.export.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
+from trtnet.fileio import is_stale, temporary_name
+from trtnet.runtime.plan import Plan, read_metadata, read_regular_file
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -59,35 +61,49 @@ class TritonExport:
     max_batch_size: int
 
     def summary(self) -> str:
-        batching = (f"max_batch_size {self.max_batch_size}, dynamic batching" if self.max_batch_size
-                    else "max_batch_size 0 (clients send whole batches the engine takes)")
-        return (f"wrote {self.plan} (version {self.version}); {self.config} {self.config_action}; {batching}")
+        batching = (
+            f"max_batch_size {self.max_batch_size}, dynamic batching"
+            if self.max_batch_size
+            else "max_batch_size 0 (clients send whole batches the engine takes)"
+        )
+        return f"wrote {self.plan} (version {self.version}); {self.config} {self.config_action}; {batching}"
 
 
 # -- checks before anything is built or written ------------------------------------------------------------------
 
-def check_request(repo: str | os.PathLike, name: str, *, version: int | None, instances: int,
-                  dynamic_batching: bool | None = None) -> tuple[Path, int]:
+
+def check_request(
+    repo: str | os.PathLike, name: str, *, version: int | None, instances: int, dynamic_batching: bool | None = None
+) -> tuple[Path, int]:
     """Check the repository, model name, version and instance count; returns the repository path and the version
     to write (the next free one when `version` is None). Raises `ExportError` naming what is wrong."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
-        raise ExportError(f"model name {name!r}: expected one folder name of letters, digits, '_', '.' and '-' "
-                          "(no path separator, not starting with '.' or '-')")
+        raise ExportError(
+            f"model name {name!r}: expected one folder name of letters, digits, '_', '.' and '-' "
+            "(no path separator, not starting with '.' or '-')"
+        )
     if len(name) > MAX_NAME_BYTES:
-        raise ExportError(f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most "
-                          f"{MAX_NAME_BYTES}")
+        raise ExportError(
+            f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most {MAX_NAME_BYTES}"
+        )
     if not isinstance(repo, (str, os.PathLike)) or not os.fspath(repo):
         raise ExportError(f"repo {repo!r}: expected the model repository's folder path (str or os.PathLike)")
     if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances < 2**31:
-        raise ExportError(f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
-                          "Triton's count is an int32)")
+        raise ExportError(
+            f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
+            "Triton's count is an int32)"
+        )
     if dynamic_batching is not None and not isinstance(dynamic_batching, bool):  # "no" would be truthy
-        raise ExportError(f"dynamic_batching {dynamic_batching!r}: expected True, False, or None (where the engine "
-                          "allows it)")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
-                                or not 1 <= version <= MAX_VERSION):
-        raise ExportError(f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
-                          "folders are positive int64 numbers)")
+        raise ExportError(
+            f"dynamic_batching {dynamic_batching!r}: expected True, False, or None (where the engine allows it)"
+        )
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION
+    ):
+        raise ExportError(
+            f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
+            "folders are positive int64 numbers)"
+        )
     repo = Path(repo)
     existing = repo
     while not existing.exists() and existing != existing.parent:
@@ -102,9 +118,11 @@ def check_request(repo: str | os.PathLike, name: str, *, version: int | None, in
     if version is None:
         return repo, next_version(model_dir)
     if (model_dir / str(version)).exists():
-        raise ExportError(f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
-                          f"version is never replaced: export as a new version (the next free one is "
-                          f"{next_version(model_dir)}) or remove that folder yourself")
+        raise ExportError(
+            f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
+            f"version is never replaced: export as a new version (the next free one is "
+            f"{next_version(model_dir)}) or remove that folder yourself"
+        )
     return repo, version
 
 
@@ -127,8 +145,10 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
     for v in existing_versions(model_dir):
         sidecar = model_dir / str(v) / SIDECAR_FILE
         if not os.path.lexists(sidecar):
-            raise ExportError(f"{sidecar}: missing, so version {v} cannot be checked against the new {CONFIG_FILE} "
-                              "(the config is shared by all versions): export under another --name")
+            raise ExportError(
+                f"{sidecar}: missing, so version {v} cannot be checked against the new {CONFIG_FILE} "
+                "(the config is shared by all versions): export under another --name"
+            )
         try:  # checked field by field, as Engine.load checks it: the file may be anyone's
             meta = read_metadata(sidecar)
         except (EngineError, FileNotFoundError) as e:  # the latter: a link to nothing
@@ -140,9 +160,11 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
         except ExportError:  # it cannot be served the new config's way at all
             fits = False
         if not fits:
-            raise ExportError(f"{model_dir}: version {v}'s engine ({_describe(signature(meta, where=str(sidecar)))}) "
-                              f"does not fit the new engine's config ({_describe(new)}); one {CONFIG_FILE} serves "
-                              "every version of a model, so export the new engine under another --name")
+            raise ExportError(
+                f"{model_dir}: version {v}'s engine ({_describe(signature(meta, where=str(sidecar)))}) "
+                f"does not fit the new engine's config ({_describe(new)}); one {CONFIG_FILE} serves "
+                "every version of a model, so export the new engine under another --name"
+            )
 
 
 def _describe(sig: Signature) -> str:
@@ -152,16 +174,25 @@ def _describe(sig: Signature) -> str:
 
 # -- the export ---------------------------------------------------------------------------------------------------
 
-def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: int | None = None,
-                  instances: int = 1, dynamic_batching: bool | None = None) -> TritonExport:
+
+def export_engine(
+    engine: Plan,
+    repo: str | os.PathLike,
+    name: str,
+    *,
+    version: int | None = None,
+    instances: int = 1,
+    dynamic_batching: bool | None = None,
+) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
     as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
     if not isinstance(engine, Plan):  # a model here is the likely mistake: export_triton builds one first
-        raise ExportError(f"export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not "
-                          f"{type(engine).__name__}; export_triton(model, ...) builds the engine for a model")
+        raise ExportError(
+            f"export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not "
+            f"{type(engine).__name__}; export_triton(model, ...) builds the engine for a model"
+        )
     explicit_version = version
-    repo, version = check_request(repo, name, version=version, instances=instances,
-                                  dynamic_batching=dynamic_batching)
+    repo, version = check_request(repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
     parameters = config_parameters(meta)
@@ -191,8 +222,9 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
             except _Raced:
                 taken = os.path.lexists(model_dir / str(version))
                 if explicit_version is not None and taken:  # the version asked for was taken meanwhile
-                    raise ExportError(f"{model_dir / str(version)}: version {version} appeared while exporting; "
-                                      "nothing was written") from None
+                    raise ExportError(
+                        f"{model_dir / str(version)}: version {version} appeared while exporting; nothing was written"
+                    ) from None
             # Another export made the model or took this version: check its config again (the next free version,
             # unless one was asked for).
             if explicit_version is None and taken:
@@ -212,8 +244,9 @@ def export_engine(engine: Plan, repo: str | os.PathLike, name: str, *, version: 
             shutil.rmtree(staging, ignore_errors=True)
         for folder in reversed(created):  # folders made for a repository that got nothing stay not made
             _remove_if_empty(folder)
-    return TritonExport(model_dir, version, model_dir / str(version) / PLAN_FILE, config, text, action,
-                        sig.max_batch_size)
+    return TritonExport(
+        model_dir, version, model_dir / str(version) / PLAN_FILE, config, text, action, sig.max_batch_size
+    )
 
 
 def _remove_dead_stagings(repo: Path) -> None:
@@ -228,8 +261,11 @@ def _remove_dead_stagings(repo: Path) -> None:
 def _config_action(config: Path, text: str) -> str:
     """What the export does to the model's config: "written" (none yet), "unchanged" or "replaced"."""
     try:  # a regular file of sane size: a FIFO would hang the export, a link to /dev/zero fill memory
-        old_text = (read_regular_file(config, limit=MAX_CONFIG_BYTES, what="config").decode("utf-8")
-                    if os.path.lexists(config) else None)
+        old_text = (
+            read_regular_file(config, limit=MAX_CONFIG_BYTES, what="config").decode("utf-8")
+            if os.path.lexists(config)
+            else None
+        )
     except (OSError, EngineError, UnicodeDecodeError) as e:
         raise ExportError(f"{config}: the model's config cannot be read ({e}); fix or remove it") from None
     return "written" if old_text is None else "unchanged" if old_text == text else "replaced"
@@ -239,24 +275,34 @@ class _Raced(Exception):
     """Another export created the model or this version between the check and the rename."""
 
 
-def export_triton(model: Module, repo: str | os.PathLike, name: str, *,
-                  batch_size: int | tuple[int, int, int] = (1, 8, 32), precision: str = "fp16",
-                  version: int | None = None, instances: int = 1, dynamic_batching: bool | None = None,
-                  cache_dir: str | os.PathLike | None = None, **build_options: Any) -> TritonExport:
+def export_triton(
+    model: Module,
+    repo: str | os.PathLike,
+    name: str,
+    *,
+    batch_size: int | tuple[int, int, int] = (1, 8, 32),
+    precision: str = "fp16",
+    version: int | None = None,
+    instances: int = 1,
+    dynamic_batching: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    **build_options: Any,
+) -> TritonExport:
     """Build `model` (or take its engine from the cache) with `trtnet.build`, then `export_engine` it.
 
     The request is checked before the build, so a bad name, version or repository fails at once.
     """
     check_request(repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
     if isinstance(batch_size, int) and dynamic_batching:
-        raise ExportError(f"model {name!r}: dynamic batching asked for, but batch_size={batch_size} builds a "
-                          "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
-                          "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)")
+        raise ExportError(
+            f"model {name!r}: dynamic batching asked for, but batch_size={batch_size} builds a "
+            "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
+            "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)"
+        )
     import trtnet
 
     engine = trtnet.build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
-    return export_engine(engine, repo, name, version=version, instances=instances,
-                         dynamic_batching=dynamic_batching)
+    return export_engine(engine, repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
 
 
 def _make_folders(folder: Path) -> list[Path]:

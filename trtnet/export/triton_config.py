@@ -7,16 +7,26 @@ the batch left out of the dims, and `dynamic_batching` (preferred sizes: the pro
 Triton then sends any batch from 1 to MAX. Any other engine gets `max_batch_size: 0` and full dims (`-1` for a
 range); asking it for dynamic batching is an `ExportError`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from trtnet.errors import ExportError
 
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
-                "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
+TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL",
+}
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,17 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
     """
     try:
         # min_shape/max_shape: only in sidecars of engines with a dynamic non-batch dim (a sequence length).
-        inputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"]), int(s["min_batch"]), int(s["max_batch"]),
-                   {i for i, (a, b) in enumerate(zip(s.get("min_shape", ()), s.get("max_shape", ()))) if a != b})
-                  for s in meta["inputs"]]
+        inputs = [
+            (
+                str(s["name"]),
+                list(s["shape"]),
+                str(s["dtype"]),
+                int(s["min_batch"]),
+                int(s["max_batch"]),
+                {i for i, (a, b) in enumerate(zip(s.get("min_shape", ()), s.get("max_shape", ()))) if a != b},
+            )
+            for s in meta["inputs"]
+        ]
         outputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"])) for s in meta["outputs"]]
     except (KeyError, TypeError, ValueError) as e:
         raise ExportError(f"{where}: incomplete engine metadata ({type(e).__name__}: {e})") from e
@@ -52,9 +70,11 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
     opt = inputs[0][1][0]
     why_not = _why_no_batching(lo, hi, outputs)
     if dynamic_batching and why_not:
-        raise ExportError(f"{where}: dynamic batching asked for, but {why_not}. With dynamic batching Triton sends "
-                          "any batch from 1 to max_batch_size; build the engine with --batch 1:OPT:MAX "
-                          "(batch_size=(1, opt, max)), or export without dynamic batching")
+        raise ExportError(
+            f"{where}: dynamic batching asked for, but {why_not}. With dynamic batching Triton sends "
+            "any batch from 1 to max_batch_size; build the engine with --batch 1:OPT:MAX "
+            "(batch_size=(1, opt, max)), or export without dynamic batching"
+        )
     batching = not why_not if dynamic_batching is None else bool(dynamic_batching)
 
     def dims(shape: list[int], ranged: set[int], is_input: bool) -> tuple[int, ...]:
@@ -64,14 +84,19 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
 
     def triton_type(name: str, dtype: str) -> str:
         if dtype not in TRITON_TYPES:
-            raise ExportError(f"{where}: tensor {name!r} has dtype {dtype}, which has no Triton TYPE_* here "
-                              f"(known: {', '.join(TRITON_TYPES)})")
+            raise ExportError(
+                f"{where}: tensor {name!r} has dtype {dtype}, which has no Triton TYPE_* here "
+                f"(known: {', '.join(TRITON_TYPES)})"
+            )
         return TRITON_TYPES[dtype]
 
     preferred = tuple(sorted({opt, hi} - {1})) if batching else ()
-    return Signature(hi if batching else 0,
-                     tuple((n, triton_type(n, t), dims(s, r, True)) for n, s, t, _, _, r in inputs),
-                     tuple((n, triton_type(n, t), dims(s, set(), False)) for n, s, t in outputs), preferred)
+    return Signature(
+        hi if batching else 0,
+        tuple((n, triton_type(n, t), dims(s, r, True)) for n, s, t, _, _, r in inputs),
+        tuple((n, triton_type(n, t), dims(s, set(), False)) for n, s, t in outputs),
+        preferred,
+    )
 
 
 def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:
@@ -88,6 +113,7 @@ def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]
 
 def render_config(name: str, sig: Signature, *, instances: int, parameters: dict[str, str]) -> str:
     """`config.pbtxt` text (protobuf text format of Triton's `ModelConfig`)."""
+
     def io(kind: str, tensors: Sequence[tuple[str, str, tuple[int, ...]]]) -> list[str]:
         lines = [f"{kind} ["]
         for i, (tensor, dtype, dims) in enumerate(tensors):
@@ -99,9 +125,13 @@ def render_config(name: str, sig: Signature, *, instances: int, parameters: dict
             lines.append("  }," if i + 1 < len(tensors) else "  }")
         return lines + ["]"]
 
-    lines = [f"# Written by trtnet (`trtnet export-triton`) from a {parameters['trtnet_backend']} build.",
-             "# A plan loads only in the TensorRT version that built it: see trtnet_compatibility below.",
-             f"name: {_quote(name)}", 'platform: "tensorrt_plan"', f"max_batch_size: {sig.max_batch_size}"]
+    lines = [
+        f"# Written by trtnet (`trtnet export-triton`) from a {parameters['trtnet_backend']} build.",
+        "# A plan loads only in the TensorRT version that built it: see trtnet_compatibility below.",
+        f"name: {_quote(name)}",
+        'platform: "tensorrt_plan"',
+        f"max_batch_size: {sig.max_batch_size}",
+    ]
     lines += io("input", sig.inputs) + io("output", sig.outputs)
     if sig.max_batch_size:
         lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, sig.preferred))} ]", "}"]
@@ -120,13 +150,22 @@ def config_parameters(meta: dict[str, Any]) -> dict[str, str]:
     backend = str(meta.get("backend", ""))
     kind, _, version = backend.partition(" ")
     if kind == "tensorrt":
-        note = (f"a TensorRT {version} plan: loads in a Triton whose TensorRT is exactly {version} "
-                f"(and on the GPU it targets: {meta.get('target', '?')})")
+        note = (
+            f"a TensorRT {version} plan: loads in a Triton whose TensorRT is exactly {version} "
+            f"(and on the GPU it targets: {meta.get('target', '?')})"
+        )
     else:
-        note = (f"a {backend or 'unknown backend'} plan, NOT a TensorRT plan: Triton's tensorrt backend cannot load "
-                "it; rebuild with NVIDIA TensorRT (pip install tensorrt; trtnet prefers it) for Triton")
+        note = (
+            f"a {backend or 'unknown backend'} plan, NOT a TensorRT plan: Triton's tensorrt backend cannot load "
+            "it; rebuild with NVIDIA TensorRT (pip install tensorrt; trtnet prefers it) for Triton"
+        )
     from trtnet import __version__
 
-    return {"trtnet_version": __version__, "trtnet_backend": backend, "trtnet_tensorrt_version":
-            version if kind == "tensorrt" else "none", "trtnet_precision": str(meta.get("precision", "")),
-            "trtnet_target": str(meta.get("target", "")), "trtnet_compatibility": note}
+    return {
+        "trtnet_version": __version__,
+        "trtnet_backend": backend,
+        "trtnet_tensorrt_version": version if kind == "tensorrt" else "none",
+        "trtnet_precision": str(meta.get("precision", "")),
+        "trtnet_target": str(meta.get("target", "")),
+        "trtnet_compatibility": note,
+    }

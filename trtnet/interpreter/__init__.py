@@ -15,9 +15,23 @@ comparison with float32 frameworks; operations correctly rounded in float32 anyw
     prepared = Interpreter(network)  # for repeated runs: weights widened to float64 once
     outputs = prepared.run({"x": x})
 """
+
 from __future__ import annotations
 
 from trtnet.interpreter.capture import run_network_capture
-from trtnet.interpreter.interpreter import Interpreter, check_layer_outputs, layer_types_supported, run_network, unsupported
+from trtnet.interpreter.interpreter import (
+    Interpreter,
+    check_layer_outputs,
+    layer_types_supported,
+    run_network,
+    unsupported,
+)
 
-__all__ = ["Interpreter", "check_layer_outputs", "layer_types_supported", "run_network", "run_network_capture", "unsupported"]
+__all__ = [
+    "Interpreter",
+    "check_layer_outputs",
+    "layer_types_supported",
+    "run_network",
+    "run_network_capture",
+    "unsupported",
+]

@@ -2,11 +2,12 @@
 
 Nothing here knows about trtnet's DSL; the interpreter reads everything back from TensorRT itself.
 """
+
 from __future__ import annotations
 
 import ctypes
-from contextvars import ContextVar
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,8 +128,13 @@ class WeightCache:
 
     def register(self, flat: np.ndarray) -> None:
         """Marks a weights array read back from TensorRT (flat, contiguous) as cacheable for this run."""
-        if flat.size and flat.size <= _CACHE_MAX_VALUES and flat.flags.c_contiguous and is_float(flat.dtype) \
-                and flat.dtype != np.float64:
+        if (
+            flat.size
+            and flat.size <= _CACHE_MAX_VALUES
+            and flat.flags.c_contiguous
+            and is_float(flat.dtype)
+            and flat.dtype != np.float64
+        ):
             address = flat.__array_interface__["data"][0]
             self._live[id(_owner(flat))] = ((address, flat.dtype.str, flat.size), flat)
 
@@ -149,12 +155,16 @@ class WeightCache:
             self._store[key] = twin
         size = x.dtype.itemsize
         offset = (x.__array_interface__["data"][0] - key[0]) // size
-        if offset < 0 or any(s < 0 or s % size for s in x.strides) \
-                or offset + sum((n - 1) * s // size for n, s in zip(x.shape, x.strides)) >= twin.size:
+        if (
+            offset < 0
+            or any(s < 0 or s % size for s in x.strides)
+            or offset + sum((n - 1) * s // size for n, s in zip(x.shape, x.strides)) >= twin.size
+        ):
             return None
         ratio = twin.itemsize // size
-        return np.lib.stride_tricks.as_strided(twin[offset:], shape=x.shape,
-                                               strides=tuple(s * ratio for s in x.strides), writeable=False)
+        return np.lib.stride_tricks.as_strided(
+            twin[offset:], shape=x.shape, strides=tuple(s * ratio for s in x.strides), writeable=False
+        )
 
 
 def _owner(x: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ The math is softmax(Q K^T + mask) V per head, with no 1/sqrt(d) factor: TensorRT
 fold the scale into Q or K beforehand. A BOOL mask is True where a query may attend; a float mask is added
 to the scores. Key/value heads are shared by consecutive groups of query heads (GQA/MQA).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Intermediate tensors of an interpreter run, by tensor name (what calibration measures)."""
+
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
@@ -10,8 +11,9 @@ from trtnet.errors import InterpreterError
 from trtnet.interpreter.interpreter import Interpreter
 
 
-def run_network_capture(network: Any, inputs: Mapping[str, np.ndarray], tensors: Collection[str], *,
-                        check_shapes: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def run_network_capture(
+    network: Any, inputs: Mapping[str, np.ndarray], tensors: Collection[str], *, check_shapes: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """`run_network`, also returning the named intermediate tensors: (outputs by name, tensors by name).
 
     `network` may be a prepared `Interpreter` (calibration runs one network over many batches).

@@ -1,4 +1,5 @@
 """Windowed layers: CONVOLUTION, DECONVOLUTION, POOLING."""
+
 from __future__ import annotations
 
 import itertools
@@ -98,8 +99,9 @@ def _geometry(call: LayerCall, x: np.ndarray) -> _Geometry:
     c_in = x.shape[-nsp - 1]
     if c_in % groups or k_out % groups:
         raise call.fail(f"{c_in} input / {k_out} output channels do not split into {groups} groups")
-    return _Geometry(nsp, ksize, stride, dilation, tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation)),
-                     groups, k_out, c_in)
+    return _Geometry(
+        nsp, ksize, stride, dilation, tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation)), groups, k_out, c_in
+    )
 
 
 # The unfolded input of a convolution is built a band of output rows at a time: about this many float64 values
@@ -110,16 +112,23 @@ _COLUMNS_BUDGET = 1 << 19
 _MIN_POSITIONS = 2048
 
 
-def _windows(x: np.ndarray, nsp: int, ksize: tuple[int, ...], step: tuple[int, ...], dilation: tuple[int, ...],
-             out: tuple[int, ...]) -> np.ndarray:
+def _windows(
+    x: np.ndarray,
+    nsp: int,
+    ksize: tuple[int, ...],
+    step: tuple[int, ...],
+    dilation: tuple[int, ...],
+    out: tuple[int, ...],
+) -> np.ndarray:
     """A strided view [..., *ksize, *out] of the trailing `nsp` dims of x: every window of every output (no copy)."""
     lead = x.shape[:-nsp]
     strides = x.strides[-nsp:]
     return np.lib.stride_tricks.as_strided(
         x,
         shape=lead + ksize + out,
-        strides=x.strides[:-nsp] + tuple(s * d for s, d in zip(strides, dilation)) + tuple(
-            s * t for s, t in zip(strides, step)),
+        strides=x.strides[:-nsp]
+        + tuple(s * d for s, d in zip(strides, dilation))
+        + tuple(s * t for s, t in zip(strides, step)),
         writeable=False,
     )
 
@@ -189,8 +198,15 @@ _TAPWISE_BLOCK = 1 << 17
 _UNFOLD_BLOCK = 1 << 16
 
 
-def _tapwise(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], stride: tuple[int, ...],
-             dilation: tuple[int, ...], out_size: tuple[int, ...]) -> np.ndarray:
+def _tapwise(
+    x: np.ndarray,
+    w: np.ndarray,
+    nsp: int,
+    ksize: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    out_size: tuple[int, ...],
+) -> np.ndarray:
     """Depthwise-like convolution: one elementwise multiply-add per kernel tap and input channel of a group,
     a block of groups at a time."""
     n, groups, cg = x.shape[:3]
@@ -207,27 +223,33 @@ def _tapwise(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], str
         step = max(1, _UNFOLD_BLOCK // (taps * positions))
         for b in range(n):
             for g0 in range(0, groups, step):
-                cols = view[b, g0:g0 + step, 0].astype(np.float64, order="C").reshape(-1, taps, positions)
-                np.matmul(wm[g0:g0 + step], cols, out=flat[b, g0:g0 + step])
+                cols = view[b, g0 : g0 + step, 0].astype(np.float64, order="C").reshape(-1, taps, positions)
+                np.matmul(wm[g0 : g0 + step], cols, out=flat[b, g0 : g0 + step])
         return out
     step = max(1, _TAPWISE_BLOCK // max(1, kg * math.prod(out_size)))
     offsets = list(itertools.product(*(range(k) for k in ksize)))
     for b in range(n):
         for g0 in range(0, groups, step):
-            block = out[b, g0:g0 + step]  # [g, kg, *out], a view
+            block = out[b, g0 : g0 + step]  # [g, kg, *out], a view
             tmp = np.empty_like(block)
             for offset in offsets:
                 for c in range(cg):
                     patch = view[(b, slice(g0, g0 + step), slice(c, c + 1)) + offset]  # [g, 1, *out]
-                    tap = w[(slice(g0, g0 + step), slice(None), c) + offset].reshape(
-                        (block.shape[0], kg) + (1,) * nsp)
+                    tap = w[(slice(g0, g0 + step), slice(None), c) + offset].reshape((block.shape[0], kg) + (1,) * nsp)
                     np.multiply(patch, tap, out=tmp)
                     block += tmp
     return out
 
 
-def _unfolded(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], stride: tuple[int, ...],
-              dilation: tuple[int, ...], out_size: tuple[int, ...]) -> np.ndarray:
+def _unfolded(
+    x: np.ndarray,
+    w: np.ndarray,
+    nsp: int,
+    ksize: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    out_size: tuple[int, ...],
+) -> np.ndarray:
     """im2col: the windows as columns [N, G, cg * prod(k), rows], then BLAS; a band of output rows at a time."""
     n, groups, cg = x.shape[:3]
     kg = w.shape[1]
@@ -238,15 +260,19 @@ def _unfolded(x: np.ndarray, w: np.ndarray, nsp: int, ksize: tuple[int, ...], st
         return _grouped_gemm(wm, cols).reshape((n, groups, kg) + out_size)
     out = np.empty((n, groups, kg) + out_size, np.float64)
     inner = math.prod(out_size[1:])
-    band = max(1, min(out_size[0], max(_COLUMNS_BUDGET // max(1, n * groups * taps * inner),
-                                       -(-_MIN_POSITIONS // max(1, inner)))))
+    band = max(
+        1,
+        min(
+            out_size[0], max(_COLUMNS_BUDGET // max(1, n * groups * taps * inner), -(-_MIN_POSITIONS // max(1, inner)))
+        ),
+    )
     for r0 in range(0, out_size[0], band):
         rows = min(band, out_size[0] - r0)
         part = x[(slice(None),) * 3 + (slice(r0 * stride[0], None),)]
         view = _windows(part, nsp, ksize, stride, dilation, (rows,) + out_size[1:])
         cols = view.reshape(n, groups, taps, rows * inner)  # the copy: im2col
         res = _grouped_gemm(wm, cols)
-        out[:, :, :, r0:r0 + rows] = res.reshape((n, groups, kg, rows) + out_size[1:])
+        out[:, :, :, r0 : r0 + rows] = res.reshape((n, groups, kg, rows) + out_size[1:])
     return out
 
 

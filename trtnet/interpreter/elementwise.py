@@ -1,4 +1,5 @@
 """Pointwise layers: ELEMENTWISE, UNARY, ACTIVATION, PARAMETRIC_RELU, SELECT, SCALE, CAST, IDENTITY."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -137,7 +138,7 @@ def pointwise(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray) -> np.nda
     out = np.empty(flat.shape, src.dtype)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, flat.size, _POINTWISE_CHUNK):
-            out[start:start + _POINTWISE_CHUNK] = fn(wide(flat[start:start + _POINTWISE_CHUNK]))
+            out[start : start + _POINTWISE_CHUNK] = fn(wide(flat[start : start + _POINTWISE_CHUNK]))
     return out.reshape(src.shape)
 
 
@@ -158,8 +159,24 @@ def activation(call: LayerCall) -> list[np.ndarray]:
     return [pointwise(lambda x: _activate(kind, x, alpha, beta), src)]
 
 
-_ACTIVATIONS = frozenset({"RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "SELU", "SOFTSIGN", "SOFTPLUS", "CLIP",
-                          "HARD_SIGMOID", "SCALED_TANH", "THRESHOLDED_RELU", "GELU_ERF", "GELU_TANH"})
+_ACTIVATIONS = frozenset(
+    {
+        "RELU",
+        "SIGMOID",
+        "TANH",
+        "LEAKY_RELU",
+        "ELU",
+        "SELU",
+        "SOFTSIGN",
+        "SOFTPLUS",
+        "CLIP",
+        "HARD_SIGMOID",
+        "SCALED_TANH",
+        "THRESHOLDED_RELU",
+        "GELU_ERF",
+        "GELU_TANH",
+    }
+)
 
 
 def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Layers that make tensors from attributes: CONSTANT, FILL."""
+
 from __future__ import annotations
 
 import numpy as np

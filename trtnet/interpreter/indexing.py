@@ -1,4 +1,5 @@
 """Index-driven layers: GATHER (DEFAULT, ELEMENT, ND), SCATTER (ELEMENT, ND), ONE_HOT, NON_ZERO, REVERSE_SEQUENCE."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,9 +30,7 @@ def _gather_nd(call: LayerCall, data: np.ndarray, idx: np.ndarray, batch_dims: i
     flat_idx = idx.reshape((nb, -1, q))
     picked = []
     for i in range(nb):
-        coords = tuple(
-            _wrapped(call, flat_idx[i, :, j], data.shape[batch_dims + j], "ND index") for j in range(q)
-        )
+        coords = tuple(_wrapped(call, flat_idx[i, :, j], data.shape[batch_dims + j], "ND index") for j in range(q))
         picked.append(flat_data[i][coords])
     out = np.stack(picked) if picked else np.zeros((0, flat_idx.shape[1]) + data.shape[batch_dims + q :], data.dtype)
     return out.reshape(batch + idx.shape[batch_dims:-1] + data.shape[batch_dims + q :])
@@ -95,8 +94,10 @@ def scatter(call: LayerCall) -> list[np.ndarray]:
     if mode == "ELEMENT":
         axis = normalize_axis(int(call.layer.axis), data.ndim)
         if idx.shape != updates.shape or idx.ndim != data.ndim:
-            raise call.fail(f"ELEMENT scatter needs indices {idx.shape} and updates {updates.shape} of one shape "
-                            f"and data's rank {data.ndim}")
+            raise call.fail(
+                f"ELEMENT scatter needs indices {idx.shape} and updates {updates.shape} of one shape "
+                f"and data's rank {data.ndim}"
+            )
         wrapped = _wrapped(call, idx, data.shape[axis], "index")
         np.put_along_axis(out, wrapped, updates, axis=axis)
         return [out]

@@ -1,4 +1,5 @@
 """The interpreter loop: validate inputs, run every layer in dependency order, check what TensorRT inferred."""
+
 from __future__ import annotations
 
 import heapq
@@ -10,18 +11,6 @@ import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.interpreter._common import (
-    ACTIVE_CACHE,
-    HANDLERS,
-    LayerCall,
-    SUPPORTED_DTYPES,
-    WeightCache,
-    dims,
-    enum_name,
-    is_float,
-    np_dtype,
-    trt_dtype_name,
-)
 
 # Importing the family modules fills HANDLERS.
 from trtnet.interpreter import (  # noqa: F401  (imported for their registrations)
@@ -35,7 +24,19 @@ from trtnet.interpreter import (  # noqa: F401  (imported for their registration
     quantize,
     reduce,
     resize,
-    shape,
+)
+from trtnet.interpreter import shape as _shape_layers  # noqa: F401  (its registrations; `shape` is a local name below)
+from trtnet.interpreter._common import (
+    ACTIVE_CACHE,
+    HANDLERS,
+    SUPPORTED_DTYPES,
+    LayerCall,
+    WeightCache,
+    dims,
+    enum_name,
+    is_float,
+    np_dtype,
+    trt_dtype_name,
 )
 
 Trace = Callable[[str, str, list[np.ndarray]], None]
@@ -127,8 +128,9 @@ class Interpreter:
         self._order = _execution_order(self._steps)
         self._cache = WeightCache()
 
-    def run(self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True,
-            trace: Trace | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True, trace: Trace | None = None
+    ) -> dict[str, np.ndarray]:
         """The network's outputs by name for `inputs` (see `run_network`)."""
         self._cache.start_run()
         token = ACTIVE_CACHE.set(self._cache)
@@ -138,8 +140,14 @@ class Interpreter:
             ACTIVE_CACHE.reset(token)
 
 
-def _run(network: Any, steps: list[_Step], order: list[int], inputs: Mapping[str, np.ndarray],
-         check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
+def _run(
+    network: Any,
+    steps: list[_Step],
+    order: list[int],
+    inputs: Mapping[str, np.ndarray],
+    check_shapes: bool,
+    trace: Trace | None,
+) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
     trt = get_trt()
     for index in order:
@@ -173,12 +181,14 @@ def _check_step(step: _Step, outputs: list[np.ndarray]) -> None:
     network (TensorRT's accessors cost tens of microseconds a layer); any doubt re-reads them from TensorRT."""
     expected = step.expected
     if expected is not None and all(
-            v.dtype == dtype and v.ndim == len(shape) and all(e < 0 or e == a for e, a in zip(shape, v.shape))
-            for (shape, dtype), v in zip(expected, map(np.asarray, outputs))):
+        v.dtype == dtype and v.ndim == len(shape) and all(e < 0 or e == a for e, a in zip(shape, v.shape))
+        for (shape, dtype), v in zip(expected, map(np.asarray, outputs))
+    ):
         return
     check_layer_outputs(step.layer, outputs)  # raises, naming the layer, on a mismatch
-    step.expected = [(dims(step.layer.get_output(i).shape), np_dtype(step.layer.get_output(i).dtype))
-                     for i in range(len(outputs))]
+    step.expected = [
+        (dims(step.layer.get_output(i).shape), np_dtype(step.layer.get_output(i).dtype)) for i in range(len(outputs))
+    ]
 
 
 def unsupported(network: Any) -> list[str]:
@@ -253,8 +263,9 @@ def _refuse_unsupported(steps: list[_Step]) -> None:
     if len(reasons) == 1:
         raise InterpreterError(reasons[0])
     if reasons:
-        raise InterpreterError(f"the interpreter cannot run {len(reasons)} layer forms of this network:\n  "
-                               + "\n  ".join(reasons))
+        raise InterpreterError(
+            f"the interpreter cannot run {len(reasons)} layer forms of this network:\n  " + "\n  ".join(reasons)
+        )
 
 
 def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
@@ -274,15 +285,17 @@ def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
                 "the layer is invalid (TensorRT's log says why)"
             ) from None
         if not _fits(shape, tensor.dtype, value):
-            check_value(layer.name, layer_type_name(layer), f"output {i} ({tensor.name!r})", shape, tensor.dtype,
-                        value)
+            check_value(layer.name, layer_type_name(layer), f"output {i} ({tensor.name!r})", shape, tensor.dtype, value)
 
 
 def _fits(shape: Any, dtype: Any, value: np.ndarray) -> bool:
     expected = dims(shape)
     actual = np.shape(value)
-    return (len(actual) == len(expected) and all(e < 0 or e == a for e, a in zip(expected, actual))
-            and np.asarray(value).dtype == np_dtype(dtype))
+    return (
+        len(actual) == len(expected)
+        and all(e < 0 or e == a for e, a in zip(expected, actual))
+        and np.asarray(value).dtype == np_dtype(dtype)
+    )
 
 
 def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: Any, value: np.ndarray) -> None:
@@ -325,8 +338,9 @@ def _execution_order(steps: list[_Step]) -> list[int]:
                     f"{steps[produced_by[name]].layer.name!r}; tensor names must be unique"
                 )
             produced_by[name] = index
-    waiting_on: list[set[int]] = [{produced_by[n] for n in step.inputs if n is not None and n in produced_by}
-                                  for step in steps]
+    waiting_on: list[set[int]] = [
+        {produced_by[n] for n in step.inputs if n is not None and n in produced_by} for step in steps
+    ]
     dependents: dict[int, list[int]] = {}
     for index, deps in enumerate(waiting_on):
         deps.discard(index)

@@ -1,4 +1,5 @@
 """Products: MATRIX_MULTIPLY, EINSUM, accumulated in float64 and rounded once to the layer's output type."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -93,7 +94,7 @@ def _weight_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for j in range(0, b.shape[1], step):
         # Into a fresh array, then copied: numpy leaves BLAS for its own loop when `out=` is a strided slice and
         # the block is column-major (a transposed weight), measured 6x slower.
-        out[:, j:j + step] = a @ wide(b[:, j:j + step])
+        out[:, j : j + step] = a @ wide(b[:, j : j + step])
     return out
 
 

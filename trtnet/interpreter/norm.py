@@ -1,4 +1,5 @@
 """NORMALIZATION: LayerNorm, InstanceNorm and GroupNorm as TensorRT's INormalizationLayer computes them."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,12 +7,13 @@ computed in float32, the type of the scale TensorRT requires for FP8 and allows 
 (per tensor) or a 1-D tensor along the layer's `axis` (per channel); the zero point, when given, must be zero
 (TensorRT supports only symmetric quantization). Block scales (a scale of the input's rank) are refused.
 """
+
 from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, np_dtype, normalize_axis, register, rounded
+from trtnet.interpreter._common import LayerCall, normalize_axis, np_dtype, register, rounded
 
 FP8 = np.dtype(ml_dtypes.float8_e4m3fn)
 _FP8_MAX = 448.0
@@ -26,8 +27,10 @@ def _scale(call: LayerCall, x: np.ndarray) -> np.ndarray:
     elif scale.ndim == 1:
         axis = normalize_axis(int(call.layer.axis), x.ndim)
         if not 0 <= axis < x.ndim or x.shape[axis] != scale.shape[0]:
-            raise call.fail(f"per-channel scale of {scale.shape[0]} values does not match axis {call.layer.axis} "
-                            f"of input shape {x.shape}")
+            raise call.fail(
+                f"per-channel scale of {scale.shape[0]} values does not match axis {call.layer.axis} "
+                f"of input shape {x.shape}"
+            )
         shape = [1] * x.ndim
         shape[axis] = scale.shape[0]
         s = scale.astype(np.float32).reshape(shape)

@@ -1,4 +1,5 @@
 """Layers that reduce or rank along axes: REDUCE, SOFTMAX, TOPK, CUMULATIVE."""
+
 from __future__ import annotations
 
 import numpy as np

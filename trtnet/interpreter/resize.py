@@ -1,4 +1,5 @@
 """RESIZE: nearest, (multi)linear and cubic resampling, applied one axis at a time; GRID_SAMPLE."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -176,6 +177,7 @@ def grid_sample(call: LayerCall) -> list[np.ndarray]:
         x0, y0 = np.floor(px), np.floor(py)
         fx, fy = (px - x0)[:, None], (py - y0)[:, None]
         x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-        r = ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
-             + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+        r = (1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1)) + fy * (
+            (1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)
+        )
     return [rounded(r, src.dtype)]

@@ -1,5 +1,6 @@
 """Layers that move data without arithmetic: SHUFFLE, CONCATENATION, SLICE, PADDING, SHAPE, SQUEEZE, UNSQUEEZE;
 and ASSERTION, which checks a shape condition."""
+
 from __future__ import annotations
 
 import numpy as np

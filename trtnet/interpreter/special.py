@@ -7,6 +7,7 @@ erf keeps the relative error small near 0 with no separate series, and the final
 (-0.0 included). |x| is clamped to 6, where erf is 1 in float64 (erfc(6) = 2e-17), so +-inf give +-1 and NaN
 stays NaN. The tests compare it with `math.erf` on a dense grid.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(-1)
     out = np.empty(flat.shape, np.float64)
     for start in range(0, flat.size, _CHUNK):
-        out[start:start + _CHUNK] = _erf_chunk(flat[start:start + _CHUNK])
+        out[start : start + _CHUNK] = _erf_chunk(flat[start : start + _CHUNK])
     return out.reshape(x.shape)
 
 

@@ -10,6 +10,7 @@ the sources leave to the framework lives here:
   reshape or transpose between projection and attention. Swin's windows [B, windows, N, C] go through one
   shuffle to [B, windows * heads, N, d] instead, so that a mask per window broadcasts over the batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,12 +80,12 @@ class MultiHeadAttention(Module):
         weight, b = self.qkv_weight()
         if not self._windowed:
             qkv = ops.split_heads_linear(x, weight, b, 3 * h)  # [B, 3h, S, d]
-            q, k, v = qkv[:, :h], qkv[:, h:2 * h], qkv[:, 2 * h:]
+            q, k, v = qkv[:, :h], qkv[:, h : 2 * h], qkv[:, 2 * h :]
             o = ops.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0, is_causal=self._causal)
             return ops.merge_heads(o)
         batch, nw, n, c = x.shape
         d = c // h
         qkv = ops.shuffle(ops.linear(x, weight, b), shape=(batch, nw, n, 3 * h, d), second=(0, 1, 3, 2, 4))
-        q, k, v = (qkv[:, :, i * h:(i + 1) * h].reshape(batch, nw * h, n, d) for i in range(3))
+        q, k, v = (qkv[:, :, i * h : (i + 1) * h].reshape(batch, nw * h, n, d) for i in range(3))
         o = ops.scaled_dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0, is_causal=self._causal)
         return ops.shuffle(o, shape=(batch, nw, h, n, d), second=(0, 1, 3, 2, 4)).reshape(batch, nw, n, c)

@@ -1,7 +1,9 @@
 """The common layers, each with PyTorch's parameter names and shapes."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,9 +17,17 @@ from trtnet.tensor import Tensor
 class Conv2d(Module):
     """`torch.nn.Conv2d`. A BatchNorm linked with `fold_bn` is folded into its weights when the policy says so."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | Sequence[int], stride: int | Sequence[int] = 1,
-                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+    ) -> None:
         k = ops.convolution.pair(kernel)
         self.weight = Parameter((cout, cin // groups, *k), init="fan_in")
         self.bias = Parameter((cout,), init="normal", std=0.01) if bias else None
@@ -86,8 +96,10 @@ class Linear(Module):
             return ops.linear(x, weight, bias)
         if self._axis == 1 and x.ndim == 4:
             return ops.conv2d(x, weight[:, :, None, None], bias)
-        raise NetworkError(f"Linear at {self._path or 'top level'}: axis {self._axis} of {x} is not supported "
-                           "(the last axis, or axis 1 of an NCHW tensor)")
+        raise NetworkError(
+            f"Linear at {self._path or 'top level'}: axis {self._axis} of {x} is not supported "
+            "(the last axis, or axis 1 of an NCHW tensor)"
+        )
 
 
 class Conv1D(Module):
@@ -113,8 +125,10 @@ class LayerNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[self._axis] not in (-1, self._dim):
-            raise NetworkError(f"LayerNorm at {self._path or 'top level'}: axis {self._axis} of {x} has "
-                               f"{x.shape[self._axis]} features, the norm {self._dim}")
+            raise NetworkError(
+                f"LayerNorm at {self._path or 'top level'}: axis {self._axis} of {x} has "
+                f"{x.shape[self._axis]} features, the norm {self._dim}"
+            )
         weight = self.weight.data if self.weight is not None else None
         bias = self.bias.data if self.bias is not None else None
         return ops.layer_norm(x, weight, bias, self._eps, axes=self._axis)
@@ -183,8 +197,13 @@ class Activation(Module):
 class MaxPool2d(Module):
     """`torch.nn.MaxPool2d` (no parameters; a module so that its layers carry its path, as in a Sequential)."""
 
-    def __init__(self, kernel: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        kernel: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        ceil_mode: bool = False,
+    ) -> None:
         self._config = dict(kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -3,11 +3,13 @@
 Parameters and submodules are found by reflection over public attributes, lists and dicts (no registration
 calls). Attributes whose names start with `_` are private state and are never walked.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -15,7 +17,6 @@ from trtnet.dtypes import canonical
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.layouts import Layout
-
 
 Dim = int | tuple[int, int, int]
 
@@ -58,13 +59,17 @@ class Input:
 
 def _dim(d: Any, name: str) -> Dim:
     if isinstance(d, (tuple, list)):
-        if len(d) == 3 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in d) \
-                and 1 <= d[0] <= d[1] <= d[2]:
+        if (
+            len(d) == 3
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in d)
+            and 1 <= d[0] <= d[1] <= d[2]
+        ):
             return tuple(int(v) for v in d)
     elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1:
         return int(d)
-    raise NetworkError(f"input {name!r}: dim {d!r} is neither a size >= 1 nor a (min, opt, max) range with "
-                       "1 <= min <= opt <= max")
+    raise NetworkError(
+        f"input {name!r}: dim {d!r} is neither a size >= 1 nor a (min, opt, max) range with 1 <= min <= opt <= max"
+    )
 
 
 @dataclass(eq=False)
@@ -102,13 +107,15 @@ class Parameter:
     def data(self) -> np.ndarray:
         """The value as float32 (what the emitter reads)."""
         if self.value is None:
-            name = (f"parameter {self._path!r} (shape {self.shape})" if self._path
-                    else f"parameter of shape {self.shape}")
+            name = (
+                f"parameter {self._path!r} (shape {self.shape})" if self._path else f"parameter of shape {self.shape}"
+            )
             raise NetworkError(
                 f"{name} has no value: load the model's weights with trtnet.load_weights(model, "
                 "'weights.safetensors') (or a dict of arrays), or fill it with seeded random values with "
                 "trtnet.init_random(model); a zoo entry does either itself: zoo_fn(weights=FILE) or "
-                "zoo_fn(weights=None)")
+                "zoo_fn(weights=None)"
+            )
         return np.asarray(self.value, dtype=np.float32)
 
 
@@ -151,7 +158,7 @@ class Module:
             if not name.startswith("_"):
                 yield from _walk(name, value)
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, child in self.named_children():
             if isinstance(child, Module):
@@ -163,7 +170,7 @@ class Module:
                 if isinstance(child, Parameter):
                     yield (f"{prefix}.{name}" if prefix else name), child
 
-    def bind(self, prefix: str = "") -> "Module":
+    def bind(self, prefix: str = "") -> Module:
         """Record every module's path, the prefix of its layer names. Returns self."""
         for path, module in self.named_modules(prefix):
             module._path = path
@@ -205,4 +212,3 @@ def _walk(name: str, value) -> Iterator[tuple[str, Any]]:
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _walk(f"{name}.{key}", item)
-

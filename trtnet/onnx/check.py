@@ -9,6 +9,7 @@ two share by name is compared, and the first layer whose output departs beyond t
     report = check_onnx("model.onnx", layerwise=True)
     print("\n".join(report.lines())); sys.exit(0 if report.ok else 1)
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -90,10 +91,17 @@ class CheckReport:
             else:
                 d = self.departure
                 shapes = ", ".join(str(list(s)) for s in d.input_shapes)
-                out.append(f"  layerwise: first departure at layer {d.layer!r} ({d.layer_type}), tensor {d.tensor!r}: "
-                           f"error {d.error:.2e} > {d.tolerance:.0e}; its inputs' shapes {shapes}")
-        out.append("within tolerance" if self.ok and self.compared else
-                   "NOT within tolerance" if not self.ok else "ran (not compared)")
+                out.append(
+                    f"  layerwise: first departure at layer {d.layer!r} ({d.layer_type}), tensor {d.tensor!r}: "
+                    f"error {d.error:.2e} > {d.tolerance:.0e}; its inputs' shapes {shapes}"
+                )
+        out.append(
+            "within tolerance"
+            if self.ok and self.compared
+            else "NOT within tolerance"
+            if not self.ok
+            else "ran (not compared)"
+        )
         return out
 
 
@@ -117,8 +125,14 @@ class ParsedOnnx:
                 raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'not an ONNX model'}")
 
 
-def check_onnx(path: str | Path, inputs: str | Path | None = None, *, layerwise: bool = False,
-               seed: int = 0, parsed: ParsedOnnx | None = None) -> CheckReport:
+def check_onnx(
+    path: str | Path,
+    inputs: str | Path | None = None,
+    *,
+    layerwise: bool = False,
+    seed: int = 0,
+    parsed: ParsedOnnx | None = None,
+) -> CheckReport:
     """Parse, refuse what the interpreter cannot run, run, compare with onnxruntime (see the module docstring).
 
     `parsed` is the network to check when the caller has parsed (or edited) it already. Raises `CheckError`
@@ -132,8 +146,9 @@ def check_onnx(path: str | Path, inputs: str | Path | None = None, *, layerwise:
     network = parsed.network
     reasons = unsupported(network)
     if reasons:
-        raise InterpreterError(f"{path}: the interpreter cannot run {len(reasons)} layer form(s):\n  "
-                               + "\n  ".join(reasons))
+        raise InterpreterError(
+            f"{path}: the interpreter cannot run {len(reasons)} layer form(s):\n  " + "\n  ".join(reasons)
+        )
     feeds = load_inputs(Path(inputs), network) if inputs is not None else random_inputs(network, seed)
     report = CheckReport(path=path, layers=network.num_layers)
     producers = _producers(network) if layerwise else {}
@@ -166,8 +181,9 @@ def check_onnx(path: str | Path, inputs: str | Path | None = None, *, layerwise:
         report.outputs.append(OutputResult(name, value.shape, _dtype_name(value), _error(value, want), tol))
     if layerwise:
         report.shared = len(shared)
-        report.departure = _first_departure(network, producers, kept, reference, shapes, set(shared) | set(wanted),
-                                            results)
+        report.departure = _first_departure(
+            network, producers, kept, reference, shapes, set(shared) | set(wanted), results
+        )
     return report
 
 
@@ -226,8 +242,9 @@ def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:
     missing = [n for n in declared if n not in arrays]
     extra = [n for n in arrays if n not in declared]
     if missing or extra:
-        raise CheckError(f"{path}: the network takes inputs {list(declared)}; the file lacks {missing} "
-                         f"and has unknown {extra}")
+        raise CheckError(
+            f"{path}: the network takes inputs {list(declared)}; the file lacks {missing} and has unknown {extra}"
+        )
     for name, tensor in declared.items():
         want = tuple(int(d) for d in tensor.shape)
         got = arrays[name].shape
@@ -253,8 +270,9 @@ def _with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], 
     try:
         import onnx
     except ImportError:
-        raise CheckError("--layerwise needs the onnx package (pip install onnx) to expose intermediate tensors") \
-            from None
+        raise CheckError(
+            "--layerwise needs the onnx package (pip install onnx) to expose intermediate tensors"
+        ) from None
     model = onnx.load(str(path))
     inferred = onnx.shape_inference.infer_shapes(model)
     typed = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
@@ -265,8 +283,9 @@ def _with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], 
     return shared, model.SerializeToString()
 
 
-def _run_onnxruntime(path: Path, model: str | bytes, feeds: Mapping[str, np.ndarray],
-                     names: list[str]) -> dict[str, np.ndarray]:
+def _run_onnxruntime(
+    path: Path, model: str | bytes, feeds: Mapping[str, np.ndarray], names: list[str]
+) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -281,9 +300,15 @@ def _run_onnxruntime(path: Path, model: str | bytes, feeds: Mapping[str, np.ndar
     return dict(zip(names, values))
 
 
-def _first_departure(network: Any, producers: dict[str, list[str]], kept: dict[str, np.ndarray],
-                     reference: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], compared: set[str],
-                     results: dict[str, np.ndarray]) -> Departure | None:
+def _first_departure(
+    network: Any,
+    producers: dict[str, list[str]],
+    kept: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    shapes: dict[str, tuple[int, ...]],
+    compared: set[str],
+    results: dict[str, np.ndarray],
+) -> Departure | None:
     from trtnet.interpreter.interpreter import layer_type_name
 
     layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}

@@ -8,6 +8,7 @@ fp16 engine). Shapes are the file's; a dynamic batch dimension takes `batch_size
 >>> net = parse_onnx("resnet50.onnx")                    # doctest: +SKIP
 >>> engine = trtnet.build(net)                           # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,8 @@ import numpy as np
 
 from trtnet.backend import get_trt, logger
 from trtnet.builder.emit import BatchSize, Network, batch_range
-from trtnet.errors import NetworkError
 from trtnet.dtypes import numpy_of
+from trtnet.errors import NetworkError
 from trtnet.runtime.plan import TensorSpec
 
 __all__ = ["parse_onnx"]
@@ -50,26 +51,43 @@ def parse_onnx(path: str | os.PathLike, batch_size: BatchSize | None = None) -> 
     if not isinstance(batch_size, tuple):  # one batch size: pin a dynamic batch, so the network is static
         for i, spec in enumerate(inputs):
             network.get_input(i).shape = spec.shape
-    outputs = [TensorSpec(t.name, tuple(t.shape), _dtype_name(t))
-               for t in (network.get_output(i) for i in range(network.num_outputs))]
+    outputs = [
+        TensorSpec(t.name, tuple(t.shape), _dtype_name(t))
+        for t in (network.get_output(i) for i in range(network.num_outputs))
+    ]
     # The file's bytes stand for its weights in the engine cache's key (TensorRT reports no weight values).
     keep = [np.frombuffer(data, np.uint8)]
-    return Network(network, builder, inputs, outputs, keep, time.perf_counter() - t0, policy=None,
-                   label=f"{path.name} (ONNX)", owner=parser)
+    return Network(
+        network,
+        builder,
+        inputs,
+        outputs,
+        keep,
+        time.perf_counter() - t0,
+        policy=None,
+        label=f"{path.name} (ONNX)",
+        owner=parser,
+    )
 
 
 def _input_spec(path: Path, t, batch_size: BatchSize | None) -> TensorSpec:
     shape = tuple(t.shape)
     if any(d < 0 for d in shape[1:]):
-        raise NetworkError(f"{path}: input {t.name!r} has shape {list(shape)}: only the batch dimension (0) may "
-                           "be dynamic; export with fixed sizes for the others")
+        raise NetworkError(
+            f"{path}: input {t.name!r} has shape {list(shape)}: only the batch dimension (0) may "
+            "be dynamic; export with fixed sizes for the others"
+        )
     if shape and shape[0] < 0:
         if batch_size is None:
-            raise NetworkError(f"{path}: input {t.name!r} has a dynamic batch ({list(shape)}): pass batch_size "
-                               "(an int, or (min, opt, max))")
+            raise NetworkError(
+                f"{path}: input {t.name!r} has a dynamic batch ({list(shape)}): pass batch_size "
+                "(an int, or (min, opt, max))"
+            )
         lo, opt, hi = batch_range(batch_size)
         return TensorSpec(t.name, (opt, *shape[1:]), _dtype_name(t), lo, hi)
     if batch_size is not None and batch_range(batch_size) != (shape[0],) * 3:
-        raise NetworkError(f"{path}: input {t.name!r} has the static shape {list(shape)}; batch_size "
-                           f"{batch_size} cannot change it (export with a dynamic batch axis)")
+        raise NetworkError(
+            f"{path}: input {t.name!r} has the static shape {list(shape)}; batch_size "
+            f"{batch_size} cannot change it (export with a dynamic batch axis)"
+        )
     return TensorSpec(t.name, shape, _dtype_name(t), shape[0], shape[0])

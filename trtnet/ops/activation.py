@@ -1,8 +1,9 @@
 """Activations: TensorRT's own `IActivationLayer` where one exists, a composition where not."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from trtnet.backend import get_trt
 from trtnet.errors import ConfigError
@@ -48,9 +49,21 @@ def hardswish(x: Tensor) -> Tensor:
     return mul(x, hardsigmoid(x))
 
 
-ACTIVATIONS = {"relu": relu, "relu6": relu6, "sigmoid": sigmoid, "tanh": tanh, "silu": silu, "swish": silu,
-               "gelu": gelu, "gelu_tanh": gelu_tanh, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh,
-               "hardswish": hardswish, "hardsigmoid": hardsigmoid, "leaky_relu": leaky_relu}
+ACTIVATIONS = {
+    "relu": relu,
+    "relu6": relu6,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "silu": silu,
+    "swish": silu,
+    "gelu": gelu,
+    "gelu_tanh": gelu_tanh,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "hardswish": hardswish,
+    "hardsigmoid": hardsigmoid,
+    "leaky_relu": leaky_relu,
+}
 
 
 def activation_by_name(name: str, field: str = "activation") -> Callable[[Tensor], Tensor]:

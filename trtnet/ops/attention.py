@@ -10,6 +10,7 @@ Both paths give a mask one meaning: a bool mask keeps the positions where it is 
 zero), a float mask in the query's dtype is added to the scores, and `is_causal` keeps key j for query i when
 j <= i (PyTorch's `is_causal=True`, TensorRT's UPPER_LEFT). A mask and `is_causal` together apply both.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,15 @@ from trtnet.ops.shape import cast, concat, gather, shape_of, shuffle
 from trtnet.tensor import Tensor
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, bias: TensorLike | None = None,
-                                 scale: float | None = None, mask: Tensor | None = None,
-                                 is_causal: bool = False) -> Tensor:
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: TensorLike | None = None,
+    scale: float | None = None,
+    mask: Tensor | None = None,
+    is_causal: bool = False,
+) -> Tensor:
     """softmax(q @ k^T * scale + bias) @ v over [B, heads, S, D] tensors (`F.scaled_dot_product_attention`).
 
     `mask` is a rank-4 Tensor broadcastable to [B, heads, Sq, Sk]: BOOL, True where a query may attend
@@ -77,12 +84,16 @@ def _check_mask(mask: Tensor, q: Tensor, k: Tensor, where: str) -> None:
     if not isinstance(mask, Tensor):
         raise NetworkError(f"{where}: the mask must be a Tensor, not {type(mask).__name__} (an array is a `bias`)")
     if mask.dtype != trt.bool and mask.dtype != q.dtype:
-        raise NetworkError(f"{where}: mask dtype {name_of(mask.dtype)} is not allowed: give a bool mask (True: "
-                           f"attend) or an additive float mask in the query's dtype {name_of(q.dtype)}")
+        raise NetworkError(
+            f"{where}: mask dtype {name_of(mask.dtype)} is not allowed: give a bool mask (True: "
+            f"attend) or an additive float mask in the query's dtype {name_of(q.dtype)}"
+        )
     scores = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     if mask.ndim != 4 or any(m not in (1, s) and m >= 0 and s >= 0 for m, s in zip(mask.shape, scores)):
-        raise NetworkError(f"{where}: mask of shape {mask.shape} does not broadcast to the scores [B, heads, Sq, "
-                           f"Sk] = {scores}: it must be rank 4 with each dim 1 or the scores' own")
+        raise NetworkError(
+            f"{where}: mask of shape {mask.shape} does not broadcast to the scores [B, heads, Sq, "
+            f"Sk] = {scores}: it must be rank 4 with each dim 1 or the scores' own"
+        )
 
 
 def _causal_keep(q: Tensor, k: Tensor) -> Tensor:
@@ -119,8 +130,9 @@ def _positions(x: Tensor, axis: int, layout: tuple[int, ...]) -> Tensor:
     return Tensor(fill.get_output(0))
 
 
-def _with_causal(keep: Tensor | None, additive: Tensor | None, q: Tensor, k: Tensor) -> tuple[Tensor | None,
-                                                                                           Tensor | None]:
+def _with_causal(
+    keep: Tensor | None, additive: Tensor | None, q: Tensor, k: Tensor
+) -> tuple[Tensor | None, Tensor | None]:
     """The mask with the causal rule joined in: AND for a bool mask, finfo.min added for a float one.
 
     Emitted once per network for each mask (and q/k shape pattern): every layer of a model shares it. The mask
@@ -137,8 +149,11 @@ def _with_causal(keep: Tensor | None, additive: Tensor | None, q: Tensor, k: Ten
             # so that a large negative mask value cannot overflow to -inf in fp16.
             floor = float(ml_dtypes.finfo(np.dtype(name_of(additive.dtype))).min)
             a, b = broadcast_pair(additive, causal)
-            select = graph.network.add_select(b.itensor, a.itensor, constant(np.full((1,) * a.ndim, floor, np.float32),
-                                                                             additive.dtype, op="floor").itensor)
+            select = graph.network.add_select(
+                b.itensor,
+                a.itensor,
+                constant(np.full((1,) * a.ndim, floor, np.float32), additive.dtype, op="floor").itensor,
+            )
             graph.memo[key] = None, out(select, "causal_mask")
     return graph.memo[key]
 
@@ -160,8 +175,7 @@ def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, w
     return Tensor(att.get_output(0))
 
 
-def _unfused(q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, additive: Tensor | None,
-             causal: bool) -> Tensor:
+def _unfused(q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, additive: Tensor | None, causal: bool) -> Tensor:
     trt = get_trt()
     scores = matmul(q, k, transpose_b=True)
     if additive is not None:
@@ -192,8 +206,10 @@ def split_heads_linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None, h
     """
     dout, din = weight.shape
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[-1] != din or dout % heads:
-        raise NetworkError(f"split_heads_linear at {current_graph().path or 'top level'}: input {x.shape} is not "
-                           f"[B, 1, S, {din}], or {dout} outputs do not split into {heads} heads")
+        raise NetworkError(
+            f"split_heads_linear at {current_graph().path or 'top level'}: input {x.shape} is not "
+            f"[B, 1, S, {din}], or {dout} outputs do not split into {heads} heads"
+        )
     d = dout // heads
     x, w = weighted_inputs(x, weight, "matmul", (1, heads, d, din))  # int8/fp8: Q/DQ, per output row
     if w is None:
@@ -210,4 +226,3 @@ def merge_heads(o: Tensor) -> Tensor:
     """[B, heads, S, D] -> [B, 1, S, heads * D] (the layout `split_heads_linear` takes), one shuffle layer."""
     b, h, s, d = o.shape
     return shuffle(o, first=(0, 2, 1, 3), shape=(b, 1, s, h * d))
-

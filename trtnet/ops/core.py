@@ -1,7 +1,9 @@
 """What every op family needs: wrapping layer outputs, constants, scalar promotion, rank broadcasting."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,8 +106,10 @@ def set_reshape(layer, x: Tensor, shape: tuple[int, ...], first: Sequence[int] |
         return
     dynamic = [a for a, d in zip(axes, dims) if d < 0]
     if len(dynamic) != wanted:
-        raise NetworkError(f"reshape of {x} to {shape}: {wanted} dims are -1, but the input has {len(dynamic)} "
-                           "dynamic dims: with several -1, each must be one of the input's dynamic dims, in order")
+        raise NetworkError(
+            f"reshape of {x} to {shape}: {wanted} dims are -1, but the input has {len(dynamic)} "
+            "dynamic dims: with several -1, each must be one of the input's dynamic dims, in order"
+        )
     graph = current_graph()
     key = ("reshape_dims", x.name, tuple(axes), shape)
     if key not in graph.memo:

@@ -1,4 +1,5 @@
 """Binary elementwise ops (`IElementWiseLayer`), with broadcasting and scalar operands."""
+
 from __future__ import annotations
 
 from functools import partial

@@ -1,4 +1,5 @@
 """Matrix products (`IMatrixMultiplyLayer`) and the linear layer built on them."""
+
 from __future__ import annotations
 
 import numpy as np

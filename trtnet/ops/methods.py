@@ -3,10 +3,11 @@
 `tensor.py` never imports the ops: this module, imported by `trtnet.ops`, gives the data class its Python
 operators, each a one-line call into the functional op of the same meaning.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 from trtnet.ops.activation import gelu, gelu_tanh, hardsigmoid, hardswish, leaky_relu, relu, relu6, sigmoid, silu, tanh
 from trtnet.ops.elementwise import add, div, mul, pow, sub
@@ -49,19 +50,41 @@ def _softmax(self: Tensor, axis: int = -1) -> Tensor:
 
 
 METHODS = {
-    "__add__": add, "__radd__": lambda a, b: add(b, a),
-    "__sub__": sub, "__rsub__": lambda a, b: sub(b, a),
-    "__mul__": mul, "__rmul__": lambda a, b: mul(b, a),
-    "__truediv__": div, "__rtruediv__": lambda a, b: div(b, a),
-    "__pow__": pow, "__neg__": neg,
-    "__matmul__": matmul, "__rmatmul__": lambda a, b: matmul(b, a),
+    "__add__": add,
+    "__radd__": lambda a, b: add(b, a),
+    "__sub__": sub,
+    "__rsub__": lambda a, b: sub(b, a),
+    "__mul__": mul,
+    "__rmul__": lambda a, b: mul(b, a),
+    "__truediv__": div,
+    "__rtruediv__": lambda a, b: div(b, a),
+    "__pow__": pow,
+    "__neg__": neg,
+    "__matmul__": matmul,
+    "__rmatmul__": lambda a, b: matmul(b, a),
     "__getitem__": getitem,
-    "reshape": _reshape, "permute": _permute, "transpose": transpose, "flatten": _flatten,
-    "unsqueeze": unsqueeze, "squeeze": squeeze, "cast": cast,
-    "mean": _reduction(mean), "sum": _reduction(sum), "max": _reduction(amax), "softmax": _softmax,
+    "reshape": _reshape,
+    "permute": _permute,
+    "transpose": transpose,
+    "flatten": _flatten,
+    "unsqueeze": unsqueeze,
+    "squeeze": squeeze,
+    "cast": cast,
+    "mean": _reduction(mean),
+    "sum": _reduction(sum),
+    "max": _reduction(amax),
+    "softmax": _softmax,
     # The common activations, as torch.Tensor has them: x.gelu(), x.relu(), x.silu()...
-    "relu": relu, "relu6": relu6, "sigmoid": sigmoid, "tanh": tanh, "silu": silu, "gelu": gelu,
-    "gelu_tanh": gelu_tanh, "hardswish": hardswish, "hardsigmoid": hardsigmoid, "leaky_relu": leaky_relu,
+    "relu": relu,
+    "relu6": relu6,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "silu": silu,
+    "gelu": gelu,
+    "gelu_tanh": gelu_tanh,
+    "hardswish": hardswish,
+    "hardsigmoid": hardsigmoid,
+    "leaky_relu": leaky_relu,
 }
 
 

@@ -1,7 +1,8 @@
 """Normalisations and softmax. Under fp16/bf16 the policy may keep their arithmetic in fp32."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def scale_channels(x: Tensor, scale: np.ndarray | None, shift: np.ndarray | None
 
 def shift_elements(x: Tensor, shift: np.ndarray, axis: int = 1) -> Tensor:
     """x + shift, `shift` broadcast (in numpy) to `x.shape[axis:]`, as one `IScaleLayer` in ELEMENTWISE mode."""
-    trail = x.shape[normalize_axis(axis, x.ndim):]
+    trail = x.shape[normalize_axis(axis, x.ndim) :]
     if any(d < 0 for d in trail):
         raise NetworkError(f"shift_elements of {x}: dims from axis {axis} on must be static")
     return _scale(x, "ELEMENTWISE", None, np.broadcast_to(shift, trail), axis)
@@ -42,21 +43,29 @@ def _scale(x: Tensor, mode: str, scale: np.ndarray | None, shift: np.ndarray | N
     def weights(w: np.ndarray | None):
         return graph.no_weights(x.dtype) if w is None else graph.weights(np.ascontiguousarray(w).ravel(), x.dtype)
 
-    layer = graph.network.add_scale_nd(x.itensor, getattr(trt.ScaleMode, mode), weights(shift), weights(scale),
-                                       graph.no_weights(x.dtype), normalize_axis(axis, x.ndim))
+    layer = graph.network.add_scale_nd(
+        x.itensor,
+        getattr(trt.ScaleMode, mode),
+        weights(shift),
+        weights(scale),
+        graph.no_weights(x.dtype),
+        normalize_axis(axis, x.ndim),
+    )
     return out(layer, "scale" if scale is not None else "bias")
 
 
-def batch_norm(x: Tensor, mean: np.ndarray, var: np.ndarray, weight: np.ndarray, bias: np.ndarray,
-               eps: float) -> Tensor:
+def batch_norm(
+    x: Tensor, mean: np.ndarray, var: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
+) -> Tensor:
     """Eval-mode `F.batch_norm` over axis 1, folded in float64 into one per-channel scale and shift."""
     scale = weight.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     shift = bias.astype(np.float64) - mean.astype(np.float64) * scale
     return scale_channels(x, scale.astype(np.float32), shift.astype(np.float32))
 
 
-def layer_norm(x: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5,
-               axes: int | Sequence[int] = (-1,)) -> Tensor:
+def layer_norm(
+    x: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5, axes: int | Sequence[int] = (-1,)
+) -> Tensor:
     """`F.layer_norm` over `axes` (any of them: `axes=1` normalises the channels of an NCHW tensor, as timm's
     `LayerNorm2d` and ConvNeXt's channels-last LayerNorm after its permute do), as one `INormalizationLayer`.
 

@@ -1,7 +1,8 @@
 """Pooling (`IPoolingLayer`) with PyTorch's output-size rules, ceil mode included."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from trtnet.backend import get_trt
 from trtnet.errors import NetworkError
@@ -40,20 +41,33 @@ def _pool(x: Tensor, kind: str, kernel, stride, padding, ceil_mode: bool, count_
         # padding that is "exclude padding"; with both, TensorRT has no way to say it.
         ceil_overhang = tuple(post) != p
         if count_include_pad and ceil_overhang and any(p):
-            raise NetworkError(f"avg_pool2d at {graph.path or 'top level'}: ceil_mode with padding and "
-                               "count_include_pad=True has no TensorRT equivalent")
+            raise NetworkError(
+                f"avg_pool2d at {graph.path or 'top level'}: ceil_mode with padding and "
+                "count_include_pad=True has no TensorRT equivalent"
+            )
         layer.average_count_excludes_padding = not count_include_pad or ceil_overhang
     return out(layer, kind.lower() + "_pool")
 
 
-def max_pool2d(x: Tensor, kernel: int | Sequence[int], stride: int | Sequence[int] | None = None,
-               padding: int | Sequence[int] = 0, ceil_mode: bool = False) -> Tensor:
+def max_pool2d(
+    x: Tensor,
+    kernel: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+) -> Tensor:
     """`F.max_pool2d` (padding never wins the max, as in PyTorch)."""
     return _pool(x, "MAX", kernel, stride, padding, ceil_mode, False)
 
 
-def avg_pool2d(x: Tensor, kernel: int | Sequence[int], stride: int | Sequence[int] | None = None,
-               padding: int | Sequence[int] = 0, ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
+def avg_pool2d(
+    x: Tensor,
+    kernel: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
     """`F.avg_pool2d`."""
     return _pool(x, "AVERAGE", kernel, stride, padding, ceil_mode, count_include_pad)
 
@@ -71,7 +85,9 @@ def adaptive_avg_pool2d(x: Tensor, size: int | Sequence[int]) -> Tensor:
     if tuple(in_hw) == out_hw:
         return x
     if any(i < 0 or i % o for i, o in zip(in_hw, out_hw)):
-        raise NetworkError(f"adaptive_avg_pool2d at {current_graph().path or 'top level'}: input {tuple(in_hw)} is "
-                           f"not a multiple of the output {out_hw}; only equal tiles are supported")
+        raise NetworkError(
+            f"adaptive_avg_pool2d at {current_graph().path or 'top level'}: input {tuple(in_hw)} is "
+            f"not a multiple of the output {out_hw}; only equal tiles are supported"
+        )
     kernel = tuple(i // o for i, o in zip(in_hw, out_hw))
     return avg_pool2d(x, kernel, kernel)

@@ -16,10 +16,11 @@ Each quantization point is recorded on the graph, `key -> tensor name`, whatever
 network that calibration runs in the interpreter names the tensors to measure by the keys the int8 network
 looks their ranges up by. A key is the name of the layer that consumes the tensor (`layer1.0.conv1/conv`).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -67,6 +68,7 @@ def fake_quantize(x: Tensor, amax: float | np.ndarray, fmt: str, axis: int | Non
 
 # -- placement ---------------------------------------------------------------------------------------
 
+
 def quant_points(graph: Graph) -> dict[str, str]:
     """The quantization points emitted so far: key (the consuming layer's name) -> the quantized tensor's name."""
     return graph.memo.setdefault("quant_points", {})
@@ -95,8 +97,9 @@ def _activation(graph: Graph, key: str, x: Tensor) -> Tensor | None:
     return graph.memo[memo]
 
 
-def weighted_inputs(x: Tensor, weight: np.ndarray, op: str,
-                    shape: Sequence[int] | None = None) -> tuple[Tensor, Tensor | None]:
+def weighted_inputs(
+    x: Tensor, weight: np.ndarray, op: str, shape: Sequence[int] | None = None
+) -> tuple[Tensor, Tensor | None]:
     """The input and weights of the weighted layer about to be emitted as `<module path>/<op>`.
 
     Under int8/fp8, unless calibration keeps this layer in higher precision, the input goes through a per-tensor

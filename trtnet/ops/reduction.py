@@ -1,8 +1,9 @@
 """Reductions (`IReduceLayer`)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 from trtnet.backend import get_trt
 from trtnet.graph import current_graph
@@ -12,8 +13,9 @@ from trtnet.tensor import Tensor
 
 def reduce(x: Tensor, axis: int | Sequence[int], keepdim: bool = False, op: str = "SUM") -> Tensor:
     """Reduce over `axis` with `trt.ReduceOperation.<op>`."""
-    layer = current_graph().network.add_reduce(x.itensor, getattr(get_trt().ReduceOperation, op),
-                                               axes_mask(axis, x.ndim), keepdim)
+    layer = current_graph().network.add_reduce(
+        x.itensor, getattr(get_trt().ReduceOperation, op), axes_mask(axis, x.ndim), keepdim
+    )
     return out(layer, op.lower())
 
 

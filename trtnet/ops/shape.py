@@ -1,7 +1,9 @@
 """Shape ops: reshape, permute, slicing, concatenation, padding, resizing, gathering, casting."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +36,12 @@ def permute(x: Tensor, order: Sequence[int]) -> Tensor:
     return out(layer, "permute")
 
 
-def shuffle(x: Tensor, first: Sequence[int] | None = None, shape: Sequence[int] | None = None,
-            second: Sequence[int] | None = None) -> Tensor:
+def shuffle(
+    x: Tensor,
+    first: Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
+    second: Sequence[int] | None = None,
+) -> Tensor:
     """`x.permute(*first).reshape(*shape).permute(*second)` as the one `IShuffleLayer` TensorRT has for it.
 
     >>> y = ops.shuffle(o, first=(0, 2, 1, 3), shape=(b, s, h * d))   # merge attention heads: one layer
@@ -72,12 +78,14 @@ def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
     """`torch.flatten(x, start, end)`; dynamic dims outside the flattened range are kept."""
     start, end = normalize_axis(start, x.ndim), normalize_axis(end, x.ndim)
     dims = x.shape
-    merged = dims[start:end + 1]
+    merged = dims[start : end + 1]
     if any(d < 0 for d in merged) and sum(d < 0 for d in dims) > 1 and len(merged) > 1:
-        raise NetworkError(f"flatten of {x} over axes {start}..{end}: merging a dynamic dim is only possible when "
-                           "it is the only dynamic dim")
+        raise NetworkError(
+            f"flatten of {x} over axes {start}..{end}: merging a dynamic dim is only possible when "
+            "it is the only dynamic dim"
+        )
     size = -1 if any(d < 0 for d in merged) else int(np.prod(merged))
-    return reshape(x, dims[:start] + (size,) + dims[end + 1:])
+    return reshape(x, dims[:start] + (size,) + dims[end + 1 :])
 
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
@@ -89,7 +97,7 @@ def squeeze(x: Tensor, axis: int) -> Tensor:
     axis = normalize_axis(axis, x.ndim)
     if x.shape[axis] != 1:
         raise NetworkError(f"squeeze of {x}: axis {axis} has size {x.shape[axis]}, not 1")
-    return reshape(x, x.shape[:axis] + x.shape[axis + 1:])
+    return reshape(x, x.shape[:axis] + x.shape[axis + 1 :])
 
 
 def concat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -166,7 +174,7 @@ def getitem(x: Tensor, index) -> Tensor:
         raise NetworkError(f"index of {x}: {n_real} indices for rank {x.ndim}")
     if Ellipsis in index:
         at = index.index(Ellipsis)
-        index = index[:at] + (slice(None),) * (x.ndim - n_real) + index[at + 1:]
+        index = index[:at] + (slice(None),) * (x.ndim - n_real) + index[at + 1 :]
     else:
         index = index + (slice(None),) * (x.ndim - n_real)
     start, size, stride, final, dim = [], [], [], [], 0
@@ -188,8 +196,10 @@ def getitem(x: Tensor, index) -> Tensor:
                 # A dynamic dim takes a slice of known size only: from a start >= 0 to a stop >= it, step 1.
                 b, e = i.start or 0, i.stop
                 if i.step not in (None, 1) or e is None or b < 0 or e < b:
-                    raise NetworkError(f"index of {x}: axis {dim} is dynamic; it takes ':' or a slice a:b with "
-                                       f"0 <= a <= b and step 1, not {i}")
+                    raise NetworkError(
+                        f"index of {x}: axis {dim} is dynamic; it takes ':' or a slice a:b with "
+                        f"0 <= a <= b and step 1, not {i}"
+                    )
                 start.append(b), size.append(e - b), stride.append(1)
                 final.append(e - b)
             else:
@@ -251,7 +261,9 @@ def pad(x: Tensor, pads: Sequence[int], value: float = 0.0) -> Tensor:
     layer = graph.network.add_slice(x.itensor, tuple(starts), tuple(max(d, 0) for d in sizes), (1,) * x.ndim)
     dynamic = [d < 0 for d in x.shape]
     if any(dynamic):  # a dynamic dim (the batch): its padded size is known at run time only
-        layer.set_input(2, _runtime_size(x, dynamic, [e if dyn else d for e, dyn, d in zip(extra, dynamic, sizes)]).itensor)
+        layer.set_input(
+            2, _runtime_size(x, dynamic, [e if dyn else d for e, dyn, d in zip(extra, dynamic, sizes)]).itensor
+        )
     layer.mode = get_trt().SampleMode.FILL
     if value != 0.0:
         layer.set_input(4, constant(np.array([value], np.float32), x.dtype, op="pad_value").itensor)

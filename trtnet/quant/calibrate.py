@@ -11,6 +11,7 @@ is measured, and its range (amax) chosen by one of:
 Histograms cover [0, max |x|] in bins of one fixed width; a later batch with a larger value adds bins of the same
 width, so the result depends only on the batches and their order: calibration is deterministic.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,9 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from trtnet.quant.ranges import Calibration
 from trtnet.errors import CalibrationError
 from trtnet.nn.module import Module
+from trtnet.quant.ranges import Calibration
 
 METHODS = ("max", "percentile", "entropy", "mse")
 KEEP_RULES = ("first", "last")
@@ -139,19 +140,23 @@ def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
     if isinstance(batch, Mapping):
         arrays = [batch[n] if n in batch else None for n in declared]
         if any(a is None for a in arrays) or len(batch) != len(declared):
-            raise CalibrationError(f"a calibration batch names inputs {sorted(batch)}; "
-                                   f"{type(model).__name__} takes {declared}")
+            raise CalibrationError(
+                f"a calibration batch names inputs {sorted(batch)}; {type(model).__name__} takes {declared}"
+            )
     elif isinstance(batch, np.ndarray):
         arrays = [batch]
     else:
         arrays = list(batch)
     if len(arrays) != len(declared):
-        raise CalibrationError(f"a calibration batch has {len(arrays)} arrays; {type(model).__name__} takes "
-                               f"{len(declared)} inputs ({', '.join(declared)})")
+        raise CalibrationError(
+            f"a calibration batch has {len(arrays)} arrays; {type(model).__name__} takes "
+            f"{len(declared)} inputs ({', '.join(declared)})"
+        )
     feeds = {n: np.asarray(a) for n, a in zip(declared, arrays)}
     if len({a.shape[0] if a.ndim else None for a in feeds.values()}) != 1 or any(a.ndim == 0 for a in feeds.values()):
-        raise CalibrationError(f"calibration batch inputs disagree on the batch size: "
-                               f"{ {n: a.shape for n, a in feeds.items()} }")
+        raise CalibrationError(
+            f"calibration batch inputs disagree on the batch size: { {n: a.shape for n, a in feeds.items()} }"
+        )
     return feeds
 
 
@@ -183,9 +188,12 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
         return t is not None and t.name in producer and type_name(producer[t.name]) != "CONSTANT"
 
     def residual_join(layer: Any) -> bool:
-        return type_name(layer) == "ELEMENTWISE" and layer.num_inputs == 2 and \
-            all(computed(layer.get_input(j)) for j in range(2)) and \
-            _elementwise_op(layer) == "SUM"
+        return (
+            type_name(layer) == "ELEMENTWISE"
+            and layer.num_inputs == 2
+            and all(computed(layer.get_input(j)) for j in range(2))
+            and _elementwise_op(layer) == "SUM"
+        )
 
     def walk(starts: list[str], step, label: str) -> None:
         seen, todo = set(), list(starts)
@@ -235,8 +243,14 @@ class RangeStats:
     batches: int
     samples: int
 
-    def calibration(self, method: str = "max", *, percentile: float = 99.99, precision: str = "int8",
-                    keep: Sequence[str] = ("last",)) -> Calibration:
+    def calibration(
+        self,
+        method: str = "max",
+        *,
+        percentile: float = 99.99,
+        precision: str = "int8",
+        keep: Sequence[str] = ("last",),
+    ) -> Calibration:
         _check_method(method, precision, percentile)
         if method != "max" and any(h.counts is None and h.amax > 0 for h in self.stats.values()):
             raise CalibrationError(f"method {method!r} needs histograms: measure with histograms=True")
@@ -260,8 +274,8 @@ def _check_method(method: str, precision: str, percentile: float) -> None:
 def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, bins: int = 2048) -> RangeStats:
     """Run the fp32 network of `model` in the interpreter over `batches`, recording every quantized tensor."""
     from trtnet.builder.emit import emit
-    from trtnet.ops.quantize import quant_points
     from trtnet.interpreter import Interpreter, run_network_capture
+    from trtnet.ops.quantize import quant_points
 
     stats: dict[str, Histogram] = {}
     nets: dict[tuple, Any] = {}
@@ -272,8 +286,9 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
         feeds = _feeds(model, batch)
         shapes = tuple((n, a.shape) for n, a in feeds.items())
         if shapes not in nets:
-            nets[shapes] = emit(model, next(iter(feeds.values())).shape[0], precision="fp32",
-                                input_shapes={n: s[1:] for n, s in shapes})
+            nets[shapes] = emit(
+                model, next(iter(feeds.values())).shape[0], precision="fp32", input_shapes={n: s[1:] for n, s in shapes}
+            )
             prepared[shapes] = Interpreter(nets[shapes].network)
         net = nets[shapes]
         points = quant_points(net.owner)
@@ -293,8 +308,16 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
     return RangeStats(type(model).__name__, next(iter(nets.values())).network, dict(points), stats, count, samples)
 
 
-def calibrate(model: Module, batches: Iterable[Any], method: str = "max", *, percentile: float = 99.99,
-              precision: str = "int8", keep: Sequence[str] = ("last",), bins: int = 2048) -> Calibration:
+def calibrate(
+    model: Module,
+    batches: Iterable[Any],
+    method: str = "max",
+    *,
+    percentile: float = 99.99,
+    precision: str = "int8",
+    keep: Sequence[str] = ("last",),
+    bins: int = 2048,
+) -> Calibration:
     """Measure the ranges of the tensors an int8/fp8 network of `model` quantizes, over `batches`.
 
     Each batch is an array (one-input models), a sequence of arrays in input order, or {input name: array}.
@@ -315,8 +338,10 @@ def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[
     names = [k for k in keep if k not in KEEP_RULES]
     unknown = [n for n in names if n not in points]
     if unknown:
-        raise CalibrationError(f"keep names {unknown}, which are not quantized layers of this model "
-                               f"(those are e.g. {weighted[:3]}) nor one of {KEEP_RULES}")
+        raise CalibrationError(
+            f"keep names {unknown}, which are not quantized layers of this model "
+            f"(those are e.g. {weighted[:3]}) nor one of {KEEP_RULES}"
+        )
     kept = {k: f"{label} layer" for k, label in edge_layers(network, weighted).items() if label in rules}
     kept.update({n: "kept by name" for n in names})
     return {k: kept[k] for k in points if k in kept}
@@ -337,5 +362,5 @@ def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **opt
     if missing:
         raise CalibrationError(f"calibration data {data}: has arrays {sorted(arrays)}, the model takes {names}")
     n = min(len(arrays[k]) for k in names)
-    batches = [{k: arrays[k][i:i + batch] for k in names} for i in range(0, n, batch)]
+    batches = [{k: arrays[k][i : i + batch] for k in names} for i in range(0, n, batch)]
     return calibrate(model, batches, **options)

@@ -8,6 +8,7 @@ their per-channel ranges are read from the weights when the network is built.
     {"format": "trtnet-calibration", "version": 1, "model": "ResNet", "method": "max",
      "batches": 4, "samples": 32, "amax": {"conv1/conv": 2.64, ...}, "keep": {"fc/matmul": "last layer"}}
 """
+
 from __future__ import annotations
 
 import json
@@ -42,13 +43,21 @@ class Calibration:
             return self.amax[key]
         except KeyError:
             where = f"calibration file {self.source}" if self.source else "the calibration"
-            raise NetworkError(f"{where} has no range for layer {key!r}: it was measured on another model or "
-                               f"configuration; run trtnet.calibrate on this one") from None
+            raise NetworkError(
+                f"{where} has no range for layer {key!r}: it was measured on another model or "
+                f"configuration; run trtnet.calibrate on this one"
+            ) from None
 
     # -- JSON ----------------------------------------------------------------------------------------
     def to_json(self) -> str:
-        doc = {"format": FORMAT, "version": VERSION, **self.meta, "method": self.method,
-               "amax": self.amax, "keep": self.keep}
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            **self.meta,
+            "method": self.method,
+            "amax": self.amax,
+            "keep": self.keep,
+        }
         return json.dumps(doc, indent=1) + "\n"
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -65,22 +74,21 @@ class Calibration:
         return path
 
     @classmethod
-    def from_json(cls, text: str, source: str = "") -> "Calibration":
+    def from_json(cls, text: str, source: str = "") -> Calibration:
         where = f"calibration file {source}" if source else "calibration"
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError) as e:
             raise CalibrationError(f"{where}: not JSON ({e})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise CalibrationError(f"{where}: not a trtnet calibration file (no \"format\": \"{FORMAT}\")")
+            raise CalibrationError(f'{where}: not a trtnet calibration file (no "format": "{FORMAT}")')
         if doc.get("version") != VERSION:
             raise CalibrationError(f"{where}: version {doc.get('version')!r}, this trtnet reads version {VERSION}")
         amax, keep, method = doc.get("amax"), doc.get("keep", {}), doc.get("method")
         if not isinstance(amax, dict) or not isinstance(keep, dict) or not isinstance(method, str):
-            raise CalibrationError(f"{where}: \"amax\" and \"keep\" must be objects and \"method\" a string")
+            raise CalibrationError(f'{where}: "amax" and "keep" must be objects and "method" a string')
         for key, value in amax.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise CalibrationError(f"{where}: amax of {key!r} is {value!r}, not a finite number >= 0")
         for key, value in keep.items():
             if not isinstance(value, str):
@@ -89,7 +97,7 @@ class Calibration:
         return cls({k: float(v) for k, v in amax.items()}, dict(keep), method, meta, source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Calibration":
+    def load(cls, path: str | os.PathLike) -> Calibration:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
@@ -97,7 +105,7 @@ class Calibration:
         return cls.from_json(text, str(path))
 
 
-def as_calibration(value: "Calibration | str | os.PathLike | None") -> "Calibration | None":
+def as_calibration(value: Calibration | str | os.PathLike | None) -> Calibration | None:
     """A `Calibration`, loading it when given a path."""
     if value is None or isinstance(value, Calibration):
         return value

@@ -4,11 +4,13 @@
 torch tensors, objects with `__cuda_array_interface__` or `__dlpack__`) from Python attributes alone;
 `check_call` holds them against the engine's specs (count, dtype, shape, batch range, device, contiguity).
 """
+
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from trtnet.runtime.plan import TensorSpec
 __all__ = ["Array", "Call", "check_call", "describe", "graph_key", "output_binding", "producer_streams"]
 
 HOST, DEVICE = "host", "cuda"
+
 
 @dataclass
 class Array:
@@ -61,8 +64,18 @@ def _c_contiguous(shape: Sequence[int], strides: Sequence[int] | None, itemsize:
 
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
-_DLPACK_DTYPES = {(0, 8): "int8", (0, 16): "int16", (0, 32): "int32", (0, 64): "int64", (1, 8): "uint8",
-                  (2, 16): "float16", (2, 32): "float32", (2, 64): "float64", (4, 16): "bfloat16", (6, 8): "bool"}
+_DLPACK_DTYPES = {
+    (0, 8): "int8",
+    (0, 16): "int16",
+    (0, 32): "int32",
+    (0, 64): "int64",
+    (1, 8): "uint8",
+    (2, 16): "float16",
+    (2, 32): "float32",
+    (2, 64): "float64",
+    (4, 16): "bfloat16",
+    (6, 8): "bool",
+}
 
 
 def describe(x: Any, name: str) -> Array:
@@ -78,9 +91,18 @@ def describe(x: Any, name: str) -> Array:
         shape = tuple(int(d) for d in cai["shape"])
         dtype = np.dtype(cai["typestr"])
         strides = tuple(cai["strides"]) if cai.get("strides") is not None else None
-        return Array(name, shape, dtype.name, f"{DEVICE}:{_device_index(x)}", kind, ptr=int(cai["data"][0]),
-                     contiguous=_c_contiguous(shape, strides, dtype.itemsize), strides=strides,
-                     stream=cai.get("stream"), obj=x)
+        return Array(
+            name,
+            shape,
+            dtype.name,
+            f"{DEVICE}:{_device_index(x)}",
+            kind,
+            ptr=int(cai["data"][0]),
+            contiguous=_c_contiguous(shape, strides, dtype.itemsize),
+            strides=strides,
+            stream=cai.get("stream"),
+            obj=x,
+        )
     if hasattr(x, "__dlpack_device__"):
         dev_type, dev_id = x.__dlpack_device__()
         if int(dev_type) == _DLPACK_CPU:
@@ -91,13 +113,17 @@ def describe(x: Any, name: str) -> Array:
             return Array(name, tuple(host.shape), host.dtype.name, HOST, kind, host=host, obj=x)
         if int(dev_type) == _DLPACK_CUDA:
             return _dlpack_device_array(x, name, kind, int(dev_id))
-        raise EngineError(f"input {name!r}: a {kind} on DLPack device type {int(dev_type)}; trtnet takes host "
-                          "arrays or CUDA device tensors")
+        raise EngineError(
+            f"input {name!r}: a {kind} on DLPack device type {int(dev_type)}; trtnet takes host "
+            "arrays or CUDA device tensors"
+        )
     if hasattr(x, "__array__") and hasattr(x, "shape"):
         host = np.asarray(x)
         return Array(name, tuple(host.shape), host.dtype.name, HOST, kind, host=host, obj=x)
-    raise EngineError(f"input {name!r}: expected a numpy array or a CUDA tensor (torch, __cuda_array_interface__, "
-                      f"__dlpack__), got {kind}")
+    raise EngineError(
+        f"input {name!r}: expected a numpy array or a CUDA tensor (torch, __cuda_array_interface__, "
+        f"__dlpack__), got {kind}"
+    )
 
 
 def _cuda_array_interface(x: Any, name: str) -> dict | None:
@@ -126,9 +152,15 @@ class _DLDataType(ctypes.Structure):
 
 
 class _DLTensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
-                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("device", _DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", _DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
 
 
 def _dlpack_device_array(x: Any, name: str, kind: str, dev_id: int) -> Array:
@@ -143,12 +175,27 @@ def _dlpack_device_array(x: Any, name: str, kind: str, dev_id: int) -> Array:
         raise EngineError(f"input {name!r}: DLPack dtype code {t.dtype.code}, {t.dtype.bits} bits is not supported")
     itemsize = t.dtype.bits // 8
     strides = tuple(t.strides[i] * itemsize for i in range(t.ndim)) if t.strides else None
-    return Array(name, shape, dtype, f"{DEVICE}:{dev_id}", kind, ptr=int(t.data or 0) + int(t.byte_offset),
-                 contiguous=_c_contiguous(shape, strides, itemsize), strides=strides, obj=x, keep=capsule)
+    return Array(
+        name,
+        shape,
+        dtype,
+        f"{DEVICE}:{dev_id}",
+        kind,
+        ptr=int(t.data or 0) + int(t.byte_offset),
+        contiguous=_c_contiguous(shape, strides, itemsize),
+        strides=strides,
+        obj=x,
+        keep=capsule,
+    )
 
 
-def check_call(specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec], device: int, inputs: Sequence[Any],
-               out: Sequence[Any] | None = None) -> Call:
+def check_call(
+    specs: Sequence[TensorSpec],
+    out_specs: Sequence[TensorSpec],
+    device: int,
+    inputs: Sequence[Any],
+    out: Sequence[Any] | None = None,
+) -> Call:
     """Check one call of an engine taking `specs` and writing `out_specs` on GPU `device`, without touching
     CUDA; returns what the runner needs. A bad input is an `EngineError` naming it, what was given and what
     the engine allows."""
@@ -162,31 +209,40 @@ def check_call(specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec], dev
             raise EngineError(f"input {spec.name!r}: dtype {a.dtype} given, the engine takes {spec.dtype}")
         (lo_shape, hi_shape) = spec.shape_range()
         rank_ok = len(a.shape) == len(spec.shape) and all(
-            lo <= d <= hi for d, lo, hi in zip(a.shape[1:], lo_shape[1:], hi_shape[1:]))
+            lo <= d <= hi for d, lo, hi in zip(a.shape[1:], lo_shape[1:], hi_shape[1:])
+        )
         if not rank_ok:
-            raise EngineError(f"input {spec.name!r}: shape {list(a.shape)} given, the engine takes "
-                              f"{spec.allowed()}")
+            raise EngineError(f"input {spec.name!r}: shape {list(a.shape)} given, the engine takes {spec.allowed()}")
         lo, hi = spec.batch_range()
         if not lo <= a.shape[0] <= hi:
-            where = (f"its optimization profile allows batch {lo}..{hi}" if lo != hi
-                     else f"it was built for batch {lo} (build with batch_size=(min, opt, max) for a range)")
+            where = (
+                f"its optimization profile allows batch {lo}..{hi}"
+                if lo != hi
+                else f"it was built for batch {lo} (build with batch_size=(min, opt, max) for a range)"
+            )
             raise EngineError(f"input {spec.name!r}: batch {a.shape[0]} given (shape {list(a.shape)}), {where}")
         if batch is not None and a.shape[0] != batch[1]:
-            raise EngineError(f"input {spec.name!r}: batch {a.shape[0]}, but input {batch[0]!r} has batch "
-                              f"{batch[1]}: all inputs share the batch size")
+            raise EngineError(
+                f"input {spec.name!r}: batch {a.shape[0]}, but input {batch[0]!r} has batch "
+                f"{batch[1]}: all inputs share the batch size"
+            )
         batch = batch or (spec.name, a.shape[0])
     first = arrays[0]
     for a in arrays[1:]:
         if a.device != first.device:
-            raise EngineError(f"input {a.name!r} is on {a.where}, but input {first.name!r} is on "
-                              f"{first.where}: pass all inputs on the host or all on the same GPU")
+            raise EngineError(
+                f"input {a.name!r} is on {a.where}, but input {first.name!r} is on "
+                f"{first.where}: pass all inputs on the host or all on the same GPU"
+            )
     on_device = first.device != HOST
     if on_device and first.device != f"{DEVICE}:{device}":
         raise EngineError(f"input {first.name!r} is on {first.where}, but the engine runs on cuda:{device}")
     for a in arrays:
         if not a.contiguous:
-            raise EngineError(f"input {a.name!r}: not contiguous (strides {a.strides}); pass a contiguous "
-                              "tensor (e.g. .contiguous()): device inputs are used in place, without a copy")
+            raise EngineError(
+                f"input {a.name!r}: not contiguous (strides {a.strides}); pass a contiguous "
+                "tensor (e.g. .contiguous()): device inputs are used in place, without a copy"
+            )
     n = batch[1] if batch else 0
     out_arrays = None
     if out is not None:
@@ -204,8 +260,10 @@ def check_call(specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec], dev
             if o.dtype != s.dtype:
                 raise EngineError(f"output {s.name!r}: out= tensor has dtype {o.dtype}, the engine writes {s.dtype}")
             if tuple(o.shape) != want and -1 not in s.shape[1:]:
-                raise EngineError(f"output {s.name!r}: out= tensor has shape {list(o.shape)}, the engine "
-                                  f"writes {list(want)} at batch {n}")
+                raise EngineError(
+                    f"output {s.name!r}: out= tensor has shape {list(o.shape)}, the engine "
+                    f"writes {list(want)} at batch {n}"
+                )
             if not o.contiguous:
                 raise EngineError(f"output {s.name!r}: out= tensor is not contiguous")
     return Call(arrays, n, on_device, out_arrays)

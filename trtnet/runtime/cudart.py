@@ -4,6 +4,7 @@ cuda-python returns `(error, *values)` from every call; `check` turns a non-zero
 naming the call. cuda-python imports on a machine with no GPU (its calls then return an error code), so
 `device_problem()` can say plainly why nothing can run.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -22,8 +23,10 @@ def cudart() -> ModuleType:
     try:
         from cuda.bindings import runtime
     except ImportError as e:
-        raise EngineError("running an engine needs cuda-python: pip install 'trtnet[cuda]' "
-                          f"(or `pip install cuda-python`); import failed: {e}") from e
+        raise EngineError(
+            "running an engine needs cuda-python: pip install 'trtnet[cuda]' "
+            f"(or `pip install cuda-python`); import failed: {e}"
+        ) from e
     return runtime
 
 
@@ -64,8 +67,10 @@ def device_problem() -> str | None:
 def require_device() -> None:
     problem = device_problem()
     if problem is not None:
-        raise EngineError(f"cannot run the engine: {problem}. trtnet builds engines without a GPU "
-                          "(trtnet.build, Engine.save), but running one needs a CUDA GPU")
+        raise EngineError(
+            f"cannot run the engine: {problem}. trtnet builds engines without a GPU "
+            "(trtnet.build, Engine.save), but running one needs a CUDA GPU"
+        )
 
 
 def compute_capability(device: int = 0) -> str | None:
@@ -117,7 +122,7 @@ class Event:
     def synchronize(self) -> None:
         check(cudart().cudaEventSynchronize(self.handle), "cudaEventSynchronize")
 
-    def since(self, start: "Event") -> float:
+    def since(self, start: Event) -> float:
         """Milliseconds from `start` to this event (both recorded and complete)."""
         return float(check(cudart().cudaEventElapsedTime(start.handle, self.handle), "cudaEventElapsedTime"))
 
@@ -165,8 +170,11 @@ class HostBuffer(DeviceBuffer):
 def memcpy_async(dst: int, src: int, nbytes: int, kind: str, stream: Stream) -> None:
     """Copy `nbytes` on `stream`; `kind` is 'h2d', 'd2h' or 'd2d'."""
     rt = cudart()
-    kinds = {"h2d": rt.cudaMemcpyKind.cudaMemcpyHostToDevice, "d2h": rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-             "d2d": rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice}
+    kinds = {
+        "h2d": rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+        "d2h": rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+        "d2d": rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+    }
     if nbytes:
         check(rt.cudaMemcpyAsync(dst, src, nbytes, kinds[kind], stream.handle), f"cudaMemcpyAsync({kind})")
 
@@ -176,8 +184,10 @@ class Graph:
 
     def __init__(self, stream: Stream, enqueue) -> None:
         rt = cudart()
-        check(rt.cudaStreamBeginCapture(stream.handle, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
-              "cudaStreamBeginCapture")
+        check(
+            rt.cudaStreamBeginCapture(stream.handle, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+            "cudaStreamBeginCapture",
+        )
         try:
             enqueue()
         finally:
@@ -213,12 +223,20 @@ class DeviceArray:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "version": 3,
-                "strides": None, "stream": None}
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
 
     def numpy(self) -> np.ndarray:
         host = np.empty(self.shape, self.dtype)
         rt = cudart()
-        check(rt.cudaMemcpy(host.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
-              "cudaMemcpy(d2h)")
+        check(
+            rt.cudaMemcpy(host.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+            "cudaMemcpy(d2h)",
+        )
         return host

@@ -11,6 +11,7 @@ Several runners on one engine run concurrently; one context is never shared betw
 A plan this GPU refuses raises `PlanRejected` when first loaded. The runtime knows plans, not models: it never
 rebuilds anything (the builder asks before it hands out a cached plan; see `trtnet.build`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,17 +19,15 @@ import numbers
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 from trtnet.backend import get_backend, get_trt, logger
+from trtnet.errors import EngineError, TrtnetError
 from trtnet.runtime.bindings import Call, check_call
 from trtnet.runtime.cudart import DeviceArray, check, compute_capability, cudart, require_device
-from trtnet.errors import EngineError
-from trtnet.errors import TrtnetError
 from trtnet.runtime.plan import Plan, atomic_write, read_regular_file
 from trtnet.runtime.runner import Runner
 from trtnet.target import cache_dir
@@ -68,7 +67,7 @@ class Engine(Plan):
             self._default = self.runner()
         return self._default.run(call)
 
-    def runner(self, cuda_graph: bool = False) -> "Runner":
+    def runner(self, cuda_graph: bool = False) -> Runner:
         """A new execution context on a new CUDA stream. Use one runner per concurrent stream of requests.
 
         `cuda_graph=True` captures the enqueue into a CUDA graph after one ordinary run for each set of input
@@ -77,8 +76,9 @@ class Engine(Plan):
         require_device()
         return Runner(self, cuda_graph=cuda_graph)
 
-    def throughput(self, *inputs: Any, streams: int = 2, requests: int = 100,
-                   cuda_graph: bool = False) -> dict[str, float]:
+    def throughput(
+        self, *inputs: Any, streams: int = 2, requests: int = 100, cuda_graph: bool = False
+    ) -> dict[str, float]:
         """Keep `streams` requests in flight (one runner each) for `requests` requests; inferences per second."""
         for name, value in (("streams", streams), ("requests", requests)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -102,10 +102,15 @@ class Engine(Plan):
             for r in runners:
                 r.close()
         batch = call.batch
-        return {"streams": streams, "requests": requests, "seconds": seconds,
-                "inferences_per_second": requests * batch / seconds, "requests_per_second": requests / seconds}
+        return {
+            "streams": streams,
+            "requests": requests,
+            "seconds": seconds,
+            "inferences_per_second": requests * batch / seconds,
+            "requests_per_second": requests / seconds,
+        }
 
-    def loaded(self) -> "_Loaded":
+    def loaded(self) -> _Loaded:
         """The deserialized engine (deserialized on first use; needs a GPU)."""
         if self._loaded is None:
             self._loaded = _Loaded.create(self)
@@ -134,7 +139,7 @@ class _Loaded:
     configs: list = field(default_factory=list)  # runtime configs stay alive as long as their contexts
 
     @classmethod
-    def create(cls, engine: Engine) -> "_Loaded":
+    def create(cls, engine: Engine) -> _Loaded:
         require_device()
         check(cudart().cudaSetDevice(engine.device), f"cudaSetDevice({engine.device})")
         here = compute_capability(engine.device)
@@ -146,14 +151,21 @@ class _Loaded:
         if hasattr(runtime, "get_engine_validity"):
             validity, diagnostics = runtime.get_engine_validity(engine.plan)
             if validity == trt.EngineValidity.INVALID:
-                reasons = [n.lower().replace("_", " ") for n, v in trt.EngineInvalidityDiagnostics.__members__.items()
-                           if int(diagnostics) & int(v)]
-                raise _reject(engine, f"{get_backend()} says the plan is invalid here "
-                                      f"({', '.join(reasons) or 'no reason given'})")
+                reasons = [
+                    n.lower().replace("_", " ")
+                    for n, v in trt.EngineInvalidityDiagnostics.__members__.items()
+                    if int(diagnostics) & int(v)
+                ]
+                raise _reject(
+                    engine, f"{get_backend()} says the plan is invalid here ({', '.join(reasons) or 'no reason given'})"
+                )
         cuda_engine = runtime.deserialize_cuda_engine(engine.plan)
         if cuda_engine is None:
-            raise _reject(engine, f"{get_backend()} could not deserialize it (another TensorRT version, another "
-                                  "GPU, or a damaged plan; see TensorRT's log above)")
+            raise _reject(
+                engine,
+                f"{get_backend()} could not deserialize it (another TensorRT version, another "
+                "GPU, or a damaged plan; see TensorRT's log above)",
+            )
         loaded = cls(engine, runtime, cuda_engine)
         if get_backend().has("create_runtime_config") and hasattr(trt.IRuntimeConfig, "create_runtime_cache"):
             loaded._open_runtime_cache()
@@ -173,12 +185,14 @@ class _Loaded:
             try:
                 blob = read_regular_file(path, limit=_RUNTIME_CACHE_LIMIT, what="runtime cache")
             except (OSError, TrtnetError) as e:
-                warnings.warn(f"trtnet: the runtime cache is not read ({e}); kernels are compiled again",
-                              stacklevel=3)
+                warnings.warn(f"trtnet: the runtime cache is not read ({e}); kernels are compiled again", stacklevel=3)
         if blob is not None:
             if not cache.deserialize(blob):
-                warnings.warn(f"{path}: runtime cache made for another GPU, driver or TensorRT version; "
-                              "kernels are compiled again", stacklevel=3)
+                warnings.warn(
+                    f"{path}: runtime cache made for another GPU, driver or TensorRT version; "
+                    "kernels are compiled again",
+                    stacklevel=3,
+                )
         self.runtime_cache, self.cache_path = cache, path
         self.configs.append(config)
 
@@ -201,8 +215,10 @@ class _Loaded:
                 self.cache_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.cache_path, bytes(memoryview(blob)), what="the runtime cache")
             except (OSError, TrtnetError) as e:
-                warnings.warn(f"trtnet: the runtime cache is not saved ({e}); kernels are compiled again by the "
-                              "next process", stacklevel=3)
+                warnings.warn(
+                    f"trtnet: the runtime cache is not saved ({e}); kernels are compiled again by the next process",
+                    stacklevel=3,
+                )
 
 
 def _reject(engine: Engine, why: str) -> PlanRejected:

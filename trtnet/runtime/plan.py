@@ -6,6 +6,7 @@ pair, or a plan from another backend, is caught before TensorRT ever reads it. `
 a whole (see `Plan.save` for how); `Plan.load` reads only regular files, bounded by the sizes the sidecar
 states, and checks every sidecar field (trtnet.sidecar).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,14 +15,15 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 from trtnet.backend import get_backend
 from trtnet.errors import EngineError
-from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
 from trtnet.fileio import atomic_write, remove_stale_temporaries, write_temporary
+from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
 
 _P = TypeVar("_P", bound="Plan")  # Engine.load returns an Engine
 _LOAD_ATTEMPTS = 20  # reads of a pair that saves keep replacing (see Plan.load)
@@ -46,8 +48,13 @@ def _file_path(path: str | os.PathLike) -> Path:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -166,11 +173,17 @@ class Plan:
     def metadata(self) -> dict:
         """What the sidecar JSON holds: enough to check a plan before TensorRT ever reads it."""
         meta = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "backend": self.backend, "target": self.target,
-            "precision": self.precision, "num_layers": self.num_layers,
-            "build_seconds": round(self.build_seconds, 3), "plan_bytes": len(self.plan),
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "backend": self.backend,
+            "target": self.target,
+            "precision": self.precision,
+            "num_layers": self.num_layers,
+            "build_seconds": round(self.build_seconds, 3),
+            "plan_bytes": len(self.plan),
             "plan_sha256": hashlib.sha256(self.plan).hexdigest(),
-            "inputs": [s.to_json() for s in self.inputs], "outputs": [s.to_json() for s in self.outputs],
+            "inputs": [s.to_json() for s in self.inputs],
+            "outputs": [s.to_json() for s in self.outputs],
         }
         if self.cache_key:
             meta["cache_key"] = self.cache_key
@@ -252,22 +265,33 @@ class Plan:
                 if again == meta or attempt == _LOAD_ATTEMPTS - 1:
                     raise
                 meta = again
-                time.sleep(min(0.001 * 2 ** attempt, 0.05))
+                time.sleep(min(0.001 * 2**attempt, 0.05))
         if check_backend:
             here = str(get_backend())
             if match["backend"] != here:
-                raise EngineError(f"{path}: built with {match['backend']}, but this process uses {here}; "
-                                  "a TensorRT plan only loads in the exact backend and version that built it: "
-                                  "rebuild it with trtnet.build")
-        return cls(plan, inputs=[TensorSpec(**d) for d in match["inputs"]],
-                   outputs=[TensorSpec(**d) for d in match["outputs"]], backend=match["backend"],
-                   num_layers=match["num_layers"], build_seconds=float(match["build_seconds"]),
-                   precision=match["precision"], target=match["target"], cache_key=match["cache_key"])
+                raise EngineError(
+                    f"{path}: built with {match['backend']}, but this process uses {here}; "
+                    "a TensorRT plan only loads in the exact backend and version that built it: "
+                    "rebuild it with trtnet.build"
+                )
+        return cls(
+            plan,
+            inputs=[TensorSpec(**d) for d in match["inputs"]],
+            outputs=[TensorSpec(**d) for d in match["outputs"]],
+            backend=match["backend"],
+            num_layers=match["num_layers"],
+            build_seconds=float(match["build_seconds"]),
+            precision=match["precision"],
+            target=match["target"],
+            cache_key=match["cache_key"],
+        )
 
     def summary(self, label: str = "engine") -> str:
         """One line: layers, build seconds, engine size."""
-        return (f"{label}: {self.num_layers} layers, built in {self.build_seconds:.1f} s, "
-                f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})")
+        return (
+            f"{label}: {self.num_layers} layers, built in {self.build_seconds:.1f} s, "
+            f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
+        )
 
 
 def _metadata_of(path: Path, meta_path: Path) -> dict:
@@ -276,8 +300,10 @@ def _metadata_of(path: Path, meta_path: Path) -> dict:
     except FileNotFoundError:
         if not os.path.lexists(path):
             raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
-        raise EngineError(f"{path}: no metadata at {meta_path.name}; trtnet reads plans written by "
-                          "Engine.save (plan + JSON sidecar). Rebuild it with trtnet.build") from None
+        raise EngineError(
+            f"{path}: no metadata at {meta_path.name}; trtnet reads plans written by "
+            "Engine.save (plan + JSON sidecar). Rebuild it with trtnet.build"
+        ) from None
 
 
 def _plan_described(path: Path, meta_path: Path, meta: dict) -> tuple[bytes, dict]:
@@ -290,8 +316,10 @@ def _plan_described(path: Path, meta_path: Path, meta: dict) -> tuple[bytes, dic
     digest = hashlib.sha256(plan).hexdigest()
     match = next((m for m in described if m["plan_sha256"] == digest and m["plan_bytes"] == len(plan)), None)
     if match is None:
-        raise EngineError(f"{path}: the plan does not match its metadata (sha256 differs): modified, or "
-                          f"{meta_path.name} belongs to another plan")
+        raise EngineError(
+            f"{path}: the plan does not match its metadata (sha256 differs): modified, or "
+            f"{meta_path.name} belongs to another plan"
+        )
     return plan, match
 
 
@@ -316,8 +344,7 @@ def _previous_metadata(path: Path, side: Path) -> list[dict]:
             return []
         raise EngineError(f"{path}: cannot save the engine: cannot read the pair there now ({e})") from e
     except OSError as e:
-        raise EngineError(f"{path}: cannot save the engine: cannot read the plan there now "
-                          f"({e.strerror or e})") from e
+        raise EngineError(f"{path}: cannot save the engine: cannot read the plan there now ({e.strerror or e})") from e
     except EngineError:
         return []  # a sidecar that is malformed: the pair there does not load now
     candidates = [{k: v for k, v in meta.items() if k != "previous"}, *meta["previous"]]

@@ -7,17 +7,19 @@ work too). Every other producer stream is waited on with an event before the inf
 caller's current PyTorch stream for torch tensors, the stream a `__cuda_array_interface__` v3 names, and the
 calling thread's per-thread default stream, which no blocking stream orders itself after (`producer_streams`).
 """
+
 from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from trtnet.errors import EngineError
 from trtnet.runtime.bindings import Array, Call, graph_key, output_binding, producer_streams
 from trtnet.runtime.cudart import DeviceArray, DeviceBuffer, Event, Graph, HostBuffer, Stream, memcpy_async
-from trtnet.errors import EngineError
 from trtnet.runtime.plan import TensorSpec
 
 __all__ = ["Runner"]
@@ -77,8 +79,10 @@ class Runner:
         out_shapes = self._set_shapes(call)
         for o, s in zip(call.out or (), self.engine.outputs):
             if tuple(o.shape) != out_shapes[s.name]:  # only reached for outputs with non-batch dynamic dims
-                raise EngineError(f"output {s.name!r}: out= tensor has shape {list(o.shape)}, the engine "
-                                  f"writes {list(out_shapes[s.name])}")
+                raise EngineError(
+                    f"output {s.name!r}: out= tensor has shape {list(o.shape)}, the engine "
+                    f"writes {list(out_shapes[s.name])}"
+                )
         binding = output_binding(call, self.cuda_graph)
         if call.on_device:
             self._wait_for_producers(call)
@@ -151,8 +155,10 @@ class Runner:
         if type(first).__module__.split(".")[0] == "torch":
             import torch  # the caller's own tensors are torch: answer in kind
 
-            made = [torch.empty(shapes[s.name], dtype=getattr(torch, s.dtype), device=first.device)
-                    for s in self.engine.outputs]
+            made = [
+                torch.empty(shapes[s.name], dtype=getattr(torch, s.dtype), device=first.device)
+                for s in self.engine.outputs
+            ]
             return [(t.data_ptr(), t) for t in made]
         made = [DeviceArray(shapes[s.name], s.dtype) for s in self.engine.outputs]
         return [(d.ptr, d) for d in made]
@@ -173,8 +179,9 @@ class Runner:
             self.stream.synchronize()
             capturable = getattr(self.context, "is_stream_capturable", None)
             if capturable is not None and not capturable(int(self.stream)):
-                warnings.warn("TensorRT says this stream cannot be captured; running without a CUDA graph",
-                              stacklevel=3)
+                warnings.warn(
+                    "TensorRT says this stream cannot be captured; running without a CUDA graph", stacklevel=3
+                )
                 self.cuda_graph = False
                 return
             self.graphs[key] = Graph(self.stream, self._execute)

@@ -4,6 +4,7 @@ A sidecar is input like any other (a cache folder is shared, a file is copied by
 checked for its type and range before anything uses it: a malformed one is an `EngineError` naming the field,
 never a `TypeError` or `OverflowError` from deep inside the loader. No CUDA here, no TensorRT.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,13 @@ class TensorSpec:
 
     def to_json(self) -> dict:
         """The spec as its sidecar holds it (min_shape/max_shape only where a non-batch dim has a range)."""
-        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "min_batch": self.min_batch,
-             "max_batch": self.max_batch}
+        d = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "min_batch": self.min_batch,
+            "max_batch": self.max_batch,
+        }
         if self.min_shape:
             d["min_shape"], d["max_shape"] = list(self.min_shape), list(self.max_shape)
         return d
@@ -105,10 +111,17 @@ def _spec(d: Any, where: str, is_input: bool) -> dict:
         raise _Bad(f"{where}.name", name, "a non-empty string")
     shape = d.get("shape")
     lowest = 0 if is_input else -1  # an output's dynamic dimensions are -1
-    if (not isinstance(shape, list) or not (1 if is_input else 0) <= len(shape) <= MAX_DIMS
-            or not all(_is_int(v) and lowest <= v <= MAX_DIM for v in shape)):
-        raise _Bad(f"{where}.shape", shape, f"a list of up to {MAX_DIMS} whole numbers >= {lowest}"
-                   + (", at least one (the batch)" if is_input else ""))
+    if (
+        not isinstance(shape, list)
+        or not (1 if is_input else 0) <= len(shape) <= MAX_DIMS
+        or not all(_is_int(v) and lowest <= v <= MAX_DIM for v in shape)
+    ):
+        raise _Bad(
+            f"{where}.shape",
+            shape,
+            f"a list of up to {MAX_DIMS} whole numbers >= {lowest}"
+            + (", at least one (the batch)" if is_input else ""),
+        )
     dtype = d.get("dtype")
     if dtype not in DTYPES:
         raise _Bad(f"{where}.dtype", dtype, f"one of {', '.join(DTYPES)}")
@@ -121,12 +134,16 @@ def _spec(d: Any, where: str, is_input: bool) -> dict:
     out = {"name": name, "shape": tuple(shape), "dtype": dtype, "min_batch": lo, "max_batch": hi}
     if "min_shape" in d or "max_shape" in d:  # an input with a range in a non-batch dim (a sequence length)
         low, high = d.get("min_shape"), d.get("max_shape")
-        rule = (f"lists of {len(shape)} whole numbers with min_shape <= shape <= max_shape dim by dim, the batch "
-                "dims equal to min_batch and max_batch")
-        ok = (is_input and all(isinstance(v, list) and len(v) == len(shape) and all(map(_is_int, v))
-                               for v in (low, high))
-              and all(1 <= a <= b <= c <= MAX_DIM for a, b, c in zip(low, shape, high))
-              and [low[0], high[0]] == [lo, hi])
+        rule = (
+            f"lists of {len(shape)} whole numbers with min_shape <= shape <= max_shape dim by dim, the batch "
+            "dims equal to min_batch and max_batch"
+        )
+        ok = (
+            is_input
+            and all(isinstance(v, list) and len(v) == len(shape) and all(map(_is_int, v)) for v in (low, high))
+            and all(1 <= a <= b <= c <= MAX_DIM for a, b, c in zip(low, shape, high))
+            and [low[0], high[0]] == [lo, hi]
+        )
         if not ok:
             raise _Bad(f"{where}.min_shape/max_shape", [low, high], rule)
         out["min_shape"], out["max_shape"] = tuple(low), tuple(high)
@@ -152,7 +169,11 @@ def _description(meta: Any) -> dict:
     if not isinstance(meta, dict):
         raise _Bad("(top level)", meta, "a JSON object")
     seconds = meta.get("build_seconds", 0.0)
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not (math.isfinite(seconds) and seconds >= 0):
+    if (
+        not isinstance(seconds, (int, float))
+        or isinstance(seconds, bool)
+        or not (math.isfinite(seconds) and seconds >= 0)
+    ):
         raise _Bad("build_seconds", seconds, "a finite number >= 0")
     sha = meta.get("plan_sha256")
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
@@ -161,11 +182,18 @@ def _description(meta: Any) -> dict:
     names = [d["name"] for d in inputs + outputs]
     if len(set(names)) != len(names):
         raise _Bad("the names of inputs and outputs", names, "names that differ (TensorRT names each tensor once)")
-    return {"backend": _str(meta, "backend"), "target": _str(meta, "target", default="aot"),
-            "precision": _str(meta, "precision", default=""), "num_layers": _int(meta, "num_layers", 0),
-            "build_seconds": float(seconds), "plan_bytes": _int(meta, "plan_bytes", 1),
-            "plan_sha256": sha, "inputs": inputs, "outputs": outputs,
-            "cache_key": _str(meta, "cache_key", default="", limit=256)}
+    return {
+        "backend": _str(meta, "backend"),
+        "target": _str(meta, "target", default="aot"),
+        "precision": _str(meta, "precision", default=""),
+        "num_layers": _int(meta, "num_layers", 0),
+        "build_seconds": float(seconds),
+        "plan_bytes": _int(meta, "plan_bytes", 1),
+        "plan_sha256": sha,
+        "inputs": inputs,
+        "outputs": outputs,
+        "cache_key": _str(meta, "cache_key", default="", limit=256),
+    }
 
 
 def check_metadata(meta: Any, where: str | os.PathLike) -> dict:
@@ -176,8 +204,10 @@ def check_metadata(meta: Any, where: str | os.PathLike) -> dict:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise EngineError(f"{where}: not trtnet engine metadata (format {_short(fmt)})")
     if meta.get("format_version") != FORMAT_VERSION or not _is_int(meta.get("format_version")):
-        raise EngineError(f"{where}: metadata format version {_short(meta.get('format_version'))}, "
-                          f"this trtnet reads version {FORMAT_VERSION}: rebuild the engine")
+        raise EngineError(
+            f"{where}: metadata format version {_short(meta.get('format_version'))}, "
+            f"this trtnet reads version {FORMAT_VERSION}: rebuild the engine"
+        )
     try:
         out = _description(meta)
         previous = meta.get("previous", [])
@@ -192,8 +222,9 @@ def check_metadata(meta: Any, where: str | os.PathLike) -> dict:
         out["previous"] = descriptions
     except _Bad as e:
         field, value, allowed = e.args
-        raise EngineError(f"{where}: malformed metadata: {field} is {_short(value)}, expected {allowed}; "
-                          "rebuild the engine") from None
+        raise EngineError(
+            f"{where}: malformed metadata: {field} is {_short(value)}, expected {allowed}; rebuild the engine"
+        ) from None
     return out
 
 

@@ -3,6 +3,7 @@
 >>> from trtnet.zoo import resnet50
 >>> model = resnet50(weights=None)
 """
+
 from trtnet.zoo.bert import bert_base_uncased
 from trtnet.zoo.convnext import convnext_base, convnext_small, convnext_tiny
 from trtnet.zoo.efficientnet import efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3
@@ -16,9 +17,47 @@ from trtnet.zoo.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vg
 from trtnet.zoo.vit import vit_b_16, vit_l_16, vit_s_16
 from trtnet.zoo.yolov5 import yolov5l, yolov5m, yolov5n, yolov5s
 
-__all__ = ["REGISTRY", "ZooEntry", "get_entry", "register", "register_variant", "bert_base_uncased", "convnext_base",
-           "convnext_small", "convnext_tiny", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",
-           "efficientnet_b3", "gpt2", "gpt2_large", "gpt2_medium", "gpt2_xl", "inception_v3", "mobilenet_v2",
-           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "swin_b", "swin_s", "swin_t", "vgg11",
-           "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vit_b_16", "vit_l_16",
-           "vit_s_16", "yolov5l", "yolov5m", "yolov5n", "yolov5s"]
+__all__ = [
+    "REGISTRY",
+    "ZooEntry",
+    "get_entry",
+    "register",
+    "register_variant",
+    "bert_base_uncased",
+    "convnext_base",
+    "convnext_small",
+    "convnext_tiny",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "gpt2",
+    "gpt2_large",
+    "gpt2_medium",
+    "gpt2_xl",
+    "inception_v3",
+    "mobilenet_v2",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "swin_b",
+    "swin_s",
+    "swin_t",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "vit_b_16",
+    "vit_l_16",
+    "vit_s_16",
+    "yolov5l",
+    "yolov5m",
+    "yolov5n",
+    "yolov5s",
+]

@@ -3,12 +3,14 @@
 Hidden states travel in `nn.MultiHeadAttention`'s layout [B, 1, S, H] from the embeddings on; query, key and
 value keep their own keys in the weights file (that module fuses them at emission).
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,15 +40,17 @@ class BertConfig:
     hidden_act: str = activation(default="gelu")
 
     @classmethod
-    def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> "BertConfig":
+    def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> BertConfig:
         """Read a Hugging Face `config.json` (a path or its dict); keys it lacks keep BERT-base's values."""
         return from_hf(cls, config, "BERT")
 
     def __post_init__(self) -> None:
         check_fields(self, "BERT")
         if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"BERT config: hidden_size {self.hidden_size} does not split into "
-                              f"num_attention_heads {self.num_attention_heads}; it must be a multiple of it")
+            raise ConfigError(
+                f"BERT config: hidden_size {self.hidden_size} does not split into "
+                f"num_attention_heads {self.num_attention_heads}; it must be a multiple of it"
+            )
 
 
 class BertEmbeddings(nn.Module):
@@ -156,9 +160,11 @@ class Bert(nn.Module):
 
     def inputs(self) -> list[Input]:
         s, c = (self._seq,), self._config
-        return [Input("input_ids", s, "int32", high=c.vocab_size),
-                Input("attention_mask", s, "int32", padding_mask=True),
-                Input("token_type_ids", s, "int32", high=c.type_vocab_size)]
+        return [
+            Input("input_ids", s, "int32", high=c.vocab_size),
+            Input("attention_mask", s, "int32", padding_mask=True),
+            Input("token_type_ids", s, "int32", high=c.type_vocab_size),
+        ]
 
     def output_names(self, n: int) -> list[str]:
         return ["last_hidden_state", "pooler_output"]
@@ -169,7 +175,7 @@ class Bert(nn.Module):
         out = {}
         for key, value in state.items():
             if prefixed and key.startswith("bert."):
-                key = key[len("bert."):]
+                key = key[len("bert.") :]
             out[_LEGACY_NAMES.sub(lambda m: f"{m[1]}.{'weight' if m[2] == 'gamma' else 'bias'}", key)] = value
         return out
 
@@ -181,10 +187,16 @@ class Bert(nn.Module):
         return nn.untokens(x), self.pooler(x)
 
 
-@register("bert_base_uncased", "transformers.BertModel(BertConfig())", transformers_bert_source, benchmark=True,
-          pretrained=transformers_bert_pretrained)
-def bert_base_uncased(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
-                      seq_len: SeqLen = 128) -> Bert:
+@register(
+    "bert_base_uncased",
+    "transformers.BertModel(BertConfig())",
+    transformers_bert_source,
+    benchmark=True,
+    pretrained=transformers_bert_pretrained,
+)
+def bert_base_uncased(
+    weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None, seq_len: SeqLen = 128
+) -> Bert:
     """BERT with transformers' state_dict keys; `config`: a Hugging Face config.json path or dict (default: base).
     `seq_len`: the sequence length, or (min, opt, max) for one engine that takes every length in that range.
 

@@ -1,4 +1,5 @@
 """Helpers that several architectures share."""
+
 from __future__ import annotations
 
 from trtnet.errors import ConfigError
@@ -27,8 +28,14 @@ def seq_range(seq_len: SeqLen, limit: int, model: str, limit_name: str) -> int |
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     if is_int(seq_len) and 1 <= seq_len <= limit:
         return seq_len
-    if (isinstance(seq_len, (tuple, list)) and len(seq_len) == 3 and all(map(is_int, seq_len))
-            and 1 <= seq_len[0] <= seq_len[1] <= seq_len[2] <= limit):
+    if (
+        isinstance(seq_len, (tuple, list))
+        and len(seq_len) == 3
+        and all(map(is_int, seq_len))
+        and 1 <= seq_len[0] <= seq_len[1] <= seq_len[2] <= limit
+    ):
         return tuple(seq_len) if seq_len[0] != seq_len[2] else seq_len[0]
-    raise ConfigError(f"{model}: seq_len {seq_len!r} is out of range; it must be a length from 1 to {limit_name} "
-                      f"{limit}, or (min, opt, max) lengths with 1 <= min <= opt <= max <= {limit}")
+    raise ConfigError(
+        f"{model}: seq_len {seq_len!r} is out of range; it must be a length from 1 to {limit_name} "
+        f"{limit}, or (min, opt, max) lengths with 1 <= min <= opt <= max <= {limit}"
+    )

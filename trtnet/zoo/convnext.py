@@ -5,6 +5,7 @@ timm's block permutes to channels-last for its LayerNorm and MLP and permutes ba
 Linear weights act on the channels of the NCHW tensor (a normalization over axis 1, 1x1 convolutions), which is
 the same arithmetic (timm's docstring calls the two forms equivalent) without the two permutes per block.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ class ConvNeXtStage(nn.Module):
     """timm's `ConvNeXtStage`: a downsample (LayerNorm2d, 2x2 conv stride 2) except in the first, then blocks."""
 
     def __init__(self, cin: int, cout: int, depth: int, c: ConvNeXtConfig) -> None:
-        self.downsample = (nn.Sequential(nn.LayerNorm2d(cin, c.eps), nn.Conv2d(cin, cout, 2, 2))
-                           if cin != cout else nn.Identity())
+        self.downsample = (
+            nn.Sequential(nn.LayerNorm2d(cin, c.eps), nn.Conv2d(cin, cout, 2, 2)) if cin != cout else nn.Identity()
+        )
         self.blocks = nn.Sequential(*[ConvNeXtBlock(cout, c) for _ in range(depth)])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,8 +77,9 @@ class ConvNeXt(nn.ImageClassifier):
     def __init__(self, c: ConvNeXtConfig) -> None:
         self.stem = nn.Sequential(nn.Conv2d(3, c.dims[0], c.patch_size, c.patch_size), nn.LayerNorm2d(c.dims[0], c.eps))
         cins = (c.dims[0], *c.dims[:-1])
-        self.stages = nn.Sequential(*[ConvNeXtStage(cin, cout, depth, c)
-                                      for cin, cout, depth in zip(cins, c.dims, c.depths)])
+        self.stages = nn.Sequential(
+            *[ConvNeXtStage(cin, cout, depth, c) for cin, cout, depth in zip(cins, c.dims, c.depths)]
+        )
         self.head = NormMlpClassifierHead(c.dims[-1], c.num_classes, c.eps)
         self.image_size = c.img_size
 
@@ -84,9 +87,12 @@ class ConvNeXt(nn.ImageClassifier):
         return self.head(self.stages(self.stem(x)))
 
 
-convnext_tiny = timm_variant("convnext_tiny", ConvNeXt, ConvNeXtConfig((3, 3, 9, 3), (96, 192, 384, 768)),
-                             "convnext_tiny")
-convnext_small = timm_variant("convnext_small", ConvNeXt, ConvNeXtConfig((3, 3, 27, 3), (96, 192, 384, 768)),
-                              "convnext_small")
-convnext_base = timm_variant("convnext_base", ConvNeXt, ConvNeXtConfig((3, 3, 27, 3), (128, 256, 512, 1024)),
-                             "convnext_base")
+convnext_tiny = timm_variant(
+    "convnext_tiny", ConvNeXt, ConvNeXtConfig((3, 3, 9, 3), (96, 192, 384, 768)), "convnext_tiny"
+)
+convnext_small = timm_variant(
+    "convnext_small", ConvNeXt, ConvNeXtConfig((3, 3, 27, 3), (96, 192, 384, 768)), "convnext_small"
+)
+convnext_base = timm_variant(
+    "convnext_base", ConvNeXt, ConvNeXtConfig((3, 3, 27, 3), (128, 256, 512, 1024)), "convnext_base"
+)

@@ -4,6 +4,7 @@ timm's building blocks, with its state_dict keys: `BatchNormAct2d` is a BatchNor
 activation; `SqueezeExcite` is `conv_reduce` -> SiLU -> `conv_expand` -> sigmoid gate. timm pads these models
 symmetrically as PyTorch does (k // 2), not TensorFlow's "same".
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,9 @@ class BatchNormAct2d(nn.BatchNorm2d):
         return ops.silu(y) if self._act else y
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-            act: bool = True) -> tuple[nn.Conv2d, BatchNormAct2d]:
+def conv_bn(
+    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> tuple[nn.Conv2d, BatchNormAct2d]:
     conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
     bn = BatchNormAct2d(cout, act)
     nn.fold_bn(conv, bn)
@@ -146,11 +148,15 @@ class EfficientNet(nn.ImageClassifier):
 
 # (width, depth) multipliers of timm's `_gen_efficientnet` calls. he=True: with timm's init, random outputs
 # differ between inputs by ~1e-3 of their size.
-efficientnet_b0 = timm_variant("efficientnet_b0", EfficientNet, EfficientNetConfig(1.0, 1.0), "efficientnet_b0",
-                               he=True, benchmark=True)
-efficientnet_b1 = timm_variant("efficientnet_b1", EfficientNet, EfficientNetConfig(1.0, 1.1), "efficientnet_b1",
-                               he=True)
-efficientnet_b2 = timm_variant("efficientnet_b2", EfficientNet, EfficientNetConfig(1.1, 1.2), "efficientnet_b2",
-                               he=True)
-efficientnet_b3 = timm_variant("efficientnet_b3", EfficientNet, EfficientNetConfig(1.2, 1.4), "efficientnet_b3",
-                               he=True)
+efficientnet_b0 = timm_variant(
+    "efficientnet_b0", EfficientNet, EfficientNetConfig(1.0, 1.0), "efficientnet_b0", he=True, benchmark=True
+)
+efficientnet_b1 = timm_variant(
+    "efficientnet_b1", EfficientNet, EfficientNetConfig(1.0, 1.1), "efficientnet_b1", he=True
+)
+efficientnet_b2 = timm_variant(
+    "efficientnet_b2", EfficientNet, EfficientNetConfig(1.1, 1.2), "efficientnet_b2", he=True
+)
+efficientnet_b3 = timm_variant(
+    "efficientnet_b3", EfficientNet, EfficientNetConfig(1.2, 1.4), "efficientnet_b3", he=True
+)

@@ -6,12 +6,14 @@ Its projections are `nn.Conv1D`s, linears whose weight is stored [in, out]; the 
 `nn.MultiHeadAttention`, which fuses the scale into the query rows and runs TensorRT's causal attention. Hidden
 states travel as [B, 1, S, E] (that module's layout) from the embeddings on.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,21 +44,32 @@ class GPT2Config:
     add_cross_attention: bool = flag(default=False)
 
     # transformers' `attribute_map`: a config.json may use either name.
-    ALIASES = {"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head",
-               "num_hidden_layers": "n_layer"}
+    ALIASES = {
+        "hidden_size": "n_embd",
+        "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+    }
 
     @classmethod
-    def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> "GPT2Config":
+    def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> GPT2Config:
         """Read a Hugging Face `config.json` (a path or its dict); keys it lacks keep GPT-2 small's values."""
         return from_hf(cls, config, "GPT-2", cls.ALIASES)
 
     def __post_init__(self) -> None:
         check_fields(self, "GPT-2")
         if self.n_embd % self.n_head:
-            raise ConfigError(f"GPT-2 config: n_embd {self.n_embd} does not split into n_head {self.n_head}; it "
-                              "must be a multiple of it")
-        ConfigError.check("add_cross_attention", self.add_cross_attention, "false (GPT-2 as the decoder of an "
-                          "encoder-decoder model is not supported)", lambda v: not v, source="GPT-2 config")
+            raise ConfigError(
+                f"GPT-2 config: n_embd {self.n_embd} does not split into n_head {self.n_head}; it "
+                "must be a multiple of it"
+            )
+        ConfigError.check(
+            "add_cross_attention",
+            self.add_cross_attention,
+            "false (GPT-2 as the decoder of an encoder-decoder model is not supported)",
+            lambda v: not v,
+            source="GPT-2 config",
+        )
 
     @property
     def inner_dim(self) -> int:
@@ -133,8 +146,10 @@ class GPT2Model(nn.Module):
 
     def inputs(self) -> list[Input]:
         s = (self._seq,)
-        return [Input("input_ids", s, "int32", high=self._config.vocab_size),
-                Input("attention_mask", s, "int32", padding_mask=True)]
+        return [
+            Input("input_ids", s, "int32", high=self._config.vocab_size),
+            Input("attention_mask", s, "int32", padding_mask=True),
+        ]
 
     def output_names(self, n: int) -> list[str]:
         return ["last_hidden_state"]
@@ -143,7 +158,7 @@ class GPT2Model(nn.Module):
         """Accept `GPT2LMHeadModel` files: keys under `transformer.`, and the LM head tied to `wte`, saved as
         either copy (safetensors keeps one of two tied tensors: `lm_head.weight` or `transformer.wte.weight`)."""
         if any(k.startswith("transformer.") for k in state):
-            state = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in state.items()}
+            state = {k[len("transformer.") :] if k.startswith("transformer.") else k: v for k, v in state.items()}
         head = state.get("lm_head.weight")
         if head is not None and "wte.weight" not in state:
             state["wte.weight"] = state.pop("lm_head.weight")
@@ -166,19 +181,23 @@ def _entry(name: str, repo: str, base: GPT2Config):
     sizes = {f: getattr(base, f) for f in ("n_embd", "n_layer", "n_head")}
     shown = ", ".join(f"{k}={v}" for k, v in sizes.items() if v != getattr(GPT2Config(), k))
 
-    def entry(weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None,
-              seq_len: SeqLen = 128) -> GPT2Model:
+    def entry(
+        weights: Weights = None, config: str | os.PathLike | Mapping[str, Any] | None = None, seq_len: SeqLen = 128
+    ) -> GPT2Model:
         c = base if config is None else GPT2Config.from_hf(config)
         return with_weights(GPT2Model(c, seq_len), weights)
 
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = (f"GPT-2 ({repo}) with transformers' state_dict keys. `weights`: a `GPT2Model` or "
-                     "`GPT2LMHeadModel` safetensors file, a dict, or None; `config`: a Hugging Face config.json path "
-                     f"or dict (default: {repo}'s); `seq_len`: the sequence length, or (min, opt, max) for one engine "
-                     "that takes every length in that range.")
+    entry.__doc__ = (
+        f"GPT-2 ({repo}) with transformers' state_dict keys. `weights`: a `GPT2Model` or "
+        "`GPT2LMHeadModel` safetensors file, a dict, or None; `config`: a Hugging Face config.json path "
+        f"or dict (default: {repo}'s); `seq_len`: the sequence length, or (min, opt, max) for one engine "
+        "that takes every length in that range."
+    )
     source = f"transformers.GPT2Model(GPT2Config({shown}))"
-    return register(name, source, transformers_gpt2_source(**sizes), pretrained=transformers_gpt2_pretrained(repo),
-                    config=base)(entry)
+    return register(
+        name, source, transformers_gpt2_source(**sizes), pretrained=transformers_gpt2_pretrained(repo), config=base
+    )(entry)
 
 
 gpt2 = _entry("gpt2", "openai-community/gpt2", GPT2Config())

@@ -12,15 +12,17 @@ dataclass's `__post_init__`) holds every value to its rule, so a config made in 
 >>> from_hf(TinyConfig, {"hidden_size": 64}, "Tiny")
 TinyConfig(hidden_size=64)
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from trtnet.errors import ConfigError
 from trtnet.ops import ACTIVATIONS
@@ -85,8 +87,13 @@ def check_fields(config: Any, model: str) -> None:
         rule = f.metadata.get("rule")
         if rule is not None:
             value = getattr(config, f.name)
-            ConfigError.check(f.name, value, rule.problem(value) or "", lambda v: rule.problem(v) is None,
-                              source=f"{model} config")
+            ConfigError.check(
+                f.name,
+                value,
+                rule.problem(value) or "",
+                lambda v, rule=rule: rule.problem(v) is None,
+                source=f"{model} config",
+            )
 
 
 def read_json(path: str | os.PathLike, model: str) -> dict[str, Any]:
@@ -97,8 +104,9 @@ def read_json(path: str | os.PathLike, model: str) -> dict[str, Any]:
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{path}: the {model} config is not a regular file")
         if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: the {model} config is {st.st_size} bytes; a config.json is at most "
-                              f"{MAX_CONFIG_BYTES} bytes")
+            raise ConfigError(
+                f"{path}: the {model} config is {st.st_size} bytes; a config.json is at most {MAX_CONFIG_BYTES} bytes"
+            )
         with open(path, "rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
@@ -106,23 +114,27 @@ def read_json(path: str | os.PathLike, model: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: the {model} config is not UTF-8 text (byte {e.start}); it must be a JSON "
-                          "config.json") from None
+        raise ConfigError(
+            f"{path}: the {model} config is not UTF-8 text (byte {e.start}); it must be a JSON config.json"
+        ) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: the {model} config is not valid JSON ({e.msg} at line {e.lineno} column "
-                          f"{e.colno})") from None
+        raise ConfigError(
+            f"{path}: the {model} config is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        ) from None
     except RecursionError:
         raise ConfigError(f"{path}: the {model} config is nested too deeply to be a config.json") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: the {model} config is a JSON {_json_kind(value)}; it must be a JSON object "
-                          "of fields")
+        raise ConfigError(
+            f"{path}: the {model} config is a JSON {_json_kind(value)}; it must be a JSON object of fields"
+        )
     return value
 
 
-def from_hf(cls: type[C], config: str | os.PathLike | Mapping[str, Any], model: str,
-            aliases: Mapping[str, str] | None = None) -> C:
+def from_hf(
+    cls: type[C], config: str | os.PathLike | Mapping[str, Any], model: str, aliases: Mapping[str, str] | None = None
+) -> C:
     """An instance of the config dataclass `cls` from a Hugging Face config.json path or its dict: the fields it
     names, under their own names or an alias (`{"hidden_size": "n_embd"}`); the others keep their defaults.
     Keys the dataclass does not know (`architectures`, dropout rates...) are ignored, as transformers does."""

@@ -4,10 +4,11 @@
 Every spatial size follows the input: the network is built for 299x299 as published and for the 224x224 of the
 benchmark alike (`trtnet.build(..., input_shapes={"x": (3, 299, 299)})`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -53,12 +54,15 @@ class InceptionA(nn.Module):
         self.branch_pool = BasicConv2d(cin, pool_features, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.concat([
-            self.branch1x1(x),
-            _chain([self.branch5x5_1, self.branch5x5_2], x),
-            _chain([self.branch3x3dbl_1, self.branch3x3dbl_2, self.branch3x3dbl_3], x),
-            self.branch_pool(_pool_branch(x)),
-        ], 1)
+        return ops.concat(
+            [
+                self.branch1x1(x),
+                _chain([self.branch5x5_1, self.branch5x5_2], x),
+                _chain([self.branch3x3dbl_1, self.branch3x3dbl_2, self.branch3x3dbl_3], x),
+                self.branch_pool(_pool_branch(x)),
+            ],
+            1,
+        )
 
 
 class InceptionB(nn.Module):
@@ -71,11 +75,14 @@ class InceptionB(nn.Module):
         self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.concat([
-            self.branch3x3(x),
-            _chain([self.branch3x3dbl_1, self.branch3x3dbl_2, self.branch3x3dbl_3], x),
-            ops.max_pool2d(x, 3, 2),
-        ], 1)
+        return ops.concat(
+            [
+                self.branch3x3(x),
+                _chain([self.branch3x3dbl_1, self.branch3x3dbl_2, self.branch3x3dbl_3], x),
+                ops.max_pool2d(x, 3, 2),
+            ],
+            1,
+        )
 
 
 class InceptionC(nn.Module):
@@ -94,13 +101,24 @@ class InceptionC(nn.Module):
         self.branch_pool = BasicConv2d(cin, 192, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.concat([
-            self.branch1x1(x),
-            _chain([self.branch7x7_1, self.branch7x7_2, self.branch7x7_3], x),
-            _chain([self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                    self.branch7x7dbl_5], x),
-            self.branch_pool(_pool_branch(x)),
-        ], 1)
+        return ops.concat(
+            [
+                self.branch1x1(x),
+                _chain([self.branch7x7_1, self.branch7x7_2, self.branch7x7_3], x),
+                _chain(
+                    [
+                        self.branch7x7dbl_1,
+                        self.branch7x7dbl_2,
+                        self.branch7x7dbl_3,
+                        self.branch7x7dbl_4,
+                        self.branch7x7dbl_5,
+                    ],
+                    x,
+                ),
+                self.branch_pool(_pool_branch(x)),
+            ],
+            1,
+        )
 
 
 class InceptionD(nn.Module):
@@ -115,11 +133,14 @@ class InceptionD(nn.Module):
         self.branch7x7x3_4 = BasicConv2d(192, 192, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.concat([
-            _chain([self.branch3x3_1, self.branch3x3_2], x),
-            _chain([self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4], x),
-            ops.max_pool2d(x, 3, 2),
-        ], 1)
+        return ops.concat(
+            [
+                _chain([self.branch3x3_1, self.branch3x3_2], x),
+                _chain([self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4], x),
+                ops.max_pool2d(x, 3, 2),
+            ],
+            1,
+        )
 
 
 class InceptionE(nn.Module):
@@ -139,12 +160,15 @@ class InceptionE(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b3 = self.branch3x3_1(x)
         dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return ops.concat([
-            self.branch1x1(x),
-            ops.concat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1),
-            ops.concat([self.branch3x3dbl_3a(dbl), self.branch3x3dbl_3b(dbl)], 1),
-            self.branch_pool(_pool_branch(x)),
-        ], 1)
+        return ops.concat(
+            [
+                self.branch1x1(x),
+                ops.concat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1),
+                ops.concat([self.branch3x3dbl_3a(dbl), self.branch3x3dbl_3b(dbl)], 1),
+                self.branch_pool(_pool_branch(x)),
+            ],
+            1,
+        )
 
 
 @dataclass(frozen=True)
@@ -191,9 +215,26 @@ class InceptionV3(nn.ImageClassifier):
     def forward(self, x: Tensor) -> Tensor:
         if self._transform_input:
             x = ops.scale_channels(x, TRANSFORM_SCALE, TRANSFORM_SHIFT)
-        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
-                     "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                     "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+        for name in (
+            "Conv2d_1a_3x3",
+            "Conv2d_2a_3x3",
+            "Conv2d_2b_3x3",
+            "maxpool1",
+            "Conv2d_3b_1x1",
+            "Conv2d_4a_3x3",
+            "maxpool2",
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ):
             x = getattr(self, name)(x)
         return self.fc(ops.global_avg_pool2d(x).flatten(1))  # the dropout before fc is identity in eval
 
@@ -204,9 +245,14 @@ _SOURCE = torchvision_source("inception_v3", he=True, aux_logits=False, init_wei
 
 
 # torchvision's published weights build the model with aux_logits=True and transform_input=True.
-@register("inception_v3", "torchvision.models.inception_v3 (aux_logits=False, transform_input=False)",
-          _SOURCE, benchmark=True, pretrained=published_source("torchvision.models.inception_v3"),
-          pretrained_options={"transform_input": True})
+@register(
+    "inception_v3",
+    "torchvision.models.inception_v3 (aux_logits=False, transform_input=False)",
+    _SOURCE,
+    benchmark=True,
+    pretrained=published_source("torchvision.models.inception_v3"),
+    pretrained_options={"transform_input": True},
+)
 def inception_v3(weights: Weights = None, num_classes: int = 1000, transform_input: bool = False) -> InceptionV3:
     """inception_v3 with torchvision's state_dict keys (`AuxLogits.*` skipped). `weights`: safetensors path, dict,
     or None. `transform_input=True` re-normalises the input as torchvision's published weights expect."""

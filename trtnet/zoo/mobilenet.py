@@ -1,4 +1,5 @@
 """MobileNetV2 (torchvision's `mobilenet_v2`): a table of inverted-residual rows and a loop."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,28 +41,45 @@ class MobileNetV2Config:
 
 def conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
     """torchvision's `Conv2dNormActivation` with ReLU6: keys `0.weight` (conv) and `1.*` (BatchNorm)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(cout), nn.Activation("relu6"))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.Activation("relu6"),
+    )
 
 
 # github.com/tonylins/pytorch-mobilenet-v2 (the benchmark's named source) writes each block's layers as one flat
 # Sequential (conv, BN, ReLU6, ...) where torchvision nests conv+BN+ReLU6 into Conv2dNormActivation.
 TONYLINS = "tonylins/pytorch-mobilenet-v2"
-_TONYLINS_BLOCK = {"conv.0": "conv.0.0", "conv.1": "conv.0.1", "conv.3": "conv.1.0", "conv.4": "conv.1.1",
-                   "conv.6": "conv.2", "conv.7": "conv.3"}
+_TONYLINS_BLOCK = {
+    "conv.0": "conv.0.0",
+    "conv.1": "conv.0.1",
+    "conv.3": "conv.1.0",
+    "conv.4": "conv.1.1",
+    "conv.6": "conv.2",
+    "conv.7": "conv.3",
+}
 _TONYLINS_T1_BLOCK = {"conv.0": "conv.0.0", "conv.1": "conv.0.1", "conv.3": "conv.1", "conv.4": "conv.2"}
 
 
 class InvertedResidual(nn.Module):
-    layouts = (Layout(TONYLINS, marker="conv.0.weight",
-                      renames=lambda block: _TONYLINS_BLOCK if block._expand != 1 else _TONYLINS_T1_BLOCK),)
+    layouts = (
+        Layout(
+            TONYLINS,
+            marker="conv.0.weight",
+            renames=lambda block: _TONYLINS_BLOCK if block._expand != 1 else _TONYLINS_T1_BLOCK,
+        ),
+    )
 
     def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
         self._expand = expand
         hidden = int(round(cin * expand))
         layers: list[nn.Module] = [conv_bn_relu6(cin, hidden, 1)] if expand != 1 else []
-        layers += [conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),  # depthwise
-                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]  # linear bottleneck
+        layers += [
+            conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),  # depthwise
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]  # linear bottleneck
         self.conv = nn.Sequential(*layers)
         self._residual = stride == 1 and cin == cout
 

@@ -1,12 +1,14 @@
 """The model registry: a dict of entry points that refuses a duplicate name."""
+
 from __future__ import annotations
 
 import contextvars
 import dataclasses
 import functools
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,17 +56,25 @@ class ZooEntry:
         builder = published_source(self.source)
         if builder is not None:
             return builder()
-        raise TrtnetError(f"zoo entry {self.name!r}: no known way to download the published weights of "
-                          f"{self.source} (the entry can register a `pretrained` builder)")
+        raise TrtnetError(
+            f"zoo entry {self.name!r}: no known way to download the published weights of "
+            f"{self.source} (the entry can register a `pretrained` builder)"
+        )
 
 
 REGISTRY: dict[str, ZooEntry] = {}
 _SKELETON = contextvars.ContextVar("trtnet_zoo_skeleton", default=False)
 
 
-def register(name: str, source: str, torch_model: Callable[[], object], benchmark: bool = False,
-             pretrained: Callable[[], object] | None = None, config: Any = None,
-             pretrained_options: Mapping[str, Any] | None = None):
+def register(
+    name: str,
+    source: str,
+    torch_model: Callable[[], object],
+    benchmark: bool = False,
+    pretrained: Callable[[], object] | None = None,
+    config: Any = None,
+    pretrained_options: Mapping[str, Any] | None = None,
+):
     """Decorator adding an entry point to the zoo under `name`, with the PyTorch source it re-expresses.
 
     `torch_model()` builds that source (random weights; import torch inside it); `source` says in words what it
@@ -82,10 +92,12 @@ def register(name: str, source: str, torch_model: Callable[[], object], benchmar
 
     def add(fn: Callable[..., Module]) -> Callable[..., Module]:
         if name in REGISTRY:
-            raise TrtnetError(f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and "
-                              f"{fn.__module__})")
-        REGISTRY[name] = ZooEntry(name, fn, source, torch_model, benchmark, pretrained, config,
-                                  dict(pretrained_options or {}))
+            raise TrtnetError(
+                f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and {fn.__module__})"
+            )
+        REGISTRY[name] = ZooEntry(
+            name, fn, source, torch_model, benchmark, pretrained, config, dict(pretrained_options or {})
+        )
         return fn
 
     return add
@@ -103,8 +115,14 @@ def entry_of(fn: Callable[..., Module]) -> ZooEntry | None:
     return next((entry for entry in REGISTRY.values() if entry.fn is fn), None)
 
 
-def register_variant(name: str, build: Callable[[Any], Module], config: Any, source: str,
-                     torch_model: Callable[[], object], benchmark: bool = False) -> Callable[..., Module]:
+def register_variant(
+    name: str,
+    build: Callable[[Any], Module],
+    config: Any,
+    source: str,
+    torch_model: Callable[[], object],
+    benchmark: bool = False,
+) -> Callable[..., Module]:
     """Register and return the entry point `name(weights=None, **overrides)` of one variant of a family.
 
     The entry builds `build(dataclasses.replace(config, **overrides))` (so `num_classes=10` or any other
@@ -117,28 +135,33 @@ def register_variant(name: str, build: Callable[[Any], Module], config: Any, sou
     def entry(weights: Weights = None, **overrides: Any) -> Module:
         unknown = sorted(set(overrides) - set(allowed))
         if unknown:
-            raise ConfigError(f"{name}: unknown config field {unknown[0]!r} (value {overrides[unknown[0]]!r}); "
-                              f"{type(config).__name__} has {', '.join(allowed)}")
+            raise ConfigError(
+                f"{name}: unknown config field {unknown[0]!r} (value {overrides[unknown[0]]!r}); "
+                f"{type(config).__name__} has {', '.join(allowed)}"
+            )
         return with_weights(build(dataclasses.replace(config, **overrides)), weights)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__module__ = build.__module__
-    entry.__doc__ = (f"{name} with the state_dict keys of {source}. `weights`: a safetensors path, a dict, or None; "
-                     f"`overrides`: fields of {type(config).__name__} ({', '.join(allowed)}).")
+    entry.__doc__ = (
+        f"{name} with the state_dict keys of {source}. `weights`: a safetensors path, a dict, or None; "
+        f"`overrides`: fields of {type(config).__name__} ({', '.join(allowed)})."
+    )
     return register(name, source, torch_model, benchmark, config=config)(entry)
 
 
-def timm_variant(name: str, build: Callable[[Any], Module], config: Any, timm_name: str, he: bool = False,
-                 benchmark: bool = False) -> Callable[..., Module]:
+def timm_variant(
+    name: str, build: Callable[[Any], Module], config: Any, timm_name: str, he: bool = False, benchmark: bool = False
+) -> Callable[..., Module]:
     """`register_variant` of a timm model `timm_name` (`he` as in `sources.timm_source`)."""
     return register_variant(name, build, config, f"timm {timm_name}", timm_source(timm_name, he), benchmark)
 
 
-def torchvision_variant(name: str, build: Callable[[Any], Module], config: Any, he: bool = False,
-                        benchmark: bool = False) -> Callable[..., Module]:
+def torchvision_variant(
+    name: str, build: Callable[[Any], Module], config: Any, he: bool = False, benchmark: bool = False
+) -> Callable[..., Module]:
     """`register_variant` of `torchvision.models.<name>` (`he` as in `sources.torchvision_source`)."""
-    return register_variant(name, build, config, f"torchvision.models.{name}", torchvision_source(name, he),
-                            benchmark)
+    return register_variant(name, build, config, f"torchvision.models.{name}", torchvision_source(name, he), benchmark)
 
 
 def get_entry(name: str) -> ZooEntry:
@@ -163,7 +186,7 @@ def with_weights(model: Module, weights: Weights, seed: int = 0) -> Module:
 Shapes = dict[str, tuple[int, ...]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _table(name: str) -> tuple[Module, Shapes]:
     model = get_entry(name).skeleton()
     return model, {k: p.shape for k, p in model.named_parameters()}
@@ -201,6 +224,8 @@ def mismatch_hint(model: Module, shapes: Shapes) -> str | None:
         if not differ:
             return f"looks like a {name} file{read_as}, not {target}: load it into {name}"
         if table.keys() != own.keys():  # a variant of the model's own keys says nothing the listing does not
-            near = near or (f"looks like a {name} file{read_as} with {len(differ)} tensors of other shapes (e.g. "
-                            f"{differ[0]}), not {target}")
+            near = near or (
+                f"looks like a {name} file{read_as} with {len(differ)} tensors of other shapes (e.g. "
+                f"{differ[0]}), not {target}"
+            )
     return near

@@ -1,4 +1,5 @@
 """ResNet (torchvision's `resnet18..152`; timm's `resnet50` has the same keys). Stride on the 3x3 conv (v1.5)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,7 +86,6 @@ class ResNet(nn.ImageClassifier):
             for block in stage:
                 x = block(x)
         return self.fc(ops.global_avg_pool2d(x).flatten(1))
-
 
 
 resnet18 = torchvision_variant("resnet18", ResNet, ResNetConfig((2, 2, 2, 2), bottleneck=False))

@@ -4,10 +4,11 @@ without them.
 
 `trtnet.parity` uses these to check trtnet against its sources; the zoo never imports parity.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 
 def he_init(model, gain: float = 2.0**0.5) -> None:
@@ -67,6 +68,7 @@ def published_source(source: str) -> Callable[[], object] | None:
     torchvision_fn = re.fullmatch(r"torchvision\.models\.(\w+)", source)
     timm_name = re.fullmatch(r"timm(?:\.create_model\(['\"]|[ .:])(\w+)(?:['\"]\))?", source)
     if torchvision_fn:
+
         def make():
             import torchvision
 
@@ -74,6 +76,7 @@ def published_source(source: str) -> Callable[[], object] | None:
 
         return make
     if timm_name:
+
         def make():
             import timm
 

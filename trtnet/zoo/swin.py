@@ -7,6 +7,7 @@ emission and added to the shift mask there too, so the attention receives one co
 Windows are laid out [B, windows * heads, N, d] for the attention, so that mask is [1, windows * heads, N, N]:
 it broadcasts over the batch instead of being tiled for it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -139,8 +140,9 @@ class SwinStage(nn.Module):
         dim = c.embed_dim * 2**index
         resolution = c.img_size // c.patch_size // 2**index
         self.downsample = PatchMerging(dim // 2, c) if index > 0 else None
-        self.blocks = [SwinBlock(dim, c.num_heads[index], resolution, c.window_size, j % 2 == 1, c)
-                       for j in range(c.depths[index])]
+        self.blocks = [
+            SwinBlock(dim, c.num_heads[index], resolution, c.window_size, j % 2 == 1, c) for j in range(c.depths[index])
+        ]
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:
@@ -167,22 +169,30 @@ class ClassifierHead(nn.Module):
         return self.fc(x.mean((1, 2)))
 
 
-def _from_microsoft(model: "SwinTransformer") -> dict[str, str]:
+def _from_microsoft(model: SwinTransformer) -> dict[str, str]:
     """github.com/microsoft/Swin-Transformer (the benchmark's named source; its published .pth files): patch
     merging ends stage i where timm 1.x starts stage i + 1 with it, and the head is a bare Linear. The qkv row
     order, the bias tables and the 2x2 merge order are the same."""
     stages = len(model.layers)
-    return {**{f"layers.{i}.downsample": f"layers.{i + 1}.downsample" for i in range(stages - 1)},
-            "head.weight": "head.fc.weight", "head.bias": "head.fc.bias"}
+    return {
+        **{f"layers.{i}.downsample": f"layers.{i + 1}.downsample" for i in range(stages - 1)},
+        "head.weight": "head.fc.weight",
+        "head.bias": "head.fc.bias",
+    }
 
 
 class SwinTransformer(nn.ImageClassifier):
     """timm's `SwinTransformer`: [B, 3, H, W] -> logits."""
 
     # Microsoft's files also hold the index and shift-mask buffers, recomputed here.
-    layouts = (Layout("Microsoft Swin-Transformer", marker="layers.0.downsample.reduction.weight",
-                      renames=_from_microsoft,
-                      drop=("layers.*.blocks.*.attn.relative_position_index", "layers.*.blocks.*.attn_mask")),)
+    layouts = (
+        Layout(
+            "Microsoft Swin-Transformer",
+            marker="layers.0.downsample.reduction.weight",
+            renames=_from_microsoft,
+            drop=("layers.*.blocks.*.attn.relative_position_index", "layers.*.blocks.*.attn_mask"),
+        ),
+    )
 
     def __init__(self, c: SwinConfig) -> None:
         self.patch_embed = PatchEmbed(c)
@@ -201,6 +211,9 @@ class SwinTransformer(nn.ImageClassifier):
 
 swin_t = timm_variant("swin_t", SwinTransformer, SwinConfig(), "swin_tiny_patch4_window7_224", benchmark=True)
 swin_s = timm_variant("swin_s", SwinTransformer, SwinConfig(depths=(2, 2, 18, 2)), "swin_small_patch4_window7_224")
-swin_b = timm_variant("swin_b", SwinTransformer,
-                      SwinConfig(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
-                      "swin_base_patch4_window7_224")
+swin_b = timm_variant(
+    "swin_b",
+    SwinTransformer,
+    SwinConfig(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    "swin_base_patch4_window7_224",
+)

@@ -1,4 +1,5 @@
 """VGG (torchvision's `vgg11/13/16/19` and their `_bn` variants): a table of stages and `make_layers`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,14 +46,18 @@ class VGG(nn.ImageClassifier):
         self.features = make_layers(config)
         # Indices 2 and 5 are dropouts (identity in eval): kept so that the Linear layers sit at 0, 3 and 6.
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.Activation("relu"), nn.Identity(),
-            nn.Linear(4096, 4096), nn.Activation("relu"), nn.Identity(),
-            nn.Linear(4096, config.num_classes))
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.Activation("relu"),
+            nn.Identity(),
+            nn.Linear(4096, 4096),
+            nn.Activation("relu"),
+            nn.Identity(),
+            nn.Linear(4096, config.num_classes),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = ops.adaptive_avg_pool2d(self.features(x), 7)  # identity at 224x224, where features are 7x7
         return self.classifier(x.flatten(1))
-
 
 
 vgg11 = torchvision_variant("vgg11", VGG, VGGConfig(STAGES[11], batch_norm=False))

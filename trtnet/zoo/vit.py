@@ -2,6 +2,7 @@
 
 Tokens travel in `nn.MultiHeadAttention`'s layout [B, 1, N, D] from the patch embedding on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,9 +86,16 @@ class VisionTransformer(nn.ImageClassifier):
         return logits.reshape(x.shape[0], self._config.num_classes)
 
 
-vit_s_16 = timm_variant("vit_s_16", VisionTransformer, ViTConfig(embed_dim=384, depth=12, num_heads=6),
-                        "vit_small_patch16_224")
-vit_b_16 = timm_variant("vit_b_16", VisionTransformer, ViTConfig(embed_dim=768, depth=12, num_heads=12),
-                        "vit_base_patch16_224", benchmark=True)
-vit_l_16 = timm_variant("vit_l_16", VisionTransformer, ViTConfig(embed_dim=1024, depth=24, num_heads=16),
-                        "vit_large_patch16_224")
+vit_s_16 = timm_variant(
+    "vit_s_16", VisionTransformer, ViTConfig(embed_dim=384, depth=12, num_heads=6), "vit_small_patch16_224"
+)
+vit_b_16 = timm_variant(
+    "vit_b_16",
+    VisionTransformer,
+    ViTConfig(embed_dim=768, depth=12, num_heads=12),
+    "vit_base_patch16_224",
+    benchmark=True,
+)
+vit_l_16 = timm_variant(
+    "vit_l_16", VisionTransformer, ViTConfig(embed_dim=1024, depth=24, num_heads=16), "vit_large_patch16_224"
+)

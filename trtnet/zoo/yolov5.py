@@ -5,6 +5,7 @@ does, with its depth and width multiples. The Detect head decodes boxes as v7.0 
 anchors read from the checkpoint's `model.24.anchors` buffer (grid units) and the grid a constant of the
 static feature-map shape.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,8 +91,7 @@ class Concat(nn.Module):
 class Detect(nn.Module):
     """Per level: 1x1 conv -> [B, na, no, ny, nx] -> [B, na, ny, nx, no] -> sigmoid -> decoded boxes."""
 
-    def __init__(self, num_classes: int, num_anchors: int, channels: tuple[int, ...],
-                 strides: tuple[int, ...]) -> None:
+    def __init__(self, num_classes: int, num_anchors: int, channels: tuple[int, ...], strides: tuple[int, ...]) -> None:
         self._nc, self._na, self._no = num_classes, num_anchors, num_classes + 5
         self._strides = strides
         # A buffer in the checkpoint: anchors in grid units (pixels / stride), as `Model.__init__` left them.
@@ -193,8 +193,7 @@ class YOLOv5(nn.Module):
             layers.append(layer)
             channels.append(cout)
             self._sources.append(row.src)
-        layers.append(Detect(config.num_classes, config.num_anchors, tuple(channels[i] for i in DETECT_FROM),
-                             STRIDES))
+        layers.append(Detect(config.num_classes, config.num_anchors, tuple(channels[i] for i in DETECT_FROM), STRIDES))
         self._sources.append(DETECT_FROM)
         self.model = layers
 
@@ -217,8 +216,14 @@ class YOLOv5(nn.Module):
 
 def _variant(name: str, depth_multiple: float, width_multiple: float, benchmark: bool = False):
     """yolov5{n,s,m,l}.yaml: the shared rows under the yaml's (depth_multiple, width_multiple)."""
-    return register_variant(name, YOLOv5, YOLOv5Config(depth_multiple, width_multiple),
-                            f"yolov5 7.0.14 yolov5.models.yolo.Model('{name}.yaml')", yolov5_source(name), benchmark)
+    return register_variant(
+        name,
+        YOLOv5,
+        YOLOv5Config(depth_multiple, width_multiple),
+        f"yolov5 7.0.14 yolov5.models.yolo.Model('{name}.yaml')",
+        yolov5_source(name),
+        benchmark,
+    )
 
 
 yolov5n = _variant("yolov5n", 0.33, 0.25)
