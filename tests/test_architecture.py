@@ -333,6 +333,78 @@ def _network_methods() -> set[str]:
     return {m for m in dir(get_trt().INetworkDefinition) if m.startswith("add_")}
 
 
+# The package's rooms, lowest first: a module may import its own layer or a lower one, never a higher one, so
+# data flows one way (weights -> modules -> network -> plan -> engine) and the folder tree shows it. Every module
+# of trtnet/ must be placed: a new one is placed here, where a reviewer sees the choice.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("foundations", ("trtnet._version", "trtnet.errors", "trtnet.backend", "trtnet.fileio", "trtnet.dtypes")),
+    # The interpreter and the runtime read TensorRT networks and plans, never models. Activation ranges are data
+    # that both the calibrator writes and emission reads, so they sit below emission.
+    (
+        "networks and plans",
+        (
+            "trtnet.interpreter",
+            "trtnet.runtime",
+            "trtnet.target",
+            "trtnet.quant.ranges",
+            "trtnet.layouts",
+            "trtnet.summary",
+        ),
+    ),
+    ("emission", ("trtnet.graph", "trtnet.tensor", "trtnet.ops", "trtnet.weights")),
+    ("modules", ("trtnet.nn",)),
+    ("models and builds", ("trtnet.zoo", "trtnet.builder", "trtnet.quant")),
+    ("checks", ("trtnet.onnx", "trtnet.parity")),
+    ("exports", ("trtnet.export",)),
+    ("faces", ("trtnet.cli", "trtnet.bench", "trtnet.__main__", "trtnet")),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of `module`'s room: the longest listed name it is or is inside."""
+    best, found = -1, None
+    for i, (_, names) in enumerate(LAYERS):
+        for n in names:
+            inside = "." in n and module.startswith(n + ".")  # the package itself ("trtnet") holds only itself
+            if (module == n or inside) and len(n) > best:
+                best, found = len(n), i
+    return found
+
+
+def layer_breaks(tree: Tree) -> list[str]:
+    """Every module is in a room, and every run-time import goes to the importer's layer or a lower one."""
+    out = [
+        f"{path}: module {name} is in no room of LAYERS; place it there"
+        for name, path in tree.modules.items()
+        if layer_of(name) is None
+    ]
+    for imp in tree.imports:
+        if imp.type_only:
+            continue
+        low = layer_of(imp.module)
+        for node in tree.nodes_of(imp)[:1]:  # the module named; the packages it runs on the way are the cycle test's
+            high = layer_of(node)
+            if low is not None and high is not None and high > low:
+                out.append(
+                    f"{imp}: {LAYERS[low][0]} ({imp.module}) imports {LAYERS[high][0]} ({node}), a higher "
+                    "room; data flows one way"
+                )
+    return out
+
+
+MAX_MODULE_LINES = 400  # a file a reviewer can hold in mind; split by role past this
+
+
+def long_modules(root: Path, package: str = "trtnet") -> list[str]:
+    """Files of the package over MAX_MODULE_LINES lines."""
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        n = len(path.read_text().splitlines())
+        if n > MAX_MODULE_LINES:
+            out.append(f"{path.relative_to(root).as_posix()}: {n} lines (at most {MAX_MODULE_LINES}); split it by role")
+    return out
+
+
 # -- the real tree ------------------------------------------------------------------------------------------
 
 
@@ -371,6 +443,31 @@ def test_the_walker_sees_the_real_tree(tree):
     assert ("trtnet/interpreter/_common.py", "trtnet.errors", False) in seen
     assert ("trtnet/parity.py", "torch", True) in seen  # lazy, inside a function
     assert "trtnet.interpreter.conv" in tree.modules and "trtnet.zoo" in tree.modules
+
+
+def test_rooms_keep_data_flowing_one_way(tree):
+    _fail_on(layer_breaks(tree), "import(s) against the rooms' order (LAYERS)")
+
+
+def test_rooms_are_folders(tree):
+    """The roles of ARCHITECTURE.md are folders with these modules (a rename or a move is a visible change here)."""
+    rooms = {
+        "builder": {"emit", "build", "progress", "cache"},
+        "runtime": {"engine", "runner", "bindings", "cudart", "plan", "sidecar"},
+        "quant": {"calibrate", "ranges"},
+        "export": {"triton", "triton_config", "convert"},
+        "onnx": {"parse", "check"},
+        "cli": {"app", "commands", "verify", "model_ref"},
+    }
+    for room, members in rooms.items():
+        have = {m.rsplit(".", 1)[1] for m in tree.modules if m.startswith(f"trtnet.{room}.")}
+        assert members <= have, f"trtnet/{room}/ lacks {sorted(members - have)}"
+    flat = sorted(m for m in tree.modules if m.count(".") == 1 and f"trtnet/{m.split('.')[1]}.py" in tree.modules[m])
+    assert len(flat) <= 16, f"{len(flat)} modules stand flat in trtnet/: {flat}; group them into rooms"
+
+
+def test_no_module_is_too_long_to_review():
+    _fail_on(long_modules(ROOT), f"module(s) over {MAX_MODULE_LINES} lines")
 
 
 # -- planted trees: the checks fail when they should ------------------------------------------------------
@@ -493,4 +590,27 @@ def test_planted_rule_breaks_are_named_by_file_and_import(tmp_path):
     assert torch_breaks(tree) == [
         "trtnet/parity.py:1: `import torch`: torch at import time; import it inside the function that needs it",
         f"trtnet/weights.py:1: `import torch`: torch outside the parity/export helpers (allowed: {allowed})",
+    ]
+
+
+def test_planted_room_breaks_are_named(tmp_path):
+    tree = _plant(
+        tmp_path,
+        {
+            "trtnet/__init__.py": "",
+            "trtnet/runtime/__init__.py": "",
+            "trtnet/runtime/engine.py": "def f():\n    from trtnet.zoo import resnet50\n",  # runtime knows no models
+            "trtnet/zoo/__init__.py": "from trtnet.nn import Module\n",  # downhill: fine
+            "trtnet/nn/__init__.py": "Module = object\n",
+            "trtnet/attic.py": "",  # in no room
+        },
+    )
+    assert layer_breaks(tree) == [
+        "trtnet/attic.py: module trtnet.attic is in no room of LAYERS; place it there",
+        "trtnet/runtime/engine.py:2: `from trtnet.zoo import resnet50` (inside a function): networks and plans "
+        "(trtnet.runtime.engine) imports models and builds (trtnet.zoo), a higher room; data flows one way",
+    ]
+    (tmp_path / "trtnet/attic.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert long_modules(tmp_path) == [
+        f"trtnet/attic.py: {MAX_MODULE_LINES + 1} lines (at most {MAX_MODULE_LINES}); split it by role"
     ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import trtnet
+import trtnet.export.triton
 from trtnet import Engine
 from trtnet.cli import main
 from trtnet.errors import ExportError
@@ -215,7 +216,9 @@ def test_fixed_batch_engine_asked_for_dynamic_batching(repo, fixed, monkeypatch)
     ):
         export_engine(fixed, repo, "resnet18", dynamic_batching=True)
     # export_triton refuses before spending a build on it.
-    monkeypatch.setattr(trtnet, "build", lambda *a, **k: pytest.fail("built an engine for a refused export"))
+    monkeypatch.setattr(
+        trtnet.export.triton, "build", lambda *a, **k: pytest.fail("built an engine for a refused export")
+    )
     with pytest.raises(ExportError, match=r"batch_size=4 builds a fixed-batch engine"):
         export_triton(resnet18(weights=None), repo, "other", batch_size=4, dynamic_batching=True)
     assert snapshot(repo) == before

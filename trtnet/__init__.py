@@ -6,6 +6,7 @@
 >>> engine = trtnet.build(model, batch_size=8, precision="fp16")   # doctest: +SKIP
 """
 
+from trtnet._version import __version__ as __version__
 from trtnet.builder.build import build, build_network
 from trtnet.builder.emit import Network, emit, reference
 from trtnet.errors import (
@@ -30,7 +31,6 @@ from trtnet.runtime.plan import TensorSpec
 from trtnet.summary import summarize
 from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
 
-__version__ = "0.1.0"
 __all__ = [
     "BackendError",
     "BuildError",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trtnet.builder.build import build
 from trtnet.errors import EngineError, ExportError
 
 # The config itself is written by triton_config; its names stay importable from here, where they were.
@@ -299,9 +300,7 @@ def export_triton(
             "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
             "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)"
         )
-    import trtnet
-
-    engine = trtnet.build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
+    engine = build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
     return export_engine(engine, repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trtnet._version import __version__
 from trtnet.errors import ExportError
 
 TRITON_TYPES = {
@@ -159,8 +160,6 @@ def config_parameters(meta: dict[str, Any]) -> dict[str, str]:
             f"a {backend or 'unknown backend'} plan, NOT a TensorRT plan: Triton's tensorrt backend cannot load "
             "it; rebuild with NVIDIA TensorRT (pip install tensorrt; trtnet prefers it) for Triton"
         )
-    from trtnet import __version__
-
     return {
         "trtnet_version": __version__,
         "trtnet_backend": backend,

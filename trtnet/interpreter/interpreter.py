@@ -38,6 +38,7 @@ from trtnet.interpreter._common import (
     np_dtype,
     trt_dtype_name,
 )
+from trtnet.interpreter.forms import ATTRIBUTE_FORMS
 
 Trace = Callable[[str, str, list[np.ndarray]], None]
 
@@ -195,7 +196,7 @@ def unsupported(network: Any) -> list[str]:
     """Every reason the interpreter cannot run `network`, one per layer and attribute, without running anything.
 
     A layer is unsupported for its type, for an output dtype the interpreter does not model (FP8, INT4...),
-    or for an attribute form its handler refuses (see `_ATTRIBUTE_FORMS`).
+    or for an attribute form its handler refuses (see `ATTRIBUTE_FORMS`).
     """
     return _unsupported(_scan(network))
 
@@ -214,46 +215,11 @@ def _unsupported(steps: list[_Step]) -> list[str]:
             dtype = enum_name(layer.get_output(o).dtype)
             if dtype not in SUPPORTED_DTYPES:
                 reasons.append(f"{where}: output {o} has data type {dtype}, which the interpreter does not model")
-        check = _ATTRIBUTE_FORMS.get(type_name)
+        check = ATTRIBUTE_FORMS.get(type_name)
         if check is not None:
             layer.__class__ = getattr(trt, HANDLERS[type_name].class_name)
             reasons.extend(f"{where}: {problem}" for problem in check(layer))
     return reasons
-
-
-def _reduce_forms(layer: Any) -> list[str]:
-    op = enum_name(layer.op)
-    return [f"unsupported reduce operation {op}"] if op == "NONE" else []
-
-
-def _attention_forms(layer: Any) -> list[str]:
-    att = layer.attention
-    problems = []
-    forms = f"{enum_name(att.query_form)}/{enum_name(att.key_value_form)}"
-    if forms != "PADDED_BHND/PADDED_BHND":
-        problems.append(f"attention forms {forms}: only PADDED_BHND is supported")
-    if att.normalization_quantize_scale is not None:
-        problems.append("quantized attention normalization is not modelled")
-    if enum_name(att.norm_op) not in ("SOFTMAX", "NONE"):
-        problems.append(f"unsupported attention normalization {enum_name(att.norm_op)}")
-    return problems
-
-
-def _grid_sample_forms(layer: Any) -> list[str]:
-    problems = []
-    if enum_name(layer.interpolation_mode) == "CUBIC":
-        problems.append("CUBIC grid sampling is not modelled")
-    if enum_name(layer.sample_mode) not in ("FILL", "CLAMP", "REFLECT"):
-        problems.append(f"grid sample mode {enum_name(layer.sample_mode)} is not modelled")
-    return problems
-
-
-# Attribute forms of supported layer types that the handlers refuse; every other enum value they implement.
-_ATTRIBUTE_FORMS: dict[str, Callable[[Any], list[str]]] = {
-    "REDUCE": _reduce_forms,
-    "ATTENTION_INPUT": _attention_forms,
-    "GRID_SAMPLE": _grid_sample_forms,
-}
 
 
 def _refuse_unsupported(steps: list[_Step]) -> None:
