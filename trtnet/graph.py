@@ -101,6 +101,28 @@ def resolve_policy(policy: Policy | None, options: dict[str, Any]) -> Policy:
     return (policy or Policy()).with_options(**options)
 
 
+@dataclass
+class ModuleCall:
+    """One call of a module while its network was emitted: the TensorRT tensors it took and returned (their
+    names are read after emission, since marking an output renames it)."""
+
+    path: str
+    kind: str
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+def _itensors(value: Any) -> list[Any]:
+    """The ITensors inside a value a module took or returned (Tensors, possibly in tuples, lists or dicts)."""
+    if hasattr(value, "itensor"):
+        return [value.itensor]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _itensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _itensors(v)]
+    return []
+
+
 class Graph:
     """One network under construction. Use as a context manager to make it current."""
 
@@ -112,6 +134,7 @@ class Graph:
         self._scope: list[str] = []
         self._names: Counter[str] = Counter()
         self._token: contextvars.Token | None = None
+        self.calls: list[ModuleCall] = []  # every module call, in the order calls returned (trtnet.layerwise)
 
     # -- context -------------------------------------------------------------------------------------
     def __enter__(self) -> Graph:
@@ -133,6 +156,10 @@ class Graph:
     @property
     def path(self) -> str:
         return self._scope[-1] if self._scope else ""
+
+    def record_call(self, path: str, kind: str, args: tuple, result: Any) -> None:
+        """Note that module `path` (of class `kind`) took the tensors in `args` and returned those in `result`."""
+        self.calls.append(ModuleCall(path, kind, _itensors(args), _itensors(result)))
 
     def name(self, layer, op: str):
         """Give `layer` a unique readable name `<module path>/<op>` and return it."""

@@ -148,8 +148,11 @@ class Module:
         return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
 
     def __call__(self, *args, **kwargs):
-        with current_graph().scope(self._path):
-            return self.forward(*args, **kwargs)
+        graph = current_graph()
+        with graph.scope(self._path):
+            result = self.forward(*args, **kwargs)
+        graph.record_call(self._path, type(self).__name__, args, result)
+        return result
 
     # -- reflection ----------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Any]]:

@@ -1,0 +1,309 @@
+"""Blame in one run: the first module of a trtnet model whose output departs from its PyTorch source.
+
+Every module call is recorded while the network is emitted (`Graph.calls`: the path, which is also the
+source's state_dict prefix, and the tensors it took and returned). One interpreter run captures all those
+tensors without changing the network; one run of the source, with forward hooks on the modules of the same
+paths, captures theirs. Compared in the order the calls returned (children before their parents), the first
+module whose output departs while its inputs agree is where the fault is: a departure a module inherits
+through its input is traced back to the module that produced that input, or to the forward whose own ops
+(between module calls) made it.
+
+>>> report = layerwise(model, source, sample_inputs(model, 1))     # doctest: +SKIP
+>>> print(report.text())                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trtnet.builder.emit import emit
+from trtnet.graph import Policy
+from trtnet.interpreter.capture import run_network_capture
+from trtnet.interpreter.interpreter import Interpreter
+from trtnet.nn.module import Module
+
+# The precision a comparison was emitted in -> the relative error (max |a - b| / max |b|) past which a
+# module's output departs: fp32 as `trtnet verify`; reduced types by their rounding (2**-11, 2**-8).
+TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "fp16": 1e-2, "bf16": 5e-2, "int8": 1e-1, "fp8": 1e-1}
+
+
+@dataclass
+class Side:
+    """One tensor of one call, compared: its shape here, and its error against the reference (None: not
+    comparable, `note` says why)."""
+
+    shape: tuple[int, ...]
+    error: float | None
+    note: str = ""
+    resized: bool = False  # another number of elements than the reference's
+
+    def departs(self, tolerance: float) -> bool:
+        return self.error is not None and not self.error <= tolerance  # NaN departs
+
+
+@dataclass
+class Call:
+    """One module call of the network, compared with its counterpart."""
+
+    path: str
+    kind: str
+    inputs: list[Side]
+    outputs: list[Side]
+    counterpart: bool = True  # whether the reference has a module of this path (and this many calls of it)
+
+    @property
+    def name(self) -> str:
+        return self.path or "(the whole model)"
+
+    @property
+    def error(self) -> float | None:
+        errors = [s.error for s in self.outputs if s.error is not None]
+        return max(errors) if errors else None
+
+    def departs(self, tolerance: float) -> bool:
+        return any(s.departs(tolerance) for s in self.outputs)
+
+    def inputs_agree(self, tolerance: float) -> bool:
+        return not any(s.departs(tolerance) for s in self.inputs)
+
+
+@dataclass
+class Layerwise:
+    """The comparison of every module call, in the order the calls returned, and the verdict."""
+
+    calls: list[Call]
+    tolerance: float
+    reference: str  # what the calls were compared with: "the PyTorch source", "fp32"
+    blamed: Call | None = None
+    why: str = ""
+    later: list[Call] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.blamed is None
+
+    def text(self, rows: int = 8) -> str:
+        """The report as the command line prints it."""
+        n = len(self.calls)
+        missing = [c for c in self.calls if not c.counterpart or any(s.error is None for s in c.outputs)]
+        lines = [
+            f"layerwise: {n} module call{'s' if n != 1 else ''} compared with {self.reference} in execution order "
+            f"(departs: rel error > {self.tolerance:g})"
+        ]
+        if self.blamed is None:
+            lines.append("no module departs")
+        else:
+            b = self.blamed
+            lines.append(f"first departure: {b.name} ({b.kind}): {self.why}")
+            lines.append("  inputs:  " + (", ".join(_side(s) for s in b.inputs) or "none compared"))
+            lines.append("  outputs: " + ", ".join(_side(s) for s in b.outputs))
+            if self.later:
+                lines.append("then:")
+                for c in self.later[:rows]:
+                    lines.append(f"  {c.name} ({c.kind}): {', '.join(_side(s) for s in c.outputs)}")
+                if len(self.later) > rows:
+                    lines.append(f"  ... and {len(self.later) - rows} more")
+        if missing:
+            lines.append(f"not compared ({len(missing)}): no counterpart or a different layout in the reference:")
+            for c in missing[:rows]:
+                why = "no module of this path in the reference" if not c.counterpart else c.outputs[0].note
+                lines.append(f"  {c.name} ({c.kind}): {why}")
+            if len(missing) > rows:
+                lines.append(f"  ... and {len(missing) - rows} more")
+        return "\n".join(lines)
+
+
+def _side(s: Side) -> str:
+    shape = "x".join(map(str, s.shape)) or "scalar"
+    if s.error is None:
+        return f"[{shape}] not compared ({s.note})"
+    return f"[{shape}] error {s.error:.3g}"
+
+
+# -- comparing tensors -----------------------------------------------------------------------------------
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> Side:
+    """`got` against `want`: the relative error where their shapes agree (size-1 dims aside); a different
+    size is a departure (error inf); the same size in another layout is not comparable."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        squeezed = tuple(d for d in got.shape if d != 1) == tuple(d for d in want.shape if d != 1)
+        if got.size != want.size:  # a departure if its inputs agree (see _pair), else computed on other data
+            return Side(got.shape, None, f"shape {list(got.shape)}, the reference's {list(want.shape)}", resized=True)
+        if not squeezed:
+            return Side(got.shape, None, f"laid out as {list(got.shape)}, the reference as {list(want.shape)}")
+        got = got.reshape(want.shape)
+    scale = np.abs(want).max() if want.size else 0.0
+    diff = np.abs(got - want).max() if want.size else 0.0
+    return Side(tuple(got.shape), float(diff / (scale if scale > 0 else 1.0)))
+
+
+# -- the trtnet side -------------------------------------------------------------------------------------
+
+
+def _run_calls(model: Module, inputs: Sequence[np.ndarray], policy: Policy) -> tuple[list[tuple], Links]:
+    """Emit `model` for `inputs`, run it once in the interpreter capturing every module call's tensors:
+    (path, class name, input arrays, output arrays) per call, in the order the calls returned; and which call
+    produced each tensor (the innermost, which returns first) and which tensors each call took."""
+    names = [i.name for i in model.inputs()]
+    shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
+    net = emit(model, int(np.shape(inputs[0])[0]), policy=policy, input_shapes=shapes)
+    calls = net.owner.calls
+    wanted = {t.name for c in calls for t in (*c.inputs, *c.outputs)}
+    feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
+    _, captured = run_network_capture(Interpreter(net.network), feeds, wanted)
+    records = [
+        (c.path, c.kind, [captured[t.name] for t in c.inputs], [captured[t.name] for t in c.outputs]) for c in calls
+    ]
+    producers: dict[str, int] = {}
+    for i, c in enumerate(calls):
+        for t in c.outputs:
+            producers.setdefault(t.name, i)
+    return records, (producers, [[t.name for t in c.inputs] for c in calls])
+
+
+# -- the PyTorch side ------------------------------------------------------------------------------------
+
+
+def _tensors(value: Any) -> list[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if hasattr(value, "to_tuple"):  # a Hugging Face ModelOutput
+        value = value.to_tuple()
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _source_calls(source: Any, paths: set[str], inputs: Sequence[np.ndarray]) -> dict[str, list[tuple[list, list]]]:
+    """Run the PyTorch `source` once, hooking its modules of `paths`: path -> [(inputs, outputs)] per call."""
+    import torch
+
+    seen: dict[str, list[tuple[list, list]]] = defaultdict(list)
+    hooks = []
+    for path, module in source.named_modules():
+        if path in paths:
+
+            def hook(_module, args, kwargs, output, path=path):
+                arrays = lambda v: [t.detach().float().numpy().copy() for t in _tensors(v)]  # noqa: E731
+                seen[path].append((arrays(args) + arrays(kwargs), arrays(output)))
+
+            hooks.append(module.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            source(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+# -- the verdict -----------------------------------------------------------------------------------------
+
+
+def _pair(path: str, kind: str, ins: list, outs: list, ref: tuple[list, list] | None) -> Call:
+    if ref is None:
+        return Call(path, kind, [Side(np.shape(x), None, "no counterpart") for x in ins],
+                    [Side(np.shape(x), None, "no counterpart") for x in outs], counterpart=False)  # fmt: skip
+    ref_ins, ref_outs = ref
+    sides_in = [compare(g, w) for g, w in zip(ins, ref_ins)]
+    sides_out = [compare(g, w) for g, w in zip(outs, ref_outs)]
+    sides_out += [Side(np.shape(x), None, "the reference returns fewer tensors") for x in outs[len(ref_outs) :]]
+    if sides_in and all(s.error is not None for s in sides_in):
+        # Same inputs, another output size (a wrong stride or padding): that departs. With inputs of another
+        # size, the DSL computes this module on other data (a class token alone, say): not comparable.
+        for s in sides_out:
+            if s.resized:
+                s.error = float("inf")
+    return Call(path, kind, sides_in, sides_out)
+
+
+Links = tuple[dict[str, int], list[list[str]]]  # tensor name -> the call that produced it; per call, its inputs
+
+
+def _verdict(report: Layerwise, links: Links) -> Layerwise:
+    """Blame the first call whose output departs while its inputs agree; a departure a call inherits through
+    an input is traced to that input's producer, else to the enclosing forward's own ops."""
+    tol = report.tolerance
+    producers, consumed = links
+    for i, call in enumerate(report.calls):
+        if not call.departs(tol):
+            continue
+        if call.inputs_agree(tol):
+            report.blamed, report.why = call, "its output departs while its inputs agree"
+        else:
+            bad = [k for k, s in enumerate(call.inputs) if s.departs(tol)]
+            source = producers.get(consumed[i][bad[0]]) if consumed[i] else None
+            if source is not None and not report.calls[source].counterpart:
+                report.blamed = report.calls[source]
+                report.why = (f"its output has no counterpart in the reference, and {call.name} receives it "
+                              "departing")  # fmt: skip
+            else:
+                report.blamed = _enclosing(report.calls, i) or call
+                report.why = (f"ops of its own forward (outside any submodule) feed {call.name} an input that "
+                              "departs")  # fmt: skip
+        report.later = [c for c in report.calls[i + 1 :] if c.departs(tol)]
+        return report
+    return report
+
+
+def _enclosing(calls: list[Call], i: int) -> Call | None:
+    """The call whose forward made call `i`: the first later call whose path is a proper prefix of its path."""
+    path = calls[i].path
+    for c in calls[i + 1 :]:
+        if c.path == "" or path.startswith(c.path + "."):
+            return c
+    return None
+
+
+def layerwise(model: Module, source: Any, inputs: Sequence[np.ndarray], *, tolerance: float | None = None) -> Layerwise:
+    """Compare every module call of `model` (fp32, in the interpreter) with the PyTorch `source`'s module of
+    the same path, on `inputs`; name the first module whose output departs."""
+    policy = Policy(precision="fp32")
+    ours, links = _run_calls(model, inputs, policy)
+    theirs = _source_calls(source, {p for p, *_ in ours}, inputs)
+    count: dict[str, int] = defaultdict(int)
+    calls = []
+    for path, kind, ins, outs in ours:
+        k = count[path]
+        count[path] += 1
+        refs = theirs.get(path, [])
+        calls.append(_pair(path, kind, ins, outs, refs[k] if k < len(refs) else None))
+    report = Layerwise(calls, TOLERANCE["fp32"] if tolerance is None else tolerance, "the PyTorch source")
+    return _verdict(report, links)
+
+
+def layerwise_precision(
+    model: Module, inputs: Sequence[np.ndarray], precision: str, *, calibration: Any = None
+) -> Layerwise:
+    """The same comparison of `model` emitted in `precision` against itself in fp32; the blamed module is
+    where the error grows most from its inputs to its output (where keeping fp16 helps most)."""
+    reduced = Policy(precision=precision, calibration=calibration)
+    ours, _ = _run_calls(model, inputs, reduced)
+    ref, _ = _run_calls(model, inputs, Policy(precision="fp32"))
+    calls = [
+        _pair(p, kind, ins, outs, (r_ins, r_outs)) for (p, kind, ins, outs), (_, _, r_ins, r_outs) in zip(ours, ref)
+    ]
+    report = Layerwise(calls, TOLERANCE.get(precision, 1e-2), f"the same network in fp32 ({precision} here)")
+    growth = [
+        (c.error - max([s.error for s in c.inputs if s.error is not None], default=0.0), i)
+        for i, c in enumerate(calls)
+        if c.error is not None and c.path
+    ]
+    if growth:
+        best, i = max(growth)
+        if best > 0:
+            report.blamed = calls[i]
+            report.why = f"the error grows most here: by {best:.3g} from its inputs to its output"
+            report.later = sorted((c for c in calls if c.error is not None and c.path), key=lambda c: -c.error)[:8]
+    return report
