@@ -187,10 +187,18 @@ class Module:
         """Record every module's path, the prefix of its layer names. Returns self."""
         for path, module in self.named_modules(prefix):
             module._path = path
+            children = [child for _, child in module.named_children()]
             for name, child in module.named_children():
                 if isinstance(child, Parameter):
                     child._path = f"{path}.{name}" if path else name
+            for child, sibling in zip(children, children[1:]):
+                if isinstance(child, Module):
+                    child.precedes(sibling)
         return self
+
+    def precedes(self, sibling: Module | Parameter) -> None:
+        """Hook: `bind` tells each child module which one is declared right after it (a Conv2d links the
+        BatchNorm2d that follows it, to fold it). Default: nothing."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: p.data for k, p in self.named_parameters()}
