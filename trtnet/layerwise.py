@@ -269,7 +269,9 @@ def _enclosing(calls: list[Call], i: int) -> Call | None:
 def layerwise(model: Module, source: Any, inputs: Sequence[np.ndarray], *, tolerance: float | None = None) -> Layerwise:
     """Compare every module call of `model` (fp32, in the interpreter) with the PyTorch `source`'s module of
     the same path, on `inputs`; name the first module whose output departs."""
-    policy = Policy(precision="fp32")
+    # BatchNorms stay apart from their convolutions here, so that each module has an output of its own to
+    # compare (the folded pair is checked as a whole by the output comparison of `trtnet verify`).
+    policy = Policy(precision="fp32", fold_bn=False)
     ours, links = _run_calls(model, inputs, policy)
     theirs = _source_calls(source, {p for p, *_ in ours}, inputs)
     count: dict[str, int] = defaultdict(int)
