@@ -151,8 +151,8 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
             )
         try:  # checked field by field, as Engine.load checks it: the file may be anyone's
             meta = read_metadata(sidecar)
-        except (EngineError, FileNotFoundError) as e:  # the latter: a link to nothing
-            why = e if isinstance(e, EngineError) else f"{sidecar}: a link to a missing file"
+        except EngineError as e:  # a missing file here, after lexists: a link to nothing
+            why = f"{sidecar}: a link to a missing file" if isinstance(e.__cause__, FileNotFoundError) else e
             raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {why}") from None
         try:
             old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
