@@ -13,7 +13,6 @@ import fnmatch
 import json
 import math
 import os
-import stat
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
-from trtnet.fileio import replaced
+from trtnet.fileio import DuplicateKey, open_regular, parse_json, replaced
 from trtnet.layouts import adapt_checkpoint
 
 if TYPE_CHECKING:
@@ -72,22 +71,11 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
             "`trtnet export-weights`)"
         )
-    try:
-        # O_NONBLOCK so that a FIFO is refused below instead of waiting for a writer; regular files ignore it.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            why = "Is a directory" if stat.S_ISDIR(before.st_mode) else "not a regular file"
-            raise WeightsError(f"{path}: cannot read: {why}")
-        with open(fd, "rb", buffering=0, closefd=False) as f:
+    try:  # a FIFO or a device is refused unread (NotRegularFile: "not a regular file", "Is a directory")
+        with open_regular(path) as (f, before):
             return _read_open(path, f, before)
     except OSError as e:
         raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
-    finally:
-        os.close(fd)
 
 
 def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
@@ -136,16 +124,10 @@ def _read_into(path: Path, f, buf: memoryview, offset: int) -> None:
 
 
 def _parse_header(path: Path, raw: bytearray) -> dict:
-    def unique(pairs: list) -> dict:
-        seen: dict = {}
-        for key, value in pairs:
-            if key in seen:  # json keeps the last silently; the safetensors library refuses the file
-                raise WeightsError(f"{path}: corrupted header: key {_clip(key)} appears twice")
-            seen[key] = value
-        return seen
-
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
+        header = parse_json(raw)
+    except DuplicateKey as e:  # json keeps the last silently; the safetensors library refuses the file
+        raise WeightsError(f"{path}: corrupted header: key {_clip(e.key)} appears twice") from None
     # ValueError covers JSONDecodeError and integers longer than Python's digit limit; a deeply nested
     # header exhausts the JSON decoder's recursion.
     except (UnicodeDecodeError, ValueError, RecursionError) as e:

@@ -21,9 +21,12 @@ from trtnet.backend import get_trt, logger
 from trtnet.builder.emit import BatchSize, Network, batch_range
 from trtnet.dtypes import numpy_of
 from trtnet.errors import NetworkError
+from trtnet.fileio import read_regular
 from trtnet.runtime.plan import TensorSpec
 
-__all__ = ["parse_onnx"]
+__all__ = ["MAX_BYTES", "parse_onnx"]
+
+MAX_BYTES = 2 << 30  # protobuf's own limit on one message: larger models keep their weights as external data
 
 
 def _dtype_name(t) -> str:
@@ -35,10 +38,7 @@ def parse_onnx(path: str | os.PathLike, batch_size: BatchSize | None = None) -> 
     what TensorRT's parser or the shapes refused."""
     path = Path(path)
     t0 = time.perf_counter()
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise NetworkError(f"{path}: cannot read the ONNX file: {e.strerror or e}") from e
+    data = read_regular(path, MAX_BYTES, "ONNX file", error=NetworkError)  # a FIFO or a device: refused unread
     trt = get_trt()
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
