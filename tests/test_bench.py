@@ -60,16 +60,13 @@ def test_bench_reports_resnet18(resnet18_run):
     else:
         row = model["latency"]["1"]
         for side in ("torch", "trtnet"):
-            assert row[side]["iters"] == 20 and 0 < row[side]["median_ms"] <= row[side]["p99_ms"]
+            assert row[side]["iters"] <= 20 and 0 < row[side]["min_ms"] <= row[side]["median_ms"] <= row[side]["p99_ms"]
         assert model["gpu_rel_error"] <= 5e-2  # fp16 on both sides
 
 
 def test_compare_prints_changes(resnet18_run, capsys):
-    sys.path.insert(0, str(ROOT))
-    try:
-        import bench as bench_module
-    finally:
-        sys.path.remove(str(ROOT))
+    from trtnet.bench import report as bench_module
+
     _, results, _ = resnet18_run
     older = json.loads(json.dumps(results))
     for routes in older["models"]["resnet18"].get("routes", {}).values():

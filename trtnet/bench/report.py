@@ -58,7 +58,8 @@ def print_accuracy(acc: dict | None, precision: str) -> None:
 
 
 def _ms(r: dict | None, key: str = "median_ms") -> str:
-    return f"{r[key]:.2f}" if r and key in r else "-"
+    # A route that was timed has every statistic: a missing one is a bug to see, not a dash to print.
+    return "-" if r is None else f"{r[key]:.2f}"
 
 
 def speedup(slow: dict | None, fast: dict | None) -> float | None:
