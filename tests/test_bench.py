@@ -42,6 +42,7 @@ def resnet18_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, P
     return proc, json.loads(out.read_text()), out
 
 
+@pytest.mark.slow  # builds both routes in child processes and checks parity: ~100 s on 2 shared cores
 def test_bench_reports_resnet18(resnet18_run):
     proc, results, _ = resnet18_run
     meta, model = results["meta"], results["models"]["resnet18"]
@@ -64,6 +65,7 @@ def test_bench_reports_resnet18(resnet18_run):
         assert model["gpu_rel_error"] <= 5e-2  # fp16 on both sides
 
 
+@pytest.mark.slow  # takes the run above
 def test_compare_prints_changes(resnet18_run, capsys):
     from trtnet.bench import report as bench_module
 
@@ -96,6 +98,7 @@ def test_needs_models_or_all():
 @pytest.mark.skipif(
     cuda_device() is not None, reason="checks CPU mode's report (builds and accuracy); GPU mode times the same engine"
 )
+@pytest.mark.slow  # calibrates and builds twice: ~60 s
 def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
     out = tmp_path / "results.json"
     proc = bench(
