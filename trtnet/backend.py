@@ -23,7 +23,9 @@ from trtnet.errors import BackendError, TrtnetError
 # Module names to try, per backend, in order. Data-centre TensorRT first: where both exist, it is the one
 # built for the GPU in the machine.
 _CANDIDATES: dict[str, tuple[str, ...]] = {
-    "tensorrt": ("tensorrt",),
+    # `tensorrt` is the meta-package's name; the bindings wheel alone (tensorrt-cu12-bindings) installs
+    # `tensorrt_bindings`, as TensorRT for RTX's installs `tensorrt_rtx_bindings`.
+    "tensorrt": ("tensorrt", "tensorrt_bindings"),
     "tensorrt_rtx": ("tensorrt_rtx_bindings", "tensorrt_rtx"),
 }
 
