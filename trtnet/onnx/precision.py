@@ -101,8 +101,14 @@ def reduce_precision(network: Any, precision: str, where: str = "network") -> li
 def _typed(layer: Any) -> Any:
     """The layer as its own class (get_layer hands out ILayer), so its attributes can be read and set."""
     trt = get_trt()
-    name = {"CONVOLUTION": "IConvolutionLayer", "DECONVOLUTION": "IDeconvolutionLayer", "CONSTANT": "IConstantLayer",
-            "SCALE": "IScaleLayer", "CAST": "ICastLayer", "FILL": "IFillLayer"}.get(layer.type.name)
+    name = {
+        "CONVOLUTION": "IConvolutionLayer",
+        "DECONVOLUTION": "IDeconvolutionLayer",
+        "CONSTANT": "IConstantLayer",
+        "SCALE": "IScaleLayer",
+        "CAST": "ICastLayer",
+        "FILL": "IFillLayer",
+    }.get(layer.type.name)
     if name is not None:
         layer.__class__ = getattr(trt, name)
     return layer

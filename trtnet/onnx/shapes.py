@@ -50,9 +50,10 @@ def shapes_from_flags(
 ) -> dict[str, Shape | Profile] | None:
     """The command line's four flags as one `shapes` mapping (None when none is given)."""
     fixed = parse_shapes_text(shapes, "--shapes") if shapes else {}
-    ranged = [parse_shapes_text(t, f) if t else None for t, f in ((min_shapes, "--min-shapes"),
-                                                                  (opt_shapes, "--opt-shapes"),
-                                                                  (max_shapes, "--max-shapes"))]
+    ranged = [
+        parse_shapes_text(t, f) if t else None
+        for t, f in ((min_shapes, "--min-shapes"), (opt_shapes, "--opt-shapes"), (max_shapes, "--max-shapes"))
+    ]
     given = [r for r in ranged if r is not None]
     if given and len(given) != 3:
         raise NetworkError("--min-shapes, --opt-shapes and --max-shapes go together: give all three")
@@ -144,4 +145,6 @@ def check_names(where: str, shapes: Mapping[str, Any] | None, names: Sequence[st
         raise NetworkError(f"shapes must be a mapping of input name to shape, not {type(shapes).__name__}")
     unknown = sorted(set(shapes or {}) - set(names))
     if unknown:
-        raise NetworkError(f"{where}: shapes name {unknown}, which are not inputs; the network's inputs are {list(names)}")
+        raise NetworkError(
+            f"{where}: shapes name {unknown}, which are not inputs; the network's inputs are {list(names)}"
+        )
