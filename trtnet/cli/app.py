@@ -22,6 +22,7 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.onnx_route import add_check_options, add_shape_options
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -117,7 +118,10 @@ def _seed(text: str) -> int:
     return value
 
 
-MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
+MODEL_HELP = (
+    "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME, "
+    "or an ONNX file (model.onnx, sized by --shapes)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+    add_shape_options(sub)
 
     sub = command(
         "calibrate",
@@ -197,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         help="layers left in fp16: first, last, or layer names (default: last)",
     )
     sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
+    add_shape_options(sub)
 
     sub = command(
         "export-triton",
@@ -223,6 +229,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch range starts at 1",
     )
+    add_shape_options(sub)
 
     sub = command(
         "verify",
@@ -281,6 +288,7 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    add_shape_options(sub)
 
     sub = command(
         "check",
@@ -300,4 +308,5 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every intermediate tensor the two share and name the first layer that departs",
     )
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    add_check_options(sub)
     return parser

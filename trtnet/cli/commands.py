@@ -25,11 +25,9 @@ def one_line(message: str, limit: int = 6) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from trtnet.onnx.check import check_onnx
+    from trtnet.cli.onnx_route import check
 
-    report = check_onnx(args.model, args.inputs, layerwise=args.layerwise, seed=args.seed)
-    print("\n".join(report.lines()))
-    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+    return check(args)  # trtnet/cli/onnx_route.py
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -88,7 +86,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
+    from trtnet.cli.onnx_route import build_onnx, is_onnx, require_no_shapes
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return build_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
     model = _model(ref, args.weights, args.strict)
     out = Path(args.output or f"{ref.name}.plan")
@@ -101,8 +103,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trtnet.cli.onnx_route import calibrate_onnx, is_onnx, require_no_shapes
     from trtnet.quant.calibrate import calibrate_file
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return calibrate_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
     model = _model(ref, args.weights, args.strict)
     cal = calibrate_file(
@@ -124,8 +130,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
+    from trtnet.cli.onnx_route import export_triton_onnx, is_onnx, require_no_shapes
     from trtnet.export.triton import check_request, export_triton
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return export_triton_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
     name = args.name or ref.name
     check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
@@ -146,8 +156,12 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     import trtnet
+    from trtnet.cli.onnx_route import is_onnx, require_no_shapes, summary_onnx
     from trtnet.summary import summarize
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return summary_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
     model = _model(ref, args.weights, args.strict, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
