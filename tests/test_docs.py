@@ -7,6 +7,7 @@ and only a handful may exist."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ BLOCK = re.compile(
 )
 MAX_SKIPPED = 3  # blocks that need a GPU or a running server: few, each with its reason
 PAGES = sorted(DOCS.glob("*.md"))
+# Pages other branches of issue 18 write (the DSL, file I/O, the benchmark, ONNX, the command line): the README
+# links to them already. Once they are merged this set must be emptied, which the test below enforces.
+PENDING_PAGES = {f"docs/{name}.md" for name in ("dsl", "file-io", "benchmark", "onnx", "command-line")}
 
 
 def blocks(page: Path) -> list[tuple[str, str | None, str | None, str]]:
@@ -43,7 +47,6 @@ def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_site_builds_strictly(tmp_path):
-    pytest.importorskip("mkdocs", reason="the docs site is built with mkdocs (the `test` extra installs it)")
     result = mkdocs_build(ROOT / "mkdocs.yml", tmp_path / "site")
     assert result.returncode == 0, result.stderr[-4000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
@@ -53,7 +56,6 @@ def test_the_site_builds_strictly(tmp_path):
 
 def test_a_broken_link_fails_the_strict_build(tmp_path):
     """The build above can fail: the same site with one link to a page that does not exist is refused."""
-    pytest.importorskip("mkdocs", reason="the docs site is built with mkdocs (the `test` extra installs it)")
     shutil.copytree(DOCS, tmp_path / "docs")
     config = (ROOT / "mkdocs.yml").read_text().replace("paths: [.]", f"paths: [{ROOT}]")
     (tmp_path / "mkdocs.yml").write_text(config)
@@ -78,11 +80,6 @@ def test_the_readme_links_to_pages_that_exist():
     assert not missing, f"the README links to missing pages: {missing}"
 
 
-# Pages other branches of issue 18 write (the DSL, file I/O, the benchmark, ONNX, the command line): the README
-# links to them already. Once they are merged this set must be emptied, which the test below enforces.
-PENDING_PAGES = {f"docs/{name}.md" for name in ("dsl", "file-io", "benchmark", "onnx", "command-line")}
-
-
 def test_pending_pages_are_still_pending():
     arrived = sorted(page for page in PENDING_PAGES if (ROOT / page).exists())
     assert not arrived, f"{arrived} exist now: remove them from PENDING_PAGES in tests/test_docs.py"
@@ -94,7 +91,9 @@ def test_few_blocks_are_skipped_and_each_says_why():
     assert len(skipped) <= MAX_SKIPPED, skipped
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if any(lang == "python" for lang, *_ in blocks(p))], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if any(lang == "python" for lang, *_ in blocks(p))], ids=lambda p: p.name
+)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # a page's `<!-- file: -->` modules import as a script's would
@@ -117,3 +116,29 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
             module = sys.modules[name]
             if str(tmp_path) in str(getattr(module, "__file__", "") or ""):
                 del sys.modules[name]
+
+
+def _missing_name(name: str) -> bool:
+    """Whether `trtnet.x.y` names neither an attribute nor a module, walking from `trtnet`."""
+    obj, parts = importlib.import_module("trtnet"), name.split(".")[1:]
+    for i, part in enumerate(parts):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+            continue
+        try:
+            obj = importlib.import_module(".".join(["trtnet", *parts[: i + 1]]))
+        except ImportError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("page", [*PAGES, ROOT / "README.md"], ids=lambda p: p.name)
+def test_names_and_paths_the_prose_quotes_exist(page):
+    """`trtnet.x.y` names exist, and `trtnet/...` or `tests/...` paths are files or folders of the tree: a module
+    that moves into another room leaves no stale path in the docs."""
+    text = page.read_text()
+    missing = [n for n in sorted(set(re.findall(r"`(trtnet(?:\.\w+)+)", text))) if _missing_name(n)]
+    paths = set(re.findall(r"`((?:trtnet|tests|scripts)/[\w/.]*?)(?:::\w+)?`", text))
+    paths |= set(re.findall(r"\b((?:trtnet|tests|scripts)/[\w/]+\.py)\b", text))
+    missing += [p for p in sorted(paths) if not (ROOT / p).exists()]
+    assert not missing, f"{page.name} quotes what does not exist: {missing}"
