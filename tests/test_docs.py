@@ -95,9 +95,15 @@ def test_few_blocks_are_skipped_and_each_says_why():
     "page", [p for p in PAGES if any(lang == "python" for lang, *_ in blocks(p))], ids=lambda p: p.name
 )
 def test_python_blocks_run(page, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))  # a page's `<!-- file: -->` modules import as a script's would
-    monkeypatch.setenv("TRTNET_CACHE_DIR", str(tmp_path / "cache"))  # never the user's cache
+    run_page(page, tmp_path, monkeypatch)
+
+
+def run_page(page: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run `page`'s blocks in `folder` (see the module docstring); the namespace they ran in."""
+    folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))  # a page's `<!-- file: -->` modules import as a script's would
+    monkeypatch.setenv("TRTNET_CACHE_DIR", str(folder / "cache"))  # never the user's cache
     namespace: dict = {"__name__": "__docs__"}
     modules_before = set(sys.modules)
     try:
@@ -105,17 +111,41 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
             if lang != "python":
                 continue
             if file:
-                (tmp_path / file).write_text(code)
+                (folder / file).write_text(code)
                 continue
-            compiled = compile(code, f"{page}:block", "exec")
+            compiled = compile(code, f"{page}:block", "exec")  # skipped blocks must still compile
             if skip is None:
                 exec(compiled, namespace)
     finally:
         # Files a page wrote and imported must not leak into the next page's run.
         for name in set(sys.modules) - modules_before:
-            module = sys.modules[name]
-            if str(tmp_path) in str(getattr(module, "__file__", "") or ""):
+            if str(folder) in str(getattr(sys.modules[name], "__file__", "") or ""):
                 del sys.modules[name]
+    return namespace
+
+
+def test_the_runner_runs_files_and_blocks_skips_what_is_marked_and_fails_on_error(tmp_path, monkeypatch):
+    """The page runner can fail: a planted page's failing block raises, a marked block does not run but must
+    compile, and a `<!-- file: -->` block is importable by the blocks after it."""
+    fence = "`" * 3
+    page = tmp_path / "planted.md"
+    page.write_text(
+        f"<!-- file: planted_helper.py -->\n{fence}python\nVALUE = 41\n{fence}\n\n"
+        f"{fence}python\nfrom planted_helper import VALUE\nanswer = VALUE + 1\n{fence}\n\n"
+        f"<!-- docs-test: skip it needs a GPU -->\n{fence}python\nraise RuntimeError('ran')\n{fence}\n"
+    )
+    assert [(f, s) for _, f, s, _ in blocks(page)] == [
+        ("planted_helper.py", None),
+        (None, None),
+        (None, "it needs a GPU"),
+    ]
+    assert run_page(page, tmp_path / "a", monkeypatch)["answer"] == 42
+    page.write_text(page.read_text() + f"\n{fence}python\nassert answer == 41, 'planted'\n{fence}\n")
+    with pytest.raises(AssertionError, match="planted"):
+        run_page(page, tmp_path / "b", monkeypatch)
+    page.write_text(f"<!-- docs-test: skip a reason -->\n{fence}python\ndef broken(:\n{fence}\n")
+    with pytest.raises(SyntaxError):
+        run_page(page, tmp_path / "c", monkeypatch)
 
 
 def _missing_name(name: str) -> bool:
