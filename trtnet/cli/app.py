@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from trtnet.cli.commands import (
     EXIT_BAD_INPUT,
     EXIT_BUG,
+    EXIT_OK,
     cmd_build,
     cmd_calibrate,
     cmd_check,
@@ -48,11 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        # parse_known_args, so that an unknown option is said against its own command: the top-level parser
+        # collects what no subparser took, and its --help does not list the subcommand's options.
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}", f"trtnet {args.command}")
     except UsageError as e:
         print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
         print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SystemExit as e:  # --help and --version have printed what was asked: their status, in-process too
+        return e.code if isinstance(e.code, int) else EXIT_OK
     try:
         with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
             warnings.showwarning = _show_warning
@@ -130,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug",
     )
+    from trtnet import __version__
+
+    parser.add_argument("--version", action="version", version=f"trtnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:

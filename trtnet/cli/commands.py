@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from trtnet.errors import TrtnetError, WeightsError
+from trtnet.words import counted
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
 
@@ -69,7 +70,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
     load_weights(ref.make(**options), out, check_finite="error")
     print(
-        f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
+        f"wrote {out}: {counted(tensors, 'tensor')}, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
         f"loads strictly into trtnet's {entry.name}"
     )
     if options:
@@ -117,8 +118,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{ref.name}.calibration.json")
     cal.save(out)  # atomic
     print(
-        f"{ref.name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
-        f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}"
+        f"{ref.name}: {counted(len(cal.amax), 'range')} ({cal.method}) from {counted(cal.meta['samples'], 'sample')} "
+        f"in {counted(cal.meta['batches'], 'batch', 'batches')}; {counted(len(cal.keep), 'layer')} kept in fp16 -> {out}"
     )
     return EXIT_OK
 

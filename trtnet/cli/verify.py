@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
 from trtnet.errors import TrtnetError
+from trtnet.words import counted
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
 # an fp32 engine against PyTorch (TF32 off), and an fp16 engine by cosine similarity.
@@ -88,7 +89,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             )
                         )
     failed = checks.count(False)
-    print(f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {len(checks)} checks passed)")
+    print(
+        f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {counted(len(checks), 'check')} passed)"
+    )
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
