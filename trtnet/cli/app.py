@@ -23,6 +23,7 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.settings import add_model_settings
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -176,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+    add_model_settings(sub)
 
     sub = command(
         "calibrate",
@@ -207,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
         help="layers left in fp16: first, last, or layer names (default: last)",
     )
     sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
+    add_model_settings(sub)
 
     sub = command(
         "export-triton",
@@ -233,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch range starts at 1",
     )
+    add_model_settings(sub)
 
     sub = command(
         "verify",
@@ -270,6 +274,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="kept for old scripts, no effect: PyTorch loads --weights too by default now",
     )
+    add_model_settings(sub, only_seq_len=True)  # the PyTorch source is built with its defaults: only inputs vary
 
     sub = command(
         "convert",
@@ -291,6 +296,7 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    add_model_settings(sub)
 
     sub = command(
         "check",

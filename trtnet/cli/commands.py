@@ -91,7 +91,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
 
     ref = _ref(args.model)
-    model = _model(ref, args.weights, args.strict)
+    model = _configured(ref, args)
     out = Path(args.output or f"{ref.name}.plan")
     if args.precision in ("int8", "fp8") and not args.calibration:
         raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
@@ -105,7 +105,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from trtnet.quant.calibrate import calibrate_file
 
     ref = _ref(args.model)
-    model = _model(ref, args.weights, args.strict)
+    model = _configured(ref, args)
     cal = calibrate_file(
         model,
         args.data,
@@ -130,7 +130,7 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
     ref = _ref(args.model)
     name = args.name or ref.name
     check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
-    model = _model(ref, args.weights, args.strict)
+    model = _configured(ref, args)
     done = export_triton(
         model,
         args.repo,
@@ -150,7 +150,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from trtnet.summary import summarize
 
     ref = _ref(args.model)
-    model = _model(ref, args.weights, args.strict, quiet=True)
+    model = _configured(ref, args, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
     summary = summarize(net.network)
     print(
@@ -202,6 +202,16 @@ def _model(
         read_as = load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
         if layouts is not None:
             layouts.extend(read_as)
+    return model
+
+
+def _configured(ref, args: argparse.Namespace, quiet: bool = False):
+    """The model with the command line's model settings (trtnet/cli/settings.py) and `--weights` loaded."""
+    from trtnet.cli.settings import apply_image_size, model_options
+
+    options = model_options(ref, args)  # checked before anything is built or read
+    model = _model(ref, args.weights, args.strict, quiet=quiet, options=options)
+    apply_image_size(ref, model, args, options)
     return model
 
 
