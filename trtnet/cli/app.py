@@ -114,6 +114,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return value
+
+
 def _seed(text: str) -> int:
     """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
     try:
@@ -217,16 +227,18 @@ def _parser() -> argparse.ArgumentParser:
         "build an engine and add it to a Triton Inference Server "
         "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)",
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", nargs="?", help=MODEL_HELP + " (or --plan)")
+    sub.add_argument(
+        "--plan", metavar="FILE", help="add this saved plan (any precision, int8/fp8 included) instead of building"
+    )
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)
     sub.add_argument(
         "--batch",
         type=_batch,
-        default=(1, 8, 32),
         help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
     )
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
@@ -235,6 +247,24 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch range starts at 1",
+    )
+    sub.add_argument(
+        "--preferred-batch",
+        type=_positive,
+        nargs="+",
+        metavar="N",
+        help="the dynamic batcher's preferred batch sizes (default: the profile's opt and max)",
+    )
+    sub.add_argument(
+        "--max-queue-delay-us",
+        type=_whole,
+        metavar="US",
+        help="how long the dynamic batcher may wait to fill a preferred batch, in microseconds (Triton's default 0)",
+    )
+    sub.add_argument(
+        "--allow-rtx",
+        action="store_true",
+        help="write a TensorRT for RTX plan, which Triton's tensorrt backend cannot load (by default an error)",
     )
     add_model_settings(sub)
 

@@ -127,21 +127,63 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_export_triton(args: argparse.Namespace) -> int:
     from trtnet.export.triton import check_request, export_triton
 
-    ref = _ref(args.model)
-    name = args.name or ref.name
-    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
-    model = _configured(ref, args)
-    done = export_triton(
-        model,
-        args.repo,
-        name,
-        batch_size=args.batch,
-        precision=args.precision,
+    batching = dict(
         version=args.version,
         instances=args.instances,
         dynamic_batching=args.dynamic_batching,
+        preferred_batch=args.preferred_batch,
+        max_queue_delay_us=args.max_queue_delay_us,
+        allow_rtx=args.allow_rtx,
     )
-    print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
+    if args.plan is not None:
+        return _export_plan(args, batching)
+    if args.model is None:
+        raise TrtnetError("export-triton needs a MODEL to build, or --plan FILE (a saved plan)")
+    ref = _ref(args.model)
+    name = args.name or ref.name
+    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
+    if not args.allow_rtx:
+        from trtnet.backend import get_backend
+        from trtnet.export.triton import check_loadable
+
+        check_loadable(str(get_backend()), name)
+    model = _configured(ref, args)
+    batch, precision = args.batch or (1, 8, 32), args.precision or "fp16"
+    done = export_triton(model, args.repo, name, batch_size=batch, precision=precision, **batching)
+    print(f"{ref.name} {precision} batch {_batch_text(batch)}: {done.summary()}")
+    return EXIT_OK
+
+
+def _export_plan(args: argparse.Namespace, batching: dict) -> int:
+    """`export-triton --plan FILE`: a saved plan as it is (no GPU, no build), so nothing that builds may be given."""
+    from trtnet.export.triton import export_engine
+    from trtnet.runtime.plan import Plan
+
+    building = [
+        option
+        for option, value in (
+            ("MODEL", args.model),
+            ("--weights", args.weights),
+            ("--batch", args.batch),
+            ("--precision", args.precision),
+            ("--config", args.config),
+            ("--seq-len", args.seq_len),
+            ("--image-size", args.image_size),
+            ("--num-classes", args.num_classes),
+            ("--transform-input", args.transform_input),
+            ("--set", args.settings or None),
+        )
+        if value is not None
+    ]
+    if building:
+        raise TrtnetError(
+            f"--plan {args.plan}: the plan is exported as it was built; {', '.join(building)} would build "
+            "another (leave them out, or build with MODEL instead of --plan)"
+        )
+    plan = Plan.load(args.plan, check_backend=False)  # built elsewhere, for the TensorRT of the Triton that serves it
+    name = args.name or Path(args.plan).name.split(".")[0]
+    done = export_engine(plan, args.repo, name, **batching)
+    print(f"{args.plan} ({plan.precision}, {plan.backend}): {done.summary()}")
     return EXIT_OK
 
 
