@@ -241,6 +241,11 @@ def _model(
             what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
             print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
     else:
+        if Path(weights).suffix.lower() in (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar"):
+            raise WeightsError(  # the line to run, with this model's name (load_weights cannot know it)
+                f"{weights}: {Path(weights).suffix} files are pickles, which trtnet never loads; convert it with "
+                f"`trtnet convert {ref.spec} {weights}` and pass the .safetensors file it writes"
+            )
         read_as = load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
         if layouts is not None:
             layouts.extend(read_as)
