@@ -23,6 +23,7 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.inspect_plan import cmd_inspect
 from trtnet.cli.settings import add_model_settings
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
@@ -320,6 +321,14 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
         "unpickling runs code the file names, so only for files from a source you trust",
     )
+
+    sub = command(
+        "inspect",
+        cmd_inspect,
+        "what a saved plan and its sidecar say: inputs, outputs, profile, precision, backend, target, size "
+        "(no GPU needed)",
+    )
+    sub.add_argument("plan", metavar="FILE.plan", help="a plan saved by `trtnet build` (with its .json sidecar)")
 
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help=MODEL_HELP)
