@@ -276,7 +276,7 @@ def test_cli_calibrate_writes_the_file_build_reads(tmp_path, capsys):
     assert main(["calibrate", "resnet18", "--data", str(data), "--batch", "2", "-o", str(out)]) == 0
     cal = Calibration.load(out)
     assert cal.meta["samples"] == 3 and cal.meta["batches"] == 2 and "conv1/conv" in cal.amax
-    assert "resnet18: 29 ranges (max) from 3 samples in 2 batches; 1 layers kept in fp16" in capsys.readouterr().out
+    assert "resnet18: 29 ranges (max) from 3 samples in 2 batches; 1 layer kept in fp16" in capsys.readouterr().out
     assert main(["build", "resnet18", "--precision", "int8", "--batch", "1", "-o", str(tmp_path / "r.plan")]) == 2
     assert "--precision int8 needs --calibration FILE" in capsys.readouterr().err
     bad = tmp_path / "bad.npz"

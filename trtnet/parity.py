@@ -15,6 +15,7 @@ import numpy as np
 from trtnet.errors import WeightsError
 from trtnet.fileio import replaced
 from trtnet.nn.module import Input, Module
+from trtnet.words import counted
 from trtnet.zoo.registry import get_entry
 
 
@@ -158,9 +159,8 @@ def weight_differences(source, model: Module) -> str:
         return f"every tensor equals the PyTorch source's{unmatched}"
     listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
     return (
-        f"{len(differ)} tensors differ from the PyTorch source's: {listed}"
-        + (" ..." if len(differ) > 5 else "")
-        + unmatched
+        f"{counted(len(differ), 'tensor')} {'differs' if len(differ) == 1 else 'differ'} from the PyTorch source's: "
+        f"{listed}" + (" ..." if len(differ) > 5 else "") + unmatched
     )
 
 

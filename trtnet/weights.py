@@ -78,6 +78,21 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
 
 
+# The magic bytes of the files most often given as weights by mistake.
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive (a numpy .npz, or a PyTorch checkpoint written by torch.save)"),
+    (b"\x93NUMPY", "a numpy .npy array"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5)"),
+    (b"\x1f\x8b", "a gzip file (a .tar.gz?)"),
+    (b"\x80", "a Python pickle (a PyTorch .pt/.pth of the old format)"),
+    (b"\x08", "a protobuf message (an ONNX model? `trtnet check model.onnx` runs those)"),
+)
+
+
+def _sniff(prefix: bytes) -> str | None:
+    return next((what for magic, what in _MAGIC if prefix.startswith(magic)), None)
+
+
 def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
     size = before.st_size
     prefix = f.read(8) or b""
@@ -85,6 +100,13 @@ def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
     n = int.from_bytes(prefix, "little")
     if n > _MAX_HEADER or 8 + n > size:
+        what = _sniff(prefix)
+        if what:  # a huge "header length" is another format's magic bytes: say which format
+            raise WeightsError(
+                f"{path}: not a safetensors file: its first bytes are those of {what}; trtnet reads weights "
+                "from .safetensors files only (`trtnet export-weights`, or `trtnet convert MODEL FILE` for a "
+                "PyTorch checkpoint)"
+            )
         raise WeightsError(
             f"{path}: header length {n} does not fit in the file ({size} bytes): truncated or not a safetensors file"
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from trtnet.cli.commands import (
     EXIT_BAD_INPUT,
     EXIT_BUG,
+    EXIT_OK,
     cmd_build,
     cmd_calibrate,
     cmd_check,
@@ -22,7 +23,9 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.inspect_plan import cmd_inspect
 from trtnet.cli.onnx_route import add_check_options, add_shape_options
+from trtnet.cli.settings import add_model_settings
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -49,11 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        # parse_known_args, so that an unknown option is said against its own command: the top-level parser
+        # collects what no subparser took, and its --help does not list the subcommand's options.
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}", f"trtnet {args.command}")
     except UsageError as e:
         print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
         print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SystemExit as e:  # --help and --version have printed what was asked: their status, in-process too
+        return e.code if isinstance(e.code, int) else EXIT_OK
     try:
         with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
             warnings.showwarning = _show_warning
@@ -107,6 +116,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return value
+
+
 def _seed(text: str) -> int:
     """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
     try:
@@ -134,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug",
     )
+    from trtnet import __version__
+
+    parser.add_argument("--version", action="version", version=f"trtnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -171,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
     add_shape_options(sub)
+    add_model_settings(sub)
 
     sub = command(
         "calibrate",
@@ -203,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
     add_shape_options(sub)
+    add_model_settings(sub)
 
     sub = command(
         "export-triton",
@@ -210,16 +234,18 @@ def _parser() -> argparse.ArgumentParser:
         "build an engine and add it to a Triton Inference Server "
         "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)",
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", nargs="?", help=MODEL_HELP + " (or --plan)")
+    sub.add_argument(
+        "--plan", metavar="FILE", help="add this saved plan (any precision, int8/fp8 included) instead of building"
+    )
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)
     sub.add_argument(
         "--batch",
         type=_batch,
-        default=(1, 8, 32),
         help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
     )
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
@@ -230,6 +256,25 @@ def _parser() -> argparse.ArgumentParser:
         help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch range starts at 1",
     )
     add_shape_options(sub)
+    sub.add_argument(
+        "--preferred-batch",
+        type=_positive,
+        nargs="+",
+        metavar="N",
+        help="the dynamic batcher's preferred batch sizes (default: the profile's opt and max)",
+    )
+    sub.add_argument(
+        "--max-queue-delay-us",
+        type=_whole,
+        metavar="US",
+        help="how long the dynamic batcher may wait to fill a preferred batch, in microseconds (Triton's default 0)",
+    )
+    sub.add_argument(
+        "--allow-rtx",
+        action="store_true",
+        help="write a TensorRT for RTX plan, which Triton's tensorrt backend cannot load (by default an error)",
+    )
+    add_model_settings(sub)
 
     sub = command(
         "verify",
@@ -267,6 +312,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="kept for old scripts, no effect: PyTorch loads --weights too by default now",
     )
+    add_model_settings(sub, only_seq_len=True)  # the PyTorch source is built with its defaults: only inputs vary
 
     sub = command(
         "convert",
@@ -283,12 +329,21 @@ def _parser() -> argparse.ArgumentParser:
         "unpickling runs code the file names, so only for files from a source you trust",
     )
 
+    sub = command(
+        "inspect",
+        cmd_inspect,
+        "what a saved plan and its sidecar say: inputs, outputs, profile, precision, backend, target, size "
+        "(no GPU needed)",
+    )
+    sub.add_argument("plan", metavar="FILE.plan", help="a plan saved by `trtnet build` (with its .json sidecar)")
+
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=_positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
     add_shape_options(sub)
+    add_model_settings(sub)
 
     sub = command(
         "check",

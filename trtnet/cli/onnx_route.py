@@ -44,6 +44,13 @@ def refuse_model_options(args: argparse.Namespace) -> None:
     silently ignored."""
     if getattr(args, "weights", None):
         raise TrtnetError(f"{args.model}: --weights is for trtnet's models; an ONNX file holds its own weights")
+    settings = [
+        "--" + name.replace("_", "-")
+        for name in ("config", "seq_len", "image_size", "num_classes", "transform_input")
+        if getattr(args, name, None) is not None
+    ] + (["--set"] if getattr(args, "settings", None) else [])
+    if settings:
+        raise TrtnetError(f"{args.model}: {', '.join(settings)} configure trtnet's models; an ONNX file is as exported")
 
 
 def require_no_shapes(args: argparse.Namespace) -> None:
@@ -101,18 +108,23 @@ def summary_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def export_triton_onnx(args: argparse.Namespace) -> int:
+def export_triton_onnx(args: argparse.Namespace, batching: dict) -> int:
+    """`export-triton MODEL.onnx`: the file built at its shapes (default fp16, as for trtnet's models)."""
     import trtnet
-    from trtnet.export.triton import check_request, export_engine
+    from trtnet.backend import get_backend
+    from trtnet.export.triton import check_loadable, check_request, export_engine
 
     name = args.name or Path(args.model).stem
     check_request(args.repo, name, version=args.version, instances=args.instances)
-    net = onnx_network(args, args.precision)
+    if not args.allow_rtx:
+        check_loadable(str(get_backend()), name)
+    if args.batch is not None:
+        raise TrtnetError(f"{args.model}: --batch sizes trtnet's models; an ONNX file's inputs take --shapes")
+    precision = args.precision or "fp16"
+    net = onnx_network(args, precision)
     engine = trtnet.build(net)
-    done = export_engine(
-        engine, args.repo, name, version=args.version, instances=args.instances, dynamic_batching=args.dynamic_batching
-    )
-    print(f"{Path(args.model).name} {args.precision} {_profile_text(net)}: {done.summary()}")
+    done = export_engine(engine, args.repo, name, **batching)
+    print(f"{Path(args.model).name} {precision} {_profile_text(net)}: {done.summary()}")
     return 0
 
 

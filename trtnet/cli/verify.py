@@ -7,7 +7,9 @@ import tempfile
 from pathlib import Path
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
+from trtnet.cli.settings import model_options
 from trtnet.errors import TrtnetError
+from trtnet.words import counted
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
 # an fp32 engine against PyTorch (TF32 off), and an fp16 engine by cosine similarity.
@@ -41,7 +43,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         source, what = _download(entry), "published weights"
     else:
         source, what = torch_model(entry.name, seed), f"random weights, seed {seed}"
-    options = entry.pretrained_options if args.against_pretrained else {}
+    options = dict(entry.pretrained_options) if args.against_pretrained else {}
+    options.update(model_options(ref, args))  # --seq-len: the inputs' length, which the source takes as it is
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
         converted: list[str] = []
@@ -88,7 +91,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             )
                         )
     failed = checks.count(False)
-    print(f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {len(checks)} checks passed)")
+    print(
+        f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {counted(len(checks), 'check')} passed)"
+    )
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 

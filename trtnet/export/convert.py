@@ -23,6 +23,7 @@ from trtnet.errors import ConfigError, WeightsError
 from trtnet.fileio import NotRegularFile, open_regular
 from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.weights import load_weights
+from trtnet.words import counted
 from trtnet.zoo.registry import get_entry, mismatch_hint
 
 SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
@@ -53,8 +54,10 @@ class Conversion:
             f"  layout: {layouts}",
         ]
         if self.dropped:
-            lines.append(f"  dropped {len(self.dropped)} keys {model} does not use (e.g. {self.dropped[0]})")
-        lines.append(f"wrote {self.output}: {self.tensors} tensors ({dtypes}); loads strictly into trtnet's {model}")
+            lines.append(f"  dropped {counted(len(self.dropped), 'key')} {model} does not use (e.g. {self.dropped[0]})")
+        lines.append(
+            f"wrote {self.output}: {counted(self.tensors, 'tensor')} ({dtypes}); loads strictly into trtnet's {model}"
+        )
         return "\n".join(lines)
 
 

@@ -23,15 +23,25 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trtnet.backend import get_backend
 from trtnet.builder.build import build
 from trtnet.errors import EngineError, ExportError
 
 # The config itself is written by triton_config; its names stay importable from here, where they were.
-from trtnet.export.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
+from trtnet.export.triton_config import (  # noqa: F401
+    TRITON_TYPES,
+    Signature,
+    check_loadable,
+    config_parameters,
+    render_config,
+    signature,
+    with_batching,
+)
 from trtnet.fileio import atomic_write, fsync_folder, is_stale, read_regular, replace, temporary_name
 from trtnet.runtime.plan import Plan, read_metadata
 
@@ -184,9 +194,15 @@ def export_engine(
     version: int | None = None,
     instances: int = 1,
     dynamic_batching: bool | None = None,
+    preferred_batch: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    allow_rtx: bool = True,
 ) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
-    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
+    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model.
+
+    `preferred_batch` and `max_queue_delay_us` set Triton's dynamic batcher. A plan Triton's TensorRT backend
+    cannot load (a TensorRT for RTX one) is written with a warning, or refused with `allow_rtx=False`."""
     if not isinstance(engine, Plan):  # a model here is the likely mistake: export_triton builds one first
         raise ExportError(
             f"export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not "
@@ -196,8 +212,11 @@ def export_engine(
     repo, version = check_request(repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
+    sig = with_batching(sig, preferred=preferred_batch, max_queue_delay_us=max_queue_delay_us, where=f"model {name!r}")
     parameters = config_parameters(meta)
     if not str(meta.get("backend", "")).startswith("tensorrt "):
+        if not allow_rtx:
+            check_loadable(str(meta.get("backend", "")), name)
         warnings.warn(f"model {name!r}: {parameters['trtnet_compatibility']}", stacklevel=2)
     text = render_config(name, sig, instances=instances, parameters=parameters)
     model_dir = repo / name
@@ -283,6 +302,9 @@ def export_triton(
     instances: int = 1,
     dynamic_batching: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
+    preferred_batch: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    allow_rtx: bool = True,
     **build_options: Any,
 ) -> TritonExport:
     """Build `model` (or take its engine from the cache) with `trtnet.build`, then `export_engine` it.
@@ -296,8 +318,20 @@ def export_triton(
             "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
             "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)"
         )
+    if not allow_rtx:  # before a build whose plan could not be used
+        check_loadable(str(get_backend()), name)
     engine = build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
-    return export_engine(engine, repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
+    return export_engine(
+        engine,
+        repo,
+        name,
+        version=version,
+        instances=instances,
+        dynamic_batching=dynamic_batching,
+        preferred_batch=preferred_batch,
+        max_queue_delay_us=max_queue_delay_us,
+        allow_rtx=allow_rtx,
+    )
 
 
 def _make_folders(folder: Path) -> list[Path]:

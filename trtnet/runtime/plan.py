@@ -34,6 +34,7 @@ from trtnet.fileio import (
     write_temporary,
 )
 from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
+from trtnet.words import counted
 
 _P = TypeVar("_P", bound="Plan")  # Engine.load returns an Engine
 _LOAD_ATTEMPTS = 20  # reads of a pair that saves keep replacing (see Plan.load)
@@ -200,7 +201,7 @@ class Plan:
     def summary(self, label: str = "engine") -> str:
         """One line: layers, build seconds, engine size."""
         return (
-            f"{label}: {self.num_layers} layers, built in {self.build_seconds:.1f} s, "
+            f"{label}: {counted(self.num_layers, 'layer')}, built in {self.build_seconds:.1f} s, "
             f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
         )
 
