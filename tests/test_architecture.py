@@ -340,7 +340,10 @@ def _network_methods() -> set[str]:
 # data flows one way (weights -> modules -> network -> plan -> engine) and the folder tree shows it. Every module
 # of trtnet/ must be placed: a new one is placed here, where a reviewer sees the choice.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundations", ("trtnet._version", "trtnet.errors", "trtnet.backend", "trtnet.fileio", "trtnet.dtypes")),
+    (
+        "foundations",
+        ("trtnet._version", "trtnet.words", "trtnet.errors", "trtnet.backend", "trtnet.fileio", "trtnet.dtypes"),
+    ),
     # The interpreter and the runtime read TensorRT networks and plans, never models. Activation ranges are data
     # that both the calibrator writes and emission reads, so they sit below emission.
     (

@@ -154,8 +154,10 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
     check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
     if not args.allow_rtx:
         from trtnet.backend import get_backend
+        from trtnet.cli.settings import model_options
         from trtnet.export.triton import check_loadable
 
+        model_options(ref, args)  # a bad setting is named first; then the backend's limits, before any weights
         check_loadable(str(get_backend()), name)
     model = _configured(ref, args)
     batch, precision = args.batch or (1, 8, 32), args.precision or "fp16"
