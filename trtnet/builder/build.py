@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import numpy as np
 from trtnet.backend import get_backend, get_trt
 from trtnet.builder import cache as engine_cache
 from trtnet.builder.emit import BatchSize, Network, _short, emit
-from trtnet.builder.progress import Progress, progress_monitor
+from trtnet.builder.progress import Interrupts, Progress, interruptible, progress_monitor
 from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import Policy, PolicyOptions
 from trtnet.nn.module import Module
@@ -142,6 +143,47 @@ def builder_config(net: Network, optimization_level: int | None = None, gpu: str
     return config
 
 
+_cancelled: set[threading.Thread] = set()  # interrupted builds whose worker TensorRT has not yet let go
+
+
+def cancelled_builds_running() -> bool:
+    """Whether a build interrupted in this process is still winding down in TensorRT (it saves nothing)."""
+    _cancelled.intersection_update({t for t in _cancelled if t.is_alive()})
+    return bool(_cancelled)
+
+
+def _serialize(net: Network, config: Any, monitor: Any, interrupts: Interrupts) -> Any:
+    """`build_serialized_network` in a worker thread, the plan (None on failure) or None once interrupted.
+
+    TensorRT calls the progress monitor between steps, but some phases run for many seconds without a step
+    (TensorRT for RTX compiles its kernels in one: 14 s measured on a 1600-layer network), and a Python signal
+    handler runs only when Python code does. So this thread waits in Python, where SIGINT is seen at once, and
+    on an interrupt stops waiting: the worker, cancelled at TensorRT's next step, finishes alone and its plan is
+    dropped. TensorRT releases the GIL while it builds; the worker holds the network, config and monitor
+    alive for as long as TensorRT may use them."""
+    result: list[Any] = []
+
+    def work(network=net.network, builder=net.builder, config=config, monitor=monitor) -> None:
+        try:
+            result.append(builder.build_serialized_network(network, config))
+        except BaseException as e:  # noqa: BLE001  handed to the waiting thread, which raises it
+            result.append(e)
+
+    # Not a daemon: the interpreter's exit waits for a cancelled build to end, as TensorRT calling back into a
+    # finalizing interpreter aborts the process (measured: "FATAL: exception not rethrown", status -6).
+    worker = threading.Thread(target=work, name=f"trtnet build {net.label}")
+    worker.start()
+    while worker.is_alive() and not interrupts:
+        worker.join(0.05)
+    if interrupts:
+        if worker.is_alive():
+            _cancelled.add(worker)
+        return None
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
 def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
     """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
     label = net.label
@@ -149,18 +191,20 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     config = builder_config(net, _optimization_level(optimization_level), gpu)
     tty = sys.stderr.isatty()
     progress = Progress(label, tty) if (tty or verbose) else None
-    monitor = None
-    if progress is not None and hasattr(config, "progress_monitor"):
-        monitor = progress_monitor(progress)  # held here: TensorRT keeps only a pointer to it
-        config.progress_monitor = monitor
     t0 = time.perf_counter()
-    try:
-        plan = net.builder.build_serialized_network(net.network, config)
-    finally:
-        if progress is not None:
-            progress.close()
+    with interruptible() as interrupts:
+        monitor = None
+        if hasattr(config, "progress_monitor"):
+            monitor = progress_monitor(progress, interrupts)  # always installed: it is how an interrupt cancels
+            config.progress_monitor = monitor
+        try:
+            plan = _serialize(net, config, monitor, interrupts)
+        finally:
+            if progress is not None:
+                progress.close()
     seconds = time.perf_counter() - t0
-    del monitor
+    # Raised only now, outside TensorRT, which would have caught it: no plan, so nothing is saved or cached.
+    interrupts.reraise()
     if plan is None:
         raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
     engine = Engine(
