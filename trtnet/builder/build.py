@@ -9,7 +9,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any, Unpack
 
 import numpy as np
@@ -47,11 +47,14 @@ def build(
     verbose: bool = False,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    reuse_calibration: bool = False,
     **options: Unpack[PolicyOptions],
 ) -> Engine:
     """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
     build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
 
+    An int8/fp8 calibration measured on other inputs or weights is refused (`CalibrationError` naming what
+    differs); `reuse_calibration=True` accepts it, for deliberate reuse.
     `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
     A progress bar shows on a terminal (or with `verbose`), then a one-line summary. With a GPU present, a
     cached plan is first loaded on it: one the GPU refuses is rebuilt, with a warning.
@@ -60,7 +63,7 @@ def build(
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
     _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
-    for flag, value in (("cache", cache), ("verbose", verbose)):
+    for flag, value in (("cache", cache), ("verbose", verbose), ("reuse_calibration", reuse_calibration)):
         if not isinstance(value, (bool, np.bool_)):  # cache="no" would be truthy: the cache used, not skipped
             raise NetworkError(f"{flag} {_short(value)}: expected True or False")
     if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
@@ -77,16 +80,16 @@ def build(
         net = model
     else:
         net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes, **options)
+        if net.policy is not None and net.policy.calibration is not None:
+            from trtnet.quant.calibrate import check_calibration
+
+            check_calibration(net.policy.calibration, model, net.inputs, reuse=bool(reuse_calibration))
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {
-        "policy": asdict(net.policy) if net.policy else None,
+        "policy": _policy_key(net.policy),
         "optimization_level": _optimization_level(optimization_level),
-        "inputs": [
-            (s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
-            + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
-            for s in net.inputs
-        ],
+        "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch, s.min_shape, s.max_shape) for s in net.inputs],
     }
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
     return engine_cache.cached(
@@ -97,6 +100,17 @@ def build(
         verbose=verbose,
         label=net.label,
     )
+
+
+def _policy_key(policy: Policy | None) -> dict[str, Any] | None:
+    """The policy as the cache key sees it: a calibration by what shapes the plan (its ranges, the layers it
+    keeps), never the file it was read from (the same ranges from another path are the same engine)."""
+    if policy is None:
+        return None
+    key = {f.name: getattr(policy, f.name) for f in fields(policy) if f.name != "calibration"}
+    cal = policy.calibration
+    key["calibration"] = None if cal is None else {"amax": cal.amax, "keep": cal.keep}
+    return key
 
 
 def _runs_here(engine: Engine) -> bool:
