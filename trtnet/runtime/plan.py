@@ -292,10 +292,7 @@ class Plan:
         built = f"built in {self.build_seconds:.1f} s"
         if self.from_cache:  # the time recorded is the original build's, not this call's
             built = f"from the engine cache (first {built})"
-        return (
-            f"{label}: {self.num_layers} layers, {built}, "
-            f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
-        )
+        return f"{label}: {self.num_layers} layers, {built}, engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
 
 
 def _metadata_of(path: Path, meta_path: Path) -> dict:
