@@ -66,7 +66,7 @@ def test_against_seed_fails_on_weights_perturbed_after_export_and_names_the_tens
     assert status == 1, out + err
     assert f"weights: {perturbed}, compared with the source's random weights, seed 0" in out
     assert "weights: 1 tensor differs from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in out
-    assert "(need <= 0.0001) FAILED" in out and "resnet18: FAILED (0 of 1 check passed)" in out
+    assert "(need <= 0.0001) FAILED" in out and "resnet18: FAILED (1 of 2 checks passed)" in out
 
 
 def test_against_seed_says_when_the_file_was_in_a_converted_layout(tmp_path, capsys):
@@ -128,3 +128,26 @@ def test_against_seed_and_against_pretrained_exclude_each_other(capsys):
     assert err.splitlines()[0] == (
         "trtnet: error: argument --against-pretrained/--pretrained: not allowed with argument --against-seed"
     )
+
+
+# -- issue 20: a pass must be able to fail -----------------------------------------------------------------------
+
+
+def test_an_input_independent_source_is_refused_and_the_zoo_redraw_fixes_it():
+    """torchvision's mobilenet_v3_large with its default random weights: its output ignores the input, so any
+    network (a wrong activation too) would match it; the check refuses it, and `he_init` gives it a signal."""
+    from trtnet.errors import ParityError
+    from trtnet.nn.module import Input
+    from trtnet.parity import check_input_dependence, sample_inputs, torch_forward
+    from trtnet.zoo import he_init
+
+    torch.manual_seed(0)
+    source = torchvision.models.mobilenet_v3_large(weights=None).eval()
+    randomize_norm_stats(source, 0)  # as verify's source gets them (trtnet.parity.torch_model)
+    spec = [Input("x", (3, 224, 224))]
+    a, b = torch_forward(source, *sample_inputs(spec, 2, 0)), torch_forward(source, *sample_inputs(spec, 2, 1))
+    with pytest.raises(ParityError, match=r"outputs hardly depend on the input .*trtnet\.zoo\.he_init"):
+        check_input_dependence(a, b, 1e-4)
+    he_init(source)
+    a, b = torch_forward(source, *sample_inputs(spec, 2, 0)), torch_forward(source, *sample_inputs(spec, 2, 1))
+    check_input_dependence(a, b, 1e-4)

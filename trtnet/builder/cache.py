@@ -33,8 +33,9 @@ from trtnet.runtime.plan import sidecar_path
 from trtnet.target import target
 
 # Bumped when the key's recipe, or what a key builds, changes, so old entries are not mistaken for new ones
-# (3: fp32 engines are built with TF32 off; entries record their key).
-KEY_VERSION = 3
+# (3: fp32 engines are built with TF32 off; entries record their key. 4: a calibration enters as its ranges
+# only, not its file path; an input's shape range always; an ONNX file's external weights).
+KEY_VERSION = 4
 
 
 # -- the key -------------------------------------------------------------------------------------------------
@@ -155,6 +156,7 @@ def cached(
             remove_entry(key, folder)
             engine = None
         if engine is not None:
+            engine.from_cache = True  # its summary says so, rather than the original build's time as if now
             if verbose:
                 print(f"{label}: from the engine cache ({entry_path(key, folder)})", file=sys.stderr)
             return engine

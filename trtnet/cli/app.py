@@ -4,7 +4,11 @@ verify.py."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -64,19 +68,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help and --version have printed what was asked: their status, in-process too
         return e.code if isinstance(e.code, int) else EXIT_OK
     try:
-        with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
+        with warnings.catch_warnings(), _terminated_raises():  # both restored when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
-        return 130
+        status = 143 if isinstance(e, Terminated) else 130  # 128 + the signal, as a shell reports it
+        _exit_now_if_build_cancelled(status)
+        return status
     except Exception as e:  # noqa: BLE001  every error becomes one line; --debug adds the traceback
         if args.debug:  # what is printed changes, never the exit status
             traceback.print_exc(file=sys.stderr)
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that it unwinds (and a build obeys it) as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminated_raises():
+    """SIGTERM raises `Terminated` while a command runs (off the main thread no handler can be installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_now_if_build_cancelled(status: int) -> None:
+    """An interrupted build may spend seconds more inside TensorRT before it sees the cancel (and Python's exit
+    waits for it): the process ends now instead, nothing being left to save (outputs are written by rename)."""
+    from trtnet.builder.build import cancelled_builds_running
+
+    if cancelled_builds_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _classify(e: Exception) -> tuple[int, str]:
@@ -191,6 +229,12 @@ def _parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="fp16", help="default fp16; int8 and fp8 need --calibration"
     )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
+    sub.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
+    )
+    sub.add_argument("--no-cache", action="store_true", help="always build, and leave the engine cache alone")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
     add_shape_options(sub)
     add_model_settings(sub)

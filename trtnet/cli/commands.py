@@ -97,7 +97,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{ref.name}.plan")
     if args.precision in ("int8", "fp8") and not args.calibration:
         raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
-    engine = trtnet.build(model, args.batch, precision=args.precision, calibration=args.calibration)
+    if args.calibration and args.precision not in ("int8", "fp8"):
+        raise TrtnetError(
+            f"--calibration {args.calibration}: --precision {args.precision} uses no activation ranges "
+            "(only int8 and fp8 do); drop --calibration or choose --precision int8"
+        )
+    engine = trtnet.build(
+        model,
+        args.batch,
+        precision=args.precision,
+        calibration=args.calibration,
+        reuse_calibration=args.reuse_calibration,
+        cache=not args.no_cache,
+    )
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
     return EXIT_OK

@@ -65,7 +65,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         inputs = sample_inputs(model, args.batch, args.seed)
         want = torch_forward(source, *inputs)
         names = model.output_names(len(want))
-        checks = [
+        checks = [_input_dependence(want, torch_forward(source, *sample_inputs(model, args.batch, args.seed + 1)))]
+        checks += [
             _check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
             for n, g, w in zip(names, trtnet.reference(model, *inputs), want)
         ]
@@ -95,6 +96,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {counted(len(checks), 'check')} passed)"
     )
     return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _input_dependence(want: list, other: list) -> bool:
+    """A pass must be able to fail: the source's outputs for other inputs differ by far more than the tolerance."""
+    from trtnet.errors import ParityError
+    from trtnet.parity import check_input_dependence, input_dependence
+
+    try:
+        check_input_dependence(want, other, REFERENCE_REL_ERROR)
+    except ParityError as e:
+        print(f"  inputs: FAILED: {e}")
+        return False
+    print(f"  inputs: the source's outputs for other inputs differ by {input_dependence(want, other):.3g} ok")
+    return True
 
 
 def _check(label: str, measure: str, value: float, tolerance: float, higher_is_better: bool = False) -> bool:

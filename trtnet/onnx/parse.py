@@ -79,7 +79,9 @@ def parse_onnx(
         lo, hi = spec.shape_range()
         # Dims the profile fixes become static in the network, so TensorRT infers more of its shapes.
         t.shape = tuple(-1 if a != b else d for d, a, b in zip(spec.shape, lo, hi))
-    keep = [np.frombuffer(data, np.uint8)]  # the file's bytes stand for its weights in the engine cache's key
+    # The file's bytes, and those of the external weight files it names, stand for its weights in the engine
+    # cache's key (TensorRT reports no weight values).
+    keep = [np.frombuffer(data, np.uint8)] + _external_data(path, data)
     policy = None
     if precision != "fp32":
         policy = Policy(precision=precision)
@@ -100,6 +102,24 @@ def parse_onnx(
         label=f"{path.name} (ONNX{'' if precision == 'fp32' else ' ' + precision})",
         owner=parser,
     )
+
+
+def _external_data(path: Path, data: bytes) -> list[np.ndarray]:
+    """The files beside an ONNX model that it names (its external weights: a tensor's `location` is stored as
+    plain UTF-8 in the protobuf), mapped read-only, in name order, each after its name. The folder itself only:
+    exporters write the data files beside the model."""
+    found: list[np.ndarray] = []
+    try:
+        names = sorted(e.name for e in os.scandir(path.parent) if e.is_file() and e.name != path.name)
+    except OSError:
+        return found
+    for name in names:
+        if name.encode() not in data:
+            continue
+        p = path.parent / name
+        found.append(np.frombuffer(name.encode(), np.uint8))
+        found.append(np.memmap(p, np.uint8, mode="r") if p.stat().st_size else np.zeros(0, np.uint8))
+    return found
 
 
 def _input_spec(path: Path, t, given, batch_size: BatchSize | None) -> TensorSpec:

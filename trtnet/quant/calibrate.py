@@ -14,9 +14,10 @@ width, so the result depends only on the batches and their order: calibration is
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ml_dtypes
@@ -242,6 +243,8 @@ class RangeStats:
     stats: dict[str, Histogram]  # tensor name -> its statistics
     batches: int
     samples: int
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> per-sample shape(s) seen, dtype
+    weights: str = ""  # weights_fingerprint of the model measured
 
     def calibration(
         self,
@@ -256,7 +259,14 @@ class RangeStats:
             raise CalibrationError(f"method {method!r} needs histograms: measure with histograms=True")
         by_tensor = {name: choose_amax(h, method, percentile, precision) for name, h in self.stats.items()}
         amax = {key: by_tensor[name] for key, name in self.points.items()}
-        meta = {"model": self.model, "batches": self.batches, "samples": self.samples, "precision": precision}
+        meta = {
+            "model": self.model,
+            "batches": self.batches,
+            "samples": self.samples,
+            "precision": precision,
+            "inputs": self.inputs,
+            "weights": self.weights,
+        }
         if method == "percentile":
             meta["percentile"] = percentile
         return Calibration(amax, _kept(self.network, self.points, keep), method, meta)
@@ -281,6 +291,7 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
     nets: dict[tuple, Any] = {}
     prepared: dict[tuple, Any] = {}  # one Interpreter per network: weights widened once, not per batch
     points: dict[str, str] = {}
+    inputs: dict[str, dict[str, Any]] = {}  # name -> the per-sample shapes and dtype fed
     count = samples = 0
     for batch in batches:
         feeds = _feeds(model, batch)
@@ -303,9 +314,65 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
                 raise CalibrationError(f"batch {count}: the input of layer {key!r}: {e}") from None
         count += 1
         samples += next(iter(feeds.values())).shape[0]
+        for n, a in feeds.items():
+            seen = inputs.setdefault(n, {"shapes": [], "dtype": str(a.dtype)})
+            if list(a.shape[1:]) not in seen["shapes"]:
+                seen["shapes"].append(list(a.shape[1:]))
     if count == 0:
         raise CalibrationError("no calibration batches were given")
-    return RangeStats(type(model).__name__, next(iter(nets.values())).network, dict(points), stats, count, samples)
+    network = next(iter(nets.values())).network
+    return RangeStats(
+        type(model).__name__, network, dict(points), stats, count, samples, inputs, weights_fingerprint(model)
+    )
+
+
+def weights_fingerprint(model: Module) -> str:
+    """sha256 over the model's parameters (path, dtype, shape, values): what a calibration was measured with."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+        a = np.ascontiguousarray(p.data)
+        h.update(f"{name}:{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def check_calibration(cal: Calibration, model: Module, inputs: Sequence[Any], reuse: bool = False) -> None:
+    """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range,
+    dtypes) or other weights than the network `model` is built into (`inputs`: its TensorSpecs), naming what
+    differs; `reuse=True` accepts it (deliberate reuse). A file from before these records is not checked."""
+    if reuse:
+        return
+    where = f"calibration file {cal.source}" if cal.source else "the calibration"
+    fix = "calibrate this model on data of these shapes, or pass reuse_calibration=True (--reuse-calibration)"
+    recorded = cal.meta.get("inputs")
+    if isinstance(recorded, dict) and recorded:
+        specs = {s.name: s for s in inputs}
+        if set(recorded) != set(specs):
+            raise CalibrationError(
+                f"{where} was measured on inputs {sorted(recorded)}, the network takes {sorted(specs)}; {fix}"
+            )
+        for name, seen in recorded.items():
+            spec = specs[name]
+            lo = (spec.min_shape or spec.shape)[1:]
+            hi = (spec.max_shape or spec.shape)[1:]
+            for shape in seen.get("shapes", []):
+                if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+                    want = list(lo) if lo == hi else f"{list(lo)} to {list(hi)}"
+                    raise CalibrationError(
+                        f"{where} was measured on input {name!r} of per-sample shape {shape}; the network takes "
+                        f"{want}: its ranges describe other activations. {fix}"
+                    )
+            if seen.get("dtype") not in (None, spec.dtype):
+                raise CalibrationError(
+                    f"{where} was measured on input {name!r} of dtype {seen.get('dtype')}, the network takes "
+                    f"{spec.dtype}; {fix}"
+                )
+    recorded_weights = cal.meta.get("weights")
+    if isinstance(recorded_weights, str) and recorded_weights and recorded_weights != weights_fingerprint(model):
+        raise CalibrationError(
+            f"{where} was measured on other weights than these (fingerprint {recorded_weights[:12]}..., "
+            f"these {weights_fingerprint(model)[:12]}...) of model {cal.meta.get('model', '?')}; {fix}"
+        )
 
 
 def calibrate(
@@ -362,5 +429,15 @@ def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **opt
     if missing:
         raise CalibrationError(f"calibration data {data}: has arrays {sorted(arrays)}, the model takes {names}")
     n = min(len(arrays[k]) for k in names)
+    declared = {i.name: i for i in model.inputs()}
+    for k in names:  # as the engine would check them: the model's declared per-sample shapes (ranges included)
+        lo, _, hi = declared[k].shape_range()
+        shape = arrays[k].shape[1:]
+        if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+            want = list(lo) if lo == hi else f"{list(lo)} to {list(hi)}"
+            raise CalibrationError(
+                f"calibration data {data}: array {k!r} has samples of shape {list(shape)}, "
+                f"{type(model).__name__} takes {want}"
+            )
     batches = [{k: arrays[k][i : i + batch] for k in names} for i in range(0, n, batch)]
     return calibrate(model, batches, **options)

@@ -81,6 +81,7 @@ class Plan:
     precision: str = ""
     target: str = "aot"  # "sm_90" when built for one GPU; "aot" when built with no GPU (TensorRT for RTX)
     cache_key: str = ""  # the engine cache key it was stored under ("" outside the cache)
+    from_cache: bool = field(default=False, compare=False)  # handed out by the engine cache, not built now
 
     def metadata(self) -> dict:
         """What the sidecar JSON holds: enough to check a plan before TensorRT ever reads it."""
@@ -199,11 +200,11 @@ class Plan:
         )
 
     def summary(self, label: str = "engine") -> str:
-        """One line: layers, build seconds, engine size."""
-        return (
-            f"{label}: {counted(self.num_layers, 'layer')}, built in {self.build_seconds:.1f} s, "
-            f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
-        )
+        """One line: layers, build seconds (or that it came from the engine cache), engine size."""
+        built = f"built in {self.build_seconds:.1f} s"
+        if self.from_cache:  # the time recorded is the original build's, not this call's
+            built = f"from the engine cache (first {built})"
+        return f"{label}: {counted(self.num_layers, 'layer')}, {built}, engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
 
 
 def _metadata_of(path: Path, meta_path: Path) -> dict:
