@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.backend import get_trt
-from trtnet.dtypes import to_trt
+from trtnet.dtypes import info, to_trt
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.tensor import Tensor
@@ -61,22 +61,13 @@ def as_tensor(value: TensorLike, like: Tensor) -> Tensor:
     """`value` as a Tensor of `like`'s dtype and rank (Python scalars become [1,...,1] constants)."""
     if isinstance(value, Tensor):
         return value
-    arr = np.asarray(value, dtype=np.float32 if _is_float(like.dtype) else None)
+    kind = info(like.dtype)
+    # Float scalars are written in float32 and rounded to `like`'s type by `constant`; others are cast to its
+    # numpy type as numpy casts arrays (wrapping), since np.asarray(-1, np.uint8) raises under NumPy 2.
+    arr = np.asarray(value, np.float32) if kind.is_float else np.asarray(value).astype(kind.numpy)
     if arr.ndim == 0:
         arr = arr.reshape((1,) * like.ndim)
-    if _is_float(like.dtype):
-        return constant(arr, like.dtype, op="scalar")
-    return constant(arr.astype(_numpy_int(like.dtype)), like.dtype, op="scalar")
-
-
-def _is_float(dtype) -> bool:
-    trt = get_trt()
-    return dtype in (trt.float32, trt.float16, trt.bfloat16)
-
-
-def _numpy_int(dtype):
-    trt = get_trt()
-    return {trt.int32: np.int32, trt.int64: np.int64, trt.bool: np.bool_, trt.int8: np.int8}.get(dtype, np.int32)
+    return constant(arr, like.dtype, op="scalar")
 
 
 def expand_rank(x: Tensor, ndim: int) -> Tensor:
