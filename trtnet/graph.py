@@ -30,6 +30,7 @@ from trtnet.quant.ranges import as_calibration
 # "int8" and "fp8": explicit Q/DQ around the weighted layers, fp16 elsewhere (trtnet.ops.quantize).
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 QUANTIZED = ("int8", "fp8")
+UNQUANTIZED = tuple(p for p in PRECISIONS if p not in QUANTIZED)  # no calibration needed
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/fi
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trtnet.graph import PRECISIONS
+    from trtnet.graph import PRECISIONS, QUANTIZED, UNQUANTIZED
+    from trtnet.quant import CALIBRATION_METHODS
 
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
@@ -181,11 +182,11 @@ def _parser() -> argparse.ArgumentParser:
         help="calibration inputs: arrays named after the model's inputs (or one array)",
     )
     sub.add_argument("--batch", type=_positive, default=8, help="samples per interpreter run (default 8)")
-    sub.add_argument("--method", choices=("max", "percentile", "entropy", "mse"), default="max", help="default max")
+    sub.add_argument("--method", choices=CALIBRATION_METHODS, default="max", help="default max")
     sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     sub.add_argument(
         "--precision",
-        choices=("int8", "fp8"),
+        choices=QUANTIZED,
         default="int8",
         help="the format --method mse optimises for (default int8)",
     )
@@ -213,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
         default=(1, 8, 32),
         help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
     )
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=UNQUANTIZED, default="fp16", help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,8 +30,17 @@ from trtnet.graph import Graph, current_graph
 from trtnet.ops.core import constant, out
 from trtnet.tensor import Tensor
 
-# Quantized precision -> (TensorRT dtype name, largest magnitude it holds).
-FORMATS: dict[str, tuple[str, float]] = {"int8": ("int8", 127.0), "fp8": ("fp8", 448.0)}
+
+class Format(NamedTuple):
+    """How a quantized precision stores a tensor: the TensorRT type (`trt.int8`, `trt.fp8`) and its largest
+    magnitude, which amax maps onto (the calibrator's own arithmetic reads the same numbers)."""
+
+    dtype: str
+    qmax: float
+
+
+# One per graph.QUANTIZED precision. FP8 is E4M3, whose largest finite value is 448.
+FORMATS: dict[str, Format] = {"int8": Format("int8", 127.0), "fp8": Format("fp8", 448.0)}
 _MIN_AMAX = 1e-6  # a tensor that was all zeros in calibration still needs a positive scale
 
 

@@ -23,6 +23,8 @@ from trtnet.errors import CalibrationError, NetworkError
 
 FORMAT = "trtnet-calibration"
 VERSION = 1
+# How a tensor's range is chosen from what calibration saw (trtnet.quant.calibrate says how each works).
+CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse")
 
 
 @dataclass(frozen=True)
