@@ -51,10 +51,10 @@ def shared_constant(value: np.ndarray, dtype: str | Any, op: str = "constant") -
     graph = current_graph()
     arr = np.ascontiguousarray(value)
     dtype = to_trt(dtype, "constant dtype")
-    key = ("constant", arr.shape, arr.dtype.str, int(dtype), arr.tobytes())
-    if key not in graph.memo:
-        graph.memo[key] = constant(arr, dtype, op=op)
-    return graph.memo[key]
+    key = (arr.shape, arr.dtype.str, int(dtype), arr.tobytes())
+    if key not in graph.memo.constants:
+        graph.memo.constants[key] = constant(arr, dtype, op=op)
+    return graph.memo.constants[key]
 
 
 def as_tensor(value: TensorLike, like: Tensor) -> Tensor:
@@ -102,8 +102,8 @@ def set_reshape(layer, x: Tensor, shape: tuple[int, ...], first: Sequence[int] |
             "dynamic dims: with several -1, each must be one of the input's dynamic dims, in order"
         )
     graph = current_graph()
-    key = ("reshape_dims", x.name, tuple(axes), shape)
-    if key not in graph.memo:
+    key = (x.name, tuple(axes), shape)
+    if key not in graph.memo.reshape_dims:
         # [shape(x)..., the static sizes...] gathered into the order of `shape`: one concat and one gather.
         static = [d for d in shape if d >= 0]
         table = [graph.network.add_shape(x.itensor).get_output(0)]
@@ -115,8 +115,8 @@ def set_reshape(layer, x: Tensor, shape: tuple[int, ...], first: Sequence[int] |
             order.append(dynamic[k] if d < 0 else j)
             k, j = (k + 1, j) if d < 0 else (k, j + 1)
         index = shared_constant(np.array(order, np.int32), "int32", op="dims_order")
-        graph.memo[key] = out(graph.network.add_gather(joined.itensor, index.itensor, 0), "dims")
-    layer.set_input(1, graph.memo[key].itensor)
+        graph.memo.reshape_dims[key] = out(graph.network.add_gather(joined.itensor, index.itensor, 0), "dims")
+    layer.set_input(1, graph.memo.reshape_dims[key].itensor)
 
 
 def broadcast_pair(a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:

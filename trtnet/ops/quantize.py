@@ -81,7 +81,7 @@ def fake_quantize(x: Tensor, amax: float | np.ndarray, fmt: str, axis: int | Non
 
 def quant_points(graph: Graph) -> dict[str, str]:
     """The quantization points emitted so far: key (the consuming layer's name) -> the quantized tensor's name."""
-    return graph.memo.setdefault("quant_points", {})
+    return graph.memo.quant_points
 
 
 def _quantizing(graph: Graph) -> bool:
@@ -101,10 +101,10 @@ def _activation(graph: Graph, key: str, x: Tensor) -> Tensor | None:
     amax = graph.policy.calibration.range_of(key)
     if amax is None:
         return None
-    memo = ("qdq", x.name, graph.policy.precision, float(amax))  # one pair per tensor, shared by its consumers
-    if memo not in graph.memo:
-        graph.memo[memo] = fake_quantize(x, amax, graph.policy.precision)
-    return graph.memo[memo]
+    key = (x.name, graph.policy.precision, float(amax))  # one pair per tensor, shared by its consumers
+    if key not in graph.memo.qdq:
+        graph.memo.qdq[key] = fake_quantize(x, amax, graph.policy.precision)
+    return graph.memo.qdq[key]
 
 
 def weighted_inputs(
@@ -139,7 +139,7 @@ def weighted_inputs(
 
 def mark_conv_output(y: Tensor) -> Tensor:
     """Remember that `y` is a convolution's output, whose following add TensorRT can fuse into it."""
-    current_graph().memo.setdefault("conv_outputs", set()).add(y.name)
+    current_graph().memo.conv_outputs.add(y.name)
     return y
 
 
@@ -147,7 +147,7 @@ def residual_operands(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """The operands of an addition: when one is a convolution's output, the other (the residual input) goes
     through a Q/DQ pair, so that TensorRT fuses the addition into that convolution with an int8/fp8 output."""
     graph = current_graph()
-    convs = graph.memo.get("conv_outputs", set())
+    convs = graph.memo.conv_outputs
     if a.name in convs:
         key = _point(graph, "sum", b)
         qb = _activation(graph, key, b)
