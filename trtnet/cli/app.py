@@ -256,11 +256,6 @@ def _parser() -> argparse.ArgumentParser:
         help="PyTorch gets the source's published weights (needs network access); without --weights "
         "trtnet loads them too",
     )
-    sub.add_argument(
-        "--same-file",
-        action="store_true",
-        help="kept for old scripts, no effect: PyTorch loads --weights too by default now",
-    )
 
     sub = command(
         "convert",

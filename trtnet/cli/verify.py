@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
-from trtnet.errors import TrtnetError
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
 # an fp32 engine against PyTorch (TF32 off), and an fp16 engine by cosine similarity.
@@ -29,10 +28,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
 
     against = args.against_pretrained or args.against_seed is not None
-    if args.same_file and not args.weights:
-        raise TrtnetError("--same-file needs --weights FILE")
-    if args.same_file and against:
-        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
     ref = _ref(args.model)
     entry = ref.require_entry("verify")
     _require_torch("verify")

@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtnet.errors import EngineError, ExportError
-
-# The config itself is written by triton_config; its names stay importable from here, where they were.
-from trtnet.export.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
+from trtnet.export.triton_config import Signature, config_parameters, render_config, signature
 from trtnet.fileio import is_stale, temporary_name
 from trtnet.runtime.plan import Plan, read_metadata, read_regular_file
 
