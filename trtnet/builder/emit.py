@@ -109,14 +109,8 @@ def emit(
                 t = t.cast(trt.float32)
             t.itensor.name = name
             network.mark_output(t.itensor)
-            try:
-                shape = t.shape
-            except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
-                raise NetworkError(
-                    f"output {name!r}: TensorRT cannot infer its shape for inputs "
-                    f"{[list(sp.shape) for sp in specs]} (too large? see its log above)"
-                ) from None
-            outputs.append(TensorSpec(name, shape, dtypes.numpy_of(t.dtype).name))
+            # Tensor.shape turns TensorRT's RuntimeError into a NetworkError with its reason.
+            outputs.append(TensorSpec(name, t.shape, dtypes.numpy_of(t.dtype).name))
     return Network(
         network,
         builder,
