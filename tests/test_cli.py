@@ -205,9 +205,8 @@ def test_summary_shows_layers_parameters_and_flops(exported):
             ("export-weights", "resnet18", "-o", "resnet18.pt"),
             "trtnet: error: resnet18.pt: the output must be a .safetensors file",
         ),
-        (("verify", "resnet18", "--same-file"), "trtnet: error: --same-file needs --weights FILE"),
     ],
-    ids=["unknown_model", "missing_file", "pickle", "export_suffix", "same_file_alone"],
+    ids=["unknown_model", "missing_file", "pickle", "export_suffix"],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     (tmp_path / "resnet18.pth").write_bytes(b"\x80\x04 a pickle, never read")

@@ -64,6 +64,12 @@ USAGE = [
         "trtnet: error: unrecognized arguments: --frobnicate",
         "trtnet: see `trtnet build --help`",  # was `trtnet --help`, which does not list build's options
     ),
+    # 0.1's --same-file, gone: what it asked for (PyTorch loads --weights too) is what verify does by default.
+    (
+        ("verify", "resnet18", "--same-file"),
+        "trtnet: error: unrecognized arguments: --same-file",
+        "trtnet: see `trtnet --help`",
+    ),
     # torch refused the seed past 2**63 - 1, numpy a negative one: both were internal errors (exit 3).
     (
         ("export-weights", "resnet18", "--seed", str(2**70)),

@@ -353,3 +353,19 @@ def test_quantized_engine_matches_the_interpreters_quantized_network(precision):
     (want,) = trtnet.reference(model, x, precision=precision, calibration=cal)
     (got,) = trtnet.build(model, 2, precision=precision, calibration=cal, cache=False)(x)
     assert rel_error(got, want) <= 3e-3 and cosine(got, want) >= 0.99999, (rel_error(got, want), cosine(got, want))
+
+
+def test_each_quantized_precision_has_one_format_whose_limit_is_its_types_largest_value():
+    # One table for the emitter's Q/DQ scales and the calibrator's arithmetic; its limits are the types' own.
+    import ml_dtypes
+
+    from trtnet.dtypes import info
+    from trtnet.graph import QUANTIZED
+    from trtnet.ops.quantize import FORMATS
+
+    assert tuple(FORMATS) == QUANTIZED
+    for precision, fmt in FORMATS.items():
+        stored = info(fmt.dtype).numpy
+        largest = np.iinfo(stored).max if stored.kind == "i" else ml_dtypes.finfo(stored).max
+        assert fmt.qmax == float(largest), precision
+        assert getattr(get_trt(), fmt.dtype) == trtnet.dtypes.to_trt(fmt.dtype)

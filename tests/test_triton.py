@@ -18,7 +18,8 @@ import trtnet.export.triton
 from trtnet import Engine
 from trtnet.cli import main
 from trtnet.errors import ExportError
-from trtnet.export.triton import Signature, config_parameters, export_engine, export_triton, render_config, signature
+from trtnet.export.triton import export_engine, export_triton
+from trtnet.export.triton_config import Signature, config_parameters, render_config, signature
 from trtnet.zoo import resnet18
 
 model_config_pb2 = pytest.importorskip(

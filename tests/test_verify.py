@@ -90,8 +90,6 @@ def test_against_seed_says_when_the_file_was_in_a_converted_layout(tmp_path, cap
 def test_by_default_the_perturbed_file_is_the_users_and_passes(perturbed, capsys):
     status, out, err = run(capsys, "verify", "resnet18", "--weights", perturbed, "--batch", "1")
     assert status == 0, out + err
-    # --same-file is what verify does by default now: accepted, no effect.
-    assert run(capsys, "verify", "resnet18", "--weights", perturbed, "--batch", "1", "--same-file")[0] == 0
 
 
 def test_a_converted_layout_is_said_and_loaded_on_both_sides(tmp_path, capsys):
@@ -103,23 +101,6 @@ def test_a_converted_layout_is_said_and_loaded_on_both_sides(tmp_path, capsys):
     assert (
         f"weights: {path}, converted from tonylins/pytorch-mobilenet-v2 layout, loaded by trtnet and by PyTorch" in out
     )
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (
-            ("--same-file", "--against-seed", "0"),
-            "trtnet: error: --same-file (now the default) and --against-seed/--against-pretrained exclude each other",
-        ),
-        (("--same-file",), "trtnet: error: --same-file needs --weights FILE"),
-    ],
-    ids=["same_file_and_against", "same_file_alone"],
-)
-def test_bad_option_combinations(own, capsys, args, message):
-    weights = ("--weights", own) if "--against-seed" in args else ()
-    status, _, err = run(capsys, "verify", "resnet18", *weights, *args)
-    assert status == 2 and err.strip() == message
 
 
 def test_against_seed_and_against_pretrained_exclude_each_other(capsys):

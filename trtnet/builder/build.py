@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,11 @@ from trtnet.nn.module import Module
 from trtnet.runtime.engine import Engine, PlanRejected
 from trtnet.target import cache_dir as default_cache_dir
 from trtnet.target import target
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11; annotations are strings here (`from __future__ import annotations`), so the
+    # name is needed by type checkers only, and trtnet still imports on 3.10 without typing_extensions.
+    from typing_extensions import Unpack
 
 
 def _optimization_level(level: Any) -> int | None:

@@ -182,7 +182,8 @@ MODEL_HELP = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trtnet.graph import PRECISIONS
+    from trtnet.graph import PRECISIONS, QUANTIZED, UNQUANTIZED
+    from trtnet.quant import CALIBRATION_METHODS
 
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
@@ -253,11 +254,11 @@ def _parser() -> argparse.ArgumentParser:
         help="calibration inputs: arrays named after the model's inputs (or one array)",
     )
     sub.add_argument("--batch", type=_positive, default=8, help="samples per interpreter run (default 8)")
-    sub.add_argument("--method", choices=("max", "percentile", "entropy", "mse"), default="max", help="default max")
+    sub.add_argument("--method", choices=CALIBRATION_METHODS, default="max", help="default max")
     sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     sub.add_argument(
         "--precision",
-        choices=("int8", "fp8"),
+        choices=QUANTIZED,
         default="int8",
         help="the format --method mse optimises for (default int8)",
     )
@@ -289,7 +290,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_batch,
         help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
     )
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), help="default fp16")
+    sub.add_argument("--precision", choices=UNQUANTIZED, help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
@@ -350,11 +351,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="PyTorch gets the source's published weights (needs network access); without --weights "
         "trtnet loads them too",
-    )
-    sub.add_argument(
-        "--same-file",
-        action="store_true",
-        help="kept for old scripts, no effect: PyTorch loads --weights too by default now",
     )
     add_model_settings(sub, only_seq_len=True)  # the PyTorch source is built with its defaults: only inputs vary
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
 from trtnet.cli.settings import model_options
-from trtnet.errors import TrtnetError
 from trtnet.words import counted
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
@@ -31,10 +30,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
 
     against = args.against_pretrained or args.against_seed is not None
-    if args.same_file and not args.weights:
-        raise TrtnetError("--same-file needs --weights FILE")
-    if args.same_file and against:
-        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
     ref = _ref(args.model)
     entry = ref.require_entry("verify")
     _require_torch("verify")

@@ -31,10 +31,7 @@ from typing import TYPE_CHECKING, Any
 from trtnet.backend import get_backend
 from trtnet.builder.build import build
 from trtnet.errors import EngineError, ExportError
-
-# The config itself is written by triton_config; its names stay importable from here, where they were.
-from trtnet.export.triton_config import (  # noqa: F401
-    TRITON_TYPES,
+from trtnet.export.triton_config import (
     Signature,
     check_loadable,
     config_parameters,

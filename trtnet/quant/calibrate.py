@@ -25,11 +25,10 @@ import numpy as np
 
 from trtnet.errors import CalibrationError
 from trtnet.nn.module import Module
-from trtnet.quant.ranges import Calibration
+from trtnet.ops.quantize import FORMATS
+from trtnet.quant.ranges import CALIBRATION_METHODS, Calibration
 
-METHODS = ("max", "percentile", "entropy", "mse")
 KEEP_RULES = ("first", "last")
-_QMAX = {"int8": 127.0, "fp8": 448.0}
 
 
 class Histogram:
@@ -105,11 +104,12 @@ def _entropy(h: Histogram) -> float:
 
 def fake_quantize_values(x: np.ndarray, amax: float, fmt: str) -> np.ndarray:
     """x quantized to `fmt` over [-amax, amax] and back (the calibrator's own arithmetic, for the MSE search)."""
-    scale = amax / _QMAX[fmt]
+    top = FORMATS[fmt].qmax
+    scale = amax / top
     y = x / scale
     if fmt == "int8":
-        return np.clip(np.rint(y), -128, 127) * scale
-    return np.clip(y, -448.0, 448.0).astype(ml_dtypes.float8_e4m3fn).astype(np.float64) * scale
+        return np.clip(np.rint(y), -top - 1, top) * scale
+    return np.clip(y, -top, top).astype(ml_dtypes.float8_e4m3fn).astype(np.float64) * scale
 
 
 def _mse(h: Histogram, fmt: str) -> float:
@@ -273,9 +273,9 @@ class RangeStats:
 
 
 def _check_method(method: str, precision: str, percentile: float) -> None:
-    if method not in METHODS:
-        raise CalibrationError(f"calibration method must be one of {METHODS}, not {method!r}")
-    if precision not in _QMAX:
+    if method not in CALIBRATION_METHODS:
+        raise CalibrationError(f"calibration method must be one of {CALIBRATION_METHODS}, not {method!r}")
+    if precision not in FORMATS:
         raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
     if not 0 < percentile <= 100:
         raise CalibrationError(f"percentile must be in (0, 100], not {percentile}")

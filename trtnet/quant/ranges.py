@@ -25,6 +25,9 @@ FORMAT = "trtnet-calibration"
 VERSION = 1
 MAX_BYTES = 64 << 20  # a range per quantized layer is some 60 bytes: a real file is kilobytes
 
+# How a tensor's range is chosen from what calibration saw (trtnet.quant.calibrate says how each works).
+CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse")
+
 
 @dataclass(frozen=True)
 class Calibration:
