@@ -251,3 +251,18 @@ def test_a_bad_view_of_a_parameter_names_it():
     trtnet.init_random(model)
     with pytest.raises(trtnet.NetworkError, match=r"^gamma \(6,\): reshape\(\(4, -1\),\): cannot reshape"):
         trtnet.emit(model, 1)
+
+
+def test_a_parameter_used_twice_is_one_constant():
+    class Twice(nn.Module):
+        def __init__(self):
+            self.pos = nn.Parameter((1, 4, 6))
+
+        def forward(self, x):
+            return (x + self.pos) * (self.pos + x)
+
+    model = One(Twice(), (4, 6))
+    trtnet.init_random(model)
+    net = trtnet.emit(model, 2)
+    assert layer_types(net) == ["CONSTANT", "ELEMENTWISE", "ELEMENTWISE", "ELEMENTWISE"]
+    assert net.network.get_layer(0).name == "block/pos"  # named after the parameter, in the module that used it
