@@ -61,7 +61,7 @@ def test_layer_norm_over_an_inner_axis_without_affine():
         def forward(self, x):
             return torch.nn.functional.layer_norm(x.transpose(1, 2), (3,)).transpose(1, 2)
 
-    check(nn.LayerNorm(3, axis=1, affine=False), Source(), (3, 4))
+    check(nn.LayerNorm(3, axis=1, elementwise_affine=False), Source(), (3, 4))
 
 
 def test_conv1d_is_a_linear_with_the_weight_stored_transposed():

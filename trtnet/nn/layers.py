@@ -1,93 +1,26 @@
-"""The common layers, each with PyTorch's parameter names and shapes."""
+"""The common layers, each with PyTorch's constructor arguments and parameter names and shapes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from trtnet import ops
 from trtnet.errors import NetworkError
-from trtnet.graph import current_graph
-from trtnet.nn.module import Module, Parameter, _walk
+from trtnet.nn.module import Module, Parameter
 from trtnet.tensor import Tensor
 
 
-class Conv2d(Module):
-    """`torch.nn.Conv2d`. A BatchNorm linked with `fold_bn` is folded into its weights when the policy says so."""
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-    ) -> None:
-        k = ops.convolution.pair(kernel)
-        self.weight = Parameter((cout, cin // groups, *k), init="fan_in")
-        self.bias = Parameter((cout,), init="normal", std=0.01) if bias else None
-        self._config = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        self._bn: BatchNorm2d | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        w = self.weight.data
-        b = self.bias.data if self.bias is not None else None
-        if self._bn is not None and current_graph().policy.fold_bn:
-            w, b = self._bn.fold_into(w, b)
-        return ops.conv2d(x, w, b, **self._config)
-
-
-class BatchNorm2d(Module):
-    """Eval-mode `torch.nn.BatchNorm2d`: a per-channel scale and shift, or nothing when folded into a conv."""
-
-    skip_keys = ("num_batches_tracked",)
-
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        self.weight = Parameter((channels,), init="uniform", low=0.5, high=1.5)
-        self.bias = Parameter((channels,), init="normal", std=0.1)
-        self.running_mean = Parameter((channels,), init="normal", std=0.1)
-        self.running_var = Parameter((channels,), init="uniform", low=0.5, high=1.5)
-        self._eps = eps
-        self._folded = False
-
-    def scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
-        """The float64 per-channel (scale, shift) this BatchNorm applies."""
-        scale = self.weight.data.astype(np.float64) / np.sqrt(self.running_var.data.astype(np.float64) + self._eps)
-        return scale, self.bias.data.astype(np.float64) - self.running_mean.data.astype(np.float64) * scale
-
-    def fold_into(self, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """A conv's (weight, bias) with this BatchNorm applied after it, computed exactly in float64."""
-        scale, shift = self.scale_shift()
-        w = weight.astype(np.float64) * scale.reshape(-1, *([1] * (weight.ndim - 1)))
-        b = shift if bias is None else bias.astype(np.float64) * scale + shift
-        return w.astype(np.float32), b.astype(np.float32)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self._folded and current_graph().policy.fold_bn:
-            return x
-        scale, shift = self.scale_shift()
-        return ops.scale_channels(x, scale.astype(np.float32), shift.astype(np.float32))
-
-
-def fold_bn(conv: Conv2d, bn: BatchNorm2d) -> None:
-    """Declare that `bn` directly follows `conv`, so it can be folded into the conv's weights."""
-    conv._bn = bn
-    bn._folded = True
-
-
 class Linear(Module):
-    """`torch.nn.Linear` (weight [out, in]) over the last axis, or with `axis=1` over the channels of an NCHW
-    tensor: then it is a 1x1 convolution with the same weights and bias in one layer, which is what a
-    channels-last block computes between its two permutes (timm's ConvNeXt), without the permutes."""
+    """`torch.nn.Linear(in_features, out_features, bias)` (weight [out, in]) over the last axis, or with
+    `axis=1` over the channels of an NCHW tensor: then it is a 1x1 convolution with the same weights and bias in
+    one layer, which is what a channels-last block computes between its two permutes (timm's ConvNeXt), without
+    the permutes."""
 
-    def __init__(self, cin: int, cout: int, bias: bool = True, axis: int = -1) -> None:
-        self.weight = Parameter((cout, cin), init="fan_in")
-        self.bias = Parameter((cout,), init="normal", std=0.01) if bias else None
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, axis: int = -1) -> None:
+        self.weight = Parameter((out_features, in_features), init="fan_in")
+        self.bias = Parameter((out_features,), init="normal", std=0.01) if bias else None
         self._axis = axis
 
     def forward(self, x: Tensor) -> Tensor:
@@ -115,30 +48,42 @@ class Conv1D(Module):
 
 
 class LayerNorm(Module):
-    """`torch.nn.LayerNorm(dim)` over the last axis, or over `axis` (1: the channels of NCHW, timm's
-    `LayerNorm2d`). `affine=False` has no weight and bias (PyTorch's `elementwise_affine=False`)."""
+    """`torch.nn.LayerNorm(normalized_shape, eps, elementwise_affine)` over the last axes, or over `axis` (1:
+    the channels of NCHW, timm's `LayerNorm2d`) for a one-axis norm. `elementwise_affine=False` has no weight
+    and bias."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, axis: int = -1, affine: bool = True) -> None:
-        self.weight = Parameter((dim,), init="uniform", low=0.5, high=1.5) if affine else None
-        self.bias = Parameter((dim,), init="normal", std=0.1) if affine else None
-        self._dim, self._eps, self._axis = dim, eps, axis
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        axis: int = -1,
+        elementwise_affine: bool = True,
+    ) -> None:
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+        if len(shape) > 1 and axis != -1:
+            raise NetworkError(f"LayerNorm{shape}: axis={axis} is for a norm over one axis")
+        self.weight = Parameter(shape, init="uniform", low=0.5, high=1.5) if elementwise_affine else None
+        self.bias = Parameter(shape, init="normal", std=0.1) if elementwise_affine else None
+        self._shape, self._eps, self._axis = tuple(int(d) for d in shape), eps, axis
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[self._axis] not in (-1, self._dim):
+        n = len(self._shape)
+        axes = (self._axis,) if n == 1 else tuple(range(x.ndim - n, x.ndim))
+        if tuple(x.shape[a] for a in axes) != self._shape and -1 not in (x.shape[a] for a in axes):
             raise NetworkError(
-                f"LayerNorm at {self._path or 'top level'}: axis {self._axis} of {x} has "
-                f"{x.shape[self._axis]} features, the norm {self._dim}"
+                f"LayerNorm at {self._path or 'top level'}: axes {axes} of {x} are not the norm's shape {self._shape}"
             )
         weight = self.weight.data if self.weight is not None else None
         bias = self.bias.data if self.bias is not None else None
-        return ops.layer_norm(x, weight, bias, self._eps, axes=self._axis)
+        return ops.layer_norm(x, weight, bias, self._eps, axes=axes if n > 1 else self._axis)
 
 
 class LayerNorm2d(LayerNorm):
-    """timm's `LayerNorm2d`: LayerNorm over the channels of an NCHW tensor (eps 1e-6, timm's default)."""
+    """timm's `LayerNorm2d(num_channels, eps)`: LayerNorm over the channels of an NCHW tensor (eps 1e-6, timm's
+    default)."""
 
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__(dim, eps, axis=1)
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__(num_channels, eps, axis=1)
 
 
 class LayerScale(Module):
@@ -153,10 +98,11 @@ class LayerScale(Module):
 
 
 class Embedding(Module):
-    """`torch.nn.Embedding`: rows of `weight` gathered by integer ids."""
+    """`torch.nn.Embedding(num_embeddings, embedding_dim)`: rows of `weight` gathered by integer ids
+    (`padding_idx` only matters in training)."""
 
-    def __init__(self, num: int, dim: int) -> None:
-        self.weight = Parameter((num, dim), init="normal", std=0.02)
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None) -> None:
+        self.weight = Parameter((num_embeddings, embedding_dim), init="normal", std=0.02)
 
     def forward(self, ids: Tensor) -> Tensor:
         return ops.gather(ops.constant(self.weight.data, op="table"), ids, axis=0)
@@ -172,75 +118,99 @@ class Embedding(Module):
 
 
 class Mlp(Module):
-    """timm's transformer MLP, `fc1` -> activation (GELU by default) -> `fc2`, with timm's key names; `axis` as
-    `Linear`'s (1: over the channels of NCHW, as 1x1 convolutions)."""
+    """timm's `Mlp(in_features, hidden_features, out_features)`, `fc1` -> activation (GELU by default) -> `fc2`,
+    with timm's key names; `act` names the activation (`ops.ACTIVATIONS`); `axis` as `Linear`'s (1: over the
+    channels of NCHW, as 1x1 convolutions)."""
 
-    def __init__(self, dim: int, hidden: int, act: str = "gelu", axis: int = -1) -> None:
-        self.fc1 = Linear(dim, hidden, axis=axis)
-        self.fc2 = Linear(hidden, dim, axis=axis)
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int | None = None,
+        act: str = "gelu",
+        axis: int = -1,
+        out_features: int | None = None,
+    ) -> None:
+        hidden_features = hidden_features or in_features
+        self.fc1 = Linear(in_features, hidden_features, axis=axis)
+        self.fc2 = Linear(hidden_features, out_features or in_features, axis=axis)
         self._act: Callable[[Tensor], Tensor] = ops.activation_by_name(act, "Mlp act")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self._act(self.fc1(x)))
 
 
-class Activation(Module):
-    """A parameterless activation by name (`"relu"`, `"silu"`, `"gelu"`...) in a slot of a Sequential."""
-
-    def __init__(self, name: str) -> None:
-        self._fn: Callable[[Tensor], Tensor] = ops.activation_by_name(name, "Activation name")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._fn(x)
-
-
 class MaxPool2d(Module):
-    """`torch.nn.MaxPool2d` (no parameters; a module so that its layers carry its path, as in a Sequential)."""
+    """`torch.nn.MaxPool2d(kernel_size, stride, padding, ceil_mode)` (no parameters; a module so that its layers
+    carry its path, as in a Sequential)."""
 
     def __init__(
         self,
-        kernel: int | Sequence[int],
+        kernel_size: int | Sequence[int],
         stride: int | Sequence[int] | None = None,
         padding: int | Sequence[int] = 0,
         ceil_mode: bool = False,
     ) -> None:
-        self._config = dict(kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
+        self._config = dict(kernel=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.max_pool2d(x, **self._config)
 
 
+class AvgPool2d(Module):
+    """`torch.nn.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad)`."""
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        self._config = dict(
+            kernel=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.avg_pool2d(x, **self._config)
+
+
+class AdaptiveAvgPool2d(Module):
+    """`torch.nn.AdaptiveAvgPool2d(output_size)`: 1 is the global average (a reduce), other sizes must divide
+    the input's (see `ops.adaptive_avg_pool2d`)."""
+
+    def __init__(self, output_size: int | Sequence[int]) -> None:
+        self._size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._size in (1, (1, 1), [1, 1]):
+            return ops.global_avg_pool2d(x)
+        return ops.adaptive_avg_pool2d(x, self._size)
+
+
+class Flatten(Module):
+    """`torch.nn.Flatten(start_dim, end_dim)`."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        self._dims = (start_dim, end_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(*self._dims)
+
+
 class Identity(Module):
-    """`torch.nn.Identity` (and eval-mode Dropout)."""
+    """`torch.nn.Identity` (arguments accepted and ignored, as PyTorch does)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
 
     def forward(self, x: Tensor) -> Tensor:
         return x
 
 
-class Sequential(Module):
-    """Children named `0, 1, ...` (or by the keys of a dict), called in order, as `torch.nn.Sequential`."""
+class Dropout(Identity):
+    """`torch.nn.Dropout(p)`: the identity at inference."""
 
-    def __init__(self, *layers: Module | Callable, named: Mapping[str, Module] | None = None) -> None:
-        self._items: dict[str, Module | Callable] = dict(named) if named else {str(i): m for i, m in enumerate(layers)}
-        items = list(self._items.values())
-        for first, second in zip(items, items[1:]):  # a chain: a conv's output feeds only the next layer
-            if isinstance(first, Conv2d) and isinstance(second, BatchNorm2d):
-                fold_bn(first, second)
-
-    def named_children(self) -> Iterator[tuple[str, Any]]:
-        for name, value in self._items.items():
-            yield from _walk(name, value)
-
-    def __getitem__(self, index: int | str):
-        return list(self._items.values())[index] if isinstance(index, int) else self._items[index]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self):
-        return iter(self._items.values())
-
-    def forward(self, x):
-        for layer in self._items.values():
-            x = layer(x)
-        return x
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise NetworkError(f"Dropout probability {p} is not in [0, 1]")

@@ -17,6 +17,7 @@ from trtnet.dtypes import canonical
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.layouts import Layout
+from trtnet.ops.arrays import ConstantArray
 
 Dim = int | tuple[int, int, int]
 
@@ -73,11 +74,15 @@ def _dim(d: Any, name: str) -> Dim:
 
 
 @dataclass(eq=False)
-class Parameter:
+class Parameter(ConstantArray):
     """A weight of known shape; `value` is a numpy array once weights are loaded or initialised.
 
     `init` says how `init_random` fills it: "normal" (std `std`), "fan_in" (std 1/sqrt(fan in), over all but the
     first dim), "zeros", "ones", "uniform" (in [low, high]).
+
+    In `forward` it is used as a tensor, as in PyTorch: `x + self.pos`, `x * self.gamma.reshape(1, -1, 1, 1)`
+    (one constant layer per network however often it is used; its shape methods cost no layer; a per-channel
+    product or sum is one scale layer: see `trtnet.ops.arrays`).
     """
 
     shape: tuple[int, ...]
@@ -102,6 +107,14 @@ class Parameter:
         if self.init == "fan_in":
             std = math.sqrt(1.0 / max(1, math.prod(self.shape[1:])))
         return (rng.standard_normal(self.shape) * std).astype(np.float32)
+
+    @property
+    def constant_name(self) -> str:
+        """The op name of its constant layer: its attribute name (`pos_embed`)."""
+        return self._path.rpartition(".")[2] or "parameter"
+
+    def array(self) -> np.ndarray:
+        return self.data
 
     @property
     def data(self) -> np.ndarray:
@@ -174,10 +187,18 @@ class Module:
         """Record every module's path, the prefix of its layer names. Returns self."""
         for path, module in self.named_modules(prefix):
             module._path = path
+            children = [child for _, child in module.named_children()]
             for name, child in module.named_children():
                 if isinstance(child, Parameter):
                     child._path = f"{path}.{name}" if path else name
+            for child, sibling in zip(children, children[1:]):
+                if isinstance(child, Module):
+                    child.precedes(sibling)
         return self
+
+    def precedes(self, sibling: Module | Parameter) -> None:
+        """Hook: `bind` tells each child module which one is declared right after it (a Conv2d links the
+        BatchNorm2d that follows it, to fold it). Default: nothing."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: p.data for k, p in self.named_parameters()}

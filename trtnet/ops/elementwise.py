@@ -6,13 +6,22 @@ from functools import partial
 
 from trtnet.backend import get_trt
 from trtnet.graph import current_graph
+from trtnet.ops.arrays import ConstantArray, as_operand, scale_by_constant
 from trtnet.ops.core import TensorLike, broadcast_pair, out
 from trtnet.ops.quantize import residual_operands
 from trtnet.tensor import Tensor
 
 
-def elementwise(a: TensorLike, b: TensorLike, op: str) -> Tensor:
-    """`a <op> b` with numpy broadcasting; `op` names a `trt.ElementWiseOperation` (`"SUM"`, `"PROD"`...)."""
+def elementwise(a: TensorLike | ConstantArray, b: TensorLike | ConstantArray, op: str) -> Tensor:
+    """`a <op> b` with numpy broadcasting; `op` names a `trt.ElementWiseOperation` (`"SUM"`, `"PROD"`...).
+
+    Either operand may be a `trtnet.nn.Parameter` (or a view of one): a per-channel one scales or shifts in one
+    `IScaleLayer`, any other becomes a constant (see `trtnet.ops.arrays`)."""
+    scaled = scale_by_constant(a, b, op)
+    if scaled is not None:
+        return scaled
+    a = as_operand(a, b)
+    b = as_operand(b, a)
     a, b = broadcast_pair(a, b)
     layer = current_graph().network.add_elementwise(a.itensor, b.itensor, getattr(get_trt().ElementWiseOperation, op))
     return out(layer, op.lower())

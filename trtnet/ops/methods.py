@@ -10,6 +10,7 @@ import functools
 from collections.abc import Sequence
 
 from trtnet.ops.activation import gelu, gelu_tanh, hardsigmoid, hardswish, leaky_relu, relu, relu6, sigmoid, silu, tanh
+from trtnet.ops.arrays import ConstantArray, as_operand
 from trtnet.ops.elementwise import add, div, mul, pow, sub
 from trtnet.ops.matrix import matmul
 from trtnet.ops.normalization import softmax
@@ -88,10 +89,21 @@ METHODS = {
 }
 
 
+# The binary elementwise operators take a ConstantArray as it is (it may become a scale layer, see ops.arrays).
+_ELEMENTWISE = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__")
+
+
 def _method(fn, name: str):
     # A plain function, so that it binds as a method (a functools.partial op would not receive `self`).
-    def method(self: Tensor, *args, **kwargs):
-        return fn(self, *args, **kwargs)
+    if name in _ELEMENTWISE:
+
+        def method(self: Tensor, *args, **kwargs):
+            return fn(self, *args, **kwargs)
+
+    else:  # `x @ self.weight`: a Parameter operand becomes its constant
+
+        def method(self: Tensor, *args, **kwargs):
+            return fn(self, *(as_operand(a, self) for a in args), **kwargs)
 
     method.__name__ = name
     method.__qualname__ = f"Tensor.{name}"
@@ -99,5 +111,21 @@ def _method(fn, name: str):
     return method
 
 
+def _constant_method(fn, name: str):
+    """The Tensor method `name` for a ConstantArray (a Parameter in `forward`): on its constant Tensor."""
+
+    def method(self: ConstantArray, *args, **kwargs):
+        other = next((a for a in args if isinstance(a, Tensor)), None)
+        return fn(self.tensor(other.dtype if other is not None else None), *map(as_operand, args), **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"ConstantArray.{name}"
+    return method
+
+
 for _name, _fn in METHODS.items():
     setattr(Tensor, _name, _method(_fn, _name))
+    if _name in _ELEMENTWISE:
+        setattr(ConstantArray, _name, _method(_fn, _name))
+    elif _name not in vars(ConstantArray):  # its shape methods are numpy views, defined there
+        setattr(ConstantArray, _name, _constant_method(_fn, _name))

@@ -34,16 +34,16 @@ class ConvNeXtBlock(nn.Module):
     """timm's `ConvNeXtBlock` (conv_mlp=False): dwconv 7x7 -> LayerNorm -> Mlp (GELU) -> layer scale, plus x."""
 
     def __init__(self, dim: int, c: ConvNeXtConfig) -> None:
-        self.conv_dw = nn.Conv2d(dim, dim, c.kernel_size, padding=c.kernel_size // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim, c.eps, axis=1)  # timm's channels-last LayerNorm, on the channel axis
-        self.mlp = nn.Mlp(dim, c.mlp_ratio * dim, axis=1)
+        self.conv_dw = nn.Conv2d(dim, dim, kernel_size=c.kernel_size, padding=c.kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=c.eps, axis=1)  # timm's channels-last LayerNorm, on the channel axis
+        self.mlp = nn.Mlp(dim, hidden_features=c.mlp_ratio * dim, axis=1)
         self.gamma = nn.Parameter((dim,), init="uniform", low=0.5, high=1.5) if c.layer_scale else None
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x
         x = self.mlp(self.norm(self.conv_dw(x)))
         if self.gamma is not None:
-            x = ops.layer_scale(x, self.gamma.data, axis=1)
+            x = x * self.gamma.reshape(1, -1, 1, 1)  # timm's x.mul(self.gamma.reshape(1, -1, 1, 1)): one scale layer
         return x + shortcut
 
 
@@ -52,7 +52,9 @@ class ConvNeXtStage(nn.Module):
 
     def __init__(self, cin: int, cout: int, depth: int, c: ConvNeXtConfig) -> None:
         self.downsample = (
-            nn.Sequential(nn.LayerNorm2d(cin, c.eps), nn.Conv2d(cin, cout, 2, 2)) if cin != cout else nn.Identity()
+            nn.Sequential(nn.LayerNorm2d(cin, eps=c.eps), nn.Conv2d(cin, cout, kernel_size=2, stride=2))
+            if cin != cout
+            else nn.Identity()
         )
         self.blocks = nn.Sequential(*[ConvNeXtBlock(cout, c) for _ in range(depth)])
 
@@ -64,7 +66,7 @@ class NormMlpClassifierHead(nn.Module):
     """timm's head for ConvNeXt: global average pool -> LayerNorm2d -> flatten -> `fc`."""
 
     def __init__(self, dim: int, num_classes: int, eps: float) -> None:
-        self.norm = nn.LayerNorm2d(dim, eps)
+        self.norm = nn.LayerNorm2d(dim, eps=eps)
         self.fc = nn.Linear(dim, num_classes, axis=1)  # on [N, C, 1, 1]: one 1x1 convolution, bias inside
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,7 +77,9 @@ class ConvNeXt(nn.ImageClassifier):
     """timm's `ConvNeXt` with the patch stem: [B, 3, H, W] -> logits."""
 
     def __init__(self, c: ConvNeXtConfig) -> None:
-        self.stem = nn.Sequential(nn.Conv2d(3, c.dims[0], c.patch_size, c.patch_size), nn.LayerNorm2d(c.dims[0], c.eps))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c.dims[0], kernel_size=c.patch_size, stride=c.patch_size), nn.LayerNorm2d(c.dims[0], eps=c.eps)
+        )
         cins = (c.dims[0], *c.dims[:-1])
         self.stages = nn.Sequential(
             *[ConvNeXtStage(cin, cout, depth, c) for cin, cout, depth in zip(cins, c.dims, c.depths)]

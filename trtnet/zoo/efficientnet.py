@@ -76,9 +76,7 @@ def conv_bn(
     cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
 ) -> tuple[nn.Conv2d, BatchNormAct2d]:
     conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-    bn = BatchNormAct2d(cout, act)
-    nn.fold_bn(conv, bn)
-    return conv, bn
+    return conv, BatchNormAct2d(cout, act)  # declared one after the other, so the BatchNorm folds
 
 
 class SqueezeExcite(nn.Module):

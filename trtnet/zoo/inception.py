@@ -26,7 +26,6 @@ class BasicConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: Size, stride: int = 1, padding: Size = 0) -> None:
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=0.001)
-        nn.fold_bn(self.conv, self.bn)
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.relu(self.bn(self.conv(x)))

@@ -24,8 +24,6 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        nn.fold_bn(self.conv1, self.bn1)
-        nn.fold_bn(self.conv2, self.bn2)
         self.downsample = _downsample(cin, width, stride)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -45,8 +43,6 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
-            nn.fold_bn(conv, bn)
         self.downsample = _downsample(cin, cout, stride)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -67,7 +63,6 @@ class ResNet(nn.ImageClassifier):
         block = Bottleneck if config.bottleneck else BasicBlock
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        nn.fold_bn(self.conv1, self.bn1)
         cin, stages = 64, []
         for i, depth in enumerate(config.layers):
             width = 64 * 2**i

@@ -29,7 +29,6 @@ class Conv(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int | None = None) -> None:
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if padding is None else padding, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=1e-3)
-        nn.fold_bn(self.conv, self.bn)
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.silu(self.bn(self.conv(x)))
