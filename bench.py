@@ -46,7 +46,7 @@ from trtnet.bench.reference import POROS_A10, SOURCE
 from trtnet.bench.targets import needs_probe, probe_current, target_report
 from trtnet.bench.timing import Deadline, RowBudget
 from trtnet.graph import PRECISIONS, QUANTIZED
-from trtnet.quant.calibrate import METHODS
+from trtnet.quant.ranges import CALIBRATION_METHODS
 from trtnet.runtime.cudart import compute_capability
 from trtnet.target import describe_device, has_gpu
 from trtnet.zoo import REGISTRY
@@ -66,7 +66,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
     )
     p.add_argument("--torch-precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="PyTorch eager's (fp32)")
     p.add_argument("--calib-samples", type=int, default=4, help="calibration inputs for int8/fp8 (default 4)")
-    p.add_argument("--calib-method", default="max", choices=METHODS, help="how int8/fp8 ranges are chosen (max)")
+    p.add_argument(
+        "--calib-method", default="max", choices=CALIBRATION_METHODS, help="how int8/fp8 ranges are chosen (max)"
+    )
     p.add_argument("--min-seconds", type=float, default=1.0, help="timed seconds per row and route (default 1)")
     p.add_argument("--min-iters", type=int, default=10, help="timed inferences per row at least (default 10)")
     p.add_argument("--iters", type=int, default=1000, help="timed inferences per row at most (default 1000)")

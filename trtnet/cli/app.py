@@ -13,6 +13,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 
+from trtnet.cli import values
 from trtnet.cli.commands import (
     EXIT_BAD_INPUT,
     EXIT_BUG,
@@ -130,51 +131,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"trtnet: warning: {one_line(str(message))}", file=sys.stderr)
 
 
-def _batch(text: str) -> int | tuple[int, int, int]:
-    """`8`, or `min:opt:max` for a dynamic batch."""
-    parts = text.split(":")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
-    if len(values) not in (1, 3) or not all(1 <= v < 2**31 for v in values) or values != sorted(values):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max (at most 2**31 - 1)"
-        )
-    return values[0] if len(values) == 1 else (values[0], values[1], values[2])
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 (at most 2**31 - 1)")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
-    return value
-
-
-def _seed(text: str) -> int:
-    """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
-    return value
-
-
 MODEL_HELP = (
     "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME, "
     "or an ONNX file (model.onnx, sized by --shapes)"
@@ -220,12 +176,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the published weights, downloaded by the source library (needs network access)",
     )
-    sub.add_argument("--seed", type=_seed, default=0, help="seed of the random weights (default 0)")
+    sub.add_argument("--seed", type=values.seed, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
+    sub.add_argument("--batch", type=values.batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument(
         "--precision", choices=PRECISIONS, default="fp16", help="default fp16; int8 and fp8 need --calibration"
     )
@@ -253,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="calibration inputs: arrays named after the model's inputs (or one array)",
     )
-    sub.add_argument("--batch", type=_positive, default=8, help="samples per interpreter run (default 8)")
+    sub.add_argument("--batch", type=values.positive, default=8, help="samples per interpreter run (default 8)")
     sub.add_argument("--method", choices=CALIBRATION_METHODS, default="max", help="default max")
     sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     sub.add_argument(
@@ -287,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     weights_options(sub)
     sub.add_argument(
         "--batch",
-        type=_batch,
+        type=values.batch,
         help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
     )
     sub.add_argument("--precision", choices=UNQUANTIZED, help="default fp16")
@@ -303,14 +259,14 @@ def _parser() -> argparse.ArgumentParser:
     add_shape_options(sub)
     sub.add_argument(
         "--preferred-batch",
-        type=_positive,
+        type=values.positive,
         nargs="+",
         metavar="N",
         help="the dynamic batcher's preferred batch sizes (default: the profile's opt and max)",
     )
     sub.add_argument(
         "--max-queue-delay-us",
-        type=_whole,
+        type=values.whole,
         metavar="US",
         help="how long the dynamic batcher may wait to fill a preferred batch, in microseconds (Triton's default 0)",
     )
@@ -329,17 +285,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=_positive, default=2, help="default 2")
+    sub.add_argument("--batch", type=values.positive, default=2, help="default 2")
     sub.add_argument(
         "--seed",
-        type=_seed,
+        type=values.seed,
         default=0,
         help="seed of the inputs, and of the source's random weights without --weights (default 0)",
     )
     against = sub.add_mutually_exclusive_group()
     against.add_argument(
         "--against-seed",
-        type=_seed,
+        type=values.seed,
         metavar="N",
         help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
         "them) instead of --weights: checks the file too, and names the tensors that differ",
@@ -380,7 +336,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=_positive, default=1, help="default 1")
+    sub.add_argument("--batch", type=values.positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
     add_shape_options(sub)
     add_model_settings(sub)
