@@ -157,10 +157,10 @@ def _grow(steps: Sequence[Any], blocks: list[Block], consumers: list[list[tuple[
                             frontier.append(consumer)
             if block.kind == "conditional":
                 _absorb_branch_only(steps, block, consumers, outputs, boundary_of)
-            for other in blocks:  # holding one boundary layer of another block means holding all of it
-                if other is not block and not other.members <= block.members:
-                    if any(boundary_of.get(i) is other for i in block.members):
-                        block.members |= other.members
+            # Holding one boundary layer of another block means holding all of it.
+            for other in {id(o): o for o in (boundary_of.get(i) for i in block.members) if o is not None}.values():
+                if other is not block:
+                    block.members |= other.members
             changed |= len(block.members) != before
 
 
@@ -173,7 +173,8 @@ def _absorb_branch_only(
     changed = True
     while changed:
         changed = False
-        for index, step in enumerate(steps):
+        for index in reversed(range(len(steps))):  # consumers mostly follow producers: a chain goes in one pass
+            step = steps[index]
             if index in block.members or index in boundary_of or not consumers[index]:
                 continue
             if any(name in outputs for name in step.outputs):
