@@ -57,7 +57,9 @@ def _scan_loop(n: Net, x, h0, trips: int, length: int):
     rec = loop.add_recurrence(h0)
     row = loop.add_iterator(x, 0, False).get_output(0)
     half = n.const(np.full((3,), 0.5, np.float32))
-    nxt = _elementwise(n, _elementwise(n, rec.get_output(0), half, E.PROD), row, E.SUM)
+    step = n.net.add_elementwise(_elementwise(n, rec.get_output(0), half, E.PROD), row, E.SUM)
+    step.name = "next_h"
+    nxt = step.get_output(0)
     rec.set_input(1, nxt)
     return loop, rec, nxt, n.const(np.array(length, np.int32))
 
@@ -167,6 +169,18 @@ def test_more_iterations_than_the_output_length_is_an_error() -> None:
     out.name = "stacked"
     n.mark(out.get_output(0))
     with pytest.raises(InterpreterError, match=r"'stacked' \(LOOP_OUTPUT\): the loop ran 4 iterations, more than"):
+        n.run(x=x, h0=h0)
+
+
+def test_a_body_value_read_outside_its_loop_is_named() -> None:
+    """Only loop outputs carry values out (TensorRT refuses the rest too); the interpreter says which layer."""
+    n = Net()
+    x, h0 = rand(4, 3), rand(3)
+    loop, rec, nxt, _ = _scan_loop(n, n.input("x", x.shape), n.input("h0", h0.shape), 4, 4)
+    n.mark(loop.add_loop_output(rec.get_output(0), trt.LoopOutput.LAST_VALUE).get_output(0), nxt)
+    with pytest.raises(
+        InterpreterError, match=r"'next_h' \(ELEMENTWISE\) is inside loop .*, but the network's outputs read"
+    ):
         n.run(x=x, h0=h0)
 
 

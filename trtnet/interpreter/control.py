@@ -127,14 +127,14 @@ class _Iterator:
 def _run_loop(block: Block, values: dict[str, np.ndarray], runner: Runner) -> None:
     steps = runner.steps
     count: int | None = None
-    condition: LayerCall | None = None
+    condition: int | None = None  # the WHILE trip limit's step
     for index in block.boundary.get("TRIP_LIMIT", []):
         call = _call(runner, index, values)
         if enum_name(call.layer.kind) == "COUNT":
             trips = max(0, _count(call, call.input(0)))
             count = trips if count is None else min(count, trips)
         else:
-            condition = call
+            condition = index
     if count is None and condition is None:
         raise InterpreterError(f"{block.what} has no trip limit, so it would never end")
     recurrences = block.boundary.get("RECURRENCE", [])
@@ -163,7 +163,8 @@ def _run_loop(block: Block, values: dict[str, np.ndarray], runner: Runner) -> No
                 runner.emit(it.index, [piece], values)
         if condition is not None:
             run_order(block.parts["while"], values, runner)
-            if not _flag(condition, _value(condition, values, runner), "the while condition"):
+            call = _call(runner, condition, values)  # its input changes every iteration
+            if not _flag(call, call.input(0), "the while condition"):
                 break
             overrun = next((it for it in iterators if trip >= it.length), None)
             if overrun is not None:
@@ -178,19 +179,10 @@ def _run_loop(block: Block, values: dict[str, np.ndarray], runner: Runner) -> No
         state = {index: _call(runner, index, values).input(1) for index in recurrences}
         trip += 1
     for index in outputs:
-        runner.emit(index, [_loop_output(block, index, values, runner, state, seen[index], trip)], values)
-
-
-def _value(call: LayerCall, values: dict[str, np.ndarray], runner: Runner) -> np.ndarray:
-    """The trip limit's input as it stands now (read afresh: it changes every iteration)."""
-    name = call.layer.get_input(0).name
-    if name not in values:
-        raise call.fail(f"input 0 ({name!r}) has no value")
-    return values[name]
+        runner.emit(index, [_loop_output(index, values, runner, state, seen[index], trip)], values)
 
 
 def _loop_output(
-    block: Block,
     index: int,
     values: dict[str, np.ndarray],
     runner: Runner,
@@ -198,6 +190,7 @@ def _loop_output(
     seen: list[np.ndarray],
     trips: int,
 ) -> np.ndarray:
+    """A loop output's value once the loop is done, from the recurrences' final `state` and what it `seen`."""
     call = _call(runner, index, values)
     kind = enum_name(call.layer.kind)
     source = runner.steps[index].inputs[0]

@@ -201,9 +201,9 @@ def _check_escapes(steps: Sequence[Any], block: Block, consumers: list[list[tupl
         outside = [c for c, _ in consumers[index] if c not in block.members]
         leaked = [n for n in step.outputs if n in outputs]
         if outside or leaked:
-            user = f"layer {steps[outside[0]].layer.name!r}" if outside else "the network's outputs"
+            user = f"layer {steps[outside[0]].layer.name!r} reads" if outside else "the network's outputs read"
             raise InterpreterError(
-                f"layer {step.layer.name!r} ({step.type_name}) is inside {block.what}, but {user} reads its "
+                f"layer {step.layer.name!r} ({step.type_name}) is inside {block.what}, but {user} its "
                 "output from outside it; values leave a loop or conditional only through its output layers"
             )
 
