@@ -68,7 +68,7 @@ USAGE = [
     (
         ("verify", "resnet18", "--same-file"),
         "trtnet: error: unrecognized arguments: --same-file",
-        "trtnet: see `trtnet --help`",
+        "trtnet: see `trtnet verify --help`",
     ),
     # torch refused the seed past 2**63 - 1, numpy a negative one: both were internal errors (exit 3).
     (
