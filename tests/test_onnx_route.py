@@ -97,8 +97,7 @@ def test_fixed_shapes_size_every_dynamic_dim(detector):
         (("--min-shapes", "images:2x3x32x32", "--opt-shapes", "images:1x3x32x32", "--max-shapes", "images:4x3x32x32"),
          r"the shapes must grow dim by dim, min <= opt <= max"),
         (("--shapes", "images:1x3x32x32", "--weights", "w.safetensors"), r"--weights is for trtnet's models"),
-        (("--shapes", "images:1x3x32x32", "--precision", "int8", "--calibration", "c.json"),
-         r"--precision int8 is not supported for ONNX files yet"),
+        (("--shapes", "images:1x3x32x32", "--precision", "int8"), r"--precision int8 needs --calibration FILE"),
     ],
 )  # fmt: skip
 def test_bad_shapes_and_options_are_one_line_errors(detector, tmp_path, args, pattern):

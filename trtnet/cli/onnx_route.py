@@ -1,6 +1,7 @@
 """The command line's ONNX route: wherever a MODEL is taken, `path/model.onnx` is one. Its dynamic dims are sized
 by trtexec's flags (`--shapes`, `--min-shapes/--opt-shapes/--max-shapes`, see trtnet/onnx/shapes.py), its
-precision by `--precision` (fp32, tf32, fp16, bf16: see trtnet/onnx/precision.py)."""
+precision by `--precision` (fp32, tf32, fp16, bf16: see trtnet/onnx/precision.py; int8, fp8 with the --calibration
+that `trtnet calibrate model.onnx --data FILE.npz` writes: see trtnet/onnx/quantize.py)."""
 
 from __future__ import annotations
 
@@ -65,11 +66,15 @@ def onnx_network(args: argparse.Namespace, precision: str):
     from trtnet.onnx.parse import parse_onnx
 
     refuse_model_options(args)
-    if precision in ("int8", "fp8"):
+    calibration = getattr(args, "calibration", None)
+    if precision in ("int8", "fp8") and not calibration:
         raise TrtnetError(
-            f"{args.model}: --precision {precision} is not supported for ONNX files yet; use fp32, tf32, fp16 or bf16"
+            f"{args.model}: --precision {precision} needs --calibration FILE (from `trtnet calibrate {args.model} "
+            "--data FILE.npz`)"
         )
-    return parse_onnx(args.model, shapes=shapes_of(args), precision=precision)
+    if calibration and precision not in ("int8", "fp8"):
+        raise TrtnetError(f"{args.model}: --calibration is for --precision int8 or fp8, not {precision}")
+    return parse_onnx(args.model, shapes=shapes_of(args), precision=precision, calibration=calibration)
 
 
 def _profile_text(net) -> str:
@@ -87,8 +92,6 @@ def build_onnx(args: argparse.Namespace) -> int:
     import trtnet
 
     net = onnx_network(args, args.precision)
-    if args.calibration:
-        raise TrtnetError(f"{args.model}: --calibration is for int8/fp8, which ONNX files do not take yet")
     out = Path(args.output or Path(args.model).with_suffix(".plan").name)
     engine = trtnet.build(net)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
@@ -129,10 +132,30 @@ def export_triton_onnx(args: argparse.Namespace, batching: dict) -> int:
 
 
 def calibrate_onnx(args: argparse.Namespace) -> int:
-    raise TrtnetError(
-        f"{args.model}: calibration (int8/fp8) is not supported for ONNX files yet; build it with "
-        "--precision fp16 or bf16"
+    from trtnet.onnx.calibrate import calibrate_onnx as measure
+
+    refuse_model_options(args)
+    given = [f for f in ("shapes", "min_shapes", "opt_shapes", "max_shapes") if getattr(args, f, None)]
+    if given:
+        raise TrtnetError(
+            f"{args.model}: calibrate takes its shapes from the arrays of --data, not from --{given[0].replace('_', '-')}"
+        )
+    cal = measure(
+        args.model,
+        args.data,
+        batch=args.batch,
+        method=args.method,
+        percentile=args.percentile,
+        precision=args.precision,
+        keep=tuple(args.keep),
     )
+    out = Path(args.output or Path(args.model).with_suffix(".calibration.json").name)
+    cal.save(out)  # atomic
+    print(
+        f"{Path(args.model).name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
+        f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}"
+    )
+    return 0
 
 
 def tolerances(items: list[str] | None, flag: str) -> dict[str, float] | None:

@@ -25,14 +25,16 @@ from trtnet.errors import NetworkError
 from trtnet.fileio import read_regular
 from trtnet.graph import Policy
 from trtnet.onnx.precision import REDUCED, reduce_precision
+from trtnet.onnx.quantize import FORMATS, find_points, quantize_network
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
+from trtnet.quant.ranges import Calibration, as_calibration
 from trtnet.runtime.plan import TensorSpec
 
 __all__ = ["MAX_BYTES", "parse_onnx"]
 
 MAX_BYTES = 2 << 30  # protobuf's own limit on one message: larger models keep their weights as external data
 
-ONNX_PRECISIONS = ("fp32", "tf32", *REDUCED)
+ONNX_PRECISIONS = ("fp32", "tf32", *REDUCED, *FORMATS)
 
 
 def _dtype_name(t) -> str:
@@ -45,22 +47,29 @@ def parse_onnx(
     *,
     shapes: ShapesArg | None = None,
     precision: str = "fp32",
+    calibration: Calibration | str | os.PathLike | None = None,
 ) -> Network:
     """Parse the ONNX file at `path` into a strongly typed `Network`.
 
     `shapes` maps an input's name to its shape, or to (min, opt, max) shapes, for any input with dynamic dims;
     `batch_size` (an int, or (min, opt, max)) is the short form for inputs whose only dynamic dim is the first.
-    `precision` is "fp32" (the file's types), "tf32", "fp16" or "bf16". A `NetworkError` names the file and
-    what TensorRT's parser, the shapes or the precision refused.
+    `precision` is "fp32" (the file's types), "tf32", "fp16", "bf16", or "int8"/"fp8" with `calibration` (the
+    ranges `trtnet.onnx.calibrate.calibrate_onnx` measured on this file, or its JSON file). A `NetworkError` names
+    the file and what TensorRT's parser, the shapes or the precision refused.
 
     >>> net = parse_onnx("model.onnx", shapes={"x": (1, 3, 224, 224)}, precision="fp16")  # doctest: +SKIP
     """
     path = Path(path)
     if precision not in ONNX_PRECISIONS:
+        raise NetworkError(f"{path}: precision {precision!r}: an ONNX network takes one of {ONNX_PRECISIONS}")
+    if precision in FORMATS and calibration is None:
         raise NetworkError(
-            f"{path}: precision {precision!r}: an ONNX network takes one of {ONNX_PRECISIONS} (int8/fp8 are not "
-            "supported for ONNX files yet)"
+            f"{path}: precision {precision!r} needs activation ranges: calibration= (from calibrate_onnx, or its JSON "
+            f"file; on the command line `trtnet calibrate {path.name} --data FILE.npz`)"
         )
+    if precision not in FORMATS and calibration is not None:
+        raise NetworkError(f"{path}: calibration is for int8/fp8, not precision {precision!r}")
+    calibration = as_calibration(calibration)
     t0 = time.perf_counter()
     data = read_regular(path, MAX_BYTES, "ONNX file", error=NetworkError)  # a FIFO or a device: refused unread
     trt = get_trt()
@@ -84,9 +93,13 @@ def parse_onnx(
     keep = [np.frombuffer(data, np.uint8)] + _external_data(path, data)
     policy = None
     if precision != "fp32":
-        policy = Policy(precision=precision)
+        policy = Policy(precision=precision, calibration=calibration)
         if precision in REDUCED:
             keep += reduce_precision(network, precision, str(path))
+        elif precision in FORMATS:  # int8/fp8: fp16 between the quantized layers, as Policy has it
+            points = find_points(network)  # before reduction: weights are quantized from their float32 values
+            keep += reduce_precision(network, "fp16", str(path))
+            keep += quantize_network(network, points, calibration, precision)
     outputs = [
         TensorSpec(t.name, tuple(t.shape), _dtype_name(t))
         for t in (network.get_output(i) for i in range(network.num_outputs))

@@ -81,8 +81,17 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
     consumers, producer = _layer_index(network)
     found: dict[str, str] = {}
 
+    # Tensors made from constants alone (an ONNX bias broadcast by a shuffle is one, like a constant), in network
+    # order, which is topological for the networks written and parsed here.
+    folded: set[str] = set()
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        ins = [layer.get_input(j) for j in range(layer.num_inputs)]
+        if type_name(layer) == "CONSTANT" or (ins and all(t is not None and t.name in folded for t in ins)):
+            folded.update(layer.get_output(j).name for j in range(layer.num_outputs))
+
     def computed(t: Any) -> bool:
-        return t is not None and t.name in producer and type_name(producer[t.name]) != "CONSTANT"
+        return t is not None and t.name in producer and t.name not in folded
 
     def residual_join(layer: Any) -> bool:
         return (
