@@ -36,6 +36,9 @@ TORCH_ALLOWED = {
     "trtnet/export/convert.py": "`trtnet convert`: the one torch.load, of a checkpoint the user names",
     "trtnet/zoo/sources.py": "the builders of each model's PyTorch source (torchvision, timm, transformers, yolov5)",
     "trtnet/runtime/runner.py": "answers a caller who passed torch tensors in kind, on its stream (torch is imported by then)",
+    "trtnet/bench/models.py": "the benchmark's PyTorch baseline: the source model loaded, and exported for the ONNX route",
+    "trtnet/bench/gpu.py": "the benchmark times PyTorch eager on the GPU (CUDA events) beside the engines",
+    "trtnet/bench/cpu.py": "the ONNX route's child process times torch's import apart from its export",
 }
 DSL_ONLY = ("trtnet.zoo", "trtnet.nn")  # packages that speak the DSL only
 # Files beside backend.py that may import a module by computed name, and why: what they import is never trtnet's.
@@ -337,7 +340,10 @@ def _network_methods() -> set[str]:
 # data flows one way (weights -> modules -> network -> plan -> engine) and the folder tree shows it. Every module
 # of trtnet/ must be placed: a new one is placed here, where a reviewer sees the choice.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundations", ("trtnet._version", "trtnet.errors", "trtnet.backend", "trtnet.fileio", "trtnet.dtypes")),
+    (
+        "foundations",
+        ("trtnet._version", "trtnet.words", "trtnet.errors", "trtnet.backend", "trtnet.fileio", "trtnet.dtypes"),
+    ),
     # The interpreter and the runtime read TensorRT networks and plans, never models. Activation ranges are data
     # that both the calibrator writes and emission reads, so they sit below emission.
     (

@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from trtnet.backend import get_backend
+from trtnet.backend import DATA_TYPES, get_backend
 
 PROBE = (
     "import trtnet; from trtnet.zoo import resnet18; b = trtnet.backend.get_backend(); "
@@ -48,3 +49,18 @@ def test_each_backend_builds_or_says_why_not(kind):
 def test_unknown_backend_name_is_refused():
     result = _run("tensorflow")
     assert "BackendError: TRTNET_BACKEND='tensorflow': expected one of ['tensorrt', 'tensorrt_rtx']" in result.stderr
+
+
+def test_the_data_type_table_agrees_with_tensorrt():
+    # The one dtype table (DSL names, interpreter, sidecar, ops) held against TensorRT's own word: the member
+    # exists, its size is the numpy type's, and where TensorRT names a numpy type (not for BF16, FP8) it is ours.
+    trt = get_backend().trt
+    assert len({row.name for row in DATA_TYPES}) == len({row.member for row in DATA_TYPES}) == len(DATA_TYPES)
+    for row in DATA_TYPES:
+        member = getattr(trt.DataType, row.member)
+        assert member.itemsize == row.numpy.itemsize, row
+        if row.member not in ("BF16", "FP8"):
+            assert np.dtype(trt.nptype(member)) == row.numpy, row
+            assert row.is_float == np.issubdtype(row.numpy, np.floating), row
+    floats = {row.member for row in DATA_TYPES if row.is_float}
+    assert floats == {"FLOAT", "HALF", "BF16", "FP8"}

@@ -42,6 +42,7 @@ def resnet18_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, P
     return proc, json.loads(out.read_text()), out
 
 
+@pytest.mark.slow  # builds both routes in child processes and checks parity: ~100 s on 2 shared cores
 def test_bench_reports_resnet18(resnet18_run):
     proc, results, _ = resnet18_run
     meta, model = results["meta"], results["models"]["resnet18"]
@@ -60,16 +61,14 @@ def test_bench_reports_resnet18(resnet18_run):
     else:
         row = model["latency"]["1"]
         for side in ("torch", "trtnet"):
-            assert row[side]["iters"] == 20 and 0 < row[side]["median_ms"] <= row[side]["p99_ms"]
+            assert row[side]["iters"] <= 20 and 0 < row[side]["min_ms"] <= row[side]["median_ms"] <= row[side]["p99_ms"]
         assert model["gpu_rel_error"] <= 5e-2  # fp16 on both sides
 
 
+@pytest.mark.slow  # takes the run above
 def test_compare_prints_changes(resnet18_run, capsys):
-    sys.path.insert(0, str(ROOT))
-    try:
-        import bench as bench_module
-    finally:
-        sys.path.remove(str(ROOT))
+    from trtnet.bench import report as bench_module
+
     _, results, _ = resnet18_run
     older = json.loads(json.dumps(results))
     for routes in older["models"]["resnet18"].get("routes", {}).values():
@@ -99,6 +98,7 @@ def test_needs_models_or_all():
 @pytest.mark.skipif(
     cuda_device() is not None, reason="checks CPU mode's report (builds and accuracy); GPU mode times the same engine"
 )
+@pytest.mark.slow  # calibrates and builds twice: ~60 s
 def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
     out = tmp_path / "results.json"
     proc = bench(

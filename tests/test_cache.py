@@ -351,3 +351,72 @@ def test_a_lock_path_that_is_not_a_file_is_replaced(tmp_path, builds, make):
         trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
         trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
     assert len(builds) == 2 and len(entries(tmp_path)) == 1 and lock.is_file()
+
+
+# -- issue 20: what the key holds, and what a hit says ---------------------------------------------------------
+
+
+def test_a_hit_says_it_is_one(tmp_path, builds):
+    first = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    again = trtnet.build(two_inputs(), batch_size=2, precision="fp32", cache_dir=tmp_path)
+    assert len(builds) == 1
+    assert "built in" in first.summary("m") and "engine cache" not in first.summary("m")
+    assert "from the engine cache" in again.summary("m"), again.summary("m")
+
+
+def test_the_same_ranges_from_another_calibration_file_are_a_hit(tmp_path, builds):
+    from tests.test_quantization import batches, tiny
+
+    cal = trtnet.calibrate(tiny(), batches(), "max")
+    a, b = cal.save(tmp_path / "a.json"), cal.save(tmp_path / "b.json")
+    first = trtnet.build(tiny(), 2, precision="int8", calibration=a, cache_dir=tmp_path / "cache")
+    again = trtnet.build(tiny(), 2, precision="int8", calibration=b, cache_dir=tmp_path / "cache")
+    assert len(builds) == 1 and again.plan == first.plan
+    other = type(cal)({k: v * 2 for k, v in cal.amax.items()}, cal.keep, cal.method, cal.meta)
+    trtnet.build(tiny(), 2, precision="int8", calibration=other, cache_dir=tmp_path / "cache")
+    assert len(builds) == 2  # other ranges: another engine
+
+
+def test_an_onnx_files_external_weights_are_in_the_key(tmp_path, builds):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+
+    def write() -> Path:
+        w = numpy_helper.from_array(np.arange(64 * 64, dtype=np.float32).reshape(64, 64) / 4096, "w")
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])],
+            [w],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        path = folder / "m.onnx"
+        onnx.save_model(model, str(path), save_as_external_data=True, location="m.weights", size_threshold=0)
+        return path
+
+    path = write()
+    assert (folder / "m.weights").stat().st_size == 64 * 64 * 4  # the weights are outside the .onnx
+    trtnet.build(trtnet.parse_onnx(path), cache_dir=tmp_path / "cache")
+    trtnet.build(trtnet.parse_onnx(path), cache_dir=tmp_path / "cache")
+    assert len(builds) == 1
+    weights = folder / "m.weights"  # the .onnx unchanged, its external weights doubled in place
+    weights.write_bytes((np.frombuffer(weights.read_bytes(), np.float32) * 2).tobytes())
+    trtnet.build(trtnet.parse_onnx(path), cache_dir=tmp_path / "cache")
+    assert len(builds) == 2, "a stale engine was reused for changed external weights"
+
+
+def test_cli_build_no_cache_stores_nothing(tmp_path):
+    from tests.helpers import trtnet_cli
+
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        result = trtnet_cli(
+            "build", "resnet18", "--batch", "1", "--no-cache", "-o", tmp_path / "r.plan", TRTNET_CACHE_DIR=str(cache)
+        )
+        assert result.returncode == 0, result
+        assert "built in" in result.stdout and "engine cache" not in result.stdout, result.stdout
+    assert not cache.exists() or entries(cache) == []

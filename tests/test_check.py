@@ -64,8 +64,10 @@ def test_a_faithful_network_passes(small_model, capsys) -> None:
     assert main(["check", small_model, "--layerwise"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("model.onnx: 6 TensorRT layers, all supported by the interpreter")
-    assert out[1].startswith("  output 'y' float32[1, 5]: error ") and out[1].endswith("(tolerance 1e-04) ok")
-    assert out[2].startswith("  layerwise: ") and out[2].endswith("shared intermediate tensors, all within tolerance")
+    assert out[1] == "  compute type float32; inputs x[1x3x8x8]"
+    assert out[2].startswith("  output 'y' float32[1, 5]: max abs ")
+    assert out[2].endswith("against onnxruntime; 0 of 5 beyond atol 1e-04 + rtol 1e-04*|ref| ok")
+    assert out[3].startswith("  layerwise: ") and out[3].endswith("shared intermediate tensors, all within tolerance")
     assert out[-1] == "within tolerance"
 
 
@@ -79,6 +81,11 @@ def test_an_altered_network_fails_and_the_first_departing_layer_is_named(small_m
     report = check_onnx(small_model, layerwise=True, parsed=parsed)
     assert not report.ok
     assert report.outputs[0].error > 1e-2
+    # The float64 arbiter (onnx.reference) sides with onnxruntime: the interpreter is the one that departs.
+    judged = report.outputs[0].arbitration
+    assert judged is not None and judged.departs == "interpreter"
+    assert judged.reference.ok and not judged.interpreter.ok
+    assert "interpreter departs" in report.lines()[3]
     d = report.departure
     assert d is not None and d.layer == relu.name and d.layer_type == "ACTIVATION" and d.tensor == "r"
     assert d.input_shapes == ((1, 4, 8, 8),)
@@ -90,10 +97,10 @@ def test_an_altered_network_fails_and_the_first_departing_layer_is_named(small_m
 
 def test_beyond_tolerance_exits_1(small_model, monkeypatch, capsys) -> None:
     _ort()
-    monkeypatch.setitem(check_module.TOLERANCES, "float32", 0.0)  # no float32 rounding difference is allowed
-    assert main(["check", small_model]) == 1
+    monkeypatch.setitem(check_module.DEFAULT_TOLERANCES, "float32", (0.0, 0.0))  # no rounding difference allowed
+    assert main(["check", small_model, "--no-arbiter"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[1].endswith("(tolerance 0e+00) FAILS") and out[-1] == "NOT within tolerance"
+    assert out[2].endswith("beyond atol 0e+00 + rtol 0e+00*|ref| FAILS") and out[-1] == "NOT within tolerance"
 
 
 def test_unsupported_layers_are_refused_before_running(tmp_path, capsys) -> None:
@@ -175,8 +182,8 @@ def test_without_onnxruntime_it_only_runs(small_model, monkeypatch, capsys) -> N
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now raises ImportError
     assert main(["check", small_model]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == "onnxruntime is not installed: the network was only run, not compared (pip install onnxruntime)"
-    assert out[2] == "  output 'y' float32[1, 5]"
+    assert out[2] == "onnxruntime is not installed: the network was only run, not compared (pip install onnxruntime)"
+    assert out[3] == "  output 'y' float32[1, 5]"
     assert out[-1] == "ran (not compared)"
 
 

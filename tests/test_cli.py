@@ -150,8 +150,8 @@ def perturbed(exported) -> Path:
 def test_verify_fails_on_perturbed_weights_and_names_the_tensor(perturbed):
     result = trtnet_cli("verify", "resnet18", "--weights", perturbed, "--batch", "1", "--against-seed", "0")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "weights: 1 tensors differ from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in result.stdout
-    assert "(need <= 0.0001) FAILED" in result.stdout and "resnet18: FAILED (0 of 1 checks passed)" in result.stdout
+    assert "weights: 1 tensor differs from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in result.stdout
+    assert "(need <= 0.0001) FAILED" in result.stdout and "resnet18: FAILED (1 of 2 checks passed)" in result.stdout
 
 
 def test_verify_by_default_checks_only_the_re_expression(perturbed):
@@ -199,15 +199,14 @@ def test_summary_shows_layers_parameters_and_flops(exported):
         (
             ("summary", "resnet18", "--weights", "resnet18.pth"),
             "trtnet: error: resnet18.pth: .pth files are pickles, which trtnet never loads; convert it with "
-            "`trtnet convert MODEL resnet18.pth`",
+            "`trtnet convert resnet18 resnet18.pth` and pass the .safetensors file it writes",
         ),
         (
             ("export-weights", "resnet18", "-o", "resnet18.pt"),
             "trtnet: error: resnet18.pt: the output must be a .safetensors file",
         ),
-        (("verify", "resnet18", "--same-file"), "trtnet: error: --same-file needs --weights FILE"),
     ],
-    ids=["unknown_model", "missing_file", "pickle", "export_suffix", "same_file_alone"],
+    ids=["unknown_model", "missing_file", "pickle", "export_suffix"],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     (tmp_path / "resnet18.pth").write_bytes(b"\x80\x04 a pickle, never read")
@@ -378,3 +377,44 @@ def test_one_line_keeps_long_listings_short():
         "missing key: k2; missing key: k3; missing key: k4; missing key: k5; and 4 more"
     )
     assert one_line("one line") == "one line"
+
+
+def _npz(path: Path) -> None:
+    with open(path, "wb") as f:  # a path would get .npz appended
+        np.savez(f, x=np.zeros(3, np.float32))
+
+
+def _npy(path: Path) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.zeros(3, np.float32))
+
+
+def _onnx(path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [x.__class__(name="y")])
+    graph.output[0].type.CopyFrom(x.type)
+    onnx.save(helper.make_model(graph), path)
+
+
+@pytest.mark.parametrize(
+    "write, what",
+    [
+        (_npz, "a zip archive (a numpy .npz, or a PyTorch checkpoint written by torch.save)"),
+        (_npy, "a numpy .npy array"),
+        (_onnx, "a protobuf message (an ONNX model? `trtnet check model.onnx` runs those)"),
+    ],
+    ids=["npz", "npy", "onnx"],
+)
+def test_weights_in_another_format_are_named_not_read_as_a_header_length(tmp_path, write, what):
+    """An .npz given as weights said "header length 193340853072 does not fit in the file"."""
+    path = tmp_path / "w.safetensors"
+    write(path)
+    result = trtnet_cli("summary", "resnet18", "--weights", path)
+    assert error_line(result) == (
+        f"trtnet: error: {path}: not a safetensors file: its first bytes are those of {what}; trtnet reads weights "
+        "from .safetensors files only (`trtnet export-weights`, or `trtnet convert MODEL FILE` for a PyTorch "
+        "checkpoint)"
+    )

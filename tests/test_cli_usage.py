@@ -62,7 +62,13 @@ USAGE = [
     (
         ("build", "resnet18", "--frobnicate"),
         "trtnet: error: unrecognized arguments: --frobnicate",
-        "trtnet: see `trtnet --help`",
+        "trtnet: see `trtnet build --help`",  # was `trtnet --help`, which does not list build's options
+    ),
+    # 0.1's --same-file, gone: what it asked for (PyTorch loads --weights too) is what verify does by default.
+    (
+        ("verify", "resnet18", "--same-file"),
+        "trtnet: error: unrecognized arguments: --same-file",
+        "trtnet: see `trtnet verify --help`",
     ),
     # torch refused the seed past 2**63 - 1, numpy a negative one: both were internal errors (exit 3).
     (
@@ -160,3 +166,32 @@ def test_export_weights_into_a_folder_that_is_a_file_names_the_output(capsys, tm
         f"trtnet: error: {out}: cannot write the weights: cannot make the folder {tmp_path / 'notes'} (File exists)"
     ]
     assert (tmp_path / "notes").read_text() == "x"
+
+
+def test_version_prints_the_package_version(capsys):
+    import trtnet
+
+    status, err, out = run(capsys, "--version")
+    assert (status, err, out) == (0, [], f"trtnet {trtnet.__version__}\n")
+
+
+def test_a_misspelt_model_gets_a_did_you_mean(capsys):
+    status, err, _ = run(capsys, "build", "resnt18")
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith("trtnet: error: no zoo model 'resnt18'; did you mean resnet18, ")
+    # a name near nothing gets no guess, only the list
+    status, err, _ = run(capsys, "summary", "qqqqqq")
+    assert err[0].startswith("trtnet: error: no zoo model 'qqqqqq'; known: bert_base_uncased, ")
+
+
+def test_counts_of_one_are_singular(capsys, tmp_path):
+    """`calibrate` on one sample in one batch said "1 samples in 1 batches; 1 layers kept" (224x224: the shape
+    the model takes)."""
+    import numpy as np
+
+    data = tmp_path / "one.npz"
+    np.savez(data, x=np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32))
+    out = tmp_path / "c.json"
+    status, err, stdout = run(capsys, "calibrate", "resnet18", "--data", data, "--batch", "1", "-o", out)
+    assert status == 0, err
+    assert " from 1 sample in 1 batch; 1 layer kept in fp16 -> " in stdout

@@ -103,8 +103,8 @@ def test_dynamic_batch_takes_batch_size(tmp_path):
     _export(tmp_path / "dyn.onnx", dynamic=True)
     with pytest.raises(
         trtnet.NetworkError,
-        match=r"dyn.onnx: input 'x' has a dynamic batch \(\[-1, 3, 16, 16\]\): "
-        r"pass batch_size \(an int, or \(min, opt, max\)\)",
+        match=r"dyn.onnx: input 'x' has dynamic dims \[batch, 3, 16, 16\]: give its shape with "
+        r"--shapes x:Nx3x16x16 \(or --min-shapes/--opt-shapes/--max-shapes for a range",
     ):
         trtnet.parse_onnx(tmp_path / "dyn.onnx")
     net = trtnet.parse_onnx(tmp_path / "dyn.onnx", batch_size=(1, 2, 4))

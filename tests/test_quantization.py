@@ -19,7 +19,8 @@ from trtnet.cli import main
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.interpreter.interpreter import layer_type_name
 from trtnet.nn.module import Input
-from trtnet.quant.calibrate import Histogram, choose_amax
+from trtnet.quant.calibrate import weights_fingerprint
+from trtnet.quant.histogram import Histogram, choose_amax
 from trtnet.quant.ranges import Calibration
 from trtnet.weights import init_random
 
@@ -130,7 +131,14 @@ def test_calibration_keys_are_layer_names_and_the_last_layer_is_kept():
     assert cal.amax["stem/conv"] == max(float(np.abs(b).max()) for b in batches())
     # the residual input of the add is the block's input, the tensor block.conv1 quantizes too
     assert cal.amax["block/sum"] == cal.amax["block.conv1/conv"]
-    assert cal.meta == {"model": "Tiny", "batches": 3, "samples": 6, "precision": "int8"}
+    assert cal.meta == {
+        "model": "Tiny",
+        "batches": 3,
+        "samples": 6,
+        "precision": "int8",
+        "inputs": {"x": {"shapes": [list(batches()[0].shape[1:])], "dtype": "float32"}},
+        "weights": weights_fingerprint(tiny()),
+    }
     first = trtnet.calibrate(tiny(), batches(), "max", keep=("first", "last", "fc/matmul"))
     assert first.keep == {"stem/conv": "first layer", "fc/matmul": "kept by name", "head/matmul": "last layer"}
 
@@ -276,7 +284,7 @@ def test_cli_calibrate_writes_the_file_build_reads(tmp_path, capsys):
     assert main(["calibrate", "resnet18", "--data", str(data), "--batch", "2", "-o", str(out)]) == 0
     cal = Calibration.load(out)
     assert cal.meta["samples"] == 3 and cal.meta["batches"] == 2 and "conv1/conv" in cal.amax
-    assert "resnet18: 29 ranges (max) from 3 samples in 2 batches; 1 layers kept in fp16" in capsys.readouterr().out
+    assert "resnet18: 29 ranges (max) from 3 samples in 2 batches; 1 layer kept in fp16" in capsys.readouterr().out
     assert main(["build", "resnet18", "--precision", "int8", "--batch", "1", "-o", str(tmp_path / "r.plan")]) == 2
     assert "--precision int8 needs --calibration FILE" in capsys.readouterr().err
     bad = tmp_path / "bad.npz"
@@ -284,6 +292,40 @@ def test_cli_calibrate_writes_the_file_build_reads(tmp_path, capsys):
     assert main(["calibrate", "resnet18", "--data", str(bad), "-o", str(tmp_path / "s2.json")]) == 2
     assert "has arrays ['y', 'z'], the model takes ['x']" in capsys.readouterr().err
     assert not (tmp_path / "s2.json").exists()
+
+
+# -- issue 20: a calibration is tied to what it measured ---------------------------------------------------------
+
+
+def test_a_calibration_of_other_weights_or_shapes_is_refused_unless_reused_on_purpose(tmp_path):
+    cal = trtnet.calibrate(tiny(), batches(), "max")
+    other = Tiny()
+    init_random(other, seed=4)
+    with pytest.raises(CalibrationError, match=r"measured on other weights than these .* reuse_calibration=True"):
+        trtnet.build(other, 2, precision="int8", calibration=cal, cache=False)
+    trtnet.build(other, 2, precision="int8", calibration=cal, cache=False, reuse_calibration=True)
+    rng = np.random.default_rng(1)
+    big = trtnet.calibrate(tiny(), [rng.standard_normal((2, 3, 16, 16)).astype(np.float32)], "max")
+    with pytest.raises(
+        CalibrationError, match=r"input 'x' of per-sample shape \[3, 16, 16\]; the network takes \[3, 8, 8\]"
+    ):
+        trtnet.build(tiny(), 2, precision="int8", calibration=big, cache=False)
+    trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False)  # its own: accepted
+
+
+def test_cli_refuses_a_calibration_that_does_not_fit(tmp_path, capsys):
+    small = tmp_path / "small.npz"
+    np.savez(small, x=RNG.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    assert main(["calibrate", "resnet18", "--data", str(small), "-o", str(tmp_path / "s.json")]) == 2
+    assert "array 'x' has samples of shape [3, 32, 32], ResNet takes [3, 224, 224]" in capsys.readouterr().err
+    cal = tmp_path / "tiny.json"
+    trtnet.calibrate(tiny(), batches(), "max").save(cal)
+    plan = tmp_path / "r.plan"
+    assert main(["build", "resnet18", "--precision", "fp16", "--calibration", str(cal), "-o", str(plan)]) == 2
+    assert "--precision fp16 uses no activation ranges" in capsys.readouterr().err
+    assert main(["build", "resnet18", "--precision", "int8", "--calibration", str(cal), "-o", str(plan)]) == 2
+    assert "measured on another model" in capsys.readouterr().err
+    assert not plan.exists()
 
 
 # -- on a GPU ---------------------------------------------------------------------------------------------------
@@ -312,3 +354,19 @@ def test_quantized_engine_matches_the_interpreters_quantized_network(precision):
     (want,) = trtnet.reference(model, x, precision=precision, calibration=cal)
     (got,) = trtnet.build(model, 2, precision=precision, calibration=cal, cache=False)(x)
     assert rel_error(got, want) <= 3e-3 and cosine(got, want) >= 0.99999, (rel_error(got, want), cosine(got, want))
+
+
+def test_each_quantized_precision_has_one_format_whose_limit_is_its_types_largest_value():
+    # One table for the emitter's Q/DQ scales and the calibrator's arithmetic; its limits are the types' own.
+    import ml_dtypes
+
+    from trtnet.dtypes import info
+    from trtnet.graph import QUANTIZED
+    from trtnet.ops.quantize import FORMATS
+
+    assert tuple(FORMATS) == QUANTIZED
+    for precision, fmt in FORMATS.items():
+        stored = info(fmt.dtype).numpy
+        largest = np.iinfo(stored).max if stored.kind == "i" else ml_dtypes.finfo(stored).max
+        assert fmt.qmax == float(largest), precision
+        assert getattr(get_trt(), fmt.dtype) == trtnet.dtypes.to_trt(fmt.dtype)

@@ -18,7 +18,8 @@ import trtnet.export.triton
 from trtnet import Engine
 from trtnet.cli import main
 from trtnet.errors import ExportError
-from trtnet.export.triton import Signature, config_parameters, export_engine, export_triton, render_config, signature
+from trtnet.export.triton import export_engine, export_triton
+from trtnet.export.triton_config import Signature, config_parameters, render_config, signature
 from trtnet.zoo import resnet18
 
 model_config_pb2 = pytest.importorskip(
@@ -391,7 +392,7 @@ def test_concurrent_exports_each_add_a_version(tmp_path, dynamic):
 
 def test_command_line_exports_and_refuses(tmp_path, cache, capsys, monkeypatch):
     monkeypatch.setenv("TRTNET_CACHE_DIR", str(cache))  # the engine the fixtures built: a cache hit
-    args = ["export-triton", "resnet18", "--repo", str(tmp_path), "--batch", "1:4:8", "--instances", "2"]
+    args = ["export-triton", "resnet18", "--repo", str(tmp_path), "--batch", "1:4:8", "--instances", "2", "--allow-rtx"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'resnet18' / '1' / 'model.plan'} (version 1)" in out
@@ -499,3 +500,57 @@ def test_a_real_full_disk_names_the_model_and_leaves_the_repository(tmp_path, dy
         "File too large"
     ), done.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_command_line_exports_a_saved_plan_as_it_is(tmp_path, dynamic, capsys):
+    """`--plan`: any saved plan (int8 and fp8 ones were reachable only from Python's export_engine)."""
+    saved = dynamic.save(tmp_path / "r18.plan")
+    repo = tmp_path / "repo"
+    args = ["export-triton", "--plan", str(saved), "--repo", str(repo), "--allow-rtx"]
+    assert main([*args, "--preferred-batch", "2", "8", "--max-queue-delay-us", "500"]) == 0, capsys.readouterr().err
+    assert f"{saved} (fp16, {dynamic.backend}): wrote {repo / 'r18' / '1' / 'model.plan'}" in capsys.readouterr().out
+    assert (repo / "r18" / "1" / "model.plan").read_bytes() == dynamic.plan
+    config = parse(repo / "r18" / "config.pbtxt")
+    assert config.max_batch_size == 8 and [list(t.dims) for t in config.input] == [[3, 224, 224]]
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+
+    before = snapshot(repo)
+    for bad, message in [
+        (["--preferred-batch", "16"], "preferred batch size 16 is not allowed: expected sizes from 1 to the engine's "),
+        (["--batch", "4"], "--plan " + str(saved) + ": the plan is exported as it was built; --batch would build"),
+        (["--no-dynamic-batching", "--max-queue-delay-us", "9"], "--max-queue-delay-us sets Triton's dynamic batching"),
+    ]:
+        assert main([*args, *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("trtnet: error: ") and message in err, err
+    missing = ["export-triton", "--plan", str(tmp_path / "none.plan"), "--repo", str(repo)]
+    assert main(missing) == 2 and "none.plan: cannot read the plan: No such file" in capsys.readouterr().err
+    assert snapshot(repo) == before
+
+
+def as_backend(engine: Engine, backend: str):
+    """A copy of `engine`'s plan whose sidecar names `backend`: what another machine's build would have saved."""
+    import dataclasses
+
+    from trtnet.runtime.plan import Plan
+
+    return Plan(
+        **{f.name: getattr(engine, f.name) for f in dataclasses.fields(Plan) if f.name != "backend"}, backend=backend
+    )
+
+
+def test_a_plan_triton_cannot_load_is_an_error_unless_allowed(tmp_path, dynamic, capsys):
+    """Was a warning beside a repository that Triton's tensorrt backend would not load."""
+    with pytest.raises(ExportError, match=r"a tensorrt_rtx 1\.2 plan cannot be loaded by Triton's tensorrt backend"):
+        export_engine(as_backend(dynamic, "tensorrt_rtx 1.2"), tmp_path, "m", allow_rtx=False)
+    assert list(tmp_path.iterdir()) == []
+    if not dynamic.backend.startswith("tensorrt_rtx"):
+        return
+    saved = dynamic.save(tmp_path / "r18.plan")
+    repo = tmp_path / "repo"
+    assert main(["export-triton", "--plan", str(saved), "--repo", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be loaded by Triton's tensorrt backend" in err and "--allow-rtx" in err
+    assert main(["export-triton", "resnet18", "--repo", str(repo), "--batch", "1:4:8"]) == 2  # refused before the build
+    assert "no --weights" not in capsys.readouterr().out and not repo.exists()

@@ -18,12 +18,17 @@ import threading
 from dataclasses import dataclass
 from types import ModuleType
 
+import ml_dtypes
+import numpy as np
+
 from trtnet.errors import BackendError, TrtnetError
 
 # Module names to try, per backend, in order. Data-centre TensorRT first: where both exist, it is the one
 # built for the GPU in the machine.
 _CANDIDATES: dict[str, tuple[str, ...]] = {
-    "tensorrt": ("tensorrt",),
+    # `tensorrt` is the meta-package's name; the bindings wheel alone (tensorrt-cu12-bindings) installs
+    # `tensorrt_bindings`, as TensorRT for RTX's installs `tensorrt_rtx_bindings`.
+    "tensorrt": ("tensorrt", "tensorrt_bindings"),
     "tensorrt_rtx": ("tensorrt_rtx_bindings", "tensorrt_rtx"),
 }
 
@@ -81,6 +86,32 @@ def get_backend() -> Backend:
 def get_trt() -> ModuleType:
     """The TensorRT module itself (`tensorrt` or `tensorrt_rtx_bindings`)."""
     return get_backend().trt
+
+
+@dataclass(frozen=True)
+class DataTypeInfo:
+    """One TensorRT `DataType` as trtnet knows it: the one table that the DSL's names (trtnet.dtypes), the
+    interpreter's numpy types, the sidecar's checks and the ops' scalar promotion all read."""
+
+    name: str  # trtnet's name for it, in model code, nn.Input and plan sidecars: "float16"
+    member: str  # its trt.DataType member: "HALF"
+    numpy: np.dtype  # the numpy dtype that holds its values: ml_dtypes' for bfloat16 and FP8 (numpy has neither)
+    is_float: bool
+
+
+# The types trtnet handles. FP8 is E4M3, the only FP8 TensorRT has; the packed 4-bit types (INT4, FP4) and the
+# E8M0 block scales are absent: nothing in trtnet emits, reads or interprets block quantization.
+DATA_TYPES: tuple[DataTypeInfo, ...] = (
+    DataTypeInfo("float32", "FLOAT", np.dtype(np.float32), True),
+    DataTypeInfo("float16", "HALF", np.dtype(np.float16), True),
+    DataTypeInfo("bfloat16", "BF16", np.dtype(ml_dtypes.bfloat16), True),
+    DataTypeInfo("float8_e4m3", "FP8", np.dtype(ml_dtypes.float8_e4m3fn), True),
+    DataTypeInfo("int8", "INT8", np.dtype(np.int8), False),
+    DataTypeInfo("uint8", "UINT8", np.dtype(np.uint8), False),
+    DataTypeInfo("int32", "INT32", np.dtype(np.int32), False),
+    DataTypeInfo("int64", "INT64", np.dtype(np.int64), False),
+    DataTypeInfo("bool", "BOOL", np.dtype(np.bool_), False),
+)
 
 
 # What TensorRT logs, beside its real message, whenever an API call fails on a machine without a CUDA driver

@@ -14,41 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.backend import get_trt
+from trtnet.backend import DATA_TYPES, DataTypeInfo, get_trt
 from trtnet.errors import NetworkError
 
-# DSL name -> TensorRT DataType member name. "fp8" is an alias: TensorRT's FP8 is E4M3.
-_TRT_MEMBER = {
-    "float32": "FLOAT",
-    "float16": "HALF",
-    "bfloat16": "BF16",
-    "float8_e4m3": "FP8",
-    "int8": "INT8",
-    "uint8": "UINT8",
-    "int32": "INT32",
-    "int64": "INT64",
-    "bool": "BOOL",
-}
+_INFO: dict[str, DataTypeInfo] = {row.name: row for row in DATA_TYPES}
+# "fp8" is an alias: TensorRT's FP8 is E4M3.
 ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3"}
-DTYPES: tuple[str, ...] = tuple(_TRT_MEMBER)
+DTYPES: tuple[str, ...] = tuple(_INFO)
 
-_FROM_NUMPY = {
-    np.dtype(np.float32): "float32",
-    np.dtype(np.float16): "float16",
-    np.dtype(np.int8): "int8",
-    np.dtype(np.uint8): "uint8",
-    np.dtype(np.int32): "int32",
-    np.dtype(np.int64): "int64",
-    np.dtype(np.bool_): "bool",
-}
-_TO_NUMPY = {name: dtype for dtype, name in _FROM_NUMPY.items()}
-FLOATS = ("float32", "float16", "bfloat16", "float8_e4m3")
+# numpy's own types, both ways. bfloat16 and FP8 have only ml_dtypes' (kind "V"), which the DSL does not take
+# for a numpy dtype: their weights travel as raw bits (see `graph.to_numpy_dtype`).
+_TO_NUMPY = {row.name: row.numpy for row in DATA_TYPES if row.numpy.kind != "V"}
+_FROM_NUMPY = {dtype: name for name, dtype in _TO_NUMPY.items()}
 
 
 def canonical(name: str, what: str = "dtype") -> str:
     """The DSL name for `name` (an alias such as "fp16" resolved); a NetworkError naming `what` otherwise."""
     name = ALIASES.get(name, name)
-    if name not in _TRT_MEMBER:
+    if name not in _INFO:
         raise NetworkError(
             f"{what} {name!r} is not a trtnet dtype; use one of {', '.join(DTYPES)} (or {', '.join(ALIASES)})"
         )
@@ -61,9 +44,9 @@ def name_of(dtype: Any, what: str = "dtype") -> str:
         return canonical(dtype, what)
     trt = get_trt()
     if isinstance(dtype, trt.DataType):
-        for name, member in _TRT_MEMBER.items():
-            if dtype == getattr(trt.DataType, member):
-                return name
+        for row in DATA_TYPES:
+            if dtype == getattr(trt.DataType, row.member):
+                return row.name
         raise NetworkError(f"{what} {dtype} has no trtnet dtype name")
     try:
         return _FROM_NUMPY[np.dtype(dtype)]
@@ -76,7 +59,7 @@ def to_trt(dtype: Any, what: str = "dtype"):
     trt = get_trt()
     if isinstance(dtype, trt.DataType):
         return dtype
-    return getattr(trt.DataType, _TRT_MEMBER[name_of(dtype, what)])
+    return getattr(trt.DataType, _INFO[name_of(dtype, what)].member)
 
 
 def numpy_of(dtype: Any) -> np.dtype:
@@ -88,5 +71,7 @@ def numpy_of(dtype: Any) -> np.dtype:
     return _TO_NUMPY[name]
 
 
-def is_float(dtype: Any) -> bool:
-    return name_of(dtype) in FLOATS
+def info(dtype: Any, what: str = "dtype") -> DataTypeInfo:
+    """The table row of `dtype` (a DSL name, a TensorRT DataType or a numpy dtype): its names, numpy type and
+    whether it is a float type."""
+    return _INFO[name_of(dtype, what)]

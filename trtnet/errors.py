@@ -76,3 +76,7 @@ class CalibrationError(TrtnetError):
 
 class CheckError(TrtnetError):
     """A model or inputs file that `trtnet check` cannot use: missing, not ONNX, inputs that do not fit."""
+
+
+class ParityError(TrtnetError):
+    """A comparison with a model's source that could not fail (its outputs do not depend on its input)."""

@@ -1,46 +1,88 @@
-"""Hidden temporary files that become output files by a rename, and the removal of those a dead writer left.
+"""File I/O: the one place that writes, syncs, locks and reads regular files, so every output and input of
+trtnet has the same guarantees (docs/file-io.md).
 
-A temporary is `.<target name>.<host>.<pid>.<random>.tmp` in the target's folder (a rename is atomic only
-within one file system), the target's name cut to `NAME_CHARS` so that a name near the file system's limit of
-255 bytes still has a temporary. A writer that is killed (SIGKILL, power loss) cannot remove its own; the next writer
-in the folder removes every one whose process is gone (same host, no such pid) or that is older than
-`STALE_SECONDS` (a temporary lives only while it is written: seconds). Errors name the target, never the
-temporary.
+Writes. An output is written to a hidden temporary `.<target name>.<host>.<pid>.<random>.tmp` in the target's
+folder (a rename is atomic only within one file system), flushed to disk, renamed onto the target, and the
+folder synced: a reader sees the old file or the new one, never a part. Files are created with mode 0666 less
+the umask (0644 usually), as `open()` would. The target's name is cut to `NAME_CHARS` in its temporary's, so a
+name near the file system's limit of 255 bytes still has one. A writer that is killed (SIGKILL, power loss)
+cannot remove its temporary; the next writer of that target removes every one whose process is gone (same
+host, no such pid) or that is older than `STALE_SECONDS`. Errors name the target, never the temporary.
+
+Reads. Only regular files are read (a FIFO would block, `/dev/zero` would fill the memory), opened without
+blocking, and never more than the size checked before reading (`read_regular`). JSON objects with a key twice
+are refused (`parse_json`): which value counts would be a guess.
+
+Locks. `folder_lock` and `file_lock` serialize writers with `flock` where the OS has it; the OS frees the lock
+when its holder dies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import re
 import secrets
+import shutil
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from trtnet.errors import EngineError, TrtnetError
 
-__all__ = ["STALE_SECONDS", "atomic_write", "remove_stale_temporaries", "replaced", "write_temporary"]
+__all__ = [
+    "STALE_SECONDS",
+    "DuplicateKey",
+    "NotRegularFile",
+    "atomic_write",
+    "file_kind",
+    "file_lock",
+    "folder_lock",
+    "fsync_folder",
+    "is_stale",
+    "open_regular",
+    "parse_json",
+    "read_json",
+    "read_regular",
+    "remove_stale_temporaries",
+    "replace",
+    "replaced",
+    "temporary_name",
+    "write_temporary",
+]
 
 STALE_SECONDS = 3600.0
 NAME_CHARS = 100  # of the target's name in its temporary's: 1 + 100 + host 16 + pid + random 8 + dots stays < 255
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:16] or "host"
+_CHUNK = 1 << 24
+
+Error = type[TrtnetError]
+
+# -- writing ---------------------------------------------------------------------------------------------------
 
 
 def temporary_name(target: Path) -> Path:
+    """A fresh hidden name next to `target` for its temporary (the host and pid tell a dead writer's)."""
     return target.with_name(f".{target.name[:NAME_CHARS]}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def write_temporary(target: Path, data: bytes, what: str = "the file") -> Path:
-    """`data` in a new temporary next to `target`, flushed to disk; its path. Removed again on any failure
-    (a full disk, an interrupt), raising an `EngineError` that names `target` for an OS error."""
-    tmp = temporary_name(target)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+def _cannot_write(target: Path, what: str, e: OSError, error: Error) -> TrtnetError:
+    return error(f"{target}: cannot write {what}: {e.strerror or e}")
+
+
+def _write_file(path: Path, data: bytes, target: Path, what: str, error: Error) -> None:
+    """A new file at `path` holding `data`, flushed to disk; removed again on any failure (a full disk, an
+    interrupt), an OS error raised as an `error` naming `target`."""
+    try:  # 0o666: the umask makes it what any other output of the user's would be (not mkstemp's 0600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as e:
-        raise EngineError(f"{target}: cannot write {what}: {e.strerror or e}") from e
+        raise _cannot_write(target, what, e, error) from e
     try:
         view = memoryview(data).cast("B")
         while view:  # os.write may write less than asked (a signal, a pipe-like file system)
@@ -52,40 +94,77 @@ def write_temporary(target: Path, data: bytes, what: str = "the file") -> Path:
         with contextlib.suppress(OSError):
             if fd >= 0:
                 os.close(fd)
-            tmp.unlink()
+            path.unlink()
         if isinstance(e, OSError):
-            raise EngineError(f"{target}: cannot write {what}: {e.strerror or e}") from e
+            raise _cannot_write(target, what, e, error) from e
         raise
+
+
+def write_temporary(target: Path, data: bytes, what: str = "the file", error: Error = EngineError) -> Path:
+    """`data` in a new temporary next to `target`, flushed to disk; its path, for the caller to `replace`
+    onto `target`. Nothing is left on a failure; an OS error is an `error` naming `target`."""
+    tmp = temporary_name(target)
+    _write_file(tmp, data, target, what, error)
     return tmp
 
 
-def atomic_write(path: Path, data: bytes, what: str = "the file") -> None:
-    """Write `data` to `path` through a temporary and a rename: a reader sees the old file or the new one."""
-    tmp = write_temporary(path, data, what)
+def replace(tmp: Path, target: Path, what: str = "the file", error: Error = EngineError) -> None:
+    """Rename `tmp` onto `target` (atomic: a reader sees one or the other); an OS error is an `error` naming
+    `target`."""
     try:
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as e:
-        raise EngineError(f"{path}: cannot write {what}: {e.strerror or e}") from e
+        raise _cannot_write(target, what, e, error) from e
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (POSIX). Best effort: where folders cannot be opened (Windows) or
+    synced (some network file systems), the files themselves were synced already."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, what: str = "the file", error: Error = EngineError) -> None:
+    """Write `data` to `path` through a synced temporary and a rename: a reader sees the old file or the new
+    one. Leftovers of dead writers of `path` go first; an OS error is an `error` naming `path`."""
+    with replaced(path, what, error) as tmp:
+        _write_file(tmp, data, path, what, error)
 
 
 @contextlib.contextmanager
-def replaced(target: Path, what: str = "the file", error: type[TrtnetError] = EngineError) -> Iterator[Path]:
-    """A temporary path for a writer that wants a path (safetensors' `save_file`), renamed onto `target` when
-    the block ends without an error and removed otherwise. Leftovers of dead writers of `target` go first; an
-    OS error (a missing folder, a full disk, `target` a folder) is an `error` naming `target`."""
+def replaced(target: Path, what: str = "the file", error: Error = EngineError) -> Iterator[Path]:
+    """A temporary path for a writer that wants a path (safetensors' `save_file`), renamed onto `target` and
+    the folder synced when the block ends without an error, removed otherwise. Leftovers of dead writers of
+    `target` go first; an OS error (a missing folder, a full disk, `target` a folder) is an `error` naming
+    `target`."""
+    target = Path(target)
     remove_stale_temporaries(target.parent, (target.name,))
     tmp = temporary_name(target)
     try:
         yield tmp
-        os.replace(tmp, target)
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:  # the writer may not have synced what it wrote: a rename of unsynced data can leave an empty file
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        replace(tmp, target, what, error)
+        fsync_folder(target.parent)
     except OSError as e:
-        raise error(f"{target}: cannot write {what}: {e.strerror or e}") from e
+        raise _cannot_write(target, what, e, error) from e
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+# -- stale temporaries -----------------------------------------------------------------------------------------
 
 
 def _alive(pid: int) -> bool:
@@ -113,7 +192,7 @@ def is_stale(name: str, mtime: float, now: float | None = None) -> bool:
 def remove_stale_temporaries(folder: Path, targets: tuple[str, ...] | None = None) -> list[str]:
     """Remove the temporaries dead writers left in `folder` (of the `targets` names only, when given); the
     names removed. Best effort: a folder that cannot be listed, or a file that cannot be removed, is left."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:
@@ -132,3 +211,153 @@ def remove_stale_temporaries(folder: Path, targets: tuple[str, ...] | None = Non
         except OSError:
             continue
     return removed
+
+
+# -- locks -----------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    """An exclusive flock on `fd` for the block, closing `fd` after (closing releases it)."""
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: atomic replacement alone keeps every file whole
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Writers in `folder` take turns for the block (a lock on the folder itself: no file is left behind). Best
+    effort: where the folder cannot be opened (Windows) the block runs unlocked."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    with _flocked(fd):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Holders of the lock file `path` (created when missing) take turns for the block. A lock path that is
+    not a regular file (a folder, a FIFO, a link) would refuse every holder for good: it is removed first. An
+    OS error opening it (a read-only folder) is raised, for the caller to do without."""
+    with contextlib.suppress(OSError):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            shutil.rmtree(path) if stat.S_ISDIR(mode) else path.unlink()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with _flocked(fd):
+        yield
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+
+
+class NotRegularFile(OSError):
+    """A path that is there but is not a regular file; `kind` says what it is ("a FIFO")."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        folder = kind == "a directory"  # said as the OS says it of a folder opened as a file
+        super().__init__(errno.EISDIR if folder else errno.EINVAL, "Is a directory" if folder else "not a regular file")
+        self.filename, self.kind = str(path), kind
+
+
+def file_kind(mode: int) -> str:
+    """What a file of `mode` is, in words: "a FIFO", "a directory"..."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+@contextlib.contextmanager
+def open_regular(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """The regular file at `path` (after symlinks) open for reading, unbuffered, and its stat taken from the
+    open file (no stat-then-open race). Anything else raises `NotRegularFile` before a byte is read, an OS
+    error its OSError; a FIFO is refused, never waited on."""
+    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; regular files ignore it.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:  # checked before a file object wraps it: FileIO refuses a folder with an error of its own
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, file_kind(st.st_mode))
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "rb", buffering=0) as f:
+        yield f, st
+
+
+def read_regular(
+    path: Path, limit: int, what: str = "file", sizes: tuple[int, ...] = (), error: Error = EngineError
+) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them and, when `sizes` is given, one of those
+    sizes; else an `error` naming it, the OS error as its `__cause__`. The size is checked before any read."""
+    path = Path(path)
+    try:
+        with open_regular(path) as (f, st):
+            if sizes and st.st_size not in sizes:
+                said = " or ".join(map(str, sizes))
+                raise error(f"{path}: truncated or damaged {what}: {st.st_size} bytes, its metadata says {said}")
+            if st.st_size > limit:
+                raise error(f"{path}: the {what} is {st.st_size} bytes, more than the {limit} a {what} can be")
+            chunks, left = [], st.st_size + 1  # one byte more: a file that grew while read is caught below
+            while left > 0 and (chunk := f.read(min(left, _CHUNK))):
+                chunks.append(chunk)
+                left -= len(chunk)
+    except NotRegularFile as e:
+        raise error(f"{path}: the {what} is {e.kind}, not a regular file") from e
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what}: {e.strerror or e}") from e
+    data = b"".join(chunks)
+    if len(data) != st.st_size:
+        raise error(f"{path}: the {what} changed while it was read ({st.st_size} bytes, then {len(data)})")
+    return data
+
+
+class DuplicateKey(ValueError):
+    """A JSON object with `key` twice."""
+
+    def __init__(self, key: str) -> None:
+        shown = repr(key) if len(key) <= 80 else repr(key[:80]) + "..."  # a hostile key may be megabytes
+        super().__init__(f"the key {shown} appears twice in one object")
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
+
+
+def parse_json(data: bytes | str) -> Any:
+    """The JSON value in `data` (UTF-8 when bytes), refusing an object with a key twice (`DuplicateKey`).
+    Raises UnicodeDecodeError, ValueError (json.JSONDecodeError, an integer too long) or RecursionError."""
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
+    return json.loads(text, object_pairs_hook=_unique)
+
+
+def read_json(path: Path, limit: int, what: str = "file", error: Error = EngineError) -> Any:
+    """`parse_json` of the regular file `path` of at most `limit` bytes; any failure is an `error` naming it."""
+    raw = read_regular(path, limit, what, error=error)
+    try:
+        return parse_json(raw)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, DuplicateKey; nesting
+        name = "ValueError" if isinstance(e, DuplicateKey) else type(e).__name__
+        raise error(f"{path}: unreadable {what} ({name}: {str(e)[:200]})") from None

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import ml_dtypes
 import numpy as np
@@ -25,11 +25,15 @@ from trtnet.dtypes import name_of, numpy_of, to_trt
 from trtnet.errors import NetworkError
 from trtnet.quant.ranges import as_calibration
 
+if TYPE_CHECKING:
+    from trtnet.tensor import Tensor
+
 # "tf32" emits the fp32 network and only lets TensorRT use TF32 in matrix multiplies and convolutions (a
 # builder flag, which every fp32 build clears): inputs of those rounded to 10 mantissa bits, fp32 accumulation.
 # "int8" and "fp8": explicit Q/DQ around the weighted layers, fp16 elsewhere (trtnet.ops.quantize).
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 QUANTIZED = ("int8", "fp8")
+UNQUANTIZED = tuple(p for p in PRECISIONS if p not in QUANTIZED)  # no calibration needed
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,30 @@ def resolve_policy(policy: Policy | None, options: dict[str, Any]) -> Policy:
 
 
 @dataclass
+class Memo:
+    """What ops emit once per network and reuse, one table per kind, each keyed by what makes two requests the
+    same; and what quantization records while the network is written."""
+
+    # ops.core.shared_constant: (shape, numpy dtype, TensorRT dtype, bytes) -> the constant
+    constants: dict[tuple, Tensor] = field(default_factory=dict)
+    # ops.core.set_reshape: (input, axes, target shape) -> the run-time shape tensor
+    reshape_dims: dict[tuple, Tensor] = field(default_factory=dict)
+    # ops.shape slicing: (input, which dims are its own, the fixed sizes) -> the run-time size vector
+    runtime_sizes: dict[tuple, Tensor] = field(default_factory=dict)
+    # ops.attention: (Sq, Sk), or the names of the tensors whose dynamic lengths they are -> bool [1, 1, Sq, Sk]
+    causal_keeps: dict[tuple, Tensor] = field(default_factory=dict)
+    # ops.attention: (mask, q shape, k shape) -> (bool mask, additive mask) with the causal rule joined in
+    causal_joins: dict[tuple, tuple[Tensor | None, Tensor | None]] = field(default_factory=dict)
+    # ops.attention: a bool mask's name -> its additive form
+    additive_masks: dict[str, Tensor] = field(default_factory=dict)
+    # ops.quantize: (tensor, precision, amax) -> its Q/DQ pair's output, shared by the tensor's consumers
+    qdq: dict[tuple, Tensor] = field(default_factory=dict)
+    # ops.quantize: quantization point key (the consuming layer's name) -> the quantized tensor's name
+    quant_points: dict[str, str] = field(default_factory=dict)
+    conv_outputs: set[str] = field(default_factory=set)  # ops.quantize: tensors a convolution wrote
+
+
+@dataclass
 class ModuleCall:
     """One call of a module while its network was emitted: the TensorRT tensors it took and returned (their
     names are read after emission, since marking an output renames it)."""
@@ -130,7 +158,7 @@ class Graph:
         self.network = _CheckedNetwork(network, self)  # what ops write through: a refused layer raises at once
         self.policy = policy
         self.keepalive: list[np.ndarray] = []
-        self.memo: dict = {}  # tensors emitted once per network and reused (see ops.core.shared_constant)
+        self.memo = Memo()
         self._scope: list[str] = []
         self._names: Counter[str] = Counter()
         self._token: contextvars.Token | None = None

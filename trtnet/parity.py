@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trtnet.errors import WeightsError
+from trtnet.errors import ParityError, WeightsError
 from trtnet.fileio import replaced
 from trtnet.nn.module import Input, Module
+from trtnet.words import counted
 from trtnet.zoo.registry import get_entry
 
 
@@ -30,6 +31,30 @@ def rel_error(got: np.ndarray, want: np.ndarray) -> float:
 def cosine(got: np.ndarray, want: np.ndarray) -> float:
     a, b = np.asarray(got, np.float64).ravel(), np.asarray(want, np.float64).ravel()
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-300))
+
+
+# How much more than a comparison's tolerance two inputs' outputs must differ by, for the comparison to be able
+# to fail: a model whose output ignores its input matches a wrong re-expression of it just as well.
+INPUT_DEPENDENCE_MARGIN = 100.0
+
+
+def input_dependence(outputs_a: Sequence[np.ndarray], outputs_b: Sequence[np.ndarray]) -> float:
+    """How much a model's outputs for two different inputs differ, as `rel_error` does (the least over its
+    outputs): a parity check with tolerance `t` proves something only when this is well above `t`."""
+    return min(rel_error(b, a) for a, b in zip(outputs_a, outputs_b, strict=True))
+
+
+def check_input_dependence(outputs_a: Sequence[np.ndarray], outputs_b: Sequence[np.ndarray], tolerance: float) -> None:
+    """Raise `ParityError` when outputs for two different inputs differ by less than `INPUT_DEPENDENCE_MARGIN`
+    times `tolerance`: a comparison at that tolerance could not fail, whatever the network computes."""
+    dep = input_dependence(outputs_a, outputs_b)
+    if not dep >= INPUT_DEPENDENCE_MARGIN * tolerance:
+        raise ParityError(
+            f"the source's outputs hardly depend on the input (two different inputs give outputs that differ by "
+            f"{dep:.3g}, need >= {INPUT_DEPENDENCE_MARGIN * tolerance:g}): a comparison at tolerance {tolerance:g} "
+            "could not fail. Compare on trained weights (--weights), or redraw the source's random weights so the "
+            "signal survives its depth (trtnet.zoo.he_init in the source your file registers)"
+        )
 
 
 def torch_model(name: str, seed: int = 0):
@@ -158,9 +183,8 @@ def weight_differences(source, model: Module) -> str:
         return f"every tensor equals the PyTorch source's{unmatched}"
     listed = ", ".join(f"{k} (max |diff| {d:.3g})" for k, d in differ[:5])
     return (
-        f"{len(differ)} tensors differ from the PyTorch source's: {listed}"
-        + (" ..." if len(differ) > 5 else "")
-        + unmatched
+        f"{counted(len(differ), 'tensor')} {'differs' if len(differ) == 1 else 'differ'} from the PyTorch source's: "
+        f"{listed}" + (" ..." if len(differ) > 5 else "") + unmatched
     )
 
 

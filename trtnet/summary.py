@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from trtnet.backend import get_trt
+from trtnet.words import counted
 
 # LayerType name -> (TensorRT class the layer is downcast to, the attributes holding its weights).
 _WEIGHTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -58,7 +59,7 @@ class Summary:
         lines.insert(1, "-" * len(lines[0]))
         lines.append("-" * len(lines[0]))
         lines.append(
-            f"total: {len(self.rows)} layers, {self.params:,} parameters, "
+            f"total: {counted(len(self.rows), 'layer')}, {self.params:,} parameters, "
             f"{self.flops / 1e9:.2f} GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
         )
         return "\n".join(lines)

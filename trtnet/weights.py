@@ -13,7 +13,6 @@ import fnmatch
 import json
 import math
 import os
-import stat
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
-from trtnet.fileio import replaced
+from trtnet.fileio import DuplicateKey, open_regular, parse_json, replaced
 from trtnet.layouts import adapt_checkpoint
 
 if TYPE_CHECKING:
@@ -72,22 +71,26 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
             "`trtnet export-weights`)"
         )
-    try:
-        # O_NONBLOCK so that a FIFO is refused below instead of waiting for a writer; regular files ignore it.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            why = "Is a directory" if stat.S_ISDIR(before.st_mode) else "not a regular file"
-            raise WeightsError(f"{path}: cannot read: {why}")
-        with open(fd, "rb", buffering=0, closefd=False) as f:
+    try:  # a FIFO or a device is refused unread (NotRegularFile: "not a regular file", "Is a directory")
+        with open_regular(path) as (f, before):
             return _read_open(path, f, before)
     except OSError as e:
         raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
-    finally:
-        os.close(fd)
+
+
+# The magic bytes of the files most often given as weights by mistake.
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive (a numpy .npz, or a PyTorch checkpoint written by torch.save)"),
+    (b"\x93NUMPY", "a numpy .npy array"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5)"),
+    (b"\x1f\x8b", "a gzip file (a .tar.gz?)"),
+    (b"\x80", "a Python pickle (a PyTorch .pt/.pth of the old format)"),
+    (b"\x08", "a protobuf message (an ONNX model? `trtnet check model.onnx` runs those)"),
+)
+
+
+def _sniff(prefix: bytes) -> str | None:
+    return next((what for magic, what in _MAGIC if prefix.startswith(magic)), None)
 
 
 def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
@@ -97,6 +100,13 @@ def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
     n = int.from_bytes(prefix, "little")
     if n > _MAX_HEADER or 8 + n > size:
+        what = _sniff(prefix)
+        if what:  # a huge "header length" is another format's magic bytes: say which format
+            raise WeightsError(
+                f"{path}: not a safetensors file: its first bytes are those of {what}; trtnet reads weights "
+                "from .safetensors files only (`trtnet export-weights`, or `trtnet convert MODEL FILE` for a "
+                "PyTorch checkpoint)"
+            )
         raise WeightsError(
             f"{path}: header length {n} does not fit in the file ({size} bytes): truncated or not a safetensors file"
         )
@@ -136,16 +146,10 @@ def _read_into(path: Path, f, buf: memoryview, offset: int) -> None:
 
 
 def _parse_header(path: Path, raw: bytearray) -> dict:
-    def unique(pairs: list) -> dict:
-        seen: dict = {}
-        for key, value in pairs:
-            if key in seen:  # json keeps the last silently; the safetensors library refuses the file
-                raise WeightsError(f"{path}: corrupted header: key {_clip(key)} appears twice")
-            seen[key] = value
-        return seen
-
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
+        header = parse_json(raw)
+    except DuplicateKey as e:  # json keeps the last silently; the safetensors library refuses the file
+        raise WeightsError(f"{path}: corrupted header: key {_clip(e.key)} appears twice") from None
     # ValueError covers JSONDecodeError and integers longer than Python's digit limit; a deeply nested
     # header exhausts the JSON decoder's recursion.
     except (UnicodeDecodeError, ValueError, RecursionError) as e:

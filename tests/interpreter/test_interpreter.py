@@ -151,18 +151,6 @@ def test_unsupported_layer_names_layer_and_type() -> None:
     assert "LRN" not in layer_types_supported()
 
 
-def test_loops_are_refused_clearly() -> None:
-    n = Net()
-    x = n.input("x", (2,))
-    loop = n.net.add_loop()
-    loop.add_trip_limit(n.const(np.array(3, np.int32)), trt.TripLimit.COUNT)
-    rec = loop.add_recurrence(x)
-    rec.set_input(1, n.net.add_elementwise(rec.get_output(0), x, trt.ElementWiseOperation.SUM).get_output(0))
-    n.mark(loop.add_loop_output(rec.get_output(0), trt.LoopOutput.LAST_VALUE).get_output(0))
-    with pytest.raises(InterpreterError, match="loops are not supported"):
-        run_network(n.net, {"x": np.ones(2, np.float32)})
-
-
 @pytest.mark.parametrize(
     ("inputs", "pattern"),
     [

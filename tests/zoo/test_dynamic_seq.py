@@ -11,7 +11,7 @@ import pytest
 
 import trtnet
 from trtnet.errors import ConfigError, EngineError, NetworkError
-from trtnet.export.triton import signature
+from trtnet.export.triton_config import signature
 from trtnet.nn.module import Input
 from trtnet.parity import rel_error
 from trtnet.runtime.bindings import check_call

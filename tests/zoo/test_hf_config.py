@@ -106,13 +106,13 @@ def test_bad_bert_configs_are_config_errors(config, message, tmp_path):
 
 
 def test_config_paths_that_are_not_files(tmp_path):
-    with pytest.raises(ConfigError, match=f"{tmp_path}: the BERT config is not a regular file"):
+    with pytest.raises(ConfigError, match=f"{tmp_path}: the BERT config is a directory, not a regular file"):
         bert_base_uncased(config=tmp_path)
     with pytest.raises(ConfigError, match=f"{tmp_path / 'nope.json'}: cannot read the BERT config: No such file"):
         bert_base_uncased(config=tmp_path / "nope.json")
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"pad": "x" * (1 << 20)}))
-    with pytest.raises(ConfigError, match=r"the BERT config is \d+ bytes; a config.json is at most 1048576 bytes"):
+    with pytest.raises(ConfigError, match=r"the BERT config is \d+ bytes, more than the 1048576 a BERT config can be"):
         bert_base_uncased(config=big)
     with pytest.raises(ConfigError, match="BERT config must be a config.json path or a dict, not list"):
         BertConfig.from_hf([("hidden_size", 768)])

@@ -5,24 +5,30 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any, Unpack
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trtnet.backend import get_backend, get_trt
 from trtnet.builder import cache as engine_cache
 from trtnet.builder.emit import BatchSize, Network, _short, emit
-from trtnet.builder.progress import Progress, progress_monitor
+from trtnet.builder.progress import Interrupts, Progress, interruptible, progress_monitor
 from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import Policy, PolicyOptions
 from trtnet.nn.module import Module
 from trtnet.runtime.engine import Engine, PlanRejected
 from trtnet.target import cache_dir as default_cache_dir
 from trtnet.target import target
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11; annotations are strings here (`from __future__ import annotations`), so the
+    # name is needed by type checkers only, and trtnet still imports on 3.10 without typing_extensions.
+    from typing_extensions import Unpack
 
 
 def _optimization_level(level: Any) -> int | None:
@@ -46,11 +52,14 @@ def build(
     verbose: bool = False,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    reuse_calibration: bool = False,
     **options: Unpack[PolicyOptions],
 ) -> Engine:
     """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
     build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
 
+    An int8/fp8 calibration measured on other inputs or weights is refused (`CalibrationError` naming what
+    differs); `reuse_calibration=True` accepts it, for deliberate reuse.
     `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
     A progress bar shows on a terminal (or with `verbose`), then a one-line summary. With a GPU present, a
     cached plan is first loaded on it: one the GPU refuses is rebuilt, with a warning.
@@ -59,7 +68,7 @@ def build(
     >>> engine.save("resnet50.plan")                                                    # doctest: +SKIP
     """
     _optimization_level(optimization_level)  # a bad value is refused before anything is emitted
-    for flag, value in (("cache", cache), ("verbose", verbose)):
+    for flag, value in (("cache", cache), ("verbose", verbose), ("reuse_calibration", reuse_calibration)):
         if not isinstance(value, (bool, np.bool_)):  # cache="no" would be truthy: the cache used, not skipped
             raise NetworkError(f"{flag} {_short(value)}: expected True or False")
     if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir)):
@@ -76,16 +85,16 @@ def build(
         net = model
     else:
         net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes, **options)
+        if net.policy is not None and net.policy.calibration is not None:
+            from trtnet.quant.calibrate import check_calibration
+
+            check_calibration(net.policy.calibration, model, net.inputs, reuse=bool(reuse_calibration))
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {
-        "policy": asdict(net.policy) if net.policy else None,
+        "policy": _policy_key(net.policy),
         "optimization_level": _optimization_level(optimization_level),
-        "inputs": [
-            (s.name, s.shape, s.dtype, s.min_batch, s.max_batch)
-            + ((s.min_shape, s.max_shape) if s.min_shape else ())  # old keys stay valid
-            for s in net.inputs
-        ],
+        "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch, s.min_shape, s.max_shape) for s in net.inputs],
     }
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
     return engine_cache.cached(
@@ -96,6 +105,17 @@ def build(
         verbose=verbose,
         label=net.label,
     )
+
+
+def _policy_key(policy: Policy | None) -> dict[str, Any] | None:
+    """The policy as the cache key sees it: a calibration by what shapes the plan (its ranges, the layers it
+    keeps), never the file it was read from (the same ranges from another path are the same engine)."""
+    if policy is None:
+        return None
+    key = {f.name: getattr(policy, f.name) for f in fields(policy) if f.name != "calibration"}
+    cal = policy.calibration
+    key["calibration"] = None if cal is None else {"amax": cal.amax, "keep": cal.keep}
+    return key
 
 
 def _runs_here(engine: Engine) -> bool:
@@ -142,6 +162,47 @@ def builder_config(net: Network, optimization_level: int | None = None, gpu: str
     return config
 
 
+_cancelled: set[threading.Thread] = set()  # interrupted builds whose worker TensorRT has not yet let go
+
+
+def cancelled_builds_running() -> bool:
+    """Whether a build interrupted in this process is still winding down in TensorRT (it saves nothing)."""
+    _cancelled.intersection_update({t for t in _cancelled if t.is_alive()})
+    return bool(_cancelled)
+
+
+def _serialize(net: Network, config: Any, monitor: Any, interrupts: Interrupts) -> Any:
+    """`build_serialized_network` in a worker thread, the plan (None on failure) or None once interrupted.
+
+    TensorRT calls the progress monitor between steps, but some phases run for many seconds without a step
+    (TensorRT for RTX compiles its kernels in one: 14 s measured on a 1600-layer network), and a Python signal
+    handler runs only when Python code does. So this thread waits in Python, where SIGINT is seen at once, and
+    on an interrupt stops waiting: the worker, cancelled at TensorRT's next step, finishes alone and its plan is
+    dropped. TensorRT releases the GIL while it builds; the worker holds the network, config and monitor
+    alive for as long as TensorRT may use them."""
+    result: list[Any] = []
+
+    def work(network=net.network, builder=net.builder, config=config, monitor=monitor) -> None:
+        try:
+            result.append(builder.build_serialized_network(network, config))
+        except BaseException as e:  # noqa: BLE001  handed to the waiting thread, which raises it
+            result.append(e)
+
+    # Not a daemon: the interpreter's exit waits for a cancelled build to end, as TensorRT calling back into a
+    # finalizing interpreter aborts the process (measured: "FATAL: exception not rethrown", status -6).
+    worker = threading.Thread(target=work, name=f"trtnet build {net.label}")
+    worker.start()
+    while worker.is_alive() and not interrupts:
+        worker.join(0.05)
+    if interrupts:
+        if worker.is_alive():
+            _cancelled.add(worker)
+        return None
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
 def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
     """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
     label = net.label
@@ -149,18 +210,20 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     config = builder_config(net, _optimization_level(optimization_level), gpu)
     tty = sys.stderr.isatty()
     progress = Progress(label, tty) if (tty or verbose) else None
-    monitor = None
-    if progress is not None and hasattr(config, "progress_monitor"):
-        monitor = progress_monitor(progress)  # held here: TensorRT keeps only a pointer to it
-        config.progress_monitor = monitor
     t0 = time.perf_counter()
-    try:
-        plan = net.builder.build_serialized_network(net.network, config)
-    finally:
-        if progress is not None:
-            progress.close()
+    with interruptible() as interrupts:
+        monitor = None
+        if hasattr(config, "progress_monitor"):
+            monitor = progress_monitor(progress, interrupts)  # always installed: it is how an interrupt cancels
+            config.progress_monitor = monitor
+        try:
+            plan = _serialize(net, config, monitor, interrupts)
+        finally:
+            if progress is not None:
+                progress.close()
     seconds = time.perf_counter() - t0
-    del monitor
+    # Raised only now, outside TensorRT, which would have caught it: no plan, so nothing is saved or cached.
+    interrupts.reraise()
     if plan is None:
         raise BuildError(f"{label}: TensorRT could not build the engine (see its log above)")
     engine = Engine(

@@ -17,25 +17,25 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from trtnet.backend import get_backend, get_trt
 from trtnet.errors import EngineError
-from trtnet.fileio import remove_stale_temporaries
+from trtnet.fileio import file_lock, remove_stale_temporaries
 from trtnet.runtime.engine import Engine
 from trtnet.runtime.plan import sidecar_path
 from trtnet.target import target
 
 # Bumped when the key's recipe, or what a key builds, changes, so old entries are not mistaken for new ones
-# (3: fp32 engines are built with TF32 off; entries record their key).
-KEY_VERSION = 3
+# (3: fp32 engines are built with TF32 off; entries record their key. 4: a calibration enters as its ranges
+# only, not its file path; an input's shape range always; an ONNX file's external weights).
+KEY_VERSION = 4
 
 
 # -- the key -------------------------------------------------------------------------------------------------
@@ -143,53 +143,26 @@ def cached(
     file), so the second finds the first one's entry. A folder that cannot be used (a file, read-only, full)
     warns and the engine is built without the cache; an entry that is unusable, or that `runs_here` refuses,
     is rebuilt and replaced."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _heal_lock(folder / f"{key}.lock")
-        lock = open(folder / f"{key}.lock", "a+b")
-    except OSError as e:
-        why = "not a folder" if folder.exists() and not folder.is_dir() else (e.strerror or str(e))
-        _warn(f"{folder} cannot be used ({why}); building without the cache")
-        return build()
-    with lock, _locked(lock):
+    with contextlib.ExitStack() as held:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            held.enter_context(file_lock(folder / f"{key}.lock"))
+        except OSError as e:
+            why = "not a folder" if folder.exists() and not folder.is_dir() else (e.strerror or str(e))
+            _warn(f"{folder} cannot be used ({why}); building without the cache")
+            return build()
         engine = load_entry(key, folder)
         if engine is not None and not runs_here(engine):
             remove_entry(key, folder)
             engine = None
         if engine is not None:
+            engine.from_cache = True  # its summary says so, rather than the original build's time as if now
             if verbose:
                 print(f"{label}: from the engine cache ({entry_path(key, folder)})", file=sys.stderr)
             return engine
         engine = build()
         store_entry(key, folder, engine)
         return engine
-
-
-def _heal_lock(path: Path) -> None:
-    """A lock path that is not a regular file (a folder, a FIFO, a link) would stop caching this key for good, with
-    a warning blaming the folder: it is removed, as an unusable entry is. A regular file is any builder's lock."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return
-    if not stat.S_ISREG(mode):
-        with contextlib.suppress(OSError):
-            shutil.rmtree(path) if stat.S_ISDIR(mode) else path.unlink()
-
-
-@contextlib.contextmanager
-def _locked(lock: BinaryIO) -> Iterator[None]:
-    """An exclusive lock on the open lock file where the OS offers one; the OS frees it if we crash."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: atomic replacement alone keeps every entry whole
-        yield
-        return
-    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def load_entry(key: str, folder: Path) -> Engine | None:

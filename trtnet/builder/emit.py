@@ -15,7 +15,7 @@ import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,11 @@ from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
 from trtnet.runtime.plan import TensorSpec
 from trtnet.tensor import Tensor
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11; annotations are strings here (`from __future__ import annotations`), so the
+    # name is needed by type checkers only, and trtnet still imports on 3.10 without typing_extensions.
+    from typing_extensions import Unpack
 
 BatchSize = int | tuple[int, int, int]
 MAX_BATCH = 2**31 - 1  # TensorRT's dimensions are int32 in its profiles and most kernels
@@ -104,14 +109,8 @@ def emit(
                 t = t.cast(trt.float32)
             t.itensor.name = name
             network.mark_output(t.itensor)
-            try:
-                shape = t.shape
-            except RuntimeError:  # TensorRT could not infer it: a volume beyond its limits (its log says)
-                raise NetworkError(
-                    f"output {name!r}: TensorRT cannot infer its shape for inputs "
-                    f"{[list(sp.shape) for sp in specs]} (too large? see its log above)"
-                ) from None
-            outputs.append(TensorSpec(name, shape, dtypes.numpy_of(t.dtype).name))
+            # Tensor.shape turns TensorRT's RuntimeError into a NetworkError with its reason.
+            outputs.append(TensorSpec(name, t.shape, dtypes.numpy_of(t.dtype).name))
     return Network(
         network,
         builder,

@@ -9,6 +9,8 @@
     trtnet export-triton resnet50 --repo models [--batch 1:8:32] [--instances 2] [--name NAME] [--version V]
     trtnet convert swin_t swin_tiny_patch4_window7_224.pth [-o FILE] [--trust-pickle]
     trtnet check model.onnx [--inputs inputs.npz] [--layerwise]
+    trtnet inspect resnet50.plan
+    trtnet export-triton --plan resnet50.plan --repo models [--preferred-batch 8 16] [--max-queue-delay-us 100]
 
 MODEL is a zoo name, or a model of your own: `path/to/file.py:NAME` or `package.module:NAME` (trtnet/cli/model_ref.py).
 

@@ -4,14 +4,20 @@ verify.py."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
 
+from trtnet.cli import values
 from trtnet.cli.commands import (
     EXIT_BAD_INPUT,
     EXIT_BUG,
+    EXIT_OK,
     cmd_build,
     cmd_calibrate,
     cmd_check,
@@ -22,6 +28,9 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.inspect_plan import cmd_inspect
+from trtnet.cli.onnx_route import add_check_options, add_shape_options
+from trtnet.cli.settings import add_model_settings
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -48,25 +57,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script passes it to `sys.exit`)."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        # parse_known_args, so that an unknown option is said against its own command: the top-level parser
+        # collects what no subparser took, and its --help does not list the subcommand's options.
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}", f"trtnet {args.command}")
     except UsageError as e:
         print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
         print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SystemExit as e:  # --help and --version have printed what was asked: their status, in-process too
+        return e.code if isinstance(e.code, int) else EXIT_OK
     try:
-        with warnings.catch_warnings():  # restores the caller's warning display when main() is called in-process
+        with warnings.catch_warnings(), _terminated_raises():  # both restored when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
-        return 130
+        status = 143 if isinstance(e, Terminated) else 130  # 128 + the signal, as a shell reports it
+        _exit_now_if_build_cancelled(status)
+        return status
     except Exception as e:  # noqa: BLE001  every error becomes one line; --debug adds the traceback
         if args.debug:  # what is printed changes, never the exit status
             traceback.print_exc(file=sys.stderr)
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that it unwinds (and a build obeys it) as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminated_raises():
+    """SIGTERM raises `Terminated` while a command runs (off the main thread no handler can be installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_now_if_build_cancelled(status: int) -> None:
+    """An interrupted build may spend seconds more inside TensorRT before it sees the cancel (and Python's exit
+    waits for it): the process ends now instead, nothing being left to save (outputs are written by rename)."""
+    from trtnet.builder.build import cancelled_builds_running
+
+    if cancelled_builds_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _classify(e: Exception) -> tuple[int, str]:
@@ -82,46 +131,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"trtnet: warning: {one_line(str(message))}", file=sys.stderr)
 
 
-def _batch(text: str) -> int | tuple[int, int, int]:
-    """`8`, or `min:opt:max` for a dynamic batch."""
-    parts = text.split(":")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
-    if len(values) not in (1, 3) or not all(1 <= v < 2**31 for v in values) or values != sorted(values):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max (at most 2**31 - 1)"
-        )
-    return values[0] if len(values) == 1 else (values[0], values[1], values[2])
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 (at most 2**31 - 1)")
-    return value
-
-
-def _seed(text: str) -> int:
-    """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
-    return value
-
-
-MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
+MODEL_HELP = (
+    "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME, "
+    "or an ONNX file (model.onnx, sized by --shapes)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trtnet.graph import PRECISIONS
+    from trtnet.graph import PRECISIONS, QUANTIZED, UNQUANTIZED
+    from trtnet.quant import CALIBRATION_METHODS
 
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error (same exit status)")
@@ -130,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         epilog="exit status: 0 ok, 1 a check failed, 2 bad usage or input, 3 a bug",
     )
+    from trtnet import __version__
+
+    parser.add_argument("--version", action="version", version=f"trtnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -155,17 +176,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the published weights, downloaded by the source library (needs network access)",
     )
-    sub.add_argument("--seed", type=_seed, default=0, help="seed of the random weights (default 0)")
+    sub.add_argument("--seed", type=values.seed, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=_batch, default=8, help="a batch size, or min:opt:max (default 8)")
+    sub.add_argument("--batch", type=values.batch, default=8, help="a batch size, or min:opt:max (default 8)")
     sub.add_argument(
         "--precision", choices=PRECISIONS, default="fp16", help="default fp16; int8 and fp8 need --calibration"
     )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
+    sub.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
+    )
+    sub.add_argument("--no-cache", action="store_true", help="always build, and leave the engine cache alone")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
+    add_shape_options(sub)
+    add_model_settings(sub)
 
     sub = command(
         "calibrate",
@@ -180,12 +209,12 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="calibration inputs: arrays named after the model's inputs (or one array)",
     )
-    sub.add_argument("--batch", type=_positive, default=8, help="samples per interpreter run (default 8)")
-    sub.add_argument("--method", choices=("max", "percentile", "entropy", "mse"), default="max", help="default max")
+    sub.add_argument("--batch", type=values.positive, default=8, help="samples per interpreter run (default 8)")
+    sub.add_argument("--method", choices=CALIBRATION_METHODS, default="max", help="default max")
     sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     sub.add_argument(
         "--precision",
-        choices=("int8", "fp8"),
+        choices=QUANTIZED,
         default="int8",
         help="the format --method mse optimises for (default int8)",
     )
@@ -197,6 +226,8 @@ def _parser() -> argparse.ArgumentParser:
         help="layers left in fp16: first, last, or layer names (default: last)",
     )
     sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
+    add_shape_options(sub)
+    add_model_settings(sub)
 
     sub = command(
         "export-triton",
@@ -204,16 +235,18 @@ def _parser() -> argparse.ArgumentParser:
         "build an engine and add it to a Triton Inference Server "
         "model repository (DIR/NAME/config.pbtxt, DIR/NAME/VERSION/model.plan)",
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", nargs="?", help=MODEL_HELP + " (or --plan)")
+    sub.add_argument(
+        "--plan", metavar="FILE", help="add this saved plan (any precision, int8/fp8 included) instead of building"
+    )
     sub.add_argument("--repo", required=True, metavar="DIR", help="the model repository (created if missing)")
     weights_options(sub)
     sub.add_argument(
         "--batch",
-        type=_batch,
-        default=(1, 8, 32),
+        type=values.batch,
         help="min:opt:max for Triton's dynamic batching (default 1:8:32), or a fixed batch size",
     )
-    sub.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp16", help="default fp16")
+    sub.add_argument("--precision", choices=UNQUANTIZED, help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
     sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
@@ -223,6 +256,26 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="require (or refuse) Triton's dynamic batching; by default on where the engine's batch range starts at 1",
     )
+    add_shape_options(sub)
+    sub.add_argument(
+        "--preferred-batch",
+        type=values.positive,
+        nargs="+",
+        metavar="N",
+        help="the dynamic batcher's preferred batch sizes (default: the profile's opt and max)",
+    )
+    sub.add_argument(
+        "--max-queue-delay-us",
+        type=values.whole,
+        metavar="US",
+        help="how long the dynamic batcher may wait to fill a preferred batch, in microseconds (Triton's default 0)",
+    )
+    sub.add_argument(
+        "--allow-rtx",
+        action="store_true",
+        help="write a TensorRT for RTX plan, which Triton's tensorrt backend cannot load (by default an error)",
+    )
+    add_model_settings(sub)
 
     sub = command(
         "verify",
@@ -232,17 +285,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=_positive, default=2, help="default 2")
+    sub.add_argument("--batch", type=values.positive, default=2, help="default 2")
     sub.add_argument(
         "--seed",
-        type=_seed,
+        type=values.seed,
         default=0,
         help="seed of the inputs, and of the source's random weights without --weights (default 0)",
     )
     against = sub.add_mutually_exclusive_group()
     against.add_argument(
         "--against-seed",
-        type=_seed,
+        type=values.seed,
         metavar="N",
         help="PyTorch gets the source's random weights of seed N (as export-weights --seed N writes "
         "them) instead of --weights: checks the file too, and names the tensors that differ",
@@ -255,11 +308,7 @@ def _parser() -> argparse.ArgumentParser:
         help="PyTorch gets the source's published weights (needs network access); without --weights "
         "trtnet loads them too",
     )
-    sub.add_argument(
-        "--same-file",
-        action="store_true",
-        help="kept for old scripts, no effect: PyTorch loads --weights too by default now",
-    )
+    add_model_settings(sub, only_seq_len=True)  # the PyTorch source is built with its defaults: only inputs vary
 
     sub = command(
         "convert",
@@ -276,11 +325,21 @@ def _parser() -> argparse.ArgumentParser:
         "unpickling runs code the file names, so only for files from a source you trust",
     )
 
+    sub = command(
+        "inspect",
+        cmd_inspect,
+        "what a saved plan and its sidecar say: inputs, outputs, profile, precision, backend, target, size "
+        "(no GPU needed)",
+    )
+    sub.add_argument("plan", metavar="FILE.plan", help="a plan saved by `trtnet build` (with its .json sidecar)")
+
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=_positive, default=1, help="default 1")
+    sub.add_argument("--batch", type=values.positive, default=1, help="default 1")
     sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    add_shape_options(sub)
+    add_model_settings(sub)
 
     sub = command(
         "check",
@@ -300,4 +359,5 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every intermediate tensor the two share and name the first layer that departs",
     )
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    add_check_options(sub)
     return parser

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from trtnet.errors import TrtnetError, WeightsError
+from trtnet.words import counted
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
 
@@ -25,11 +26,9 @@ def one_line(message: str, limit: int = 6) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from trtnet.onnx.check import check_onnx
+    from trtnet.cli.onnx_route import check
 
-    report = check_onnx(args.model, args.inputs, layerwise=args.layerwise, seed=args.seed)
-    print("\n".join(report.lines()))
-    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+    return check(args)  # trtnet/cli/onnx_route.py
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -69,7 +68,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
     load_weights(ref.make(**options), out, check_finite="error")
     print(
-        f"wrote {out}: {tensors} tensors, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
+        f"wrote {out}: {counted(tensors, 'tensor')}, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
         f"loads strictly into trtnet's {entry.name}"
     )
     if options:
@@ -88,23 +87,43 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
+    from trtnet.cli.onnx_route import build_onnx, is_onnx, require_no_shapes
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return build_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
-    model = _model(ref, args.weights, args.strict)
+    model = _configured(ref, args)
     out = Path(args.output or f"{ref.name}.plan")
     if args.precision in ("int8", "fp8") and not args.calibration:
         raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
-    engine = trtnet.build(model, args.batch, precision=args.precision, calibration=args.calibration)
+    if args.calibration and args.precision not in ("int8", "fp8"):
+        raise TrtnetError(
+            f"--calibration {args.calibration}: --precision {args.precision} uses no activation ranges "
+            "(only int8 and fp8 do); drop --calibration or choose --precision int8"
+        )
+    engine = trtnet.build(
+        model,
+        args.batch,
+        precision=args.precision,
+        calibration=args.calibration,
+        reuse_calibration=args.reuse_calibration,
+        cache=not args.no_cache,
+    )
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
     return EXIT_OK
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trtnet.cli.onnx_route import calibrate_onnx, is_onnx, require_no_shapes
     from trtnet.quant.calibrate import calibrate_file
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return calibrate_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
-    model = _model(ref, args.weights, args.strict)
+    model = _configured(ref, args)
     cal = calibrate_file(
         model,
         args.data,
@@ -117,39 +136,91 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{ref.name}.calibration.json")
     cal.save(out)  # atomic
     print(
-        f"{ref.name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
-        f"{cal.meta['batches']} batches; {len(cal.keep)} layers kept in fp16 -> {out}"
+        f"{ref.name}: {counted(len(cal.amax), 'range')} ({cal.method}) from {counted(cal.meta['samples'], 'sample')} "
+        f"in {counted(cal.meta['batches'], 'batch', 'batches')}; {counted(len(cal.keep), 'layer')} kept in fp16 -> {out}"
     )
     return EXIT_OK
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
+    from trtnet.cli.onnx_route import export_triton_onnx, is_onnx, require_no_shapes
     from trtnet.export.triton import check_request, export_triton
 
-    ref = _ref(args.model)
-    name = args.name or ref.name
-    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
-    model = _model(ref, args.weights, args.strict)
-    done = export_triton(
-        model,
-        args.repo,
-        name,
-        batch_size=args.batch,
-        precision=args.precision,
+    batching = dict(
         version=args.version,
         instances=args.instances,
         dynamic_batching=args.dynamic_batching,
+        preferred_batch=args.preferred_batch,
+        max_queue_delay_us=args.max_queue_delay_us,
+        allow_rtx=args.allow_rtx,
     )
-    print(f"{ref.name} {args.precision} batch {_batch_text(args.batch)}: {done.summary()}")
+    if args.plan is not None:
+        return _export_plan(args, batching)
+    if args.model is None:
+        raise TrtnetError("export-triton needs a MODEL to build, or --plan FILE (a saved plan)")
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return export_triton_onnx(args, batching)
+    require_no_shapes(args)
+    ref = _ref(args.model)
+    name = args.name or ref.name
+    check_request(args.repo, name, version=args.version, instances=args.instances)  # before loading weights
+    if not args.allow_rtx:
+        from trtnet.backend import get_backend
+        from trtnet.cli.settings import model_options
+        from trtnet.export.triton import check_loadable
+
+        model_options(ref, args)  # a bad setting is named first; then the backend's limits, before any weights
+        check_loadable(str(get_backend()), name)
+    model = _configured(ref, args)
+    batch, precision = args.batch or (1, 8, 32), args.precision or "fp16"
+    done = export_triton(model, args.repo, name, batch_size=batch, precision=precision, **batching)
+    print(f"{ref.name} {precision} batch {_batch_text(batch)}: {done.summary()}")
+    return EXIT_OK
+
+
+def _export_plan(args: argparse.Namespace, batching: dict) -> int:
+    """`export-triton --plan FILE`: a saved plan as it is (no GPU, no build), so nothing that builds may be given."""
+    from trtnet.export.triton import export_engine
+    from trtnet.runtime.plan import Plan
+
+    building = [
+        option
+        for option, value in (
+            ("MODEL", args.model),
+            ("--weights", args.weights),
+            ("--batch", args.batch),
+            ("--precision", args.precision),
+            ("--config", args.config),
+            ("--seq-len", args.seq_len),
+            ("--image-size", args.image_size),
+            ("--num-classes", args.num_classes),
+            ("--transform-input", args.transform_input),
+            ("--set", args.settings or None),
+        )
+        if value is not None
+    ]
+    if building:
+        raise TrtnetError(
+            f"--plan {args.plan}: the plan is exported as it was built; {', '.join(building)} would build "
+            "another (leave them out, or build with MODEL instead of --plan)"
+        )
+    plan = Plan.load(args.plan, check_backend=False)  # built elsewhere, for the TensorRT of the Triton that serves it
+    name = args.name or Path(args.plan).name.split(".")[0]
+    done = export_engine(plan, args.repo, name, **batching)
+    print(f"{args.plan} ({plan.precision}, {plan.backend}): {done.summary()}")
     return EXIT_OK
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     import trtnet
+    from trtnet.cli.onnx_route import is_onnx, require_no_shapes, summary_onnx
     from trtnet.summary import summarize
 
+    if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        return summary_onnx(args)
+    require_no_shapes(args)
     ref = _ref(args.model)
-    model = _model(ref, args.weights, args.strict, quiet=True)
+    model = _configured(ref, args, quiet=True)
     net = trtnet.emit(model, args.batch, precision=args.precision)
     summary = summarize(net.network)
     print(
@@ -198,9 +269,24 @@ def _model(
             what = "seeded random weights" if ":" not in ref.spec else f"the weights {ref.name}(weights=None) gives"
             print(f"no --weights: {ref.name} gets {what} (fine for timing, not for predictions)")
     else:
+        if Path(weights).suffix.lower() in (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar"):
+            raise WeightsError(  # the line to run, with this model's name (load_weights cannot know it)
+                f"{weights}: {Path(weights).suffix} files are pickles, which trtnet never loads; convert it with "
+                f"`trtnet convert {ref.spec} {weights}` and pass the .safetensors file it writes"
+            )
         read_as = load_weights(model, weights, check_finite="error" if strict else "warn", hint=mismatch_hint)
         if layouts is not None:
             layouts.extend(read_as)
+    return model
+
+
+def _configured(ref, args: argparse.Namespace, quiet: bool = False):
+    """The model with the command line's model settings (trtnet/cli/settings.py) and `--weights` loaded."""
+    from trtnet.cli.settings import apply_image_size, model_options
+
+    options = model_options(ref, args)  # checked before anything is built or read
+    model = _model(ref, args.weights, args.strict, quiet=quiet, options=options)
+    apply_image_size(ref, model, args, options)
     return model
 
 

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
-from trtnet.errors import TrtnetError
+from trtnet.cli.settings import model_options
+from trtnet.words import counted
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
 # an fp32 engine against PyTorch (TF32 off), and an fp16 engine by cosine similarity.
@@ -29,10 +30,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
 
     against = args.against_pretrained or args.against_seed is not None
-    if args.same_file and not args.weights:
-        raise TrtnetError("--same-file needs --weights FILE")
-    if args.same_file and against:
-        raise TrtnetError("--same-file (now the default) and --against-seed/--against-pretrained exclude each other")
     ref = _ref(args.model)
     entry = ref.require_entry("verify")
     _require_torch("verify")
@@ -41,7 +38,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         source, what = _download(entry), "published weights"
     else:
         source, what = torch_model(entry.name, seed), f"random weights, seed {seed}"
-    options = entry.pretrained_options if args.against_pretrained else {}
+    options = dict(entry.pretrained_options) if args.against_pretrained else {}
+    options.update(model_options(ref, args))  # --seq-len: the inputs' length, which the source takes as it is
     with tempfile.TemporaryDirectory(prefix="trtnet-verify-") as tmp:
         weights = args.weights or export_state(source, Path(tmp) / f"{entry.name}.safetensors")
         converted: list[str] = []
@@ -62,7 +60,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         inputs = sample_inputs(model, args.batch, args.seed)
         want = torch_forward(source, *inputs)
         names = model.output_names(len(want))
-        checks = [
+        checks = [_input_dependence(want, torch_forward(source, *sample_inputs(model, args.batch, args.seed + 1)))]
+        checks += [
             _check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
             for n, g, w in zip(names, trtnet.reference(model, *inputs), want)
         ]
@@ -88,8 +87,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             )
                         )
     failed = checks.count(False)
-    print(f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {len(checks)} checks passed)")
+    print(
+        f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {counted(len(checks), 'check')} passed)"
+    )
     return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _input_dependence(want: list, other: list) -> bool:
+    """A pass must be able to fail: the source's outputs for other inputs differ by far more than the tolerance."""
+    from trtnet.errors import ParityError
+    from trtnet.parity import check_input_dependence, input_dependence
+
+    try:
+        check_input_dependence(want, other, REFERENCE_REL_ERROR)
+    except ParityError as e:
+        print(f"  inputs: FAILED: {e}")
+        return False
+    print(f"  inputs: the source's outputs for other inputs differ by {input_dependence(want, other):.3g} ok")
+    return True
 
 
 def _check(label: str, measure: str, value: float, tolerance: float, higher_is_better: bool = False) -> bool:

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
+from trtnet.fileio import NotRegularFile, open_regular
 from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.weights import load_weights
+from trtnet.words import counted
 from trtnet.zoo.registry import get_entry, mismatch_hint
 
 SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
@@ -52,8 +54,10 @@ class Conversion:
             f"  layout: {layouts}",
         ]
         if self.dropped:
-            lines.append(f"  dropped {len(self.dropped)} keys {model} does not use (e.g. {self.dropped[0]})")
-        lines.append(f"wrote {self.output}: {self.tensors} tensors ({dtypes}); loads strictly into trtnet's {model}")
+            lines.append(f"  dropped {counted(len(self.dropped), 'key')} {model} does not use (e.g. {self.dropped[0]})")
+        lines.append(
+            f"wrote {self.output}: {counted(self.tensors, 'tensor')} ({dtypes}); loads strictly into trtnet's {model}"
+        )
         return "\n".join(lines)
 
 
@@ -138,11 +142,18 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
             " (a .safetensors file needs no conversion: pass it as --weights)" if path.suffix == ".safetensors" else ""
         )
         raise WeightsError(f"{path}: not a PyTorch checkpoint name: expected one of {', '.join(SUFFIXES)}{hint}")
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    if path.stat().st_size == 0:
+    try:  # the first bytes say what the file is; a FIFO or a device is refused unread
+        with open_regular(path) as (f, st):
+            head = f.read(9)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except NotRegularFile:
+        raise WeightsError(f"{path}: not a file") from None
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from None
+    if st.st_size == 0:
         raise WeightsError(f"{path}: the file is empty (0 bytes)")
-    if _is_safetensors(path):
+    if _is_safetensors(head, st.st_size):
         raise WeightsError(
             f"{path}: a safetensors file, despite its name: it needs no conversion, pass it as "
             "--weights (renamed to .safetensors)"
@@ -156,7 +167,7 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as e:
-        refused, plain = _pickled_global(str(e)), _is_plain_pickle(path)
+        refused, plain = _pickled_global(str(e)), _is_plain_pickle(head)
         # The weights-only unpickler's words for a pickle that builds objects or calls functions (garbage bytes
         # give "Unsupported operand" instead).
         objects = refused is not None or any(
@@ -293,18 +304,16 @@ def _pickled_global(message: str) -> str | None:
     return found[1] if found else None
 
 
-def _is_safetensors(path: Path) -> bool:
-    """An 8-byte little-endian header length that fits the file, then a JSON object (Hugging Face names some
-    safetensors files .bin)."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """Whether a file of `size` bytes that starts with `head` is safetensors: an 8-byte little-endian header
+    length that fits the file, then a JSON object (Hugging Face names some safetensors files .bin)."""
+    return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
-def _is_plain_pickle(path: Path) -> bool:
-    """A pickle written by `pickle.dump` rather than torch.save's zip: it starts with the PROTO opcode."""
-    with open(path, "rb") as f:
-        return f.read(1) == b"\x80"
+def _is_plain_pickle(head: bytes) -> bool:
+    """Whether a file that starts with `head` is a pickle written by `pickle.dump` rather than torch.save's
+    zip: it starts with the PROTO opcode."""
+    return head[:1] == b"\x80"
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:

@@ -23,17 +23,24 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trtnet.backend import get_backend
 from trtnet.builder.build import build
 from trtnet.errors import EngineError, ExportError
-
-# The config itself is written by triton_config; its names stay importable from here, where they were.
-from trtnet.export.triton_config import TRITON_TYPES, Signature, config_parameters, render_config, signature  # noqa: F401
-from trtnet.fileio import is_stale, temporary_name
-from trtnet.runtime.plan import Plan, read_metadata, read_regular_file
+from trtnet.export.triton_config import (
+    Signature,
+    check_loadable,
+    config_parameters,
+    render_config,
+    signature,
+    with_batching,
+)
+from trtnet.fileio import atomic_write, fsync_folder, is_stale, read_regular, replace, temporary_name
+from trtnet.runtime.plan import Plan, read_metadata
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -152,8 +159,8 @@ def _check_existing_versions(model_dir: Path, new: Signature) -> None:
             )
         try:  # checked field by field, as Engine.load checks it: the file may be anyone's
             meta = read_metadata(sidecar)
-        except (EngineError, FileNotFoundError) as e:  # the latter: a link to nothing
-            why = e if isinstance(e, EngineError) else f"{sidecar}: a link to a missing file"
+        except EngineError as e:  # a missing file here, after lexists: a link to nothing
+            why = f"{sidecar}: a link to a missing file" if isinstance(e.__cause__, FileNotFoundError) else e
             raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {why}") from None
         try:
             old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
@@ -184,9 +191,15 @@ def export_engine(
     version: int | None = None,
     instances: int = 1,
     dynamic_batching: bool | None = None,
+    preferred_batch: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    allow_rtx: bool = True,
 ) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
-    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model."""
+    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model.
+
+    `preferred_batch` and `max_queue_delay_us` set Triton's dynamic batcher. A plan Triton's TensorRT backend
+    cannot load (a TensorRT for RTX one) is written with a warning, or refused with `allow_rtx=False`."""
     if not isinstance(engine, Plan):  # a model here is the likely mistake: export_triton builds one first
         raise ExportError(
             f"export_engine takes an engine (trtnet.build(...) or trtnet.Engine.load(...)), not "
@@ -196,8 +209,11 @@ def export_engine(
     repo, version = check_request(repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
     meta = engine.metadata()
     sig = signature(meta, dynamic_batching=dynamic_batching, where=f"model {name!r}")
+    sig = with_batching(sig, preferred=preferred_batch, max_queue_delay_us=max_queue_delay_us, where=f"model {name!r}")
     parameters = config_parameters(meta)
     if not str(meta.get("backend", "")).startswith("tensorrt "):
+        if not allow_rtx:
+            check_loadable(str(meta.get("backend", "")), name)
         warnings.warn(f"model {name!r}: {parameters['trtnet_compatibility']}", stacklevel=2)
     text = render_config(name, sig, instances=instances, parameters=parameters)
     model_dir = repo / name
@@ -209,13 +225,13 @@ def export_engine(
     staging = None
     try:
         _remove_dead_stagings(repo)
-        # Named as tempfiles names temporaries (host, pid), so a later export can tell a dead writer's from a live one.
+        # Named as fileio names temporaries (host, pid), so a later export can tell a dead writer's from a live one.
         staging = temporary_name(repo / f"{STAGING_PREFIX}{name[:32]}")
         staging.mkdir()
         staged = staging / name
         (staged / str(version)).mkdir(parents=True)
         engine.save(staged / str(version) / PLAN_FILE)  # the plan and its sidecar, each flushed to disk
-        _write_synced(staged / CONFIG_FILE, text)
+        atomic_write(staged / CONFIG_FILE, text.encode(), "the config")
         while True:
             try:
                 _commit(staged, model_dir, version, action)
@@ -262,11 +278,7 @@ def _remove_dead_stagings(repo: Path) -> None:
 def _config_action(config: Path, text: str) -> str:
     """What the export does to the model's config: "written" (none yet), "unchanged" or "replaced"."""
     try:  # a regular file of sane size: a FIFO would hang the export, a link to /dev/zero fill memory
-        old_text = (
-            read_regular_file(config, limit=MAX_CONFIG_BYTES, what="config").decode("utf-8")
-            if os.path.lexists(config)
-            else None
-        )
+        old_text = read_regular(config, MAX_CONFIG_BYTES, "config").decode("utf-8") if os.path.lexists(config) else None
     except (OSError, EngineError, UnicodeDecodeError) as e:
         raise ExportError(f"{config}: the model's config cannot be read ({e}); fix or remove it") from None
     return "written" if old_text is None else "unchanged" if old_text == text else "replaced"
@@ -287,6 +299,9 @@ def export_triton(
     instances: int = 1,
     dynamic_batching: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
+    preferred_batch: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    allow_rtx: bool = True,
     **build_options: Any,
 ) -> TritonExport:
     """Build `model` (or take its engine from the cache) with `trtnet.build`, then `export_engine` it.
@@ -300,8 +315,20 @@ def export_triton(
             "fixed-batch engine; Triton's batcher sends any batch from 1 to max_batch_size: build "
             "with batch_size=(1, opt, max) (--batch 1:OPT:MAX)"
         )
+    if not allow_rtx:  # before a build whose plan could not be used
+        check_loadable(str(get_backend()), name)
     engine = build(model, batch_size, precision=precision, cache_dir=cache_dir, **build_options)
-    return export_engine(engine, repo, name, version=version, instances=instances, dynamic_batching=dynamic_batching)
+    return export_engine(
+        engine,
+        repo,
+        name,
+        version=version,
+        instances=instances,
+        dynamic_batching=dynamic_batching,
+        preferred_batch=preferred_batch,
+        max_queue_delay_us=max_queue_delay_us,
+        allow_rtx=allow_rtx,
+    )
 
 
 def _make_folders(folder: Path) -> list[Path]:
@@ -329,21 +356,6 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
     """Rename the staged model (or its new version and config) into place.
 
@@ -357,7 +369,7 @@ def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # the model appeared meanwhile: check it again
                 raise _Raced() from None
             raise
-        _fsync_dir(model_dir.parent)
+        fsync_folder(model_dir.parent)
         return
     target = model_dir / str(version)
     if os.path.lexists(target):
@@ -370,8 +382,8 @@ def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
         raise
     try:
         if action != "unchanged":
-            os.replace(staged / CONFIG_FILE, model_dir / CONFIG_FILE)
+            replace(staged / CONFIG_FILE, model_dir / CONFIG_FILE, "the config")
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # the version just added, so the model is as it was
         raise
-    _fsync_dir(model_dir)
+    fsync_folder(model_dir)

@@ -10,6 +10,7 @@ range); asking it for dynamic batching is an `ExportError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class Signature:
     inputs: tuple[tuple[str, str, tuple[int, ...]], ...]  # (name, TYPE_*, dims)
     outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
     preferred: tuple[int, ...] = ()  # preferred batch sizes (not part of the promise: any profile may differ)
+    max_queue_delay_us: int | None = None  # how long Triton's batcher waits to fill a preferred batch
 
     def promise(self) -> tuple:
         return self.max_batch_size, self.inputs, self.outputs
@@ -100,6 +102,40 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
     )
 
 
+def with_batching(
+    sig: Signature,
+    *,
+    preferred: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    where: str = "the engine",
+) -> Signature:
+    """`sig` with the dynamic batcher's preferred batch sizes and queue delay, or an `ExportError`: both need
+    dynamic batching, and a preferred size must be one the engine runs (1 to max_batch_size)."""
+    if preferred is None and max_queue_delay_us is None:
+        return sig
+    if not sig.max_batch_size:
+        what = "--preferred-batch" if preferred is not None else "--max-queue-delay-us"
+        raise ExportError(
+            f"{where}: {what} sets Triton's dynamic batching, which this export does not use (max_batch_size 0): "
+            "build with --batch 1:OPT:MAX, or leave it out"
+        )
+    if preferred is not None:
+        bad = [
+            b for b in preferred if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= sig.max_batch_size
+        ]
+        if bad or not preferred:
+            raise ExportError(
+                f"{where}: preferred batch size {bad[0] if bad else 'list'!r} is not allowed: expected sizes from 1 "
+                f"to the engine's max_batch_size {sig.max_batch_size}"
+            )
+        sig = dataclasses.replace(sig, preferred=tuple(sorted(set(preferred))))
+    if max_queue_delay_us is not None:
+        if isinstance(max_queue_delay_us, bool) or not isinstance(max_queue_delay_us, int) or max_queue_delay_us < 0:
+            raise ExportError(f"{where}: max_queue_delay_us {max_queue_delay_us!r}: expected microseconds >= 0")
+        sig = dataclasses.replace(sig, max_queue_delay_us=max_queue_delay_us)
+    return sig
+
+
 def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:
     """Why Triton's batcher could not drive this engine, or '' when it can."""
     if lo == hi:
@@ -135,7 +171,10 @@ def render_config(name: str, sig: Signature, *, instances: int, parameters: dict
     ]
     lines += io("input", sig.inputs) + io("output", sig.outputs)
     if sig.max_batch_size:
-        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, sig.preferred))} ]", "}"]
+        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, sig.preferred))} ]"]
+        if sig.max_queue_delay_us is not None:
+            lines.append(f"  max_queue_delay_microseconds: {sig.max_queue_delay_us}")
+        lines.append("}")
     lines += ["instance_group [", "  {", f"    count: {instances}", "    kind: KIND_GPU", "  }", "]"]
     for key, value in parameters.items():
         lines += ["parameters {", f"  key: {_quote(key)}", f"  value: {{ string_value: {_quote(value)} }}", "}"]
@@ -144,6 +183,16 @@ def render_config(name: str, sig: Signature, *, instances: int, parameters: dict
 
 def _quote(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid protobuf text-format string (ASCII, escapes)
+
+
+def check_loadable(backend: str, name: str) -> None:
+    """An `ExportError` unless `backend` ("tensorrt 10.13.3.9") makes plans Triton's TensorRT backend loads."""
+    if not backend.startswith("tensorrt "):
+        raise ExportError(
+            f"model {name!r}: a {backend or 'unknown backend'} plan cannot be loaded by Triton's tensorrt backend "
+            "(it loads NVIDIA TensorRT plans only); build with NVIDIA TensorRT (pip install tensorrt), or pass "
+            "--allow-rtx (allow_rtx=True) to write it anyway"
+        )
 
 
 def config_parameters(meta: dict[str, Any]) -> dict[str, str]:

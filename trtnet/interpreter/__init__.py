@@ -4,7 +4,8 @@ It runs, on the CPU, the very network TensorRT would compile: each layer's attri
 back from TensorRT, its outputs are computed in numpy, and every output is checked against the shape and
 dtype TensorRT inferred. It shares no code with trtnet's network builder, so it can prove that builder right,
 and it runs networks trtnet did not build (from `trt.OnnxParser`, say) as far as it knows their layer types;
-`unsupported(network)` lists, before anything runs, every layer and attribute form it cannot run.
+`unsupported(network)` lists, before anything runs, every layer and attribute form it cannot run. Loops and
+conditionals run too (control.py): a conditional's taken branch only, a loop's body once per iteration.
 
 Numerics: every sum, product of matrices, convolution and transcendental function is computed in float64 and
 rounded once, to the layer's declared output type, so that the interpreter is the most accurate party in a

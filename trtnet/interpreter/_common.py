@@ -14,24 +14,14 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from trtnet.backend import get_trt
+from trtnet.backend import DATA_TYPES, get_trt
 from trtnet.errors import InterpreterError
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
-# TensorRT DataType name -> numpy dtype. FP8 is E4M3 (the only FP8 TensorRT has); the packed 4-bit types (INT4,
-# FP4) and E8M0 block scales are absent: the interpreter does not model block quantization.
-_DTYPES: dict[str, np.dtype] = {
-    "FLOAT": np.dtype(np.float32),
-    "HALF": np.dtype(np.float16),
-    "BF16": BF16,
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "INT8": np.dtype(np.int8),
-    "FP8": np.dtype(ml_dtypes.float8_e4m3fn),
-    "UINT8": np.dtype(np.uint8),
-    "BOOL": np.dtype(np.bool_),
-}
+# TensorRT DataType name -> numpy dtype, from the backend's one table (a table of names, not of computing: what
+# the interpreter does with each type is its own). Types outside it are refused by name (np_dtype).
+_DTYPES: dict[str, np.dtype] = {row.member: row.numpy for row in DATA_TYPES}
 _LOW_PRECISION_FLOATS = (np.dtype(np.float16), BF16)
 SUPPORTED_DTYPES = frozenset(_DTYPES)
 

@@ -15,6 +15,7 @@ from trtnet.errors import InterpreterError
 # Importing the family modules fills HANDLERS.
 from trtnet.interpreter import (  # noqa: F401  (imported for their registrations)
     attention,
+    control,
     conv,
     elementwise,
     generate,
@@ -39,18 +40,12 @@ from trtnet.interpreter._common import (
     trt_dtype_name,
 )
 from trtnet.interpreter.forms import ATTRIBUTE_FORMS
+from trtnet.interpreter.regions import Block, has_control_flow, plan
 
 Trace = Callable[[str, str, list[np.ndarray]], None]
 
 # Layer types that are known but deliberately not interpreted, with the reason given to the user.
 _NOT_INTERPRETED: dict[str, str] = {
-    "TRIP_LIMIT": "loops are not supported",
-    "RECURRENCE": "loops are not supported",
-    "ITERATOR": "loops are not supported",
-    "LOOP_OUTPUT": "loops are not supported",
-    "CONDITION": "conditionals are not supported",
-    "CONDITIONAL_INPUT": "conditionals are not supported",
-    "CONDITIONAL_OUTPUT": "conditionals are not supported",
     "PLUGIN": "plugins are opaque to the interpreter",
     "PLUGIN_V2": "plugins are opaque to the interpreter",
     "PLUGIN_V3": "plugins are opaque to the interpreter",
@@ -126,7 +121,12 @@ class Interpreter:
         self.network = network
         self._steps = _scan(network)
         _refuse_unsupported(self._steps)
-        self._order = _execution_order(self._steps)
+        self._order: list[int | Block]
+        if has_control_flow(self._steps):  # loops and conditionals run as blocks, each with its own schedule
+            _producers(self._steps)  # names must be unique here too
+            self._order = plan(self._steps, [network.get_output(i).name for i in range(network.num_outputs)]).order
+        else:
+            self._order = list(_execution_order(self._steps))
         self._cache = WeightCache()
 
     def run(
@@ -144,28 +144,13 @@ class Interpreter:
 def _run(
     network: Any,
     steps: list[_Step],
-    order: list[int],
+    order: list[int | Block],
     inputs: Mapping[str, np.ndarray],
     check_shapes: bool,
     trace: Trace | None,
 ) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
-    trt = get_trt()
-    for index in order:
-        step = steps[index]
-        layer, type_name = step.layer, step.type_name
-        entry = HANDLERS[type_name]
-        layer.__class__ = getattr(trt, entry.class_name)
-        call = LayerCall(layer=layer, inputs=_layer_inputs(step, values), type_name=type_name)
-        outputs = list(entry.fn(call))
-        if len(outputs) != len(step.outputs):
-            raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
-        if check_shapes:
-            _check_step(step, outputs)
-        for name, value in zip(step.outputs, outputs):
-            values[name] = value
-        if trace is not None:
-            trace(layer.name, type_name, outputs)
+    control.run_order(order, values, _Runner(steps, check_shapes, trace))
     result: dict[str, np.ndarray] = {}
     for i in range(network.num_outputs):
         name = network.get_output(i).name
@@ -175,6 +160,36 @@ def _run(
         # A view (of a constant's weights, of an input, of another output) is copied: outputs are the caller's.
         result[name] = value if value.base is None else value.copy()
     return result
+
+
+class _Runner:
+    """How one run executes a layer and records a layer's outputs (shared with the loops and conditionals,
+    whose boundary layers' outputs are recorded the same way)."""
+
+    def __init__(self, steps: list[_Step], check_shapes: bool, trace: Trace | None) -> None:
+        self.steps = steps
+        self.check_shapes = check_shapes
+        self.trace = trace
+        self.trt = get_trt()
+
+    def layer(self, index: int, values: dict[str, np.ndarray]) -> None:
+        step = self.steps[index]
+        entry = HANDLERS[step.type_name]
+        step.layer.__class__ = getattr(self.trt, entry.class_name)
+        call = LayerCall(layer=step.layer, inputs=_layer_inputs(step, values), type_name=step.type_name)
+        outputs = list(entry.fn(call))
+        if len(outputs) != len(step.outputs):
+            raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
+        self.emit(index, outputs, values)
+
+    def emit(self, index: int, outputs: list[np.ndarray], values: dict[str, np.ndarray]) -> None:
+        step = self.steps[index]
+        if self.check_shapes:
+            _check_step(step, outputs)
+        for name, value in zip(step.outputs, outputs):
+            values[name] = value
+        if self.trace is not None:
+            self.trace(step.layer.name, step.type_name, outputs)
 
 
 def _check_step(step: _Step, outputs: list[np.ndarray]) -> None:
@@ -223,8 +238,7 @@ def _unsupported(steps: list[_Step]) -> list[str]:
 
 
 def _refuse_unsupported(steps: list[_Step]) -> None:
-    """Fails before any work, naming every layer and attribute the interpreter cannot run (loops would also
-    look cyclic to the scheduler)."""
+    """Fails before any work, naming every layer and attribute the interpreter cannot run."""
     reasons = _unsupported(steps)
     if len(reasons) == 1:
         raise InterpreterError(reasons[0])
@@ -290,11 +304,8 @@ def _layer_inputs(step: _Step, values: Mapping[str, np.ndarray]) -> list[np.ndar
     return out
 
 
-def _execution_order(steps: list[_Step]) -> list[int]:
-    """Layer indices in an order where every input is computed first (insertion order where possible).
-
-    Networks are usually built in topological order, but `set_input` can rewire a layer to a tensor made later.
-    """
+def _producers(steps: list[_Step]) -> dict[str, int]:
+    """Which step makes each tensor; a name made twice is an error."""
     produced_by: dict[str, int] = {}
     for index, step in enumerate(steps):
         for name in step.outputs:
@@ -304,6 +315,15 @@ def _execution_order(steps: list[_Step]) -> list[int]:
                     f"{steps[produced_by[name]].layer.name!r}; tensor names must be unique"
                 )
             produced_by[name] = index
+    return produced_by
+
+
+def _execution_order(steps: list[_Step]) -> list[int]:
+    """Layer indices in an order where every input is computed first (insertion order where possible).
+
+    Networks are usually built in topological order, but `set_input` can rewire a layer to a tensor made later.
+    """
+    produced_by = _producers(steps)
     waiting_on: list[set[int]] = [
         {produced_by[n] for n in step.inputs if n is not None and n in produced_by} for step in steps
     ]

@@ -1,18 +1,20 @@
 """`trtnet check MODEL.onnx`: does the TensorRT network parsed from an ONNX file mean what the ONNX model means?
 
 TensorRT's ONNX parser turns the file into a network; the numpy interpreter runs that very network on the CPU
-(random inputs, or an .npz), and onnxruntime (optional) runs the ONNX file itself. Agreement proves the
-parsed network's meaning, layer types, attributes and weights, without a GPU; it says nothing of the kernels
-a GPU would pick, nor of their reduced-precision numerics. With `layerwise`, every intermediate tensor the
-two share by name is compared, and the first layer whose output departs beyond tolerance is reported.
+(random inputs, or an .npz), and onnxruntime runs the ONNX file itself (or outputs saved elsewhere are loaded).
+Agreement proves the parsed network's meaning, layer types, attributes and weights, without a GPU; it says nothing
+of the kernels a GPU would pick. Outputs agree by Polygraphy's rule, elementwise |a - b| <= atol + rtol * |b|, with
+tolerances from the network's compute type by default (trtnet/onnx/compare.py). Where they do not, the model is
+evaluated in float64 by an independent implementation (`onnx.reference`) and the side farther from it is named: a
+network does not fail because onnxruntime is the less accurate party. With `layerwise`, every intermediate tensor
+the two share by name is compared, and the first layer whose output departs beyond tolerance is reported.
 
-    report = check_onnx("model.onnx", layerwise=True)
+    report = check_onnx("model.onnx", shapes={"x": (1, 3, 224, 224)}, layerwise=True)
     print("\n".join(report.lines())); sys.exit(0 if report.ok else 1)
 """
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,38 +23,63 @@ from typing import Any
 import numpy as np
 
 from trtnet.backend import capture_errors, get_trt, logger
-from trtnet.errors import CheckError
+from trtnet.errors import CheckError, NetworkError
+from trtnet.onnx.compare import (
+    DEFAULT_TOLERANCES,
+    Agreement,
+    Tolerance,
+    agreement,
+    check_tolerance_names,
+    float64_reference,
+    tolerance_for,
+)
+from trtnet.onnx.feeds import load_inputs, load_outputs, random_inputs, save_npz
+from trtnet.onnx.layerwise import Departure, first_departure, producers, with_intermediate_outputs
+from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
 
-# Relative error (max |interpreter - onnxruntime| / max |onnxruntime|) accepted per output type: float32 is
-# computed by both sides with float32 or better accumulation; half and bfloat16 round every layer's output.
+__all__ = ["CheckReport", "OutputResult", "ParsedOnnx", "check_onnx", "load_inputs", "random_inputs"]
+
+# Relative error (max |a - b| / max |b|) accepted per tensor type in the layerwise walk over intermediates.
 TOLERANCES: dict[str, float] = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 
 
 @dataclass(frozen=True)
+class Arbitration:
+    """Each side's distance from the float64 evaluation of the model, for an output where the two disagree."""
+
+    interpreter: Agreement
+    reference: Agreement
+
+    @property
+    def departs(self) -> str:
+        """Which side departs: "interpreter" (the check fails) or "reference"."""
+        if self.interpreter.ok or self.interpreter.max_abs <= self.reference.max_abs:
+            return "reference"
+        return "interpreter"
+
+
+@dataclass(frozen=True)
 class OutputResult:
-    """One network output: its interpreter value's shape and, where onnxruntime ran, the error and verdict."""
+    """One network output: its interpreter value's shape and, where compared, how it agrees and who departs."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
-    error: float | None = None
-    tolerance: float | None = None
+    agreement: Agreement | None = None
+    atol: float = 0.0
+    rtol: float = 0.0
+    arbitration: Arbitration | None = None
+    arbiter_note: str = ""  # why no float64 arbiter ran, where it could not
+
+    @property
+    def error(self) -> float | None:
+        return None if self.agreement is None else self.agreement.max_abs
 
     @property
     def ok(self) -> bool:
-        return self.error is None or self.tolerance is None or self.error <= self.tolerance
-
-
-@dataclass(frozen=True)
-class Departure:
-    """The first layer (in execution order) whose output departs from onnxruntime's beyond tolerance."""
-
-    layer: str
-    layer_type: str
-    tensor: str
-    error: float
-    tolerance: float
-    input_shapes: tuple[tuple[int, ...], ...]
+        if self.agreement is None or self.agreement.ok:
+            return True
+        return self.arbitration is not None and self.arbitration.departs == "reference"
 
 
 @dataclass
@@ -61,30 +88,50 @@ class CheckReport:
 
     path: Path
     layers: int
+    compute: str = "float32"
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     outputs: list[OutputResult] = field(default_factory=list)
     compared: bool = False
+    against: str = "onnxruntime"
     note: str = ""
     shared: int = 0  # intermediate tensors compared layer by layer
     departure: Departure | None = None
 
     @property
     def ok(self) -> bool:
-        """Every output within tolerance. A layerwise departure alone does not fail the check: an intermediate
-        tensor can depart where a steep function (a sigmoid on large inputs) amplifies rounding differences
-        that its consumers then shrink again; it is reported to show where the two sides part."""
+        """Every output within tolerance, or closer to float64 than the reference is. A layerwise departure alone
+        does not fail the check: a steep function (a sigmoid on large inputs) can amplify rounding differences
+        that its consumers shrink again; it is reported to show where the two sides part."""
         return all(o.ok for o in self.outputs)
 
     def lines(self) -> list[str]:
-        out = [f"{self.path}: {self.layers} TensorRT layers, all supported by the interpreter"]
+        shapes = ", ".join(f"{k}[{'x'.join(map(str, v))}]" for k, v in self.inputs.items())
+        out = [
+            f"{self.path}: {self.layers} TensorRT layers, all supported by the interpreter",
+            f"  compute type {self.compute}; inputs {shapes or 'none'}",
+        ]
         if self.note:
             out.append(self.note)
         for o in self.outputs:
             head = f"  output {o.name!r} {o.dtype}{list(o.shape)}"
-            if o.error is None:
+            a = o.agreement
+            if a is None:
                 out.append(head)
-            else:
-                verdict = "ok" if o.ok else "FAILS"
-                out.append(f"{head}: error {o.error:.2e} (tolerance {o.tolerance:.0e}) {verdict}")
+                continue
+            verdict = "ok" if o.ok else "FAILS"
+            out.append(
+                f"{head}: max abs {a.max_abs:.2e}, max rel {a.max_rel:.2e} against {self.against}; {a.beyond} of "
+                f"{a.size} beyond atol {o.atol:.0e} + rtol {o.rtol:.0e}*|ref| {verdict}"
+            )
+            if o.arbitration is not None:
+                i, r = o.arbitration.interpreter, o.arbitration.reference
+                side = "the interpreter" if o.arbitration.departs == "interpreter" else self.against
+                out.append(
+                    f"    float64 arbiter (onnx.reference): interpreter max abs {i.max_abs:.2e} ({i.beyond} beyond), "
+                    f"{self.against} max abs {r.max_abs:.2e} ({r.beyond} beyond): {side} departs"
+                )
+            elif o.arbiter_note:
+                out.append(f"    no float64 arbiter: {o.arbiter_note}")
         if self.shared:
             if self.departure is None:
                 out.append(f"  layerwise: {self.shared} shared intermediate tensors, all within tolerance")
@@ -108,8 +155,8 @@ class CheckReport:
 class ParsedOnnx:
     """A network parsed by TensorRT's ONNX parser, with the builder and parser that own its memory.
 
-    Not `trtnet.onnx.parse_onnx`: that one pins a dynamic batch and refuses other dynamic dims, as an engine
-    build needs; `check` runs any file the parser takes, its dynamic dims sized by the inputs given.
+    Not `trtnet.onnx.parse_onnx`: that one makes a network to build (a profile, a precision); `check` runs the
+    file's own network at one shape per input.
     """
 
     def __init__(self, path: Path) -> None:
@@ -125,18 +172,64 @@ class ParsedOnnx:
                 raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'not an ONNX model'}")
 
 
+def compute_type(network: Any) -> str:
+    """The network's float compute type: the narrowest float type any layer computes in ("float32" if none)."""
+    trt = get_trt()
+    found = set()
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            found.add(layer.get_output(j).dtype)
+    if trt.float16 in found:
+        return "float16"
+    return "bfloat16" if trt.bfloat16 in found else "float32"
+
+
+def _fix_shapes(path: Path, network: Any, shapes: ShapesArg | None, given: dict[str, np.ndarray] | None) -> None:
+    """Give every input its one shape: from `shapes`, else from the given arrays, else the file's static shape."""
+    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+    try:
+        check_names(str(path), shapes, [t.name for t in tensors])
+        for t in tensors:
+            value = (shapes or {}).get(t.name)
+            if value is None and given is not None:
+                value = given[t.name].shape
+            lo, opt, hi = resolve_profile(str(path), t, value)
+            if lo != hi:
+                raise CheckError(
+                    f"{path}: input {t.name!r}: check runs one shape; give a fixed shape with --shapes, not a range"
+                )
+            if given is not None and given[t.name].shape != opt:
+                raise CheckError(
+                    f"{path}: input {t.name!r}: --shapes says {'x'.join(map(str, opt))}, the inputs file holds "
+                    f"{'x'.join(map(str, given[t.name].shape))}"
+                )
+            t.shape = opt
+    except NetworkError as e:
+        raise CheckError(str(e)) from None
+
+
 def check_onnx(
     path: str | Path,
     inputs: str | Path | None = None,
     *,
+    shapes: ShapesArg | None = None,
+    atol: Tolerance = None,
+    rtol: Tolerance = None,
     layerwise: bool = False,
     seed: int = 0,
     parsed: ParsedOnnx | None = None,
+    save_inputs: str | Path | None = None,
+    save_outputs: str | Path | None = None,
+    load_outputs_from: str | Path | None = None,
+    arbitrate: bool = True,
 ) -> CheckReport:
-    """Parse, refuse what the interpreter cannot run, run, compare with onnxruntime (see the module docstring).
+    """Parse, refuse what the interpreter cannot run, run, compare (see the module docstring).
 
-    `parsed` is the network to check when the caller has parsed (or edited) it already. Raises `CheckError`
-    for a bad model or inputs file and `InterpreterError` for unsupported layers, before anything runs.
+    `shapes` sizes dynamic inputs (one shape each); `atol`/`rtol` are a number, or a mapping by output name ("" for
+    the rest); `load_outputs_from` compares with outputs saved elsewhere instead of onnxruntime. `parsed` is the
+    network to check when the caller has parsed (or edited) it already. Raises `CheckError` for a bad model, shape,
+    tolerance or inputs file, and `InterpreterError` for unsupported layers, before anything runs.
     """
     from trtnet.errors import InterpreterError
     from trtnet.interpreter import run_network, unsupported
@@ -144,143 +237,99 @@ def check_onnx(
     path = Path(path)
     parsed = parsed or ParsedOnnx(path)
     network = parsed.network
+    given = load_inputs(Path(inputs), network) if inputs is not None else None
+    _fix_shapes(path, network, shapes, given)
     reasons = unsupported(network)
     if reasons:
         raise InterpreterError(
             f"{path}: the interpreter cannot run {len(reasons)} layer form(s):\n  " + "\n  ".join(reasons)
         )
-    feeds = load_inputs(Path(inputs), network) if inputs is not None else random_inputs(network, seed)
-    report = CheckReport(path=path, layers=network.num_layers)
-    producers = _producers(network) if layerwise else {}
+    names = [network.get_output(i).name for i in range(network.num_outputs)]
+    check_tolerance_names(atol, names, "--atol")
+    check_tolerance_names(rtol, names, "--rtol")
+    feeds = given if given is not None else random_inputs(network, seed)
+    if save_inputs is not None:
+        save_npz(save_inputs, feeds, "the inputs")
+    compute = compute_type(network)
+    report = CheckReport(path, network.num_layers, compute, {k: v.shape for k, v in feeds.items()})
+    layer_outputs = producers(network) if layerwise else {}
     kept: dict[str, np.ndarray] = {}
-    shapes: dict[str, tuple[int, ...]] = {k: v.shape for k, v in feeds.items()}
+    seen: dict[str, tuple[int, ...]] = {k: v.shape for k, v in feeds.items()}
 
     def trace(layer_name: str, _type: str, outs: list[np.ndarray]) -> None:
-        for name, value in zip(producers.get(layer_name, ()), outs):
-            shapes[name] = value.shape
+        for name, value in zip(layer_outputs.get(layer_name, ()), outs):
+            seen[name] = value.shape
             kept[name] = value
 
-    results = run_network(network, feeds, trace=trace if layerwise else None)
     try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        report.note = "onnxruntime is not installed: the network was only run, not compared (pip install onnxruntime)"
-        report.outputs = [OutputResult(k, v.shape, _dtype_name(v)) for k, v in results.items()]
-        return report
-    wanted = list(results)
-    shared: list[str] = []
-    if layerwise:
-        shared, model_bytes = _with_intermediate_outputs(path, set(kept) - set(results))
-        reference = _run_onnxruntime(path, model_bytes, feeds, wanted + shared)
+        results = run_network(network, feeds, trace=trace if layerwise else None)
+    except (InterpreterError, IndexError) as e:
+        ints = [k for k, v in feeds.items() if not np.issubdtype(v.dtype, np.floating)]
+        if inputs is None and ints:  # random 0/1 integers: ids or indices the model needs in another range
+            raise CheckError(
+                f"{path}: the network failed on random integer input(s) {ints} ({str(e).splitlines()[0]}): give "
+                "values in the range the model expects with --inputs FILE.npz"
+            ) from e
+        raise
+    if save_outputs is not None:
+        save_npz(save_outputs, results, "the outputs")
+    if load_outputs_from is not None:
+        reference = load_outputs(Path(load_outputs_from), results)
+        report.against = Path(load_outputs_from).name
     else:
-        reference = _run_onnxruntime(path, str(path), feeds, wanted)
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            report.note = (
+                "onnxruntime is not installed: the network was only run, not compared (pip install onnxruntime)"
+            )
+            report.outputs = [OutputResult(k, v.shape, _dtype_name(v)) for k, v in results.items()]
+            return report
+        shared: list[str] = []
+        wanted = list(results)
+        if layerwise:
+            shared, model_bytes = with_intermediate_outputs(path, set(kept) - set(results))
+            reference = _run_onnxruntime(path, model_bytes, feeds, wanted + shared)
+            report.shared = len(shared)
+            report.departure = first_departure(
+                network, layer_outputs, kept, reference, seen, set(shared) | set(wanted), results, TOLERANCES
+            )
+        else:
+            reference = _run_onnxruntime(path, str(path), feeds, wanted)
     report.compared = True
+    default_atol, default_rtol = DEFAULT_TOLERANCES[compute]
     for name, value in results.items():
-        want = reference[name]
-        tol = TOLERANCES.get(_dtype_name(value))
-        report.outputs.append(OutputResult(name, value.shape, _dtype_name(value), _error(value, want), tol))
-    if layerwise:
-        report.shared = len(shared)
-        report.departure = _first_departure(
-            network, producers, kept, reference, shapes, set(shared) | set(wanted), results
-        )
+        a_tol, r_tol = tolerance_for(name, atol, default_atol), tolerance_for(name, rtol, default_rtol)
+        agreed = agreement(value, reference[name], a_tol, r_tol)
+        report.outputs.append(OutputResult(name, value.shape, _dtype_name(value), agreed, a_tol, r_tol))
+    disputed = [i for i, o in enumerate(report.outputs) if not o.agreement.ok]
+    if disputed and arbitrate:
+        _arbitrate(path, report, disputed, feeds, results, reference)
     return report
+
+
+def _arbitrate(path, report, disputed, feeds, results, reference) -> None:
+    """Each disputed output's float64 evaluation, and each side's distance from it (same tolerances)."""
+    from dataclasses import replace
+
+    names = [report.outputs[i].name for i in disputed]
+    try:
+        exact = float64_reference(path, feeds, names)
+    except CheckError as e:
+        for i in disputed:
+            report.outputs[i] = replace(report.outputs[i], arbiter_note=str(e))
+        return
+    for i in disputed:
+        o = report.outputs[i]
+        judged = Arbitration(
+            agreement(results[o.name], exact[o.name], o.atol, o.rtol),
+            agreement(reference[o.name], exact[o.name], o.atol, o.rtol),
+        )
+        report.outputs[i] = replace(o, arbitration=judged)
 
 
 def _dtype_name(value: np.ndarray) -> str:
     return "bfloat16" if value.dtype.name == "bfloat16" else value.dtype.name
-
-
-def _error(got: np.ndarray, want: np.ndarray) -> float:
-    """max |got - want| / max |want| (exact comparison for integers and booleans: 0 or 1)."""
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape:
-        return float("inf")
-    if not np.issubdtype(want.dtype, np.floating):
-        return 0.0 if np.array_equal(got, want) else 1.0
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    scale = np.abs(w).max() if w.size else 0.0
-    if not np.all(np.isfinite(w) == np.isfinite(g)):
-        return float("inf")
-    finite = np.isfinite(w)
-    diff = np.abs(g[finite] - w[finite]).max() if finite.any() else 0.0
-    return float(diff / (scale if np.isfinite(scale) and scale > 0 else 1.0))
-
-
-def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
-    """Standard-normal floats, 0/1 integers (valid token ids and masks alike), random booleans; a dynamic
-    dim (-1) is taken as 1. Give real inputs with an .npz where the model needs them."""
-    from trtnet.interpreter._common import np_dtype
-
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = tuple(d if d >= 0 else 1 for d in (int(v) for v in tensor.shape))
-        dtype = np_dtype(tensor.dtype)
-        if dtype == np.bool_:
-            feeds[tensor.name] = rng.integers(0, 2, shape).astype(bool)
-        elif np.issubdtype(dtype, np.integer):
-            feeds[tensor.name] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feeds[tensor.name] = rng.standard_normal(shape).astype(dtype)
-    return feeds
-
-
-def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:
-    """The arrays of an .npz named as the network's inputs, checked against their declared shapes and types."""
-    from trtnet.interpreter._common import np_dtype
-
-    if not path.is_file():
-        raise CheckError(f"{path}: no such inputs file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise CheckError(f"{path}: not a readable .npz of arrays: {e}") from None
-    declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
-    missing = [n for n in declared if n not in arrays]
-    extra = [n for n in arrays if n not in declared]
-    if missing or extra:
-        raise CheckError(
-            f"{path}: the network takes inputs {list(declared)}; the file lacks {missing} and has unknown {extra}"
-        )
-    for name, tensor in declared.items():
-        want = tuple(int(d) for d in tensor.shape)
-        got = arrays[name].shape
-        if len(got) != len(want) or any(w >= 0 and w != g for w, g in zip(want, got)):
-            raise CheckError(f"{path}: input {name!r} has shape {got}, the network declares {want}")
-        dtype = np_dtype(tensor.dtype)
-        if arrays[name].dtype != dtype:
-            raise CheckError(f"{path}: input {name!r} has dtype {arrays[name].dtype}, the network declares {dtype}")
-    return arrays
-
-
-def _producers(network: Any) -> dict[str, list[str]]:
-    """Layer name -> its output tensor names."""
-    out: dict[str, list[str]] = {}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        out[layer.name] = [layer.get_output(o).name for o in range(layer.num_outputs)]
-    return out
-
-
-def _with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], bytes]:
-    """The ONNX model with every intermediate tensor in `names` whose type is known made a graph output."""
-    try:
-        import onnx
-    except ImportError:
-        raise CheckError(
-            "--layerwise needs the onnx package (pip install onnx) to expose intermediate tensors"
-        ) from None
-    model = onnx.load(str(path))
-    inferred = onnx.shape_inference.infer_shapes(model)
-    typed = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    existing = {o.name for o in model.graph.output}
-    produced = [o for node in model.graph.node for o in node.output]
-    shared = [n for n in produced if n in names and n in typed and n not in existing]
-    model.graph.output.extend(typed[n] for n in shared)
-    return shared, model.SerializeToString()
 
 
 def _run_onnxruntime(
@@ -290,6 +339,9 @@ def _run_onnxruntime(
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # No graph optimisations, with or without --layerwise: exposing intermediates changes which fusions
+    # onnxruntime makes, and so its rounding; the model as written is what the interpreter is compared with.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         taken = {i.name for i in session.get_inputs()}
@@ -298,34 +350,3 @@ def _run_onnxruntime(
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckError(f"{path}: onnxruntime cannot run it, so there is nothing to compare with: {first}") from e
     return dict(zip(names, values))
-
-
-def _first_departure(
-    network: Any,
-    producers: dict[str, list[str]],
-    kept: dict[str, np.ndarray],
-    reference: dict[str, np.ndarray],
-    shapes: dict[str, tuple[int, ...]],
-    compared: set[str],
-    results: dict[str, np.ndarray],
-) -> Departure | None:
-    from trtnet.interpreter.interpreter import layer_type_name
-
-    layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
-    for layer_name, outputs in producers.items():
-        if layer_name not in layers:
-            continue
-        for name in outputs:
-            if name not in compared or name not in reference:
-                continue
-            value = kept.get(name, results.get(name))
-            if value is None:
-                continue
-            tol = TOLERANCES.get(_dtype_name(value), 0.0)
-            err = _error(value, reference[name])
-            if err > tol:
-                layer = layers[layer_name]
-                inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
-                in_shapes = tuple(shapes.get(t.name, tuple(int(d) for d in t.shape)) for t in inputs if t is not None)
-                return Departure(layer_name, layer_type_name(layer), name, err, tol, in_shapes)
-    return None

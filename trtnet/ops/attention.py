@@ -74,7 +74,7 @@ def scaled_dot_product_attention(
             # TensorRT takes a mask or its causal mode, not both: the causal part joins the mask.
             keep, additive = _with_causal(keep, additive, q, k)
             is_causal = False
-        return _fused(q, k, v, keep if keep is not None else additive, is_causal, where)
+        return _fused(q, k, v, keep if keep is not None else additive, is_causal)
     return _unfused(q, k, v, keep, additive, is_causal)
 
 
@@ -102,15 +102,16 @@ def _causal_keep(q: Tensor, k: Tensor) -> Tensor:
     Emitted once per network for each pair of lengths (static) or pair of length sources (dynamic)."""
     graph = current_graph()
     sq, sk = q.shape[2], k.shape[2]
-    key = ("causal_keep", sq, sk) if sq >= 0 and sk >= 0 else ("causal_keep", q.name, k.name)
-    if key not in graph.memo:
+    memo = graph.memo.causal_keeps
+    key = (sq, sk) if sq >= 0 and sk >= 0 else (q.name, k.name)
+    if key not in memo:
         if sq >= 0 and sk >= 0:
-            graph.memo[key] = constant(np.tril(np.ones((sq, sk), bool))[None, None], op="causal_mask")
+            memo[key] = constant(np.tril(np.ones((sq, sk), bool))[None, None], op="causal_mask")
         else:
             rows = _positions(q, 2, (1, 1, -1, 1))
             cols = _positions(k, 2, (1, 1, 1, -1))
-            graph.memo[key] = less(cols, add(rows, 1))  # j < i + 1
-    return graph.memo[key]
+            memo[key] = less(cols, add(rows, 1))  # j < i + 1
+    return memo[key]
 
 
 def _positions(x: Tensor, axis: int, layout: tuple[int, ...]) -> Tensor:
@@ -139,11 +140,12 @@ def _with_causal(
     fixes the lengths it is used with (a padding mask [B, 1, 1, S] fixes S), so the join is the same for all.
     """
     graph = current_graph()
-    key = ("with_causal", (keep if keep is not None else additive).name, q.shape, k.shape)
-    if key not in graph.memo:
+    memo = graph.memo.causal_joins
+    key = ((keep if keep is not None else additive).name, q.shape, k.shape)
+    if key not in memo:
         causal = _causal_keep(q, k)
         if keep is not None:
-            graph.memo[key] = elementwise(keep, causal, "AND"), None
+            memo[key] = elementwise(keep, causal, "AND"), None
         else:
             # Future keys get the dtype's lowest finite value instead of the mask's own: a select, not an add,
             # so that a large negative mask value cannot overflow to -inf in fp16.
@@ -154,20 +156,18 @@ def _with_causal(
                 a.itensor,
                 constant(np.full((1,) * a.ndim, floor, np.float32), additive.dtype, op="floor").itensor,
             )
-            graph.memo[key] = None, out(select, "causal_mask")
-    return graph.memo[key]
+            memo[key] = None, out(select, "causal_mask")
+    return memo[key]
 
 
-def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, where: str) -> Tensor:
+def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
     trt = get_trt()
-    network = current_graph().network
+    network = current_graph().network  # checked: a refused layer is a NetworkError with TensorRT's reason
     if hasattr(network, "add_attention_v2"):
         kind = trt.CausalMaskKind.UPPER_LEFT if causal else trt.CausalMaskKind.NONE
         att = network.add_attention_v2(q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX, kind)
     else:
         att = network.add_attention(q.itensor, k.itensor, v.itensor, trt.AttentionNormalizationOp.SOFTMAX, causal)
-    if att is None:
-        raise NetworkError(f"{where}: TensorRT refused q {q.shape}, k {k.shape}, v {v.shape}")
     att.decomposable = True  # fp32 has no dedicated kernel: let TensorRT lower it rather than fail the build
     if mask is not None:
         att.mask = mask.itensor
@@ -191,11 +191,11 @@ def _unfused(q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, additive: Ten
 def _additive(mask: Tensor) -> Tensor:
     """transformers' additive mask (1 - keep) * finfo(float32).min, emitted once per network for each mask."""
     graph = current_graph()
-    key = ("additive_mask", mask.name)
-    if key not in graph.memo:
+    memo = graph.memo.additive_masks
+    if mask.name not in memo:
         trt = get_trt()
-        graph.memo[key] = mul(sub(1.0, cast(mask, trt.float32)), float(np.finfo(np.float32).min))
-    return graph.memo[key]
+        memo[mask.name] = mul(sub(1.0, cast(mask, trt.float32)), float(np.finfo(np.float32).min))
+    return memo[mask.name]
 
 
 def split_heads_linear(x: Tensor, weight: np.ndarray, bias: np.ndarray | None, heads: int) -> Tensor:

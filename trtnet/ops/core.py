@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.backend import get_trt
-from trtnet.dtypes import to_trt
+from trtnet.dtypes import info, to_trt
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.tensor import Tensor
@@ -51,32 +51,23 @@ def shared_constant(value: np.ndarray, dtype: str | Any, op: str = "constant") -
     graph = current_graph()
     arr = np.ascontiguousarray(value)
     dtype = to_trt(dtype, "constant dtype")
-    key = ("constant", arr.shape, arr.dtype.str, int(dtype), arr.tobytes())
-    if key not in graph.memo:
-        graph.memo[key] = constant(arr, dtype, op=op)
-    return graph.memo[key]
+    key = (arr.shape, arr.dtype.str, int(dtype), arr.tobytes())
+    if key not in graph.memo.constants:
+        graph.memo.constants[key] = constant(arr, dtype, op=op)
+    return graph.memo.constants[key]
 
 
 def as_tensor(value: TensorLike, like: Tensor) -> Tensor:
     """`value` as a Tensor of `like`'s dtype and rank (Python scalars become [1,...,1] constants)."""
     if isinstance(value, Tensor):
         return value
-    arr = np.asarray(value, dtype=np.float32 if _is_float(like.dtype) else None)
+    kind = info(like.dtype)
+    # Float scalars are written in float32 and rounded to `like`'s type by `constant`; others are cast to its
+    # numpy type as numpy casts arrays (wrapping), since np.asarray(-1, np.uint8) raises under NumPy 2.
+    arr = np.asarray(value, np.float32) if kind.is_float else np.asarray(value).astype(kind.numpy)
     if arr.ndim == 0:
         arr = arr.reshape((1,) * like.ndim)
-    if _is_float(like.dtype):
-        return constant(arr, like.dtype, op="scalar")
-    return constant(arr.astype(_numpy_int(like.dtype)), like.dtype, op="scalar")
-
-
-def _is_float(dtype) -> bool:
-    trt = get_trt()
-    return dtype in (trt.float32, trt.float16, trt.bfloat16)
-
-
-def _numpy_int(dtype):
-    trt = get_trt()
-    return {trt.int32: np.int32, trt.int64: np.int64, trt.bool: np.bool_, trt.int8: np.int8}.get(dtype, np.int32)
+    return constant(arr, like.dtype, op="scalar")
 
 
 def expand_rank(x: Tensor, ndim: int) -> Tensor:
@@ -111,8 +102,8 @@ def set_reshape(layer, x: Tensor, shape: tuple[int, ...], first: Sequence[int] |
             "dynamic dims: with several -1, each must be one of the input's dynamic dims, in order"
         )
     graph = current_graph()
-    key = ("reshape_dims", x.name, tuple(axes), shape)
-    if key not in graph.memo:
+    key = (x.name, tuple(axes), shape)
+    if key not in graph.memo.reshape_dims:
         # [shape(x)..., the static sizes...] gathered into the order of `shape`: one concat and one gather.
         static = [d for d in shape if d >= 0]
         table = [graph.network.add_shape(x.itensor).get_output(0)]
@@ -124,8 +115,8 @@ def set_reshape(layer, x: Tensor, shape: tuple[int, ...], first: Sequence[int] |
             order.append(dynamic[k] if d < 0 else j)
             k, j = (k + 1, j) if d < 0 else (k, j + 1)
         index = shared_constant(np.array(order, np.int32), "int32", op="dims_order")
-        graph.memo[key] = out(graph.network.add_gather(joined.itensor, index.itensor, 0), "dims")
-    layer.set_input(1, graph.memo[key].itensor)
+        graph.memo.reshape_dims[key] = out(graph.network.add_gather(joined.itensor, index.itensor, 0), "dims")
+    layer.set_input(1, graph.memo.reshape_dims[key].itensor)
 
 
 def broadcast_pair(a: TensorLike, b: TensorLike) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,8 +30,17 @@ from trtnet.graph import Graph, current_graph
 from trtnet.ops.core import constant, out
 from trtnet.tensor import Tensor
 
-# Quantized precision -> (TensorRT dtype name, largest magnitude it holds).
-FORMATS: dict[str, tuple[str, float]] = {"int8": ("int8", 127.0), "fp8": ("fp8", 448.0)}
+
+class Format(NamedTuple):
+    """How a quantized precision stores a tensor: the TensorRT type (`trt.int8`, `trt.fp8`) and its largest
+    magnitude, which amax maps onto (the calibrator's own arithmetic reads the same numbers)."""
+
+    dtype: str
+    qmax: float
+
+
+# One per graph.QUANTIZED precision. FP8 is E4M3, whose largest finite value is 448.
+FORMATS: dict[str, Format] = {"int8": Format("int8", 127.0), "fp8": Format("fp8", 448.0)}
 _MIN_AMAX = 1e-6  # a tensor that was all zeros in calibration still needs a positive scale
 
 
@@ -71,7 +81,7 @@ def fake_quantize(x: Tensor, amax: float | np.ndarray, fmt: str, axis: int | Non
 
 def quant_points(graph: Graph) -> dict[str, str]:
     """The quantization points emitted so far: key (the consuming layer's name) -> the quantized tensor's name."""
-    return graph.memo.setdefault("quant_points", {})
+    return graph.memo.quant_points
 
 
 def _quantizing(graph: Graph) -> bool:
@@ -91,10 +101,10 @@ def _activation(graph: Graph, key: str, x: Tensor) -> Tensor | None:
     amax = graph.policy.calibration.range_of(key)
     if amax is None:
         return None
-    memo = ("qdq", x.name, graph.policy.precision, float(amax))  # one pair per tensor, shared by its consumers
-    if memo not in graph.memo:
-        graph.memo[memo] = fake_quantize(x, amax, graph.policy.precision)
-    return graph.memo[memo]
+    key = (x.name, graph.policy.precision, float(amax))  # one pair per tensor, shared by its consumers
+    if key not in graph.memo.qdq:
+        graph.memo.qdq[key] = fake_quantize(x, amax, graph.policy.precision)
+    return graph.memo.qdq[key]
 
 
 def weighted_inputs(
@@ -129,7 +139,7 @@ def weighted_inputs(
 
 def mark_conv_output(y: Tensor) -> Tensor:
     """Remember that `y` is a convolution's output, whose following add TensorRT can fuse into it."""
-    current_graph().memo.setdefault("conv_outputs", set()).add(y.name)
+    current_graph().memo.conv_outputs.add(y.name)
     return y
 
 
@@ -137,7 +147,7 @@ def residual_operands(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """The operands of an addition: when one is a convolution's output, the other (the residual input) goes
     through a Q/DQ pair, so that TensorRT fuses the addition into that convolution with an int8/fp8 output."""
     graph = current_graph()
-    convs = graph.memo.get("conv_outputs", set())
+    convs = graph.memo.conv_outputs
     if a.name in convs:
         key = _point(graph, "sum", b)
         qb = _activation(graph, key, b)

@@ -153,15 +153,15 @@ def _runtime_size(x: Tensor, keep: Sequence[bool], fixed: Sequence[int]) -> Tens
     Emitted once per network for each (x, keep, fixed): q, k and v sliced from one tensor share it.
     """
     graph = current_graph()
-    key = ("runtime_size", x.name, tuple(bool(k) for k in keep), tuple(int(f) for f in fixed))
-    if key not in graph.memo:
+    key = (x.name, tuple(bool(k) for k in keep), tuple(int(f) for f in fixed))
+    if key not in graph.memo.runtime_sizes:
         trt = get_trt()
-        keep_t = shared_constant(np.array(key[2], np.int64), trt.int64, op="size_keep")
-        fixed_t = shared_constant(np.array(key[3], np.int64), trt.int64, op="size_fixed")
+        keep_t = shared_constant(np.array(key[1], np.int64), trt.int64, op="size_keep")
+        fixed_t = shared_constant(np.array(key[2], np.int64), trt.int64, op="size_fixed")
         prod = graph.network.add_elementwise(shape_of(x).itensor, keep_t.itensor, trt.ElementWiseOperation.PROD)
         total = graph.network.add_elementwise(out(prod, "size").itensor, fixed_t.itensor, trt.ElementWiseOperation.SUM)
-        graph.memo[key] = out(total, "size")
-    return graph.memo[key]
+        graph.memo.runtime_sizes[key] = out(total, "size")
+    return graph.memo.runtime_sizes[key]
 
 
 def getitem(x: Tensor, index) -> Tensor:

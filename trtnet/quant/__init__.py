@@ -2,3 +2,7 @@
 
 Where the Q/DQ pairs go is emission policy, in trtnet.ops.quantize.
 """
+
+from trtnet.quant.ranges import CALIBRATION_METHODS
+
+__all__ = ["CALIBRATION_METHODS"]

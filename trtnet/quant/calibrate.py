@@ -14,124 +14,21 @@ width, so the result depends only on the batches and their order: calibration is
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from trtnet.errors import CalibrationError
 from trtnet.nn.module import Module
-from trtnet.quant.ranges import Calibration
+from trtnet.ops.quantize import FORMATS
+from trtnet.quant.histogram import Histogram, choose_amax
+from trtnet.quant.ranges import CALIBRATION_METHODS, Calibration
 
-METHODS = ("max", "percentile", "entropy", "mse")
 KEEP_RULES = ("first", "last")
-_QMAX = {"int8": 127.0, "fp8": 448.0}
-
-
-class Histogram:
-    """|x| over batches: the running max and, when the method needs it, a fixed-width histogram."""
-
-    def __init__(self, bins: int, with_hist: bool) -> None:
-        self.bins, self.with_hist = bins, with_hist
-        self.amax = 0.0
-        self.counts: np.ndarray | None = None
-        self.width = 0.0
-
-    def add(self, x: np.ndarray) -> None:
-        a = np.abs(np.asarray(x, np.float64)).reshape(-1)
-        if a.size == 0:
-            return
-        if not np.all(np.isfinite(a)):
-            raise CalibrationError("a calibration tensor holds NaN or infinite values")
-        top = float(a.max())
-        self.amax = max(self.amax, top)
-        if not self.with_hist or top == 0.0:
-            return
-        if self.counts is None:
-            self.width = top / self.bins
-            self.counts = np.zeros(self.bins, np.int64)
-        n = max(len(self.counts), int(np.ceil(top / self.width)))
-        if n > len(self.counts):
-            self.counts = np.concatenate([self.counts, np.zeros(n - len(self.counts), np.int64)])
-        idx = np.minimum((a / self.width).astype(np.int64), n - 1)
-        self.counts += np.bincount(idx, minlength=n)
-
-    @property
-    def edges(self) -> np.ndarray:
-        return np.arange(len(self.counts) + 1) * self.width
-
-
-def _percentile(h: Histogram, percentile: float) -> float:
-    cdf = np.cumsum(h.counts) / h.counts.sum()
-    i = int(np.searchsorted(cdf, percentile / 100.0))
-    return float(h.edges[min(i + 1, len(h.counts))])
-
-
-def _candidates(n: int, start: int = 128, most: int = 512) -> range:
-    """Bin counts to try as clipping points: every one from `start`, or evenly spaced when there are many."""
-    start = min(start, n)
-    return range(start, n + 1, max(1, (n - start) // most))
-
-
-def _entropy(h: Histogram) -> float:
-    """TensorRT's KL-divergence calibration over `h` (128 quantization levels for |x|, int8)."""
-    counts = h.counts.astype(np.float64)
-    levels = 128
-    best, best_i = np.inf, len(counts)
-    for i in _candidates(len(counts), levels):
-        p = counts[:i].copy()
-        p[-1] += counts[i:].sum()  # the clipped values land in the last bin
-        nonzero = counts[:i] > 0
-        q = np.zeros(i)
-        bounds = (np.arange(levels + 1) * i) // levels
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            used = nonzero[lo:hi]
-            if used.any():
-                q[lo:hi][used] = counts[lo:hi].sum() / used.sum()
-        ps, qs = p.sum(), q.sum()
-        if ps == 0 or qs == 0:
-            continue
-        p, q = p / ps, q / qs
-        m = p > 0
-        kl = float(np.sum(p[m] * np.log(p[m] / np.maximum(q[m], 1e-12))))
-        if kl < best:
-            best, best_i = kl, i
-    return float(h.edges[best_i])
-
-
-def fake_quantize_values(x: np.ndarray, amax: float, fmt: str) -> np.ndarray:
-    """x quantized to `fmt` over [-amax, amax] and back (the calibrator's own arithmetic, for the MSE search)."""
-    scale = amax / _QMAX[fmt]
-    y = x / scale
-    if fmt == "int8":
-        return np.clip(np.rint(y), -128, 127) * scale
-    return np.clip(y, -448.0, 448.0).astype(ml_dtypes.float8_e4m3fn).astype(np.float64) * scale
-
-
-def _mse(h: Histogram, fmt: str) -> float:
-    centers = (h.edges[:-1] + h.edges[1:]) / 2
-    counts = h.counts.astype(np.float64)
-    best, best_amax = np.inf, h.amax
-    for i in _candidates(len(counts)):
-        amax = float(h.edges[i])
-        err = float(np.sum(counts * (fake_quantize_values(centers, amax, fmt) - centers) ** 2))
-        if err < best:
-            best, best_amax = err, amax
-    return best_amax
-
-
-def choose_amax(h: Histogram, method: str, percentile: float = 99.99, fmt: str = "int8") -> float:
-    """The range of one tensor by `method` (see the module docstring)."""
-    if method == "max" or h.counts is None:  # a histogram-less (all-zero) tensor has amax 0 whatever the method
-        return h.amax
-    if method == "percentile":
-        return _percentile(h, percentile)
-    if method == "entropy":
-        return _entropy(h)
-    return _mse(h, fmt)
 
 
 def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
@@ -184,8 +81,17 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
     consumers, producer = _layer_index(network)
     found: dict[str, str] = {}
 
+    # Tensors made from constants alone (an ONNX bias broadcast by a shuffle is one, like a constant), in network
+    # order, which is topological for the networks written and parsed here.
+    folded: set[str] = set()
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        ins = [layer.get_input(j) for j in range(layer.num_inputs)]
+        if type_name(layer) == "CONSTANT" or (ins and all(t is not None and t.name in folded for t in ins)):
+            folded.update(layer.get_output(j).name for j in range(layer.num_outputs))
+
     def computed(t: Any) -> bool:
-        return t is not None and t.name in producer and type_name(producer[t.name]) != "CONSTANT"
+        return t is not None and t.name in producer and t.name not in folded
 
     def residual_join(layer: Any) -> bool:
         return (
@@ -242,6 +148,8 @@ class RangeStats:
     stats: dict[str, Histogram]  # tensor name -> its statistics
     batches: int
     samples: int
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> per-sample shape(s) seen, dtype
+    weights: str = ""  # weights_fingerprint of the model measured
 
     def calibration(
         self,
@@ -256,16 +164,23 @@ class RangeStats:
             raise CalibrationError(f"method {method!r} needs histograms: measure with histograms=True")
         by_tensor = {name: choose_amax(h, method, percentile, precision) for name, h in self.stats.items()}
         amax = {key: by_tensor[name] for key, name in self.points.items()}
-        meta = {"model": self.model, "batches": self.batches, "samples": self.samples, "precision": precision}
+        meta = {
+            "model": self.model,
+            "batches": self.batches,
+            "samples": self.samples,
+            "precision": precision,
+            "inputs": self.inputs,
+            "weights": self.weights,
+        }
         if method == "percentile":
             meta["percentile"] = percentile
         return Calibration(amax, _kept(self.network, self.points, keep), method, meta)
 
 
 def _check_method(method: str, precision: str, percentile: float) -> None:
-    if method not in METHODS:
-        raise CalibrationError(f"calibration method must be one of {METHODS}, not {method!r}")
-    if precision not in _QMAX:
+    if method not in CALIBRATION_METHODS:
+        raise CalibrationError(f"calibration method must be one of {CALIBRATION_METHODS}, not {method!r}")
+    if precision not in FORMATS:
         raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
     if not 0 < percentile <= 100:
         raise CalibrationError(f"percentile must be in (0, 100], not {percentile}")
@@ -281,6 +196,7 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
     nets: dict[tuple, Any] = {}
     prepared: dict[tuple, Any] = {}  # one Interpreter per network: weights widened once, not per batch
     points: dict[str, str] = {}
+    inputs: dict[str, dict[str, Any]] = {}  # name -> the per-sample shapes and dtype fed
     count = samples = 0
     for batch in batches:
         feeds = _feeds(model, batch)
@@ -303,9 +219,65 @@ def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, b
                 raise CalibrationError(f"batch {count}: the input of layer {key!r}: {e}") from None
         count += 1
         samples += next(iter(feeds.values())).shape[0]
+        for n, a in feeds.items():
+            seen = inputs.setdefault(n, {"shapes": [], "dtype": str(a.dtype)})
+            if list(a.shape[1:]) not in seen["shapes"]:
+                seen["shapes"].append(list(a.shape[1:]))
     if count == 0:
         raise CalibrationError("no calibration batches were given")
-    return RangeStats(type(model).__name__, next(iter(nets.values())).network, dict(points), stats, count, samples)
+    network = next(iter(nets.values())).network
+    return RangeStats(
+        type(model).__name__, network, dict(points), stats, count, samples, inputs, weights_fingerprint(model)
+    )
+
+
+def weights_fingerprint(model: Module) -> str:
+    """sha256 over the model's parameters (path, dtype, shape, values): what a calibration was measured with."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+        a = np.ascontiguousarray(p.data)
+        h.update(f"{name}:{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def check_calibration(cal: Calibration, model: Module, inputs: Sequence[Any], reuse: bool = False) -> None:
+    """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range,
+    dtypes) or other weights than the network `model` is built into (`inputs`: its TensorSpecs), naming what
+    differs; `reuse=True` accepts it (deliberate reuse). A file from before these records is not checked."""
+    if reuse:
+        return
+    where = f"calibration file {cal.source}" if cal.source else "the calibration"
+    fix = "calibrate this model on data of these shapes, or pass reuse_calibration=True (--reuse-calibration)"
+    recorded = cal.meta.get("inputs")
+    if isinstance(recorded, dict) and recorded:
+        specs = {s.name: s for s in inputs}
+        if set(recorded) != set(specs):
+            raise CalibrationError(
+                f"{where} was measured on inputs {sorted(recorded)}, the network takes {sorted(specs)}; {fix}"
+            )
+        for name, seen in recorded.items():
+            spec = specs[name]
+            lo = (spec.min_shape or spec.shape)[1:]
+            hi = (spec.max_shape or spec.shape)[1:]
+            for shape in seen.get("shapes", []):
+                if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+                    want = list(lo) if lo == hi else f"{list(lo)} to {list(hi)}"
+                    raise CalibrationError(
+                        f"{where} was measured on input {name!r} of per-sample shape {shape}; the network takes "
+                        f"{want}: its ranges describe other activations. {fix}"
+                    )
+            if seen.get("dtype") not in (None, spec.dtype):
+                raise CalibrationError(
+                    f"{where} was measured on input {name!r} of dtype {seen.get('dtype')}, the network takes "
+                    f"{spec.dtype}; {fix}"
+                )
+    recorded_weights = cal.meta.get("weights")
+    if isinstance(recorded_weights, str) and recorded_weights and recorded_weights != weights_fingerprint(model):
+        raise CalibrationError(
+            f"{where} was measured on other weights than these (fingerprint {recorded_weights[:12]}..., "
+            f"these {weights_fingerprint(model)[:12]}...) of model {cal.meta.get('model', '?')}; {fix}"
+        )
 
 
 def calibrate(
@@ -362,5 +334,15 @@ def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **opt
     if missing:
         raise CalibrationError(f"calibration data {data}: has arrays {sorted(arrays)}, the model takes {names}")
     n = min(len(arrays[k]) for k in names)
+    declared = {i.name: i for i in model.inputs()}
+    for k in names:  # as the engine would check them: the model's declared per-sample shapes (ranges included)
+        lo, _, hi = declared[k].shape_range()
+        shape = arrays[k].shape[1:]
+        if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+            want = list(lo) if lo == hi else f"{list(lo)} to {list(hi)}"
+            raise CalibrationError(
+                f"calibration data {data}: array {k!r} has samples of shape {list(shape)}, "
+                f"{type(model).__name__} takes {want}"
+            )
     batches = [{k: arrays[k][i : i + batch] for k in names} for i in range(0, n, batch)]
     return calibrate(model, batches, **options)

@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trtnet.errors import CalibrationError, NetworkError
+from trtnet.fileio import atomic_write, parse_json, read_regular
 
 FORMAT = "trtnet-calibration"
 VERSION = 1
+MAX_BYTES = 64 << 20  # a range per quantized layer is some 60 bytes: a real file is kilobytes
+
+# How a tensor's range is chosen from what calibration saw (trtnet.quant.calibrate says how each works).
+CALIBRATION_METHODS = ("max", "percentile", "entropy", "mse")
 
 
 @dataclass(frozen=True)
@@ -63,22 +67,15 @@ class Calibration:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON file atomically (a temporary file renamed into place: never a partial file)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, self.to_json().encode(), "the calibration", CalibrationError)
         return path
 
     @classmethod
     def from_json(cls, text: str, source: str = "") -> Calibration:
         where = f"calibration file {source}" if source else "calibration"
         try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError) as e:
+            doc = parse_json(text)
+        except (ValueError, RecursionError) as e:  # a key twice too: which range counts would be a guess
             raise CalibrationError(f"{where}: not JSON ({e})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise CalibrationError(f'{where}: not a trtnet calibration file (no "format": "{FORMAT}")')
@@ -98,10 +95,13 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
+        """Read a file `save` wrote: a regular file of at most `MAX_BYTES` (a FIFO or a device is refused
+        unread), UTF-8 JSON. Anything else is a `CalibrationError` naming the file."""
+        raw = read_regular(Path(path), MAX_BYTES, "calibration file", error=CalibrationError)
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise CalibrationError(f"calibration file {path}: cannot read it ({e})") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CalibrationError(f"calibration file {path}: not UTF-8 text (byte {e.start})") from None
         return cls.from_json(text, str(path))
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import EngineError, TrtnetError
+from trtnet.fileio import atomic_write, read_regular
 from trtnet.runtime.bindings import Call, check_call
 from trtnet.runtime.cudart import DeviceArray, check, compute_capability, cudart, require_device
-from trtnet.runtime.plan import Plan, atomic_write, read_regular_file
+from trtnet.runtime.plan import Plan
 from trtnet.runtime.runner import Runner
 from trtnet.target import cache_dir
 
@@ -183,7 +184,7 @@ class _Loaded:
         blob = None
         if os.path.lexists(path):
             try:
-                blob = read_regular_file(path, limit=_RUNTIME_CACHE_LIMIT, what="runtime cache")
+                blob = read_regular(path, _RUNTIME_CACHE_LIMIT, "runtime cache")
             except (OSError, TrtnetError) as e:
                 warnings.warn(f"trtnet: the runtime cache is not read ({e}); kernels are compiled again", stacklevel=3)
         if blob is not None:

@@ -15,20 +15,31 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from trtnet.backend import get_backend
 from trtnet.errors import EngineError
-from trtnet.fileio import atomic_write, remove_stale_temporaries, write_temporary
+from trtnet.fileio import (
+    NotRegularFile,
+    atomic_write,
+    file_kind,
+    folder_lock,
+    fsync_folder,
+    read_json,
+    read_regular,
+    remove_stale_temporaries,
+    replace,
+    write_temporary,
+)
 from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
+from trtnet.words import counted
 
 _P = TypeVar("_P", bound="Plan")  # Engine.load returns an Engine
 _LOAD_ATTEMPTS = 20  # reads of a pair that saves keep replacing (see Plan.load)
 
-__all__ = ["Plan", "TensorSpec", "atomic_write", "read_regular_file", "sidecar_path"]
+__all__ = ["Plan", "TensorSpec", "sidecar_path"]
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -47,113 +58,14 @@ def _file_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-class _CannotRead(EngineError):
-    """The OS refused to open or read a file (as opposed to a file that is there but wrong)."""
-
-    def __init__(self, message: str, error: OSError) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-def read_regular_file(path: Path, sizes: tuple[int, ...] = (), limit: int | None = None, what: str = "file") -> bytes:
-    """The bytes of `path`, which must be a regular file (after symlinks) whose size is one of `sizes` (when
-    given) and at most `limit`; else an `EngineError` naming it. Never blocks on a FIFO, never reads more than
-    the size it checked (a device such as /dev/zero is refused before any read)."""
-    try:  # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise _CannotRead(f"{path}: cannot read the {what}: {e.strerror or e}", e) from e
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise EngineError(f"{path}: the {what} is {_kind(st.st_mode)}, not a regular file")
-        if sizes and st.st_size not in sizes:
-            said = " or ".join(map(str, sizes))
-            raise EngineError(f"{path}: truncated or damaged {what}: {st.st_size} bytes, its metadata says {said}")
-        if limit is not None and st.st_size > limit:
-            raise EngineError(f"{path}: the {what} is {st.st_size} bytes, more than the {limit} a {what} can be")
-        chunks, left = [], st.st_size + 1  # one byte more: a file that grew while read is caught below
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-    except OSError as e:
-        raise _CannotRead(f"{path}: cannot read the {what}: {e.strerror or e}", e) from e
-    finally:
-        os.close(fd)
-    if len(data) != st.st_size:
-        raise EngineError(f"{path}: the {what} changed while it was read ({st.st_size} bytes, then {len(data)})")
-    return data
-
-
 def read_metadata(meta_path: Path) -> dict:
     """The checked sidecar at `meta_path` (every field's type and range): an `EngineError` for anything else."""
-    raw = read_regular_file(meta_path, limit=MAX_SIDECAR_BYTES, what="metadata")
-    try:
-        meta = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, int-size limit; nesting
-        raise EngineError(f"{meta_path}: unreadable metadata ({type(e).__name__}: {str(e)[:200]})") from None
-    return check_metadata(meta, meta_path)
+    return check_metadata(read_json(meta_path, MAX_SIDECAR_BYTES, "metadata"), meta_path)
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    """A JSON object whose keys are unique: with a key twice, which one counts would be a guess."""
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"the key {twice!r} appears twice in one object")
-    return out
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Writers of pairs in one folder take turns for the commit (a few renames), where the OS has flock: the
-    commit reads the pair there before it replaces it, which a concurrent writer must not change meanwhile."""
-    try:
-        import fcntl
-
-        fd = os.open(folder, os.O_RDONLY)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames in `folder` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _missing(e: EngineError) -> bool:
+    """Whether `e` says the file was not there (read_regular keeps the OS error as the cause)."""
+    return isinstance(e.__cause__, FileNotFoundError)
 
 
 @dataclass
@@ -169,6 +81,7 @@ class Plan:
     precision: str = ""
     target: str = "aot"  # "sm_90" when built for one GPU; "aot" when built with no GPU (TensorRT for RTX)
     cache_key: str = ""  # the engine cache key it was stored under ("" outside the cache)
+    from_cache: bool = field(default=False, compare=False)  # handed out by the engine cache, not built now
 
     def metadata(self) -> dict:
         """What the sidecar JSON holds: enough to check a plan before TensorRT ever reads it."""
@@ -216,19 +129,19 @@ class Plan:
             except OSError:
                 continue
             if not stat.S_ISREG(mode):
-                raise EngineError(f"{p}: cannot save the engine there: it is {_kind(mode)}")
+                raise EngineError(f"{p}: cannot save the engine there: it is {file_kind(mode)}")
         folder = path.parent
         temps: list[Path] = []
         try:
             remove_stale_temporaries(folder, (path.name, side.name))
             temps.append(write_temporary(path, self.plan, what="the plan"))
-            with _folder_lock(folder):
+            with folder_lock(folder):
                 previous = _previous_metadata(path, side)
                 both = {**new_meta, "previous": previous} if previous else new_meta
                 temps.append(write_temporary(side, _json(both), what="the engine metadata"))
-                _replace(temps[1], side)
-                _replace(temps[0], path)
-                _fsync_folder(folder)
+                replace(temps[1], side, "it")
+                replace(temps[0], path, "it")
+                fsync_folder(folder)
                 if previous:
                     try:
                         atomic_write(side, _json(new_meta))
@@ -287,17 +200,19 @@ class Plan:
         )
 
     def summary(self, label: str = "engine") -> str:
-        """One line: layers, build seconds, engine size."""
-        return (
-            f"{label}: {self.num_layers} layers, built in {self.build_seconds:.1f} s, "
-            f"engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
-        )
+        """One line: layers, build seconds (or that it came from the engine cache), engine size."""
+        built = f"built in {self.build_seconds:.1f} s"
+        if self.from_cache:  # the time recorded is the original build's, not this call's
+            built = f"from the engine cache (first {built})"
+        return f"{label}: {counted(self.num_layers, 'layer')}, {built}, engine {len(self.plan) / 2**20:.1f} MiB ({self.backend})"
 
 
 def _metadata_of(path: Path, meta_path: Path) -> dict:
     try:
         return read_metadata(meta_path)
-    except FileNotFoundError:
+    except EngineError as e:
+        if not _missing(e):
+            raise
         if not os.path.lexists(path):
             raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
         raise EngineError(
@@ -309,10 +224,8 @@ def _metadata_of(path: Path, meta_path: Path) -> dict:
 def _plan_described(path: Path, meta_path: Path, meta: dict) -> tuple[bytes, dict]:
     """The plan at `path` and the description in `meta` that matches it (size and sha256)."""
     described = [meta, *meta["previous"]]
-    try:
-        plan = read_regular_file(path, tuple(dict.fromkeys(m["plan_bytes"] for m in described)), what="plan")
-    except FileNotFoundError:
-        raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
+    sizes = tuple(dict.fromkeys(m["plan_bytes"] for m in described))
+    plan = read_regular(path, max(sizes), "plan", sizes)
     digest = hashlib.sha256(plan).hexdigest()
     match = next((m for m in described if m["plan_sha256"] == digest and m["plan_bytes"] == len(plan)), None)
     if match is None:
@@ -339,20 +252,13 @@ def _previous_metadata(path: Path, side: Path) -> list[dict]:
         size = os.stat(path).st_size
     except (FileNotFoundError, PermissionError):
         return []
-    except _CannotRead as e:
-        if isinstance(e.error, (FileNotFoundError, PermissionError)):
-            return []
-        raise EngineError(f"{path}: cannot save the engine: cannot read the pair there now ({e})") from e
     except OSError as e:
         raise EngineError(f"{path}: cannot save the engine: cannot read the plan there now ({e.strerror or e})") from e
-    except EngineError:
-        return []  # a sidecar that is malformed: the pair there does not load now
+    except EngineError as e:
+        if isinstance(e.__cause__, OSError) and not isinstance(
+            e.__cause__, (FileNotFoundError, PermissionError, NotRegularFile)
+        ):
+            raise EngineError(f"{path}: cannot save the engine: cannot read the pair there now ({e})") from e
+        return []  # missing, unreadable to us, or malformed: the pair there does not load now
     candidates = [{k: v for k, v in meta.items() if k != "previous"}, *meta["previous"]]
     return [m for m in candidates if m["plan_bytes"] == size]
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    try:
-        os.replace(tmp, target)
-    except OSError as e:
-        raise EngineError(f"{target}: cannot write it: {e.strerror or e}") from e

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from trtnet.backend import DATA_TYPES
 from trtnet.errors import EngineError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_SIDECAR_BYTES", "TensorSpec", "check_metadata"]
@@ -22,7 +23,9 @@ FORMAT_VERSION = 1
 MAX_SIDECAR_BYTES = 16 * 2**20  # a sidecar lists a few specs: kilobytes; anything near this is not one
 MAX_DIMS = 8  # TensorRT's Dims::MAX_DIMS
 MAX_DIM = 2**62  # a dimension (or size) numpy and TensorRT can both hold with room to multiply
-DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
+# An engine's input and output types: the backend's table less FP8, which lives only between Q/DQ layers inside
+# a network and which no caller's buffer holds.
+DTYPES = tuple(row.name for row in DATA_TYPES if row.member != "FP8")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

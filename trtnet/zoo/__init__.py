@@ -12,6 +12,7 @@ from trtnet.zoo.inception import inception_v3
 from trtnet.zoo.mobilenet import mobilenet_v2
 from trtnet.zoo.registry import REGISTRY, ZooEntry, get_entry, register, register_variant
 from trtnet.zoo.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
+from trtnet.zoo.sources import he_init  # public: a user source may redraw its random weights too
 from trtnet.zoo.swin import swin_b, swin_s, swin_t
 from trtnet.zoo.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 from trtnet.zoo.vit import vit_b_16, vit_l_16, vit_s_16
@@ -19,6 +20,7 @@ from trtnet.zoo.yolov5 import yolov5l, yolov5m, yolov5n, yolov5s
 
 __all__ = [
     "REGISTRY",
+    "he_init",
     "ZooEntry",
     "get_entry",
     "register",

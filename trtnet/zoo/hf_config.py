@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from trtnet.errors import ConfigError
+from trtnet.fileio import parse_json, read_regular
 from trtnet.ops import ACTIVATIONS
 
 __all__ = ["activation", "check_fields", "flag", "from_hf", "integer", "positive_float", "read_json"]
@@ -99,30 +99,19 @@ def check_fields(config: Any, model: str) -> None:
 def read_json(path: str | os.PathLike, model: str) -> dict[str, Any]:
     """The JSON object in the file at `path`: a regular file of at most 1 MiB, UTF-8, one JSON object."""
     path = Path(path)
+    raw = read_regular(path, MAX_CONFIG_BYTES, f"{model} config", error=ConfigError)
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path}: the {model} config is not a regular file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{path}: the {model} config is {st.st_size} bytes; a config.json is at most {MAX_CONFIG_BYTES} bytes"
-            )
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the {model} config: {e.strerror or e}") from e
-    try:
-        text = raw.decode("utf-8")
+        value = parse_json(raw)
     except UnicodeDecodeError as e:
         raise ConfigError(
             f"{path}: the {model} config is not UTF-8 text (byte {e.start}); it must be a JSON config.json"
         ) from None
-    try:
-        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(
             f"{path}: the {model} config is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
         ) from None
+    except ValueError as e:  # a key twice, an integer longer than Python's digit limit
+        raise ConfigError(f"{path}: the {model} config is not valid JSON ({e})") from None
     except RecursionError:
         raise ConfigError(f"{path}: the {model} config is nested too deeply to be a config.json") from None
     if not isinstance(value, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import difflib
 import functools
 import os
 from collections.abc import Callable, Mapping
@@ -166,7 +167,10 @@ def torchvision_variant(
 
 def get_entry(name: str) -> ZooEntry:
     if name not in REGISTRY:
-        raise TrtnetError(f"no zoo model {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        # A misspelt name is the usual case: the nearest names first, then the whole list.
+        near = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.6)
+        guess = f"did you mean {', '.join(near)}? " if near else ""
+        raise TrtnetError(f"no zoo model {name!r}; {guess}known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 

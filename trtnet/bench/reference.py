@@ -1,4 +1,5 @@
-"""Published reference figures that `bench.py` prints next to its own measurements.
+"""Published reference figures that the benchmark prints next to its own measurements (and, in its dry run and
+budget check, uses as stand-in kernel times).
 
 Source: PaddlePaddle/FastDeploy, `poros/docs/Benchmark.md` ("Benchmark" of Poros, Baidu's TorchScript
 compiler on TensorRT 8.4.1.5): mean latency in ms over 1000 inferences, PyTorch 1.12.1 eager vs Poros, on an

@@ -1,0 +1,321 @@
+"""trtnet.fileio: every public helper, and the readers and writers of the package that go through it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from trtnet import fileio
+from trtnet.errors import CalibrationError, EngineError, NetworkError, WeightsError
+from trtnet.onnx.parse import parse_onnx
+from trtnet.quant.ranges import Calibration
+
+
+@contextlib.contextmanager
+def guarded(seconds: int = 10):
+    """A reader that blocks (a FIFO) fails after `seconds`; one that reads without bound (/dev/zero) runs out
+    of memory after 1 GiB more than the process maps now, instead of filling the machine's."""
+
+    def alarm(*_):
+        raise AssertionError(f"still reading after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + (1 << 30), hard))
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _special(path: Path, kind: str) -> Path:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    return path
+
+
+KINDS = {"fifo": "a FIFO", "dev_zero": "a character device", "directory": "a directory"}
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it sets it: put it back at once
+    os.umask(mask)
+    return mask
+
+
+UMASK_MODE = 0o666 & ~_umask()  # the mode open() gives a new file
+
+
+# -- writing ---------------------------------------------------------------------------------------------------
+
+
+def test_temporary_name_is_hidden_next_to_the_target_and_names_this_process(tmp_path):
+    target = tmp_path / ("x" * 250)
+    name = fileio.temporary_name(target)
+    assert name.parent == tmp_path and name.name.startswith("." + "x" * fileio.NAME_CHARS + ".")
+    assert f".{os.getpid()}." in name.name and name.name.endswith(".tmp") and len(name.name) < 255
+    assert fileio.temporary_name(target) != name
+
+
+def test_write_temporary_writes_synced_data_and_leaves_nothing_on_failure(tmp_path):
+    tmp = fileio.write_temporary(tmp_path / "out.bin", b"abc")
+    assert tmp.read_bytes() == b"abc" and stat.S_IMODE(tmp.stat().st_mode) == UMASK_MODE
+    target = tmp_path / "no-folder" / "out.bin"
+    with pytest.raises(WeightsError, match=f"^{target}: cannot write the weights: No such file or directory$"):
+        fileio.write_temporary(target, b"abc", "the weights", WeightsError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [tmp.name]
+
+
+def test_replace_renames_and_names_the_target(tmp_path):
+    tmp = fileio.write_temporary(tmp_path / "a", b"new")
+    (tmp_path / "a").write_bytes(b"old")
+    fileio.replace(tmp, tmp_path / "a")
+    assert (tmp_path / "a").read_bytes() == b"new" and not tmp.exists()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").touch()
+    tmp = fileio.write_temporary(tmp_path / "d", b"x")
+    with pytest.raises(EngineError, match=f"^{tmp_path / 'd'}: cannot write the plan: Is a directory$"):
+        fileio.replace(tmp, tmp_path / "d", "the plan")
+
+
+def _synced(monkeypatch) -> list[int]:
+    """The inodes os.fsync is called on from now."""
+    inodes: list[int] = []
+    real = os.fsync
+
+    def fsync(fd):
+        inodes.append(os.fstat(fd).st_ino)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return inodes
+
+
+def test_fsync_folder_syncs_the_folder_and_passes_over_one_it_cannot_open(tmp_path, monkeypatch):
+    inodes = _synced(monkeypatch)
+    fileio.fsync_folder(tmp_path)
+    fileio.fsync_folder(tmp_path / "missing")  # Windows cannot open folders: best effort, no error
+    assert inodes == [tmp_path.stat().st_ino]
+
+
+def test_atomic_write_syncs_file_and_folder_with_the_usual_mode(tmp_path, monkeypatch):
+    inodes = _synced(monkeypatch)
+    path = tmp_path / "out.json"
+    path.write_bytes(b"old")
+    fileio.atomic_write(path, b"new")
+    assert path.read_bytes() == b"new" and stat.S_IMODE(path.stat().st_mode) == UMASK_MODE
+    assert path.stat().st_ino in inodes and tmp_path.stat().st_ino in inodes
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_it_fails(tmp_path):
+    path = tmp_path / "out"
+    path.mkdir()
+    (path / "x").touch()
+    with pytest.raises(CalibrationError, match=f"^{path}: cannot write the calibration: Is a directory$"):
+        fileio.atomic_write(path, b"new", "the calibration", CalibrationError)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (path / "x").exists()
+
+
+def test_replaced_renames_what_the_block_wrote_or_nothing(tmp_path):
+    path = tmp_path / "w.safetensors"
+    with fileio.replaced(path) as tmp:
+        tmp.write_bytes(b"data")
+    assert path.read_bytes() == b"data"
+    with pytest.raises(RuntimeError), fileio.replaced(path) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_is_stale_by_dead_writer_or_age(tmp_path):
+    live = fileio.temporary_name(tmp_path / "a").name
+    dead = live.replace(f".{os.getpid()}.", f".{_dead_pid()}.")
+    now = time.time()
+    assert not fileio.is_stale(live, now) and fileio.is_stale(dead, now)
+    assert fileio.is_stale(live, now - fileio.STALE_SECONDS - 1)
+    assert not fileio.is_stale(".a.otherhost.1.00000000.tmp", now)  # another host's pid says nothing here
+
+
+def test_remove_stale_temporaries_removes_dead_writers_of_the_targets_only(tmp_path):
+    live = fileio.write_temporary(tmp_path / "a", b"")
+    dead = tmp_path / live.name.replace(f".{os.getpid()}.", f".{_dead_pid()}.")
+    other = tmp_path / dead.name.replace(".a.", ".b.", 1)
+    dead.touch()
+    other.touch()
+    assert fileio.remove_stale_temporaries(tmp_path, ("a",)) == [dead.name]
+    assert live.exists() and other.exists() and not dead.exists()
+    assert fileio.remove_stale_temporaries(tmp_path / "missing") == []
+
+
+# -- locks -----------------------------------------------------------------------------------------------------
+
+
+def _takes_turns(lock) -> list[str]:
+    """Two threads hold `lock()` in turn: the events in order (each open is its own flock)."""
+    events: list[str] = []
+    held = threading.Event()
+
+    def second():
+        held.wait()
+        with lock():
+            events.append("second in")
+
+    t = threading.Thread(target=second)
+    t.start()
+    with lock():
+        held.set()
+        time.sleep(0.3)
+        events.append("first out")
+    t.join(10)
+    return events
+
+
+def test_folder_lock_makes_writers_take_turns(tmp_path):
+    assert _takes_turns(lambda: fileio.folder_lock(tmp_path)) == ["first out", "second in"]
+    assert os.listdir(tmp_path) == []  # no lock file left beside the user's files
+    with fileio.folder_lock(tmp_path / "missing"):  # cannot be opened: runs unlocked
+        pass
+
+
+def test_file_lock_makes_holders_take_turns_and_heals_a_lock_path_that_is_no_file(tmp_path):
+    path = tmp_path / "k.lock"
+    _special(path, "directory")
+    (path / "inside").touch()
+    assert _takes_turns(lambda: fileio.file_lock(path)) == ["first out", "second in"]
+    assert path.is_file()
+    (tmp_path / "file").touch()
+    with pytest.raises(NotADirectoryError), fileio.file_lock(tmp_path / "file" / "k.lock"):
+        pass
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+
+
+def test_file_kind_names_what_a_path_is(tmp_path):
+    assert fileio.file_kind(os.stat(tmp_path).st_mode) == "a directory"
+    assert fileio.file_kind(os.stat("/dev/zero").st_mode) == "a character device"
+    assert fileio.file_kind(os.stat(_special(tmp_path / "f", "fifo")).st_mode) == "a FIFO"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_open_regular_refuses_anything_but_a_regular_file_unread(tmp_path, kind):
+    path = _special(tmp_path / "x", kind)
+    with guarded(), pytest.raises(fileio.NotRegularFile) as e, fileio.open_regular(path):
+        pass
+    assert e.value.kind == KINDS[kind] and e.value.filename == str(path)
+    assert e.value.strerror == ("Is a directory" if kind == "directory" else "not a regular file")
+    (tmp_path / "r").write_bytes(b"12345")
+    with fileio.open_regular(tmp_path / "r") as (f, st):
+        assert (f.read(), st.st_size) == (b"12345", 5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_read_regular_refuses_special_files(tmp_path, kind):
+    path = _special(tmp_path / "x", kind)
+    with guarded(), pytest.raises(EngineError, match=f"^{path}: the plan is {KINDS[kind]}, not a regular file$"):
+        fileio.read_regular(path, 1 << 20, "plan")
+
+
+def test_read_regular_bounds_and_checks_the_size_before_reading(tmp_path):
+    path = tmp_path / "big"
+    with open(path, "wb") as f:
+        f.truncate(8 << 30)  # sparse: reading it would take 8 GiB
+    with guarded(), pytest.raises(EngineError, match=f"^{path}: the config is {8 << 30} bytes, more than the 100 a"):
+        fileio.read_regular(path, 100, "config")
+    with pytest.raises(EngineError, match=f"^{path}: truncated or damaged plan: {8 << 30} bytes, its metadata says 7"):
+        fileio.read_regular(path, 1 << 40, "plan", sizes=(7,))
+    (tmp_path / "ok").write_bytes(b"1234567")
+    assert fileio.read_regular(tmp_path / "ok", 7, sizes=(7,)) == b"1234567"
+    with pytest.raises(WeightsError, match=f"^{tmp_path / 'no'}: cannot read the file: No such file") as e:
+        fileio.read_regular(tmp_path / "no", 7, error=WeightsError)
+    assert isinstance(e.value.__cause__, FileNotFoundError)  # for callers that tell a missing file apart
+
+
+def test_parse_json_refuses_a_key_twice():
+    assert fileio.parse_json(b'{"a": {"b": 1}}') == {"a": {"b": 1}}
+    with pytest.raises(fileio.DuplicateKey, match=r"^the key 'b' appears twice in one object$") as e:
+        fileio.parse_json('{"a": {"b": 1, "b": 2}}')
+    assert e.value.key == "b" and isinstance(e.value, ValueError)
+    with pytest.raises(fileio.DuplicateKey, match=r"^the key 'kkkk.*'\.\.\. appears twice"):
+        fileio.parse_json(json.dumps({"k" * 10_000: 1})[:-1] + ", " + json.dumps("k" * 10_000) + ": 2}")
+    with pytest.raises(UnicodeDecodeError):
+        fileio.parse_json(b'{"a": "\xff"}')
+
+
+def test_read_json_names_the_file_and_the_fault(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text('{"x": 1}')
+    assert fileio.read_json(path, 100, "metadata") == {"x": 1}
+    for text, fault in [
+        ('{"x": 1, "x": 2}', "ValueError: the key 'x' appears twice in one object"),
+        ("{", "JSONDecodeError: "),
+        ("[" * 100_000 + "]" * 100_000, "RecursionError: "),
+    ]:
+        path.write_text(text)
+        with pytest.raises(EngineError, match=f"^{path}: unreadable metadata \\({fault}"):
+            fileio.read_json(path, 1 << 20, "metadata")
+
+
+# -- the package's readers and writers -------------------------------------------------------------------------
+
+
+def test_a_calibration_file_has_the_mode_of_every_other_output(tmp_path):
+    path = Calibration({"conv/conv": 1.5}).save(tmp_path / "scales.json")
+    assert stat.S_IMODE(path.stat().st_mode) == UMASK_MODE  # mkstemp made it 0600
+    assert Calibration.load(path).amax == {"conv/conv": 1.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["scales.json"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+def test_calibration_load_refuses_special_files_unread(tmp_path, kind):
+    path = _special(tmp_path / "scales.json", kind)
+    with guarded(), pytest.raises(CalibrationError, match=f"^{path}: the calibration file is {KINDS[kind]}, not a"):
+        Calibration.load(path)
+
+
+def test_calibration_load_bounds_the_size(tmp_path):
+    path = tmp_path / "scales.json"
+    with open(path, "wb") as f:
+        f.truncate(8 << 30)
+    with guarded(), pytest.raises(CalibrationError, match=f"^{path}: the calibration file is {8 << 30} bytes, more"):
+        Calibration.load(path)
+
+
+def test_calibration_refuses_a_key_twice(tmp_path):
+    path = tmp_path / "scales.json"
+    path.write_text('{"format": "trtnet-calibration", "version": 1, "method": "max", "amax": {"a": 1, "a": 9}}')
+    with pytest.raises(CalibrationError, match=f"calibration file {path}: not JSON \\(the key 'a' appears twice"):
+        Calibration.load(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+def test_parse_onnx_refuses_special_files_unread(tmp_path, kind):
+    path = _special(tmp_path / "model.onnx", kind)
+    with guarded(), pytest.raises(NetworkError, match=f"^{path}: the ONNX file is {KINDS[kind]}, not a regular file"):
+        parse_onnx(path)

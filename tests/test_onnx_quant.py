@@ -1,0 +1,218 @@
+"""int8/fp8 for ONNX files, no GPU: calibration of the parsed fp32 network in the interpreter, Q/DQ placed by the
+zoo's rules in the parsed network, the quantized network within measured bounds of fp32, the command line's
+calibrate -> build flow, and every bad input a one-line error with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import trtnet
+from tests.helpers import error_line, trtnet_cli
+from trtnet.errors import CalibrationError, NetworkError
+from trtnet.interpreter import run_network
+from trtnet.onnx.calibrate import calibrate_onnx
+
+torch = pytest.importorskip("torch", reason="the ONNX files are exported from PyTorch modules")
+torchvision = pytest.importorskip("torchvision", reason="resnet18 is torchvision's")
+pytest.importorskip("onnx", reason="torch.onnx.export writes the files")
+
+
+def _export(model, path, shape, dynamic: dict) -> None:
+    model.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (torch.randn(*shape),),
+            str(path),
+            input_names=["images"],
+            output_names=["out"],
+            dynamic_axes={"images": dynamic},
+            dynamo=False,
+        )
+
+
+class Small(torch.nn.Module):
+    """Another model: a convolution, a residual addition and a linear head, other layer names than resnet18's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.body = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, images):
+        x = torch.relu(self.stem(images))
+        x = torch.relu(self.body(x) + x)
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "resnet18.onnx"
+    torch.manual_seed(0)
+    _export(torchvision.models.resnet18(weights=None), path, (2, 3, 64, 64), {0: "batch"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
+    torch.manual_seed(0)
+    _export(Small(), path, (2, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
+    return path
+
+
+def _batches(n: int, shape: tuple[int, ...], seed: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"images": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+def _cosine_rel(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), float(np.abs(a - b).max() / np.abs(b).max())
+
+
+# Measured on resnet18 (random weights, calibrated by "max" on 3 random 2x3x64x64 batches, judged on another,
+# seed 0): int8 1-cos 2.4e-4, rel error 2.3e-2; fp8 1-cos 2.0e-3, rel error 5.9e-2 (fp16 alone: 6.5e-4). The bounds
+# leave a factor of about 4-8 for other seeds and numpy versions.
+QUANT_BOUNDS = {"int8": (0.998, 0.1), "fp8": (0.985, 0.25)}
+
+
+def test_int8_and_fp8_of_an_onnx_classifier_stay_within_measured_bounds_of_fp32(resnet18):
+    cal = calibrate_onnx(resnet18, _batches(3, (2, 3, 64, 64), seed=1))
+    assert cal.keep == {"/fc/Gemm": "last layer"}  # the zoo's default: the last weighted layer stays in fp16
+    assert len(cal.amax) == 20 + 8 + 1  # 20 convolutions, 8 residual additions, the linear head
+    assert cal.meta["batches"] == 3 and cal.meta["samples"] == 6
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    fp32 = trtnet.parse_onnx(resnet18, batch_size=2)
+    want = run_network(fp32.network, {"images": x})["out"]
+    for precision, (min_cosine, max_rel) in QUANT_BOUNDS.items():
+        net = trtnet.parse_onnx(resnet18, batch_size=2, precision=precision, calibration=cal)
+        network = net.network
+        producer = {}
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            producer[layer.get_output(0).name] = layer.type.name
+        convs = [network.get_layer(i) for i in range(network.num_layers)]
+        convs = [c for c in convs if c.type.name == "CONVOLUTION" and not c.name.endswith("/replaced")]
+        assert len(convs) == 20
+        for conv in convs:  # input and kernel both through a Q/DQ pair
+            assert [producer[conv.get_input(j).name] for j in (0, 1)] == ["DEQUANTIZE", "DEQUANTIZE"], conv.name
+        fc = next(network.get_layer(i) for i in range(network.num_layers) if network.get_layer(i).name == "/fc/Gemm")
+        assert producer[fc.get_input(0).name] != "DEQUANTIZE"  # kept
+        assert [s.dtype for s in net.inputs + net.outputs] == ["float32", "float32"]
+        got = run_network(network, {"images": x})["out"]
+        cosine, rel = _cosine_rel(got, want)
+        assert cosine >= min_cosine and 1e-3 < rel <= max_rel, (precision, cosine, rel)  # quantized, and close
+
+
+def test_weights_are_quantized_per_output_channel(small):
+    cal = calibrate_onnx(small, _batches(2, (2, 3, 16, 16), seed=2), keep=())
+    net = trtnet.parse_onnx(small, shapes={"images": (2, 3, 16, 16)}, precision="int8", calibration=cal)
+    network = net.network
+    trt = trtnet.backend.get_trt()
+    scales = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type.name == "DEQUANTIZE" and layer.name.endswith("/weight/dequantize"):
+            layer.__class__ = trt.IDequantizeLayer
+            scales[layer.name] = (layer.axis, tuple(layer.get_input(1).shape))
+    assert scales == {
+        "/stem/Conv/weight/dequantize": (0, (8,)),
+        "/body/Conv/weight/dequantize": (0, (8,)),
+        "/head/Gemm/weight/dequantize": (0, (5,)),  # Gemm's B is [out, in], transposed: its output channels lead
+    }
+    assert set(cal.amax) == {"/stem/Conv", "/body/Conv", "/head/Gemm", "/Add/sum"}
+
+
+def test_the_command_line_calibrates_then_builds_int8(small, tmp_path):
+    data = tmp_path / "samples.npz"
+    np.savez(data, images=np.random.default_rng(3).standard_normal((6, 3, 16, 16)).astype(np.float32))
+    cal = tmp_path / "small.calibration.json"
+    r = trtnet_cli("calibrate", small, "--data", data, "--batch", "4", "-o", cal)
+    assert r.returncode == 0, r.stderr
+    assert "4 ranges (max) from 6 samples in 2 batches; 1 layers kept in fp16" in r.stdout
+    doc = json.loads(cal.read_text())
+    assert doc["model"] == "small.onnx" and doc["keep"] == {"/head/Gemm": "last layer"}
+    plan = tmp_path / "small.plan"
+    r = trtnet_cli(
+        "build", small, "--precision", "int8", "--calibration", cal, "-o", plan,
+        "--min-shapes", "images:1x3x16x16", "--opt-shapes", "images:2x3x32x32", "--max-shapes", "images:4x3x64x64",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    sidecar = json.loads((tmp_path / "small.plan.json").read_text())
+    assert sidecar["precision"] == "int8" and sidecar["inputs"][0]["max_shape"] == [4, 3, 64, 64]
+
+
+@pytest.fixture(scope="module")
+def other_calibration(resnet18, tmp_path_factory):
+    """resnet18's ranges: a calibration of another model than `small`."""
+    path = tmp_path_factory.mktemp("cal") / "resnet18.calibration.json"
+    calibrate_onnx(resnet18, _batches(1, (1, 3, 64, 64), seed=4)).save(path)
+    return path
+
+
+def _bad_data(tmp_path, kind: str):
+    rng = np.random.default_rng(5)
+    arrays = {
+        "names": {"pictures": rng.standard_normal((2, 3, 16, 16)).astype(np.float32), "x": np.zeros(1)},
+        "channels": {"images": rng.standard_normal((2, 4, 16, 16)).astype(np.float32)},
+        "rank": {"images": rng.standard_normal((2, 3, 16)).astype(np.float32)},
+        "dtype": {"images": rng.standard_normal((2, 3, 16, 16))},
+    }[kind]
+    path = tmp_path / f"{kind}.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, pattern",
+    [
+        ("names", r"has arrays \['pictures', 'x'\]; the model's inputs are \['images'\]"),
+        ("channels", r"input 'images' is declared \[batch, 3, height, width\]; 2x4x16x16 does not fit it"),
+        ("rank", r"array 'images' is float32\[2, 3, 16\]; input 'images' takes float32 of rank 4"),
+        ("dtype", r"array 'images' is float64\[2, 3, 16, 16\]; input 'images' takes float32 of rank 4"),
+    ],
+)
+def test_bad_calibration_data_is_a_one_line_error(small, tmp_path, kind, pattern):
+    r = trtnet_cli("calibrate", small, "--data", _bad_data(tmp_path, kind), "-o", tmp_path / "c.json")
+    assert r.returncode == 2 and re.search(pattern, error_line(r)), r.stderr
+    assert not (tmp_path / "c.json").exists()
+    with pytest.raises(CalibrationError, match=pattern):
+        calibrate_onnx(small, _bad_data(tmp_path, kind))
+
+
+def test_bad_build_and_calibrate_options_are_one_line_errors(small, tmp_path, other_calibration):
+    cases = [
+        (("calibrate", small), "the following arguments are required: --data"),
+        (("build", small, "--shapes", "images:1x3x16x16", "--precision", "int8"), r"int8 needs --calibration FILE"),
+        (
+            ("build", small, "--shapes", "images:1x3x16x16", "--precision", "fp16", "--calibration", other_calibration),
+            r"--calibration is for --precision int8 or fp8, not fp16",
+        ),
+        (
+            ("build", small, "--shapes", "images:1x3x16x16", "--precision", "int8", "--calibration", other_calibration),
+            r"calibration file .*resnet18.calibration.json has ranges for layers this network does not have "
+            r"\('/conv1/Conv', .*measured on another model",
+        ),
+        (
+            ("calibrate", small, "--data", tmp_path / "none.npz", "--shapes", "images:1x3x16x16"),
+            r"calibrate takes its shapes from the arrays of --data, not from --shapes",
+        ),
+        (("calibrate", small, "--data", tmp_path / "none.npz"), r"calibration data .*none.npz: cannot read it"),
+    ]
+    for args, pattern in cases:
+        r = trtnet_cli(*args, "-o", tmp_path / "out")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert lines[0].startswith("trtnet: error: ") and re.search(pattern, lines[0]), (args, r.stderr)
+        assert not (tmp_path / "out").exists()
+
+
+def test_parse_onnx_asks_for_a_calibration_by_name(small):
+    with pytest.raises(NetworkError, match=r"small.onnx: precision 'int8' needs activation ranges: calibration="):
+        trtnet.parse_onnx(small, shapes={"images": (1, 3, 16, 16)}, precision="int8")

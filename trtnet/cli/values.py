@@ -1,0 +1,51 @@
+"""The command line's value types for argparse: each turns one argument's text into a value or says, in one
+line, what it expected (argparse prints it as the usage error)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def batch(text: str) -> int | tuple[int, int, int]:
+    """`8`, or `min:opt:max` for a dynamic batch."""
+    parts = text.split(":")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a batch size (8) or min:opt:max (1:8:32)") from None
+    if len(values) not in (1, 3) or not all(1 <= v < 2**31 for v in values) or values != sorted(values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a batch size >= 1, or min:opt:max with 1 <= min <= opt <= max (at most 2**31 - 1)"
+        )
+    return values[0] if len(values) == 1 else (values[0], values[1], values[2])
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 (at most 2**31 - 1)")
+    return value
+
+
+def whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return value
+
+
+def seed(text: str) -> int:
+    """A seed torch and numpy both take: 0 <= seed < 2**63 (torch refuses more, numpy refuses negatives)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
+    return value

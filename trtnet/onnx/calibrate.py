@@ -1,0 +1,133 @@
+"""Calibration of an ONNX file: its fp32 network, as TensorRT's parser makes it, run in the interpreter over sample
+batches, the tensors that an int8/fp8 network of it quantizes (trtnet.onnx.quantize) measured and their ranges
+chosen by trtnet.quant.calibrate's methods ("max", "percentile", "entropy", "mse"), with the same rules for the
+layers kept in fp16 ("first", "last", names).
+
+>>> cal = calibrate_onnx("resnet18.onnx", "samples.npz", batch=8, method="percentile")  # doctest: +SKIP
+>>> net = parse_onnx("resnet18.onnx", batch_size=8, precision="int8", calibration=cal)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtnet.errors import CalibrationError, NetworkError
+from trtnet.quant.calibrate import Histogram, RangeStats, _check_method
+from trtnet.quant.ranges import Calibration
+
+Batch = Mapping[str, np.ndarray]
+
+
+def read_data(path: str | os.PathLike, network: Any, batch: int) -> list[dict[str, np.ndarray]]:
+    """The arrays of the .npz at `path` cut into batches of `batch` samples along their first dim, named as the
+    network's inputs (a file of one array may leave it unnamed for a one-input network). A `CalibrationError`
+    names the file and the array that does not fit."""
+    from trtnet.interpreter._common import np_dtype
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise CalibrationError(f"calibration data {path}: cannot read it as .npz ({e})") from None
+    inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    if len(arrays) == 1 and len(inputs) == 1:
+        arrays = {next(iter(inputs)): next(iter(arrays.values()))}
+    if sorted(arrays) != sorted(inputs):
+        raise CalibrationError(
+            f"calibration data {path}: has arrays {sorted(arrays)}; the model's inputs are {list(inputs)} "
+            "(name the arrays after them)"
+        )
+    for name, tensor in inputs.items():
+        a, want = arrays[name], np_dtype(tensor.dtype)
+        if a.dtype != want or a.ndim != len(tensor.shape) or a.ndim == 0:
+            raise CalibrationError(
+                f"calibration data {path}: array {name!r} is {a.dtype}{list(a.shape)}; input {name!r} takes "
+                f"{np.dtype(want).name} of rank {len(tensor.shape)}"
+            )
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise CalibrationError(
+            f"calibration data {path}: the arrays must hold the same number (>= 1) of samples along their first dim; "
+            f"they hold { {n: len(a) for n, a in arrays.items()} }"
+        )
+    n = counts.pop()
+    return [{k: a[i : i + batch] for k, a in arrays.items()} for i in range(0, n, batch)]
+
+
+def calibrate_onnx(
+    path: str | os.PathLike,
+    data: str | os.PathLike | Iterable[Batch],
+    *,
+    batch: int = 8,
+    method: str = "max",
+    percentile: float = 99.99,
+    precision: str = "int8",
+    keep: Sequence[str] = ("last",),
+    bins: int = 2048,
+) -> Calibration:
+    """Measure the ranges of the tensors an int8/fp8 network of the ONNX file at `path` quantizes.
+
+    `data` is an .npz file (arrays named after the inputs, cut into batches of `batch` samples) or an iterable of
+    batches ({input name: array}). Each distinct batch shape sizes the file's dynamic dims; an input's static dims
+    must match. The options are `trtnet.calibrate`'s. The result's keys are the parsed network's layer names.
+    """
+    from trtnet.interpreter import Interpreter, run_network_capture
+    from trtnet.onnx.parse import parse_onnx
+    from trtnet.onnx.quantize import find_points
+
+    path = Path(path)
+    _check_method(method, precision, percentile)
+    nets: dict[tuple, Any] = {}
+    stats: dict[str, Histogram] = {}
+    points: dict[str, str] = {}
+    count = samples = 0
+    first = None
+    if isinstance(data, (str, os.PathLike)):
+        probe = parse_onnx(path, shapes=_any_shapes(path))  # for the inputs' names, ranks and types
+        batches: Iterable[Batch] = read_data(data, probe.network, batch)
+    else:
+        batches = data
+    for feeds in batches:
+        feeds = {k: np.asarray(v) for k, v in feeds.items()}
+        key = tuple(sorted((k, v.shape) for k, v in feeds.items()))
+        if key not in nets:
+            try:
+                net = parse_onnx(path, shapes={k: v.shape for k, v in feeds.items()})
+            except NetworkError as e:
+                raise CalibrationError(f"calibration batch {count}: {e}") from None
+            nets[key] = (net, Interpreter(net.network), {p.key: p.tensor for p in find_points(net.network)})
+            first = first or nets[key]
+        net, runner, points = nets[key]
+        _, tensors = run_network_capture(runner, feeds, set(points.values()))
+        for name, value in tensors.items():
+            stats.setdefault(name, Histogram(bins, with_hist=method != "max"))
+            try:
+                stats[name].add(value)
+            except CalibrationError as e:
+                raise CalibrationError(f"calibration batch {count}: tensor {name!r}: {e}") from None
+        count += 1
+        samples += len(next(iter(feeds.values())))
+    if first is None:
+        raise CalibrationError(f"{path}: no calibration batches were given")
+    if not points:
+        raise CalibrationError(f"{path}: the network has no convolution or linear layer to quantize")
+    found = RangeStats(path.name, first[0].network, points, stats, count, samples)
+    return found.calibration(method, percentile=percentile, precision=precision, keep=keep)
+
+
+def _any_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes for reading the file's input names and types only: every dynamic dim sized 1."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return {
+        i.name: tuple(d.dim_value if d.HasField("dim_value") else 1 for d in i.type.tensor_type.shape.dim)
+        for i in model.graph.input
+        if i.name not in inits
+    }

@@ -1,0 +1,87 @@
+"""The arrays `trtnet check` runs and compares: random inputs, inputs and outputs read from and written to .npz."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtnet.errors import CheckError
+from trtnet.fileio import atomic_write
+
+
+def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal floats, 0/1 integers (valid token ids and masks alike), random booleans, in the shapes the
+    network's inputs have (size its dynamic dims first). Give real inputs with an .npz where the model needs them."""
+    from trtnet.interpreter._common import np_dtype
+
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(int(v) for v in tensor.shape)
+        dtype = np_dtype(tensor.dtype)
+        if dtype == np.bool_:
+            feeds[tensor.name] = rng.integers(0, 2, shape).astype(bool)
+        elif np.issubdtype(dtype, np.integer):
+            feeds[tensor.name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            feeds[tensor.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """The arrays of the .npz at `path` (no pickles); a `CheckError` naming it otherwise."""
+    if not path.is_file():
+        raise CheckError(f"{path}: no such {what} file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise CheckError(f"{path}: not a readable .npz of arrays: {e}") from None
+
+
+def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:
+    """The arrays of an .npz named as the network's inputs, checked against their declared shapes and types."""
+    from trtnet.interpreter._common import np_dtype
+
+    arrays = read_npz(path, "inputs")
+    declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    missing = [n for n in declared if n not in arrays]
+    extra = [n for n in arrays if n not in declared]
+    if missing or extra:
+        raise CheckError(
+            f"{path}: the network takes inputs {list(declared)}; the file lacks {missing} and has unknown {extra}"
+        )
+    for name, tensor in declared.items():
+        want = tuple(int(d) for d in tensor.shape)
+        got = arrays[name].shape
+        if len(got) != len(want) or any(w >= 0 and w != g for w, g in zip(want, got)):
+            raise CheckError(f"{path}: input {name!r} has shape {got}, the network declares {want}")
+        dtype = np_dtype(tensor.dtype)
+        if arrays[name].dtype != dtype:
+            raise CheckError(f"{path}: input {name!r} has dtype {arrays[name].dtype}, the network declares {dtype}")
+    return arrays
+
+
+def load_outputs(path: Path, results: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Reference outputs from an .npz (another runtime's, a GPU engine's), checked to name and shape every output."""
+    arrays = read_npz(path, "outputs")
+    missing = [n for n in results if n not in arrays]
+    if missing:
+        raise CheckError(f"{path}: the network's outputs are {list(results)}; the file lacks {missing}")
+    for name, value in results.items():
+        if arrays[name].shape != value.shape:
+            raise CheckError(f"{path}: output {name!r} has shape {arrays[name].shape}, the network gives {value.shape}")
+    return {n: arrays[n] for n in results}
+
+
+def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray], what: str) -> None:
+    """Write `arrays` as an .npz at `path`, atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write(Path(path), buffer.getvalue(), what)

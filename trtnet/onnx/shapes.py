@@ -1,0 +1,150 @@
+"""Input shapes for an ONNX network, in trtexec's spellings: which size each dynamic dim of each input takes.
+
+On the command line, `--shapes x:1x3x640x640,mask:1x77` fixes shapes, and `--min-shapes/--opt-shapes/--max-shapes`
+(all three, for the same inputs) give a profile. In Python, `shapes={"x": (1, 3, 640, 640)}` fixes a shape and
+`shapes={"x": ((1, 3, 320, 320), (4, 3, 640, 640), (8, 3, 1280, 1280))}` gives (min, opt, max). Any dim of any
+input may be dynamic; a dynamic dim that no shape sizes is an error naming the input, its dims as the file names
+them (its `dim_param`s), and the flag to add.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trtnet.errors import NetworkError
+
+Shape = tuple[int, ...]
+Profile = tuple[Shape, Shape, Shape]  # (min, opt, max)
+ShapesArg = Mapping[str, Sequence[int] | Sequence[Sequence[int]]]
+
+MAX_DIM = 2**31 - 1  # TensorRT's dims are int32 in its profiles
+
+
+def parse_shapes_text(text: str, flag: str = "--shapes") -> dict[str, Shape]:
+    """`name:1x3x640x640,name2:1x77` -> {"name": (1, 3, 640, 640), "name2": (1, 77)}; a `NetworkError` naming
+    `flag` and the piece it cannot read. An input name may itself hold ':' (the last one separates)."""
+    out: dict[str, Shape] = {}
+    for piece in filter(None, (p.strip() for p in text.split(","))):
+        name, colon, dims = piece.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+        except ValueError:
+            shape = ()
+        if not colon or not name or not shape or not all(1 <= d <= MAX_DIM for d in shape):
+            raise NetworkError(
+                f"{flag} {piece!r}: expected NAME:DIMS with DIMS whole numbers >= 1 joined by 'x' "
+                "(x:1x3x640x640), several joined by ','"
+            )
+        if name in out:
+            raise NetworkError(f"{flag} names input {name!r} twice")
+        out[name] = shape
+    if not out:
+        raise NetworkError(f"{flag} {text!r}: expected NAME:DIMS (x:1x3x640x640), several joined by ','")
+    return out
+
+
+def shapes_from_flags(
+    shapes: str | None, min_shapes: str | None, opt_shapes: str | None, max_shapes: str | None
+) -> dict[str, Shape | Profile] | None:
+    """The command line's four flags as one `shapes` mapping (None when none is given)."""
+    fixed = parse_shapes_text(shapes, "--shapes") if shapes else {}
+    ranged = [
+        parse_shapes_text(t, f) if t else None
+        for t, f in ((min_shapes, "--min-shapes"), (opt_shapes, "--opt-shapes"), (max_shapes, "--max-shapes"))
+    ]
+    given = [r for r in ranged if r is not None]
+    if given and len(given) != 3:
+        raise NetworkError("--min-shapes, --opt-shapes and --max-shapes go together: give all three")
+    out: dict[str, Shape | Profile] = dict(fixed)
+    if given:
+        lo, opt, hi = given
+        if not set(lo) == set(opt) == set(hi):
+            raise NetworkError(
+                f"--min-shapes, --opt-shapes and --max-shapes must name the same inputs: {sorted(lo)}, "
+                f"{sorted(opt)}, {sorted(hi)}"
+            )
+        for name in lo:
+            if name in fixed:
+                raise NetworkError(f"input {name!r} is given both by --shapes and by --min/--opt/--max-shapes")
+            out[name] = (lo[name], opt[name], hi[name])
+    return out or None
+
+
+def _dims(value: Any) -> Shape | None:
+    if not isinstance(value, (tuple, list)) or not value:
+        return None
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_DIM for d in value):
+        return None
+    return tuple(int(d) for d in value)
+
+
+def as_profile(name: str, value: Any) -> Profile:
+    """One `shapes` entry (a shape, or (min, opt, max) shapes) as (min, opt, max)."""
+    fixed = _dims(value)
+    if fixed is not None:
+        return fixed, fixed, fixed
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        three = [_dims(v) for v in value]
+        if all(s is not None for s in three):
+            return three[0], three[1], three[2]  # type: ignore[return-value]
+    raise NetworkError(
+        f"shapes[{name!r}] {value!r}: expected a shape of whole numbers >= 1 ((1, 3, 640, 640)) or three of them, "
+        "(min, opt, max)"
+    )
+
+
+def describe_dims(tensor: Any) -> str:
+    """`[batch, 3, height, width]`: the input's dims, a dynamic one by the name the file gives it (or `?`)."""
+    dims = []
+    for i, d in enumerate(tuple(tensor.shape)):
+        if d >= 0:
+            dims.append(str(d))
+        else:
+            dims.append(tensor.get_dimension_name(i) or "?")
+    return "[" + ", ".join(dims) + "]"
+
+
+def _example(tensor: Any) -> str:
+    return f"{tensor.name}:" + "x".join(str(d) if d >= 0 else "N" for d in tuple(tensor.shape))
+
+
+def resolve_profile(where: str, tensor: Any, value: Any | None) -> Profile:
+    """The (min, opt, max) shapes of network input `tensor` from its `shapes` entry (None if not given),
+    checked against the dims the file declares; a `NetworkError` beginning with `where` (the file)."""
+    declared = tuple(int(d) for d in tensor.shape)
+    if value is None:
+        if all(d >= 0 for d in declared):
+            return declared, declared, declared
+        raise NetworkError(
+            f"{where}: input {tensor.name!r} has dynamic dims {describe_dims(tensor)}: give its shape with "
+            f"--shapes {_example(tensor)} (or --min-shapes/--opt-shapes/--max-shapes for a range; in Python "
+            f"shapes={{{tensor.name!r}: (...)}})"
+        )
+    profile = as_profile(tensor.name, value)
+    for which, shape in zip(("min", "opt", "max"), profile):
+        if len(shape) != len(declared) or any(d >= 0 and d != s for d, s in zip(declared, shape)):
+            what = "" if profile[0] == profile[2] else f"the {which} shape "
+            raise NetworkError(
+                f"{where}: input {tensor.name!r} is declared {describe_dims(tensor)}; {what}"
+                f"{'x'.join(map(str, shape))} does not fit it (only its dynamic dims can be chosen)"
+            )
+    lo, opt, hi = profile
+    if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+        raise NetworkError(
+            f"{where}: input {tensor.name!r}: the shapes must grow dim by dim, min <= opt <= max; got "
+            f"{'x'.join(map(str, lo))}, {'x'.join(map(str, opt))}, {'x'.join(map(str, hi))}"
+        )
+    return profile
+
+
+def check_names(where: str, shapes: Mapping[str, Any] | None, names: Sequence[str]) -> None:
+    """Every name in `shapes` is an input of the network."""
+    if shapes is not None and not isinstance(shapes, Mapping):
+        raise NetworkError(f"shapes must be a mapping of input name to shape, not {type(shapes).__name__}")
+    unknown = sorted(set(shapes or {}) - set(names))
+    if unknown:
+        raise NetworkError(
+            f"{where}: shapes name {unknown}, which are not inputs; the network's inputs are {list(names)}"
+        )
