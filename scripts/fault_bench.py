@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from trtnet.errors import TrtnetError
-from trtnet.layerwise import TOLERANCE, layerwise
 from trtnet.nn.module import Module
 from trtnet.parity import export_state, sample_inputs, torch_model
+from trtnet.parity.blame import TOLERANCE, layerwise
 from trtnet.tensor import Tensor
 from trtnet.zoo import REGISTRY
 

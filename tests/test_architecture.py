@@ -31,7 +31,8 @@ TENSORRT_HOME = "trtnet/backend.py"
 TORCH_FAMILY = ("torch", "torchvision", "timm", "transformers", "yolov5", "ultralytics", "safetensors.torch")
 # The only files that may import the torch family, each lazily (inside a function), and why.
 TORCH_ALLOWED = {
-    "trtnet/parity.py": "the parity helpers: PyTorch sources built, run and exported beside trtnet",
+    "trtnet/parity/__init__.py": "the parity helpers: PyTorch sources built, run and exported beside trtnet",
+    "trtnet/parity/blame.py": "forward hooks on the PyTorch source's modules, to blame the first that departs",
     "trtnet/cli/commands.py": "`export-weights`, `verify` and `convert` check that PyTorch is there before they use it",
     "trtnet/export/convert.py": "`trtnet convert`: the one torch.load, of a checkpoint the user names",
     "trtnet/zoo/sources.py": "the builders of each model's PyTorch source (torchvision, timm, transformers, yolov5)",
@@ -447,7 +448,7 @@ def test_the_walker_sees_the_real_tree(tree):
     """The checks above pass vacuously if the walk finds nothing: it must see known imports of each kind."""
     seen = {(i.path, i.target, i.lazy) for i in tree.imports}
     assert ("trtnet/interpreter/_common.py", "trtnet.errors", False) in seen
-    assert ("trtnet/parity.py", "torch", True) in seen  # lazy, inside a function
+    assert ("trtnet/parity/__init__.py", "torch", True) in seen  # lazy, inside a function
     assert "trtnet.interpreter.conv" in tree.modules and "trtnet.zoo" in tree.modules
 
 
@@ -571,7 +572,7 @@ def test_planted_rule_breaks_are_named_by_file_and_import(tmp_path):
             "trtnet/nn/layers.py": "import tensorrt as trt\n",
             "trtnet/zoo/m.py": "from trtnet import backend\n\ndef f(net, x):\n    return net.add_convolution_nd(x)\n",
             "trtnet/weights.py": "import torch\n",
-            "trtnet/parity.py": "import torch\n\ndef f():\n    import torchvision\n",
+            "trtnet/parity/__init__.py": "import torch\n\ndef f():\n    import torchvision\n",
             "trtnet/graph.py": "def f():\n    return __import__('tensorrt_rtx_bindings')\n",
         },
     )
@@ -594,7 +595,7 @@ def test_planted_rule_breaks_are_named_by_file_and_import(tmp_path):
     ]
     allowed = ", ".join(sorted(TORCH_ALLOWED))
     assert torch_breaks(tree) == [
-        "trtnet/parity.py:1: `import torch`: torch at import time; import it inside the function that needs it",
+        "trtnet/parity/__init__.py:1: `import torch`: torch at import time; import it inside the function that needs it",
         f"trtnet/weights.py:1: `import torch`: torch outside the parity/export helpers (allowed: {allowed})",
     ]
 

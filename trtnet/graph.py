@@ -162,7 +162,7 @@ class Graph:
         self._scope: list[str] = []
         self._names: Counter[str] = Counter()
         self._token: contextvars.Token | None = None
-        self.calls: list[ModuleCall] = []  # every module call, in the order calls returned (trtnet.layerwise)
+        self.calls: list[ModuleCall] = []  # every module call, in the order calls returned (trtnet.parity.blame)
 
     # -- context -------------------------------------------------------------------------------------
     def __enter__(self) -> Graph:

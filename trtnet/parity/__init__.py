@@ -221,3 +221,9 @@ def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
         out = out.to_tuple()
     outs = out if isinstance(out, (list, tuple)) else [out]
     return [o.detach().float().numpy() for o in outs]
+
+
+# The layer-by-layer comparison: `trtnet.parity.layerwise(model, source, inputs)` names the first module that departs.
+from trtnet.parity.blame import Layerwise as Layerwise  # noqa: E402
+from trtnet.parity.blame import layerwise as layerwise  # noqa: E402
+from trtnet.parity.blame import layerwise_precision as layerwise_precision  # noqa: E402

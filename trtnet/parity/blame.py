@@ -8,7 +8,7 @@ module whose output departs while its inputs agree is where the fault is: a depa
 through its input is traced back to the module that produced that input, or to the forward whose own ops
 (between module calls) made it.
 
->>> report = layerwise(model, source, sample_inputs(model, 1))     # doctest: +SKIP
+>>> report = trtnet.parity.layerwise(model, source, sample_inputs(model, 1))     # doctest: +SKIP
 >>> print(report.text())                                           # doctest: +SKIP
 """
 
