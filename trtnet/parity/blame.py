@@ -252,13 +252,16 @@ def _verdict(report: Layerwise, links: Links) -> Layerwise:
     for i, call in enumerate(report.calls):
         if not call.departs(tol):
             continue
-        incoming = max([s.error for s in call.inputs if s.error is not None], default=0.0)
+        # What reaches its output from before: its inputs' errors, and those its submodules' outputs carry (a
+        # container's output is its last submodule's, with whatever error that one brought).
+        inner = [c.error for c in _inside(report.calls, i) if c.error is not None]
+        incoming = max([s.error for s in call.inputs if s.error is not None] + inner, default=0.0)
         if call.error is not None and call.error > GROWTH * incoming:
             report.blamed = call
             report.why = (
                 "its output departs while its inputs agree"
                 if call.inputs_agree(tol)
-                else f"its output's error is {call.error / incoming:.3g} times its inputs' {incoming:.3g}"
+                else f"its output's error is {call.error / incoming:.3g} times what reaches it ({incoming:.3g})"
             )
             report.later = [c for c in report.calls[i + 1 :] if c.departs(tol)]
             return report
@@ -277,6 +280,15 @@ def _verdict(report: Layerwise, links: Links) -> Layerwise:
         report.why = f"ops of its own forward (outside any submodule) feed {call.name} an input that departs"
     report.later = [c for c in report.calls[first + 1 :] if c.departs(tol)]
     return report
+
+
+def _inside(calls: list[Call], i: int) -> list[Call]:
+    """The calls made inside call `i`'s forward: the run of calls just before it whose paths are below its path."""
+    prefix = calls[i].path + "." if calls[i].path else ""
+    j = i
+    while j > 0 and calls[j - 1].path.startswith(prefix) and calls[j - 1].path != calls[i].path:
+        j -= 1
+    return calls[j:i]
 
 
 def _enclosing(calls: list[Call], i: int) -> Call | None:
