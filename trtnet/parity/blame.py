@@ -249,6 +249,7 @@ def _verdict(report: Layerwise, links: Links) -> Layerwise:
     the producer of its input when that has no counterpart, else to the enclosing forward's own ops."""
     tol = report.tolerance
     producers, consumed = links
+    first = None
     for i, call in enumerate(report.calls):
         if not call.departs(tol):
             continue
@@ -265,16 +266,17 @@ def _verdict(report: Layerwise, links: Links) -> Layerwise:
             )
             report.later = [c for c in report.calls[i + 1 :] if c.departs(tol)]
             return report
-    # No compared call makes the error. Rounding alone stays small; a fault made between modules does not.
-    first = next((i for i, c in enumerate(report.calls) if c.departs(1000 * tol)), None)
+        if call.departs(1000 * tol):  # not rounding: the error arose before it, in no compared call
+            first = i
+            break
     if first is None:
         return report
     call = report.calls[first]
     bad = [k for k, side in enumerate(call.inputs) if side.departs(tol)]
     source = producers.get(consumed[first][bad[0]]) if bad and consumed[first] else None
-    if source is not None and not report.calls[source].counterpart:
+    if source is not None and report.calls[source].error is None:
         report.blamed = report.calls[source]
-        report.why = f"its output has no counterpart in the reference, and {call.name} receives it departing"
+        report.why = f"its output is not compared (no counterpart), and {call.name} receives it departing"
     else:
         report.blamed = _enclosing(report.calls, first) or call
         report.why = f"ops of its own forward (outside any submodule) feed {call.name} an input that departs"
