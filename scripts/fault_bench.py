@@ -214,15 +214,15 @@ def faults() -> list[Fault]:
             "features.4.conv.1.0",
             setting("features.4.conv.1.0", "_config", 1, "stride"),
         ),
-        f("mobilenet_v2", "negated bias", "classifier.1", weight("classifier.1.bias", NEG)),
+        f("mobilenet_v2", "halved weight", "classifier.1", weight("classifier.1.weight", lambda w: w / 2)),
         f("mobilenet_v2", "negated BN weight", "features.7.conv.2", weight("features.7.conv.2.weight", NEG)),
         # vgg11_bn: a plain stack
         f("vgg11_bn", "wrong activation", "features.6", wrong_activation("features.6")),
         f("vgg11_bn", "wrong eps", "features.5", setting("features.5", "_eps", 1.0)),
-        f("vgg11_bn", "wrong padding", "features.8", setting("features.8", "_config", 0, "padding")),
+        f("vgg11_bn", "wrong padding", "features.8", setting("features.8", "_config", 2, "padding")),
         f("vgg11_bn", "rolled weight", "features.4", weight("features.4.weight", ROLL)),
         f("vgg11_bn", "transposed weight", "classifier.3", weight("classifier.3.weight", T)),
-        f("vgg11_bn", "negated bias", "classifier.0", weight("classifier.0.bias", NEG)),
+        f("vgg11_bn", "rolled weight", "classifier.0", weight("classifier.0.weight", ROLL)),
         # vit_s_16: timm's pre-norm blocks, fused qkv
         f("vit_s_16", "wrong attention scale", "blocks.2.attn", attention_scale("blocks.2.attn")),
         f("vit_s_16", "residual dropped", "blocks.4", dropped_residual("blocks.4")),
@@ -243,9 +243,9 @@ def faults() -> list[Fault]:
         ),
         f(
             "swin_t",
-            "rolled position bias",
+            "scaled position bias",
             "layers.0.blocks.0.attn",
-            weight("layers.0.blocks.0.attn.relative_position_bias_table", ROLL),
+            weight("layers.0.blocks.0.attn.relative_position_bias_table", lambda t: 50 * t),
         ),
         # convnext_tiny: depthwise 7x7, LayerNorm, layer scale
         f("convnext_tiny", "wrong activation", "stages.1.blocks.0.mlp", wrong_activation("stages.1.blocks.0.mlp")),

@@ -135,19 +135,40 @@ def _side(s: Side) -> str:
 
 
 def compare(got: np.ndarray, want: np.ndarray) -> Side:
-    """`got` against `want`: the relative error where their shapes agree (size-1 dims aside); a different
-    size is a departure (error inf); the same size in another layout is not comparable."""
+    """`got` against `want`: the relative error where their shapes agree or one is a view of the other (dims
+    merged or split, as [B, H, W, C] and [B, H*W, C]); a different size is a departure (error inf) when the
+    inputs agree; the same size in another layout (a transposition) is not comparable."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
-        squeezed = tuple(d for d in got.shape if d != 1) == tuple(d for d in want.shape if d != 1)
         if got.size != want.size:  # a departure if its inputs agree (see _pair), else computed on other data
             return Side(got.shape, None, f"shape {list(got.shape)}, the reference's {list(want.shape)}", resized=True)
-        if not squeezed:
+        if not _views(got.shape, want.shape):
             return Side(got.shape, None, f"laid out as {list(got.shape)}, the reference as {list(want.shape)}")
         got = got.reshape(want.shape)
     scale = np.abs(want).max() if want.size else 0.0
     diff = np.abs(got - want).max() if want.size else 0.0
     return Side(tuple(got.shape), float(diff / (scale if scale > 0 else 1.0)))
+
+
+def _views(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether shapes `a` and `b` (of one size) hold the same elements in the same order: cut both where their
+    running products meet, each piece is a single dim on one side at least (a merge or a split, never a
+    transposition in disguise). Size-1 dims are left out first."""
+    a, b = [d for d in a if d != 1], [d for d in b if d != 1]
+    i = j = 0
+    while i < len(a) or j < len(b):
+        pa, pb, ni, nj = a[i] if i < len(a) else 1, b[j] if j < len(b) else 1, i + 1, j + 1
+        while pa != pb:
+            if pa < pb and ni < len(a):
+                pa, ni = pa * a[ni], ni + 1
+            elif pb < pa and nj < len(b):
+                pb, nj = pb * b[nj], nj + 1
+            else:
+                return False
+        if ni - i > 1 and nj - j > 1:
+            return False
+        i, j = ni, nj
+    return True
 
 
 # -- the trtnet side -------------------------------------------------------------------------------------
@@ -196,15 +217,23 @@ def _source_calls(source: Any, paths: set[str], inputs: Sequence[np.ndarray]) ->
     import torch
 
     seen: dict[str, list[tuple[list, list]]] = defaultdict(list)
+    pending: dict[str, list[list]] = defaultdict(list)
     hooks = []
+
+    def arrays(value: Any) -> list[np.ndarray]:
+        return [t.detach().float().numpy().copy() for t in _tensors(value)]
+
     for path, module in source.named_modules():
         if path in paths:
+            # Inputs are copied before the module runs: an in-place module (ReLU(inplace=True)) overwrites them.
+            def before(_module, args, kwargs, path=path):
+                pending[path].append(arrays(args) + arrays(kwargs))
 
-            def hook(_module, args, kwargs, output, path=path):
-                arrays = lambda v: [t.detach().float().numpy().copy() for t in _tensors(v)]  # noqa: E731
-                seen[path].append((arrays(args) + arrays(kwargs), arrays(output)))
+            def after(_module, args, kwargs, output, path=path):
+                seen[path].append((pending[path].pop(), arrays(output)))
 
-            hooks.append(module.register_forward_hook(hook, with_kwargs=True))
+            hooks.append(module.register_forward_pre_hook(before, with_kwargs=True))
+            hooks.append(module.register_forward_hook(after, with_kwargs=True))
     try:
         with torch.no_grad():
             source(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
@@ -244,20 +273,31 @@ GROWTH = 10.0
 
 
 def _verdict(report: Layerwise, links: Links) -> Layerwise:
-    """Blame the first call whose output departs by more than GROWTH times its inputs' error (where an error
-    arises); a departure that arises in no compared call is traced from the first call that receives it: to
-    the producer of its input when that has no counterpart, else to the enclosing forward's own ops."""
+    """Walk the calls in order, keeping the largest error seen so far (the level rounding has reached). The
+    first departure that jumps GROWTH times over what reaches it is blamed: on the call whose output jumps
+    over its inputs' and its submodules' errors; or, when a call's input already jumps over the level, on the
+    code before it: that input's producer if its output could not be compared, else the forward of the call
+    that encloses it (ops written between module calls)."""
     tol = report.tolerance
     producers, consumed = links
-    first = None
+    level = 0.0
     for i, call in enumerate(report.calls):
-        if not call.departs(tol):
-            continue
-        # What reaches its output from before: its inputs' errors, and those its submodules' outputs carry (a
-        # container's output is its last submodule's, with whatever error that one brought).
+        ins = [side.error for side in call.inputs if side.error is not None]
+        worst_in = max(ins, default=0.0)
+        if worst_in > tol and worst_in > GROWTH * level:
+            k = next(k for k, side in enumerate(call.inputs) if side.error == worst_in)
+            source = producers.get(consumed[i][k]) if k < len(consumed[i]) else None
+            if source is not None and report.calls[source].error is None:
+                report.blamed = report.calls[source]
+                report.why = f"its output is not compared (no counterpart), and {call.name} receives it departing"
+            else:
+                report.blamed = _enclosing(report.calls, i) or call
+                report.why = f"ops of its own forward (between module calls) feed {call.name} an input that departs"
+            report.later = [c for c in report.calls[i:] if c.departs(tol)]
+            return report
         inner = [c.error for c in _inside(report.calls, i) if c.error is not None]
-        incoming = max([s.error for s in call.inputs if s.error is not None] + inner, default=0.0)
-        if call.error is not None and call.error > GROWTH * incoming:
+        incoming = max(ins + inner, default=0.0)
+        if call.departs(tol) and call.error is not None and call.error > GROWTH * incoming:
             report.blamed = call
             report.why = (
                 "its output departs while its inputs agree"
@@ -266,21 +306,7 @@ def _verdict(report: Layerwise, links: Links) -> Layerwise:
             )
             report.later = [c for c in report.calls[i + 1 :] if c.departs(tol)]
             return report
-        if call.departs(1000 * tol):  # not rounding: the error arose before it, in no compared call
-            first = i
-            break
-    if first is None:
-        return report
-    call = report.calls[first]
-    bad = [k for k, side in enumerate(call.inputs) if side.departs(tol)]
-    source = producers.get(consumed[first][bad[0]]) if bad and consumed[first] else None
-    if source is not None and report.calls[source].error is None:
-        report.blamed = report.calls[source]
-        report.why = f"its output is not compared (no counterpart), and {call.name} receives it departing"
-    else:
-        report.blamed = _enclosing(report.calls, first) or call
-        report.why = f"ops of its own forward (outside any submodule) feed {call.name} an input that departs"
-    report.later = [c for c in report.calls[first + 1 :] if c.departs(tol)]
+        level = max([level, *ins, call.error or 0.0])
     return report
 
 
