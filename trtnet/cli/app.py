@@ -309,6 +309,20 @@ def _parser() -> argparse.ArgumentParser:
         "trtnet loads them too",
     )
     add_model_settings(sub, only_seq_len=True)  # the PyTorch source is built with its defaults: only inputs vary
+    sub.add_argument(
+        "--layerwise",
+        action="store_true",
+        help="compare every module's output with the source's module of the same path, and name the first that "
+        "departs (one interpreter run, one PyTorch run with forward hooks)",
+    )
+    sub.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="with --layerwise: compare the network in this precision with itself in fp32 and name the module "
+        "where the error grows most (default fp32: against the PyTorch source)",
+    )
+    sub.add_argument("--calibration", metavar="FILE", help="with --precision int8/fp8: the ranges to build with")
 
     sub = command(
         "convert",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
 from trtnet.cli.settings import model_options
+from trtnet.errors import TrtnetError
+from trtnet.graph import QUANTIZED
 from trtnet.words import counted
 
 # The tolerances of `verify`, the same as the parity tests': the interpreter in fp32 against PyTorch fp32,
@@ -29,6 +31,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         weight_differences,
     )
 
+    if args.precision != "fp32" and not args.layerwise:
+        raise TrtnetError(
+            "--precision compares the network in that precision with fp32 module by module: add --layerwise"
+        )
+    if args.calibration and args.precision not in QUANTIZED:
+        raise TrtnetError(f"--calibration is for --precision int8 or fp8, not {args.precision}")
     against = args.against_pretrained or args.against_seed is not None
     ref = _ref(args.model)
     entry = ref.require_entry("verify")
@@ -65,6 +73,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             _check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
             for n, g, w in zip(names, trtnet.reference(model, *inputs), want)
         ]
+        if args.layerwise:
+            checks.append(_layerwise(model, source, inputs, args.precision, args.calibration))
         gpu = _cuda_device()
         if gpu is None:
             print(
@@ -91,6 +101,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{entry.name}: {'FAILED' if failed else 'passed'} ({len(checks) - failed} of {counted(len(checks), 'check')} passed)"
     )
     return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _layerwise(model, source, inputs: list, precision: str, calibration: str | None) -> bool:
+    """`--layerwise`: every module against the source's (fp32), or the network in `precision` against fp32."""
+    from trtnet.parity import layerwise, layerwise_precision
+
+    if precision == "fp32":
+        report = layerwise(model, source, inputs)
+    else:
+        report = layerwise_precision(model, inputs, precision, calibration=calibration)
+    print("\n".join("  " + line for line in report.text().splitlines()))
+    return report.passed or precision != "fp32"  # a reduced precision always departs: the report says where most
 
 
 def _input_dependence(want: list, other: list) -> bool:

@@ -1,0 +1,150 @@
+"""`trtnet.parity.layerwise` and `trtnet verify --layerwise`: the first module that departs from the PyTorch
+source, named by its state_dict path, in one run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fault_planting import wrong_activation
+from tests.helpers import trtnet_cli
+from tests.mobilenet_v3_dsl import LARGE, MobileNetV3
+from trtnet import nn
+from trtnet.parity import export_state, layerwise, layerwise_precision, sample_inputs, torch_model
+from trtnet.parity.blame import Side, _views, compare
+from trtnet.weights import load_weights
+from trtnet.zoo import REGISTRY, he_init
+
+torch = pytest.importorskip("torch", reason="the PyTorch sources are what layerwise compares with")
+
+
+def _source_and_model(name: str, tmp_path, **options):
+    source = torch_model(name, seed=0)
+    model = REGISTRY[name].fn(weights=export_state(source, tmp_path / f"{name}.safetensors"), **options)
+    return source, model
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v3(tmp_path_factory):
+    """torchvision's mobilenet_v3_large with the zoo's weight redraw (its own init makes the output independent
+    of the input), and its weights as a safetensors file."""
+    import torchvision
+
+    torch.manual_seed(0)
+    source = torchvision.models.mobilenet_v3_large().eval()
+    he_init(source)
+    path = export_state(source, tmp_path_factory.mktemp("mnv3") / "mobilenet_v3_large.safetensors")
+    return source, path
+
+
+def test_the_newcomers_wrong_activation_is_named_at_its_module(mobilenet_v3):
+    """Issue 24's case: a DSL MobileNetV3 with one wrong activation in its first expanding block, loaded with
+    the source's weights: one run names features.2.block.0 (the Conv2dNormActivation whose activation it is),
+    where the whole-output check says only that the logits differ."""
+    source, path = mobilenet_v3
+    x = sample_inputs(MobileNetV3(), 1, seed=0)
+    right = MobileNetV3()
+    load_weights(right, path)
+    assert layerwise(right, source, x).passed, layerwise(right, source, x).text()
+    wrong = MobileNetV3(wrong_block=1)  # LARGE[1] expands 16 -> 64 with ReLU: written with Hardswish
+    load_weights(wrong, path)
+    report = layerwise(wrong, source, x)
+    assert not report.passed
+    assert report.blamed.path == "features.2.block.0.2" and report.blamed.kind == "Hardswish", report.text()
+    text = report.text()
+    assert "first departure: features.2.block.0.2 (Hardswish): its output departs while its inputs agree" in text
+    assert report.calls[-1].error > 1e-3  # the logits depart too: what verify alone reports
+    assert LARGE[1].expanded != LARGE[1].cin  # the row has an expansion to get wrong
+
+
+def test_a_departure_made_between_modules_is_blamed_on_the_forward_that_made_it(tmp_path):
+    """An inherited departure: resnet18's first block applies its ReLUs inline (ops.relu, no module). Written
+    wrong, the next module (conv2) receives a departing input; the blame goes to layer1.0, whose forward made it,
+    and conv2's own error is shown as inherited."""
+    source, model = _source_and_model("resnet18", tmp_path)
+    x = sample_inputs(model, 1, seed=0)
+    with wrong_activation("layer1.0")(model):
+        report = layerwise(model, source, x)
+    assert report.blamed.path == "layer1.0", report.text()
+    assert "ops of its own forward (between module calls) feed layer1.0.conv2 an input that departs" in report.why
+    conv2 = next(c for c in report.calls if c.path == "layer1.0.conv2")
+    assert conv2.inputs[0].error > 1e-2 and conv2.error > 1e-2  # departs, but only by what it received
+
+
+def test_modules_with_no_counterpart_are_said_not_skipped(tmp_path):
+    """ViT's final norm runs on the class token alone (a trtnet economy): another size than timm's output,
+    from an input of another size, so it is listed as not compared, and the model still passes."""
+    source, model = _source_and_model("vit_s_16", tmp_path)
+    report = layerwise(model, source, sample_inputs(model, 1, seed=0))
+    assert report.passed, report.text()
+    norm = next(c for c in report.calls if c.path == "norm")
+    assert norm.outputs[0].error is None and "the reference's [1, 197, 384]" in norm.outputs[0].note
+    assert "not compared (1):" in report.text() and "  norm (LayerNorm): shape [1, 1, 1, 384]" in report.text()
+
+
+def test_a_reduced_precision_run_names_where_the_error_grows_most():
+    """int8 against fp32 of the same network: the module whose output error grows most over its inputs'."""
+
+    class Tiny(nn.ImageClassifier):
+        image_size = 16
+
+        def __init__(self) -> None:
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.head(self.conv2(self.conv1(x).relu()).relu().mean((2, 3)))
+
+    import trtnet
+
+    model = Tiny()
+    trtnet.init_random(model, seed=1)
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((2, 3, 16, 16)).astype(np.float32) for _ in range(3)]
+    cal = trtnet.calibrate(model, batches, precision="int8", keep=())
+    fp16 = layerwise_precision(model, batches[:1], "fp16")
+    int8 = layerwise_precision(model, batches[:1], "int8", calibration=cal)
+    assert int8.blamed is not None and int8.blamed.path in ("conv1", "conv2", "head"), int8.text()
+    assert "the error grows most here" in int8.why
+    # int8 rounds far coarser than fp16: its worst module error is larger
+    assert max(c.error for c in int8.calls if c.error is not None) > max(c.error for c in fp16.calls if c.error)
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ((1, 56, 56, 96), (1, 3136, 96), True),  # Swin's tokens: H and W merged
+        ((2, 3, 4), (2, 12), True),
+        ((1, 96, 56, 56), (1, 3136, 96), False),  # NCHW against merged NHWC: a transposition
+        ((6, 4), (4, 6), False),
+        ((2, 1, 3), (2, 3), True),
+    ],
+)
+def test_views_are_compared_and_transpositions_are_not(a, b, same):
+    assert _views(a, b) is same
+    got = np.arange(np.prod(a), dtype=np.float32).reshape(a)
+    side = compare(got, got.reshape(b))
+    assert (side.error == 0.0) if same else (side.error is None and "laid out as" in side.note)
+
+
+def test_another_size_departs_only_when_the_inputs_agree():
+    side = compare(np.zeros((1, 8, 4, 4)), np.zeros((1, 8, 8, 8)))
+    assert side == Side((1, 8, 4, 4), None, "shape [1, 8, 4, 4], the reference's [1, 8, 8, 8]", resized=True)
+
+
+@pytest.mark.slow
+def test_verify_layerwise_on_the_command_line(tmp_path):
+    """`trtnet verify resnet18 --layerwise`: the table in one run, exit 0 on the faithful model."""
+    result = trtnet_cli("verify", "resnet18", "--layerwise", "--batch", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "layerwise: 53 module calls compared with the PyTorch source" in result.stdout
+    assert "no module departs" in result.stdout
+
+
+def test_verify_layerwise_refuses_a_precision_without_it(tmp_path):
+    result = trtnet_cli("verify", "resnet18", "--precision", "int8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--precision compares the network in that precision with fp32 module by module: add --layerwise" in (
+        result.stderr
+    )
