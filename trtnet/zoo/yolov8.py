@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.nn.module import Input, Parameter
+from trtnet.nn.module import Input
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
 from trtnet.zoo.detection import DetectorOutputs
