@@ -172,6 +172,10 @@ def ultralytics_source(name: str) -> Callable[[], object]:
         model.model[-1].export = True
         # As for YOLOv5: PyTorch's default init fades the signal; 1.3 keeps boxes and scores input-dependent.
         he_init(model, gain=1.3)
+        # `bias_init` starts the class logits near -10 (1% objects over a 640 image): with random weights the scores
+        # would be ~1e-5 and hardly depend on the input. Zero class biases keep them comparable.
+        for branch in model.model[-1].cv3:
+            branch[-1].bias.data.zero_()
         return model
 
     return make
