@@ -17,6 +17,7 @@ from trtnet.zoo.swin import swin_b, swin_s, swin_t
 from trtnet.zoo.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 from trtnet.zoo.vit import vit_b_16, vit_l_16, vit_s_16
 from trtnet.zoo.yolov5 import yolov5l, yolov5m, yolov5n, yolov5s
+from trtnet.zoo.yolov8 import yolo11m, yolo11n, yolo11s, yolov8m, yolov8n, yolov8s
 
 __all__ = [
     "REGISTRY",
@@ -62,4 +63,10 @@ __all__ = [
     "yolov5m",
     "yolov5n",
     "yolov5s",
+    "yolov8m",
+    "yolov8n",
+    "yolov8s",
+    "yolo11m",
+    "yolo11n",
+    "yolo11s",
 ]

@@ -156,3 +156,26 @@ def yolov5_source(name: str) -> Callable[[], object]:
         return model
 
     return make
+
+
+def ultralytics_source(name: str) -> Callable[[], object]:
+    """A builder of `ultralytics.nn.tasks.DetectionModel('<name>.yaml')` (yolov8n, yolo11s...) in export mode:
+    its eval output is then the decoded `[B, 4 + nc, anchors]` alone."""
+
+    def make():
+        import os
+
+        os.environ.setdefault("YOLO_OFFLINE", "1")  # no DNS probe at import
+        from ultralytics.nn.tasks import DetectionModel
+
+        model = DetectionModel(f"{name}.yaml", verbose=False)
+        model.model[-1].export = True
+        # As for YOLOv5: PyTorch's default init fades the signal; 1.3 keeps boxes and scores input-dependent.
+        he_init(model, gain=1.3)
+        # `bias_init` starts the class logits near -10 (1% objects over a 640 image): with random weights the scores
+        # would be ~1e-5 and hardly depend on the input. Zero class biases keep them comparable.
+        for branch in model.model[-1].cv3:
+            branch[-1].bias.data.zero_()
+        return model
+
+    return make
