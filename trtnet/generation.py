@@ -94,27 +94,34 @@ class Sampling:
         )
         ConfigError.check("top_p", self.top_p, "a number in (0, 1]", lambda v: num(v) and 0 < v <= 1, source="generate")
 
-    def pick(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The next token of each row of `logits` [B, V]."""
-        if self.temperature == 0:
-            return np.argmax(logits, axis=-1)
+    def distribution(self, logits: np.ndarray) -> np.ndarray:
+        """The probabilities [B, V] that sampling draws from (temperature, top-k, top-p applied), float64."""
         scores = logits.astype(np.float64) / self.temperature
         if 0 < self.top_k < scores.shape[-1]:
             kth = np.sort(scores, axis=-1)[:, -self.top_k][:, None]
-            scores = np.where(scores < kth, -np.inf, scores)
+            scores = np.where(scores < kth, -np.inf, scores)  # ties with the k-th are kept, as transformers does
         if self.top_p < 1.0:
             # transformers' TopPLogitsWarper: drop the low tail whose mass is at most 1 - top_p, keep the top one.
             order = np.argsort(scores, axis=-1, kind="stable")
             ascending = np.take_along_axis(scores, order, -1)
-            probs = np.exp(ascending - ascending[:, -1:])
-            cum = np.cumsum(probs / probs.sum(-1, keepdims=True), axis=-1)
+            cum = np.cumsum(_softmax(ascending), axis=-1)
             drop = cum <= 1 - self.top_p
             drop[:, -1] = False
             np.put_along_axis(scores, order, np.where(drop, -np.inf, ascending), -1)
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        cdf = np.cumsum(probs, axis=-1)
+        return _softmax(scores)
+
+    def pick(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The next token of each row of `logits` [B, V]: argmax when greedy, else one draw from `rng`."""
+        if self.temperature == 0:
+            return np.argmax(logits, axis=-1)
+        cdf = np.cumsum(self.distribution(logits), axis=-1)
         draws = rng.random(len(cdf))[:, None] * cdf[:, -1:]
         return np.minimum((cdf <= draws).sum(-1), cdf.shape[-1] - 1)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 @dataclass
