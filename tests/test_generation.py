@@ -168,3 +168,15 @@ def test_engines_give_the_interpreters_tokens(decoder):
     seconds = time.perf_counter() - start
     np.testing.assert_array_equal(got, want)
     print(f"engine decode: {2 * 32 / seconds:.0f} tokens/s (batch 2, 32 new tokens, tiny config)")
+
+
+def test_docs_python_blocks_run():
+    """docs/decoders.md's Python blocks run as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "decoders.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/decoders.md", "exec"), {})

@@ -87,9 +87,14 @@ class Sampling:
 
     def __post_init__(self) -> None:
         num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        ConfigError.check("temperature", self.temperature, "a number >= 0", lambda v: num(v) and v >= 0, source="generate")
         ConfigError.check(
-            "top_k", self.top_k, "an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "temperature", self.temperature, "a number >= 0", lambda v: num(v) and v >= 0, source="generate"
+        )
+        ConfigError.check(
+            "top_k",
+            self.top_k,
+            "an integer >= 0",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
             source="generate",
         )
         ConfigError.check("top_p", self.top_p, "a number in (0, 1]", lambda v: num(v) and 0 < v <= 1, source="generate")
@@ -153,12 +158,16 @@ def stream(
     ids, mask = _prompt(input_ids, attention_mask)
     b, s = ids.shape
     ConfigError.check(
-        "max_new_tokens", max_new_tokens, f"an integer from 1 to {decoder.max_context - s} (the context "
+        "max_new_tokens",
+        max_new_tokens,
+        f"an integer from 1 to {decoder.max_context - s} (the context "
         f"{decoder.max_context} less the prompt's {s} tokens)",
         lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= decoder.max_context - s,
         source="generate",
     )
-    ConfigError.check("batch", b, f"at most {decoder.max_batch} rows", lambda v: v <= decoder.max_batch, source="generate")
+    ConfigError.check(
+        "batch", b, f"at most {decoder.max_batch} rows", lambda v: v <= decoder.max_batch, source="generate"
+    )
     stops = np.asarray(list(stop_tokens), np.int64)
     pad = pad_token_id if pad_token_id is not None else (int(stops[0]) if stops.size else 0)
     rng = np.random.default_rng(seed)

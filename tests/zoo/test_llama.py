@@ -188,3 +188,16 @@ def test_layer_counts():
         ]
         per_block = (counts[1] - counts[0]) // 2
         assert (per_block, counts[0] - per_block) == (LAYERS_PER_BLOCK[stage], LAYERS_REST[stage]), (stage, counts)
+
+
+def test_both_stages_build_with_dynamic_batch_and_lengths():
+    """TensorRT builds the prefill and decode networks (fp16) with no GPU; the plans keep the cache I/O names."""
+    model = llama(config=dict(TINY, num_hidden_layers=1), max_context=64)
+    for past in (False, True):
+        engine = trtnet.build(model.stage(past), batch_size=(1, 2, 4), precision="fp16", cache=False)
+        names = [s.name for s in engine.inputs]
+        assert names[:3] == ["input_ids", "attention_mask", "position_ids"]
+        assert names[3:] == (["past_key_values.0.key", "past_key_values.0.value"] if past else [])
+        assert [s.name for s in engine.outputs] == ["logits", "present.0.key", "present.0.value"]
+        mask = engine.inputs[1]
+        assert (mask.min_shape[1], mask.max_shape[1]) == ((2, 64) if past else (1, 64))

@@ -48,7 +48,9 @@ class DecoderAttention(Module):
     def projection(self) -> tuple[np.ndarray, np.ndarray | None]:
         """[q; rotate_half(q); k; rotate_half(k); v] as one (weight, bias), the query rows scaled by 1/sqrt(d)."""
         d = self._head_dim
-        parts = [(p.weight.data, None if p.bias is None else p.bias.data) for p in (self.q_proj, self.k_proj, self.v_proj)]
+        parts = [
+            (p.weight.data, None if p.bias is None else p.bias.data) for p in (self.q_proj, self.k_proj, self.v_proj)
+        ]
         if any(b is not None for _, b in parts):  # a bias on some projections only: zeros for the others
             parts = [(w, np.zeros(w.shape[0], np.float32) if b is None else b) for w, b in parts]
         scale = np.float32(1.0 / math.sqrt(d))

@@ -53,9 +53,7 @@ class LlamaConfig:
     attention_bias: bool = flag(default=False)
     mlp_bias: bool = flag(default=False)
     tie_word_embeddings: bool = flag(default=True)
-    rope_scaling: RopeScaling = field(
-        default=RopeScaling("llama3", 32.0, 1.0, 4.0, 8192), metadata={"rope": True}
-    )
+    rope_scaling: RopeScaling = field(default=RopeScaling("llama3", 32.0, 1.0, 4.0, 8192), metadata={"rope": True})
 
     MODEL: ClassVar[str] = "Llama"
 
@@ -91,7 +89,9 @@ class LlamaConfig:
             lambda v: self.num_attention_heads % v == 0,
             source=where,
         )
-        ConfigError.check("head_dim", self.dim_per_head, "an even number (RoPE rotates pairs)", lambda v: v % 2 == 0, source=where)
+        ConfigError.check(
+            "head_dim", self.dim_per_head, "an even number (RoPE rotates pairs)", lambda v: v % 2 == 0, source=where
+        )
         ConfigError.check("hidden_act", self.hidden_act, "silu (SwiGLU)", lambda v: v == "silu", source=where)
 
     @property
@@ -166,8 +166,13 @@ def _rope_scaling(rope: Any, where: str) -> RopeScaling:
         values[name] = value
     if kind == "llama3" and values["high_freq_factor"] <= values["low_freq_factor"]:
         raise ConfigError(f"{where}: high_freq_factor must be above low_freq_factor for llama3 rope")
-    return RopeScaling(kind, float(values["factor"]), float(values["low_freq_factor"]),
-                       float(values["high_freq_factor"]), int(values["original_max_position_embeddings"]))
+    return RopeScaling(
+        kind,
+        float(values["factor"]),
+        float(values["low_freq_factor"]),
+        float(values["high_freq_factor"]),
+        int(values["original_max_position_embeddings"]),
+    )
 
 
 class LlamaAttention(DecoderAttention):
@@ -237,7 +242,9 @@ class LlamaForCausalLM(nn.Module):
             source=config.MODEL,
         )
         self.model = LlamaModel(config)
-        self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = (
+            None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        )
         self.config = config
         self._past = past
 
