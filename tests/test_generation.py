@@ -180,3 +180,31 @@ def test_docs_python_blocks_run():
     assert blocks
     for block in blocks:
         exec(compile(block, "docs/decoders.md", "exec"), {})
+
+
+def test_command_line_with_a_tokenizer(tmp_path, capsys):
+    """--prompt text through a tokenizer.json (a word-level one made here): the tokens print as text."""
+    tokenizers = pytest.importorskip("tokenizers")
+    words = [f"w{i}" for i in range(64)]
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="w0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    model = llama(config=TINY, max_context=48)
+    trtnet.save_safetensors(model.state_dict(), tmp_path / "w.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    want = trtnet.generate(model, np.array([[5, 9, 2]]), 4)[0, 3:]
+    args = [
+        "generate",
+        "llama",
+        "--config",
+        str(tmp_path / "config.json"),
+        "--weights",
+        str(tmp_path / "w.safetensors"),
+    ]
+    assert (
+        main([*args, "--tokenizer", str(tmp_path / "tokenizer.json"), "--prompt", "w5 w9 w2", "--max-new-tokens", "4"])
+        == 0
+    )
+    assert capsys.readouterr().out.strip() == "".join(words[t] for t in want)
+    assert main([*args, "--tokenizer", str(tmp_path / "missing.json"), "--prompt", "w5"]) == 2
+    assert "missing.json: not a tokenizer.json" in capsys.readouterr().err
