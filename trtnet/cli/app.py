@@ -28,6 +28,7 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.generate import add_command as add_generate_command
 from trtnet.cli.inspect_plan import cmd_inspect
 from trtnet.cli.onnx_route import add_check_options, add_shape_options
 from trtnet.cli.settings import add_model_settings
@@ -360,4 +361,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     add_check_options(sub)
+
+    add_generate_command(command, weights_options)  # trtnet/cli/generate.py
     return parser

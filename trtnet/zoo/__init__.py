@@ -9,6 +9,7 @@ from trtnet.zoo.convnext import convnext_base, convnext_small, convnext_tiny
 from trtnet.zoo.efficientnet import efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3
 from trtnet.zoo.gpt2 import gpt2, gpt2_large, gpt2_medium, gpt2_xl
 from trtnet.zoo.inception import inception_v3
+from trtnet.zoo.llama import llama, qwen2
 from trtnet.zoo.mobilenet import mobilenet_v2
 from trtnet.zoo.registry import REGISTRY, ZooEntry, get_entry, register, register_variant
 from trtnet.zoo.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
@@ -39,7 +40,9 @@ __all__ = [
     "gpt2_medium",
     "gpt2_xl",
     "inception_v3",
+    "llama",
     "mobilenet_v2",
+    "qwen2",
     "resnet18",
     "resnet34",
     "resnet50",

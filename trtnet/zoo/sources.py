@@ -178,4 +178,27 @@ def ultralytics_source(name: str) -> Callable[[], object]:
             branch[-1].bias.data.zero_()
         return model
 
+
+def transformers_causal_lm_source(cls_name: str, config: dict | None = None) -> Callable[[], object]:
+    """A builder of `transformers.<cls_name>` (LlamaForCausalLM, Qwen2ForCausalLM) from the config kwargs
+    `config` with random weights and eager attention, called as the zoo's prefill network is:
+    `(input_ids, attention_mask, position_ids) -> (logits, present.0.key, present.0.value, ...)`."""
+
+    def make():
+        import transformers
+
+        base = getattr(transformers, cls_name)
+        config_cls = getattr(transformers, cls_name.replace("ForCausalLM", "Config"))
+
+        class Positional(base):
+            def forward(self, input_ids, attention_mask=None, position_ids=None):
+                out = super().forward(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
+                )
+                cache = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+                return (out.logits, *[t for kv in cache for t in kv])
+
+        Positional.__name__ = cls_name
+        return Positional(config_cls(attn_implementation="eager", **(config or {})))
+
     return make
