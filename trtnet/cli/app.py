@@ -191,6 +191,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
     )
+    sub.add_argument(
+        "--keep", nargs="+", default=[], metavar="LAYER", help="int8/fp8: layers left in fp16 (first, last, names)"
+    )
+    sub.add_argument(
+        "--min-cosine",
+        type=float,
+        metavar="C",
+        help="int8/fp8: keep the fewest layers in fp16 that reach cosine C against fp32 on --data (e.g. 0.99)",
+    )
+    sub.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        help="sample inputs for --min-cosine (as calibrate --data); ranges are measured on them without --calibration",
+    )
+    sub.add_argument("--data-batch", type=values.positive, default=8, help="samples per interpreter run (default 8)")
     sub.add_argument("--no-cache", action="store_true", help="always build, and leave the engine cache alone")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
     add_shape_options(sub)

@@ -88,15 +88,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.cli.onnx_route import build_onnx, is_onnx, require_no_shapes
+    from trtnet.quant.calibrate import load_batches
 
     if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        if args.keep or args.min_cosine is not None or args.data:
+            raise TrtnetError(f"{args.model}: --keep, --min-cosine and --data work on trtnet models, not ONNX files")
         return build_onnx(args)
     require_no_shapes(args)
     ref = _ref(args.model)
     model = _configured(ref, args)
     out = Path(args.output or f"{ref.name}.plan")
-    if args.precision in ("int8", "fp8") and not args.calibration:
-        raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
+    if args.min_cosine is not None and not args.data:
+        raise TrtnetError(f"--min-cosine {args.min_cosine:g} needs --data FILE.npz (sample inputs to measure on)")
+    if args.data and args.min_cosine is None:
+        raise TrtnetError(f"--data {args.data} is for --min-cosine (ranges alone: `trtnet calibrate --data`)")
+    if (args.keep or args.min_cosine is not None) and args.precision not in ("int8", "fp8"):
+        option = "--keep" if args.keep else "--min-cosine"
+        raise TrtnetError(f"{option}: --precision {args.precision} quantizes no layer (only int8 and fp8 do)")
+    if args.precision in ("int8", "fp8") and not args.calibration and args.min_cosine is None:
+        raise TrtnetError(
+            f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`), or --min-cosine C "
+            "with --data FILE.npz"
+        )
     if args.calibration and args.precision not in ("int8", "fp8"):
         raise TrtnetError(
             f"--calibration {args.calibration}: --precision {args.precision} uses no activation ranges "
@@ -109,6 +122,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         reuse_calibration=args.reuse_calibration,
         cache=not args.no_cache,
+        keep=tuple(args.keep),
+        min_cosine=args.min_cosine,
+        calibration_data=None if args.data is None else load_batches(model, args.data, args.data_batch),
     )
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
