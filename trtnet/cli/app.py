@@ -352,7 +352,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=values.positive, default=1, help="default 1")
-    sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    sub.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="default fp32; int8 and fp8 need --calibration"
+    )
+    sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
+    sub.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
+    )
     add_shape_options(sub)
     add_model_settings(sub)
 

@@ -110,11 +110,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`), or --min-cosine C "
             "with --data FILE.npz"
         )
-    if args.calibration and args.precision not in ("int8", "fp8"):
-        raise TrtnetError(
-            f"--calibration {args.calibration}: --precision {args.precision} uses no activation ranges "
-            "(only int8 and fp8 do); drop --calibration or choose --precision int8"
-        )
+    _require_calibration(args.precision, args.calibration, needed=False)
     engine = trtnet.build(
         model,
         args.batch,
@@ -236,11 +232,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return summary_onnx(args)
     require_no_shapes(args)
     ref = _ref(args.model)
+    _require_calibration(args.precision, args.calibration)
     model = _configured(ref, args, quiet=True)
-    net = trtnet.emit(model, args.batch, precision=args.precision)
+    net = trtnet.emit(model, args.batch, precision=args.precision, calibration=args.calibration)
+    if net.policy is not None and net.policy.calibration is not None:
+        from trtnet.quant.calibrate import check_calibration
+
+        check_calibration(net.policy.calibration, model, net.inputs, reuse=args.reuse_calibration)
     summary = summarize(net.network)
     print(
-        f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
+        f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}{_ranges_text(net)}; inputs "
         + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs)
     )
     print(summary.table())
@@ -250,6 +251,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
         "and constants the DSL adds make the network's count differ)"
     )
     return EXIT_OK
+
+
+def _ranges_text(net) -> str:
+    cal = net.policy.calibration if net.policy is not None else None
+    if cal is None:
+        return ""
+    return f" ({counted(len(cal.amax), 'range')} from {cal.source or 'a calibration'}, {counted(len(cal.keep), 'layer')} kept in fp16)"
+
+
+def _require_calibration(precision: str, calibration: str | None, needed: bool = True) -> None:
+    """Refuse --calibration with a precision that uses no ranges, and (`needed`) int8/fp8 without it."""
+    if needed and precision in ("int8", "fp8") and not calibration:
+        raise TrtnetError(f"--precision {precision} needs --calibration FILE (from `trtnet calibrate`)")
+    if calibration and precision not in ("int8", "fp8"):
+        raise TrtnetError(
+            f"--calibration {calibration}: --precision {precision} uses no activation ranges "
+            "(only int8 and fp8 do); drop --calibration or choose --precision int8"
+        )
 
 
 def _call(name: str, options: dict) -> str:
