@@ -49,7 +49,9 @@ def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
             f"a calibration batch has {len(arrays)} arrays; {type(model).__name__} takes "
             f"{len(declared)} inputs ({', '.join(declared)})"
         )
-    feeds = {n: np.asarray(a) for n, a in zip(declared, arrays)}
+    from trtnet.builder.emit import checked_inputs
+
+    feeds = dict(zip(declared, checked_inputs(model, arrays, CalibrationError)))  # as an engine call is checked
     if len({a.shape[0] if a.ndim else None for a in feeds.values()}) != 1 or any(a.ndim == 0 for a in feeds.values()):
         raise CalibrationError(
             f"calibration batch inputs disagree on the batch size: { {n: a.shape for n, a in feeds.items()} }"
