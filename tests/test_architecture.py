@@ -360,7 +360,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("emission", ("trtnet.graph", "trtnet.tensor", "trtnet.ops", "trtnet.weights")),
     ("modules", ("trtnet.nn",)),
-    ("models and builds", ("trtnet.zoo", "trtnet.builder", "trtnet.quant")),
+    # Generation loops over a decoder's networks (emitted by the builder) or engines: beside the builds.
+    ("models and builds", ("trtnet.zoo", "trtnet.builder", "trtnet.quant", "trtnet.generation")),
     ("checks", ("trtnet.onnx", "trtnet.parity")),
     ("exports", ("trtnet.export",)),
     ("faces", ("trtnet.cli", "trtnet.bench", "trtnet.__main__", "trtnet")),

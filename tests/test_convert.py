@@ -465,3 +465,34 @@ def test_upper_case_suffixes_are_checkpoints_too(tmp_path, capsys):
         WeightsError, match=re.escape(f"{checkpoint}: .PTH files are pickles, which trtnet never loads")
     ):
         read(checkpoint)
+
+
+def test_an_ultralytics_training_checkpoint_converts_from_its_ema(tmp_path, capsys):
+    """yolov8n as ultralytics' trainer saves it: the EMA model object in half precision under 'ema', beside the
+    plain model (other weights) and training state; the EMA weights are the ones converted."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    pytest.importorskip("ultralytics.nn.tasks", reason="ultralytics is the PyTorch source of yolov8n")
+    ema, plain = torch_model("yolov8n", seed=6), torch_model("yolov8n", seed=7)
+    path = tmp_path / "last.pt"
+    torch.save(
+        {
+            "epoch": 99,
+            "best_fitness": 0.5,
+            "model": copy.deepcopy(plain).half(),
+            "ema": copy.deepcopy(ema).half(),
+            "updates": 1000,
+            "optimizer": None,
+            "train_args": {"imgsz": 640},
+            "date": "2026-11-29T10:00:00",
+            "version": "8.4.0",
+        },
+        path,
+    )
+    output = tmp_path / "yolov8n.safetensors"
+    status, out, err = run(capsys, "convert", "yolov8n", path, "-o", output, "--trust-pickle")
+    assert status == 0, err
+    assert out.splitlines()[1] == "  container: 'ema'; also present: 'model' (a pickled DetectionModel's state_dict())"
+    rounded = copy.deepcopy(ema).half().float()
+    x = np.random.default_rng(8).standard_normal((1, 3, 160, 160)).astype(np.float32)
+    (got,) = trtnet.reference(get_entry("yolov8n").fn(weights=output), x)
+    assert rel_error(got, torch_forward(rounded, x)[0]) <= 1e-4

@@ -55,7 +55,7 @@ BAD_CALLS = [
         "static",
         lambda: [np.zeros((2, 3, 8, 8)), f32(2, 4, 8, 8)],
         None,
-        "input 'x': dtype float64 given, the engine takes float32",
+        "input 'x': dtype float64 given, the engine takes float32 [2, 3, 8, 8]",
     ),
     (
         "shape",
@@ -120,7 +120,7 @@ BAD_CALLS = [
         "static",
         lambda: [FakeCudaArray((2, 3, 8, 8), "float16"), FakeCudaArray((2, 4, 8, 8))],
         None,
-        "input 'x': dtype float16 given, the engine takes float32",
+        "input 'x': dtype float16 given, the engine takes float32 [2, 3, 8, 8]",
     ),
     (
         "strided",

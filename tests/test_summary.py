@@ -94,3 +94,42 @@ def test_fused_attention_counts_both_products():
     rows = {r.type: r for r in summarize(network).rows}
     assert rows["ATTENTION_INPUT"].flops == 2 * (2 * 3) * 5 * 7 * (8 + 8)
     assert rows["ATTENTION_OUTPUT"].flops == 0 and rows["ATTENTION_OUTPUT"].shape == (2, 3, 5, 8)
+
+
+# -- issue 20: int8/fp8 networks can be summarised ---------------------------------------------------------------
+
+
+def test_cli_summary_of_an_int8_network_reads_its_calibration(tmp_path, capsys):
+    import json
+
+    import trtnet
+    from trtnet.cli import main
+    from trtnet.weights import init_random, save_safetensors
+    from trtnet.zoo import bert_base_uncased
+
+    config = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    model = bert_base_uncased(config=config, seq_len=8)
+    init_random(model, seed=0)
+    weights, config_file, cal_file = tmp_path / "w.safetensors", tmp_path / "config.json", tmp_path / "cal.json"
+    save_safetensors({k: p.data for k, p in model.named_parameters()}, weights)
+    config_file.write_text(json.dumps(config))
+    rng = np.random.default_rng(0)
+    feeds = [rng.integers(0, 50, (2, 8)).astype(np.int32), np.ones((2, 8), np.int32), np.zeros((2, 8), np.int32)]
+    cal = trtnet.calibrate(model, [feeds])
+    cal.save(cal_file)
+    cli = ["summary", "bert_base_uncased", "--weights", str(weights), "--config", str(config_file), "--seq-len", "8"]
+    assert main([*cli, "--precision", "int8", "--calibration", str(cal_file)]) == 0
+    out = capsys.readouterr().out
+    n, kept = len(cal.amax), len(cal.keep)
+    assert f"int8 ({n} ranges from {cal_file}, {kept} layer kept in fp16); inputs" in out
+    assert "QUANTIZE" in out  # the Q/DQ pairs are in the table
+    assert main([*cli, "--precision", "int8"]) == 2
+    assert "--precision int8 needs --calibration FILE" in capsys.readouterr().err
+    assert main([*cli, "--precision", "fp16", "--calibration", str(cal_file)]) == 2
+    assert "--precision fp16 uses no activation ranges" in capsys.readouterr().err
+    other = bert_base_uncased(config=config, seq_len=8)
+    init_random(other, seed=1)
+    save_safetensors({k: p.data for k, p in other.named_parameters()}, weights)
+    assert main([*cli, "--precision", "int8", "--calibration", str(cal_file)]) == 2
+    assert "measured on other weights than these" in capsys.readouterr().err
+    assert main([*cli, "--precision", "int8", "--calibration", str(cal_file), "--reuse-calibration"]) == 0

@@ -534,3 +534,22 @@ def test_weights_that_are_neither_path_nor_mapping_are_a_config_error(source):
         r"path, or a mapping of key -> array",
     ):
         load_weights(Tiny(), source)
+
+
+def test_a_torchvision_efficientnet_file_given_to_the_timm_entry_says_what_it_is(tmp_path):
+    """Issue 20: the zoo's efficientnet_b0 is timm's; torchvision's state_dict (`features.0.0.weight`, ...) is named."""
+    import torchvision
+
+    from trtnet.parity import export_state
+    from trtnet.zoo import efficientnet_b0, resnet18
+
+    path = export_state(torchvision.models.efficientnet_b0(weights=None), tmp_path / "tv_effnet.safetensors")
+    with pytest.raises(WeightsError) as e:
+        efficientnet_b0(weights=path)
+    message = str(e.value)
+    assert f"{path}: weights do not fit EfficientNet" in message
+    assert "looks like a torchvision EfficientNet state_dict (keys features.0.0.weight" in message
+    assert "re-express timm's EfficientNet" in message
+    with pytest.raises(WeightsError) as e:  # whichever entry it is given to
+        resnet18(weights=path)
+    assert "looks like a torchvision EfficientNet state_dict" in str(e.value)

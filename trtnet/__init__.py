@@ -21,6 +21,7 @@ from trtnet.errors import (
     TrtnetError,
     WeightsError,
 )
+from trtnet.generation import Decoder, generate, stream
 from trtnet.graph import Policy
 from trtnet.interpreter import run_network
 from trtnet.onnx.parse import parse_onnx
@@ -37,6 +38,7 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "ConfigError",
+    "Decoder",
     "Engine",
     "EngineError",
     "ExportError",
@@ -52,6 +54,7 @@ __all__ = [
     "build_network",
     "calibrate",
     "emit",
+    "generate",
     "init_random",
     "load_weights",
     "parse_onnx",
@@ -59,5 +62,6 @@ __all__ = [
     "reference",
     "run_network",
     "save_safetensors",
+    "stream",
     "summarize",
 ]

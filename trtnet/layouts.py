@@ -90,3 +90,39 @@ def declared(model: Any, state: Mapping[str, Any], attribute: str) -> set[str]:
             full = join(prefix, pattern)
             found.update(k for k in state if fnmatch.fnmatchcase(k, full))
     return found
+
+
+# -- checkpoints of sources no zoo entry reads ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForeignSource:
+    """A family of checkpoints that looks like a zoo model's but comes from another source, whose keys no layout
+    converts: recognised by keys only it has, so that the loading error can say what the file is."""
+
+    name: str
+    markers: tuple[str, ...]  # glob patterns; the file has a key matching each
+    advice: str
+
+    def matches(self, keys: Any) -> bool:
+        return all(any(fnmatch.fnmatchcase(k, m) for k in keys) for m in self.markers)
+
+
+FOREIGN_SOURCES = (
+    ForeignSource(
+        "torchvision EfficientNet",
+        ("features.0.0.weight", "features.1.0.block.*"),
+        "the zoo's efficientnet_* entries re-express timm's EfficientNet (keys conv_stem, blocks.N.M, conv_head), "
+        "whose blocks torchvision names and orders differently: no conversion is offered; load a timm "
+        "efficientnet state_dict (timm.create_model(name).state_dict(), or its published weights)",
+    ),
+)
+
+
+def foreign_source(keys: Mapping[str, Any]) -> str | None:
+    """One line naming the source a checkpoint with these keys comes from, when it is a `FOREIGN_SOURCES` one."""
+    for source in FOREIGN_SOURCES:
+        if source.matches(keys):
+            shown = ", ".join(source.markers)
+            return f"looks like a {source.name} state_dict (keys {shown}): {source.advice}"
+    return None

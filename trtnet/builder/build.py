@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +53,20 @@ def build(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     reuse_calibration: bool = False,
+    keep: Sequence[str] = (),
+    min_cosine: float | None = None,
+    calibration_data: Iterable[Any] | None = None,
     **options: Unpack[PolicyOptions],
 ) -> Engine:
     """Build a TensorRT engine for `model` (or a `Network`), or take it from the engine cache when the same
     build was done before. Emission options: `policy`, or Policy's field names as keywords (default batch 1).
 
     An int8/fp8 calibration measured on other inputs or weights is refused (`CalibrationError` naming what
-    differs); `reuse_calibration=True` accepts it, for deliberate reuse.
+    differs); `reuse_calibration=True` accepts it, for deliberate reuse. `keep` names more layers to leave in
+    fp16 (as `calibrate` takes them). `min_cosine` keeps the fewest more that the int8/fp8 network needs to reach
+    that cosine against fp32, measured in the interpreter on `calibration_data` (batches, as `calibrate` takes;
+    without `calibration`, the ranges are measured on them too) and printed as a report on stderr
+    (`trtnet.quant.sensitivity`).
     `cache=False` always builds; `cache_dir` overrides the folder (`$TRTNET_CACHE_DIR`, default ~/.cache/trtnet).
     A progress bar shows on a terminal (or with `verbose`), then a one-line summary. With a GPU present, a
     cached plan is first loaded on it: one the GPU refuses is rebuilt, with a warning.
@@ -82,8 +89,12 @@ def build(
                 "build(Network): the network's shapes and types are fixed; batch_size, policy, "
                 "input_shapes and emission options belong to emit (or parse_onnx)"
             )
+        if keep or min_cosine is not None or calibration_data is not None:
+            raise NetworkError("build(Network): keep, min_cosine and calibration_data need a model, not a network")
         net = model
     else:
+        if keep or min_cosine is not None or calibration_data is not None:
+            options = _chosen_keeps(model, policy, options, keep, min_cosine, calibration_data)
         net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes, **options)
         if net.policy is not None and net.policy.calibration is not None:
             from trtnet.quant.calibrate import check_calibration
@@ -105,6 +116,45 @@ def build(
         verbose=verbose,
         label=net.label,
     )
+
+
+def _chosen_keeps(
+    model: Module,
+    policy: Policy | None,
+    options: dict[str, Any],
+    keep: Sequence[str],
+    min_cosine: float | None,
+    data: Iterable[Any] | None,
+) -> dict[str, Any]:
+    """`options` with a calibration that also keeps the layers `keep` names and those `min_cosine` needs."""
+    from trtnet.errors import CalibrationError
+    from trtnet.graph import QUANTIZED
+    from trtnet.quant.ranges import as_calibration
+    from trtnet.quant.sensitivity import keep_for_cosine, keep_named
+
+    precision = options.get("precision", policy.precision if policy is not None else "fp32")
+    cal = as_calibration(options.get("calibration", policy.calibration if policy is not None else None))
+    if precision not in QUANTIZED:
+        raise CalibrationError(
+            f"keep, min_cosine and calibration_data choose which int8/fp8 layers stay in fp16; precision "
+            f"{precision!r} quantizes none (use precision='int8' or 'fp8')"
+        )
+    if min_cosine is None and data is not None:
+        raise CalibrationError("calibration_data is for min_cosine (calibrate measures ranges: trtnet.calibrate)")
+    if min_cosine is not None and data is None:
+        raise CalibrationError(
+            f"min_cosine={min_cosine!r} needs sample inputs to measure on: pass calibration_data= (batches, as "
+            "trtnet.calibrate takes them; --data FILE.npz on the command line)"
+        )
+    if cal is None and min_cosine is None:
+        raise CalibrationError(f"keep={list(keep)!r} needs calibration= (the ranges of the layers it does not keep)")
+    if min_cosine is not None:
+        selection = keep_for_cosine(model, data, min_cosine, calibration=cal, precision=precision, keep=keep)
+        cal = selection.calibration
+        print(selection.report(), file=sys.stderr)
+    else:
+        cal = keep_named(model, cal, keep)
+    return {**options, "calibration": cal}
 
 
 def _policy_key(policy: Policy | None) -> dict[str, Any] | None:

@@ -253,6 +253,7 @@ def reference(
     if len(inputs) != len(names):
         raise NetworkError(f"{_what(model)} takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)}")
     if not isinstance(model, Network):
+        inputs = tuple(checked_inputs(model, inputs))
         batch = {np.shape(x)[0] for x in inputs}
         if len(batch) != 1:
             raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
@@ -260,6 +261,29 @@ def reference(
         net = emit(model, batch.pop(), policy=policy, input_shapes=shapes, **options)
     feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
     return list(run_network(net.network, feeds).values())
+
+
+def checked_inputs(model: Module, inputs: Sequence[Any], error: type[Exception] = NetworkError) -> list[np.ndarray]:
+    """`inputs` for `model`'s declared inputs, checked as an engine call is (`trtnet.runtime.bindings.
+    check_inputs`): the dtype, the rank, channels first, one batch size; a uint8 or channels-last image batch is
+    refused here, naming what the model takes, not deep in the network. A float array for a float input and an
+    integer one for an integer input are cast as the interpreter casts them (an integer only when no value
+    changes). Per-sample sizes may differ from the declared ones: the network is emitted for them."""
+    from trtnet.runtime.bindings import check_inputs
+
+    arrays = [np.asarray(x) for x in inputs]
+    declared = model.inputs()
+    if len(arrays) == len(declared):
+        for k, (i, a) in enumerate(zip(declared, arrays)):
+            want = dtypes.numpy_of(i.dtype)
+            floats = np.issubdtype(want, np.floating) and np.issubdtype(a.dtype, np.floating)
+            ints = np.issubdtype(want, np.integer) and np.issubdtype(a.dtype, np.integer)
+            if a.dtype != want and (floats or (ints and np.array_equal(a.astype(want), a))):
+                arrays[k] = a.astype(want)
+    batches = [a.shape[0] for a in arrays if a.ndim]
+    specs = _input_specs(model, (1, max(batches, default=1), max(batches, default=1)), {})
+    check_inputs(specs, arrays, taker=type(model).__name__, error=error, any_size=True)
+    return arrays
 
 
 def _what(model: Module | Network) -> str:

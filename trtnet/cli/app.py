@@ -28,6 +28,7 @@ from trtnet.cli.commands import (
     cmd_summary,
     one_line,
 )
+from trtnet.cli.generate import add_command as add_generate_command
 from trtnet.cli.inspect_plan import cmd_inspect
 from trtnet.cli.onnx_route import add_check_options, add_shape_options
 from trtnet.cli.settings import add_model_settings
@@ -191,6 +192,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
     )
+    sub.add_argument(
+        "--keep", nargs="+", default=[], metavar="LAYER", help="int8/fp8: layers left in fp16 (first, last, names)"
+    )
+    sub.add_argument(
+        "--min-cosine",
+        type=float,
+        metavar="C",
+        help="int8/fp8: keep the fewest layers in fp16 that reach cosine C against fp32 on --data (e.g. 0.99)",
+    )
+    sub.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        help="sample inputs for --min-cosine (as calibrate --data); ranges are measured on them without --calibration",
+    )
+    sub.add_argument("--data-batch", type=values.positive, default=8, help="samples per interpreter run (default 8)")
     sub.add_argument("--no-cache", action="store_true", help="always build, and leave the engine cache alone")
     sub.add_argument("-o", "--output", metavar="FILE", help="the plan file (default: MODEL.plan)")
     add_shape_options(sub)
@@ -351,7 +367,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=values.positive, default=1, help="default 1")
-    sub.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    sub.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="default fp32; int8 and fp8 need --calibration"
+    )
+    sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
+    sub.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
+    )
     add_shape_options(sub)
     add_model_settings(sub)
 
@@ -374,4 +398,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     add_check_options(sub)
+
+    add_generate_command(command, weights_options)  # trtnet/cli/generate.py
     return parser

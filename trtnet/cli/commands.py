@@ -88,20 +88,29 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.cli.onnx_route import build_onnx, is_onnx, require_no_shapes
+    from trtnet.quant.calibrate import load_batches
 
     if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
+        if args.keep or args.min_cosine is not None or args.data:
+            raise TrtnetError(f"{args.model}: --keep, --min-cosine and --data work on trtnet models, not ONNX files")
         return build_onnx(args)
     require_no_shapes(args)
     ref = _ref(args.model)
     model = _configured(ref, args)
     out = Path(args.output or f"{ref.name}.plan")
-    if args.precision in ("int8", "fp8") and not args.calibration:
-        raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
-    if args.calibration and args.precision not in ("int8", "fp8"):
+    if args.min_cosine is not None and not args.data:
+        raise TrtnetError(f"--min-cosine {args.min_cosine:g} needs --data FILE.npz (sample inputs to measure on)")
+    if args.data and args.min_cosine is None:
+        raise TrtnetError(f"--data {args.data} is for --min-cosine (ranges alone: `trtnet calibrate --data`)")
+    if (args.keep or args.min_cosine is not None) and args.precision not in ("int8", "fp8"):
+        option = "--keep" if args.keep else "--min-cosine"
+        raise TrtnetError(f"{option}: --precision {args.precision} quantizes no layer (only int8 and fp8 do)")
+    if args.precision in ("int8", "fp8") and not args.calibration and args.min_cosine is None:
         raise TrtnetError(
-            f"--calibration {args.calibration}: --precision {args.precision} uses no activation ranges "
-            "(only int8 and fp8 do); drop --calibration or choose --precision int8"
+            f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`), or --min-cosine C "
+            "with --data FILE.npz"
         )
+    _require_calibration(args.precision, args.calibration, needed=False)
     engine = trtnet.build(
         model,
         args.batch,
@@ -109,6 +118,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         reuse_calibration=args.reuse_calibration,
         cache=not args.no_cache,
+        keep=tuple(args.keep),
+        min_cosine=args.min_cosine,
+        calibration_data=None if args.data is None else load_batches(model, args.data, args.data_batch),
     )
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
@@ -220,11 +232,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return summary_onnx(args)
     require_no_shapes(args)
     ref = _ref(args.model)
+    _require_calibration(args.precision, args.calibration)
     model = _configured(ref, args, quiet=True)
-    net = trtnet.emit(model, args.batch, precision=args.precision)
+    net = trtnet.emit(model, args.batch, precision=args.precision, calibration=args.calibration)
+    if net.policy is not None and net.policy.calibration is not None:
+        from trtnet.quant.calibrate import check_calibration
+
+        check_calibration(net.policy.calibration, model, net.inputs, reuse=args.reuse_calibration)
     summary = summarize(net.network)
     print(
-        f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}; inputs "
+        f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}{_ranges_text(net)}; inputs "
         + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs)
     )
     print(summary.table())
@@ -234,6 +251,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
         "and constants the DSL adds make the network's count differ)"
     )
     return EXIT_OK
+
+
+def _ranges_text(net) -> str:
+    cal = net.policy.calibration if net.policy is not None else None
+    if cal is None:
+        return ""
+    return f" ({counted(len(cal.amax), 'range')} from {cal.source or 'a calibration'}, {counted(len(cal.keep), 'layer')} kept in fp16)"
+
+
+def _require_calibration(precision: str, calibration: str | None, needed: bool = True) -> None:
+    """Refuse --calibration with a precision that uses no ranges, and (`needed`) int8/fp8 without it."""
+    if needed and precision in ("int8", "fp8") and not calibration:
+        raise TrtnetError(f"--precision {precision} needs --calibration FILE (from `trtnet calibrate`)")
+    if calibration and precision not in ("int8", "fp8"):
+        raise TrtnetError(
+            f"--calibration {calibration}: --precision {precision} uses no activation ranges "
+            "(only int8 and fp8 do); drop --calibration or choose --precision int8"
+        )
 
 
 def _call(name: str, options: dict) -> str:

@@ -49,7 +49,9 @@ def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
             f"a calibration batch has {len(arrays)} arrays; {type(model).__name__} takes "
             f"{len(declared)} inputs ({', '.join(declared)})"
         )
-    feeds = {n: np.asarray(a) for n, a in zip(declared, arrays)}
+    from trtnet.builder.emit import checked_inputs
+
+    feeds = dict(zip(declared, checked_inputs(model, arrays, CalibrationError)))  # as an engine call is checked
     if len({a.shape[0] if a.ndim else None for a in feeds.values()}) != 1 or any(a.ndim == 0 for a in feeds.values()):
         raise CalibrationError(
             f"calibration batch inputs disagree on the batch size: { {n: a.shape for n, a in feeds.items()} }"
@@ -322,6 +324,12 @@ def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[
 def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **options: Any) -> Calibration:
     """`calibrate` over the arrays of an .npz file (named by the model's inputs, or one unnamed array), in
     batches of `batch` samples."""
+    return calibrate(model, load_batches(model, data, batch), **options)
+
+
+def load_batches(model: Module, data: str | os.PathLike, batch: int = 8) -> list[dict[str, np.ndarray]]:
+    """The arrays of an .npz file (named by the model's inputs, or one unnamed array) in batches of `batch`
+    samples, each array checked against the model's declared per-sample shapes as the engine would."""
     try:
         with np.load(data, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -344,5 +352,4 @@ def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **opt
                 f"calibration data {data}: array {k!r} has samples of shape {list(shape)}, "
                 f"{type(model).__name__} takes {want}"
             )
-    batches = [{k: arrays[k][i : i + batch] for k in names} for i in range(0, n, batch)]
-    return calibrate(model, batches, **options)
+    return [{k: arrays[k][i : i + batch] for k in names} for i in range(0, n, batch)]

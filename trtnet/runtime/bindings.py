@@ -17,7 +17,7 @@ import numpy as np
 from trtnet.errors import EngineError
 from trtnet.runtime.plan import TensorSpec
 
-__all__ = ["Array", "Call", "check_call", "describe", "graph_key", "output_binding", "producer_streams"]
+__all__ = ["Array", "Call", "check_call", "check_inputs", "describe", "graph_key", "output_binding", "producer_streams"]
 
 HOST, DEVICE = "host", "cuda"
 
@@ -189,6 +189,51 @@ def _dlpack_device_array(x: Any, name: str, kind: str, dev_id: int) -> Array:
     )
 
 
+def check_inputs(
+    specs: Sequence[TensorSpec],
+    inputs: Sequence[Any],
+    *,
+    taker: str = "the engine",
+    error: type[Exception] = EngineError,
+    any_size: bool = False,
+) -> tuple[list[Array], int]:
+    """The inputs of a call of `taker` (count, dtype, shape within each spec's range, one batch size), described;
+    and the batch. `any_size` checks the rank but not the per-sample sizes (the interpreter emits a network for
+    the sizes it is given), still refusing a channels-last image where channels first are taken. The engine, the
+    reference interpreter and calibration all check inputs here, so that they say the same."""
+    if len(inputs) != len(specs):
+        names = ", ".join(s.name for s in specs)
+        raise error(f"{taker} takes {len(specs)} input(s) ({names}), got {len(inputs)}")
+    arrays = [describe(x, spec.name) for x, spec in zip(inputs, specs)]
+    batch = None
+    for a, spec in zip(arrays, specs):
+        if a.dtype != spec.dtype:
+            raise error(f"input {spec.name!r}: dtype {a.dtype} given, {taker} takes {spec.dtype} {spec.allowed()}")
+        (lo_shape, hi_shape) = spec.shape_range()
+        rank_ok = len(a.shape) == len(spec.shape) and (
+            any_size or all(lo <= d <= hi for d, lo, hi in zip(a.shape[1:], lo_shape[1:], hi_shape[1:]))
+        )
+        channels_last = len(a.shape) == 4 == len(spec.shape) and a.shape[3] == lo_shape[1] == hi_shape[1] != a.shape[1]
+        if not rank_ok or channels_last:
+            hint = " (channels last? it takes channels first: x.transpose(0, 3, 1, 2))" if channels_last else ""
+            raise error(f"input {spec.name!r}: shape {list(a.shape)} given, {taker} takes {spec.allowed()}{hint}")
+        lo, hi = spec.batch_range()
+        if not lo <= a.shape[0] <= hi:
+            where = (
+                f"its optimization profile allows batch {lo}..{hi}"
+                if lo != hi
+                else f"it was built for batch {lo} (build with batch_size=(min, opt, max) for a range)"
+            )
+            raise error(f"input {spec.name!r}: batch {a.shape[0]} given (shape {list(a.shape)}), {where}")
+        if batch is not None and a.shape[0] != batch[1]:
+            raise error(
+                f"input {spec.name!r}: batch {a.shape[0]}, but input {batch[0]!r} has batch "
+                f"{batch[1]}: all inputs share the batch size"
+            )
+        batch = batch or (spec.name, a.shape[0])
+    return arrays, batch[1] if batch else 0
+
+
 def check_call(
     specs: Sequence[TensorSpec],
     out_specs: Sequence[TensorSpec],
@@ -199,34 +244,7 @@ def check_call(
     """Check one call of an engine taking `specs` and writing `out_specs` on GPU `device`, without touching
     CUDA; returns what the runner needs. A bad input is an `EngineError` naming it, what was given and what
     the engine allows."""
-    if len(inputs) != len(specs):
-        names = ", ".join(s.name for s in specs)
-        raise EngineError(f"the engine takes {len(specs)} input(s) ({names}), got {len(inputs)}")
-    arrays = [describe(x, spec.name) for x, spec in zip(inputs, specs)]
-    batch = None
-    for a, spec in zip(arrays, specs):
-        if a.dtype != spec.dtype:
-            raise EngineError(f"input {spec.name!r}: dtype {a.dtype} given, the engine takes {spec.dtype}")
-        (lo_shape, hi_shape) = spec.shape_range()
-        rank_ok = len(a.shape) == len(spec.shape) and all(
-            lo <= d <= hi for d, lo, hi in zip(a.shape[1:], lo_shape[1:], hi_shape[1:])
-        )
-        if not rank_ok:
-            raise EngineError(f"input {spec.name!r}: shape {list(a.shape)} given, the engine takes {spec.allowed()}")
-        lo, hi = spec.batch_range()
-        if not lo <= a.shape[0] <= hi:
-            where = (
-                f"its optimization profile allows batch {lo}..{hi}"
-                if lo != hi
-                else f"it was built for batch {lo} (build with batch_size=(min, opt, max) for a range)"
-            )
-            raise EngineError(f"input {spec.name!r}: batch {a.shape[0]} given (shape {list(a.shape)}), {where}")
-        if batch is not None and a.shape[0] != batch[1]:
-            raise EngineError(
-                f"input {spec.name!r}: batch {a.shape[0]}, but input {batch[0]!r} has batch "
-                f"{batch[1]}: all inputs share the batch size"
-            )
-        batch = batch or (spec.name, a.shape[0])
+    arrays, n = check_inputs(specs, inputs)
     first = arrays[0]
     for a in arrays[1:]:
         if a.device != first.device:
@@ -243,7 +261,6 @@ def check_call(
                 f"input {a.name!r}: not contiguous (strides {a.strides}); pass a contiguous "
                 "tensor (e.g. .contiguous()): device inputs are used in place, without a copy"
             )
-    n = batch[1] if batch else 0
     out_arrays = None
     if out is not None:
         if not on_device:

@@ -9,6 +9,7 @@ from trtnet.zoo.convnext import convnext_base, convnext_small, convnext_tiny
 from trtnet.zoo.efficientnet import efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3
 from trtnet.zoo.gpt2 import gpt2, gpt2_large, gpt2_medium, gpt2_xl
 from trtnet.zoo.inception import inception_v3
+from trtnet.zoo.llama import llama, qwen2
 from trtnet.zoo.mobilenet import mobilenet_v2
 from trtnet.zoo.registry import REGISTRY, ZooEntry, get_entry, register, register_variant
 from trtnet.zoo.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
@@ -17,6 +18,7 @@ from trtnet.zoo.swin import swin_b, swin_s, swin_t
 from trtnet.zoo.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 from trtnet.zoo.vit import vit_b_16, vit_l_16, vit_s_16
 from trtnet.zoo.yolov5 import yolov5l, yolov5m, yolov5n, yolov5s
+from trtnet.zoo.yolov8 import yolo11m, yolo11n, yolo11s, yolov8m, yolov8n, yolov8s
 
 __all__ = [
     "REGISTRY",
@@ -38,7 +40,9 @@ __all__ = [
     "gpt2_medium",
     "gpt2_xl",
     "inception_v3",
+    "llama",
     "mobilenet_v2",
+    "qwen2",
     "resnet18",
     "resnet34",
     "resnet50",
@@ -62,4 +66,10 @@ __all__ = [
     "yolov5m",
     "yolov5n",
     "yolov5s",
+    "yolov8m",
+    "yolov8n",
+    "yolov8s",
+    "yolo11m",
+    "yolo11n",
+    "yolo11s",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import ConfigError, TrtnetError
-from trtnet.layouts import adapt_checkpoint, declared
+from trtnet.layouts import adapt_checkpoint, declared, foreign_source
 from trtnet.nn.module import Module
 from trtnet.weights import init_random, load_weights
 from trtnet.zoo.sources import published_source, timm_source, torchvision_source
@@ -232,4 +232,4 @@ def mismatch_hint(model: Module, shapes: Shapes) -> str | None:
                 f"looks like a {name} file{read_as} with {len(differ)} tensors of other shapes (e.g. "
                 f"{differ[0]}), not {target}"
             )
-    return near
+    return near or foreign_source(shapes)

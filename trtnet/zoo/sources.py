@@ -156,3 +156,49 @@ def yolov5_source(name: str) -> Callable[[], object]:
         return model
 
     return make
+
+
+def ultralytics_source(name: str) -> Callable[[], object]:
+    """A builder of `ultralytics.nn.tasks.DetectionModel('<name>.yaml')` (yolov8n, yolo11s...) in export mode:
+    its eval output is then the decoded `[B, 4 + nc, anchors]` alone."""
+
+    def make():
+        import os
+
+        os.environ.setdefault("YOLO_OFFLINE", "1")  # no DNS probe at import
+        from ultralytics.nn.tasks import DetectionModel
+
+        model = DetectionModel(f"{name}.yaml", verbose=False)
+        model.model[-1].export = True
+        # As for YOLOv5: PyTorch's default init fades the signal; 1.3 keeps boxes and scores input-dependent.
+        he_init(model, gain=1.3)
+        # `bias_init` starts the class logits near -10 (1% objects over a 640 image): with random weights the scores
+        # would be ~1e-5 and hardly depend on the input. Zero class biases keep them comparable.
+        for branch in model.model[-1].cv3:
+            branch[-1].bias.data.zero_()
+        return model
+
+
+def transformers_causal_lm_source(cls_name: str, config: dict | None = None) -> Callable[[], object]:
+    """A builder of `transformers.<cls_name>` (LlamaForCausalLM, Qwen2ForCausalLM) from the config kwargs
+    `config` with random weights and eager attention, called as the zoo's prefill network is:
+    `(input_ids, attention_mask, position_ids) -> (logits, present.0.key, present.0.value, ...)`."""
+
+    def make():
+        import transformers
+
+        base = getattr(transformers, cls_name)
+        config_cls = getattr(transformers, cls_name.replace("ForCausalLM", "Config"))
+
+        class Positional(base):
+            def forward(self, input_ids, attention_mask=None, position_ids=None):
+                out = super().forward(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
+                )
+                cache = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+                return (out.logits, *[t for kv in cache for t in kv])
+
+        Positional.__name__ = cls_name
+        return Positional(config_cls(attn_implementation="eager", **(config or {})))
+
+    return make

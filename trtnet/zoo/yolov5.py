@@ -16,7 +16,9 @@ import numpy as np
 
 from trtnet import nn, ops
 from trtnet.nn.module import Input, Parameter
+from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
+from trtnet.zoo.detection import DetectorOutputs
 from trtnet.zoo.registry import register_variant
 from trtnet.zoo.sources import yolov5_source
 
@@ -169,6 +171,8 @@ class YOLOv5Config:
     num_classes: int = 80
     num_anchors: int = 3
     rows: tuple[Row, ...] = ROWS
+    nms: NMSOptions | None = None  # in-engine NMS: fixed-size num_dets, boxes, scores, classes outputs
+    preprocess: bool = False  # input uint8 NHWC BGR frames; the engine converts to float RGB NCHW / 255
 
 
 class YOLOv5(nn.Module):
@@ -195,14 +199,16 @@ class YOLOv5(nn.Module):
         layers.append(Detect(config.num_classes, config.num_anchors, tuple(channels[i] for i in DETECT_FROM), STRIDES))
         self._sources.append(DETECT_FROM)
         self.model = layers
+        self._outputs = DetectorOutputs(config.nms, config.preprocess)
 
     def inputs(self) -> list[Input]:
-        return [Input("x", (3, 640, 640))]
+        return [self._outputs.input(640)]
 
     def output_names(self, n: int) -> list[str]:
-        return ["predictions"]
+        return self._outputs.names()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
+        x = self._outputs.prepare(x)
         outputs: list[Tensor] = []
         for layer, src in zip(self.model, self._sources):
             if isinstance(src, int):
@@ -210,7 +216,8 @@ class YOLOv5(nn.Module):
             else:
                 x = layer([x if s == -1 else outputs[s] for s in src])
             outputs.append(x)
-        return x
+        # [B, A, 5 + nc]: NMS ranks each box by objectness x class probability, as YOLOv5's NMS does.
+        return self._outputs.finish(x, lambda p: (p[..., :4], p[..., 5:] * p[..., 4:5]))
 
 
 def _variant(name: str, depth_multiple: float, width_multiple: float, benchmark: bool = False):

@@ -1,0 +1,210 @@
+"""trtnet.generate / stream: sampling against transformers' logits warpers, seeds, stop tokens, streaming, bad
+arguments, the command line; and on a GPU, engines giving the interpreter's tokens."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import trtnet
+from trtnet.cli.app import main
+from trtnet.errors import ConfigError
+from trtnet.generation import Decoder, Sampling
+from trtnet.zoo import llama
+
+TINY = dict(
+    hidden_size=32,
+    intermediate_size=48,
+    vocab_size=64,
+    max_position_embeddings=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=False,
+)
+
+
+@pytest.fixture(scope="module")
+def decoder() -> Decoder:
+    """The tiny Llama's two networks, emitted once for the module's tests, its weights scaled up so that greedy
+    tokens vary."""
+    model = llama(config=TINY, max_context=48)
+    for _, p in model.named_parameters():
+        if p.value.ndim == 2:
+            p.value = p.value * 6
+    return Decoder.from_model(model, max_batch=4)
+
+
+def prompt(batch: int = 2) -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 64, (batch, 5)).astype(np.int32)
+
+
+@pytest.mark.parametrize(
+    "sampling", [Sampling(0.7, 0, 1.0), Sampling(1.0, 5, 1.0), Sampling(1.3, 0, 0.8), Sampling(0.9, 10, 0.6)]
+)
+def test_distribution_is_transformers_warpers(sampling):
+    """The probabilities sampled from equal softmax of transformers' Temperature, TopK and TopP warpers."""
+    torch = pytest.importorskip("torch")
+    generation = pytest.importorskip("transformers.generation.logits_process")
+    logits = np.random.default_rng(0).normal(0, 3, (3, 50)).astype(np.float32)
+    scores = torch.from_numpy(logits.astype(np.float64))
+    scores = generation.TemperatureLogitsWarper(sampling.temperature)(None, scores)
+    if sampling.top_k:
+        scores = generation.TopKLogitsWarper(sampling.top_k)(None, scores)
+    if sampling.top_p < 1:
+        scores = generation.TopPLogitsWarper(sampling.top_p)(None, scores)
+    want = torch.softmax(scores, -1).numpy()
+    got = sampling.distribution(logits)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert ((got > 0) == (want > 0)).all()
+
+
+def test_draws_follow_the_distribution():
+    """20000 draws from one row: each token's frequency within 4 standard deviations of its probability."""
+    sampling = Sampling(1.0, 8, 0.9)
+    logits = np.random.default_rng(1).normal(0, 1, (1, 20)).astype(np.float32)
+    probs = sampling.distribution(logits)[0]
+    rng = np.random.default_rng(2)
+    draws = sampling.pick(np.repeat(logits, 20000, 0), rng)
+    freq = np.bincount(draws, minlength=20) / 20000
+    sigma = np.sqrt(probs * (1 - probs) / 20000)
+    assert (np.abs(freq - probs) <= 4 * sigma + 1e-12).all()
+    assert (freq[probs == 0] == 0).all()
+
+
+def test_greedy_is_top_k_one_and_seeds_repeat(decoder):
+    ids = prompt()
+    greedy = trtnet.generate(decoder, ids, 12)
+    np.testing.assert_array_equal(trtnet.generate(decoder, ids, 12, temperature=1.0, top_k=1, seed=5), greedy)
+    a = trtnet.generate(decoder, ids, 12, temperature=1.5, seed=11)
+    np.testing.assert_array_equal(trtnet.generate(decoder, ids, 12, temperature=1.5, seed=11), a)
+    b = trtnet.generate(decoder, ids, 12, temperature=1.5, seed=12)
+    assert not np.array_equal(a, b)
+    assert len(np.unique(greedy[:, 5:])) >= 4
+
+
+def test_stream_yields_each_step_and_stop_tokens_pad(decoder):
+    ids = prompt()
+    free = list(trtnet.stream(decoder, ids, 10))
+    stop = int(free[3].tokens[0])  # row 0 meets it at step 3 at the latest
+    first = next(i for i, s in enumerate(free) if s.tokens[0] == stop)
+    got = trtnet.generate(decoder, ids, 10, stop_tokens=[stop], pad_token_id=63)
+    row = got[0, 5:]
+    assert row[first] == stop and (row[first + 1 :] == 63).all()
+    steps = list(trtnet.stream(decoder, ids[:1], 10, stop_tokens=[stop]))
+    assert len(steps) == first + 1 and steps[-1].finished.all()
+    assert all(s.logits.shape == (2, 64) for s in free)
+
+
+def test_left_padding_gives_the_unpadded_tokens(decoder):
+    """A left-padded row generates what it generates alone."""
+    ids = prompt(1)
+    alone = trtnet.generate(decoder, ids, 8)
+    padded = np.concatenate([np.zeros((1, 3), np.int32), ids], 1)
+    mask = np.concatenate([np.zeros((1, 3), np.int32), np.ones_like(ids)], 1)
+    batch = np.concatenate([padded, np.concatenate([ids[:, :3], ids], 1)])
+    masks = np.concatenate([mask, np.ones_like(mask)])
+    got = trtnet.generate(decoder, batch, 8, attention_mask=masks)
+    np.testing.assert_array_equal(got[0, 8:], alone[0, 5:])
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(max_new_tokens=44), "max_new_tokens = 44 is not allowed: expected an integer from 1 to 43"),
+        (dict(max_new_tokens=4, temperature=-1), "temperature = -1 is not allowed"),
+        (dict(max_new_tokens=4, top_p=0), "top_p = 0 is not allowed"),
+        (dict(max_new_tokens=4, top_k=1.5), "top_k = 1.5 is not allowed"),
+        (dict(max_new_tokens=4, input_ids=np.zeros((5, 5), np.int32)), "batch = 5 is not allowed"),
+        (dict(max_new_tokens=4, input_ids=np.zeros((1, 5), np.float32)), "input_ids must be integer token ids"),
+        (dict(max_new_tokens=4, attention_mask=np.ones((2, 4))), "attention_mask \\[2, 4\\] must have"),
+    ],
+)
+def test_bad_arguments_are_config_errors(decoder, kwargs, message):
+    ids = kwargs.pop("input_ids", prompt())
+    with pytest.raises(ConfigError, match=message):
+        trtnet.generate(decoder, ids, **kwargs)
+
+
+def test_not_a_decoder_is_refused():
+    from trtnet.zoo import resnet18
+
+    with pytest.raises(ConfigError, match="ResNet is not a decoder with a KV cache"):
+        trtnet.generate(resnet18(weights=None), prompt(), 4)
+
+
+def test_command_line_streams_the_greedy_tokens(tmp_path, capsys):
+    model = llama(config=TINY, max_context=48)
+    path = tmp_path / "w.safetensors"
+    trtnet.save_safetensors(model.state_dict(), path)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY))
+    want = trtnet.generate(model, np.array([[1, 2, 3]]), 6)[0, 3:]
+    args = ["generate", "llama", "--config", str(config), "--weights", str(path), "--prompt-ids", "1,2,3"]
+    assert main([*args, "--max-new-tokens", "6"]) == 0
+    assert capsys.readouterr().out.split() == [str(t) for t in want]
+    assert main([*args, "--max-new-tokens", "60"]) == 2
+    assert "max_new_tokens = 60 is not allowed" in capsys.readouterr().err
+    assert main(["generate", "llama", "--config", str(config), "--prompt", "hello"]) == 2
+    assert "--prompt is text and needs --tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_engines_give_the_interpreters_tokens(decoder):
+    """The same loop over a prefill and a decode engine (fp32): tokens equal to the interpreter's; tokens/s."""
+    model = llama(config=TINY, max_context=48)
+    for _, p in model.named_parameters():
+        if p.value.ndim == 2:
+            p.value = p.value * 6
+    engines = [trtnet.build(model.stage(past), batch_size=(1, 2, 4), precision="fp32") for past in (False, True)]
+    ids = prompt()
+    want = trtnet.generate(decoder, ids, 32)
+    trtnet.generate(engines, ids, 4)  # warm-up
+    start = time.perf_counter()
+    got = trtnet.generate(engines, ids, 32)
+    seconds = time.perf_counter() - start
+    np.testing.assert_array_equal(got, want)
+    print(f"engine decode: {2 * 32 / seconds:.0f} tokens/s (batch 2, 32 new tokens, tiny config)")
+
+
+def test_docs_python_blocks_run():
+    """docs/decoders.md's Python blocks run as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "decoders.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/decoders.md", "exec"), {})
+
+
+def test_command_line_with_a_tokenizer(tmp_path, capsys):
+    """--prompt text through a tokenizer.json (a word-level one made here): the tokens print as text."""
+    tokenizers = pytest.importorskip("tokenizers")
+    words = [f"w{i}" for i in range(64)]
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="w0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    model = llama(config=TINY, max_context=48)
+    trtnet.save_safetensors(model.state_dict(), tmp_path / "w.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    want = trtnet.generate(model, np.array([[5, 9, 2]]), 4)[0, 3:]
+    args = [
+        "generate",
+        "llama",
+        "--config",
+        str(tmp_path / "config.json"),
+        "--weights",
+        str(tmp_path / "w.safetensors"),
+    ]
+    assert (
+        main([*args, "--tokenizer", str(tmp_path / "tokenizer.json"), "--prompt", "w5 w9 w2", "--max-new-tokens", "4"])
+        == 0
+    )
+    assert capsys.readouterr().out.strip() == "".join(words[t] for t in want)
+    assert main([*args, "--tokenizer", str(tmp_path / "missing.json"), "--prompt", "w5"]) == 2
+    assert "missing.json: not a tokenizer.json" in capsys.readouterr().err

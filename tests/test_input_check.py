@@ -1,0 +1,65 @@
+"""Issue 20: a uint8 or channels-last image batch is refused at the input check, naming the shape and dtype the
+model takes, by `trtnet.reference`, `trtnet.calibrate` and an engine call alike (one check:
+`trtnet.runtime.bindings.check_inputs`), not deep in the network."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import trtnet
+from trtnet.errors import CalibrationError, EngineError, NetworkError
+from trtnet.runtime.bindings import check_call
+from trtnet.runtime.plan import TensorSpec
+from trtnet.zoo import bert_base_uncased, resnet18
+
+UINT8 = np.zeros((2, 3, 224, 224), np.uint8)
+NHWC = np.zeros((2, 224, 224, 3), np.float32)
+CHANNELS_LAST = " (channels last? it takes channels first: x.transpose(0, 3, 1, 2))"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return resnet18(num_classes=10)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (UINT8, "input 'x': dtype uint8 given, ResNet takes float32 [1..2, 3, 224, 224]"),
+        (NHWC, "input 'x': shape [2, 224, 224, 3] given, ResNet takes [1..2, 3, 224, 224]" + CHANNELS_LAST),
+    ],
+    ids=["uint8", "nhwc"],
+)
+def test_reference_and_calibrate_refuse_an_image_batch_the_model_does_not_take(model, x, message):
+    with pytest.raises(NetworkError, match=re.escape(message) + "$"):
+        trtnet.reference(model, x)
+    with pytest.raises(CalibrationError, match=re.escape(message) + "$"):
+        trtnet.calibrate(model, [x])
+
+
+def test_an_engine_call_says_the_same():
+    spec = TensorSpec("x", (2, 3, 224, 224), "float32")
+    with pytest.raises(EngineError, match=re.escape("dtype uint8 given, the engine takes float32 [2, 3, 224, 224]")):
+        check_call([spec], [], 0, [UINT8])
+    with pytest.raises(EngineError, match=re.escape("the engine takes [2, 3, 224, 224]" + CHANNELS_LAST)):
+        check_call([spec], [], 0, [NHWC])
+
+
+def test_what_the_interpreter_casts_is_still_accepted():
+    """float64 images and int64 token ids are cast to the declared types, as the interpreter always did."""
+    model = bert_base_uncased(
+        config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50),
+        seq_len=8,
+    )
+    ids = np.arange(16, dtype=np.int64).reshape(2, 8)
+    ones, zeros = np.ones((2, 8), np.int64), np.zeros((2, 8), np.int64)
+    want = trtnet.reference(model, ids.astype(np.int32), ones.astype(np.int32), zeros.astype(np.int32))
+    got = trtnet.reference(model, ids, ones, zeros)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    with pytest.raises(
+        NetworkError, match=re.escape("input 'input_ids': dtype float32 given, Bert takes int32 [1..2, 8]")
+    ):
+        trtnet.reference(model, ids.astype(np.float32), ones, zeros)

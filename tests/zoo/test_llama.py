@@ -1,0 +1,203 @@
+"""Llama and Qwen2 against transformers: small random configs (grouped-query heads, Llama-3 rope scaling, biased
+q/k/v, tied and untied heads) loaded from the safetensors transformers saves; prefill logits, prefill + decode
+against a full recompute, and greedy generation token for token with every step's logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trtnet
+from trtnet.errors import ConfigError, WeightsError
+from trtnet.parity import export_state, rel_error
+from trtnet.zoo import llama, qwen2
+from trtnet.zoo.llama import LlamaConfig, Qwen2Config
+
+transformers = pytest.importorskip("transformers", reason="transformers is the PyTorch source of Llama and Qwen2")
+torch = pytest.importorskip("torch", reason="transformers runs on torch")
+
+LLAMA3_ROPE = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0)
+TINY = dict(hidden_size=64, intermediate_size=96, vocab_size=128, max_position_embeddings=64)
+
+
+def source(kind: str, layers: int = 2, tied: bool = False, seed: int = 0, **extra):
+    """A transformers model with random weights, larger than its init (so that greedy tokens vary), and
+    RMSNorm weights and biases away from 1 and 0 (so that parity sees them)."""
+    torch.manual_seed(seed)
+    config = dict(TINY, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2)
+    config.update(tie_word_embeddings=tied, initializer_range=0.15, **extra)
+    if kind == "llama":
+        rope = dict(LLAMA3_ROPE, original_max_position_embeddings=16, rope_theta=500000.0)
+        model = transformers.LlamaForCausalLM(
+            transformers.LlamaConfig(attn_implementation="eager", rope_parameters=rope, **config)
+        )
+    else:
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(attn_implementation="eager", **config))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def load(kind: str, model, tmp_path, **options):
+    path = export_state(model, tmp_path / f"{kind}.safetensors")
+    entry = llama if kind == "llama" else qwen2
+    return entry(weights=path, config=model.config.to_dict(), max_context=64, **options)
+
+
+def prompt(batch: int = 2, length: int = 7, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, TINY["vocab_size"], (batch, length)).astype(np.int32)
+
+
+def hf_generate(model, ids: np.ndarray, n: int, mask: np.ndarray | None = None):
+    mask = np.ones_like(ids) if mask is None else mask
+    with torch.no_grad():
+        return model.generate(
+            torch.from_numpy(ids).long(),
+            attention_mask=torch.from_numpy(mask).long(),
+            max_new_tokens=n,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
+
+
+def assert_generation_matches(model, ours, ids, n=32, mask=None):
+    """Greedy tokens equal, each step's logits within 1e-4 relative; the generated tokens are not one repeated."""
+    want = hf_generate(model, ids, n, mask)
+    steps = list(trtnet.stream(ours, ids, n, attention_mask=mask))
+    got = np.concatenate([ids, np.stack([s.tokens for s in steps], 1)], 1)
+    np.testing.assert_array_equal(got, want.sequences.numpy())
+    assert len(steps) == len(want.logits) == n
+    worst = max(rel_error(s.logits, logits.numpy()) for s, logits in zip(steps, want.logits))
+    assert worst <= 1e-4, worst
+    assert len(np.unique(got[:, ids.shape[1] :])) >= 6, "a generation this uniform proves little"
+    return worst
+
+
+@pytest.mark.parametrize("kind,tied", [("llama", False), ("qwen2", True)])
+def test_greedy_generation_matches_transformers(kind, tied, tmp_path):
+    """32 new tokens past Llama-3's original context of 16 (the scaled frequencies matter there)."""
+    model = source(kind, tied=tied)
+    assert_generation_matches(model, load(kind, model, tmp_path), prompt())
+
+
+def test_prefill_logits_and_cache_match_transformers(tmp_path):
+    model = source("llama")
+    ids = prompt(length=12)
+    positions = np.tile(np.arange(12, dtype=np.int32), (2, 1))
+    logits, *cache = trtnet.reference(load("llama", model, tmp_path), ids, np.ones_like(ids), positions)
+    with torch.no_grad():
+        out = model(torch.from_numpy(ids).long(), use_cache=True)
+    assert rel_error(logits, out.logits.numpy()) <= 1e-4
+    want = [t.numpy() for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+    assert len(cache) == len(want) == 4
+    for got, ref in zip(cache, want):
+        assert got.shape == ref.shape == (2, 2, 12, 16)
+        assert rel_error(got, ref) <= 1e-4
+
+
+def test_prefill_then_decode_equals_full_recompute(tmp_path):
+    """The decode network fed the prefill's cache gives the logits the prefill network gives for the whole
+    sequence at once (3 new tokens in one decode step, then 1)."""
+    ours = load("llama", source("llama"), tmp_path)
+    ids = prompt(length=14)
+    pos = np.tile(np.arange(14, dtype=np.int32), (2, 1))
+    full, *_ = trtnet.reference(ours, ids, np.ones_like(ids), pos)
+    decode = ours.stage(past=True)
+    _, *cache = trtnet.reference(ours, ids[:, :10], np.ones_like(ids[:, :10]), pos[:, :10])
+    for start, stop in ((10, 13), (13, 14)):
+        logits, *cache = trtnet.reference(
+            decode, ids[:, start:stop], np.ones_like(ids[:, :stop]), pos[:, start:stop], *cache
+        )
+        assert rel_error(logits, full[:, start:stop]) <= 1e-5
+    assert cache[0].shape == (2, 2, 14, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_four_layers_left_padded_batch_matches_transformers(kind, tmp_path):
+    """Four layers, batch 3 with a left-padded row (positions counted from its first real token)."""
+    model = source(kind, layers=4, tied=kind == "llama", seed=3)
+    ids = prompt(batch=3, length=9, seed=4)
+    mask = np.ones_like(ids)
+    mask[1, :4] = 0
+    assert_generation_matches(model, load(kind, model, tmp_path), ids, mask=mask)
+
+
+def test_tied_head_loads_from_either_copy(tmp_path):
+    """A tied head is saved twice by state_dict; a file with only `lm_head.weight` loads too."""
+    model = source("qwen2", tied=True)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    assert np.array_equal(state["lm_head.weight"], state["model.embed_tokens.weight"])
+    del state["model.embed_tokens.weight"]
+    ours = qwen2(weights=state, config=model.config.to_dict(), max_context=64)
+    np.testing.assert_array_equal(ours.model.embed_tokens.weight.data, model.lm_head.weight.detach().numpy())
+    untied = source("llama")
+    state = {k: v.numpy() for k, v in untied.state_dict().items() if k != "lm_head.weight"}
+    with pytest.raises(WeightsError, match="lm_head.weight"):
+        llama(weights=state, config=untied.config.to_dict(), max_context=64)
+
+
+def test_config_json_of_transformers_4_and_5(tmp_path):
+    """rope_theta + rope_scaling (transformers 4's config.json) and rope_parameters (5's) read alike."""
+    v4 = dict(TINY, rope_theta=5e5, rope_scaling=dict(LLAMA3_ROPE, original_max_position_embeddings=16))
+    v5 = dict(TINY, rope_parameters=dict(LLAMA3_ROPE, original_max_position_embeddings=16, rope_theta=5e5))
+    assert LlamaConfig.from_hf(v4) == LlamaConfig.from_hf(v5)
+    assert LlamaConfig.from_hf(v4).rope_scaling.factor == 8.0
+    assert Qwen2Config.from_hf({}).rope_scaling.rope_type == "default"
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "rope_type = 'yarn' is not allowed"),
+        (dict(num_attention_heads=4, num_key_value_heads=3), "num_key_value_heads = 3 is not allowed"),
+        (dict(hidden_act="gelu"), "hidden_act = 'gelu' is not allowed: expected silu"),
+        (dict(rope_scaling="llama3"), "rope_scaling = 'llama3' is not allowed"),
+    ],
+)
+def test_bad_config_is_a_config_error(config, message):
+    with pytest.raises(ConfigError, match=message):
+        LlamaConfig.from_hf(config)
+
+
+def test_qwen2_sliding_window_and_context_are_refused():
+    with pytest.raises(ConfigError, match="use_sliding_window = True is not allowed"):
+        Qwen2Config.from_hf({"use_sliding_window": True})
+    with pytest.raises(ConfigError, match="max_context = 65 is not allowed"):
+        llama(config=TINY, max_context=65)
+
+
+# TensorRT layers of the prefill and decode networks: per decoder block, and the rest (embedding, rotary tables,
+# the mask, the final norm and the head). Shape-only layers (the run-time sizes of the dynamic dims) included.
+LAYERS_PER_BLOCK = {"prefill": 74, "decode": 76}
+LAYERS_REST = {"prefill": 84, "decode": 84}
+
+
+def test_layer_counts():
+    for stage, past in (("prefill", False), ("decode", True)):
+        counts = [
+            trtnet.emit(llama(config=dict(TINY, num_hidden_layers=n), max_context=64).stage(past), (1, 1, 4)).num_layers
+            for n in (1, 3)
+        ]
+        per_block = (counts[1] - counts[0]) // 2
+        assert (per_block, counts[0] - per_block) == (LAYERS_PER_BLOCK[stage], LAYERS_REST[stage]), (stage, counts)
+
+
+def test_both_stages_build_with_dynamic_batch_and_lengths():
+    """TensorRT builds the prefill and decode networks (fp16) with no GPU; the plans keep the cache I/O names."""
+    model = llama(config=dict(TINY, num_hidden_layers=1), max_context=64)
+    for past in (False, True):
+        engine = trtnet.build(model.stage(past), batch_size=(1, 2, 4), precision="fp16", cache=False)
+        names = [s.name for s in engine.inputs]
+        assert names[:3] == ["input_ids", "attention_mask", "position_ids"]
+        assert names[3:] == (["past_key_values.0.key", "past_key_values.0.value"] if past else [])
+        assert [s.name for s in engine.outputs] == ["logits", "present.0.key", "present.0.value"]
+        mask = engine.inputs[1]
+        assert (mask.min_shape[1], mask.max_shape[1]) == ((2, 64) if past else (1, 64))

@@ -1,0 +1,102 @@
+"""`trtnet generate`: tokens from a zoo decoder (llama, qwen2) and its config.json, streamed to stdout as they
+are made, in the reference interpreter. Token ids in and out, or text through a `tokenizers` tokenizer.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from trtnet.errors import ConfigError, TrtnetError
+
+EXIT_OK = 0
+
+
+def add_command(command: Callable[..., argparse.ArgumentParser], weights_options: Callable) -> None:
+    """Add `generate` to the command line through app.py's `command` and `weights_options` helpers."""
+    sub = command(
+        "generate",
+        cmd_generate,
+        "generate tokens with a decoder (llama, qwen2) in the reference interpreter, streamed as they come",
+    )
+    sub.add_argument("model", help="a zoo decoder: llama or qwen2")
+    sub.add_argument("--config", required=True, metavar="FILE", help="the model's Hugging Face config.json")
+    weights_options(sub)
+    prompt = sub.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt-ids", type=_ids, metavar="IDS", help="the prompt as token ids: 1,2,3")
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt as text (needs --tokenizer)")
+    sub.add_argument("--tokenizer", metavar="FILE", help="a tokenizer.json (the `tokenizers` library): prints text")
+    sub.add_argument("--max-new-tokens", type=_count, default=32, help="default 32")
+    sub.add_argument("--max-context", type=_count, help="prompt plus new tokens at most (default: the config's)")
+    sub.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; above 0: sampling")
+    sub.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
+    sub.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0: all)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    sub.add_argument("--stop-ids", type=_ids, default=(), metavar="IDS", help="token ids that end generation: 2,3")
+
+
+def _ids(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected token ids >= 0, comma-separated: 1,2,3")
+    return values
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from trtnet.generation import stream
+    from trtnet.zoo import get_entry
+    from trtnet.zoo.llama import LlamaConfig
+
+    entry = get_entry(args.model)
+    if not isinstance(entry.config, LlamaConfig):
+        raise TrtnetError(f"generate: {args.model} is not a decoder with a KV cache; generate takes llama or qwen2")
+    tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else None
+    if args.prompt is not None and tokenizer is None:
+        raise TrtnetError("generate: --prompt is text and needs --tokenizer tokenizer.json (or give --prompt-ids)")
+    ids = list(args.prompt_ids) if args.prompt_ids else tokenizer.encode(args.prompt).ids
+    model = entry.fn(weights=args.weights, config=args.config, max_context=args.max_context)
+    vocab = model.config.vocab_size
+    if not ids or max(ids) >= vocab:
+        raise ConfigError(f"generate: the prompt's token ids must be from 0 to {vocab - 1} (the vocabulary), got {ids}")
+    new = []
+    for step in stream(
+        model,
+        np.array([ids], np.int32),
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop_tokens=args.stop_ids,
+    ):
+        token = int(step.tokens[0])
+        new.append(token)
+        print(tokenizer.decode([token]) if tokenizer else token, end="" if tokenizer else " ", flush=True)
+    print(file=sys.stdout)
+    return EXIT_OK
+
+
+def _tokenizer(path: str):
+    try:
+        import tokenizers
+    except ImportError:
+        raise TrtnetError("generate: --tokenizer needs the `tokenizers` package (pip install tokenizers)") from None
+    try:
+        return tokenizers.Tokenizer.from_file(path)
+    except Exception as e:  # noqa: BLE001  tokenizers raises its own untyped errors for a missing or bad file
+        raise TrtnetError(f"{path}: not a tokenizer.json the `tokenizers` library reads ({e})") from None

@@ -1,0 +1,83 @@
+"""The pieces of a Llama-family decoder that the sources leave to the framework: RMSNorm, and self-attention with
+rotary embeddings, grouped-query heads and a KV cache carried as engine I/O.
+
+A model's attention subclasses `DecoderAttention`, declares `q_proj`, `k_proj`, `v_proj` and `o_proj` under
+transformers' names and calls `self.attend(...)`. The tricks live here and in `ops.rotary` / `ops.kv_cache`:
+- one batched projection yields [q, rotate_half(q), k, rotate_half(k), v] as heads of one [B, heads, S, d]
+  tensor (`ops.split_heads_linear`), the 1/sqrt(d) scale folded into the query rows;
+- the new keys (after RoPE) and values are appended to the cache, and kv heads repeated for their query groups.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trtnet import ops
+from trtnet.nn.module import Module, Parameter
+from trtnet.ops import kv_cache, rotary
+from trtnet.tensor import Tensor
+
+
+class RMSNorm(Module):
+    """transformers' `LlamaRMSNorm`: x / sqrt(mean(x^2) + eps) in float32, then times `weight`."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        self.weight = Parameter((dim,), init="ones")
+        self._eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        x32 = ops.cast(x, "float32")
+        variance = ops.mean(ops.mul(x32, x32), -1, keepdim=True)
+        normed = ops.cast(ops.mul(x32, ops.rsqrt(ops.add(variance, self._eps))), dtype)
+        weight = ops.constant(self.weight.data.reshape((1,) * (x.ndim - 1) + (-1,)), dtype, op="weight")
+        return ops.mul(normed, weight)
+
+
+class DecoderAttention(Module):
+    """Base of a decoder's causal self-attention with RoPE, grouped-query heads and a KV cache.
+
+    Subclasses set `q_proj`, `k_proj`, `v_proj` (Linears to heads * head_dim, kv_heads * head_dim) and `o_proj`.
+    """
+
+    def __init__(self, heads: int, kv_heads: int, head_dim: int) -> None:
+        self._heads, self._kv_heads, self._head_dim = heads, kv_heads, head_dim
+
+    def projection(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """[q; rotate_half(q); k; rotate_half(k); v] as one (weight, bias), the query rows scaled by 1/sqrt(d)."""
+        d = self._head_dim
+        parts = [
+            (p.weight.data, None if p.bias is None else p.bias.data) for p in (self.q_proj, self.k_proj, self.v_proj)
+        ]
+        if any(b is not None for _, b in parts):  # a bias on some projections only: zeros for the others
+            parts = [(w, np.zeros(w.shape[0], np.float32) if b is None else b) for w, b in parts]
+        scale = np.float32(1.0 / math.sqrt(d))
+        (wq, bq), (wk, bk), (wv, bv) = parts
+        wq, bq = wq * scale, None if bq is None else bq * scale
+        rq, rbq = rotary.rotated_rows(wq, bq, d)
+        rk, rbk = rotary.rotated_rows(wk, bk, d)
+        weight = np.concatenate([wq, rq, wk, rk, wv])
+        bias = None if bq is None else np.concatenate([bq, rbq, bk, rbk, bv])
+        return weight, bias
+
+    def attend(
+        self, x: Tensor, rope: tuple[Tensor, Tensor], keep: Tensor, past: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Attention of tokens x [B, 1, S, D] over the cache and themselves -> (output [B, 1, S, heads * d]
+        before `o_proj`, present keys, present values [B, kv_heads, P + S, d]). `keep`: `ops.kv_cache.decoder_keep`."""
+        h, kv = self._heads, self._kv_heads
+        weight, bias = self.projection()
+        qkv = ops.split_heads_linear(x, weight, bias, 2 * h + 3 * kv)  # [B, 2h + 3kv, S, d]
+        cos, sin = rope
+        q = rotary.apply_rotary(qkv[:, :h], qkv[:, h : 2 * h], cos, sin)
+        k = rotary.apply_rotary(qkv[:, 2 * h : 2 * h + kv], qkv[:, 2 * h + kv : 2 * h + 2 * kv], cos, sin)
+        v = qkv[:, 2 * h + 2 * kv :]
+        k = kv_cache.append(None if past is None else past[0], k)
+        v = kv_cache.append(None if past is None else past[1], v)
+        groups = h // kv
+        o = ops.scaled_dot_product_attention(
+            q, kv_cache.repeat_kv(k, groups), kv_cache.repeat_kv(v, groups), mask=keep, scale=1.0
+        )
+        return ops.merge_heads(o), k, v
