@@ -142,6 +142,9 @@ class ModuleCall:
 
 def _itensors(value: Any) -> list[Any]:
     """The ITensors inside a value a module took or returned (Tensors, possibly in tuples, lists or dicts)."""
+    folded = getattr(value, "_itensor", None)  # a folded convolution's output guards `itensor` against readers
+    if folded is not None:
+        return [folded]
     if hasattr(value, "itensor"):
         return [value.itensor]
     if isinstance(value, (list, tuple)):
