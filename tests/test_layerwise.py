@@ -116,8 +116,9 @@ def test_a_reduced_precision_run_names_where_the_error_grows_most():
     [
         ((1, 56, 56, 96), (1, 3136, 96), True),  # Swin's tokens: H and W merged
         ((2, 3, 4), (2, 12), True),
-        ((1, 96, 56, 56), (1, 3136, 96), False),  # NCHW against merged NHWC: a transposition
+        ((1, 96, 56, 56), (1, 3136, 96), False),  # NCHW against merged NHWC: a transposition, not a view
         ((6, 4), (4, 6), False),
+        ((6, 4), (3, 8), False),
         ((2, 1, 3), (2, 3), True),
     ],
 )
@@ -125,7 +126,19 @@ def test_views_are_compared_and_transpositions_are_not(a, b, same):
     assert _views(a, b) is same
     got = np.arange(np.prod(a), dtype=np.float32).reshape(a)
     side = compare(got, got.reshape(b))
-    assert (side.error == 0.0) if same else (side.error is None and "laid out as" in side.note)
+    if same:
+        assert side.error == 0.0
+    elif sorted(a) == sorted(b):  # a transposition's shape: compared through it, and the reshape departs
+        assert side.error > 0.1 and "compared transposed" in side.note
+    else:
+        assert side.error is None and "laid out as" in side.note
+
+
+def test_another_axis_order_is_compared_through_its_transposition():
+    """ConvNeXt's blocks: trtnet keeps NCHW where timm permutes to NHWC."""
+    want = np.random.default_rng(0).standard_normal((1, 5, 5, 8))
+    assert compare(want.transpose(0, 3, 1, 2), want).error == 0.0
+    assert compare(want.transpose(0, 3, 1, 2) * 1.5, want).error > 0.3
 
 
 def test_another_size_departs_only_when_the_inputs_agree():

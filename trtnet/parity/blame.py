@@ -14,6 +14,7 @@ through its input is traced back to the module that produced that input, or to t
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -143,11 +144,22 @@ def compare(got: np.ndarray, want: np.ndarray) -> Side:
         if got.size != want.size:  # a departure if its inputs agree (see _pair), else computed on other data
             return Side(got.shape, None, f"shape {list(got.shape)}, the reference's {list(want.shape)}", resized=True)
         if not _views(got.shape, want.shape):
-            return Side(got.shape, None, f"laid out as {list(got.shape)}, the reference as {list(want.shape)}")
+            return _transposed(got, want)
         got = got.reshape(want.shape)
     scale = np.abs(want).max() if want.size else 0.0
     diff = np.abs(got - want).max() if want.size else 0.0
     return Side(tuple(got.shape), float(diff / (scale if scale > 0 else 1.0)))
+
+
+def _transposed(got: np.ndarray, want: np.ndarray) -> Side:
+    """`got` in another axis order than `want` (NCHW where the source has NHWC: ConvNeXt's blocks): compared
+    through each transposition that gives `want`'s shape, the closest counting; else not comparable."""
+    orders = [p for p in itertools.permutations(range(got.ndim)) if tuple(got.shape[i] for i in p) == want.shape]
+    if not orders or got.ndim != want.ndim:
+        return Side(got.shape, None, f"laid out as {list(got.shape)}, the reference as {list(want.shape)}")
+    scale = np.abs(want).max() if want.size else 0.0
+    error = min(float(np.abs(got.transpose(p) - want).max()) for p in orders) / (scale if scale > 0 else 1.0)
+    return Side(got.shape, error, f"compared transposed to the reference's {list(want.shape)}")
 
 
 def _views(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
