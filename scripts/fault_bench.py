@@ -138,9 +138,9 @@ def faults() -> list[Fault]:
         ),
         f(
             "efficientnet_b0",
-            "negated bias",
+            "halved weight",
             "blocks.4.0.se.conv_expand",
-            weight("blocks.4.0.se.conv_expand.bias", NEG),
+            weight("blocks.4.0.se.conv_expand.weight", lambda w: w / 2),
         ),
         f(
             "efficientnet_b0",
