@@ -90,7 +90,12 @@ def test_an_altered_network_fails_and_the_first_departing_layer_is_named(small_m
     assert d is not None and d.layer == relu.name and d.layer_type == "ACTIVATION" and d.tensor == "r"
     assert d.input_shapes == ((1, 4, 8, 8),)
     line = report.lines()[-2]
-    assert line.startswith(f"  layerwise: first departure at layer {relu.name!r} (ACTIVATION), tensor 'r': error ")
+    # The ONNX node that wrote the tensor is named too: the exporter's graph is where a user looks next.
+    node = next(n for n in onnx.load(small_model).graph.node if "r" in n.output)
+    assert d.onnx_node == f"{node.name or '(unnamed)'} (Relu)"
+    assert line.startswith(
+        f"  layerwise: first departure at layer {relu.name!r} (ACTIVATION) from ONNX node {d.onnx_node}, tensor 'r': "
+    )
     assert line.endswith("> 1e-04; its inputs' shapes [1, 4, 8, 8]")
     assert report.lines()[-1] == "NOT within tolerance"
 

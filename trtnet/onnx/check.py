@@ -16,7 +16,7 @@ the two share by name is compared, and the first layer whose output departs beyo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +138,9 @@ class CheckReport:
             else:
                 d = self.departure
                 shapes = ", ".join(str(list(s)) for s in d.input_shapes)
+                node = f" from ONNX node {d.onnx_node}" if d.onnx_node else ""
                 out.append(
-                    f"  layerwise: first departure at layer {d.layer!r} ({d.layer_type}), tensor {d.tensor!r}: "
+                    f"  layerwise: first departure at layer {d.layer!r} ({d.layer_type}){node}, tensor {d.tensor!r}: "
                     f"error {d.error:.2e} > {d.tolerance:.0e}; its inputs' shapes {shapes}"
                 )
         out.append(
@@ -288,12 +289,14 @@ def check_onnx(
         shared: list[str] = []
         wanted = list(results)
         if layerwise:
-            shared, model_bytes = with_intermediate_outputs(path, set(kept) - set(results))
+            shared, model_bytes, writers = with_intermediate_outputs(path, set(kept) - set(results))
             reference = _run_onnxruntime(path, model_bytes, feeds, wanted + shared)
             report.shared = len(shared)
             report.departure = first_departure(
                 network, layer_outputs, kept, reference, seen, set(shared) | set(wanted), results, TOLERANCES
             )
+            if report.departure is not None:
+                report.departure = replace(report.departure, onnx_node=writers.get(report.departure.tensor, ""))
         else:
             reference = _run_onnxruntime(path, str(path), feeds, wanted)
     report.compared = True

@@ -22,6 +22,7 @@ class Departure:
     error: float
     tolerance: float
     input_shapes: tuple[tuple[int, ...], ...]
+    onnx_node: str = ""  # the ONNX node that wrote the tensor, "name (OpType)": where to look in the exporter's graph
 
 
 def relative_error(got: np.ndarray, want: np.ndarray) -> float:
@@ -49,8 +50,9 @@ def producers(network: Any) -> dict[str, list[str]]:
     return out
 
 
-def with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], bytes]:
-    """The ONNX model with every intermediate tensor in `names` whose type is known made a graph output."""
+def with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], bytes, dict[str, str]]:
+    """The ONNX model with every intermediate tensor in `names` whose type is known made a graph output; and
+    which node wrote each tensor ("name (OpType)")."""
     try:
         import onnx
     except ImportError:
@@ -64,7 +66,8 @@ def with_intermediate_outputs(path: Path, names: set[str]) -> tuple[list[str], b
     produced = [o for node in model.graph.node for o in node.output]
     shared = [n for n in produced if n in names and n in typed and n not in existing]
     model.graph.output.extend(typed[n] for n in shared)
-    return shared, model.SerializeToString()
+    writers = {o: f"{node.name or '(unnamed)'} ({node.op_type})" for node in model.graph.node for o in node.output}
+    return shared, model.SerializeToString(), writers
 
 
 def first_departure(

@@ -3,9 +3,9 @@ optional in-engine NMS with EfficientNMS's fixed-size outputs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from trtnet.nn.module import Input
+from trtnet.nn.module import Input, Module
 from trtnet.ops.detection import NMSOptions, frames_to_images, nms
 from trtnet.tensor import Tensor
 
@@ -38,3 +38,16 @@ class DetectorOutputs:
             return predictions
         boxes, scores = split(predictions)
         return nms(boxes, scores, self.nms)
+
+
+def run_table(layers: Sequence[Module], sources: Sequence[int | Sequence[int]], x: Tensor) -> Tensor:
+    """The YOLO sources' forward over their model table: each layer reads the previous output (-1) or the
+    outputs of the rows its `from` entry names; returns the last layer's output."""
+    outputs: list[Tensor] = []
+    for layer, src in zip(layers, sources):
+        if isinstance(src, int):
+            x = layer(x if src == -1 else outputs[src])
+        else:
+            x = layer([x if s == -1 else outputs[s] for s in src])
+        outputs.append(x)
+    return x

@@ -18,7 +18,7 @@ from trtnet import nn, ops
 from trtnet.nn.module import Input, Parameter
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
-from trtnet.zoo.detection import DetectorOutputs
+from trtnet.zoo.detection import DetectorOutputs, run_table
 from trtnet.zoo.registry import register_variant
 from trtnet.zoo.sources import yolov5_source
 
@@ -209,13 +209,7 @@ class YOLOv5(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
         x = self._outputs.prepare(x)
-        outputs: list[Tensor] = []
-        for layer, src in zip(self.model, self._sources):
-            if isinstance(src, int):
-                x = layer(x if src == -1 else outputs[src])
-            else:
-                x = layer([x if s == -1 else outputs[s] for s in src])
-            outputs.append(x)
+        x = run_table(self.model, self._sources, x)
         # [B, A, 5 + nc]: NMS ranks each box by objectness x class probability, as YOLOv5's NMS does.
         return self._outputs.finish(x, lambda p: (p[..., :4], p[..., 5:] * p[..., 4:5]))
 

@@ -19,7 +19,7 @@ from trtnet import nn, ops
 from trtnet.nn.module import Input
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
-from trtnet.zoo.detection import DetectorOutputs
+from trtnet.zoo.detection import DetectorOutputs, run_table
 from trtnet.zoo.registry import register_variant
 from trtnet.zoo.sources import ultralytics_source
 from trtnet.zoo.yolov5 import Concat, Upsample
@@ -341,13 +341,7 @@ class YOLO(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
         x = self._outputs.prepare(x)
-        outputs: list[Tensor] = []
-        for layer, src in zip(self.model, self._sources):
-            if isinstance(src, int):
-                x = layer(x if src == -1 else outputs[src])
-            else:
-                x = layer([x if s == -1 else outputs[s] for s in src])
-            outputs.append(x)
+        x = run_table(self.model, self._sources, x)
         # [B, 4 + nc, A] -> NMS takes [B, A, 4] cx, cy, w, h boxes and [B, A, nc] scores.
         return self._outputs.finish(x, lambda p: (p[:, :4, :].permute(0, 2, 1), p[:, 4:, :].permute(0, 2, 1)))
 
