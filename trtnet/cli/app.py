@@ -4,11 +4,7 @@ verify.py."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +28,7 @@ from trtnet.cli.generate import add_command as add_generate_command
 from trtnet.cli.inspect_plan import cmd_inspect
 from trtnet.cli.onnx_route import add_check_options, add_shape_options
 from trtnet.cli.settings import add_model_settings
+from trtnet.cli.signals import Terminated, exit_now_if_build_cancelled, terminated_raises
 from trtnet.cli.verify import cmd_verify
 from trtnet.errors import TrtnetError
 
@@ -70,14 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help and --version have printed what was asked: their status, in-process too
         return e.code if isinstance(e.code, int) else EXIT_OK
     try:
-        with warnings.catch_warnings(), _terminated_raises():  # both restored when main() is called in-process
+        with warnings.catch_warnings(), terminated_raises():  # both restored when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
     except KeyboardInterrupt as e:
         # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
         status = 143 if isinstance(e, Terminated) else 130  # 128 + the signal, as a shell reports it
-        _exit_now_if_build_cancelled(status)
+        exit_now_if_build_cancelled(status)
         return status
     except Exception as e:  # noqa: BLE001  every error becomes one line; --debug adds the traceback
         if args.debug:  # what is printed changes, never the exit status
@@ -85,38 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as an interrupt so that it unwinds (and a build obeys it) as Ctrl-C does."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def _terminated_raises():
-    """SIGTERM raises `Terminated` while a command runs (off the main thread no handler can be installed)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _exit_now_if_build_cancelled(status: int) -> None:
-    """An interrupted build may spend seconds more inside TensorRT before it sees the cancel (and Python's exit
-    waits for it): the process ends now instead, nothing being left to save (outputs are written by rename)."""
-    from trtnet.builder.build import cancelled_builds_running
-
-    if cancelled_builds_running():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
 
 
 def _classify(e: Exception) -> tuple[int, str]:
