@@ -155,6 +155,12 @@ def test_verify_layerwise_on_the_command_line(tmp_path):
     assert "no module departs" in result.stdout
 
 
+def test_verify_layerwise_int8_needs_a_calibration_before_any_work(tmp_path):
+    result = trtnet_cli("verify", "resnet18", "--layerwise", "--precision", "int8", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "--precision int8 needs --calibration FILE (from `trtnet calibrate`)" in result.stderr
+
+
 def test_verify_layerwise_refuses_a_precision_without_it(tmp_path):
     result = trtnet_cli("verify", "resnet18", "--precision", "int8", cwd=tmp_path)
     assert result.returncode == 2

@@ -37,6 +37,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     if args.calibration and args.precision not in QUANTIZED:
         raise TrtnetError(f"--calibration is for --precision int8 or fp8, not {args.precision}")
+    if args.precision in QUANTIZED and not args.calibration:
+        raise TrtnetError(f"--precision {args.precision} needs --calibration FILE (from `trtnet calibrate`)")
     against = args.against_pretrained or args.against_seed is not None
     ref = _ref(args.model)
     entry = ref.require_entry("verify")
