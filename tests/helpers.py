@@ -128,3 +128,11 @@ def error_line(result: Result) -> str:
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("trtnet: error: "), result.stderr
     return lines[-1]
+
+
+def allow_rtx() -> list[str]:
+    """`--allow-rtx` where the backend is TensorRT for RTX, whose plans export-triton refuses by default (Triton's
+    tensorrt backend cannot load them); nothing where the backend is data-centre TensorRT."""
+    from trtnet.backend import get_backend
+
+    return ["--allow-rtx"] if str(get_backend()).startswith("tensorrt_rtx") else []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import error_line, trtnet_cli
+from tests.helpers import allow_rtx, error_line, trtnet_cli
 from trtnet.weights import read_safetensors
 from trtnet.zoo import REGISTRY
 
@@ -207,7 +207,15 @@ def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
     import torch
 
     result = trtnet_cli(
-        "export-triton", f"{model_file}:tiny", "--repo", tmp_path / "models", "--batch", "1:2:4", "--precision", "fp32"
+        "export-triton",
+        f"{model_file}:tiny",
+        "--repo",
+        tmp_path / "models",
+        "--batch",
+        "1:2:4",
+        "--precision",
+        "fp32",
+        *allow_rtx(),
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "models" / "user_tiny" / "1" / "model.plan").is_file()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import trtnet
-from tests.helpers import trtnet_cli
+from tests.helpers import allow_rtx, trtnet_cli
 from trtnet.interpreter import run_network
 
 torch = pytest.importorskip("torch", reason="the ONNX files are exported from PyTorch modules")
@@ -90,12 +90,8 @@ def test_export_triton_takes_an_onnx_file(tmp_path):
             output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
         )  # fmt: skip
     repo = tmp_path / "repo"
-    from trtnet.backend import get_backend
-
-    # TensorRT for RTX plans are refused unless allowed (Triton's tensorrt backend cannot load them)
-    rtx = ["--allow-rtx"] if str(get_backend()).startswith("tensorrt_rtx") else []
     r = trtnet_cli(
-        "export-triton", path, "--repo", repo, "--precision", "fp16", *rtx,
+        "export-triton", path, "--repo", repo, "--precision", "fp16", *allow_rtx(),
         "--min-shapes", "images:1x3x32x32", "--opt-shapes", "images:4x3x32x32", "--max-shapes", "images:8x3x32x32",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
