@@ -81,12 +81,14 @@ def run_network(
 
 class Interpreter:
     """A network prepared for repeated runs: its layers read and ordered once, its weights widened to float64
-    once (on the first run that reads them).
+    once (small ones on the first run that reads them, large ones on the second: see `WeightCache`), and its
+    shape arithmetic on static shapes computed by the first run only (see `prepare.foldable`).
 
     The weights rule (see `WeightCache`): weights set anew on a layer (a new buffer, as TensorRT references the
-    caller's memory) are seen by the next run; weights changed in place in their old buffer are not: prepare a
-    new `Interpreter` (or call `run_network`) for those. Layers added to the network after preparing are not
-    seen either. The network and its weights must stay alive, as TensorRT itself requires.
+    caller's memory) are seen by the next run; weights changed in place in their old buffer are not (but for
+    the exception `WeightCache` names): prepare a new `Interpreter` (or call `run_network`) for those, and for
+    integer constants set anew, which feed folded shape arithmetic. Layers added to the network after preparing
+    are not seen either. The network and its weights must stay alive, as TensorRT itself requires.
     """
 
     def __init__(self, network: Any) -> None:
