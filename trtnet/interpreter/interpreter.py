@@ -106,6 +106,8 @@ class Interpreter:
             self._fold = foldable(self._steps, order)
         # The outputs of the layers in _fold, computed (and checked) by the first run, then read from here.
         self._folded: dict[int, list[np.ndarray]] = {}
+        # Once every folded layer has its outputs: the order without them, and the folded values it reads.
+        self._lean: tuple[list[int | Block], dict[str, np.ndarray]] | None = None
         self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         self._cache = WeightCache()
 
@@ -118,10 +120,27 @@ class Interpreter:
         try:
             values: dict[str, np.ndarray] = dict(_validated_inputs(self.network, inputs))
             runner = _Runner(self._steps, check_shapes, trace, self._fold, self._folded)
-            control.run_order(self._order, values, runner)
+            if self._lean is not None and trace is None:  # a trace sees every layer, folded ones too
+                order, seed = self._lean
+                values.update(seed)
+                control.run_order(order, values, runner)
+            else:
+                control.run_order(self._order, values, runner)
+                if self._lean is None and self._fold and len(self._folded) == len(self._fold):
+                    self._lean = self._without_folded()
             return _results(self._outputs, values)
         finally:
             ACTIVE_CACHE.reset(token)
+
+    def _without_folded(self) -> tuple[list[int | Block], dict[str, np.ndarray]]:
+        order = [i for i in self._order if isinstance(i, int) and i not in self._fold]  # no blocks: see __init__
+        read = {n for i in order for n in self._steps[i].inputs} | set(self._outputs)
+        seed = {}
+        for index, kept in self._folded.items():
+            for name, value in zip(self._steps[index].outputs, kept):
+                if name in read:
+                    seed[name] = value
+        return order, seed
 
 
 def _results(names: list[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
