@@ -145,7 +145,9 @@ def main() -> int:
     parser.add_argument("--ref-runs", type=int, default=2, help="timed warm runs of onnx.reference (slow)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads on every side (default 1)")
-    parser.add_argument("--baseline", help="a git revision whose interpreter is timed too (its own child process)")
+    parser.add_argument(
+        "--baseline", help="a git revision (or a folder holding a trtnet package) whose interpreter is timed too"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--interp-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,7 +156,9 @@ def main() -> int:
         return 0
     rows = []
     tmp = tempfile.TemporaryDirectory()
-    base = tree_of(args.baseline, Path(tmp.name)) if args.baseline else None
+    base = None
+    if args.baseline:  # a folder holding a trtnet package, or a git revision of this repository
+        base = Path(args.baseline) if Path(args.baseline).is_dir() else tree_of(args.baseline, Path(tmp.name))
     print(
         "| model | layers | onnx.reference warm | onnxruntime | interpreter first call | interpreter warm | PyTorch "
         "| interp / PyTorch | errors vs float64: interp, onnxruntime, onnx.reference, PyTorch |"
