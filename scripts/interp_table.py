@@ -67,6 +67,26 @@ def _error(got: list[np.ndarray], exact: list[np.ndarray]) -> float:
     return max(rel_error(np.asarray(g, np.float64), e) for g, e in zip(got, exact))
 
 
+def _by_keyword(source, names: list[str]):
+    """The source with its inputs passed by name and its outputs as a tuple: the exporter passes extra
+    arguments positionally (transformers' BertModel then sees `use_cache` twice)."""
+    import torch
+
+    class ByKeyword(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = source
+
+        def forward(self, *xs):
+            out = self.inner(**dict(zip(names, xs)))
+            if hasattr(out, "to_tuple"):
+                out = out.to_tuple()
+            return out
+
+    # eval(): the exporter restores the wrapper's mode afterwards, and a new module is in training mode (dropout).
+    return ByKeyword().eval() if "input_ids" in names else source
+
+
 def _float64_forward(source, xs: list[np.ndarray]) -> list[np.ndarray]:
     """The source's outputs computed in float64 (torch_forward would round them to float32)."""
     import torch
@@ -100,7 +120,7 @@ def child(name: str, runs: int, ref_runs: int, interp_only: bool) -> dict:
         path = Path(tmp) / f"{name}.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                source,
+                _by_keyword(source, list(feeds)),
                 tuple(torch.from_numpy(x) for x in xs),
                 str(path),
                 input_names=list(feeds),
