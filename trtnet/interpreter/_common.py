@@ -91,6 +91,8 @@ def wide(x: np.ndarray) -> np.ndarray:
 # Weights above this many values are not kept widened (VGG16's 25088 x 4096 matrix would take 800 MB more);
 # the matrix product widens those a cache-sized block at a time on each run instead.
 _CACHE_MAX_VALUES = 1 << 24
+# Buffers up to this many values (biases, norms, small kernels) are kept widened from their first run on.
+_WIDEN_AT_ONCE = 1 << 16
 
 
 class WeightCache:
@@ -100,7 +102,11 @@ class WeightCache:
     to the caller's memory, not a copy, so weights set anew on a layer are a new buffer and are widened afresh,
     while weights written into their old buffer in place are not seen (prepare the network again for those).
     Only buffers the layers of the current run read are looked up, so freed memory reused by an activation
-    can never be taken for weights.
+    can never be taken for weights. A large buffer is kept widened from the second run that reads it on: a first
+    run widens it as it goes, as a one-off run must, rather than also writing a float64 copy of all the weights
+    to fresh memory (ViT-B/16's 690 MB, most of a first run on a busy machine) that only later runs reuse; so
+    weights changed in place are not seen by a prepared network, except a large buffer's change between the
+    first and second runs that read it (do not rely on either: prepare the network again).
     """
 
     def __init__(self) -> None:
@@ -108,12 +114,14 @@ class WeightCache:
         # id of the array owning the view the bindings returned -> (key, source), for this run; the source keeps
         # that array alive, so its id is not reused before the run ends.
         self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}
+        self._earlier: set[tuple[int, str, int]] = set()  # buffers the previous run read: widened when next read
 
     def start_run(self) -> None:
         """Forgets which buffers were read (each run registers its own), and widened copies no run reads."""
         seen = {key for key, _ in self._live.values()}
         if self._live:
             self._store = {k: v for k, v in self._store.items() if k in seen}
+        self._earlier = seen
         self._live = {}
 
     def register(self, flat: np.ndarray) -> None:
@@ -140,6 +148,8 @@ class WeightCache:
             return None
         twin = self._store.get(key)
         if twin is None:
+            if key[2] > _WIDEN_AT_ONCE and key not in self._earlier:
+                return None
             twin = source.astype(np.float64)
             twin.flags.writeable = False
             self._store[key] = twin

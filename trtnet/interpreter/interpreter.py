@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,6 +38,7 @@ from trtnet.interpreter._common import (
     trt_dtype_name,
 )
 from trtnet.interpreter.forms import ATTRIBUTE_FORMS
+from trtnet.interpreter.prepare import Step, execution_order, foldable, producers, scan
 from trtnet.interpreter.regions import Block, has_control_flow, plan
 
 Trace = Callable[[str, str, list[np.ndarray]], None]
@@ -64,33 +63,6 @@ def layer_types_supported() -> set[str]:
     return set(HANDLERS)
 
 
-@dataclass
-class _Step:
-    """One layer as a single pass over the network reads it (TensorRT's accessors are slow from Python)."""
-
-    layer: Any
-    type_name: str
-    inputs: list[str | None]
-    outputs: list[str]
-    # What TensorRT inferred for the outputs (dims, dtype), read once a run has checked them against it.
-    expected: list[tuple[tuple[int, ...], np.dtype]] | None = None
-
-
-def _scan(network: Any) -> list[_Step]:
-    trt = get_trt()
-    steps = []
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        type_name = enum_name(trt.ILayer.type.__get__(layer))
-        inputs = []
-        for i in range(layer.num_inputs):
-            tensor = layer.get_input(i)  # an optional input that was never set reads back as None
-            inputs.append(None if tensor is None else tensor.name)
-        outputs = [layer.get_output(o).name for o in range(layer.num_outputs)]
-        steps.append(_Step(layer, type_name, inputs, outputs))
-    return steps
-
-
 def run_network(
     network: Any,
     inputs: Mapping[str, np.ndarray],
@@ -109,24 +81,34 @@ def run_network(
 
 class Interpreter:
     """A network prepared for repeated runs: its layers read and ordered once, its weights widened to float64
-    once (on the first run that reads them).
+    once (small ones on the first run that reads them, large ones on the second: see `WeightCache`), and its
+    shape arithmetic on static shapes computed by the first run only (see `prepare.foldable`).
 
     The weights rule (see `WeightCache`): weights set anew on a layer (a new buffer, as TensorRT references the
-    caller's memory) are seen by the next run; weights changed in place in their old buffer are not: prepare a
-    new `Interpreter` (or call `run_network`) for those. Layers added to the network after preparing are not
-    seen either. The network and its weights must stay alive, as TensorRT itself requires.
+    caller's memory) are seen by the next run; weights changed in place in their old buffer are not (but for
+    the exception `WeightCache` names): prepare a new `Interpreter` (or call `run_network`) for those, and for
+    integer constants set anew, which feed folded shape arithmetic. Layers added to the network after preparing
+    are not seen either. The network and its weights must stay alive, as TensorRT itself requires.
     """
 
     def __init__(self, network: Any) -> None:
         self.network = network
-        self._steps = _scan(network)
+        self._steps = scan(network)
         _refuse_unsupported(self._steps)
         self._order: list[int | Block]
+        self._fold: set[int] = set()
         if has_control_flow(self._steps):  # loops and conditionals run as blocks, each with its own schedule
-            _producers(self._steps)  # names must be unique here too
+            producers(self._steps)  # names must be unique here too
             self._order = plan(self._steps, [network.get_output(i).name for i in range(network.num_outputs)]).order
         else:
-            self._order = list(_execution_order(self._steps))
+            order = execution_order(self._steps)
+            self._order = list(order)
+            self._fold = foldable(self._steps, order)
+        # The outputs of the layers in _fold, computed (and checked) by the first run, then read from here.
+        self._folded: dict[int, list[np.ndarray]] = {}
+        # Once every folded layer has its outputs: the order without them, and the folded values it reads.
+        self._lean: tuple[list[int | Block], dict[str, np.ndarray]] | None = None
+        self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         self._cache = WeightCache()
 
     def run(
@@ -136,29 +118,40 @@ class Interpreter:
         self._cache.start_run()
         token = ACTIVE_CACHE.set(self._cache)
         try:
-            return _run(self.network, self._steps, self._order, inputs, check_shapes, trace)
+            values: dict[str, np.ndarray] = dict(_validated_inputs(self.network, inputs))
+            runner = _Runner(self._steps, check_shapes, trace, self._fold, self._folded)
+            if self._lean is not None and trace is None:  # a trace sees every layer, folded ones too
+                order, seed = self._lean
+                values.update(seed)
+                control.run_order(order, values, runner)
+            else:
+                control.run_order(self._order, values, runner)
+                if self._lean is None and self._fold and len(self._folded) == len(self._fold):
+                    self._lean = self._without_folded()
+            return _results(self._outputs, values)
         finally:
             ACTIVE_CACHE.reset(token)
 
+    def _without_folded(self) -> tuple[list[int | Block], dict[str, np.ndarray]]:
+        order = [i for i in self._order if isinstance(i, int) and i not in self._fold]  # no blocks: see __init__
+        read = {n for i in order for n in self._steps[i].inputs} | set(self._outputs)
+        seed = {}
+        for index, kept in self._folded.items():
+            for name, value in zip(self._steps[index].outputs, kept):
+                if name in read:
+                    seed[name] = value
+        return order, seed
 
-def _run(
-    network: Any,
-    steps: list[_Step],
-    order: list[int | Block],
-    inputs: Mapping[str, np.ndarray],
-    check_shapes: bool,
-    trace: Trace | None,
-) -> dict[str, np.ndarray]:
-    values: dict[str, np.ndarray] = dict(_validated_inputs(network, inputs))
-    control.run_order(order, values, _Runner(steps, check_shapes, trace))
+
+def _results(names: list[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     result: dict[str, np.ndarray] = {}
-    for i in range(network.num_outputs):
-        name = network.get_output(i).name
+    for name in names:
         if name not in values:
             raise InterpreterError(f"network output {name!r} was never computed")
         value = values[name]
-        # A view (of a constant's weights, of an input, of another output) is copied: outputs are the caller's.
-        result[name] = value if value.base is None else value.copy()
+        # A view (of a constant's weights, of an input, of another output) or a folded value kept for the next
+        # runs is copied: outputs are the caller's.
+        result[name] = value if value.base is None and value.flags.writeable else value.copy()
     return result
 
 
@@ -166,21 +159,42 @@ class _Runner:
     """How one run executes a layer and records a layer's outputs (shared with the loops and conditionals,
     whose boundary layers' outputs are recorded the same way)."""
 
-    def __init__(self, steps: list[_Step], check_shapes: bool, trace: Trace | None) -> None:
+    def __init__(
+        self,
+        steps: list[Step],
+        check_shapes: bool,
+        trace: Trace | None,
+        fold: set[int] | None = None,
+        folded: dict[int, list[np.ndarray]] | None = None,
+    ) -> None:
         self.steps = steps
         self.check_shapes = check_shapes
         self.trace = trace
-        self.trt = get_trt()
+        self.fold = fold or set()
+        self.folded = {} if folded is None else folded
 
     def layer(self, index: int, values: dict[str, np.ndarray]) -> None:
         step = self.steps[index]
-        entry = HANDLERS[step.type_name]
-        step.layer.__class__ = getattr(self.trt, entry.class_name)
+        kept = self.folded.get(index)
+        if kept is not None:  # shape arithmetic on static shapes: computed and checked by the first run
+            for name, value in zip(step.outputs, kept):
+                values[name] = value
+            if self.trace is not None:
+                self.trace(step.layer.name, step.type_name, kept)
+            return
+        entry = HANDLERS[step.type_name]  # looked up each time: a test may stand in for a handler
+        step.layer.__class__ = step.cls
         call = LayerCall(layer=step.layer, inputs=_layer_inputs(step, values), type_name=step.type_name)
         outputs = list(entry.fn(call))
         if len(outputs) != len(step.outputs):
             raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
         self.emit(index, outputs, values)
+        if index in self.fold:
+            # Owned, read-only copies: a constant's values are a view of weights the caller may replace.
+            kept = [np.array(v) for v in outputs]
+            for v in kept:
+                v.flags.writeable = False
+            self.folded[index] = kept
 
     def emit(self, index: int, outputs: list[np.ndarray], values: dict[str, np.ndarray]) -> None:
         step = self.steps[index]
@@ -192,7 +206,7 @@ class _Runner:
             self.trace(step.layer.name, step.type_name, outputs)
 
 
-def _check_step(step: _Step, outputs: list[np.ndarray]) -> None:
+def _check_step(step: Step, outputs: list[np.ndarray]) -> None:
     """check_layer_outputs, against the inferred shapes and dtypes kept from the previous run of a prepared
     network (TensorRT's accessors cost tens of microseconds a layer); any doubt re-reads them from TensorRT."""
     expected = step.expected
@@ -213,11 +227,10 @@ def unsupported(network: Any) -> list[str]:
     A layer is unsupported for its type, for an output dtype the interpreter does not model (FP8, INT4...),
     or for an attribute form its handler refuses (see `ATTRIBUTE_FORMS`).
     """
-    return _unsupported(_scan(network))
+    return _unsupported(scan(network))
 
 
-def _unsupported(steps: list[_Step]) -> list[str]:
-    trt = get_trt()
+def _unsupported(steps: list[Step]) -> list[str]:
     reasons: list[str] = []
     for step in steps:
         layer, type_name = step.layer, step.type_name
@@ -226,18 +239,17 @@ def _unsupported(steps: list[_Step]) -> list[str]:
             reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
             reasons.append(f"{where}: unsupported layer type: {reason}")
             continue
-        for o in range(len(step.outputs)):
-            dtype = enum_name(layer.get_output(o).dtype)
+        for o, dtype in enumerate(step.output_dtypes):
             if dtype not in SUPPORTED_DTYPES:
                 reasons.append(f"{where}: output {o} has data type {dtype}, which the interpreter does not model")
         check = ATTRIBUTE_FORMS.get(type_name)
         if check is not None:
-            layer.__class__ = getattr(trt, HANDLERS[type_name].class_name)
+            layer.__class__ = step.cls
             reasons.extend(f"{where}: {problem}" for problem in check(layer))
     return reasons
 
 
-def _refuse_unsupported(steps: list[_Step]) -> None:
+def _refuse_unsupported(steps: list[Step]) -> None:
     """Fails before any work, naming every layer and attribute the interpreter cannot run."""
     reasons = _unsupported(steps)
     if len(reasons) == 1:
@@ -292,7 +304,7 @@ def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: A
         )
 
 
-def _layer_inputs(step: _Step, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
+def _layer_inputs(step: Step, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
     out: list[np.ndarray | None] = []
     for i, name in enumerate(step.inputs):
         if name is None:
@@ -302,51 +314,6 @@ def _layer_inputs(step: _Step, values: Mapping[str, np.ndarray]) -> list[np.ndar
         else:
             raise InterpreterError(f"layer {step.layer.name!r} ({step.type_name}): input {i} ({name!r}) has no value")
     return out
-
-
-def _producers(steps: list[_Step]) -> dict[str, int]:
-    """Which step makes each tensor; a name made twice is an error."""
-    produced_by: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        for name in step.outputs:
-            if name in produced_by:
-                raise InterpreterError(
-                    f"layer {step.layer.name!r} ({step.type_name}): output name {name!r} is also produced by layer "
-                    f"{steps[produced_by[name]].layer.name!r}; tensor names must be unique"
-                )
-            produced_by[name] = index
-    return produced_by
-
-
-def _execution_order(steps: list[_Step]) -> list[int]:
-    """Layer indices in an order where every input is computed first (insertion order where possible).
-
-    Networks are usually built in topological order, but `set_input` can rewire a layer to a tensor made later.
-    """
-    produced_by = _producers(steps)
-    waiting_on: list[set[int]] = [
-        {produced_by[n] for n in step.inputs if n is not None and n in produced_by} for step in steps
-    ]
-    dependents: dict[int, list[int]] = {}
-    for index, deps in enumerate(waiting_on):
-        deps.discard(index)
-        for dep in deps:
-            dependents.setdefault(dep, []).append(index)
-    ready = [i for i, deps in enumerate(waiting_on) if not deps]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(index)
-        for nxt in dependents.get(index, ()):
-            waiting_on[nxt].discard(index)
-            if not waiting_on[nxt]:
-                heapq.heappush(ready, nxt)
-    if len(order) != len(steps):
-        done = set(order)
-        stuck = steps[next(i for i in range(len(steps)) if i not in done)]
-        raise InterpreterError(f"layer {stuck.layer.name!r} ({stuck.type_name}): the network has a cycle through it")
-    return order
 
 
 def _validated_inputs(network: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

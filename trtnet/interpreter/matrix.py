@@ -80,15 +80,18 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # Columns of a weight matrix widened to float64 at a time: about 2 MB, so that the widened block is still in
 # cache when BLAS reads it (widening all of VGG16's 25088 x 4096 weight first wrote and read 800 MB).
 _BLOCK_VALUES = 1 << 18
+# Weight matrices up to this many values are widened whole (32 MB in float64): narrower blocks of a matrix with
+# many rows make for thin, slower products (ViT's 3072 x 768 went 85 columns at a time).
+_WHOLE_VALUES = 1 << 22
 
 
 def _weight_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (float64, [M, K]) @ b ([K, N], any float type), b widened to float64 a block of columns at a time."""
-    if b.dtype == np.float64 or b.size <= 4 * _BLOCK_VALUES:
-        return a @ wide(b)
-    cached = cached_wide(b)  # weights a prepared network keeps widened
+    cached = cached_wide(b)  # weights a prepared network keeps widened (from its second run)
     if cached is not None:
         return a @ cached
+    if b.dtype == np.float64 or b.size <= _WHOLE_VALUES:
+        return a @ wide(b)
     out = np.empty((a.shape[0], b.shape[1]), np.float64)
     step = max(1, _BLOCK_VALUES // b.shape[0])
     for j in range(0, b.shape[1], step):
