@@ -178,6 +178,8 @@ def ultralytics_source(name: str) -> Callable[[], object]:
             branch[-1].bias.data.zero_()
         return model
 
+    return make
+
 
 def transformers_causal_lm_source(cls_name: str, config: dict | None = None) -> Callable[[], object]:
     """A builder of `transformers.<cls_name>` (LlamaForCausalLM, Qwen2ForCausalLM) from the config kwargs
