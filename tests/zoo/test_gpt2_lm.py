@@ -87,7 +87,7 @@ def test_prefill_then_decode_equals_full_recompute_and_transformers(tmp_path):
     decode = ours.stage(past=True)
     for t in range(6, s):
         feeds = [ids[:, t : t + 1], full_mask[:, : t + 1], positions[:, t : t + 1]]
-        for pk, pv, nk, nv in ours.cache_names():
+        for _, _, nk, nv in ours.cache_names():
             feeds += [out[nk], out[nv]]
         got = trtnet.reference(decode, *feeds)
         out = dict(zip(out, got))

@@ -70,7 +70,7 @@ class GPT2LMHeadModel(nn.Module):
     `past`: the decode network (else the prefill one); `max_context` (default: n_positions) bounds P + S.
     """
 
-    def __init__(self, config: GPT2Config = GPT2Config(), past: bool = False, max_context: int | None = None) -> None:
+    def __init__(self, config: GPT2Config, past: bool = False, max_context: int | None = None) -> None:
         limit = config.n_positions
         self.max_context = ConfigError.check(
             "max_context",
