@@ -145,3 +145,18 @@ def test_both_stages_build_with_dynamic_batch_and_lengths():
         names = [s.name for s in engine.inputs]
         assert names[:3] == ["input_ids", "attention_mask", "position_ids"]
         assert len(names) == 3 + (4 if past else 0) and len(engine.plan) > 0
+
+
+@pytest.mark.parametrize("name", ["gpt2_lm", "gpt2_medium_lm"])
+def test_entry_loads_its_source_state_dict(name):
+    """The registered source's keys and shapes (GPT2LMHeadModel: `transformer.*` and the tied `lm_head.weight`)
+    load strictly into the entry at its default size."""
+    from trtnet.zoo import get_entry
+
+    entry = get_entry(name)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in entry.torch_model().state_dict().items()}
+    assert "lm_head.weight" in shapes and "transformer.h.0.attn.c_attn.weight" in shapes
+    state = {k: np.broadcast_to(np.zeros((), np.float32), s) for k, s in shapes.items()}
+    model = entry.fn(weights=state)
+    assert set(model.state_dict()) == set(shapes) - {"lm_head.weight"}
