@@ -51,8 +51,20 @@ class Backend:
         trt = self.trt
         return any(hasattr(cls, feature) for cls in (trt.INetworkDefinition, trt.ICudaEngine, trt.IBuilderConfig))
 
+    def builds_layer(self, layer_type: str) -> bool:
+        """Whether this backend can build a network holding a layer of `layer_type` (a `LayerType` name).
+
+        A network may be constructed with layers the builder then refuses: TensorRT for RTX accepts `add_nms` but
+        its build fails with "[NMS] has no runners that implement it" (measured with TensorRT for RTX 1.7).
+        """
+        return not (self.is_rtx and layer_type in _RTX_UNBUILDABLE)
+
     def __str__(self) -> str:
         return f"{self.kind} {self.version}"
+
+
+# Layer types TensorRT for RTX constructs but cannot build; data-centre TensorRT builds them all.
+_RTX_UNBUILDABLE = frozenset({"NMS"})
 
 
 def _try_import(name: str) -> ModuleType | None:

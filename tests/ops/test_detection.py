@@ -1,5 +1,8 @@
 """In-engine NMS (`trtnet.ops.detection.nms`): hand-built cases whose answer is worked out by hand, agreement with
-`torchvision.ops.batched_nms` on boxes with many overlaps, and a TensorRT for RTX build of the whole network."""
+`torchvision.ops.batched_nms` on boxes with many overlaps, and a TensorRT for RTX build of the whole network.
+
+Both implementations run every case: greedy suppression spelled out in layers (`layer="layers"`) and TensorRT's own
+NMS layer (`layer="trt"`, which TensorRT for RTX constructs but cannot build; the interpreter runs it)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import pytest
 
 import trtnet
 from trtnet import nn
-from trtnet.errors import ConfigError
+from trtnet.backend import get_backend
+from trtnet.errors import BuildError, ConfigError
 from trtnet.nn.module import Input
 from trtnet.ops.detection import NMSOptions, nms
 
@@ -29,6 +33,9 @@ class NMSNet(nn.Module):
         return nms(boxes, scores, self._options, centre_size=self._centre)
 
 
+IMPLEMENTATIONS = pytest.mark.parametrize("layer", ["layers", "trt"])
+
+
 def run(boxes, scores, **options):
     boxes, scores = np.asarray(boxes, np.float32)[None], np.asarray(scores, np.float32)[None]
     net = NMSNet(NMSOptions(**options), boxes.shape[1], scores.shape[2])
@@ -40,34 +47,38 @@ def run(boxes, scores, **options):
 ROW = [[0, 0, 10, 10], [2.5, 0, 12.5, 10], [5, 0, 15, 10]]
 
 
-def test_greedy_keeps_a_box_whose_suppressor_was_suppressed():
+@IMPLEMENTATIONS
+def test_greedy_keeps_a_box_whose_suppressor_was_suppressed(layer):
     """Greedy order matters: B is removed by A, so C (overlapping only B) survives."""
-    num, boxes, scores, classes = run(ROW, [[0.9], [0.8], [0.7]], iou=0.45, max_det=5)
+    num, boxes, scores, classes = run(ROW, [[0.9], [0.8], [0.7]], iou=0.45, max_det=5, layer=layer)
     assert num == 2
     np.testing.assert_array_equal(boxes[:2], np.float32([ROW[0], ROW[2]]))
     np.testing.assert_array_equal(scores, np.float32([0.9, 0.7, 0, 0, 0]))
     assert (boxes[2:] == 0).all() and (classes == 0).all()
 
 
-def test_classes_suppress_only_their_own_unless_agnostic():
+@IMPLEMENTATIONS
+def test_classes_suppress_only_their_own_unless_agnostic(layer):
     scores = [[0.9, 0.1], [0.1, 0.8]]  # two heavily overlapping boxes of different classes
-    num, _, got, classes = run(ROW[:2], scores, iou=0.45, max_det=3)
+    num, _, got, classes = run(ROW[:2], scores, iou=0.45, max_det=3, layer=layer)
     assert num == 2 and classes[:2].tolist() == [0, 1] and got[:2].tolist() == pytest.approx([0.9, 0.8])
-    num, _, got, classes = run(ROW[:2], scores, iou=0.45, max_det=3, class_agnostic=True)
+    num, _, got, classes = run(ROW[:2], scores, iou=0.45, max_det=3, class_agnostic=True, layer=layer)
     assert num == 1 and classes[0] == 0 and got[0] == np.float32(0.9)
 
 
-def test_score_threshold_and_iou_threshold():
+@IMPLEMENTATIONS
+def test_score_threshold_and_iou_threshold(layer):
     # Below the score threshold nothing is kept; with IoU threshold 0.7 all three rows survive.
-    assert run(ROW, [[0.2], [0.25], [0.1]], score=0.25)[0] == 0
-    num, _, scores, _ = run(ROW, [[0.9], [0.8], [0.7]], iou=0.7, max_det=4)
+    assert run(ROW, [[0.2], [0.25], [0.1]], score=0.25, layer=layer)[0] == 0
+    num, _, scores, _ = run(ROW, [[0.9], [0.8], [0.7]], iou=0.7, max_det=4, layer=layer)
     assert num == 3 and scores.tolist() == pytest.approx([0.9, 0.8, 0.7, 0.0])
 
 
-def test_max_det_keeps_the_best_in_score_order():
+@IMPLEMENTATIONS
+def test_max_det_keeps_the_best_in_score_order(layer):
     boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(8)]  # disjoint
     scores = np.random.default_rng(0).permutation(np.linspace(0.3, 0.95, 8, dtype=np.float32))[:, None]
-    num, got_boxes, got, _ = run(boxes, scores, max_det=5)
+    num, got_boxes, got, _ = run(boxes, scores, max_det=5, layer=layer)
     order = np.argsort(-scores[:, 0])[:5]
     assert num == 5
     np.testing.assert_array_equal(got, scores[order, 0])
@@ -80,6 +91,7 @@ def test_max_det_keeps_the_best_in_score_order():
         (dict(iou=1.5), "NMSOptions: iou must be a number from 0.0 to 1.0, got 1.5"),
         (dict(max_det=0), "NMSOptions: max_det must be an integer from 1 to 3840, got 0"),
         (dict(candidates=5000), "NMSOptions: candidates must be an integer from 1 to 3840, got 5000"),
+        (dict(layer="plugin"), "NMSOptions: layer must be one of auto, layers, trt, got 'plugin'"),
     ],
 )
 def test_bad_options_are_refused(options, message):
@@ -99,15 +111,16 @@ def torchvision_nms(boxes_xywh, scores, iou, score, max_det, agnostic):
     return corners[m][keep].numpy(), best[m][keep].numpy(), label[m][keep].numpy()
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("agnostic", [False, True])
 @pytest.mark.parametrize("iou, max_det", [(0.45, 100), (0.7, 40), (0.2, 300)])
-def test_matches_torchvision_batched_nms(agnostic, iou, max_det):
+def test_matches_torchvision_batched_nms(agnostic, iou, max_det, layer):
     rng = np.random.default_rng(int(iou * 10) + agnostic)
     a, c = 300, 4
     # Boxes crowded onto a 100 px square: most overlap several others.
     boxes = np.concatenate([rng.uniform(0, 100, (2, a, 2)), rng.uniform(5, 40, (2, a, 2))], -1).astype(np.float32)
     scores = rng.uniform(0, 1, (2, a, c)).astype(np.float32)
-    options = NMSOptions(iou=iou, score=0.25, max_det=max_det, class_agnostic=agnostic, candidates=a)
+    options = NMSOptions(iou=iou, score=0.25, max_det=max_det, class_agnostic=agnostic, candidates=a, layer=layer)
     num, got_boxes, got_scores, got_classes = trtnet.reference(NMSNet(options, a, c, centre_size=True), boxes, scores)
     for i in range(2):
         want_boxes, want_scores, want_classes = torchvision_nms(boxes[i], scores[i], iou, 0.25, max_det, agnostic)
@@ -130,3 +143,63 @@ def test_nms_network_builds_with_tensorrt(tmp_path):
         ("classes", (2, 100)),
     ]
     assert len(engine.plan) > 0 and engine.num_layers >= 100 * 4
+
+
+def _crowd(seed, batch, anchors, classes):
+    rng = np.random.default_rng(seed)
+    xy, wh = rng.uniform(0, 100, (batch, anchors, 2)), rng.uniform(5, 40, (batch, anchors, 2))
+    return np.concatenate([xy, wh], -1).astype(np.float32), rng.uniform(0, 1, (batch, anchors, classes)).astype(
+        np.float32
+    )
+
+
+def _layer_types(model, batch_size=2) -> set[str]:
+    net = trtnet.emit(model, batch_size=batch_size)
+    return {net.network.get_layer(i).type.name for i in range(net.network.num_layers)}
+
+
+@pytest.mark.parametrize("agnostic", [False, True])
+@pytest.mark.parametrize("candidates, max_det", [(200, 100), (60, 100)], ids=["max_det<candidates", "padded"])
+def test_nms_layer_equals_layers_only(agnostic, candidates, max_det):
+    """The NMS-layer network emits TensorRT's NMS layer (and no unrolled steps), and its four outputs equal the
+    layers-only network's on the same boxes. TensorRT orders the layer's selections by score across classes, with
+    equal scores in no set order; the outputs are re-ranked by candidate rank, so both orders agree."""
+    boxes, scores = _crowd(candidates + max_det, 2, 200, 5)
+    nets = {
+        layer: NMSNet(
+            NMSOptions(max_det=max_det, candidates=candidates, class_agnostic=agnostic, layer=layer),
+            200,
+            5,
+            centre_size=True,
+        )
+        for layer in ("layers", "trt")
+    }
+    assert "NMS" in _layer_types(nets["trt"]) and "NMS" not in _layer_types(nets["layers"])
+    assert trtnet.emit(nets["trt"], batch_size=2).num_layers < trtnet.emit(nets["layers"], batch_size=2).num_layers / 10
+    want = trtnet.reference(nets["layers"], boxes, scores)
+    got = trtnet.reference(nets["trt"], boxes, scores)
+    # Suppression happened; the cap of max_det is reached, or with fewer candidates, padding is exercised.
+    assert 10 < want[0].min() and (want[0].max() < max_det if candidates < max_det else want[0].max() == max_det)
+    for name, a, b in zip(["num_dets", "boxes", "scores", "classes"], got, want):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_auto_uses_the_nms_layer_where_the_backend_builds_it():
+    backend = get_backend()
+    assert backend.builds_layer("NMS") == (not backend.is_rtx)
+    assert backend.builds_layer("TOP_K")
+    assert NMSOptions().uses_nms_layer() == backend.builds_layer("NMS")
+    assert NMSOptions(layer="trt").uses_nms_layer() and not NMSOptions(layer="layers").uses_nms_layer()
+    model = NMSNet(NMSOptions(max_det=4), 50, 3)
+    assert ("NMS" in _layer_types(model)) == backend.builds_layer("NMS")
+
+
+@pytest.mark.skipif(not get_backend().is_rtx, reason="only TensorRT for RTX lacks a runner for the NMS layer")
+def test_nms_layer_build_with_tensorrt_rtx_is_a_build_error():
+    net = NMSNet(NMSOptions(max_det=4, layer="trt"), 50, 3)
+    with pytest.raises(
+        BuildError,
+        match=r"tensorrt_rtx \S+ cannot build TensorRT's NMS layer '[^']+' \(trtnet's "
+        r"NMSOptions\(layer='layers'\)",
+    ):
+        trtnet.build(net, batch_size=1, cache=False)

@@ -62,8 +62,11 @@ def test_entries_load_the_source_state_dict_strictly(tmp_path):
     assert "model.10.m.0.attn.qkv.conv.weight" in keys and "model.23.dfl.conv.weight" in keys
 
 
-@pytest.mark.parametrize("name, score", [("yolov8n", 0.25), ("yolo11n", 0.25), ("yolov5n", 0.001)])
-def test_engine_nms_matches_torchvision_on_decoded_boxes(name, score):
+@pytest.mark.parametrize(
+    "name, score, layer",
+    [("yolov8n", 0.25, "auto"), ("yolo11n", 0.25, "auto"), ("yolov5n", 0.001, "auto"), ("yolov8n", 0.25, "trt")],
+)
+def test_engine_nms_matches_torchvision_on_decoded_boxes(name, score, layer):
     """The network's own predictions, decoded by PyTorch, through `batched_nms`; the NMS network must find the
     same boxes (YOLOv5n with random weights gives few confident boxes: its score threshold is lowered to get many)."""
     torchvision = pytest.importorskip("torchvision")
@@ -72,7 +75,7 @@ def test_engine_nms_matches_torchvision_on_decoded_boxes(name, score):
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     x = np.random.default_rng(4).standard_normal((2, 3, size, size)).astype(np.float32)
     (raw,) = torch_forward(model, x)
-    options = NMSOptions(iou=0.45, score=score, max_det=100, candidates=1000)
+    options = NMSOptions(iou=0.45, score=score, max_det=100, candidates=1000, layer=layer)
     num, boxes, scores, classes = trtnet.reference(get_entry(name).fn(weights=state, nms=options), x)
     assert num.shape == (2, 1) and boxes.shape == (2, 100, 4) and scores.shape == classes.shape == (2, 100)
     for i in range(2):

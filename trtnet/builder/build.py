@@ -253,9 +253,24 @@ def _serialize(net: Network, config: Any, monitor: Any, interrupts: Interrupts) 
     return result[0]
 
 
+def _refuse_unbuildable_layers(net: Network) -> None:
+    """A `BuildError` naming the backend and the first layer it cannot build, before TensorRT tries (its own
+    message, "has no runners", names neither the backend nor what to do)."""
+    backend = get_backend()
+    for i in range(net.network.num_layers):
+        layer = net.network.get_layer(i)
+        kind = layer.type.name
+        if not backend.builds_layer(kind):
+            hint = (
+                " (trtnet's NMSOptions(layer='layers') builds NMS from layers it does build)" if kind == "NMS" else ""
+            )
+            raise BuildError(f"{net.label}: {backend} cannot build TensorRT's {kind} layer {layer.name!r}{hint}")
+
+
 def build_network(net: Network, *, optimization_level: int | None = None, verbose: bool = False) -> Engine:
     """Compile a network into a serialized plan, for this machine's GPU where there is one (`target()`)."""
     label = net.label
+    _refuse_unbuildable_layers(net)
     gpu = target()
     config = builder_config(net, _optimization_level(optimization_level), gpu)
     tty = sys.stderr.isatty()

@@ -15,6 +15,7 @@ from trtnet.interpreter import (  # noqa: F401  (imported for their registration
     attention,
     control,
     conv,
+    detection,
     elementwise,
     generate,
     indexing,

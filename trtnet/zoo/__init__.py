@@ -8,6 +8,7 @@ from trtnet.zoo.bert import bert_base_uncased
 from trtnet.zoo.convnext import convnext_base, convnext_small, convnext_tiny
 from trtnet.zoo.efficientnet import efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3
 from trtnet.zoo.gpt2 import gpt2, gpt2_large, gpt2_medium, gpt2_xl
+from trtnet.zoo.gpt2_lm import gpt2_lm, gpt2_medium_lm
 from trtnet.zoo.inception import inception_v3
 from trtnet.zoo.llama import llama, qwen2
 from trtnet.zoo.mobilenet import mobilenet_v2
@@ -37,7 +38,9 @@ __all__ = [
     "efficientnet_b3",
     "gpt2",
     "gpt2_large",
+    "gpt2_lm",
     "gpt2_medium",
+    "gpt2_medium_lm",
     "gpt2_xl",
     "inception_v3",
     "llama",

@@ -204,3 +204,25 @@ def transformers_causal_lm_source(cls_name: str, config: dict | None = None) -> 
         return Positional(config_cls(attn_implementation="eager", **(config or {})))
 
     return make
+
+
+def transformers_gpt2_lm_source(**config) -> Callable[[], object]:
+    """A builder of `transformers.GPT2LMHeadModel(GPT2Config(**config))` with random weights and eager attention,
+    called as the zoo's `gpt2_lm` prefill network is: `(input_ids, attention_mask, position_ids) -> (logits,
+    present.0.key, present.0.value, ...)`."""
+
+    def make():
+        import transformers
+
+        class Positional(transformers.GPT2LMHeadModel):
+            def forward(self, input_ids, attention_mask=None, position_ids=None):
+                out = super().forward(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
+                )
+                cache = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+                return (out.logits, *[t for kv in cache for t in kv])
+
+        Positional.__name__ = "GPT2LMHeadModel"
+        return Positional(transformers.GPT2Config(attn_implementation="eager", **config))
+
+    return make
