@@ -20,7 +20,7 @@ from trtnet import nn
 
 
 class Deep(nn.Module):
-    def __init__(self, depth=500):
+    def __init__(self, depth=1500):
         self.convs = [nn.Conv2d(16 + i % 7, 16 + (i + 1) % 7, 3, padding=1) for i in range(depth)]
 
     def inputs(self):

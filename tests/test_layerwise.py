@@ -174,12 +174,17 @@ def test_the_fault_benchmark_names_every_planted_resnet_fault(tmp_path):
     """scripts/fault_bench.py on one architecture: every fault planted, and named first."""
     import importlib.util
     import io
+    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "fault_bench.py"
     spec = importlib.util.spec_from_file_location("fault_bench", script)
     bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    sys.modules["fault_bench"] = bench  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        del sys.modules["fault_bench"]
     summary = bench.run(["resnet18"], out=io.StringIO())
     assert summary["faults"] == summary["planted"] >= 8
     assert summary["named_first"] == summary["planted"], [r for r in summary["rows"] if not r["hit"]]
