@@ -10,12 +10,13 @@ transformers' names and calls `self.attend(...)`. The tricks live here and in `o
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 
 from trtnet import ops
-from trtnet.nn.module import Module, Parameter
+from trtnet.nn.module import Input, Module, Parameter
 from trtnet.ops import kv_cache, rotary
 from trtnet.tensor import Tensor
 
@@ -81,3 +82,65 @@ class DecoderAttention(Module):
             q, kv_cache.repeat_kv(k, groups), kv_cache.repeat_kv(v, groups), mask=keep, scale=1.0
         )
         return ops.merge_heads(o), k, v
+
+
+class CausalLM(Module):
+    """What every decoder of the generation path shares: a prefill and a decode stage of one model (`stage`),
+    the KV cache as engine I/O named as transformers names it, and the inputs that make the stages' profiles.
+
+    A subclass sets `max_context`, `_past`, `num_layers`, `vocab_size` and `kv_shape` (kv heads, head dim).
+    """
+
+    max_context: int
+    vocab_size: int
+    kv_shape: tuple[int, int]
+    _past: bool = False
+
+    @property
+    def num_layers(self) -> int:
+        raise NotImplementedError(type(self).__name__)
+
+    def stage(self, past: bool) -> CausalLM:
+        """This model as the prefill (`past=False`) or decode (`past=True`) network, sharing its weights."""
+        other = copy.copy(self)
+        other._past = past
+        return other
+
+    def cache_names(self) -> list[tuple[str, str, str, str]]:
+        """(past key, past value, present key, present value) names per layer."""
+        return [
+            (f"past_key_values.{i}.key", f"past_key_values.{i}.value", f"present.{i}.key", f"present.{i}.value")
+            for i in range(self.num_layers)
+        ]
+
+    def inputs(self) -> list[Input]:
+        n = self.max_context
+        if not self._past:  # the prompt: S = T from 1 to the context
+            s = t = (1, min(64, n), n)
+        else:  # S new tokens after P >= 1 cached ones
+            s, t = (1, 1, n - 1), (2, min(64, n), n)
+        p = (1, min(64, n - 1), n - 1)
+        specs = [
+            Input("input_ids", (s,), "int32", high=self.vocab_size),
+            Input("attention_mask", (t,), "int32", low=1),
+            Input("position_ids", (s,), "int32", high=n),
+        ]
+        if self._past:
+            heads, dim = self.kv_shape
+            for pk, pv, _, _ in self.cache_names():
+                specs += [Input(name, (heads, p, dim)) for name in (pk, pv)]
+        return specs
+
+    def output_names(self, n: int) -> list[str]:
+        return ["logits"] + [name for names in self.cache_names() for name in names[2:]]
+
+
+def tied_head(state: dict[str, np.ndarray], embed: str, head: str = "lm_head.weight") -> dict[str, np.ndarray]:
+    """A head tied to the embedding `embed`: `state_dict()` saves it twice (or only as `head`), safetensors keeps
+    either copy; the embedding stays. A head that differs from the embedding is left for strict loading to name."""
+    value = state.get(head)
+    if value is not None and embed not in state:
+        state[embed] = state.pop(head)
+    elif value is not None and np.array_equal(np.asarray(value), np.asarray(state[embed])):
+        del state[head]
+    return state

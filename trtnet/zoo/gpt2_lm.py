@@ -13,7 +13,6 @@ the decode network, `past_key_values.{i}.key|value` [B, n_head, P, head_dim]; ou
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 
 from trtnet import nn, ops
 from trtnet.errors import ConfigError
-from trtnet.nn.module import Input
+from trtnet.nn.decoder import CausalLM, tied_head
 from trtnet.ops import kv_cache
 from trtnet.tensor import Tensor
 from trtnet.zoo.gpt2 import GPT2Attention, GPT2Block, GPT2Config
@@ -64,7 +63,7 @@ class GPT2Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(c.n_embd, c.layer_norm_epsilon)
 
 
-class GPT2LMHeadModel(nn.Module):
+class GPT2LMHeadModel(CausalLM):
     """`transformers.GPT2LMHeadModel` with its KV cache as engine I/O (see the module docstring).
 
     `past`: the decode network (else the prefill one); `max_context` (default: n_positions) bounds P + S.
@@ -83,55 +82,21 @@ class GPT2LMHeadModel(nn.Module):
         self.config = config
         self._past = past
 
-    def stage(self, past: bool) -> GPT2LMHeadModel:
-        """This model as the prefill (`past=False`) or decode (`past=True`) network, sharing its weights."""
-        other = copy.copy(self)
-        other._past = past
-        return other
-
     @property
     def num_layers(self) -> int:
         return self.config.n_layer
 
-    def cache_names(self) -> list[tuple[str, str, str, str]]:
-        """(past key, past value, present key, present value) names per layer."""
-        return [
-            (f"past_key_values.{i}.key", f"past_key_values.{i}.value", f"present.{i}.key", f"present.{i}.value")
-            for i in range(self.num_layers)
-        ]
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
 
-    def inputs(self) -> list[Input]:
-        n, c = self.max_context, self.config
-        if not self._past:  # the prompt: S = T from 1 to the context
-            s = t = (1, min(64, n), n)
-        else:  # S new tokens after P >= 1 cached ones
-            s, t = (1, 1, n - 1), (2, min(64, n), n)
-        p = (1, min(64, n - 1), n - 1)
-        specs = [
-            Input("input_ids", (s,), "int32", high=c.vocab_size),
-            Input("attention_mask", (t,), "int32", low=1),
-            Input("position_ids", (s,), "int32", high=n),
-        ]
-        if self._past:
-            d = c.n_embd // c.n_head
-            for pk, pv, _, _ in self.cache_names():
-                specs += [Input(name, (c.n_head, p, d)) for name in (pk, pv)]
-        return specs
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"] + [name for names in self.cache_names() for name in names[2:]]
+    @property
+    def kv_shape(self) -> tuple[int, int]:
+        return self.config.n_head, self.config.n_embd // self.config.n_head
 
     def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The head is tied to `wte`: `state_dict()` saves it twice and safetensors keeps either copy. A head that
-        differs from `wte` is refused (GPT-2 has no untied head)."""
-        head, embed = state.get("lm_head.weight"), "transformer.wte.weight"
-        if head is None:
-            return state
-        if embed not in state:
-            state[embed] = state.pop("lm_head.weight")
-        elif np.array_equal(np.asarray(head), np.asarray(state[embed])):
-            del state["lm_head.weight"]
-        return state
+        """The head is tied to `wte` (GPT-2 has no untied head): either saved copy loads."""
+        return tied_head(state, "transformer.wte.weight")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor):
         t = self.transformer

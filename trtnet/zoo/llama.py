@@ -12,7 +12,6 @@ cache out). Both share the module tree, so both load one weights file.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -23,8 +22,7 @@ import numpy as np
 
 from trtnet import nn, ops
 from trtnet.errors import ConfigError
-from trtnet.nn.decoder import DecoderAttention, RMSNorm
-from trtnet.nn.module import Input
+from trtnet.nn.decoder import CausalLM, DecoderAttention, RMSNorm, tied_head
 from trtnet.ops import kv_cache, rotary
 from trtnet.ops.rotary import RopeScaling
 from trtnet.tensor import Tensor
@@ -223,7 +221,7 @@ class LlamaModel(nn.Module):
         self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
 
 
-class LlamaForCausalLM(nn.Module):
+class LlamaForCausalLM(CausalLM):
     """`transformers.LlamaForCausalLM` with its KV cache as engine I/O.
 
     Inputs: `input_ids` [B, S], `attention_mask` [B, P + S] (1: a real token; left padding allowed),
@@ -250,48 +248,21 @@ class LlamaForCausalLM(nn.Module):
 
     # `config` and `max_context` are not parameters: reflection walks Modules and Parameters only.
 
-    def stage(self, past: bool) -> LlamaForCausalLM:
-        """This model as the prefill (`past=False`) or decode (`past=True`) network, sharing its weights."""
-        other = copy.copy(self)
-        other._past = past
-        return other
-
     @property
     def num_layers(self) -> int:
         return self.config.num_hidden_layers
 
-    def cache_names(self) -> list[tuple[str, str, str, str]]:
-        """(past key, past value, present key, present value) names per layer."""
-        return [
-            (f"past_key_values.{i}.key", f"past_key_values.{i}.value", f"present.{i}.key", f"present.{i}.value")
-            for i in range(self.num_layers)
-        ]
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
 
-    def inputs(self) -> list[Input]:
-        n = self.max_context
-        c = self.config
-        if not self._past:  # the prompt: S = T from 1 to the context
-            s = t = (1, min(64, n), n)
-        else:  # S new tokens after P >= 1 cached ones
-            s, t = (1, 1, n - 1), (2, min(64, n), n)
-        p = (1, min(64, n - 1), n - 1)
-        specs = [
-            Input("input_ids", (s,), "int32", high=c.vocab_size),
-            Input("attention_mask", (t,), "int32", low=1),
-            Input("position_ids", (s,), "int32", high=n),
-        ]
-        if self._past:
-            for pk, pv, _, _ in self.cache_names():
-                specs += [Input(name, (c.kv_heads, p, c.dim_per_head)) for name in (pk, pv)]
-        return specs
-
-    def output_names(self, n: int) -> list[str]:
-        return ["logits"] + [name for names in self.cache_names() for name in names[2:]]
+    @property
+    def kv_shape(self) -> tuple[int, int]:
+        return self.config.kv_heads, self.config.dim_per_head
 
     def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A tied LM head is saved twice by `state_dict()` (or only as `lm_head.weight`): keep the embedding."""
-        if not self.config.tie_word_embeddings:
-            return state
+        return tied_head(state, "model.embed_tokens.weight") if self.config.tie_word_embeddings else state
         head, embed = state.get("lm_head.weight"), "model.embed_tokens.weight"
         if head is not None and embed not in state:
             state[embed] = state.pop("lm_head.weight")
