@@ -2,11 +2,12 @@
 
 Every module call is recorded while the network is emitted (`Graph.calls`: the path, which is also the
 source's state_dict prefix, and the tensors it took and returned). One interpreter run captures all those
-tensors without changing the network; one run of the source, with forward hooks on the modules of the same
-paths, captures theirs. Compared in the order the calls returned (children before their parents), the first
-module whose output departs while its inputs agree is where the fault is: a departure a module inherits
-through its input is traced back to the module that produced that input, or to the forward whose own ops
-(between module calls) made it.
+tensors without changing the network; one run of the source, with hooks on the modules of the same paths,
+captures theirs. Compared in the order the calls returned (children before their parents), the blame goes where
+the error jumps: to the first module whose output error is GROWTH times what reaches it (its inputs' errors and
+its submodules'), or, when a module's input already jumps over every error seen before, to the code that made
+that input: its producer if that could not be compared, else the enclosing forward's own ops. Rounding that the
+two sides accumulate differently grows slowly and is not blamed.
 
 >>> report = trtnet.parity.layerwise(model, source, sample_inputs(model, 1))     # doctest: +SKIP
 >>> print(report.text())                                           # doctest: +SKIP
@@ -106,7 +107,8 @@ class Layerwise:
             )
         else:
             b = self.blamed
-            lines.append(f"first departure: {b.name} ({b.kind}): {self.why}")
+            label = "first departure" if self.reference == "the PyTorch source" else "largest growth"
+            lines.append(f"{label}: {b.name} ({b.kind}): {self.why}")
             lines.append("  inputs:  " + (", ".join(_side(s) for s in b.inputs) or "none compared"))
             lines.append("  outputs: " + ", ".join(_side(s) for s in b.outputs))
             if self.later:
