@@ -137,10 +137,19 @@ def _wide_padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...]) -> 
     """x as float64 with its trailing dims zero-padded, in one pass (widening, then padding, would be two)."""
     if min(pre + post, default=0) < 0:  # negative padding crops
         return pad_trailing(wide(x), pre, post, 0.0)
+    if not any(pre) and not any(post):  # most 1x1 convolutions: the widening is the only pass
+        return x.astype(np.float64)
     n = len(pre)
     lead = x.shape[: x.ndim - n]
-    out = np.zeros(lead + tuple(x.shape[x.ndim - n + i] + pre[i] + post[i] for i in range(n)), np.float64)
-    out[(Ellipsis,) + tuple(slice(pre[i], pre[i] + x.shape[x.ndim - n + i]) for i in range(n))] = x
+    sizes = x.shape[x.ndim - n :]
+    out = np.empty(lead + tuple(sizes[i] + pre[i] + post[i] for i in range(n)), np.float64)
+    # Only the border is zeroed: zeroing the whole array first would be one more pass over it.
+    for i in range(n):
+        before = (Ellipsis, slice(0, pre[i])) + (slice(None),) * (n - 1 - i)
+        after = (Ellipsis, slice(pre[i] + sizes[i], None)) + (slice(None),) * (n - 1 - i)
+        out[before] = 0.0
+        out[after] = 0.0
+    out[(Ellipsis,) + tuple(slice(pre[i], pre[i] + sizes[i]) for i in range(n))] = x
     return out
 
 

