@@ -32,17 +32,9 @@ from pin_threads import pin_threads  # noqa: E402  (the script's own folder, fir
 THREADS = pin_threads()
 
 
-NINE = [
-    "resnet50",
-    "vgg16",
-    "mobilenet_v2",
-    "inception_v3",
-    "efficientnet_b0",
-    "bert_base_uncased",
-    "vit_b_16",
-    "yolov5s",
-    "swin_t",
-]
+from trtnet.bench.reference import POROS_A10  # noqa: E402
+
+NINE = list(POROS_A10)  # the benchmark's nine models, in its order
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -38,17 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402  (after the thread count is set)
 
-NINE = [
-    "resnet50",
-    "vgg16",
-    "mobilenet_v2",
-    "inception_v3",
-    "efficientnet_b0",
-    "bert_base_uncased",
-    "vit_b_16",
-    "yolov5s",
-    "swin_t",
-]
+from trtnet.bench.reference import POROS_A10  # noqa: E402
+
+NINE = list(POROS_A10)  # the benchmark's nine models, in its order
 
 
 def _best(fn, runs: int) -> tuple[float, object]:

@@ -136,3 +136,22 @@ def allow_rtx() -> list[str]:
     from trtnet.backend import get_backend
 
     return ["--allow-rtx"] if str(get_backend()).startswith("tensorrt_rtx") else []
+
+
+def export_onnx(model, path, shape, dynamic: dict) -> None:
+    """`model` (a torch module, seeded for the trace) exported to `path` at input `shape`, input "images" and
+    output "out", with the `dynamic` axes of the input named as torch.onnx.export takes them."""
+    import torch
+
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (torch.randn(*shape),),
+            str(path),
+            input_names=["images"],
+            output_names=["out"],
+            dynamic_axes={"images": dynamic},
+            dynamo=False,
+        )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import trtnet
-from tests.helpers import error_line, trtnet_cli
+from tests.helpers import error_line, export_onnx, trtnet_cli
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.interpreter import run_network
 from trtnet.onnx.calibrate import calibrate_onnx
@@ -19,20 +19,6 @@ from trtnet.onnx.calibrate import calibrate_onnx
 torch = pytest.importorskip("torch", reason="the ONNX files are exported from PyTorch modules")
 torchvision = pytest.importorskip("torchvision", reason="resnet18 is torchvision's")
 pytest.importorskip("onnx", reason="torch.onnx.export writes the files")
-
-
-def _export(model, path, shape, dynamic: dict) -> None:
-    model.eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            (torch.randn(*shape),),
-            str(path),
-            input_names=["images"],
-            output_names=["out"],
-            dynamic_axes={"images": dynamic},
-            dynamo=False,
-        )
 
 
 class Small(torch.nn.Module):
@@ -54,7 +40,7 @@ class Small(torch.nn.Module):
 def resnet18(tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "resnet18.onnx"
     torch.manual_seed(0)
-    _export(torchvision.models.resnet18(weights=None), path, (2, 3, 64, 64), {0: "batch"})
+    export_onnx(torchvision.models.resnet18(weights=None), path, (2, 3, 64, 64), {0: "batch"})
     return path
 
 
@@ -62,7 +48,7 @@ def resnet18(tmp_path_factory):
 def small(tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "small.onnx"
     torch.manual_seed(0)
-    _export(Small(), path, (2, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
+    export_onnx(Small(), path, (2, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
     return path
 
 

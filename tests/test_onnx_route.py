@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import trtnet
-from tests.helpers import error_line, trtnet_cli
+from tests.helpers import error_line, export_onnx, trtnet_cli
 from trtnet.interpreter import run_network
 from trtnet.onnx.check import check_onnx
 
@@ -36,26 +36,11 @@ class Detector(torch.nn.Module):
         return torch.sigmoid(self.head(torch.cat([fine, self.up(coarse)], 1)))
 
 
-def _export(model, path, shape, dynamic: dict) -> None:
-    torch.manual_seed(0)
-    model.eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            (torch.randn(*shape),),
-            str(path),
-            input_names=["images"],
-            output_names=["out"],
-            dynamic_axes={"images": dynamic},
-            dynamo=False,
-        )
-
-
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "det.onnx"
     torch.manual_seed(0)
-    _export(Detector(), path, (1, 3, 32, 32), {0: "batch", 2: "height", 3: "width"})
+    export_onnx(Detector(), path, (1, 3, 32, 32), {0: "batch", 2: "height", 3: "width"})
     return path
 
 
@@ -119,7 +104,7 @@ def resnet18(tmp_path_factory):
     torchvision = pytest.importorskip("torchvision")
     path = tmp_path_factory.mktemp("onnx") / "resnet18.onnx"
     torch.manual_seed(0)
-    _export(torchvision.models.resnet18(weights=None), path, (2, 3, 64, 64), {0: "batch"})
+    export_onnx(torchvision.models.resnet18(weights=None), path, (2, 3, 64, 64), {0: "batch"})
     return path
 
 

@@ -40,7 +40,7 @@ def reduce_precision(network: Any, precision: str, where: str = "network") -> li
         keep.append(arr)
         return trt.Weights(low, arr.ctypes.data, arr.size) if low == trt.bfloat16 else trt.Weights(arr)
 
-    layers = [_typed(network.get_layer(i)) for i in range(network.num_layers)]
+    layers = [typed(network.get_layer(i)) for i in range(network.num_layers)]
     outputs = [(network.get_output(i), network.get_output(i).dtype) for i in range(network.num_outputs)]
     consumers: dict[str, list[tuple[Any, int]]] = {}
     for layer in layers:
@@ -98,12 +98,14 @@ def reduce_precision(network: Any, precision: str, where: str = "network") -> li
     return keep
 
 
-def _typed(layer: Any) -> Any:
+def typed(layer: Any) -> Any:
     """The layer as its own class (get_layer hands out ILayer), so its attributes can be read and set."""
     trt = get_trt()
     name = {
         "CONVOLUTION": "IConvolutionLayer",
         "DECONVOLUTION": "IDeconvolutionLayer",
+        "MATRIX_MULTIPLY": "IMatrixMultiplyLayer",
+        "ELEMENTWISE": "IElementWiseLayer",
         "CONSTANT": "IConstantLayer",
         "SCALE": "IScaleLayer",
         "CAST": "ICastLayer",

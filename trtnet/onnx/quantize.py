@@ -23,6 +23,7 @@ import numpy as np
 
 from trtnet.backend import get_trt
 from trtnet.errors import NetworkError
+from trtnet.onnx.precision import typed
 from trtnet.quant.ranges import Calibration
 
 FORMATS: dict[str, float] = {"int8": 127.0, "fp8": 448.0}  # the largest magnitude each format holds
@@ -43,24 +44,11 @@ class Point:
     axis: int = 0
 
 
-def _typed(layer: Any) -> Any:
-    trt = get_trt()
-    name = {
-        "CONVOLUTION": "IConvolutionLayer",
-        "MATRIX_MULTIPLY": "IMatrixMultiplyLayer",
-        "CONSTANT": "IConstantLayer",
-        "ELEMENTWISE": "IElementWiseLayer",
-    }.get(layer.type.name)
-    if name is not None:
-        layer.__class__ = getattr(trt, name)
-    return layer
-
-
 def find_points(network: Any) -> list[Point]:
     """The quantization points of the fp32 `network`, with copies of their float32 weights (read before the
     network is reduced to fp16, so that weights are quantized from their full values)."""
     trt = get_trt()
-    layers = [_typed(network.get_layer(i)) for i in range(network.num_layers)]
+    layers = [typed(network.get_layer(i)) for i in range(network.num_layers)]
     producer = {layer.get_output(j).name: layer for layer in layers for j in range(layer.num_outputs)}
     points: list[Point] = []
     conv_outputs: set[str] = set()
