@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -98,5 +100,55 @@ def test_a_prepared_network_still_checks_every_output_against_tensorrt():
     try:
         with pytest.raises(InterpreterError, match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has shape \(2, 4\)"):
             prepared.run({"x": np.zeros((2, 3), np.float32)})
+    finally:
+        _common.HANDLERS["ACTIVATION"] = entry
+
+
+def test_the_first_run_checks_against_the_shapes_read_at_preparation():
+    # A first run does not ask TensorRT again for what preparation read; a wrong shape still names the layer.
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (2, 3))
+    relu = net.add_activation(x, trt.ActivationType.RELU)
+    relu.name = "the_relu"
+    net.mark_output(relu.get_output(0))
+    prepared = Interpreter(net)
+    entry = _common.HANDLERS["ACTIVATION"]
+    _common.HANDLERS["ACTIVATION"] = _common.Entry(lambda call: [np.zeros((2, 3), np.float16)], entry.class_name)
+    try:
+        with pytest.raises(
+            InterpreterError,
+            match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has dtype HALF, TensorRT inferred FLOAT",
+        ):
+            prepared.run({"x": np.zeros((2, 3), np.float32)})
+    finally:
+        _common.HANDLERS["ACTIVATION"] = entry
+
+
+def test_the_garbage_collector_is_paused_only_while_preparing_or_running():
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (2, 3))
+    net.mark_output(net.add_activation(x, trt.ActivationType.RELU).get_output(0))
+    seen = []
+    entry = _common.HANDLERS["ACTIVATION"]
+    _common.HANDLERS["ACTIVATION"] = _common.Entry(
+        lambda call: seen.append(gc.isenabled()) or entry.fn(call), entry.class_name
+    )
+    try:
+        assert gc.isenabled()
+        prepared = Interpreter(net)
+        assert gc.isenabled()
+        prepared.run({"x": np.ones((2, 3), np.float32)})
+        assert seen == [False] and gc.isenabled()
+        with pytest.raises(InterpreterError, match="missing network input"):
+            prepared.run({})
+        assert gc.isenabled()  # back on after a failed run too
+        gc.disable()
+        try:
+            prepared.run({"x": np.ones((2, 3), np.float32)})
+            assert not gc.isenabled()  # left off when the caller had it off
+        finally:
+            gc.enable()
     finally:
         _common.HANDLERS["ACTIVATION"] = entry

@@ -6,9 +6,10 @@ Nothing here knows about trtnet's DSL; the interpreter reads everything back fro
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import ml_dtypes
@@ -24,6 +25,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 _DTYPES: dict[str, np.dtype] = {row.member: row.numpy for row in DATA_TYPES}
 _LOW_PRECISION_FLOATS = (np.dtype(np.float16), BF16)
 SUPPORTED_DTYPES = frozenset(_DTYPES)
+NUMPY_DTYPES: Mapping[str, np.dtype] = MappingProxyType(_DTYPES)  # read-only, for lookups by name
 
 
 _ENUM_NAMES: dict[type, dict[int, str]] = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import gc
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -93,6 +95,10 @@ class Interpreter:
     """
 
     def __init__(self, network: Any) -> None:
+        with _collector_paused():
+            self._prepare(network)
+
+    def _prepare(self, network: Any) -> None:
         self.network = network
         self._steps = scan(network)
         _refuse_unsupported(self._steps)
@@ -116,6 +122,10 @@ class Interpreter:
         self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True, trace: Trace | None = None
     ) -> dict[str, np.ndarray]:
         """The network's outputs by name for `inputs` (see `run_network`)."""
+        with _collector_paused():
+            return self._run(inputs, check_shapes, trace)
+
+    def _run(self, inputs: Mapping[str, np.ndarray], check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
         self._cache.start_run()
         token = ACTIVE_CACHE.set(self._cache)
         try:
@@ -142,6 +152,21 @@ class Interpreter:
                 if name in read:
                     seed[name] = value
         return order, seed
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a network is prepared or run: the tens of thousands of small
+    objects a network of thousands of layers makes would otherwise set off full collections of everything the
+    process holds (Swin-T's ONNX import beside a loaded PyTorch model: 0.2-0.4 s of its first call). It runs again
+    afterwards, and was never paused when it was off already."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _results(names: list[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -208,8 +233,8 @@ class _Runner:
 
 
 def _check_step(step: Step, outputs: list[np.ndarray]) -> None:
-    """check_layer_outputs, against the inferred shapes and dtypes kept from the previous run of a prepared
-    network (TensorRT's accessors cost tens of microseconds a layer); any doubt re-reads them from TensorRT."""
+    """check_layer_outputs, against the inferred shapes and dtypes read at preparation (TensorRT's accessors cost
+    tens of microseconds a layer); any doubt re-reads them from TensorRT, which names the layer and the mismatch."""
     expected = step.expected
     if expected is not None and all(
         v.dtype == dtype and v.ndim == len(shape) and all(e < 0 or e == a for e, a in zip(shape, v.shape))

@@ -12,7 +12,7 @@ from typing import Any
 
 from trtnet.backend import get_trt
 from trtnet.errors import InterpreterError
-from trtnet.interpreter._common import HANDLERS, enum_name
+from trtnet.interpreter._common import HANDLERS, NUMPY_DTYPES, dims, enum_name
 
 # Output types of shape arithmetic: a layer making only these from folded inputs is folded too.
 _SHAPE_DTYPES = frozenset({"INT32", "INT64", "BOOL"})
@@ -27,7 +27,8 @@ class Step:
     inputs: list[str | None]
     outputs: list[str]
     output_dtypes: list[str]  # TensorRT DataType names, as inferred at preparation
-    # What TensorRT inferred for the outputs (dims, dtype), read once a run has checked them against it.
+    # What TensorRT inferred for the outputs (dims, numpy dtype), read here: every run checks its outputs against
+    # it without asking TensorRT again (None when a shape or type cannot be read: the run asks, and says why).
     expected: list[tuple[tuple[int, ...], Any]] | None = None
     cls: Any = None  # the TensorRT class the layer is downcast to (None for a type the interpreter lacks)
     static_input: bool = False  # a SHAPE layer whose input's dims TensorRT knows all of
@@ -47,12 +48,14 @@ def scan(network: Any) -> list[Step]:
             inputs.append(None if tensor is None else tensor.name)
         outs = [layer.get_output(o) for o in range(layer.num_outputs)]
         entry = HANDLERS.get(type_name)
+        dtypes = [enum_name(t.dtype) for t in outs]
         step = Step(
             layer,
             type_name,
             inputs,
             [t.name for t in outs],
-            [enum_name(t.dtype) for t in outs],
+            dtypes,
+            expected=_inferred(outs, dtypes),
             cls=None if entry is None else getattr(trt, entry.class_name),
         )
         if type_name == "SHAPE":
@@ -60,6 +63,15 @@ def scan(network: Any) -> list[Step]:
             step.static_input = all(shape[d] >= 0 for d in range(len(shape)))
         steps.append(step)
     return steps
+
+
+def _inferred(outs: list[Any], dtypes: list[str]) -> list[tuple[tuple[int, ...], Any]] | None:
+    """Each output's inferred dims and numpy dtype, or None when TensorRT cannot infer a shape (an invalid layer)
+    or a type is one the interpreter does not model: the run's full check then names the layer and the reason."""
+    try:
+        return [(dims(t.shape), NUMPY_DTYPES[d]) for t, d in zip(outs, dtypes)]
+    except (RuntimeError, KeyError):
+        return None
 
 
 def foldable(steps: list[Step], order: list[int]) -> set[int]:
