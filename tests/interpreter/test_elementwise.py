@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -212,3 +213,28 @@ def cast_identity():
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)
+
+
+def test_square_and_cube_are_the_exact_power_rounded_once() -> None:
+    # x ** 2 and x ** 3 (ONNX's LayerNorm and GELU write them) are multiplied out in float64: the float64 value
+    # must be the exact power rounded once, which the float32 output then rounds; another exponent goes to pow.
+    n = Net()
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((1, 3000)) * rng.choice([1e-3, 1.0, 10.0, 1e4], (1, 3000))).astype(np.float32)
+    x[0, :6] = [-0.0, 0.0, np.inf, -np.inf, np.nan, -3.0e38]
+    xi = n.input("x", x.shape)
+    for p in (2.0, 3.0, 2.5):
+        base = n.net.add_unary(xi, trt.UnaryOperation.ABS).get_output(0) if p == 2.5 else xi
+        exponent = n.const(np.full((1, 1), p, np.float32))
+        n.mark(n.net.add_elementwise(base, exponent, trt.ElementWiseOperation.POW).get_output(0))
+    square, cube, other = n.run(x=x)
+
+    def exact(v: float, p: int) -> float:
+        return float(Fraction(v) ** p) if math.isfinite(v) and v != 0 else float(np.power(np.float64(v), p))
+
+    with np.errstate(over="ignore"):
+        for got, p in ((square, 2), (cube, 3)):
+            want = np.array([exact(float(v), p) for v in x[0]]).astype(np.float32)
+            np.testing.assert_array_equal(got[0], want, err_msg=f"x ** {p}")
+            np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(want), err_msg=f"signs of x ** {p}")
+    np.testing.assert_array_equal(other, np.power(np.abs(x).astype(np.float64), 2.5).astype(np.float32))

@@ -49,10 +49,13 @@ def reduce(call: LayerCall) -> list[np.ndarray]:
 
 
 def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Numerically stable softmax of `x` over `axes` (in x's precision: the caller widens it)."""
-    shifted = x - np.max(x, axis=axes, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axes, keepdims=True)
+    """Numerically stable softmax of `x` over `axes`, computed in float64 (a float32 or float64 x is widened as it
+    is shifted: the maximum is exact in x's own type, and one array is written, then updated in place)."""
+    peak = np.max(compute(x), axis=axes, keepdims=True)
+    e = np.subtract(compute(x), peak, dtype=np.float64)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axes, keepdims=True)
+    return e
 
 
 @register("SOFTMAX", "ISoftMaxLayer")
@@ -62,7 +65,7 @@ def softmax(call: LayerCall) -> list[np.ndarray]:
     axes = axes_from_mask(call.layer.axes, src.ndim)
     if len(axes) != 1:
         raise call.fail(f"softmax axes bitmask {int(call.layer.axes):#b} must name exactly one axis of {src.ndim}")
-    return [rounded(softmax_over(wide(src), axes), src.dtype)]
+    return [rounded(softmax_over(src, axes), src.dtype)]
 
 
 @register("TOPK", "ITopKLayer")
