@@ -1,20 +1,24 @@
 """The interpreter against the other ways to run a network on the CPU: onnx.reference, onnxruntime, PyTorch.
 
-For each of the nine benchmark models: the zoo's PyTorch source with seeded random weights
-(`trtnet.parity.torch_model`), exported to ONNX (opset 17, batch 1), then timed, on the same inputs and in one
-process per model:
+For each of the nine benchmark models (the zoo's PyTorch source with seeded random weights,
+`trtnet.parity.torch_model`, exported to ONNX at opset 17) and, with --sweep, each architecture of
+scripts/interp_sweep.py (built and exported as that script does, opset 18), at batch 1, timed on the same inputs
+and in one process per model:
 - onnx.reference: onnx's own pure-numpy `ReferenceEvaluator` on the file, warm (the fastest of --runs after a
   first run);
 - onnxruntime on the file (CPU provider, fastest of --runs after a first run);
 - trtnet's interpreter on the network TensorRT's ONNX parser makes of the file: a first call (a fresh
   `Interpreter(network).run`, preparation included: what `trtnet check` users wait for; the fastest of --runs
-  fresh ones) and warm (the same prepared network run again, fastest of --runs);
-- PyTorch eager, fp32 (fastest of --runs).
+  fresh ones) and warm (the same prepared network run again after two untimed runs, fastest of --runs);
+- PyTorch eager, fp32 (fastest of --runs);
+- of the interpreter's warm run, the time inside its float64 products (convolutions' and matrix products' BLAS
+  calls and depthwise sums), from one more run with those functions timed: what no other change can remove.
 Each side's error is max |got - exact| / max |exact| over the outputs, against the source run in float64. One
 BLAS/OpenMP/torch thread on every side (--threads). The fastest of several runs, because the machine may be
-shared: the minimum is the run least disturbed.
+shared: the minimum is the run least disturbed. The header names the BLAS library and the kernel it runs
+(threadpoolctl), which sets the products' speed: see docs/interpreter.md.
 
-    PYTHONPATH=$PWD python scripts/interp_table.py --runs 3 --json table.json [--models resnet50 ...]
+    PYTHONPATH=$PWD python scripts/interp_table.py --runs 3 --json table.json [--models resnet50 ...] [--sweep]
 """
 
 from __future__ import annotations
@@ -79,19 +83,81 @@ def _by_keyword(source, names: list[str]):
     return ByKeyword().eval() if "input_ids" in names else source
 
 
-def _float64_forward(source, xs: list[np.ndarray]) -> list[np.ndarray]:
-    """The source's outputs computed in float64 (torch_forward would round them to float32)."""
+def _flat(out) -> list[np.ndarray]:
+    """A module's outputs as arrays in their own dtype, depth first (the order torch.onnx.export lists them)."""
+    if isinstance(out, dict):
+        out = list(out.values())
+    elif hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput
+        out = out.to_tuple()
+    if isinstance(out, (list, tuple)):
+        return [a for o in out for a in _flat(o)]
+    return [] if out is None else [out.detach().numpy()]
+
+
+def _forward(model, xs: list[np.ndarray]) -> list[np.ndarray]:
     import torch
 
     with torch.no_grad():
-        out = source.double()(*[torch.from_numpy(x.astype(np.float64) if x.dtype == np.float32 else x) for x in xs])
-    source.float()
-    if hasattr(out, "to_tuple"):
-        out = out.to_tuple()
-    return [o.detach().numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+        return _flat(model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in xs]))
 
 
-def child(name: str, runs: int, ref_runs: int, interp_only: bool) -> dict:
+def _float64_forward(model, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """The model's outputs computed in float64: the exact answer every side is measured against."""
+    out = _forward(model.double(), [x.astype(np.float64) if x.dtype == np.float32 else x for x in xs])
+    model.float()
+    return out
+
+
+def _source(name: str, sweep: bool):
+    """The PyTorch module (taking its inputs positionally), its inputs by name, and the opset to export at."""
+    if sweep:
+        import interp_sweep
+
+        model, feeds = interp_sweep.build(name)
+        return model, feeds, 18
+    from trtnet.parity import sample_inputs, torch_model
+    from trtnet.zoo.registry import get_entry
+
+    specs = get_entry(name).skeleton().inputs()
+    xs = sample_inputs(specs, 1, seed=1)
+    names = [spec.name for spec in specs]
+    return _by_keyword(torch_model(name, seed=0), names), dict(zip(names, xs)), 17
+
+
+def _products_time(prepared, feeds: dict) -> float:
+    """Seconds one warm run spends in the interpreter's float64 products: convolutions' BLAS calls and depthwise
+    sums, matrix products and einsums (those functions wrapped with a timer for this one run)."""
+    from trtnet.interpreter import conv, matrix
+    from trtnet.interpreter._common import HANDLERS, Entry
+
+    spent = [0.0]
+
+    def timed(fn):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t0
+
+        return run
+
+    named = [(conv, "_grouped_gemm"), (conv, "_tapwise"), (matrix, "_matmul")]
+    originals = [getattr(module, fn_name) for module, fn_name in named]
+    einsum = HANDLERS["EINSUM"]  # a handler: looked up by the interpreter on each layer
+    for (module, fn_name), fn in zip(named, originals):
+        setattr(module, fn_name, timed(fn))
+    HANDLERS["EINSUM"] = Entry(timed(einsum.fn), einsum.class_name)
+    try:
+        prepared.run(feeds)
+    finally:
+        for (module, fn_name), fn in zip(named, originals):
+            setattr(module, fn_name, fn)
+        HANDLERS["EINSUM"] = einsum
+    return spent[0]
+
+
+def child(name: str, runs: int, ref_runs: int, interp_only: bool, sweep: bool) -> dict:
     """One model's row."""
     import onnx.reference
     import onnxruntime
@@ -99,40 +165,42 @@ def child(name: str, runs: int, ref_runs: int, interp_only: bool) -> dict:
 
     from trtnet.interpreter import Interpreter
     from trtnet.onnx.parse import parse_onnx
-    from trtnet.parity import sample_inputs, torch_forward, torch_model
-    from trtnet.zoo.registry import get_entry
 
     torch.set_num_threads(THREADS)
-    source = torch_model(name, seed=0)
-    specs = get_entry(name).skeleton().inputs()
-    xs = sample_inputs(specs, 1, seed=1)
-    feeds = {spec.name: x for spec, x in zip(specs, xs)}
+    source, feeds, opset = _source(name, sweep)
+    xs = list(feeds.values())
     row: dict = {"model": name}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                _by_keyword(source, list(feeds)),
+                source,
                 tuple(torch.from_numpy(x) for x in xs),
                 str(path),
                 input_names=list(feeds),
-                opset_version=17,
+                opset_version=opset,
                 dynamo=False,
                 do_constant_folding=True,
             )
-        row["torch_s"], want = _best(lambda: torch_forward(source, *xs), runs + 1)
+        row["torch_s"], want = _best(lambda: _forward(source, xs), runs + 1)
         exact = _float64_forward(source, xs)
         row["torch_error"] = _error(want, exact)
 
         net = parse_onnx(path)
         row["layers"] = net.network.num_layers
         names = [t.name for t in net.outputs]
+        feeds = {k: v for k, v in feeds.items() if k in {t.name for t in net.inputs}}
         first, got = _best(lambda: Interpreter(net.network).run(feeds), runs)
         prepared = Interpreter(net.network)
         prepared.run(feeds)
+        prepared.run(feeds)  # the run that keeps its large weights widened (see WeightCache): warm from here on
         row["interp_first_s"] = first
         row["interp_s"], got = _best(lambda: prepared.run(feeds), runs)
         row["interp_error"] = _error([got[n] for n in names], exact)
+        try:
+            row["products_s"] = _products_time(prepared, feeds)
+        except (AttributeError, KeyError):  # a --baseline interpreter laid out otherwise
+            row["products_s"] = None
         if interp_only:
             return row
 
@@ -142,17 +210,42 @@ def child(name: str, runs: int, ref_runs: int, interp_only: bool) -> dict:
         row["ort_s"], ort_out = _best(lambda: session.run(None, ort_feeds), runs)
         row["ort_error"] = _error(ort_out, exact)
 
-        ref = onnx.reference.ReferenceEvaluator(str(path))
-        ref_feeds = {k: v for k, v in feeds.items() if k in ref.input_names}
-        ref.run(None, ref_feeds)
+        # The row so far, should onnx.reference take the process down (DeepLabV3's file: out of memory).
+        print(
+            json.dumps(
+                {**row, "ref_s": None, "ref_error": None, "ref_failed": "Killed: the process ended while it ran"}
+            ),
+            flush=True,
+        )
+        try:
+            ref = onnx.reference.ReferenceEvaluator(str(path))
+            ref_feeds = {k: v for k, v in feeds.items() if k in ref.input_names}
+            ref.run(None, ref_feeds)
+        except Exception as err:  # noqa: BLE001  (onnx.reference cannot run every file: its row says why)
+            row["ref_s"] = row["ref_error"] = None
+            row["ref_failed"] = f"{type(err).__name__}: {err}"[:200]
+            return row
         row["ref_s"], ref_out = _best(lambda: ref.run(None, ref_feeds), ref_runs)
         row["ref_error"] = _error(ref_out, exact)
     return row
 
 
+def blas() -> str:
+    """The BLAS library numpy runs and the kernel it chose (threadpoolctl), and any OPENBLAS_* override."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS: unknown (threadpoolctl is not installed)"
+    libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    said = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')} kernels)" for i in libs]
+    forced = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")]
+    return "BLAS: " + (", ".join(said) or "none found") + ("; set: " + ", ".join(forced) if forced else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=NINE)
+    parser.add_argument("--models", nargs="*", default=NINE, help="benchmark models (default: the nine)")
+    parser.add_argument("--sweep", nargs="*", help="sweep architectures too (none named: all of interp_sweep.SWEEP)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each side (the fastest is kept)")
     parser.add_argument("--ref-runs", type=int, default=2, help="timed warm runs of onnx.reference (slow)")
     parser.add_argument("--json", type=Path)
@@ -161,48 +254,84 @@ def main() -> int:
         "--baseline", help="a git revision (or a folder holding a trtnet package) whose interpreter is timed too"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-sweep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--interp-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.runs, args.ref_runs, args.interp_only)))
+        print(json.dumps(child(args.child, args.runs, args.ref_runs, args.interp_only, args.child_sweep)))
         return 0
-    rows = []
+    sweep: list[str] = []
+    if args.sweep is not None:
+        import interp_sweep
+
+        sweep = args.sweep or list(interp_sweep.SWEEP)
+        unknown = [n for n in sweep if n not in interp_sweep.SWEEP]
+        if unknown:
+            parser.error(f"not in interp_sweep.SWEEP: {', '.join(unknown)}")
     tmp = tempfile.TemporaryDirectory()
     base = None
     if args.baseline:  # a folder holding a trtnet package, or a git revision of this repository
         base = Path(args.baseline) if Path(args.baseline).is_dir() else tree_of(args.baseline, Path(tmp.name))
-    print(
-        "| model | layers | onnx.reference warm | onnxruntime | interpreter first call | interpreter warm | PyTorch "
-        "| interp / PyTorch | errors vs float64: interp, onnxruntime, onnx.reference, PyTorch |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name in args.models:
-        cmd = [sys.executable, __file__, "--child", name, "--runs", str(args.runs), "--ref-runs", str(args.ref_runs)]
-        proc = subprocess.run(cmd + ["--threads", str(THREADS)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"| {name} | failed: {(proc.stderr.strip().splitlines() or ['?'])[-1][:200]} |", flush=True)
+    print(f"{blas()}; {THREADS} thread(s) on every side; fastest of {args.runs} (onnx.reference: {args.ref_runs})")
+    tables = {"benchmark": [(n, False) for n in args.models], "sweep": [(n, True) for n in sweep]}
+    result: dict = {"blas": blas(), "threads": THREADS}
+    for title, models in tables.items():
+        if not models:
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        if base is not None:
-            old = subprocess.run(
-                cmd + ["--threads", str(THREADS), "--interp-only"],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYTHONPATH": f"{base}{os.pathsep}{ROOT}"},
-                cwd=tmp.name,
+        print(f"\n{title}\n")
+        print(
+            "| model | layers | onnx.reference warm | onnxruntime | interpreter first call | interpreter warm "
+            "| of which products | PyTorch | warm / PyTorch | products / PyTorch "
+            "| errors vs float64: interp, onnxruntime, onnx.reference, PyTorch |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        rows = result[title] = []
+        for name, is_sweep in models:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--runs",
+                str(args.runs),
+                "--ref-runs",
+                str(args.ref_runs),
+            ]
+            cmd += ["--threads", str(THREADS)] + (["--child-sweep"] if is_sweep else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            said = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 and not said:
+                print(f"| {name} | failed: {(proc.stderr.strip().splitlines() or ['?'])[-1][:200]} |", flush=True)
+                continue
+            row = json.loads(said[-1])
+            if proc.returncode != 0:
+                row["ref_failed"] = f"Killed: exit status {proc.returncode} while onnx.reference ran"
+            if base is not None:
+                old = subprocess.run(
+                    cmd + ["--interp-only"],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": f"{base}{os.pathsep}{ROOT}{os.pathsep}{ROOT / 'scripts'}"},
+                    cwd=tmp.name,
+                )
+                if old.returncode == 0:
+                    before = json.loads(old.stdout.strip().splitlines()[-1])
+                    row["before"] = {k: before[k] for k in ("interp_first_s", "interp_s", "interp_error")}
+            rows.append(row)
+            print(_line(row), flush=True)
+        if rows:
+            ratios = [r["interp_s"] / r["torch_s"] for r in rows]
+            floors = [r["products_s"] / r["torch_s"] for r in rows if r.get("products_s") is not None]
+            raced = [r for r in rows if r["ref_s"] is not None]
+            faster = sum(r["interp_first_s"] < r["ref_s"] for r in raced)
+            print(
+                f"\n{title}: interpreter warm / PyTorch median {statistics.median(ratios):.2f}x, worst "
+                f"{max(ratios):.2f}x; its products alone / PyTorch median "
+                f"{statistics.median(floors) if floors else float('nan'):.2f}x; first call faster than "
+                f"onnx.reference warm on {faster} of the {len(raced)} it runs"
             )
-            if old.returncode == 0:
-                before = json.loads(old.stdout.strip().splitlines()[-1])
-                row["before"] = {k: before[k] for k in ("interp_first_s", "interp_s", "interp_error")}
-        rows.append(row)
-        print(_line(row), flush=True)
-    if rows:
-        ratios = [r["interp_s"] / r["torch_s"] for r in rows]
-        print(f"\nmedian interpreter warm / PyTorch: {statistics.median(ratios):.2f}x; worst {max(ratios):.2f}x")
-        faster = sum(r["interp_first_s"] < r["ref_s"] for r in rows)
-        print(f"interpreter first call faster than onnx.reference warm: {faster} of {len(rows)}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 
@@ -223,10 +352,18 @@ def _line(r: dict) -> str:
             file=sys.stderr,
             flush=True,
         )
+    failed = r.get("ref_failed")
+    ref = f"fails ({failed.split(':')[0]})" if failed else f"{r['ref_s']:.3f} s"
+    ref_error = "-" if failed else f"{r['ref_error']:.1e}"
+    if failed:
+        print(f"  ({r['model']}: onnx.reference: {failed})", file=sys.stderr, flush=True)
+    products = r.get("products_s")
+    products_cells = "- | -" if products is None else f"{products:.3f} s | {products / r['torch_s']:.1f}x"
     return (
-        f"| {r['model']} | {r['layers']} | {r['ref_s']:.3f} s | {r['ort_s']:.3f} s | {r['interp_first_s']:.3f} s "
-        f"| {r['interp_s']:.3f} s | {r['torch_s']:.3f} s | {r['interp_s'] / r['torch_s']:.1f}x "
-        f"| {r['interp_error']:.1e}, {r['ort_error']:.1e}, {r['ref_error']:.1e}, {r['torch_error']:.1e} |"
+        f"| {r['model']} | {r['layers']} | {ref} | {r['ort_s']:.3f} s | {r['interp_first_s']:.3f} s "
+        f"| {r['interp_s']:.3f} s | {products_cells.split(' | ')[0]} | {r['torch_s']:.3f} s "
+        f"| {r['interp_s'] / r['torch_s']:.1f}x | {products_cells.split(' | ')[1]} "
+        f"| {r['interp_error']:.1e}, {r['ort_error']:.1e}, {ref_error}, {r['torch_error']:.1e} |"
     )
 
 
