@@ -124,6 +124,37 @@ def _source(name: str, sweep: bool):
     return _by_keyword(torch_model(name, seed=0), names), dict(zip(names, xs)), 17
 
 
+def _file_float64(path: Path, feeds: dict) -> list[np.ndarray]:
+    """The ONNX file's own answer in float64: every float tensor, cast and type of the graph widened to double,
+    run by onnx.reference. The exporter rounds what it folds (BatchNorm into convolution weights) to float32, so
+    the file is not quite the model; this is what the sides that compute the file should be measured against."""
+    import onnx
+    import onnx.reference
+    from onnx import AttributeProto, TensorProto, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+
+    def widen(tensor) -> None:
+        if tensor.data_type == TensorProto.FLOAT:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float64), tensor.name))
+
+    for tensor in graph.initializer:
+        widen(tensor)
+    for info in [*graph.input, *graph.output, *graph.value_info]:
+        if info.type.tensor_type.elem_type == TensorProto.FLOAT:
+            info.type.tensor_type.elem_type = TensorProto.DOUBLE
+    for node in graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
+                attribute.i = TensorProto.DOUBLE
+            if attribute.type == AttributeProto.TENSOR:
+                widen(attribute.t)
+    ref = onnx.reference.ReferenceEvaluator(model)
+    wide = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in feeds.items() if k in ref.input_names}
+    return ref.run(None, wide)
+
+
 def _products_time(prepared, feeds: dict) -> float:
     """Seconds one warm run spends in the interpreter's float64 products: convolutions' BLAS calls and depthwise
     sums, matrix products and einsums (those functions wrapped with a timer for this one run)."""
@@ -157,7 +188,7 @@ def _products_time(prepared, feeds: dict) -> float:
     return spent[0]
 
 
-def child(name: str, runs: int, ref_runs: int, interp_only: bool, sweep: bool) -> dict:
+def child(name: str, runs: int, ref_runs: int, interp_only: bool, sweep: bool, file_exact: bool = False) -> dict:
     """One model's row."""
     import onnx.reference
     import onnxruntime
@@ -209,6 +240,11 @@ def child(name: str, runs: int, ref_runs: int, interp_only: bool, sweep: bool) -
         session.run(None, ort_feeds)
         row["ort_s"], ort_out = _best(lambda: session.run(None, ort_feeds), runs)
         row["ort_error"] = _error(ort_out, exact)
+        if file_exact:  # each side against what it computes: the file (interpreter, onnxruntime), the model (PyTorch)
+            own = _file_float64(path, feeds)
+            row["file_vs_model"] = _error(own, exact)
+            row["interp_error_file"] = _error([got[n] for n in names], own)
+            row["ort_error_file"] = _error(ort_out, own)
 
         # The row so far, should onnx.reference take the process down (DeepLabV3's file: out of memory).
         print(
@@ -253,12 +289,18 @@ def main() -> int:
     parser.add_argument(
         "--baseline", help="a git revision (or a folder holding a trtnet package) whose interpreter is timed too"
     )
+    parser.add_argument(
+        "--file-exact",
+        action="store_true",
+        help="also measure the interpreter and onnxruntime against the ONNX file's own float64 answer",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-sweep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--interp-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.runs, args.ref_runs, args.interp_only, args.child_sweep)))
+        row = child(args.child, args.runs, args.ref_runs, args.interp_only, args.child_sweep, args.file_exact)
+        print(json.dumps(row))
         return 0
     sweep: list[str] = []
     if args.sweep is not None:
@@ -298,6 +340,7 @@ def main() -> int:
                 str(args.ref_runs),
             ]
             cmd += ["--threads", str(THREADS)] + (["--child-sweep"] if is_sweep else [])
+            cmd += ["--file-exact"] if args.file_exact else []
             proc = subprocess.run(cmd, capture_output=True, text=True)
             said = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if proc.returncode != 0 and not said:
@@ -357,6 +400,13 @@ def _line(r: dict) -> str:
     ref_error = "-" if failed else f"{r['ref_error']:.1e}"
     if failed:
         print(f"  ({r['model']}: onnx.reference: {failed})", file=sys.stderr, flush=True)
+    if "file_vs_model" in r:
+        print(
+            f"  ({r['model']}: the file's float64 answer is {r['file_vs_model']:.1e} from the model's; against it "
+            f"the interpreter is {r['interp_error_file']:.1e}, onnxruntime {r['ort_error_file']:.1e})",
+            file=sys.stderr,
+            flush=True,
+        )
     products = r.get("products_s")
     products_cells = "- | -" if products is None else f"{products:.3f} s | {products / r['torch_s']:.1f}x"
     return (
