@@ -14,7 +14,7 @@ import pytest
 from trtnet.backend import get_trt, logger
 from trtnet.interpreter import conv as conv_module
 from trtnet.interpreter import run_network
-from trtnet.interpreter.special import erf
+from trtnet.interpreter.special import erf, erfc_nonnegative, gelu_erf
 
 trt = get_trt()
 torch = pytest.importorskip("torch", reason="torch in float64 is the oracle of these tests")
@@ -37,6 +37,32 @@ def test_erf_matches_math_erf_to_a_few_ulps() -> None:
     assert np.signbit(erf(np.array([-0.0])))[0]
     special = erf(np.array([np.inf, -np.inf, np.nan]))
     assert special[0] == 1.0 and special[1] == -1.0 and np.isnan(special[2])
+
+
+def test_erfc_matches_math_erfc_to_its_rounding_of_a_squared() -> None:
+    a = np.concatenate([np.linspace(0, 10.4, 200_001), np.geomspace(1e-300, 1, 10_000)])
+    want = np.array([math.erfc(v) for v in a])
+    rel = np.abs(erfc_nonnegative(a) - want) / want
+    # exp(-a^2) of a rounded a^2 is off by up to a^2 ulps of 1, with the table's and exp's own few ulps beside:
+    # 3e-16 (a^2 + 8) is 2.4e-15 at 0, 1.3e-14 at a = 6 and 3.5e-14 at the table's end (measured: 1.2e-15, 4.4e-15
+    # around a = 4, 1.8e-14 at a = 8.6).
+    bound = 3e-16 * (a * a + 8)
+    assert np.all(rel <= bound), f"worst at a={a[np.argmax(rel / bound)]}: {rel[np.argmax(rel / bound)]}"
+    edges = erfc_nonnegative(np.array([0.0, 27.5, np.inf, np.nan]))
+    assert abs(edges[0] - 1.0) <= 2.4e-15 and edges[1] == 0.0 and edges[2] == 0.0 and np.isnan(edges[3])
+
+
+def test_gelu_rounds_every_float32_output_right_in_its_left_tail_too() -> None:
+    # x (1 + erf(x / sqrt 2)) / 2 with 1 + erf computed as such cancels below x = -3: from N(0, 3^2) inputs, one
+    # float32 output in 40 came out wrong. math.erfc has no cancellation: the oracle rounds its answer once.
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(200_000) * 3).astype(np.float32).astype(np.float64)
+    want = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x]).astype(np.float32)
+    np.testing.assert_array_equal(gelu_erf(x).astype(np.float32), want)
+    with np.errstate(invalid="ignore"):
+        edges = gelu_erf(np.array([np.inf, np.nan, 0.0, -0.0, -40.0, 40.0]))
+    assert edges[0] == np.inf and np.isnan(edges[1]) and edges[5] == 40.0
+    assert edges[2] == 0.0 and edges[3] == 0.0 and np.signbit(edges[3]) and edges[4] == 0.0 and np.signbit(edges[4])
 
 
 class _Net:

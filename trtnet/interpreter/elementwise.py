@@ -17,7 +17,7 @@ from trtnet.interpreter._common import (
     weights_array,
     wide,
 )
-from trtnet.interpreter.special import erf
+from trtnet.interpreter.special import erf, gelu_erf
 
 
 def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -242,10 +242,7 @@ def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray
             # NvInfer.h: x > alpha ? x : 0 (the operator page's max(0, x - alpha) contradicts the header)
             r = np.where(x > alpha, x, 0)
         elif kind == "GELU_ERF":
-            r = erf(x * np.sqrt(0.5))  # then 0.5 * x * (1 + erf), in place: a fresh array, fewer passes
-            r += 1
-            r *= x
-            r *= 0.5
+            r = gelu_erf(x)  # 1 + erf(x / sqrt 2) as an erfc: no cancellation in the left tail
         else:
             r = _gelu_tanh(x)
     return r
