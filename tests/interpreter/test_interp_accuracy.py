@@ -1,12 +1,14 @@
 """The interpreter is the most accurate party in a comparison: float64 accumulation, one rounding per layer.
 
-Oracles: `math.erf` for the vectorised erf, and torch in float64 for networks (the interpreter shares no code
+Oracles: `math.erf` and `math.erfc` for the vectorised erf, erfc and GELU, 60-digit `decimal` arithmetic for the
+activations that cancel in float64, and torch in float64 for networks (the interpreter shares no code
 with either). A float32 framework (torch in float32) is the bar the interpreter must beat.
 """
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from trtnet.backend import get_trt, logger
 from trtnet.interpreter import conv as conv_module
 from trtnet.interpreter import run_network
+from trtnet.interpreter.elementwise import _activate
 from trtnet.interpreter.special import erf, erfc_nonnegative, gelu_erf
 
 trt = get_trt()
@@ -63,6 +66,30 @@ def test_gelu_rounds_every_float32_output_right_in_its_left_tail_too() -> None:
         edges = gelu_erf(np.array([np.inf, np.nan, 0.0, -0.0, -40.0, 40.0]))
     assert edges[0] == np.inf and np.isnan(edges[1]) and edges[5] == 40.0
     assert edges[2] == 0.0 and edges[3] == 0.0 and np.signbit(edges[3]) and edges[4] == 0.0 and np.signbit(edges[4])
+
+
+def _decimal_activation(kind: str, v: float) -> float:
+    """GELU_TANH or ELU (alpha 1) of one value, in 60-digit decimal arithmetic: an oracle with no cancellation."""
+    d = Decimal(v)
+    if kind == "ELU":
+        return v if v >= 0 else float(d.exp() - 1)
+    pi = Decimal("3.14159265358979323846264338327950288419716939937510582097494459")
+    u = (2 / pi).sqrt() * (d + Decimal("0.044715") * d**3)
+    return float(d / (1 + (-2 * u).exp()))
+
+
+@pytest.mark.parametrize("kind", ["GELU_TANH", "ELU"])
+def test_tanh_gelu_and_elu_round_every_float32_output_right(kind: str) -> None:
+    # 1 + tanh(u) cancels in GELU_TANH's left tail (3% of N(0, 3^2)'s float32 outputs came out off), exp(x) - 1 in
+    # ELU near 0 (a sixth of them for x in -[1e-12, 1e-3]); the oracle computes in 60 digits and rounds once.
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal(10_000) * 3).astype(np.float32).astype(np.float64)
+    if kind == "ELU":
+        x = np.concatenate([x, -np.geomspace(1e-12, 1e-3, 10_000).astype(np.float32).astype(np.float64)])
+    with localcontext() as context:
+        context.prec = 60
+        want = np.array([_decimal_activation(kind, float(v)) for v in x]).astype(np.float32)
+    np.testing.assert_array_equal(_activate(kind, x, 1.0, 0.0).astype(np.float32), want)
 
 
 class _Net:

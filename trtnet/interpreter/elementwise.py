@@ -155,7 +155,16 @@ def pointwise(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray) -> np.nda
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    """0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x + 0.044715 x^3), as x / (1 + exp(-2u)): the same value without
+    1 + tanh's cancellation, which left 3% of the float32 outputs of N(0, 3^2) inputs off, all in the left tail."""
+    u = x * x
+    u *= 0.044715
+    u += 1
+    u *= x
+    u *= -2 * np.sqrt(2 / np.pi)
+    np.exp(u, out=u)
+    u += 1
+    return np.divide(x, u, out=u)
 
 
 @register("ACTIVATION", "IActivationLayer")
@@ -224,10 +233,10 @@ def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray
             r = np.tanh(x)
         elif kind == "LEAKY_RELU":
             r = np.where(x >= 0, x, alpha * x)
-        elif kind == "ELU":
-            r = np.where(x >= 0, x, alpha * (np.exp(x) - 1))
+        elif kind == "ELU":  # expm1: exp(x) - 1 cancels for x near 0 (a sixth of the float32 outputs off there)
+            r = np.where(x >= 0, x, alpha * np.expm1(x))
         elif kind == "SELU":
-            r = np.where(x > 0, beta * x, beta * (alpha * np.exp(x) - alpha))
+            r = np.where(x > 0, beta * x, beta * (alpha * np.expm1(x)))
         elif kind == "SOFTSIGN":
             r = x / (1 + np.abs(x))
         elif kind == "SOFTPLUS":
