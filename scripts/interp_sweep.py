@@ -126,27 +126,25 @@ def build(name: str):
     return model, inputs
 
 
+def flat_outputs(out) -> list:
+    """A module's output tensors depth first, the order the ONNX export lists them (dicts and Hugging Face
+    ModelOutputs by their values, None left out)."""
+    if isinstance(out, dict):
+        out = list(out.values())
+    elif hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flat_outputs(o)]
+    return [] if out is None else [out]
+
+
 def torch_run(model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     """PyTorch fp32 eager outputs, flattened in the order the ONNX export lists them."""
     import torch
 
     with torch.no_grad():
         out = model(*[torch.from_numpy(v) for v in inputs.values()])
-    if isinstance(out, dict):
-        out = list(out.values())
-    elif hasattr(out, "to_tuple"):
-        out = out.to_tuple()
-    flat: list = []
-
-    def walk(o) -> None:
-        if isinstance(o, (list, tuple)):
-            for p in o:
-                walk(p)
-        elif o is not None:
-            flat.append(o.detach().float().numpy())
-
-    walk(out)
-    return flat
+    return [t.detach().float().numpy() for t in flat_outputs(out)]
 
 
 def child(name: str, runs: int) -> dict:

@@ -84,14 +84,10 @@ def _by_keyword(source, names: list[str]):
 
 
 def _flat(out) -> list[np.ndarray]:
-    """A module's outputs as arrays in their own dtype, depth first (the order torch.onnx.export lists them)."""
-    if isinstance(out, dict):
-        out = list(out.values())
-    elif hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput
-        out = out.to_tuple()
-    if isinstance(out, (list, tuple)):
-        return [a for o in out for a in _flat(o)]
-    return [] if out is None else [out.detach().numpy()]
+    """A module's outputs as arrays in their own dtype (float64 ones stay float64), in the ONNX export's order."""
+    from interp_sweep import flat_outputs
+
+    return [t.detach().numpy() for t in flat_outputs(out)]
 
 
 def _forward(model, xs: list[np.ndarray]) -> list[np.ndarray]:

@@ -51,8 +51,9 @@ def reduce(call: LayerCall) -> list[np.ndarray]:
 def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Numerically stable softmax of `x` over `axes`, computed in float64 (a float32 or float64 x is widened as it
     is shifted: the maximum is exact in x's own type, and one array is written, then updated in place)."""
-    peak = np.max(compute(x), axis=axes, keepdims=True)
-    e = np.subtract(compute(x), peak, dtype=np.float64)
+    x = compute(x)
+    peak = np.max(x, axis=axes, keepdims=True)
+    e = np.subtract(x, peak, dtype=np.float64)
     np.exp(e, out=e)
     e /= np.sum(e, axis=axes, keepdims=True)
     return e
