@@ -9,7 +9,8 @@ and in one process per model:
 - onnxruntime on the file (CPU provider, fastest of --runs after a first run);
 - trtnet's interpreter on the network TensorRT's ONNX parser makes of the file: a first call (a fresh
   `Interpreter(network).run`, preparation included: what `trtnet check` users wait for; the fastest of --runs
-  fresh ones) and warm (the same prepared network run again after two untimed runs, fastest of --runs);
+  fresh ones; and, of it, the preparation alone: `Interpreter(network)`) and warm (the same prepared network run
+  again after two untimed runs, fastest of --runs);
 - PyTorch eager, fp32 (fastest of --runs);
 - of the interpreter's warm run, the time inside its float64 products (convolutions' and matrix products' BLAS
   calls and depthwise sums), from one more run with those functions timed: what no other change can remove.
@@ -222,6 +223,7 @@ def child(name: str, runs: int, ref_runs: int, interp_only: bool, sweep: bool, f
         prepared.run(feeds)
         prepared.run(feeds)  # the run that keeps its large weights widened (see WeightCache): warm from here on
         row["interp_first_s"] = first
+        row["prepare_s"], _ = _best(lambda: Interpreter(net.network), runs)  # the first call's preparation alone
         row["interp_s"], got = _best(lambda: prepared.run(feeds), runs)
         row["interp_error"] = _error([got[n] for n in names], exact)
         try:
@@ -318,7 +320,8 @@ def main() -> int:
             continue
         print(f"\n{title}\n")
         print(
-            "| model | layers | onnx.reference warm | onnxruntime | interpreter first call | interpreter warm "
+            "| model | layers | onnx.reference warm | onnxruntime | interpreter first call (of which preparation) "
+            "| interpreter warm "
             "| of which products | PyTorch | warm / PyTorch | products / PyTorch "
             "| errors vs float64: interp, onnxruntime, onnx.reference, PyTorch |"
         )
@@ -407,6 +410,7 @@ def _line(r: dict) -> str:
     products_cells = "- | -" if products is None else f"{products:.3f} s | {products / r['torch_s']:.1f}x"
     return (
         f"| {r['model']} | {r['layers']} | {ref} | {r['ort_s']:.3f} s | {r['interp_first_s']:.3f} s "
+        f"({r['prepare_s']:.3f} s) "
         f"| {r['interp_s']:.3f} s | {products_cells.split(' | ')[0]} | {r['torch_s']:.3f} s "
         f"| {r['interp_s'] / r['torch_s']:.1f}x | {products_cells.split(' | ')[1]} "
         f"| {r['interp_error']:.1e}, {r['ort_error']:.1e}, {ref_error}, {r['torch_error']:.1e} |"
