@@ -64,9 +64,15 @@ def trt_dtype_name(dtype: np.dtype) -> str:
     return str(dtype)
 
 
+_FLOATNESS: dict[Any, bool] = {}  # dtype -> is_float: np.issubdtype costs a microsecond, and every layer asks
+
+
 def is_float(dtype: np.dtype) -> bool:
     """Whether a dtype is one of the float types TensorRT uses (bfloat16 is not a numpy `floating`)."""
-    return dtype == BF16 or np.issubdtype(dtype, np.floating)
+    known = _FLOATNESS.get(dtype)
+    if known is None:
+        known = _FLOATNESS[dtype] = bool(dtype == BF16 or np.issubdtype(dtype, np.floating))
+    return known
 
 
 def compute(x: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trtnet.interpreter._common import LayerCall, dims, enum_name, int_vector, np_dtype, register, weights_array
@@ -12,7 +14,7 @@ def constant(call: LayerCall) -> list[np.ndarray]:
     """The layer's weights, reshaped to its `shape`."""
     shape = dims(call.layer.shape)
     values = weights_array(call.layer.weights, "constant weights")
-    if values.size != int(np.prod(shape)):
+    if values.size != math.prod(shape):
         raise call.fail(f"{values.size} weights do not fill shape {shape}")
     # A read-only view, not a copy: the weights can be hundreds of megabytes (VGG16's first linear layer), no
     # handler writes into its inputs, and numpy refuses a write into a read-only array should one try.

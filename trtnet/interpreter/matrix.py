@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trtnet.interpreter._common import LayerCall, cached_wide, enum_name, register, rounded, wide
@@ -66,7 +68,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         r = wide(a.reshape(a.shape[-2:])) @ side
         return np.moveaxis(r.reshape(a.shape[-2], *batch, n), 0, -2)
     a, b = wide(a), wide(b)
-    count = int(np.prod(batch))
+    count = math.prod(batch)
     if count > 4096:  # many tiny matrices: numpy's loop is the better one
         return np.matmul(a, b)
     a_full = np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(count, *a.shape[-2:])

@@ -3,6 +3,8 @@ and ASSERTION, which checks a shape condition."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trtnet.interpreter._common import (
@@ -35,15 +37,15 @@ def _reshape_target(call: LayerCall, shape: tuple[int, ...], spec: tuple[int, ..
             out.append(shape[i])
         else:
             out.append(d)
-    total = int(np.prod(shape))
+    total = math.prod(shape)
     if out.count(-1) > 1:
         raise call.fail(f"reshape dims {spec} have more than one -1")
     if -1 in out:
-        known = int(np.prod([d for d in out if d != -1]))
+        known = math.prod(d for d in out if d != -1)
         if known == 0 or total % known:
             raise call.fail(f"cannot reshape {shape} to {spec}")
         out[out.index(-1)] = total // known
-    if int(np.prod(out)) != total:
+    if math.prod(out) != total:
         raise call.fail(f"cannot reshape {shape} ({total} elements) to {tuple(out)}")
     return tuple(out)
 
