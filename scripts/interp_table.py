@@ -407,12 +407,12 @@ def _line(r: dict) -> str:
             flush=True,
         )
     products = r.get("products_s")
-    products_cells = "- | -" if products is None else f"{products:.3f} s | {products / r['torch_s']:.1f}x"
+    spent, floor = ("-", "-") if products is None else (f"{products:.3f} s", f"{products / r['torch_s']:.1f}x")
     return (
         f"| {r['model']} | {r['layers']} | {ref} | {r['ort_s']:.3f} s | {r['interp_first_s']:.3f} s "
         f"({r['prepare_s']:.3f} s) "
-        f"| {r['interp_s']:.3f} s | {products_cells.split(' | ')[0]} | {r['torch_s']:.3f} s "
-        f"| {r['interp_s'] / r['torch_s']:.1f}x | {products_cells.split(' | ')[1]} "
+        f"| {r['interp_s']:.3f} s | {spent} | {r['torch_s']:.3f} s "
+        f"| {r['interp_s'] / r['torch_s']:.1f}x | {floor} "
         f"| {r['interp_error']:.1e}, {r['ort_error']:.1e}, {ref_error}, {r['torch_error']:.1e} |"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -82,60 +83,57 @@ def test_widened_weights_are_read_only_and_leave_the_caller_s_arrays_alone():
     np.testing.assert_array_equal(matrix, keep_m)
 
 
-def test_a_prepared_network_still_checks_every_output_against_tensorrt():
-    # The second run checks against the shapes kept from the first; a layer whose output changes shape between
-    # runs (here its input: a dynamic batch) is still checked, and a wrong shape still names the layer.
+def _relu_network(shape: tuple[int, ...]):
+    """x -> a RELU named "the_relu" -> output; the builder is returned too, as the network needs it alive."""
     builder = trt.Builder(logger())
     net = builder.create_network(0)
-    x = net.add_input("x", trt.float32, (-1, 3))
-    relu = net.add_activation(x, trt.ActivationType.RELU)
+    relu = net.add_activation(net.add_input("x", trt.float32, shape), trt.ActivationType.RELU)
     relu.name = "the_relu"
     net.mark_output(relu.get_output(0))
-    prepared = Interpreter(net)
-    for batch in (2, 5):
-        out = prepared.run({"x": np.full((batch, 3), -1.0, np.float32)})
-        np.testing.assert_array_equal(next(iter(out.values())), np.zeros((batch, 3), np.float32))
+    return builder, net
+
+
+@contextmanager
+def _activation_handler(fn):
+    """The interpreter's ACTIVATION handler replaced by fn (called with the original's LayerCall) for the block."""
     entry = _common.HANDLERS["ACTIVATION"]
-    _common.HANDLERS["ACTIVATION"] = _common.Entry(lambda call: [np.zeros((2, 4), np.float32)], entry.class_name)
+    _common.HANDLERS["ACTIVATION"] = _common.Entry(fn, entry.class_name)
     try:
-        with pytest.raises(InterpreterError, match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has shape \(2, 4\)"):
-            prepared.run({"x": np.zeros((2, 3), np.float32)})
+        yield
     finally:
         _common.HANDLERS["ACTIVATION"] = entry
 
 
+def test_a_prepared_network_still_checks_every_output_against_tensorrt():
+    # The second run checks against the shapes kept from the first; a layer whose output changes shape between
+    # runs (here its input: a dynamic batch) is still checked, and a wrong shape still names the layer.
+    builder, net = _relu_network((-1, 3))
+    prepared = Interpreter(net)
+    for batch in (2, 5):
+        out = prepared.run({"x": np.full((batch, 3), -1.0, np.float32)})
+        np.testing.assert_array_equal(next(iter(out.values())), np.zeros((batch, 3), np.float32))
+    with _activation_handler(lambda call: [np.zeros((2, 4), np.float32)]):
+        with pytest.raises(InterpreterError, match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has shape \(2, 4\)"):
+            prepared.run({"x": np.zeros((2, 3), np.float32)})
+
+
 def test_the_first_run_checks_against_the_shapes_read_at_preparation():
     # A first run does not ask TensorRT again for what preparation read; a wrong shape still names the layer.
-    builder = trt.Builder(logger())
-    net = builder.create_network(0)
-    x = net.add_input("x", trt.float32, (2, 3))
-    relu = net.add_activation(x, trt.ActivationType.RELU)
-    relu.name = "the_relu"
-    net.mark_output(relu.get_output(0))
+    builder, net = _relu_network((2, 3))
     prepared = Interpreter(net)
-    entry = _common.HANDLERS["ACTIVATION"]
-    _common.HANDLERS["ACTIVATION"] = _common.Entry(lambda call: [np.zeros((2, 3), np.float16)], entry.class_name)
-    try:
+    with _activation_handler(lambda call: [np.zeros((2, 3), np.float16)]):
         with pytest.raises(
             InterpreterError,
             match=r"layer 'the_relu' \(ACTIVATION\): output 0 .* has dtype HALF, TensorRT inferred FLOAT",
         ):
             prepared.run({"x": np.zeros((2, 3), np.float32)})
-    finally:
-        _common.HANDLERS["ACTIVATION"] = entry
 
 
 def test_the_garbage_collector_is_paused_only_while_preparing_or_running():
-    builder = trt.Builder(logger())
-    net = builder.create_network(0)
-    x = net.add_input("x", trt.float32, (2, 3))
-    net.mark_output(net.add_activation(x, trt.ActivationType.RELU).get_output(0))
+    builder, net = _relu_network((2, 3))
     seen = []
-    entry = _common.HANDLERS["ACTIVATION"]
-    _common.HANDLERS["ACTIVATION"] = _common.Entry(
-        lambda call: seen.append(gc.isenabled()) or entry.fn(call), entry.class_name
-    )
-    try:
+    original = _common.HANDLERS["ACTIVATION"].fn
+    with _activation_handler(lambda call: seen.append(gc.isenabled()) or original(call)):
         assert gc.isenabled()
         prepared = Interpreter(net)
         assert gc.isenabled()
@@ -150,5 +148,3 @@ def test_the_garbage_collector_is_paused_only_while_preparing_or_running():
             assert not gc.isenabled()  # left off when the caller had it off
         finally:
             gc.enable()
-    finally:
-        _common.HANDLERS["ACTIVATION"] = entry
