@@ -155,7 +155,7 @@ def _file_float64(path: Path, feeds: dict) -> list[np.ndarray]:
 def _products_time(prepared, feeds: dict) -> float:
     """Seconds one warm run spends in the interpreter's float64 products: convolutions' BLAS calls and depthwise
     sums, matrix products and einsums (those functions wrapped with a timer for this one run)."""
-    from trtnet.interpreter import conv, matrix
+    from trtnet.interpreter import conv, matrix, winograd
     from trtnet.interpreter._common import HANDLERS, Entry
 
     spent = [0.0]
@@ -170,7 +170,7 @@ def _products_time(prepared, feeds: dict) -> float:
 
         return run
 
-    named = [(conv, "_grouped_gemm"), (conv, "_tapwise"), (matrix, "_matmul")]
+    named = [(conv, "_grouped_gemm"), (conv, "_tapwise"), (winograd, "_products"), (matrix, "_matmul")]
     originals = [getattr(module, fn_name) for module, fn_name in named]
     einsum = HANDLERS["EINSUM"]  # a handler: looked up by the interpreter on each layer
     for (module, fn_name), fn in zip(named, originals):
@@ -228,7 +228,7 @@ def child(name: str, runs: int, ref_runs: int, interp_only: bool, sweep: bool, f
         row["interp_error"] = _error([got[n] for n in names], exact)
         try:
             row["products_s"] = _products_time(prepared, feeds)
-        except (AttributeError, KeyError):  # a --baseline interpreter laid out otherwise
+        except (AttributeError, ImportError, KeyError):  # a --baseline interpreter laid out otherwise
             row["products_s"] = None
         if interp_only:
             return row

@@ -123,12 +123,14 @@ class WeightCache:
         # that array alive, so its id is not reused before the run ends.
         self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}
         self._earlier: set[tuple[int, str, int]] = set()  # buffers the previous run read: widened when next read
+        self._derived: dict[tuple, np.ndarray] = {}  # (key, offset, shape, strides, tag) -> make(twin view)
 
     def start_run(self) -> None:
         """Forgets which buffers were read (each run registers its own), and widened copies no run reads."""
         seen = {key for key, _ in self._live.values()}
         if self._live:
             self._store = {k: v for k, v in self._store.items() if k in seen}
+            self._derived = {k: v for k, v in self._derived.items() if k[0] in seen}
         self._earlier = seen
         self._live = {}
 
@@ -146,6 +148,32 @@ class WeightCache:
 
     def lookup(self, x: np.ndarray) -> np.ndarray | None:
         """The float64 twin of `x` when x is a view into registered weights, else None."""
+        found = self._find(x)
+        if found is None:
+            return None
+        twin, offset, _ = found
+        ratio = twin.itemsize // x.dtype.itemsize
+        return np.lib.stride_tricks.as_strided(
+            twin[offset:], shape=x.shape, strides=tuple(s * ratio for s in x.strides), writeable=False
+        )
+
+    def derived(self, x: np.ndarray, tag: str, make: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`make(wide(x))`, kept as long as x's float64 twin is (a convolution's transformed kernel); computed
+        afresh, and not kept, whenever x is not registered weights or its twin is not kept yet."""
+        found = self._find(x)
+        if found is None:
+            return make(wide(x))
+        _, offset, key = found
+        slot = (key, offset, x.shape, x.strides, tag)
+        made = self._derived.get(slot)
+        if made is None:
+            made = make(self.lookup(x))
+            made.flags.writeable = False
+            self._derived[slot] = made
+        return made
+
+    def _find(self, x: np.ndarray) -> tuple[np.ndarray, int, tuple[int, str, int]] | None:
+        """x's buffer's float64 twin (widened now if it is to be kept), x's offset in it and the buffer's key."""
         if not self._live or x.base is None:  # an array owning its data is never weights read back
             return None
         entry = self._live.get(id(_owner(x)))
@@ -169,10 +197,7 @@ class WeightCache:
             or offset + sum((n - 1) * s // size for n, s in zip(x.shape, x.strides)) >= twin.size
         ):
             return None
-        ratio = twin.itemsize // size
-        return np.lib.stride_tricks.as_strided(
-            twin[offset:], shape=x.shape, strides=tuple(s * ratio for s in x.strides), writeable=False
-        )
+        return twin, offset, key
 
 
 def _owner(x: np.ndarray) -> np.ndarray:
@@ -189,6 +214,12 @@ def cached_wide(x: np.ndarray) -> np.ndarray | None:
     """The cached float64 form of weights `x` during a run of a prepared network, else None."""
     cache = ACTIVE_CACHE.get()
     return None if cache is None else cache.lookup(x)
+
+
+def cached_derived(x: np.ndarray, tag: str, make: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`make(wide(x))`, kept across the runs of a prepared network when x is weights it keeps widened."""
+    cache = ACTIVE_CACHE.get()
+    return make(wide(x)) if cache is None else cache.derived(x, tag, make)
 
 
 def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from trtnet.interpreter import winograd
 from trtnet.interpreter._common import (
     LayerCall,
     compute,
@@ -168,7 +169,8 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     """N-D grouped, strided, dilated convolution; kernel [K, C/groups, *k], accumulated in float64.
 
     Dense and grouped convolutions unfold the input (im2col) into one float64 BLAS product per group;
-    depthwise-like ones (a few input channels per group) sum the kernel taps elementwise instead.
+    depthwise-like ones (a few input channels per group) sum the kernel taps elementwise instead; large dense 3x3
+    ones of stride 1 run as Winograd's F(2x2, 3x3) (trtnet/interpreter/winograd.py).
     """
     src = call.input(0)
     nsp, ksize, stride, dilation, eff, groups, k_out, c_in = _geometry(call, src)
@@ -180,6 +182,9 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     lead = src.shape[: -nsp - 1]
     cg, kg = c_in // groups, k_out // groups
     tapwise = cg == 1 and groups > 1
+    fast = winograd.applies(ksize, stride, dilation, groups, c_in, k_out, win.out)
+    if fast:
+        end = winograd.padded_end(end, win.out, sizes, win.pre)
     if tapwise:
         # Depthwise-like paths widen their windows (or per-tap products) themselves, so the input is padded in
         # its own type: half the bytes to read.
@@ -187,14 +192,15 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     else:
         x = _wide_padded(src, win.pre, end)
     x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
-    w = wide(kernel).reshape((groups, kg, cg) + ksize)
     n = x.shape[0]
     if n * k_out * math.prod(win.out) == 0:
         out = np.zeros((n, groups, kg) + win.out, np.float64)
-    elif tapwise:
-        out = _tapwise(x, w, nsp, ksize, stride, dilation, win.out)
+    elif fast:
+        out = winograd.convolve(x, kernel, k_out, win.out)
     else:
-        out = _unfolded(x, w, nsp, ksize, stride, dilation, win.out)
+        w = wide(kernel).reshape((groups, kg, cg) + ksize)
+        form = _tapwise if tapwise else _unfolded
+        out = form(x, w, nsp, ksize, stride, dilation, win.out)
     out = out.reshape(lead + (k_out,) + win.out)
     if bias is not None:
         out += wide(bias).reshape((k_out,) + (1,) * nsp)

@@ -1,0 +1,159 @@
+"""Winograd's F(2x2, 3x3) convolutions (trtnet/interpreter/winograd.py): exact up to the one rounding of the
+output, taken only where it applies, and its transformed kernel kept like the widened weights it comes from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trtnet.backend import get_trt, logger
+from trtnet.interpreter import Interpreter, run_network, winograd
+
+trt = get_trt()
+
+
+def _conv_network(x_shape, kernel: np.ndarray, bias: np.ndarray | None, **settings):
+    """x -> one 3x3 convolution (kernel [K, C, 3, 3]) with the given layer settings -> output "y"."""
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    conv = net.add_convolution_nd(
+        net.add_input("x", trt.float32, x_shape),
+        kernel.shape[0],
+        kernel.shape[2:],
+        kernel.reshape(-1),
+        trt.Weights() if bias is None else bias,
+    )
+    for name, value in settings.items():
+        setattr(conv, name, value)
+    conv.get_output(0).name = "y"
+    net.mark_output(conv.get_output(0))
+    return builder, net, conv
+
+
+def _exact(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, pre, post) -> np.ndarray:
+    """The convolution in 64-bit-mantissa long double: float32 products are exact there, and the sums of a few
+    hundred of them are within 1e-17 relative, so rounding this to float32 is the correctly rounded answer."""
+    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (pre[0], post[0]), (pre[1], post[1])))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # [N, C, H, W, 3, 3]
+    out = np.einsum("nchwij,kcij->nkhw", windows, kernel.astype(np.longdouble))
+    if bias is not None:
+        out += bias.astype(np.longdouble)[:, None, None]
+    return out
+
+
+@pytest.fixture
+def products(monkeypatch) -> list[tuple[int, ...]]:
+    """The shapes of the 16-position products Winograd runs (so a test knows the path was taken)."""
+    seen: list[tuple[int, ...]] = []
+    original = winograd._products
+
+    def spy(u, v, out):
+        seen.append(v.shape)
+        original(u, v, out)
+
+    monkeypatch.setattr(winograd, "_products", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("batch", "c_in", "c_out", "size", "pre", "post", "bias"),
+    [
+        (1, 32, 32, (8, 8), (1, 1), (1, 1), True),  # the smallest that qualifies, even outputs
+        (2, 40, 36, (11, 10), (1, 1), (1, 1), True),  # odd height: the last tile row half outside
+        (1, 64, 48, (13, 9), (0, 2), (2, 1), False),  # asymmetric padding, odd both ways, no bias
+    ],
+    ids=["even", "odd-batch2", "asymmetric-nobias"],
+)
+@pytest.mark.parametrize("banded", [False, True], ids=["whole", "one-tile-row-bands"])
+def test_every_output_is_the_exact_convolution_rounded_once(
+    monkeypatch, products, batch, c_in, c_out, size, pre, post, bias, banded
+) -> None:
+    if banded:
+        monkeypatch.setattr(winograd, "_BAND_VALUES", 1)
+        monkeypatch.setattr(winograd, "_MIN_TILES", 1)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((batch, c_in, *size)).astype(np.float32)
+    # Inputs and weights spanning six orders of magnitude: the transforms' sums must stay exact.
+    x *= np.exp(rng.uniform(-7, 7, x.shape)).astype(np.float32)
+    kernel = (rng.standard_normal((c_out, c_in, 3, 3)) * np.exp(rng.uniform(-7, 7, (c_out, c_in, 3, 3)))).astype(
+        np.float32
+    )
+    b = rng.standard_normal(c_out).astype(np.float32) if bias else None
+    _builder, net, _conv = _conv_network(x.shape, kernel, b, pre_padding=pre, post_padding=post)
+    got = run_network(net, {"x": x})["y"]
+    want = _exact(x, kernel, b, pre, post)
+    assert got.shape == want.shape
+    assert products, "the convolution did not run as Winograd's"
+    tiles = {shape[-1] for shape in products}
+    assert (max(tiles) <= -(-want.shape[3] // 2)) if banded else len(products) == batch
+    wrong = np.flatnonzero(got != want.astype(np.float32))
+    assert wrong.size == 0, f"{wrong.size} of {got.size} outputs not the exact value rounded once"
+
+
+def test_kernel_transform_is_g_times_kernel_times_g_transposed() -> None:
+    rng = np.random.default_rng(2)
+    # float32 values, as weights are: their transform is then exact both ways, and the two must agree bit for bit.
+    kernel = rng.standard_normal((5, 4, 3, 3)).astype(np.float32).astype(np.float64)
+    g = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+    u = winograd._kernel_transform(kernel.reshape(-1), 5)
+    assert u.shape == (16, 5, 4)
+    for k in range(5):
+        for c in range(4):
+            np.testing.assert_array_equal(u[:, k, c].reshape(4, 4), g @ kernel[k, c] @ g.T)
+
+
+@pytest.mark.parametrize(
+    ("change", "applies"),
+    [
+        ({}, True),
+        ({"ksize": (5, 5)}, False),
+        ({"stride": (2, 2)}, False),
+        ({"dilation": (2, 2)}, False),
+        ({"groups": 2}, False),
+        ({"c_in": 16}, False),
+        ({"k_out": 16}, False),
+        ({"out": (7, 40)}, False),
+        ({"ksize": (3, 3, 3), "stride": (1, 1, 1), "dilation": (1, 1, 1), "out": (9, 9, 9)}, False),
+    ],
+)
+def test_only_large_dense_3x3_stride_1_convolutions_take_it(change, applies) -> None:
+    geometry = {
+        "ksize": (3, 3),
+        "stride": (1, 1),
+        "dilation": (1, 1),
+        "groups": 1,
+        "c_in": 32,
+        "k_out": 32,
+        "out": (8, 8),
+    }
+    geometry.update(change)
+    assert winograd.applies(**geometry) is applies
+
+
+def test_a_prepared_network_keeps_the_transformed_kernel_until_its_weights_are_set_anew(monkeypatch) -> None:
+    made: list[int] = []
+    original = winograd._kernel_transform
+
+    def counted(w, k_out):
+        made.append(k_out)
+        return original(w, k_out)
+
+    monkeypatch.setattr(winograd, "_kernel_transform", counted)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 32, 10, 10)).astype(np.float32)
+    kernel = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    _builder, net, conv = _conv_network(x.shape, kernel, None, padding_nd=(1, 1))
+    prepared = Interpreter(net)
+    first = prepared.run({"x": x})["y"]
+    np.testing.assert_array_equal(prepared.run({"x": x})["y"], first)
+    assert len(made) == 1  # a small kernel is kept from the first run on, and its transform with it
+    np.testing.assert_array_equal(first, _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32))
+    other = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    conv.kernel = other.reshape(-1)  # a new buffer: transformed afresh
+    np.testing.assert_array_equal(
+        prepared.run({"x": x})["y"], _exact(x, other, None, (1, 1), (1, 1)).astype(np.float32)
+    )
+    assert len(made) == 2
+    run_network(net, {"x": x})  # a one-off run keeps nothing
+    run_network(net, {"x": x})
+    assert len(made) == 4
