@@ -1,8 +1,6 @@
-"""Convolution, deconvolution and pooling (trtnet/interpreter/conv.py) against torch.nn.functional."""
+"""Convolution and deconvolution (trtnet/interpreter/conv.py) against torch.nn.functional."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
@@ -141,95 +139,6 @@ def deconv_asymmetric_crop_dilated():
     n.mark(layer.get_output(0))
     full = F.conv_transpose2d(t(x), t(w), stride=(2, 3), dilation=(2, 1)).numpy()
     return [(n.run(x=x)[0], full[:, :, 1:, : full.shape[3] - 2])]
-
-
-# --- pooling -----------------------------------------------------------------------------------------
-
-
-def _pool(n: Net, x, kind, window, **attrs):
-    layer = n.net.add_pooling_nd(x, kind, window)
-    for k, v in attrs.items():
-        setattr(layer, k, v)
-    return layer
-
-
-@CASES.case()
-def pool_max_padded_strided():
-    F = torch_or_skip().nn.functional
-    n = Net()
-    x = rand(2, 3, 8, 9)
-    layer = _pool(n, n.input("x", x.shape), trt.PoolingType.MAX, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1))
-    n.mark(layer.get_output(0))
-    return [(n.run(x=x)[0], F.max_pool2d(t(x), 3, 2, 1).numpy())]
-
-
-@CASES.case()
-def pool_avg_ceil_mode_variants():
-    F = torch_or_skip().nn.functional
-    n = Net()
-    x = rand(1, 2, 7, 8)
-    xin = n.input("x", x.shape)
-    up = trt.PaddingMode.EXPLICIT_ROUND_UP
-    a = _pool(
-        n, xin, trt.PoolingType.AVERAGE, (2, 2), stride_nd=(2, 2), padding_mode=up, average_count_excludes_padding=False
-    )
-    b = _pool(
-        n,
-        xin,
-        trt.PoolingType.AVERAGE,
-        (3, 3),
-        stride_nd=(2, 2),
-        padding_nd=(1, 1),
-        padding_mode=up,
-        average_count_excludes_padding=False,
-    )
-    c = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 3), stride_nd=(2, 2), padding_nd=(1, 1), padding_mode=up)
-    d = _pool(n, xin, trt.PoolingType.MAX, (3, 3), stride_nd=(2, 2), padding_mode=up)
-    n.mark(*(layer.get_output(0) for layer in (a, b, c, d)))
-    got = n.run(x=x)
-    ref = [
-        F.avg_pool2d(t(x), 2, 2, ceil_mode=True, count_include_pad=True),
-        F.avg_pool2d(t(x), 3, 2, 1, ceil_mode=True, count_include_pad=True),
-        F.avg_pool2d(t(x), 3, 2, 1, ceil_mode=True, count_include_pad=False),
-        F.max_pool2d(t(x), 3, 2, ceil_mode=True),
-    ]
-    return [(g, r.numpy()) for g, r in zip(got, ref)]
-
-
-@CASES.case()
-def pool_avg_excluding_padding_and_blend():
-    F = torch_or_skip().nn.functional
-    n = Net()
-    x = rand(2, 2, 9, 6)
-    xin = n.input("x", x.shape)
-    avg = _pool(n, xin, trt.PoolingType.AVERAGE, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1))
-    blend = _pool(
-        n, xin, trt.PoolingType.MAX_AVERAGE_BLEND, (3, 2), stride_nd=(2, 2), padding_nd=(1, 1), blend_factor=0.25
-    )
-    n.mark(avg.get_output(0), blend.get_output(0))
-    got_avg, got_blend = n.run(x=x)
-    ref_avg = F.avg_pool2d(t(x), (3, 2), 2, 1, count_include_pad=False).numpy()
-    ref_max = F.max_pool2d(t(x), (3, 2), 2, 1).numpy()
-    return [(got_avg, ref_avg), (got_blend, 0.25 * ref_max + 0.75 * ref_avg)]
-
-
-@CASES.case()
-def pool_same_upper_3d():
-    F = torch_or_skip().nn.functional
-    n = Net()
-    x = rand(1, 2, 5, 6, 7)
-    layer = _pool(
-        n,
-        n.input("x", x.shape),
-        trt.PoolingType.MAX,
-        (2, 2, 2),
-        stride_nd=(2, 2, 2),
-        padding_mode=trt.PaddingMode.SAME_UPPER,
-    )
-    n.mark(layer.get_output(0))
-    # out = ceil(in / 2) = (3, 3, 4): pad (1, 0, 1) at the end; -inf padding never wins a max.
-    ref = F.max_pool3d(F.pad(t(x), (0, 1, 0, 0, 0, 1), value=-math.inf), 2, 2).numpy()
-    return [(n.run(x=x)[0], ref)]
 
 
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())

@@ -1,4 +1,4 @@
-"""Windowed layers: CONVOLUTION, DECONVOLUTION, POOLING."""
+"""Windowed layers with weights: CONVOLUTION, DECONVOLUTION (POOLING is in pooling.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Window:
     out: tuple[int, ...]
 
 
-def _forward_window(
+def forward_window(
     call: LayerCall, sizes: tuple[int, ...], eff_kernel: tuple[int, ...], stride: tuple[int, ...]
 ) -> Window:
     """Padding and output size of a convolution/pooling, following the layer's padding mode."""
@@ -134,7 +134,7 @@ def _windows(
     )
 
 
-def _wide_padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...]) -> np.ndarray:
+def wide_padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...]) -> np.ndarray:
     """x as float64 with its trailing dims zero-padded, in one pass (widening, then padding, would be two)."""
     if min(pre + post, default=0) < 0:  # negative padding crops
         return pad_trailing(wide(x), pre, post, 0.0)
@@ -176,7 +176,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     nsp, ksize, stride, dilation, eff, groups, k_out, c_in = _geometry(call, src)
     kernel, bias = _kernel_and_bias(call, k_out * (c_in // groups) * math.prod(ksize))
     sizes = src.shape[-nsp:]
-    win = _forward_window(call, sizes, eff, stride)
+    win = forward_window(call, sizes, eff, stride)
     # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros).
     end = tuple(max(win.post[i], (win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - win.pre[i]) for i in range(nsp))
     lead = src.shape[: -nsp - 1]
@@ -190,7 +190,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
         # its own type: half the bytes to read.
         x = pad_trailing(compute(src), win.pre, end, 0.0)
     else:
-        x = _wide_padded(src, win.pre, end)
+        x = wide_padded(src, win.pre, end)
     x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
     n = x.shape[0]
     if n * k_out * math.prod(win.out) == 0:
@@ -335,65 +335,3 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
     if bias is not None:
         out = out + wide(bias).reshape((k_out,) + (1,) * nsp)
     return [rounded(out, src.dtype)]
-
-
-def _window_counts(size: int, out: int, k: int, stride: int, pre: int, post: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output position: elements of the window inside the input, and inside input + explicit padding."""
-    start = np.arange(out) * stride - pre
-    end = start + k
-    real = np.minimum(end, size) - np.maximum(start, 0)
-    padded = np.minimum(end, size + post) - np.maximum(start, -pre)
-    return np.maximum(real, 0), np.maximum(padded, 0)
-
-
-@register("POOLING", "IPoolingLayer")
-def pooling(call: LayerCall) -> list[np.ndarray]:
-    """MAX, AVERAGE and MAX_AVERAGE_BLEND pooling over the trailing dims.
-
-    Averages divide by the window's elements inside the input (average_count_excludes_padding) or inside
-    input + explicit padding; positions a round-up (ceil) window reaches beyond the padding never count.
-    """
-    src = call.input(0)
-    layer = call.layer
-    kind = enum_name(layer.type)  # once downcast, IPoolingLayer.type is the PoolingType
-    ksize, stride = dims(layer.window_size_nd), dims(layer.stride_nd)
-    nsp = len(ksize)
-    sizes = src.shape[-nsp:]
-    win = _forward_window(call, sizes, ksize, stride)
-    end = tuple(max(win.post[i], (win.out[i] - 1) * stride[i] + ksize[i] - sizes[i] - win.pre[i]) for i in range(nsp))
-    if kind not in ("MAX", "AVERAGE", "MAX_AVERAGE_BLEND"):
-        raise call.fail(f"unsupported pooling type {kind}")
-    lead = src.shape[:-nsp]
-    windows = [
-        (Ellipsis,) + tuple(slice(o[i], o[i] + (win.out[i] - 1) * stride[i] + 1, stride[i]) for i in range(nsp))
-        for o in itertools.product(*(range(k) for k in ksize))
-    ]
-    best: np.ndarray | None = None
-    avg: np.ndarray | None = None
-    if kind != "AVERAGE":
-        # A maximum is exact in the input's own type; padding reads as -inf, so it never wins.
-        padded = pad_trailing(compute(src), win.pre, end, -np.inf)
-        best = np.full(lead + win.out, -np.inf, padded.dtype)
-        for window in windows:
-            np.maximum(best, padded[window], out=best)
-    if kind != "MAX":
-        padded = _wide_padded(src, win.pre, end)  # padding adds nothing to a float64 sum
-        total = np.zeros(lead + win.out, np.float64)
-        for window in windows:
-            total += padded[window]
-        excl = bool(layer.average_count_excludes_padding)
-        count = np.ones(win.out, np.float64)
-        for i in range(nsp):
-            real, incl = _window_counts(sizes[i], win.out[i], ksize[i], stride[i], win.pre[i], win.post[i])
-            per_dim = (real if excl else incl).astype(np.float64)
-            count = count * per_dim.reshape((-1,) + (1,) * (nsp - i - 1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            avg = total / count
-    if kind == "MAX":
-        r = best
-    elif kind == "AVERAGE":
-        r = avg
-    else:
-        blend = float(layer.blend_factor)
-        r = blend * wide(best) + (1 - blend) * avg
-    return [rounded(r, src.dtype)]

@@ -23,6 +23,7 @@ from trtnet.interpreter import (  # noqa: F401  (imported for their registration
     indexing,
     matrix,
     norm,
+    pooling,
     quantize,
     reduce,
     resize,
