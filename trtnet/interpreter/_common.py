@@ -83,6 +83,11 @@ def compute(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype `compute` gives an array of `dtype`."""
+    return np.dtype(np.float32) if dtype in _LOW_PRECISION_FLOATS else dtype
+
+
 def wide(x: np.ndarray) -> np.ndarray:
     """The array for everything else (sums, products of matrices, transcendental functions): every float type
     is widened to float64, so that the layer's only rounding of note is that of its output to its own type.

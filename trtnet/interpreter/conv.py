@@ -14,6 +14,7 @@ from trtnet.interpreter import winograd
 from trtnet.interpreter._common import (
     LayerCall,
     compute,
+    compute_dtype,
     dims,
     enum_name,
     pad_trailing,
@@ -137,15 +138,20 @@ def _windows(
 
 def wide_padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...]) -> np.ndarray:
     """x as float64 with its trailing dims zero-padded, in one pass (widening, then padding, would be two)."""
+    return padded(x, pre, post, np.dtype(np.float64))
+
+
+def padded(x: np.ndarray, pre: tuple[int, ...], post: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """x as `dtype` (which holds its values exactly) with its trailing dims zero-padded, in one pass: only the
+    border is zeroed (np.pad costs 45 us a call more, on each of MobileNet's 17 depthwise convolutions)."""
     if min(pre + post, default=0) < 0:  # negative padding crops
-        return pad_trailing(wide(x), pre, post, 0.0)
+        return pad_trailing(x.astype(dtype, copy=False), pre, post, 0.0)
     if not any(pre) and not any(post):  # most 1x1 convolutions: the widening is the only pass
-        return x.astype(np.float64)
+        return x.astype(dtype, copy=False)
     n = len(pre)
     lead = x.shape[: x.ndim - n]
     sizes = x.shape[x.ndim - n :]
-    out = np.empty(lead + tuple(sizes[i] + pre[i] + post[i] for i in range(n)), np.float64)
-    # Only the border is zeroed: zeroing the whole array first would be one more pass over it.
+    out = np.empty(lead + tuple(sizes[i] + pre[i] + post[i] for i in range(n)), dtype)
     for i in range(n):
         before = (Ellipsis, slice(0, pre[i])) + (slice(None),) * (n - 1 - i)
         after = (Ellipsis, slice(pre[i] + sizes[i], None)) + (slice(None),) * (n - 1 - i)
@@ -189,7 +195,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     if tapwise:
         # Depthwise-like paths widen their windows (or per-tap products) themselves, so the input is padded in
         # its own type: half the bytes to read.
-        x = pad_trailing(compute(src), win.pre, end, 0.0)
+        x = padded(src, win.pre, end, compute_dtype(src.dtype))
     else:
         x = wide_padded(src, win.pre, end)
     x = x.reshape((-1, groups, cg) + x.shape[-nsp:])

@@ -242,7 +242,8 @@ def _activate(kind: str, x: np.ndarray, alpha: float, beta: float) -> np.ndarray
         elif kind == "SOFTPLUS":
             r = alpha * np.logaddexp(beta * x, 0)
         elif kind == "CLIP":
-            r = np.maximum(alpha, np.minimum(beta, x))
+            r = np.minimum(beta, x)  # then in place: one fresh array, not two (same operand order: same zeros' signs)
+            np.maximum(alpha, r, out=r)
         elif kind == "HARD_SIGMOID":
             r = np.maximum(0, np.minimum(1, alpha * x + beta))
         elif kind == "SCALED_TANH":
