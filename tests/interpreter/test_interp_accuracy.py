@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal, localcontext
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -237,3 +238,38 @@ def test_matmul_and_gelu_match_float64_torch() -> None:
     (got,) = run_network(n.net, {"a": a}).values()
     want = F.gelu(torch.from_numpy(a).double() @ torch.from_numpy(b).double()).numpy()
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=0, atol=np.abs(want).max() * 2**-23)
+
+
+@pytest.mark.parametrize(
+    ("groups", "c_in", "c_out", "kernel", "stride"),
+    [(1, 32, 32, 3, 1), (24, 24, 24, 3, 1), (1, 6, 8, 5, 2)],
+    ids=["dense-winograd", "depthwise", "dense-unfolded"],
+)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_convolutions_round_the_exact_sum_once(groups, c_in, c_out, kernel, stride, dtype) -> None:
+    # Products of half or bfloat16 values have at most 22 bits, so float64 holds these sums exactly: rounding the
+    # float64 sum to the layer's type once is the correctly rounded answer, and every output must be it.
+    np_type = np.dtype(np.float16) if dtype == "float16" else np.dtype(ml_dtypes.bfloat16)
+    trt_type = trt.float16 if dtype == "float16" else trt.bfloat16
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, c_in, 11, 12)).astype(np_type)
+    w = (rng.standard_normal((c_out, c_in // groups, kernel, kernel)) / 4).astype(np_type)
+    b = rng.standard_normal(c_out).astype(np_type)
+    builder = trt.Builder(logger())
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    keep = [np.ascontiguousarray(w.reshape(-1)), np.ascontiguousarray(b)]
+    weights = [trt.Weights(trt_type, a.ctypes.data, a.size) for a in keep]
+    layer = net.add_convolution_nd(net.add_input("x", trt_type, x.shape), c_out, (kernel, kernel), *weights)
+    layer.num_groups, layer.stride_nd, layer.padding_nd = groups, (stride, stride), (kernel // 2, kernel // 2)
+    net.mark_output(layer.get_output(0))
+    (got,) = run_network(net, {"x": x}).values()
+    exact = F.conv2d(
+        torch.from_numpy(x.astype(np.float64)),
+        torch.from_numpy(w.astype(np.float64)),
+        torch.from_numpy(b.astype(np.float64)),
+        stride=stride,
+        padding=kernel // 2,
+        groups=groups,
+    ).numpy()
+    assert got.dtype == np_type
+    np.testing.assert_array_equal(got.astype(np.float64), exact.astype(np_type).astype(np.float64))
