@@ -13,7 +13,8 @@ and in one process per model:
   again after two untimed runs, fastest of --runs);
 - PyTorch eager, fp32 (fastest of --runs);
 - of the interpreter's warm run, the time inside its float64 products (convolutions' and matrix products' BLAS
-  calls and depthwise sums), from one more run with those functions timed: what no other change can remove.
+  calls, Winograd's 16 products among them, and depthwise sums), from one more run with those functions timed:
+  what no other change can remove.
 Each side's error is max |got - exact| / max |exact| over the outputs, against the source run in float64. One
 BLAS/OpenMP/torch thread on every side (--threads). The fastest of several runs, because the machine may be
 shared: the minimum is the run least disturbed. The header names the BLAS library and the kernel it runs
