@@ -157,3 +157,65 @@ def test_a_prepared_network_keeps_the_transformed_kernel_until_its_weights_are_s
     run_network(net, {"x": x})  # a one-off run keeps nothing
     run_network(net, {"x": x})
     assert len(made) == 4
+
+
+def _one_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """x through one padded 3x3 convolution of `kernel` (no bias), run once."""
+    _builder, net, _conv = _conv_network(x.shape, kernel, None, padding_nd=(1, 1))
+    return run_network(net, {"x": x})["y"]
+
+
+@pytest.mark.parametrize("where", ["input", "kernel"])
+def test_an_inf_sends_the_layer_to_the_unfolded_product(products, where) -> None:
+    # An inf's transforms meet with both signs (inf - inf): Winograd would make NaN where the answer is +-inf.
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 32, 8, 8)).astype(np.float32)
+    kernel = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    if where == "input":
+        x[0, 0, 3, 3] = np.inf
+    else:
+        kernel[0, 0, 1, 1] = np.inf
+    got = _one_conv(x, kernel)
+    want = _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32)
+    assert not products
+    np.testing.assert_array_equal(got, want)  # inf, -inf and NaN where the exact convolution has them
+    assert np.isinf(got).any()
+
+
+def test_a_tap_far_above_its_channel_sends_the_layer_to_the_unfolded_product(products) -> None:
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 32, 8, 8)).astype(np.float32)
+    kernel = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    kernel[0, 0, 0, 0] = 1e3  # hundreds of times the median: Winograd keeps every output right
+    np.testing.assert_array_equal(_one_conv(x, kernel), _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32))
+    assert products
+    products.clear()
+    # 1e10 times the rest: where the tap meets the zero padding its rounding would land in the outputs beside
+    # (359 float32 ulps off, measured), so the layer goes unfolded and every output stays the exact one rounded.
+    kernel[0, 0, 0, 0] = 1e10
+    np.testing.assert_array_equal(_one_conv(x, kernel), _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32))
+    assert not products
+
+
+def test_two_layers_sharing_one_kernel_buffer_in_other_shapes_each_get_their_own_transform(products) -> None:
+    # One buffer read as [32, 64, 3, 3] by the first layer and [64, 32, 3, 3] by the second: the transformed
+    # kernel is kept per buffer and output channel count, so neither takes the other's.
+    rng = np.random.default_rng(10)
+    flat = rng.standard_normal(32 * 64 * 9).astype(np.float32)
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    first = net.add_convolution_nd(net.add_input("x", trt.float32, (1, 64, 8, 8)), 32, (3, 3), flat, trt.Weights())
+    first.padding_nd = (1, 1)
+    second = net.add_convolution_nd(first.get_output(0), 64, (3, 3), flat, trt.Weights())
+    second.padding_nd = (1, 1)
+    second.get_output(0).name = "y"
+    net.mark_output(second.get_output(0))
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    prepared = Interpreter(net)
+    for _ in range(2):
+        got = prepared.run({"x": x})["y"]
+        middle = _exact(x, flat.reshape(32, 64, 3, 3), None, (1, 1), (1, 1)).astype(np.float32)
+        np.testing.assert_array_equal(
+            got, _exact(middle, flat.reshape(64, 32, 3, 3), None, (1, 1), (1, 1)).astype(np.float32)
+        )
+    assert len(products) == 4

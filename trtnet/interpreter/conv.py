@@ -189,8 +189,10 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     lead = src.shape[: -nsp - 1]
     cg, kg = c_in // groups, k_out // groups
     tapwise = cg == 1 and groups > 1
-    fast = winograd.applies(ksize, stride, dilation, groups, c_in, k_out, win.out)
-    if fast:
+    u = None
+    if winograd.applies(ksize, stride, dilation, groups, c_in, k_out, win.out) and winograd.finite(src):
+        u = winograd.transformed(kernel, k_out)
+    if u is not None:
         end = winograd.padded_end(end, win.out, sizes, win.pre)
     if tapwise:
         # Depthwise-like paths widen their windows (or per-tap products) themselves, so the input is padded in
@@ -204,8 +206,8 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     output = Output(shape, src.dtype, None if bias is None else wide(bias).reshape((groups, kg) + (1,) * nsp))
     if n * k_out * math.prod(win.out) == 0:
         pass  # nothing to compute
-    elif fast:
-        winograd.convolve(x, kernel, k_out, win.out, output.store)
+    elif u is not None:
+        winograd.convolve(x, u, k_out, win.out, output.store)
     elif tapwise:
         output.store(
             (Ellipsis,),

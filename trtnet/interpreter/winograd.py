@@ -9,10 +9,16 @@ the 16 positions of a tile become 16 products U[a] @ V[a] over the input channel
 2x2 outputs of a tile are A^T M A with A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]. The input's transform adds and
 subtracts four float32 values and the kernel's adds three with factors 1/2 and 1/4: both exact in float64 unless
 the values span more than 2^27 of magnitude. So each of the 16 products is a float64 dot product of (nearly)
-exact terms, like the direct product's, and the output transform adds 9 of them: the sum keeps float64's accuracy
-(measured on VGG and ResNet shapes: within 1.3e-15 of the direct product, relative to the largest output) and the
-layer's output is rounded once, as before. A tile costs 16 multiplies of each input channel for 4 outputs where
-the unfolded product takes 36, which is 1.3 to 1.8x faster on VGG16's and ResNet's larger layers.
+exact terms, like the direct product's, and the output transform adds 9 of them, then the layer's output is
+rounded once, as before. A tile costs 16 multiplies of each input channel for 4 outputs where the unfolded
+product takes 36, which is 1.2 to 1.7x faster on VGG16's, ResNet's and YOLOv5's larger layers.
+
+Its rounding errors are float64's, but relative to the terms of the output's 4x4 tile rather than of its own
+3x3 window: a kernel tap far larger than the rest of its output channel, whose contributions must cancel where
+it meets zeros, leaves its rounding in the outputs beside (measured: a tap 1e8 times the rest put outputs 1
+float32 ulp off, 1e10 times 359 ulp; inputs spanning 1e10, none). So a layer runs this way only when every tap
+is within 2^16 of its output channel's median |tap| and input and kernel are finite (an inf's transforms meet
+with both signs, which makes NaN); the others run unfolded.
 """
 
 from __future__ import annotations
@@ -67,20 +73,40 @@ def padded_end(
 # G: 4 x 3, as above; U's 16 positions are kron(G, G) applied to a kernel's 9 taps.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _KERNEL_TRANSFORM = np.kron(_G, _G)  # [16 positions, 9 taps]; entries 0, +-1/4, +-1/2, 1
+# A tap larger than this times its output channel's median |tap| sends the layer to the unfolded product (see
+# above: 2^20 times still left every output correctly rounded, 2^26.6 one ulp off).
+_MAX_TAP_RATIO = 2.0**16
+
+
+def transformed(kernel: np.ndarray, k_out: int) -> np.ndarray | None:
+    """U for a layer's flat kernel ([K, C, 3, 3]), kept as long as its widened weights are; None where this
+    layer should not run as Winograd's (see above)."""
+    u = cached_derived(kernel, f"winograd-2x2-3x3/{k_out}", lambda w: _kernel_transform(w, k_out))
+    return u if u.size else None
+
+
+def finite(x: np.ndarray) -> bool:
+    """Whether x holds no inf or NaN (one float64 sum: a float32 array's cannot overflow)."""
+    return bool(np.isfinite(np.add.reduce(x, axis=None, dtype=np.float64)))
 
 
 def _kernel_transform(w: np.ndarray, k_out: int) -> np.ndarray:
-    """U = G g G^T for every kernel g of w (flat float64, [K, C, 3, 3]): [16, K, C], each [K, C] contiguous."""
+    """U = G g G^T for every kernel g of w (flat float64, [K, C, 3, 3]): [16, K, C], each [K, C] contiguous; an
+    empty array where a tap is not finite or too large for its channel."""
+    taps = np.abs(w.reshape(k_out, -1))
+    sample = taps[:, :: max(1, taps.shape[1] // 64)]  # a median of some 64 taps a channel: a first call's time
+    typical = np.partition(sample, sample.shape[1] // 2, axis=1)[:, sample.shape[1] // 2]
+    if not (np.isfinite(taps).all() and np.all(taps.max(axis=1) <= typical * _MAX_TAP_RATIO)):
+        return np.empty(0)
     return (_KERNEL_TRANSFORM @ w.reshape(-1, 9).T).reshape(16, k_out, -1)  # [16, 9] @ [9, K C]: no transpose copy
 
 
 def convolve(
-    x: np.ndarray, kernel: np.ndarray, k_out: int, out: tuple[int, int], store: Callable[[tuple, np.ndarray], None]
+    x: np.ndarray, u: np.ndarray, k_out: int, out: tuple[int, int], store: Callable[[tuple, np.ndarray], None]
 ) -> None:
-    """x [N, 1, C, Hp, Wp] (float64, padded, Hp and Wp at least 2 ceil(out / 2) + 2); kernel: the layer's flat
-    weights. Each band of output rows [K, rows, out[1]] (float64 scratch) goes to store((n, 0, :, rows), band)."""
+    """x [N, 1, C, Hp, Wp] (float64, padded, Hp and Wp at least 2 ceil(out / 2) + 2); u: `transformed(kernel)`.
+    Each band of output rows [K, rows, out[1]] (float64 scratch) goes to store((n, 0, :, rows), band)."""
     n, _, c = x.shape[:3]
-    u = cached_derived(kernel, "winograd-2x2-3x3", lambda w: _kernel_transform(w, k_out))
     th, tw = -(-out[0] // 2), -(-out[1] // 2)
     width = 2 * tw + 2
     band = max(1, min(th, max(_BAND_VALUES // (16 * max(c, k_out) * tw), -(-_MIN_TILES // tw))))
