@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from trtnet.backend import get_trt, logger
+from trtnet.interpreter import _common, run_network
 from trtnet.interpreter import conv as conv_module
-from trtnet.interpreter import run_network
 from trtnet.interpreter.elementwise import _activate
 from trtnet.interpreter.special import erf, erfc_nonnegative, gelu_erf
 
@@ -240,6 +240,36 @@ def test_matmul_and_gelu_match_float64_torch() -> None:
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=0, atol=np.abs(want).max() * 2**-23)
 
 
+def _bfloat16_nearest(y: np.ndarray) -> np.ndarray:
+    """float64 y (normal in bfloat16's range) rounded to 8 significant bits, to nearest, ties to even, on its bit
+    pattern: 45 of float64's 52 stored bits dropped at once. The result is a bfloat16 value, so its cast is exact."""
+    bits = y.astype(np.float64).view(np.uint64)
+    drop = np.uint64(45)
+    keep = (bits >> drop) & np.uint64(1)
+    bits = (bits + (np.uint64((1 << 44) - 1) + keep)) >> drop << drop
+    return bits.view(np.float64).astype(ml_dtypes.bfloat16)
+
+
+def test_float64_rounds_to_bfloat16_once() -> None:
+    rng = np.random.default_rng(12)
+    mid = (1 + 2.0**-8) * np.exp2(rng.integers(-120, 120, 20_000)).astype(np.float64)  # halfway between two
+    y = np.concatenate(
+        [
+            rng.standard_normal(200_000) * np.exp2(rng.uniform(-100, 100, 200_000)),
+            mid,  # ties: to even
+            np.nextafter(mid, np.inf),  # just above: up (by way of float32, these became ties and went down)
+            np.nextafter(mid, 0),
+            -mid * (1 + 2.0**-30),
+        ]
+    )
+    got = _common.rounded(y, np.dtype(ml_dtypes.bfloat16))
+    np.testing.assert_array_equal(got.astype(np.float64), _bfloat16_nearest(y).astype(np.float64))
+    edges = _common.rounded(np.array([np.nan, np.inf, -np.inf, -0.0, 1e39, -1e-50]), np.dtype(ml_dtypes.bfloat16))
+    edges = edges.astype(np.float64)
+    assert np.isnan(edges[0]) and list(edges[1:4]) == [np.inf, -np.inf, 0.0] and np.signbit(edges[3])
+    assert edges[4] == np.inf and edges[5] == 0.0 and np.signbit(edges[5])
+
+
 @pytest.mark.parametrize(
     ("groups", "c_in", "c_out", "kernel", "stride"),
     [(1, 32, 32, 3, 1), (24, 24, 24, 3, 1), (1, 6, 8, 5, 2)],
@@ -248,8 +278,7 @@ def test_matmul_and_gelu_match_float64_torch() -> None:
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_precision_convolutions_round_the_exact_sum_once(groups, c_in, c_out, kernel, stride, dtype) -> None:
     # Products of half or bfloat16 values have at most 22 bits, so float64 holds these sums exactly: rounding the
-    # float64 sum to the layer's type is then the answer, and every output must be it. (For bfloat16 both sides
-    # convert through ml_dtypes, which goes by way of float32: a double rounding this test shares, not checks.)
+    # float64 sum once to the layer's type is the correctly rounded answer, and every output must be it.
     np_type = np.dtype(np.float16) if dtype == "float16" else np.dtype(ml_dtypes.bfloat16)
     trt_type = trt.float16 if dtype == "float16" else trt.bfloat16
     rng = np.random.default_rng(6)
@@ -273,4 +302,21 @@ def test_half_precision_convolutions_round_the_exact_sum_once(groups, c_in, c_ou
         groups=groups,
     ).numpy()
     assert got.dtype == np_type
-    np.testing.assert_array_equal(got.astype(np.float64), exact.astype(np_type).astype(np.float64))
+    want = exact.astype(np_type) if dtype == "float16" else _bfloat16_nearest(exact)  # numpy's half cast: once
+    np.testing.assert_array_equal(got.astype(np.float64), want.astype(np.float64))
+
+
+def test_a_bfloat16_convolution_rounds_its_exact_sum_once() -> None:
+    # 1 + 2^-8 + 2^-30, exact in float64, is just above the midpoint between bfloat16's 1 and 1 + 2^-7: the one
+    # rounding goes up. By way of float32 it first became the midpoint itself, then 1.0 (ties to even).
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    x = np.array([1.0, 2.0**-8, 2.0**-30], bf16).reshape(1, 3, 1, 1) * np.ones((1, 3, 2, 2), bf16)
+    w = np.ones(3, bf16)
+    builder = trt.Builder(logger())
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    layer = net.add_convolution_nd(
+        net.add_input("x", trt.bfloat16, x.shape), 1, (1, 1), trt.Weights(trt.bfloat16, w.ctypes.data, 3), trt.Weights()
+    )
+    net.mark_output(layer.get_output(0))
+    (got,) = run_network(net, {"x": x}).values()
+    np.testing.assert_array_equal(got.astype(np.float64), np.full((1, 1, 2, 2), 1 + 2.0**-7))

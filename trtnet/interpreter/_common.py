@@ -230,7 +230,22 @@ def cached_derived(x: np.ndarray, tag: str, make: Callable[[np.ndarray], np.ndar
 def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """`y` rounded to the layer's output dtype (a no-op when it already has it)."""
     y = np.asarray(y)
-    return y if y.dtype == dtype else y.astype(dtype)
+    if y.dtype == dtype:
+        return y
+    return to_bfloat16(y) if dtype == BF16 and y.dtype == np.float64 else y.astype(dtype)
+
+
+def to_bfloat16(y: np.ndarray) -> np.ndarray:
+    """float64 `y` rounded once to bfloat16, to nearest, ties to even. ml_dtypes' own cast goes by way of float32,
+    two roundings: 1 + 2^-8 + 2^-30 became 1.0, not 1 + 2^-7. Here the way to float32 rounds to odd (truncates, and
+    marks an inexact result in its last bit), which keeps the one rounding to bfloat16's 8 bits right."""
+    y = np.asarray(y, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = y.astype(np.float32)
+        away = np.abs(f.astype(np.float64)) > np.abs(y)  # rounded away from zero (NaN: no)
+        f = np.where(away, np.nextafter(f, np.float32(0)), f)
+        inexact = f.astype(np.float64) != y  # NaN: yes, and a NaN with its last bit set is still NaN
+    return (f.view(np.uint32) | inexact.astype(np.uint32)).view(np.float32).astype(BF16)
 
 
 def dims(d: Any) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from trtnet.interpreter import winograd
 from trtnet.interpreter._common import (
+    BF16,
     LayerCall,
     compute,
     compute_dtype,
@@ -20,6 +21,7 @@ from trtnet.interpreter._common import (
     pad_trailing,
     register,
     rounded,
+    to_bfloat16,
     weights_array,
     wide,
 )
@@ -233,7 +235,7 @@ class Output:
         """array[index] = values + bias, rounded once; `values` (float64, the caller's scratch) is changed."""
         if self._bias is not None:
             values += self._bias[index]
-        self.array[index] = values
+        self.array[index] = to_bfloat16(values) if self.array.dtype == BF16 else values
 
 
 # Values of the output a depthwise convolution sums its taps into at a time: 1 MB, so its passes stay in cache.

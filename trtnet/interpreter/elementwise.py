@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from trtnet.interpreter._common import (
+    BF16,
     LayerCall,
     compute,
     enum_name,
@@ -150,7 +151,8 @@ def pointwise(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray) -> np.nda
     out = np.empty(flat.shape, src.dtype)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, flat.size, _POINTWISE_CHUNK):
-            out[start : start + _POINTWISE_CHUNK] = fn(wide(flat[start : start + _POINTWISE_CHUNK]))
+            r = fn(wide(flat[start : start + _POINTWISE_CHUNK]))
+            out[start : start + _POINTWISE_CHUNK] = rounded(r, src.dtype) if src.dtype == BF16 else r
     return out.reshape(src.shape)
 
 

@@ -6,7 +6,16 @@ import math
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, dims, enum_name, int_vector, np_dtype, register, weights_array
+from trtnet.interpreter._common import (
+    LayerCall,
+    dims,
+    enum_name,
+    int_vector,
+    np_dtype,
+    register,
+    rounded,
+    weights_array,
+)
 
 
 @register("CONSTANT", "IConstantLayer")
@@ -45,7 +54,7 @@ def fill(call: LayerCall) -> list[np.ndarray]:
         for axis in range(rank):
             ramp = np.arange(shape[axis], dtype=np.float64) * beta[axis]
             out = out + ramp.reshape((-1,) + (1,) * (rank - axis - 1))
-        return [out.astype(dtype)]
+        return [rounded(out, dtype)]
     rng = np.random.default_rng(0)
     lo_or_mean, hi_or_std = float(alpha), float(beta.reshape(-1)[0])
     if op == "RANDOM_UNIFORM":
