@@ -386,26 +386,27 @@ def tree_of(rev: str, dest: Path) -> Path:
     return dest
 
 
+def _aside(text: str) -> None:
+    """A line about a row that is not part of the table, on stderr."""
+    print(f"  ({text})", file=sys.stderr, flush=True)
+
+
 def _line(r: dict) -> str:
     before = r.get("before")
     if before is not None:
-        print(
-            f"  ({r['model']} before: first call {before['interp_first_s']:.3f} s, warm {before['interp_s']:.3f} s, "
-            f"error {before['interp_error']:.1e})",
-            file=sys.stderr,
-            flush=True,
+        _aside(
+            f"{r['model']} before: first call {before['interp_first_s']:.3f} s, warm {before['interp_s']:.3f} s, "
+            f"error {before['interp_error']:.1e}"
         )
     failed = r.get("ref_failed")
     ref = f"fails ({failed.split(':')[0]})" if failed else f"{r['ref_s']:.3f} s"
     ref_error = "-" if failed else f"{r['ref_error']:.1e}"
     if failed:
-        print(f"  ({r['model']}: onnx.reference: {failed})", file=sys.stderr, flush=True)
+        _aside(f"{r['model']}: onnx.reference: {failed}")
     if "file_vs_model" in r:
-        print(
-            f"  ({r['model']}: the file's float64 answer is {r['file_vs_model']:.1e} from the model's; against it "
-            f"the interpreter is {r['interp_error_file']:.1e}, onnxruntime {r['ort_error_file']:.1e})",
-            file=sys.stderr,
-            flush=True,
+        _aside(
+            f"{r['model']}: the file's float64 answer is {r['file_vs_model']:.1e} from the model's; against it "
+            f"the interpreter is {r['interp_error_file']:.1e}, onnxruntime {r['ort_error_file']:.1e}"
         )
     products = r.get("products_s")
     spent, floor = ("-", "-") if products is None else (f"{products:.3f} s", f"{products / r['torch_s']:.1f}x")

@@ -154,13 +154,7 @@ class WeightCache:
     def lookup(self, x: np.ndarray) -> np.ndarray | None:
         """The float64 twin of `x` when x is a view into registered weights, else None."""
         found = self._find(x)
-        if found is None:
-            return None
-        twin, offset, _ = found
-        ratio = twin.itemsize // x.dtype.itemsize
-        return np.lib.stride_tricks.as_strided(
-            twin[offset:], shape=x.shape, strides=tuple(s * ratio for s in x.strides), writeable=False
-        )
+        return None if found is None else _twin_view(x, found[0], found[1])
 
     def derived(self, x: np.ndarray, tag: str, make: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """`make(wide(x))`, kept as long as x's float64 twin is (a convolution's transformed kernel); computed
@@ -168,11 +162,11 @@ class WeightCache:
         found = self._find(x)
         if found is None:
             return make(wide(x))
-        _, offset, key = found
+        twin, offset, key = found
         slot = (key, offset, x.shape, x.strides, tag)
         made = self._derived.get(slot)
         if made is None:
-            made = make(self.lookup(x))
+            made = make(_twin_view(x, twin, offset))
             made.flags.writeable = False
             self._derived[slot] = made
         return made
@@ -203,6 +197,14 @@ class WeightCache:
         ):
             return None
         return twin, offset, key
+
+
+def _twin_view(x: np.ndarray, twin: np.ndarray, offset: int) -> np.ndarray:
+    """The read-only view of float64 `twin` that lies where x lies in its narrower buffer."""
+    ratio = twin.itemsize // x.dtype.itemsize
+    return np.lib.stride_tricks.as_strided(
+        twin[offset:], shape=x.shape, strides=tuple(s * ratio for s in x.strides), writeable=False
+    )
 
 
 def _owner(x: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from trtnet.interpreter._common import (
     np_dtype,
     register,
     rounded,
+    to_bfloat16,
     weights_array,
     wide,
 )
@@ -152,7 +153,7 @@ def pointwise(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray) -> np.nda
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, flat.size, _POINTWISE_CHUNK):
             r = fn(wide(flat[start : start + _POINTWISE_CHUNK]))
-            out[start : start + _POINTWISE_CHUNK] = rounded(r, src.dtype) if src.dtype == BF16 else r
+            out[start : start + _POINTWISE_CHUNK] = to_bfloat16(r) if src.dtype == BF16 else r  # else cast as stored
     return out.reshape(src.shape)
 
 

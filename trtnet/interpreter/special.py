@@ -4,8 +4,8 @@ erf(x) = x * h(|x|), with h(a) = erf(a) / a even, smooth and 2/sqrt(pi) at 0. On
 of [0, 6.00390625) h is replaced by its degree-4 Chebyshev interpolant, built once at import from `math.erf`
 (exact to double precision) and evaluated by Horner in the interval's own coordinate, s in [0, 1]. Tabulating
 h rather than erf keeps the relative error small near 0 with no separate series, and the final product carries
-the sign (-0.0 included). |x| is clamped to 6, where erf is 1 in float64 (erfc(6) = 2e-17), so +-inf give +-1 and NaN
-stays NaN.
+the sign (-0.0 included). |x| is clamped to 6, where erf is 1 in float64 (erfc(6) = 2e-17), so +-inf give +-1
+and NaN stays NaN.
 
 erfc(a) for a >= 0 is exp(-a^2) * g(a), with g(a) = erfc(a) exp(a^2) smooth and slowly varying (1 at 0, about
 1 / (a sqrt(pi)) far out), tabulated the same way from `math.erfc` on [0, 10.5]; its relative error is about
