@@ -95,11 +95,18 @@ def test_kernel_transform_is_g_times_kernel_times_g_transposed() -> None:
     # float32 values, as weights are: their transform is then exact both ways, and the two must agree bit for bit.
     kernel = rng.standard_normal((5, 4, 3, 3)).astype(np.float32).astype(np.float64)
     g = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-    u = winograd._kernel_transform(kernel.reshape(-1), 5)
+    u, reach = winograd._split(winograd._kernel_transform(kernel.reshape(-1), 5), 5)
     assert u.shape == (16, 5, 4)
     for k in range(5):
         for c in range(4):
             np.testing.assert_array_equal(u[:, k, c].reshape(4, 4), g @ kernel[k, c] @ g.T)
+    # The error bound's factors: for output (i, j) of a tile, max_c |U| at the 9 positions A^T adds (rows 0-2 for
+    # i = 0, 1-3 for i = 1; columns likewise), times (C + 16) 2^-53 / 2^-24; 0 at the 7 it does not.
+    rows = ({0, 1, 2}, {1, 2, 3})
+    for o, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        for a in range(16):
+            want = np.abs(u[a]).max(axis=1) * (4 + 16) * 2.0**-29 if a // 4 in rows[i] and a % 4 in rows[j] else 0.0
+            np.testing.assert_array_equal(reach[5 * o : 5 * o + 5, a], want)
 
 
 @pytest.mark.parametrize(
@@ -219,3 +226,58 @@ def test_two_layers_sharing_one_kernel_buffer_in_other_shapes_each_get_their_own
             got, _exact(middle, flat.reshape(64, 32, 3, 3), None, (1, 1), (1, 1)).astype(np.float32)
         )
     assert len(products) == 4
+
+
+@pytest.fixture
+def recomputed(monkeypatch) -> list[int]:
+    """How many outputs each Winograd band computed again directly."""
+    counts: list[int] = []
+    original = winograd._direct
+
+    def spy(image, weights, k, i, j):
+        counts.append(k.size)
+        return original(image, weights, k, i, j)
+
+    monkeypatch.setattr(winograd, "_direct", spy)
+    return counts
+
+
+def test_a_masked_kernel_over_a_black_region_keeps_its_exact_zeros(products, recomputed) -> None:
+    # A PixelCNN-style mask (5 of 9 taps, none below the centre) over an image black above row 7: row 6 sees only
+    # black through the mask, so it is exactly 0. Winograd's tiles also hold row 7, whose products cancel there
+    # only up to float64 rounding (1e-13 was left), so those outputs must be computed again, directly.
+    rng = np.random.default_rng(12)
+    mask = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0]], np.float32)
+    kernel = (rng.standard_normal((32, 32, 3, 3)) * 0.05).astype(np.float32) * mask
+    x = np.zeros((1, 32, 16, 16), np.float32)
+    x[:, :, 7:] = rng.uniform(0, 255, (1, 32, 9, 16)).astype(np.float32)
+    got = _one_conv(x, kernel)
+    want = _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32)
+    assert products and sum(recomputed) > 0
+    assert not got[:, :, :7].any()  # rows 0-6: exact zeros, +0.0 as the direct sum makes them
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_large_pixel_behind_zero_taps_leaves_no_residue(products, recomputed) -> None:
+    # Channel 0's filters have a zero right column (3 taps of 288 a filter: the tap check passes) and channel 0
+    # one pixel 1e10 times the rest. Where only zero taps meet the pixel, the direct sum never sees it; Winograd's
+    # U mixes every tap of a filter, so the pixel's products enter and cancel only up to float64 rounding
+    # (120 float32 ulps off, measured) unless those outputs are computed again.
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
+    x[0, 0, 5, 5] = 1e10
+    kernel = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    kernel[:, 0, :, 2] = 0.0
+    got = _one_conv(x, kernel)
+    assert products and 0 < sum(recomputed) < got.size // 4  # the outputs beside it, not the layer
+    np.testing.assert_array_equal(got, _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32))
+
+
+def test_the_tap_check_samples_every_tap_position(products) -> None:
+    # At 64 input channels a median of every 9th tap would see only one position: large corner taps passed.
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1, 64, 10, 10)).astype(np.float32)
+    kernel = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    kernel[:, :, 0, 0] = 1e10
+    np.testing.assert_array_equal(_one_conv(x, kernel), _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32))
+    assert not products
