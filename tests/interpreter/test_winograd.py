@@ -100,13 +100,13 @@ def test_kernel_transform_is_g_times_kernel_times_g_transposed() -> None:
     for k in range(5):
         for c in range(4):
             np.testing.assert_array_equal(u[:, k, c].reshape(4, 4), g @ kernel[k, c] @ g.T)
-    # The error bound's factors: for output (i, j) of a tile, max_c |U| at the 9 positions A^T adds (rows 0-2 for
-    # i = 0, 1-3 for i = 1; columns likewise), times (C + 16) 2^-53 / 2^-24; 0 at the 7 it does not.
-    rows = ({0, 1, 2}, {1, 2, 3})
-    for o, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-        for a in range(16):
-            want = np.abs(u[a]).max(axis=1) * (4 + 16) * 2.0**-29 if a // 4 in rows[i] and a % 4 in rows[j] else 0.0
-            np.testing.assert_array_equal(reach[5 * o : 5 * o + 5, a], want)
+    # The error bound's factors: max_c |U| at each of the 16 positions, times (C + 16) 2^-53 / 2^-24, summed over
+    # the positions whose |B|-transformed inputs coincide (rows and columns 1 and 2 of a tile's transform).
+    merged = {0: 0, 1: 1, 2: 1, 3: 2}
+    want = np.zeros((5, 9))
+    for a in range(16):
+        want[:, 3 * merged[a // 4] + merged[a % 4]] += np.abs(u[a]).max(axis=1) * (4 + 16) * 2.0**-29
+    np.testing.assert_allclose(reach, want, rtol=1e-15)
 
 
 @pytest.mark.parametrize(

@@ -18,14 +18,14 @@ kernel: so its rounding is float64's relative to its window's inputs times the k
 tap as a direct sum's is. Where small or zero taps meet large inputs, the difference shows (a PixelCNN mask over a
 bright region: 1e-13 where the answer is 0; a 1e10 pixel behind zero taps: 120 float32 ulps off). So every output's
 error is bounded: by (C + 16) u (u = 2^-53: the sums over C channels, the input transform's two roundings, the
-output transform's three) times the sum, over the 9 positions A^T takes it from, of max_c |U[a, k, c]| times (|B^T|
-D |B|)[a], with D the input's |d| summed over the channels. Where that bound is not below 2^-24 of the output, the
-output is computed again as the direct float64 sum over its own window, as the unfolded product would. So every
-output kept is within 2^-24 of itself of the exact value (at most one float32 ulp from the correctly rounded result,
-and in practice that result), and exact zeros stay zeros; 4 to 7 outputs in 100,000 were computed twice on VGG16,
-ResNet, YOLOv5s and DenseNet (a tile of zeros is exact). A layer runs this way only when input and kernel are finite
-(an inf's transforms meet with both signs, which makes NaN) and every tap is within 2^16 of its output channel's
-median |tap| (beyond that most outputs would be computed twice); the others run unfolded.
+output transform's three) times the sum, over its tile's 16 positions, of max_c |U[a, k, c]| times (|B^T| D |B|)[a],
+with D the input's |d| summed over the channels. Where that bound is not below 2^-24 of the output, the output is
+computed again as the direct float64 sum over its own window, as the unfolded product would. So every output kept is
+within 2^-24 of itself of the exact value (at most one float32 ulp from the correctly rounded result, and in
+practice that result), and exact zeros stay zeros; 6 to 13 outputs in 100,000 were computed twice on VGG16, ResNet,
+YOLOv5s and DenseNet (a tile of zeros is exact). A layer runs this way only when input and kernel are finite (an
+inf's transforms meet with both signs, which makes NaN) and every tap is within 2^16 of its output channel's median
+|tap| (beyond that most outputs would be computed twice); the others run unfolded.
 """
 
 from __future__ import annotations
@@ -81,11 +81,6 @@ def padded_end(
 # G: 4 x 3, as above; U's 16 positions are kron(G, G) applied to a kernel's 9 taps.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _KERNEL_TRANSFORM = np.kron(_G, _G)  # [16 positions, 9 taps]; entries 0, +-1/4, +-1/2, 1
-# A^T's non-zeros: for each output (i, j) of a tile, the positions a = 4 a1 + a2 its value adds (with sign +-1).
-_A_ROWS = ((0, 1, 2), (1, 2, 3))
-_OUTPUT_POSITIONS = np.array(
-    [[[float(a // 4 in _A_ROWS[i] and a % 4 in _A_ROWS[j]) for a in range(16)]] for i in range(2) for j in range(2)]
-)  # [4, 1, 16]
 # An output is computed again directly unless its error bound is below this fraction of it (see above).
 _SURE = 2.0**-24
 # A tap larger than this times its output channel's median |tap| sends the layer to the unfolded product (see
@@ -97,7 +92,7 @@ class Kernel(NamedTuple):
     """A layer's kernel as Winograd's products use it."""
 
     u: np.ndarray  # [16, K, C]: U = G g G^T at each of a tile's 16 positions
-    reach: np.ndarray  # [4 K, 16]: per output of a tile, max_c |U| at the positions it adds, times its bound's factor
+    reach: np.ndarray  # [K, 9]: max over the input channels of |U|, times the error bound's factor (see _unsure)
     weights: np.ndarray  # the layer's flat kernel, for outputs computed again directly
 
 
@@ -109,9 +104,9 @@ def transformed(kernel: np.ndarray, k_out: int) -> Kernel | None:
 
 
 def _split(made: np.ndarray, k_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_kernel_transform`'s buffer as U [16, K, C] and its reach [4 K, 16]."""
-    c = (made.size // k_out - 64) // 16
-    return made[: 16 * k_out * c].reshape(16, k_out, c), made[16 * k_out * c :].reshape(4 * k_out, 16)
+    """`_kernel_transform`'s buffer as U [16, K, C] and its reach [K, 9]."""
+    c = (made.size // k_out - 9) // 16
+    return made[: 16 * k_out * c].reshape(16, k_out, c), made[16 * k_out * c :].reshape(k_out, 9)
 
 
 def finite(x: np.ndarray) -> bool:
@@ -133,11 +128,10 @@ def _kernel_transform(w: np.ndarray, k_out: int) -> np.ndarray:
     typical = np.partition(sample, sample.shape[1] // 2, axis=1)[:, sample.shape[1] // 2]
     if not (np.isfinite(taps).all() and np.all(taps.max(axis=1) <= typical * _MAX_TAP_RATIO)):
         return np.empty(0)
-    made = np.empty(16 * (w.size // 9) + 64 * k_out, np.float64)
+    made = np.empty(16 * (w.size // 9) + 9 * k_out, np.float64)
     u, reach = _split(made, k_out)
     np.matmul(_KERNEL_TRANSFORM, w.reshape(-1, 9).T, out=u.reshape(16, -1))  # [16, 9] @ [9, K C]: no transpose copy
-    # max_c |U| [K, 16] where each of the tile's 4 outputs takes it, 0 elsewhere, times (C + 16) u / 2^-24
-    np.multiply(_OUTPUT_POSITIONS, np.abs(u).max(axis=2).T, out=reach.reshape(4, k_out, 16))
+    np.matmul(np.abs(u).max(axis=2).T, _MERGED, out=reach)
     reach *= (u.shape[2] + 16) * 2.0**-53 / _SURE
     return made
 
@@ -183,8 +177,12 @@ def convolve(
             store((b, 0, slice(None), slice(2 * r0, 2 * r0 + valid)), done[:, :valid, : out[1]])
 
 
-# |B^T|'s rows as (i, j): every coefficient's magnitude (rows 1 and 2 of B^T differ in sign only).
-_REACH_ROWS = ((0, 2), (1, 2), (1, 2), (1, 3))
+# |B^T| d |B| has 9 distinct values a tile, not 16: |B^T|'s rows 1 and 2 are alike (d1 + d2). Its rows as (i, j),
+# and the 16 positions each of the 9 stands for (a 0/1 matrix [16, 9]).
+_REACH_ROWS = ((0, 2), (1, 2), (1, 3))
+_MERGED = np.array(
+    [[float((a // 4 + 1) // 2 == b // 3 and (a % 4 + 1) // 2 == b % 3) for b in range(9)] for a in range(16)]
+)
 
 
 def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -192,19 +190,16 @@ def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray) -> np.ndarray:
     not below _SURE of themselves; span [C, 2 rows + 2, 2 tw + 2]: the band's input tiles; reach: `Kernel.reach`."""
     k_out, rows, tw = y.shape[0], y.shape[1] // 2, y.shape[2] // 2
     d = np.add.reduce(np.abs(span), axis=0)  # sum over channels of |d|: [2 rows + 2, 2 tw + 2]
-    lines = [d[i : i + 2 * rows : 2] for i in range(4)]
-    tiles = np.empty((16, rows, tw), np.float64)  # |B^T| d |B| per tile: the input transform with |B|
+    tiles = np.empty((9, rows, tw), np.float64)  # |B^T| d |B| per tile: the input transform with |B|
     for a, (i, j) in enumerate(_REACH_ROWS):
-        t = lines[i] + lines[j]
-        cols = [t[:, i2 : i2 + 2 * tw : 2] for i2 in range(4)]
+        t = d[i : i + 2 * rows : 2] + d[j : j + 2 * rows : 2]
         for a2, (i2, j2) in enumerate(_REACH_ROWS):
-            np.add(cols[i2], cols[j2], out=tiles[4 * a + a2])
-    bound = (reach @ tiles.reshape(16, -1)).reshape(2, 2, k_out, rows, tw)
-    size = np.abs(y)
-    unsure = np.empty(y.shape, np.bool_)
-    for i in range(2):
-        for j in range(2):
-            np.greater(bound[i, j], size[:, i::2, j::2], out=unsure[:, i::2, j::2])
+            np.add(t[:, i2 : i2 + 2 * tw : 2], t[:, j2 : j2 + 2 * tw : 2], out=tiles[3 * a + a2])
+    bound = (reach @ tiles.reshape(9, -1)).reshape(k_out, rows, 1, tw)  # each of a tile's 4 outputs
+    size = np.abs(y).reshape(k_out, rows, 2, tw, 2)
+    unsure = np.empty(size.shape, np.bool_)
+    for j in range(2):  # a tile's two columns apart: numpy's loop then runs along tw, not over a pair
+        np.greater(bound, size[..., j], out=unsure[..., j])
     return np.flatnonzero(unsure)
 
 
