@@ -5,6 +5,7 @@ The models are small ONNX graphs written with onnx.helper; onnxruntime runs them
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -167,15 +168,25 @@ def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
             {"x": np.zeros((1, 3, 8, 8), np.float64)},
             r"in.npz: input 'x' has dtype float64, the network declares float32",
         ),
-        (None, r"in.npz: not a readable .npz of arrays"),
+        (None, r"in.npz: the inputs file is not a readable .npz of arrays"),
         ("absent", r"in.npz: no such inputs file"),
+        ("npy", r"in.npz: the inputs file is a .npy array, not an .npz: write it with np.savez, named after the input"),
+        ("fifo", r"in.npz: the inputs file is a FIFO, not a regular file"),  # refused at once, not waited on
+        ("folder", r"in.npz: the inputs file is a directory, not a regular file"),
     ],
-    ids=["wrong-name", "wrong-shape", "wrong-dtype", "not-npz", "missing"],
+    ids=["wrong-name", "wrong-shape", "wrong-dtype", "not-npz", "missing", "npy", "fifo", "folder"],
 )
 def test_bad_inputs_exit_2(small_model, tmp_path, arrays, pattern, capsys) -> None:
     npz = tmp_path / "in.npz"
     if arrays is None:
         npz.write_bytes(b"not a zip")
+    elif arrays == "npy":
+        with npz.open("wb") as f:
+            np.save(f, np.zeros((1, 3, 8, 8), np.float32))
+    elif arrays == "fifo":
+        os.mkfifo(npz)
+    elif arrays == "folder":
+        npz.mkdir()
     elif arrays != "absent":
         np.savez(npz, **arrays)
     with pytest.raises(CheckError, match=pattern):

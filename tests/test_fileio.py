@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trtnet import fileio
@@ -240,6 +241,31 @@ def test_read_regular_refuses_special_files(tmp_path, kind):
     path = _special(tmp_path / "x", kind)
     with guarded(), pytest.raises(EngineError, match=f"^{path}: the plan is {KINDS[kind]}, not a regular file$"):
         fileio.read_regular(path, 1 << 20, "plan")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_read_npz_refuses_special_files(tmp_path, kind):
+    path = _special(tmp_path / "x", kind)
+    with guarded(), pytest.raises(EngineError, match=f"^{path}: the data is {KINDS[kind]}, not a regular file$"):
+        fileio.read_npz(path, "data", EngineError)
+
+
+def test_read_npz_reads_named_arrays_and_names_what_it_cannot(tmp_path):
+    good = tmp_path / "a.npz"
+    np.savez(good, x=np.arange(3.0), y=np.ones((2, 2), np.int32))
+    got = fileio.read_npz(good, "data", EngineError)
+    assert sorted(got) == ["x", "y"] and got["x"].tolist() == [0.0, 1.0, 2.0] and got["y"].dtype == np.int32
+    lone = tmp_path / "b.npz"
+    with lone.open("wb") as f:
+        np.save(f, np.arange(3.0))
+    with pytest.raises(EngineError, match=f"^{lone}: the data is a .npy array, not an .npz: write it with np.savez"):
+        fileio.read_npz(lone, "data", EngineError)
+    pickled = tmp_path / "c.npz"
+    np.savez(pickled, o=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(EngineError, match=f"^{pickled}: the data is not a readable .npz of arrays"):
+        fileio.read_npz(pickled, "data", EngineError)  # object arrays would need unpickling: refused
+    with pytest.raises(EngineError, match=f"^{tmp_path / 'none.npz'}: no such data$"):
+        fileio.read_npz(tmp_path / "none.npz", "data", EngineError)
 
 
 def test_read_regular_bounds_and_checks_the_size_before_reading(tmp_path):

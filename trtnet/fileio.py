@@ -30,9 +30,12 @@ import socket
 import stat
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from trtnet.errors import EngineError, TrtnetError
 
@@ -327,6 +330,28 @@ def read_regular(
     if len(data) != st.st_size:
         raise error(f"{path}: the {what} changed while it was read ({st.st_size} bytes, then {len(data)})")
     return data
+
+
+def read_npz(path: Path, what: str, error: Error) -> dict[str, np.ndarray]:
+    """The named arrays of the .npz at `path` (a regular file: a FIFO is refused, never waited on; no pickles),
+    or an `error` naming it and `what` it is ("inputs file"): missing, not a regular file, one unnamed .npy
+    array, not an .npz."""
+    path = Path(path)
+    try:
+        with open_regular(path) as (f, _):
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise error(
+                    f"{path}: the {what} is a .npy array, not an .npz: write it with np.savez, named after the input"
+                )
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except NotRegularFile as e:
+        raise error(f"{path}: the {what} is {e.kind}, not a regular file") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise error(f"{path}: the {what} is not a readable .npz of arrays: {e}") from None
 
 
 class DuplicateKey(ValueError):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import CalibrationError, NetworkError
+from trtnet.fileio import read_npz
 from trtnet.quant.calibrate import Histogram, RangeStats, _check_method
 from trtnet.quant.ranges import Calibration
 
@@ -29,11 +30,7 @@ def read_data(path: str | os.PathLike, network: Any, batch: int) -> list[dict[st
     names the file and the array that does not fit."""
     from trtnet.interpreter._common import np_dtype
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise CalibrationError(f"calibration data {path}: cannot read it as .npz ({e})") from None
+    arrays = read_npz(Path(path), "calibration data", CalibrationError)
     inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
     if len(arrays) == 1 and len(inputs) == 1:
         arrays = {next(iter(inputs)): next(iter(arrays.values()))}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trtnet import fileio
 from trtnet.errors import CheckError
 from trtnet.fileio import atomic_write
 
@@ -36,13 +36,7 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
 
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """The arrays of the .npz at `path` (no pickles); a `CheckError` naming it otherwise."""
-    if not path.is_file():
-        raise CheckError(f"{path}: no such {what} file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise CheckError(f"{path}: not a readable .npz of arrays: {e}") from None
+    return fileio.read_npz(path, f"{what} file", CheckError)
 
 
 def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:

@@ -18,11 +18,13 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trtnet.errors import CalibrationError
+from trtnet.fileio import read_npz
 from trtnet.nn.module import Module
 from trtnet.ops.quantize import FORMATS
 from trtnet.quant.histogram import Histogram, choose_amax
@@ -330,11 +332,7 @@ def calibrate_file(model: Module, data: str | os.PathLike, batch: int = 8, **opt
 def load_batches(model: Module, data: str | os.PathLike, batch: int = 8) -> list[dict[str, np.ndarray]]:
     """The arrays of an .npz file (named by the model's inputs, or one unnamed array) in batches of `batch`
     samples, each array checked against the model's declared per-sample shapes as the engine would."""
-    try:
-        with np.load(data, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise CalibrationError(f"calibration data {data}: cannot read it as .npz ({e})") from None
+    arrays = read_npz(Path(data), "calibration data", CalibrationError)
     names = [i.name for i in model.inputs()]
     if len(arrays) == 1 and len(names) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
