@@ -77,6 +77,19 @@ def test_list_shows_every_zoo_entry_with_its_source():
         ), entry.name
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    # `trtnet list | head -1`: the pipe closes before the listing is written. Unix tools end there quietly with
+    # 128 + SIGPIPE; "[Errno 32] Broken pipe" and exit 2 was said before.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from trtnet.cli import main; sys.exit(main(['list']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before its first write: the interpreter takes a second to import
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == b"", err
+
+
 def test_export_weights_writes_the_sources_state_dict_that_loads_strictly(exported):
     from trtnet.parity import torch_model
 

@@ -4,6 +4,8 @@ verify.py."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import traceback
 import warnings
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings(), terminated_raises():  # both restored when main() is called in-process
             warnings.showwarning = _show_warning
             return args.run(args)
+    except BrokenPipeError:  # what reads stdout went away (`trtnet list | head -1`): quiet, as Unix tools are
+        _detach_stdout()
+        return 128 + signal.SIGPIPE  # as a shell reports a writer that SIGPIPE ended
     except KeyboardInterrupt as e:
         # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
@@ -82,6 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         status, message = _classify(e)
         print(f"trtnet: error: {one_line(message)}", file=sys.stderr)
         return status
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's own flush at exit does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout with no file behind it (main() called in-process)
+        pass
 
 
 def _classify(e: Exception) -> tuple[int, str]:
