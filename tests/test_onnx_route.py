@@ -164,6 +164,19 @@ def test_check_with_shapes_agrees_with_onnxruntime_on_a_torch_export(detector):
     assert "0 of 6720 beyond atol 1e-04 + rtol 1e-04*|ref| ok" in r.stdout and r.stdout.endswith("within tolerance\n")
 
 
+def test_shapes_too_large_for_the_machine_are_bad_input_not_a_bug(tmp_path):
+    # 1e5 x 1e5 x 16 random floats (1.3 TB): numpy refuses the allocation. That was "internal error", exit 3.
+    _helper_model(
+        tmp_path / "relu.onnx",
+        [helper.make_node("Relu", ["tokens"], ["y"])],
+        [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "seq", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 16])],
+    )
+    r = trtnet_cli("check", tmp_path / "relu.onnx", "--shapes", "tokens:100000x100000x16")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert re.search(r"out of memory: Unable to allocate .* \(smaller shapes or batches need less\)", error_line(r))
+
+
 def _helper_model(path, nodes, inputs, outputs, inits=(), opset: int = 18) -> None:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))

@@ -103,6 +103,8 @@ def _classify(e: Exception) -> tuple[int, str]:
     """The exit status and message of an error: bad input (ours, or a path the OS refuses) or a bug."""
     if isinstance(e, TrtnetError):
         return EXIT_BAD_INPUT, str(e)
+    if isinstance(e, MemoryError):  # shapes or batches too large for this machine (numpy says how large)
+        return EXIT_BAD_INPUT, f"out of memory: {e or 'an allocation failed'} (smaller shapes or batches need less)"
     if isinstance(e, OSError):  # an output folder that does not exist, a file that cannot be written
         return EXIT_BAD_INPUT, f"{e.filename}: {e.strerror or e}" if e.filename else str(e)
     return EXIT_BUG, f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)"
