@@ -8,6 +8,7 @@ import pytest
 
 import trtnet
 import trtnet.builder.build
+from tests.helpers import trtnet_cli
 from trtnet.parity import rel_error
 from trtnet.summary import summarize
 from trtnet.target import target
@@ -121,6 +122,16 @@ def test_bad_files_are_network_errors_naming_them(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
     with pytest.raises(trtnet.NetworkError, match=r"junk.onnx: TensorRT's ONNX parser refused it: "):
         trtnet.parse_onnx(tmp_path / "junk.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(trtnet.NetworkError, match=r"empty.onnx: the ONNX file is empty$"):
+        trtnet.parse_onnx(tmp_path / "empty.onnx")
+    # A weights file given the wrong suffix: protobuf reads it as a model of nothing, which the parser accepts
+    # (summary printed an empty table and exited 0; build showed TensorRT's own error).
+    trtnet.save_safetensors({"w": np.ones(3, np.float32)}, tmp_path / "weights.onnx")
+    with pytest.raises(trtnet.NetworkError, match=r"weights.onnx: not an ONNX model: .*found no graph outputs"):
+        trtnet.parse_onnx(tmp_path / "weights.onnx")
+    r = trtnet_cli("summary", tmp_path / "weights.onnx")
+    assert r.returncode == 2 and "found no graph outputs" in r.stderr and not r.stdout, r.stdout + r.stderr
 
 
 def test_a_parsed_network_takes_no_emission_options(tmp_path):

@@ -72,6 +72,8 @@ def parse_onnx(
     calibration = as_calibration(calibration)
     t0 = time.perf_counter()
     data = read_regular(path, MAX_BYTES, "ONNX file", error=NetworkError)  # a FIFO or a device: refused unread
+    if not data:
+        raise NetworkError(f"{path}: the ONNX file is empty")
     trt = get_trt()
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -81,6 +83,8 @@ def parse_onnx(
         if not parser.parse(data, str(path)):
             errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
             raise NetworkError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'no error given'}")
+    if network.num_outputs == 0:  # protobuf reads most bytes as some message: the parser then finds an empty graph
+        raise NetworkError(f"{path}: not an ONNX model: TensorRT's ONNX parser found no graph outputs in it")
     tensors = [network.get_input(i) for i in range(network.num_inputs)]
     check_names(str(path), shapes, [t.name for t in tensors])
     inputs = [_input_spec(path, t, (shapes or {}).get(t.name), batch_size) for t in tensors]
