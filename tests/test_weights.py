@@ -248,6 +248,18 @@ def test_a_header_longer_than_the_file_is_refused(torch_file):
         read_safetensors(torch_file)
 
 
+@pytest.mark.parametrize("first", [0x80, 0x08], ids=["pickle-byte", "protobuf-byte"])
+def test_a_file_cut_short_is_called_truncated_whatever_its_header_length_begins_with(tmp_path, first):
+    # A header of 0x7080 bytes begins (little-endian) with 0x80, a pickle's magic byte; cut inside the header,
+    # such a file was called "a Python pickle" (2 in 256 cut downloads). It is a safetensors file cut short.
+    length = 0x7000 + first
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    path = tmp_path / "w.safetensors"
+    path.write_bytes((length.to_bytes(8, "little") + header.ljust(length) + bytes(8))[:1000])
+    with pytest.raises(WeightsError, match=rf"w\.safetensors: header length {length} does not fit in the file \(1000"):
+        read_safetensors(path)
+
+
 def test_a_missing_file_and_a_folder_are_refused(tmp_path):
     with pytest.raises(WeightsError, match=r"nothere\.safetensors: cannot read: No such file or directory"):
         read_safetensors(tmp_path / "nothere.safetensors")

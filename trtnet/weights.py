@@ -95,12 +95,14 @@ def _sniff(prefix: bytes) -> str | None:
 
 def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
     size = before.st_size
-    prefix = f.read(8) or b""
+    prefix = f.read(9) or b""  # the header's length, and its first byte
     if len(prefix) < 8:
         raise WeightsError(f"{path}: truncated file ({size} bytes): no safetensors header")
-    n = int.from_bytes(prefix, "little")
+    n = int.from_bytes(prefix[:8], "little")
     if n > _MAX_HEADER or 8 + n > size:
-        what = _sniff(prefix)
+        # A plausible length before a header's "{" is a safetensors file cut short, whatever its first byte
+        # (a header of 0x7080 bytes begins as a pickle does): only other files are named by their magic bytes.
+        what = None if n <= _MAX_HEADER and prefix[8:] == b"{" else _sniff(prefix)
         if what:  # a huge "header length" is another format's magic bytes: say which format
             raise WeightsError(
                 f"{path}: not a safetensors file: its first bytes are those of {what}; trtnet reads weights "
