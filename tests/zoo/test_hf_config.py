@@ -10,6 +10,7 @@ import pytest
 from trtnet.errors import ConfigError
 from trtnet.zoo import bert_base_uncased, gpt2
 from trtnet.zoo.bert import BertConfig
+from trtnet.zoo.llama import LlamaConfig
 
 DEEP = '{"hidden_size": ' + "[" * 100_000 + "]" * 100_000 + "}"
 
@@ -116,6 +117,24 @@ def test_config_paths_that_are_not_files(tmp_path):
         bert_base_uncased(config=big)
     with pytest.raises(ConfigError, match="BERT config must be a config.json path or a dict, not list"):
         BertConfig.from_hf([("hidden_size", 768)])
+
+
+def test_another_models_config_or_a_json_that_is_none_is_refused(tmp_path):
+    # Read as BERT's, GPT-2's config.json built a hybrid (GPT-2's vocabulary, BERT's everything else), exit 0.
+    gpt2_json = tmp_path / "gpt2.json"
+    gpt2_json.write_text(json.dumps({"model_type": "gpt2", "vocab_size": 50257, "n_embd": 768}))
+    with pytest.raises(ConfigError, match=f"^{gpt2_json}: the BERT config says model_type 'gpt2': it is another"):
+        bert_base_uncased(config=gpt2_json)
+    with pytest.raises(ConfigError, match="the GPT-2 config says model_type 'bert'.*GPT-2's says 'gpt2'"):
+        gpt2(config={"model_type": "bert", "hidden_size": 768})
+    sidecar = tmp_path / "resnet50.plan.json"  # a JSON object, but no config.json
+    sidecar.write_text(json.dumps({"format": "trtnet-plan", "inputs": [], "precision": "fp16"}))
+    with pytest.raises(ConfigError, match=r"has none of BERT's fields \(it has format, inputs, precision\)"):
+        bert_base_uncased(config=sidecar)
+    assert BertConfig.from_hf({"model_type": "bert", "hidden_size": 32, "num_attention_heads": 2}).hidden_size == 32
+    assert BertConfig.from_hf({}) == BertConfig()  # nothing said: the defaults
+    with pytest.raises(ConfigError, match="the Llama config says model_type 'qwen2'"):
+        LlamaConfig.from_hf({"model_type": "qwen2", "hidden_size": 64})
 
 
 def test_python_made_configs_are_checked_too():

@@ -42,7 +42,7 @@ class BertConfig:
     @classmethod
     def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> BertConfig:
         """Read a Hugging Face `config.json` (a path or its dict); keys it lacks keep BERT-base's values."""
-        return from_hf(cls, config, "BERT")
+        return from_hf(cls, config, "BERT", model_type="bert")
 
     def __post_init__(self) -> None:
         check_fields(self, "BERT")

@@ -54,7 +54,7 @@ class GPT2Config:
     @classmethod
     def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]) -> GPT2Config:
         """Read a Hugging Face `config.json` (a path or its dict); keys it lacks keep GPT-2 small's values."""
-        return from_hf(cls, config, "GPT-2", cls.ALIASES)
+        return from_hf(cls, config, "GPT-2", cls.ALIASES, model_type="gpt2")
 
     def __post_init__(self) -> None:
         check_fields(self, "GPT-2")

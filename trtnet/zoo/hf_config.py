@@ -122,21 +122,40 @@ def read_json(path: str | os.PathLike, model: str) -> dict[str, Any]:
 
 
 def from_hf(
-    cls: type[C], config: str | os.PathLike | Mapping[str, Any], model: str, aliases: Mapping[str, str] | None = None
+    cls: type[C],
+    config: str | os.PathLike | Mapping[str, Any],
+    model: str,
+    aliases: Mapping[str, str] | None = None,
+    model_type: str | None = None,
 ) -> C:
     """An instance of the config dataclass `cls` from a Hugging Face config.json path or its dict: the fields it
     names, under their own names or an alias (`{"hidden_size": "n_embd"}`); the others keep their defaults.
-    Keys the dataclass does not know (`architectures`, dropout rates...) are ignored, as transformers does."""
+    Keys the dataclass does not know (`architectures`, dropout rates...) are ignored, as transformers does; but
+    another model's config (its `model_type` is not `model_type`), or a JSON object none of whose keys is a field
+    (a plan's sidecar, say), is a `ConfigError`: read as this model's, it would build a hybrid of the two."""
+    where = f"{config}: " if isinstance(config, (str, os.PathLike)) else ""
     if isinstance(config, (str, os.PathLike)):
         config = read_json(config, model)
     elif not isinstance(config, Mapping):
         raise ConfigError(f"{model} config must be a config.json path or a dict, not {type(config).__name__}")
+    said = config.get("model_type")
+    if model_type is not None and said is not None and said != model_type:
+        raise ConfigError(
+            f"{where}the {model} config says model_type {said!r}: it is another model's config.json "
+            f"({model}'s says {model_type!r})"
+        )
     names = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in config.items():
         name = (aliases or {}).get(key, key)
         if name in names:
             values[name] = value
+    if config and not values and said is None:
+        keys = ", ".join(sorted(map(str, config))[:5])
+        raise ConfigError(
+            f"{where}the {model} config has none of {model}'s fields (it has {keys}"
+            f"{', ...' if len(config) > 5 else ''}): is it a Hugging Face config.json?"
+        )
     return cls(**values)
 
 

@@ -54,6 +54,7 @@ class LlamaConfig:
     rope_scaling: RopeScaling = field(default=RopeScaling("llama3", 32.0, 1.0, 4.0, 8192), metadata={"rope": True})
 
     MODEL: ClassVar[str] = "Llama"
+    MODEL_TYPE: ClassVar[str] = "llama"  # as config.json says it
 
     @classmethod
     def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]):
@@ -70,7 +71,7 @@ class LlamaConfig:
         if isinstance(rope, Mapping) and "rope_theta" in rope:
             values.setdefault("rope_theta", rope["rope_theta"])
         scaling = _rope_scaling(rope, f"{cls.MODEL} config: {key}")
-        return dataclasses.replace(from_hf(cls, values, cls.MODEL), rope_scaling=scaling)
+        return dataclasses.replace(from_hf(cls, values, cls.MODEL, model_type=cls.MODEL_TYPE), rope_scaling=scaling)
 
     def __post_init__(self) -> None:
         check_fields(self, self.MODEL)
@@ -126,6 +127,7 @@ class Qwen2Config(LlamaConfig):
     rope_scaling: RopeScaling = field(default=RopeScaling(), metadata={"rope": True})
 
     MODEL: ClassVar[str] = "Qwen2"
+    MODEL_TYPE: ClassVar[str] = "qwen2"
 
     def __post_init__(self) -> None:
         super().__post_init__()
