@@ -311,6 +311,16 @@ def test_read_json_names_the_file_and_the_fault(tmp_path):
 # -- the package's readers and writers -------------------------------------------------------------------------
 
 
+def test_a_writer_that_makes_its_file_0600_still_leaves_the_usual_mode(tmp_path):
+    # safetensors' save_file makes its file 0600: weights from export-weights and convert were unreadable to a
+    # container running as another user, while plans followed the umask.
+    path = tmp_path / "w.safetensors"
+    with fileio.replaced(path, "the weights") as tmp:
+        tmp.write_bytes(b"x")
+        os.chmod(tmp, 0o600)
+    assert stat.S_IMODE(path.stat().st_mode) == UMASK_MODE
+
+
 def test_a_calibration_file_has_the_mode_of_every_other_output(tmp_path):
     path = Calibration({"conv/conv": 1.5}).save(tmp_path / "scales.json")
     assert stat.S_IMODE(path.stat().st_mode) == UMASK_MODE  # mkstemp made it 0600

@@ -142,6 +142,18 @@ def atomic_write(path: Path, data: bytes, what: str = "the file", error: Error =
         _write_file(tmp, data, path, what, error)
 
 
+def _output_mode() -> int:
+    """The mode the process's umask gives a new file (0o644 under the usual 022): Linux says the umask in
+    /proc/self/status; elsewhere it is set and put back at once, the one way POSIX has to read it."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def replaced(target: Path, what: str = "the file", error: Error = EngineError) -> Iterator[Path]:
     """A temporary path for a writer that wants a path (safetensors' `save_file`), renamed onto `target` and
@@ -153,6 +165,7 @@ def replaced(target: Path, what: str = "the file", error: Error = EngineError) -
     tmp = temporary_name(target)
     try:
         yield tmp
+        os.chmod(tmp, _output_mode())  # as any output's: safetensors' save_file makes its file 0600
         fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:  # the writer may not have synced what it wrote: a rename of unsynced data can leave an empty file
             os.fsync(fd)
