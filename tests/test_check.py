@@ -142,8 +142,10 @@ def test_given_inputs_are_used(small_model, tmp_path, capsys) -> None:
             lambda d: (d / "text.onnx").write_text("not a model") and d / "text.onnx",
             r"text.onnx: TensorRT's ONNX parser refused it",
         ),
+        (lambda d: (d / "folder.onnx").mkdir() or d / "folder.onnx", r"folder.onnx: the ONNX file is a directory"),
+        (lambda d: os.mkfifo(d / "pipe.onnx") or d / "pipe.onnx", r"pipe.onnx: the ONNX file is a FIFO, not a regular"),
     ],
-    ids=["missing", "not-onnx"],
+    ids=["missing", "not-onnx", "folder", "fifo"],
 )
 def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
     path = make(tmp_path)

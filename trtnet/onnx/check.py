@@ -24,6 +24,7 @@ import numpy as np
 
 from trtnet.backend import capture_errors, get_trt, logger
 from trtnet.errors import CheckError, NetworkError
+from trtnet.fileio import file_kind
 from trtnet.onnx.compare import (
     DEFAULT_TOLERANCES,
     Agreement,
@@ -161,8 +162,10 @@ class ParsedOnnx:
     """
 
     def __init__(self, path: Path) -> None:
-        if not path.is_file():
-            raise CheckError(f"{path}: no such file")
+        if not path.is_file():  # a FIFO would block the parser's read: refused here, with what it is
+            if not path.exists():
+                raise CheckError(f"{path}: no such file")
+            raise CheckError(f"{path}: the ONNX file is {file_kind(path.stat().st_mode)}, not a regular file")
         trt = get_trt()
         self.builder = trt.Builder(logger())
         self.network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
