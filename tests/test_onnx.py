@@ -105,7 +105,7 @@ def test_dynamic_batch_takes_batch_size(tmp_path):
     with pytest.raises(
         trtnet.NetworkError,
         match=r"dyn.onnx: input 'x' has dynamic dims \[batch, 3, 16, 16\]: give its shape with "
-        r"--shapes x:Nx3x16x16 \(or --min-shapes/--opt-shapes/--max-shapes for a range",
+        r"--shapes x:Nx3x16x16 \(build, summary and export-triton take --min-shapes/--opt-shapes/--max-shapes",
     ):
         trtnet.parse_onnx(tmp_path / "dyn.onnx")
     net = trtnet.parse_onnx(tmp_path / "dyn.onnx", batch_size=(1, 2, 4))

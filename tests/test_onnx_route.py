@@ -72,7 +72,7 @@ def test_fixed_shapes_size_every_dynamic_dim(detector):
     ("args", "pattern"),
     [
         ((), r"det.onnx: input 'images' has dynamic dims \[batch, 3, height, width\]: give its shape with "
-         r"--shapes images:Nx3xNxN \(or --min-shapes/--opt-shapes/--max-shapes for a range"),
+         r"--shapes images:Nx3xNxN \(build, summary and export-triton take --min-shapes/--opt-shapes/--max-shapes"),
         (("--shapes", "images:1x3x32"), r"input 'images' is declared \[batch, 3, height, width\]; 1x3x32 does not fit"),
         (("--shapes", "images:1x4x32x32"), r"1x4x32x32 does not fit it \(only its dynamic dims can be chosen\)"),
         (("--shapes", "image:1x3x32x32"), r"shapes name \['image'\], which are not inputs; the network's inputs are "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 import warnings
@@ -74,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
     except BrokenPipeError:  # what reads stdout went away (`trtnet list | head -1`): quiet, as Unix tools are
         _detach_stdout()
-        return 128 + signal.SIGPIPE  # as a shell reports a writer that SIGPIPE ended
+        return 141  # 128 + SIGPIPE (13), as a shell reports a writer that SIGPIPE ended
     except KeyboardInterrupt as e:
         # True at any instant: outputs are replaced by a rename, a plan and its sidecar as one (Engine.save).
         print("trtnet: interrupted (no partial output was left behind)", file=sys.stderr)
@@ -104,7 +103,10 @@ def _classify(e: Exception) -> tuple[int, str]:
     if isinstance(e, TrtnetError):
         return EXIT_BAD_INPUT, str(e)
     if isinstance(e, MemoryError):  # shapes or batches too large for this machine (numpy says how large)
-        return EXIT_BAD_INPUT, f"out of memory: {e or 'an allocation failed'} (smaller shapes or batches need less)"
+        return (
+            EXIT_BAD_INPUT,
+            f"out of memory: {str(e) or 'an allocation failed'} (smaller shapes or batches need less)",
+        )
     if isinstance(e, OSError):  # an output folder that does not exist, a file that cannot be written
         return EXIT_BAD_INPUT, f"{e.filename}: {e.strerror or e}" if e.filename else str(e)
     return EXIT_BUG, f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)"
@@ -224,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         help="layers left in fp16: first, last, or layer names (default: last)",
     )
     sub.add_argument("-o", "--output", metavar="FILE", help="default: MODEL.calibration.json")
-    add_shape_options(sub)
+    add_shape_options(sub, hidden=True)  # refused: the arrays of --data give the shapes
     add_model_settings(sub)
 
     sub = command(

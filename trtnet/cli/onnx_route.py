@@ -18,14 +18,16 @@ def is_onnx(spec: str) -> bool:
     return spec.lower().endswith(".onnx")
 
 
-def add_shape_options(sub: argparse.ArgumentParser, profile: bool = True) -> None:
-    """--shapes, and with `profile` --min-shapes/--opt-shapes/--max-shapes."""
-    sub.add_argument("--shapes", metavar="SHAPES", help=SHAPES_HELP + " (fixed shapes)")
+def add_shape_options(sub: argparse.ArgumentParser, profile: bool = True, hidden: bool = False) -> None:
+    """--shapes, and with `profile` --min-shapes/--opt-shapes/--max-shapes; `hidden`: taken (so that the command
+    can say why it refuses them) but not listed in --help."""
+    sub.add_argument(
+        "--shapes", metavar="SHAPES", help=argparse.SUPPRESS if hidden else SHAPES_HELP + " (fixed shapes)"
+    )
     if profile:
         for which in ("min", "opt", "max"):
-            sub.add_argument(
-                f"--{which}-shapes", metavar="SHAPES", help=f"the profile's {which} shapes of an ONNX MODEL's inputs"
-            )
+            said = f"the profile's {which} shapes of an ONNX MODEL's inputs"
+            sub.add_argument(f"--{which}-shapes", metavar="SHAPES", help=argparse.SUPPRESS if hidden else said)
 
 
 def shapes_of(args: argparse.Namespace):

@@ -119,7 +119,8 @@ def resolve_profile(where: str, tensor: Any, value: Any | None) -> Profile:
             return declared, declared, declared
         raise NetworkError(
             f"{where}: input {tensor.name!r} has dynamic dims {describe_dims(tensor)}: give its shape with "
-            f"--shapes {_example(tensor)} (or --min-shapes/--opt-shapes/--max-shapes for a range; in Python "
+            f"--shapes {_example(tensor)} (build, summary and export-triton take --min-shapes/--opt-shapes/--max-shapes "
+            f"for a range; in Python "
             f"shapes={{{tensor.name!r}: (...)}})"
         )
     profile = as_profile(tensor.name, value)
