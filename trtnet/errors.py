@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -68,6 +71,30 @@ class ConfigError(TrtnetError):
             where = f"{source}: " if source is not None else ""
             raise cls(f"{where}{field} = {text} is not allowed: expected {allowed}")
         return value
+
+    @classmethod
+    def like(cls, field: str, value: Any, default: Any, *, source: object = None) -> Any:
+        """`value`, which must be of the kind of `default` (an int for an int, true or false for a bool; an int
+        is taken for a float and a list for a tuple, and converted), else this error.
+
+        >>> ConfigError.like("num_classes", "ten", 1000, source="resnet18")
+        Traceback (most recent call last):
+        trtnet.errors.ConfigError: resnet18: num_classes = 'ten' is not allowed: expected an integer like the default 1000
+        """
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kind = bool if isinstance(default, bool) else type(default)
+        number = numbers.Integral if kind is int else numbers.Real if kind is float else None
+        if number is not None and isinstance(value, number) and not isinstance(value, (bool, np.bool_)):
+            value = kind(value)  # numpy's integers and floats, and an int for a float, as Python's own
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}
+        return cls.check(
+            field,
+            value,
+            f"{names.get(kind, f'a {kind.__name__}')} like the default {default!r}",
+            lambda v: isinstance(v, kind) and (kind is bool or not isinstance(v, bool)),
+            source=source,
+        )
 
 
 class CalibrationError(TrtnetError):

@@ -349,22 +349,19 @@ def read_npz(path: Path, what: str, error: Error) -> dict[str, np.ndarray]:
     """The named arrays of the .npz at `path` (a regular file: a FIFO is refused, never waited on; no pickles),
     or an `error` naming it and `what` it is ("inputs file"): missing, not a regular file, one unnamed .npy
     array, not an .npz."""
-    path = Path(path)
     try:
-        with open_regular(path) as (f, _):
+        with open_regular(Path(path)) as (f, _):
             loaded = np.load(f, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise error(
-                    f"{path}: the {what} is a .npy array, not an .npz: write it with np.savez, named after the input"
-                )
-            with loaded:
-                return {name: loaded[name] for name in loaded.files}
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    return {name: loaded[name] for name in loaded.files}
     except FileNotFoundError:
         raise error(f"{path}: no such {what}") from None
     except NotRegularFile as e:
         raise error(f"{path}: the {what} is {e.kind}, not a regular file") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise error(f"{path}: the {what} is not a readable .npz of arrays: {e}") from None
+    raise error(f"{path}: the {what} is a .npy array, not an .npz: write it with np.savez, named after the input")
 
 
 class DuplicateKey(ValueError):

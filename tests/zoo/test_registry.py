@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from trtnet.errors import ConfigError, TrtnetError
@@ -70,6 +71,12 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
         r"has bottleneck, layers, num_classes$",
     ):
         resnet18(weights=None, num_class=10)
+    # A value of the wrong kind names the field (it was numpy's "invalid literal for int()" from deep inside).
+    with pytest.raises(ConfigError, match=r"^resnet18: num_classes = 'ten' is not allowed: expected an integer like"):
+        resnet18(weights=None, num_classes="ten")
+    with pytest.raises(ConfigError, match=r"^resnet18: num_classes = True is not allowed"):
+        resnet18(weights=None, num_classes=True)
+    assert resnet18(weights=None, num_classes=np.int64(7)).state_dict()["fc.weight"].shape == (7, 512)
 
 
 def test_a_family_registers_each_variant_once():

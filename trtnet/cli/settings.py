@@ -155,24 +155,7 @@ def _checked(ref, key: str, value: Any, default: Any, option: str) -> Any:
     """`value`, of the kind of `default` where there is one (a list for a tuple field becomes a tuple)."""
     if default is inspect.Parameter.empty or default is None or key in ("config", "seq_len"):  # the model checks these
         return value
-    if isinstance(default, tuple) and isinstance(value, list):
-        value = tuple(value)
-    kind = bool if isinstance(default, bool) else type(default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-
-    def same_kind(v: Any) -> bool:
-        return isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
-
-    return ConfigError.check(
-        key, value, f"{_kind_name(kind)} like the default {default!r}", same_kind, source=f"{ref.spec} ({option})"
-    )
-
-
-def _kind_name(kind: type) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}.get(
-        kind, f"a {kind.__name__}"
-    )
+    return ConfigError.like(key, value, default, source=f"{ref.spec} ({option})")
 
 
 def _check_image_size(ref, options: dict[str, Any]) -> None:

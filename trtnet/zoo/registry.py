@@ -140,7 +140,13 @@ def register_variant(
                 f"{name}: unknown config field {unknown[0]!r} (value {overrides[unknown[0]]!r}); "
                 f"{type(config).__name__} has {', '.join(allowed)}"
             )
-        return with_weights(build(dataclasses.replace(config, **overrides)), weights)
+        checked = {
+            key: value
+            if getattr(config, key) is None
+            else ConfigError.like(key, value, getattr(config, key), source=name)
+            for key, value in overrides.items()
+        }
+        return with_weights(build(dataclasses.replace(config, **checked)), weights)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__module__ = build.__module__
