@@ -162,6 +162,10 @@ def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
             {"image": np.zeros((1, 3, 8, 8), np.float32)},
             r"in.npz: the network takes inputs \['x'\]; the file lacks \['x'\] and has unknown \['image'\]",
         ),
+        (  # one array too many: said without an empty "lacks []"
+            {"x": np.zeros((1, 3, 8, 8), np.float32), "z": np.zeros(1, np.float32)},
+            r"in.npz: the network takes inputs \['x'\]; the file has unknown \['z'\]$",
+        ),
         (
             {"x": np.zeros((1, 3, 8, 9), np.float32)},
             r"in.npz: input 'x' has shape \(1, 3, 8, 9\), the network declares \(1, 3, 8, 8\)",
@@ -176,7 +180,7 @@ def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
         ("fifo", r"in.npz: the inputs file is a FIFO, not a regular file"),  # refused at once, not waited on
         ("folder", r"in.npz: the inputs file is a directory, not a regular file"),
     ],
-    ids=["wrong-name", "wrong-shape", "wrong-dtype", "not-npz", "missing", "npy", "fifo", "folder"],
+    ids=["wrong-name", "extra", "wrong-shape", "wrong-dtype", "not-npz", "missing", "npy", "fifo", "folder"],
 )
 def test_bad_inputs_exit_2(small_model, tmp_path, arrays, pattern, capsys) -> None:
     npz = tmp_path / "in.npz"

@@ -48,9 +48,8 @@ def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:
     missing = [n for n in declared if n not in arrays]
     extra = [n for n in arrays if n not in declared]
     if missing or extra:
-        raise CheckError(
-            f"{path}: the network takes inputs {list(declared)}; the file lacks {missing} and has unknown {extra}"
-        )
+        said = " and ".join(([f"lacks {missing}"] if missing else []) + ([f"has unknown {extra}"] if extra else []))
+        raise CheckError(f"{path}: the network takes inputs {list(declared)}; the file {said}")
     for name, tensor in declared.items():
         want = tuple(int(d) for d in tensor.shape)
         got = arrays[name].shape
