@@ -230,11 +230,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_output_folder_error_names_the_path(tmp_path):
+    # A missing folder is made (as export-weights makes its own); one that cannot be is named, before the build.
+    (tmp_path / "no").write_text("a file where a folder would go")
     result = trtnet_cli("build", "resnet18", "-o", "no/such/folder/r.plan", "--batch", "1", cwd=tmp_path)
     assert result.returncode == 2
-    assert error_line(result).startswith("trtnet: error: no/such/folder/")
-    assert error_line(result).endswith("No such file or directory")
-    assert list(tmp_path.iterdir()) == []
+    assert error_line(result).startswith("trtnet: error: no/such/folder/r.plan: cannot write the plan: cannot make")
+    assert [p.name for p in tmp_path.iterdir()] == ["no"]
+    result = trtnet_cli("build", "resnet18", "-o", "new/folder/r.plan", "--batch", "1", cwd=tmp_path)
+    assert result.returncode == 0 and (tmp_path / "new" / "folder" / "r.plan").is_file(), result.stderr
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,9 @@ def test_a_write_error_names_the_target(capsys, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
     target = tmp_path / "file" / "r.plan"
     status, err, _ = run(capsys, "build", "resnet18", "--batch", "1", "-o", target)
-    assert status == 2 and err == [f"trtnet: error: {target}: cannot write the plan: Not a directory"]
+    assert status == 2 and err == [
+        f"trtnet: error: {target}: cannot write the plan: cannot make the folder {tmp_path / 'file'} (File exists)"
+    ]
 
 
 def test_an_unusable_cache_folder_does_not_fail_the_build(capsys, tmp_path, monkeypatch):

@@ -177,6 +177,21 @@ def test_shapes_too_large_for_the_machine_are_bad_input_not_a_bug(tmp_path):
     assert re.search(r"out of memory: Unable to allocate .* \(smaller shapes or batches need less\)", error_line(r))
 
 
+def test_build_makes_the_output_folder_first_or_says_why_it_cannot(tmp_path):
+    # As export-weights always has: build -o into a missing folder built the engine, then failed to save it.
+    _helper_model(
+        tmp_path / "relu.onnx",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    r = trtnet_cli("build", tmp_path / "relu.onnx", "--precision", "fp32", "-o", tmp_path / "plans" / "relu.plan")
+    assert r.returncode == 0 and (tmp_path / "plans" / "relu.plan").is_file(), r.stderr
+    (tmp_path / "taken").write_text("a file where the folder would go")
+    r = trtnet_cli("build", tmp_path / "relu.onnx", "-o", tmp_path / "taken" / "relu.plan")
+    assert r.returncode == 2 and "cannot write the plan: cannot make the folder" in error_line(r), r.stderr
+
+
 def _helper_model(path, nodes, inputs, outputs, inits=(), opset: int = 18) -> None:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))

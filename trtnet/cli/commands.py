@@ -42,6 +42,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def output_folder(out: Path, what: str, error: type[TrtnetError] = TrtnetError) -> Path:
+    """Make the folder of the output `out` before the work that fills it (a build, a calibration), or say why it
+    cannot be: said of the output, not as "weights: File exists" of a file in the folder's way."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"{out}: cannot write {what}: cannot make the folder {out.parent} ({e.strerror or e})") from None
+    return out
+
+
 def cmd_export_weights(args: argparse.Namespace) -> int:
     from trtnet.parity import export_state, torch_model
     from trtnet.weights import load_weights
@@ -52,12 +62,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise TrtnetError(f"{out}: the output must be a .safetensors file")
     _require_torch("export-weights")
-    try:  # before a download or a build that the output could not hold anyway
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # said of the output, not as "weights: File exists" of a file in the folder's way
-        raise WeightsError(
-            f"{out}: cannot write the weights: cannot make the folder {out.parent} ({e.strerror or e})"
-        ) from None
+    output_folder(out, "the weights", WeightsError)  # before a download or a build the output could not hold
     if args.pretrained:
         source, what = _download(entry), "published weights"
     else:
@@ -111,6 +116,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             "with --data FILE.npz"
         )
     _require_calibration(args.precision, args.calibration, needed=False)
+    output_folder(out, "the plan")
     engine = trtnet.build(
         model,
         args.batch,
@@ -136,6 +142,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     require_no_shapes(args)
     ref = _ref(args.model)
     model = _configured(ref, args)
+    out = output_folder(Path(args.output or f"{ref.name}.calibration.json"), "the calibration")
     cal = calibrate_file(
         model,
         args.data,
@@ -145,7 +152,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         precision=args.precision,
         keep=tuple(args.keep),
     )
-    out = Path(args.output or f"{ref.name}.calibration.json")
     cal.save(out)  # atomic
     print(
         f"{ref.name}: {counted(len(cal.amax), 'range')} ({cal.method}) from {counted(cal.meta['samples'], 'sample')} "

@@ -92,9 +92,10 @@ def _profile_text(net) -> str:
 
 def build_onnx(args: argparse.Namespace) -> int:
     import trtnet
+    from trtnet.cli.commands import output_folder
 
     net = onnx_network(args, args.precision)
-    out = Path(args.output or Path(args.model).with_suffix(".plan").name)
+    out = output_folder(Path(args.output or Path(args.model).with_suffix(".plan").name), "the plan")
     engine = trtnet.build(net)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{Path(args.model).name} {args.precision} {_profile_text(net)}')} -> {out}")
@@ -134,6 +135,7 @@ def export_triton_onnx(args: argparse.Namespace, batching: dict) -> int:
 
 
 def calibrate_onnx(args: argparse.Namespace) -> int:
+    from trtnet.cli.commands import output_folder
     from trtnet.onnx.calibrate import calibrate_onnx as measure
 
     refuse_model_options(args)
@@ -142,6 +144,7 @@ def calibrate_onnx(args: argparse.Namespace) -> int:
         raise TrtnetError(
             f"{args.model}: calibrate takes its shapes from the arrays of --data, not from --{given[0].replace('_', '-')}"
         )
+    out = output_folder(Path(args.output or Path(args.model).with_suffix(".calibration.json").name), "the calibration")
     cal = measure(
         args.model,
         args.data,
@@ -151,7 +154,6 @@ def calibrate_onnx(args: argparse.Namespace) -> int:
         precision=args.precision,
         keep=tuple(args.keep),
     )
-    out = Path(args.output or Path(args.model).with_suffix(".calibration.json").name)
     cal.save(out)  # atomic
     print(
         f"{Path(args.model).name}: {len(cal.amax)} ranges ({cal.method}) from {cal.meta['samples']} samples in "
