@@ -201,6 +201,14 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
         result = trtnet_cli("summary", spec)
         assert result.returncode == 2, (spec, result.stderr)
         assert error_line(result).startswith("trtnet: error: " + message), spec
+    # An ONNX file given to a command that takes only trtnet's models: not "name the function after a colon".
+    for command in ("verify", "export-weights"):
+        result = trtnet_cli(command, tmp_path / "m.onnx")
+        assert result.returncode == 2 and error_line(result) == (
+            f"trtnet: error: {tmp_path / 'm.onnx'}: this command takes trtnet's models, not ONNX files; `trtnet check "
+            f"{tmp_path / 'm.onnx'}` runs an ONNX file against onnxruntime (build, summary, calibrate and export-triton "
+            "take one too)"
+        ), result.stderr
 
 
 def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):

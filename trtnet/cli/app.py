@@ -116,10 +116,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"trtnet: warning: {one_line(str(message))}", file=sys.stderr)
 
 
-MODEL_HELP = (
-    "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME, "
-    "or an ONNX file (model.onnx, sized by --shapes)"
-)
+OWN_MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/to/file.py:NAME or package.module:NAME"
+MODEL_HELP = OWN_MODEL_HELP + ", or an ONNX file (model.onnx, sized by --shapes)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command(
         "export-weights", cmd_export_weights, "write a model's PyTorch source state_dict as safetensors (needs torch)"
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", help=OWN_MODEL_HELP)
     sub.add_argument("-o", "--output", metavar="FILE", help="default: weights/MODEL.safetensors")
     sub.add_argument(
         "--pretrained",
@@ -283,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         "compare trtnet with the PyTorch source on the same weights and inputs "
         "(the interpreter; the engine too where a GPU exists)",
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", help=OWN_MODEL_HELP)
     weights_options(sub)
     sub.add_argument("--batch", type=values.positive, default=2, help="default 2")
     sub.add_argument(
@@ -329,7 +327,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd_convert,
         "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors file the zoo entry loads (needs torch)",
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", help=OWN_MODEL_HELP)
     sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
     sub.add_argument("-o", "--output", metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors")
     sub.add_argument(

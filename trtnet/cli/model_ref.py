@@ -73,6 +73,11 @@ class ModelRef:
 def resolve(spec: str) -> ModelRef:
     """The model that a MODEL argument names (see the module's docstring)."""
     where, colon, attr = spec.rpartition(":")
+    if spec.lower().endswith(".onnx"):  # the commands that take ONNX files route them before they get here
+        raise TrtnetError(
+            f"{spec}: this command takes trtnet's models, not ONNX files; `trtnet check {spec}` runs an ONNX file "
+            "against onnxruntime (build, summary, calibrate and export-triton take one too)"
+        )
     if not colon and (spec.endswith(".py") or "/" in spec or "\\" in spec):
         raise TrtnetError(f"{spec}: name the function that builds the model after a colon: {spec}:NAME")
     if not colon:
