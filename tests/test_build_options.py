@@ -199,10 +199,11 @@ def test_bf16_rounding_matches_torch_and_keeps_nan():
     "model, shown",
     [
         ("resnet18", "str 'resnet18' (trtnet.zoo.resnet18(weights=...) makes one)"),
+        ("r18.onnx", "str 'r18.onnx' (trtnet.parse_onnx('r18.onnx') reads an ONNX file into a network"),
         (None, "NoneType None"),
         (trtnet.zoo.resnet18, "function <function resnet18 at"),
     ],
-    ids=["a_zoo_name", "none", "the_entry_point_uncalled"],
+    ids=["a_zoo_name", "an_onnx_path", "none", "the_entry_point_uncalled"],
 )
 @pytest.mark.parametrize(
     "call",

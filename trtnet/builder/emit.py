@@ -187,7 +187,9 @@ def _check_model(model: Any) -> Module:
     """`model` if it is a trtnet Module; else a `NetworkError` that says how to make one."""
     if not isinstance(model, Module):
         how = (
-            f" (trtnet.zoo.{model}(weights=...) makes one)"
+            f" (trtnet.parse_onnx({model!r}) reads an ONNX file into a network that build takes)"
+            if isinstance(model, str) and model.lower().endswith(".onnx")
+            else f" (trtnet.zoo.{model}(weights=...) makes one)"
             if isinstance(model, str)
             else f" (call it to make one: {getattr(model, '__name__', 'model')}(weights=None))"
             if callable(model)
