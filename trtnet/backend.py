@@ -9,12 +9,14 @@ Set ``TRTNET_BACKEND`` to ``tensorrt`` or ``tensorrt_rtx`` to force one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -164,6 +166,8 @@ def logger():
         def log(self, level, message: str) -> None:
             if _is_driver_noise(message):
                 return
+            if level == severity.WARNING and getattr(self.local, "quiet", 0):
+                return  # trtnet reading a network back (see `quiet_warnings`)
             captures = getattr(self.local, "captures", ())
             if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
                 captures[-1].append(_without_source_location(message))
@@ -171,6 +175,19 @@ def logger():
                 print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
 
     return _Logger()
+
+
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """TensorRT's warnings not printed, for this thread, inside the block: for trtnet's own reading of a network
+    it made, where an accessor of a layer with dynamic dims warns that it "works only for static size" (a BERT
+    build with a sequence range printed 53 such lines, from the engine cache's key)."""
+    local = logger().local
+    local.quiet = getattr(local, "quiet", 0) + 1
+    try:
+        yield
+    finally:
+        local.quiet -= 1
 
 
 class capture_errors:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.backend import get_backend, get_trt
+from trtnet.backend import get_backend, get_trt, quiet_warnings
 from trtnet.errors import EngineError
 from trtnet.fileio import file_lock, remove_stale_temporaries
 from trtnet.runtime.engine import Engine
@@ -69,6 +69,12 @@ def network_fingerprint(network) -> str:
     trt = get_trt()
     classes = _layer_classes(trt)
     h = hashlib.sha256()
+    with quiet_warnings():  # reading a dynamic layer's static-only attributes warns, one line a layer
+        _fingerprint_into(h, network, classes)
+    return h.hexdigest()
+
+
+def _fingerprint_into(h, network, classes: dict[str, type]) -> None:
     for i in range(network.num_inputs):
         h.update(json.dumps(["in", _tensor_sig(network.get_input(i))]).encode())
     for i in range(network.num_layers):
@@ -94,7 +100,6 @@ def network_fingerprint(network) -> str:
         h.update(json.dumps(row, sort_keys=True, default=str).encode())
     for i in range(network.num_outputs):
         h.update(json.dumps(["out", _tensor_sig(network.get_output(i))]).encode())
-    return h.hexdigest()
 
 
 def weights_fingerprint(arrays: list[np.ndarray]) -> str:
