@@ -177,6 +177,24 @@ def test_shapes_too_large_for_the_machine_are_bad_input_not_a_bug(tmp_path):
     assert re.search(r"out of memory: Unable to allocate .* \(smaller shapes or batches need less\)", error_line(r))
 
 
+def test_batch_sizes_an_onnx_file_whose_only_dynamic_dim_is_the_first(tmp_path):
+    # --batch was taken and silently ignored for an ONNX file (the input stayed unsized: an error).
+    _helper_model(
+        tmp_path / "relu.onnx",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+    )
+    r = trtnet_cli("summary", tmp_path / "relu.onnx", "--batch", "3")
+    assert r.returncode == 0 and "inputs x float32[3x8]" in r.stdout, r.stdout + r.stderr
+    r = trtnet_cli("build", tmp_path / "relu.onnx", "--batch", "1:2:4", "-o", tmp_path / "relu.plan")
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((tmp_path / "relu.plan.json").read_text())["inputs"][0]
+    assert (spec["min_batch"], spec["shape"], spec["max_batch"]) == (1, [2, 8], 4)
+    r = trtnet_cli("summary", tmp_path / "relu.onnx")  # not given: still asked for
+    assert r.returncode == 2 and "has dynamic dims" in error_line(r)
+
+
 def test_build_makes_the_output_folder_first_or_says_why_it_cannot(tmp_path):
     # As export-weights always has: build -o into a missing folder built the engine, then failed to save it.
     _helper_model(

@@ -164,7 +164,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=values.batch, default=8, help="a batch size, or min:opt:max (default 8)")
+    sub.add_argument(
+        "--batch",
+        type=values.batch,
+        help="a batch size, or min:opt:max (default 8; for an ONNX file, sizes an input whose only dynamic dim is "
+        "the first)",
+    )
     sub.add_argument(
         "--precision", choices=PRECISIONS, default="fp16", help="default fp16; int8 and fp8 need --calibration"
     )
@@ -348,7 +353,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("summary", cmd_summary, "the network as a table: layers, output shapes, parameters, FLOPs")
     sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
-    sub.add_argument("--batch", type=values.positive, default=1, help="default 1")
+    sub.add_argument(
+        "--batch",
+        type=values.positive,
+        help="default 1 (for an ONNX file, sizes an input whose only dynamic dim is the first)",
+    )
     sub.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="default fp32; int8 and fp8 need --calibration"
     )

@@ -102,6 +102,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     require_no_shapes(args)
     ref = _ref(args.model)
     model = _configured(ref, args)
+    batch = 8 if args.batch is None else args.batch
     out = Path(args.output or f"{ref.name}.plan")
     if args.min_cosine is not None and not args.data:
         raise TrtnetError(f"--min-cosine {args.min_cosine:g} needs --data FILE.npz (sample inputs to measure on)")
@@ -119,7 +120,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     output_folder(out, "the plan")
     engine = trtnet.build(
         model,
-        args.batch,
+        batch,
         precision=args.precision,
         calibration=args.calibration,
         reuse_calibration=args.reuse_calibration,
@@ -129,7 +130,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         calibration_data=None if args.data is None else load_batches(model, args.data, args.data_batch),
     )
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
-    print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(args.batch)}')} -> {out}")
+    print(f"{engine.summary(f'{ref.name} {args.precision} batch {_batch_text(batch)}')} -> {out}")
     return EXIT_OK
 
 
@@ -240,14 +241,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     ref = _ref(args.model)
     _require_calibration(args.precision, args.calibration)
     model = _configured(ref, args, quiet=True)
-    net = trtnet.emit(model, args.batch, precision=args.precision, calibration=args.calibration)
+    batch = 1 if args.batch is None else args.batch
+    net = trtnet.emit(model, batch, precision=args.precision, calibration=args.calibration)
     if net.policy is not None and net.policy.calibration is not None:
         from trtnet.quant.calibrate import check_calibration
 
         check_calibration(net.policy.calibration, model, net.inputs, reuse=args.reuse_calibration)
     summary = summarize(net.network)
     print(
-        f"{ref.name} ({ref.source}), batch {args.batch}, {args.precision}{_ranges_text(net)}; inputs "
+        f"{ref.name} ({ref.source}), batch {batch}, {args.precision}{_ranges_text(net)}; inputs "
         + ", ".join(f"{s.name} {s.dtype}[{'x'.join(map(str, s.shape))}]" for s in net.inputs)
     )
     print(summary.table())
