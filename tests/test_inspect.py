@@ -57,6 +57,15 @@ def test_bad_plans_are_one_line_and_exit_2(saved, tmp_path):
     result = trtnet_cli("inspect", not_a_plan)
     assert result.returncode == 2 and error_line(result).startswith(f"trtnet: error: {not_a_plan}: no metadata at ")
 
+    # a folder, and a sidecar given for its plan: said as such (both were "no metadata at ....json")
+    (tmp_path / "plans").mkdir()
+    result = trtnet_cli("inspect", tmp_path / "plans")
+    assert error_line(result) == f"trtnet: error: {tmp_path / 'plans'}: the plan is a directory, not a regular file"
+    sidecar = tmp_path / "x.plan.json"
+    sidecar.write_text("{}")
+    result = trtnet_cli("inspect", sidecar)
+    assert error_line(result) == f"trtnet: error: {sidecar}: this is a plan's sidecar; give the plan, x.plan"
+
     # the sidecar of another plan: its size and sha256 do not match these bytes
     other = tmp_path / "other.plan"
     other.write_bytes(saved.read_bytes()[:-1] + b"\0")

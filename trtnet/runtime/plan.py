@@ -215,6 +215,12 @@ def _metadata_of(path: Path, meta_path: Path) -> dict:
             raise
         if not os.path.lexists(path):
             raise EngineError(f"{path}: cannot read the plan: No such file or directory") from None
+        if path.name.endswith(".plan.json") and os.path.isfile(path):
+            raise EngineError(
+                f"{path}: this is a plan's sidecar; give the plan, {path.name[: -len('.json')]}"
+            ) from None
+        if not os.path.isfile(path):
+            raise EngineError(f"{path}: the plan is {file_kind(os.stat(path).st_mode)}, not a regular file") from None
         raise EngineError(
             f"{path}: no metadata at {meta_path.name}; trtnet reads plans written by "
             "Engine.save (plan + JSON sidecar). Rebuild it with trtnet.build"
