@@ -129,7 +129,11 @@ def test_data_parallel_state_dict_in_a_pth_tar(tmp_path, capsys):
         (None, "{path}: no such file"),
         (
             lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"),
-            "{path}: not a PyTorch checkpoint torch.load can read",
+            "{path}: truncated or damaged: it begins as torch.save's zip format",
+        ),
+        (  # a download cut short: it was "not a PyTorch checkpoint ... (OSError: [Errno 22] Invalid argument)"
+            lambda p: (torch.save({"w": torch.ones(1000)}, p), p.write_bytes(p.read_bytes()[:2000])),
+            "{path}: truncated or damaged: it begins as torch.save's zip format, but the zip's directory",
         ),
         (lambda p: torch.save({}, p), "{path}: the file holds an empty dict: no weights"),
         (
@@ -139,7 +143,7 @@ def test_data_parallel_state_dict_in_a_pth_tar(tmp_path, capsys):
         ),
         (lambda p: torch.save({"state_dict": {}}, p), "{path}: 'state_dict' holds an empty dict: no weights"),
     ],
-    ids=["missing", "not_torch", "empty", "unknown_container", "empty_state_dict"],
+    ids=["missing", "not_torch", "truncated", "empty", "unknown_container", "empty_state_dict"],
 )
 def test_bad_checkpoints_are_one_line_naming_the_file(tmp_path, capsys, make, message):
     path = tmp_path / "in.pth"

@@ -12,6 +12,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,11 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         raise WeightsError(
             f"{path}: a safetensors file, despite its name: it needs no conversion, pass it as "
             "--weights (renamed to .safetensors)"
+        )
+    if head[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):  # the zip's directory is at its end
+        raise WeightsError(
+            f"{path}: truncated or damaged: it begins as torch.save's zip format, but the zip's directory at its end "
+            "is missing or broken; copy or download it again"
         )
     try:
         import torch
