@@ -131,7 +131,7 @@ def _kernel_transform(w: np.ndarray, k_out: int) -> np.ndarray:
     made = np.empty(16 * (w.size // 9) + 9 * k_out, np.float64)
     u, reach = _split(made, k_out)
     np.matmul(_KERNEL_TRANSFORM, w.reshape(-1, 9).T, out=u.reshape(16, -1))  # [16, 9] @ [9, K C]: no transpose copy
-    np.matmul(np.abs(u).max(axis=2).T, _MERGED, out=reach)
+    np.matmul(np.maximum(u.max(axis=2), -u.min(axis=2)).T, _MERGED, out=reach)  # max |U|: no |U| temporary
     reach *= (u.shape[2] + 16) * 2.0**-53 / _SURE
     return made
 
@@ -150,6 +150,7 @@ def convolve(
     rows_tf = np.empty((c, band, width), np.float64)
     halves = np.empty((2, 4, k_out, band, tw), np.float64)  # A^T M: the tiles' two output rows, per column
     done = np.empty((k_out, 2 * band, 2 * tw), np.float64)
+    direct = None  # the kernel in float64 [K, C, 3, 3], for outputs computed again
     for b in range(n):
         image = x[b, 0]
         for r0 in range(0, th, band):
@@ -172,8 +173,9 @@ def convolve(
             if unsure.size:
                 k, i, j = np.unravel_index(unsure, y.shape)
                 kept = (i < valid) & (j < out[1])  # not the padding's outputs past an odd edge
-                k, i, j = k[kept], i[kept], j[kept]
-                y[k, i, j] = _direct(image, kernel.weights, k, 2 * r0 + i, j)
+                if direct is None:  # widened once a layer, only if needed (a first run keeps no weights widened)
+                    direct = wide(kernel.weights).reshape(k_out, c, 3, 3)
+                y[k[kept], i[kept], j[kept]] = _direct(image, direct, k[kept], 2 * r0 + i[kept], j[kept])
             store((b, 0, slice(None), slice(2 * r0, 2 * r0 + valid)), done[:, :valid, : out[1]])
 
 
@@ -207,11 +209,10 @@ def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray) -> np.ndarray:
 _DIRECT_VALUES = 1 << 19
 
 
-def _direct(image: np.ndarray, weights: np.ndarray, k: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Outputs (k, i, j) of the convolution of image [C, Hp, Wp] (padded) by the flat kernel, each the float64
-    sum of its own window's 9 C products."""
+def _direct(image: np.ndarray, w: np.ndarray, k: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Outputs (k, i, j) of the convolution of image [C, Hp, Wp] (padded) by w [K, C, 3, 3] (float64), each the
+    float64 sum of its own window's 9 C products."""
     c = image.shape[0]
-    w = wide(weights).reshape(-1, c, 3, 3)
     taps = np.arange(3)
     got = np.empty(k.size, np.float64)
     step = max(1, _DIRECT_VALUES // (9 * c))
