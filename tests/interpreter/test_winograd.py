@@ -273,6 +273,28 @@ def test_a_large_pixel_behind_zero_taps_leaves_no_residue(products, recomputed) 
     np.testing.assert_array_equal(got, _exact(x, kernel, None, (1, 1), (1, 1)).astype(np.float32))
 
 
+def test_a_bias_that_cancels_an_output_is_part_of_its_check(products) -> None:
+    # The bound must be below 2^-24 of the output the bias makes: checked before the bias, an output that the bias
+    # cancels kept Winograd's float64 residue (1e-9 where the answer is 0, millions of ulps where it is 1e-6).
+    rng = np.random.default_rng(15)
+    x = (rng.integers(256, 512, (1, 32, 8, 8)) / 256).astype(np.float32)  # multiples of 1/256 in [1, 2)
+    kernel = (rng.integers(16, 96, (32, 32, 3, 3)) / 64).astype(np.float32)  # multiples of 1/64: exact sums
+    # Full 24-bit taps where output (0, 0) meets only the zero padding: its exact value stays a float32, but
+    # Winograd's products of these taps (they meet the other outputs' inputs) round.
+    kernel[:, :, 0, :] = rng.uniform(0.5, 1.5, (32, 32, 3)).astype(np.float32)
+    kernel[:, :, :, 0] = rng.uniform(0.5, 1.5, (32, 32, 3)).astype(np.float32)
+    kernel[:, 0, :, 2] = 0.0  # channel 0's right column is zero ...
+    x[0, 0, 0, 1] = 1e6  # ... and meets this pixel in output (0, 0)'s window: no product of the direct sum
+    exact = _exact(x, kernel, None, (1, 1), (1, 1))[0, :, 0, 0]
+    assert (exact.astype(np.float32) == exact).all()  # a float32 each: a float32 bias cancels it exactly
+    bias = (-exact).astype(np.float32)
+    _builder, net, _conv = _conv_network(x.shape, kernel, bias, padding_nd=(1, 1))
+    got = run_network(net, {"x": x})["y"]
+    assert products
+    assert not got[0, :, 0, 0].any()  # the exact answer, 0, in every channel
+    np.testing.assert_array_equal(got, _exact(x, kernel, bias, (1, 1), (1, 1)).astype(np.float32))
+
+
 def test_the_tap_check_samples_every_tap_position(products) -> None:
     # At 64 input channels a median of every 9th tap would see only one position: large corner taps passed.
     rng = np.random.default_rng(14)

@@ -205,11 +205,12 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
     n = x.shape[0]
     shape = (n, groups, kg) + win.out
-    output = Output(shape, src.dtype, None if bias is None else wide(bias).reshape((groups, kg) + (1,) * nsp))
+    wide_bias = None if bias is None else wide(bias)
+    output = Output(shape, src.dtype, None if bias is None else wide_bias.reshape((groups, kg) + (1,) * nsp))
     if n * k_out * math.prod(win.out) == 0:
         pass  # nothing to compute
     elif u is not None:
-        winograd.convolve(x, u, k_out, win.out, output.store)
+        winograd.convolve(x, u, k_out, win.out, output.store, wide_bias)
     elif tapwise:
         output.store(
             (Ellipsis,),

@@ -19,13 +19,13 @@ tap as a direct sum's is. Where small or zero taps meet large inputs, the differ
 bright region: 1e-13 where the answer is 0; a 1e10 pixel behind zero taps: 120 float32 ulps off). So every output's
 error is bounded: by (C + 16) u (u = 2^-53: the sums over C channels, the input transform's two roundings, the
 output transform's three) times the sum, over its tile's 16 positions, of max_c |U[a, k, c]| times (|B^T| D |B|)[a],
-with D the input's |d| summed over the channels. Where that bound is not below 2^-24 of the output, the output is
-computed again as the direct float64 sum over its own window, as the unfolded product would. So every output kept is
-within 2^-24 of itself of the exact value (at most one float32 ulp from the correctly rounded result, and in
-practice that result), and exact zeros stay zeros; 6 to 13 outputs in 100,000 were computed twice on VGG16, ResNet,
-YOLOv5s and DenseNet (a tile of zeros is exact). A layer runs this way only when input and kernel are finite (an
-inf's transforms meet with both signs, which makes NaN) and every tap is within 2^16 of its output channel's median
-|tap| (beyond that most outputs would be computed twice); the others run unfolded.
+with D the input's |d| summed over the channels. Where that bound is not below 2^-24 of the output (its bias added:
+a bias can cancel it), the output is computed again as the direct float64 sum over its own window, as the unfolded
+product would. So every output kept is within 2^-24 of itself of the exact value (at most one float32 ulp from the
+correctly rounded result, and in practice that result), and exact zeros stay zeros; 6 to 13 outputs in 100,000 were
+computed twice on VGG16, ResNet, YOLOv5s and DenseNet (a tile of zeros is exact). A layer runs this way only when
+input and kernel are finite (an inf's transforms meet with both signs, which makes NaN) and every tap is within 2^16
+of its output channel's median |tap| (beyond that most outputs would be computed twice); the others run unfolded.
 """
 
 from __future__ import annotations
@@ -137,10 +137,16 @@ def _kernel_transform(w: np.ndarray, k_out: int) -> np.ndarray:
 
 
 def convolve(
-    x: np.ndarray, kernel: Kernel, k_out: int, out: tuple[int, int], store: Callable[[tuple, np.ndarray], None]
+    x: np.ndarray,
+    kernel: Kernel,
+    k_out: int,
+    out: tuple[int, int],
+    store: Callable[[tuple, np.ndarray], None],
+    bias: np.ndarray | None = None,
 ) -> None:
     """x [N, 1, C, Hp, Wp] (float64, padded, Hp and Wp at least 2 ceil(out / 2) + 2); kernel: `transformed(...)`.
-    Each band of output rows [K, rows, out[1]] (float64 scratch) goes to store((n, 0, :, rows), band)."""
+    Each band of output rows [K, rows, out[1]] (float64 scratch, before the bias) goes to
+    store((n, 0, :, rows), band); `bias` [K] (float64), which store adds, is what each output is checked with."""
     n, _, c = x.shape[:3]
     th, tw = -(-out[0] // 2), -(-out[1] // 2)
     width = 2 * tw + 2
@@ -169,7 +175,7 @@ def convolve(
             y = done[:, : 2 * rows]
             _output_transform(mb.reshape(4, 4, k_out, rows, tw), halves[:, :, :, :rows], y)
             valid = min(2 * rows, out[0] - 2 * r0)
-            unsure = _unsure(image[:, 2 * r0 : 2 * r0 + 2 * rows + 2, :width], kernel.reach, y)
+            unsure = _unsure(image[:, 2 * r0 : 2 * r0 + 2 * rows + 2, :width], kernel.reach, y, bias)
             if unsure.size:
                 k, i, j = np.unravel_index(unsure, y.shape)
                 kept = (i < valid) & (j < out[1])  # not the padding's outputs past an odd edge
@@ -187,9 +193,10 @@ _MERGED = np.array(
 )
 
 
-def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """Which outputs of a band y [K, 2 rows, 2 tw] (A^T M A, before the bias; flat indices) have an error bound
-    not below _SURE of themselves; span [C, 2 rows + 2, 2 tw + 2]: the band's input tiles; reach: `Kernel.reach`."""
+    not below _SURE of the output they make with the bias (a bias can cancel an output down to its error);
+    span [C, 2 rows + 2, 2 tw + 2]: the band's input tiles; reach: `Kernel.reach`."""
     k_out, rows, tw = y.shape[0], y.shape[1] // 2, y.shape[2] // 2
     d = np.add.reduce(np.abs(span), axis=0)  # sum over channels of |d|: [2 rows + 2, 2 tw + 2]
     tiles = np.empty((9, rows, tw), np.float64)  # |B^T| d |B| per tile: the input transform with |B|
@@ -198,7 +205,7 @@ def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray) -> np.ndarray:
         for a2, (i2, j2) in enumerate(_REACH_ROWS):
             np.add(t[:, i2 : i2 + 2 * tw : 2], t[:, j2 : j2 + 2 * tw : 2], out=tiles[3 * a + a2])
     bound = (reach @ tiles.reshape(9, -1)).reshape(k_out, rows, 1, tw)  # each of a tile's 4 outputs
-    size = np.abs(y).reshape(k_out, rows, 2, tw, 2)
+    size = np.abs(y if bias is None else y + bias[:, None, None]).reshape(k_out, rows, 2, tw, 2)
     unsure = np.empty(size.shape, np.bool_)
     for j in range(2):  # a tile's two columns apart: numpy's loop then runs along tw, not over a pair
         np.greater(bound, size[..., j], out=unsure[..., j])
