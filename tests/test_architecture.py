@@ -343,7 +343,15 @@ def _network_methods() -> set[str]:
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundations",
-        ("trtnet._version", "trtnet.words", "trtnet.errors", "trtnet.backend", "trtnet.fileio", "trtnet.dtypes"),
+        (
+            "trtnet._version",
+            "trtnet.words",
+            "trtnet.errors",
+            "trtnet.backend",
+            "trtnet.fileread",
+            "trtnet.fileio",
+            "trtnet.dtypes",
+        ),
     ),
     # The interpreter and the runtime read TensorRT networks and plans, never models. Activation ranges are data
     # that both the calibrator writes and emission reads, so they sit below emission.

@@ -329,7 +329,7 @@ def test_a_pickled_call_of_a_blocked_module_is_refused_as_a_pickle(tmp_path, cap
 @pytest.mark.parametrize(
     "output, message",
     [
-        ("folder.safetensors", "{out}: cannot write the weights: Is a directory"),
+        ("folder.safetensors", "{out}: cannot write the weights there: it is a directory"),
         ("missing/w.safetensors", "{out}: cannot write the weights: No such file or directory"),
     ],
     ids=["a_folder", "a_missing_folder"],

@@ -1,5 +1,5 @@
-"""File I/O: the one place that writes, syncs, locks and reads regular files, so every output and input of
-trtnet has the same guarantees (docs/file-io.md).
+"""File output: the one place that writes, syncs and locks files, so every output of trtnet has the same
+guarantees (docs/file-io.md); reading is `trtnet.fileread`'s.
 
 Writes. An output is written to a hidden temporary `.<target name>.<host>.<pid>.<random>.tmp` in the target's
 folder (a rename is atomic only within one file system), flushed to disk, renamed onto the target, and the
@@ -9,10 +9,6 @@ name near the file system's limit of 255 bytes still has one. A writer that is k
 cannot remove its temporary; the next writer of that target removes every one whose process is gone (same
 host, no such pid) or that is older than `STALE_SECONDS`. Errors name the target, never the temporary.
 
-Reads. Only regular files are read (a FIFO would block, `/dev/zero` would fill the memory), opened without
-blocking, and never more than the size checked before reading (`read_regular`). JSON objects with a key twice
-are refused (`parse_json`): which value counts would be a guess.
-
 Locks. `folder_lock` and `file_lock` serialize writers with `flock` where the OS has it; the OS frees the lock
 when its holder dies.
 """
@@ -20,8 +16,6 @@ when its holder dies.
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import re
 import secrets
@@ -30,29 +24,20 @@ import socket
 import stat
 import sys
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import numpy as np
 
 from trtnet.errors import EngineError, TrtnetError
+from trtnet.fileread import file_kind
 
 __all__ = [
     "STALE_SECONDS",
-    "DuplicateKey",
-    "NotRegularFile",
     "atomic_write",
-    "file_kind",
     "file_lock",
     "folder_lock",
     "fsync_folder",
     "is_stale",
-    "open_regular",
-    "parse_json",
-    "read_json",
-    "read_regular",
+    "output_folder",
     "remove_stale_temporaries",
     "replace",
     "replaced",
@@ -63,7 +48,6 @@ __all__ = [
 STALE_SECONDS = 3600.0
 NAME_CHARS = 100  # of the target's name in its temporary's: 1 + 100 + host 16 + pid + random 8 + dots stays < 255
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:16] or "host"
-_CHUNK = 1 << 24
 
 Error = type[TrtnetError]
 
@@ -111,9 +95,31 @@ def write_temporary(target: Path, data: bytes, what: str = "the file", error: Er
     return tmp
 
 
+def output_folder(out: Path, what: str, error: Error = TrtnetError) -> Path:
+    """`out`, its folder made before the work that fills it (a build, a calibration), or an `error` saying why it
+    cannot be: said of the output, not as "weights: File exists" of a file in the folder's way."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"{out}: cannot write {what}: cannot make the folder {out.parent} ({e.strerror or e})") from None
+    return out
+
+
+def _refuse_special(target: Path, what: str, error: Error) -> None:
+    """An `error` if `target` (after symlinks) is there but is no regular file: a rename would put the output in
+    place of a device, a FIFO or a folder (as root, `--save-outputs /dev/null` replaced /dev/null)."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise error(f"{target}: cannot write {what} there: it is {file_kind(mode)}")
+
+
 def replace(tmp: Path, target: Path, what: str = "the file", error: Error = EngineError) -> None:
-    """Rename `tmp` onto `target` (atomic: a reader sees one or the other); an OS error is an `error` naming
-    `target`."""
+    """Rename `tmp` onto `target` (atomic: a reader sees one or the other), which must be a regular file if it
+    is there; an OS error is an `error` naming `target`."""
+    _refuse_special(target, what, error)
     try:
         os.replace(tmp, target)
     except OSError as e:
@@ -161,6 +167,7 @@ def replaced(target: Path, what: str = "the file", error: Error = EngineError) -
     `target` go first; an OS error (a missing folder, a full disk, `target` a folder) is an `error` naming
     `target`."""
     target = Path(target)
+    _refuse_special(target, what, error)  # before the writer's work
     remove_stale_temporaries(target.parent, (target.name,))
     tmp = temporary_name(target)
     try:
@@ -272,127 +279,3 @@ def file_lock(path: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     with _flocked(fd):
         yield
-
-
-# -- reading ---------------------------------------------------------------------------------------------------
-
-
-class NotRegularFile(OSError):
-    """A path that is there but is not a regular file; `kind` says what it is ("a FIFO")."""
-
-    def __init__(self, path: Path, kind: str) -> None:
-        folder = kind == "a directory"  # said as the OS says it of a folder opened as a file
-        super().__init__(errno.EISDIR if folder else errno.EINVAL, "Is a directory" if folder else "not a regular file")
-        self.filename, self.kind = str(path), kind
-
-
-def file_kind(mode: int) -> str:
-    """What a file of `mode` is, in words: "a FIFO", "a directory"..."""
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-@contextlib.contextmanager
-def open_regular(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
-    """The regular file at `path` (after symlinks) open for reading, unbuffered, and its stat taken from the
-    open file (no stat-then-open race). Anything else raises `NotRegularFile` before a byte is read, an OS
-    error its OSError; a FIFO is refused, never waited on."""
-    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; regular files ignore it.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:  # checked before a file object wraps it: FileIO refuses a folder with an error of its own
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(path, file_kind(st.st_mode))
-    except BaseException:
-        os.close(fd)
-        raise
-    with open(fd, "rb", buffering=0) as f:
-        yield f, st
-
-
-def read_regular(
-    path: Path, limit: int, what: str = "file", sizes: tuple[int, ...] = (), error: Error = EngineError
-) -> bytes:
-    """The bytes of the regular file `path`, at most `limit` of them and, when `sizes` is given, one of those
-    sizes; else an `error` naming it, the OS error as its `__cause__`. The size is checked before any read."""
-    path = Path(path)
-    try:
-        with open_regular(path) as (f, st):
-            if sizes and st.st_size not in sizes:
-                said = " or ".join(map(str, sizes))
-                raise error(f"{path}: truncated or damaged {what}: {st.st_size} bytes, its metadata says {said}")
-            if st.st_size > limit:
-                raise error(f"{path}: the {what} is {st.st_size} bytes, more than the {limit} a {what} can be")
-            chunks, left = [], st.st_size + 1  # one byte more: a file that grew while read is caught below
-            while left > 0 and (chunk := f.read(min(left, _CHUNK))):
-                chunks.append(chunk)
-                left -= len(chunk)
-    except NotRegularFile as e:
-        raise error(f"{path}: the {what} is {e.kind}, not a regular file") from e
-    except OSError as e:
-        raise error(f"{path}: cannot read the {what}: {e.strerror or e}") from e
-    data = b"".join(chunks)
-    if len(data) != st.st_size:
-        raise error(f"{path}: the {what} changed while it was read ({st.st_size} bytes, then {len(data)})")
-    return data
-
-
-def read_npz(path: Path, what: str, error: Error) -> dict[str, np.ndarray]:
-    """The named arrays of the .npz at `path` (a regular file: a FIFO is refused, never waited on; no pickles),
-    or an `error` naming it and `what` it is ("inputs file"): missing, not a regular file, one unnamed .npy
-    array, not an .npz."""
-    try:
-        with open_regular(Path(path)) as (f, _):
-            loaded = np.load(f, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded:
-                    return {name: loaded[name] for name in loaded.files}
-    except FileNotFoundError:
-        raise error(f"{path}: no such {what}") from None
-    except NotRegularFile as e:
-        raise error(f"{path}: the {what} is {e.kind}, not a regular file") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise error(f"{path}: the {what} is not a readable .npz of arrays: {e}") from None
-    raise error(f"{path}: the {what} is a .npy array, not an .npz: write it with np.savez, named after the input")
-
-
-class DuplicateKey(ValueError):
-    """A JSON object with `key` twice."""
-
-    def __init__(self, key: str) -> None:
-        shown = repr(key) if len(key) <= 80 else repr(key[:80]) + "..."  # a hostile key may be megabytes
-        super().__init__(f"the key {shown} appears twice in one object")
-        self.key = key
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
-    return out
-
-
-def parse_json(data: bytes | str) -> Any:
-    """The JSON value in `data` (UTF-8 when bytes), refusing an object with a key twice (`DuplicateKey`).
-    Raises UnicodeDecodeError, ValueError (json.JSONDecodeError, an integer too long) or RecursionError."""
-    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
-    return json.loads(text, object_pairs_hook=_unique)
-
-
-def read_json(path: Path, limit: int, what: str = "file", error: Error = EngineError) -> Any:
-    """`parse_json` of the regular file `path` of at most `limit` bytes; any failure is an `error` naming it."""
-    raw = read_regular(path, limit, what, error=error)
-    try:
-        return parse_json(raw)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, DuplicateKey; nesting
-        name = "ValueError" if isinstance(e, DuplicateKey) else type(e).__name__
-        raise error(f"{path}: unreadable {what} ({name}: {str(e)[:200]})") from None

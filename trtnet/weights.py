@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
-from trtnet.fileio import DuplicateKey, open_regular, parse_json, replaced
+from trtnet.fileio import replaced
+from trtnet.fileread import DuplicateKey, open_regular, parse_json
 from trtnet.layouts import adapt_checkpoint
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from trtnet.errors import TrtnetError, WeightsError
+from trtnet.fileio import output_folder
 from trtnet.words import counted
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
@@ -40,16 +41,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, source, mark in rows:
         print(f"{name.ljust(width[0])}  {source.ljust(width[1])}  {mark}".rstrip())
     return EXIT_OK
-
-
-def output_folder(out: Path, what: str, error: type[TrtnetError] = TrtnetError) -> Path:
-    """Make the folder of the output `out` before the work that fills it (a build, a calibration), or say why it
-    cannot be: said of the output, not as "weights: File exists" of a file in the folder's way."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise error(f"{out}: cannot write {what}: cannot make the folder {out.parent} ({e.strerror or e})") from None
-    return out
 
 
 def cmd_export_weights(args: argparse.Namespace) -> int:

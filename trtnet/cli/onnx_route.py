@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from trtnet.errors import TrtnetError
+from trtnet.fileio import output_folder
 
 SHAPES_HELP = "an ONNX MODEL's input shapes, trtexec's spelling: NAME:1x3x640x640[,NAME2:...]"
 
@@ -93,7 +94,6 @@ def _profile_text(net) -> str:
 
 def build_onnx(args: argparse.Namespace) -> int:
     import trtnet
-    from trtnet.cli.commands import output_folder
 
     net = onnx_network(args, args.precision)
     out = output_folder(Path(args.output or Path(args.model).with_suffix(".plan").name), "the plan")
@@ -136,7 +136,6 @@ def export_triton_onnx(args: argparse.Namespace, batching: dict) -> int:
 
 
 def calibrate_onnx(args: argparse.Namespace) -> int:
-    from trtnet.cli.commands import output_folder
     from trtnet.onnx.calibrate import calibrate_onnx as measure
 
     refuse_model_options(args)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
-from trtnet.fileio import NotRegularFile, open_regular
+from trtnet.fileread import NotRegularFile, open_regular
 from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.weights import load_weights
 from trtnet.words import counted
@@ -93,7 +93,7 @@ def convert(
     if out.suffix != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
     if out.is_dir():  # said now, not after reading and converting a large checkpoint
-        raise WeightsError(f"{out}: cannot write the weights: Is a directory")
+        raise WeightsError(f"{out}: cannot write the weights there: it is a directory")
     obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
     state, container = unwrap(obj, checkpoint)
     skeleton = entry.skeleton()

@@ -39,7 +39,8 @@ from trtnet.export.triton_config import (
     signature,
     with_batching,
 )
-from trtnet.fileio import atomic_write, fsync_folder, is_stale, read_regular, replace, temporary_name
+from trtnet.fileio import atomic_write, fsync_folder, is_stale, replace, temporary_name
+from trtnet.fileread import read_regular
 from trtnet.runtime.plan import Plan, read_metadata
 
 if TYPE_CHECKING:

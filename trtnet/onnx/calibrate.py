@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import CalibrationError, NetworkError
-from trtnet.fileio import read_npz
+from trtnet.fileread import read_npz
 from trtnet.quant.calibrate import Histogram, RangeStats, _check_method
 from trtnet.quant.ranges import Calibration
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from trtnet.backend import capture_errors, get_trt, logger
 from trtnet.errors import CheckError, NetworkError
-from trtnet.fileio import file_kind
+from trtnet.fileread import file_kind
 from trtnet.onnx.compare import (
     DEFAULT_TOLERANCES,
     Agreement,

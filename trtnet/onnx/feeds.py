@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet import fileio
+from trtnet import fileread
 from trtnet.errors import CheckError
 from trtnet.fileio import atomic_write
 
@@ -36,7 +36,7 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
 
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """The arrays of the .npz at `path` (no pickles); a `CheckError` naming it otherwise."""
-    return fileio.read_npz(path, f"{what} file", CheckError)
+    return fileread.read_npz(path, f"{what} file", CheckError)
 
 
 def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from trtnet.backend import capture_errors, get_trt, logger
 from trtnet.builder.emit import BatchSize, Network, batch_range
 from trtnet.dtypes import numpy_of
 from trtnet.errors import NetworkError
-from trtnet.fileio import read_regular
+from trtnet.fileread import read_regular
 from trtnet.graph import Policy
 from trtnet.onnx.precision import REDUCED, reduce_precision
 from trtnet.onnx.quantize import FORMATS, find_points, quantize_network

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import CalibrationError
-from trtnet.fileio import read_npz
+from trtnet.fileread import read_npz
 from trtnet.nn.module import Module
 from trtnet.ops.quantize import FORMATS
 from trtnet.quant.histogram import Histogram, choose_amax

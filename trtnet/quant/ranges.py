@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trtnet.errors import CalibrationError, NetworkError
-from trtnet.fileio import atomic_write, parse_json, read_regular
+from trtnet.fileio import atomic_write
+from trtnet.fileread import parse_json, read_regular
 
 FORMAT = "trtnet-calibration"
 VERSION = 1

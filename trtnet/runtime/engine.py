@@ -26,7 +26,8 @@ from typing import Any
 
 from trtnet.backend import get_backend, get_trt, logger
 from trtnet.errors import EngineError, TrtnetError
-from trtnet.fileio import atomic_write, read_regular
+from trtnet.fileio import atomic_write
+from trtnet.fileread import read_regular
 from trtnet.runtime.bindings import Call, check_call
 from trtnet.runtime.cudart import DeviceArray, check, compute_capability, cudart, require_device
 from trtnet.runtime.plan import Plan

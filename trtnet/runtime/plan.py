@@ -21,18 +21,8 @@ from typing import TypeVar
 
 from trtnet.backend import get_backend
 from trtnet.errors import EngineError
-from trtnet.fileio import (
-    NotRegularFile,
-    atomic_write,
-    file_kind,
-    folder_lock,
-    fsync_folder,
-    read_json,
-    read_regular,
-    remove_stale_temporaries,
-    replace,
-    write_temporary,
-)
+from trtnet.fileio import atomic_write, folder_lock, fsync_folder, remove_stale_temporaries, replace, write_temporary
+from trtnet.fileread import NotRegularFile, file_kind, read_json, read_regular
 from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
 from trtnet.words import counted
 

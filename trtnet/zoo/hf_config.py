@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trtnet.errors import ConfigError
-from trtnet.fileio import parse_json, read_regular
+from trtnet.fileread import parse_json, read_regular
 from trtnet.ops import ACTIVATIONS
 
 __all__ = ["activation", "check_fields", "flag", "from_hf", "integer", "positive_float", "read_json"]
