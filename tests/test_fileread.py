@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -62,6 +63,16 @@ def test_read_npz_reads_named_arrays_and_names_what_it_cannot(tmp_path):
         fileread.read_npz(pickled, "data", EngineError)  # object arrays would need unpickling: refused
     with pytest.raises(EngineError, match=f"^{tmp_path / 'none.npz'}: no such data$"):
         fileread.read_npz(tmp_path / "none.npz", "data", EngineError)
+
+
+def test_read_npz_refuses_a_member_that_is_no_array(tmp_path):
+    # np.load hands back the bytes of a member that is not an .npy; check and calibrate then failed on bytes with
+    # "internal error: AttributeError".
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", b"hello, not an array")
+    with pytest.raises(EngineError, match=f"^{path}: the data holds 'x', which is not a numpy array"):
+        fileread.read_npz(path, "data", EngineError)
 
 
 def test_read_regular_bounds_and_checks_the_size_before_reading(tmp_path):

@@ -175,6 +175,8 @@ def test_shapes_too_large_for_the_machine_are_bad_input_not_a_bug(tmp_path):
     r = trtnet_cli("check", tmp_path / "relu.onnx", "--shapes", "tokens:100000x100000x16")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert re.search(r"out of memory: Unable to allocate .* \(smaller shapes or batches need less\)", error_line(r))
+    r = trtnet_cli("check", tmp_path / "relu.onnx", "--shapes", "tokens:2147483647x2147483647x16")  # past numpy
+    assert r.returncode == 2 and "of shape [2147483647, 2147483647, 16] is too large for any machine" in error_line(r)
 
 
 def test_batch_sizes_an_onnx_file_whose_only_dynamic_dim_is_the_first(tmp_path):

@@ -115,7 +115,11 @@ def read_npz(path: Path, what: str, error: Error) -> dict[str, np.ndarray]:
             loaded = np.load(f, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
-                    return {name: loaded[name] for name in loaded.files}
+                    arrays = {name: loaded[name] for name in loaded.files}
+                odd = next((name for name, a in arrays.items() if not isinstance(a, np.ndarray)), None)
+                if odd is None:
+                    return arrays
+                raise error(f"{path}: the {what} holds {odd!r}, which is not a numpy array (not an .npy member)")
     except FileNotFoundError:
         raise error(f"{path}: no such {what}") from None
     except NotRegularFile as e:

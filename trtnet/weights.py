@@ -103,7 +103,7 @@ def _read_open(path: Path, f, before: os.stat_result) -> dict[str, np.ndarray]:
     if n > _MAX_HEADER or 8 + n > size:
         # A plausible length before a header's "{" is a safetensors file cut short, whatever its first byte
         # (a header of 0x7080 bytes begins as a pickle does): only other files are named by their magic bytes.
-        what = None if n <= _MAX_HEADER and prefix[8:] == b"{" else _sniff(prefix)
+        what = None if n <= _MAX_HEADER and prefix[8:] in (b"{", b"") else _sniff(prefix)  # b"": cut at 8 bytes
         if what:  # a huge "header length" is another format's magic bytes: say which format
             raise WeightsError(
                 f"{path}: not a safetensors file: its first bytes are those of {what}; trtnet reads weights "

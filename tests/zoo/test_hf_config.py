@@ -133,8 +133,10 @@ def test_another_models_config_or_a_json_that_is_none_is_refused(tmp_path):
         bert_base_uncased(config=sidecar)
     assert BertConfig.from_hf({"model_type": "bert", "hidden_size": 32, "num_attention_heads": 2}).hidden_size == 32
     assert BertConfig.from_hf({}) == BertConfig()  # nothing said: the defaults
-    with pytest.raises(ConfigError, match="the Llama config says model_type 'qwen2'"):
-        LlamaConfig.from_hf({"model_type": "qwen2", "hidden_size": 64})
+    qwen_json = tmp_path / "qwen2.json"
+    qwen_json.write_text(json.dumps({"model_type": "qwen2", "hidden_size": 64}))
+    with pytest.raises(ConfigError, match=f"^{qwen_json}: the Llama config says model_type 'qwen2'"):
+        LlamaConfig.from_hf(qwen_json)  # the file named, as for BERT and GPT-2
 
 
 def test_python_made_configs_are_checked_too():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
         tensor = network.get_input(i)
         shape = tuple(int(v) for v in tensor.shape)
         dtype = np_dtype(tensor.dtype)
+        if math.prod(shape) * 8 >= 2**63:  # numpy refuses ("array is too big"), as no machine could hold it
+            raise CheckError(f"input {tensor.name!r} of shape {list(shape)} is too large for any machine")
         if dtype == np.bool_:
             feeds[tensor.name] = rng.integers(0, 2, shape).astype(bool)
         elif np.issubdtype(dtype, np.integer):

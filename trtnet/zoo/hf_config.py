@@ -127,13 +127,17 @@ def from_hf(
     model: str,
     aliases: Mapping[str, str] | None = None,
     model_type: str | None = None,
+    where: str | os.PathLike | None = None,
 ) -> C:
     """An instance of the config dataclass `cls` from a Hugging Face config.json path or its dict: the fields it
     names, under their own names or an alias (`{"hidden_size": "n_embd"}`); the others keep their defaults.
     Keys the dataclass does not know (`architectures`, dropout rates...) are ignored, as transformers does; but
     another model's config (its `model_type` is not `model_type`), or a JSON object none of whose keys is a field
-    (a plan's sidecar, say), is a `ConfigError`: read as this model's, it would build a hybrid of the two."""
-    where = f"{config}: " if isinstance(config, (str, os.PathLike)) else ""
+    (a plan's sidecar, say), is a `ConfigError`: read as this model's, it would build a hybrid of the two.
+    `where`: the file a dict was read from, for the messages."""
+    if isinstance(config, (str, os.PathLike)):
+        where = config
+    where = f"{where}: " if where is not None else ""
     if isinstance(config, (str, os.PathLike)):
         config = read_json(config, model)
     elif not isinstance(config, Mapping):

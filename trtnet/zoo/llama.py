@@ -60,8 +60,9 @@ class LlamaConfig:
     def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]):
         """Read a Hugging Face `config.json` (a path or its dict): `rope_theta` and `rope_scaling` as transformers
         4 writes them, or `rope_parameters` as transformers 5 does. Keys it lacks keep the defaults."""
-        if isinstance(config, (str, os.PathLike)):
-            config = read_json(config, cls.MODEL)
+        where = config if isinstance(config, (str, os.PathLike)) else None
+        if where is not None:
+            config = read_json(where, cls.MODEL)
         elif not isinstance(config, Mapping):
             raise ConfigError(f"{cls.MODEL} config must be a config.json path or a dict, not {type(config).__name__}")
         values = dict(config)
@@ -71,7 +72,9 @@ class LlamaConfig:
         if isinstance(rope, Mapping) and "rope_theta" in rope:
             values.setdefault("rope_theta", rope["rope_theta"])
         scaling = _rope_scaling(rope, f"{cls.MODEL} config: {key}")
-        return dataclasses.replace(from_hf(cls, values, cls.MODEL, model_type=cls.MODEL_TYPE), rope_scaling=scaling)
+        return dataclasses.replace(
+            from_hf(cls, values, cls.MODEL, model_type=cls.MODEL_TYPE, where=where), rope_scaling=scaling
+        )
 
     def __post_init__(self) -> None:
         check_fields(self, self.MODEL)
