@@ -84,7 +84,10 @@ def parse_onnx(
             errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
             raise NetworkError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'no error given'}")
     if network.num_outputs == 0:  # protobuf reads most bytes as some message: the parser then finds an empty graph
-        raise NetworkError(f"{path}: not an ONNX model: TensorRT's ONNX parser found no graph outputs in it")
+        raise NetworkError(
+            f"{path}: TensorRT's ONNX parser found no graph outputs in it: not an ONNX model, or one that "
+            "computes nothing"
+        )
     tensors = [network.get_input(i) for i in range(network.num_inputs)]
     check_names(str(path), shapes, [t.name for t in tensors])
     inputs = [_input_spec(path, t, (shapes or {}).get(t.name), batch_size) for t in tensors]
