@@ -156,9 +156,12 @@ def convolve(
     rows_tf = np.empty((c, band, width), np.float64)
     halves = np.empty((2, 4, k_out, band, tw), np.float64)  # A^T M: the tiles' two output rows, per column
     done = np.empty((k_out, 2 * band, 2 * tw), np.float64)
+    size = np.empty_like(done)  # |output + bias|, and which outputs are unsure: for the check
+    unsure = np.empty(done.shape, np.bool_)
     direct = None  # the kernel in float64 [K, C, 3, 3], for outputs computed again
     for b in range(n):
         image = x[b, 0]
+        reach_tiles = _reach_tiles(image, th, tw)
         for r0 in range(0, th, band):
             rows = min(band, th - r0)
             tiles = rows * tw
@@ -175,9 +178,9 @@ def convolve(
             y = done[:, : 2 * rows]
             _output_transform(mb.reshape(4, 4, k_out, rows, tw), halves[:, :, :, :rows], y)
             valid = min(2 * rows, out[0] - 2 * r0)
-            unsure = _unsure(image[:, 2 * r0 : 2 * r0 + 2 * rows + 2, :width], kernel.reach, y, bias)
-            if unsure.size:
-                k, i, j = np.unravel_index(unsure, y.shape)
+            flagged = _unsure(kernel.reach, reach_tiles[:, r0 : r0 + rows], y, bias, size, unsure)
+            if flagged.size:
+                k, i, j = np.unravel_index(flagged, y.shape)
                 kept = (i < valid) & (j < out[1])  # not the padding's outputs past an odd edge
                 if direct is None:  # widened once a layer, only if needed (a first run keeps no weights widened)
                     direct = wide(kernel.weights).reshape(k_out, c, 3, 3)
@@ -193,20 +196,43 @@ _MERGED = np.array(
 )
 
 
-def _unsure(span: np.ndarray, reach: np.ndarray, y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """Which outputs of a band y [K, 2 rows, 2 tw] (A^T M A, before the bias; flat indices) have an error bound
-    not below _SURE of the output they make with the bias (a bias can cancel an output down to its error);
-    span [C, 2 rows + 2, 2 tw + 2]: the band's input tiles; reach: `Kernel.reach`."""
-    k_out, rows, tw = y.shape[0], y.shape[1] // 2, y.shape[2] // 2
-    d = np.add.reduce(np.abs(span), axis=0)  # sum over channels of |d|: [2 rows + 2, 2 tw + 2]
-    tiles = np.empty((9, rows, tw), np.float64)  # |B^T| d |B| per tile: the input transform with |B|
+def _reach_tiles(image: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """(|B^T| D |B|) [9, th, tw] for every tile of image [C, Hp, Wp], D its |values| summed over the channels (a
+    block of channels at a time: no |image| temporary)."""
+    c = image.shape[0]
+    d = np.zeros(image.shape[1:], np.float64)
+    step = max(1, _BAND_VALUES // d.size)
+    for c0 in range(0, c, step):
+        d += np.add.reduce(np.abs(image[c0 : c0 + step]), axis=0)
+    tiles = np.empty((9, th, tw), np.float64)
     for a, (i, j) in enumerate(_REACH_ROWS):
-        t = d[i : i + 2 * rows : 2] + d[j : j + 2 * rows : 2]
+        t = d[i : i + 2 * th : 2] + d[j : j + 2 * th : 2]
         for a2, (i2, j2) in enumerate(_REACH_ROWS):
             np.add(t[:, i2 : i2 + 2 * tw : 2], t[:, j2 : j2 + 2 * tw : 2], out=tiles[3 * a + a2])
+    return tiles
+
+
+def _unsure(
+    reach: np.ndarray,
+    tiles: np.ndarray,
+    y: np.ndarray,
+    bias: np.ndarray | None,
+    size: np.ndarray,
+    unsure: np.ndarray,
+) -> np.ndarray:
+    """Which outputs of a band y [K, 2 rows, 2 tw] (A^T M A, before the bias; flat indices) have an error bound
+    not below _SURE of the output they make with the bias (a bias can cancel an output down to its error);
+    reach: `Kernel.reach`; tiles: `_reach_tiles` of the band's rows; size and unsure: scratch, at least y's."""
+    k_out, rows, tw = y.shape[0], y.shape[1] // 2, y.shape[2] // 2
     bound = (reach @ tiles.reshape(9, -1)).reshape(k_out, rows, 1, tw)  # each of a tile's 4 outputs
-    size = np.abs(y if bias is None else y + bias[:, None, None]).reshape(k_out, rows, 2, tw, 2)
-    unsure = np.empty(size.shape, np.bool_)
+    size = size[:, : 2 * rows]
+    if bias is None:
+        np.abs(y, out=size)
+    else:
+        np.add(y, bias[:, None, None], out=size)
+        np.abs(size, out=size)
+    size = size.reshape(k_out, rows, 2, tw, 2)
+    unsure = unsure[:, : 2 * rows].reshape(size.shape)
     for j in range(2):  # a tile's two columns apart: numpy's loop then runs along tw, not over a pair
         np.greater(bound, size[..., j], out=unsure[..., j])
     return np.flatnonzero(unsure)
