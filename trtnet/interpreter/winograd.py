@@ -22,10 +22,11 @@ output transform's three) times the sum, over its tile's 16 positions, of max_c 
 with D the input's |d| summed over the channels. Where that bound is not below 2^-24 of the output (its bias added:
 a bias can cancel it), the output is computed again as the direct float64 sum over its own window, as the unfolded
 product would. So every output kept is within 2^-24 of itself of the exact value (at most one float32 ulp from the
-correctly rounded result, and in practice that result), and exact zeros stay zeros; 6 to 13 outputs in 100,000 were
-computed twice on VGG16, ResNet, YOLOv5s and DenseNet (a tile of zeros is exact). A layer runs this way only when
-input and kernel are finite (an inf's transforms meet with both signs, which makes NaN) and every tap is within 2^16
-of its output channel's median |tap| (beyond that most outputs would be computed twice); the others run unfolded.
+correctly rounded result, and in practice that result), and exact zeros stay zeros; 2 to 13 outputs in 100,000 were
+computed twice on VGG16, ResNet, YOLOv5s, Inception and DenseNet (a tile of zeros is exact). A layer runs this way
+only when input and kernel are finite (an inf's transforms meet with both signs, which makes NaN) and every tap is
+within 2^16 of its output channel's median |tap| (beyond that most outputs would be computed twice); the others run
+unfolded.
 """
 
 from __future__ import annotations
