@@ -156,7 +156,7 @@ def test_a_directory_at_either_path_is_refused_before_anything_changes(old, new,
     keep = path.read_bytes() if where == "sidecar" else sidecar_path(path).read_bytes()
     target.unlink()
     target.mkdir()
-    with pytest.raises(EngineError, match=re.escape(f"{target}: cannot save the engine there: it is a directory")):
+    with pytest.raises(EngineError, match=re.escape(f"{target}: cannot write the engine there: it is a directory")):
         new.save(path)
     assert target.is_dir() and temporaries(tmp_path) == []
     assert (sidecar_path(path) if where == "plan" else path).read_bytes() == keep

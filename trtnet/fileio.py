@@ -38,6 +38,7 @@ __all__ = [
     "fsync_folder",
     "is_stale",
     "output_folder",
+    "refuse_special",
     "remove_stale_temporaries",
     "replace",
     "replaced",
@@ -105,7 +106,7 @@ def output_folder(out: Path, what: str, error: Error = TrtnetError) -> Path:
     return out
 
 
-def _refuse_special(target: Path, what: str, error: Error) -> None:
+def refuse_special(target: Path, what: str, error: Error = EngineError) -> None:
     """An `error` if `target` (after symlinks) is there but is no regular file: a rename would put the output in
     place of a device, a FIFO or a folder (as root, `--save-outputs /dev/null` replaced /dev/null)."""
     try:
@@ -119,7 +120,7 @@ def _refuse_special(target: Path, what: str, error: Error) -> None:
 def replace(tmp: Path, target: Path, what: str = "the file", error: Error = EngineError) -> None:
     """Rename `tmp` onto `target` (atomic: a reader sees one or the other), which must be a regular file if it
     is there; an OS error is an `error` naming `target`."""
-    _refuse_special(target, what, error)
+    refuse_special(target, what, error)
     try:
         os.replace(tmp, target)
     except OSError as e:
@@ -167,7 +168,7 @@ def replaced(target: Path, what: str = "the file", error: Error = EngineError) -
     `target` go first; an OS error (a missing folder, a full disk, `target` a folder) is an `error` naming
     `target`."""
     target = Path(target)
-    _refuse_special(target, what, error)  # before the writer's work
+    refuse_special(target, what, error)  # before the writer's work
     remove_stale_temporaries(target.parent, (target.name,))
     tmp = temporary_name(target)
     try:

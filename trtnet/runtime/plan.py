@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,15 @@ from typing import TypeVar
 
 from trtnet.backend import get_backend
 from trtnet.errors import EngineError
-from trtnet.fileio import atomic_write, folder_lock, fsync_folder, remove_stale_temporaries, replace, write_temporary
+from trtnet.fileio import (
+    atomic_write,
+    folder_lock,
+    fsync_folder,
+    refuse_special,
+    remove_stale_temporaries,
+    replace,
+    write_temporary,
+)
 from trtnet.fileread import NotRegularFile, file_kind, read_json, read_regular
 from trtnet.runtime.sidecar import FORMAT, FORMAT_VERSION, MAX_SIDECAR_BYTES, TensorSpec, check_metadata
 from trtnet.words import counted
@@ -114,12 +121,7 @@ class Plan:
         side = sidecar_path(path)
         new_meta = self.metadata()
         for p in (path, side):
-            try:
-                mode = os.stat(p).st_mode
-            except OSError:
-                continue
-            if not stat.S_ISREG(mode):
-                raise EngineError(f"{p}: cannot save the engine there: it is {file_kind(mode)}")
+            refuse_special(p, "the engine")
         folder = path.parent
         temps: list[Path] = []
         try:
