@@ -6,8 +6,6 @@ import numbers
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
-
 T = TypeVar("T")
 
 
@@ -85,7 +83,7 @@ class ConfigError(TrtnetError):
             value = tuple(value)
         kind = bool if isinstance(default, bool) else type(default)
         number = numbers.Integral if kind is int else numbers.Real if kind is float else None
-        if number is not None and isinstance(value, number) and not isinstance(value, (bool, np.bool_)):
+        if number is not None and isinstance(value, number) and not isinstance(value, bool):
             value = kind(value)  # numpy's integers and floats, and an int for a float, as Python's own
         names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}
         return cls.check(

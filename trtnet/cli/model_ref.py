@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtnet.cli.onnx_route import is_onnx
 from trtnet.errors import TrtnetError
 from trtnet.nn.module import Module
 from trtnet.zoo.registry import ZooEntry, entry_of, forget_module, get_entry
@@ -73,7 +74,7 @@ class ModelRef:
 def resolve(spec: str) -> ModelRef:
     """The model that a MODEL argument names (see the module's docstring)."""
     where, colon, attr = spec.rpartition(":")
-    if spec.lower().endswith(".onnx"):  # the commands that take ONNX files route them before they get here
+    if is_onnx(spec):  # the commands that take ONNX files route them before they get here
         raise TrtnetError(
             f"{spec}: this command takes trtnet's models, not ONNX files; `trtnet check {spec}` runs an ONNX file "
             "against onnxruntime (build, summary, calibrate and export-triton take one too)"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from trtnet.errors import ConfigError, WeightsError
+from trtnet.fileio import refuse_special
 from trtnet.fileread import NotRegularFile, open_regular
 from trtnet.layouts import adapt_checkpoint, declared
 from trtnet.weights import load_weights
@@ -92,8 +93,7 @@ def convert(
     out = Path(output) if output is not None else default_output(checkpoint)
     if out.suffix != ".safetensors":
         raise WeightsError(f"{out}: the output must be a .safetensors file")
-    if out.is_dir():  # said now, not after reading and converting a large checkpoint
-        raise WeightsError(f"{out}: cannot write the weights there: it is a directory")
+    refuse_special(out, "the weights", WeightsError)  # said now, not after reading and converting a checkpoint
     obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
     state, container = unwrap(obj, checkpoint)
     skeleton = entry.skeleton()

@@ -206,7 +206,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     n = x.shape[0]
     shape = (n, groups, kg) + win.out
     wide_bias = None if bias is None else wide(bias)
-    output = Output(shape, src.dtype, None if bias is None else wide_bias.reshape((groups, kg) + (1,) * nsp))
+    output = Output(shape, src.dtype, None if wide_bias is None else wide_bias.reshape((groups, kg) + (1,) * nsp))
     if n * k_out * math.prod(win.out) == 0:
         pass  # nothing to compute
     elif u is not None:

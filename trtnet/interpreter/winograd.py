@@ -117,8 +117,8 @@ def finite(x: np.ndarray) -> bool:
 
 def _kernel_transform(w: np.ndarray, k_out: int) -> np.ndarray:
     """U = G g G^T for every kernel g of w (flat float64, [K, C, 3, 3]), [16, K, C] with each [K, C] contiguous,
-    then max_c |U| [16, K], flat in one buffer; an empty array where a tap is not finite or too large for its
-    channel."""
+    then its reach [K, 9] (see `Kernel`), flat in one buffer; an empty array where a tap is not finite or too large
+    for its channel."""
     taps = np.abs(w.reshape(k_out, -1))
     # A median of some 64 taps a channel (a first call's time), every tap position among them: a step that is a
     # multiple of 3 would sample 3 of the 9 positions, of 9 one (64 channels of large corner taps passed so).
