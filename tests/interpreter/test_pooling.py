@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from tests.interpreter.cases import CaseTable, Net, check_case, rand, t, torch_or_skip, trt
@@ -98,6 +99,23 @@ def pool_same_upper_3d():
     # out = ceil(in / 2) = (3, 3, 4): pad (1, 0, 1) at the end; -inf padding never wins a max.
     ref = F.max_pool3d(F.pad(t(x), (0, 1, 0, 0, 0, 1), value=-math.inf), 2, 2).numpy()
     return [(n.run(x=x)[0], ref)]
+
+
+@CASES.case()
+def pool_avg_sums_in_float64():
+    """A window whose float32 sum loses its small values (2^25 + 1 is 2^25 in float32), in each dim's pass of the
+    separable sum: the average must be the float64 one, rounded once."""
+    torch = torch_or_skip()
+    n = Net()
+    x = np.zeros((1, 1, 6, 6), np.float32)
+    x[0, 0, 0, :3] = [2.0**25, 1.0, -(2.0**25)]  # along a row: the first pass
+    x[0, 0, 3:, 4] = [2.0**25, 3.0, -(2.0**25)]  # along a column: the second
+    layer = _pool(n, n.input("x", x.shape), trt.PoolingType.AVERAGE, (3, 3), stride_nd=(3, 3))
+    n.mark(layer.get_output(0))
+    ref = torch.nn.functional.avg_pool2d(torch.from_numpy(x.astype(np.float64)), 3, 3).numpy().astype(np.float32)
+    got = n.run(x=x)[0]
+    assert got[0, 0, 0, 0] == np.float32(1 / 9) and got[0, 0, 1, 1] == np.float32(3 / 9)
+    return [(got, ref)]
 
 
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
