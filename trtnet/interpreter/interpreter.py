@@ -34,7 +34,6 @@ from trtnet.interpreter._common import (
     HANDLERS,
     SUPPORTED_DTYPES,
     LayerCall,
-    WeightCache,
     dims,
     enum_name,
     is_float,
@@ -44,6 +43,7 @@ from trtnet.interpreter._common import (
 from trtnet.interpreter.forms import ATTRIBUTE_FORMS
 from trtnet.interpreter.prepare import Step, execution_order, foldable, producers, scan
 from trtnet.interpreter.regions import Block, has_control_flow, plan
+from trtnet.interpreter.weightcache import WeightCache
 
 Trace = Callable[[str, str, list[np.ndarray]], None]
 
