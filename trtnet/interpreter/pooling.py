@@ -13,8 +13,8 @@ from trtnet.interpreter._common import (
     rounded,
     wide,
 )
-from trtnet.interpreter.conv import forward_window
-from trtnet.interpreter.conv import padded as padded_as
+from trtnet.interpreter.windows import forward_window
+from trtnet.interpreter.windows import padded as padded_as
 
 
 def _window_counts(size: int, out: int, k: int, stride: int, pre: int, post: int) -> tuple[np.ndarray, np.ndarray]:
