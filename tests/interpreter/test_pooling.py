@@ -118,6 +118,19 @@ def pool_avg_sums_in_float64():
     return [(got, ref)]
 
 
+@pytest.mark.parametrize("kind", ["MAX", "AVERAGE", "MAX_AVERAGE_BLEND"])
+def test_a_window_that_fits_nowhere_makes_an_empty_output(kind) -> None:
+    """Window 4 at stride 3 over 3 columns: TensorRT infers 0 outputs there (a stride past the window's end once
+    made the taps' slices disagree on their lengths)."""
+    n = Net()
+    x = np.arange(12, dtype=np.float32).reshape(1, 1, 4, 3)
+    layer = _pool(n, n.input("x", x.shape), getattr(trt.PoolingType, kind), (1, 4), stride_nd=(1, 3))
+    n.mark(layer.get_output(0))
+    assert tuple(layer.get_output(0).shape) == (1, 1, 4, 0)
+    (got,) = n.run(x=x)
+    assert got.shape == (1, 1, 4, 0) and got.dtype == np.float32
+
+
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)

@@ -84,6 +84,8 @@ def _separable(
     YOLOv5s's 5x5 max pools 2.5x). A maximum is the same in any order; a sum of float32 values in float64 is
     still rounded only where a float64 sum of them would be, and once more at the end."""
     nsp = len(ksize)
+    if 0 in out:  # a window that fits nowhere: the taps' slices would not agree on an empty length
+        return np.empty(x.shape[: x.ndim - nsp] + out, dtype)
     for i in range(nsp):
         lead = (slice(None),) * (x.ndim - nsp + i)
         taps = [x[lead + (slice(o, o + (out[i] - 1) * stride[i] + 1, stride[i]),)] for o in range(ksize[i])]
