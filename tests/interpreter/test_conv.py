@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.interpreter.cases import CaseTable, Net, add_conv, check_case, rand, t, torch_or_skip, trt
+from trtnet.interpreter import conv
 
 CASES = CaseTable()
 
@@ -144,3 +146,59 @@ def deconv_asymmetric_crop_dilated():
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)
+
+
+# --- kernel offsets that read only padding -------------------------------------------------------------
+
+
+def _dilated(x, w, b, **attrs):
+    n = Net()
+    layer = add_conv(n, n.input("x", x.shape), w, b, **attrs)
+    n.mark(layer.get_output(0))
+    return n
+
+
+def _float64_conv(x, w, b, **kwargs):
+    torch = torch_or_skip()
+    bias = None if b is None else torch.from_numpy(b.astype(np.float64))
+    y = torch.nn.functional.conv2d(
+        torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)), bias, **kwargs
+    )
+    return y.numpy().astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "attrs, kwargs, taps",
+    [
+        # An ASPP branch on a map smaller than its dilation: the 8 outer taps read only padding.
+        (dict(dilation_nd=(24, 24), padding_nd=(24, 24)), dict(dilation=24, padding=24), (1, 1)),
+        # Rows only: dilation 6 reaches the input from the top and middle taps; columns keep all 3.
+        (dict(dilation_nd=(6, 1), pre_padding=(6, 1), post_padding=(0, 1)), dict(dilation=(6, 1)), (2, 3)),
+        # Stride 3 over a 2-row input: the bottom tap's rows 2 and 5 lie past it.
+        (dict(stride_nd=(3, 1), pre_padding=(0, 0), post_padding=(4, 0)), dict(stride=(3, 1)), (2, 3)),
+    ],
+)
+def test_offsets_reading_only_padding_are_left_out(monkeypatch, attrs, kwargs, taps) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 2 if "stride" in kwargs else 7, 6)).astype(np.float32)
+    w, b = rng.standard_normal((4, 5, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    seen = []
+    original = conv._unfolded
+    monkeypatch.setattr(conv, "_unfolded", lambda *a: (seen.append(a[3]), original(*a))[1])
+    got = _dilated(x, w, b, **attrs).run(x=x)[0]
+    assert seen == [taps]
+    if "pre_padding" in attrs:  # the test's own padding, torch's way (left, right, top, bottom)
+        pre, post = attrs["pre_padding"], attrs["post_padding"]
+        x = np.pad(x, ((0, 0), (0, 0), (pre[0], post[0]), (pre[1], post[1])))
+        kwargs = {k: v for k, v in kwargs.items() if k != "padding"}
+    np.testing.assert_allclose(got, _float64_conv(x, w, b, **kwargs), rtol=2**-23, atol=1e-7)
+
+
+def test_an_inf_tap_over_padding_still_makes_nan() -> None:
+    """inf x a padding zero is NaN in every framework: an inf kernel keeps all its offsets."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    w[1, 0, 0, 0] = np.inf  # a corner tap, which reads only padding at dilation 12
+    got = _dilated(x, w, None, dilation_nd=(12, 12), padding_nd=(12, 12)).run(x=x)[0]
+    assert np.isnan(got[0, 1]).all() and np.isfinite(got[0, [0, 2]]).all()

@@ -25,7 +25,7 @@ from trtnet.interpreter._common import (
     weights_array,
     wide,
 )
-from trtnet.interpreter.windows import forward_window, padded, wide_padded, windows
+from trtnet.interpreter.windows import forward_window, live_taps, padded, wide_padded, windows
 
 
 def _kernel_and_bias(call: LayerCall, expected_kernel: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -112,22 +112,32 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     kernel, bias = _kernel_and_bias(call, k_out * (c_in // groups) * math.prod(ksize))
     sizes = src.shape[-nsp:]
     win = forward_window(call, sizes, eff, stride)
-    # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros).
-    end = tuple(max(win.post[i], (win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - win.pre[i]) for i in range(nsp))
-    lead = src.shape[: -nsp - 1]
     cg, kg = c_in // groups, k_out // groups
+    pre, post = win.pre, win.post
+    spans = live_taps(sizes, pre, win.out, ksize, stride, dilation)
+    live = None if spans is None else _live_kernel(kernel, k_out, cg, ksize, spans)
+    if spans is not None and live is not None:
+        # Kernel offsets whose windows read only padding add zeros to every output (an ASPP's dilation 24 and 36
+        # on a 14 x 14 map: 8 of 9 taps): the layer runs as the convolution by the others, its padding shifted.
+        kernel = live
+        pre = tuple(p - span.start * d for p, span, d in zip(pre, spans, dilation))
+        ksize = tuple(span.stop - span.start for span in spans)
+        eff, post = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation)), (0,) * nsp
+    # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros).
+    end = tuple(max(post[i], (win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - pre[i]) for i in range(nsp))
+    lead = src.shape[: -nsp - 1]
     tapwise = cg == 1 and groups > 1
     u = None
     if winograd.applies(ksize, stride, dilation, groups, c_in, k_out, win.out) and winograd.finite(src):
         u = winograd.transformed(kernel, k_out)
     if u is not None:
-        end = winograd.padded_end(end, win.out, sizes, win.pre)
+        end = winograd.padded_end(end, win.out, sizes, pre)
     if tapwise:
         # Depthwise-like paths widen their windows (or per-tap products) themselves, so the input is padded in
         # its own type: half the bytes to read.
-        x = padded(src, win.pre, end, compute_dtype(src.dtype))
+        x = padded(src, pre, end, compute_dtype(src.dtype))
     else:
-        x = wide_padded(src, win.pre, end)
+        x = wide_padded(src, pre, end)
     x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
     n = x.shape[0]
     shape = (n, groups, kg) + win.out
@@ -152,6 +162,21 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
             wm = wide(kernel).reshape(groups, kg, -1)
         _unfolded(x, wm, nsp, ksize, stride, dilation, win.out, output.store)
     return [output.array.reshape(lead + (k_out,) + win.out)]
+
+
+def _live_kernel(
+    kernel: np.ndarray, k_out: int, cg: int, ksize: tuple[int, ...], spans: tuple[slice, ...]
+) -> np.ndarray | None:
+    """The kernel's taps within `spans`, flat; None where it holds an inf or NaN (times a padding zero: NaN)."""
+
+    def trim(w: np.ndarray) -> np.ndarray:
+        if not np.isfinite(w).all():
+            return np.empty(0)
+        return np.ascontiguousarray(w.reshape((k_out, cg) + ksize)[(Ellipsis,) + spans]).reshape(-1)
+
+    made = cached_derived(kernel, f"live-taps/{k_out}/{spans}", trim, False)
+    made = trim(kernel) if made is None else made  # a first run keeps no large kernel: trimmed in its own type
+    return made if made.size else None
 
 
 class Output:

@@ -96,3 +96,28 @@ def padded(
         out[after] = fill
     out[(Ellipsis,) + tuple(slice(pre[i], pre[i] + sizes[i]) for i in range(n))] = x
     return out
+
+
+def live_taps(
+    sizes: tuple[int, ...],
+    pre: tuple[int, ...],
+    out: tuple[int, ...],
+    ksize: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[slice, ...] | None:
+    """Per spatial dim, the span of kernel offsets whose windows read the input somewhere: an offset outside it
+    reads padding only, for every output. None when the spans hold every offset (or some dim's hold none)."""
+    spans = []
+    for size, p, o, k, s, d in zip(sizes, pre, out, ksize, stride, dilation):
+        live = [t for t in range(k) if _reads_input(t * d - p, o, s, size)]
+        if not live:
+            return None
+        spans.append(slice(live[0], live[-1] + 1))
+    return None if all(span.stop - span.start == k for span, k in zip(spans, ksize)) else tuple(spans)
+
+
+def _reads_input(first: int, count: int, step: int, size: int) -> bool:
+    """Whether some first + o * step, 0 <= o < count, lies in [0, size)."""
+    o = max(0, -(first // step))  # the first o reaching 0
+    return o < count and first + o * step < size
