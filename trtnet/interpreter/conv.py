@@ -81,7 +81,8 @@ _FEW_POSITIONS = 64
 
 
 def _grouped_gemm(w: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """out[n, g] = w[g] @ cols[n, g]: w [G, M, K], cols [N, G, K, P], one BLAS call per image and group.
+    """out[n, g] = w[g] @ cols[n, g]: w [G, M, K], cols [N, G, K, P], one BLAS call per image and group (a
+    stacked product: RegNet's 55 groups at P = 49 ran at 22 GFLOP/s as a Python loop, 47 so).
 
     With one group and few positions, w is the kernel transposed, [K, M], and each image's product is made as
     cols^T @ w (a transposed view of out): measured 20-25% faster at P = 25 and 49 (Inception-v3's and
@@ -94,8 +95,7 @@ def _grouped_gemm(w: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return out_t.swapaxes(2, 3)
     out = np.empty((n, groups, w.shape[1], p), np.float64)
     for i in range(n):
-        for g in range(groups):
-            np.matmul(w[g], cols[i, g], out=out[i, g])
+        np.matmul(w, cols[i], out=out[i])  # numpy's loop over the groups calls BLAS for each
     return out
 
 
