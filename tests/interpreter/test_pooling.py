@@ -131,6 +131,22 @@ def test_a_window_that_fits_nowhere_makes_an_empty_output(kind) -> None:
     assert got.shape == (1, 1, 4, 0) and got.dtype == np.float32
 
 
+def test_int8_max_pooling_pads_with_the_type_s_least_value() -> None:
+    """-inf has no integer form (numpy raised OverflowError): the padding is INT8's least value, which a window of
+    least values ties and no other value loses to. (TensorRT infers no output for INT32 pooling.)"""
+    n = Net()
+    dtype, low = np.int8, np.iinfo(np.int8).min
+    x = np.array([[[[low, low, 5], [-7, low, 3], [low, 2, low]]]], dtype)
+    layer = _pool(n, n.input("x", x.shape, trt.int8), trt.PoolingType.MAX, (2, 2))
+    layer.padding_nd = (1, 1)
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=x)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=low)
+    expected = np.max(np.lib.stride_tricks.sliding_window_view(padded, (2, 2), axis=(2, 3)), axis=(4, 5))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)

@@ -9,6 +9,7 @@ from trtnet.interpreter._common import (
     compute_dtype,
     dims,
     enum_name,
+    is_float,
     register,
     rounded,
     wide,
@@ -46,8 +47,11 @@ def pooling(call: LayerCall) -> list[np.ndarray]:
     best: np.ndarray | None = None
     avg: np.ndarray | None = None
     if kind != "AVERAGE":
-        # A maximum is exact in the input's own type; padding reads as -inf, so it never wins.
-        padded = padded_as(src, win.pre, end, compute_dtype(src.dtype), -np.inf)
+        # A maximum is exact in the input's own type; padding reads as -inf (an integer type's least value), so it
+        # never wins.
+        dtype = compute_dtype(src.dtype)
+        low = -np.inf if is_float(dtype) else np.iinfo(dtype).min
+        padded = padded_as(src, win.pre, end, dtype, low)
         best = _separable(padded, ksize, stride, win.out, np.maximum, padded.dtype)
     if kind != "MAX":
         # Padding adds nothing to a sum; the first pass widens as it adds, so every sum is a float64 one.
