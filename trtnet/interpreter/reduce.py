@@ -17,6 +17,7 @@ from trtnet.interpreter._common import (
     scalar_int,
     wide,
 )
+from trtnet.interpreter.special import exp_in_place
 
 
 @register("REDUCE", "IReduceLayer")
@@ -54,7 +55,8 @@ def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     x = compute(x)
     peak = np.max(x, axis=axes, keepdims=True)
     e = np.subtract(x, peak, dtype=np.float64)
-    np.exp(e, out=e)
+    # Only a spread past 745 can leave a shifted input whose exp underflows (a mask's -inf or float32 min).
+    exp_in_place(e, bool(e.size) and float(np.max(peak)) - float(np.min(x)) > 745.0)
     e /= np.sum(e, axis=axes, keepdims=True)
     return e
 
