@@ -202,3 +202,35 @@ def test_an_inf_tap_over_padding_still_makes_nan() -> None:
     w[1, 0, 0, 0] = np.inf  # a corner tap, which reads only padding at dilation 12
     got = _dilated(x, w, None, dilation_nd=(12, 12), padding_nd=(12, 12)).run(x=x)[0]
     assert np.isnan(got[0, 1]).all() and np.isfinite(got[0, [0, 2]]).all()
+
+
+def test_one_kernel_buffer_trimmed_for_two_geometries_is_trimmed_for_each() -> None:
+    """Two layers read one 36-value buffer as 3 x 6 and as 6 x 3 kernels, each with live taps (0:2, 0:2): the
+    trimmed kernels differ, and each layer must get its own (a cache key without the kernel's shape mixed them)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    w = rng.standard_normal(36).astype(np.float32)
+    n = Net()
+    xin, weights = n.input("x", x.shape), n.weights(w)
+    geometries = (((3, 6), (2, 8)), ((6, 3), (8, 2)))
+    for ksize, post in geometries:
+        layer = n.net.add_convolution_nd(xin, 2, ksize, weights, trt.Weights())
+        layer.dilation_nd, layer.pre_padding, layer.post_padding = (2, 2), (0, 0), post
+        n.mark(layer.get_output(0))
+    for got, (ksize, post) in zip(n.run(x=x), geometries):
+        padded = np.pad(x, ((0, 0), (0, 0), (0, post[0]), (0, post[1])))
+        np.testing.assert_allclose(got, _float64_conv(padded, w.reshape((2, 1) + ksize), None, dilation=2), rtol=2**-23)
+
+
+@pytest.mark.parametrize(
+    "size, pre, post", [((3, 3), (4, 4), (2, 2)), ((3, 5), (4, 4), (2, 1)), ((2, 2), (4, 4), (3, 3))]
+)
+def test_a_kernel_trimmed_to_one_tap_with_uneven_padding(size, pre, post) -> None:
+    """Dilation 4 leaves only the centre tap reading the input; the padding past the last window must be cropped
+    for the 1 x 1 product, which reads the input as the output's own grid."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 2) + size).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    got = _dilated(x, w, None, dilation_nd=(4, 4), pre_padding=pre, post_padding=post).run(x=x)[0]
+    padded = np.pad(x, ((0, 0), (0, 0), (pre[0], post[0]), (pre[1], post[1])))
+    np.testing.assert_allclose(got, _float64_conv(padded, w, None, dilation=4), rtol=2**-23, atol=1e-7)

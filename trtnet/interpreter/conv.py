@@ -122,9 +122,11 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
         kernel = live
         pre = tuple(p - span.start * d for p, span, d in zip(pre, spans, dilation))
         ksize = tuple(span.stop - span.start for span in spans)
-        eff, post = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation)), (0,) * nsp
-    # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros).
-    end = tuple(max(post[i], (win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - pre[i]) for i in range(nsp))
+        eff = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation))
+    # Pad far enough for the last window; round-up modes can read past the declared post padding (zeros). Trimmed
+    # offsets pad (or crop) to just that: a 1 x 1 product reads the input as the output's own grid.
+    need = tuple((win.out[i] - 1) * stride[i] + eff[i] - sizes[i] - pre[i] for i in range(nsp))
+    end = need if live is not None else tuple(max(p, e) for p, e in zip(post, need))
     lead = src.shape[: -nsp - 1]
     tapwise = cg == 1 and groups > 1
     u = None
@@ -174,7 +176,7 @@ def _live_kernel(
             return np.empty(0)
         return np.ascontiguousarray(w.reshape((k_out, cg) + ksize)[(Ellipsis,) + spans]).reshape(-1)
 
-    made = cached_derived(kernel, f"live-taps/{k_out}/{spans}", trim, False)
+    made = cached_derived(kernel, f"live-taps/{k_out}x{cg}x{ksize}/{spans}", trim, False)  # one buffer, two shapes
     made = trim(kernel) if made is None else made  # a first run keeps no large kernel: trimmed in its own type
     return made if made.size else None
 
@@ -259,7 +261,7 @@ def _unfolded(
     n, groups, cg = x.shape[:3]
     kg = wm.shape[-1] if wm.ndim == 2 else wm.shape[1]
     taps = cg * math.prod(ksize)
-    if all(k == 1 for k in ksize) and all(s == 1 for s in stride):
+    if all(k == 1 for k in ksize) and all(s == 1 for s in stride) and x.shape[3:] == out_size:
         cols = x.reshape(n, groups, taps, -1)  # a 1x1 convolution is the product itself
         store((Ellipsis,), _grouped_gemm(wm, cols).reshape((n, groups, kg) + out_size))
         return
