@@ -116,7 +116,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
     pre, post = win.pre, win.post
     spans = live_taps(sizes, pre, win.out, ksize, stride, dilation)
     live = None if spans is None else _live_kernel(kernel, k_out, cg, ksize, spans)
-    if spans is not None and live is not None:
+    if live is not None:
         # Kernel offsets whose windows read only padding add zeros to every output (an ASPP's dilation 24 and 36
         # on a 14 x 14 map: 8 of 9 taps): the layer runs as the convolution by the others, its padding shifted.
         kernel = live
