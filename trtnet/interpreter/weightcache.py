@@ -67,7 +67,7 @@ class WeightCache:
         made = None if slot is None else self._derived.get(slot)
         if made is not None:
             return made
-        found = self._find(x)
+        found = None if place is None else self._find(x, place)
         if found is None or slot is None:
             return None
         made = make(_twin_view(x, found[0], found[1]))
@@ -94,9 +94,12 @@ class WeightCache:
             return None
         return key, offset
 
-    def _find(self, x: np.ndarray) -> tuple[np.ndarray, int, tuple[int, str, int]] | None:
-        """x's buffer's float64 twin (widened now if it is to be kept), x's offset in it and the buffer's key."""
-        key, offset = self._place(x) or (None, 0)
+    def _find(
+        self, x: np.ndarray, place: tuple[tuple[int, str, int], int] | None = None
+    ) -> tuple[np.ndarray, int, tuple[int, str, int]] | None:
+        """x's buffer's float64 twin (widened now if it is to be kept), x's offset in it and the buffer's key;
+        `place`: `_place(x)`, where the caller has it already."""
+        key, offset = place or self._place(x) or (None, 0)
         if key is None:
             return None
         twin = self._store.get(key)
