@@ -94,6 +94,22 @@ def test_layer_against_oracle(c) -> None:
     check_case(c)
 
 
+def test_softmax_shifts_large_scores_by_their_maximum() -> None:
+    """Scores past 709 (where float64's exp overflows) in float32 and float16: each row is shifted by its own maximum
+    first, so the result is the float64 softmax rounded once, with no inf or NaN."""
+    rng = np.random.default_rng(6)
+    for dtype, trt_type in ((np.float32, trt.float32), (np.float16, trt.float16)):
+        x = (rng.standard_normal((3, 5, 8)) * 4 + np.array([0.0, 800.0, -800.0])[:, None, None]).astype(dtype)
+        n = Net()
+        layer = n.net.add_softmax(n.input("x", x.shape, trt_type))
+        layer.axes = 1 << 2
+        n.mark(layer.get_output(0))
+        (got,) = n.run(x=x)
+        wide = x.astype(np.float64)
+        e = np.exp(wide - wide.max(axis=-1, keepdims=True))
+        np.testing.assert_array_equal(got, (e / e.sum(axis=-1, keepdims=True)).astype(dtype))
+
+
 def test_a_masked_softmax_is_the_float64_softmax_rounded_once() -> None:
     """A causal mask of float32's least value (as ONNX decoders export it) underflows exp for half the scores; those
     exps are 0.0 whichever way they are made, and the rest are the float64 softmax rounded once."""

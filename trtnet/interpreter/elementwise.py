@@ -313,6 +313,13 @@ def scale(call: LayerCall) -> list[np.ndarray]:
     operand = src if src.dtype in (np.float32, np.float16) else wide(src)
     plain = isinstance(power, float) and power == 1.0
     with np.errstate(invalid="ignore", divide="ignore"):
+        if plain and operand is src and not isinstance(shift, float) and not isinstance(mul, float):
+            # A batch norm: widened, then scaled and shifted in place. A ufunc that widens as it broadcasts runs a
+            # buffered loop: 13-25% slower on DenseNet's and ResNet's maps, the same values.
+            r = src.astype(np.float64)
+            r *= mul
+            r += shift
+            return [r.astype(src.dtype)]
         if plain and operand is src and not isinstance(shift, float):
             # The last step computed in float64 and rounded once straight into the output: one pass, not two.
             out = np.empty(np.broadcast_shapes(src.shape, np.shape(shift), np.shape(mul)), src.dtype)

@@ -50,11 +50,14 @@ def reduce(call: LayerCall) -> list[np.ndarray]:
 
 
 def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Numerically stable softmax of `x` over `axes`, computed in float64 (a float32 or float64 x is widened as it
-    is shifted: the maximum is exact in x's own type, and one array is written, then updated in place)."""
+    """Numerically stable softmax of `x` over `axes`, computed in float64 (x widened, then shifted by its maximum,
+    which is exact in x's own type: one array is written, then updated in place)."""
     x = compute(x)
     peak = np.max(x, axis=axes, keepdims=True)
-    e = np.subtract(x, peak, dtype=np.float64)
+    # Two passes, not one subtract that widens as it broadcasts: numpy runs that as a buffered loop, twice the time
+    # (GPT-2's 12 x 128 x 128: 0.25 ms against 0.13); the same values either way.
+    e = x.astype(np.float64)
+    e -= peak
     # Only a spread past 745 can leave a shifted input whose exp underflows (a mask's -inf or float32 min).
     exp_in_place(e, bool(e.size) and float(np.max(peak)) - float(np.min(x)) > 745.0)
     e /= np.sum(e, axis=axes, keepdims=True)
