@@ -1,11 +1,13 @@
-"""The WeightCache (trtnet/interpreter/weightcache.py): derived kernels kept across runs, and what they cost."""
+"""The WeightCache (trtnet/interpreter/weightcache.py): derived kernels kept across runs, what they cost, and the
+scratch buffer a first run widens large weights into."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from trtnet.backend import get_trt, logger
-from trtnet.interpreter import Interpreter, conv
+from trtnet.interpreter import Interpreter, conv, matrix
+from trtnet.interpreter.weightcache import WeightCache
 
 trt = get_trt()
 
@@ -49,3 +51,69 @@ def test_a_kernel_kept_transposed_replaces_its_float64_twin_from_the_second_run(
         if derived:
             assert derived[0].shape == (channels * 9, channels) and derived[0].flags.c_contiguous
     assert kept == [(0, 0), (1, 0), (1, 0)], kept
+
+
+def test_transient_wide_reuses_the_scratch_in_the_memory_order_astype_gives():
+    """Within a prepared run, a matrix widened for one product goes into the cache's scratch buffer, laid out as
+    `astype` lays it out (row-major, column-major, or a column block of either), so that BLAS is handed the same
+    product; outside a run it is a fresh widened copy."""
+    from trtnet.interpreter._common import ACTIVE_CACHE, transient_wide
+
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((40, 30)).astype(np.float32)
+    cases = [rows, rows.T, rows[:, 5:17], rows.T[:, 3:11], rows.astype(np.float16)]
+    assert not isinstance(transient_wide(rows).base, np.ndarray)  # no run: a copy of its own
+    cache = WeightCache()
+    token = ACTIVE_CACHE.set(cache)
+    try:
+        for x in cases:
+            got, want = transient_wide(x), x.astype(np.float64)
+            np.testing.assert_array_equal(got, want)
+            assert got.strides == want.strides, (x.strides, got.strides, want.strides)
+            assert np.shares_memory(got, cache.scratch(0))
+        assert cache.scratch(0).size == rows.size  # grown to the largest, never reallocated for a smaller one
+    finally:
+        ACTIVE_CACHE.reset(token)
+
+
+def test_the_scratch_is_kept_while_runs_use_it_and_let_go_after_one_that_does_not():
+    cache = WeightCache()
+    cache.start_run()
+    buffer = cache.scratch(1000)
+    cache.start_run()  # the last run used it: kept
+    assert cache.scratch(10) is buffer
+    cache.start_run()
+    cache.start_run()  # the last run did not use it: let go
+    assert cache._scratch is None
+
+
+def test_products_with_weights_not_yet_kept_widened_are_the_float64_product_in_every_run(monkeypatch):
+    """A weight over the size widened at once is widened into the scratch by the first run (whole, or a block of
+    columns at a time past _WHOLE_VALUES), kept from the second: each run is the float64 product rounded once."""
+    from tests.interpreter.cases import Net
+
+    monkeypatch.setattr(matrix, "_WHOLE_VALUES", 100_000)  # the 150,000-value weights go a block at a time
+    rng = np.random.default_rng(2)
+    plain = rng.standard_normal((300, 500)).astype(np.float32)
+    transposed = rng.standard_normal((500, 300)).astype(np.float32)
+    whole = rng.standard_normal((300, 250)).astype(np.float32)  # 75,000 values: widened whole, but past 2^16
+    n = Net()
+    x = n.input("x", (3, 300))
+    m = trt.MatrixOperation
+    outs = [
+        n.net.add_matrix_multiply(x, m.NONE, n.const(plain), m.NONE).get_output(0),
+        n.net.add_matrix_multiply(x, m.NONE, n.const(transposed), m.TRANSPOSE).get_output(0),
+        n.net.add_matrix_multiply(x, m.NONE, n.const(whole), m.NONE).get_output(0),
+    ]
+    n.mark(*outs)
+    prepared = Interpreter(n.net)
+    scratch = []
+    for seed in range(3):
+        xv = np.random.default_rng(seed).standard_normal((3, 300)).astype(np.float32)
+        got = list(prepared.run({"x": xv}).values())
+        wide = xv.astype(np.float64)
+        for y, w in zip(got, (plain, transposed.T, whole)):
+            np.testing.assert_array_equal(y, (wide @ w.astype(np.float64)).astype(np.float32))
+        scratch.append(prepared._cache._scratch_used)
+    assert scratch == [True, False, False], scratch  # the first run only: the second keeps the weights widened
+    assert prepared._cache._scratch is None  # let go by the third run's start

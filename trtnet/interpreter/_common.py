@@ -111,6 +111,20 @@ def cached_wide(x: np.ndarray) -> np.ndarray | None:
     return None if cache is None else cache.lookup(x)
 
 
+def transient_wide(x: np.ndarray) -> np.ndarray:
+    """`wide(x)` of a float32 or float16 matrix for a use that ends before the next call: during a prepared
+    network's run it is written into the run's scratch buffer (`WeightCache.scratch`), in the memory order `wide`
+    would give it, so that a product of it is the same product bit for bit."""
+    cache = ACTIVE_CACHE.get()
+    if cache is None or x.ndim != 2 or x.dtype not in (np.float32, np.float16):
+        return wide(x)
+    row_major = abs(x.strides[0]) >= abs(x.strides[1])  # the order astype keeps ('K': by stride)
+    flat = cache.scratch(x.size)[: x.size]
+    view = flat.reshape(x.shape) if row_major else flat.reshape(x.shape[::-1]).T
+    np.copyto(view, x)
+    return view
+
+
 def cached_derived(
     x: np.ndarray, tag: str, make: Callable[[np.ndarray], np.ndarray], keep_twin: bool = True
 ) -> np.ndarray | None:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from trtnet.interpreter._common import LayerCall, cached_wide, enum_name, register, rounded, wide
+from trtnet.interpreter._common import LayerCall, cached_wide, enum_name, register, rounded, transient_wide, wide
 
 
 def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
@@ -93,13 +93,13 @@ def _weight_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if cached is not None:
         return a @ cached
     if b.dtype == np.float64 or b.size <= _WHOLE_VALUES:
-        return a @ wide(b)
+        return a @ transient_wide(b)  # widened into the run's scratch, not fresh memory (see WeightCache.scratch)
     out = np.empty((a.shape[0], b.shape[1]), np.float64)
     step = max(1, _BLOCK_VALUES // b.shape[0])
     for j in range(0, b.shape[1], step):
         # Into a fresh array, then copied: numpy leaves BLAS for its own loop when `out=` is a strided slice and
         # the block is column-major (a transposed weight), measured 6x slower.
-        out[:, j : j + step] = a @ wide(b[:, j : j + step])
+        out[:, j : j + step] = a @ transient_wide(b[:, j : j + step])
     return out
 
 
