@@ -53,8 +53,9 @@ class WeightCache:
     def scratch(self, size: int) -> np.ndarray:
         """A float64 buffer of at least `size` values, reused by the runs of this network: where a weight not kept
         widened (yet) is widened for one product, this memory is written again rather than fresh memory each time.
-        Fresh memory is paid for in page faults as it is first written: the 85M weight values of GPT-2's first run
-        cost 0.3 s of its 1.0 s in a new process. Only one caller may use it at a time."""
+        Fresh memory is paid for in page faults as it is first written, at a price that depends on the kernel's
+        state: the 85M weight values of GPT-2's first run cost up to 0.3 s of a 1.0 s first call in a new process
+        (docs/interpreter.md gives both sides of it). Only one caller may use it at a time."""
         self._scratch_used = True
         if self._scratch is None or self._scratch.size < size:
             self._scratch = np.empty(size, np.float64)
