@@ -84,7 +84,21 @@ def test_the_scratch_is_kept_while_runs_use_it_and_let_go_after_one_that_does_no
     assert cache.scratch(10) is buffer
     cache.start_run()
     cache.start_run()  # the last run did not use it: let go
-    assert cache._scratch is None
+    assert cache._scratches.buffer is None
+
+
+def test_each_thread_has_its_own_scratch():
+    """Two threads running one prepared network must not widen weights into the same memory."""
+    import threading
+
+    cache = WeightCache()
+    mine = cache.scratch(100)
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.append(cache.scratch(100)))
+    worker.start()
+    worker.join()
+    assert not np.shares_memory(mine, theirs[0])
+    assert cache.scratch(100) is mine
 
 
 def test_products_with_weights_not_yet_kept_widened_are_the_float64_product_in_every_run(monkeypatch):
@@ -114,6 +128,6 @@ def test_products_with_weights_not_yet_kept_widened_are_the_float64_product_in_e
         wide = xv.astype(np.float64)
         for y, w in zip(got, (plain, transposed.T, whole)):
             np.testing.assert_array_equal(y, (wide @ w.astype(np.float64)).astype(np.float32))
-        scratch.append(prepared._cache._scratch_used)
+        scratch.append(prepared._cache._scratches.used)
     assert scratch == [True, False, False], scratch  # the first run only: the second keeps the weights widened
-    assert prepared._cache._scratch is None  # let go by the third run's start
+    assert prepared._cache._scratches.buffer is None  # let go by the third run's start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -34,8 +35,7 @@ class WeightCache:
         self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}
         self._earlier: set[tuple[int, str, int]] = set()  # buffers the previous run read: widened when next read
         self._derived: dict[tuple, np.ndarray] = {}  # (key, offset, shape, strides, tag) -> make(twin view)
-        self._scratch: np.ndarray | None = None  # see `scratch`
-        self._scratch_used = False
+        self._scratches = threading.local()  # each thread's .buffer and .used: see `scratch`
 
     def start_run(self) -> None:
         """Forgets which buffers were read (each run registers its own), widened copies no run reads, and the
@@ -46,20 +46,24 @@ class WeightCache:
             self._derived = {k: v for k, v in self._derived.items() if k[0] in seen}
         self._earlier = seen
         self._live = {}
-        if not self._scratch_used:
-            self._scratch = None
-        self._scratch_used = False
+        local = self._scratches
+        if not getattr(local, "used", False):
+            local.buffer = None
+        local.used = False
 
     def scratch(self, size: int) -> np.ndarray:
         """A float64 buffer of at least `size` values, reused by the runs of this network: where a weight not kept
         widened (yet) is widened for one product, this memory is written again rather than fresh memory each time.
         Fresh memory is paid for in page faults as it is first written, at a price that depends on the kernel's
         state: the 85M weight values of GPT-2's first run cost up to 0.3 s of a 1.0 s first call in a new process
-        (docs/interpreter.md gives both sides of it). Only one caller may use it at a time."""
-        self._scratch_used = True
-        if self._scratch is None or self._scratch.size < size:
-            self._scratch = np.empty(size, np.float64)
-        return self._scratch
+        (docs/interpreter.md gives both sides of it). Each thread has its own, and within a thread only one caller
+        may use it at a time."""
+        local = self._scratches
+        local.used = True
+        buffer = getattr(local, "buffer", None)
+        if buffer is None or buffer.size < size:
+            buffer = local.buffer = np.empty(size, np.float64)
+        return buffer
 
     def register(self, flat: np.ndarray) -> None:
         """Marks a float weights array read back from TensorRT (flat, narrower than float64) as cacheable for this
