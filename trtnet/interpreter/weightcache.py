@@ -56,8 +56,9 @@ class WeightCache:
         widened (yet) is widened for one product, this memory is written again rather than fresh memory each time.
         Fresh memory is paid for in page faults as it is first written, at a price that depends on the kernel's
         state: the 85M weight values of GPT-2's first run cost up to 0.3 s of a 1.0 s first call in a new process
-        (docs/interpreter.md gives both sides of it). Each thread has its own, and within a thread only one caller
-        may use it at a time."""
+        (docs/interpreter.md gives both sides of it). Each thread has its own, let go by that thread's next run if
+        it does not use it (so a thread that stops running the network keeps it while the cache lives); within a
+        thread only one caller may use it at a time."""
         local = self._scratches
         local.used = True
         buffer = getattr(local, "buffer", None)
