@@ -39,7 +39,7 @@ class WeightCache:
 
     def start_run(self) -> None:
         """Forgets which buffers were read (each run registers its own), widened copies no run reads, and the
-        scratch buffer when the last run did not use it."""
+        calling thread's scratch buffer when that thread's last run did not use it."""
         seen = {key for key, _ in self._live.values()}
         if self._live:
             self._store = {k: v for k, v in self._store.items() if k in seen}
