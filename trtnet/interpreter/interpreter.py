@@ -258,22 +258,25 @@ def unsupported(network: Any) -> list[str]:
 
 
 def _unsupported(steps: list[Step]) -> list[str]:
-    reasons: list[str] = []
-    for step in steps:
-        layer, type_name = step.layer, step.type_name
-        where = f"layer {layer.name!r} ({type_name})"
-        if type_name not in HANDLERS:
-            reason = _NOT_INTERPRETED.get(type_name, "no reference implementation")
-            reasons.append(f"{where}: unsupported layer type: {reason}")
-            continue
-        for o, dtype in enumerate(step.output_dtypes):
-            if dtype not in SUPPORTED_DTYPES:
-                reasons.append(f"{where}: output {o} has data type {dtype}, which the interpreter does not model")
-        check = ATTRIBUTE_FORMS.get(type_name)
-        if check is not None:
-            layer.__class__ = step.cls
-            reasons.extend(f"{where}: {problem}" for problem in check(layer))
-    return reasons
+    # A layer's name is read only for a layer with a problem: reading 16,653 names cost Swin-T's ONNX import 27 ms.
+    return [f"layer {step.layer.name!r} ({step.type_name}): {problem}" for step in steps for problem in _problems(step)]
+
+
+def _problems(step: Step) -> list[str]:
+    """What keeps the interpreter from running one layer (see `unsupported`)."""
+    type_name = step.type_name
+    if type_name not in HANDLERS:
+        return [f"unsupported layer type: {_NOT_INTERPRETED.get(type_name, 'no reference implementation')}"]
+    found = [
+        f"output {o} has data type {dtype}, which the interpreter does not model"
+        for o, dtype in enumerate(step.output_dtypes)
+        if dtype not in SUPPORTED_DTYPES
+    ]
+    check = ATTRIBUTE_FORMS.get(type_name)
+    if check is not None:
+        step.layer.__class__ = step.cls
+        found.extend(check(step.layer))
+    return found
 
 
 def _refuse_unsupported(steps: list[Step]) -> None:

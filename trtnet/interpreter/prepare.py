@@ -113,12 +113,24 @@ def producers(steps: list[Step]) -> dict[str, int]:
     return produced_by
 
 
+def _in_order(steps: list[Step], produced_by: dict[str, int]) -> bool:
+    """Whether every layer reads only tensors made by layers before it (or by itself, or by none: the network's
+    inputs)."""
+    for index, step in enumerate(steps):
+        for name in step.inputs:
+            if name is not None and produced_by.get(name, -1) > index:
+                return False
+    return True
+
+
 def execution_order(steps: list[Step]) -> list[int]:
     """Layer indices in an order where every input is computed first (insertion order where possible).
 
     Networks are usually built in topological order, but `set_input` can rewire a layer to a tensor made later.
     """
     produced_by = producers(steps)
+    if _in_order(steps, produced_by):
+        return list(range(len(steps)))  # what the sort below gives such a network, in a tenth of its time
     waiting_on: list[set[int]] = [
         {produced_by[n] for n in step.inputs if n is not None and n in produced_by} for step in steps
     ]
