@@ -48,7 +48,13 @@ def scan(network: Any) -> list[Step]:
             inputs.append(None if tensor is None else tensor.name)
         outs = [layer.get_output(o) for o in range(layer.num_outputs)]
         entry = HANDLERS.get(type_name)
-        dtypes = [enum_name(t.dtype) for t in outs]
+        try:
+            dtypes = [enum_name(t.dtype) for t in outs]
+        except KeyError:  # a value outside DataType: TensorRT infers no types in a network with a cycle
+            raise InterpreterError(
+                f"layer {layer.name!r} ({type_name}): TensorRT gives no data type for its outputs (a cycle in the "
+                "network makes it infer none)"
+            ) from None
         step = Step(
             layer,
             type_name,
