@@ -85,8 +85,8 @@ def _separable(
 ) -> np.ndarray:
     """op (maximum or add) over every window of the trailing dims of x (padded far enough), a dim at a time: a
     k x k window then takes 2k - 2 passes instead of k^2 - 1 (Inception-v3's pools: 12.3 ms a run to 7.1,
-    YOLOv5s's 5x5 max pools 3.7 to 1.3, ResNet-50's 1.7 to 0.9). A maximum is the same in any order; a sum of float32 values in float64 is
-    still rounded only where a float64 sum of them would be, and once more at the end."""
+    YOLOv5s's 5x5 max pools 3.7 to 1.3, ResNet-50's 1.7 to 0.9). A maximum is the same in any order; a sum of
+    float32 values in float64 is still rounded only where a float64 sum of them would be, and once more at the end."""
     nsp = len(ksize)
     if 0 in out:  # a window that fits nowhere: the taps' slices would not agree on an empty length
         return np.empty(x.shape[: x.ndim - nsp] + out, dtype)
