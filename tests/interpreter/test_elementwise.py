@@ -238,3 +238,28 @@ def test_square_and_cube_are_the_exact_power_rounded_once() -> None:
             np.testing.assert_array_equal(got[0], want, err_msg=f"x ** {p}")
             np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(want), err_msg=f"signs of x ** {p}")
     np.testing.assert_array_equal(other, np.power(np.abs(x).astype(np.float64), 2.5).astype(np.float32))
+
+
+def test_a_batch_norm_of_a_transposed_view_sums_like_one_of_contiguous_values() -> None:
+    """A per-channel SCALE writes its output in C order whatever its input's layout, so a reduction after it adds
+    in the order it would had the same values come contiguous. Along W: 1e16, 1022 ones, -1e16, where the order
+    of a float64 sum shows (it read 0.0 after the transposed view and 1008.0 after the contiguous input)."""
+    nhwc = np.ones((1, 4, 1024, 2), np.float32)
+    nhwc[:, :, 0], nhwc[:, :, -1] = 1e16, -1e16
+    nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
+    totals = []
+    for transposed in (True, False):
+        n = Net()
+        xi = n.input("x", nhwc.shape if transposed else nchw.shape)
+        if transposed:
+            shuffle = n.net.add_shuffle(xi)
+            shuffle.first_transpose = (0, 3, 1, 2)
+            xi = shuffle.get_output(0)
+        ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
+        bn = n.net.add_scale(xi, trt.ScaleMode.CHANNEL, n.weights(zeros), n.weights(ones), trt.Weights())
+        total = n.net.add_reduce(bn.get_output(0), trt.ReduceOperation.SUM, 1 << 3, False)
+        n.mark(total.get_output(0), bn.get_output(0))
+        got, normed = n.run(x=nhwc if transposed else nchw)
+        assert np.array_equal(normed, nchw) and normed.flags.c_contiguous
+        totals.append(got)
+    assert np.array_equal(totals[0], totals[1])
