@@ -39,6 +39,7 @@ def scan(network: Any) -> list[Step]:
     trt = get_trt()
     layer_type = trt.ILayer.type.__get__
     steps = []
+    untyped = None  # the first layer whose output types TensorRT cannot say
     for index in range(network.num_layers):
         layer = network.get_layer(index)
         type_name = enum_name(layer_type(layer))
@@ -51,24 +52,78 @@ def scan(network: Any) -> list[Step]:
         try:
             dtypes = [enum_name(t.dtype) for t in outs]
         except KeyError:  # a value outside DataType: TensorRT infers no types in a network with a cycle
-            raise InterpreterError(
-                f"layer {layer.name!r} ({type_name}): TensorRT gives no data type for its outputs (a cycle in the "
-                "network makes it infer none)"
-            ) from None
+            dtypes = []
+            untyped = index if untyped is None else untyped
         step = Step(
             layer,
             type_name,
             inputs,
             [t.name for t in outs],
             dtypes,
-            expected=_inferred(outs, dtypes),
+            expected=_inferred(outs, dtypes) if dtypes else None,
             cls=None if entry is None else getattr(trt, entry.class_name),
         )
         if type_name == "SHAPE":
-            shape = layer.get_input(0).shape
-            step.static_input = all(shape[d] >= 0 for d in range(len(shape)))
+            step.static_input = _known_dims(layer.get_input(0))
         steps.append(step)
+    if untyped is not None:
+        # A cycle anywhere leaves layers off it untyped too: the wiring, not the first untyped layer, says where.
+        _refuse_cycle(steps)
+        step = steps[untyped]
+        raise InterpreterError(
+            f"layer {step.layer.name!r} ({step.type_name}): TensorRT gives no data type for its outputs"
+        )
     return steps
+
+
+def _known_dims(tensor: Any) -> bool:
+    """Whether TensorRT knows every dim of `tensor` (it cannot say on a cycle: then no)."""
+    try:
+        shape = tensor.shape
+    except RuntimeError:
+        return False
+    return all(shape[d] >= 0 for d in range(len(shape)))
+
+
+def find_cycle(steps: list[Step]) -> list[int] | None:
+    """The layers of one cycle in the network's wiring, each feeding the next and the last the first (None: there
+    is none). A recurrence's second input, the value a loop feeds back to it, is the loop's own and not an edge."""
+    made_by = {name: index for index, step in enumerate(steps) for name in step.outputs}
+    reads = [
+        [
+            made_by[name]
+            for i, name in enumerate(step.inputs)
+            if name in made_by and not (i == 1 and step.type_name == "RECURRENCE")
+        ]
+        for step in steps
+    ]
+    state = [0] * len(steps)  # 0: not reached, 1: on the current path, 2: no cycle through it
+    for root in range(len(steps)):
+        if state[root]:
+            continue
+        path, pending = [root], [iter(reads[root])]
+        state[root] = 1
+        while path:
+            source = next(pending[-1], None)
+            if source is None:
+                state[path.pop()] = 2
+                pending.pop()
+            elif state[source] == 1:  # path[k] reads path[k + 1] ... reads path[-1] reads source = path[k]
+                return path[path.index(source) :][::-1]
+            elif state[source] == 0:
+                state[source] = 1
+                path.append(source)
+                pending.append(iter(reads[source]))
+    return None
+
+
+def _refuse_cycle(steps: list[Step]) -> None:
+    """Raises an InterpreterError naming a cycle's layers in data-flow order, where the network has one."""
+    cycle = find_cycle(steps)
+    if cycle is not None:
+        first = steps[cycle[0]]
+        loop = " -> ".join(repr(steps[i].layer.name) for i in cycle + cycle[:1])
+        raise InterpreterError(f"layer {first.layer.name!r} ({first.type_name}): the network has a cycle: {loop}")
 
 
 def _inferred(outs: list[Any], dtypes: list[str]) -> list[tuple[tuple[int, ...], Any]] | None:
@@ -120,11 +175,10 @@ def producers(steps: list[Step]) -> dict[str, int]:
 
 
 def _in_order(steps: list[Step], produced_by: dict[str, int]) -> bool:
-    """Whether every layer reads only tensors made by layers before it (or by itself, or by none: the network's
-    inputs)."""
+    """Whether every layer reads only tensors made by layers before it (or by none: the network's inputs)."""
     for index, step in enumerate(steps):
         for name in step.inputs:
-            if name is not None and produced_by.get(name, -1) > index:
+            if name is not None and produced_by.get(name, -1) >= index:
                 return False
     return True
 
@@ -142,7 +196,6 @@ def execution_order(steps: list[Step]) -> list[int]:
     ]
     dependents: dict[int, list[int]] = {}
     for index, deps in enumerate(waiting_on):
-        deps.discard(index)
         for dep in deps:
             dependents.setdefault(dep, []).append(index)
     ready = [i for i, deps in enumerate(waiting_on) if not deps]
@@ -156,7 +209,6 @@ def execution_order(steps: list[Step]) -> list[int]:
             if not waiting_on[nxt]:
                 heapq.heappush(ready, nxt)
     if len(order) != len(steps):
-        done = set(order)
-        stuck = steps[next(i for i in range(len(steps)) if i not in done)]
-        raise InterpreterError(f"layer {stuck.layer.name!r} ({stuck.type_name}): the network has a cycle through it")
+        _refuse_cycle(steps)
+        raise AssertionError("layers left unordered without a cycle")  # unreachable: Kahn's sort stops only there
     return order
