@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from trtnet.backend import get_trt, logger
-from trtnet.interpreter import Interpreter, conv, matrix
+from trtnet.interpreter import Interpreter, conv, matrix, weightcache
 from trtnet.interpreter.weightcache import WeightCache
 
 trt = get_trt()
@@ -85,6 +85,18 @@ def test_the_scratch_is_kept_while_runs_use_it_and_let_go_after_one_that_does_no
     cache.start_run()
     cache.start_run()  # the last run did not use it: let go
     assert cache._scratches.buffer is None
+
+
+def test_the_scratch_keeps_at_most_its_cap(monkeypatch):
+    """A request over the cap (a blocked product's one column of a weight with millions of rows) gets memory of its
+    own, and the buffer kept stays as it was."""
+    monkeypatch.setattr(weightcache, "_SCRATCH_MAX_VALUES", 100)
+    cache = WeightCache()
+    cache.start_run()
+    kept = cache.scratch(100)
+    big = cache.scratch(101)
+    assert big.size == 101 and not np.shares_memory(big, kept)
+    assert cache._scratches.buffer is kept
 
 
 def test_each_thread_has_its_own_scratch():

@@ -12,6 +12,8 @@ import numpy as np
 _CACHE_MAX_VALUES = 1 << 24
 # Buffers up to this many values (biases, norms, small kernels) are kept widened from their first run on.
 _WIDEN_AT_ONCE = 1 << 16
+# The most values a thread's scratch buffer keeps (32 MB): the largest matrix the products widen whole.
+_SCRATCH_MAX_VALUES = 1 << 22
 
 
 class WeightCache:
@@ -62,6 +64,8 @@ class WeightCache:
         local = self._scratches
         local.used = True
         buffer = getattr(local, "buffer", None)
+        if size > _SCRATCH_MAX_VALUES:  # one column of a weight with more rows (blocked products): not kept
+            return np.empty(size, np.float64)
         if buffer is None or buffer.size < size:
             buffer = local.buffer = np.empty(size, np.float64)
         return buffer
