@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import sys
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -148,3 +150,52 @@ def test_the_garbage_collector_is_paused_only_while_preparing_or_running():
             assert not gc.isenabled()  # left off when the caller had it off
         finally:
             gc.enable()
+
+
+def test_runs_from_several_threads_take_turns_and_match_single_threaded_ones():
+    """Eight threads run one prepared network of many small weights (widened as runs look them up), switching as
+    often as Python lets them: every output equals a run of its own, and no run trips over another's bookkeeping
+    (without turns: `dictionary changed size during iteration` in one run's start, a KeyError in another's lookup)."""
+    keep = []  # TensorRT holds pointers to these
+
+    def weights(values: np.ndarray):
+        keep.append(np.ascontiguousarray(values, np.float32))
+        return trt.Weights(keep[-1])
+
+    net = trt.Builder(logger()).create_network(0)
+    h = net.add_input("x", trt.float32, (4, 32))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        w = net.add_constant((32, 32), weights(rng.standard_normal((32, 32)) * 0.2)).get_output(0)
+        h = net.add_matrix_multiply(h, trt.MatrixOperation.NONE, w, trt.MatrixOperation.NONE).get_output(0)
+        b = net.add_constant((1, 32), weights(rng.standard_normal((1, 32)))).get_output(0)
+        h = net.add_elementwise(h, b, trt.ElementWiseOperation.SUM).get_output(0)
+        h = net.add_activation(h, trt.ActivationType.TANH).get_output(0)
+    net.mark_output(h)
+    feeds = [rng.standard_normal((4, 32)).astype(np.float32) for _ in range(8)]
+    alone = [next(iter(run_network(net, {"x": f}).values())) for f in feeds]
+    failures: list[str] = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(3):
+            prepared = Interpreter(net)
+
+            def work(prepared: Interpreter, i: int) -> None:
+                for _ in range(10):
+                    try:
+                        got = next(iter(prepared.run({"x": feeds[i]}).values()))
+                    except Exception as err:  # noqa: BLE001 - a race shows as any exception: collect, then fail
+                        failures.append(f"{type(err).__name__}: {err}")
+                    else:
+                        if got.tobytes() != alone[i].tobytes():
+                            failures.append(f"thread {i}: a different output")
+
+            threads = [threading.Thread(target=work, args=(prepared, i)) for i in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not failures, failures[:3]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -93,9 +94,12 @@ class Interpreter:
     the exception `WeightCache` names): prepare a new `Interpreter` (or call `run_network`) for those, and for
     integer constants set anew, which feed folded shape arithmetic. Layers added to the network after preparing
     are not seen either. The network and its weights must stay alive, as TensorRT itself requires.
+
+    Runs from several threads take turns: what a run learns (weights widened, shape arithmetic folded) is shared.
     """
 
     def __init__(self, network: Any) -> None:
+        self._turn = threading.RLock()  # re-entrant: a trace may run the same network between layers
         with _collector_paused():
             self._prepare(network)
 
@@ -123,7 +127,7 @@ class Interpreter:
         self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True, trace: Trace | None = None
     ) -> dict[str, np.ndarray]:
         """The network's outputs by name for `inputs` (see `run_network`)."""
-        with _collector_paused():
+        with self._turn, _collector_paused():
             return self._run(inputs, check_shapes, trace)
 
     def _run(self, inputs: Mapping[str, np.ndarray], check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
