@@ -127,3 +127,15 @@ def test_a_masked_softmax_is_the_float64_softmax_rounded_once() -> None:
     expected = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
     np.testing.assert_array_equal(got, expected)
     assert (got[..., np.triu(np.ones((16, 16), bool), 1)] == 0).all()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_softmax_of_an_empty_tensor_is_empty(axis: int) -> None:
+    """Shape (3, 0, 5), over each axis: an empty output of the same shape and type, as TensorRT infers (over the empty
+    axis numpy's maximum refused with a ValueError that named no layer)."""
+    n = Net()
+    layer = n.net.add_softmax(n.input("x", (3, 0, 5)))
+    layer.axes = 1 << axis
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=np.zeros((3, 0, 5), np.float32))
+    assert got.shape == (3, 0, 5) and got.dtype == np.float32
