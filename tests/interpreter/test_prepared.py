@@ -69,6 +69,24 @@ def test_prepared_runs_match_run_network_and_see_weights_set_anew():
     np.testing.assert_allclose(Interpreter(net).run({"x": x})["y"], expected(x, other, matrix), rtol=1e-6, atol=1e-5)
 
 
+def test_a_prepared_network_keeps_the_settings_its_first_run_read():
+    """A layer's settings are read from TensorRT once, by its first run (the documented rule): an operation changed
+    afterwards is seen by a network prepared anew, not by the one already run."""
+    net = trt.Builder(logger()).create_network(0)
+    x = net.add_input("x", trt.float32, (2, 3))
+    layer = net.add_elementwise(x, x, trt.ElementWiseOperation.SUM)
+    net.mark_output(layer.get_output(0))
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    prepared = Interpreter(net)
+    (first,) = prepared.run({"x": value}).values()
+    layer.op = trt.ElementWiseOperation.PROD
+    (kept,) = prepared.run({"x": value}).values()
+    (fresh,) = Interpreter(net).run({"x": value}).values()
+    np.testing.assert_array_equal(first, value + value)
+    np.testing.assert_array_equal(kept, value + value)
+    np.testing.assert_array_equal(fresh, value * value)
+
+
 def test_widened_weights_are_read_only_and_leave_the_caller_s_arrays_alone():
     rng = np.random.default_rng(3)
     kernel = rng.standard_normal(3 * 2 * 9).astype(np.float32)

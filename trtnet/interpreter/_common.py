@@ -8,9 +8,9 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import ml_dtypes
 import numpy as np
@@ -20,6 +20,7 @@ from trtnet.errors import InterpreterError
 from trtnet.interpreter.weightcache import WeightCache
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
+T = TypeVar("T")
 
 # TensorRT DataType name -> numpy dtype, from the backend's one table (a table of names, not of computing: what
 # the interpreter does with each type is its own). Types outside it are refused by name (np_dtype).
@@ -236,6 +237,18 @@ class LayerCall:
     layer: Any
     inputs: list[np.ndarray | None]
     type_name: str
+    settings: dict[str, Any] = field(default_factory=dict)  # see `setting`: the prepared network's, for this layer
+
+    def setting(self, key: str, read: Callable[[Any], T]) -> T:
+        """`read(layer)`: settings of the layer read from TensorRT by its first run, then kept by the prepared
+        network (`key` names them within the layer). TensorRT's accessors cost microseconds each, a Dims a call
+        per dim: a SHUFFLE's three read each run took 9 of its 24 us. Weights are not settings: read them each run.
+        """
+        try:
+            return self.settings[key]
+        except KeyError:
+            value = self.settings[key] = read(self.layer)
+            return value
 
     def fail(self, message: str) -> InterpreterError:
         """An `InterpreterError` naming this layer; the caller raises it."""

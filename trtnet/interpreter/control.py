@@ -69,7 +69,7 @@ def _call(runner: Runner, index: int, values: dict[str, np.ndarray]) -> LayerCal
     step = runner.steps[index]
     step.layer.__class__ = getattr(get_trt(), HANDLERS[step.type_name].class_name)
     inputs = [None if name is None else values.get(name) for name in step.inputs]
-    return LayerCall(layer=step.layer, inputs=inputs, type_name=step.type_name)
+    return LayerCall(step.layer, inputs, step.type_name, step.settings)
 
 
 def _flag(call: LayerCall, value: np.ndarray, what: str) -> bool:

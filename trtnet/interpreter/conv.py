@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,15 +53,22 @@ class _Geometry(NamedTuple):
     c_in: int
 
 
+def _read_geometry(layer: Any) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, int]:
+    return (
+        dims(layer.kernel_size_nd),
+        dims(layer.stride_nd),
+        dims(layer.dilation_nd),
+        int(layer.num_groups),
+        int(layer.num_output_maps),
+    )
+
+
 def _geometry(call: LayerCall, x: np.ndarray) -> _Geometry:
     """What a (de)convolution layer's shapes say, checked against its input `x`."""
-    layer = call.layer
-    ksize = dims(layer.kernel_size_nd)
+    ksize, stride, dilation, groups, k_out = call.setting("geometry", _read_geometry)
     nsp = len(ksize)
     if x.ndim < nsp + 1:
         raise call.fail(f"input rank {x.ndim} is too small for a {nsp}-D kernel")
-    stride, dilation = dims(layer.stride_nd), dims(layer.dilation_nd)
-    groups, k_out = int(layer.num_groups), int(layer.num_output_maps)
     c_in = x.shape[-nsp - 1]
     if c_in % groups or k_out % groups:
         raise call.fail(f"{c_in} input / {k_out} output channels do not split into {groups} groups")

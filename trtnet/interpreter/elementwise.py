@@ -38,7 +38,7 @@ _LOGICAL = {"AND": np.logical_and, "OR": np.logical_or, "XOR": np.logical_xor}
 def elementwise(call: LayerCall) -> list[np.ndarray]:
     """Binary op with broadcasting of size-1 dims (TensorRT requires equal ranks)."""
     a, b = call.input(0), call.input(1)
-    op = enum_name(call.layer.op)
+    op = call.setting("op", lambda layer: enum_name(layer.op))
     if a.ndim != b.ndim:
         raise call.fail(f"inputs have ranks {a.ndim} and {b.ndim}; TensorRT broadcasts only equal ranks")
     if a.dtype != b.dtype:
@@ -124,7 +124,7 @@ _EXACT_UNARY = {"RECIP", "ABS", "NEG", "SQRT", "CEIL", "FLOOR", "SIGN", "ROUND"}
 def unary(call: LayerCall) -> list[np.ndarray]:
     """One-input math; NOT works on BOOL, ISINF/ISNAN return BOOL."""
     x = call.input(0)
-    op = enum_name(call.layer.op)
+    op = call.setting("op", lambda layer: enum_name(layer.op))
     if op == "NOT":
         if x.dtype != np.bool_:
             raise call.fail(f"NOT needs a BOOL input, got {x.dtype}")
@@ -174,8 +174,10 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 def activation(call: LayerCall) -> list[np.ndarray]:
     """The fourteen ActivationTypes, with the alpha/beta meanings of TensorRT's ActivationType docs."""
     src = call.input(0)
-    kind = enum_name(call.layer.type)  # once downcast, IActivationLayer.type is the ActivationType
-    alpha, beta = float(call.layer.alpha), float(call.layer.beta)
+    # Once downcast, IActivationLayer.type is the ActivationType.
+    kind, alpha, beta = call.setting(
+        "activation", lambda layer: (enum_name(layer.type), float(layer.alpha), float(layer.beta))
+    )
     if kind not in _ACTIVATIONS:
         raise call.fail(f"unsupported activation type {kind}")
     if kind in ("RELU", "CLIP"):  # exact in the input's own type
@@ -286,8 +288,7 @@ def scale(call: LayerCall) -> list[np.ndarray]:
     src = call.input(0)
     x = src  # shape and rank only: the arithmetic below widens
     layer = call.layer
-    mode = enum_name(layer.mode)
-    axis = int(layer.channel_axis)
+    mode, axis = call.setting("mode", lambda layer: (enum_name(layer.mode), int(layer.channel_axis)))
     if axis < 0:
         axis += x.ndim
 
@@ -355,10 +356,10 @@ def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 @register("CAST", "ICastLayer")
 def cast(call: LayerCall) -> list[np.ndarray]:
     """Conversion to `to_type`."""
-    return [_cast(call.input(0), np_dtype(call.layer.to_type))]
+    return [_cast(call.input(0), call.setting("to_type", lambda layer: np_dtype(layer.to_type)))]
 
 
 @register("IDENTITY", "IIdentityLayer")
 def identity(call: LayerCall) -> list[np.ndarray]:
     """A copy; in a weakly typed network TensorRT may give it another output type, so convert to that."""
-    return [_cast(call.input(0), np_dtype(call.layer.get_output(0).dtype))]
+    return [_cast(call.input(0), call.setting("dtype", lambda layer: np_dtype(layer.get_output(0).dtype)))]

@@ -21,7 +21,7 @@ from trtnet.interpreter._common import (
 @register("CONSTANT", "IConstantLayer")
 def constant(call: LayerCall) -> list[np.ndarray]:
     """The layer's weights, reshaped to its `shape`."""
-    shape = dims(call.layer.shape)
+    shape = call.setting("shape", lambda layer: dims(layer.shape))
     values = weights_array(call.layer.weights, "constant weights")
     if values.size != math.prod(shape):
         raise call.fail(f"{values.size} weights do not fill shape {shape}")

@@ -41,12 +41,12 @@ def gather(call: LayerCall) -> list[np.ndarray]:
     """DEFAULT gathers slices along `axis` (optionally per leading batch dim), ELEMENT gathers single
     elements along `axis`, ND gathers index tuples after num_elementwise_dims batch dims."""
     data, idx = call.input(0), call.input(1)
-    layer = call.layer
-    mode = enum_name(layer.mode)
-    ne = int(layer.num_elementwise_dims)
+    mode, ne, given_axis = call.setting(
+        "gather", lambda layer: (enum_name(layer.mode), int(layer.num_elementwise_dims), int(layer.axis))
+    )
     if mode == "ND":
         return [_gather_nd(call, data, idx, ne)]
-    axis = normalize_axis(int(layer.axis), data.ndim)
+    axis = normalize_axis(given_axis, data.ndim)
     idx = _wrapped(call, idx, data.shape[axis], "index")
     if mode == "ELEMENT":
         if idx.ndim != data.ndim:

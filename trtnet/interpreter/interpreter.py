@@ -93,7 +93,8 @@ class Interpreter:
     caller's memory) are seen by the next run; weights changed in place in their old buffer are not (but for
     the exception `WeightCache` names): prepare a new `Interpreter` (or call `run_network`) for those, and for
     integer constants set anew, which feed folded shape arithmetic. Layers added to the network after preparing
-    are not seen either. The network and its weights must stay alive, as TensorRT itself requires.
+    are not seen either, nor a layer's settings changed after its first run (see `LayerCall.setting`). The
+    network and its weights must stay alive, as TensorRT itself requires.
 
     Runs from several threads take turns: what a run learns (weights widened, shape arithmetic folded) is shared.
     """
@@ -215,7 +216,7 @@ class _Runner:
             return
         entry = HANDLERS[step.type_name]  # looked up each time: a test may stand in for a handler
         step.layer.__class__ = step.cls
-        call = LayerCall(layer=step.layer, inputs=_layer_inputs(step, values), type_name=step.type_name)
+        call = LayerCall(step.layer, _layer_inputs(step, values), step.type_name, step.settings)
         outputs = list(entry.fn(call))
         if len(outputs) != len(step.outputs):
             raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")

@@ -29,7 +29,7 @@ def _operand(call: LayerCall, x: np.ndarray, op: str, which: int) -> np.ndarray:
 def matrix_multiply(call: LayerCall) -> list[np.ndarray]:
     """Batched matmul with op0/op1 (NONE, TRANSPOSE, VECTOR) and broadcasting of size-1 batch dims."""
     a_src, b_src = call.input(0), call.input(1)
-    op0, op1 = enum_name(call.layer.op0), enum_name(call.layer.op1)
+    op0, op1 = call.setting("ops", lambda layer: (enum_name(layer.op0), enum_name(layer.op1)))
     if a_src.dtype != b_src.dtype:
         raise call.fail(f"inputs have dtypes {a_src.dtype} and {b_src.dtype}")
     # Widened to float64 inside _matmul, a block at a time where one operand is a large weight matrix.

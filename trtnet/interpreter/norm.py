@@ -26,11 +26,11 @@ def normalization(call: LayerCall) -> list[np.ndarray]:
     normalised together with the masked axes (GroupNorm); G = 1 is LayerNorm/InstanceNorm by the mask.
     """
     src, scale, bias = call.input(0), call.input(1), call.input(2)
-    layer = call.layer
     x = wide(src)
-    axes = axes_from_mask(layer.axes, x.ndim)
-    groups = int(layer.num_groups)
-    eps = float(layer.epsilon)
+    mask, groups, eps = call.setting(
+        "norm", lambda layer: (int(layer.axes), int(layer.num_groups), float(layer.epsilon))
+    )
+    axes = axes_from_mask(mask, x.ndim)
     if not axes:
         raise call.fail("normalization axes bitmask is empty")
     if groups > 1:

@@ -36,8 +36,10 @@ def pooling(call: LayerCall) -> list[np.ndarray]:
     """
     src = call.input(0)
     layer = call.layer
-    kind = enum_name(layer.type)  # once downcast, IPoolingLayer.type is the PoolingType
-    ksize, stride = dims(layer.window_size_nd), dims(layer.stride_nd)
+    # Once downcast, IPoolingLayer.type is the PoolingType.
+    kind, ksize, stride = call.setting(
+        "window", lambda layer: (enum_name(layer.type), dims(layer.window_size_nd), dims(layer.stride_nd))
+    )
     nsp = len(ksize)
     sizes = src.shape[-nsp:]
     win = forward_window(call, sizes, ksize, stride)

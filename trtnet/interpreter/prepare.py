@@ -7,7 +7,7 @@ layers, so everything a run needs to know about a layer's wiring is read here on
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trtnet.backend import get_trt
@@ -32,6 +32,7 @@ class Step:
     expected: list[tuple[tuple[int, ...], Any]] | None = None
     cls: Any = None  # the TensorRT class the layer is downcast to (None for a type the interpreter lacks)
     static_input: bool = False  # a SHAPE layer whose input's dims TensorRT knows all of
+    settings: dict[str, Any] = field(default_factory=dict)  # what its handler read of it: `LayerCall.setting`
 
 
 def scan(network: Any) -> list[Step]:

@@ -24,12 +24,10 @@ from trtnet.interpreter.special import exp_in_place
 def reduce(call: LayerCall) -> list[np.ndarray]:
     """SUM, PROD, MAX, MIN or AVG over the axes bitmask, keeping the reduced dims as 1 with keep_dims."""
     src = call.input(0)
-    layer = call.layer
-    op = enum_name(layer.op)
+    op, mask, keep = call.setting("reduce", lambda layer: (enum_name(layer.op), int(layer.axes), bool(layer.keep_dims)))
     # Sums, products and means accumulate in float64; a maximum or minimum is exact in the input's own type.
     x = compute(src) if op in ("MAX", "MIN") else wide(src)
-    axes = axes_from_mask(layer.axes, x.ndim)
-    keep = bool(layer.keep_dims)
+    axes = axes_from_mask(mask, x.ndim)
     # Integer sums stay in the input's type (numpy would widen int32 to int64).
     acc = None if is_float(x.dtype) else x.dtype
     if op == "SUM":
@@ -70,9 +68,10 @@ def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 def softmax(call: LayerCall) -> list[np.ndarray]:
     """Softmax over the axis named by the `axes` bitmask (exactly one bit)."""
     src = call.input(0)
-    axes = axes_from_mask(call.layer.axes, src.ndim)
+    mask = call.setting("axes", lambda layer: int(layer.axes))
+    axes = axes_from_mask(mask, src.ndim)
     if len(axes) != 1:
-        raise call.fail(f"softmax axes bitmask {int(call.layer.axes):#b} must name exactly one axis of {src.ndim}")
+        raise call.fail(f"softmax axes bitmask {mask:#b} must name exactly one axis of {src.ndim}")
     return [rounded(softmax_over(src, axes), src.dtype)]
 
 

@@ -28,7 +28,7 @@ def _permutation(call: LayerCall, perm: tuple[int, ...], rank: int, what: str) -
 
 def _reshape_target(call: LayerCall, shape: tuple[int, ...], spec: tuple[int, ...]) -> tuple[int, ...]:
     """Resolves placeholder 0s (when zero_is_placeholder) and one -1 in a reshape spec."""
-    placeholder = bool(call.layer.zero_is_placeholder)
+    placeholder = call.setting("zero_is_placeholder", lambda layer: bool(layer.zero_is_placeholder))
     out = []
     for i, d in enumerate(spec):
         if d == 0 and placeholder:
@@ -54,16 +54,20 @@ def _reshape_target(call: LayerCall, shape: tuple[int, ...], spec: tuple[int, ..
 def shuffle(call: LayerCall) -> list[np.ndarray]:
     """first_transpose, then reshape (static dims or a shape tensor on input 1), then second_transpose."""
     x = call.input(0)
-    layer = call.layer
-    x = np.transpose(x, _permutation(call, dims(layer.first_transpose), x.ndim, "first_transpose"))
+    first, second = call.setting(
+        "transposes", lambda layer: (dims(layer.first_transpose), dims(layer.second_transpose))
+    )
+    x = np.transpose(x, _permutation(call, first, x.ndim, "first_transpose"))
     dynamic = call.optional(1)
     if dynamic is not None:
         spec: tuple[int, ...] | None = int_vector(call, dynamic, "reshape shape input")
     else:
-        spec = None if layer.reshape_dims is None else dims(layer.reshape_dims)
+        spec = call.setting(
+            "reshape_dims", lambda layer: None if layer.reshape_dims is None else dims(layer.reshape_dims)
+        )
     if spec is not None:
         x = x.reshape(_reshape_target(call, x.shape, spec))
-    x = np.transpose(x, _permutation(call, dims(layer.second_transpose), x.ndim, "second_transpose"))
+    x = np.transpose(x, _permutation(call, second, x.ndim, "second_transpose"))
     # A view where numpy can make one (no handler writes into its inputs; run_network copies outputs that are
     # views). Not np.ascontiguousarray: it would turn a 0-D result (a reshape to a scalar) into shape (1,).
     return [x]
@@ -75,7 +79,7 @@ def concatenation(call: LayerCall) -> list[np.ndarray]:
     xs = [call.input(i) for i in range(len(call.inputs))]
     if len({x.dtype for x in xs}) != 1:
         raise call.fail(f"inputs have different dtypes {[str(x.dtype) for x in xs]}")
-    axis = normalize_axis(int(call.layer.axis), xs[0].ndim)
+    axis = normalize_axis(call.setting("axis", lambda layer: int(layer.axis)), xs[0].ndim)
     try:
         return [np.concatenate(xs, axis=axis)]
     except ValueError as err:
@@ -137,19 +141,20 @@ def _basic_slice(start: int, size: int, stride: int) -> slice:
 def slice_(call: LayerCall) -> list[np.ndarray]:
     """start/shape/stride from attributes or inputs 1-3, fill value on input 4, optional axes on input 5."""
     x = call.input(0)
-    layer = call.layer
     rank = x.ndim
 
     def param(i: int, attr: str, what: str) -> tuple[int, ...]:
         value = call.optional(i)
         # The attribute is read only when no input overrides it: TensorRT warns on reading a dynamic one.
-        return int_vector(call, value, what) if value is not None else dims(getattr(layer, attr))
+        if value is not None:
+            return int_vector(call, value, what)
+        return call.setting(attr, lambda layer: dims(getattr(layer, attr)))
 
     start = param(1, "start", "start")
     size = param(2, "shape", "size")
     stride = param(3, "stride", "stride")
     axes_in = call.optional(5)
-    static_axes = _static_axes(layer)
+    static_axes = call.setting("axes", _static_axes)
     if axes_in is not None or static_axes:
         # With axes (an input, or the attribute TensorRT's ONNX parser sets), start/size/stride speak only of
         # those axes; the rest are taken whole.
@@ -163,7 +168,7 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
         start, size, stride = tuple(full_start), tuple(full_size), tuple(full_stride)
     if not len(start) == len(size) == len(stride) == rank:
         raise call.fail(f"start {start}, size {size}, stride {stride} do not match input rank {rank}")
-    mode = enum_name(layer.mode)
+    mode = call.setting("mode", lambda layer: enum_name(layer.mode))
     index, masks = [], []
     for a in range(rank):
         idx, valid = _slice_indices(call, mode, x.shape[a], start[a], size[a], stride[a])

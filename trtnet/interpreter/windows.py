@@ -23,8 +23,7 @@ def forward_window(
     call: LayerCall, sizes: tuple[int, ...], eff_kernel: tuple[int, ...], stride: tuple[int, ...]
 ) -> Window:
     """Padding and output size of a convolution/pooling, following the layer's padding mode."""
-    layer = call.layer
-    mode = enum_name(layer.padding_mode)
+    mode = call.setting("padding_mode", lambda layer: enum_name(layer.padding_mode))
     n = len(sizes)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         # Explicit paddings are ignored: pad so that out = ceil(in / stride); the odd pixel goes to the end
@@ -35,7 +34,7 @@ def forward_window(
         big = tuple(t - t // 2 for t in total)
         pre, post = (small, big) if mode == "SAME_UPPER" else (big, small)
         return Window(pre, post, out)
-    pre, post = dims(layer.pre_padding), dims(layer.post_padding)
+    pre, post = call.setting("padding", lambda layer: (dims(layer.pre_padding), dims(layer.post_padding)))
     if len(pre) != n or len(post) != n:
         raise call.fail(f"padding has {len(pre)}/{len(post)} dims for {n} spatial dims")
     span = [sizes[i] + pre[i] + post[i] - eff_kernel[i] for i in range(n)]
