@@ -242,11 +242,17 @@ def _check_step(step: Step, outputs: list[np.ndarray]) -> None:
     """check_layer_outputs, against the inferred shapes and dtypes read at preparation (TensorRT's accessors cost
     tens of microseconds a layer); any doubt re-reads them from TensorRT, which names the layer and the mismatch."""
     expected = step.expected
-    if expected is not None and all(
-        v.dtype == dtype and v.ndim == len(shape) and all(e < 0 or e == a for e, a in zip(shape, v.shape))
-        for (shape, dtype), v in zip(expected, map(np.asarray, outputs))
-    ):
-        return
+    if expected is not None and len(expected) == len(outputs):
+        for (shape, dtype), v in zip(expected, outputs):
+            if type(v) is not np.ndarray:
+                v = np.asarray(v)
+            if v.dtype != dtype:
+                break
+            # Equal shapes, or a dynamic dim (-1) where TensorRT's differ.
+            if v.shape != shape and (v.ndim != len(shape) or any(e >= 0 and e != a for e, a in zip(shape, v.shape))):
+                break
+        else:
+            return
     check_layer_outputs(step.layer, outputs)  # raises, naming the layer, on a mismatch
     step.expected = [
         (dims(step.layer.get_output(i).shape), np_dtype(step.layer.get_output(i).dtype)) for i in range(len(outputs))
@@ -340,6 +346,10 @@ def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: A
 
 
 def _layer_inputs(step: Step, values: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
+    try:
+        return [None if name is None else values[name] for name in step.inputs]
+    except KeyError:
+        pass  # the loop below names the input
     out: list[np.ndarray | None] = []
     for i, name in enumerate(step.inputs):
         if name is None:
