@@ -50,11 +50,12 @@ def scan(network: Any) -> list[Step]:
             inputs.append(None if tensor is None else tensor.name)
         outs = [layer.get_output(o) for o in range(layer.num_outputs)]
         entry = HANDLERS.get(type_name)
-        try:
-            dtypes = [enum_name(t.dtype) for t in outs]
-        except KeyError:  # a value outside DataType: TensorRT infers no types in a network with a cycle
-            dtypes = []
-            untyped = index if untyped is None else untyped
+        dtypes = []
+        if untyped is None:  # past an untyped layer only the wiring is read: each type read costs TensorRT O(layers)
+            try:
+                dtypes = [enum_name(t.dtype) for t in outs]
+            except KeyError:  # a value outside DataType: TensorRT infers no types in a network with a cycle
+                untyped = index
         step = Step(
             layer,
             type_name,
@@ -64,7 +65,7 @@ def scan(network: Any) -> list[Step]:
             expected=_inferred(outs, dtypes) if dtypes else None,
             cls=None if entry is None else getattr(trt, entry.class_name),
         )
-        if type_name == "SHAPE":
+        if type_name == "SHAPE" and untyped is None:
             step.static_input = _known_dims(layer.get_input(0))
         steps.append(step)
     if untyped is not None:
@@ -123,8 +124,14 @@ def _refuse_cycle(steps: list[Step]) -> None:
     cycle = find_cycle(steps)
     if cycle is not None:
         first = steps[cycle[0]]
-        loop = " -> ".join(repr(steps[i].layer.name) for i in cycle + cycle[:1])
+        names = [repr(steps[i].layer.name) for i in cycle + cycle[:1]]
+        if len(names) > _NAMED + 2:  # a long cycle: its start and its end
+            names[_NAMED // 2 : -_NAMED // 2] = [f"... {len(names) - _NAMED} more"]
+        loop = " -> ".join(names)
         raise InterpreterError(f"layer {first.layer.name!r} ({first.type_name}): the network has a cycle: {loop}")
+
+
+_NAMED = 10  # the most layers of a cycle an error names
 
 
 def _inferred(outs: list[Any], dtypes: list[str]) -> list[tuple[tuple[int, ...], Any]] | None:
