@@ -87,6 +87,24 @@ def test_a_prepared_network_keeps_the_settings_its_first_run_read():
     np.testing.assert_array_equal(fresh, value * value)
 
 
+def test_a_layer_s_failed_run_keeps_none_of_the_settings_it_read():
+    """A slice whose first run fails on its axes input, after reading start, size and stride but before its mode:
+    the settings it read are not kept, so the next run reads them all, and a start and a mode changed together
+    in between are both seen (a mix of the old start and the new mode gave [2, 3, 0])."""
+    net = trt.Builder(logger()).create_network(0)
+    x = net.add_input("x", trt.float32, (4,))
+    layer = net.add_slice(x, (2,), (3,), (1,))
+    layer.set_input(5, net.add_input("axes", trt.int32, (1,)))
+    net.mark_output(layer.get_output(0))
+    prepared = Interpreter(net)
+    value = np.arange(4, dtype=np.float32)
+    with pytest.raises(InterpreterError, match="slice axes"):
+        prepared.run({"x": value, "axes": np.array([5], np.int32)})
+    layer.start, layer.mode = (1,), trt.SampleMode.WRAP
+    (got,) = prepared.run({"x": value, "axes": np.array([0], np.int32)}).values()
+    np.testing.assert_array_equal(got, [1, 2, 3])
+
+
 def test_widened_weights_are_read_only_and_leave_the_caller_s_arrays_alone():
     rng = np.random.default_rng(3)
     kernel = rng.standard_normal(3 * 2 * 9).astype(np.float32)

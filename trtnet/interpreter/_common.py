@@ -238,16 +238,22 @@ class LayerCall:
     inputs: list[np.ndarray | None]
     type_name: str
     settings: dict[str, Any] = field(default_factory=dict)  # see `setting`: the prepared network's, for this layer
+    fresh: dict[str, Any] = field(default_factory=dict)  # settings this call read: kept once the layer has run
 
     def setting(self, key: str, read: Callable[[Any], T]) -> T:
-        """`read(layer)`: settings of the layer read from TensorRT by its first run, then kept by the prepared
-        network (`key` names them within the layer). TensorRT's accessors cost microseconds each, a Dims a call
-        per dim: a SHUFFLE's three read each run took 9 of its 24 us. Weights are not settings: read them each run.
-        """
+        """`read(layer)`: settings of the layer read from TensorRT by its first run that completes, then kept by the
+        prepared network (`key` names them within the layer; the runner keeps what a call read only once the layer
+        has run, so that a failed run leaves no half of them behind). TensorRT's accessors cost microseconds each, a
+        Dims a call per dim: a SHUFFLE's three read each run took 9 of its 24 us. Weights are not settings: read
+        them each run."""
         try:
             return self.settings[key]
         except KeyError:
-            value = self.settings[key] = read(self.layer)
+            pass
+        try:
+            return self.fresh[key]
+        except KeyError:
+            value = self.fresh[key] = read(self.layer)
             return value
 
     def fail(self, message: str) -> InterpreterError:

@@ -221,6 +221,8 @@ class _Runner:
         if len(outputs) != len(step.outputs):
             raise call.fail(f"the interpreter produced {len(outputs)} outputs, TensorRT declares {len(step.outputs)}")
         self.emit(index, outputs, values)
+        if call.fresh:  # the layer ran: what it read of its settings is kept
+            step.settings.update(call.fresh)
         if index in self.fold:
             # Owned, read-only copies: a constant's values are a view of weights the caller may replace.
             kept = [np.array(v) for v in outputs]
