@@ -188,10 +188,11 @@ def test_the_garbage_collector_is_paused_only_while_preparing_or_running():
             gc.enable()
 
 
-def test_runs_from_several_threads_take_turns_and_match_single_threaded_ones():
+def test_runs_from_several_threads_at_once_match_single_threaded_ones():
     """Eight threads run one prepared network of many small weights (widened as runs look them up), switching as
     often as Python lets them: every output equals a run of its own, and no run trips over another's bookkeeping
-    (without turns: `dictionary changed size during iteration` in one run's start, a KeyError in another's lookup)."""
+    (with one account for all runs: `dictionary changed size during iteration` in one run's start, a KeyError in
+    another's lookup)."""
     keep = []  # TensorRT holds pointers to these
 
     def weights(values: np.ndarray):
@@ -235,3 +236,38 @@ def test_runs_from_several_threads_take_turns_and_match_single_threaded_ones():
     finally:
         sys.setswitchinterval(switch)
     assert not failures, failures[:3]
+
+
+def test_runs_nested_in_traces_on_two_threads_do_not_wait_on_each_other():
+    """Thread 1 runs network A, whose trace runs B; thread 2 runs B, whose trace runs A. Runs hold no lock, so
+    both finish (a lock per prepared network deadlocked them, each holding one and waiting for the other)."""
+
+    def relu_network():
+        net = trt.Builder(logger()).create_network(0)
+        layer = net.add_activation(net.add_input("x", trt.float32, (2, 3)), trt.ActivationType.RELU)
+        net.mark_output(layer.get_output(0))
+        return net
+
+    a, b = Interpreter(relu_network()), Interpreter(relu_network())
+    feeds = {"x": np.array([[-1, 0, 1], [2, -3, 4]], np.float32)}
+    both_inside = threading.Barrier(2)
+    finished: list[str] = []
+
+    def work(first: Interpreter, second: Interpreter, tag: str) -> None:
+        def trace(name: str, type_name: str, outputs: list) -> None:
+            both_inside.wait(timeout=10)  # both outer runs are under way
+            (inner,) = second.run(feeds).values()
+            np.testing.assert_array_equal(inner, np.maximum(feeds["x"], 0))
+
+        first.run(feeds, trace=trace)
+        finished.append(tag)
+
+    threads = [
+        threading.Thread(target=work, args=(a, b, "a then b"), daemon=True),
+        threading.Thread(target=work, args=(b, a, "b then a"), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(finished) == ["a then b", "b then a"]

@@ -84,7 +84,7 @@ def test_the_scratch_is_kept_while_runs_use_it_and_let_go_after_one_that_does_no
     assert cache.scratch(10) is buffer
     cache.start_run()
     cache.start_run()  # the last run did not use it: let go
-    assert cache._scratches.buffer is None
+    assert cache._runs.buffer is None
 
 
 def test_the_scratch_keeps_at_most_its_cap(monkeypatch):
@@ -96,7 +96,7 @@ def test_the_scratch_keeps_at_most_its_cap(monkeypatch):
     kept = cache.scratch(100)
     big = cache.scratch(101)
     assert big.size == 101 and not np.shares_memory(big, kept)
-    assert cache._scratches.buffer is kept
+    assert cache._runs.buffer is kept
 
 
 def test_each_thread_has_its_own_scratch():
@@ -140,6 +140,6 @@ def test_products_with_weights_not_yet_kept_widened_are_the_float64_product_in_e
         wide = xv.astype(np.float64)
         for y, w in zip(got, (plain, transposed.T, whole)):
             np.testing.assert_array_equal(y, (wide @ w.astype(np.float64)).astype(np.float32))
-        scratch.append(prepared._cache._scratches.used)
+        scratch.append(prepared._cache._runs.used)
     assert scratch == [True, False, False], scratch  # the first run only: the second keeps the weights widened
-    assert prepared._cache._scratches.buffer is None  # let go by the third run's start
+    assert prepared._cache._runs.buffer is None  # let go by the third run's start

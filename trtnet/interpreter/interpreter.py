@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -96,11 +95,11 @@ class Interpreter:
     are not seen either, nor a layer's settings changed after its first run (see `LayerCall.setting`). The
     network and its weights must stay alive, as TensorRT itself requires.
 
-    Runs from several threads take turns: what a run learns (weights widened, shape arithmetic folded) is shared.
+    Several threads may run it at once: each run keeps its own account of what it read, and what runs learn
+    (weights kept widened, shape arithmetic folded) is shared, each change a single dict operation.
     """
 
     def __init__(self, network: Any) -> None:
-        self._turn = threading.RLock()  # re-entrant: a trace may run the same network between layers
         with _collector_paused():
             self._prepare(network)
 
@@ -128,7 +127,7 @@ class Interpreter:
         self, inputs: Mapping[str, np.ndarray], *, check_shapes: bool = True, trace: Trace | None = None
     ) -> dict[str, np.ndarray]:
         """The network's outputs by name for `inputs` (see `run_network`)."""
-        with self._turn, _collector_paused():
+        with _collector_paused():
             return self._run(inputs, check_shapes, trace)
 
     def _run(self, inputs: Mapping[str, np.ndarray], check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
@@ -153,7 +152,7 @@ class Interpreter:
         order = [i for i in self._order if isinstance(i, int) and i not in self._fold]  # no blocks: see __init__
         read = {n for i in order for n in self._steps[i].inputs} | set(self._outputs)
         seed = {}
-        for index, kept in self._folded.items():
+        for index, kept in list(self._folded.items()):  # a copy: another thread's first run may add to it
             for name, value in zip(self._steps[index].outputs, kept):
                 if name in read:
                     seed[name] = value

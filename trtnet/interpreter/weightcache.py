@@ -31,27 +31,28 @@ class WeightCache:
     """
 
     def __init__(self) -> None:
+        # Shared by the runs of every thread (each change a single dict operation, each pass over one a copy of it):
         self._store: dict[tuple[int, str, int], np.ndarray] = {}  # key -> float64 copy
-        # id of the array owning the view the bindings returned -> (key, source), for this run; the source keeps
-        # that array alive, so its id is not reused before the run ends.
-        self._live: dict[int, tuple[tuple[int, str, int], np.ndarray]] = {}
-        self._earlier: set[tuple[int, str, int]] = set()  # buffers the previous run read: widened when next read
         self._derived: dict[tuple, np.ndarray] = {}  # (key, offset, shape, strides, tag) -> make(twin view)
-        self._scratches = threading.local()  # each thread's .buffer and .used: see `scratch`
+        # Each thread's own run: .live, id of the array owning the view the bindings returned -> (key, source),
+        # whose source keeps that array alive, so its id is not reused before the run ends; .earlier, the buffers
+        # that thread's previous run read (widened when next read); and its scratch: .buffer and .used.
+        self._runs = threading.local()
 
     def start_run(self) -> None:
-        """Forgets which buffers were read (each run registers its own), widened copies no run reads, and the
-        calling thread's scratch buffer when that thread's last run did not use it."""
-        seen = {key for key, _ in self._live.values()}
-        if self._live:
-            self._store = {k: v for k, v in self._store.items() if k in seen}
-            self._derived = {k: v for k, v in self._derived.items() if k[0] in seen}
-        self._earlier = seen
-        self._live = {}
-        local = self._scratches
-        if not getattr(local, "used", False):
-            local.buffer = None
-        local.used = False
+        """Forgets which buffers the calling thread's last run read (each run registers its own), widened copies
+        that run did not read, and the thread's scratch buffer when that run did not use it."""
+        run = self._runs
+        live = getattr(run, "live", {})
+        seen = {key for key, _ in live.values()}
+        if live:
+            self._store = {k: v for k, v in list(self._store.items()) if k in seen}
+            self._derived = {k: v for k, v in list(self._derived.items()) if k[0] in seen}
+        run.earlier = seen
+        run.live = {}
+        if not getattr(run, "used", False):
+            run.buffer = None
+        run.used = False
 
     def scratch(self, size: int) -> np.ndarray:
         """A float64 buffer of at least `size` values, reused by the runs of this network: where a weight not kept
@@ -61,7 +62,7 @@ class WeightCache:
         (docs/interpreter.md gives both sides of it). Each thread has its own, let go by that thread's next run if
         it does not use it (so a thread that stops running the network keeps it while the cache lives); within a
         thread only one caller may use it at a time."""
-        local = self._scratches
+        local = self._runs
         local.used = True
         buffer = getattr(local, "buffer", None)
         if size > _SCRATCH_MAX_VALUES:  # one column of a weight with more rows (blocked products): not kept
@@ -75,7 +76,9 @@ class WeightCache:
         run, if it is contiguous and not too large."""
         if flat.size and flat.size <= _CACHE_MAX_VALUES and flat.flags.c_contiguous:
             address = flat.__array_interface__["data"][0]
-            self._live[id(_owner(flat))] = ((address, flat.dtype.str, flat.size), flat)
+            live = getattr(self._runs, "live", None)  # None: not within a run of this thread
+            if live is not None:
+                live[id(_owner(flat))] = ((address, flat.dtype.str, flat.size), flat)
 
     def lookup(self, x: np.ndarray) -> np.ndarray | None:
         """The float64 twin of `x` when x is a view into registered weights, else None."""
@@ -105,9 +108,10 @@ class WeightCache:
 
     def _place(self, x: np.ndarray) -> tuple[tuple[int, str, int], int] | None:
         """The key of the registered weights x is a view into, and x's offset in them (None: not such a view)."""
-        if not self._live or x.base is None:  # an array owning its data is never weights read back
+        live = getattr(self._runs, "live", None)
+        if not live or x.base is None:  # an array owning its data is never weights read back
             return None
-        key, source = self._live.get(id(_owner(x)), (None, None))
+        key, source = live.get(id(_owner(x)), (None, None))
         if key is None or x.dtype != source.dtype:
             return None
         size = x.dtype.itemsize
@@ -130,9 +134,10 @@ class WeightCache:
             return None
         twin = self._store.get(key)
         if twin is None:
-            if key[2] > _WIDEN_AT_ONCE and key not in self._earlier:
+            run = self._runs
+            if key[2] > _WIDEN_AT_ONCE and key not in run.earlier:
                 return None
-            twin = self._live[id(_owner(x))][1].astype(np.float64)
+            twin = run.live[id(_owner(x))][1].astype(np.float64)
             twin.flags.writeable = False
             self._store[key] = twin
         return twin, offset, key
