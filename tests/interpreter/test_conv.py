@@ -234,3 +234,16 @@ def test_a_kernel_trimmed_to_one_tap_with_uneven_padding(size, pre, post) -> Non
     got = _dilated(x, w, None, dilation_nd=(4, 4), pre_padding=pre, post_padding=post).run(x=x)[0]
     padded = np.pad(x, ((0, 0), (0, 0), (pre[0], post[0]), (pre[1], post[1])))
     np.testing.assert_allclose(got, _float64_conv(padded, w, None, dilation=4), rtol=2**-23, atol=1e-7)
+
+
+def test_a_deconvolution_of_an_empty_map_is_its_bias_over_the_kernel_s_extent() -> None:
+    """An input row count of 0: no input pixel contributes, so the output, (0 - 1) + 3 = 2 rows as TensorRT infers,
+    is the bias alone (numpy refused the reshape of the empty input with a ValueError that named no layer)."""
+    n = Net()
+    bias = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+    layer = n.net.add_deconvolution_nd(
+        n.input("x", (1, 8, -1, 6)), 4, (3, 3), n.weights(np.ones((8, 4, 3, 3), np.float32)), n.weights(bias)
+    )
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=np.ones((1, 8, 0, 6), np.float32))
+    np.testing.assert_array_equal(got, np.broadcast_to(bias.reshape(1, 4, 1, 1), (1, 4, 2, 8)))

@@ -314,7 +314,7 @@ def deconvolution(call: LayerCall) -> list[np.ndarray]:
         pre, post = dims(layer.pre_padding), dims(layer.post_padding)
     lead = src.shape[: -nsp - 1]
     cg, kg = c_in // groups, k_out // groups
-    x = wide(src).reshape((-1, groups, cg, math.prod(sizes)))
+    x = wide(src).reshape((math.prod(lead), groups, cg, math.prod(sizes)))  # not -1: sizes may hold a 0
     n = x.shape[0]
     # [G, cg, kg * prod(k)] -> [G, kg * prod(k), cg]: each tap's weights against the input channels.
     wt = np.ascontiguousarray(np.swapaxes(wide(kernel).reshape(groups, cg, kg * math.prod(ksize)), 1, 2))
