@@ -3,6 +3,9 @@ against numpy written here, and ONNX If/Loop/Scan/LSTM/GRU models checked agains
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import numpy as np
 import pytest
 
@@ -460,3 +463,31 @@ def test_trtnet_check_runs_a_model_with_a_loop_from_the_command_line(tmp_path, c
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("all supported by the interpreter")
     assert out[-1] == "within tolerance"
+
+
+def test_conditionals_nested_past_the_recursion_limit_are_refused_with_a_typed_error() -> None:
+    """150 conditionals, each inside the last, with the recursion limit 100 frames above the caller's: the run says
+    what is too deep and what limits it (a bare RecursionError did, from 600 deep at the default limit)."""
+    n = Net()
+    value, condition = n.input("x", (2,)), n.input("c", (), trt.bool)
+    opened = []
+    for _ in range(150):
+        conditional = n.net.add_if_conditional()
+        conditional.set_condition(condition)
+        value = conditional.add_input(value).get_output(0)
+        opened.append((conditional, value))
+    value = n.net.add_unary(value, trt.UnaryOperation.NEG).get_output(0)
+    for conditional, entered in reversed(opened):
+        other = n.net.add_unary(entered, trt.UnaryOperation.ABS).get_output(0)
+        value = conditional.add_output(value, other).get_output(0)
+    n.mark(value)
+    feeds = {"x": np.array([-1.0, 2.0], np.float32), "c": np.array(True)}
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)
+    try:
+        with pytest.raises(InterpreterError, match=r"nested deeper .* recursion limit"):
+            run_network(n.net, feeds)
+    finally:
+        sys.setrecursionlimit(limit)
+    (got,) = run_network(n.net, feeds).values()  # at the default limit it runs
+    np.testing.assert_array_equal(got, [1.0, -2.0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -145,6 +146,13 @@ class Interpreter:
                 if self._lean is None and self._fold and len(self._folded) == len(self._fold):
                     self._lean = self._without_folded()
             return _results(self._outputs, values)
+        except RecursionError:
+            if not any(isinstance(node, Block) for node in self._order):
+                raise
+            raise InterpreterError(
+                "the network's loops and conditionals are nested deeper than the interpreter can follow within "
+                f"Python's recursion limit ({sys.getrecursionlimit()}, see sys.setrecursionlimit)"
+            ) from None
         finally:
             ACTIVE_CACHE.reset(token)
 
