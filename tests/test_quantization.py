@@ -17,7 +17,7 @@ from trtnet import nn, ops
 from trtnet.backend import get_trt
 from trtnet.cli import main
 from trtnet.errors import CalibrationError, NetworkError
-from trtnet.interpreter.interpreter import layer_type_name
+from trtnet.interpreter.checks import layer_type_name
 from trtnet.nn.module import Input
 from trtnet.quant.calibrate import weights_fingerprint
 from trtnet.quant.histogram import Histogram, choose_amax

@@ -14,7 +14,7 @@ from tests.interpreter.cases import F32_TOL, Net, rand, trt
 from trtnet.cli import main
 from trtnet.errors import InterpreterError
 from trtnet.interpreter import layer_types_supported, run_network, unsupported
-from trtnet.interpreter.interpreter import layer_type_name
+from trtnet.interpreter.checks import layer_type_name
 from trtnet.onnx.check import check_onnx
 
 E = trt.ElementWiseOperation

@@ -1,5 +1,5 @@
 """Whole networks (dynamic shapes, fp16/bf16, an ONNX-parsed network) and the interpreter's own checks
-(trtnet/interpreter/interpreter.py): unsupported layers, bad inputs, the shape checker, tracing."""
+(trtnet/interpreter/interpreter.py, checks.py): unsupported layers, bad inputs, the shape checker, tracing."""
 
 from __future__ import annotations
 

@@ -20,13 +20,8 @@ comparison with float32 frameworks; operations correctly rounded in float32 anyw
 from __future__ import annotations
 
 from trtnet.interpreter.capture import run_network_capture
-from trtnet.interpreter.interpreter import (
-    Interpreter,
-    check_layer_outputs,
-    layer_types_supported,
-    run_network,
-    unsupported,
-)
+from trtnet.interpreter.checks import check_layer_outputs
+from trtnet.interpreter.interpreter import Interpreter, layer_types_supported, run_network, unsupported
 
 __all__ = [
     "Interpreter",

@@ -80,7 +80,7 @@ def first_departure(
     results: dict[str, np.ndarray],
     tolerances: dict[str, float],
 ) -> Departure | None:
-    from trtnet.interpreter.interpreter import layer_type_name
+    from trtnet.interpreter.checks import layer_type_name
 
     layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
     for layer_name, outputs in layer_outputs.items():

@@ -129,7 +129,7 @@ def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
 
 
 def type_name(layer: Any) -> str:
-    from trtnet.interpreter.interpreter import layer_type_name
+    from trtnet.interpreter.checks import layer_type_name
 
     return layer_type_name(layer)
 
