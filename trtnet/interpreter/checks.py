@@ -25,13 +25,8 @@ def check_step(step: Step, outputs: list[np.ndarray]) -> None:
     tens of microseconds a layer); any doubt re-reads them from TensorRT, which names the layer and the mismatch."""
     expected = step.expected
     if expected is not None and len(expected) == len(outputs):
-        for (shape, dtype), v in zip(expected, outputs):
-            if type(v) is not np.ndarray:
-                v = np.asarray(v)
-            if v.dtype != dtype:
-                break
-            # Equal shapes, or a dynamic dim (-1) where TensorRT's differ.
-            if v.shape != shape and (v.ndim != len(shape) or any(e >= 0 and e != a for e, a in zip(shape, v.shape))):
+        for (shape, dtype), value in zip(expected, outputs):
+            if not _agrees(shape, dtype, value):
                 break
         else:
             return
@@ -62,13 +57,15 @@ def check_layer_outputs(layer: Any, outputs: Sequence[np.ndarray]) -> None:
 
 
 def _fits(shape: Any, dtype: Any, value: np.ndarray) -> bool:
-    expected = dims(shape)
-    actual = np.shape(value)
-    return (
-        len(actual) == len(expected)
-        and all(e < 0 or e == a for e, a in zip(expected, actual))
-        and np.asarray(value).dtype == np_dtype(dtype)
-    )
+    return _agrees(dims(shape), np_dtype(dtype), value)
+
+
+def _agrees(shape: tuple[int, ...], dtype: np.dtype, value: np.ndarray) -> bool:
+    """Whether `value` has `dtype` and `shape`, a dim of -1 (dynamic) matching any size."""
+    v = value if type(value) is np.ndarray else np.asarray(value)
+    if v.dtype != dtype:
+        return False
+    return v.shape == shape or (v.ndim == len(shape) and all(e < 0 or e == a for e, a in zip(shape, v.shape)))
 
 
 def check_value(layer_name: str, type_name: str, what: str, shape: Any, dtype: Any, value: np.ndarray) -> None:

@@ -282,13 +282,7 @@ def _layer_inputs(step: Step, values: Mapping[str, np.ndarray]) -> list[np.ndarr
     try:
         return [None if name is None else values[name] for name in step.inputs]
     except KeyError:
-        pass  # the loop below names the input
-    out: list[np.ndarray | None] = []
-    for i, name in enumerate(step.inputs):
-        if name is None:
-            out.append(None)
-        elif name in values:
-            out.append(values[name])
-        else:
-            raise InterpreterError(f"layer {step.layer.name!r} ({step.type_name}): input {i} ({name!r}) has no value")
-    return out
+        i, name = next((i, n) for i, n in enumerate(step.inputs) if n is not None and n not in values)
+        raise InterpreterError(
+            f"layer {step.layer.name!r} ({step.type_name}): input {i} ({name!r}) has no value"
+        ) from None

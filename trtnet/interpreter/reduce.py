@@ -59,7 +59,7 @@ def softmax_over(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     e = x.astype(np.float64)
     e -= peak
     # Only a spread past 745 can leave a shifted input whose exp underflows (a mask's -inf or float32 min).
-    exp_in_place(e, bool(e.size) and float(np.max(peak)) - float(np.min(x)) > 745.0)
+    exp_in_place(e, float(np.max(peak)) - float(np.min(x)) > 745.0)
     e /= np.sum(e, axis=axes, keepdims=True)
     return e
 
