@@ -240,6 +240,24 @@ def test_square_and_cube_are_the_exact_power_rounded_once() -> None:
     np.testing.assert_array_equal(other, np.power(np.abs(x).astype(np.float64), 2.5).astype(np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_erf_layer_rounds_math_erf_once_across_chunks(dtype) -> None:
+    """A float32 or float16 ERF layer is evaluated a chunk of 32,768 at a time into the output's own type: every
+    element, past the first chunk too, is math.erf of the input rounded once, with +-inf, NaN, -0.0 and the clamp
+    at 6 among them."""
+    n = Net()
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((2, 40_000)) * rng.choice([1e-4, 0.5, 2.0, 5.0], (2, 40_000))).astype(dtype)
+    x[1, -8:] = [np.inf, -np.inf, np.nan, -0.0, 0.0, 6.0, -5.99, 7.5]
+    xi = n.input("x", x.shape, trt.float16 if dtype == np.float16 else trt.float32)
+    n.mark(n.net.add_unary(xi, trt.UnaryOperation.ERF).get_output(0))
+    (got,) = n.run(x=x)
+    want = np.array([math.erf(float(v)) for v in x.reshape(-1)]).astype(dtype).reshape(x.shape)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
 def test_a_batch_norm_of_a_transposed_view_sums_like_one_of_contiguous_values() -> None:
     """A per-channel SCALE writes its output in C order whatever its input's layout, so a reduction after it adds
     in the order it would had the same values come contiguous. Along W: 1e16, 1022 ones, -1e16, where the order
