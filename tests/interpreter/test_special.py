@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from trtnet.interpreter.special import exp_in_place
+from trtnet.interpreter.special import erf, exp_in_place
 
 
 @pytest.mark.parametrize("may_underflow", [True, False])
@@ -24,3 +26,14 @@ def test_exp_in_place_is_numpy_s_exp_bit_for_bit(may_underflow) -> None:
         got = exp_in_place(x.copy(), may_underflow)
     assert got.dtype == np.float64
     np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+
+
+def test_erf_refuses_an_out_it_could_not_write_through() -> None:
+    """`out` is written through a flat view of itself: a transposed or misshapen array would have taken the results
+    in a copy, leaving `out` as it was."""
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    for out in (np.empty((4, 3), np.float32).T, np.empty((4, 3), np.float32)):
+        with pytest.raises(ValueError, match="C-contiguous array of shape"):
+            erf(x, out=out)
+    out = np.empty((3, 4), np.float32)
+    assert np.shares_memory(erf(x, out=out), out) and out[0, 0] == np.float32(math.erf(-1.0))
