@@ -247,3 +247,19 @@ def test_a_deconvolution_of_an_empty_map_is_its_bias_over_the_kernel_s_extent() 
     n.mark(layer.get_output(0))
     (got,) = n.run(x=np.ones((1, 8, 0, 6), np.float32))
     np.testing.assert_array_equal(got, np.broadcast_to(bias.reshape(1, 4, 1, 1), (1, 4, 2, 8)))
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 5, 0), (1, 4, 0, 0), (2, 4, 0, 3)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_1x1_convolution_of_an_empty_map_is_empty(shape, stride) -> None:
+    """A spatial size of 0 with no padding leaves nothing to unfold: the output has TensorRT's shape and no values
+    (the reshape of the empty input with a -1 raised a ValueError that named no layer)."""
+    n = Net()
+    layer = n.net.add_convolution_nd(
+        n.input("x", (-1, 4, -1, -1)), 3, (1, 1), n.weights(np.ones((3, 4, 1, 1), np.float32)), trt.Weights()
+    )
+    layer.stride_nd = (stride, stride)
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=np.ones(shape, np.float32))
+    want = (shape[0], 3) + tuple(-(-d // stride) for d in shape[2:])
+    assert got.shape == want and got.dtype == np.float32

@@ -147,7 +147,7 @@ def convolution(call: LayerCall) -> list[np.ndarray]:
         x = padded(src, pre, end, compute_dtype(src.dtype))
     else:
         x = wide_padded(src, pre, end)
-    x = x.reshape((-1, groups, cg) + x.shape[-nsp:])
+    x = x.reshape((math.prod(lead), groups, cg) + x.shape[-nsp:])  # not -1: sizes may hold a 0
     n = x.shape[0]
     shape = (n, groups, kg) + win.out
     wide_bias = None if bias is None else wide(bias)
