@@ -281,3 +281,31 @@ def test_a_batch_norm_of_a_transposed_view_sums_like_one_of_contiguous_values() 
         assert np.array_equal(normed, nchw) and normed.flags.c_contiguous
         totals.append(got)
     assert np.array_equal(totals[0], totals[1])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_an_integer_cast_to_bfloat16_rounds_once(dtype) -> None:
+    """CAST of integers to BF16: by way of float32 (ml_dtypes' own cast), 2^24 + 2^16 + 1 rounded to 2^24 + 2^16,
+    a tie, then down to 2^24; rounded once it is 2^24 + 2^17. Past 2^53 an int64 meets float64's rounding too."""
+    rng = np.random.default_rng(7)
+    big = np.iinfo(dtype).max
+    x = rng.integers(-big, big, 30_000, dtype=dtype) >> rng.integers(0, 8 * np.dtype(dtype).itemsize - 2, 30_000)
+    edges = [2**24 + 2**16 + 1, -(2**24 + 2**16 + 1), 2**30 + 2**22 + 1, 257, 0, big, -big - 1]
+    if dtype == np.int64:
+        edges += [2**53 + 1, 2**62 + 2**54 + 1, -(2**62 + 2**54 + 1), 2**56 - 3]
+    x = np.concatenate([np.array(edges, dtype), x.astype(dtype)])
+    n = Net()
+    n.mark(
+        n.net.add_cast(n.input("x", x.shape, trt.int32 if dtype == np.int32 else trt.int64), trt.bfloat16).get_output(0)
+    )
+    (got,) = n.run(x=x)
+
+    def nearest(v: int) -> float:  # 8 significant bits, ties to even, in Python's integers
+        shift = abs(v).bit_length() - 8
+        if shift <= 0:
+            return float(v)
+        q, r = divmod(abs(v), 1 << shift)
+        q += r > 1 << (shift - 1) or (r == 1 << (shift - 1) and q & 1)
+        return math.copysign(float(q << shift), v)
+
+    np.testing.assert_array_equal(got.astype(np.float64), [nearest(int(v)) for v in x])

@@ -144,16 +144,43 @@ def rounded(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def to_bfloat16(y: np.ndarray) -> np.ndarray:
-    """float64 `y` rounded once to bfloat16, to nearest, ties to even. ml_dtypes' own cast goes by way of float32,
-    two roundings: 1 + 2^-8 + 2^-30 became 1.0, not 1 + 2^-7. Here the way to float32 rounds to odd (truncates, and
-    marks an inexact result in its last bit), which keeps the one rounding to bfloat16's 8 bits right."""
-    y = np.asarray(y, np.float64)
+    """float64 or integer `y` rounded once to bfloat16, to nearest, ties to even. ml_dtypes' own cast goes by way of
+    float32, two roundings: 1 + 2^-8 + 2^-30 became 1.0, not 1 + 2^-7, and 2^24 + 2^16 + 1 became 2^24. Here the way
+    to float32 rounds to odd (truncates, and marks an inexact result in its last bit), which keeps the one rounding
+    to bfloat16's 8 bits right; an integer past float64's 53 bits is rounded to odd on its way there too."""
+    y = np.asarray(y)
+    y = _odd_float64(y) if y.dtype.kind in "iu" else np.asarray(y, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         f = y.astype(np.float32)
         away = np.abs(f.astype(np.float64)) > np.abs(y)  # rounded away from zero (NaN: no)
         f = np.where(away, np.nextafter(f, np.float32(0)), f)
         inexact = f.astype(np.float64) != y  # NaN: yes, and a NaN with its last bit set is still NaN
     return (f.view(np.uint32) | inexact.astype(np.uint32)).view(np.float32).astype(BF16)
+
+
+def _odd_float64(v: np.ndarray) -> np.ndarray:
+    """Integers as float64, exactly where they fit in 53 bits, else truncated to 53 bits with the last one set if
+    any bit below was (rounded to odd). The integer arithmetic runs on the magnitudes as uint64 (INT64_MIN's
+    included)."""
+    f = v.astype(np.float64)
+    if v.dtype.itemsize < 8 or v.size == 0:
+        return f  # 32 bits or fewer: exact
+    big = (v > 1 << 53) if v.dtype.kind == "u" else ((v > 1 << 53) | (v < -(1 << 53)))
+    if not big.any():
+        return f
+    m = v[big]
+    negative = m < 0
+    mag = m.astype(np.uint64)
+    mag[negative] = ~mag[negative] + np.uint64(1)  # |m| modulo 2^64
+    _, bits = np.frexp(mag.astype(np.float64))  # the bit length, or one more where the cast rounded up to 2^k
+    bits = bits.astype(np.uint64)
+    bits -= (mag >> (bits - np.uint64(1))) == 0
+    shift = bits - np.uint64(53)
+    kept = mag >> shift
+    kept |= (mag & ((np.uint64(1) << shift) - np.uint64(1))) != 0
+    exact = np.ldexp(kept.astype(np.float64), shift.astype(np.int64))  # kept < 2^53: both steps exact
+    f[big] = np.where(negative, -exact, exact)
+    return f
 
 
 def dims(d: Any) -> tuple[int, ...]:

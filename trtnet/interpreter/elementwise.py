@@ -352,6 +352,8 @@ def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         # Float to int truncates toward zero, as a C cast does.
         with np.errstate(invalid="ignore"):
             return np.trunc(compute(x)).astype(dtype)
+    if dtype == BF16 and not is_float(x.dtype):
+        return to_bfloat16(x)  # ml_dtypes' integer cast goes by way of float32: two roundings past 2^24
     return compute(x).astype(dtype) if is_float(dtype) else x.astype(dtype)
 
 
