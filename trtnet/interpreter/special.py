@@ -131,7 +131,8 @@ def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     x = np.asarray(x)
     flat = x.reshape(-1)
     if out is not None and (out.shape != x.shape or not out.flags.c_contiguous):
-        raise ValueError(f"erf: out must be a C-contiguous array of shape {x.shape}, got {out.shape}")
+        got = f"shape {out.shape}" if out.shape != x.shape else "one that is not C-contiguous"
+        raise ValueError(f"erf: out must be a C-contiguous array of shape {x.shape}, got {got}")
     result = np.empty(flat.shape, np.float64) if out is None else out.reshape(-1)
     scratch = _Scratch(min(flat.size, _CHUNK))
     for start in range(0, flat.size, _CHUNK):
