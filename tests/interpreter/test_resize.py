@@ -54,3 +54,23 @@ def resize_modes():
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)
+
+
+def test_a_resize_by_scales_has_the_size_tensorrt_infers() -> None:
+    """floor(n * scale) in float32, as TensorRT sizes the output: in float64 the float32 scale 0.7 times 10 is
+    6.99999988 and floored to 6, where TensorRT's 7 (and 5 x 1.4, 10 x 0.9, 10 x 1.3, 5 x 2.6 the same way)."""
+    n = Net()
+    scales = [round(0.1 * k, 1) for k in range(1, 31)]
+    layers = []
+    for size in (5, 10):
+        xi = n.input(f"x{size}", (1, 1, size, 3))
+        for s in scales:
+            layer = n.net.add_resize(xi)
+            layer.scales = [1.0, 1.0, s, 1.0]
+            layer.resize_mode = trt.InterpolationMode.NEAREST
+            n.mark(layer.get_output(0))
+            layers.append(layer)
+    got = n.run(x5=rand(1, 1, 5, 3), x10=rand(1, 1, 10, 3))
+    inferred = [tuple(layer.get_output(0).shape) for layer in layers]
+    assert [g.shape for g in got] == inferred
+    assert (1, 1, 7, 3) in inferred and (1, 1, 7, 3) == inferred[30 + 6]  # 10 x 0.7

@@ -35,8 +35,9 @@ def _targets(call: LayerCall, x: np.ndarray) -> tuple[tuple[int, ...], list[floa
         scales = [float(s) for s in layer.scales]
     if len(scales) != x.ndim:
         raise call.fail(f"{len(scales)} scales for an input of rank {x.ndim}")
-    # Output size is floor(in * scale), as TensorRT infers it.
-    shape = tuple(int(np.floor(n * s)) for n, s in zip(x.shape, scales))
+    # Output size is floor(in * scale) in float32 arithmetic, as TensorRT infers it: in float64, 10 x 0.7f is
+    # 6.99999988, where float32's product rounds to 7.
+    shape = tuple(int(np.floor(np.float32(n) * np.float32(s))) for n, s in zip(x.shape, scales))
     return shape, list(scales)
 
 
