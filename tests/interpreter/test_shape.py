@@ -131,3 +131,15 @@ def slice_dynamic_inputs_and_axes():
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)
+
+
+def test_a_fill_slice_of_an_empty_axis_is_all_fill_value() -> None:
+    """FILL reads the input where an index is in bounds and takes the fill value elsewhere; on an axis of size 0
+    nothing is in bounds (it was refused as a sample from an empty axis)."""
+    n = Net()
+    layer = n.net.add_slice(n.input("x", (0, 3)), (-1, 0), (2, 3), (1, 1))
+    layer.mode = trt.SampleMode.FILL
+    layer.set_input(4, n.const(np.array(5.0, np.float32)))
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=np.zeros((0, 3), np.float32))
+    np.testing.assert_array_equal(got, np.full((2, 3), 5.0, np.float32))

@@ -97,8 +97,8 @@ def _slice_indices(
             raise call.fail(f"slice start {start} stride {stride} size {size} leaves an axis of {n} (STRICT_BOUNDS)")
         return idx, valid
     if n == 0:
-        if size == 0:
-            return idx, valid
+        if size == 0 or mode == "FILL":  # FILL: every position outside the input, so the fill value
+            return np.zeros_like(idx), valid
         raise call.fail(f"cannot sample {size} values from an empty axis in {mode} mode")
     if mode == "WRAP":
         return np.mod(idx, n), np.ones_like(valid)
@@ -178,7 +178,10 @@ def slice_(call: LayerCall) -> list[np.ndarray]:
         # Every index in bounds, so every mode reads the same elements: copied from a strided view, not gathered
         # (Swin's window slices took half a millisecond each through np.ix_).
         return [np.array(x[tuple(_basic_slice(*abc) for abc in zip(start, size, stride))], order="C", copy=True)]
-    out = x[np.ix_(*index)] if rank else x.copy()
+    if mode == "FILL" and x.size == 0:
+        out = np.zeros(size, x.dtype)  # nothing to read: every position takes the fill value below
+    else:
+        out = x[np.ix_(*index)] if rank else x.copy()
     if mode == "FILL":
         keep = np.ones(size, dtype=bool)
         for a, valid in enumerate(masks):
