@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trtnet.interpreter._common import LayerCall, enum_name, normalize_axis, np_dtype, register, scalar_int
@@ -25,14 +27,15 @@ def _gather_nd(call: LayerCall, data: np.ndarray, idx: np.ndarray, batch_dims: i
         raise call.fail(f"batch dims of data {data.shape} and indices {idx.shape} differ")
     if batch_dims + q > data.ndim:
         raise call.fail(f"index tuples of length {q} exceed data rank {data.ndim}")
-    nb = int(np.prod(batch, dtype=np.int64))
+    nb, m = math.prod(batch), math.prod(idx.shape[batch_dims:-1])  # not -1 in reshapes: sizes may hold a 0
     flat_data = data.reshape((nb,) + data.shape[batch_dims:])
-    flat_idx = idx.reshape((nb, -1, q))
+    flat_idx = idx.reshape((nb, m, q))
     picked = []
     for i in range(nb):
         coords = tuple(_wrapped(call, flat_idx[i, :, j], data.shape[batch_dims + j], "ND index") for j in range(q))
-        picked.append(flat_data[i][coords])
-    out = np.stack(picked) if picked else np.zeros((0, flat_idx.shape[1]) + data.shape[batch_dims + q :], data.dtype)
+        # An empty index tuple picks the whole of its batch entry, once per tuple.
+        picked.append(flat_data[i][coords] if q else np.broadcast_to(flat_data[i], (m,) + flat_data[i].shape))
+    out = np.stack(picked) if picked else np.zeros((0, m) + data.shape[batch_dims + q :], data.dtype)
     return out.reshape(batch + idx.shape[batch_dims:-1] + data.shape[batch_dims + q :])
 
 
@@ -49,19 +52,29 @@ def gather(call: LayerCall) -> list[np.ndarray]:
     axis = normalize_axis(given_axis, data.ndim)
     idx = _wrapped(call, idx, data.shape[axis], "index")
     if mode == "ELEMENT":
-        if idx.ndim != data.ndim:
-            raise call.fail(f"ELEMENT gather needs indices of rank {data.ndim}, got {idx.ndim}")
-        return [np.take_along_axis(data, idx, axis=axis)]
+        return [np.take_along_axis(_element_view(call, data, idx, axis), idx, axis=axis)]
     if mode != "DEFAULT":
         raise call.fail(f"unsupported gather mode {mode}")
     if ne == 0:
         return [np.take(data, idx, axis=axis)]
-    if ne != 1 or axis < 1 or data.shape[0] != idx.shape[0]:
+    if ne != 1 or axis < 1 or (data.shape[0] != idx.shape[0] and 1 not in (data.shape[0], idx.shape[0])):
         raise call.fail(f"num_elementwise_dims={ne} with axis {axis}, data {data.shape}, indices {idx.shape}")
-    # The leading dim is shared: batch b of the output gathers from batch b of data with batch b of indices.
-    parts = [np.take(data[b], idx[b], axis=axis - 1) for b in range(data.shape[0])]
-    shape = data.shape[:axis] + idx.shape[1:] + data.shape[axis + 1 :]
+    # The leading dim is shared, broadcast where one side has 1: batch b of the output gathers from batch b of
+    # data with batch b of indices.
+    count = max(data.shape[0], idx.shape[0]) if 0 not in (data.shape[0], idx.shape[0]) else 0
+    parts = [
+        np.take(data[min(b, data.shape[0] - 1)], idx[min(b, idx.shape[0] - 1)], axis=axis - 1) for b in range(count)
+    ]
+    shape = (count,) + data.shape[1:axis] + idx.shape[1:] + data.shape[axis + 1 :]
     return [np.stack(parts).reshape(shape) if parts else np.zeros(shape, data.dtype)]
+
+
+def _element_view(call: LayerCall, data: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """The part of data an ELEMENT gather or scatter reaches: the output has the indices' shape, so on the other
+    axes the indices may be shorter than data (ONNX GatherElements), never longer. A view."""
+    if idx.ndim != data.ndim or any(i > d for a, (i, d) in enumerate(zip(idx.shape, data.shape)) if a != axis):
+        raise call.fail(f"ELEMENT indices {idx.shape} do not fit data {data.shape} off axis {axis}")
+    return data[tuple(slice(None) if a == axis else slice(0, i) for a, i in enumerate(idx.shape))]
 
 
 @register("ONE_HOT", "IOneHotLayer")
@@ -93,22 +106,23 @@ def scatter(call: LayerCall) -> list[np.ndarray]:
     mode = enum_name(call.layer.mode)
     if mode == "ELEMENT":
         axis = normalize_axis(int(call.layer.axis), data.ndim)
-        if idx.shape != updates.shape or idx.ndim != data.ndim:
-            raise call.fail(
-                f"ELEMENT scatter needs indices {idx.shape} and updates {updates.shape} of one shape "
-                f"and data's rank {data.ndim}"
-            )
+        if idx.shape != updates.shape:
+            raise call.fail(f"ELEMENT scatter needs indices {idx.shape} and updates {updates.shape} of one shape")
         wrapped = _wrapped(call, idx, data.shape[axis], "index")
-        np.put_along_axis(out, wrapped, updates, axis=axis)
+        np.put_along_axis(_element_view(call, out, idx, axis), wrapped, updates, axis=axis)  # through the view
         return [out]
     if mode != "ND":
         raise call.fail(f"unsupported scatter mode {mode}")
     q = idx.shape[-1]
     if q > data.ndim or updates.shape != idx.shape[:-1] + data.shape[q:]:
         raise call.fail(f"ND scatter: indices {idx.shape} and updates {updates.shape} do not fit data {data.shape}")
-    flat_idx = idx.reshape(-1, q)
+    m = math.prod(idx.shape[:-1])
+    flat_idx = idx.reshape(m, q)
     coords = tuple(_wrapped(call, flat_idx[:, j], data.shape[j], "ND index") for j in range(q))
-    out[coords] = updates.reshape((-1,) + data.shape[q:])
+    if q:
+        out[coords] = updates.reshape((m,) + data.shape[q:])
+    elif m:  # an empty index tuple names the whole of data: the last update wins
+        out[...] = updates.reshape((m,) + data.shape)[-1]
     return [out]
 
 
