@@ -114,7 +114,7 @@ class DataTypeInfo:
 
 
 # The types trtnet handles. FP8 is E4M3, the only FP8 TensorRT has; the packed 4-bit types (INT4, FP4) and the
-# E8M0 block scales are absent: nothing in trtnet emits, reads or interprets block quantization.
+# E8M0 block scales are absent (the interpreter runs block scales of the types above, nothing emits them).
 DATA_TYPES: tuple[DataTypeInfo, ...] = (
     DataTypeInfo("float32", "FLOAT", np.dtype(np.float32), True),
     DataTypeInfo("float16", "HALF", np.dtype(np.float16), True),

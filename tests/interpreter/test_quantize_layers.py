@@ -125,3 +125,21 @@ def test_bad_scales_are_refused_naming_the_layer():
     q.name = "zero_scale"
     with pytest.raises(InterpreterError, match="layer 'zero_scale' .*strictly positive"):
         n.run(np.zeros(2, np.float32), q.get_output(0))
+
+
+def test_block_scales_give_each_block_its_own_scale():
+    """A scale of the input's rank: element [i, j] of a [4, 8] input takes scale[i, j // 4] of a [4, 2] one, both
+    ways (TensorRT builds it; the interpreter refused it before)."""
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((4, 8)) * 20).astype(np.float32)
+    scale = np.array([[0.5, 2.0], [0.25, 1.0], [4.0, 0.125], [1.0, 3.0]], np.float32)
+    q, dq = _quantize(x, scale, trt.int8, axis=1)
+    per_element = np.repeat(scale, 4, axis=1)
+    want = np.clip(np.rint(x / per_element), -128, 127)
+    np.testing.assert_array_equal(q, want.astype(np.int8))
+    np.testing.assert_array_equal(dq, want.astype(np.float32) * per_element)
+    n = Net()
+    bad = n.net.add_quantize(n.net.add_input("x", trt.float32, (4, 8)), n.const(np.ones((4, 3), np.float32)), trt.int8)
+    bad.axis = 1
+    with pytest.raises(InterpreterError, match=r"scale of shape \(4, 3\) is neither .* whole blocks of input \(4, 8\)"):
+        n.run(x, bad.get_output(0))

@@ -4,8 +4,9 @@ IQuantizeLayer: output = clamp(round(input / scale)), rounding to nearest with t
 [-128, 127] for INT8 and to [-448, 448] for FP8 (E4M3, which has no infinity: an out-of-range value saturates
 instead of becoming NaN). IDequantizeLayer: output = input * scale, rounded to the output type. Both are
 computed in float32, the type of the scale TensorRT requires for FP8 and allows for INT8. The scale is a scalar
-(per tensor) or a 1-D tensor along the layer's `axis` (per channel); the zero point, when given, must be zero
-(TensorRT supports only symmetric quantization). Block scales (a scale of the input's rank) are refused.
+(per tensor), a 1-D tensor along the layer's `axis` (per channel), or a tensor of the input's rank (per block:
+element i takes scale[i // block], each dim of the input a whole number of blocks of the scale's); the zero point,
+when given, must be zero (TensorRT supports only symmetric quantization).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ _FP8_MAX = 448.0
 
 
 def _scale(call: LayerCall, x: np.ndarray) -> np.ndarray:
-    """The scale, shaped to broadcast against `x` (per tensor, or per channel along the layer's axis)."""
+    """The scale, shaped to broadcast against `x` (per tensor, per channel along the layer's axis, or per block)."""
     scale = np.asarray(call.input(1))
     if scale.size == 1 and scale.ndim <= 1:
         s = scale.reshape(()).astype(np.float32)
@@ -34,8 +35,14 @@ def _scale(call: LayerCall, x: np.ndarray) -> np.ndarray:
         shape = [1] * x.ndim
         shape[axis] = scale.shape[0]
         s = scale.astype(np.float32).reshape(shape)
+    elif scale.ndim == x.ndim and all(0 < b <= n and n % b == 0 for b, n in zip(scale.shape, x.shape)):
+        s = scale.astype(np.float32)
+        for axis, (b, n) in enumerate(zip(scale.shape, x.shape)):
+            s = np.repeat(s, n // b, axis=axis) if b not in (1, n) else s
     else:
-        raise call.fail(f"block quantization (scale of shape {scale.shape}) is not supported by the interpreter")
+        raise call.fail(
+            f"scale of shape {scale.shape} is neither per tensor, per channel nor in whole blocks of input {x.shape}"
+        )
     if np.any(~(s > 0)) or not np.all(np.isfinite(s)):
         raise call.fail("every scale must be finite and strictly positive")
     zero = call.optional(2)
