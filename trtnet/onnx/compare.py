@@ -84,7 +84,11 @@ def agreement(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> Ag
         diff = np.where(same, 0.0, np.abs(g - w))
         diff = np.where(np.isnan(diff), np.inf, diff)
         rel = np.where(same, 0.0, diff / np.abs(w))
-        beyond = int(np.count_nonzero(diff > atol + rtol * np.abs(w)))
+        # Within tolerance: equal, or both finite and close. A NaN or an infinity on either side that the other does
+        # not share is beyond any tolerance (an infinite reference made atol + rtol * |ref| infinite, and a NaN one
+        # made the comparison false: both passed).
+        within = same | (np.isfinite(g) & np.isfinite(w) & (diff <= atol + rtol * np.abs(w)))
+        beyond = int(within.size - np.count_nonzero(within))
     return Agreement(
         float(diff.max()) if diff.size else 0.0,
         float(np.nan_to_num(rel, nan=np.inf).max()) if rel.size else 0.0,
