@@ -228,3 +228,108 @@ def test_a_model_onnxruntime_refuses_exits_2(tmp_path, capsys) -> None:
     ):
         check_onnx(path)
     assert main(["check", str(path)]) == 2
+
+
+def test_a_saved_file_that_would_land_on_one_the_check_reads_is_refused_before_anything_runs(
+    small_model, tmp_path, capsys
+) -> None:
+    """Saving over the model, the inputs file or the loaded outputs (or both saves on one path) destroyed the
+    user's file, and saving over the loaded outputs made the check compare the interpreter with itself and pass."""
+    _ort()
+    inputs, theirs = tmp_path / "in.npz", tmp_path / "theirs.npz"
+    np.savez(inputs, x=np.ones((1, 3, 8, 8), np.float32))
+    np.savez(theirs, y=np.full((1, 5), 7.0, np.float32))
+    before = {p: p.read_bytes() for p in (Path(small_model), inputs, theirs)}
+    cases = [
+        (["--save-outputs", small_model], "the model"),
+        (["--save-inputs", str(inputs)], "the inputs file"),
+        (["--load-outputs", str(theirs), "--save-outputs", str(theirs)], "the outputs file"),
+        (
+            [
+                "--save-inputs",
+                str(tmp_path / "same.npz"),
+                "--save-outputs",
+                str(tmp_path / ".." / tmp_path.name / "same.npz"),
+            ],
+            "the inputs",
+        ),
+    ]
+    for args, other in cases:
+        assert main(["check", small_model, "--inputs", str(inputs), *args]) == 2
+        err = capsys.readouterr().err
+        assert f"it is {other} too" in err, err
+    assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "same.npz").exists()
+
+
+def test_saved_files_are_written_once_the_check_has_run_and_together(
+    small_model, tmp_path, monkeypatch, capsys
+) -> None:
+    """An interrupted or failed check leaves neither file (the inputs were written before the run), and both are
+    written when it completes, within tolerance or not."""
+    _ort()
+    saves = ["--save-inputs", str(tmp_path / "i.npz"), "--save-outputs", str(tmp_path / "o.npz")]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check_module, "_run_onnxruntime", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        check_onnx(small_model, save_inputs=tmp_path / "i.npz", save_outputs=tmp_path / "o.npz")
+    assert not (tmp_path / "i.npz").exists() and not (tmp_path / "o.npz").exists()
+    monkeypatch.undo()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "o.npz").mkdir()  # an output that cannot be written: the other is not written either
+    assert (
+        main(
+            [
+                "check",
+                small_model,
+                "--save-inputs",
+                str(tmp_path / "i.npz"),
+                "--save-outputs",
+                str(tmp_path / "ro" / "o.npz"),
+            ]
+        )
+        == 2
+    )
+    assert not (tmp_path / "i.npz").exists()
+    assert main(["check", small_model, *saves]) == 0
+    assert np.load(tmp_path / "i.npz")["x"].shape == (1, 3, 8, 8) and np.load(tmp_path / "o.npz")["y"].shape == (1, 5)
+
+
+@pytest.mark.parametrize(
+    ("reference", "why"),
+    [(np.full((1, 5), np.nan, np.float32), "nan"), (np.full((1, 5), np.inf, np.float32), "inf")],
+)
+def test_a_nan_or_infinite_reference_is_beyond_any_tolerance(small_model, tmp_path, reference, why, capsys) -> None:
+    """A NaN reference made |a - b| <= atol + rtol * |b| false and an infinite one made its right side infinite:
+    both counted as within tolerance, so an engine writing NaN or inf passed."""
+    np.savez(tmp_path / f"{why}.npz", y=reference)
+    args = ["check", small_model, "--load-outputs", str(tmp_path / f"{why}.npz"), "--no-arbiter"]
+    assert main(args) == 1
+    assert "5 of 5 beyond" in capsys.readouterr().out
+
+
+def test_empty_and_graphless_files_are_not_models(tmp_path) -> None:
+    """Protobuf reads most bytes as some message: an empty file or text parsed as an empty graph, which the check
+    then passed ("0 TensorRT layers ... within tolerance") against any outputs file."""
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "text.onnx").write_text("hello world")
+    with pytest.raises(CheckError, match=r"empty.onnx: the ONNX file is empty"):
+        check_onnx(tmp_path / "empty.onnx")
+    with pytest.raises(CheckError, match=r"text.onnx: TensorRT's ONNX parser (found no graph outputs|refused it)"):
+        check_onnx(tmp_path / "text.onnx")
+
+
+def test_inputs_may_be_arrays_and_bad_options_are_refused(small_model, capsys) -> None:
+    _ort()
+    x = np.ones((1, 3, 8, 8), np.float32)
+    assert check_onnx(small_model, {"x": x}).ok
+    with pytest.raises(CheckError, match=r"the inputs given: input 'x' has dtype float64"):
+        check_onnx(small_model, {"x": x.astype(np.float64)})
+    with pytest.raises(CheckError, match=r"seed -5: expected an integer >= 0"):
+        check_onnx(small_model, seed=-5)
+    with pytest.raises(CheckError, match=r"layerwise compares intermediates with onnxruntime's"):
+        check_onnx(small_model, layerwise=True, load_outputs_from="o.npz")
+    assert main(["check", small_model, "--seed", "-5"]) == 2
+    assert "--seed" in capsys.readouterr().err

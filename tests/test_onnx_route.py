@@ -264,9 +264,12 @@ def test_outputs_saved_elsewhere_are_compared_and_judged(tmp_path):
     assert trtnet_cli("check", model, "--inputs", inputs, "--save-outputs", tmp_path / "mine.npz").returncode == 0
     saved = np.load(tmp_path / "mine.npz")["y"]
     assert saved == np.float32(4097)
-    np.savez(tmp_path / "other.npz", y=np.float32(4097.5))  # another runtime, off by 0.5
+    np.savez(tmp_path / "other.npz", y=np.float32(4097.5))  # another runtime (a GPU engine), off by 0.5
     r = trtnet_cli("check", model, "--inputs", inputs, "--load-outputs", tmp_path / "other.npz")
-    assert r.returncode == 0 and "against other.npz" in r.stdout and "other.npz departs" in r.stdout
+    # Loaded outputs are on trial too: beyond tolerance fails, and the arbiter says which side departs (it passed,
+    # "other.npz departs", so that an engine computing zeros passed the check that was to catch it).
+    assert r.returncode == 1 and "against other.npz" in r.stdout and "other.npz departs" in r.stdout
+    assert r.stdout.splitlines()[-1] == "NOT within tolerance"
     r = trtnet_cli("check", model, "--inputs", inputs, "--load-outputs", tmp_path / "other.npz", "--atol", "1")
     assert r.returncode == 0 and "0 of 1 beyond atol 1e+00" in r.stdout
 

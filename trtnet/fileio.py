@@ -38,6 +38,7 @@ __all__ = [
     "fsync_folder",
     "is_stale",
     "output_folder",
+    "refuse_clobbering",
     "refuse_special",
     "remove_stale_temporaries",
     "replace",
@@ -115,6 +116,27 @@ def refuse_special(target: Path, what: str, error: Error = EngineError) -> None:
         return
     if not stat.S_ISREG(mode):
         raise error(f"{target}: cannot write {what} there: it is {file_kind(mode)}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there yet: the same path after symlinks and ".."
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_clobbering(
+    writes: dict[str, str | os.PathLike | None], reads: dict[str, str | os.PathLike | None], error: Error = TrtnetError
+) -> None:
+    """An `error`, before any work, if an output (`writes`: what it is -> path) would land on a file the same run
+    reads (`reads`) or on another of its outputs: the run would read what it had just written (a check against
+    its own saved outputs passes), or the user's model would be gone. Paths that are None are left out."""
+    outs = [(what, Path(p)) for what, p in writes.items() if p is not None]
+    ins = [(what, Path(p)) for what, p in reads.items() if p is not None]
+    for i, (what, target) in enumerate(outs):
+        for other, source in ins + outs[:i]:
+            if _same_file(target, source):
+                raise error(f"{target}: cannot write {what} there: it is {other} too")
 
 
 def replace(tmp: Path, target: Path, what: str = "the file", error: Error = EngineError) -> None:

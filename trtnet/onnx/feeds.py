@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from collections.abc import Mapping
@@ -12,7 +13,13 @@ import numpy as np
 
 from trtnet import fileread
 from trtnet.errors import CheckError
-from trtnet.fileio import atomic_write
+from trtnet.fileio import (
+    fsync_folder,
+    refuse_special,
+    remove_stale_temporaries,
+    replace,
+    write_temporary,
+)
 
 
 def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
@@ -42,11 +49,17 @@ def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     return fileread.read_npz(path, f"{what} file", CheckError)
 
 
-def load_inputs(path: Path, network: Any) -> dict[str, np.ndarray]:
-    """The arrays of an .npz named as the network's inputs, checked against their declared shapes and types."""
+def load_inputs(source: Path | Mapping[str, np.ndarray], network: Any) -> dict[str, np.ndarray]:
+    """The arrays of an .npz (or a mapping of arrays) named as the network's inputs, checked against their declared
+    shapes and types."""
     from trtnet.interpreter._common import np_dtype
 
-    arrays = read_npz(path, "inputs")
+    if isinstance(source, Mapping):
+        path: Path | str = "the inputs given"
+        arrays = {str(k): np.asarray(v) for k, v in source.items()}
+    else:
+        path = source
+        arrays = read_npz(source, "inputs")
     declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
     missing = [n for n in declared if n not in arrays]
     extra = [n for n in arrays if n not in declared]
@@ -76,8 +89,25 @@ def load_outputs(path: Path, results: Mapping[str, np.ndarray]) -> dict[str, np.
     return {n: arrays[n] for n in results}
 
 
-def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray], what: str) -> None:
-    """Write `arrays` as an .npz at `path`, atomically."""
+def save_npz_files(files: list[tuple[str | Path, Mapping[str, np.ndarray], str]]) -> None:
+    """Write each (path, arrays, what) as an .npz, all or none: every file is written to a temporary first and
+    renamed onto its path only once all are written (a full disk or an unwritable folder leaves none of them)."""
+    temps: list[tuple[Path, Path, str]] = []
+    try:
+        for path, arrays, what in files:
+            refuse_special(Path(path), what)
+            remove_stale_temporaries(Path(path).parent, (Path(path).name,))
+            temps.append((write_temporary(Path(path), _npz_bytes(arrays), what), Path(path), what))
+        for tmp, path, what in temps:
+            replace(tmp, path, what)
+            fsync_folder(path.parent)
+    finally:
+        for tmp, _, _ in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write(Path(path), buffer.getvalue(), what)
+    return buffer.getvalue()
