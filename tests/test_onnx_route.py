@@ -212,6 +212,23 @@ def test_build_makes_the_output_folder_first_or_says_why_it_cannot(tmp_path):
     assert r.returncode == 2 and "cannot write the plan: cannot make the folder" in error_line(r), r.stderr
 
 
+def test_build_refuses_to_write_the_plan_over_its_model(tmp_path):
+    # `-o relu.onnx` built the engine and replaced the model with it (exit 0).
+    model = tmp_path / "relu.onnx"
+    _helper_model(
+        model,
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    before = model.read_bytes()
+    for out in (model, tmp_path / "sub" / ".." / "relu.onnx"):
+        r = trtnet_cli("build", model, "-o", out)
+        assert r.returncode == 2 and "cannot write the plan there: it is the model too" in error_line(r), r.stderr
+    r = trtnet_cli("build", model, "-o", tmp_path / "relu.onnx.plan")
+    assert r.returncode == 0 and model.read_bytes() == before
+
+
 def _helper_model(path, nodes, inputs, outputs, inits=(), opset: int = 18) -> None:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))

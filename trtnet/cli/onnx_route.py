@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from trtnet.errors import TrtnetError
-from trtnet.fileio import output_folder
+from trtnet.fileio import output_folder, refuse_clobbering
 
 SHAPES_HELP = "an ONNX MODEL's input shapes, trtexec's spelling: NAME:1x3x640x640[,NAME2:...]"
 
@@ -94,9 +94,13 @@ def _profile_text(net) -> str:
 
 def build_onnx(args: argparse.Namespace) -> int:
     import trtnet
+    from trtnet.runtime.plan import sidecar_path
 
+    out = Path(args.output or Path(args.model).with_suffix(".plan").name)
+    # Before the parse and the build: `-o model.onnx` replaced the model with the plan.
+    refuse_clobbering({"the plan": out, "the engine metadata": sidecar_path(out)}, {"the model": args.model})
     net = onnx_network(args, args.precision)
-    out = output_folder(Path(args.output or Path(args.model).with_suffix(".plan").name), "the plan")
+    out = output_folder(out, "the plan")
     engine = trtnet.build(net)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{Path(args.model).name} {args.precision} {_profile_text(net)}')} -> {out}")
