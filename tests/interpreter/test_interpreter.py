@@ -156,11 +156,12 @@ def test_unsupported_layer_names_layer_and_type() -> None:
     [
         ({"image": np.zeros((2, 1, 6, 7), np.float32)}, r"input 'image': dim 3 is 7"),
         ({"image": np.zeros((1, 6, 6), np.float32)}, r"input 'image': expected rank 4"),
-        ({}, r"missing network input\(s\): 'image'"),
+        ({}, r"missing network input\(s\): 'image'$"),
+        ({"img": np.zeros((1, 1, 6, 6), np.float32)}, r"missing network input\(s\): 'image'; given instead 'img'$"),
         ({"image": np.zeros((1, 1, 6, 6), np.float32), "other": np.zeros(1)}, r"unknown network input\(s\): 'other'"),
         ({"image": np.zeros((1, 1, 6, 6), np.int32)}, r"input 'image': dtype int32"),
     ],
-    ids=["wrong-dim", "wrong-rank", "missing", "extra", "wrong-dtype"],
+    ids=["wrong-dim", "wrong-rank", "missing", "misspelt", "extra", "wrong-dtype"],
 )
 def test_bad_inputs_name_the_input(inputs: dict, pattern: str) -> None:
     n, _ = _conv_net()

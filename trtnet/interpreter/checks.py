@@ -86,9 +86,10 @@ def validated_inputs(network: Any, inputs: Mapping[str, np.ndarray]) -> dict[str
     declared = [network.get_input(i) for i in range(network.num_inputs)]
     names = [t.name for t in declared]
     missing = [n for n in names if n not in inputs]
-    if missing:
-        raise InterpreterError(f"missing network input(s): {', '.join(repr(n) for n in missing)}")
     extra = [n for n in inputs if n not in names]
+    if missing:  # and the names given instead, where a misspelling is the likely cause
+        also = f"; given instead {', '.join(repr(n) for n in extra)}" if extra else ""
+        raise InterpreterError(f"missing network input(s): {', '.join(repr(n) for n in missing)}{also}")
     if extra:
         raise InterpreterError(
             f"unknown network input(s): {', '.join(repr(n) for n in extra)}; the network takes {names}"
