@@ -271,3 +271,37 @@ def test_runs_nested_in_traces_on_two_threads_do_not_wait_on_each_other():
     for thread in threads:
         thread.join(timeout=20)
     assert sorted(finished) == ["a then b", "b then a"]
+
+
+def test_a_value_is_let_go_once_its_last_reader_has_run():
+    """A chain of five ReLUs, relu1's output also a network output: each intermediate is dropped after the
+    layer that reads it last (holding all to the end of the run made every layer write memory long out of
+    cache), in the first run and in the runs after, while an output that later layers read is kept."""
+    import weakref
+
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (64,))
+    tensors = [x]
+    for i in range(5):
+        layer = net.add_activation(tensors[-1], trt.ActivationType.RELU)
+        layer.name = f"relu{i}"
+        tensors.append(layer.get_output(0))
+    net.mark_output(tensors[2])
+    net.mark_output(tensors[-1])
+    prepared = Interpreter(net)
+    feed = {"x": np.linspace(-1, 1, 64, dtype=np.float32)}
+    for _ in range(3):
+        made: list[weakref.ref] = []
+        alive_at: list[list[bool]] = []
+
+        def trace(name, _type, outputs, made=made, alive_at=alive_at):
+            alive_at.append([ref() is not None for ref in made])
+            made.append(weakref.ref(outputs[0]))
+
+        out = prepared.run(feed, trace=trace)
+        # When relu4 has run: relu0's output (read last by relu1) and relu2's (by relu3) are gone; relu1's, a network
+        # output, stays, and relu3's is dropped only once relu4, its reader, is done.
+        assert alive_at[4] == [False, True, False, True]
+        np.testing.assert_array_equal(out[tensors[2].name], np.maximum(feed["x"], 0))
+        np.testing.assert_array_equal(out[tensors[-1].name], np.maximum(feed["x"], 0))

@@ -106,6 +106,8 @@ class Interpreter:
             order = execution_order(self._steps)
             self._order = list(order)
             self._fold = foldable(self._steps, order)
+        self._has_blocks = any(isinstance(node, Block) for node in self._order)
+        self._releases: dict[int, dict[int, tuple[str, ...]]] = {}  # by id of the order they were made for
         # The outputs of the layers in _fold, computed (and checked) by the first run, then read from here.
         self._folded: dict[int, list[np.ndarray]] = {}
         # Once every folded layer has its outputs: the order without them, and the folded values it reads.
@@ -129,7 +131,9 @@ class Interpreter:
             if self._lean is not None and trace is None:  # a trace sees every layer, folded ones too
                 order, seed = self._lean
                 values.update(seed)
-                control.run_order(order, values, runner)
+                _run_releasing(order, values, runner, self._released(order))
+            elif not self._has_blocks:
+                _run_releasing(self._order, values, runner, self._released(self._order))
             else:
                 control.run_order(self._order, values, runner)
                 if self._lean is None and self._fold and len(self._folded) == len(self._fold):
@@ -144,6 +148,28 @@ class Interpreter:
             ) from None
         finally:
             ACTIVE_CACHE.reset(token)
+
+    def _released(self, order: list[int | Block]) -> dict[int, tuple[str, ...]]:
+        """For a flat order (no blocks), the values each layer is the last to read (or makes and nobody reads),
+        network outputs apart: dropped once it has run, so that their memory is reused by the layers that follow
+        while it is still in cache, rather than held to the end of the run (see `_run_releasing`)."""
+        made = self._releases.get(id(order))
+        if made is None:
+            last: dict[str, int] = {}
+            for index in order:
+                step = self._steps[index]  # type: ignore[index]  (a flat order holds layer indices only)
+                for name in step.inputs:
+                    if name is not None:
+                        last[name] = index
+                for name in step.outputs:
+                    last.setdefault(name, index)
+            keep = set(self._outputs)
+            drops: dict[int, list[str]] = {}
+            for name, index in last.items():
+                if name not in keep:
+                    drops.setdefault(index, []).append(name)
+            made = self._releases[id(order)] = {index: tuple(names) for index, names in drops.items()}
+        return made
 
     def _without_folded(self) -> tuple[list[int | Block], dict[str, np.ndarray]]:
         order = [i for i in self._order if isinstance(i, int) and i not in self._fold]  # no blocks: see __init__
@@ -169,6 +195,17 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _run_releasing(
+    order: list[int | Block], values: dict[str, np.ndarray], runner: _Runner, drops: dict[int, tuple[str, ...]]
+) -> None:
+    """A flat order's layers, each value dropped after its last reader. Holding every value to the end of the run
+    made each layer write fresh memory, long out of cache."""
+    for index in order:
+        runner.layer(index, values)  # type: ignore[arg-type]  (a flat order holds layer indices only)
+        for name in drops.get(index, ()):  # type: ignore[call-overload]
+            values.pop(name, None)
 
 
 def _results(names: list[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
