@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from trtnet import fileio
-from trtnet.errors import CalibrationError, EngineError, NetworkError, WeightsError
+from trtnet.errors import CalibrationError, EngineError, NetworkError, TrtnetError, WeightsError
 from trtnet.onnx.parse import parse_onnx
 from trtnet.quant.ranges import Calibration
 
@@ -275,3 +275,15 @@ def test_parse_onnx_refuses_special_files_unread(tmp_path, kind):
     path = _special(tmp_path / "model.onnx", kind)
     with guarded(), pytest.raises(NetworkError, match=f"^{path}: the ONNX file is {KINDS[kind]}, not a regular file"):
         parse_onnx(path)
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_work(tmp_path, monkeypatch):
+    """A read-only folder (access() says so even to root, of a read-only mount) is named before a build of minutes,
+    not after it."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(fileio.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    with pytest.raises(TrtnetError, match=r"locked/r.plan: cannot write the plan: the folder .*locked is not writable"):
+        fileio.output_folder(locked / "r.plan", "the plan")
+    assert fileio.output_folder(tmp_path / "open" / "r.plan", "the plan") == tmp_path / "open" / "r.plan"

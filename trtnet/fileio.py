@@ -104,6 +104,10 @@ def output_folder(out: Path, what: str, error: Error = TrtnetError) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise error(f"{out}: cannot write {what}: cannot make the folder {out.parent} ({e.strerror or e})") from None
+    # access() says EROFS for a read-only mount even to root: a build of minutes is not spent on a plan with nowhere
+    # to go.
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise error(f"{out}: cannot write {what}: the folder {out.parent} is not writable")
     return out
 
 
