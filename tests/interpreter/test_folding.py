@@ -93,3 +93,24 @@ def test_a_trace_still_sees_every_layer_of_a_prepared_network():
     prepared.run({"x": x}, trace=lambda name, type_name, outputs: seen.append(type_name))
     assert len(seen) == n.net.num_layers
     assert {"SHAPE", "GATHER", "REDUCE", "CONCATENATION", "SHUFFLE", "ELEMENTWISE"} <= set(seen)
+
+
+def test_runs_after_the_first_visit_only_the_layers_left_unfolded(monkeypatch):
+    """Once every folded layer has its value, a run goes through the order without them: the flatten's seven layers
+    of shape arithmetic (SHAPE, two index constants, two gathers, a product, a concatenation) are not visited
+    at all, only the reshape, the float constant and the product."""
+    from trtnet.interpreter import interpreter as loop
+
+    n = Net()
+    n.mark(_flatten_by_shape(n, (2, 3, 4, 5)))
+    prepared = Interpreter(n.net)
+    visited: list[int] = []
+    real = loop._Runner.layer
+    monkeypatch.setattr(
+        loop._Runner, "layer", lambda self, index, values: visited.append(index) or real(self, index, values)
+    )
+    x = rand(2, 3, 4, 5)
+    for want in (n.net.num_layers, 3, 3):
+        visited.clear()
+        np.testing.assert_array_equal(list(prepared.run({"x": x}).values()), [2 * x.reshape(2, 60)])
+        assert len(visited) == want

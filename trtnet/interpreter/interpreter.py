@@ -106,13 +106,15 @@ class Interpreter:
             order = execution_order(self._steps)
             self._order = list(order)
             self._fold = foldable(self._steps, order)
-        self._has_blocks = any(isinstance(node, Block) for node in self._order)
-        self._releases: dict[int, dict[int, tuple[str, ...]]] = {}  # by id of the order they were made for
+        self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+        # Where each value is let go (see `_last_reads`), in an order without blocks.
+        flat = not any(isinstance(node, Block) for node in self._order)
+        self._drops = _last_reads(self._steps, self._order, self._outputs) if flat else None  # type: ignore[arg-type]
         # The outputs of the layers in _fold, computed (and checked) by the first run, then read from here.
         self._folded: dict[int, list[np.ndarray]] = {}
-        # Once every folded layer has its outputs: the order without them, and the folded values it reads.
-        self._lean: tuple[list[int | Block], dict[str, np.ndarray]] | None = None
-        self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+        # Once every folded layer has its outputs: the order without them, the folded values it reads, and where
+        # each value is let go in it.
+        self._lean: tuple[list[int], dict[str, np.ndarray], dict[int, tuple[str, ...]]] | None = None
         self._cache = WeightCache()
 
     def run(
@@ -129,15 +131,15 @@ class Interpreter:
             values: dict[str, np.ndarray] = dict(validated_inputs(self.network, inputs))
             runner = _Runner(self._steps, check_shapes, trace, self._fold, self._folded)
             if self._lean is not None and trace is None:  # a trace sees every layer, folded ones too
-                order, seed = self._lean
+                order, seed, drops = self._lean
                 values.update(seed)
-                _run_releasing(order, values, runner, self._released(order))
-            elif not self._has_blocks:
-                _run_releasing(self._order, values, runner, self._released(self._order))
+                _run_releasing(order, values, runner, drops)
+            elif self._drops is not None:
+                _run_releasing(self._order, values, runner, self._drops)  # type: ignore[arg-type]  (flat)
             else:
                 control.run_order(self._order, values, runner)
-                if self._lean is None and self._fold and len(self._folded) == len(self._fold):
-                    self._lean = self._without_folded()
+            if self._lean is None and self._fold and len(self._folded) == len(self._fold):
+                self._lean = self._without_folded()
             return _results(self._outputs, values)
         except RecursionError:
             if not any(isinstance(node, Block) for node in self._order):
@@ -149,29 +151,7 @@ class Interpreter:
         finally:
             ACTIVE_CACHE.reset(token)
 
-    def _released(self, order: list[int | Block]) -> dict[int, tuple[str, ...]]:
-        """For a flat order (no blocks), the values each layer is the last to read (or makes and nobody reads),
-        network outputs apart: dropped once it has run, so that their memory is reused by the layers that follow
-        while it is still in cache, rather than held to the end of the run (see `_run_releasing`)."""
-        made = self._releases.get(id(order))
-        if made is None:
-            last: dict[str, int] = {}
-            for index in order:
-                step = self._steps[index]  # type: ignore[index]  (a flat order holds layer indices only)
-                for name in step.inputs:
-                    if name is not None:
-                        last[name] = index
-                for name in step.outputs:
-                    last.setdefault(name, index)
-            keep = set(self._outputs)
-            drops: dict[int, list[str]] = {}
-            for name, index in last.items():
-                if name not in keep:
-                    drops.setdefault(index, []).append(name)
-            made = self._releases[id(order)] = {index: tuple(names) for index, names in drops.items()}
-        return made
-
-    def _without_folded(self) -> tuple[list[int | Block], dict[str, np.ndarray]]:
+    def _without_folded(self) -> tuple[list[int], dict[str, np.ndarray], dict[int, tuple[str, ...]]]:
         order = [i for i in self._order if isinstance(i, int) and i not in self._fold]  # no blocks: see __init__
         read = {n for i in order for n in self._steps[i].inputs} | set(self._outputs)
         seed = {}
@@ -179,7 +159,7 @@ class Interpreter:
             for name, value in zip(self._steps[index].outputs, kept):
                 if name in read:
                     seed[name] = value
-        return order, seed
+        return order, seed, _last_reads(self._steps, order, self._outputs)
 
 
 @contextmanager
@@ -197,14 +177,33 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _run_releasing(
-    order: list[int | Block], values: dict[str, np.ndarray], runner: _Runner, drops: dict[int, tuple[str, ...]]
-) -> None:
-    """A flat order's layers, each value dropped after its last reader. Holding every value to the end of the run
-    made each layer write fresh memory, long out of cache."""
+def _last_reads(steps: list[Step], order: list[int], keep: list[str]) -> dict[int, tuple[str, ...]]:
+    """For each layer of a flat order, the values it is the last to read (or makes and nobody reads), those in
+    `keep` (the network's outputs) apart: dropped once it has run, so that their memory is reused by the layers
+    that follow while it is still in cache, rather than held to the end of the run."""
+    last: dict[str, int] = {}
     for index in order:
-        runner.layer(index, values)  # type: ignore[arg-type]  (a flat order holds layer indices only)
-        for name in drops.get(index, ()):  # type: ignore[call-overload]
+        for name in steps[index].inputs:
+            if name is not None:
+                last[name] = index
+        for name in steps[index].outputs:
+            last.setdefault(name, index)
+    kept = set(keep)
+    drops: dict[int, list[str]] = {}
+    for name, index in last.items():
+        if name not in kept:
+            drops.setdefault(index, []).append(name)
+    return {index: tuple(names) for index, names in drops.items()}
+
+
+def _run_releasing(
+    order: list[int], values: dict[str, np.ndarray], runner: _Runner, drops: dict[int, tuple[str, ...]]
+) -> None:
+    """A flat order's layers, each value dropped after its last reader (see `_last_reads`). Holding every value to
+    the end of the run made each layer write fresh memory, long out of cache."""
+    for index in order:
+        runner.layer(index, values)
+        for name in drops.get(index, ()):
             values.pop(name, None)
 
 
