@@ -310,6 +310,14 @@ def test_a_nan_or_infinite_reference_is_beyond_any_tolerance(small_model, tmp_pa
     assert "5 of 5 beyond" in capsys.readouterr().out
 
 
+def test_a_zero_reference_gives_an_infinite_relative_error_not_float64_s_largest() -> None:
+    """|a - b| / |b| of b = 0 is infinite; nan_to_num turned it into 1.8e308, which the report printed."""
+    from trtnet.onnx.compare import agreement
+
+    a = agreement(np.array([0.5, 0.0]), np.array([0.0, 0.0]), 1e-4, 1e-4)
+    assert a.max_rel == float("inf") and a.beyond == 1
+
+
 def test_empty_and_graphless_files_are_not_models(tmp_path) -> None:
     """Protobuf reads most bytes as some message: an empty file or text parsed as an empty graph, which the check
     then passed ("0 TensorRT layers ... within tolerance") against any outputs file."""

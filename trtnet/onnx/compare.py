@@ -91,7 +91,7 @@ def agreement(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> Ag
         beyond = int(within.size - np.count_nonzero(within))
     return Agreement(
         float(diff.max()) if diff.size else 0.0,
-        float(np.nan_to_num(rel, nan=np.inf).max()) if rel.size else 0.0,
+        float(np.nan_to_num(rel, nan=np.inf, posinf=np.inf).max()) if rel.size else 0.0,  # not float64 max
         beyond,
         want.size,
     )
