@@ -341,3 +341,48 @@ def test_inputs_may_be_arrays_and_bad_options_are_refused(small_model, capsys) -
         check_onnx(small_model, layerwise=True, load_outputs_from="o.npz")
     assert main(["check", small_model, "--seed", "-5"]) == 2
     assert "--seed" in capsys.readouterr().err
+
+
+def test_saves_are_refused_before_the_run_where_they_could_not_be_made_or_would_destroy_the_model(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """Over the model's external data (its weights beside it: the check passed and the model no longer parsed), and
+    into a missing folder (found only after the whole run, the verdict never printed): both refused up front."""
+    _ort()
+    w = numpy_helper.from_array(RNG.standard_normal((8, 8)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [w],
+    )
+    model = tmp_path / "m.onnx"
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
+        str(model),
+        save_as_external_data=True,
+        location="m.data",
+        size_threshold=0,
+    )
+    weights = (tmp_path / "m.data").read_bytes()
+    import trtnet.interpreter
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(trtnet.interpreter, "run_network", no_run)
+    with pytest.raises(CheckError, match=r"cannot write the outputs there: it is the model's external data \(m.data\)"):
+        check_onnx(model, save_outputs=tmp_path / "m.data")
+    with pytest.raises(CheckError, match=r"nodir/o.npz: cannot write the outputs: no folder"):
+        check_onnx(model, save_outputs=tmp_path / "nodir" / "o.npz")
+    monkeypatch.undo()
+    assert (tmp_path / "m.data").read_bytes() == weights
+    assert main(["check", str(model), "--save-outputs", str(tmp_path / "o.npz")]) == 0  # beside it, another name
+
+
+def test_loaded_outputs_that_are_not_numbers_are_bad_input(small_model, tmp_path, capsys) -> None:
+    """Strings reached the float64 arbiter's cast: an internal error (exit 3) instead of bad input."""
+    np.savez(tmp_path / "str.npz", y=np.full((1, 5), "a"))
+    assert main(["check", small_model, "--load-outputs", str(tmp_path / "str.npz")]) == 2
+    assert "str.npz: output 'y' holds <U1 values, not numbers" in capsys.readouterr().err

@@ -44,6 +44,7 @@ __all__ = [
     "replace",
     "replaced",
     "temporary_name",
+    "writable_target",
     "write_temporary",
 ]
 
@@ -104,11 +105,19 @@ def output_folder(out: Path, what: str, error: Error = TrtnetError) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise error(f"{out}: cannot write {what}: cannot make the folder {out.parent} ({e.strerror or e})") from None
-    # access() says EROFS for a read-only mount even to root: a build of minutes is not spent on a plan with nowhere
-    # to go.
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise error(f"{out}: cannot write {what}: the folder {out.parent} is not writable")
+    writable_target(out, what, error)  # a build of minutes is not spent on a plan with nowhere to go
     return out
+
+
+def writable_target(target: Path, what: str, error: Error = TrtnetError) -> None:
+    """An `error` now, before the work that makes an output, if `target` could not be written: its folder missing
+    or not writable (access() says EROFS for a read-only mount even to root), or `target` not a regular file."""
+    folder = target.parent
+    if not folder.is_dir():
+        raise error(f"{target}: cannot write {what}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise error(f"{target}: cannot write {what}: the folder {folder} is not writable")
+    refuse_special(target, what, error)
 
 
 def refuse_special(target: Path, what: str, error: Error = EngineError) -> None:

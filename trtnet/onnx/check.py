@@ -24,7 +24,7 @@ import numpy as np
 
 from trtnet.backend import capture_errors, get_trt, logger
 from trtnet.errors import CheckError, NetworkError
-from trtnet.fileio import refuse_clobbering
+from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import file_kind
 from trtnet.onnx.compare import (
     DEFAULT_TOLERANCES,
@@ -35,7 +35,7 @@ from trtnet.onnx.compare import (
     float64_reference,
     tolerance_for,
 )
-from trtnet.onnx.feeds import load_inputs, load_outputs, random_inputs, save_npz_files
+from trtnet.onnx.feeds import external_data_named, load_inputs, load_outputs, random_inputs, save_npz_files
 from trtnet.onnx.layerwise import Departure, first_departure, producers, with_intermediate_outputs
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
 
@@ -251,11 +251,12 @@ def check_onnx(
 
     path = Path(path)
     from_file = inputs is not None and not isinstance(inputs, Mapping)
-    refuse_clobbering(
-        {"the inputs": save_inputs, "the outputs": save_outputs},
-        {"the model": path, "the inputs file": inputs if from_file else None, "the outputs file": load_outputs_from},
-        CheckError,
-    )
+    saves = {"the inputs": save_inputs, "the outputs": save_outputs}
+    reads = {"the model": path, "the inputs file": inputs if from_file else None, "the outputs file": load_outputs_from}
+    refuse_clobbering(saves, {**reads, **external_data_named(path, saves)}, CheckError)
+    for what, target in saves.items():
+        if target is not None:
+            writable_target(Path(target), what, CheckError)  # before the run, not after it
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise CheckError(f"seed {seed!r}: expected an integer >= 0")
     if layerwise and load_outputs_from is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import mmap
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,8 @@ def load_outputs(path: Path, results: Mapping[str, np.ndarray]) -> dict[str, np.
     for name, value in results.items():
         if arrays[name].shape != value.shape:
             raise CheckError(f"{path}: output {name!r} has shape {arrays[name].shape}, the network gives {value.shape}")
+        if arrays[name].dtype.kind not in "biuf":  # strings, complex, dates, records: nothing to compare
+            raise CheckError(f"{path}: output {name!r} holds {arrays[name].dtype} values, not numbers")
     return {n: arrays[n] for n in results}
 
 
@@ -95,11 +99,11 @@ def save_npz_files(files: list[tuple[str | Path, Mapping[str, np.ndarray], str]]
     temps: list[tuple[Path, Path, str]] = []
     try:
         for path, arrays, what in files:
-            refuse_special(Path(path), what)
+            refuse_special(Path(path), what, CheckError)
             remove_stale_temporaries(Path(path).parent, (Path(path).name,))
-            temps.append((write_temporary(Path(path), _npz_bytes(arrays), what), Path(path), what))
+            temps.append((write_temporary(Path(path), _npz_bytes(arrays), what, CheckError), Path(path), what))
         for tmp, path, what in temps:
-            replace(tmp, path, what)
+            replace(tmp, path, what, CheckError)
             fsync_folder(path.parent)
     finally:
         for tmp, _, _ in temps:
@@ -111,3 +115,26 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return buffer.getvalue()
+
+
+def external_data_named(model: Path, saves: Mapping[str, str | Path | None]) -> dict[str, Path]:
+    """The save targets the model's own bytes name, as a path from its folder: its external data (weights stored
+    beside it), which a save there would destroy (a check saving its outputs over `model.data` passed, and the
+    model no longer parsed). A name that happens to appear in the file is refused too, which costs nothing."""
+    found: dict[str, Path] = {}
+    if not any(t is not None for t in saves.values()) or not model.is_file():  # a FIFO's open would wait for a writer
+        return found
+    try:
+        with model.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for target in saves.values():
+                if target is None:
+                    continue
+                try:
+                    name = os.path.relpath(os.path.realpath(target), os.path.realpath(model.parent))
+                except ValueError:  # another drive (Windows)
+                    continue
+                if not name.startswith("..") and data.find(name.encode()) >= 0:
+                    found[f"the model's external data ({name})"] = Path(target)
+    except (OSError, ValueError):  # missing or empty: ParsedOnnx says so
+        pass
+    return found
