@@ -386,3 +386,14 @@ def test_loaded_outputs_that_are_not_numbers_are_bad_input(small_model, tmp_path
     np.savez(tmp_path / "str.npz", y=np.full((1, 5), "a"))
     assert main(["check", small_model, "--load-outputs", str(tmp_path / "str.npz")]) == 2
     assert "str.npz: output 'y' holds <U1 values, not numbers" in capsys.readouterr().err
+
+
+def test_a_tie_before_the_arbiter_is_the_interpreter_s() -> None:
+    """Both sides infinitely far from float64 (a NaN each, in different places): the tie passed the network."""
+    from trtnet.onnx.check import Arbitration
+    from trtnet.onnx.compare import Agreement
+
+    inf = float("inf")
+    assert Arbitration(Agreement(inf, inf, 8, 8), Agreement(inf, inf, 1, 8)).departs == "interpreter"
+    assert Arbitration(Agreement(0.1, 0.1, 1, 8), Agreement(0.2, 0.2, 3, 8)).departs == "reference"
+    assert Arbitration(Agreement(0.0, 0.0, 0, 8), Agreement(0.0, 0.0, 0, 8)).departs == "reference"  # within: ok

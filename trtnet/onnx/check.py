@@ -55,7 +55,8 @@ class Arbitration:
     @property
     def departs(self) -> str:
         """Which side departs: "interpreter" (the check fails) or "reference"."""
-        if self.interpreter.ok or self.interpreter.max_abs <= self.reference.max_abs:
+        # A tie is the interpreter's: both infinitely far (a NaN on each side) must not pass the network.
+        if self.interpreter.ok or self.interpreter.max_abs < self.reference.max_abs:
             return "reference"
         return "interpreter"
 
