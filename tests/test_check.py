@@ -349,22 +349,9 @@ def test_saves_are_refused_before_the_run_where_they_could_not_be_made_or_would_
     """Over the model's external data (its weights beside it: the check passed and the model no longer parsed), and
     into a missing folder (found only after the whole run, the verdict never printed): both refused up front."""
     _ort()
-    w = numpy_helper.from_array(RNG.standard_normal((8, 8)).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
-        [w],
-    )
-    model = tmp_path / "m.onnx"
-    onnx.save_model(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
-        str(model),
-        save_as_external_data=True,
-        location="m.data",
-        size_threshold=0,
-    )
+    w = RNG.standard_normal((8, 8)).astype(np.float32)
+    model = Path(_save(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["y"])], [("w", w)], "m.onnx", (1, 3, 8, 8)))
+    onnx.save_model(onnx.load(str(model)), str(model), save_as_external_data=True, location="m.data", size_threshold=0)
     weights = (tmp_path / "m.data").read_bytes()
     import trtnet.interpreter
 
