@@ -337,6 +337,7 @@ def test_inputs_may_be_arrays_and_bad_options_are_refused(small_model, capsys) -
         check_onnx(small_model, {"x": x.astype(np.float64)})
     with pytest.raises(CheckError, match=r"seed -5: expected an integer >= 0"):
         check_onnx(small_model, seed=-5)
+    assert check_onnx(small_model, seed=np.int64(3)).ok  # numpy's integers are integers
     with pytest.raises(CheckError, match=r"layerwise compares intermediates with onnxruntime's"):
         check_onnx(small_model, layerwise=True, load_outputs_from="o.npz")
     assert main(["check", small_model, "--seed", "-5"]) == 2

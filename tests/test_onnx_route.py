@@ -320,7 +320,7 @@ def test_fp16_compute_with_float32_io_is_judged_by_fp16_tolerances(tmp_path):
         (("--rtol", "1e-3", "1e-2"), r"--rtol gives the default twice"),
         (("--load-outputs", "absent.npz"), r"absent.npz: no such outputs file"),
         (("--shapes", "x:1x4099,q:1"), r"shapes name \['q'\], which are not inputs"),
-        (("--shapes", "x:2x4099"), r"--shapes says 2x4099, the inputs file holds 1x4099|does not fit"),
+        (("--shapes", "x:2x4099"), r"--shapes says 2x4099, the inputs hold 1x4099|does not fit"),
     ],
 )
 def test_bad_check_options_are_one_line_errors(tmp_path, args, pattern):

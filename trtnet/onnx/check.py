@@ -15,6 +15,7 @@ the two share by name is compared, and the first layer whose output departs beyo
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,7 +218,7 @@ def _fix_shapes(path: Path, network: Any, shapes: ShapesArg | None, given: dict[
                 )
             if given is not None and given[t.name].shape != opt:
                 raise CheckError(
-                    f"{path}: input {t.name!r}: --shapes says {'x'.join(map(str, opt))}, the inputs file holds "
+                    f"{path}: input {t.name!r}: --shapes says {'x'.join(map(str, opt))}, the inputs hold "
                     f"{'x'.join(map(str, given[t.name].shape))}"
                 )
             t.shape = opt
@@ -258,7 +259,7 @@ def check_onnx(
     for what, target in saves.items():
         if target is not None:
             writable_target(Path(target), what, CheckError)  # before the run, not after it
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:  # numpy's integers too
         raise CheckError(f"seed {seed!r}: expected an integer >= 0")
     if layerwise and load_outputs_from is not None:
         raise CheckError(
