@@ -36,7 +36,6 @@ _CAP = 6.0  # erf(x) rounds to 1.0 in float64 from 5.93 on
 # float type TensorRT has can hold, so GELU's output rounds to -0.0 there. The table stops at it; exp(-a^2) does not.
 _ERFC_CAP = 10.5
 _CHUNK = 1 << 15  # elements evaluated at a time: the passes of Horner's rule then stay in cache
-_MAX_DEGREE = 4
 
 
 class _Table(NamedTuple):
@@ -89,6 +88,7 @@ def _erf_table(width: float, degree: int) -> _Table:
 
 _ERF = _erf_table(1 / 1024, 3)
 _ERFC = _table(_interval_polynomials(lambda a: math.erfc(a) * math.exp(a * a), _ERFC_CAP, 1 / 256, 4), 1 / 256)
+_MAX_DEGREE = max(_ERF.degree, _ERFC.degree)  # the scratch's records fit either table's
 
 
 class _Scratch:
