@@ -97,19 +97,19 @@ class Interpreter:
         self.network = network
         self._steps = scan(network)
         _refuse_unsupported(self._steps)
+        self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         self._order: list[int | Block]
         self._fold: set[int] = set()
+        # Where each value is let go (see `_last_reads`), in an order without blocks.
+        self._drops: dict[int, tuple[str, ...]] | None = None
         if has_control_flow(self._steps):  # loops and conditionals run as blocks, each with its own schedule
             producers(self._steps)  # names must be unique here too
-            self._order = plan(self._steps, [network.get_output(i).name for i in range(network.num_outputs)]).order
+            self._order = plan(self._steps, self._outputs).order
         else:
-            order = execution_order(self._steps)
+            order = list(execution_order(self._steps))
             self._order = list(order)
             self._fold = foldable(self._steps, order)
-        self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
-        # Where each value is let go (see `_last_reads`), in an order without blocks.
-        flat = not any(isinstance(node, Block) for node in self._order)
-        self._drops = _last_reads(self._steps, self._order, self._outputs) if flat else None  # type: ignore[arg-type]
+            self._drops = _last_reads(self._steps, order, self._outputs)
         # The outputs of the layers in _fold, computed (and checked) by the first run, then read from here.
         self._folded: dict[int, list[np.ndarray]] = {}
         # Once every folded layer has its outputs: the order without them, the folded values it reads, and where
