@@ -272,7 +272,7 @@ def test_saved_files_are_written_once_the_check_has_run_and_together(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(check_module, "_run_onnxruntime", interrupted)
+    monkeypatch.setattr(check_module, "run_onnxruntime", interrupted)
     with pytest.raises(KeyboardInterrupt):
         check_onnx(small_model, save_inputs=tmp_path / "i.npz", save_outputs=tmp_path / "o.npz")
     assert not (tmp_path / "i.npz").exists() and not (tmp_path / "o.npz").exists()

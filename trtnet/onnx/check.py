@@ -33,11 +33,21 @@ from trtnet.onnx.compare import (
     Tolerance,
     agreement,
     check_tolerance_names,
+    compute_type,
     float64_reference,
+    run_onnxruntime,
     tolerance_for,
 )
-from trtnet.onnx.feeds import external_data_named, load_inputs, load_outputs, random_inputs, save_npz_files
-from trtnet.onnx.layerwise import Departure, first_departure, producers, with_intermediate_outputs
+from trtnet.onnx.feeds import (
+    external_data_named,
+    load_inputs,
+    load_outputs,
+    onnx_named,
+    random_inputs,
+    save_npz_files,
+)
+from trtnet.onnx.layerwise import Departure, first_departure, producers, random_sources, with_intermediate_outputs
+from trtnet.onnx.refusal import parser_refusal
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
 
 __all__ = ["CheckReport", "OutputResult", "ParsedOnnx", "check_onnx", "load_inputs", "random_inputs"]
@@ -74,6 +84,7 @@ class OutputResult:
     rtol: float = 0.0
     arbitration: Arbitration | None = None
     arbiter_note: str = ""  # why no float64 arbiter ran, where it could not
+    random_from: str = ""  # the random layer the output depends on: not compared
     # Whether a disagreement the arbiter pins on the reference passes: yes for onnxruntime, a stand-in for the
     # model's meaning; no for outputs loaded from elsewhere (a GPU engine's), which are what is being checked too.
     excusable: bool = True
@@ -123,7 +134,8 @@ class CheckReport:
             head = f"  output {o.name!r} {o.dtype}{list(o.shape)}"
             a = o.agreement
             if a is None:
-                out.append(head)
+                why = f": not compared, it depends on the random layer {o.random_from!r}" if o.random_from else ""
+                out.append(head + why)
                 continue
             verdict = "ok" if o.ok else "FAILS"
             out.append(
@@ -150,8 +162,9 @@ class CheckReport:
                     f"  layerwise: first departure at layer {d.layer!r} ({d.layer_type}){node}, tensor {d.tensor!r}: "
                     f"error {d.error:.2e} > {d.tolerance:.0e}; its inputs' shapes {shapes}"
                 )
+        skipped = sum(bool(o.random_from) for o in self.outputs)
         out.append(
-            "within tolerance"
+            f"within tolerance{f' ({skipped} of {len(self.outputs)} outputs not compared)' if skipped else ''}"
             if self.ok and self.compared
             else "NOT within tolerance"
             if not self.ok
@@ -180,26 +193,12 @@ class ParsedOnnx:
         self.parser = trt.OnnxParser(self.network, logger())
         with capture_errors():  # TensorRT's own log of a refusal is in the error raised, not printed too
             if not self.parser.parse_from_file(str(path)):
-                errors = "; ".join(str(self.parser.get_error(i).desc()) for i in range(self.parser.num_errors))
-                raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'not an ONNX model'}")
+                raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {parser_refusal(self.parser, path)}")
         if self.network.num_outputs == 0:  # protobuf reads most bytes as some message, of an empty graph
             raise CheckError(
                 f"{path}: TensorRT's ONNX parser found no graph outputs in it: not an ONNX model, or one that "
                 "computes nothing"
             )
-
-
-def compute_type(network: Any) -> str:
-    """The network's float compute type: the narrowest float type any layer computes in ("float32" if none)."""
-    trt = get_trt()
-    found = set()
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_outputs):
-            found.add(layer.get_output(j).dtype)
-    if trt.float16 in found:
-        return "float16"
-    return "bfloat16" if trt.bfloat16 in found else "float32"
 
 
 def _fix_shapes(path: Path, network: Any, shapes: ShapesArg | None, given: dict[str, np.ndarray] | None) -> None:
@@ -278,7 +277,14 @@ def check_onnx(
     names = [network.get_output(i).name for i in range(network.num_outputs)]
     check_tolerance_names(atol, names, "--atol")
     check_tolerance_names(rtol, names, "--rtol")
+    random = random_sources(network)
+    if names and all(n in random for n in names):
+        raise CheckError(
+            f"{path}: every output depends on random values (layer(s) {sorted({random[n] for n in names})}), which "
+            "cannot match another run's: there is nothing to compare"
+        )
     feeds = given if given is not None else random_inputs(network, seed)
+    outside = onnx_named(network, feeds)  # for onnxruntime and the arbiter, which read the file's own names
     compute = compute_type(network)
     report = CheckReport(path, network.num_layers, compute, {k: v.shape for k, v in feeds.items()})
     layer_outputs = producers(network) if layerwise else {}
@@ -322,28 +328,32 @@ def check_onnx(
         shared: list[str] = []
         wanted = list(results)
         if layerwise:
-            shared, model_bytes, writers = with_intermediate_outputs(path, set(kept) - set(results))
-            reference = _run_onnxruntime(path, model_bytes, feeds, wanted + shared)
+            shared, model_bytes, writers = with_intermediate_outputs(path, set(kept) - set(results) - set(random))
+            reference = run_onnxruntime(path, model_bytes, outside, wanted + shared)
             report.shared = len(shared)
+            compared = set(shared) | set(wanted) - set(random)
             report.departure = first_departure(
-                network, layer_outputs, kept, reference, seen, set(shared) | set(wanted), results, TOLERANCES
+                network, layer_outputs, kept, reference, seen, compared, results, TOLERANCES
             )
             if report.departure is not None:
                 report.departure = replace(report.departure, onnx_node=writers.get(report.departure.tensor, ""))
         else:
-            reference = _run_onnxruntime(path, str(path), feeds, wanted)
+            reference = run_onnxruntime(path, str(path), outside, wanted)
     report.compared = True
     default_atol, default_rtol = DEFAULT_TOLERANCES[compute]
     for name, value in results.items():
+        if name in random:
+            report.outputs.append(OutputResult(name, value.shape, _dtype_name(value), random_from=random[name]))
+            continue
         a_tol, r_tol = tolerance_for(name, atol, default_atol), tolerance_for(name, rtol, default_rtol)
         agreed = agreement(value, reference[name], a_tol, r_tol)
         excusable = load_outputs_from is None
         report.outputs.append(
             OutputResult(name, value.shape, _dtype_name(value), agreed, a_tol, r_tol, excusable=excusable)
         )
-    disputed = [i for i, o in enumerate(report.outputs) if not o.agreement.ok]
+    disputed = [i for i, o in enumerate(report.outputs) if not o.ok]
     if disputed and arbitrate:
-        _arbitrate(path, report, disputed, feeds, results, reference)
+        _arbitrate(path, report, disputed, outside, results, reference)
     save_npz_files(saves)
     return report
 
@@ -370,23 +380,3 @@ def _arbitrate(path, report, disputed, feeds, results, reference) -> None:
 
 def _dtype_name(value: np.ndarray) -> str:
     return "bfloat16" if value.dtype.name == "bfloat16" else value.dtype.name
-
-
-def _run_onnxruntime(
-    path: Path, model: str | bytes, feeds: Mapping[str, np.ndarray], names: list[str]
-) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # No graph optimisations, with or without --layerwise: exposing intermediates changes which fusions
-    # onnxruntime makes, and so its rounding; the model as written is what the interpreter is compared with.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        taken = {i.name for i in session.get_inputs()}
-        values = session.run(names, {k: v for k, v in feeds.items() if k in taken})
-    except Exception as e:  # noqa: BLE001  onnxruntime raises its own types; the run has nothing to compare
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckError(f"{path}: onnxruntime cannot run it, so there is nothing to compare with: {first}") from e
-    return dict(zip(names, values))

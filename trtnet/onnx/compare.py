@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from trtnet.backend import get_trt
 from trtnet.errors import CheckError
 
 # (atol, rtol) per compute type. float32: both sides accumulate in float32 or better, in different orders;
@@ -31,6 +32,19 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
 }
 
 Tolerance = float | Mapping[str, float] | None
+
+
+def compute_type(network: Any) -> str:
+    """The network's float compute type: the narrowest float type any layer computes in ("float32" if none)."""
+    trt = get_trt()
+    found = set()
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            found.add(layer.get_output(j).dtype)
+    if trt.float16 in found:
+        return "float16"
+    return "bfloat16" if trt.bfloat16 in found else "float32"
 
 
 def tolerance_for(name: str, given: Tolerance, default: float) -> float:
@@ -145,3 +159,25 @@ def _widen_graph(graph: Any, onnx: Any, numpy_helper: Any) -> None:
                 _widen_graph(attr.g, onnx, numpy_helper)
             elif attr.name == "dtype" and attr.type == onnx.AttributeProto.INT and attr.i in floats:
                 attr.i = tp.DOUBLE  # RandomNormal, EyeLike and the like
+
+
+def run_onnxruntime(
+    path: Path, model: str | bytes, feeds: Mapping[str, np.ndarray], names: list[str]
+) -> dict[str, np.ndarray]:
+    """The outputs `names` of the model (a path, or its bytes) by onnxruntime's CPU provider, as written: no graph
+    optimisations. A `CheckError` says why it could not run."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # No graph optimisations, with or without --layerwise: exposing intermediates changes which fusions
+    # onnxruntime makes, and so its rounding; the model as written is what the interpreter is compared with.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        taken = {i.name for i in session.get_inputs()}
+        values = session.run(names, {k: v for k, v in feeds.items() if k in taken})
+    except Exception as e:  # noqa: BLE001  onnxruntime raises its own types; the run has nothing to compare
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckError(f"{path}: onnxruntime cannot run it, so there is nothing to compare with: {first}") from e
+    return dict(zip(names, values))

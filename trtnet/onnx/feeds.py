@@ -46,6 +46,13 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
+def onnx_named(network: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds named as the ONNX file names its inputs. TensorRT's parser renames an input `x` that is also a
+    graph output to `__x` (a network's inputs and outputs need names of their own); onnxruntime knows it as `x`."""
+    outputs = {network.get_output(i).name for i in range(network.num_outputs)}
+    return {k[2:] if k.startswith("__") and k[2:] in outputs else k: v for k, v in feeds.items()}
+
+
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """The arrays of the .npz at `path` (no pickles); a `CheckError` naming it otherwise."""
     return fileread.read_npz(path, f"{what} file", CheckError)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from trtnet.backend import get_trt
 from trtnet.errors import CheckError
 
 
@@ -100,3 +101,38 @@ def first_departure(
                 in_shapes = tuple(shapes.get(t.name, tuple(int(d) for d in t.shape)) for t in inputs if t is not None)
                 return Departure(layer_name, layer_type_name(layer), name, err, tol, in_shapes)
     return None
+
+
+def random_sources(network: Any) -> dict[str, str]:
+    """Tensor name -> the random FILL layer (RandomNormal/Uniform[Like] in ONNX) its value depends on, for every
+    tensor that depends on one: the interpreter's draws cannot match onnxruntime's, nor an engine's, so no such
+    tensor can be compared (its shape apart). Passes over the layers until nothing changes: a loop's back edge can carry a draw to
+    layers listed before the one that makes it.
+
+    >>> random_sources(type("N", (), {"num_layers": 0})())
+    {}
+    """
+    trt = get_trt()
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    found: dict[str, str] = {}
+    for layer in layers:
+        if layer.type == trt.LayerType.FILL:
+            layer.__class__ = trt.IFillLayer  # get_layer hands back the base class
+            if layer.operation in (trt.FillOperation.RANDOM_UNIFORM, trt.FillOperation.RANDOM_NORMAL):
+                found.update((layer.get_output(o).name, layer.name) for o in range(layer.num_outputs))
+    grew = bool(found)
+    while grew:
+        grew = False
+        for layer in layers:
+            if layer.type == trt.LayerType.SHAPE:  # a draw's shape is not drawn
+                continue
+            inputs = (layer.get_input(i) for i in range(layer.num_inputs))
+            source = next((found[t.name] for t in inputs if t is not None and t.name in found), None)
+            if source is None:
+                continue
+            for o in range(layer.num_outputs):
+                name = layer.get_output(o).name
+                if name not in found:
+                    found[name] = source
+                    grew = True
+    return found

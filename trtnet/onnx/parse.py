@@ -26,6 +26,7 @@ from trtnet.fileread import read_regular
 from trtnet.graph import Policy
 from trtnet.onnx.precision import REDUCED, reduce_precision
 from trtnet.onnx.quantize import FORMATS, find_points, quantize_network
+from trtnet.onnx.refusal import parser_refusal
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
 from trtnet.quant.ranges import Calibration, as_calibration
 from trtnet.runtime.plan import TensorSpec
@@ -81,8 +82,7 @@ def parse_onnx(
     # parse() with the file's folder, so that weights stored beside it (external data) are found.
     with capture_errors():  # TensorRT's own log of a refusal is in the error raised, not printed too
         if not parser.parse(data, str(path)):
-            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-            raise NetworkError(f"{path}: TensorRT's ONNX parser refused it: {errors or 'no error given'}")
+            raise NetworkError(f"{path}: TensorRT's ONNX parser refused it: {parser_refusal(parser, path)}")
     if network.num_outputs == 0:  # protobuf reads most bytes as some message: the parser then finds an empty graph
         raise NetworkError(
             f"{path}: TensorRT's ONNX parser found no graph outputs in it: not an ONNX model, or one that "

@@ -1,0 +1,56 @@
+"""What to tell a user whose ONNX file TensorRT's parser refused: each error with the node it is about, and the
+external data file at fault where a weight's could not be read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def parser_refusal(parser: Any, path: Path) -> str:
+    """The parser's errors, each after the node it names (`node 'name' (OpType)`, or its index where the node has
+    no name), and before them the external data files the model names that are missing or too short: the parser
+    says only which initializer it could not import.
+
+    >>> parser_refusal(type("P", (), {"num_errors": 0})(), Path("model.onnx"))
+    'no error given'
+    """
+    found = []
+    for i in range(parser.num_errors):
+        e = parser.get_error(i)
+        desc = str(e.desc())
+        operator, name, index = str(e.node_operator()), str(e.node_name()), int(e.node())
+        if operator:
+            where = f"node {name!r}" if name else f"node {index}"
+            desc = f"{where} ({operator}): {desc}"
+        found.append(desc)
+    return "; ".join(_external_data_faults(path) + found) or "no error given"
+
+
+def _external_data_faults(path: Path) -> list[str]:
+    """Each initializer whose external data file is missing, not a regular file, or shorter than the bytes the
+    model says it holds; nothing where onnx is not installed or the file does not load as a model."""
+    try:
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+    except ImportError:
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001  not a model onnx reads: the parser's own errors are all there is to say
+        return []
+    faults = []
+    for tensor in model.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        target = path.parent / info.location
+        what = f"initializer {tensor.name!r}: its external data {info.location!r}"
+        if not target.exists():
+            faults.append(f"{what} is missing (looked for {target})")
+        elif not target.is_file():
+            faults.append(f"{what} is not a regular file")
+        elif info.length and target.stat().st_size < (info.offset or 0) + info.length:
+            need = (info.offset or 0) + info.length
+            faults.append(f"{what} holds {target.stat().st_size} bytes, the model reads up to byte {need}")
+    return faults
