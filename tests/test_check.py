@@ -344,6 +344,14 @@ def test_inputs_may_be_arrays_and_bad_options_are_refused(small_model, capsys) -
     assert "--seed" in capsys.readouterr().err
 
 
+def test_a_seed_with_given_inputs_is_refused_not_ignored(small_model, tmp_path, capsys) -> None:
+    np.savez(tmp_path / "in.npz", x=np.ones((1, 3, 8, 8), np.float32))
+    assert main(["check", small_model, "--inputs", str(tmp_path / "in.npz"), "--seed", "3"]) == 2
+    assert "--seed draws random inputs and --inputs" in capsys.readouterr().err
+    assert main(["check", small_model, "--seed", "3"]) == 0  # alone, it draws
+    assert main(["check", small_model, "--inputs", str(tmp_path / "in.npz")]) == 0
+
+
 def test_saves_are_refused_before_the_run_where_they_could_not_be_made_or_would_destroy_the_model(
     tmp_path, monkeypatch, capsys
 ) -> None:

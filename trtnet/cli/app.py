@@ -387,7 +387,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare every intermediate tensor the two share and name the first layer that departs",
     )
-    sub.add_argument("--seed", type=values.seed, default=0, help="seed of the random inputs (default 0)")
+    sub.add_argument("--seed", type=values.seed, help="seed of the random inputs (default 0; not with --inputs)")
     add_check_options(sub)
 
     add_generate_command(command, weights_options)  # trtnet/cli/generate.py

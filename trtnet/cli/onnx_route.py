@@ -215,6 +215,8 @@ def check(args: argparse.Namespace) -> int:
     from trtnet.onnx.check import check_onnx
     from trtnet.onnx.shapes import parse_shapes_text
 
+    if args.seed is not None and args.inputs is not None:  # the seed would draw nothing: say so, not ignore it
+        raise TrtnetError(f"--seed draws random inputs and --inputs {args.inputs} gives them: use one or the other")
     report = check_onnx(
         args.model,
         args.inputs,
@@ -222,7 +224,7 @@ def check(args: argparse.Namespace) -> int:
         atol=tolerances(args.atol, "--atol"),
         rtol=tolerances(args.rtol, "--rtol"),
         layerwise=args.layerwise,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         save_inputs=args.save_inputs,
         save_outputs=args.save_outputs,
         load_outputs_from=args.load_outputs,
