@@ -139,3 +139,42 @@ def test_a_softmax_of_an_empty_tensor_is_empty(axis: int) -> None:
     n.mark(layer.get_output(0))
     (got,) = n.run(x=np.zeros((3, 0, 5), np.float32))
     assert got.shape == (3, 0, 5) and got.dtype == np.float32
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_exclusive_cumulative_sum_is_the_sum_of_the_elements_before_each(reverse: bool) -> None:
+    """Each output is the float64 sum of the elements before it, rounded once: an inf, a NaN or a huge element does
+    not reach back into its own position (it did when the sum was taken as the inclusive one minus x: NaN at the inf,
+    0 for the ones before 1e30)."""
+    x = np.array([[1.0, 2.0, 3.0, 1e30, 1.0], [1.0, np.inf, 2.0, 3.0, 4.0], [5.0, 6.0, np.nan, 1.0, 2.0]], np.float32)
+    n = Net()
+    layer = n.net.add_cumulative(
+        n.input("x", x.shape), n.const(np.array(1, np.int32)), trt.CumulativeOperation.SUM, True, reverse
+    )
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=x)
+    wide = np.flip(x, 1).astype(np.float64) if reverse else x.astype(np.float64)
+    before = np.zeros_like(wide)
+    for j in range(1, wide.shape[1]):
+        before[:, j] = before[:, j - 1] + wide[:, j - 1]
+    np.testing.assert_array_equal(got, (np.flip(before, 1) if reverse else before).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype, trt_type", [(np.int64, "int64"), (np.int32, "int32")])
+def test_top_k_ranks_integers_as_themselves(dtype, trt_type) -> None:
+    """int64 values past 2^53 that differ in their low bits are all distinct (ranked through float64 they tied and
+    came out in index order); the type's least value is ranked too, and ties keep index order either way."""
+    info = np.iinfo(dtype)
+    big = 2**60 if dtype == np.int64 else 2**30
+    x = np.array([[big + 1, big, big + 3, 5, info.min, -big, big + 1, info.max]], dtype)
+    n = Net()
+    xi = n.input("x", x.shape, getattr(trt, trt_type))
+    top = n.net.add_topk(xi, trt.TopKOperation.MAX, 8, 1 << 1)
+    low = n.net.add_topk(xi, trt.TopKOperation.MIN, 8, 1 << 1)
+    n.mark(*(top.get_output(i) for i in range(2)), *(low.get_output(i) for i in range(2)))
+    got = n.run(x=x)
+    values = [int(v) for v in x[0]]
+    down = sorted(range(8), key=lambda i: (-values[i], i))
+    up = sorted(range(8), key=lambda i: (values[i], i))
+    assert got[1][0].tolist() == down and got[0][0].tolist() == [values[i] for i in down]
+    assert got[3][0].tolist() == up and got[2][0].tolist() == [values[i] for i in up]

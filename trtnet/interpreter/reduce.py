@@ -88,9 +88,12 @@ def topk(call: LayerCall) -> list[np.ndarray]:
     k = scalar_int(call, k_in, "k input") if k_in is not None else int(layer.k)
     if not 0 <= k <= src.shape[axis]:
         raise call.fail(f"k={k} exceeds axis {axis} of shape {src.shape}")
-    key = compute(src).astype(np.float64)
+    key = compute(src)
+    # Integers rank as themselves (int64 values past 2^53 are not all distinct in float64), largest first as ~x:
+    # -x overflows at the type's least value, ~x = -x - 1 does not and keeps the order (and ties) reversed.
+    key = key.astype(np.float64) if is_float(key.dtype) else key
     if enum_name(layer.op) == "MAX":
-        key = -key
+        key = -key if is_float(key.dtype) else np.invert(key)
     elif enum_name(layer.op) != "MIN":
         raise call.fail(f"unsupported topk operation {enum_name(layer.op)}")
     order = np.argsort(key, axis=axis, kind="stable")
@@ -111,8 +114,10 @@ def cumulative(call: LayerCall) -> list[np.ndarray]:
     if layer.reverse:
         x = np.flip(x, axis=axis)
     r = np.cumsum(x, axis=axis, dtype=None if is_float(x.dtype) else x.dtype)
-    if layer.exclusive:
-        r = r - x
+    if layer.exclusive:  # the inclusive sums moved one along, not r - x (which an inf, a NaN or a huge x spoils)
+        moved = np.zeros_like(np.moveaxis(r, axis, -1))
+        moved[..., 1:] = np.moveaxis(r, axis, -1)[..., :-1]
+        r = np.moveaxis(moved, -1, axis)
     if layer.reverse:
         r = np.flip(r, axis=axis)
     return [rounded(r, src.dtype)]
