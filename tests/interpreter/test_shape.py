@@ -143,3 +143,23 @@ def test_a_fill_slice_of_an_empty_axis_is_all_fill_value() -> None:
     n.mark(layer.get_output(0))
     (got,) = n.run(x=np.zeros((0, 3), np.float32))
     np.testing.assert_array_equal(got, np.full((2, 3), 5.0, np.float32))
+
+
+def test_a_squeeze_without_axes_removes_the_axes_of_static_size_1() -> None:
+    """TensorRT's meaning (add_squeeze with no axes; what ONNX's Squeeze without axes parses to): every axis whose
+    size is 1 in the network definition goes, a dynamic one stays and must not be 1 when the layer runs (the layer
+    was refused as missing its input 1)."""
+    from trtnet.errors import InterpreterError
+
+    x = rand(2, 1, 3, 1)
+    n = Net()
+    n.mark(n.net.add_squeeze(n.input("x", x.shape)).get_output(0))
+    (got,) = n.run(x=x)
+    np.testing.assert_array_equal(got, x.reshape(2, 3))
+    n = Net()
+    layer = n.net.add_squeeze(n.input("x", (1, -1, 3)))
+    n.mark(layer.get_output(0))
+    (got,) = n.run(x=rand(1, 4, 3))
+    assert got.shape == (4, 3)
+    with pytest.raises(InterpreterError, match=r"SQUEEZE\): dynamic axes \[1\] of shape \(1, 1, 3\) are 1"):
+        n.run(x=rand(1, 1, 3))

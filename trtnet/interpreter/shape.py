@@ -210,8 +210,17 @@ def shape(call: LayerCall) -> list[np.ndarray]:
 
 @register("SQUEEZE", "ISqueezeLayer")
 def squeeze(call: LayerCall) -> list[np.ndarray]:
-    """Removes the size-1 axes listed by input 1."""
+    """Removes the size-1 axes listed by input 1; without it, every axis whose size is 1 in the network definition
+    (TensorRT's meaning: a dynamic axis stays, and must not be 1 when the layer runs)."""
     x = call.input(0)
+    if call.optional(1) is None:
+        static = call.setting("squeezed", lambda layer: dims(layer.get_input(0).shape))
+        if len(static) != x.ndim:
+            raise call.fail(f"input of shape {x.shape} has rank {x.ndim}, the network declares {len(static)}")
+        ones = [a for a, d in enumerate(static) if d < 0 and x.shape[a] == 1]
+        if ones:
+            raise call.fail(f"dynamic axes {ones} of shape {x.shape} are 1: without axes, only static ones go")
+        return [np.squeeze(x, axis=tuple(a for a, d in enumerate(static) if d == 1))]
     axes = sorted({normalize_axis(a, x.ndim) for a in int_vector(call, call.input(1), "axes")})
     bad = [a for a in axes if not 0 <= a < x.ndim or x.shape[a] != 1]
     if bad:
