@@ -132,3 +132,25 @@ def test_an_operator_nothing_implements_is_named_with_its_node(tmp_path, name, s
         check_onnx(path)
     with pytest.raises(NetworkError, match=said):
         parse_onnx(path)
+
+
+def test_a_scalar_input_is_checked_and_is_refused_for_an_engine_by_name(tmp_path) -> None:
+    """Rank-0 inputs (a threshold, a Range limit) are legal ONNX: check runs them, from given arrays too (refused
+    as a bad --shapes before); an engine takes dim 0 as its batch, so parse_onnx says so (an IndexError before)."""
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "s"], ["y"])],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
+    path = tmp_path / "scalar.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    given = {"x": np.array([1, 2, 3], np.float32), "s": np.array(2.5, np.float32)}
+    for inputs in (given, None):
+        report = check_onnx(path, inputs)
+        assert report.ok and report.outputs[0].agreement.ok and report.inputs["s"] == ()
+    with pytest.raises(NetworkError, match=r"scalar.onnx: input 's' is a scalar \(rank 0\)"):
+        parse_onnx(path)

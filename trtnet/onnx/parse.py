@@ -144,6 +144,11 @@ def _external_data(path: Path, data: bytes) -> list[np.ndarray]:
 
 def _input_spec(path: Path, t, given, batch_size: BatchSize | None) -> TensorSpec:
     declared = tuple(int(d) for d in t.shape)
+    if not declared:  # engines, their sidecars and Triton take dim 0 as the batch; `trtnet check` runs it as it is
+        raise NetworkError(
+            f"{path}: input {t.name!r} is a scalar (rank 0): an engine's inputs need a batch dim; export it with "
+            "shape [1] (`trtnet check` runs the file as it is)"
+        )
     if given is None and batch_size is not None:
         if declared and declared[0] < 0 and all(d >= 0 for d in declared[1:]):
             lo, opt, hi = batch_range(batch_size)

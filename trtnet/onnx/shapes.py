@@ -73,7 +73,7 @@ def shapes_from_flags(
 
 
 def _dims(value: Any) -> Shape | None:
-    if not isinstance(value, (tuple, list)) or not value:
+    if not isinstance(value, (tuple, list)):
         return None
     if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= MAX_DIM for d in value):
         return None
