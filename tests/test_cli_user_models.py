@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import allow_rtx, error_line, trtnet_cli
@@ -243,3 +244,41 @@ def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
         "head.weight",
         "head.bias",
     }
+
+
+def test_no_output_lands_on_a_file_the_command_reads(model_file, tmp_path, capsys):
+    """`-o` naming the model's own .py, the weights, the data or the calibration replaced that file with the output
+    (exit 0); only the ONNX route refused its model. Each is refused before any work, and the file is as it was."""
+    from trtnet.cli import main
+
+    spec = f"{model_file}:tiny"
+    weights, data, cal = tmp_path / "w.safetensors", tmp_path / "d.npz", tmp_path / "c.json"
+    assert main(["export-weights", spec, "-o", str(weights)]) == 0
+    np.savez(data, x=np.ones((2, 3, 16, 16), np.float32))
+    assert main(["calibrate", spec, "--data", str(data), "-o", str(cal)]) == 0
+    cases = [
+        (["build", spec, "-o", str(model_file)], "the plan", "the model"),
+        (["build", spec, "--weights", str(weights), "-o", str(weights)], "the plan", "the weights"),
+        (
+            ["build", spec, "--precision", "int8", "--calibration", str(cal), "-o", str(cal)],
+            "the plan",
+            "the calibration",
+        ),
+        (
+            ["build", spec, "--precision", "int8", "--calibration", str(cal), "-o", str(tmp_path / "c")],
+            "the engine metadata",
+            "the calibration",
+        ),  # the plan c's sidecar is c.json
+        (["calibrate", spec, "--data", str(data), "-o", str(data)], "the calibration", "the data"),
+        (
+            ["calibrate", spec, "--data", str(data), "--weights", str(weights), "-o", str(weights)],
+            "the calibration",
+            "the weights",
+        ),
+    ]
+    for args, what, other in cases:
+        before = {p: p.read_bytes() for p in (model_file, weights, data, cal)}
+        capsys.readouterr()
+        assert main(args) == 2, args
+        assert f"cannot write {what} there: it is {other} too" in capsys.readouterr().err, args
+        assert {p: p.read_bytes() for p in before} == before

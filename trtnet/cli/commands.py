@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+from trtnet.cli.outputs import refuse_overwriting_inputs
 from trtnet.errors import TrtnetError, WeightsError
 from trtnet.fileio import output_folder
 from trtnet.words import counted
@@ -85,6 +86,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     import trtnet
     from trtnet.cli.onnx_route import build_onnx, is_onnx, require_no_shapes
     from trtnet.quant.calibrate import load_batches
+    from trtnet.runtime.plan import sidecar_path
 
     if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
         if args.keep or args.min_cosine is not None or args.data:
@@ -95,6 +97,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     model = _configured(ref, args)
     batch = 8 if args.batch is None else args.batch
     out = Path(args.output or f"{ref.name}.plan")
+    refuse_overwriting_inputs(args, {"the plan": out, "the engine metadata": sidecar_path(out)})
     if args.min_cosine is not None and not args.data:
         raise TrtnetError(f"--min-cosine {args.min_cosine:g} needs --data FILE.npz (sample inputs to measure on)")
     if args.data and args.min_cosine is None:
@@ -134,7 +137,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     require_no_shapes(args)
     ref = _ref(args.model)
     model = _configured(ref, args)
-    out = output_folder(Path(args.output or f"{ref.name}.calibration.json"), "the calibration")
+    out = Path(args.output or f"{ref.name}.calibration.json")
+    refuse_overwriting_inputs(args, {"the calibration": out})
+    out = output_folder(out, "the calibration")
     cal = calibrate_file(
         model,
         args.data,

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trtnet.cli.outputs import refuse_overwriting_inputs
 from trtnet.errors import TrtnetError
-from trtnet.fileio import output_folder, refuse_clobbering
+from trtnet.fileio import output_folder
 
 SHAPES_HELP = "an ONNX MODEL's input shapes, trtexec's spelling: NAME:1x3x640x640[,NAME2:...]"
 
@@ -98,7 +99,7 @@ def build_onnx(args: argparse.Namespace) -> int:
 
     out = Path(args.output or Path(args.model).with_suffix(".plan").name)
     # Before the parse and the build: `-o model.onnx` replaced the model with the plan.
-    refuse_clobbering({"the plan": out, "the engine metadata": sidecar_path(out)}, {"the model": args.model})
+    refuse_overwriting_inputs(args, {"the plan": out, "the engine metadata": sidecar_path(out)})
     net = onnx_network(args, args.precision)
     out = output_folder(out, "the plan")
     engine = trtnet.build(net)
@@ -148,7 +149,9 @@ def calibrate_onnx(args: argparse.Namespace) -> int:
         raise TrtnetError(
             f"{args.model}: calibrate takes its shapes from the arrays of --data, not from --{given[0].replace('_', '-')}"
         )
-    out = output_folder(Path(args.output or Path(args.model).with_suffix(".calibration.json").name), "the calibration")
+    out = Path(args.output or Path(args.model).with_suffix(".calibration.json").name)
+    refuse_overwriting_inputs(args, {"the calibration": out})
+    out = output_folder(out, "the calibration")
     cal = measure(
         args.model,
         args.data,

@@ -1,0 +1,39 @@
+"""A command's outputs never land on a file the same command reads: `build net.py:net -o net.py`, `-o` naming the
+weights, the calibration or the data replaced the user's file with a plan (the ONNX route refused only the model)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from trtnet.fileio import refuse_clobbering
+
+# Each option naming a file a command reads, and what to call it.
+_READ_OPTIONS = {
+    "weights": "the weights",
+    "calibration": "the calibration",
+    "data": "the data",
+    "plan": "the plan",
+    "inputs": "the inputs file",
+}
+
+
+def refuse_overwriting_inputs(args: argparse.Namespace, writes: dict[str, str | os.PathLike | None]) -> None:
+    """A `TrtnetError` before any work where an output (`writes`: what it is -> path) is the model's file (an
+    .onnx, or the .py of `FILE.py:NAME`), a file an option names, or another output."""
+    reads = {what: getattr(args, option, None) for option, what in _READ_OPTIONS.items()}
+    reads["the model"] = model_file(getattr(args, "model", None) or "")
+    refuse_clobbering(writes, reads)
+
+
+def model_file(spec: str) -> str | None:
+    """The file a MODEL argument names: an .onnx, or the Python file of `path/to/file.py:NAME` (None: a zoo name
+    or `package.module:NAME`).
+
+    >>> model_file("nets/mine.py:tiny"), model_file("model.onnx"), model_file("resnet50")
+    ('nets/mine.py', 'model.onnx', None)
+    """
+    if spec.lower().endswith(".onnx"):
+        return spec
+    path, _, name = spec.rpartition(":")
+    return path if name and path.endswith(".py") else None
