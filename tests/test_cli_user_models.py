@@ -282,3 +282,27 @@ def test_no_output_lands_on_a_file_the_command_reads(model_file, tmp_path, capsy
         assert main(args) == 2, args
         assert f"cannot write {what} there: it is {other} too" in capsys.readouterr().err, args
         assert {p: p.read_bytes() for p in before} == before
+
+
+def test_export_weights_leaves_nothing_when_its_file_would_not_load(tmp_path, capsys):
+    """The file is checked before it is renamed into place: a re-expression that does not take it (here a head of 6
+    outputs against the source's 5) left the bad file under -o, over the one that was there."""
+    from trtnet.cli import main
+
+    path = tmp_path / "tiny.py"
+    path.write_text(
+        MODEL_FILE.replace("{registered}", "user_tiny").replace(
+            "= nn.Linear(8, classes)", "= nn.Linear(8, classes + 1)"
+        )
+    )
+    assert "torch.nn.Linear(8, classes)" in path.read_text() and "nn.Linear(8, classes + 1)" in path.read_text()
+    kept = tmp_path / "keep.safetensors"
+    kept.write_bytes(b"the user's file")
+    try:
+        for out in (kept, tmp_path / "new.safetensors"):
+            assert main(["export-weights", f"{path}:tiny", "-o", str(out)]) == 2
+            assert f"{out}: weights do not fit" in capsys.readouterr().err
+        assert kept.read_bytes() == b"the user's file"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors", "tiny.py"]
+    finally:
+        REGISTRY.pop("user_tiny", None)

@@ -59,11 +59,16 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
         source, what = _download(entry), "published weights"
     else:
         source, what = torch_model(entry.name, args.seed), f"random weights, seed {args.seed}"
-    export_state(source, out)
-    tensors = len(source.state_dict())  # what export_state wrote; the file is read once, by the check below
     options = entry.pretrained_options if args.pretrained else {}
-    # The file is only useful if trtnet's re-expression takes it as it is: check that now, not at build time.
-    load_weights(ref.make(**options), out, check_finite="error")
+
+    def loads(written: Path) -> None:  # the file is only useful if trtnet's re-expression takes it as it is
+        try:
+            load_weights(ref.make(**options), written, check_finite="error")
+        except WeightsError as e:  # said of the output, not of its temporary
+            raise WeightsError(str(e).replace(str(written), str(out))) from None
+
+    export_state(source, out, check=loads)  # a file that does not load is not left under `out`, nor replaces it
+    tensors = len(source.state_dict())
     print(
         f"wrote {out}: {counted(tensors, 'tensor')}, {out.stat().st_size / 2**20:.1f} MiB, {entry.source} with {what}; "
         f"loads strictly into trtnet's {entry.name}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,17 +108,23 @@ def randomize_norm_stats(model, seed: int = 0) -> None:
                 uniform(p)
 
 
-def export_state(model, path: str | os.PathLike) -> Path:
+def export_state(model, path: str | os.PathLike, check: Callable[[Path], None] | None = None) -> Path:
     """Write `model.state_dict()` to safetensors exactly as a user would (buffers included), atomically.
 
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
-    export never leaves a partial file under `path`.
+    export never leaves a partial file under `path`; nor does a failed `check` (given the temporary's path).
     """
-    return save_state(model.state_dict(), path)
+    return save_state(model.state_dict(), path, check=check)
 
 
-def save_state(state: Mapping[str, object], path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically."""
+def save_state(
+    state: Mapping[str, object],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a dict of torch tensors with `safetensors.torch.save_file` (dtypes kept), atomically; `check(the
+    temporary)` raises to leave `path` as it was."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
@@ -137,6 +143,8 @@ def save_state(state: Mapping[str, object], path: str | os.PathLike, metadata: M
         except SafetensorError as e:  # its I/O errors (a full disk, a missing folder) come as this, not OSError
             found = re.search(r"I/O error: (.*?)(?: \(os error \d+\)|$)", str(e), re.M)
             raise WeightsError(f"{path}: cannot write the weights: {found[1] if found else e}") from None
+        if check is not None:
+            check(tmp)
     return path
 
 
