@@ -4,6 +4,8 @@ against a full recompute, and greedy generation token for token with every step'
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -201,3 +203,25 @@ def test_both_stages_build_with_dynamic_batch_and_lengths():
         assert [s.name for s in engine.outputs] == ["logits", "present.0.key", "present.0.value"]
         mask = engine.inputs[1]
         assert (mask.min_shape[1], mask.max_shape[1]) == ((2, 64) if past else (1, 64))
+
+
+@pytest.mark.parametrize("config", [LlamaConfig(), Qwen2Config()], ids=["llama_3_2", "qwen2"])
+def test_rope_tables_are_transformers_at_every_position_of_the_context(config) -> None:
+    """At position 130,000 a ulp of inv_freq turns the angle by 0.01: numpy's float32 `power`, a ulp off for a fifth
+    of the entries, put Llama-3.2's keys 5e-3 from transformers' there (`trtnet verify llama` failed). inv_freq and
+    the angles are now transformers' to the bit, cos and sin within a ulp, at every position of the context."""
+    from trtnet.ops.rotary import inverse_frequencies, rope_tables
+    from trtnet.zoo.llama import hf_kwargs
+
+    kind = "Llama" if type(config) is LlamaConfig else "Qwen2"
+    hf = getattr(transformers, f"{kind}Config")(**hf_kwargs(config))
+    modeling = importlib.import_module(f"transformers.models.{kind.lower()}.modeling_{kind.lower()}")
+    emb = getattr(modeling, f"{kind}RotaryEmbedding")(hf)
+    head_dim = config.dim_per_head
+    inv = inverse_frequencies(head_dim, config.rope_theta, config.rope_scaling)
+    np.testing.assert_array_equal(inv, emb.inv_freq.numpy())
+    positions = np.arange(config.max_position_embeddings)[::97][None]
+    cos, sin = emb(torch.zeros(1, 1, head_dim), torch.from_numpy(positions))
+    table_cos, table_sin = rope_tables(config.max_position_embeddings, head_dim, config.rope_theta, config.rope_scaling)
+    assert np.abs(table_cos[positions[0]] - cos[0].numpy()).max() <= 2**-23
+    assert np.abs(table_sin[positions[0]] - sin[0].numpy()).max() <= 2**-23

@@ -33,10 +33,13 @@ class RopeScaling:
 
 
 def inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling = RopeScaling()) -> np.ndarray:
-    """inv_freq [head_dim / 2] in float32, as transformers' `ROPE_INIT_FUNCTIONS[rope_type]` computes it."""
-    inv = (1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))).astype(
-        np.float32
-    )
+    """inv_freq [head_dim / 2] in float32, as transformers' `ROPE_INIT_FUNCTIONS[rope_type]` computes it: the
+    exponent, the power and its reciprocal each a float32 rounding. The power is rounded from float64, not taken
+    by numpy's float32 `power`, which is a ulp off for a fifth of the entries: at position 130,000 a ulp of
+    inv_freq turns the angle by 0.01, and Llama-3.2's keys there were 5e-3 from transformers'."""
+    exponent = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
+    power = (np.float64(np.float32(theta)) ** exponent.astype(np.float64)).astype(np.float32)
+    inv = (np.float32(1.0) / power).astype(np.float32)
     if scaling.rope_type == "linear":
         return (inv / np.float32(scaling.factor)).astype(np.float32)
     if scaling.rope_type != "llama3":
@@ -55,9 +58,11 @@ def inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling = Rope
 
 
 def rope_tables(positions: int, head_dim: int, theta: float, scaling: RopeScaling = RopeScaling()):
-    """(cos, sin), each float32 [positions, head_dim]: `cat(freqs, freqs)` of position * inv_freq."""
+    """(cos, sin), each float32 [positions, head_dim]: `cat(freqs, freqs)` of position * inv_freq (a float32
+    product, as transformers makes it), its cos and sin rounded from float64 (numpy's float32 ones are a ulp off
+    twice as often as PyTorch's)."""
     inv = inverse_frequencies(head_dim, theta, scaling)
-    freqs = np.arange(positions, dtype=np.float32)[:, None] * inv[None, :]
+    freqs = (np.arange(positions, dtype=np.float32)[:, None] * inv[None, :]).astype(np.float64)
     emb = np.concatenate([freqs, freqs], axis=-1)
     return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
 
