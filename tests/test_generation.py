@@ -4,6 +4,7 @@ arguments, the command line; and on a GPU, engines giving the interpreter's toke
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -60,6 +61,15 @@ def test_distribution_is_transformers_warpers(sampling):
     got = sampling.distribution(logits)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     assert ((got > 0) == (want > 0)).all()
+
+
+def test_a_temperature_so_small_that_scores_overflow_is_greedy_in_the_limit():
+    """logits / 1e-320 overflowed to inf, and the softmax of inf - inf was NaN: the tokens drawn from it were 0. The
+    scores are shifted by their maximum first (the same softmax): all the mass on the largest logit."""
+    logits = np.array([[1.0, 3.0, 2.0, -np.inf], [0.5, 0.25, 0.5, 0.0]], np.float32)
+    probs = Sampling(1e-320).distribution(logits)
+    np.testing.assert_array_equal(probs, [[0, 1, 0, 0], [0.5, 0, 0.5, 0]])
+    assert Sampling(1e-320).pick(logits[:1], np.random.default_rng(0)).tolist() == [1]
 
 
 def test_draws_follow_the_distribution():
@@ -150,6 +160,13 @@ def test_command_line_streams_the_greedy_tokens(tmp_path, capsys):
     assert "max_new_tokens = 60 is not allowed" in capsys.readouterr().err
     assert main(["generate", "llama", "--config", str(config), "--prompt", "hello"]) == 2
     assert "--prompt is text and needs --tokenizer" in capsys.readouterr().err
+    for bad, said in (
+        (["--max-context", "3"], "the prompt's 3 tokens fill the context of 3: no token can follow them"),
+        (["--seed", "-1"], "--seed: '-1': expected a whole number from 0 to 2**63 - 1"),  # was an internal error
+        (["--stop-ids", "1," + "9" * 25], "expected token ids from 0 to 2**31 - 1"),  # was an OverflowError
+    ):
+        assert main([*args, *bad]) == 2, bad
+        assert said in capsys.readouterr().err, bad
 
 
 @pytest.mark.gpu
@@ -207,4 +224,12 @@ def test_command_line_with_a_tokenizer(tmp_path, capsys):
     )
     assert capsys.readouterr().out.strip() == "".join(words[t] for t in want)
     assert main([*args, "--tokenizer", str(tmp_path / "missing.json"), "--prompt", "w5"]) == 2
-    assert "missing.json: not a tokenizer.json" in capsys.readouterr().err
+    assert "missing.json: cannot read the tokenizer: No such file" in capsys.readouterr().err
+    (tmp_path / "config.txt").write_text("not json")
+    assert main([*args, "--tokenizer", str(tmp_path / "config.txt"), "--prompt", "w5"]) == 2
+    assert "config.txt: not a tokenizer.json" in capsys.readouterr().err
+    # Read by trtnet, not by tokenizers: a FIFO blocked past Ctrl-C and SIGTERM, /dev/zero filled the memory.
+    os.mkfifo(tmp_path / "fifo")
+    for special, kind in ((tmp_path / "fifo", "a FIFO"), ("/dev/zero", "a character device")):
+        assert main([*args, "--tokenizer", str(special), "--prompt", "w5"]) == 2
+        assert f"{special}: the tokenizer is {kind}, not a regular file" in capsys.readouterr().err

@@ -101,7 +101,11 @@ class Sampling:
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
         """The probabilities [B, V] that sampling draws from (temperature, top-k, top-p applied), float64."""
-        scores = logits.astype(np.float64) / self.temperature
+        wide = logits.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = wide / self.temperature
+            if np.isnan(scores).any() or np.isposinf(scores).any():  # a temperature so small that scores overflow:
+                scores = (wide - wide.max(-1, keepdims=True)) / self.temperature  # the same softmax, its limit kept
         if 0 < self.top_k < scores.shape[-1]:
             kth = np.sort(scores, axis=-1)[:, -self.top_k][:, None]
             scores = np.where(scores < kth, -np.inf, scores)  # ties with the k-th are kept, as transformers does
@@ -157,6 +161,11 @@ def stream(
     sampling = Sampling(temperature, top_k, top_p)
     ids, mask = _prompt(input_ids, attention_mask)
     b, s = ids.shape
+    if s >= decoder.max_context:  # else the range below reads "from 1 to -1", of max_new_tokens
+        raise ConfigError(
+            f"generate: the prompt's {s} tokens fill the context of {decoder.max_context}: no token can follow them "
+            "(a longer max_context, or a shorter prompt)"
+        )
     ConfigError.check(
         "max_new_tokens",
         max_new_tokens,

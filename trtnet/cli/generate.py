@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from trtnet.cli import values
 from trtnet.errors import ConfigError, TrtnetError
+from trtnet.fileread import read_regular
 
 EXIT_OK = 0
 
@@ -33,7 +36,7 @@ def add_command(command: Callable[..., argparse.ArgumentParser], weights_options
     sub.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; above 0: sampling")
     sub.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
     sub.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0: all)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    sub.add_argument("--seed", type=values.seed, default=0, help="seed of the sampling (default 0)")
     sub.add_argument("--stop-ids", type=_ids, default=(), metavar="IDS", help="token ids that end generation: 2,3")
 
 
@@ -42,8 +45,8 @@ def _ids(text: str) -> tuple[int, ...]:
         values = tuple(int(t) for t in text.split(","))
     except ValueError:
         values = ()
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected token ids >= 0, comma-separated: 1,2,3")
+    if not values or min(values) < 0 or max(values) >= 2**31:  # int32, as the networks take them
+        raise argparse.ArgumentTypeError(f"{text!r}: expected token ids from 0 to 2**31 - 1, comma-separated: 1,2,3")
     return values
 
 
@@ -91,12 +94,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Llama 3's tokenizer.json is 9 MB; a file over this is not one.
+_TOKENIZER_MAX_BYTES = 1 << 28
+
+
 def _tokenizer(path: str):
     try:
         import tokenizers
     except ImportError:
         raise TrtnetError("generate: --tokenizer needs the `tokenizers` package (pip install tokenizers)") from None
+    # Read here, not by tokenizers: a FIFO blocked its read past Ctrl-C and SIGTERM, /dev/zero filled the memory.
+    data = read_regular(Path(path), _TOKENIZER_MAX_BYTES, "tokenizer", error=TrtnetError)
     try:
-        return tokenizers.Tokenizer.from_file(path)
-    except Exception as e:  # noqa: BLE001  tokenizers raises its own untyped errors for a missing or bad file
+        return tokenizers.Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as e:  # noqa: BLE001  tokenizers raises its own untyped errors for a bad file
         raise TrtnetError(f"{path}: not a tokenizer.json the `tokenizers` library reads ({e})") from None
