@@ -64,3 +64,29 @@ def test_the_data_type_table_agrees_with_tensorrt():
             assert row.is_float == np.issubdtype(row.numpy, np.floating), row
     floats = {row.member for row in DATA_TYPES if row.is_float}
     assert floats == {"FLOAT", "HALF", "BF16", "FP8"}
+
+
+def test_an_interrupt_inside_the_logger_is_raised_where_the_capture_ends(monkeypatch):
+    """Ctrl-C while TensorRT waits (a parser reading a pipe) lands in the logger's `log`, whose exception the bindings
+    print ("Exception caught in log()") and drop: the parse went on and its failure was reported as bad input.
+    Inside `capture_errors` the interrupt is kept and raised as the block ends; outside one, it propagates."""
+    from trtnet import backend
+
+    trt = backend.get_trt()
+    log = backend.logger()
+
+    def interrupted(message: str) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backend, "_is_driver_noise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with backend.capture_errors():
+            log.log(trt.ILogger.Severity.ERROR, "a read failed")  # returns: TensorRT goes on to its own end
+            reached = True
+    assert reached
+    with pytest.raises(KeyboardInterrupt):
+        log.log(trt.ILogger.Severity.ERROR, "a read failed")
+    monkeypatch.undo()
+    with backend.capture_errors() as errors:  # nothing left over for the next block
+        log.log(trt.ILogger.Severity.ERROR, "a read failed")
+    assert errors == ["a read failed"]

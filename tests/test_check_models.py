@@ -154,3 +154,29 @@ def test_a_scalar_input_is_checked_and_is_refused_for_an_engine_by_name(tmp_path
         assert report.ok and report.outputs[0].agreement.ok and report.inputs["s"] == ()
     with pytest.raises(NetworkError, match=r"scalar.onnx: input 's' is a scalar \(rank 0\)"):
         parse_onnx(path)
+
+
+def test_external_data_that_is_a_fifo_is_refused_before_the_parser_opens_it(tmp_path) -> None:
+    """TensorRT's parser blocked on a FIFO named as external data, past Ctrl-C and SIGTERM. (Should it open one
+    again, a writer comes every 20 s and closes it, so that this test fails rather than hangs.)"""
+    import os
+    import threading
+
+    path = _external_model(tmp_path)
+    (tmp_path / "ext.bin").unlink()
+    os.mkfifo(tmp_path / "ext.bin")
+    done = threading.Event()
+
+    def unblock() -> None:
+        while not done.wait(20):
+            with open(tmp_path / "ext.bin", "wb"):
+                pass
+
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        with pytest.raises(CheckError, match=r"ext.onnx: its external data 'ext.bin' is a FIFO, not a regular file"):
+            check_onnx(path)
+        with pytest.raises(NetworkError, match=r"its external data 'ext.bin' is a FIFO, not a regular file"):
+            parse_onnx(path)
+    finally:
+        done.set()

@@ -164,15 +164,20 @@ def logger():
             self.local = threading.local()  # each thread's open capture_errors lists
 
         def log(self, level, message: str) -> None:
-            if _is_driver_noise(message):
-                return
-            if level == severity.WARNING and getattr(self.local, "quiet", 0):
-                return  # trtnet reading a network back (see `quiet_warnings`)
-            captures = getattr(self.local, "captures", ())
-            if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
-                captures[-1].append(_without_source_location(message))
-            elif level <= self.min_severity:  # lower is more severe
-                print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
+            try:
+                if _is_driver_noise(message):
+                    return
+                if level == severity.WARNING and getattr(self.local, "quiet", 0):
+                    return  # trtnet reading a network back (see `quiet_warnings`)
+                captures = getattr(self.local, "captures", ())
+                if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
+                    captures[-1].append(_without_source_location(message))
+                elif level <= self.min_severity:  # lower is more severe
+                    print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
+            except BaseException as e:  # Ctrl-C lands here while TensorRT waits, and the bindings would print it and
+                if not getattr(self.local, "captures", ()):  # go on: inside `capture_errors`, its block's end
+                    raise  # raises it instead
+                self.local.interrupted = e
 
     return _Logger()
 
@@ -213,6 +218,10 @@ class capture_errors:
     def __exit__(self, kind, value, traceback) -> None:
         local = logger().local
         local.captures = tuple(c for c in local.captures if c is not self.errors)
+        interrupted = getattr(local, "interrupted", None)
+        if interrupted is not None:  # an interrupt (Ctrl-C, SIGTERM) raised inside the logger: it wins
+            local.interrupted = None
+            raise interrupted
         if kind is not None and issubclass(kind, TrtnetError):
             return
         if local.captures:  # an enclosing block collects them in turn

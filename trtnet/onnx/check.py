@@ -47,7 +47,7 @@ from trtnet.onnx.feeds import (
     save_npz_files,
 )
 from trtnet.onnx.layerwise import Departure, first_departure, producers, random_sources, with_intermediate_outputs
-from trtnet.onnx.refusal import parser_refusal
+from trtnet.onnx.refusal import parser_refusal, refuse_special_external_data
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
 
 __all__ = ["CheckReport", "OutputResult", "ParsedOnnx", "check_onnx", "load_inputs", "random_inputs"]
@@ -187,6 +187,7 @@ class ParsedOnnx:
             raise CheckError(f"{path}: the ONNX file is {file_kind(path.stat().st_mode)}, not a regular file")
         if path.stat().st_size == 0:
             raise CheckError(f"{path}: the ONNX file is empty")
+        refuse_special_external_data(path, CheckError)
         trt = get_trt()
         self.builder = trt.Builder(logger())
         self.network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))

@@ -26,7 +26,7 @@ from trtnet.fileread import read_regular
 from trtnet.graph import Policy
 from trtnet.onnx.precision import REDUCED, reduce_precision
 from trtnet.onnx.quantize import FORMATS, find_points, quantize_network
-from trtnet.onnx.refusal import parser_refusal
+from trtnet.onnx.refusal import parser_refusal, refuse_special_external_data
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
 from trtnet.quant.ranges import Calibration, as_calibration
 from trtnet.runtime.plan import TensorSpec
@@ -75,6 +75,7 @@ def parse_onnx(
     data = read_regular(path, MAX_BYTES, "ONNX file", error=NetworkError)  # a FIFO or a device: refused unread
     if not data:
         raise NetworkError(f"{path}: the ONNX file is empty")
+    refuse_special_external_data(path, NetworkError, data)
     trt = get_trt()
     builder = trt.Builder(logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))

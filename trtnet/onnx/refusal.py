@@ -3,8 +3,44 @@ external data file at fault where a weight's could not be read."""
 
 from __future__ import annotations
 
+import mmap
+import os
+import stat
 from pathlib import Path
 from typing import Any
+
+from trtnet.fileread import file_kind
+
+
+def refuse_special_external_data(path: Path, error: type[Exception], data: bytes | None = None) -> None:
+    """An `error` before TensorRT's parser opens them, where a file beside the model that its bytes name (`data`,
+    else read from `path`) is there but not a regular file: the parser blocked on a FIFO named as external data,
+    past Ctrl-C and SIGTERM, and would read /dev/zero without end. A missing file is the parser's to say."""
+    special = []
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                try:
+                    mode = os.stat(entry.path).st_mode  # through a link: what the parser would open
+                except OSError:
+                    continue
+                if entry.name != path.name and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+                    special.append((entry.name, mode))
+    except OSError:
+        return
+    if not special:
+        return
+
+    def refuse_named(model: bytes | mmap.mmap) -> None:
+        for name, mode in special:
+            if model.find(name.encode()) >= 0:
+                raise error(f"{path}: its external data {name!r} is {file_kind(mode)}, not a regular file")
+
+    if data is not None:
+        refuse_named(data)
+        return
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as model:
+        refuse_named(model)
 
 
 def parser_refusal(parser: Any, path: Path) -> str:
