@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import trtnet
 from trtnet import nn
 from trtnet.errors import ConfigError, TrtnetError, WeightsError
 from trtnet.weights import _MAX_DIMS, _read_into, load_weights, read_safetensors, save_safetensors
@@ -307,6 +308,33 @@ def test_non_finite_values_warn_or_are_refused(tmp_path, bad):
         load_weights(model, path, check_finite="error")
     assert all(p.value is None for _, p in model.named_parameters())  # a refused file changes nothing
     load_weights(Tiny(), path, check_finite="off")  # and the check can be turned off
+
+
+def test_float64_values_beyond_float32_s_range_are_named(tmp_path):
+    """The network holds weights in float32, where a float64 1e300 is inf: --strict built such a file, and the
+    model's outputs were all NaN. Said as what it is; 3e38 still fits."""
+    state = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in good_state().items()}
+    state["head.0.weight"][1, 2] = 3e38
+    save_safetensors(state, tmp_path / "fits.safetensors")
+    load_weights(Tiny(), tmp_path / "fits.safetensors", check_finite="error")
+    state["head.0.weight"][0, 1] = -1e300
+    save_safetensors(state, tmp_path / "w.safetensors")
+    message = r"w\.safetensors: key 'head\.0\.weight' holds values beyond float32's range \(infinite in the network\)"
+    with pytest.raises(WeightsError, match=message):
+        load_weights(Tiny(), tmp_path / "w.safetensors", check_finite="error")
+    with pytest.warns(UserWarning, match=message):
+        load_weights(Tiny(), tmp_path / "w.safetensors")
+
+
+def test_a_variance_below_minus_eps_is_named_where_the_batch_norm_is_emitted():
+    """sqrt of a negative variance made NaN scales, with numpy's warning only, and the build went on."""
+    from trtnet.errors import NetworkError
+    from trtnet.zoo import resnet18
+
+    model = resnet18(weights=None)
+    model.layer1[0].bn2.running_var.value[2] = -0.5
+    with pytest.raises(NetworkError, match=r"layer1\.0\.bn2\.running_var: channel 2 is -0\.5: a variance plus eps"):
+        trtnet.reference(model, np.zeros((1, 3, 32, 32), np.float32))
 
 
 @pytest.mark.parametrize("value, shown", [("strict", "'strict'"), (None, "None"), (["warn"], r"\['warn'\]")])

@@ -301,8 +301,17 @@ def load_weights(
         for key, value in values.items()
         if check_finite != "off" and value.dtype.kind == "f" and not _all_finite(value)
     ]
+    wide = [
+        key
+        for key, value in values.items()
+        if check_finite != "off" and value.dtype.kind == "f" and key not in bad and _beyond_float32(value)
+    ]
+    if wide and not bad:  # said as such: the file holds no inf, the network would (a float64 1e300)
+        bad, what = wide, "values beyond float32's range (infinite in the network)"
+    else:
+        what = "NaN or infinite values"
     if bad:
-        message = f"{origin}: key {bad[0]!r} holds NaN or infinite values" + (
+        message = f"{origin}: key {bad[0]!r} holds {what}" + (
             f" (and {len(bad) - 1} more keys: {', '.join(bad[1:4])}{'...' if len(bad) > 4 else ''})"
             if len(bad) > 1
             else ""
@@ -333,6 +342,15 @@ def _all_finite(value: np.ndarray, chunk: int = 1 << 20) -> bool:
     """np.isfinite(value).all() in slices, so the check needs a megabyte, not a mask as large as the tensor."""
     flat = value.reshape(-1)  # a copy only for a non-contiguous array handed in by the caller
     return all(np.isfinite(flat[i : i + chunk]).all() for i in range(0, flat.size, chunk))
+
+
+def _beyond_float32(value: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether a finite float64 array holds values that are infinite as the float32 the network holds them in."""
+    if value.dtype.itemsize <= 4:
+        return False
+    flat = value.reshape(-1)
+    with np.errstate(over="ignore"):
+        return not all(np.isfinite(flat[i : i + chunk].astype(np.float32)).all() for i in range(0, flat.size, chunk))
 
 
 def _declared(model: Module, state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:
