@@ -160,8 +160,24 @@ def test_bad_calibration_files_are_refused(tmp_path):
         "[1, 2": "not JSON",
         '{"format": "x"}': "not a trtnet calibration file",
         '{"format": "trtnet-calibration", "version": 9, "method": "max", "amax": {}}': "version 9",
-        '{"format": "trtnet-calibration", "version": 1, "method": "max", "amax": {"a/conv": -1}}': r"amax of 'a/conv' is -1, not a finite number >= 0",
+        '{"format": "trtnet-calibration", "version": 1, "method": "max", "amax": {"a/conv": -1}}': r"amax of 'a/conv' is -1, not a number from 0 to 3.4e38",
     }
+    # Each recorded field of the wrong kind: some skipped the checks that tie a file to its measurement.
+    head = '{"format": "trtnet-calibration", "version": 1, "method": "max", "amax": {"a/conv": 1.0}'
+    cases.update(
+        {
+            head.replace('"max"', '"zzz"') + "}": r'"method" is \'zzz\', not one of max, percentile',
+            head.replace("1.0", "1e300") + "}": r"amax of 'a/conv' is 1e\+300, not a number from 0 to 3.4e38",
+            head + ', "precision": "fp4"}': r'"precision" is "fp4", not int8 or fp8',
+            head + ', "model": 5}': r'"model" is 5, not a string',
+            head + ', "samples": -1}': r'"samples" is -1, not a whole number >= 1',
+            head + ', "batches": 1' + "0" * 400 + "}": r'"batches" is 1000.*, not a whole number >= 1',
+            head + ', "percentile": 0}': r'"percentile" is 0, not a number in \(0, 100\]',
+            head + ', "weights": 5}': r'"weights" is 5, not a fingerprint',
+            head + ', "inputs": [1]}': r'"inputs" is \[1\], not an object of',
+            head + ', "inputs": {"x": {"shapes": [[3, "a"]]}}}': r'"inputs" is .*, not an object of',
+        }
+    )
     for text, message in cases.items():
         bad.write_text(text)
         with pytest.raises(CalibrationError, match=message):

@@ -85,13 +85,16 @@ class Calibration:
         amax, keep, method = doc.get("amax"), doc.get("keep", {}), doc.get("method")
         if not isinstance(amax, dict) or not isinstance(keep, dict) or not isinstance(method, str):
             raise CalibrationError(f'{where}: "amax" and "keep" must be objects and "method" a string')
+        if method not in CALIBRATION_METHODS:
+            raise CalibrationError(f'{where}: "method" is {method!r}, not one of {", ".join(CALIBRATION_METHODS)}')
         for key, value in amax.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise CalibrationError(f"{where}: amax of {key!r} is {value!r}, not a finite number >= 0")
+            if not _number(value) or not 0 <= value <= _FLOAT32_MAX:  # a scale is amax / 127 (or / 448) in float32
+                raise CalibrationError(f"{where}: amax of {key!r} is {value!r}, not a number from 0 to 3.4e38")
         for key, value in keep.items():
             if not isinstance(value, str):
                 raise CalibrationError(f"{where}: keep[{key!r}] must be a string (the reason)")
         meta = {k: v for k, v in doc.items() if k not in ("format", "version", "method", "amax", "keep")}
+        _check_records(meta, where)
         return cls({k: float(v) for k, v in amax.items()}, dict(keep), method, meta, source)
 
     @classmethod
@@ -104,6 +107,42 @@ class Calibration:
         except UnicodeDecodeError as e:
             raise CalibrationError(f"calibration file {path}: not UTF-8 text (byte {e.start})") from None
         return cls.from_json(text, str(path))
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_records(meta: dict[str, Any], where: str) -> None:
+    """What the file records of its measurement, where it says it: of the right kind, or a `CalibrationError`
+    naming the field. Absent fields are a file from before them (its inputs and weights are then not checked
+    against the network); a field of the wrong kind would have skipped that check as silently."""
+    whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**63  # noqa: E731
+    shape = lambda v: isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v)  # noqa: E731
+    seen = lambda v: (  # noqa: E731
+        isinstance(v, dict)
+        and isinstance(v.get("shapes", []), list)
+        and all(shape(s) for s in v.get("shapes", []))
+        and isinstance(v.get("dtype", ""), str)
+    )
+    rules = {
+        "model": ("a string", lambda v: isinstance(v, str)),
+        "precision": ("int8 or fp8", lambda v: v in ("int8", "fp8")),
+        "samples": ("a whole number >= 1", whole),
+        "batches": ("a whole number >= 1", whole),
+        "percentile": ("a number in (0, 100]", lambda v: _number(v) and 0 < v <= 100),
+        "weights": ("a fingerprint (a string)", lambda v: isinstance(v, str)),
+        "inputs": (
+            'an object of {"shapes": [[dims]], "dtype": "..."} by input name',
+            lambda v: isinstance(v, dict) and all(isinstance(k, str) and seen(s) for k, s in v.items()),
+        ),
+    }
+    for key, (what, ok) in rules.items():
+        if key in meta and not ok(meta[key]):
+            raise CalibrationError(f'{where}: "{key}" is {json.dumps(meta[key])[:80]}, not {what}')
 
 
 def as_calibration(value: Calibration | str | os.PathLike | None) -> Calibration | None:
