@@ -10,6 +10,7 @@ from tests.fault_planting import wrong_activation
 from tests.helpers import trtnet_cli
 from tests.mobilenet_v3_dsl import LARGE, MobileNetV3
 from trtnet import nn
+from trtnet.errors import CalibrationError
 from trtnet.parity import export_state, layerwise, layerwise_precision, sample_inputs, torch_model
 from trtnet.parity.blame import Side, _views, compare
 from trtnet.weights import load_weights
@@ -109,6 +110,12 @@ def test_a_reduced_precision_run_names_where_the_error_grows_most():
     assert "the error grows most here" in int8.why
     # int8 rounds far coarser than fp16: its worst module error is larger
     assert max(c.error for c in int8.calls if c.error is not None) > max(c.error for c in fp16.calls if c.error)
+    # A calibration measured on other inputs is refused as build refuses it (verify --layerwise ran it), unless
+    # reused on purpose.
+    other = [b[:, :, :8, :8] for b in batches[1:]]
+    with pytest.raises(CalibrationError, match=r"was measured on input 'x' of per-sample shape \[3, 16, 16\]"):
+        layerwise_precision(model, other[:1], "int8", calibration=cal)
+    assert layerwise_precision(model, other[:1], "int8", calibration=cal, reuse_calibration=True).calls
 
 
 @pytest.mark.parametrize(

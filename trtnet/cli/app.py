@@ -326,6 +326,11 @@ def _parser() -> argparse.ArgumentParser:
         "where the error grows most (default fp32: against the PyTorch source)",
     )
     sub.add_argument("--calibration", metavar="FILE", help="with --precision int8/fp8: the ranges to build with")
+    sub.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
+    )
 
     sub = command(
         "convert",

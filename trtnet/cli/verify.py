@@ -76,7 +76,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             for n, g, w in zip(names, trtnet.reference(model, *inputs), want)
         ]
         if args.layerwise:
-            checks.append(_layerwise(model, source, inputs, args.precision, args.calibration))
+            checks.append(_layerwise(model, source, inputs, args))
         gpu = _cuda_device()
         if gpu is None:
             print(
@@ -105,14 +105,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
-def _layerwise(model, source, inputs: list, precision: str, calibration: str | None) -> bool:
+def _layerwise(model, source, inputs: list, args: argparse.Namespace) -> bool:
     """`--layerwise`: every module against the source's (fp32), or the network in `precision` against fp32."""
     from trtnet.parity import layerwise, layerwise_precision
 
+    precision = args.precision
     if precision == "fp32":
         report = layerwise(model, source, inputs)
     else:
-        report = layerwise_precision(model, inputs, precision, calibration=calibration)
+        report = layerwise_precision(
+            model, inputs, precision, calibration=args.calibration, reuse_calibration=args.reuse_calibration
+        )
     print("\n".join("  " + line for line in report.text().splitlines()))
     return report.passed or precision != "fp32"  # a reduced precision always departs: the report says where most
 

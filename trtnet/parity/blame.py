@@ -188,13 +188,19 @@ def _views(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 # -- the trtnet side -------------------------------------------------------------------------------------
 
 
-def _run_calls(model: Module, inputs: Sequence[np.ndarray], policy: Policy) -> tuple[list[tuple], Links]:
+def _run_calls(
+    model: Module, inputs: Sequence[np.ndarray], policy: Policy, reuse_calibration: bool = False
+) -> tuple[list[tuple], Links]:
     """Emit `model` for `inputs`, run it once in the interpreter capturing every module call's tensors:
     (path, class name, input arrays, output arrays) per call, in the order the calls returned; and which call
     produced each tensor (the innermost, which returns first) and which tensors each call took."""
     names = [i.name for i in model.inputs()]
     shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
     net = emit(model, int(np.shape(inputs[0])[0]), policy=policy, input_shapes=shapes)
+    if net.policy is not None and net.policy.calibration is not None:
+        from trtnet.quant.calibrate import check_calibration
+
+        check_calibration(net.policy.calibration, model, net.inputs, reuse=reuse_calibration)
     calls = net.owner.calls
     wanted = {t.name for c in calls for t in (*c.inputs, *c.outputs)}
     feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
@@ -362,12 +368,18 @@ def layerwise(model: Module, source: Any, inputs: Sequence[np.ndarray], *, toler
 
 
 def layerwise_precision(
-    model: Module, inputs: Sequence[np.ndarray], precision: str, *, calibration: Any = None
+    model: Module,
+    inputs: Sequence[np.ndarray],
+    precision: str,
+    *,
+    calibration: Any = None,
+    reuse_calibration: bool = False,
 ) -> Layerwise:
     """The same comparison of `model` emitted in `precision` against itself in fp32; the blamed module is
-    where the error grows most from its inputs to its output (where keeping fp16 helps most)."""
+    where the error grows most from its inputs to its output (where keeping fp16 helps most). A calibration is
+    checked against the inputs and weights it was measured on, as `build` checks it (`reuse_calibration`)."""
     reduced = Policy(precision=precision, calibration=calibration)
-    ours, _ = _run_calls(model, inputs, reduced)
+    ours, _ = _run_calls(model, inputs, reduced, reuse_calibration)
     ref, _ = _run_calls(model, inputs, Policy(precision="fp32"))
     calls = [
         _pair(p, kind, ins, outs, (r_ins, r_outs)) for (p, kind, ins, outs), (_, _, r_ins, r_outs) in zip(ours, ref)
