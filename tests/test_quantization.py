@@ -308,6 +308,15 @@ def test_cli_calibrate_writes_the_file_build_reads(tmp_path, capsys):
     assert main(["calibrate", "resnet18", "--data", str(bad), "-o", str(tmp_path / "s2.json")]) == 2
     assert "has arrays ['y', 'z'], the model takes ['x']" in capsys.readouterr().err
     assert not (tmp_path / "s2.json").exists()
+    # As the ONNX route refuses them: a labels array beside the images, a single value (an internal error before)
+    for arrays, said in (
+        (dict(x=np.zeros((1, 3, 224, 224), np.float32), labels=np.zeros(1)), "has arrays ['labels', 'x']"),
+        (dict(x=np.float32(1)), "array 'x' is a single value, not a batch of samples"),
+    ):
+        np.savez(bad, **arrays)
+        assert main(["calibrate", "resnet18", "--data", str(bad), "-o", str(tmp_path / "s2.json")]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "s2.json").exists()
 
 
 # -- issue 20: a calibration is tied to what it measured ---------------------------------------------------------

@@ -336,10 +336,16 @@ def load_batches(model: Module, data: str | os.PathLike, batch: int = 8) -> list
     names = [i.name for i in model.inputs()]
     if len(arrays) == 1 and len(names) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
-    missing = [n for n in names if n not in arrays]
-    if missing:
+    missing, extra = [n for n in names if n not in arrays], sorted(set(arrays) - set(names))
+    if missing or extra:  # an extra array is a name mistyped, or data the calibration would leave unseen
         raise CalibrationError(f"calibration data {data}: has arrays {sorted(arrays)}, the model takes {names}")
-    n = min(len(arrays[k]) for k in names)
+    flat = [k for k in names if arrays[k].ndim == 0]
+    if flat:
+        raise CalibrationError(f"calibration data {data}: array {flat[0]!r} is a single value, not a batch of samples")
+    counts = {k: len(arrays[k]) for k in names}
+    if len(set(counts.values())) > 1:  # the longer ones' tail would go unmeasured
+        raise CalibrationError(f"calibration data {data}: the arrays hold different numbers of samples: {counts}")
+    n = min(counts.values())
     declared = {i.name: i for i in model.inputs()}
     for k in names:  # as the engine would check them: the model's declared per-sample shapes (ranges included)
         lo, _, hi = declared[k].shape_range()
