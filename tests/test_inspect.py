@@ -73,3 +73,21 @@ def test_bad_plans_are_one_line_and_exit_2(saved, tmp_path):
     result = trtnet_cli("inspect", other)
     assert result.returncode == 2 and error_line(result).startswith(f"trtnet: error: {other}")
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_sidecar_strings_are_printed_as_escapes_where_a_terminal_would_act_on_them(saved, tmp_path):
+    """A sidecar is data: its escape sequences and newlines went to the terminal as they were, and a lone surrogate
+    in a name made printing it an internal error (stdout cannot encode it)."""
+    import shutil
+
+    plan = tmp_path / "odd.plan"
+    shutil.copy(saved, plan)
+    meta = json.loads(saved.with_name("two.plan.json").read_text())
+    meta["target"] = "\x1b[31mRED\n\nline"
+    meta["inputs"][0]["name"] = "x\ud800\x1b[2J"
+    plan.with_name("odd.plan.json").write_text(json.dumps(meta))
+    result = trtnet_cli("inspect", plan)
+    assert result.returncode == 0, result.stderr
+    result.stdout.encode("utf-8")  # what a UTF-8 stdout must take
+    assert "\x1b" not in result.stdout and "  target: \\x1b[31mRED\\n\\nline" in result.stdout.splitlines()
+    assert "    x\\ud800\\x1b[2J: float32 [" in result.stdout

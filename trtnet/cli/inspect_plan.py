@@ -18,20 +18,30 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def describe(plan, path: str) -> list[str]:
     """The lines `inspect` prints for `plan` (a loaded `Plan`)."""
     lines = [
-        f"plan {path}: {len(plan.plan):,} bytes ({len(plan.plan) / 2**20:.1f} MiB)",
-        f"  backend: {plan.backend}",
-        f"  target: {plan.target}",
-        f"  precision: {plan.precision}",
+        f"plan {shown(path)}: {len(plan.plan):,} bytes ({len(plan.plan) / 2**20:.1f} MiB)",
+        f"  backend: {shown(plan.backend)}",
+        f"  target: {shown(plan.target)}",
+        f"  precision: {shown(plan.precision)}",
         f"  layers: {plan.num_layers}, built in {plan.build_seconds:.1f} s",
         f"  inputs ({len(plan.inputs)}):",
     ]
     for spec in plan.inputs:
-        lines.append(f"    {spec.name}: {spec.dtype} {list(spec.shape)}")
+        lines.append(f"    {shown(spec.name)}: {shown(spec.dtype)} {list(spec.shape)}")
         low, high = _profile(spec)
         lines.append(f"      profile: min {low}, opt {list(spec.shape)}, max {high}")
     lines.append(f"  outputs ({len(plan.outputs)}):")
-    lines += [f"    {spec.name}: {spec.dtype} {list(spec.shape)}" for spec in plan.outputs]
+    lines += [f"    {shown(spec.name)}: {shown(spec.dtype)} {list(spec.shape)}" for spec in plan.outputs]
     return lines
+
+
+def shown(text: object) -> str:
+    r"""`text` as a terminal can show it: a sidecar is data, and its escape sequences, newlines and lone surrogates
+    (which stdout cannot encode: an internal error) are printed as escapes, the rest as it is.
+
+    >>> shown("x\x1b[2J\n入力")
+    'x\\x1b[2J\\n入力'
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def _profile(spec) -> tuple[list[int], list[int]]:
