@@ -343,3 +343,31 @@ def test_random_integer_inputs_that_break_the_model_ask_for_real_ones(tmp_path):
     assert r.returncode == 2
     assert "the network failed on random integer input(s) ['ids']" in error_line(r)
     assert error_line(r).endswith("give values in the range the model expects with --inputs FILE.npz")
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    """Each was accepted and silently had no effect: --batch beside --shapes for every input (built the shapes'
+    batch), --percentile with --method max (wrote a max calibration), --atol ':0.1' (read as every output's), and
+    export-triton --name "" (the default name)."""
+    from trtnet.cli import main
+
+    model = tmp_path / "relu.onnx"
+    _helper_model(
+        model,
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    np.savez(tmp_path / "d.npz", x=np.ones((2, 4), np.float32))
+    cases = [
+        (["build", model, "--batch", "4", "--shapes", "x:2x4"], "batch_size 4 sizes no input: shapes gives every one"),
+        (["calibrate", model, "--data", tmp_path / "d.npz", "--percentile", "50"], "is for --method percentile"),
+        (["calibrate", "resnet18", "--data", tmp_path / "d.npz", "--percentile", "50"], "is for --method percentile"),
+        (["check", model, "--shapes", "x:2x4", "--atol=:0.1"], "--atol ':0.1': the output's name before ':' is empty"),
+        (["export-triton", "--plan", tmp_path / "p.plan", "--repo", tmp_path / "r", "--name", ""], "expected a name"),
+    ]
+    for args, said in cases:
+        assert main([str(a) for a in args]) == 2, args
+        assert said in capsys.readouterr().err, args
+    assert not (tmp_path / "relu.plan").exists() and not list(tmp_path.glob("*.json")) and not (tmp_path / "r").exists()
+    assert main(["build", str(model), "--batch", "4", "-o", str(tmp_path / "relu.plan")]) == 0

@@ -214,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--batch", type=values.positive, default=8, help="samples per interpreter run (default 8)")
     sub.add_argument("--method", choices=CALIBRATION_METHODS, default="max", help="default max")
-    sub.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
+    sub.add_argument("--percentile", type=float, help="for --method percentile (default 99.99)")
     sub.add_argument(
         "--precision",
         choices=QUANTIZED,
@@ -251,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--precision", choices=UNQUANTIZED, help="default fp16")
     sub.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
-    sub.add_argument("--name", help="the model's name in the repository (default: MODEL)")
+    sub.add_argument("--name", type=values.nonempty, help="the model's name in the repository (default: MODEL)")
     sub.add_argument("--version", type=int, help="the version to add (default: the next free one)")
     sub.add_argument(
         "--dynamic-batching",

@@ -134,7 +134,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from trtnet.cli.onnx_route import calibrate_onnx, is_onnx, require_no_shapes
+    from trtnet.cli.onnx_route import calibrate_onnx, is_onnx, percentile_of, require_no_shapes
     from trtnet.quant.calibrate import calibrate_file
 
     if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
@@ -150,7 +150,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         args.data,
         args.batch,
         method=args.method,
-        percentile=args.percentile,
+        percentile=percentile_of(args),
         precision=args.precision,
         keep=tuple(args.keep),
     )

@@ -157,7 +157,7 @@ def calibrate_onnx(args: argparse.Namespace) -> int:
         args.data,
         batch=args.batch,
         method=args.method,
-        percentile=args.percentile,
+        percentile=percentile_of(args),
         precision=args.precision,
         keep=tuple(args.keep),
     )
@@ -169,13 +169,26 @@ def calibrate_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def percentile_of(args: argparse.Namespace) -> float:
+    """`--percentile`, which only `--method percentile` reads: given with another method it would be ignored."""
+    if args.percentile is None:
+        return 99.99
+    if args.method != "percentile":
+        raise TrtnetError(f"--percentile {args.percentile:g} is for --method percentile, not --method {args.method}")
+    return args.percentile
+
+
 def tolerances(items: list[str] | None, flag: str) -> dict[str, float] | None:
     """Polygraphy's spelling: `--rtol 1e-3` for every output, `--rtol out0:1e-2` for one; "" keys the default."""
     if not items:
         return None
     out: dict[str, float] = {}
     for item in items:
-        name, _, value = item.rpartition(":")
+        name, colon, value = item.rpartition(":")
+        if colon and not name:  # ":0.1" is not the default's spelling ("0.1" is): an output's name left out
+            raise TrtnetError(
+                f"{flag} {item!r}: the output's name before ':' is empty (a bare number is every output's)"
+            )
         try:
             number = float(value)
         except ValueError:

@@ -49,3 +49,10 @@ def seed(text: str) -> int:
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
     return value
+
+
+def nonempty(text: str) -> str:
+    """A name that is given is not empty (`--name ""` fell back to the default as if it were not given)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a name, not an empty string")
+    return text

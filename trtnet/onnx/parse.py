@@ -91,6 +91,10 @@ def parse_onnx(
         )
     tensors = [network.get_input(i) for i in range(network.num_inputs)]
     check_names(str(path), shapes, [t.name for t in tensors])
+    if batch_size is not None and shapes and all(t.name in shapes for t in tensors):  # else silently unused
+        raise NetworkError(
+            f"{path}: batch_size {batch_size} sizes no input: shapes gives every one ({', '.join(shapes)})"
+        )
     inputs = [_input_spec(path, t, (shapes or {}).get(t.name), batch_size) for t in tensors]
     for t, spec in zip(tensors, inputs):
         lo, hi = spec.shape_range()
