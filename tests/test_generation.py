@@ -66,9 +66,9 @@ def test_distribution_is_transformers_warpers(sampling):
 def test_a_temperature_so_small_that_scores_overflow_is_greedy_in_the_limit():
     """logits / 1e-320 overflowed to inf, and the softmax of inf - inf was NaN: the tokens drawn from it were 0. The
     scores are shifted by their maximum first (the same softmax): all the mass on the largest logit."""
-    logits = np.array([[1.0, 3.0, 2.0, -np.inf], [0.5, 0.25, 0.5, 0.0]], np.float32)
+    logits = np.array([[1.0, 3.0, 2.0, -np.inf], [0.5, 0.25, 0.5, 0.0], [-3.0, -1.0, -2.0, -4.0]], np.float32)
     probs = Sampling(1e-320).distribution(logits)
-    np.testing.assert_array_equal(probs, [[0, 1, 0, 0], [0.5, 0, 0.5, 0]])
+    np.testing.assert_array_equal(probs, [[0, 1, 0, 0], [0.5, 0, 0.5, 0], [0, 1, 0, 0]])
     assert Sampling(1e-320).pick(logits[:1], np.random.default_rng(0)).tolist() == [1]
 
 

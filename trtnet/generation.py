@@ -102,10 +102,10 @@ class Sampling:
     def distribution(self, logits: np.ndarray) -> np.ndarray:
         """The probabilities [B, V] that sampling draws from (temperature, top-k, top-p applied), float64."""
         wide = logits.astype(np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            scores = wide / self.temperature
-            if np.isnan(scores).any() or np.isposinf(scores).any():  # a temperature so small that scores overflow:
-                scores = (wide - wide.max(-1, keepdims=True)) / self.temperature  # the same softmax, its limit kept
+        # Shifted by the row's maximum first (the same softmax): logits / 1e-320 overflowed to +-inf, and the
+        # softmax of inf - inf, or of a row all -inf, was NaN. Shifted, the largest is 0 and the rest go to -inf.
+        with np.errstate(over="ignore"):
+            scores = (wide - wide.max(-1, keepdims=True)) / self.temperature
         if 0 < self.top_k < scores.shape[-1]:
             kth = np.sort(scores, axis=-1)[:, -self.top_k][:, None]
             scores = np.where(scores < kth, -np.inf, scores)  # ties with the k-th are kept, as transformers does

@@ -80,8 +80,8 @@ class BatchNorm2d(Module):
         weight = self.weight.data.astype(np.float64) if self.weight is not None else 1.0
         bias = self.bias.data.astype(np.float64) if self.bias is not None else 0.0
         var = self.running_var.data.astype(np.float64) + self._eps
-        if not (var > 0).all():  # a NaN scale in every output of those channels, with numpy's warning only
-            where = int(np.flatnonzero(~(var > 0))[0])
+        if (var <= 0).any():  # a NaN scale in every output of those channels (a NaN variance: load_weights warns)
+            where = int(np.flatnonzero(var <= 0)[0])
             raise NetworkError(
                 f"{self.running_var._path or 'running_var'}: channel {where} is "
                 f"{float(self.running_var.data[where]):g}: a variance plus eps ({self._eps:g}) must be above 0"
