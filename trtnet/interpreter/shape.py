@@ -3,6 +3,7 @@ and ASSERTION, which checks a shape condition."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -210,17 +211,18 @@ def shape(call: LayerCall) -> list[np.ndarray]:
 
 @register("SQUEEZE", "ISqueezeLayer")
 def squeeze(call: LayerCall) -> list[np.ndarray]:
-    """Removes the size-1 axes listed by input 1; without it, every axis whose size is 1 in the network definition
-    (TensorRT's meaning: a dynamic axis stays, and must not be 1 when the layer runs)."""
+    """Removes the size-1 axes listed by input 1; without it, the axes TensorRT chose when the layer was made, those
+    of static size 1 then (a dynamic axis fixed later to 1 stays): of the size-1 axes, those whose removal leaves
+    the output's dims as TensorRT infers them (a size-1 axis removed or another, the values are the same)."""
     x = call.input(0)
     if call.optional(1) is None:
-        static = call.setting("squeezed", lambda layer: dims(layer.get_input(0).shape))
-        if len(static) != x.ndim:
-            raise call.fail(f"input of shape {x.shape} has rank {x.ndim}, the network declares {len(static)}")
-        ones = [a for a, d in enumerate(static) if d < 0 and x.shape[a] == 1]
-        if ones:
-            raise call.fail(f"dynamic axes {ones} of shape {x.shape} are 1: without axes, only static ones go")
-        return [np.squeeze(x, axis=tuple(a for a, d in enumerate(static) if d == 1))]
+        out = call.setting("squeezed", lambda layer: dims(layer.get_output(0).shape))
+        ones = [a for a in range(x.ndim) if x.shape[a] == 1]
+        for drop in itertools.combinations(ones, x.ndim - len(out)) if x.ndim >= len(out) else ():
+            rest = [d for a, d in enumerate(x.shape) if a not in drop]
+            if all(o < 0 or o == d for o, d in zip(out, rest)):
+                return [np.squeeze(x, axis=drop)]
+        raise call.fail(f"no size-1 axes of shape {x.shape} leave the output TensorRT infers, {out}")
     axes = sorted({normalize_axis(a, x.ndim) for a in int_vector(call, call.input(1), "axes")})
     bad = [a for a in axes if not 0 <= a < x.ndim or x.shape[a] != 1]
     if bad:
