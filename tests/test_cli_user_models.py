@@ -246,7 +246,7 @@ def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):
     }
 
 
-def test_no_output_lands_on_a_file_the_command_reads(model_file, tmp_path, capsys):
+def test_no_output_lands_on_a_file_the_command_reads(model_file, tmp_path, capsys, monkeypatch):
     """`-o` naming the model's own .py, the weights, the data or the calibration replaced that file with the output
     (exit 0); only the ONNX route refused its model. Each is refused before any work, and the file is as it was."""
     from trtnet.cli import main
@@ -276,8 +276,18 @@ def test_no_output_lands_on_a_file_the_command_reads(model_file, tmp_path, capsy
             "the weights",
         ),
     ]
+    # package.module:NAME: its file as the import found it (it became calibration JSON)
+    (tmp_path / "pkg").mkdir()
+    module = write(tmp_path / "pkg", name="tiny_module.py", registered="user_tiny_module")
+    monkeypatch.syspath_prepend(str(module.parent))
+    monkeypatch.setitem(sys.modules, "tiny_module", None)  # imported afresh, and gone after the test
+    monkeypatch.delitem(sys.modules, "tiny_module")
+    monkeypatch.setitem(REGISTRY, "user_tiny_module", None)  # the import registers it: absent again after the test
+    monkeypatch.delitem(REGISTRY, "user_tiny_module")
+    args = ["calibrate", "tiny_module:tiny", "--data", str(data), "-o", str(module)]
+    cases.append((args, "the calibration", "the model"))
     for args, what, other in cases:
-        before = {p: p.read_bytes() for p in (model_file, weights, data, cal)}
+        before = {p: p.read_bytes() for p in (model_file, module, weights, data, cal)}
         capsys.readouterr()
         assert main(args) == 2, args
         assert f"cannot write {what} there: it is {other} too" in capsys.readouterr().err, args

@@ -229,6 +229,35 @@ def test_build_refuses_to_write_the_plan_over_its_model(tmp_path):
     assert r.returncode == 0 and model.read_bytes() == before
 
 
+def test_build_and_calibrate_refuse_to_write_over_the_model_s_external_data(tmp_path):
+    """-o data/w.bin replaced the weights stored beside the model with the plan (exit 0), and check then compared
+    two runs of the same garbage."""
+    from onnx import numpy_helper
+
+    model = tmp_path / "mm.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(np.ones((4, 4), np.float32), "w")],
+    )
+    (tmp_path / "data").mkdir()
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
+        str(model),
+        save_as_external_data=True,
+        location="data/w.bin",
+        size_threshold=0,
+    )
+    before = (tmp_path / "data" / "w.bin").read_bytes()
+    np.savez(tmp_path / "d.npz", x=np.ones((2, 4), np.float32))
+    for args in (["build", model], ["calibrate", model, "--data", tmp_path / "d.npz"]):
+        r = trtnet_cli(*args, "-o", tmp_path / "data" / "w.bin")
+        assert r.returncode == 2 and "it is the model's external data (data/w.bin) too" in error_line(r), r.stderr
+    assert (tmp_path / "data" / "w.bin").read_bytes() == before
+
+
 def _helper_model(path, nodes, inputs, outputs, inits=(), opset: int = 18) -> None:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))

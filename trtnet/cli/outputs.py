@@ -1,10 +1,13 @@
 """A command's outputs never land on a file the same command reads: `build net.py:net -o net.py`, `-o` naming the
-weights, the calibration or the data replaced the user's file with a plan (the ONNX route refused only the model)."""
+weights, the calibration, the data or an ONNX model's external data replaced the user's file with a plan (the ONNX
+route refused only the model)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from trtnet.fileio import refuse_clobbering
 
@@ -22,13 +25,17 @@ def refuse_overwriting_inputs(args: argparse.Namespace, writes: dict[str, str | 
     """A `TrtnetError` before any work where an output (`writes`: what it is -> path) is the model's file (an
     .onnx, or the .py of `FILE.py:NAME`), a file an option names, or another output."""
     reads = {what: getattr(args, option, None) for option, what in _READ_OPTIONS.items()}
-    reads["the model"] = model_file(getattr(args, "model", None) or "")
+    model = reads["the model"] = model_file(getattr(args, "model", None) or "")
+    if model is not None and model.lower().endswith(".onnx"):  # and the weights stored beside it
+        from trtnet.onnx.feeds import external_data_named
+
+        reads.update(external_data_named(Path(model), writes))
     refuse_clobbering(writes, reads)
 
 
 def model_file(spec: str) -> str | None:
-    """The file a MODEL argument names: an .onnx, or the Python file of `path/to/file.py:NAME` (None: a zoo name
-    or `package.module:NAME`).
+    """The file a MODEL argument names: an .onnx, the Python file of `path/to/file.py:NAME`, or that of a
+    `package.module:NAME` the command has imported (None: a zoo name, or a module not imported).
 
     >>> model_file("nets/mine.py:tiny"), model_file("model.onnx"), model_file("resnet50")
     ('nets/mine.py', 'model.onnx', None)
@@ -36,4 +43,7 @@ def model_file(spec: str) -> str | None:
     if spec.lower().endswith(".onnx"):
         return spec
     path, _, name = spec.rpartition(":")
-    return path if name and path.endswith(".py") else None
+    if name and path.endswith(".py"):
+        return path
+    module = sys.modules.get(path) if name else None
+    return getattr(module, "__file__", None)
