@@ -3,6 +3,9 @@ external data files that are missing or short, operators no layer implements."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 
@@ -106,7 +109,7 @@ def _external_model(tmp_path) -> str:
     [
         (lambda p: p.unlink(), r"initializer 'w': its external data 'ext.bin' is missing \(looked for .*ext.bin\)"),
         (lambda p: p.write_bytes(p.read_bytes()[:10]), r"'ext.bin' holds 10 bytes, the model reads up to byte 64"),
-        (lambda p: (p.unlink(), p.mkdir()), r"its external data 'ext.bin' is not a regular file"),
+        (lambda p: (p.unlink(), p.mkdir()), r"its external data 'ext.bin' is a directory, not a regular file"),
     ],
 )
 def test_external_data_that_cannot_be_read_is_named(tmp_path, damage, said) -> None:
@@ -156,27 +159,65 @@ def test_a_scalar_input_is_checked_and_is_refused_for_an_engine_by_name(tmp_path
         parse_onnx(path)
 
 
-def test_external_data_that_is_a_fifo_is_refused_before_the_parser_opens_it(tmp_path) -> None:
-    """TensorRT's parser blocked on a FIFO named as external data, past Ctrl-C and SIGTERM. (Should it open one
-    again, a writer comes every 20 s and closes it, so that this test fails rather than hangs.)"""
-    import os
-    import threading
-
-    path = _external_model(tmp_path)
-    (tmp_path / "ext.bin").unlink()
-    os.mkfifo(tmp_path / "ext.bin")
+@contextlib.contextmanager
+def _unblocked(fifo):
+    """Should the parser open `fifo` after all, a writer comes every 20 s and closes it: the test then fails
+    rather than hangs."""
     done = threading.Event()
 
     def unblock() -> None:
         while not done.wait(20):
-            with open(tmp_path / "ext.bin", "wb"):
+            with open(fifo, "wb"):
                 pass
 
     threading.Thread(target=unblock, daemon=True).start()
     try:
+        yield
+    finally:
+        done.set()
+
+
+def test_external_data_that_is_a_fifo_is_refused_before_the_parser_opens_it(tmp_path) -> None:
+    """TensorRT's parser blocked on a FIFO named as external data, past Ctrl-C and SIGTERM. (Should it open one
+    again, a writer comes every 20 s and closes it, so that this test fails rather than hangs.)"""
+    import os
+
+    path = _external_model(tmp_path)
+    (tmp_path / "ext.bin").unlink()
+    os.mkfifo(tmp_path / "ext.bin")
+    with _unblocked(tmp_path / "ext.bin"):
         with pytest.raises(CheckError, match=r"ext.onnx: its external data 'ext.bin' is a FIFO, not a regular file"):
             check_onnx(path)
         with pytest.raises(NetworkError, match=r"its external data 'ext.bin' is a FIFO, not a regular file"):
             parse_onnx(path)
-    finally:
-        done.set()
+
+
+def test_a_fifo_in_a_subfolder_is_refused_and_one_beside_a_model_without_external_data_is_not(tmp_path) -> None:
+    """The locations are the model's own: a FIFO named `sub/w.bin` hung the parser (only files beside the model were
+    looked at), and a FIFO named `y` beside a model with no external data at all was taken for its weights."""
+    import os
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    (tmp_path / "sub").mkdir()
+    path = _save(
+        tmp_path / "ext.onnx",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [("y", TensorProto.FLOAT, [1, 4])],
+        [w],
+        save_as_external_data=True,
+        location="sub/w.bin",
+        size_threshold=0,
+    )
+    (tmp_path / "sub" / "w.bin").unlink()
+    os.mkfifo(tmp_path / "sub" / "w.bin")
+    with _unblocked(tmp_path / "sub" / "w.bin"):
+        with pytest.raises(CheckError, match=r"its external data 'sub/w.bin' is a FIFO, not a regular file"):
+            check_onnx(path)
+        with pytest.raises(NetworkError, match=r"its external data 'sub/w.bin' is a FIFO, not a regular file"):
+            parse_onnx(path)
+    (tmp_path / "plain").mkdir()
+    plain = _save(
+        tmp_path / "plain" / "relu.onnx", [helper.make_node("Relu", ["x"], ["y"])], [("y", TensorProto.FLOAT, [1, 4])]
+    )
+    os.mkfifo(tmp_path / "plain" / "y")
+    assert check_onnx(plain).ok

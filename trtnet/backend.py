@@ -14,6 +14,7 @@ import functools
 import importlib
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -164,22 +165,41 @@ def logger():
             self.local = threading.local()  # each thread's open capture_errors lists
 
         def log(self, level, message: str) -> None:
-            try:
-                if _is_driver_noise(message):
-                    return
-                if level == severity.WARNING and getattr(self.local, "quiet", 0):
-                    return  # trtnet reading a network back (see `quiet_warnings`)
-                captures = getattr(self.local, "captures", ())
-                if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
-                    captures[-1].append(_without_source_location(message))
-                elif level <= self.min_severity:  # lower is more severe
-                    print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
-            except BaseException as e:  # Ctrl-C lands here while TensorRT waits, and the bindings would print it and
-                if not getattr(self.local, "captures", ()):  # go on: inside `capture_errors`, its block's end
-                    raise  # raises it instead
-                self.local.interrupted = e
+            if _is_driver_noise(message):
+                return
+            if level == severity.WARNING and getattr(self.local, "quiet", 0):
+                return  # trtnet reading a network back (see `quiet_warnings`)
+            captures = getattr(self.local, "captures", ())
+            if captures and level in (severity.ERROR, severity.INTERNAL_ERROR):
+                captures[-1].append(_without_source_location(message))
+            elif level <= self.min_severity:  # lower is more severe
+                print(f"[TRT] [{tags.get(level, 'V')}] {message}", file=sys.stderr)
 
     return _Logger()
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM inside the block are held and delivered as it ends, to the handlers there were.
+
+    For TensorRT calls that call back into Python, the ONNX parser's: Python runs a signal's handler on entry to
+    the next Python code, the logger's `log`, whose exception the bindings print ("Exception caught in log()")
+    and drop, so the parse went on and its failure was reported as bad input. Held, the signal still interrupts
+    a blocked read (Python's handlers do not restart system calls). Outside the main thread, which alone may set
+    handlers, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    kept = {s: signal.signal(s, lambda signum, _frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])  # to the handler there was: KeyboardInterrupt, trtnet's Terminated
 
 
 @contextlib.contextmanager
@@ -218,10 +238,6 @@ class capture_errors:
     def __exit__(self, kind, value, traceback) -> None:
         local = logger().local
         local.captures = tuple(c for c in local.captures if c is not self.errors)
-        interrupted = getattr(local, "interrupted", None)
-        if interrupted is not None:  # an interrupt (Ctrl-C, SIGTERM) raised inside the logger: it wins
-            local.interrupted = None
-            raise interrupted
         if kind is not None and issubclass(kind, TrtnetError):
             return
         if local.captures:  # an enclosing block collects them in turn

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.backend import capture_errors, get_trt, logger
+from trtnet.backend import capture_errors, get_trt, logger, signals_deferred
 from trtnet.errors import CheckError, NetworkError
 from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import file_kind
@@ -192,7 +192,8 @@ class ParsedOnnx:
         self.builder = trt.Builder(logger())
         self.network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         self.parser = trt.OnnxParser(self.network, logger())
-        with capture_errors():  # TensorRT's own log of a refusal is in the error raised, not printed too
+        # TensorRT's own log of a refusal is in the error raised, not printed too; Ctrl-C is delivered after it
+        with signals_deferred(), capture_errors():
             if not self.parser.parse_from_file(str(path)):
                 raise CheckError(f"{path}: TensorRT's ONNX parser refused it: {parser_refusal(self.parser, path)}")
         if self.network.num_outputs == 0:  # protobuf reads most bytes as some message, of an empty graph

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtnet.backend import capture_errors, get_trt, logger
+from trtnet.backend import capture_errors, get_trt, logger, signals_deferred
 from trtnet.builder.emit import BatchSize, Network, batch_range
 from trtnet.dtypes import numpy_of
 from trtnet.errors import NetworkError
@@ -81,7 +81,8 @@ def parse_onnx(
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger())
     # parse() with the file's folder, so that weights stored beside it (external data) are found.
-    with capture_errors():  # TensorRT's own log of a refusal is in the error raised, not printed too
+    # TensorRT's own log of a refusal is in the error raised, not printed too; Ctrl-C is delivered after it
+    with signals_deferred(), capture_errors():
         if not parser.parse(data, str(path)):
             raise NetworkError(f"{path}: TensorRT's ONNX parser refused it: {parser_refusal(parser, path)}")
     if network.num_outputs == 0:  # protobuf reads most bytes as some message: the parser then finds an empty graph

@@ -3,9 +3,11 @@ external data file at fault where a weight's could not be read."""
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,34 +15,64 @@ from trtnet.fileread import file_kind
 
 
 def refuse_special_external_data(path: Path, error: type[Exception], data: bytes | None = None) -> None:
-    """An `error` before TensorRT's parser opens them, where a file beside the model that its bytes name (`data`,
-    else read from `path`) is there but not a regular file: the parser blocked on a FIFO named as external data,
-    past Ctrl-C and SIGTERM, and would read /dev/zero without end. A missing file is the parser's to say."""
-    special = []
+    """An `error` before TensorRT's parser opens it, where a file the model names as external data is there but
+    not a regular file: the parser blocked on a FIFO, past Ctrl-C and SIGTERM, and would read /dev/zero without end.
+    The locations are the model's own where onnx reads them (`data`: the model's bytes, if the caller has them);
+    without onnx, files beside the model whose names its bytes hold. A missing file is the parser's to say."""
+    with _model_bytes(path, data) as model:
+        if model.find(b"location") < 0:  # the key every external-data entry has: none, no file to look at
+            return
+        locations = _external_locations(path)
+        if locations is None:  # no onnx: the names of the files beside the model that its bytes hold
+            locations = [name for name in _special_neighbours(path) if model.find(name.encode()) >= 0]
+    for location in locations:
+        try:
+            mode = os.stat(path.parent / location).st_mode  # through a link: what the parser would open
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISREG(mode):
+            raise error(f"{path}: its external data {location!r} is {file_kind(mode)}, not a regular file")
+
+
+@contextlib.contextmanager
+def _model_bytes(path: Path, data: bytes | None) -> Iterator[bytes | mmap.mmap]:
+    if data is not None:
+        yield data
+        return
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as model:
+        yield model
+
+
+def _external_locations(path: Path) -> list[str] | None:
+    """The external-data locations of the model's initializers, or None where onnx is not installed (or does not
+    read the file: the parser will say why)."""
+    try:
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001  not a model onnx reads
+        return []
+    return [ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)]
+
+
+def _special_neighbours(path: Path) -> list[str]:
+    """The names of the files beside `path` that are there but neither regular files nor folders."""
+    found = []
     try:
         with os.scandir(path.parent) as entries:
             for entry in entries:
                 try:
-                    mode = os.stat(entry.path).st_mode  # through a link: what the parser would open
+                    mode = os.stat(entry.path).st_mode
                 except OSError:
                     continue
                 if entry.name != path.name and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-                    special.append((entry.name, mode))
+                    found.append(entry.name)
     except OSError:
-        return
-    if not special:
-        return
-
-    def refuse_named(model: bytes | mmap.mmap) -> None:
-        for name, mode in special:
-            if model.find(name.encode()) >= 0:
-                raise error(f"{path}: its external data {name!r} is {file_kind(mode)}, not a regular file")
-
-    if data is not None:
-        refuse_named(data)
-        return
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as model:
-        refuse_named(model)
+        pass
+    return found
 
 
 def parser_refusal(parser: Any, path: Path) -> str:
