@@ -89,6 +89,24 @@ def test_an_input_that_is_also_an_output_reaches_onnxruntime_by_its_own_name(tmp
     assert report.ok and [o.name for o in report.outputs] == ["y", "x"]
     assert all(o.agreement is not None and o.agreement.ok for o in report.outputs)
     assert list(report.inputs) == ["__x"]
+    # The file's own name is taken too, in given arrays and shapes; saved inputs carry it (onnxruntime's name).
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    for given in ({"x": x}, {"__x": x}):
+        assert check_onnx(path, given, shapes={"x": (1, 4)}, save_inputs=tmp_path / "in.npz").ok
+        assert list(np.load(tmp_path / "in.npz")) == ["x"]
+        (tmp_path / "in.npz").unlink()
+    # An input the file itself names __y, beside an output y made otherwise, is not a rename (it was taken for one).
+    own = _save(
+        tmp_path / "own.onnx",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [("y", TensorProto.FLOAT, [1, 4])],
+    )
+    renamed = onnx.load(own)
+    renamed.graph.input[0].name = "__y"
+    renamed.graph.node[0].input[0] = "__y"
+    onnx.save(renamed, own)
+    report = check_onnx(own)
+    assert report.ok and list(report.inputs) == ["__y"] and report.outputs[0].agreement.ok
 
 
 def _external_model(tmp_path) -> str:

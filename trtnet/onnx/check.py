@@ -44,6 +44,7 @@ from trtnet.onnx.feeds import (
     load_outputs,
     onnx_named,
     random_inputs,
+    renamed_inputs,
     save_npz_files,
 )
 from trtnet.onnx.layerwise import Departure, first_departure, producers, random_sources, with_intermediate_outputs
@@ -270,6 +271,9 @@ def check_onnx(
     parsed = parsed or ParsedOnnx(path)
     network = parsed.network
     given = None if inputs is None else load_inputs(Path(inputs) if from_file else inputs, network)
+    if isinstance(shapes, Mapping):  # the file's name of an input the parser renamed (x for __x) is taken too
+        ours = {theirs: name for name, theirs in renamed_inputs(network).items() if name not in shapes}
+        shapes = {ours.get(k, k): v for k, v in shapes.items()}
     _fix_shapes(path, network, shapes, given)
     reasons = unsupported(network)
     if reasons:
@@ -311,7 +315,7 @@ def check_onnx(
     # Saved once the check has run to the end, together: an error or an interrupt leaves neither file.
     saves = [
         (p, arrays, what)
-        for p, arrays, what in ((save_inputs, feeds, "the inputs"), (save_outputs, results, "the outputs"))
+        for p, arrays, what in ((save_inputs, outside, "the inputs"), (save_outputs, results, "the outputs"))
         if p is not None
     ]
     if load_outputs_from is not None:

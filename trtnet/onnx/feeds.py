@@ -46,11 +46,28 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def onnx_named(network: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The feeds named as the ONNX file names its inputs. TensorRT's parser renames an input `x` that is also a
-    graph output to `__x` (a network's inputs and outputs need names of their own); onnxruntime knows it as `x`."""
+def renamed_inputs(network: Any) -> dict[str, str]:
+    """Network input name -> the ONNX file's, for the inputs TensorRT's parser renamed: an input `x` that is also a
+    graph output becomes `__x` (a network's inputs and outputs need names of their own), and the output `x` an
+    IDENTITY layer of it. An input the file itself names `__y` is not one (its output `y` is made otherwise)."""
+    inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     outputs = {network.get_output(i).name for i in range(network.num_outputs)}
-    return {k[2:] if k.startswith("__") and k[2:] in outputs else k: v for k, v in feeds.items()}
+    found = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type.name != "IDENTITY" or layer.num_inputs != 1 or layer.get_input(0) is None:
+            continue
+        source, made = layer.get_input(0).name, layer.get_output(0).name
+        if source in inputs and made in outputs and source == "__" + made:
+            found[source] = made
+    return found
+
+
+def onnx_named(network: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds named as the ONNX file names its inputs (onnxruntime's and the arbiter's names; see
+    `renamed_inputs`)."""
+    renamed = renamed_inputs(network)
+    return {renamed.get(k, k): v for k, v in feeds.items()}
 
 
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
@@ -59,8 +76,8 @@ def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
 
 
 def load_inputs(source: Path | Mapping[str, np.ndarray], network: Any) -> dict[str, np.ndarray]:
-    """The arrays of an .npz (or a mapping of arrays) named as the network's inputs, checked against their declared
-    shapes and types."""
+    """The arrays of an .npz (or a mapping of arrays) named as the network's inputs (or as the ONNX file names the
+    ones TensorRT's parser renamed), checked against their declared shapes and types; keyed by the network's."""
     from trtnet.interpreter._common import np_dtype
 
     if isinstance(source, Mapping):
@@ -69,6 +86,9 @@ def load_inputs(source: Path | Mapping[str, np.ndarray], network: Any) -> dict[s
     else:
         path = source
         arrays = read_npz(source, "inputs")
+    for ours, theirs in renamed_inputs(network).items():
+        if theirs in arrays and ours not in arrays:
+            arrays[ours] = arrays.pop(theirs)
     declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
     missing = [n for n in declared if n not in arrays]
     extra = [n for n in arrays if n not in declared]
