@@ -225,3 +225,22 @@ def test_rope_tables_are_transformers_at_every_position_of_the_context(config) -
     table_cos, table_sin = rope_tables(config.max_position_embeddings, head_dim, config.rope_theta, config.rope_scaling)
     assert np.abs(table_cos[positions[0]] - cos[0].numpy()).max() <= 2**-23
     assert np.abs(table_sin[positions[0]] - sin[0].numpy()).max() <= 2**-23
+
+
+@pytest.mark.parametrize("config", [LlamaConfig(), Qwen2Config()], ids=["llama_3_2", "qwen2"])
+def test_the_sources_config_is_the_entry_s_own(config, caplog) -> None:
+    """What verify builds the PyTorch source from: head_dim None was passed as such, and Qwen2's attention took it
+    for its head_dim (`trtnet verify qwen2` was an internal error); rope keys its type does not read made
+    transformers warn. Both are left out."""
+    import dataclasses
+
+    from trtnet.zoo.llama import hf_kwargs
+
+    small = dataclasses.replace(config, num_hidden_layers=1, vocab_size=64)
+    kind = "Llama" if type(config) is LlamaConfig else "Qwen2"
+    with caplog.at_level("WARNING"):
+        hf = getattr(transformers, f"{kind}Config")(attn_implementation="eager", **hf_kwargs(small))
+        model = getattr(transformers, f"{kind}ForCausalLM")(hf)
+    assert "Unrecognized keys" not in caplog.text
+    assert model.model.layers[0].self_attn.head_dim == small.hidden_size // small.num_attention_heads
+    assert hf.rope_parameters["rope_theta"] == small.rope_theta

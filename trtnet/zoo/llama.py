@@ -315,11 +315,19 @@ def _entry(name: str, base: LlamaConfig, source: str):
     )(entry)
 
 
+# The rope parameters each rope type reads (transformers warns of the others, and ignores them).
+_ROPE_KEYS = {"default": (), "linear": ("factor",), "llama3": tuple(f.name for f in dataclasses.fields(RopeScaling))}
+
+
 def hf_kwargs(c: LlamaConfig) -> dict[str, Any]:
-    """`c` as keyword arguments of transformers' config class (its rope as `rope_parameters`)."""
+    """`c` as keyword arguments of transformers' config class (its rope as `rope_parameters`). A field that is None
+    (head_dim: hidden_size / heads) is left out for transformers' own default: Qwen2's attention took the None as
+    its head_dim, and `trtnet verify qwen2` was an internal error."""
     values = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "rope_scaling"}
-    rope = dataclasses.asdict(c.rope_scaling)
-    values["rope_parameters"] = {**rope, "rope_theta": values.pop("rope_theta")}
+    values = {k: v for k, v in values.items() if v is not None}
+    kind = c.rope_scaling.rope_type
+    rope = {k: getattr(c.rope_scaling, k) for k in _ROPE_KEYS[kind] if k != "rope_type"}
+    values["rope_parameters"] = {"rope_type": kind, **rope, "rope_theta": values.pop("rope_theta")}
     return values
 
 
