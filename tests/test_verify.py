@@ -132,3 +132,29 @@ def test_an_input_independent_source_is_refused_and_the_zoo_redraw_fixes_it():
     he_init(source)
     a, b = torch_forward(source, *sample_inputs(spec, 2, 0)), torch_forward(source, *sample_inputs(spec, 2, 1))
     check_input_dependence(a, b, 1e-4)
+
+
+def test_where_trtnet_and_pytorch_fp32_disagree_the_source_in_float64_says_who_departs(capsys):
+    """As check's arbiter: a deep random network amplifies each side's float32 rounding (YOLOv5l: PyTorch fp32 6e-4
+    from float64, trtnet 1e-4; `verify yolov5l` failed). Here PyTorch fp32 loses 4,097 ones between +-1e8; an
+    answer within tolerance of float64, or closer to it than PyTorch's, passes; one farther away does not."""
+    import numpy as np
+
+    from trtnet.cli.verify import _arbitrate
+    from trtnet.parity import torch_forward
+
+    source = torch.nn.Linear(4099, 1, bias=False)
+    with torch.no_grad():
+        source.weight.fill_(1.0)
+    x = np.ones((1, 4099), np.float32)
+    x[0, 0], x[0, -1] = 1e8, -1e8
+    (want,) = torch_forward(source, x)
+    exact = np.array([[4097.0]], np.float32)
+    assert abs(float(want[0, 0]) - 4097.0) > 1.0  # PyTorch fp32 is off
+    assert _arbitrate(source, [x], ["y"], [exact], [want], [False]) == [True]
+    said = capsys.readouterr().out
+    assert "trtnet is 0 from it" in said and "PyTorch fp32 departs: ok" in said
+    far = want * 3  # farther from float64 than PyTorch's own answer
+    assert _arbitrate(source, [x], ["y"], [far], [want], [False]) == [False]
+    assert "trtnet departs: FAILED" in capsys.readouterr().out
+    assert _arbitrate(source, [x], ["y"], [far], [want], [True]) == [True]  # a passing output is left as it is

@@ -71,10 +71,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         want = torch_forward(source, *inputs)
         names = model.output_names(len(want))
         checks = [_input_dependence(want, torch_forward(source, *sample_inputs(model, args.batch, args.seed + 1)))]
+        got = trtnet.reference(model, *inputs)
         checks += [
             _check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
-            for n, g, w in zip(names, trtnet.reference(model, *inputs), want)
+            for n, g, w in zip(names, got, want)
         ]
+        if not all(checks[1:]):
+            checks[1:] = _arbitrate(source, inputs, names, got, want, checks[1:])
         if args.layerwise:
             checks.append(_layerwise(model, source, inputs, args))
         gpu = _cuda_device()
@@ -118,6 +121,35 @@ def _layerwise(model, source, inputs: list, args: argparse.Namespace) -> bool:
         )
     print("\n".join("  " + line for line in report.text().splitlines()))
     return report.passed or precision != "fp32"  # a reduced precision always departs: the report says where most
+
+
+def _arbitrate(source, inputs: list, names: list, got: list, want: list, passed: list[bool]) -> list[bool]:
+    """Where trtnet and PyTorch fp32 disagree beyond tolerance, the source run in float64 says who departs, as
+    `trtnet check`'s arbiter does: an output passes when trtnet is within tolerance of float64 or closer to it than
+    PyTorch fp32 (deep random networks amplify each side's float32 rounding: EfficientNet-B3's 2e-3)."""
+    from trtnet.parity import rel_error, torch_forward64
+
+    try:
+        exact = torch_forward64(source, *inputs)
+    except (RuntimeError, TypeError, MemoryError) as e:  # a source that has no float64 forward
+        print(f"    no float64 arbiter: the source does not run in float64 ({type(e).__name__}: {str(e)[:120]})")
+        return passed
+    judged = []
+    for n, g, w, e, ok in zip(names, got, want, exact, passed):
+        if not ok:
+            ours, theirs = rel_error(g, e), rel_error(w, e)
+            ok = ours <= REFERENCE_REL_ERROR or ours < theirs
+            side = "PyTorch fp32 departs: ok" if ok else "trtnet departs: FAILED"
+            print(
+                f"    {n}: the source in float64 says: trtnet is {ours:.3g} from it, PyTorch fp32 {theirs:.3g}; {side}"
+            )
+            if not ok and theirs > REFERENCE_REL_ERROR:  # said, not excused: the tolerance is met by neither side
+                print(
+                    "    (with these weights the network amplifies float32 rounding past the tolerance on both sides; "
+                    "compare on trained weights with --weights)"
+                )
+        judged.append(ok)
+    return judged
 
 
 def _input_dependence(want: list, other: list) -> bool:

@@ -231,6 +231,26 @@ def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
     return [o.detach().float().numpy() for o in outs]
 
 
+def torch_forward64(model, *inputs: np.ndarray) -> list[np.ndarray]:
+    """The PyTorch model run in float64 (a copy: its parameters, buffers and float inputs widened): the answer an
+    fp32 run and trtnet are both measured against where they disagree."""
+    import copy
+
+    wide = [x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x for x in inputs]
+    return [o.astype(np.float64) for o in _double_forward(copy.deepcopy(model).double(), wide)]
+
+
+def _double_forward(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    if hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return [o.detach().numpy() for o in outs]
+
+
 # The layer-by-layer comparison: `trtnet.parity.layerwise(model, source, inputs)` names the first module that departs.
 from trtnet.parity.blame import Layerwise as Layerwise  # noqa: E402
 from trtnet.parity.blame import layerwise as layerwise  # noqa: E402
