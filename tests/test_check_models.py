@@ -109,7 +109,7 @@ def test_an_input_that_is_also_an_output_reaches_onnxruntime_by_its_own_name(tmp
     assert report.ok and list(report.inputs) == ["__y"] and report.outputs[0].agreement.ok
 
 
-def _external_model(tmp_path) -> str:
+def _external_model(tmp_path, location: str = "ext.bin") -> str:
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32), "w")
     return _save(
         tmp_path / "ext.onnx",
@@ -117,7 +117,7 @@ def _external_model(tmp_path) -> str:
         [("y", TensorProto.FLOAT, [1, 4])],
         [w],
         save_as_external_data=True,
-        location="ext.bin",
+        location=location,
         size_threshold=0,
     )
 
@@ -215,17 +215,8 @@ def test_a_fifo_in_a_subfolder_is_refused_and_one_beside_a_model_without_externa
     looked at), and a FIFO named `y` beside a model with no external data at all was taken for its weights."""
     import os
 
-    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
     (tmp_path / "sub").mkdir()
-    path = _save(
-        tmp_path / "ext.onnx",
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        [("y", TensorProto.FLOAT, [1, 4])],
-        [w],
-        save_as_external_data=True,
-        location="sub/w.bin",
-        size_threshold=0,
-    )
+    path = _external_model(tmp_path, "sub/w.bin")
     (tmp_path / "sub" / "w.bin").unlink()
     os.mkfifo(tmp_path / "sub" / "w.bin")
     with _unblocked(tmp_path / "sub" / "w.bin"):

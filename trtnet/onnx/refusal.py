@@ -22,9 +22,11 @@ def refuse_special_external_data(path: Path, error: type[Exception], data: bytes
     with _model_bytes(path, data) as model:
         if model.find(b"location") < 0:  # the key every external-data entry has: none, no file to look at
             return
-        locations = _external_locations(path)
-        if locations is None:  # no onnx: the names of the files beside the model that its bytes hold
+        stored = _external_data(path)
+        if stored is None:  # no onnx: the names of the files beside the model that its bytes hold
             locations = [name for name in _special_neighbours(path) if model.find(name.encode()) >= 0]
+        else:
+            locations = [info.location for _, info in stored]
     for location in locations:
         try:
             mode = os.stat(path.parent / location).st_mode  # through a link: what the parser would open
@@ -43,9 +45,9 @@ def _model_bytes(path: Path, data: bytes | None) -> Iterator[bytes | mmap.mmap]:
         yield model
 
 
-def _external_locations(path: Path) -> list[str] | None:
-    """The external-data locations of the model's initializers, or None where onnx is not installed (or does not
-    read the file: the parser will say why)."""
+def _external_data(path: Path) -> list[tuple[str, Any]] | None:
+    """(initializer name, its `ExternalDataInfo`: location, offset, length) for each initializer stored outside the
+    model; None where onnx is not installed, [] where it does not read the file (the parser will say why)."""
     try:
         import onnx
         from onnx.external_data_helper import ExternalDataInfo, uses_external_data
@@ -55,7 +57,7 @@ def _external_locations(path: Path) -> list[str] | None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001  not a model onnx reads
         return []
-    return [ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)]
+    return [(t.name, ExternalDataInfo(t)) for t in model.graph.initializer if uses_external_data(t)]
 
 
 def _special_neighbours(path: Path) -> list[str]:
@@ -98,22 +100,10 @@ def parser_refusal(parser: Any, path: Path) -> str:
 def _external_data_faults(path: Path) -> list[str]:
     """Each initializer whose external data file is missing, not a regular file, or shorter than the bytes the
     model says it holds; nothing where onnx is not installed or the file does not load as a model."""
-    try:
-        import onnx
-        from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-    except ImportError:
-        return []
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001  not a model onnx reads: the parser's own errors are all there is to say
-        return []
     faults = []
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        info = ExternalDataInfo(tensor)
+    for name, info in _external_data(path) or []:
         target = path.parent / info.location
-        what = f"initializer {tensor.name!r}: its external data {info.location!r}"
+        what = f"initializer {name!r}: its external data {info.location!r}"
         if not target.exists():
             faults.append(f"{what} is missing (looked for {target})")
         elif not target.is_file():
