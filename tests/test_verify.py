@@ -140,7 +140,7 @@ def test_where_trtnet_and_pytorch_fp32_disagree_the_source_in_float64_says_who_d
     answer within tolerance of float64, or closer to it than PyTorch's, passes; one farther away does not."""
     import numpy as np
 
-    from trtnet.cli.verify import _arbitrate
+    from trtnet.cli.verify import _arbitrate, _parts
     from trtnet.parity import torch_forward
 
     source = torch.nn.Linear(4099, 1, bias=False)
@@ -151,10 +151,31 @@ def test_where_trtnet_and_pytorch_fp32_disagree_the_source_in_float64_says_who_d
     (want,) = torch_forward(source, x)
     exact = np.array([[4097.0]], np.float32)
     assert abs(float(want[0, 0]) - 4097.0) > 1.0  # PyTorch fp32 is off
-    assert _arbitrate(source, [x], ["y"], [exact], [want], [False]) == [True]
+    assert _arbitrate(source, [x], _parts(source, ["y"]), [exact], [want], [False]) == [True]
     said = capsys.readouterr().out
     assert "trtnet is 0 from it" in said and "PyTorch fp32 departs: ok" in said
     far = want * 3  # farther from float64 than PyTorch's own answer
-    assert _arbitrate(source, [x], ["y"], [far], [want], [False]) == [False]
+    assert _arbitrate(source, [x], _parts(source, ["y"]), [far], [want], [False]) == [False]
     assert "trtnet departs: FAILED" in capsys.readouterr().out
-    assert _arbitrate(source, [x], ["y"], [far], [want], [True]) == [True]  # a passing output is left as it is
+    assert _arbitrate(source, [x], _parts(source, ["y"]), [far], [want], [True]) == [
+        True
+    ]  # a passing output is left as it is
+
+
+def test_yolo_predictions_are_compared_as_boxes_and_scores_apart():
+    """Boxes are pixels near 640 and scores are in [0, 1]: judged as one tensor, scores wrong by 1e-3 were 2e-6 of
+    its largest value and passed the 1e-4 tolerance. Each part is judged on its own scale."""
+    import numpy as np
+
+    from trtnet.cli.verify import _parts
+    from trtnet.parity import rel_error
+    from trtnet.zoo import yolov8n
+
+    model = yolov8n(weights=None)
+    names, (boxes, scores) = _parts(model, model.output_names(1))(
+        [np.concatenate([np.full((1, 4, 6), 636.0), np.full((1, 80, 6), 0.5)], axis=1)]
+    )
+    assert names == ["predictions[boxes]", "predictions[scores]"] and boxes.shape == (1, 4, 6)
+    wrong = scores + 1e-3
+    whole = rel_error(np.concatenate([boxes, wrong], 1), np.concatenate([boxes, scores], 1))
+    assert whole < 1e-4 < rel_error(wrong, scores)  # hidden as one tensor, seen as a part

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from trtnet.cli.commands import EXIT_CHECK_FAILED, EXIT_OK, _call, _cuda_device, _download, _model, _ref, _require_torch
 from trtnet.cli.settings import model_options
@@ -68,16 +71,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"trtnet's {_call(entry.name, options)}, as the published weights expect")
         print(f"verify {entry.name}: {entry.source} ({what}) against trtnet, batch {args.batch}")
         inputs = sample_inputs(model, args.batch, args.seed)
-        want = torch_forward(source, *inputs)
-        names = model.output_names(len(want))
-        checks = [_input_dependence(want, torch_forward(source, *sample_inputs(model, args.batch, args.seed + 1)))]
-        got = trtnet.reference(model, *inputs)
+        raw = torch_forward(source, *inputs)
+        split = _parts(model, model.output_names(len(raw)))
+        names, want = split(raw)
+        other = split(torch_forward(source, *sample_inputs(model, args.batch, args.seed + 1)))[1]
+        checks = [_input_dependence(want, other)]
+        got = split(trtnet.reference(model, *inputs))[1]
         checks += [
             _check(f"reference fp32 {n}", "rel error", rel_error(g, w), REFERENCE_REL_ERROR)
             for n, g, w in zip(names, got, want)
         ]
         if not all(checks[1:]):
-            checks[1:] = _arbitrate(source, inputs, names, got, want, checks[1:])
+            checks[1:] = _arbitrate(source, inputs, split, got, want, checks[1:])
         if args.layerwise:
             checks.append(_layerwise(model, source, inputs, args))
         gpu = _cuda_device()
@@ -91,7 +96,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
             for precision in ("fp32", "fp16"):
                 engine = trtnet.build(model, args.batch, precision=precision)
-                got = engine(*inputs)
+                got = split(engine(*inputs))[1]
                 for n, g, w in zip(names, got, want):
                     if precision == "fp32":
                         checks.append(_check(f"engine fp32 {n}", "rel error", rel_error(g, w), ENGINE_FP32_REL_ERROR))
@@ -123,14 +128,31 @@ def _layerwise(model, source, inputs: list, args: argparse.Namespace) -> bool:
     return report.passed or precision != "fp32"  # a reduced precision always departs: the report says where most
 
 
-def _arbitrate(source, inputs: list, names: list, got: list, want: list, passed: list[bool]) -> list[bool]:
+def _parts(model, names: list[str]) -> Callable[[list], tuple[list[str], list]]:
+    """(names, arrays) of a model's outputs split into the parts it declares (`output_parts`: YOLOv8's predictions
+    as boxes and class scores), each compared on its own scale: judged as one tensor, a score's error hid under
+    boxes near 640 pixels, and the boxes' anchor grid made the outputs of two inputs look alike."""
+    parts = model.output_parts() if hasattr(model, "output_parts") else {}
+
+    def split(arrays: list) -> tuple[list[str], list]:
+        labels, pieces = [], []
+        for name, a in zip(names, arrays):
+            for label, axis, where in parts.get(name, (("", 0, slice(None)),)):
+                labels.append(f"{name}[{label}]" if label else name)
+                pieces.append(np.asarray(a)[(slice(None),) * axis + (where,)])
+        return labels, pieces
+
+    return split
+
+
+def _arbitrate(source, inputs: list, split, got: list, want: list, passed: list[bool]) -> list[bool]:
     """Where trtnet and PyTorch fp32 disagree beyond tolerance, the source run in float64 says who departs, as
     `trtnet check`'s arbiter does: an output passes when trtnet is within tolerance of float64 or closer to it than
     PyTorch fp32 (deep random networks amplify each side's float32 rounding: EfficientNet-B3's 2e-3)."""
     from trtnet.parity import rel_error, torch_forward64
 
     try:
-        exact = torch_forward64(source, *inputs)
+        names, exact = split(torch_forward64(source, *inputs))
     except (RuntimeError, TypeError, MemoryError) as e:  # a source that has no float64 forward
         print(f"    no float64 arbiter: the source does not run in float64 ({type(e).__name__}: {str(e)[:120]})")
         return passed

@@ -339,6 +339,14 @@ class YOLO(nn.Module):
     def output_names(self, n: int) -> list[str]:
         return self._outputs.names()
 
+    def output_parts(self) -> dict[str, tuple[tuple[str, int, slice], ...]]:
+        """The parts of an output that parity checks compare each on its own scale (name -> (label, axis, slice)):
+        the predictions' 4 box rows are pixels near 640, mostly each anchor's place, and its class scores are in
+        [0, 1]. Judged as one tensor, a score's error hid under the boxes' scale."""
+        if self._config.nms is not None:
+            return {}
+        return {"predictions": (("boxes", 1, slice(0, 4)), ("scores", 1, slice(4, None)))}
+
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
         x = self._outputs.prepare(x)
         x = run_table(self.model, self._sources, x)
