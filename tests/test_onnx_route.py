@@ -256,6 +256,17 @@ def test_build_and_calibrate_refuse_to_write_over_the_model_s_external_data(tmp_
         r = trtnet_cli(*args, "-o", tmp_path / "data" / "w.bin")
         assert r.returncode == 2 and "it is the model's external data (data/w.bin) too" in error_line(r), r.stderr
     assert (tmp_path / "data" / "w.bin").read_bytes() == before
+    # A location that is a link (a Hugging Face cache's blob): neither the link nor the blob may be written over.
+    (tmp_path / "store").mkdir()
+    (tmp_path / "data" / "w.bin").rename(tmp_path / "store" / "blob")
+    (tmp_path / "data" / "w.bin").symlink_to(tmp_path / "store" / "blob")
+    for target in (tmp_path / "data" / "w.bin", tmp_path / "store" / "blob"):
+        r = trtnet_cli("build", model, "-o", target)
+        assert r.returncode == 2 and "it is the model's external data (data/w.bin) too" in error_line(r), r.stderr
+    assert (tmp_path / "store" / "blob").read_bytes() == before
+    # A name the model's bytes merely hold (its output y) is not its external data: the plan may go there.
+    r = trtnet_cli("build", model, "-o", tmp_path / "y")
+    assert r.returncode == 0 and (tmp_path / "y").is_file(), r.stderr
 
 
 def _helper_model(path, nodes, inputs, outputs, inits=(), opset: int = 18) -> None:

@@ -179,3 +179,19 @@ def test_yolo_predictions_are_compared_as_boxes_and_scores_apart():
     wrong = scores + 1e-3
     whole = rel_error(np.concatenate([boxes, wrong], 1), np.concatenate([boxes, scores], 1))
     assert whole < 1e-4 < rel_error(wrong, scores)  # hidden as one tensor, seen as a part
+
+
+def test_a_source_without_a_float64_forward_leaves_the_verdict_as_it_was(capsys):
+    """A user's source may refuse float64 with any exception (an assert on its dtype was an internal error)."""
+    from trtnet.cli.verify import _arbitrate, _parts
+
+    class Fp32Only(torch.nn.Module):
+        def forward(self, x):
+            assert x.dtype == torch.float32, "this kernel takes float32 only"
+            return x * 2
+
+    import numpy as np
+
+    x = np.ones((1, 4), np.float32)
+    assert _arbitrate(Fp32Only(), [x], _parts(Fp32Only(), ["y"]), [x * 3], [x * 2], [False]) == [False]
+    assert "no float64 arbiter: the source does not run in float64 (AssertionError" in capsys.readouterr().out

@@ -60,6 +60,15 @@ def _external_data(path: Path) -> list[tuple[str, Any]] | None:
     return [(t.name, ExternalDataInfo(t)) for t in model.graph.initializer if uses_external_data(t)]
 
 
+def external_data_locations(path: Path) -> list[str] | None:
+    """The locations (relative to the model's folder) of the model's external data; None where onnx is not
+    installed, [] for a file without any or one onnx does not read."""
+    if not path.is_file():
+        return []
+    stored = _external_data(path)
+    return None if stored is None else [info.location for _, info in stored]
+
+
 def _special_neighbours(path: Path) -> list[str]:
     """The names of the files beside `path` that are there but neither regular files nor folders."""
     found = []
