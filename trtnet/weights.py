@@ -338,19 +338,20 @@ def _listed(one: str, many: str, items: list[str], sep: str, limit: int = 10) ->
     return [f"  {len(items)} {many}: {sep.join(items[:limit])}{more}"]
 
 
-def _all_finite(value: np.ndarray, chunk: int = 1 << 20) -> bool:
-    """np.isfinite(value).all() in slices, so the check needs a megabyte, not a mask as large as the tensor."""
+def _all_finite(value: np.ndarray, chunk: int = 1 << 20, dtype: type | None = None) -> bool:
+    """np.isfinite(value).all() (cast to `dtype` first, if given) in slices, so the check needs a megabyte, not a
+    mask as large as the tensor."""
     flat = value.reshape(-1)  # a copy only for a non-contiguous array handed in by the caller
-    return all(np.isfinite(flat[i : i + chunk]).all() for i in range(0, flat.size, chunk))
-
-
-def _beyond_float32(value: np.ndarray, chunk: int = 1 << 20) -> bool:
-    """Whether a finite float64 array holds values that are infinite as the float32 the network holds them in."""
-    if value.dtype.itemsize <= 4:
-        return False
-    flat = value.reshape(-1)
     with np.errstate(over="ignore"):
-        return not all(np.isfinite(flat[i : i + chunk].astype(np.float32)).all() for i in range(0, flat.size, chunk))
+        return all(
+            np.isfinite(flat[i : i + chunk].astype(dtype or flat.dtype, copy=False)).all()
+            for i in range(0, flat.size, chunk)
+        )
+
+
+def _beyond_float32(value: np.ndarray) -> bool:
+    """Whether a finite float64 array holds values that are infinite as the float32 the network holds them in."""
+    return value.dtype.itemsize > 4 and not _all_finite(value, dtype=np.float32)
 
 
 def _declared(model: Module, state: Mapping[str, np.ndarray]) -> tuple[set[str], set[str]]:

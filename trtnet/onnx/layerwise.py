@@ -106,8 +106,8 @@ def first_departure(
 def random_sources(network: Any) -> dict[str, str]:
     """Tensor name -> the random FILL layer (RandomNormal/Uniform[Like] in ONNX) its value depends on, for every
     tensor that depends on one: the interpreter's draws cannot match onnxruntime's, nor an engine's, so no such
-    tensor can be compared (its shape apart). Passes over the layers until nothing changes: a loop's back edge can carry a draw to
-    layers listed before the one that makes it.
+    tensor can be compared (its shape apart). Passes over the layers until nothing changes: a loop's back edge can
+    carry a draw to layers listed before the one that makes it.
 
     >>> random_sources(type("N", (), {"num_layers": 0})())
     {}

@@ -19,14 +19,10 @@ def refuse_special_external_data(path: Path, error: type[Exception], data: bytes
     not a regular file: the parser blocked on a FIFO, past Ctrl-C and SIGTERM, and would read /dev/zero without end.
     The locations are the model's own where onnx reads them (`data`: the model's bytes, if the caller has them);
     without onnx, files beside the model whose names its bytes hold. A missing file is the parser's to say."""
-    with _model_bytes(path, data) as model:
-        if model.find(b"location") < 0:  # the key every external-data entry has: none, no file to look at
-            return
-        stored = _external_data(path)
-        if stored is None:  # no onnx: the names of the files beside the model that its bytes hold
+    locations = external_data_locations(path, data)
+    if locations is None:  # no onnx: the names of the files beside the model that its bytes hold
+        with _model_bytes(path, data) as model:
             locations = [name for name in _special_neighbours(path) if model.find(name.encode()) >= 0]
-        else:
-            locations = [info.location for _, info in stored]
     for location in locations:
         try:
             mode = os.stat(path.parent / location).st_mode  # through a link: what the parser would open
@@ -60,13 +56,13 @@ def _external_data(path: Path) -> list[tuple[str, Any]] | None:
     return [(t.name, ExternalDataInfo(t)) for t in model.graph.initializer if uses_external_data(t)]
 
 
-def external_data_locations(path: Path) -> list[str] | None:
-    """The locations (relative to the model's folder) of the model's external data; None where onnx is not
-    installed, [] for a file without any or one onnx does not read."""
-    if not path.is_file() or path.stat().st_size == 0:
+def external_data_locations(path: Path, data: bytes | None = None) -> list[str] | None:
+    """The locations (relative to the model's folder) of the model's external data (`data`: the model's bytes, if
+    the caller has them); None where onnx is not installed, [] for a file without any or one onnx does not read."""
+    if data is None and (not path.is_file() or path.stat().st_size == 0):
         return []
-    with _model_bytes(path, None) as model:
-        if model.find(b"location") < 0:  # no external-data entry: onnx need not parse (a 528 MB VGG16: 1-2 s)
+    with _model_bytes(path, data) as model:
+        if model.find(b"location") < 0:  # the key every external-data entry has: onnx need not parse (VGG16: 1 s)
             return []
     stored = _external_data(path)
     return None if stored is None else [info.location for _, info in stored]

@@ -221,14 +221,7 @@ def sample_inputs(model: Module | Sequence[Input], batch: int, seed: int = 0) ->
 
 def torch_forward(model, *inputs: np.ndarray) -> list[np.ndarray]:
     """Run the PyTorch model on the CPU in fp32 and return its outputs as numpy arrays."""
-    import torch
-
-    with torch.no_grad():
-        out = model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
-    if hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput: its tensors in declaration order
-        out = out.to_tuple()
-    outs = out if isinstance(out, (list, tuple)) else [out]
-    return [o.detach().float().numpy() for o in outs]
+    return [o.float().numpy() for o in _outputs(model, inputs)]
 
 
 def torch_forward64(model, *inputs: np.ndarray) -> list[np.ndarray]:
@@ -237,18 +230,18 @@ def torch_forward64(model, *inputs: np.ndarray) -> list[np.ndarray]:
     import copy
 
     wide = [x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x for x in inputs]
-    return [o.astype(np.float64) for o in _double_forward(copy.deepcopy(model).double(), wide)]
+    return [o.double().numpy() for o in _outputs(copy.deepcopy(model).double(), wide)]
 
 
-def _double_forward(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def _outputs(model, inputs) -> list:
+    """The model's output tensors on `inputs` (numpy arrays), without autograd."""
     import torch
 
     with torch.no_grad():
         out = model(*[torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
-    if hasattr(out, "to_tuple"):
+    if hasattr(out, "to_tuple"):  # a Hugging Face ModelOutput: its tensors in declaration order
         out = out.to_tuple()
-    outs = out if isinstance(out, (list, tuple)) else [out]
-    return [o.detach().numpy() for o in outs]
+    return [o.detach() for o in (out if isinstance(out, (list, tuple)) else [out])]
 
 
 # The layer-by-layer comparison: `trtnet.parity.layerwise(model, source, inputs)` names the first module that departs.
