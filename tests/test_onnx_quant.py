@@ -206,3 +206,55 @@ def test_bad_build_and_calibrate_options_are_one_line_errors(small, tmp_path, ot
 def test_parse_onnx_asks_for_a_calibration_by_name(small):
     with pytest.raises(NetworkError, match=r"small.onnx: precision 'int8' needs activation ranges: calibration="):
         trtnet.parse_onnx(small, shapes={"images": (1, 3, 16, 16)}, precision="int8")
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory):
+    """`small` with other weights (another seed): the same graph and layer names, so only the weights tell."""
+    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
+    torch.manual_seed(1)
+    export_onnx(Small(), path, (2, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
+    return path
+
+
+def test_an_onnx_calibration_is_tied_to_the_weights_and_shapes_it_measured(small, retrained, tmp_path):
+    cal = calibrate_onnx(small, _batches(2, (2, 3, 16, 16), seed=6))
+    assert cal.meta["inputs"] == {"images": {"shapes": [[3, 16, 16]], "dtype": "float32"}}
+    assert re.fullmatch(r"[0-9a-f]{64}", cal.meta["weights"])
+    path = tmp_path / "small.calibration.json"
+    cal.save(path)
+    # The same weights in a new export, and a profile that holds the measured shape, are accepted.
+    copy = tmp_path / "again.onnx"
+    torch.manual_seed(0)  # as `small`
+    export_onnx(Small(), copy, (1, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
+    trtnet.parse_onnx(copy, shapes={"images": ((1, 3, 8, 8), (2, 3, 16, 16), (4, 3, 32, 32))}, precision="int8",
+                      calibration=path)  # fmt: skip
+    with pytest.raises(CalibrationError, match=r"small.calibration.json was measured on other weights than these"):
+        trtnet.parse_onnx(retrained, shapes={"images": (2, 3, 16, 16)}, precision="int8", calibration=path)
+    with pytest.raises(CalibrationError, match=r"on input 'images' of per-sample shape \[3, 16, 16\]; the network "
+                       r"takes \[3, 32, 32\]"):  # fmt: skip
+        trtnet.parse_onnx(small, shapes={"images": (2, 3, 32, 32)}, precision="int8", calibration=path)
+    for model, shape in ((retrained, (2, 3, 16, 16)), (small, (2, 3, 32, 32))):  # deliberate reuse
+        net = trtnet.parse_onnx(
+            model, shapes={"images": shape}, precision="int8", calibration=path, reuse_calibration=True
+        )
+        assert any(net.network.get_layer(i).type.name == "QUANTIZE" for i in range(net.network.num_layers))
+    # The command line says the same, and takes --reuse-calibration.
+    plan = tmp_path / "retrained.plan"
+    build = ("build", retrained, "--shapes", "images:2x3x16x16", "--precision", "int8", "--calibration", path)
+    r = trtnet_cli(*build, "-o", plan)
+    assert r.returncode == 2 and "measured on other weights than these" in error_line(r), r.stderr
+    assert "--reuse-calibration" in error_line(r) and not plan.exists()
+    r = trtnet_cli("summary", *build[1:], "--reuse-calibration")
+    assert r.returncode == 0 and "(ONNX), int8; inputs images float32[2x3x16x16]" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("command", ["build", "summary", "verify"])
+def test_reuse_calibration_without_a_calibration_is_refused(small, tmp_path, command):
+    model = "resnet18" if command == "verify" else small
+    output = ("-o", tmp_path / "out") if command == "build" else ()
+    r = trtnet_cli(command, model, "--reuse-calibration", *output)
+    said = r.stderr.splitlines()
+    assert r.returncode == 2 and said[0] == "trtnet: error: --reuse-calibration needs the --calibration FILE it accepts"
+    assert said[1:] == [f"trtnet: see `trtnet {command} --help`"], r.stderr
+    assert not (tmp_path / "out").exists()

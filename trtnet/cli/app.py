@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(argv)
         if unknown:
             raise UsageError(f"unrecognized arguments: {' '.join(unknown)}", f"trtnet {args.command}")
+        if getattr(args, "reuse_calibration", False) and not getattr(args, "calibration", None):  # else ignored
+            raise UsageError("--reuse-calibration needs the --calibration FILE it accepts", f"trtnet {args.command}")
     except UsageError as e:
         print(f"trtnet: error: {one_line(str(e))}", file=sys.stderr)
         print(f"trtnet: see `{e.prog} --help`", file=sys.stderr)
@@ -120,6 +122,14 @@ OWN_MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/t
 MODEL_HELP = OWN_MODEL_HELP + ", or an ONNX file (model.onnx, sized by --shapes)"
 
 
+def _reuse_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--reuse-calibration",
+        action="store_true",
+        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     from trtnet.graph import PRECISIONS, QUANTIZED, UNQUANTIZED
     from trtnet.quant import CALIBRATION_METHODS
@@ -174,11 +184,7 @@ def _parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="fp16", help="default fp16; int8 and fp8 need --calibration"
     )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
-    sub.add_argument(
-        "--reuse-calibration",
-        action="store_true",
-        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
-    )
+    _reuse_option(sub)
     sub.add_argument(
         "--keep", nargs="+", default=[], metavar="LAYER", help="int8/fp8: layers left in fp16 (first, last, names)"
     )
@@ -326,11 +332,7 @@ def _parser() -> argparse.ArgumentParser:
         "where the error grows most (default fp32: against the PyTorch source)",
     )
     sub.add_argument("--calibration", metavar="FILE", help="with --precision int8/fp8: the ranges to build with")
-    sub.add_argument(
-        "--reuse-calibration",
-        action="store_true",
-        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
-    )
+    _reuse_option(sub)
 
     sub = command(
         "convert",
@@ -367,11 +369,7 @@ def _parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="fp32", help="default fp32; int8 and fp8 need --calibration"
     )
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
-    sub.add_argument(
-        "--reuse-calibration",
-        action="store_true",
-        help="accept a calibration measured on other input shapes or weights (deliberate reuse)",
-    )
+    _reuse_option(sub)
     add_shape_options(sub)
     add_model_settings(sub)
 

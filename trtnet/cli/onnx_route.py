@@ -79,7 +79,14 @@ def onnx_network(args: argparse.Namespace, precision: str):
     if calibration and precision not in ("int8", "fp8"):
         raise TrtnetError(f"{args.model}: --calibration is for --precision int8 or fp8, not {precision}")
     batch = getattr(args, "batch", None)  # given: the short form of --shapes for a dynamic first dim only
-    return parse_onnx(args.model, batch, shapes=shapes_of(args), precision=precision, calibration=calibration)
+    return parse_onnx(
+        args.model,
+        batch,
+        shapes=shapes_of(args),
+        precision=precision,
+        calibration=calibration,
+        reuse_calibration=getattr(args, "reuse_calibration", False),
+    )
 
 
 def _profile_text(net) -> str:

@@ -75,13 +75,14 @@ def calibrate_onnx(
     """
     from trtnet.interpreter import Interpreter, run_network_capture
     from trtnet.onnx.parse import parse_onnx
-    from trtnet.onnx.quantize import find_points
+    from trtnet.onnx.quantize import find_points, weights_fingerprint
 
     path = Path(path)
     _check_method(method, precision, percentile)
     nets: dict[tuple, Any] = {}
     stats: dict[str, Histogram] = {}
     points: dict[str, str] = {}
+    inputs: dict[str, dict[str, Any]] = {}  # name -> the per-sample shapes and dtype fed, as `measure` records
     count = samples = 0
     first = None
     if isinstance(data, (str, os.PathLike)):
@@ -109,11 +110,16 @@ def calibrate_onnx(
                 raise CalibrationError(f"calibration batch {count}: tensor {name!r}: {e}") from None
         count += 1
         samples += len(next(iter(feeds.values())))
+        for n, a in feeds.items():
+            seen = inputs.setdefault(n, {"shapes": [], "dtype": a.dtype.name})
+            if list(a.shape[1:]) not in seen["shapes"]:
+                seen["shapes"].append(list(a.shape[1:]))
     if first is None:
         raise CalibrationError(f"{path}: no calibration batches were given")
     if not points:
         raise CalibrationError(f"{path}: the network has no convolution or linear layer to quantize")
-    found = RangeStats(path.name, first[0].network, points, stats, count, samples)
+    network = first[0].network
+    found = RangeStats(path.name, network, points, stats, count, samples, inputs, weights_fingerprint(network))
     return found.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 

@@ -25,9 +25,10 @@ from trtnet.errors import NetworkError
 from trtnet.fileread import read_regular
 from trtnet.graph import Policy
 from trtnet.onnx.precision import REDUCED, reduce_precision
-from trtnet.onnx.quantize import FORMATS, find_points, quantize_network
+from trtnet.onnx.quantize import FORMATS, find_points, quantize_network, weights_fingerprint
 from trtnet.onnx.refusal import parser_refusal, refuse_special_external_data
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
+from trtnet.quant.calibrate import check_measured
 from trtnet.quant.ranges import Calibration, as_calibration
 from trtnet.runtime.plan import TensorSpec
 
@@ -49,14 +50,17 @@ def parse_onnx(
     shapes: ShapesArg | None = None,
     precision: str = "fp32",
     calibration: Calibration | str | os.PathLike | None = None,
+    reuse_calibration: bool = False,
 ) -> Network:
     """Parse the ONNX file at `path` into a strongly typed `Network`.
 
     `shapes` maps an input's name to its shape, or to (min, opt, max) shapes, for any input with dynamic dims;
     `batch_size` (an int, or (min, opt, max)) is the short form for inputs whose only dynamic dim is the first.
     `precision` is "fp32" (the file's types), "tf32", "fp16", "bf16", or "int8"/"fp8" with `calibration` (the
-    ranges `trtnet.onnx.calibrate.calibrate_onnx` measured on this file, or its JSON file). A `NetworkError` names
-    the file and what TensorRT's parser, the shapes or the precision refused.
+    ranges `trtnet.onnx.calibrate.calibrate_onnx` measured on this file, or its JSON file). A calibration measured
+    on other weights, or on inputs of other names, dtypes or per-sample shapes than the network takes, is a
+    `CalibrationError` unless `reuse_calibration` (deliberate reuse). A `NetworkError` names the file and what
+    TensorRT's parser, the shapes or the precision refused.
 
     >>> net = parse_onnx("model.onnx", shapes={"x": (1, 3, 224, 224)}, precision="fp16")  # doctest: +SKIP
     """
@@ -111,8 +115,10 @@ def parse_onnx(
             keep += reduce_precision(network, precision, str(path))
         elif precision in FORMATS:  # int8/fp8: fp16 between the quantized layers, as Policy has it
             points = find_points(network)  # before reduction: weights are quantized from their float32 values
+            measured = "" if reuse_calibration or not calibration.meta.get("weights") else weights_fingerprint(network)
             keep += reduce_precision(network, "fp16", str(path))
-            keep += quantize_network(network, points, calibration, precision)
+            keep += quantize_network(network, points, calibration, precision)  # refuses another model's layers
+            check_measured(calibration, inputs, lambda: measured, reuse_calibration)
     outputs = [
         TensorSpec(t.name, tuple(t.shape), _dtype_name(t))
         for t in (network.get_output(i) for i in range(network.num_outputs))

@@ -16,6 +16,7 @@ DQ writes fp16, as the zoo's are, and TensorRT turns them into int8/fp8 weights 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,22 @@ def find_points(network: Any) -> list[Point]:
     if twice:  # calibration ranges are keyed by layer name: a name used twice would mix two tensors' ranges
         raise NetworkError(f"layer names {twice} are used twice in the parsed network: its quantization is ambiguous")
     return points
+
+
+def weights_fingerprint(network: Any) -> str:
+    """sha256 over the weights the parser put in the fp32 `network` (each weighted layer's name, field, dtype, shape
+    and values, in layer order): what an ONNX calibration was measured with. A re-export of the same weights gives
+    the same fingerprint; other weights in the same graph do not."""
+    fields = {"CONSTANT": ("weights",), "CONVOLUTION": ("kernel", "bias"), "DECONVOLUTION": ("kernel", "bias")}
+    fields["SCALE"] = ("shift", "scale", "power")
+    h = hashlib.sha256()
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for name in fields.get(layer.type.name, ()):
+            a = np.ascontiguousarray(getattr(typed(layer), name))
+            h.update(f"{layer.name}.{name}:{a.dtype.str}{a.shape};".encode())
+            h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
 
 
 def quantize_network(network: Any, points: list[Point], calibration: Calibration, fmt: str) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +249,14 @@ def check_calibration(cal: Calibration, model: Module, inputs: Sequence[Any], re
     """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range,
     dtypes) or other weights than the network `model` is built into (`inputs`: its TensorSpecs), naming what
     differs; `reuse=True` accepts it (deliberate reuse). A file from before these records is not checked."""
+    check_measured(cal, inputs, lambda: weights_fingerprint(model), reuse)
+
+
+def check_measured(
+    cal: Calibration, inputs: Sequence[Any], fingerprint: Callable[[], str], reuse: bool = False
+) -> None:
+    """`check_calibration` for any network: `fingerprint()` gives the weights' fingerprint as the calibration
+    recorded it (called only when it recorded one), `inputs` the network's TensorSpecs, batch first."""
     if reuse:
         return
     where = f"calibration file {cal.source}" if cal.source else "the calibration"
@@ -262,8 +270,7 @@ def check_calibration(cal: Calibration, model: Module, inputs: Sequence[Any], re
             )
         for name, seen in recorded.items():
             spec = specs[name]
-            lo = (spec.min_shape or spec.shape)[1:]
-            hi = (spec.max_shape or spec.shape)[1:]
+            lo, hi = (s[1:] for s in spec.shape_range())
             for shape in seen.get("shapes", []):
                 if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
                     want = list(lo) if lo == hi else f"{list(lo)} to {list(hi)}"
@@ -277,10 +284,10 @@ def check_calibration(cal: Calibration, model: Module, inputs: Sequence[Any], re
                     f"{spec.dtype}; {fix}"
                 )
     recorded_weights = cal.meta.get("weights")
-    if isinstance(recorded_weights, str) and recorded_weights and recorded_weights != weights_fingerprint(model):
+    if isinstance(recorded_weights, str) and recorded_weights and recorded_weights != (these := fingerprint()):
         raise CalibrationError(
             f"{where} was measured on other weights than these (fingerprint {recorded_weights[:12]}..., "
-            f"these {weights_fingerprint(model)[:12]}...) of model {cal.meta.get('model', '?')}; {fix}"
+            f"these {these[:12]}...) of model {cal.meta.get('model', '?')}; {fix}"
         )
 
 
