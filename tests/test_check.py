@@ -384,6 +384,14 @@ def test_loaded_outputs_that_are_not_numbers_are_bad_input(small_model, tmp_path
     assert "str.npz: output 'y' holds <U1 values, not numbers" in capsys.readouterr().err
 
 
+def test_loaded_outputs_with_arrays_the_network_does_not_make_are_bad_input(small_model, tmp_path, capsys) -> None:
+    """Another model's outputs that shared a name with this one's were compared on that name alone, the rest
+    ignored: a file of the wrong model passed."""
+    np.savez(tmp_path / "more.npz", y=np.zeros((1, 5), np.float32), logits=np.zeros((1, 9), np.float32))
+    assert main(["check", small_model, "--load-outputs", str(tmp_path / "more.npz")]) == 2
+    assert "more.npz: the network's outputs are ['y']; the file has unknown ['logits']" in capsys.readouterr().err
+
+
 def test_a_tie_before_the_arbiter_is_the_interpreter_s() -> None:
     """Both sides infinitely far from float64 (a NaN each, in different places): the tie passed the network."""
     from trtnet.onnx.check import Arbitration

@@ -110,8 +110,10 @@ def load_outputs(path: Path, results: Mapping[str, np.ndarray]) -> dict[str, np.
     """Reference outputs from an .npz (another runtime's, a GPU engine's), checked to name and shape every output."""
     arrays = read_npz(path, "outputs")
     missing = [n for n in results if n not in arrays]
-    if missing:
-        raise CheckError(f"{path}: the network's outputs are {list(results)}; the file lacks {missing}")
+    extra = [n for n in arrays if n not in results]  # another model's outputs, or a file of inputs
+    if missing or extra:
+        said = " and ".join(([f"lacks {missing}"] if missing else []) + ([f"has unknown {extra}"] if extra else []))
+        raise CheckError(f"{path}: the network's outputs are {list(results)}; the file {said}")
     for name, value in results.items():
         if arrays[name].shape != value.shape:
             raise CheckError(f"{path}: output {name!r} has shape {arrays[name].shape}, the network gives {value.shape}")
