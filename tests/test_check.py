@@ -375,6 +375,9 @@ def test_saves_are_refused_before_the_run_where_they_could_not_be_made_or_would_
     monkeypatch.undo()
     assert (tmp_path / "m.data").read_bytes() == weights
     assert main(["check", str(model), "--save-outputs", str(tmp_path / "o.npz")]) == 0  # beside it, another name
+    # A name the model's bytes hold without being its external data ("m.dat" in "m.data") is no reason to refuse.
+    check_onnx(model, save_outputs=tmp_path / "m.dat", save_inputs=tmp_path / "m")
+    assert set(np.load(tmp_path / "m.dat", allow_pickle=False)) == {"y"}
 
 
 def test_loaded_outputs_that_are_not_numbers_are_bad_input(small_model, tmp_path, capsys) -> None:

@@ -27,7 +27,9 @@ def refuse_overwriting_inputs(args: argparse.Namespace, writes: dict[str, str | 
     reads = {what: getattr(args, option, None) for option, what in _READ_OPTIONS.items()}
     model = reads["the model"] = model_file(getattr(args, "model", None) or "")
     if model is not None and model.lower().endswith(".onnx"):  # and the weights it stores outside itself
-        reads.update(_external_data(Path(model), writes))
+        from trtnet.onnx.feeds import external_data_files
+
+        reads.update(external_data_files(Path(model), writes))
     refuse_clobbering(writes, reads)
 
 
@@ -45,16 +47,3 @@ def model_file(spec: str) -> str | None:
         return path
     module = sys.modules.get(path) if name else None
     return getattr(module, "__file__", None)
-
-
-def _external_data(model: Path, writes: dict[str, str | os.PathLike | None]) -> dict[str, str | os.PathLike]:
-    """The model's external data files, as their locations name them (read with onnx; a link is compared as the
-    file it leads to: a Hugging Face cache's blob); without onnx, the outputs whose names the model's bytes hold."""
-    from trtnet.onnx.refusal import external_data_locations
-
-    locations = external_data_locations(model)
-    if locations is None:
-        from trtnet.onnx.feeds import external_data_named
-
-        return dict(external_data_named(model, writes))
-    return {f"the model's external data ({loc})": model.parent / loc for loc in locations}

@@ -39,7 +39,7 @@ from trtnet.onnx.compare import (
     tolerance_for,
 )
 from trtnet.onnx.feeds import (
-    external_data_named,
+    external_data_files,
     load_inputs,
     load_outputs,
     onnx_named,
@@ -257,7 +257,7 @@ def check_onnx(
     from_file = inputs is not None and not isinstance(inputs, Mapping)
     saves = {"the inputs": save_inputs, "the outputs": save_outputs}
     reads = {"the model": path, "the inputs file": inputs if from_file else None, "the outputs file": load_outputs_from}
-    refuse_clobbering(saves, {**reads, **external_data_named(path, saves)}, CheckError)
+    refuse_clobbering(saves, {**reads, **external_data_files(path, saves)}, CheckError)
     for what, target in saves.items():
         if target is not None:
             writable_target(Path(target), what, CheckError)  # before the run, not after it

@@ -146,10 +146,22 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def external_data_named(model: Path, saves: Mapping[str, str | Path | None]) -> dict[str, Path]:
-    """The save targets the model's own bytes name, as a path from its folder: its external data (weights stored
-    beside it), which a save there would destroy (a check saving its outputs over `model.data` passed, and the
-    model no longer parsed). A name that happens to appear in the file is refused too, which costs nothing."""
+def external_data_files(model: Path, saves: Mapping[str, str | os.PathLike | None]) -> dict[str, Path]:
+    """The model's external data files (weights stored beside it, which a save there would destroy: a check
+    saving its outputs over `model.data` passed, and the model no longer parsed), each under what it is, as their
+    locations name them (read with onnx; a link is compared as the file it leads to: a Hugging Face cache's blob);
+    without onnx, those of `saves` whose names the model's bytes hold (`external_data_named`)."""
+    from trtnet.onnx.refusal import external_data_locations
+
+    locations = external_data_locations(model)
+    if locations is None:
+        return external_data_named(model, saves)
+    return {f"the model's external data ({loc})": model.parent / loc for loc in locations}
+
+
+def external_data_named(model: Path, saves: Mapping[str, str | os.PathLike | None]) -> dict[str, Path]:
+    """The save targets the model's own bytes name, as a path from its folder: where onnx is not installed to
+    read the locations, a name that happens to appear in the file is refused too, which costs nothing."""
     found: dict[str, Path] = {}
     if not any(t is not None for t in saves.values()) or not model.is_file():  # a FIFO's open would wait for a writer
         return found
