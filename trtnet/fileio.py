@@ -315,3 +315,28 @@ def file_lock(path: Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     with _flocked(fd):
         yield
+
+
+@contextlib.contextmanager
+def file_lock_if_free(path: Path) -> Iterator[bool]:
+    """`file_lock` without the wait: True inside the block when the lock was free (and is now held), False when
+    another holder has it or the lock file cannot be opened. Where flock does not exist (Windows), True."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            import fcntl
+        except ImportError:
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -16,10 +16,13 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,10 @@ import numpy as np
 
 from trtnet.backend import get_backend, get_trt, quiet_warnings
 from trtnet.errors import EngineError
-from trtnet.fileio import file_lock, remove_stale_temporaries
+from trtnet.fileio import file_lock, file_lock_if_free, remove_stale_temporaries
 from trtnet.runtime.engine import Engine
 from trtnet.runtime.plan import sidecar_path
-from trtnet.target import target
+from trtnet.target import cache_dir, target
 
 # Bumped when the key's recipe, or what a key builds, changes, so old entries are not mistaken for new ones
 # (3: fp32 engines are built with TF32 off; entries record their key. 4: a calibration enters as its ranges
@@ -162,11 +165,16 @@ def cached(
             engine = None
         if engine is not None:
             engine.from_cache = True  # its summary says so, rather than the original build's time as if now
+            with contextlib.suppress(OSError):
+                os.utime(entry_path(key, folder))  # its last use, which pruning goes by
             if verbose:
                 print(f"{label}: from the engine cache ({entry_path(key, folder)})", file=sys.stderr)
             return engine
         engine = build()
         store_entry(key, folder, engine)
+        limit = size_limit()
+        if limit is not None:
+            prune_cache(limit, folder, keep=(key,))
         return engine
 
 
@@ -211,3 +219,114 @@ def remove_entry(key: str, folder: Path) -> None:
                 p.unlink(missing_ok=True)
         except OSError:
             pass  # storing the new entry then fails, with a warning
+
+
+# -- size ----------------------------------------------------------------------------------------------------
+
+# The largest size the cache may grow to, as `parse_size` reads it ("20G"): after each store, the least recently
+# used entries are removed until the cache holds at most that. Unset, the cache only grows.
+SIZE_VARIABLE = "TRTNET_CACHE_MAX_SIZE"
+_KEY = re.compile(r"[0-9a-f]{40}")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `text`: a number with an optional unit K, M, G or T (powers of 1024; "B", "iB" after it
+    allowed, any case). A `ValueError` says what is wrong.
+
+    >>> parse_size("20G"), parse_size("1.5M"), parse_size("4096"), parse_size("512 MiB")
+    (21474836480, 1572864, 4096, 536870912)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    if match is None or (match.group(3) and match.group(3).lower() == "ib" and not match.group(2)):
+        raise ValueError(f"{text!r} is not a size: a number of bytes, or one with K, M, G or T (20G, 1.5M)")
+    value = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    if value >= 2**63:
+        raise ValueError(f"{text!r} is more bytes than any disk holds")
+    return int(value)
+
+
+def size_limit() -> int | None:
+    """`$TRTNET_CACHE_MAX_SIZE` in bytes; None when unset, or (with a warning) when it is not a size."""
+    text = os.environ.get(SIZE_VARIABLE, "")
+    if not text.strip():
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        _warn(f"{SIZE_VARIABLE}: {e}; the cache is not pruned")
+        return None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """An entry of the cache folder: its key, its plan, the bytes it holds (plan and sidecar) and when it was
+    last stored or used (the plan's modification time, set anew at each hit)."""
+
+    key: str
+    plan: Path
+    size: int
+    last_used: float
+
+
+def cache_entries(folder: str | os.PathLike | None = None) -> list[CacheEntry]:
+    """The entries in `folder` (default: the cache folder), most recently used first; none where it is missing.
+    An `OSError` where it cannot be read."""
+    folder = cache_dir(folder)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        key, _, suffix = name.partition(".")
+        if suffix != "plan" or not _KEY.fullmatch(key):
+            continue
+        try:
+            info = os.lstat(folder / name)
+        except OSError:  # removed meanwhile
+            continue
+        size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+        with contextlib.suppress(OSError):
+            size += os.lstat(sidecar_path(folder / name)).st_size
+        found.append(CacheEntry(key, folder / name, size, info.st_mtime))
+    return sorted(found, key=lambda e: (-e.last_used, e.key))
+
+
+def prune_cache(max_bytes: int, folder: str | os.PathLike | None = None, keep: Iterable[str] = ()) -> list[CacheEntry]:
+    """Remove the least recently used entries of `folder` (default: the cache folder) until the others hold at
+    most `max_bytes`; `prune_cache(0)` empties it. Left in place: the keys in `keep`, and an entry that a build
+    holds right now (storing or loading it) or that was used since it was listed. Returns the entries removed.
+    The empty lock files stay: removing one could let two builders of its key run at once."""
+    folder = cache_dir(folder)
+    entries = cache_entries(folder)
+    total = sum(e.size for e in entries)
+    removed = []
+    for entry in reversed(entries):  # the least recently used first
+        if total <= max_bytes:
+            break
+        if entry.key in keep:
+            continue
+        with file_lock_if_free(folder / f"{entry.key}.lock") as free:
+            try:
+                unused = free and os.lstat(entry.plan).st_mtime == entry.last_used
+            except OSError:  # already gone
+                unused = False
+            if unused:
+                _remove_runtime_cache(entry.plan, folder)
+                remove_entry(entry.key, folder)
+        if unused and not os.path.lexists(entry.plan):
+            total -= entry.size
+            removed.append(entry)
+    return removed
+
+
+def _remove_runtime_cache(plan: Path, folder: Path) -> None:
+    """The kernels TensorRT for RTX compiled when the entry's engine first ran, kept under `runtime/` by the
+    plan's hash (see `Engine`): they serve no other plan."""
+    runtime = folder / "runtime"
+    if not runtime.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        digest = hashlib.sha256(plan.read_bytes()).hexdigest()[:32]
+        (runtime / f"{digest}.rtcache").unlink(missing_ok=True)

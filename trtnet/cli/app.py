@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from trtnet.cli import values
+from trtnet.cli.cache_cmd import add_command as add_cache_command
 from trtnet.cli.commands import (
     EXIT_BAD_INPUT,
     EXIT_BUG,
@@ -394,4 +395,5 @@ def _parser() -> argparse.ArgumentParser:
     add_check_options(sub)
 
     add_generate_command(command, weights_options)  # trtnet/cli/generate.py
+    add_cache_command(command)  # trtnet/cli/cache_cmd.py
     return parser
