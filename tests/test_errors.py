@@ -117,6 +117,56 @@ def test_more_outputs_than_output_names_is_an_error():
         trtnet.emit(model, 1)
 
 
+class Returns(nn.Module):
+    """forward's results as `pick` chooses them from x and fc(x), named `names`."""
+
+    def __init__(self, pick, names: list[str]) -> None:
+        self.fc = nn.Linear(4, 4)
+        self.pick, self.names = pick, names
+
+    def inputs(self) -> list[Input]:
+        return [Input("x", (4,))]
+
+    def output_names(self, n: int) -> list[str]:
+        return self.names
+
+    def forward(self, x):
+        return self.pick(x, self.fc(x))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize(
+    "pick, names",
+    [
+        (lambda x, y: (y, y), ["y", "z"]),  # one tensor twice: renaming it took "y" away, one output was left
+        (lambda x, y: (x, y), ["same", "y"]),  # the input as it is: renaming it renamed the input
+    ],
+    ids=["one tensor twice", "the input"],
+)
+def test_each_output_is_a_tensor_of_its_own_with_its_own_name(pick, names, precision):
+    model = Returns(pick, names)
+    trtnet.init_random(model)
+    net = trtnet.emit(model, 2, precision=precision)
+    network = net.network
+    assert [network.get_output(i).name for i in range(network.num_outputs)] == names
+    assert [network.get_input(i).name for i in range(network.num_inputs)] == ["x"]
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    got = trtnet.interpreter.run_network(network, {"x": x})
+    want = trtnet.reference(model, x)
+    tol = 0 if precision == "fp32" else 2e-3  # fp16 rounds every value once or twice
+    for name, w in zip(names, want):
+        np.testing.assert_allclose(got[name], w, rtol=tol, atol=tol)
+    if names[0] == "same":
+        np.testing.assert_allclose(got["same"], x, rtol=tol, atol=tol)
+
+
+def test_an_output_may_not_take_a_name_another_tensor_has():
+    model = Returns(lambda x, y: y, ["x"])
+    trtnet.init_random(model)
+    with pytest.raises(NetworkError, match=r"^Returns: output 'x' has the name of an input"):
+        trtnet.emit(model, 1)
+
+
 def test_an_unloaded_parameter_names_its_key_and_the_ways_to_fill_it():
     model = TwoOutputs()
     with pytest.raises(

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trtnet import dtypes
-from trtnet.backend import get_trt, logger
+from trtnet.backend import capture_errors, get_trt, logger
 from trtnet.errors import NetworkError
 from trtnet.graph import Graph, Policy, PolicyOptions, resolve_policy
 from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
+from trtnet.ops.core import out
 from trtnet.runtime.plan import TensorSpec
 from trtnet.tensor import Tensor
 
@@ -104,10 +105,29 @@ def emit(
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         names = _output_names(model, results)
         outputs = []
+        kind = type(model).__name__
+        claimed = {spec.name for spec in specs}  # the inputs', then each output's name as it is given
         for name, t in zip(names, results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)
-            t.itensor.name = name
+            if t.itensor.name in claimed:
+                # An input returned as it is, or a tensor returned twice: renaming it would rename that input or
+                # take the earlier output's name away. The output is a copy of it.
+                t = out(graph.network.add_identity(t.itensor), f"output {name}")
+            if name in {spec.name for spec in specs}:
+                raise NetworkError(
+                    f"{kind}: output {name!r} has the name of an input; an engine's tensors need names of their own "
+                    "(output_names)"
+                )
+            claimed.add(name)
+            with capture_errors() as errors:
+                t.itensor.name = name
+                if t.itensor.name != name:  # TensorRT keeps the old name when another tensor has this one
+                    why = "; ".join(errors) or "the name is taken"
+                    raise NetworkError(
+                        f"{kind}: output {name!r} cannot have that name: another tensor of the network has it; "
+                        f"name the outputs otherwise (output_names). TensorRT: {why}"
+                    )
             network.mark_output(t.itensor)
             # Tensor.shape turns TensorRT's RuntimeError into a NetworkError with its reason.
             outputs.append(TensorSpec(name, t.shape, dtypes.numpy_of(t.dtype).name))
