@@ -198,6 +198,7 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
         f"{tmp_path}/x.py:not-a-name": f"{tmp_path}/x.py:not-a-name: 'not-a-name' after the ':' is not a Python name "
         "(expected FILE.py:NAME or package.module:NAME)",
     }
+    cases[":tiny"] = ":tiny: name the file or module before the ':' (FILE.py:tiny or package.module:tiny)"
     for spec, message in cases.items():
         result = trtnet_cli("summary", spec)
         assert result.returncode == 2, (spec, result.stderr)
@@ -210,6 +211,48 @@ def test_what_is_wrong_with_the_file_is_one_line_naming_it(tmp_path):
             f"{tmp_path / 'm.onnx'}` runs an ONNX file against onnxruntime (build, summary, calibrate and export-triton "
             "take one too)"
         ), result.stderr
+
+
+def test_what_the_model_s_own_code_raises_is_one_line_naming_its_line(tmp_path):
+    """A typo in forward, or an input named by a number, was an "internal error" (exit 3) asking for a report."""
+    path = write(
+        tmp_path,
+        """
+        import trtnet
+        from trtnet import nn
+
+
+        class Typo(nn.Module):
+            def inputs(self):
+                return [nn.Input("x", (4,))]
+
+            def forward(self, x):
+                return x.relu().sofmax(-1)
+
+
+        class Numbered(Typo):
+            def inputs(self):
+                return [nn.Input(5, (4,))]
+
+
+        def typo(weights=None):
+            return Typo()
+
+
+        def numbered(weights=None):
+            return Numbered()
+        """,
+        name="mine.py",
+    )
+    line = path.read_text().splitlines().index("        return x.relu().sofmax(-1)") + 1
+    result = trtnet_cli("summary", f"{path}:typo")
+    assert result.returncode == 2 and error_line(result) == (
+        "trtnet: error: Typo.forward raised AttributeError: 'Tensor' object has no attribute 'sofmax' "
+        f"(at {path}:{line})"
+    ), result.stderr
+    result = trtnet_cli("build", f"{path}:numbered", "-o", tmp_path / "m.plan")
+    assert result.returncode == 2 and "an Input's name must be a non-empty string, not 5" in error_line(result)
+    assert not (tmp_path / "m.plan").exists()
 
 
 def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):

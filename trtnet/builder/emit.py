@@ -12,7 +12,9 @@ keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one
 from __future__ import annotations
 
 import numbers
+import os
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ import numpy as np
 
 from trtnet import dtypes
 from trtnet.backend import capture_errors, get_trt, logger
-from trtnet.errors import NetworkError
+from trtnet.errors import NetworkError, TrtnetError
 from trtnet.graph import Graph, Policy, PolicyOptions, resolve_policy
 from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
@@ -101,7 +103,7 @@ def emit(
                 )
             t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
-        results = model(*args)
+        results = _forward(model, args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         names = _output_names(model, results)
         outputs = []
@@ -142,6 +144,23 @@ def emit(
         label=f"{type(model).__name__} {policy.precision}",
         owner=graph,
     )
+
+
+def _forward(model: Module, args: list[Tensor]) -> Any:
+    """`model(*args)`. What a model of the user's own raises (a typo, an op given the wrong thing) is a
+    `NetworkError` naming the model, the error and the line of the user's code it came from; in a model of
+    trtnet's zoo it is a bug, raised as it is."""
+    try:
+        return model(*args)
+    except TrtnetError:
+        raise
+    except Exception as e:  # noqa: BLE001  the user's code: whatever it raises is said by name
+        if type(model).__module__.partition(".")[0] == "trtnet":
+            raise
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        theirs = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(package + os.sep)]
+        where = f" (at {theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""
+        raise NetworkError(f"{type(model).__name__}.forward raised {type(e).__name__}: {e}{where}") from e
 
 
 def _output_names(model: Module, results: list) -> list[str]:

@@ -84,7 +84,9 @@ def resolve(spec: str) -> ModelRef:
     if not colon:
         entry = get_entry(spec)
         return ModelRef(spec, entry.name, entry.fn, entry)
-    if not where or not attr.isidentifier():
+    if not where:
+        raise TrtnetError(f"{spec}: name the file or module before the ':' (FILE.py:{attr} or package.module:{attr})")
+    if not attr.isidentifier():
         raise TrtnetError(
             f"{spec}: {attr!r} after the ':' is not a Python name (expected FILE.py:NAME or package.module:NAME)"
         )

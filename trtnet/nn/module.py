@@ -44,6 +44,8 @@ class Input:
     padding_mask: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:  # TensorRT takes only strings, and "" names nothing
+            raise NetworkError(f"an Input's name must be a non-empty string, not {self.name!r}")
         # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
         object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
         object.__setattr__(self, "shape", tuple(_dim(d, self.name) for d in self.shape))
