@@ -7,6 +7,7 @@ import pytest
 
 from trtnet import nn, ops
 from trtnet.backend import get_trt, logger
+from trtnet.errors import NetworkError
 from trtnet.graph import Graph, Policy, current_graph
 from trtnet.nn.module import Input
 from trtnet.parity import sample_inputs
@@ -53,6 +54,23 @@ def test_table_has_a_row_per_layer_and_the_totals():
     assert lines[-1] == (
         "total: 2 layers, 2 parameters, 0.00 GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
     )
+
+
+def test_products_of_dynamic_shape_are_said_to_be_uncounted_not_zero():
+    """A sequence range made every product's shape dynamic: BERT's summary said 0.00 GFLOPs, as if it computed
+    nothing."""
+    w = np.ones((1, 6, 4), np.float32)
+    network, _ = _network(lambda x: ops.relu(ops.matmul(x, ops.constant(w), transpose_b=True)), (2, -1, 4))
+    summary = summarize(network)
+    assert [r.flops for r in summary.rows] == [0, None, 0] and (summary.flops, summary.uncounted) == (0, 1)
+    assert summary.table().splitlines()[-1].startswith("not counted: 1 product of dynamic shape (")
+    static, _ = _network(lambda x: ops.relu(ops.matmul(x, ops.constant(w), transpose_b=True)), (2, 3, 4))
+    assert summarize(static).uncounted == 0 and "not counted" not in summarize(static).table()
+
+
+def test_summarize_names_what_it_takes():
+    with pytest.raises(NetworkError, match=r"summarize takes a network \(trtnet.emit\(model, batch\) .*not Linear$"):
+        summarize(nn.Linear(4, 4))
 
 
 class _TextModel(nn.Module):

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from trtnet.backend import get_trt
+from trtnet.errors import NetworkError
 from trtnet.words import counted
 
 # LayerType name -> (TensorRT class the layer is downcast to, the attributes holding its weights).
@@ -32,7 +33,7 @@ class LayerRow:
     type: str
     shape: tuple[int, ...]
     params: int
-    flops: int
+    flops: int | None  # None: a product whose shapes are dynamic, so its count is not known before it runs
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,13 @@ class Summary:
 
     @property
     def flops(self) -> int:
-        return sum(r.flops for r in self.rows)
+        """The FLOPs of the layers that can be counted (see `uncounted`)."""
+        return sum(r.flops or 0 for r in self.rows)
+
+    @property
+    def uncounted(self) -> int:
+        """Products (convolutions, matrix multiplies, attention) whose dynamic shapes leave their FLOPs unknown."""
+        return sum(r.flops is None for r in self.rows)
 
     def table(self) -> str:
         """The rows as aligned text, then the totals."""
@@ -62,6 +69,11 @@ class Summary:
             f"total: {counted(len(self.rows), 'layer')}, {self.params:,} parameters, "
             f"{self.flops / 1e9:.2f} GFLOPs (conv, matmul and attention; a multiply-add counted as 2)"
         )
+        if self.uncounted:
+            lines.append(
+                f"not counted: {counted(self.uncounted, 'product')} of dynamic shape (their FLOPs depend on the "
+                "shapes given at run time; summarize fixed shapes to count them)"
+            )
         return "\n".join(lines)
 
 
@@ -70,6 +82,11 @@ def summarize(network) -> Summary:
     `INetworkDefinition` inside one) back into a `Summary`."""
     trt = get_trt()
     network = getattr(network, "network", network)  # a trtnet.Network holds the INetworkDefinition
+    if not hasattr(network, "num_layers") or not hasattr(network, "get_layer"):
+        raise NetworkError(
+            f"summarize takes a network (trtnet.emit(model, batch) or trtnet.parse_onnx(path)), not "
+            f"{type(network).__name__}"
+        )
     rows = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -89,12 +106,15 @@ def _params(trt, layer, type_name: str) -> int:
     return sum(int(getattr(w, "size", 0)) for w in (getattr(layer, a) for a in attributes) if w is not None)
 
 
-def _flops(trt, layer, type_name: str) -> int:
-    """Multiply-adds x 2 for convolutions, matrix multiplies and fused attention; 0 for layers whose cost is
-    memory, not math (elementwise, normalisation and softmax arithmetic is not counted)."""
+def _flops(trt, layer, type_name: str) -> int | None:
+    """Multiply-adds x 2 for convolutions, matrix multiplies and fused attention (None where a dynamic shape
+    leaves that unknown); 0 for layers whose cost is memory, not math (elementwise, normalisation and softmax
+    arithmetic is not counted)."""
+    if type_name not in ("CONVOLUTION", "DECONVOLUTION", "MATRIX_MULTIPLY", "ATTENTION_INPUT"):
+        return 0
     out = tuple(layer.get_output(0).shape) if layer.num_outputs else ()
     if any(d < 0 for d in out):
-        return 0  # a dynamic shape: nothing to count until the engine runs
+        return None  # a dynamic shape: nothing to count until the engine runs
     if type_name in ("CONVOLUTION", "DECONVOLUTION"):
         layer.__class__ = getattr(trt, _WEIGHTS[type_name][0])
         cin = layer.get_input(0).shape[1]
@@ -111,6 +131,6 @@ def _flops(trt, layer, type_name: str) -> int:
     if type_name == "ATTENTION_INPUT":  # a fused attention's two products (q k^T, then by v), counted at its input
         q, k, v = (tuple(layer.get_input(i).shape) for i in range(3))
         if any(d < 0 for d in q + k + v):
-            return 0
+            return None
         return 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
     return 0
