@@ -149,6 +149,17 @@ def test_the_sidecar_is_tidy_after_a_save(old, new, tmp_path):
     assert "previous" not in meta and meta["plan_bytes"] == len(new.plan)
 
 
+def test_a_plan_is_not_saved_over_another_plan_s_metadata(old, new, tmp_path):
+    """`build -o good.plan.json` replaced good.plan's sidecar with plan bytes: good.plan no longer loaded."""
+    path = old.save(tmp_path / "good.plan")
+    before = sidecar_path(path).read_bytes()
+    with pytest.raises(EngineError, match=r"good.plan.json: this is the metadata of the plan good.plan; saving"):
+        new.save(sidecar_path(path))
+    assert sidecar_path(path).read_bytes() == before and Engine.load(path).plan == old.plan
+    assert not (tmp_path / "good.plan.json.json").exists()
+    new.save(tmp_path / "notes.json")  # a .json of no plan is only a name
+
+
 @pytest.mark.parametrize("where", ["plan", "sidecar"])
 def test_a_directory_at_either_path_is_refused_before_anything_changes(old, new, tmp_path, where):
     path = old.save(tmp_path / "m.plan")
