@@ -309,3 +309,22 @@ def test_an_integer_cast_to_bfloat16_rounds_once(dtype) -> None:
         return math.copysign(float(q << shift), v)
 
     np.testing.assert_array_equal(got.astype(np.float64), [nearest(int(v)) for v in x])
+
+
+@pytest.mark.parametrize(
+    "src, to, want",
+    [
+        (np.float32, trt.int32, [0, 2**31 - 1, -(2**31), 2**31 - 1, -(2**31), 2**31 - 1, 2, -2, 0, 16777216]),
+        (np.float32, trt.int64, [0, 2**63 - 1, -(2**63), 3 * 10**9, -3 * 10**9, 2**63 - 1, 2, -2, 0, 16777216]),
+        (np.float32, trt.uint8, [0, 255, 0, 255, 0, 255, 2, 0, 0, 255]),
+        (np.float16, trt.int32, [0, 2**31 - 1, -(2**31), 2**31 - 1, -(2**31), 2**31 - 1, 2, -2, 0, 2**31 - 1]),
+    ],
+)
+def test_float_to_int_casts_saturate_and_send_nan_to_zero(src, to, want) -> None:
+    """CAST float -> int as CUDA converts (NVIDIA/TensorRT#4775: NaN -> 0, inf -> INT32_MAX): numpy's cast gave
+    x86's INT_MIN for NaN, +-inf and every value out of range."""
+    x = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e19, 2.7, -2.7, -0.5, 16777216.0], np.float64).astype(src)
+    n = Net()
+    n.mark(n.net.add_cast(n.input("x", x.shape, trt.float32 if src == np.float32 else trt.float16), to).get_output(0))
+    (got,) = n.run(x=x)
+    assert got.tolist() == want

@@ -349,9 +349,15 @@ def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.bool_:
         return compute(x) != 0
     if np.issubdtype(dtype, np.integer) and is_float(x.dtype):
-        # Float to int truncates toward zero, as a C cast does.
+        # Float to int truncates toward zero and saturates, NaN giving 0, as CUDA's conversions do (TensorRT:
+        # NaN -> 0, inf -> INT32_MAX; NVIDIA/TensorRT#4775). numpy's own cast gives x86's INT_MIN for all three.
+        info = np.iinfo(dtype)
         with np.errstate(invalid="ignore"):
-            return np.trunc(compute(x)).astype(dtype)
+            v = np.trunc(compute(x))
+            low, high = v <= info.min, v >= info.max  # compared in float: int64's max rounds up to 2**63
+            r = np.where(low | high | np.isnan(v), 0, v).astype(dtype)
+        r[low], r[high] = info.min, info.max
+        return r
     if dtype == BF16 and not is_float(x.dtype):
         return to_bfloat16(x)  # ml_dtypes' integer cast goes by way of float32: two roundings past 2^24
     return compute(x).astype(dtype) if is_float(dtype) else x.astype(dtype)
