@@ -158,6 +158,7 @@ def test_a_plan_is_not_saved_over_another_plan_s_metadata(old, new, tmp_path):
     assert sidecar_path(path).read_bytes() == before and Engine.load(path).plan == old.plan
     assert not (tmp_path / "good.plan.json.json").exists()
     new.save(tmp_path / "notes.json")  # a .json of no plan is only a name
+    new.save(tmp_path / "y")  # and a name shorter than ".json" is no sidecar's
 
 
 @pytest.mark.parametrize("where", ["plan", "sidecar"])

@@ -24,7 +24,7 @@ def one_line(message: str, limit: int = 6) -> str:
         return lines[0] if lines else message
     head, details = lines[0], lines[1:]
     more = f"; and {len(details) - limit} more" if len(details) > limit else ""
-    return f"{head}: " + "; ".join(details[:limit]) + more
+    return f"{head.rstrip(':')}: " + "; ".join(details[:limit]) + more  # a head may end in its own colon
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -211,8 +211,8 @@ def _fix_shapes(path: Path, network: Any, shapes: ShapesArg | None, given: dict[
         check_names(str(path), shapes, [t.name for t in tensors])
         for t in tensors:
             value = (shapes or {}).get(t.name)
-            if value is None and given is not None:
-                value = given[t.name].shape
+            if value is None and given is not None and any(d < 0 for d in t.shape):
+                value = given[t.name].shape  # a static input keeps its shape (load_inputs checked the array's)
             lo, opt, hi = resolve_profile(str(path), t, value)
             if lo != hi:
                 raise CheckError(

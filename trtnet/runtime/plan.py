@@ -122,8 +122,8 @@ class Plan:
         new_meta = self.metadata()
         for p in (path, side):
             refuse_special(p, "the engine")
-        owner = path.with_name(path.name[: -len(".json")])
-        if path.name.endswith(".json") and os.path.isfile(path) and os.path.isfile(owner):
+        owner = path.parent / path.name.removesuffix(".json")
+        if owner != path and os.path.isfile(path) and os.path.isfile(owner):
             raise EngineError(  # `build -o other.plan.json` made the plan beside it unloadable
                 f"{path}: this is the metadata of the plan {owner.name}; saving a plan over it would leave that "
                 "plan unreadable: give the new plan a name of its own"
