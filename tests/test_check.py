@@ -404,3 +404,26 @@ def test_a_tie_before_the_arbiter_is_the_interpreter_s() -> None:
     assert Arbitration(Agreement(inf, inf, 8, 8), Agreement(inf, inf, 1, 8)).departs == "interpreter"
     assert Arbitration(Agreement(0.1, 0.1, 1, 8), Agreement(0.2, 0.2, 3, 8)).departs == "reference"
     assert Arbitration(Agreement(0.0, 0.0, 0, 8), Agreement(0.0, 0.0, 0, 8)).departs == "reference"  # within: ok
+
+
+def test_a_static_input_with_a_zero_dim_takes_its_own_saved_inputs(tmp_path, capsys) -> None:
+    """A file's inputs of fixed shape [3, 0] and [0, 2] ran with random inputs, but the arrays of --save-inputs
+    fed back with --inputs were refused, by a check of shapes the user never gave (--shapes)."""
+    _ort()
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("a", [3, 0]), ("b", [0, 2]))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])],
+    )
+    model = tmp_path / "empty.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(model))
+    assert main(["check", str(model), "--save-inputs", str(tmp_path / "in.npz")]) == 0
+    assert main(["check", str(model), "--inputs", str(tmp_path / "in.npz")]) == 0
+    assert "output 'y' float32[3, 2]" in capsys.readouterr().out
+
+
+def test_a_several_line_error_whose_head_ends_in_a_colon_has_one_colon() -> None:
+    from trtnet.cli.commands import one_line
+
+    assert one_line("cannot run 2 layer form(s):\n  a (LRN)\n  b (X)") == "cannot run 2 layer form(s): a (LRN); b (X)"
