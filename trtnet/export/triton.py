@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -31,8 +30,16 @@ from typing import TYPE_CHECKING, Any
 from trtnet.backend import get_backend
 from trtnet.builder.build import build
 from trtnet.errors import EngineError, ExportError
+from trtnet.export.triton_checks import (
+    CONFIG_FILE,
+    MAX_CONFIG_BYTES,
+    PLAN_FILE,
+    STAGING_PREFIX,
+    check_existing_versions,
+    check_request,
+    next_version,
+)
 from trtnet.export.triton_config import (
-    Signature,
     check_loadable,
     config_parameters,
     render_config,
@@ -41,20 +48,10 @@ from trtnet.export.triton_config import (
 )
 from trtnet.fileio import atomic_write, fsync_folder, is_stale, replace, temporary_name
 from trtnet.fileread import read_regular
-from trtnet.runtime.plan import Plan, read_metadata
+from trtnet.runtime.plan import Plan
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
-
-PLAN_FILE = "model.plan"  # Triton's default_model_filename for platform tensorrt_plan
-SIDECAR_FILE = PLAN_FILE + ".json"  # what Engine.save writes beside a plan
-CONFIG_FILE = "config.pbtxt"
-MAX_CONFIG_BYTES = 1 << 20  # trtnet writes a few kilobytes
-STAGING_PREFIX = "trtnet-export-"  # `.trtnet-export-NAME.<host>.<pid>.<random>.tmp` while an export writes
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_VERSION_DIR = re.compile(r"[1-9][0-9]*")  # Triton ignores version folders that are not numbers or start with 0
-MAX_VERSION = 2**63 - 1  # Triton reads a version folder's name as an int64
-MAX_NAME_BYTES = 255  # one folder name (NAME_MAX on Linux and macOS)
 
 
 @dataclass(frozen=True)
@@ -76,109 +73,6 @@ class TritonExport:
             else "max_batch_size 0 (clients send whole batches the engine takes)"
         )
         return f"wrote {self.plan} (version {self.version}); {self.config} {self.config_action}; {batching}"
-
-
-# -- checks before anything is built or written ------------------------------------------------------------------
-
-
-def check_request(
-    repo: str | os.PathLike, name: str, *, version: int | None, instances: int, dynamic_batching: bool | None = None
-) -> tuple[Path, int]:
-    """Check the repository, model name, version and instance count; returns the repository path and the version
-    to write (the next free one when `version` is None). Raises `ExportError` naming what is wrong."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
-        raise ExportError(
-            f"model name {name!r}: expected one folder name of letters, digits, '_', '.' and '-' "
-            "(no path separator, not starting with '.' or '-')"
-        )
-    if len(name) > MAX_NAME_BYTES:
-        raise ExportError(
-            f"model name {name[:40]}... ({len(name)} characters): a folder name holds at most {MAX_NAME_BYTES}"
-        )
-    if not isinstance(repo, (str, os.PathLike)) or not os.fspath(repo):
-        raise ExportError(f"repo {repo!r}: expected the model repository's folder path (str or os.PathLike)")
-    if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances < 2**31:
-        raise ExportError(
-            f"instances {instances!r}: expected a whole number >= 1 (model instances per GPU; "
-            "Triton's count is an int32)"
-        )
-    if dynamic_batching is not None and not isinstance(dynamic_batching, bool):  # "no" would be truthy
-        raise ExportError(
-            f"dynamic_batching {dynamic_batching!r}: expected True, False, or None (where the engine allows it)"
-        )
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION
-    ):
-        raise ExportError(
-            f"version {version!r}: expected a whole number >= 1 and <= 2**63 - 1 (Triton's version "
-            "folders are positive int64 numbers)"
-        )
-    repo = Path(repo)
-    existing = repo
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ExportError(f"{repo}: the model repository must be a folder, but {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(f"{repo}: the model repository is not writable ({existing}: permission denied)")
-    model_dir = repo / name
-    if model_dir.exists() and not model_dir.is_dir():
-        raise ExportError(f"{model_dir}: exists and is not a folder (a Triton model is a folder)")
-    if version is None:
-        return repo, next_version(model_dir)
-    if (model_dir / str(version)).exists():
-        raise ExportError(
-            f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
-            f"version is never replaced: export as a new version (the next free one is "
-            f"{next_version(model_dir)}) or remove that folder yourself"
-        )
-    return repo, version
-
-
-def next_version(model_dir: Path) -> int:
-    """One more than every version-like name in the model folder, a stray file called `3` included (a version
-    folder could not be made beside it)."""
-    names = os.listdir(model_dir) if model_dir.is_dir() else []
-    return max((int(n) for n in names if _VERSION_DIR.fullmatch(n)), default=0) + 1
-
-
-def existing_versions(model_dir: Path) -> list[int]:
-    """The version folders Triton sees in a model folder."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and _VERSION_DIR.fullmatch(p.name))
-
-
-def _check_existing_versions(model_dir: Path, new: Signature) -> None:
-    """Every existing version's engine must fit the config about to replace the model's: else `ExportError`."""
-    for v in existing_versions(model_dir):
-        sidecar = model_dir / str(v) / SIDECAR_FILE
-        if not os.path.lexists(sidecar):
-            raise ExportError(
-                f"{sidecar}: missing, so version {v} cannot be checked against the new {CONFIG_FILE} "
-                "(the config is shared by all versions): export under another --name"
-            )
-        try:  # checked field by field, as Engine.load checks it: the file may be anyone's
-            meta = read_metadata(sidecar)
-        except EngineError as e:  # a missing file here, after lexists: a link to nothing
-            why = f"{sidecar}: a link to a missing file" if isinstance(e.__cause__, FileNotFoundError) else e
-            raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {why}") from None
-        try:
-            old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
-            fits = old.promise() == new.promise()
-        except ExportError:  # it cannot be served the new config's way at all
-            fits = False
-        if not fits:
-            raise ExportError(
-                f"{model_dir}: version {v}'s engine ({_describe(signature(meta, where=str(sidecar)))}) "
-                f"does not fit the new engine's config ({_describe(new)}); one {CONFIG_FILE} serves "
-                "every version of a model, so export the new engine under another --name"
-            )
-
-
-def _describe(sig: Signature) -> str:
-    tensors = ", ".join(f"{n} {t}{list(d)}" for n, t, d in sig.inputs + sig.outputs)
-    return f"max_batch_size {sig.max_batch_size} with {tensors}"
 
 
 # -- the export ---------------------------------------------------------------------------------------------------
@@ -221,7 +115,7 @@ def export_engine(
     config = model_dir / CONFIG_FILE
     action = _config_action(config, text)
     if action != "unchanged":
-        _check_existing_versions(model_dir, sig)
+        check_existing_versions(model_dir, sig)
     created = _make_folders(repo)
     staging = None
     try:
@@ -251,7 +145,7 @@ def export_engine(
                 version = new
             action = _config_action(config, text)
             if action != "unchanged":
-                _check_existing_versions(model_dir, sig)
+                check_existing_versions(model_dir, sig)
     except OSError as e:  # a name too long for this file system, a full disk: name the model, not the staging
         raise ExportError(f"{model_dir}: cannot write version {version}: {e.strerror or e}") from e
     except EngineError as e:  # Engine.save names the staged plan (a full disk): say the model and version instead
