@@ -12,7 +12,8 @@ The config's text, and how the engine's batch becomes Triton's, are `trtnet.trit
 
 Writing is atomic: a staging folder inside REPO, renamed into place. Existing versions are never touched; the
 config, shared by a model's versions, is replaced only when every existing version's engine (its sidecar) has
-the same signature as the new one.
+the same signature as the new one. Exports commit in turn (a lock on REPO), checking the model again first, so
+one that raced another into the same model is refused rather than writing a version the config does not fit.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from trtnet.export.triton_config import (
     signature,
     with_batching,
 )
-from trtnet.fileio import atomic_write, fsync_folder, is_stale, replace, temporary_name
+from trtnet.fileio import atomic_write, folder_lock, fsync_folder, is_stale, replace, temporary_name
 from trtnet.fileread import read_regular
 from trtnet.runtime.plan import Plan
 
@@ -127,25 +128,17 @@ def export_engine(
         (staged / str(version)).mkdir(parents=True)
         engine.save(staged / str(version) / PLAN_FILE)  # the plan and its sidecar, each flushed to disk
         atomic_write(staged / CONFIG_FILE, text.encode(), "the config")
-        while True:
-            try:
-                _commit(staged, model_dir, version, action)
-                break
-            except _Raced:
-                taken = os.path.lexists(model_dir / str(version))
-                if explicit_version is not None and taken:  # the version asked for was taken meanwhile
-                    raise ExportError(
-                        f"{model_dir / str(version)}: version {version} appeared while exporting; nothing was written"
-                    ) from None
-            # Another export made the model or took this version: check its config again (the next free version,
-            # unless one was asked for).
-            if explicit_version is None and taken:
-                new = next_version(model_dir)
+        # Commits to the repository take turns, so what is checked here still holds at the rename: another export
+        # may have made the model, taken the version or replaced the config since the checks before the build.
+        with folder_lock(repo):
+            new = _free_version(model_dir, version, explicit=explicit_version is not None)
+            if new != version:
                 os.rename(staged / str(version), staged / str(new))
                 version = new
             action = _config_action(config, text)
             if action != "unchanged":
                 check_existing_versions(model_dir, sig)
+            _commit(staged, model_dir, version, action)
     except OSError as e:  # a name too long for this file system, a full disk: name the model, not the staging
         raise ExportError(f"{model_dir}: cannot write version {version}: {e.strerror or e}") from e
     except EngineError as e:  # Engine.save names the staged plan (a full disk): say the model and version instead
@@ -177,10 +170,6 @@ def _config_action(config: Path, text: str) -> str:
     except (OSError, EngineError, UnicodeDecodeError) as e:
         raise ExportError(f"{config}: the model's config cannot be read ({e}); fix or remove it") from None
     return "written" if old_text is None else "unchanged" if old_text == text else "replaced"
-
-
-class _Raced(Exception):
-    """Another export created the model or this version between the check and the rename."""
 
 
 def export_triton(
@@ -251,29 +240,44 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
+def _free_version(model_dir: Path, version: int, *, explicit: bool) -> int:
+    """The version to commit, under the repository's lock: `version` when asked for and still free, else the next
+    free one."""
+    if not explicit:
+        return next_version(model_dir)
+    if os.path.lexists(model_dir / str(version)):
+        raise _appeared(model_dir, version)
+    return version
+
+
+def _appeared(model_dir: Path, version: int) -> ExportError:
+    return ExportError(f"{model_dir / str(version)}: version {version} appeared while exporting; nothing was written")
+
+
 def _commit(staged: Path, model_dir: Path, version: int, action: str) -> None:
     """Rename the staged model (or its new version and config) into place.
 
-    A folder renamed onto an existing non-empty one fails (ENOTEMPTY), so a version that appeared meanwhile, from
-    another export, is not overwritten; versions only ever appear complete.
+    Called under the repository's lock. A folder renamed onto an existing non-empty one fails (ENOTEMPTY), so a
+    version made meanwhile by a writer that does not take the lock is not overwritten either; versions only ever
+    appear complete.
     """
-    if not model_dir.exists():
+    if not os.path.lexists(model_dir):
         try:
             os.rename(staged, model_dir)
         except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # the model appeared meanwhile: check it again
-                raise _Raced() from None
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise _appeared(model_dir, version) from None
             raise
         fsync_folder(model_dir.parent)
         return
     target = model_dir / str(version)
     if os.path.lexists(target):
-        raise _Raced()
+        raise _appeared(model_dir, version)
     try:
         os.rename(staged / str(version), target)
     except OSError as e:
         if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise _Raced() from None
+            raise _appeared(model_dir, version) from None
         raise
     try:
         if action != "unchanged":

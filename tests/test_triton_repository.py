@@ -1,0 +1,126 @@
+"""`trtnet export-triton` against a repository that changes under it or holds odd things: racing exports of one
+model, versions at Triton's limit, dangling links where a version or the repository would go. Each bad case is
+an `ExportError` naming the path, with the repository left as it was."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import trtnet
+import trtnet.export.triton
+from trtnet import Engine, nn
+from trtnet.errors import ExportError
+from trtnet.export.triton import export_engine
+from trtnet.weights import init_random
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*NOT a TensorRT plan:UserWarning")
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        self.fc = nn.Linear(4, 3)
+
+    def inputs(self) -> list[nn.Input]:
+        return [nn.Input("x", (4,))]
+
+    def output_names(self, n: int) -> list[str]:
+        return ["y"]
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def tiny() -> Tiny:
+    model = Tiny()
+    init_random(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.fixture(scope="module")
+def batched(cache) -> Engine:
+    return trtnet.build(tiny(), (1, 8, 32), precision="fp32", cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def fixed(cache) -> Engine:
+    return trtnet.build(tiny(), 8, precision="fp32", cache_dir=cache)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root` with its bytes (None for a folder or link): what "as it was" compares."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_an_export_that_lost_the_race_is_checked_again_before_it_commits(tmp_path, batched, fixed, monkeypatch):
+    """Export A (a fixed batch-8 engine, version 2) checks the repository while it is empty and writes its
+    staging; export B (a batch 1..32 engine, version 1) then makes the model. A renamed its version in and
+    replaced the config without checking B's version again, so the config misdescribed one of them."""
+    staged, go = threading.Event(), threading.Event()
+    real = trtnet.export.triton.atomic_write
+    first = threading.current_thread()
+
+    def paused(*args, **kwargs):
+        real(*args, **kwargs)
+        if threading.current_thread() is not first:  # export A, staged: let B run to its end first
+            staged.set()
+            assert go.wait(60)
+
+    monkeypatch.setattr(trtnet.export.triton, "atomic_write", paused)
+    got: list[object] = []
+
+    def export_a() -> None:
+        try:
+            got.append(export_engine(fixed, tmp_path, "m", version=2))
+        except ExportError as e:
+            got.append(e)
+
+    a = threading.Thread(target=export_a)
+    a.start()
+    try:
+        assert staged.wait(60)
+        b = export_engine(batched, tmp_path, "m", version=1)
+        before = tree(tmp_path / "m")
+    finally:
+        go.set()
+        a.join()
+    assert b.max_batch_size == 32
+    assert len(got) == 1 and isinstance(got[0], ExportError), got
+    assert (
+        f"{tmp_path / 'm'}: version 1's engine (max_batch_size 32 with x TYPE_FP32[4], y TYPE_FP32[3]) does not "
+        "fit the new engine's config (max_batch_size 0 with x TYPE_FP32[8, 4], y TYPE_FP32[8, 3])" in str(got[0])
+    )
+    assert tree(tmp_path / "m") == before  # nothing of A's: no version 2, the config B wrote
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging left
+
+
+def test_racing_exports_of_engines_that_do_not_fit_one_config_leave_one(tmp_path, batched, fixed):
+    """The tester's race, in threads: whichever commits second is refused, never both written."""
+    start = threading.Barrier(2)
+    got: list[object] = []
+
+    def export(engine: Engine, version: int) -> None:
+        start.wait()
+        try:
+            got.append(export_engine(engine, tmp_path, "m", version=version).version)
+        except ExportError as e:
+            got.append(str(e))
+
+    threads = [threading.Thread(target=export, args=a) for a in ((batched, 1), (fixed, 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    versions = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert len(versions) == 2 and "config.pbtxt" in versions, (versions, got)
+    assert sum(isinstance(g, str) and "does not fit the new engine's config" in g for g in got) == 1, got
