@@ -4,6 +4,8 @@ an `ExportError` naming the path, with the repository left as it was."""
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from pathlib import Path
 
@@ -12,8 +14,10 @@ import pytest
 import trtnet
 import trtnet.export.triton
 from trtnet import Engine, nn
+from trtnet.cli import main
 from trtnet.errors import ExportError
 from trtnet.export.triton import export_engine
+from trtnet.export.triton_checks import MAX_VERSION, check_request
 from trtnet.weights import init_random
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*NOT a TensorRT plan:UserWarning")
@@ -124,3 +128,49 @@ def test_racing_exports_of_engines_that_do_not_fit_one_config_leave_one(tmp_path
     versions = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert len(versions) == 2 and "config.pbtxt" in versions, (versions, got)
     assert sum(isinstance(g, str) and "does not fit the new engine's config" in g for g in got) == 1, got
+
+
+def test_no_version_past_tritons_int64(tmp_path, batched):
+    """After --version 2**63 - 1, a plain export wrote version 9223372036854775808, which Triton cannot read."""
+    export_engine(batched, tmp_path, "m", version=MAX_VERSION)
+    before = tree(tmp_path)
+    with pytest.raises(
+        ExportError,
+        match=re.escape(
+            f"{tmp_path / 'm'}: holds version {MAX_VERSION}, so the next would be beyond the highest Triton reads "
+            "(2**63 - 1, an int64)"
+        ),
+    ):
+        export_engine(batched, tmp_path, "m")
+    assert tree(tmp_path) == before
+    assert export_engine(batched, tmp_path, "m", version=5).version == 5  # one asked for below it still goes
+
+
+def test_a_version_that_is_a_link_to_nothing_is_refused_before_the_build(tmp_path):
+    """`.exists()` follows the link, so the request passed and the export failed only after the build, saying
+    "version 2 appeared while exporting"."""
+    (tmp_path / "m").mkdir()
+    os.symlink("gone", tmp_path / "m" / "2")
+    with pytest.raises(
+        ExportError,
+        match=re.escape(f"{tmp_path / 'm' / '2'}: version 2 of model 'm' exists (a symbolic link to nothing)"),
+    ):
+        check_request(tmp_path, "m", version=2, instances=1)
+
+
+def test_a_repository_that_is_a_link_to_nothing_is_named(tmp_path, batched, capsys):
+    """`_make_folders` ran outside the try block: a raw FileExistsError, "dangl: File exists" on the command line."""
+    os.symlink("nowhere", tmp_path / "dangl")
+    message = (
+        f"{tmp_path / 'dangl'}: the model repository must be a folder, but {tmp_path / 'dangl'} is a symbolic link "
+        "to 'nowhere', which does not exist"
+    )
+    with pytest.raises(ExportError, match=re.escape(message)):
+        export_engine(batched, tmp_path / "dangl", "m")
+    with pytest.raises(ExportError, match=re.escape(message.replace("dangl:", "dangl/sub:", 1))):
+        export_engine(batched, tmp_path / "dangl" / "sub", "m")
+    plan = tmp_path / "tiny.plan"
+    batched.save(plan)
+    assert main(["export-triton", "--plan", str(plan), "--repo", str(tmp_path / "dangl"), "--allow-rtx"]) == 2
+    assert capsys.readouterr().err.startswith(f"trtnet: error: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangl", "tiny.plan", "tiny.plan.json"]

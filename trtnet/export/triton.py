@@ -117,9 +117,10 @@ def export_engine(
     action = _config_action(config, text)
     if action != "unchanged":
         check_existing_versions(model_dir, sig)
-    created = _make_folders(repo)
     staging = None
+    created: list[Path] = []
     try:
+        created = _make_folders(repo)
         _remove_dead_stagings(repo)
         # Named as fileio names temporaries (host, pid), so a later export can tell a dead writer's from a live one.
         staging = temporary_name(repo / f"{STAGING_PREFIX}{name[:32]}")

@@ -62,19 +62,25 @@ def check_request(
     repo = Path(repo)
     existing = repo
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # mkdir would fail on it with a bare "File exists"
+            raise ExportError(
+                f"{repo}: the model repository must be a folder, but {existing} is a symbolic link to "
+                f"{os.readlink(existing)!r}, which does not exist"
+            )
         existing = existing.parent
     if not existing.is_dir():
         raise ExportError(f"{repo}: the model repository must be a folder, but {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ExportError(f"{repo}: the model repository is not writable ({existing}: permission denied)")
     model_dir = repo / name
-    if model_dir.exists() and not model_dir.is_dir():
+    if os.path.lexists(model_dir) and not model_dir.is_dir():
         raise ExportError(f"{model_dir}: exists and is not a folder (a Triton model is a folder)")
     if version is None:
         return repo, next_version(model_dir)
-    if (model_dir / str(version)).exists():
+    if os.path.lexists(model_dir / str(version)):  # a link to nothing too: the version folder could not be made
+        kind = " (a symbolic link to nothing)" if not (model_dir / str(version)).exists() else ""
         raise ExportError(
-            f"{model_dir / str(version)}: version {version} of model {name!r} exists; an existing "
+            f"{model_dir / str(version)}: version {version} of model {name!r} exists{kind}; an existing "
             f"version is never replaced: export as a new version (the next free one is "
             f"{next_version(model_dir)}) or remove that folder yourself"
         )
@@ -83,9 +89,15 @@ def check_request(
 
 def next_version(model_dir: Path) -> int:
     """One more than every version-like name in the model folder, a stray file called `3` included (a version
-    folder could not be made beside it)."""
+    folder could not be made beside it); an `ExportError` past Triton's highest version."""
     names = os.listdir(model_dir) if model_dir.is_dir() else []
-    return max((int(n) for n in names if _VERSION_DIR.fullmatch(n)), default=0) + 1
+    highest = max((int(n) for n in names if _VERSION_DIR.fullmatch(n)), default=0)
+    if highest >= MAX_VERSION:
+        raise ExportError(
+            f"{model_dir}: holds version {highest}, so the next would be beyond the highest Triton reads "
+            f"(2**63 - 1, an int64): give --version (version=) a free one below it, or export under another --name"
+        )
+    return highest + 1
 
 
 def existing_versions(model_dir: Path) -> list[int]:
