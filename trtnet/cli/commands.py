@@ -216,6 +216,11 @@ def _export_plan(args: argparse.Namespace, batching: dict) -> int:
             ("--num-classes", args.num_classes),
             ("--transform-input", args.transform_input),
             ("--set", args.settings or None),
+            ("--strict", args.strict or None),
+            ("--shapes", args.shapes or None),
+            ("--min-shapes", args.min_shapes or None),
+            ("--opt-shapes", args.opt_shapes or None),
+            ("--max-shapes", args.max_shapes or None),
         )
         if value is not None
     ]

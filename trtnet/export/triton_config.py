@@ -11,7 +11,6 @@ range); asking it for dynamic batching is an `ExportError`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ TRITON_TYPES = {
     "int64": "TYPE_INT64",
     "bool": "TYPE_BOOL",
 }
+MAX_QUEUE_DELAY_US = 2**63  # exclusive, as the command line's --max-queue-delay-us (Triton's field is a uint64)
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,12 @@ def with_batching(
             )
         sig = dataclasses.replace(sig, preferred=tuple(sorted(set(preferred))))
     if max_queue_delay_us is not None:
-        if isinstance(max_queue_delay_us, bool) or not isinstance(max_queue_delay_us, int) or max_queue_delay_us < 0:
-            raise ExportError(f"{where}: max_queue_delay_us {max_queue_delay_us!r}: expected microseconds >= 0")
+        delay = max_queue_delay_us
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay < MAX_QUEUE_DELAY_US:
+            raise ExportError(
+                f"{where}: max_queue_delay_us {delay!r}: expected microseconds >= 0 and < 2**63 "
+                "(as --max-queue-delay-us takes them; Triton's field is a uint64)"
+            )
         sig = dataclasses.replace(sig, max_queue_delay_us=max_queue_delay_us)
     return sig
 
@@ -163,7 +167,7 @@ def render_config(name: str, sig: Signature, *, instances: int, parameters: dict
         return lines + ["]"]
 
     lines = [
-        f"# Written by trtnet (`trtnet export-triton`) from a {parameters['trtnet_backend']} build.",
+        f"# Written by trtnet (`trtnet export-triton`) from a {_quote(parameters['trtnet_backend'])[1:-1]} build.",
         "# A plan loads only in the TensorRT version that built it: see trtnet_compatibility below.",
         f"name: {_quote(name)}",
         'platform: "tensorrt_plan"',
@@ -182,7 +186,12 @@ def render_config(name: str, sig: Signature, *, instances: int, parameters: dict
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text)  # a JSON string is a valid protobuf text-format string (ASCII, escapes)
+    """`text` as a protobuf text-format string: printable ASCII as is, every other byte of its UTF-8 octal-escaped
+    (JSON's \\uXXXX escapes are not text format; a character past U+FFFF became a surrogate pair it refuses)."""
+    escaped = (
+        "\\" + chr(b) if chr(b) in '"\\' else chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}" for b in text.encode("utf-8")
+    )
+    return '"' + "".join(escaped) + '"'
 
 
 def check_loadable(backend: str, name: str) -> None:
