@@ -3,7 +3,7 @@
 `emit` writes the network (TensorRT infers every shape as layers are added); `trtnet.build` compiles it into a
 plan; `reference` runs the same network in the numpy interpreter. One emission path serves all three, so the
 network the interpreter checks is the network the engine is built from. A `Network` parsed from an ONNX file
-(`trtnet.onnx.parse_onnx`) goes through the same `build` and `reference`.
+(`trtnet.onnx.parse.parse_onnx`) goes through the same `build` and `reference`.
 
 Emission options travel as one `Policy` (trtnet.graph): `policy=Policy(precision="fp16")`, or its field names as
 keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one place. The defaults are Policy's.

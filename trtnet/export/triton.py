@@ -8,7 +8,8 @@
 Layout written (Triton's own): `REPO/NAME/config.pbtxt` and `REPO/NAME/V/model.plan`, with trtnet's JSON sidecar
 beside the plan (`model.plan.json`: Triton ignores it, `trtnet.Engine.load` reads the plan back with it).
 
-The config's text, and how the engine's batch becomes Triton's, are `trtnet.triton_config`'s.
+The config's text, and how the engine's batch becomes Triton's, are `trtnet.export.triton_config`'s: its module
+docstring has the batching rules (and docs/triton.md, Batching).
 
 Writing is atomic: a staging folder inside REPO, renamed into place. Existing versions are never touched; the
 config, shared by a model's versions, is replaced only when every existing version's engine (its sidecar) has
@@ -92,7 +93,8 @@ def export_engine(
     allow_rtx: bool = True,
 ) -> TritonExport:
     """Write `engine` (a `trtnet.Engine`, or any `Plan`: no GPU needed) into the Triton model repository `repo`
-    as model `name`, version `version` (default: the next free one). See the module docstring for the batching rules and what happens to an existing model.
+    as model `name`, version `version` (default: the next free one). The batching rules are in
+    `trtnet.export.triton_config`'s module docstring; what happens to an existing model is in this module's.
 
     `preferred_batch` and `max_queue_delay_us` set Triton's dynamic batcher. A plan Triton's TensorRT backend
     cannot load (a TensorRT for RTX one) is written with a warning, or refused with `allow_rtx=False`."""

@@ -1,6 +1,6 @@
 """The `config.pbtxt` of a Triton model from an engine's sidecar: its signature (batching, inputs and outputs with
 Triton's dims and types), the text (protobuf text format of Triton's `ModelConfig`), and the parameters that
-record which TensorRT can load the plan. No files: `trtnet.triton` writes the repository.
+record which TensorRT can load the plan. No files: `trtnet.export.triton` writes the repository.
 
 How the engine's batch becomes Triton's: only an engine whose profile runs batch 1..MAX gets `max_batch_size: MAX`,
 the batch left out of the dims, and `dynamic_batching` (preferred sizes: the profile's opt and max), because

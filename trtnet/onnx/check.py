@@ -177,7 +177,7 @@ class CheckReport:
 class ParsedOnnx:
     """A network parsed by TensorRT's ONNX parser, with the builder and parser that own its memory.
 
-    Not `trtnet.onnx.parse_onnx`: that one makes a network to build (a profile, a precision); `check` runs the
+    Not `trtnet.onnx.parse.parse_onnx`: that one makes a network to build (a profile, a precision); `check` runs the
     file's own network at one shape per input.
     """
 

@@ -3,7 +3,7 @@
 >>> engine = trtnet.build(resnet50(weights=None), batch_size=(1, 8, 32))     # doctest: +SKIP
 >>> logits, = engine(np.zeros((4, 3, 224, 224), np.float32))                 # doctest: +SKIP
 
-Every call is checked first, in plain Python (`trtnet.calls`). Host inputs go through page-locked buffers and
+Every call is checked first, in plain Python (`trtnet.runtime.bindings`). Host inputs go through page-locked buffers and
 come back as numpy arrays; GPU inputs (torch CUDA tensors, `__cuda_array_interface__`, CUDA `__dlpack__`) are
 used in place, the results going into `out=`, new torch tensors, or new `DeviceArray`s (README: Runtime).
 Several runners on one engine run concurrently; one context is never shared between streams.

@@ -106,7 +106,7 @@ def register(
 
 def forget_module(module: str) -> None:
     """Drop the entries registered by module `module` before its file runs (again): a user's model file that
-    `trtnet.models` ran before and that failed half-way may have registered some of them."""
+    `trtnet.cli.model_ref` ran before and that failed half-way may have registered some of them."""
     for name in [n for n, e in REGISTRY.items() if e.fn.__module__ == module]:
         del REGISTRY[name]
 
