@@ -9,7 +9,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from trtnet.errors import BuildError, NetworkError
 from trtnet.graph import Policy, PolicyOptions
 from trtnet.nn.module import Module
 from trtnet.runtime.engine import Engine, PlanRejected
+from trtnet.runtime.sidecar import TensorSpec
 from trtnet.target import cache_dir as default_cache_dir
 from trtnet.target import target
 
@@ -294,7 +295,7 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     engine = Engine(
         bytes(plan),
         inputs=net.inputs,
-        outputs=net.outputs,
+        outputs=batched_outputs(net),
         backend=str(get_backend()),
         num_layers=net.num_layers,
         build_seconds=seconds + net.seconds,
@@ -304,3 +305,31 @@ def build_network(net: Network, *, optimization_level: int | None = None, verbos
     if progress is not None:
         print(engine.summary(label), file=sys.stderr)
     return engine
+
+
+def batched_outputs(net: Network) -> list[TensorSpec]:
+    """The output specs, with `min_batch`/`max_batch` set on each whose dim 0 is the batch: TensorRT's shape
+    inference, at the profile's min, opt and max batch (the other dims at opt), gives it exactly that batch. Left
+    0 where it does not or cannot (inputs of different batch ranges, a data-dependent size): Triton batches an
+    engine only when every output's dim 0 is its batch (`trtnet.export.triton_config`)."""
+    ranges = {s.batch_range() for s in net.inputs}
+    if len(ranges) != 1 or net.network is None:
+        return list(net.outputs)
+    (lo, hi), opt = ranges.pop(), net.inputs[0].shape[0]
+    network = net.network
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    declared = [tuple(t.shape) for t in inputs]
+    follows = [s.shape[:1] == (-1,) for s in net.outputs]
+    try:
+        for batch in sorted({lo, opt, hi}):
+            for t, spec in zip(inputs, net.inputs):
+                t.shape = spec.shape_for(batch)
+            for i in range(network.num_outputs):
+                shape = tuple(network.get_output(i).shape)
+                follows[i] = follows[i] and shape[:1] == (batch,)
+    except (RuntimeError, ValueError, TypeError):  # shape inference refused a probe: nothing established
+        follows = [False] * len(follows)
+    finally:
+        for t, shape in zip(inputs, declared):
+            t.shape = shape
+    return [replace(s, min_batch=lo, max_batch=hi) if f else s for s, f in zip(net.outputs, follows)]

@@ -2,10 +2,11 @@
 Triton's dims and types), the text (protobuf text format of Triton's `ModelConfig`), and the parameters that
 record which TensorRT can load the plan. No files: `trtnet.export.triton` writes the repository.
 
-How the engine's batch becomes Triton's: only an engine whose profile runs batch 1..MAX gets `max_batch_size: MAX`,
-the batch left out of the dims, and `dynamic_batching` (preferred sizes: the profile's opt and max), because
-Triton then sends any batch from 1 to MAX. Any other engine gets `max_batch_size: 0` and full dims (`-1` for a
-range); asking it for dynamic batching is an `ExportError`.
+How the engine's batch becomes Triton's: only an engine whose every input's dim 0 takes the same batch 1..MAX, and
+whose every output's dim 0 is that batch (recorded at build: `trtnet.builder.build.batched_outputs`), gets
+`max_batch_size: MAX`, the batch left out of the dims, and `dynamic_batching` (preferred sizes: the profile's opt
+and max), because Triton then sends any batch from 1 to MAX and splits every output by it. Any other engine gets
+`max_batch_size: 0` and full dims (`-1` for a range); asking it for dynamic batching is an `ExportError`.
 """
 
 from __future__ import annotations
@@ -57,21 +58,28 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
                 str(s["name"]),
                 list(s["shape"]),
                 str(s["dtype"]),
-                int(s["min_batch"]),
-                int(s["max_batch"]),
+                (int(s["min_batch"]) or s["shape"][0], int(s["max_batch"]) or s["shape"][0]),
                 {i for i, (a, b) in enumerate(zip(s.get("min_shape", ()), s.get("max_shape", ()))) if a != b},
             )
             for s in meta["inputs"]
         ]
-        outputs = [(str(s["name"]), list(s["shape"]), str(s["dtype"])) for s in meta["outputs"]]
-    except (KeyError, TypeError, ValueError) as e:
+        # An output's min_batch/max_batch: the batch range when its dim 0 is the batch (set at build; 0 if not).
+        outputs = [
+            (
+                str(s["name"]),
+                list(s["shape"]),
+                str(s["dtype"]),
+                (int(s.get("min_batch", 0)), int(s.get("max_batch", 0))),
+            )
+            for s in meta["outputs"]
+        ]
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ExportError(f"{where}: incomplete engine metadata ({type(e).__name__}: {e})") from e
     if not inputs:
         raise ExportError(f"{where}: an engine without inputs cannot be served")
-    lo = min(i[3] or i[1][0] for i in inputs)
-    hi = max(i[4] or i[1][0] for i in inputs)
+    lo, hi = inputs[0][3]
     opt = inputs[0][1][0]
-    why_not = _why_no_batching(lo, hi, outputs)
+    why_not = _why_no_batching(inputs, outputs)
     if dynamic_batching and why_not:
         raise ExportError(
             f"{where}: dynamic batching asked for, but {why_not}. With dynamic batching Triton sends "
@@ -80,9 +88,9 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
         )
     batching = not why_not if dynamic_batching is None else bool(dynamic_batching)
 
-    def dims(shape: list[int], ranged: set[int], is_input: bool) -> tuple[int, ...]:
+    def dims(shape: list[int], ranged: set[int]) -> tuple[int, ...]:
         # An input spec holds its opt sizes: -1 stands for a dim the profile gives a range (batch, length).
-        full = tuple(-1 if (i in ranged or (is_input and i == 0 and lo != hi)) else int(d) for i, d in enumerate(shape))
+        full = tuple(-1 if i in ranged else int(d) for i, d in enumerate(shape))
         return full[1:] if batching else full
 
     def triton_type(name: str, dtype: str) -> str:
@@ -96,8 +104,8 @@ def signature(meta: dict[str, Any], *, dynamic_batching: bool | None = None, whe
     preferred = tuple(sorted({opt, hi} - {1})) if batching else ()
     return Signature(
         hi if batching else 0,
-        tuple((n, triton_type(n, t), dims(s, r, True)) for n, s, t, _, _, r in inputs),
-        tuple((n, triton_type(n, t), dims(s, set(), False)) for n, s, t in outputs),
+        tuple((n, triton_type(n, t), dims(s, r | ({0} if b[0] != b[1] else set()))) for n, s, t, b, r in inputs),
+        tuple((n, triton_type(n, t), dims(s, set())) for n, s, t, _ in outputs),
         preferred,
     )
 
@@ -140,16 +148,28 @@ def with_batching(
     return sig
 
 
-def _why_no_batching(lo: int, hi: int, outputs: list[tuple[str, list[int], str]]) -> str:
-    """Why Triton's batcher could not drive this engine, or '' when it can."""
+def _why_no_batching(inputs: list, outputs: list) -> str:
+    """Why Triton's batcher could not drive this engine, or '' when it can: every input's dim 0 takes the same
+    batch range 1..MAX, and every output's dim 0 is that batch (as the build found it)."""
+    name, (lo, hi) = inputs[0][0], inputs[0][3]
+    for other, other_shape, _, batch, _ in inputs[1:]:
+        if batch != (lo, hi):
+            return (
+                f"input {other!r} (shape {other_shape}, dim 0 {_span(batch)}) does not share input {name!r}'s "
+                f"batch (dim 0 {_span((lo, hi))}), so not every input has the batch first"
+            )
     if lo == hi:
         return f"the engine takes batch {lo} only (a fixed-batch build)"
     if lo != 1:
         return f"the engine's optimization profile starts at batch {lo}, and Triton also sends smaller batches"
-    for name, shape, _ in outputs:
-        if not shape or shape[0] != -1:
-            return f"output {name!r} (shape {shape}) has no batch dimension first"
+    for out, out_shape, _, batch in outputs:
+        if batch != (lo, hi) or out_shape[:1] != [-1]:
+            return f"output {out!r} (shape {out_shape}) is not known to have the batch first"
     return ""
+
+
+def _span(batch: tuple[int, int]) -> str:
+    return str(batch[0]) if batch[0] == batch[1] else f"{batch[0]}..{batch[1]}"
 
 
 def render_config(name: str, sig: Signature, *, instances: int, parameters: dict[str, str]) -> str:
