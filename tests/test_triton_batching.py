@@ -93,3 +93,20 @@ def test_an_output_batches_only_when_its_dim_0_is_the_batch(tmp_path, cls, batch
         assert config_of(engine, tmp_path) == (0, [("ids", [-1, -1], None), ("out", [-1, -1, 4], None)])
         with pytest.raises(ExportError, match=r"output 'out' \(shape \[-1, -1, 4\]\) is not known to have the batch"):
             export_engine(engine, tmp_path / "c", "m", dynamic_batching=True)
+
+
+def test_a_plan_cached_before_outputs_recorded_their_batch_still_batches(tmp_path):
+    """A cache hit returned the old sidecar's outputs (no batch record), so a cached resnet exported unbatched."""
+    import json
+
+    model = BatchMajor()
+    init_random(model)
+    trtnet.build(model, (1, 2, 4), precision="fp32", cache_dir=tmp_path / "cache")
+    sidecars = [p for p in (tmp_path / "cache").rglob("*.json") if '"outputs"' in p.read_text()]
+    assert sidecars
+    for p in sidecars:  # as builds before this record wrote them
+        meta = json.loads(p.read_text())
+        meta["outputs"] = [dict(o, min_batch=0, max_batch=0) for o in meta["outputs"]]
+        p.write_text(json.dumps(meta))
+    engine = trtnet.build(model, (1, 2, 4), precision="fp32", cache_dir=tmp_path / "cache")
+    assert config_of(engine, tmp_path / "repo")[0] == 4

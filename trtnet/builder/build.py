@@ -109,7 +109,7 @@ def build(
         "inputs": [(s.name, s.shape, s.dtype, s.min_batch, s.max_batch, s.min_shape, s.max_shape) for s in net.inputs],
     }
     key = engine_cache.engine_key(net.network, net.keepalive, key_options)
-    return engine_cache.cached(
+    engine = engine_cache.cached(
         key,
         default_cache_dir(cache_dir),
         lambda: build_network(net, optimization_level=optimization_level, verbose=verbose),
@@ -117,6 +117,8 @@ def build(
         verbose=verbose,
         label=net.label,
     )
+    engine.outputs = batched_outputs(net)  # a plan cached before outputs recorded their batch gets it too
+    return engine
 
 
 def _chosen_keeps(
