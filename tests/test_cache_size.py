@@ -14,6 +14,7 @@ import pytest
 import trtnet
 from tests.helpers import trtnet_cli
 from tests.runtime_models import two_inputs
+from tests.test_fileio import guarded
 from trtnet.builder import cache
 from trtnet.builder.cache import cache_entries, parse_size, prune_cache
 from trtnet.fileio import file_lock
@@ -115,7 +116,7 @@ def test_the_cache_command_lists_prunes_and_clears(tmp_path):
     assert old in lines[3] and " fp32 " in lines[3]
     (tmp_path / f"{old}.plan.json").write_text("{")  # a damaged sidecar is a row that says so, not a failure
     r = trtnet_cli("cache", "--dir", tmp_path)
-    assert r.returncode == 0 and "metadata unreadable" in r.stdout.splitlines()[3], r.stdout
+    assert r.returncode == 0 and "(unreadable: pruning removes it" in r.stdout.splitlines()[3], r.stdout
     r = trtnet_cli("cache", "--dir", tmp_path, "--prune", "1K")
     assert r.returncode == 0 and r.stdout.startswith(f"{tmp_path}: removed 2 entries ("), r.stdout
     assert "0 entries, 0 B left" in r.stdout and cache_entries(tmp_path) == []
@@ -137,3 +138,30 @@ def test_bad_cache_arguments_are_one_line_errors(tmp_path, args, pattern):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert re.search(pattern, r.stderr.splitlines()[0]), r.stderr
     assert len(cache_entries(tmp_path)) == 1  # nothing removed
+
+
+def test_entries_that_are_not_whole_are_removed_unopened(tmp_path):
+    """A FIFO for a plan hung pruning (it hashed the plan to find its runtime cache), a link to /dev/zero ran it
+    out of memory, a link to another entry's plan took that entry's runtime cache, and entries of 0 bytes or
+    sidecars left without their plan were never removed."""
+    good = _build(tmp_path, 2)
+    plan = tmp_path / f"{good}.plan"
+    digest = hashlib.sha256(plan.read_bytes()).hexdigest()[:32]
+    (tmp_path / "runtime").mkdir()
+    (tmp_path / "runtime" / f"{digest}.rtcache").write_bytes(b"kernels")
+    fifo, link, orphan = "a" * 40, "b" * 40, "c" * 40
+    os.mkfifo(tmp_path / f"{fifo}.plan")
+    (tmp_path / f"{link}.plan").symlink_to(plan)
+    (tmp_path / f"{orphan}.plan.json").write_text("{}")
+    entries = {e.key: e for e in cache_entries(tmp_path)}
+    assert set(entries) == {good, fifo, link, orphan} and [k for k, e in entries.items() if e.whole] == [good]
+    with guarded(20):  # a regression hangs on the FIFO: fail instead
+        removed = prune_cache(1 << 40, tmp_path)  # room for everything: only what is not whole goes
+    assert sorted(e.key for e in removed) == sorted([fifo, link, orphan])
+    assert [e.key for e in cache_entries(tmp_path)] == [good] and plan.is_file()
+    assert (tmp_path / "runtime" / f"{digest}.rtcache").exists()  # the link's removal left good's kernels
+
+
+def test_a_size_variable_that_is_not_a_size_is_said_so_by_the_listing(tmp_path):
+    r = trtnet_cli("cache", "--dir", tmp_path, TRTNET_CACHE_MAX_SIZE="abc")
+    assert r.returncode == 0 and "(no size limit: TRTNET_CACHE_MAX_SIZE is not a size)" in r.stdout, r.stdout

@@ -260,13 +260,15 @@ def size_limit() -> int | None:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """An entry of the cache folder: its key, its plan, the bytes it holds (plan and sidecar) and when it was
-    last stored or used (the plan's modification time, set anew at each hit)."""
+    """An entry of the cache folder: its key, its plan, the bytes it holds (plan and sidecar), when it was last
+    stored or used (the plan's modification time, set anew at each hit), and whether its plan is a regular file
+    (an entry that is not whole, such as a sidecar left without its plan, is only rebuilt by the next build)."""
 
     key: str
     plan: Path
     size: int
     last_used: float
+    whole: bool = True
 
 
 def cache_entries(folder: str | os.PathLike | None = None) -> list[CacheEntry]:
@@ -277,45 +279,47 @@ def cache_entries(folder: str | os.PathLike | None = None) -> list[CacheEntry]:
         names = os.listdir(folder)
     except FileNotFoundError:
         return []
-    found = []
-    for name in names:
-        key, _, suffix = name.partition(".")
-        if suffix != "plan" or not _KEY.fullmatch(key):
-            continue
-        try:
-            info = os.lstat(folder / name)
-        except OSError:  # removed meanwhile
-            continue
-        size = info.st_size if stat.S_ISREG(info.st_mode) else 0
-        with contextlib.suppress(OSError):
-            size += os.lstat(sidecar_path(folder / name)).st_size
-        found.append(CacheEntry(key, folder / name, size, info.st_mtime))
+    keys = {n.partition(".")[0] for n in names if n.partition(".")[2] in ("plan", "plan.json")}
+    found = [e for e in (_entry(folder, key) for key in keys if _KEY.fullmatch(key)) if e is not None]
     return sorted(found, key=lambda e: (-e.last_used, e.key))
+
+
+def _entry(folder: Path, key: str) -> CacheEntry | None:
+    """The entry of `key` as its files are now (lstat: links and special files are not followed or opened)."""
+    plan = entry_path(key, folder)
+    stats = []
+    for p in (plan, sidecar_path(plan)):
+        try:
+            stats.append(os.lstat(p))
+        except OSError:
+            stats.append(None)
+    if stats == [None, None]:  # removed meanwhile
+        return None
+    size = sum(s.st_size for s in stats if s is not None and stat.S_ISREG(s.st_mode))
+    stamp = next(s for s in stats if s is not None).st_mtime  # the plan's, or an orphan sidecar's
+    return CacheEntry(key, plan, size, stamp, stats[0] is not None and stat.S_ISREG(stats[0].st_mode))
 
 
 def prune_cache(max_bytes: int, folder: str | os.PathLike | None = None, keep: Iterable[str] = ()) -> list[CacheEntry]:
     """Remove the least recently used entries of `folder` (default: the cache folder) until the others hold at
-    most `max_bytes`; `prune_cache(0)` empties it. Left in place: the keys in `keep`, and an entry that a build
-    holds right now (storing or loading it) or that was used since it was listed. Returns the entries removed.
-    The empty lock files stay: removing one could let two builders of its key run at once."""
+    most `max_bytes`, and every entry that is not whole; `prune_cache(0)` empties it. Left in place: the keys in
+    `keep`, and an entry that a build holds right now (storing or loading it) or that was used since it was
+    listed. Returns the entries removed. The empty lock files stay: removing one could let two builders of its
+    key run at once."""
     folder = cache_dir(folder)
     entries = cache_entries(folder)
     total = sum(e.size for e in entries)
     removed = []
     for entry in reversed(entries):  # the least recently used first
-        if total <= max_bytes:
-            break
-        if entry.key in keep:
+        if entry.key in keep or (entry.whole and total <= max_bytes):
             continue
         with file_lock_if_free(folder / f"{entry.key}.lock") as free:
-            try:
-                unused = free and os.lstat(entry.plan).st_mtime == entry.last_used
-            except OSError:  # already gone
-                unused = False
+            unused = free and _entry(folder, entry.key) == entry  # not used (nor replaced) since it was listed
             if unused:
-                _remove_runtime_cache(entry.plan, folder)
+                if entry.whole:
+                    _remove_runtime_cache(entry.plan, folder)
                 remove_entry(entry.key, folder)
-        if unused and not os.path.lexists(entry.plan):
+        if unused and _entry(folder, entry.key) is None:
             total -= entry.size
             removed.append(entry)
     return removed
@@ -323,10 +327,14 @@ def prune_cache(max_bytes: int, folder: str | os.PathLike | None = None, keep: I
 
 def _remove_runtime_cache(plan: Path, folder: Path) -> None:
     """The kernels TensorRT for RTX compiled when the entry's engine first ran, kept under `runtime/` by the
-    plan's hash (see `Engine`): they serve no other plan."""
+    plan's hash (see `Engine`): they serve no other plan. `plan` is a regular file (never a link: it could lead
+    to another entry's plan, or to a device)."""
     runtime = folder / "runtime"
     if not runtime.is_dir():
         return
     with contextlib.suppress(OSError):
-        digest = hashlib.sha256(plan.read_bytes()).hexdigest()[:32]
-        (runtime / f"{digest}.rtcache").unlink(missing_ok=True)
+        digest = hashlib.sha256()
+        with open(plan, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NOFOLLOW", 0))) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        (runtime / f"{digest.hexdigest()[:32]}.rtcache").unlink(missing_ok=True)

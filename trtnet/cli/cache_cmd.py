@@ -4,6 +4,7 @@ the least recently used ones until the cache holds at most SIZE, `--clear` all o
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -68,7 +69,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     said = (
         f"pruned to {_bytes(limit)} after each build"
         if limit is not None
-        else f"no size limit: {SIZE_VARIABLE} is not set"
+        else f"no size limit: {SIZE_VARIABLE} {'is not a size' if os.environ.get(SIZE_VARIABLE, '').strip() else 'is not set'}"
     )
     total = sum(e.size for e in entries)
     print(f"{folder}: {counted(len(entries), 'entry', 'entries')}, {_bytes(total)} ({said})")
@@ -88,9 +89,17 @@ def _row(entry) -> tuple[str, str, str, str, str]:
 
     used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
     try:
+        if not entry.whole:
+            raise EngineError("no plan")
         meta = read_metadata(sidecar_path(entry.plan))
     except EngineError:
-        return used, _bytes(entry.size), "?", "(metadata unreadable: the next build of its key replaces it)", entry.key
+        return (
+            used,
+            _bytes(entry.size),
+            "?",
+            "(unreadable: pruning removes it, the next build of its key replaces it)",
+            entry.key,
+        )
     specs = [TensorSpec(**s) for s in meta["inputs"]]
     inputs = ", ".join(f"{shown(s.name)} {shown(s.dtype)}{s.allowed()}" for s in specs)
     return used, _bytes(entry.size), shown(meta["precision"]) or "?", inputs, entry.key
