@@ -218,8 +218,10 @@ def test_what_the_model_s_own_code_raises_is_one_line_naming_its_line(tmp_path):
     path = write(
         tmp_path,
         """
+        import numpy as np
+
         import trtnet
-        from trtnet import nn
+        from trtnet import nn, ops
 
 
         class Typo(nn.Module):
@@ -235,12 +237,60 @@ def test_what_the_model_s_own_code_raises_is_one_line_naming_its_line(tmp_path):
                 return [nn.Input(5, (4,))]
 
 
+        class Exits(Typo):
+            def forward(self, x):
+                raise SystemExit(0)
+
+
+        class Library(Typo):
+            def forward(self, x):
+                return np.linalg.inv(np.zeros((2, 3)))
+
+
+        class Names(Typo):
+            def forward(self, x):
+                return x.relu()
+
+            def output_names(self, n):
+                return self.names
+
+
+        class Unnamed(Names):
+            def output_names(self, n):
+                return [""]
+
+
+        class Concat(Typo):
+            def forward(self, x):
+                return ops.concat([x, x], axis=7)
+
+
         def typo(weights=None):
             return Typo()
 
 
         def numbered(weights=None):
             return Numbered()
+
+
+        def exits(weights=None):
+            return Exits()
+
+
+        def library(weights=None):
+            return Library()
+
+
+        def names(weights=None):
+            return Names()
+
+
+        def unnamed(weights=None):
+            return Unnamed()
+
+
+        def concat(weights=None):
+            return Concat()
         """,
         name="mine.py",
     )
@@ -253,6 +303,23 @@ def test_what_the_model_s_own_code_raises_is_one_line_naming_its_line(tmp_path):
     result = trtnet_cli("build", f"{path}:numbered", "-o", tmp_path / "m.plan")
     assert result.returncode == 2 and "an Input's name must be a non-empty string, not 5" in error_line(result)
     assert not (tmp_path / "m.plan").exists()
+    lines = path.read_text().splitlines()
+    expected = {  # each at the model's own line: numpy's, trtnet's and TensorRT's lines say nothing of it
+        "exits": ("Exits.forward raised SystemExit: 0", "raise SystemExit(0)"),  # not exit 0 with no plan
+        "library": ("Library.forward raised LinAlgError: ", "np.linalg.inv"),
+        "names": ("Names.output_names raised AttributeError: 'Names' object has no attribute 'names'", "self.names"),
+        "concat": ("axis 7", "ops.concat"),  # trtnet's own message, and where the model called the op
+    }
+    for name, (said, code) in expected.items():
+        line = next(i for i, text in enumerate(lines, 1) if code in text)
+        result = trtnet_cli("build", f"{path}:{name}", "-o", tmp_path / "m.plan")
+        message = error_line(result)
+        assert result.returncode == 2 and said in message and message.endswith(f"(at {path}:{line})"), message
+        assert not (tmp_path / "m.plan").exists()
+    result = trtnet_cli("build", f"{path}:unnamed", "-o", tmp_path / "m.plan")
+    assert result.returncode == 2 and "Unnamed.output_names(1) gives '': each output's name is a non-empty" in (
+        error_line(result)
+    )
 
 
 def test_export_triton_and_convert_take_a_file_model(model_file, tmp_path):

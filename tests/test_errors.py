@@ -44,7 +44,8 @@ def test_a_shape_trt_cannot_infer_is_a_network_error_at_the_op_with_trts_reason(
     assert str(caught.value) == (
         "module 'blocks.1': TensorRT refused op 'add' (layer 'blocks.1/sum'; inputs "
         "blocks.1.fc/bias_output float32[2, 3, 4], positions float32[2, 5, 4]): ITensor::getDimensions: Error "
-        "Code 4: Shape Error (broadcast dimensions must be conformable)"
+        "Code 4: Shape Error (broadcast dimensions must be conformable) "
+        f"(at {__file__}:{Block.forward.__code__.co_firstlineno + 1})"  # the model's own line, where it added
     )
     # Raised inside Block.forward, at the line that adds: the traceback shows the user's line.
     assert any(entry.name == "forward" and "positions" in str(entry.statement) for entry in caught.traceback)
@@ -174,7 +175,7 @@ def test_an_unloaded_parameter_names_its_key_and_the_ways_to_fill_it():
         match=r"^parameter 'fc.weight' \(shape \(4, 4\)\) has no value: load the "
         r"model's weights with trtnet.load_weights\(model, 'weights.safetensors'\) \(or a dict of "
         r"arrays\), or fill it with seeded random values with trtnet.init_random\(model\); a zoo "
-        r"entry does either itself: zoo_fn\(weights=FILE\) or zoo_fn\(weights=None\)$",
+        r"entry does either itself: zoo_fn\(weights=FILE\) or zoo_fn\(weights=None\) \(at .*test_errors.py:\d+\)$",
     ):
         trtnet.reference(model, np.zeros((1, 4), np.float32))
 

@@ -12,9 +12,7 @@ keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one
 from __future__ import annotations
 
 import numbers
-import os
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,8 @@ import numpy as np
 
 from trtnet import dtypes
 from trtnet.backend import capture_errors, get_trt, logger
-from trtnet.errors import NetworkError, TrtnetError
+from trtnet.builder import users
+from trtnet.errors import NetworkError
 from trtnet.graph import Graph, Policy, PolicyOptions, resolve_policy
 from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
@@ -103,7 +102,7 @@ def emit(
                 )
             t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
-        results = _forward(model, args)
+        results = users.run(model, "forward", model, *args)
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         names = _output_names(model, results)
         outputs = []
@@ -146,23 +145,6 @@ def emit(
     )
 
 
-def _forward(model: Module, args: list[Tensor]) -> Any:
-    """`model(*args)`. What a model of the user's own raises (a typo, an op given the wrong thing) is a
-    `NetworkError` naming the model, the error and the line of the user's code it came from; in a model of
-    trtnet's zoo it is a bug, raised as it is."""
-    try:
-        return model(*args)
-    except TrtnetError:
-        raise
-    except Exception as e:  # noqa: BLE001  the user's code: whatever it raises is said by name
-        if type(model).__module__.partition(".")[0] == "trtnet":
-            raise
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        theirs = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(package + os.sep)]
-        where = f" (at {theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""
-        raise NetworkError(f"{type(model).__name__}.forward raised {type(e).__name__}: {e}{where}") from e
-
-
 def _output_names(model: Module, results: list) -> list[str]:
     """The names of `forward`'s results: one distinct name per Tensor, or a NetworkError saying what differs."""
     kind = type(model).__name__
@@ -171,7 +153,12 @@ def _output_names(model: Module, results: list) -> list[str]:
             raise NetworkError(
                 f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a trtnet Tensor"
             )
-    names = list(model.output_names(len(results)))
+    names = list(users.run(model, "output_names", model.output_names, len(results)))
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:  # TensorRT takes strings only, and refuses an empty name late, deep in its build
+        raise NetworkError(
+            f"{kind}.output_names({len(results)}) gives {bad[0]!r}: each output's name is a non-empty string"
+        )
     if len(names) != len(results):
         raise NetworkError(
             f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
@@ -247,7 +234,7 @@ def _short(value: Any) -> str:
 
 
 def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
-    declared: list[Input] = model.inputs()
+    declared: list[Input] = users.run(model, "inputs", model.inputs)
     names = {i.name for i in declared}
     for name in overrides:
         if name not in names:

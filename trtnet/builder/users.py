@@ -1,0 +1,50 @@
+"""A model's own code run while it is emitted (`inputs`, `forward`, `output_names`). What a model of the user's
+raises (a typo, an op given the wrong thing, even `SystemExit`) is bad input: a `NetworkError` naming the model,
+the method and the line of the user's file it came from, or the trtnet error with that line added. A model of
+trtnet's zoo raises as it is: there it is a bug in trtnet."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sysconfig
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from trtnet.errors import NetworkError, TrtnetError
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(model: Any, method: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)`, `model`'s `method` (for the messages), with what it raises said as above."""
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as e:  # noqa: BLE001  the user's code: whatever it raises is said by name
+        if type(model).__module__.partition(".")[0] == "trtnet":
+            raise
+        where = _their_line(model, e)
+        if isinstance(e, TrtnetError):  # a trtnet op misused: its message, and where the model called it
+            if where:
+                e.args = (f"{e}{where}",)
+            raise
+        raise NetworkError(f"{type(model).__name__}.{method} raised {type(e).__name__}: {e}{where}") from e
+
+
+def _their_line(model: Any, error: BaseException) -> str:
+    """` (at FILE:LINE)`: the innermost frame in the file that defines the model's class, else the innermost one
+    outside trtnet and the installed libraries (numpy's own lines say nothing of the model); '' if none."""
+    frames = traceback.extract_tb(error.__traceback__)
+    try:
+        own = os.path.abspath(inspect.getsourcefile(type(model)) or "")
+    except TypeError:  # a class defined where no file is
+        own = ""
+    mine = [f for f in frames if own and os.path.abspath(f.filename) == own]
+    if not mine:
+        libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
+        skip = tuple(os.path.abspath(p) + os.sep for p in (_PACKAGE, *libraries))
+        mine = [f for f in frames if not os.path.abspath(f.filename).startswith(skip)]
+    return f" (at {mine[-1].filename}:{mine[-1].lineno})" if mine else ""
