@@ -64,6 +64,9 @@ def test_products_of_dynamic_shape_are_said_to_be_uncounted_not_zero():
     summary = summarize(network)
     assert [r.flops for r in summary.rows] == [0, None, 0] and (summary.flops, summary.uncounted) == (0, 1)
     assert summary.table().splitlines()[-1].startswith("not counted: 1 product of dynamic shape (")
+    # [2, -1] x [-1, 3]: the output's shape is static, the contraction is not (it was counted as negative FLOPs).
+    gram, _ = _network(lambda x: ops.matmul(x, x, transpose_b=True), (2, -1))
+    assert [r.flops for r in summarize(gram).rows] == [None]
     static, _ = _network(lambda x: ops.relu(ops.matmul(x, ops.constant(w), transpose_b=True)), (2, 3, 4))
     assert summarize(static).uncounted == 0 and "not counted" not in summarize(static).table()
 

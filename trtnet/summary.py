@@ -113,8 +113,9 @@ def _flops(trt, layer, type_name: str) -> int | None:
     if type_name not in ("CONVOLUTION", "DECONVOLUTION", "MATRIX_MULTIPLY", "ATTENTION_INPUT"):
         return 0
     out = tuple(layer.get_output(0).shape) if layer.num_outputs else ()
-    if any(d < 0 for d in out):
-        return None  # a dynamic shape: nothing to count until the engine runs
+    ins = [tuple(layer.get_input(i).shape) for i in range(layer.num_inputs) if layer.get_input(i) is not None]
+    if any(d < 0 for shape in (out, *ins) for d in shape):
+        return None  # a dynamic shape (of the output, or of a contracted dim): nothing to count until it runs
     if type_name in ("CONVOLUTION", "DECONVOLUTION"):
         layer.__class__ = getattr(trt, _WEIGHTS[type_name][0])
         cin = layer.get_input(0).shape[1]
@@ -129,8 +130,6 @@ def _flops(trt, layer, type_name: str) -> int | None:
         k = a[-2] if layer.op0 == trt.MatrixOperation.TRANSPOSE else a[-1]  # VECTOR and NONE: the last dim
         return 2 * math.prod(out) * k
     if type_name == "ATTENTION_INPUT":  # a fused attention's two products (q k^T, then by v), counted at its input
-        q, k, v = (tuple(layer.get_input(i).shape) for i in range(3))
-        if any(d < 0 for d in q + k + v):
-            return None
+        q, k, v = ins[:3]
         return 2 * math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
     return 0
