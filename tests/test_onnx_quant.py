@@ -229,6 +229,17 @@ def test_an_onnx_calibration_is_tied_to_the_weights_and_shapes_it_measured(small
     export_onnx(Small(), copy, (1, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
     trtnet.parse_onnx(copy, shapes={"images": ((1, 3, 8, 8), (2, 3, 16, 16), (4, 3, 32, 32))}, precision="int8",
                       calibration=path)  # fmt: skip
+    # The same weights under other initializer names (the parser names constants after them): the same weights.
+    import onnx
+
+    renamed = onnx.load(str(small))
+    names = {init.name: f"renamed_{i}" for i, init in enumerate(renamed.graph.initializer)}
+    for init in renamed.graph.initializer:
+        init.name = names[init.name]
+    for node in renamed.graph.node:
+        node.input[:] = [names.get(n, n) for n in node.input]
+    onnx.save(renamed, str(tmp_path / "renamed.onnx"))
+    trtnet.parse_onnx(tmp_path / "renamed.onnx", shapes={"images": (2, 3, 16, 16)}, precision="int8", calibration=path)
     with pytest.raises(CalibrationError, match=r"small.calibration.json was measured on other weights than these"):
         trtnet.parse_onnx(retrained, shapes={"images": (2, 3, 16, 16)}, precision="int8", calibration=path)
     with pytest.raises(CalibrationError, match=r"on input 'images' of per-sample shape \[3, 16, 16\]; the network "
@@ -244,6 +255,7 @@ def test_an_onnx_calibration_is_tied_to_the_weights_and_shapes_it_measured(small
     build = ("build", retrained, "--shapes", "images:2x3x16x16", "--precision", "int8", "--calibration", path)
     r = trtnet_cli(*build, "-o", plan)
     assert r.returncode == 2 and "measured on other weights than these" in error_line(r), r.stderr
+    assert "calibrate this model with these weights" in error_line(r)
     assert "--reuse-calibration" in error_line(r) and not plan.exists()
     r = trtnet_cli("summary", *build[1:], "--reuse-calibration")
     assert r.returncode == 0 and "(ONNX), int8; inputs images float32[2x3x16x16]" in r.stdout, r.stderr

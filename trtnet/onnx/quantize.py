@@ -97,9 +97,10 @@ def find_points(network: Any) -> list[Point]:
 
 
 def weights_fingerprint(network: Any) -> str:
-    """sha256 over the weights the parser put in the fp32 `network` (each weighted layer's name, field, dtype, shape
-    and values, in layer order): what an ONNX calibration was measured with. A re-export of the same weights gives
-    the same fingerprint; other weights in the same graph do not."""
+    """sha256 over the weights the parser put in the fp32 `network` (each weighted layer's type, field, dtype, shape
+    and values, in layer order; not its name, which for a constant is the initializer's): what an ONNX calibration
+    was measured with. A re-export of the same weights gives the same fingerprint, its initializers renamed too;
+    other weights in the same graph do not."""
     fields = {"CONSTANT": ("weights",), "CONVOLUTION": ("kernel", "bias"), "DECONVOLUTION": ("kernel", "bias")}
     fields["SCALE"] = ("shift", "scale", "power")
     h = hashlib.sha256()
@@ -107,7 +108,7 @@ def weights_fingerprint(network: Any) -> str:
         layer = network.get_layer(i)
         for name in fields.get(layer.type.name, ()):
             a = np.ascontiguousarray(getattr(typed(layer), name))
-            h.update(f"{layer.name}.{name}:{a.dtype.str}{a.shape};".encode())
+            h.update(f"{layer.type.name}.{name}:{a.dtype.str}{a.shape};".encode())
             h.update(memoryview(a).cast("B"))
     return h.hexdigest()
 

@@ -287,7 +287,8 @@ def check_measured(
     if isinstance(recorded_weights, str) and recorded_weights and recorded_weights != (these := fingerprint()):
         raise CalibrationError(
             f"{where} was measured on other weights than these (fingerprint {recorded_weights[:12]}..., "
-            f"these {these[:12]}...) of model {cal.meta.get('model', '?')}; {fix}"
+            f"these {these[:12]}...) of model {cal.meta.get('model', '?')}; calibrate this model with these weights, "
+            "or pass reuse_calibration=True (--reuse-calibration)"
         )
 
 
