@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import trtnet
@@ -153,8 +154,13 @@ def test_a_plan_is_not_saved_over_another_plan_s_metadata(old, new, tmp_path):
     """`build -o good.plan.json` replaced good.plan's sidecar with plan bytes: good.plan no longer loaded."""
     path = old.save(tmp_path / "good.plan")
     before = sidecar_path(path).read_bytes()
-    with pytest.raises(EngineError, match=r"good.plan.json: this is the metadata of the plan good.plan; saving"):
+    with pytest.raises(EngineError, match=r"good.plan.json: this is the metadata of the plan good.plan; give"):
         new.save(sidecar_path(path))
+    # The mirror: a plan saved as `good` would write its metadata over the plan good.json.
+    other = old.save(tmp_path / "good.json")
+    with pytest.raises(EngineError, match=r"good.json: this is the plan good.json, its metadata good.json.json"):
+        new.save(tmp_path / "good")
+    assert Engine.load(other).plan == old.plan and not (tmp_path / "good").exists()
     assert sidecar_path(path).read_bytes() == before and Engine.load(path).plan == old.plan
     assert not (tmp_path / "good.plan.json.json").exists()
     new.save(tmp_path / "notes.json")  # a .json of no plan is only a name
@@ -443,3 +449,33 @@ def test_a_target_name_near_the_limit_still_saves_and_sweeps(old, tmp_path):
     old.save(tmp_path / name)
     assert Engine.load(tmp_path / name).plan == old.plan
     assert temporaries(tmp_path) == []
+
+
+def test_other_writers_refuse_a_plan_s_files(old, tmp_path):
+    """`trtnet calibrate -o other.plan.json` (or a check's --save-outputs, or weights) wrote over a plan's
+    metadata, exit 0: the plan no longer loaded."""
+    from trtnet.errors import CalibrationError, CheckError, WeightsError
+    from trtnet.onnx.feeds import save_npz_files
+    from trtnet.quant.ranges import Calibration
+    from trtnet.weights import save_safetensors
+
+    path = old.save(tmp_path / "other.plan")
+    before = (path.read_bytes(), sidecar_path(path).read_bytes())
+    writers = {
+        CalibrationError: lambda p: Calibration({"fc": 1.0}).save(p),
+        WeightsError: lambda p: save_safetensors({"w": np.zeros(2, np.float32)}, p),
+        CheckError: lambda p: save_npz_files([(p, {"y": np.zeros(2)}, "the outputs")]),
+    }
+    for error, write in writers.items():
+        for target, kind in (
+            (sidecar_path(path), "the metadata of the plan other.plan"),
+            (path, "the plan other.plan"),
+        ):
+            with pytest.raises(error, match=re.escape(f"{target}: cannot write the ") + ".* there: it is " + kind):
+                write(target)
+    assert (path.read_bytes(), sidecar_path(path).read_bytes()) == before and Engine.load(path).plan == old.plan
+    (tmp_path / "notes.json").write_text("{}")  # JSON beside no plan, and a file whose .json is no sidecar
+    (tmp_path / "data").write_text("x")
+    (tmp_path / "data.json").write_text('{"format": "something else"}')
+    for target in (tmp_path / "notes.json", tmp_path / "data", tmp_path / "data.json"):
+        Calibration({"fc": 1.0}).save(target)

@@ -25,6 +25,7 @@ from trtnet.errors import ConfigError, WeightsError
 from trtnet.fileio import replaced
 from trtnet.fileread import DuplicateKey, open_regular, parse_json
 from trtnet.layouts import adapt_checkpoint
+from trtnet.runtime.plan import refuse_plan_files
 
 if TYPE_CHECKING:
     from trtnet.nn.module import Module
@@ -377,7 +378,7 @@ def save_safetensors(
     state: Mapping[str, np.ndarray], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
 ) -> None:
     """Write `state` as a safetensors file, atomically (a temporary file renamed into place)."""
-    path = Path(path)
+    refuse_plan_files(path := Path(path), "the weights", WeightsError)
     codes = {v: k for k, v in _DTYPES.items() if k != "BF16"}
     header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
     arrays, offset = [], 0

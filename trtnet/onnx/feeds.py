@@ -22,6 +22,7 @@ from trtnet.fileio import (
     replace,
     write_temporary,
 )
+from trtnet.runtime.plan import refuse_plan_files
 
 
 def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
@@ -129,6 +130,7 @@ def save_npz_files(files: list[tuple[str | Path, Mapping[str, np.ndarray], str]]
     try:
         for path, arrays, what in files:
             refuse_special(Path(path), what, CheckError)
+            refuse_plan_files(path, what, CheckError)
             remove_stale_temporaries(Path(path).parent, (Path(path).name,))
             temps.append((write_temporary(Path(path), _npz_bytes(arrays), what, CheckError), Path(path), what))
         for tmp, path, what in temps:

@@ -15,6 +15,7 @@ import numpy as np
 from trtnet.errors import ParityError, WeightsError
 from trtnet.fileio import replaced
 from trtnet.nn.module import Input, Module
+from trtnet.runtime.plan import refuse_plan_files
 from trtnet.words import counted
 from trtnet.zoo.registry import get_entry
 
@@ -137,6 +138,7 @@ def save_state(
         tensors[key] = value.clone() if storage in storages and value.numel() else value
         storages.add(storage)
     state = tensors
+    refuse_plan_files(path, "the weights", WeightsError)
     with replaced(path, "the weights", WeightsError) as tmp:
         try:
             save_file(state, str(tmp), metadata=dict(metadata) if metadata else None)

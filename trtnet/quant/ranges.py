@@ -21,6 +21,7 @@ from typing import Any
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.fileio import atomic_write
 from trtnet.fileread import parse_json, read_regular
+from trtnet.runtime.plan import refuse_plan_files
 
 FORMAT = "trtnet-calibration"
 VERSION = 1
@@ -68,6 +69,7 @@ class Calibration:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON file atomically (a temporary file renamed into place: never a partial file)."""
         path = Path(path)
+        refuse_plan_files(path, "the calibration", CalibrationError)
         atomic_write(path, self.to_json().encode(), "the calibration", CalibrationError)
         return path
 

@@ -55,6 +55,38 @@ def _file_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def plan_file_kind(path: str | os.PathLike, which: tuple[str, ...] = ("metadata", "plan")) -> str | None:
+    """What `path` is when it is one of the two files of a saved plan ("the metadata of the plan X", or "the
+    plan X, its metadata beside it"; `which` of the two to look for), so that a writer of anything else refuses
+    it; None otherwise (judged by the metadata's content: a JSON file that merely sits beside a file of its
+    name is not one)."""
+    path = Path(path)
+    if not os.path.isfile(path):
+        return None
+    owner = path.parent / path.name.removesuffix(".json")
+    candidates = []
+    if "metadata" in which and owner != path:
+        candidates.append((path, owner, f"the metadata of the plan {owner.name}"))
+    if "plan" in which:
+        candidates.append((sidecar_path(path), path, f"the plan {path.name}, its metadata {path.name}.json beside it"))
+    for meta, plan, kind in candidates:
+        if os.path.isfile(plan) and os.path.isfile(meta):
+            try:
+                read_metadata(meta)
+            except EngineError:
+                continue
+            return kind
+    return None
+
+
+def refuse_plan_files(path: str | os.PathLike, what: str, error: type[Exception]) -> None:
+    """An `error` where `path`, about to be written with `what` (the calibration, the outputs...), is one of a
+    saved plan's files (`plan_file_kind`): `-o other.plan.json` made that plan unloadable."""
+    kind = plan_file_kind(path)
+    if kind is not None:
+        raise error(f"{path}: cannot write {what} there: it is {kind}")
+
+
 def read_metadata(meta_path: Path) -> dict:
     """The checked sidecar at `meta_path` (every field's type and range): an `EngineError` for anything else."""
     return check_metadata(read_json(meta_path, MAX_SIDECAR_BYTES, "metadata"), meta_path)
@@ -122,12 +154,11 @@ class Plan:
         new_meta = self.metadata()
         for p in (path, side):
             refuse_special(p, "the engine")
-        owner = path.parent / path.name.removesuffix(".json")
-        if owner != path and os.path.isfile(path) and os.path.isfile(owner):
-            raise EngineError(  # `build -o other.plan.json` made the plan beside it unloadable
-                f"{path}: this is the metadata of the plan {owner.name}; saving a plan over it would leave that "
-                "plan unreadable: give the new plan a name of its own"
-            )
+        # `build -o other.plan.json` made the plan beside it unloadable, and `-o X` where X.json is a plan
+        # wrote this plan's metadata over that one.
+        for target, kind in ((path, plan_file_kind(path, ("metadata",))), (side, plan_file_kind(side, ("plan",)))):
+            if kind is not None:
+                raise EngineError(f"{target}: this is {kind}; give the new plan a name of its own")
         folder = path.parent
         temps: list[Path] = []
         try:
