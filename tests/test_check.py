@@ -427,3 +427,41 @@ def test_a_several_line_error_whose_head_ends_in_a_colon_has_one_colon() -> None
     from trtnet.cli.commands import one_line
 
     assert one_line("cannot run 2 layer form(s):\n  a (LRN)\n  b (X)") == "cannot run 2 layer form(s): a (LRN); b (X)"
+
+
+def test_a_loop_condition_input_the_parser_renames_is_fed_under_the_file_s_name(tmp_path, capsys) -> None:
+    """TensorRT's parser names the graph input `cond` bound to a Loop's condition after the body's input
+    (`cond_in`): check refused inputs named as the file names them, and fed onnxruntime no `cond` at all."""
+    _ort()
+    vi = helper.make_tensor_value_info
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["y_in", "one"], ["y_out"]),
+            helper.make_node("Identity", ["y_out"], ["scan_out"]),
+        ],
+        "body",
+        [
+            vi("iter_count", TensorProto.INT64, []),
+            vi("cond_in", TensorProto.BOOL, []),
+            vi("y_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            vi("cond_out", TensorProto.BOOL, []),
+            vi("y_out", TensorProto.FLOAT, [1]),
+            vi("scan_out", TensorProto.FLOAT, [1]),
+        ],
+        [numpy_helper.from_array(np.array([1.0], np.float32), "one")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trip_count", "cond", "y"], ["res_y", "res_scan"], body=body)],
+        "g",
+        [vi("trip_count", TensorProto.INT64, []), vi("cond", TensorProto.BOOL, []), vi("y", TensorProto.FLOAT, [1])],
+        [vi("res_y", TensorProto.FLOAT, [1]), vi("res_scan", TensorProto.FLOAT, [5, 1])],
+    )
+    model = tmp_path / "loop.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(model))
+    np.savez(tmp_path / "in.npz", trip_count=np.array(5, np.int64), cond=np.array(True), y=np.array([-2.0], np.float32))
+    assert main(["check", str(model), "--inputs", str(tmp_path / "in.npz")]) == 0
+    assert "output 'res_scan' float32[5, 1]: max abs 0.00e+00" in capsys.readouterr().out
+    assert main(["check", str(model)]) == 0  # random inputs reach onnxruntime as `cond`

@@ -40,6 +40,7 @@ from trtnet.onnx.compare import (
 )
 from trtnet.onnx.feeds import (
     external_data_files,
+    file_inputs,
     load_inputs,
     load_outputs,
     onnx_named,
@@ -270,9 +271,10 @@ def check_onnx(
         )
     parsed = parsed or ParsedOnnx(path)
     network = parsed.network
-    given = None if inputs is None else load_inputs(Path(inputs) if from_file else inputs, network)
+    named = file_inputs(path, network)
+    given = None if inputs is None else load_inputs(Path(inputs) if from_file else inputs, network, named)
     if isinstance(shapes, Mapping):  # the file's name of an input the parser renamed (x for __x) is taken too
-        ours = {theirs: name for name, theirs in renamed_inputs(network).items() if name not in shapes}
+        ours = {theirs: name for name, theirs in renamed_inputs(network, named).items() if name not in shapes}
         shapes = {ours.get(k, k): v for k, v in shapes.items()}
     _fix_shapes(path, network, shapes, given)
     reasons = unsupported(network)
@@ -290,7 +292,7 @@ def check_onnx(
             "cannot match another run's: there is nothing to compare"
         )
     feeds = given if given is not None else random_inputs(network, seed)
-    outside = onnx_named(network, feeds)  # for onnxruntime and the arbiter, which read the file's own names
+    outside = onnx_named(network, feeds, named)  # for onnxruntime and the arbiter, which read the file's own names
     compute = compute_type(network)
     report = CheckReport(path, network.num_layers, compute, {k: v.shape for k, v in feeds.items()})
     layer_outputs = producers(network) if layerwise else {}

@@ -7,7 +7,7 @@ import io
 import math
 import mmap
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,36 @@ def random_inputs(network: Any, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def renamed_inputs(network: Any) -> dict[str, str]:
+def file_inputs(path: Path, network: Any) -> list[str] | None:
+    """The ONNX graph's input names in order (initializers left out), read with onnx only where the network has
+    a loop or a conditional: the parser names a graph input bound to a subgraph's input (a Loop's condition
+    `cond`) after that input (`cond_in`). None elsewhere, or where onnx is not installed."""
+    kinds = {network.get_layer(i).type.name for i in range(network.num_layers)}
+    if not kinds & {"TRIP_LIMIT", "CONDITION", "ITERATOR", "RECURRENCE", "LOOP_OUTPUT"}:
+        return None
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001  no onnx, or a file it reads otherwise than the parser: names as they are
+        return None
+    stored = {t.name for t in graph.initializer}
+    return [t.name for t in graph.input if t.name not in stored]
+
+
+def renamed_inputs(network: Any, file_names: Sequence[str] | None = None) -> dict[str, str]:
     """Network input name -> the ONNX file's, for the inputs TensorRT's parser renamed: an input `x` that is also a
     graph output becomes `__x` (a network's inputs and outputs need names of their own), and the output `x` an
-    IDENTITY layer of it. An input the file itself names `__y` is not one (its output `y` is made otherwise)."""
+    IDENTITY layer of it. An input the file itself names `__y` is not one (its output `y` is made otherwise).
+    With the file's input names (`file_inputs`), an input renamed otherwise is matched by its place."""
     inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     outputs = {network.get_output(i).name for i in range(network.num_outputs)}
     found = {}
+    if file_names is not None and len(file_names) == network.num_inputs:
+        for i, theirs in enumerate(file_names):
+            ours = network.get_input(i).name
+            if ours != theirs and ours not in file_names and theirs not in inputs:
+                found[ours] = theirs
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         if layer.type.name != "IDENTITY" or layer.num_inputs != 1 or layer.get_input(0) is None:
@@ -64,10 +87,12 @@ def renamed_inputs(network: Any) -> dict[str, str]:
     return found
 
 
-def onnx_named(network: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def onnx_named(
+    network: Any, feeds: Mapping[str, np.ndarray], file_names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """The feeds named as the ONNX file names its inputs (onnxruntime's and the arbiter's names; see
     `renamed_inputs`)."""
-    renamed = renamed_inputs(network)
+    renamed = renamed_inputs(network, file_names)
     return {renamed.get(k, k): v for k, v in feeds.items()}
 
 
@@ -76,7 +101,9 @@ def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     return fileread.read_npz(path, f"{what} file", CheckError)
 
 
-def load_inputs(source: Path | Mapping[str, np.ndarray], network: Any) -> dict[str, np.ndarray]:
+def load_inputs(
+    source: Path | Mapping[str, np.ndarray], network: Any, file_names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """The arrays of an .npz (or a mapping of arrays) named as the network's inputs (or as the ONNX file names the
     ones TensorRT's parser renamed), checked against their declared shapes and types; keyed by the network's."""
     from trtnet.interpreter._common import np_dtype
@@ -87,7 +114,7 @@ def load_inputs(source: Path | Mapping[str, np.ndarray], network: Any) -> dict[s
     else:
         path = source
         arrays = read_npz(source, "inputs")
-    for ours, theirs in renamed_inputs(network).items():
+    for ours, theirs in renamed_inputs(network, file_names).items():
         if theirs in arrays and ours not in arrays:
             arrays[ours] = arrays.pop(theirs)
     declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
