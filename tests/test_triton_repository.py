@@ -174,3 +174,31 @@ def test_a_repository_that_is_a_link_to_nothing_is_named(tmp_path, batched, caps
     assert main(["export-triton", "--plan", str(plan), "--repo", str(tmp_path / "dangl"), "--allow-rtx"]) == 2
     assert capsys.readouterr().err.startswith(f"trtnet: error: {message}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangl", "tiny.plan", "tiny.plan.json"]
+
+
+def test_a_version_of_another_tensorrt_is_not_joined_under_one_config(tmp_path, batched):
+    """A tensorrt_rtx plan exported beside a data-centre TensorRT version of the same signature replaced the shared
+    config's trtnet_backend: the config then misdescribed version 1, which that Triton could not load anyway."""
+    import json
+
+    export_engine(batched, tmp_path, "m", allow_rtx=True)
+    sidecar, config = tmp_path / "m" / "1" / "model.plan.json", tmp_path / "m" / "config.pbtxt"
+    meta = json.loads(sidecar.read_text())
+    meta["backend"] = "tensorrt 10.13.0.35"  # version 1 as a data-centre TensorRT build would have written it
+    sidecar.write_text(json.dumps(meta))
+    config.write_text(config.read_text().replace(batched.backend, meta["backend"]))
+    before = tree(tmp_path)
+    with pytest.raises(
+        ExportError, match=r"version 1's engine was built by tensorrt 10.13.0.35, the new one built by "
+    ):
+        export_engine(batched, tmp_path, "m", allow_rtx=True)
+    assert tree(tmp_path) == before
+    meta["backend"] = batched.backend
+    meta["target"] = "sm_86"  # the same TensorRT, another GPU
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(ExportError, match=r"version 1's engine was built for sm_86, the new one built for "):
+        export_engine(batched, tmp_path, "m", allow_rtx=True)
+    meta["target"] = batched.target
+    sidecar.write_text(json.dumps(meta))
+    export_engine(batched, tmp_path, "m", allow_rtx=True)  # the same backend and GPU: a second version
+    assert sorted(p.name for p in (tmp_path / "m").iterdir() if p.is_dir()) == ["1", "2"]

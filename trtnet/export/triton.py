@@ -118,7 +118,7 @@ def export_engine(
     config = model_dir / CONFIG_FILE
     action = _config_action(config, text)
     if action != "unchanged":
-        check_existing_versions(model_dir, sig)
+        check_existing_versions(model_dir, sig, meta)
     staging = None
     created: list[Path] = []
     try:
@@ -140,7 +140,7 @@ def export_engine(
                 version = new
             action = _config_action(config, text)
             if action != "unchanged":
-                check_existing_versions(model_dir, sig)
+                check_existing_versions(model_dir, sig, meta)
             _commit(staged, model_dir, version, action)
     except OSError as e:  # a name too long for this file system, a full disk: name the model, not the staging
         raise ExportError(f"{model_dir}: cannot write version {version}: {e.strerror or e}") from e

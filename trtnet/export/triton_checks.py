@@ -107,8 +107,10 @@ def existing_versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and _VERSION_DIR.fullmatch(p.name))
 
 
-def check_existing_versions(model_dir: Path, new: Signature) -> None:
-    """Every existing version's engine must fit the config about to replace the model's: else `ExportError`."""
+def check_existing_versions(model_dir: Path, new: Signature, meta: dict | None = None) -> None:
+    """Every existing version's engine must fit the config about to replace the model's, and (given the new
+    engine's metadata `meta`) be built by the same TensorRT for the same GPU: one Triton loads plans of its one
+    TensorRT on its GPUs, and the config records that backend for all versions. Else `ExportError`."""
     for v in existing_versions(model_dir):
         sidecar = model_dir / str(v) / SIDECAR_FILE
         if not os.path.lexists(sidecar):
@@ -117,18 +119,27 @@ def check_existing_versions(model_dir: Path, new: Signature) -> None:
                 "(the config is shared by all versions): export under another --name"
             )
         try:  # checked field by field, as Engine.load checks it: the file may be anyone's
-            meta = read_metadata(sidecar)
+            meta_v = read_metadata(sidecar)
         except EngineError as e:  # a missing file here, after lexists: a link to nothing
             why = f"{sidecar}: a link to a missing file" if isinstance(e.__cause__, FileNotFoundError) else e
             raise ExportError(f"version {v} cannot be checked against the new {CONFIG_FILE}: {why}") from None
         try:
-            old = signature(meta, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
+            old = signature(meta_v, dynamic_batching=new.max_batch_size > 0, where=str(sidecar))
             fits = old.promise() == new.promise()
         except ExportError:  # it cannot be served the new config's way at all
             fits = False
+        if meta is not None:
+            for field, what in (("backend", "built by"), ("target", "built for")):
+                theirs, ours = str(meta_v.get(field, "")), str(meta.get(field, ""))
+                if theirs != ours:
+                    raise ExportError(
+                        f"{model_dir}: version {v}'s engine was {what} {theirs or '?'}, the new one {what} "
+                        f"{ours or '?'}; one Triton serves plans of one TensorRT on one kind of GPU, and one "
+                        f"{CONFIG_FILE} records it for every version: export the new engine under another --name, or remove version {v}"
+                    )
         if not fits:
             raise ExportError(
-                f"{model_dir}: version {v}'s engine ({_describe(signature(meta, where=str(sidecar)))}) "
+                f"{model_dir}: version {v}'s engine ({_describe(signature(meta_v, where=str(sidecar)))}) "
                 f"does not fit the new engine's config ({_describe(new)}); one {CONFIG_FILE} serves "
                 "every version of a model, so export the new engine under another --name"
             )
