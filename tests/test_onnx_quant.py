@@ -45,12 +45,15 @@ def resnet18(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
-    torch.manual_seed(0)
+def _export_small(path, seed: int = 0):
+    torch.manual_seed(seed)  # the weights' seed
     export_onnx(Small(), path, (2, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
     return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return _export_small(tmp_path_factory.mktemp("onnx") / "small.onnx")
 
 
 def _batches(n: int, shape: tuple[int, ...], seed: int) -> list[dict[str, np.ndarray]]:
@@ -211,10 +214,7 @@ def test_parse_onnx_asks_for_a_calibration_by_name(small):
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory):
     """`small` with other weights (another seed): the same graph and layer names, so only the weights tell."""
-    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
-    torch.manual_seed(1)
-    export_onnx(Small(), path, (2, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
-    return path
+    return _export_small(tmp_path_factory.mktemp("onnx") / "small.onnx", seed=1)
 
 
 def test_an_onnx_calibration_is_tied_to_the_weights_and_shapes_it_measured(small, retrained, tmp_path):
@@ -224,9 +224,7 @@ def test_an_onnx_calibration_is_tied_to_the_weights_and_shapes_it_measured(small
     path = tmp_path / "small.calibration.json"
     cal.save(path)
     # The same weights in a new export, and a profile that holds the measured shape, are accepted.
-    copy = tmp_path / "again.onnx"
-    torch.manual_seed(0)  # as `small`
-    export_onnx(Small(), copy, (1, 3, 16, 16), {0: "batch", 2: "height", 3: "width"})
+    copy = _export_small(tmp_path / "again.onnx")
     trtnet.parse_onnx(copy, shapes={"images": ((1, 3, 8, 8), (2, 3, 16, 16), (4, 3, 32, 32))}, precision="int8",
                       calibration=path)  # fmt: skip
     # The same weights under other initializer names (the parser names constants after them): the same weights.
