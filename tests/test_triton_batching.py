@@ -81,7 +81,15 @@ class BatchMajor(TimeMajor):
         return self.emb(ids)
 
 
-@pytest.mark.parametrize("cls, batched", [(TimeMajor, False), (BatchMajor, True)])
+class Similarity(TimeMajor):
+    """[B, S] -> [B, B]: the batch first, but each row mixes every sample of the batch (CLIP's logits)."""
+
+    def forward(self, ids):
+        pooled = self.emb(ids).mean(1)
+        return pooled @ pooled.transpose(0, 1)
+
+
+@pytest.mark.parametrize("cls, batched", [(TimeMajor, False), (BatchMajor, True), (Similarity, False)])
 def test_an_output_batches_only_when_its_dim_0_is_the_batch(tmp_path, cls, batched):
     """A time-major output [S, B, 4] was batched with dims [-1, 4]: any dynamic dim 0 passed for the batch."""
     model = cls()
@@ -90,8 +98,11 @@ def test_an_output_batches_only_when_its_dim_0_is_the_batch(tmp_path, cls, batch
     if batched:
         assert config_of(engine, tmp_path) == (4, [("ids", [-1], None), ("out", [-1, 4], None)])
     else:
-        assert config_of(engine, tmp_path) == (0, [("ids", [-1, -1], None), ("out", [-1, -1, 4], None)])
-        with pytest.raises(ExportError, match=r"output 'out' \(shape \[-1, -1, 4\]\) is not known to have the batch"):
+        out = [-1, -1] if cls is Similarity else [-1, -1, 4]
+        assert config_of(engine, tmp_path) == (0, [("ids", [-1, -1], None), ("out", out, None)])
+        with pytest.raises(
+            ExportError, match=rf"output 'out' \(shape \{out}\) is not known to have the batch".replace(" ", " ")
+        ):
             export_engine(engine, tmp_path / "c", "m", dynamic_batching=True)
 
 

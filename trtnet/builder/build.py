@@ -322,13 +322,16 @@ def batched_outputs(net: Network) -> list[TensorSpec]:
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     declared = [tuple(t.shape) for t in inputs]
     follows = [s.shape[:1] == (-1,) for s in net.outputs]
+    rest: dict[int, tuple[int, ...]] = {}  # an output's other dims, which must not change with the batch
     try:
         for batch in sorted({lo, opt, hi}):
             for t, spec in zip(inputs, net.inputs):
                 t.shape = spec.shape_for(batch)
             for i in range(network.num_outputs):
                 shape = tuple(network.get_output(i).shape)
-                follows[i] = follows[i] and shape[:1] == (batch,)
+                # [N, N] (a similarity of the batch with itself) has the batch first too, but Triton would hand
+                # each request a row computed over other requests' inputs.
+                follows[i] = follows[i] and shape[:1] == (batch,) and rest.setdefault(i, shape[1:]) == shape[1:]
     except (RuntimeError, ValueError, TypeError):  # shape inference refused a probe: nothing established
         follows = [False] * len(follows)
     finally:
