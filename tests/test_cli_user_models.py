@@ -317,7 +317,7 @@ def test_what_the_model_s_own_code_raises_is_one_line_naming_its_line(tmp_path):
         assert result.returncode == 2 and said in message and message.endswith(f"(at {path}:{line})"), message
         assert not (tmp_path / "m.plan").exists()
     result = trtnet_cli("build", f"{path}:unnamed", "-o", tmp_path / "m.plan")
-    assert result.returncode == 2 and "Unnamed.output_names(1) gives '': each output's name is a non-empty" in (
+    assert result.returncode == 2 and "Unnamed.output_names() gives '': each must be a non-empty string" in (
         error_line(result)
     )
 
@@ -426,3 +426,92 @@ def test_export_weights_leaves_nothing_when_its_file_would_not_load(tmp_path, ca
         assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors", "tiny.py"]
     finally:
         REGISTRY.pop("user_tiny", None)
+
+
+def test_what_a_model_s_methods_give_is_checked_and_a_zoo_model_with_a_user_part_is_the_user_s(tmp_path):
+    """inputs()/output_names() returning None, tuples or a generator that raises, an exception that cannot print
+    itself, and a user's head on a zoo model were internal errors (exit 3); two inputs of one name were blamed on
+    TensorRT's shape check."""
+    path = write(
+        tmp_path,
+        """
+        import trtnet
+        from trtnet import nn
+        from trtnet.zoo import resnet18
+
+
+        class Base(nn.Module):
+            def inputs(self):
+                return [nn.Input("x", (4,))]
+
+            def forward(self, x):
+                return x.relu()
+
+
+        class NoInputs(Base):
+            def inputs(self):
+                return None
+
+
+        class TupleInputs(Base):
+            def inputs(self):
+                return [("x", (4,))]
+
+
+        class Twice(Base):
+            def inputs(self):
+                return [nn.Input("x", (4,)), nn.Input("x", (4,))]
+
+            def forward(self, x, y):
+                return x + y
+
+
+        class GenNames(Base):
+            def output_names(self, n):
+                yield "y"
+                raise ValueError("gen boom")
+
+
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("no")
+
+
+        class BadStr(Base):
+            def forward(self, x):
+                raise Unprintable()
+
+
+        class Head(nn.Module):
+            def forward(self, x):
+                return x.nonexistent_method()
+
+
+        def make(cls):
+            return lambda weights=None: cls()
+
+
+        no_inputs, tuple_inputs, twice, gen_names, bad_str = map(make, (NoInputs, TupleInputs, Twice, GenNames, BadStr))
+
+
+        def headed(weights=None):
+            model = resnet18(weights=None)
+            model.fc = Head()
+            return model
+        """,
+        name="methods.py",
+    )
+    lines = path.read_text().splitlines()
+    cases = {
+        "no_inputs": "NoInputs.inputs raised TypeError: 'NoneType' object is not iterable",
+        "tuple_inputs": "TupleInputs.inputs() gives ('x', (4,)): each must be a trtnet.nn.Input",
+        "twice": "Twice.inputs() names ['x'] more than once: each input needs its own name",
+        "gen_names": "GenNames.output_names raised ValueError: gen boom",
+        "bad_str": "BadStr.forward raised Unprintable: <Unprintable that cannot be printed>",
+        "headed": "'Tensor' object has no attribute 'nonexistent_method'",
+    }
+    for name, said in cases.items():
+        result = trtnet_cli("summary", f"{path}:{name}")
+        assert result.returncode == 2 and said in error_line(result), (name, result.stderr)
+    line = next(i for i, text in enumerate(lines, 1) if "x.nonexistent_method()" in text)
+    assert error_line(trtnet_cli("summary", f"{path}:headed")).endswith(f"(at {path}:{line})")

@@ -153,12 +153,8 @@ def _output_names(model: Module, results: list) -> list[str]:
             raise NetworkError(
                 f"{kind}.forward returned {type(t).__name__} as output {i}: every output must be a trtnet Tensor"
             )
-    names = list(users.run(model, "output_names", model.output_names, len(results)))
-    bad = [n for n in names if not isinstance(n, str) or not n]
-    if bad:  # TensorRT takes strings only, and refuses an empty name late, deep in its build
-        raise NetworkError(
-            f"{kind}.output_names({len(results)}) gives {bad[0]!r}: each output's name is a non-empty string"
-        )
+    given = users.run(model, "output_names", lambda: list(model.output_names(len(results))))  # a generator too
+    names = users.listed(model, "output_names", given, str)
     if len(names) != len(results):
         raise NetworkError(
             f"{kind}.forward returned {len(results)} outputs but {kind}.output_names"
@@ -234,8 +230,15 @@ def _short(value: Any) -> str:
 
 
 def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequence[int]]) -> list[TensorSpec]:
-    declared: list[Input] = users.run(model, "inputs", model.inputs)
+    declared: list[Input] = users.listed(
+        model, "inputs", users.run(model, "inputs", lambda: list(model.inputs())), Input
+    )
     names = {i.name for i in declared}
+    if len(names) != len(declared):
+        twice = sorted({i.name for i in declared if [d.name for d in declared].count(i.name) > 1})
+        raise NetworkError(
+            f"{type(model).__name__}.inputs() names {twice} more than once: each input needs its own name"
+        )
     for name in overrides:
         if name not in names:
             raise NetworkError(f"input_shapes names {name!r}, but {type(model).__name__} has inputs {sorted(names)}")

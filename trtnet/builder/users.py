@@ -18,20 +18,38 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(model: Any, method: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """`fn(*args)`, `model`'s `method` (for the messages), with what it raises said as above."""
+    """`fn(*args)`, `model`'s `method` (for the messages), with what it raises said as above. An error counts as
+    the user's where a line of the user's code is on its way (a zoo model may hold a submodule of theirs)."""
     try:
         return fn(*args)
     except (KeyboardInterrupt, GeneratorExit):
         raise
     except BaseException as e:  # noqa: BLE001  the user's code: whatever it raises is said by name
-        if type(model).__module__.partition(".")[0] == "trtnet":
-            raise
         where = _their_line(model, e)
+        if not where and type(model).__module__.partition(".")[0] == "trtnet":
+            raise  # trtnet's own model and code alone: a bug
         if isinstance(e, TrtnetError):  # a trtnet op misused: its message, and where the model called it
             if where:
                 e.args = (f"{e}{where}",)
             raise
-        raise NetworkError(f"{type(model).__name__}.{method} raised {type(e).__name__}: {e}{where}") from e
+        raise NetworkError(f"{type(model).__name__}.{method} raised {type(e).__name__}: {_said(e)}{where}") from e
+
+
+def listed(model: Any, method: str, values: list, kind: type) -> list:
+    """`values`, what `method` returned, checked to be a list of `kind` (`str`: non-empty), else a `NetworkError`."""
+    for v in values:
+        if not isinstance(v, kind) or (kind is str and not v):
+            want = "a non-empty string" if kind is str else f"a trtnet.nn.{kind.__name__}"
+            raise NetworkError(f"{type(model).__name__}.{method}() gives {_said(v, repr)}: each must be {want}")
+    return values
+
+
+def _said(value: Any, how: Callable[[Any], str] = str) -> str:
+    """`how(value)`, or its type where that raises (a user's exception may fail to print itself)."""
+    try:
+        return how(value)
+    except Exception:  # noqa: BLE001
+        return f"<{type(value).__name__} that cannot be printed>"
 
 
 def _their_line(model: Any, error: BaseException) -> str:
@@ -42,7 +60,8 @@ def _their_line(model: Any, error: BaseException) -> str:
         own = os.path.abspath(inspect.getsourcefile(type(model)) or "")
     except TypeError:  # a class defined where no file is
         own = ""
-    mine = [f for f in frames if own and os.path.abspath(f.filename) == own]
+    trtnets = own.startswith(_PACKAGE + os.sep)  # a zoo model: the user's line is elsewhere, if anywhere
+    mine = [f for f in frames if own and not trtnets and os.path.abspath(f.filename) == own]
     if not mine:
         libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
         skip = tuple(os.path.abspath(p) + os.sep for p in (_PACKAGE, *libraries))
