@@ -474,6 +474,11 @@ def test_other_writers_refuse_a_plan_s_files(old, tmp_path):
             with pytest.raises(error, match=re.escape(f"{target}: cannot write the ") + ".* there: it is " + kind):
                 write(target)
     assert (path.read_bytes(), sidecar_path(path).read_bytes()) == before and Engine.load(path).plan == old.plan
+    meta = json.loads(before[1])  # metadata of another format version (or a damaged field) is still a plan's
+    sidecar_path(path).write_text(json.dumps({**meta, "format_version": 2, "plan_bytes": "?"}))
+    with pytest.raises(CalibrationError, match=r"other.plan: cannot write the calibration there: it is the plan"):
+        writers[CalibrationError](path)
+    assert path.read_bytes() == before[0]
     (tmp_path / "notes.json").write_text("{}")  # JSON beside no plan, and a file whose .json is no sidecar
     (tmp_path / "data").write_text("x")
     (tmp_path / "data.json").write_text('{"format": "something else"}')

@@ -58,8 +58,8 @@ def _file_path(path: str | os.PathLike) -> Path:
 def plan_file_kind(path: str | os.PathLike, which: tuple[str, ...] = ("metadata", "plan")) -> str | None:
     """What `path` is when it is one of the two files of a saved plan ("the metadata of the plan X", or "the
     plan X, its metadata beside it"; `which` of the two to look for), so that a writer of anything else refuses
-    it; None otherwise (judged by the metadata's content: a JSON file that merely sits beside a file of its
-    name is not one)."""
+    it; None otherwise (judged by the metadata's `format`: a JSON file that merely sits beside a file of its
+    name is not one, a sidecar of another format version or with a damaged field still is)."""
     path = Path(path)
     if not os.path.isfile(path):
         return None
@@ -71,11 +71,12 @@ def plan_file_kind(path: str | os.PathLike, which: tuple[str, ...] = ("metadata"
         candidates.append((sidecar_path(path), path, f"the plan {path.name}, its metadata {path.name}.json beside it"))
     for meta, plan, kind in candidates:
         if os.path.isfile(plan) and os.path.isfile(meta):
-            try:
-                read_metadata(meta)
+            try:  # its format says so, whatever else is wrong with it (another version, a damaged field)
+                doc = read_json(meta, MAX_SIDECAR_BYTES, "metadata")
             except EngineError:
                 continue
-            return kind
+            if isinstance(doc, dict) and doc.get("format") == FORMAT:
+                return kind
     return None
 
 
