@@ -116,7 +116,7 @@ def test_the_cache_command_lists_prunes_and_clears(tmp_path):
     assert old in lines[3] and " fp32 " in lines[3]
     (tmp_path / f"{old}.plan.json").write_text("{")  # a damaged sidecar is a row that says so, not a failure
     r = trtnet_cli("cache", "--dir", tmp_path)
-    assert r.returncode == 0 and "(unreadable: pruning removes it" in r.stdout.splitlines()[3], r.stdout
+    assert r.returncode == 0 and "(metadata unreadable: the next build" in r.stdout.splitlines()[3], r.stdout
     r = trtnet_cli("cache", "--dir", tmp_path, "--prune", "1K")
     assert r.returncode == 0 and r.stdout.startswith(f"{tmp_path}: removed 2 entries ("), r.stdout
     assert "0 entries, 0 B left" in r.stdout and cache_entries(tmp_path) == []
@@ -149,15 +149,21 @@ def test_entries_that_are_not_whole_are_removed_unopened(tmp_path):
     digest = hashlib.sha256(plan.read_bytes()).hexdigest()[:32]
     (tmp_path / "runtime").mkdir()
     (tmp_path / "runtime" / f"{digest}.rtcache").write_bytes(b"kernels")
-    fifo, link, orphan = "a" * 40, "b" * 40, "c" * 40
+    fifo, link, orphan, lone, zero = "a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40
     os.mkfifo(tmp_path / f"{fifo}.plan")
     (tmp_path / f"{link}.plan").symlink_to(plan)
     (tmp_path / f"{orphan}.plan.json").write_text("{}")
+    (tmp_path / f"{lone}.plan").write_bytes(b"a plan without its sidecar")
+    (tmp_path / f"{zero}.plan").write_bytes(b"a plan whose sidecar is a link to a device")
+    (tmp_path / f"{zero}.plan.json").symlink_to("/dev/zero")
     entries = {e.key: e for e in cache_entries(tmp_path)}
-    assert set(entries) == {good, fifo, link, orphan} and [k for k, e in entries.items() if e.whole] == [good]
+    assert set(entries) == {good, fifo, link, orphan, lone, zero}
+    assert [k for k, e in entries.items() if e.whole] == [good]
+    r = trtnet_cli("cache", "--dir", tmp_path)
+    assert r.returncode == 0 and r.stdout.count("(not whole: pruning removes it)") == 5, r.stdout
     with guarded(20):  # a regression hangs on the FIFO: fail instead
         removed = prune_cache(1 << 40, tmp_path)  # room for everything: only what is not whole goes
-    assert sorted(e.key for e in removed) == sorted([fifo, link, orphan])
+    assert sorted(e.key for e in removed) == sorted([fifo, link, orphan, lone, zero])
     assert [e.key for e in cache_entries(tmp_path)] == [good] and plan.is_file()
     assert (tmp_path / "runtime" / f"{digest}.rtcache").exists()  # the link's removal left good's kernels
 

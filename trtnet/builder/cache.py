@@ -261,8 +261,9 @@ def size_limit() -> int | None:
 @dataclass(frozen=True)
 class CacheEntry:
     """An entry of the cache folder: its key, its plan, the bytes it holds (plan and sidecar), when it was last
-    stored or used (the plan's modification time, set anew at each hit), and whether its plan is a regular file
-    (an entry that is not whole, such as a sidecar left without its plan, is only rebuilt by the next build)."""
+    stored or used (the plan's modification time, set anew at each hit), and whether its plan and its sidecar are
+    both regular files (an entry that is not whole, such as a plan without its sidecar, loads nowhere: the next
+    build of its key replaces it, and pruning removes it)."""
 
     key: str
     plan: Path
@@ -297,7 +298,8 @@ def _entry(folder: Path, key: str) -> CacheEntry | None:
         return None
     size = sum(s.st_size for s in stats if s is not None and stat.S_ISREG(s.st_mode))
     stamp = next(s for s in stats if s is not None).st_mtime  # the plan's, or an orphan sidecar's
-    return CacheEntry(key, plan, size, stamp, stats[0] is not None and stat.S_ISREG(stats[0].st_mode))
+    whole = all(s is not None and stat.S_ISREG(s.st_mode) for s in stats)  # a plan and a sidecar, both files
+    return CacheEntry(key, plan, size, stamp, whole)
 
 
 def prune_cache(max_bytes: int, folder: str | os.PathLike | None = None, keep: Iterable[str] = ()) -> list[CacheEntry]:

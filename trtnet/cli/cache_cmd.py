@@ -90,14 +90,14 @@ def _row(entry) -> tuple[str, str, str, str, str]:
     used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
     try:
         if not entry.whole:
-            raise EngineError("no plan")
+            return used, _bytes(entry.size), "?", "(not whole: pruning removes it)", entry.key
         meta = read_metadata(sidecar_path(entry.plan))
     except EngineError:
         return (
             used,
             _bytes(entry.size),
             "?",
-            "(unreadable: pruning removes it, the next build of its key replaces it)",
+            "(metadata unreadable: the next build of its key replaces it)",
             entry.key,
         )
     specs = [TensorSpec(**s) for s in meta["inputs"]]
