@@ -310,6 +310,14 @@ def test_a_nan_or_infinite_reference_is_beyond_any_tolerance(small_model, tmp_pa
     assert "5 of 5 beyond" in capsys.readouterr().out
 
 
+def test_shapes_that_differ_are_beyond_tolerance_even_when_both_are_empty() -> None:
+    """A loop run 0 times: the interpreter's scan output [0, 2] against onnxruntime's [0, 0] passed as 0 of 0."""
+    from trtnet.onnx.compare import agreement
+
+    a = agreement(np.zeros((0, 2), np.float32), np.zeros((0, 0), np.float32), 1e-4, 1e-4)
+    assert a.beyond == 1 and a.max_abs == float("inf")
+
+
 def test_a_zero_reference_gives_an_infinite_relative_error_not_float64_s_largest() -> None:
     """|a - b| / |b| of b = 0 is infinite; nan_to_num turned it into 1.8e308, which the report printed."""
     from trtnet.onnx.compare import agreement

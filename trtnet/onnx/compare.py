@@ -87,8 +87,9 @@ def agreement(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> Ag
     """Polygraphy's comparison of `got` with the reference `want` (exact for integers and booleans). NaN agrees
     only with NaN, an infinity only with itself."""
     got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape:
-        return Agreement(float("inf"), float("inf"), max(got.size, want.size), max(got.size, want.size))
+    if got.shape != want.shape:  # beyond however few values there are: [0, 2] against [0, 0] passed as 0 of 0
+        count = max(got.size, want.size, 1)
+        return Agreement(float("inf"), float("inf"), count, count)
     if not np.issubdtype(want.dtype, np.floating) and want.dtype.name != "bfloat16":
         beyond = int(np.count_nonzero(got != want))
         return Agreement(float(beyond > 0), float(beyond > 0), beyond, want.size)
