@@ -473,3 +473,7 @@ def test_a_loop_condition_input_the_parser_renames_is_fed_under_the_file_s_name(
     assert main(["check", str(model), "--inputs", str(tmp_path / "in.npz")]) == 0
     assert "output 'res_scan' float32[5, 1]: max abs 0.00e+00" in capsys.readouterr().out
     assert main(["check", str(model)]) == 0  # random inputs reach onnxruntime as `cond`
+    capsys.readouterr()
+    np.savez(tmp_path / "bad.npz", trip_count=np.array(5, np.int64), y=np.array([-2.0], np.float32))
+    assert main(["check", str(model), "--inputs", str(tmp_path / "bad.npz")]) == 2
+    assert "the network takes inputs ['trip_count', 'cond', 'y']; the file lacks ['cond']" in capsys.readouterr().err

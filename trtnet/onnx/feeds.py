@@ -114,24 +114,27 @@ def load_inputs(
     else:
         path = source
         arrays = read_npz(source, "inputs")
-    for ours, theirs in renamed_inputs(network, file_names).items():
+    renamed = renamed_inputs(network, file_names)
+    for ours, theirs in renamed.items():
         if theirs in arrays and ours not in arrays:
             arrays[ours] = arrays.pop(theirs)
     declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
-    missing = [n for n in declared if n not in arrays]
+    missing = [renamed.get(n, n) for n in declared if n not in arrays]  # said by the file's names
     extra = [n for n in arrays if n not in declared]
     if missing or extra:
         said = " and ".join(([f"lacks {missing}"] if missing else []) + ([f"has unknown {extra}"] if extra else []))
-        raise CheckError(f"{path}: the network takes inputs {list(declared)}; the file {said}")
+        takes = [renamed.get(n, n) for n in declared]
+        raise CheckError(f"{path}: the network takes inputs {takes}; the file {said}")
     for name, tensor in declared.items():
         want = tuple(int(d) for d in tensor.shape)
         got = arrays[name].shape
+        shown = renamed.get(name, name)
         if len(got) != len(want) or any(w >= 0 and w != g for w, g in zip(want, got)):
-            raise CheckError(f"{path}: input {name!r} has shape {got}, the network declares {want}")
+            raise CheckError(f"{path}: input {shown!r} has shape {got}, the network declares {want}")
         dtype = np_dtype(tensor.dtype)
         if arrays[name].dtype != dtype:
-            raise CheckError(f"{path}: input {name!r} has dtype {arrays[name].dtype}, the network declares {dtype}")
-    return arrays
+            raise CheckError(f"{path}: input {shown!r} has dtype {arrays[name].dtype}, the network declares {dtype}")
+    return {n: arrays[n] for n in declared}  # in the network's order
 
 
 def load_outputs(path: Path, results: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
