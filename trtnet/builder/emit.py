@@ -11,6 +11,7 @@ keywords (`precision="fp16"`), which `resolve_policy` turns into a Policy in one
 
 from __future__ import annotations
 
+import collections
 import numbers
 import time
 from collections.abc import Sequence
@@ -107,6 +108,12 @@ def emit(
         names = _output_names(model, results)
         outputs = []
         kind = type(model).__name__
+        taken = {spec.name for spec in specs} & set(names)
+        if taken:
+            raise NetworkError(
+                f"{kind}: output {min(taken)!r} has the name of an input; an engine's tensors need names of their "
+                "own (output_names)"
+            )
         claimed = {spec.name for spec in specs}  # the inputs', then each output's name as it is given
         for name, t in zip(names, results):
             if t.dtype in (trt.float16, trt.bfloat16):
@@ -115,11 +122,6 @@ def emit(
                 # An input returned as it is, or a tensor returned twice: renaming it would rename that input or
                 # take the earlier output's name away. The output is a copy of it.
                 t = out(graph.network.add_identity(t.itensor), f"output {name}")
-            if name in {spec.name for spec in specs}:
-                raise NetworkError(
-                    f"{kind}: output {name!r} has the name of an input; an engine's tensors need names of their own "
-                    "(output_names)"
-                )
             claimed.add(name)
             with capture_errors() as errors:
                 t.itensor.name = name
@@ -235,7 +237,7 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
     )
     names = {i.name for i in declared}
     if len(names) != len(declared):
-        twice = sorted({i.name for i in declared if [d.name for d in declared].count(i.name) > 1})
+        twice = sorted(n for n, k in collections.Counter(i.name for i in declared).items() if k > 1)
         raise NetworkError(
             f"{type(model).__name__}.inputs() names {twice} more than once: each input needs its own name"
         )
