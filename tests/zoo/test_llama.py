@@ -162,6 +162,12 @@ def test_config_json_of_transformers_4_and_5(tmp_path):
         (dict(num_attention_heads=4, num_key_value_heads=3), "num_key_value_heads = 3 is not allowed"),
         (dict(hidden_act="gelu"), "hidden_act = 'gelu' is not allowed: expected silu"),
         (dict(rope_scaling="llama3"), "rope_scaling = 'llama3' is not allowed"),
+        # Values that made infinite or NaN rope tables, or an internal error (an infinite int()):
+        (dict(rope_scaling=dict(LLAMA3_ROPE, original_max_position_embeddings=float("inf"))), "original_max_pos"),
+        (dict(rope_scaling=dict(LLAMA3_ROPE, original_max_position_embeddings=0.5)), "original_max_pos"),
+        (dict(rope_scaling={"rope_type": "linear", "factor": 1e-320}), r"factor = 1e-320 is not allowed: expected a"),
+        (dict(rope_scaling={"rope_type": "linear", "factor": float("inf")}), "factor = inf is not allowed"),
+        (dict(rope_scaling={"rope_type": "linear", "factor": "2"}), "factor = '2' is not allowed"),
     ],
 )
 def test_bad_config_is_a_config_error(config, message):

@@ -13,6 +13,7 @@ cache out). Both share the module tree, so both load one weights file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,12 +162,28 @@ def _rope_scaling(rope: Any, where: str) -> RopeScaling:
     ConfigError.check("rope_type", kind, f"one of {', '.join(ROPE_TYPES)}", lambda v: v in ROPE_TYPES, source=where)
     base = RopeScaling()
     values = {}
-    for name in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731  not "2", not true
+    for name in ("factor", "low_freq_factor", "high_freq_factor"):
         value = rope.get(name, getattr(base, name))
+        # 1 / factor is taken too: a factor so small its inverse is infinite made NaN rope tables
         ConfigError.check(
-            name, value, "a positive number", lambda v: not isinstance(v, bool) and float(v) > 0, source=where
+            name,
+            value,
+            "a positive finite number",
+            lambda v: number(v) and 0 < v < math.inf and math.isfinite(1.0 / v),
+            source=where,
         )
         values[name] = value
+    name = "original_max_position_embeddings"
+    value = rope.get(name, base.original_max_position_embeddings)
+    ConfigError.check(
+        name,
+        value,
+        "a whole number from 1 to 2**31 - 1",
+        lambda v: number(v) and v == int(v) and 1 <= v < 2**31,
+        source=where,
+    )
+    values[name] = value
     if kind == "llama3" and values["high_freq_factor"] <= values["low_freq_factor"]:
         raise ConfigError(f"{where}: high_freq_factor must be above low_freq_factor for llama3 rope")
     return RopeScaling(
