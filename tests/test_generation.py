@@ -222,14 +222,75 @@ def test_command_line_with_a_tokenizer(tmp_path, capsys):
         main([*args, "--tokenizer", str(tmp_path / "tokenizer.json"), "--prompt", "w5 w9 w2", "--max-new-tokens", "4"])
         == 0
     )
-    assert capsys.readouterr().out.strip() == "".join(words[t] for t in want)
+    assert capsys.readouterr().out.strip() == tokenizer.decode([int(t) for t in want])  # as the tokenizer decodes
     assert main([*args, "--tokenizer", str(tmp_path / "missing.json"), "--prompt", "w5"]) == 2
     assert "missing.json: cannot read the tokenizer: No such file" in capsys.readouterr().err
     (tmp_path / "config.txt").write_text("not json")
     assert main([*args, "--tokenizer", str(tmp_path / "config.txt"), "--prompt", "w5"]) == 2
     assert "config.txt: not a tokenizer.json" in capsys.readouterr().err
+    # A prompt the tokenizer cannot encode (no unknown token) was an internal error.
+    strict = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "b": 1}))
+    strict.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    strict.save(str(tmp_path / "strict.json"))
+    assert main([*args, "--tokenizer", str(tmp_path / "strict.json"), "--prompt", "zzz"]) == 2
+    assert "the tokenizer " + str(tmp_path / "strict.json") + " cannot encode the prompt: " in capsys.readouterr().err
     # Read by trtnet, not by tokenizers: a FIFO blocked past Ctrl-C and SIGTERM, /dev/zero filled the memory.
     os.mkfifo(tmp_path / "fifo")
     for special, kind in ((tmp_path / "fifo", "a FIFO"), ("/dev/zero", "a character device")):
         assert main([*args, "--tokenizer", str(special), "--prompt", "w5"]) == 2
         assert f"{special}: the tokenizer is {kind}, not a regular file" in capsys.readouterr().err
+
+
+def test_the_text_printed_is_the_new_tokens_decoded_together(tmp_path, capsys, monkeypatch):
+    """Decoded one token at a time, SentencePiece-style tokens lost their spaces ('w1w2w3') and a character split
+    over two byte tokens printed as two replacement characters."""
+    import trtnet.generation
+
+    tokenizers = pytest.importorskip("tokenizers")
+    pieces = {"\u2581w0": 0, "\u2581w1": 1, "\u2581w2": 2, "\u2581w3": 3}
+    meta = tokenizers.Tokenizer(tokenizers.models.WordLevel(pieces, unk_token="\u2581w0"))
+    meta.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace()
+    meta.decoder = tokenizers.decoders.Metaspace()
+    meta.save(str(tmp_path / "meta.json"))
+    alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())  # one token per byte
+    byte = tokenizers.Tokenizer(tokenizers.models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    byte.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte.decoder = tokenizers.decoders.ByteLevel()
+    byte.save(str(tmp_path / "byte.json"))
+    e_acute = byte.encode("\u00e9").ids  # two byte tokens, each a replacement character alone
+    assert len(e_acute) == 2 and byte.decode(e_acute[:1]) == "\ufffd"
+    (tmp_path / "config.json").write_text(json.dumps(dict(TINY, vocab_size=len(alphabet))))
+
+    def scripted(tokens):  # the decoder's choice, fixed: what is printed of it is the point here
+        def stream(model, ids, max_new_tokens, **_):
+            for t in tokens[:max_new_tokens]:
+                yield trtnet.generation.Token(np.array([t]), np.zeros((1, 1)), np.array([False]))
+
+        return stream
+
+    args = ["generate", "llama", "--config", str(tmp_path / "config.json"), "--prompt-ids", "1"]
+    monkeypatch.setattr(trtnet.generation, "stream", scripted([1, 2, 3]))
+    assert main([*args, "--tokenizer", str(tmp_path / "meta.json"), "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out == "w1 w2 w3\n"
+    monkeypatch.setattr(trtnet.generation, "stream", scripted(e_acute + e_acute))
+    assert main([*args, "--tokenizer", str(tmp_path / "byte.json"), "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out == "\u00e9\u00e9\n"
+
+
+def test_generate_strict_refuses_weights_that_are_not_finite_and_takes_gpt2(tmp_path, capsys):
+    """--strict was accepted and ignored (NaN weights generated zeros, exit 0); gpt2_lm, a decoder of the same
+    path, was refused as 'not a decoder with a KV cache'."""
+    model = llama(config=TINY, max_context=48)
+    state = model.state_dict()
+    state["model.norm.weight"] = np.full_like(state["model.norm.weight"], np.nan)
+    trtnet.save_safetensors(state, tmp_path / "nan.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    args = ["generate", "llama", "--config", str(tmp_path / "config.json"), "--prompt-ids", "1,2"]
+    assert main([*args, "--weights", str(tmp_path / "nan.safetensors"), "--strict", "--max-new-tokens", "2"]) == 2
+    assert "key 'model.norm.weight' holds NaN or infinite values" in capsys.readouterr().err
+    (tmp_path / "gpt2.json").write_text(json.dumps({"n_embd": 16, "n_head": 2, "n_layer": 1, "vocab_size": 32}))
+    gpt2 = ["generate", "gpt2_lm", "--config", str(tmp_path / "gpt2.json"), "--prompt-ids", "1,2", "--max-new-tokens"]
+    assert main([*gpt2, "3"]) == 0
+    assert len(capsys.readouterr().out.split()) == 3
+    assert main(["generate", "resnet18", "--config", str(tmp_path / "gpt2.json"), "--prompt-ids", "1"]) == 2
+    assert "generate takes gpt2_lm, gpt2_medium_lm, llama, qwen2" in capsys.readouterr().err

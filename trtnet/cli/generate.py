@@ -1,9 +1,10 @@
-"""`trtnet generate`: tokens from a zoo decoder (llama, qwen2) and its config.json, streamed to stdout as they
+"""`trtnet generate`: tokens from a zoo decoder (llama, qwen2, gpt2_lm) and its config.json, streamed to stdout as they
 are made, in the reference interpreter. Token ids in and out, or text through a `tokenizers` tokenizer.json."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +23,9 @@ def add_command(command: Callable[..., argparse.ArgumentParser], weights_options
     sub = command(
         "generate",
         cmd_generate,
-        "generate tokens with a decoder (llama, qwen2) in the reference interpreter, streamed as they come",
+        "generate tokens with a decoder (llama, qwen2, gpt2_lm) in the reference interpreter, streamed as they come",
     )
-    sub.add_argument("model", help="a zoo decoder: llama or qwen2")
+    sub.add_argument("model", help="a zoo decoder: llama, qwen2, gpt2_lm or gpt2_medium_lm")
     sub.add_argument("--config", required=True, metavar="FILE", help="the model's Hugging Face config.json")
     weights_options(sub)
     prompt = sub.add_mutually_exclusive_group(required=True)
@@ -62,21 +63,28 @@ def _count(text: str) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from trtnet.generation import stream
-    from trtnet.zoo import get_entry
-    from trtnet.zoo.llama import LlamaConfig
+    from trtnet.weights import load_weights
+    from trtnet.zoo import REGISTRY, get_entry
+    from trtnet.zoo.registry import mismatch_hint
 
     entry = get_entry(args.model)
-    if not isinstance(entry.config, LlamaConfig):
-        raise TrtnetError(f"generate: {args.model} is not a decoder with a KV cache; generate takes llama or qwen2")
+    if not _is_decoder(entry):
+        decoders = ", ".join(sorted(n for n, e in REGISTRY.items() if _is_decoder(e)))
+        raise TrtnetError(f"generate: {args.model} is not a decoder with a KV cache; generate takes {decoders}")
     tokenizer = _tokenizer(args.tokenizer) if args.tokenizer else None
     if args.prompt is not None and tokenizer is None:
         raise TrtnetError("generate: --prompt is text and needs --tokenizer tokenizer.json (or give --prompt-ids)")
-    ids = list(args.prompt_ids) if args.prompt_ids else tokenizer.encode(args.prompt).ids
-    model = entry.fn(weights=args.weights, config=args.config, max_context=args.max_context)
+    ids = list(args.prompt_ids) if args.prompt_ids else _encode(tokenizer, args.prompt, args.tokenizer)
+    if args.weights is None:
+        model = entry.fn(weights=None, config=args.config, max_context=args.max_context)
+    else:  # loaded here, so that --strict refuses NaN or infinite weights as the other commands do
+        model = entry.skeleton(config=args.config, max_context=args.max_context)
+        load_weights(model, args.weights, check_finite="error" if args.strict else "warn", hint=mismatch_hint)
     vocab = model.config.vocab_size
     if not ids or max(ids) >= vocab:
         raise ConfigError(f"generate: the prompt's token ids must be from 0 to {vocab - 1} (the vocabulary), got {ids}")
-    new = []
+    new: list[int] = []
+    shown = ""  # the text printed so far: all the new tokens decoded together, as a tokenizer decodes
     for step in stream(
         model,
         np.array([ids], np.int32),
@@ -89,9 +97,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ):
         token = int(step.tokens[0])
         new.append(token)
-        print(tokenizer.decode([token]) if tokenizer else token, end="" if tokenizer else " ", flush=True)
+        if tokenizer is None:
+            print(token, end=" ", flush=True)
+            continue
+        # Decoded one at a time, a SentencePiece token lost its space and a character split over byte tokens
+        # printed as two replacement characters: print what the whole text adds, once a character is complete.
+        text = tokenizer.decode(new)
+        if text.startswith(shown) and not text.endswith("\ufffd"):
+            print(text[len(shown) :], end="", flush=True)
+            shown = text
+    if tokenizer is not None:
+        text = tokenizer.decode(new)
+        print(text[len(shown) :] if text.startswith(shown) else "", end="")
     print(file=sys.stdout)
     return EXIT_OK
+
+
+def _is_decoder(entry) -> bool:
+    """A zoo entry that builds a decoder with a KV cache: its function takes `past` and `max_context`."""
+    return {"past", "max_context"} <= set(inspect.signature(entry.fn).parameters)
+
+
+def _encode(tokenizer, prompt: str, path: str) -> list[int]:
+    try:
+        return list(tokenizer.encode(prompt).ids)
+    except Exception as e:  # noqa: BLE001  tokenizers raises its own untyped errors
+        raise TrtnetError(f"generate: the tokenizer {path} cannot encode the prompt: {e}") from None
 
 
 # Llama 3's tokenizer.json is 9 MB; a file over this is not one.

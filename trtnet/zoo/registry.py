@@ -37,11 +37,11 @@ class ZooEntry:
     # --pretrained and verify --against-pretrained build trtnet's side with.
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def skeleton(self) -> Module:
-        """The model with default options and no weights: its parameters' keys and shapes, cheaply."""
+    def skeleton(self, **options: Any) -> Module:
+        """The model with `options` (default: none) and no weights: its parameters' keys and shapes, cheaply."""
         token = _SKELETON.set(True)
         try:
-            return self.fn()
+            return self.fn(**options)
         finally:
             _SKELETON.reset(token)
 
