@@ -96,6 +96,10 @@ def test_sample_inputs_follow_the_hints():
     assert image.shape == (3, 3, 4, 4) and abs(float(image.mean())) < 0.5
     again = sample_inputs(_TextModel(), batch=3, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(again, (ids, mask, types, image)))
+    # A sequence of one keeps its token: a row all padding has no defined output (verify gpt2 --seq-len 1 failed).
+    one = [Input("mask", (1,), "int32", padding_mask=True), Input("mask2", (2,), "int32", padding_mask=True)]
+    short, pair = sample_inputs(one, batch=2, seed=0)
+    assert short.tolist() == [[1], [1]] and pair.tolist() == [[1, 1], [1, 0]]
 
 
 def test_fused_attention_counts_both_products():
