@@ -598,3 +598,26 @@ def test_a_torchvision_efficientnet_file_given_to_the_timm_entry_says_what_it_is
     with pytest.raises(WeightsError) as e:  # whichever entry it is given to
         resnet18(weights=path)
     assert "looks like a torchvision EfficientNet state_dict" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "state, metadata, said",
+    [
+        (
+            {"w": np.zeros(2, np.float32)},
+            {"epoch": 3},
+            r"metadata entry \('epoch', 3\): safetensors takes strings only",
+        ),
+        ({"__metadata__": np.zeros(2, np.float32)}, None, r"key '__metadata__': the name is the format's own"),
+        ({1: np.zeros(2, np.float32), "1": np.ones(2, np.float32)}, None, r"key 1: safetensors takes strings only"),
+    ],
+)
+def test_what_the_reader_would_refuse_is_not_written(tmp_path, state, metadata, said):
+    """Non-string metadata, a tensor named __metadata__ and keys 1 and '1' were written, and then refused by
+    read_safetensors (and by the safetensors library): a file no one could load, the old one replaced."""
+    path = tmp_path / "w.safetensors"
+    save_safetensors({"good": np.ones(3, np.float32)}, path)
+    before = path.read_bytes()
+    with pytest.raises(WeightsError, match=said):
+        save_safetensors(state, path, metadata)
+    assert path.read_bytes() == before

@@ -157,15 +157,10 @@ def _parse_header(path: Path, raw: bytearray) -> dict:
     # ValueError covers JSONDecodeError and integers longer than Python's digit limit; a deeply nested
     # header exhausts the JSON decoder's recursion.
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise WeightsError(f"{path}: corrupted header: not valid JSON ({_short(e)})") from None
+        raise WeightsError(f"{path}: corrupted header: not valid JSON ({_clip(e, 120, str)})") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: corrupted header: expected a JSON object")
     return header
-
-
-def _short(e: BaseException, limit: int = 120) -> str:
-    text = str(e)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple[int, ...], int, int]:
@@ -199,9 +194,9 @@ def _check_entry(path: Path, key: str, info, data_size: int) -> tuple[str, tuple
     return dtype, tuple(shape), begin, end
 
 
-def _clip(value, limit: int = 80) -> str:
-    """repr of a header value for a message, cut short: a hostile header can hold megabytes."""
-    text = repr(value)
+def _clip(value, limit: int = 80, how=repr) -> str:
+    """repr (or `how`) of a header value for a message, cut short: a hostile header can hold megabytes."""
+    text = how(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -377,8 +372,13 @@ def init_random(model: Module, seed: int = 0) -> None:
 def save_safetensors(
     state: Mapping[str, np.ndarray], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Write `state` as a safetensors file, atomically (a temporary file renamed into place)."""
+    """Write `state` as a safetensors file, atomically; keys and metadata are strings, not `__metadata__`."""
     refuse_plan_files(path := Path(path), "the weights", WeightsError)
+    for what, items in (("key", list(state)), ("metadata entry", [*dict(metadata or {}).items()])):
+        bad = [i for i in items if not all(isinstance(v, str) for v in (i if isinstance(i, tuple) else [i]))]
+        if bad or "__metadata__" in items:
+            why = "safetensors takes strings only" if bad else "the name is the format's own, for its metadata"
+            raise WeightsError(f"{path}: {what} {_clip((bad or ['__metadata__'])[0])}: {why}")
     codes = {v: k for k, v in _DTYPES.items() if k != "BF16"}
     header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
     arrays, offset = [], 0
