@@ -141,6 +141,28 @@ def test_calibration_keys_are_layer_names_and_the_last_layer_is_kept():
     }
     first = trtnet.calibrate(tiny(), batches(), "max", keep=("first", "last", "fc/matmul"))
     assert first.keep == {"stem/conv": "first layer", "fc/matmul": "kept by name", "head/matmul": "last layer"}
+    # One name as a string is that name (it was split into the names 'l', 'a', 's', 't').
+    assert trtnet.calibrate(tiny(), batches(), "max", keep="first").keep == {"stem/conv": "first layer"}
+
+
+@pytest.mark.parametrize(
+    "options, said",
+    [
+        (dict(batches=5), r"batches must be an iterable of batches \(arrays or dicts\), not int"),
+        (dict(batches=None), r"batches must be an iterable of batches \(arrays or dicts\), not NoneType"),
+        (dict(model=None), r"calibrate takes a trtnet model \(a Module\), not NoneType"),
+        (dict(percentile="99"), r"percentile must be a number in \(0, 100\], not '99'"),
+        (dict(bins=0), r"bins must be a whole number >= 1, not 0"),
+        (dict(bins=10.5), r"bins must be a whole number >= 1, not 10.5"),
+        (dict(keep=None), r"keep must be layer names or rules"),
+    ],
+)
+def test_bad_calibrate_arguments_are_calibration_errors(options, said):
+    """Each was a TypeError, ValueError, ZeroDivisionError or AttributeError from deep inside."""
+    arguments = dict(model=tiny(), batches=batches(), method="percentile", **{"keep": ("last",)})
+    arguments.update(options)
+    with pytest.raises(CalibrationError, match=said):
+        trtnet.calibrate(arguments.pop("model"), arguments.pop("batches"), arguments.pop("method"), **arguments)
 
 
 @pytest.mark.parametrize("method", ["max", "percentile", "entropy", "mse"])

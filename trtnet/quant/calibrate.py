@@ -186,8 +186,8 @@ def _check_method(method: str, precision: str, percentile: float) -> None:
         raise CalibrationError(f"calibration method must be one of {CALIBRATION_METHODS}, not {method!r}")
     if precision not in FORMATS:
         raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
-    if not 0 < percentile <= 100:
-        raise CalibrationError(f"percentile must be in (0, 100], not {percentile}")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+        raise CalibrationError(f"percentile must be a number in (0, 100], not {percentile!r}")
 
 
 def measure(model: Module, batches: Iterable[Any], *, histograms: bool = True, bins: int = 2048) -> RangeStats:
@@ -312,11 +312,22 @@ def calibrate(
     >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, precision="int8", calibration=cal)  # doctest: +SKIP
     """
     _check_method(method, precision, percentile)
+    if not isinstance(model, Module):
+        raise CalibrationError(f"calibrate takes a trtnet model (a Module), not {type(model).__name__}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise CalibrationError(f"bins must be a whole number >= 1, not {bins!r}")
+    if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
+        raise CalibrationError(
+            f"batches must be an iterable of batches (arrays or dicts), not {type(batches).__name__}"
+        )
     stats = measure(model, batches, histograms=method != "max", bins=bins)
     return stats.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 
 def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[str, str]:
+    keep = (keep,) if isinstance(keep, str) else keep  # "last" is one rule, not the names l, a, s, t
+    if not isinstance(keep, Iterable) or not all(isinstance(k, str) for k in keep):
+        raise CalibrationError(f"keep must be layer names or rules {KEEP_RULES}, not {keep!r:.80}")
     weighted = [k for k in points if not k.rsplit("/", 1)[-1].startswith("sum")]
     rules = {k for k in keep if k in KEEP_RULES}
     names = [k for k in keep if k not in KEEP_RULES]
