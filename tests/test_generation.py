@@ -131,6 +131,17 @@ def test_left_padding_gives_the_unpadded_tokens(decoder):
         (dict(max_new_tokens=4, input_ids=np.zeros((5, 5), np.int32)), "batch = 5 is not allowed"),
         (dict(max_new_tokens=4, input_ids=np.zeros((1, 5), np.float32)), "input_ids must be integer token ids"),
         (dict(max_new_tokens=4, attention_mask=np.ones((2, 4))), "attention_mask \\[2, 4\\] must have"),
+        # Each was a numpy TypeError or ValueError, or silently wrong (2**32 fed as 0, 1.7 padded as 1):
+        (dict(max_new_tokens=4, seed=-1), "seed must be None or an integer from 0 to 2\\*\\*63 - 1, not -1"),
+        (dict(max_new_tokens=4, seed="a"), "seed must be None or an integer"),
+        (dict(max_new_tokens=4, stop_tokens=2), "stop_tokens must be a sequence of token ids, not 2"),
+        (dict(max_new_tokens=4, stop_tokens=[8.5]), "stop_tokens must be token ids, integers from 0"),
+        (dict(max_new_tokens=4, stop_tokens=[2**70]), "stop_tokens must be token ids"),
+        (dict(max_new_tokens=4, pad_token_id=1.7), "pad_token_id must be token ids"),
+        (dict(max_new_tokens=4, input_ids=np.array([[2**32]], np.int64)), "input_ids must be token ids from 0 to"),
+        (dict(max_new_tokens=4, input_ids=np.array([[-1]], np.int64)), "input_ids must be token ids from 0 to"),
+        (dict(max_new_tokens=4, input_ids=[[1, 2], [3]]), "input_ids and attention_mask must be rectangular"),
+        (dict(max_new_tokens=4, attention_mask=np.full((2, 5), 0.5)), "attention_mask must hold 1 .* and 0"),
     ],
 )
 def test_bad_arguments_are_config_errors(decoder, kwargs, message):
@@ -144,6 +155,10 @@ def test_not_a_decoder_is_refused():
 
     with pytest.raises(ConfigError, match="ResNet is not a decoder with a KV cache"):
         trtnet.generate(resnet18(weights=None), prompt(), 4)
+    model = llama(config=TINY, max_context=48)
+    for pair in ((None, None), (model.stage, model.stage)):  # AttributeError / TypeError before
+        with pytest.raises(ConfigError, match="a \\(prefill, decode\\) pair is of Networks or Engines"):
+            trtnet.generate(pair, prompt(), 4)
 
 
 def test_command_line_streams_the_greedy_tokens(tmp_path, capsys):

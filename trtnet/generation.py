@@ -10,7 +10,7 @@ numpy `Generator` seeded by `seed`; `temperature=0` is greedy (argmax, the first
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,12 @@ class Decoder:
     @classmethod
     def from_pair(cls, prefill: Network | Engine, decode: Network | Engine) -> Decoder:
         """Wrap a prefill and a decode network (run by the interpreter) or engine (run on the GPU)."""
+        for stage in (prefill, decode):
+            if not isinstance(getattr(stage, "inputs", None), (list, tuple)):  # stage(past=...) itself, or None
+                raise ConfigError(
+                    f"generate: a (prefill, decode) pair is of Networks or Engines (model.stage(past) gives one), "
+                    f"not {type(stage).__name__}"
+                )
         specs = {s.name: s for s in decode.inputs}
         layers = sum(n.startswith("past_key_values.") for n in specs) // 2
         cache = [
@@ -177,8 +183,14 @@ def stream(
     ConfigError.check(
         "batch", b, f"at most {decoder.max_batch} rows", lambda v: v <= decoder.max_batch, source="generate"
     )
-    stops = np.asarray(list(stop_tokens), np.int64)
-    pad = pad_token_id if pad_token_id is not None else (int(stops[0]) if stops.size else 0)
+    if isinstance(stop_tokens, (str, bytes)) or not isinstance(stop_tokens, Iterable):
+        raise ConfigError(f"generate: stop_tokens must be a sequence of token ids, not {stop_tokens!r:.60}")
+    stops = np.asarray([_token_id(t, "stop_tokens") for t in stop_tokens], np.int64)
+    pad = _token_id(pad_token_id, "pad_token_id") if pad_token_id is not None else (int(stops[0]) if stops.size else 0)
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63
+    ):
+        raise ConfigError(f"generate: seed must be None or an integer from 0 to 2**63 - 1, not {seed!r:.60}")
     rng = np.random.default_rng(seed)
     positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1).astype(np.int32)
     out = decoder.prefill({"input_ids": ids, "attention_mask": mask, "position_ids": positions})
@@ -221,16 +233,27 @@ def as_decoder(model: Any, batch: int) -> Decoder:
 
 
 def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.asarray(input_ids)
-    if ids.ndim == 1:
-        ids = ids[None]
+    try:
+        ids = np.asarray(input_ids)
+        mask = np.ones(ids.shape, np.int32) if attention_mask is None else np.asarray(attention_mask)
+    except ValueError as e:  # a ragged list
+        raise ConfigError(f"generate: input_ids and attention_mask must be rectangular arrays ({e})") from None
+    ids, mask = (ids[None] if ids.ndim == 1 else ids), (mask[None] if mask.ndim == 1 else mask)
     if ids.ndim != 2 or ids.shape[1] == 0 or ids.dtype.kind not in "iu":
         raise ConfigError(
             f"generate: input_ids must be integer token ids [batch, length >= 1], not {ids.dtype} {list(ids.shape)}"
         )
-    mask = np.ones(ids.shape, np.int32) if attention_mask is None else np.asarray(attention_mask)
-    if mask.ndim == 1:
-        mask = mask[None]
+    if ids.min() < 0 or ids.max() >= 2**31:  # int32 in the network: 2**32 became 0, -1 the last row
+        raise ConfigError(f"generate: input_ids must be token ids from 0 to 2**31 - 1, not {ids.min()}..{ids.max()}")
     if mask.shape != ids.shape:
         raise ConfigError(f"generate: attention_mask {list(mask.shape)} must have input_ids' shape {list(ids.shape)}")
+    if not np.isin(mask, (0, 1)).all():
+        raise ConfigError("generate: attention_mask must hold 1 (a token) and 0 (padding) only")
     return ids.astype(np.int32), mask.astype(np.int32)
+
+
+def _token_id(value: Any, what: str) -> int:
+    """A token id given in Python (stop_tokens, pad_token_id): an integer from 0 to 2**31 - 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**31:
+        raise ConfigError(f"generate: {what} must be token ids, integers from 0 to 2**31 - 1, not {value!r:.60}")
+    return int(value)
