@@ -142,8 +142,13 @@ def test_data_parallel_state_dict_in_a_pth_tar(tmp_path, capsys):
             "state_dict_ema, model, state_dict",
         ),
         (lambda p: torch.save({"state_dict": {}}, p), "{path}: 'state_dict' holds an empty dict: no weights"),
+        (  # it read "'model'; also present: 'state_dict' holds keys 'x'", as if the good state_dict held 'x'
+            lambda p: torch.save({"state_dict": {"w": torch.ones(1)}, "model": {"x": 1}}, p),
+            "{path}: unknown container: 'model' holds keys 'x', neither tensors nor one of model_ema, ema, "
+            "state_dict_ema, model, state_dict (the file also has 'state_dict', not tried",
+        ),
     ],
-    ids=["missing", "not_torch", "truncated", "empty", "unknown_container", "empty_state_dict"],
+    ids=["missing", "not_torch", "truncated", "empty", "unknown_container", "empty_state_dict", "two_containers"],
 )
 def test_bad_checkpoints_are_one_line_naming_the_file(tmp_path, capsys, make, message):
     path = tmp_path / "in.pth"

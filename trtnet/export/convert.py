@@ -237,22 +237,24 @@ def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[
             others = [k for k in CONTAINER_KEYS if k != key and obj.get(k) is not None]
             also = f"; also present: {', '.join(map(repr, others))}" if others else ""
             return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}", depth + 1)
-    what = where or "the file"
+    # "'model'; also present: 'state_dict'" reads, before "holds ...", as if the other key held it: said last.
+    what, _, also = (where or "the file").partition("; also present: ")
+    also = f" (the file also has {also}, not tried: the first container found is the one converted)" if also else ""
     if len(tensors) > len(obj) // 2:  # a state_dict with a few other values: name them, not its tensors
         others = [k for k in obj if k not in set(tensors)]
         listed = ", ".join(f"{k!r} ({type(obj[k]).__name__})" for k in others[:5]) + (" ..." if len(others) > 5 else "")
         noun = "value" if len(others) == 1 else "values"
         raise WeightsError(
             f"{path}: {what} holds {len(tensors)} tensors and {len(others)} other {noun} ({listed}): "
-            "a state_dict holds tensors only; save one without them"
+            f"a state_dict holds tensors only; save one without them{also}"
         )
     nones = [repr(k) for k in CONTAINER_KEYS if k in obj]  # present, and all None (YOLOv5 strips `ema` so)
     if nones:
-        raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it")
+        raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it{also}")
     keys = ", ".join(map(repr, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")
     raise WeightsError(
-        f"{path}: unknown container: {where or 'the file'} holds keys {keys}, neither tensors nor "
-        f"one of {', '.join(CONTAINER_KEYS)}"
+        f"{path}: unknown container: {what} holds keys {keys}, neither tensors nor "
+        f"one of {', '.join(CONTAINER_KEYS)}{also}"
     )
 
 
