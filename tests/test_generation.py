@@ -173,6 +173,11 @@ def test_command_line_streams_the_greedy_tokens(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(t) for t in want]
     assert main([*args, "--max-new-tokens", "60"]) == 2
     assert "max_new_tokens = 60 is not allowed" in capsys.readouterr().err
+    # Without --max-new-tokens, a context of 8 holds 5 new tokens, not the default 32 (refused, though not given).
+    assert main([*args, "--max-context", "8"]) == 0
+    assert len(capsys.readouterr().out.split()) == 5
+    assert main([*args, "--max-new-tokens", "2147483648"]) == 2
+    assert "expected a whole number from 1 to 2**31 - 1" in capsys.readouterr().err
     assert main(["generate", "llama", "--config", str(config), "--prompt", "hello"]) == 2
     assert "--prompt is text and needs --tokenizer" in capsys.readouterr().err
     for bad, said in (

@@ -32,7 +32,9 @@ def add_command(command: Callable[..., argparse.ArgumentParser], weights_options
     prompt.add_argument("--prompt-ids", type=_ids, metavar="IDS", help="the prompt as token ids: 1,2,3")
     prompt.add_argument("--prompt", metavar="TEXT", help="the prompt as text (needs --tokenizer)")
     sub.add_argument("--tokenizer", metavar="FILE", help="a tokenizer.json (the `tokenizers` library): prints text")
-    sub.add_argument("--max-new-tokens", type=_count, default=32, help="default 32")
+    sub.add_argument(
+        "--max-new-tokens", type=_count, help="default 32, or as many as the context leaves room for if fewer"
+    )
     sub.add_argument("--max-context", type=_count, help="prompt plus new tokens at most (default: the config's)")
     sub.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; above 0: sampling")
     sub.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
@@ -57,7 +59,7 @@ def _count(text: str) -> int:
     except ValueError:
         value = 0
     if not 1 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 1 to 2**31 - 1")
     return value
 
 
@@ -83,12 +85,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     vocab = model.config.vocab_size
     if not ids or max(ids) >= vocab:
         raise ConfigError(f"generate: the prompt's token ids must be from 0 to {vocab - 1} (the vocabulary), got {ids}")
+    room = model.max_context - len(ids)  # a default the context cannot hold is no reason to refuse the run
+    count = args.max_new_tokens if args.max_new_tokens is not None else max(1, min(32, room))
     new: list[int] = []
     shown = ""  # the text printed so far: all the new tokens decoded together, as a tokenizer decodes
     for step in stream(
         model,
         np.array([ids], np.int32),
-        args.max_new_tokens,
+        count,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
