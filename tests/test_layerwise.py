@@ -12,7 +12,7 @@ from tests.mobilenet_v3_dsl import LARGE, MobileNetV3
 from trtnet import nn
 from trtnet.errors import CalibrationError
 from trtnet.parity import export_state, layerwise, layerwise_precision, sample_inputs, torch_model
-from trtnet.parity.blame import Side, _views, compare
+from trtnet.parity.sides import Side, _views, compare
 from trtnet.weights import load_weights
 from trtnet.zoo import REGISTRY, he_init
 
