@@ -195,3 +195,27 @@ def test_the_fault_benchmark_names_every_planted_resnet_fault(tmp_path):
     summary = bench.run(["resnet18"], out=io.StringIO())
     assert summary["faults"] == summary["planted"] >= 8
     assert summary["named_first"] == summary["planted"], [r for r in summary["rows"] if not r["hit"]]
+
+
+def test_bad_layerwise_arguments_are_parity_errors(mobilenet_v3):
+    """float64 inputs reached torch (a dtype RuntimeError), and a missing source, no inputs, two inputs for one,
+    a model of None or a tolerance of "a" were AttributeError, IndexError or TypeError from deep inside."""
+    from trtnet.errors import NetworkError, ParityError
+
+    source, path = mobilenet_v3
+    model = MobileNetV3()
+    load_weights(model, path)
+    x = sample_inputs(model, 1, seed=0)[0]
+    report = layerwise(model, source, [x.astype(np.float64)])  # cast as the interpreter casts it
+    assert report.passed
+    cases = [
+        ((model, None, [x]), {}, r"layerwise's source is the PyTorch model \(a torch.nn.Module\), not NoneType"),
+        ((model, source, [x]), {"tolerance": "a"}, r"tolerance must be a number, not 'a'"),
+        ((model, source, []), {}, r"takes 1 input"),
+        ((model, source, [x, x]), {}, r"takes 1 input"),
+    ]
+    for args, options, said in cases:
+        with pytest.raises(ParityError, match=said):
+            layerwise(*args, **options)
+    with pytest.raises(NetworkError, match=r"expected a trtnet Module"):
+        layerwise(None, source, [x])

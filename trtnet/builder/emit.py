@@ -304,6 +304,11 @@ def checked_inputs(model: Module, inputs: Sequence[Any], error: type[Exception] 
     changes). Per-sample sizes may differ from the declared ones: the network is emitted for them."""
     from trtnet.runtime.bindings import check_inputs
 
+    _check_model(model)
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        raise error(
+            f"the inputs of {type(model).__name__} are a list of arrays, one per input, not {type(inputs).__name__}"
+        )
     arrays = [np.asarray(x) for x in inputs]
     declared = model.inputs()
     if len(arrays) == len(declared):

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from trtnet.builder.emit import emit
+from trtnet.builder.emit import checked_inputs, emit
+from trtnet.errors import ParityError
 from trtnet.graph import Policy
 from trtnet.interpreter.capture import run_network_capture
 from trtnet.interpreter.interpreter import Interpreter
@@ -129,6 +130,7 @@ def _run_calls(
     """Emit `model` for `inputs`, run it once in the interpreter capturing every module call's tensors:
     (path, class name, input arrays, output arrays) per call, in the order the calls returned; and which call
     produced each tensor (the innermost, which returns first) and which tensors each call took."""
+    inputs = checked_inputs(model, inputs, ParityError)  # the count, dtypes (float64 cast as the interpreter's)
     names = [i.name for i in model.inputs()]
     shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
     net = emit(model, int(np.shape(inputs[0])[0]), policy=policy, input_shapes=shapes)
@@ -286,6 +288,11 @@ def _enclosing(calls: list[Call], i: int) -> Call | None:
 def layerwise(model: Module, source: Any, inputs: Sequence[np.ndarray], *, tolerance: float | None = None) -> Layerwise:
     """Compare every module call of `model` (fp32, in the interpreter) with the PyTorch `source`'s module of
     the same path, on `inputs`; name the first module whose output departs."""
+    if not callable(getattr(source, "named_modules", None)):
+        raise ParityError(f"layerwise's source is the PyTorch model (a torch.nn.Module), not {type(source).__name__}")
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))):
+        raise ParityError(f"tolerance must be a number, not {tolerance!r:.60}")
+    inputs = checked_inputs(model, inputs, ParityError)  # cast for both sides: float64 reached the source as is
     # BatchNorms stay apart from their convolutions here, so that each module has an output of its own to
     # compare (the folded pair is checked as a whole by the output comparison of `trtnet verify`).
     policy = Policy(precision="fp32", fold_bn=False)
