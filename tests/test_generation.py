@@ -295,6 +295,15 @@ def test_the_text_printed_is_the_new_tokens_decoded_together(tmp_path, capsys, m
     monkeypatch.setattr(trtnet.generation, "stream", scripted(e_acute + e_acute))
     assert main([*args, "--tokenizer", str(tmp_path / "byte.json"), "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out == "\u00e9\u00e9\n"
+    # A decoder that rewrites text already decoded (WordPiece's cleanup: "a b ." is "a b.") prints the final text.
+    words = {"a": 0, "b": 1, ".": 2, "c": 3}
+    wordpiece = tokenizers.Tokenizer(tokenizers.models.WordLevel(words, unk_token="a"))
+    wordpiece.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    wordpiece.decoder = tokenizers.decoders.WordPiece(cleanup=True)
+    wordpiece.save(str(tmp_path / "wordpiece.json"))
+    monkeypatch.setattr(trtnet.generation, "stream", scripted([0, 1, 2, 3]))
+    assert main([*args, "--tokenizer", str(tmp_path / "wordpiece.json"), "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out == wordpiece.decode([0, 1, 2, 3]) + "\n" == "a b. c\n"
 
 
 def test_generate_strict_refuses_weights_that_are_not_finite_and_takes_gpt2(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,14 +106,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(token, end=" ", flush=True)
             continue
         # Decoded one at a time, a SentencePiece token lost its space and a character split over byte tokens
-        # printed as two replacement characters: print what the whole text adds, once a character is complete.
+        # printed as two replacement characters: the new tokens are decoded together, and printed up to the
+        # last space (a decoder may still rewrite what follows it: "a b" + "." is "a b." once cleaned up).
         text = tokenizer.decode(new)
-        if text.startswith(shown) and not text.endswith("\ufffd"):
-            print(text[len(shown) :], end="", flush=True)
-            shown = text
-    if tokenizer is not None:
+        ready = "" if text.endswith("\ufffd") else text[: max(text.rfind(" "), 0)]
+        if len(ready) > len(shown) and ready.startswith(shown):
+            print(ready[len(shown) :], end="", flush=True)
+            shown = ready
+    if tokenizer is not None:  # the rest; where the decoder rewrote printed text, from where they part
         text = tokenizer.decode(new)
-        print(text[len(shown) :] if text.startswith(shown) else "", end="")
+        print(text[len(os.path.commonprefix([text, shown])) :], end="")
     print(file=sys.stdout)
     return EXIT_OK
 
