@@ -85,6 +85,14 @@ def test_draws_follow_the_distribution():
     assert (freq[probs == 0] == 0).all()
 
 
+def test_a_seed_is_what_numpy_seeds_with(decoder):
+    """A Generator or a list of integers seeds numpy, and seeded generate as before the seed was checked."""
+    ids = prompt()
+    by_list = trtnet.generate(decoder, ids, 4, temperature=1.0, seed=[1, 2])
+    np.testing.assert_array_equal(by_list, trtnet.generate(decoder, ids, 4, temperature=1.0, seed=[1, 2]))
+    trtnet.generate(decoder, ids, 4, temperature=1.0, seed=np.random.default_rng(0))
+
+
 def test_greedy_is_top_k_one_and_seeds_repeat(decoder):
     ids = prompt()
     greedy = trtnet.generate(decoder, ids, 12)
@@ -132,8 +140,10 @@ def test_left_padding_gives_the_unpadded_tokens(decoder):
         (dict(max_new_tokens=4, input_ids=np.zeros((1, 5), np.float32)), "input_ids must be integer token ids"),
         (dict(max_new_tokens=4, attention_mask=np.ones((2, 4))), "attention_mask \\[2, 4\\] must have"),
         # Each was a numpy TypeError or ValueError, or silently wrong (2**32 fed as 0, 1.7 padded as 1):
-        (dict(max_new_tokens=4, seed=-1), "seed must be None or an integer from 0 to 2\\*\\*63 - 1, not -1"),
-        (dict(max_new_tokens=4, seed="a"), "seed must be None or an integer"),
+        (dict(max_new_tokens=4, seed=-1), "seed -1 does not seed numpy's generator"),
+        (dict(max_new_tokens=4, seed="a"), "seed 'a' does not seed numpy's generator"),
+        (dict(max_new_tokens=4, seed=True), "seed must be None, an integer >= 0 or what else seeds numpy"),
+        (dict(max_new_tokens=4, input_ids=np.zeros((0, 3), np.int32)), "input_ids must be integer token ids"),
         (dict(max_new_tokens=4, stop_tokens=2), "stop_tokens must be a sequence of token ids, not 2"),
         (dict(max_new_tokens=4, stop_tokens=[8.5]), "stop_tokens must be token ids, integers from 0"),
         (dict(max_new_tokens=4, stop_tokens=[2**70]), "stop_tokens must be token ids"),

@@ -143,6 +143,16 @@ def test_calibration_keys_are_layer_names_and_the_last_layer_is_kept():
     assert first.keep == {"stem/conv": "first layer", "fc/matmul": "kept by name", "head/matmul": "last layer"}
     # One name as a string is that name (it was split into the names 'l', 'a', 's', 't').
     assert trtnet.calibrate(tiny(), batches(), "max", keep="first").keep == {"stem/conv": "first layer"}
+    first = trtnet.calibrate(tiny(), batches(), "max", keep=(k for k in ["first"]), bins=np.int64(64))
+    assert first.keep == {"stem/conv": "first layer"}  # a generator read once; numpy's integers are integers
+    assert trtnet.calibrate(tiny(), batches(), "percentile", percentile=np.float32(99.5)).method == "percentile"
+
+    def never():  # keep is refused before any batch is measured
+        raise AssertionError("measured")
+        yield
+
+    with pytest.raises(CalibrationError, match="keep must be layer names"):
+        trtnet.calibrate(tiny(), never(), "max", keep=5)
 
 
 @pytest.mark.parametrize(

@@ -610,6 +610,8 @@ def test_a_torchvision_efficientnet_file_given_to_the_timm_entry_says_what_it_is
         ),
         ({"__metadata__": np.zeros(2, np.float32)}, None, r"key '__metadata__': the name is the format's own"),
         ({1: np.zeros(2, np.float32), "1": np.ones(2, np.float32)}, None, r"key 1: safetensors takes strings only"),
+        ({"w": np.zeros(2, np.float32)}, "ab", r"the state and any metadata are mappings"),  # written as {a: b}
+        ([np.zeros(2, np.float32)], None, r"the state and any metadata are mappings"),
     ],
 )
 def test_what_the_reader_would_refuse_is_not_written(tmp_path, state, metadata, said):

@@ -187,11 +187,12 @@ def stream(
         raise ConfigError(f"generate: stop_tokens must be a sequence of token ids, not {stop_tokens!r:.60}")
     stops = np.asarray([_token_id(t, "stop_tokens") for t in stop_tokens], np.int64)
     pad = _token_id(pad_token_id, "pad_token_id") if pad_token_id is not None else (int(stops[0]) if stops.size else 0)
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63
-    ):
-        raise ConfigError(f"generate: seed must be None or an integer from 0 to 2**63 - 1, not {seed!r:.60}")
-    rng = np.random.default_rng(seed)
+    if isinstance(seed, bool):  # numpy would take True as 1
+        raise ConfigError("generate: seed must be None, an integer >= 0 or what else seeds numpy, not a bool")
+    try:  # anything numpy seeds a generator with: None, an integer >= 0, a list of them, a Generator
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"generate: seed {seed!r:.60} does not seed numpy's generator ({e})") from None
     positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1).astype(np.int32)
     out = decoder.prefill({"input_ids": ids, "attention_mask": mask, "position_ids": positions})
     finished = np.zeros(b, bool)
@@ -239,7 +240,7 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
     except ValueError as e:  # a ragged list
         raise ConfigError(f"generate: input_ids and attention_mask must be rectangular arrays ({e})") from None
     ids, mask = (ids[None] if ids.ndim == 1 else ids), (mask[None] if mask.ndim == 1 else mask)
-    if ids.ndim != 2 or ids.shape[1] == 0 or ids.dtype.kind not in "iu":
+    if ids.ndim != 2 or 0 in ids.shape or ids.dtype.kind not in "iu":
         raise ConfigError(
             f"generate: input_ids must be integer token ids [batch, length >= 1], not {ids.dtype} {list(ids.shape)}"
         )

@@ -1,7 +1,7 @@
 """Weights: safetensors files read with numpy (copied into memory, no torch), loaded strictly into a module tree.
 
-The safetensors format: an 8-byte little-endian header length N, N bytes of JSON
-`{key: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the data.
+The safetensors format: an 8-byte little-endian header length N, N bytes of JSON `{key: {"dtype": "F32", "shape":
+[..], "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the data.
 This reader checks every claim the header makes before trusting it, so a damaged or hostile file gives a
 `WeightsError` that names the file and the key, never a crash or a silent misread. Nothing is unpickled, and
 nothing stays mapped: what was read and checked cannot change when the file does.
@@ -69,9 +69,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise WeightsError(
-            f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with "
-            f"`trtnet convert MODEL {path}` to a .safetensors file (or write one with "
-            "`trtnet export-weights`)"
+            f"{path}: {path.suffix} files are pickles, which trtnet never loads; convert it with `trtnet convert "
+            f"MODEL {path}` to a .safetensors file (or write one with `trtnet export-weights`)"
         )
     try:  # a FIFO or a device is refused unread (NotRegularFile: "not a regular file", "Is a directory")
         with open_regular(path) as (f, before):
@@ -365,8 +364,7 @@ def init_random(model: Module, seed: int = 0) -> None:
     """Fill every parameter with a deterministic random value (each key seeded by its name and `seed`)."""
     model.bind()
     for key, param in model.named_parameters():
-        rng = np.random.default_rng([zlib.crc32(key.encode()), seed])
-        param.value = param.initial(rng)
+        param.value = param.initial(np.random.default_rng([zlib.crc32(key.encode()), seed]))
 
 
 def save_safetensors(
@@ -374,7 +372,9 @@ def save_safetensors(
 ) -> None:
     """Write `state` as a safetensors file, atomically; keys and metadata are strings, not `__metadata__`."""
     refuse_plan_files(path := Path(path), "the weights", WeightsError)
-    for what, items in (("key", list(state)), ("metadata entry", [*dict(metadata or {}).items()])):
+    if not isinstance(metadata, Mapping | None) or not isinstance(state, Mapping):  # `dict()` read "ab" as {a: b}
+        raise WeightsError(f"{path}: the state and any metadata are mappings (of names to arrays, strings)")
+    for what, items in (("key", list(state)), ("metadata entry", [*(metadata or {}).items()])):
         bad = [i for i in items if not all(isinstance(v, str) for v in (i if isinstance(i, tuple) else [i]))]
         if bad or "__metadata__" in items:
             why = "safetensors takes strings only" if bad else "the name is the format's own, for its metadata"

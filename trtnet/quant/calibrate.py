@@ -15,6 +15,7 @@ width, so the result depends only on the batches and their order: calibration is
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,7 +187,7 @@ def _check_method(method: str, precision: str, percentile: float) -> None:
         raise CalibrationError(f"calibration method must be one of {CALIBRATION_METHODS}, not {method!r}")
     if precision not in FORMATS:
         raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 0 < percentile <= 100:
         raise CalibrationError(f"percentile must be a number in (0, 100], not {percentile!r}")
 
 
@@ -314,20 +315,28 @@ def calibrate(
     _check_method(method, precision, percentile)
     if not isinstance(model, Module):
         raise CalibrationError(f"calibrate takes a trtnet model (a Module), not {type(model).__name__}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
         raise CalibrationError(f"bins must be a whole number >= 1, not {bins!r}")
     if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
         raise CalibrationError(
             f"batches must be an iterable of batches (arrays or dicts), not {type(batches).__name__}"
         )
+    keep = _keep_names(keep)  # before the measurement, not after it
     stats = measure(model, batches, histograms=method != "max", bins=bins)
     return stats.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 
-def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[str, str]:
-    keep = (keep,) if isinstance(keep, str) else keep  # "last" is one rule, not the names l, a, s, t
-    if not isinstance(keep, Iterable) or not all(isinstance(k, str) for k in keep):
+def _keep_names(keep: Any) -> tuple[str, ...]:
+    """`keep` as a tuple of names: one string is one name ("last", not the names l, a, s, t); a generator is
+    read once."""
+    keep = (keep,) if isinstance(keep, str) else tuple(keep) if isinstance(keep, Iterable) else keep
+    if not isinstance(keep, tuple) or not all(isinstance(k, str) for k in keep):
         raise CalibrationError(f"keep must be layer names or rules {KEEP_RULES}, not {keep!r:.80}")
+    return keep
+
+
+def _kept(network: Any, points: Mapping[str, str], keep: Sequence[str]) -> dict[str, str]:
+    keep = _keep_names(keep)
     weighted = [k for k in points if not k.rsplit("/", 1)[-1].startswith("sum")]
     rules = {k for k in keep if k in KEEP_RULES}
     names = [k for k in keep if k not in KEEP_RULES]
