@@ -147,8 +147,33 @@ def test_data_parallel_state_dict_in_a_pth_tar(tmp_path, capsys):
             "{path}: unknown container: 'model' holds keys 'x', neither tensors nor one of model_ema, ema, "
             "state_dict_ema, model, state_dict (the file also has 'state_dict', not tried",
         ),
+        (
+            lambda p: torch.save({"state_dict": {"w": torch.ones(1)}, "model": {}}, p),
+            "{path}: 'model' holds an empty dict: no weights (the file also has 'state_dict', not tried",
+        ),
+        (  # nested: the path names the inner container, and the other top-level one comes once, at the end
+            lambda p: torch.save(
+                {
+                    "state_dict": {"w": torch.ones(1)},
+                    "model": {"state_dict": {"w": torch.ones(1), "v": torch.ones(1), "x": 1}},
+                },
+                p,
+            ),
+            "{path}: 'model' -> 'state_dict' holds 2 tensors and 1 other value ('x' (int)): a state_dict holds "
+            "tensors only; save one without them (the file also has 'state_dict', not tried",
+        ),
     ],
-    ids=["missing", "not_torch", "truncated", "empty", "unknown_container", "empty_state_dict", "two_containers"],
+    ids=[
+        "missing",
+        "not_torch",
+        "truncated",
+        "empty",
+        "unknown_container",
+        "empty_state_dict",
+        "two_containers",
+        "empty_first",
+        "nested",
+    ],
 )
 def test_bad_checkpoints_are_one_line_naming_the_file(tmp_path, capsys, make, message):
     path = tmp_path / "in.pth"

@@ -210,8 +210,27 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, bool]:
         raise WeightsError(f"{path}: unpickling failed ({type(e).__name__}: {_first_line(e)})") from None
 
 
-def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[str, Any], str]:
-    """The state_dict inside a loaded checkpoint, and a description of where it was found."""
+def unwrap(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
+    """The state_dict inside a loaded checkpoint, and a description of where it was found. Of several containers
+    at the top (`ema` and `model`), the first of CONTAINER_KEYS is the one converted; the others are named last,
+    in the description and in an error, where they cannot read as the holders of what the message says."""
+    present = [k for k in CONTAINER_KEYS if isinstance(obj, Mapping) and obj.get(k) is not None]
+    try:
+        state, where = _unwrap(obj, path, "", 0)
+    except WeightsError as e:
+        if len(present) < 2:
+            raise
+        others = ", ".join(map(repr, present[1:]))
+        raise WeightsError(
+            f"{e} (the file also has {others}, not tried: the first container is the one converted)"
+        ) from None
+    if len(present) > 1:  # "'ema'; also present: 'model' (a pickled ...)"
+        head = repr(present[0])
+        where = f"{head}; also present: {', '.join(map(repr, present[1:]))}{where[len(head) :]}"
+    return state, where
+
+
+def _unwrap(obj: Any, path: Path, where: str, depth: int) -> tuple[dict[str, Any], str]:
     import torch
 
     if depth > MAX_NESTING:
@@ -222,39 +241,32 @@ def unwrap(obj: Any, path: Path, where: str = "", depth: int = 0) -> tuple[dict[
 
     if isinstance(obj, torch.nn.Module):
         desc = f"a pickled {type(obj).__name__}'s state_dict()"
-        return unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc, depth + 1)
+        return _unwrap(obj.state_dict(), path, f"{where} ({desc})" if where else desc, depth + 1)
+    what = where or "the file"
     if not isinstance(obj, Mapping):
-        raise WeightsError(
-            f"{path}: {where or 'the file'} holds a {type(obj).__name__}, not a state_dict or a dict of them"
-        )
+        raise WeightsError(f"{path}: {what} holds a {type(obj).__name__}, not a state_dict or a dict of them")
     if not obj:
-        raise WeightsError(f"{path}: {where or 'the file'} holds an empty dict: no weights")
+        raise WeightsError(f"{path}: {what} holds an empty dict: no weights")
     tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
     if len(tensors) == len(obj):
         return {str(k): v for k, v in obj.items()}, where or "the file itself (a bare state_dict)"
     for key in CONTAINER_KEYS:
         if obj.get(key) is not None:
-            others = [k for k in CONTAINER_KEYS if k != key and obj.get(k) is not None]
-            also = f"; also present: {', '.join(map(repr, others))}" if others else ""
-            return unwrap(obj[key], path, f"{where} -> {key!r}" if where else f"{key!r}{also}", depth + 1)
-    # "'model'; also present: 'state_dict'" reads, before "holds ...", as if the other key held it: said last.
-    what, _, also = (where or "the file").partition("; also present: ")
-    also = f" (the file also has {also}, not tried: the first container found is the one converted)" if also else ""
+            return _unwrap(obj[key], path, f"{where} -> {key!r}" if where else repr(key), depth + 1)
     if len(tensors) > len(obj) // 2:  # a state_dict with a few other values: name them, not its tensors
         others = [k for k in obj if k not in set(tensors)]
         listed = ", ".join(f"{k!r} ({type(obj[k]).__name__})" for k in others[:5]) + (" ..." if len(others) > 5 else "")
         noun = "value" if len(others) == 1 else "values"
         raise WeightsError(
             f"{path}: {what} holds {len(tensors)} tensors and {len(others)} other {noun} ({listed}): "
-            f"a state_dict holds tensors only; save one without them{also}"
+            "a state_dict holds tensors only; save one without them"
         )
     nones = [repr(k) for k in CONTAINER_KEYS if k in obj]  # present, and all None (YOLOv5 strips `ema` so)
     if nones:
-        raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it{also}")
+        raise WeightsError(f"{path}: {what} holds {', '.join(nones)} set to None: no weights in it")
     keys = ", ".join(map(repr, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")
     raise WeightsError(
-        f"{path}: unknown container: {what} holds keys {keys}, neither tensors nor "
-        f"one of {', '.join(CONTAINER_KEYS)}{also}"
+        f"{path}: unknown container: {what} holds keys {keys}, neither tensors nor one of {', '.join(CONTAINER_KEYS)}"
     )
 
 
