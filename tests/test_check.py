@@ -312,10 +312,14 @@ def test_a_nan_or_infinite_reference_is_beyond_any_tolerance(small_model, tmp_pa
 
 def test_shapes_that_differ_are_beyond_tolerance_even_when_both_are_empty() -> None:
     """A loop run 0 times: the interpreter's scan output [0, 2] against onnxruntime's [0, 0] passed as 0 of 0."""
+    from trtnet.onnx.check import CheckReport, OutputResult
     from trtnet.onnx.compare import agreement
 
     a = agreement(np.zeros((0, 2), np.float32), np.zeros((0, 0), np.float32), 1e-4, 1e-4)
-    assert a.beyond == 1 and a.max_abs == float("inf")
+    assert a.beyond == 1 and a.max_abs == float("inf") and not a.ok and a.reference_shape == (0, 0)
+    report = CheckReport(Path("m.onnx"), 3, "float32", {})
+    report.outputs.append(OutputResult("scan", (0, 2), "float32", a, 1e-4, 1e-4))
+    assert "  output 'scan' float32[0, 2]: the shape differs from onnxruntime's [0, 0] FAILS" in report.lines()
 
 
 def test_a_zero_reference_gives_an_infinite_relative_error_not_float64_s_largest() -> None:

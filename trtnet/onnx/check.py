@@ -140,6 +140,9 @@ class CheckReport:
                 out.append(head + why)
                 continue
             verdict = "ok" if o.ok else "FAILS"
+            if a.reference_shape is not None:
+                out.append(f"{head}: the shape differs from {self.against}'s {list(a.reference_shape)} {verdict}")
+                continue
             out.append(
                 f"{head}: max abs {a.max_abs:.2e}, max rel {a.max_rel:.2e} against {self.against}; {a.beyond} of "
                 f"{a.size} beyond atol {o.atol:.0e} + rtol {o.rtol:.0e}*|ref| {verdict}"

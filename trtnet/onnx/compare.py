@@ -77,6 +77,7 @@ class Agreement:
     max_rel: float
     beyond: int
     size: int
+    reference_shape: tuple[int, ...] | None = None  # set where the shapes differ: then beyond every tolerance
 
     @property
     def ok(self) -> bool:
@@ -89,7 +90,7 @@ def agreement(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> Ag
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:  # beyond however few values there are: [0, 2] against [0, 0] passed as 0 of 0
         count = max(got.size, want.size, 1)
-        return Agreement(float("inf"), float("inf"), count, count)
+        return Agreement(float("inf"), float("inf"), count, count, tuple(want.shape))
     if not np.issubdtype(want.dtype, np.floating) and want.dtype.name != "bfloat16":
         beyond = int(np.count_nonzero(got != want))
         return Agreement(float(beyond > 0), float(beyond > 0), beyond, want.size)
