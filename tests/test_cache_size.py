@@ -154,6 +154,8 @@ def test_entries_that_are_not_whole_are_removed_unopened(tmp_path):
     (tmp_path / f"{link}.plan").symlink_to(plan)
     (tmp_path / f"{orphan}.plan.json").write_text("{}")
     (tmp_path / f"{lone}.plan").write_bytes(b"a plan without its sidecar")
+    lone_digest = hashlib.sha256(b"a plan without its sidecar").hexdigest()[:32]
+    (tmp_path / "runtime" / f"{lone_digest}.rtcache").write_bytes(b"its kernels")  # go with it
     (tmp_path / f"{zero}.plan").write_bytes(b"a plan whose sidecar is a link to a device")
     (tmp_path / f"{zero}.plan.json").symlink_to("/dev/zero")
     entries = {e.key: e for e in cache_entries(tmp_path)}
@@ -166,6 +168,7 @@ def test_entries_that_are_not_whole_are_removed_unopened(tmp_path):
     assert sorted(e.key for e in removed) == sorted([fifo, link, orphan, lone, zero])
     assert [e.key for e in cache_entries(tmp_path)] == [good] and plan.is_file()
     assert (tmp_path / "runtime" / f"{digest}.rtcache").exists()  # the link's removal left good's kernels
+    assert not (tmp_path / "runtime" / f"{lone_digest}.rtcache").exists()
 
 
 def test_a_size_variable_that_is_not_a_size_is_said_so_by_the_listing(tmp_path):

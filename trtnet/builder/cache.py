@@ -318,8 +318,7 @@ def prune_cache(max_bytes: int, folder: str | os.PathLike | None = None, keep: I
         with file_lock_if_free(folder / f"{entry.key}.lock") as free:
             unused = free and _entry(folder, entry.key) == entry  # not used (nor replaced) since it was listed
             if unused:
-                if entry.whole:
-                    _remove_runtime_cache(entry.plan, folder)
+                _remove_runtime_cache(entry.plan, folder)
                 remove_entry(entry.key, folder)
         if unused and _entry(folder, entry.key) is None:
             total -= entry.size
@@ -329,12 +328,14 @@ def prune_cache(max_bytes: int, folder: str | os.PathLike | None = None, keep: I
 
 def _remove_runtime_cache(plan: Path, folder: Path) -> None:
     """The kernels TensorRT for RTX compiled when the entry's engine first ran, kept under `runtime/` by the
-    plan's hash (see `Engine`): they serve no other plan. `plan` is a regular file (never a link: it could lead
-    to another entry's plan, or to a device)."""
+    plan's hash (see `Engine`): they serve no other plan. Only a regular file is read (never a link: it could
+    lead to another entry's plan, or to a device), a plan without its sidecar too."""
     runtime = folder / "runtime"
     if not runtime.is_dir():
         return
     with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.lstat(plan).st_mode):  # a FIFO would block the read, a device never end it
+            return
         digest = hashlib.sha256()
         with open(plan, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NOFOLLOW", 0))) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
