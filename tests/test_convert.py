@@ -4,6 +4,7 @@ in-process through `trtnet.cli.main`. Foreign layouts are made from the sources'
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import warnings
@@ -530,3 +531,28 @@ def test_an_ultralytics_training_checkpoint_converts_from_its_ema(tmp_path, caps
     x = np.random.default_rng(8).standard_normal((1, 3, 160, 160)).astype(np.float32)
     (got,) = trtnet.reference(get_entry("yolov8n").fn(weights=output), x)
     assert rel_error(got, torch_forward(rounded, x)[0]) <= 1e-4
+
+
+def test_a_decoder_checkpoint_of_its_own_size_converts_with_its_config(tmp_path, capsys):
+    """convert had no --config: a llama checkpoint of any size but the default 1B failed with shape mismatches."""
+    transformers = pytest.importorskip("transformers")
+    config = {
+        "hidden_size": 16,
+        "intermediate_size": 24,
+        "vocab_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 16,
+        "tie_word_embeddings": True,
+    }
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **config}))
+    torch.manual_seed(0)
+    torch.save(transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).state_dict(), tmp_path / "ck.bin")
+    status, out, err = run(capsys, "convert", "llama", tmp_path / "ck.bin")
+    assert status == 2 and "shape mismatches" in err
+    status, out, err = run(capsys, "convert", "llama", tmp_path / "ck.bin", "--config", tmp_path / "config.json")
+    assert status == 0, err
+    assert "loads strictly into trtnet's llama" in out
+    model = trtnet.zoo.llama(weights=tmp_path / "ck.safetensors", config=tmp_path / "config.json")
+    assert model.config.hidden_size == 16

@@ -349,6 +349,7 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a full unpickle of this file when it holds objects, not only tensors (YOLOv5's .pt): "
         "unpickling runs code the file names, so only for files from a source you trust",
     )
+    add_model_settings(sub)  # the sizes the checkpoint has: a decoder's --config, --num-classes
 
     sub = command(
         "inspect",

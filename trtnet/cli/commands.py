@@ -79,10 +79,13 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from trtnet.cli.settings import model_options
     from trtnet.export.convert import convert
 
-    name = _ref(args.model).require_entry("convert").name  # a user's file registers its entry as it runs
-    done = convert(name, args.checkpoint, args.output, trust_pickle=args.trust_pickle)
+    ref = _ref(args.model)
+    name = ref.require_entry("convert").name  # a user's file registers its entry as it runs
+    options = model_options(ref, args)  # the sizes the checkpoint was trained at (a decoder's config.json)
+    done = convert(name, args.checkpoint, args.output, trust_pickle=args.trust_pickle, options=options)
     print(done.summary(name, Path(args.checkpoint)))
     return EXIT_OK
 

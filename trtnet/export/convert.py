@@ -74,9 +74,14 @@ def default_output(checkpoint: str | os.PathLike) -> Path:
 
 
 def convert(
-    model: str, checkpoint: str | os.PathLike, output: str | os.PathLike | None = None, trust_pickle: bool = False
+    model: str,
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> Conversion:
-    """Convert `checkpoint` for the zoo entry `model`; write `output` (default: beside it, .safetensors).
+    """Convert `checkpoint` for the zoo entry `model` (built with `options`, its keyword arguments: a decoder's
+    `config`); write `output` (default: beside it, .safetensors).
 
     >>> convert("swin_t", "swin_tiny_patch4_window7_224.pth").output   # doctest: +SKIP
     PosixPath('swin_tiny_patch4_window7_224.safetensors')
@@ -96,7 +101,7 @@ def convert(
     refuse_special(out, "the weights", WeightsError)  # said now, not after reading and converting a checkpoint
     obj, unpickled = read_checkpoint(checkpoint, trust_pickle)
     state, container = unwrap(obj, checkpoint)
-    skeleton = entry.skeleton()
+    skeleton = entry.skeleton(**dict(options or {}))
     state, wrapper = _strip_wrapper_prefix(skeleton, state)
     adapted, layouts = adapt_checkpoint(skeleton, state)
     layouts = [wrapper, *layouts] if wrapper else layouts
@@ -107,7 +112,12 @@ def convert(
     # The strict check: the same loading `build`/`verify` do, on the converted tensors (widened to float32
     # where numpy has no such dtype), before anything is written.
     try:
-        load_weights(entry.skeleton(), {k: _numpy(v) for k, v in kept.items()}, check_finite="warn", hint=mismatch_hint)
+        load_weights(
+            entry.skeleton(**dict(options or {})),
+            {k: _numpy(v) for k, v in kept.items()},
+            check_finite="warn",
+            hint=mismatch_hint,
+        )
     except WeightsError as e:  # name the user's file, not the dict it became
         raise WeightsError(f"{checkpoint}: {str(e).removeprefix('state dict: ')}") from None
     from trtnet.parity import save_state
