@@ -515,3 +515,48 @@ def test_what_a_model_s_methods_give_is_checked_and_a_zoo_model_with_a_user_part
         assert result.returncode == 2 and said in error_line(result), (name, result.stderr)
     line = next(i for i, text in enumerate(lines, 1) if "x.nonexistent_method()" in text)
     assert error_line(trtnet_cli("summary", f"{path}:headed")).endswith(f"(at {path}:{line})")
+
+
+def test_an_error_in_a_part_from_another_file_of_the_user_s_is_placed_there(tmp_path, monkeypatch):
+    """A submodule defined in a second file of the user's: the error was placed at the call in the model's file."""
+    (tmp_path / "user_parts.py").write_text(
+        textwrap.dedent(
+            """
+            from trtnet import nn
+
+
+            class Part(nn.Module):
+                def forward(self, x):
+                    return x.no_such_method()
+            """
+        )
+    )
+    path = write(
+        tmp_path,
+        """
+        from trtnet import nn
+        from user_parts import Part
+
+
+        class Whole(nn.Module):
+            def __init__(self):
+                self.part = Part()
+
+            def inputs(self):
+                return [nn.Input("x", (4,))]
+
+            def forward(self, x):
+                return self.part(x)
+
+
+        def whole(weights=None):
+            return Whole()
+        """,
+        name="whole.py",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_parts", raising=False)
+    result = trtnet_cli("summary", f"{path}:whole")
+    line = (tmp_path / "user_parts.py").read_text().splitlines().index("        return x.no_such_method()") + 1
+    assert result.returncode == 2 and error_line(result).endswith(f"(at {tmp_path / 'user_parts.py'}:{line})")
+    sys.modules.pop("user_parts", None)

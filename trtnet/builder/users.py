@@ -53,17 +53,17 @@ def _said(value: Any, how: Callable[[Any], str] = str) -> str:
 
 
 def _their_line(model: Any, error: BaseException) -> str:
-    """` (at FILE:LINE)`: the innermost frame in the file that defines the model's class, else the innermost one
-    outside trtnet and the installed libraries (numpy's own lines say nothing of the model); '' if none."""
+    """` (at FILE:LINE)`: the innermost frame of the user's code, which is the file that defines the model's class
+    (even installed among the libraries) or any file outside trtnet and the installed libraries (a submodule of
+    another file of theirs; numpy's own lines say nothing of the model); '' if none."""
     frames = traceback.extract_tb(error.__traceback__)
     try:
         own = os.path.abspath(inspect.getsourcefile(type(model)) or "")
     except TypeError:  # a class defined where no file is
         own = ""
-    trtnets = own.startswith(_PACKAGE + os.sep)  # a zoo model: the user's line is elsewhere, if anywhere
-    mine = [f for f in frames if own and not trtnets and os.path.abspath(f.filename) == own]
-    if not mine:
-        libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
-        skip = tuple(os.path.abspath(p) + os.sep for p in (_PACKAGE, *libraries))
-        mine = [f for f in frames if not os.path.abspath(f.filename).startswith(skip)]
+    if own.startswith(_PACKAGE + os.sep):  # a zoo model: the user's line is elsewhere, if anywhere
+        own = ""
+    libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
+    skip = tuple(os.path.abspath(p) + os.sep for p in (_PACKAGE, *libraries))
+    mine = [f for f in frames if os.path.abspath(f.filename) == own or not os.path.abspath(f.filename).startswith(skip)]
     return f" (at {mine[-1].filename}:{mine[-1].lineno})" if mine else ""
