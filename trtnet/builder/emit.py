@@ -108,13 +108,14 @@ def emit(
         names = _output_names(model, results)
         outputs = []
         kind = type(model).__name__
-        taken = {spec.name for spec in specs} & set(names)
+        inputs = {spec.name for spec in specs}
+        taken = inputs & set(names)
         if taken:
             raise NetworkError(
                 f"{kind}: output {min(taken)!r} has the name of an input; an engine's tensors need names of their "
                 "own (output_names)"
             )
-        claimed = {spec.name for spec in specs}  # the inputs', then each output's name as it is given
+        claimed = set(inputs)  # the inputs', then each output's name as it is given
         for name, t in zip(names, results):
             if t.dtype in (trt.float16, trt.bfloat16):
                 t = t.cast(trt.float32)

@@ -130,7 +130,6 @@ def _run_calls(
     """Emit `model` for `inputs`, run it once in the interpreter capturing every module call's tensors:
     (path, class name, input arrays, output arrays) per call, in the order the calls returned; and which call
     produced each tensor (the innermost, which returns first) and which tensors each call took."""
-    inputs = checked_inputs(model, inputs, ParityError)  # the count, dtypes (float64 cast as the interpreter's)
     names = [i.name for i in model.inputs()]
     shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
     net = emit(model, int(np.shape(inputs[0])[0]), policy=policy, input_shapes=shapes)
@@ -320,6 +319,7 @@ def layerwise_precision(
     """The same comparison of `model` emitted in `precision` against itself in fp32; the blamed module is
     where the error grows most from its inputs to its output (where keeping fp16 helps most). A calibration is
     checked against the inputs and weights it was measured on, as `build` checks it (`reuse_calibration`)."""
+    inputs = checked_inputs(model, inputs, ParityError)  # the count, dtypes (float64 cast as the interpreter's)
     reduced = Policy(precision=precision, calibration=calibration)
     ours, _ = _run_calls(model, inputs, reduced, reuse_calibration)
     ref, _ = _run_calls(model, inputs, Policy(precision="fp32"))
