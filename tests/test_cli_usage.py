@@ -197,3 +197,21 @@ def test_counts_of_one_are_singular(capsys, tmp_path):
     status, err, stdout = run(capsys, "calibrate", "resnet18", "--data", data, "--batch", "1", "-o", out)
     assert status == 0, err
     assert " from 1 sample in 1 batch; 1 layer kept in fp16 -> " in stdout
+
+
+def test_an_output_never_lands_on_the_model_config(capsys, tmp_path):
+    """`--config` is a file the command reads: `-o` naming it (or naming the plan whose sidecar it would be)
+    replaced a user's config.json with a plan, its metadata or a calibration, with exit 0."""
+    config = tmp_path / "g.json"
+    config.write_text('{"n_embd": 32, "n_head": 4, "n_layer": 1, "vocab_size": 64, "n_positions": 32}')
+    data = tmp_path / "ids.npz"
+    cases = [
+        (("build", "gpt2", "--config", config, "--seq-len", "8", "-o", config), "the plan"),
+        (("build", "gpt2", "--config", config, "--seq-len", "8", "-o", tmp_path / "g"), "the engine metadata"),
+        (("calibrate", "gpt2", "--config", config, "--seq-len", "8", "--data", data, "-o", config), "the calibration"),
+    ]
+    for argv, what in cases:
+        status, err, _ = run(capsys, *argv)
+        assert status == 2, argv
+        assert err[-1] == f"trtnet: error: {config}: cannot write {what} there: it is the model config too", argv
+        assert config.read_text().startswith('{"n_embd": 32'), argv

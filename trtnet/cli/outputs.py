@@ -18,6 +18,7 @@ _READ_OPTIONS = {
     "data": "the data",
     "plan": "the plan",
     "inputs": "the inputs file",
+    "config": "the model config",
 }
 
 
