@@ -155,6 +155,40 @@ def test_config_json_of_transformers_4_and_5(tmp_path):
     assert Qwen2Config.from_hf({}).rope_scaling.rope_type == "default"
 
 
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_keys_a_config_json_lacks_take_transformers_defaults(kind, tmp_path):
+    """A Llama 2-era config.json has no `rope_theta` and no `tie_word_embeddings`: transformers reads them as
+    10000 and False. trtnet read its own model's (Llama 3.2 1B: 500000 and tied), and gave other logits (or
+    refused the file's own lm_head.weight) with no error."""
+    import json
+
+    cls = transformers.LlamaConfig if kind == "llama" else transformers.Qwen2Config
+    config = dict(TINY, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, model_type=kind)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = source_from(cls.from_pretrained(tmp_path, attn_implementation="eager"), kind)
+    assert model.config.tie_word_embeddings is False and "lm_head.weight" in model.state_dict()
+    ours = (llama if kind == "llama" else qwen2)(
+        weights=export_state(model, tmp_path / "w.safetensors"), config=tmp_path / "config.json", max_context=64
+    )
+    assert ours.config.rope_theta == 10000.0
+    ids = prompt()
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids).long()).logits.numpy()
+    got = trtnet.reference(ours, ids, np.ones_like(ids), np.tile(np.arange(ids.shape[1]), (2, 1)))[0]
+    assert rel_error(got, want) < 1e-5
+
+
+def source_from(config, kind: str):
+    """A transformers model of `config`, its weights as `source` draws them."""
+    base = transformers.LlamaForCausalLM if kind == "llama" else transformers.Qwen2ForCausalLM
+    model = base(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(0.0, 0.15) if "norm" not in name else p.uniform_(0.5, 1.5)
+    return model.eval()
+
+
 @pytest.mark.parametrize(
     "config,message",
     [
@@ -189,11 +223,16 @@ LAYERS_REST = {"prefill": 84, "decode": 84}
 
 
 def test_layer_counts():
+    """Of the zoo's Llama (3.2: grouped-query heads, llama3 rope, a tied head) at TINY's sizes."""
+    from trtnet.zoo.llama import hf_kwargs
+
+    zoo = hf_kwargs(LlamaConfig())
     for stage, past in (("prefill", False), ("decode", True)):
         counts = [
-            trtnet.emit(llama(config=dict(TINY, num_hidden_layers=n), max_context=64).stage(past), (1, 1, 4)).num_layers
+            trtnet.emit(llama(config={**zoo, **TINY, "num_hidden_layers": n}, max_context=64).stage(past), (1, 1, 4))
             for n in (1, 3)
         ]
+        counts = [network.num_layers for network in counts]
         per_block = (counts[1] - counts[0]) // 2
         assert (per_block, counts[0] - per_block) == (LAYERS_PER_BLOCK[stage], LAYERS_REST[stage]), (stage, counts)
 

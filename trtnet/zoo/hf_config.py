@@ -128,9 +128,12 @@ def from_hf(
     aliases: Mapping[str, str] | None = None,
     model_type: str | None = None,
     where: str | os.PathLike | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> C:
     """An instance of the config dataclass `cls` from a Hugging Face config.json path or its dict: the fields it
-    names, under their own names or an alias (`{"hidden_size": "n_embd"}`); the others keep their defaults.
+    names, under their own names or an alias (`{"hidden_size": "n_embd"}`); the others take `defaults` (what
+    transformers' config class takes for a key the file lacks, where that is not the dataclass's own default),
+    else the dataclass's defaults.
     Keys the dataclass does not know (`architectures`, dropout rates...) are ignored, as transformers does; but
     another model's config (its `model_type` is not `model_type`), or a JSON object none of whose keys is a field
     (a plan's sidecar, say), is a `ConfigError`: read as this model's, it would build a hybrid of the two.
@@ -160,7 +163,7 @@ def from_hf(
             f"{where}the {model} config has none of {model}'s fields (it has {keys}"
             f"{', ...' if len(config) > 5 else ''}): is it a Hugging Face config.json?"
         )
-    return cls(**values)
+    return cls(**{**(defaults or {}), **values})
 
 
 def _json_kind(value: Any) -> str:

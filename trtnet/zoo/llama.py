@@ -56,11 +56,28 @@ class LlamaConfig:
 
     MODEL: ClassVar[str] = "Llama"
     MODEL_TYPE: ClassVar[str] = "llama"  # as config.json says it
+    # What transformers' LlamaConfig takes for a key a config.json lacks (Llama 2 7B's sizes): a file is read as
+    # transformers reads it. The dataclass's own defaults (Llama 3.2 1B) are the entry's model with no config; read
+    # for a missing key, a Llama 2 file without `rope_theta` ran at 500000 instead of 10000, and one without
+    # `tie_word_embeddings` refused its own lm_head.weight.
+    HF_DEFAULTS: ClassVar[Mapping[str, Any]] = {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": None,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+    }
 
     @classmethod
     def from_hf(cls, config: str | os.PathLike | Mapping[str, Any]):
         """Read a Hugging Face `config.json` (a path or its dict): `rope_theta` and `rope_scaling` as transformers
-        4 writes them, or `rope_parameters` as transformers 5 does. Keys it lacks keep the defaults."""
+        4 writes them, or `rope_parameters` as transformers 5 does. Keys it lacks take transformers' defaults
+        (`HF_DEFAULTS`); no rope scaling is the default rope."""
         where = config if isinstance(config, (str, os.PathLike)) else None
         if where is not None:
             config = read_json(where, cls.MODEL)
@@ -74,7 +91,8 @@ class LlamaConfig:
             values.setdefault("rope_theta", rope["rope_theta"])
         scaling = _rope_scaling(rope, f"{cls.MODEL} config: {key}")
         return dataclasses.replace(
-            from_hf(cls, values, cls.MODEL, model_type=cls.MODEL_TYPE, where=where), rope_scaling=scaling
+            from_hf(cls, values, cls.MODEL, model_type=cls.MODEL_TYPE, where=where, defaults=cls.HF_DEFAULTS),
+            rope_scaling=scaling,
         )
 
     def __post_init__(self) -> None:
@@ -132,6 +150,18 @@ class Qwen2Config(LlamaConfig):
 
     MODEL: ClassVar[str] = "Qwen2"
     MODEL_TYPE: ClassVar[str] = "qwen2"
+    HF_DEFAULTS: ClassVar[Mapping[str, Any]] = {  # transformers' Qwen2Config's, as for Llama
+        "vocab_size": 151936,
+        "hidden_size": 4096,
+        "intermediate_size": 22016,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
