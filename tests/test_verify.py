@@ -134,6 +134,55 @@ def test_an_input_independent_source_is_refused_and_the_zoo_redraw_fixes_it():
     check_input_dependence(a, b, 1e-4)
 
 
+@pytest.mark.parametrize("name", ["resnet101", "resnet152", "yolov8n", "yolo11s"])
+def test_the_zoos_deep_random_sources_depend_on_their_input(name):
+    """verify's own guard refused the zoo at its defaults: a deep random ResNet's logits are one offset that no
+    input moves (ResNet-101's two inputs differed by 0.4% of the largest logit), and YOLOv8's and YOLO11's boxes
+    were the middle bin whatever the input (their DFL's bin numbers had been redrawn by `he_init`, and the box
+    logits were flat). Each source, at two seeds, must leave verify's comparison able to fail."""
+    from trtnet.cli.verify import REFERENCE_REL_ERROR, _parts
+    from trtnet.parity import check_input_dependence, sample_inputs, torch_forward
+    from trtnet.zoo.registry import get_entry
+
+    model = get_entry(name).skeleton()
+    for seed in (0, 2):
+        source = torch_model(name, seed)
+        a, b = (torch_forward(source, *sample_inputs(model, 2, s)) for s in (seed, seed + 1))
+        split = _parts(model, model.output_names(len(a)))
+        check_input_dependence(split(a)[1], split(b)[1], REFERENCE_REL_ERROR)
+
+
+def test_he_init_keeps_weights_that_do_not_train():
+    """YOLOv8's DFL convolution holds the bin numbers 0..15 (requires_grad off): part of the architecture."""
+    from trtnet.zoo import he_init
+
+    source = torch_model("yolov8n", 0)
+    dfl = source.model[-1].dfl.conv.weight
+    assert not dfl.requires_grad and torch.equal(dfl.flatten(), torch.arange(16.0))
+    before = source.model[0].conv.weight.clone()
+    he_init(source)
+    assert torch.equal(dfl.flatten(), torch.arange(16.0)) and not torch.equal(source.model[0].conv.weight, before)
+
+
+def test_center_outputs_centres_the_named_linear_on_a_probe():
+    import numpy as np
+
+    from trtnet.nn.module import Input
+    from trtnet.parity import _PROBE_SEED, center_outputs, sample_inputs, torch_forward
+
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).eval()
+    spec = [Input("x", (8,))]
+    probe = sample_inputs(spec, 4, 3 + _PROBE_SEED)
+    (before,) = torch_forward(source, *probe)
+    assert np.abs(before.mean(0)).min() > 0.01
+    center_outputs(source, "2", spec, seed=3)
+    (after,) = torch_forward(source, *probe)
+    np.testing.assert_allclose(after, before - before.mean(0), atol=1e-6)  # one shift, the probe's mean
+    with pytest.raises(ValueError, match="'1' is not a Linear with a bias: ReLU"):
+        center_outputs(source, "1", spec)
+
+
 def test_where_trtnet_and_pytorch_fp32_disagree_the_source_in_float64_says_who_departs(capsys):
     """As check's arbiter: a deep random network amplifies each side's float32 rounding (YOLOv5l: PyTorch fp32 6e-4
     from float64, trtnet 1e-4; `verify yolov5l` failed). Here PyTorch fp32 loses 4,097 ones between +-1e8; an

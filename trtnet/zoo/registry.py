@@ -36,6 +36,10 @@ class ZooEntry:
     # Options of `fn` the published weights need (InceptionV3's `transform_input`): what export-weights
     # --pretrained and verify --against-pretrained build trtnet's side with.
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
+    # The source's final Linear (a module path, "fc"), whose bias `trtnet.parity.torch_model` shifts so that the
+    # random source's outputs are centred: a deep random classifier's logits are mostly one input-independent
+    # offset, under which a comparison measured against their largest value sees little else.
+    centered: str | None = None
 
     def skeleton(self, **options: Any) -> Module:
         """The model with `options` (default: none) and no weights: its parameters' keys and shapes, cheaply."""
@@ -75,13 +79,15 @@ def register(
     pretrained: Callable[[], object] | None = None,
     config: Any = None,
     pretrained_options: Mapping[str, Any] | None = None,
+    centered: str | None = None,
 ):
     """Decorator adding an entry point to the zoo under `name`, with the PyTorch source it re-expresses.
 
     `torch_model()` builds that source (random weights; import torch inside it); `source` says in words what it
     is. `pretrained` builds the source with its published weights, where `source` alone does not say how (see
     `ZooEntry.pretrained_model`); `config` is the architecture config the entry builds; `pretrained_options` are
-    the entry's options the published weights need. A family of variants registers through `register_variant`.
+    the entry's options the published weights need; `centered` names the source's final Linear, centred on random
+    weights (see `ZooEntry.centered`). A family of variants registers through `register_variant`.
     Your own model registers the same way, and then `trtnet verify file.py:NAME` and `trtnet export-weights
     file.py:NAME` find its PyTorch source:
 
@@ -97,7 +103,7 @@ def register(
                 f"zoo entry {name!r} is registered twice ({REGISTRY[name].fn.__module__} and {fn.__module__})"
             )
         REGISTRY[name] = ZooEntry(
-            name, fn, source, torch_model, benchmark, pretrained, config, dict(pretrained_options or {})
+            name, fn, source, torch_model, benchmark, pretrained, config, dict(pretrained_options or {}), centered
         )
         return fn
 
@@ -123,6 +129,7 @@ def register_variant(
     source: str,
     torch_model: Callable[[], object],
     benchmark: bool = False,
+    centered: str | None = None,
 ) -> Callable[..., Module]:
     """Register and return the entry point `name(weights=None, **overrides)` of one variant of a family.
 
@@ -154,7 +161,7 @@ def register_variant(
         f"{name} with the state_dict keys of {source}. `weights`: a safetensors path, a dict, or None; "
         f"`overrides`: fields of {type(config).__name__} ({', '.join(allowed)})."
     )
-    return register(name, source, torch_model, benchmark, config=config)(entry)
+    return register(name, source, torch_model, benchmark, config=config, centered=centered)(entry)
 
 
 def timm_variant(
@@ -165,10 +172,17 @@ def timm_variant(
 
 
 def torchvision_variant(
-    name: str, build: Callable[[Any], Module], config: Any, he: bool = False, benchmark: bool = False
+    name: str,
+    build: Callable[[Any], Module],
+    config: Any,
+    he: bool = False,
+    benchmark: bool = False,
+    centered: str | None = None,
 ) -> Callable[..., Module]:
-    """`register_variant` of `torchvision.models.<name>` (`he` as in `sources.torchvision_source`)."""
-    return register_variant(name, build, config, f"torchvision.models.{name}", torchvision_source(name, he), benchmark)
+    """`register_variant` of `torchvision.models.<name>` (`he` as in `sources.torchvision_source`, `centered` as
+    in `ZooEntry.centered`)."""
+    source = torchvision_source(name, he)
+    return register_variant(name, build, config, f"torchvision.models.{name}", source, benchmark, centered)
 
 
 def get_entry(name: str) -> ZooEntry:

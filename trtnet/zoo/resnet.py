@@ -86,5 +86,5 @@ class ResNet(nn.ImageClassifier):
 resnet18 = torchvision_variant("resnet18", ResNet, ResNetConfig((2, 2, 2, 2), bottleneck=False))
 resnet34 = torchvision_variant("resnet34", ResNet, ResNetConfig((3, 4, 6, 3), bottleneck=False))
 resnet50 = torchvision_variant("resnet50", ResNet, ResNetConfig((3, 4, 6, 3), bottleneck=True), benchmark=True)
-resnet101 = torchvision_variant("resnet101", ResNet, ResNetConfig((3, 4, 23, 3), bottleneck=True))
-resnet152 = torchvision_variant("resnet152", ResNet, ResNetConfig((3, 8, 36, 3), bottleneck=True))
+resnet101 = torchvision_variant("resnet101", ResNet, ResNetConfig((3, 4, 23, 3), bottleneck=True), centered="fc")
+resnet152 = torchvision_variant("resnet152", ResNet, ResNetConfig((3, 8, 36, 3), bottleneck=True), centered="fc")
