@@ -250,6 +250,17 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
         raise ConfigError(f"generate: attention_mask {list(mask.shape)} must have input_ids' shape {list(ids.shape)}")
     if not np.isin(mask, (0, 1)).all():
         raise ConfigError("generate: attention_mask must hold 1 (a token) and 0 (padding) only")
+    # Padding goes on the left: new tokens follow the last column, so a row padded on the right (or in between)
+    # would go on from its pad token, and a row of padding alone has nothing to go on from.
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        raise ConfigError(f"generate: attention_mask row {empty[0]} is all padding: every prompt needs a token")
+    late = np.flatnonzero((np.diff(mask, axis=1) < 0).any(axis=1))
+    if late.size:
+        raise ConfigError(
+            f"generate: attention_mask row {late[0]} has padding after a token: pad prompts on the left (0s first), "
+            "as new tokens follow the last column"
+        )
     return ids.astype(np.int32), mask.astype(np.int32)
 
 
