@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trtnet.backend import get_backend, get_trt, logger
+from trtnet.dtypes import name_of
 from trtnet.errors import EngineError, TrtnetError
 from trtnet.fileio import atomic_write
 from trtnet.fileread import read_regular
@@ -32,6 +33,7 @@ from trtnet.runtime.bindings import Call, check_call
 from trtnet.runtime.cudart import DeviceArray, check, compute_capability, cudart, require_device
 from trtnet.runtime.plan import Plan
 from trtnet.runtime.runner import Runner
+from trtnet.runtime.sidecar import EngineTensor, disagreement
 from trtnet.target import cache_dir
 
 __all__ = ["DeviceArray", "Engine", "PlanRejected", "Runner"]
@@ -168,6 +170,12 @@ class _Loaded:
                 f"{get_backend()} could not deserialize it (another TensorRT version, another "
                 "GPU, or a damaged plan; see TensorRT's log above)",
             )
+        mismatch = disagreement(engine.inputs, engine.outputs, _engine_tensors(cuda_engine))
+        if mismatch:
+            raise EngineError(
+                f"the plan's metadata does not describe it: {mismatch}. Rebuild it, or restore the metadata (.json) "
+                "saved with it"
+            )
         loaded = cls(engine, runtime, cuda_engine)
         if get_backend().has("create_runtime_config") and hasattr(trt.IRuntimeConfig, "create_runtime_cache"):
             loaded._open_runtime_cache()
@@ -221,6 +229,21 @@ class _Loaded:
                     f"trtnet: the runtime cache is not saved ({e}); kernels are compiled again by the next process",
                     stacklevel=3,
                 )
+
+
+def _engine_tensors(cuda_engine: Any) -> list[EngineTensor]:
+    """The deserialized engine's inputs and outputs, as `sidecar.disagreement` compares them with the metadata."""
+    trt = get_trt()
+    tensors = []
+    for i in range(cuda_engine.num_io_tensors):
+        name = cuda_engine.get_tensor_name(i)
+        is_input = cuda_engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        shape = tuple(cuda_engine.get_tensor_shape(name))
+        profile = None
+        if is_input and -1 in shape:
+            profile = tuple(tuple(dims) for dims in cuda_engine.get_tensor_profile_shape(name, 0))
+        tensors.append(EngineTensor(name, is_input, name_of(cuda_engine.get_tensor_dtype(name)), shape, profile))
+    return tensors
 
 
 def _reject(engine: Engine, why: str) -> PlanRejected:

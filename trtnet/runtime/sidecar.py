@@ -16,7 +16,15 @@ from typing import Any
 from trtnet.backend import DATA_TYPES
 from trtnet.errors import EngineError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MAX_SIDECAR_BYTES", "TensorSpec", "check_metadata"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_SIDECAR_BYTES",
+    "EngineTensor",
+    "TensorSpec",
+    "check_metadata",
+    "disagreement",
+]
 
 FORMAT = "trtnet-engine"
 FORMAT_VERSION = 1
@@ -234,3 +242,48 @@ def check_metadata(meta: Any, where: str | os.PathLike) -> dict:
 def _short(value: Any, limit: int = 60) -> str:
     text = value if value == "missing" else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+@dataclass(frozen=True)
+class EngineTensor:
+    """An input or output as the deserialized engine declares it (its dtype by trtnet's name, -1 for a dim that
+    varies; for an input that has such dims, its (min, opt, max) shapes in the first optimization profile)."""
+
+    name: str
+    is_input: bool
+    dtype: str
+    shape: tuple[int, ...]
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
+
+
+def disagreement(inputs: list[TensorSpec], outputs: list[TensorSpec], tensors: list[EngineTensor]) -> str | None:
+    """What the sidecar's specs say that the engine they came with does not, in words (the first such thing), or
+    None. Every check before a run rests on the specs, which are JSON anyone may edit; the plan's checksum covers
+    the plan only.
+
+    >>> x = TensorSpec("x", (8, 3), "float32", 1, 8)
+    >>> disagreement([x], [], [EngineTensor("x", True, "float32", (-1, 3), ((1, 3), (8, 3), (8, 3)))]) is None
+    True
+    """
+    for kind, specs, is_input in (("input", inputs, True), ("output", outputs, False)):
+        declared = {t.name: t for t in tensors if t.is_input == is_input}
+        said = {s.name: s for s in specs}
+        for name in declared.keys() - said.keys():
+            return f"the engine has {kind} {name!r}, which the metadata does not list"
+        for name in said.keys() - declared.keys():
+            return f"the metadata lists {kind} {name!r}, which the engine does not have"
+        for s in specs:
+            t = declared[s.name]
+            if s.dtype != t.dtype:
+                return f"{kind} {s.name!r} is {t.dtype} in the engine, {s.dtype} in the metadata"
+            if len(s.shape) != len(t.shape) or any(a != b for a, b in zip(s.shape, t.shape) if a >= 0 and b >= 0):
+                return f"{kind} {s.name!r} has shape {list(t.shape)} in the engine, {list(s.shape)} in the metadata"
+            if is_input:
+                low, high = s.shape_range()
+                lo, opt, hi = t.profile or (t.shape, t.shape, t.shape)
+                if (tuple(low), tuple(s.shape), tuple(high)) != (tuple(lo), tuple(opt), tuple(hi)):
+                    return (
+                        f"input {s.name!r} takes {list(lo)} to {list(hi)} (best at {list(opt)}) in the engine, "
+                        f"{list(low)} to {list(high)} (best at {list(s.shape)}) in the metadata"
+                    )
+    return None
