@@ -45,6 +45,9 @@ from trtnet.bench.models import TORCH_DTYPES, have, weights_for
 from trtnet.bench.reference import POROS_A10, SOURCE
 from trtnet.bench.targets import needs_probe, probe_current, target_report
 from trtnet.bench.timing import Deadline, RowBudget
+from trtnet.errors import TrtnetError
+from trtnet.fileio import writable_target
+from trtnet.fileread import read_json
 from trtnet.graph import PRECISIONS, QUANTIZED
 from trtnet.quant.ranges import CALIBRATION_METHODS
 from trtnet.runtime.cudart import compute_capability
@@ -52,6 +55,18 @@ from trtnet.target import describe_device, has_gpu
 from trtnet.zoo import REGISTRY
 
 GPU_BATCHES = (1, 2, 4, 8, 16, 32)
+RESULTS_LIMIT = 1 << 26  # bytes of an earlier results file (--compare): a full run's is well under 1 MiB
+
+
+def batch_size(text: str) -> int:
+    """argparse's type for a batch size: a positive integer (a batch of 0 builds an engine that takes nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size (a positive integer)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size: it must be 1 or more")
+    return value
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
@@ -59,7 +74,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
     p.add_argument("--all", action="store_true", help="every benchmark model of the zoo")
     p.add_argument("--models", nargs="+", default=None, help="zoo names (any registered model)")
     p.add_argument(
-        "--batch-sizes", nargs="+", type=int, default=None, help="default 1 2 4 8 16 32 (GPU, dry run), 1 without"
+        "--batch-sizes",
+        nargs="+",
+        type=batch_size,
+        default=None,
+        help="default 1 2 4 8 16 32 (GPU, dry run), 1 without",
     )
     p.add_argument(
         "--precision", default="fp16", choices=PRECISIONS, help="default fp16; int8/fp8 are calibrated first"
@@ -74,8 +93,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
     p.add_argument("--iters", type=int, default=1000, help="timed inferences per row at most (default 1000)")
     p.add_argument("--warmup", type=int, default=50, help="untimed inferences first, at most (default 50)")
     p.add_argument("--deadline", type=float, default=420.0, help="seconds for the whole GPU run (default 420)")
-    p.add_argument("--opt-batch", type=int, default=None, help="the profile's tuned batch (default: the middle one)")
-    p.add_argument("--onnx-batches", nargs="+", type=int, default=None, help="default: smallest and largest batch")
+    p.add_argument(
+        "--opt-batch", type=batch_size, default=None, help="the profile's tuned batch (default: the middle one)"
+    )
+    p.add_argument(
+        "--onnx-batches", nargs="+", type=batch_size, default=None, help="default: smallest and largest batch"
+    )
     p.add_argument("--json", type=Path, default=Path("bench-results.json"), help="results file")
     p.add_argument("--compare", type=Path, default=None, help="an earlier --json file: print the changes")
     p.add_argument("--plot", type=Path, default=None, help="PNG chart of the speed-ups (needs matplotlib)")
@@ -152,6 +175,48 @@ def run_gpu(names: list[str], batches: list[int], args: argparse.Namespace, resu
     return True
 
 
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict | None:
+    """Every argument checked before any work, the same way with a GPU, in a dry run and without either (a command
+    line that a GPU run would refuse is refused everywhere); returns the earlier results of --compare, if given."""
+    try:
+        capability_of(args.gpu_capability)
+        RowBudget(args.min_seconds, args.min_iters, args.iters, args.warmup)
+    except ValueError as e:
+        parser.error(str(e))
+    timed = args.batch_sizes or list(GPU_BATCHES)  # what a GPU run or a dry run builds its profile over
+    lo, hi = min(timed), max(timed)
+    if args.opt_batch is not None and not lo <= args.opt_batch <= hi:
+        parser.error(f"--opt-batch {args.opt_batch} is outside the batch sizes {lo}..{hi}")
+    stray = [b for b in args.onnx_batches or () if b not in timed]
+    if stray:
+        parser.error(f"--onnx-batches {' '.join(map(str, stray))}: not among the batch sizes {timed}")
+    earlier = None
+    try:  # a results file with nowhere to go, or an earlier one that cannot be read, found after a long run
+        for target, what in ((args.json, "the results (--json)"), (args.plot, "the chart (--plot)")):
+            if target is not None:
+                writable_target(target, what)
+        if args.compare is not None:
+            earlier = read_json(args.compare, RESULTS_LIMIT, "results file (--compare)", TrtnetError)
+    except TrtnetError as e:
+        parser.error(str(e))
+    if earlier is not None and not (isinstance(earlier, dict) and isinstance(earlier.get("models"), dict)):
+        parser.error(f'{args.compare}: not a results file of bench.py (--compare): no "models" object')
+    return earlier
+
+
+def save_results(results: dict[str, Any], path: Path) -> bool:
+    """The results file written; where it cannot be (its folder gone since the start), the results are printed
+    instead, never lost, and False returned."""
+    try:
+        report.write_results(results, path)
+    except TrtnetError as e:
+        print(f"\nresults (not saved: {e}):\n{json.dumps(results, indent=1)}")
+        print(f"bench: {e}", file=sys.stderr)
+        return False
+    print(f"\nresults: {path} ({results['meta']['seconds']:.0f} s in all)")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args, parser = parse_args(argv)
     if args.models:
@@ -163,16 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n, e in REGISTRY.items() if e.benchmark]
     else:
         parser.error("name --models or pass --all")
-    try:
-        capability_of(args.gpu_capability)
-        RowBudget(args.min_seconds, args.min_iters, args.iters, args.warmup)
-    except ValueError as e:
-        parser.error(str(e))
+    earlier = check_args(args, parser)
     gpu = has_gpu()
     timed = gpu or args.dry_run
     batches = args.batch_sizes or (list(GPU_BATCHES) if timed else [1])
-    if timed and args.opt_batch is not None and not min(batches) <= args.opt_batch <= max(batches):
-        parser.error(f"--opt-batch {args.opt_batch} is outside the batch sizes {min(batches)}..{max(batches)}")
+    if not timed and (args.opt_batch is not None or args.onnx_batches):
+        given = " and ".join(
+            f for f, v in (("--opt-batch", args.opt_batch), ("--onnx-batches", args.onnx_batches)) if v
+        )
+        print(f"bench: {given} ignored: no GPU and no --dry-run, so each batch is built as an engine of its own")
     device = describe_device()
     print(
         f"trtnet benchmark: {len(names)} model(s), batch sizes {batches}, precision {args.precision} "
@@ -228,12 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                 results["models"][name] = result
                 sys.stdout.flush()
     results["meta"]["seconds"] = time.perf_counter() - t_all
-    report.write_results(results, args.json)
-    print(f"\nresults: {args.json} ({results['meta']['seconds']:.0f} s in all)")
+    saved = save_results(results, args.json)
     if args.plot:
         print(report.plot(results, args.plot))
-    if args.compare:
-        report.compare(json.loads(args.compare.read_text()), results)
+    if earlier is not None:
+        report.compare(earlier, results)
     # A failed trtnet build fails the run; an ONNX-route failure (an exporter or parser gap) is only reported.
     failed = [n for n, m in results["models"].items() if "error" in m] + [
         f"{n}/b{b}"
@@ -243,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if failed:
         print(f"trtnet failed: {', '.join(failed)}")
-    return 0 if ran and not failed else 1
+    return 0 if ran and saved and not failed else 1
 
 
 if __name__ == "__main__":

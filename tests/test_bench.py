@@ -125,3 +125,64 @@ def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
     assert model["onnx_skipped"] == "no quantized ONNX export here"
     assert "| trtnet int8 | 1 |" in proc.stdout and "| trtnet fp16 | 1 |" in proc.stdout
     assert "int8 vs fp32 in the interpreter, logits (2 held-out inputs, ranges by max over 2)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compare", "nosuch.json"], "nosuch.json: cannot read the results file (--compare): No such file"),
+        (["--compare", "bench.py"], "bench.py: unreadable results file (--compare) (JSONDecodeError"),
+        (["--json", "/nonexistent/dir/x.json"], "/nonexistent/dir/x.json: cannot write the results (--json): no fol"),
+        (["--plot", "/nonexistent/dir/x.png"], "/nonexistent/dir/x.png: cannot write the chart (--plot): no folder"),
+        (["--batch-sizes", "0"], "argument --batch-sizes: '0' is not a batch size: it must be 1 or more"),
+        (["--batch-sizes", "2", "-3"], "argument --batch-sizes: '-3' is not a batch size: it must be 1 or more"),
+        (["--opt-batch", "0", "--dry-run"], "argument --opt-batch: '0' is not a batch size: it must be 1 or more"),
+        (["--opt-batch", "8", "--batch-sizes", "1", "2"], "--opt-batch 8 is outside the batch sizes 1..2"),
+        (["--opt-batch", "64"], "--opt-batch 64 is outside the batch sizes 1..32"),
+        (["--onnx-batches", "64", "--dry-run"], "--onnx-batches 64: not among the batch sizes [1, 2, 4, 8, 16, 32]"),
+        (["--onnx-batches", "1", "3", "--batch-sizes", "1", "2"], "--onnx-batches 3: not among the batch sizes [1, 2]"),
+    ],
+)
+def test_arguments_are_checked_before_any_work(args, message):
+    # The same with a GPU, in a dry run and without either: a command line a GPU run refuses is refused everywhere.
+    proc = bench("--models", "resnet18", *args, timeout=120)
+    last = proc.stderr.splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith(f"bench.py: error: {message}"), proc.stderr
+    assert "trtnet benchmark:" not in proc.stdout  # nothing was started
+
+
+def test_compare_refuses_json_that_is_no_results_file(tmp_path):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    proc = bench("--models", "resnet18", "--compare", str(tmp_path / "list.json"), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(
+        'list.json: not a results file of bench.py (--compare): no "models" object'
+    )
+
+
+def test_cpu_mode_says_gpu_options_are_ignored_and_prints_results_it_cannot_save(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import bench as bench_script
+    finally:
+        sys.path.remove(str(ROOT))
+    out = tmp_path / "gone" / "results.json"
+    out.parent.mkdir()
+    figures = {"layers": 3, "build_s": 0.5, "pipeline_s": 1.0, "engine_mib": 0.1, "peak_rss_mib": 200.0}
+
+    def built(name, batches, args, weights, calibration):  # the folder goes while the benchmark runs
+        out.parent.rmdir()
+        return {"routes": {str(b): {"trtnet": dict(figures)} for b in batches}, "onnx_skipped": "--no-onnx"}
+
+    monkeypatch.setattr(bench_script, "has_gpu", lambda: False)
+    monkeypatch.setattr(bench_script, "weights_for", lambda name, folder, scratch: (None, "seeded random weights"))
+    monkeypatch.setattr(bench_script, "cpu_model", built)
+    code = bench_script.main(
+        ["--models", "resnet18", "--opt-batch", "8", "--onnx-batches", "1", "32", "--json", str(out)]
+    )
+    printed = capsys.readouterr()
+    assert code == 1
+    assert "bench: --opt-batch and --onnx-batches ignored: no GPU and no --dry-run" in printed.out
+    assert f"{out}: cannot write" in printed.err and not out.exists()
+    saved = json.loads(printed.out.split("):\n", 1)[1].rsplit("\n}\n", 1)[0] + "\n}")
+    assert saved["models"]["resnet18"]["routes"]["1"]["trtnet"] == figures
