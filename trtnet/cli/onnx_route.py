@@ -12,7 +12,7 @@ from trtnet.cli.outputs import refuse_overwriting_inputs
 from trtnet.errors import TrtnetError
 from trtnet.fileio import output_folder
 
-SHAPES_HELP = "an ONNX MODEL's input shapes, trtexec's spelling: NAME:1x3x640x640[,NAME2:...]"
+SHAPES_HELP = "an ONNX MODEL's input shapes, trtexec's spelling: NAME:1x3x640x640[,NAME2:...], 'NAME,WITH,COMMAS':1x3"
 
 
 def is_onnx(spec: str) -> bool:

@@ -1,10 +1,10 @@
 """Input shapes for an ONNX network, in trtexec's spellings: which size each dynamic dim of each input takes.
 
 On the command line, `--shapes x:1x3x640x640,mask:1x77` fixes shapes, and `--min-shapes/--opt-shapes/--max-shapes`
-(all three, for the same inputs) give a profile. In Python, `shapes={"x": (1, 3, 640, 640)}` fixes a shape and
-`shapes={"x": ((1, 3, 320, 320), (4, 3, 640, 640), (8, 3, 1280, 1280))}` gives (min, opt, max). Any dim of any
-input may be dynamic; a dynamic dim that no shape sizes is an error naming the input, its dims as the file names
-them (its `dim_param`s), and the flag to add.
+(all three, for the same inputs) give a profile; a name holding ',' goes in single quotes (`'a,b':2x3`). In Python,
+`shapes={"x": (1, 3, 640, 640)}` fixes a shape and `shapes={"x": ((1, 3, 320, 320), (4, 3, 640, 640), (8, 3, 1280,
+1280))}` gives (min, opt, max). Any dim of any input may be dynamic; a dynamic dim that no shape sizes is an error
+naming the input, its dims as the file names them (its `dim_param`s), and the flag to add.
 """
 
 from __future__ import annotations
@@ -22,20 +22,65 @@ ShapesArg = Mapping[str, Sequence[int] | Sequence[Sequence[int]]]
 MAX_DIM = 2**31 - 1  # TensorRT's dims are int32 in its profiles
 
 
+def _quoted(text: str, i: int, flag: str) -> tuple[str, int]:
+    """The name in single quotes that opens at `text[i]`, `''` in it one quote, and the index after its close."""
+    name, start = "", i
+    while True:
+        end = text.find("'", i + 1)
+        if end < 0:
+            raise NetworkError(f"{flag} {text[start:]!r}: the quoted name has no closing quote")
+        name, i = name + text[i + 1 : end], end + 1
+        if not text.startswith("'", i):
+            return name, i
+        name += "'"
+
+
+def _pieces(text: str, flag: str) -> list[tuple[str, str, str, str]]:
+    """`text` cut at its top-level commas into (piece as written, name, ':' or '', dims), a name in single quotes
+    (as trtexec takes one) holding any character, ',' and ':' too."""
+    out, i = [], 0
+    while i <= len(text):
+        start = i + len(text[i:]) - len(text[i:].lstrip())
+        if text.startswith("'", start):
+            name, i = _quoted(text, start, flag)
+            end = len(text) if (comma := text.find(",", i)) < 0 else comma
+            rest = text[i:end].strip()
+            colon, dims = (":", rest[1:].strip()) if rest.startswith(":") else ("", rest)
+        else:  # an unquoted name may itself hold ':': the last one separates
+            end = len(text) if (comma := text.find(",", start)) < 0 else comma
+            name, colon, dims = text[start:end].strip().rpartition(":")
+        if text[start:end].strip():
+            out.append((text[start:end].strip(), name, colon, dims))
+        i = end + 1
+    return out
+
+
+def quote_name(name: str) -> str:
+    """An input's name as `--shapes` reads it back: in single quotes (a quote in it doubled) where it holds ','
+    or begins with a quote or a space, else as it is.
+
+    >>> quote_name("a,b"), quote_name("x:0")
+    ("'a,b'", 'x:0')
+    """
+    if "," in name or name.startswith("'") or name != name.strip() or not name:
+        return "'" + name.replace("'", "''") + "'"
+    return name
+
+
 def parse_shapes_text(text: str, flag: str = "--shapes") -> dict[str, Shape]:
     """`name:1x3x640x640,name2:1x77` -> {"name": (1, 3, 640, 640), "name2": (1, 77)}; a `NetworkError` naming
-    `flag` and the piece it cannot read. An input name may itself hold ':' (the last one separates)."""
+    `flag` and the piece it cannot read. An input name may itself hold ':' (the last one separates), and any
+    character, ',' too, in single quotes: `'a,b':2x3` (trtexec's spelling; `''` in the quotes is one quote)."""
     out: dict[str, Shape] = {}
-    for piece in filter(None, (p.strip() for p in text.split(","))):
-        name, colon, dims = piece.rpartition(":")
+    for piece, name, colon, dims in _pieces(text, flag):
         try:
             shape = tuple(int(d) for d in dims.split("x")) if dims else ()
         except ValueError:
             shape = ()
         if not colon or not name or not shape or not all(1 <= d <= MAX_DIM for d in shape):
             raise NetworkError(
-                f"{flag} {piece!r}: expected NAME:DIMS with DIMS whole numbers >= 1 joined by 'x' "
-                "(x:1x3x640x640), several joined by ','"
+                f"{flag} {piece!r}: expected NAME:DIMS with DIMS whole numbers >= 1 joined "
+                "by 'x' (x:1x3x640x640), several joined by ',' ('NAME':DIMS for a name holding ',')"
             )
         if name in out:
             raise NetworkError(f"{flag} names input {name!r} twice")
@@ -107,7 +152,11 @@ def describe_dims(tensor: Any) -> str:
 
 
 def _example(tensor: Any) -> str:
-    return f"{tensor.name}:" + "x".join(str(d) if d >= 0 else "N" for d in tuple(tensor.shape))
+    """`--shapes NAME:Nx3` as a shell takes it: in double quotes where the name is quoted for `--shapes`."""
+    arg = f"{quote_name(tensor.name)}:" + "x".join(str(d) if d >= 0 else "N" for d in tuple(tensor.shape))
+    if "'" not in arg and not any(c in arg for c in ' \t"\\$`;&|<>()*?![]{}#~'):
+        return arg
+    return '"' + "".join("\\" + c if c in '"\\$`' else c for c in arg) + '"'
 
 
 def resolve_profile(where: str, tensor: Any, value: Any | None) -> Profile:

@@ -1,0 +1,86 @@
+"""The shape flags of the ONNX route in trtexec's spellings (trtnet/onnx/shapes.py): names holding ':' or, in single
+quotes, ',' read back as the names the file gives, and the error that asks for a shape spells the name that way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import trtnet
+from tests.helpers import error_line, trtnet_cli
+from trtnet.onnx.shapes import parse_shapes_text, quote_name
+
+onnx = pytest.importorskip("onnx", reason="onnx.helper writes the files")
+from onnx import TensorProto, helper  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "shapes"),
+    [
+        ("x:1x3,mask:1x77", {"x": (1, 3), "mask": (1, 77)}),
+        ("x:0:2x3", {"x:0": (2, 3)}),  # an unquoted name may hold ':': the last one separates
+        ("'a,b':2x3", {"a,b": (2, 3)}),
+        ("'a,b':2x3,'c:d,e':4", {"a,b": (2, 3), "c:d,e": (4,)}),
+        (" 'a,b' : 2x3 , y:1 ", {"a,b": (2, 3), "y": (1,)}),
+        ("'x:0':2x3", {"x:0": (2, 3)}),
+        ("'it''s, here':5", {"it's, here": (5,)}),  # '' in the quotes is one quote
+        ("it's:5", {"it's": (5,)}),  # a quote inside an unquoted name is the name's
+    ],
+)
+def test_names_quoted_or_not_read_as_written(text, shapes):
+    assert parse_shapes_text(text) == shapes
+
+
+@pytest.mark.parametrize("name", ["a,b", "x:0", "it's", "'quoted'", " padded ", "a,b:c", "images"])
+def test_a_quoted_name_reads_back_as_itself(name):
+    assert parse_shapes_text(f"{quote_name(name)}:2x3,z:1") == {name: (2, 3), "z": (1,)}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b:2x3", "--shapes 'a': expected NAME:DIMS"),  # unquoted, the comma separates two inputs
+        ("'a,b:2x3", '--shapes "\'a,b:2x3": the quoted name has no closing quote'),
+        ("'a,b'", "--shapes \"'a,b'\": expected NAME:DIMS"),
+        ("'a,b'x:2x3", "--shapes \"'a,b'x:2x3\": expected NAME:DIMS"),
+        ("'a,b':2x3,'a,b':4x3", "--shapes names input 'a,b' twice"),
+    ],
+)
+def test_malformed_quoting_is_a_network_error_naming_the_piece(text, message):
+    with pytest.raises(trtnet.NetworkError) as e:
+        parse_shapes_text(text)
+    assert str(e.value).startswith(message)
+
+
+def _model(path, name: str) -> None:
+    """Relu of one input named `name`, of dims [N, 3] (N dynamic)."""
+    x = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    graph = helper.make_graph([helper.make_node("Relu", [name], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_an_input_named_with_a_comma_is_sized_by_its_quoted_name(tmp_path):
+    model, plan = tmp_path / "comma.onnx", tmp_path / "c.plan"
+    _model(model, "a,b")
+    r = trtnet_cli("build", model, "-o", plan)
+    assert r.returncode == 2 and "give its shape with --shapes \"'a,b':Nx3\" (build" in error_line(r)
+    r = trtnet_cli("build", model, "-o", plan, "--shapes", "'a,b':2x3")  # the shell has taken the double quotes
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((tmp_path / "c.plan.json").read_text())["inputs"][0]
+    assert (spec["name"], spec["shape"]) == ("a,b", [2, 3])
+    r = trtnet_cli(
+        "summary", model, "--min-shapes", "'a,b':1x3", "--opt-shapes", "'a,b':2x3", "--max-shapes", "'a,b':4x3"
+    )
+    assert r.returncode == 0 and "a,b" in r.stdout, r.stderr
+
+
+def test_an_input_named_with_a_colon_still_needs_no_quotes(tmp_path):
+    model = tmp_path / "colon.onnx"
+    _model(model, "x:0")
+    r = trtnet_cli("summary", model)
+    assert r.returncode == 2 and "give its shape with --shapes x:0:Nx3 (build" in error_line(r)
+    for spelling in ("x:0:2x3", "'x:0':2x3"):
+        r = trtnet_cli("summary", model, "--shapes", spelling)
+        assert r.returncode == 0, r.stderr
