@@ -138,6 +138,24 @@ def test_the_command_line_calibrates_then_builds_int8(small, tmp_path):
     assert sidecar["precision"] == "int8" and sidecar["inputs"][0]["max_shape"] == [4, 3, 64, 64]
 
 
+def test_a_kept_layer_the_file_names_wrong_is_refused_as_keep_is(small, tmp_path):
+    """A "keep" edited by hand to a name the network lacks left the layer it meant quantized, silently."""
+    data = tmp_path / "samples.npz"
+    np.savez(data, images=np.random.default_rng(3).standard_normal((4, 3, 16, 16)).astype(np.float32))
+    cal = tmp_path / "small.calibration.json"
+    assert trtnet_cli("calibrate", small, "--data", data, "-o", cal).returncode == 0
+    doc = json.loads(cal.read_text())
+    doc["keep"] = {"/head/gemm": "hand-edited"}  # the layer is /head/Gemm
+    cal.write_text(json.dumps(doc))
+    r = trtnet_cli("build", small, "--precision", "int8", "--calibration", cal, "--shapes", "images:1x3x16x16", "-o",
+                   tmp_path / "small.plan")  # fmt: skip
+    assert r.returncode == 2 and not (tmp_path / "small.plan").exists()
+    assert error_line(r) == (
+        f"trtnet: error: calibration file {cal}: \"keep\" names '/head/gemm' (did you mean '/head/Gemm'?), which is "
+        "not a quantized layer of this network"
+    )
+
+
 @pytest.fixture(scope="module")
 def other_calibration(resnet18, tmp_path_factory):
     """resnet18's ranges: a calibration of another model than `small`."""

@@ -228,6 +228,34 @@ def test_bad_calibration_files_are_refused(tmp_path):
         trtnet.calibrate(tiny(), [])
 
 
+def test_a_kept_layer_the_file_names_wrong_is_refused_like_keep(tmp_path):
+    """The file's "keep", edited by hand to a layer the model lacks, is refused as keep= is (it left the layer it
+    meant quantized, silently), wherever the calibration is applied: emit, build and reference."""
+    path = trtnet.calibrate(tiny(), batches(), "max").save(tmp_path / "tiny.json")
+    doc = json.loads(path.read_text())
+    doc["keep"] = {"head/matmull": "last layer", "nope": "hand-edited"}
+    path.write_text(json.dumps(doc))
+    message = (
+        f"calibration file {path}: \"keep\" names 'head/matmull' (did you mean 'head/matmul'?), 'nope', which "
+        "are not quantized layers of this network"
+    )
+    for apply in (
+        lambda cal: trtnet.emit(tiny(), 2, precision="int8", calibration=cal),
+        lambda cal: trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False),
+        lambda cal: trtnet.reference(tiny(), batches()[0], precision="int8", calibration=cal),
+    ):
+        with pytest.raises(CalibrationError) as e:
+            apply(Calibration.load(path))
+        assert str(e.value) == message
+    unlike = Calibration(Calibration.load(path).amax, keep={"zzz": "x"})  # no close name: some layers are shown
+    with pytest.raises(
+        CalibrationError,
+        match=r"^the calibration: \"keep\" names 'zzz', which is not a quantized layer of this network "
+        r"\(those are e.g. \['block.conv1/conv', ",
+    ):
+        trtnet.emit(tiny(), 2, precision="int8", calibration=unlike)
+
+
 # -- placement ------------------------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from trtnet.graph import Graph, Policy, PolicyOptions, resolve_policy
 from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
 from trtnet.ops.core import out
+from trtnet.ops.quantize import FORMATS, quant_points
 from trtnet.runtime.plan import TensorSpec
 from trtnet.tensor import Tensor
 
@@ -104,6 +105,8 @@ def emit(
             t = Tensor(itensor)
             args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
         results = users.run(model, "forward", model, *args)
+        if policy.precision in FORMATS and policy.calibration is not None:
+            policy.calibration.check_keep(quant_points(graph))  # every point is known now: a kept layer is one
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         names = _output_names(model, results)
         outputs = []

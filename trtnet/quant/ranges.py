@@ -11,9 +11,11 @@ their per-channel ranges are read from the weights when the network is built.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,20 @@ class Calibration:
                 f"{where} has no range for layer {key!r}: it was measured on another model or "
                 f"configuration; run trtnet.calibrate on this one"
             ) from None
+
+    def check_keep(self, layers: Collection[str]) -> None:
+        """A `CalibrationError` if `keep` names a layer that is not one of `layers` (the quantized layers of the
+        network it is applied to), as `--keep` is refused: a name edited by hand into the file, or mistyped,
+        would otherwise leave the layer it meant to keep quantized, silently."""
+        unknown = [k for k in self.keep if k not in layers]
+        if not unknown:
+            return
+        where = f"calibration file {self.source}" if self.source else "the calibration"
+        hints = [_did_you_mean(k, layers) for k in unknown[:3]]
+        named = ", ".join(repr(k) + h for k, h in zip(unknown, hints)) + (", ..." if unknown[3:] else "")
+        which = "which is not a quantized layer" if len(unknown) == 1 else "which are not quantized layers"
+        some = "" if any(hints) else f" (those are e.g. {sorted(layers)[:3]})"
+        raise CalibrationError(f'{where}: "keep" names {named}, {which} of this network{some}')
 
     # -- JSON ----------------------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -112,6 +128,11 @@ class Calibration:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _did_you_mean(name: str, names: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _number(v: Any) -> bool:
