@@ -165,7 +165,12 @@ def register_variant(
 
 
 def timm_variant(
-    name: str, build: Callable[[Any], Module], config: Any, timm_name: str, he: bool = False, benchmark: bool = False
+    name: str,
+    build: Callable[[Any], Module],
+    config: Any,
+    timm_name: str,
+    he: bool | float = False,
+    benchmark: bool = False,
 ) -> Callable[..., Module]:
     """`register_variant` of a timm model `timm_name` (`he` as in `sources.timm_source`)."""
     return register_variant(name, build, config, f"timm {timm_name}", timm_source(timm_name, he), benchmark)
@@ -175,7 +180,7 @@ def torchvision_variant(
     name: str,
     build: Callable[[Any], Module],
     config: Any,
-    he: bool = False,
+    he: bool | float = False,
     benchmark: bool = False,
     centered: str | None = None,
 ) -> Callable[..., Module]:

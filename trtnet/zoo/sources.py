@@ -32,36 +32,41 @@ def he_init(model, gain: float = 2.0**0.5) -> None:
                 m.weight.normal_(0.0, gain / fan_in**0.5)
 
 
-def torchvision_source(name: str, he: bool = False, **kwargs) -> Callable[[], object]:
+def torchvision_source(name: str, he: bool | float = False, **kwargs) -> Callable[[], object]:
     """A builder of `torchvision.models.<name>(weights=None, **kwargs)`.
 
     `he=True` redraws conv and linear weights with `he_init`, for sources whose own random init lets the
-    signal fade so that random outputs barely depend on the input.
+    signal fade so that random outputs barely depend on the input; a number is the gain to draw them with.
     """
 
     def make():
         import torchvision
 
         model = getattr(torchvision.models, name)(weights=None, **kwargs)
-        if he:
-            he_init(model)
+        _redraw(model, he)
         return model
 
     return make
 
 
-def timm_source(name: str, he: bool = False) -> Callable[[], object]:
+def timm_source(name: str, he: bool | float = False) -> Callable[[], object]:
     """A builder of `timm.create_model(name, pretrained=False)`; `he` as in `torchvision_source`."""
 
     def make():
         import timm
 
         model = timm.create_model(name, pretrained=False)
-        if he:
-            he_init(model)
+        _redraw(model, he)
         return model
 
     return make
+
+
+def _redraw(model, he: bool | float) -> None:
+    if he is True:
+        he_init(model)
+    elif he:
+        he_init(model, gain=float(he))
 
 
 def published_source(source: str) -> Callable[[], object] | None:
