@@ -84,11 +84,22 @@ class LlamaConfig:
         elif not isinstance(config, Mapping):
             raise ConfigError(f"{cls.MODEL} config must be a config.json path or a dict, not {type(config).__name__}")
         values = dict(config)
-        key = "rope_parameters" if values.get("rope_parameters") is not None else "rope_scaling"
-        rope = values.pop("rope_parameters", None) or values.pop("rope_scaling", None)
-        values.pop("rope_scaling", None)
-        if isinstance(rope, Mapping) and "rope_theta" in rope:
-            values.setdefault("rope_theta", rope["rope_theta"])
+        # As transformers reads them: `rope_scaling` before `rope_parameters`, the dict's rope_theta before the
+        # top-level one, and a scaled rope's original_max_position_embeddings from the top level first, else the
+        # dict, else max_position_embeddings.
+        key = "rope_scaling" if values.get("rope_scaling") else "rope_parameters"
+        rope = values.pop("rope_scaling", None) or values.pop("rope_parameters", None)
+        values.pop("rope_parameters", None)
+        if isinstance(rope, Mapping):
+            rope = dict(rope)
+            if "rope_theta" in rope:
+                values["rope_theta"] = rope["rope_theta"]
+            if rope.get("rope_type", rope.get("type")) == "llama3":
+                top = values.pop("original_max_position_embeddings", None)
+                fallback = values.get("max_position_embeddings", cls.HF_DEFAULTS["max_position_embeddings"])
+                rope["original_max_position_embeddings"] = (
+                    top if top is not None else rope.get("original_max_position_embeddings", fallback)
+                )
         scaling = _rope_scaling(rope, f"{cls.MODEL} config: {key}")
         return dataclasses.replace(
             from_hf(cls, values, cls.MODEL, model_type=cls.MODEL_TYPE, where=where, defaults=cls.HF_DEFAULTS),
@@ -193,6 +204,10 @@ def _rope_scaling(rope: Any, where: str) -> RopeScaling:
     base = RopeScaling()
     values = {}
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731  not "2", not true
+    needs = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor", "high_freq_factor")}.get(kind, ())
+    missing = [name for name in needs if name not in rope]
+    if missing:  # transformers refuses such a file too: no default stands in for a scaling the file does not give
+        raise ConfigError(f"{where}: a {kind} rope needs {', '.join(missing)}, which the config does not give")
     for name in ("factor", "low_freq_factor", "high_freq_factor"):
         value = rope.get(name, getattr(base, name))
         # 1 / factor is taken too: a factor so small its inverse is infinite made NaN rope tables
