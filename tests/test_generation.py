@@ -156,6 +156,8 @@ def test_left_padding_gives_the_unpadded_tokens(decoder):
         (dict(max_new_tokens=4, attention_mask=[[1] * 5, [1, 1, 1, 0, 0]]), "row 1 has padding after a token"),
         (dict(max_new_tokens=4, attention_mask=[[1, 0, 1, 1, 1], [1] * 5]), "row 0 has padding after a token"),
         (dict(max_new_tokens=4, attention_mask=[[1] * 5, [0] * 5]), "row 1 is all padding"),
+        (dict(max_new_tokens=4, attention_mask=np.array([[1] * 5, [1, 1, 1, 0, 0]], bool)), "row 1 has padding after"),
+        (dict(max_new_tokens=4, attention_mask=np.array([[1, 1, 0, 0, 0], [1] * 5], np.uint8)), "row 0 has padding"),
     ],
 )
 def test_bad_arguments_are_config_errors(decoder, kwargs, message):

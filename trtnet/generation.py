@@ -255,7 +255,7 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
         raise ConfigError(f"generate: attention_mask row {empty[0]} is all padding: every prompt needs a token")
-    late = np.flatnonzero((np.diff(mask, axis=1) < 0).any(axis=1))
+    late = np.flatnonzero((np.diff(mask.astype(np.int8), axis=1) < 0).any(axis=1))  # bool's diff is XOR, uint8's wraps
     if late.size:
         raise ConfigError(
             f"generate: attention_mask row {late[0]} has padding after a token: pad prompts on the left (0s first), "
