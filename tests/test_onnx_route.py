@@ -197,6 +197,23 @@ def test_batch_sizes_an_onnx_file_whose_only_dynamic_dim_is_the_first(tmp_path):
     assert r.returncode == 2 and "has dynamic dims" in error_line(r)
 
 
+def test_no_cache_builds_an_onnx_file_and_stores_nothing(tmp_path):
+    """--no-cache was ignored on the ONNX route: the second build was "from the engine cache"."""
+    _helper_model(
+        tmp_path / "relu.onnx",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+    )
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        r = trtnet_cli(
+            "build", tmp_path / "relu.onnx", "--no-cache", "-o", tmp_path / "r.plan", TRTNET_CACHE_DIR=str(cache)
+        )
+        assert r.returncode == 0 and "built in" in r.stdout and "engine cache" not in r.stdout, r.stdout + r.stderr
+    assert not cache.exists() or not any(cache.rglob("*.plan"))
+
+
 def test_build_makes_the_output_folder_first_or_says_why_it_cannot(tmp_path):
     # As export-weights always has: build -o into a missing folder built the engine, then failed to save it.
     _helper_model(

@@ -109,7 +109,7 @@ def build_onnx(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(args, {"the plan": out, "the engine metadata": sidecar_path(out)})
     net = onnx_network(args, args.precision)
     out = output_folder(out, "the plan")
-    engine = trtnet.build(net)
+    engine = trtnet.build(net, cache=not args.no_cache)
     engine.save(out)  # atomic: an interrupted build leaves nothing under `out`
     print(f"{engine.summary(f'{Path(args.model).name} {args.precision} {_profile_text(net)}')} -> {out}")
     return 0
