@@ -183,6 +183,7 @@ def test_he_init_keeps_weights_that_do_not_train():
 def test_center_outputs_centres_the_named_linear_on_a_probe():
     import numpy as np
 
+    from trtnet.errors import ConfigError
     from trtnet.nn.module import Input
     from trtnet.parity import _PROBE_SEED, center_outputs, sample_inputs, torch_forward
 
@@ -195,8 +196,37 @@ def test_center_outputs_centres_the_named_linear_on_a_probe():
     center_outputs(source, "2", spec, seed=3)
     (after,) = torch_forward(source, *probe)
     np.testing.assert_allclose(after, before - before.mean(0), atol=1e-6)  # one shift, the probe's mean
-    with pytest.raises(ValueError, match="'1' is not a Linear with a bias: ReLU"):
+    with pytest.raises(ConfigError, match="centered='1' is not a Linear with a bias: ReLU"):
         center_outputs(source, "1", spec)
+    with pytest.raises(ConfigError, match="centered='fc' names no module of the source \\(Sequential\\)"):
+        center_outputs(source, "fc", spec)
+
+
+def test_a_user_entry_centred_on_no_linear_is_exit_2(tmp_path, capsys, monkeypatch):
+    """An entry's `centered=` naming no module, or not a Linear, was an internal error (exit 3)."""
+    (tmp_path / "centred.py").write_text(
+        "import torch\n"
+        "from trtnet import nn\n"
+        "from trtnet.nn.module import Input\n"
+        "from trtnet.zoo import register\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        self.fc = nn.Linear(4, 2)\n\n"
+        "    def inputs(self):\n"
+        "        return [Input('x', (4,))]\n\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n\n\n"
+        "@register('user_centred', 'torch.nn.Sequential', lambda: torch.nn.Sequential(torch.nn.Linear(4, 2)),"
+        " centered='fc')\n"
+        "def net(weights=None):\n"
+        "    return Net()\n"
+    )
+    from trtnet.zoo import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "user_centred", None)  # registered by the import: gone again after the test
+    monkeypatch.delitem(REGISTRY, "user_centred")
+    assert main(["verify", f"{tmp_path / 'centred.py'}:net"]) == 2
+    assert "zoo entry 'user_centred': centered='fc' names no module of the source" in capsys.readouterr().err
 
 
 def test_where_trtnet_and_pytorch_fp32_disagree_the_source_in_float64_says_who_departs(capsys):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtnet.errors import ParityError, WeightsError
+from trtnet.errors import ConfigError, ParityError, WeightsError
 from trtnet.fileio import replaced
 from trtnet.nn.module import Input, Module
 from trtnet.runtime.plan import refuse_plan_files
@@ -69,7 +69,10 @@ def torch_model(name: str, seed: int = 0):
     randomize_norm_stats(model, seed)
     model.eval()
     if entry.centered:
-        center_outputs(model, entry.centered, entry.skeleton().inputs(), seed)
+        try:
+            center_outputs(model, entry.centered, entry.skeleton().inputs(), seed)
+        except ConfigError as e:
+            raise ConfigError(f"zoo entry {name!r}: {e}") from None
     return model
 
 
@@ -88,9 +91,12 @@ def center_outputs(model, path: str, inputs: Sequence[Input], seed: int = 0) -> 
     """
     import torch
 
-    layer = model.get_submodule(path)
+    try:
+        layer = model.get_submodule(path)
+    except AttributeError:
+        raise ConfigError(f"centered={path!r} names no module of the source ({type(model).__name__})") from None
     if not isinstance(layer, torch.nn.Linear) or layer.bias is None:
-        raise ValueError(f"center_outputs: {path!r} is not a Linear with a bias: {type(layer).__name__}")
+        raise ConfigError(f"centered={path!r} is not a Linear with a bias: {type(layer).__name__}")
     seen: list = []
     hook = layer.register_forward_hook(lambda module, args, out: seen.append(out.detach()))
     try:
