@@ -251,7 +251,11 @@ def test_where_trtnet_and_pytorch_fp32_disagree_the_source_in_float64_says_who_d
     assert "trtnet is 0 from it" in said and "PyTorch fp32 departs: ok" in said
     far = want * 3  # farther from float64 than PyTorch's own answer
     assert _arbitrate(source, [x], _parts(source, ["y"]), [far], [want], [False]) == [False]
-    assert "trtnet departs: FAILED" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "trtnet departs: FAILED" in said and "amplifies float32 rounding" not in said  # not rounding: wrong
+    near = exact + 1.5 * (want - exact)  # as far off as PyTorch fp32, a little more: rounding on both sides
+    assert _arbitrate(source, [x], _parts(source, ["y"]), [near], [want], [False]) == [False]
+    assert "amplifies float32 rounding past the tolerance on both sides" in capsys.readouterr().out
     assert _arbitrate(source, [x], _parts(source, ["y"]), [far], [want], [True]) == [
         True
     ]  # a passing output is left as it is
