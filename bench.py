@@ -43,10 +43,11 @@ from trtnet.bench.cpu import cpu_model, quantize_model
 from trtnet.bench.gpu import DryRun, GpuOptions, GpuSide, gpu_model, profile_of, series_count
 from trtnet.bench.models import TORCH_DTYPES, have, weights_for
 from trtnet.bench.reference import POROS_A10, SOURCE
+from trtnet.bench.report import CHART_FORMATS
 from trtnet.bench.targets import needs_probe, probe_current, target_report
 from trtnet.bench.timing import Deadline, RowBudget
 from trtnet.errors import TrtnetError
-from trtnet.fileio import writable_target
+from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import read_json
 from trtnet.graph import PRECISIONS, QUANTIZED
 from trtnet.quant.ranges import CALIBRATION_METHODS
@@ -190,17 +191,23 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     stray = [b for b in args.onnx_batches or () if b not in timed]
     if stray:
         parser.error(f"--onnx-batches {' '.join(map(str, stray))}: not among the batch sizes {timed}")
+    if args.plot is not None and Path(args.plot).suffix.lower() not in CHART_FORMATS:
+        parser.error(f"--plot {args.plot}: a chart is written as {', '.join(sorted(CHART_FORMATS))} (by its suffix)")
     earlier = None
     try:  # a results file with nowhere to go, or an earlier one that cannot be read, found after a long run
         for target, what in ((args.json, "the results (--json)"), (args.plot, "the chart (--plot)")):
             if target is not None:
                 writable_target(target, what)
+        reads = {"the results (--json)": args.json, "the earlier results (--compare)": args.compare}
+        refuse_clobbering({"the chart (--plot)": args.plot}, reads)
         if args.compare is not None:
             earlier = read_json(args.compare, RESULTS_LIMIT, "results file (--compare)", TrtnetError)
     except TrtnetError as e:
         parser.error(str(e))
     if earlier is not None and not (isinstance(earlier, dict) and isinstance(earlier.get("models"), dict)):
         parser.error(f'{args.compare}: not a results file of bench.py (--compare): no "models" object')
+    if earlier is not None and not report.flatten(earlier):
+        parser.error(f"{args.compare}: the results file (--compare) holds no measurements to compare with")
     return earlier
 
 

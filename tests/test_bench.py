@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import cuda_device
+from trtnet.bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +142,11 @@ def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
         (["--opt-batch", "64"], "--opt-batch 64 is outside the batch sizes 1..32"),
         (["--onnx-batches", "64", "--dry-run"], "--onnx-batches 64: not among the batch sizes [1, 2, 4, 8, 16, 32]"),
         (["--onnx-batches", "1", "3", "--batch-sizes", "1", "2"], "--onnx-batches 3: not among the batch sizes [1, 2]"),
+        (["--plot", "r.json"], "--plot r.json: a chart is written as .eps, .jpeg"),  # matplotlib refused it at the end
+        (
+            ["--json", "same.png", "--plot", "same.png"],
+            "same.png: cannot write the chart (--plot) there: it is the results (--json) too",
+        ),
     ],
 )
 def test_arguments_are_checked_before_any_work(args, message):
@@ -158,6 +164,28 @@ def test_compare_refuses_json_that_is_no_results_file(tmp_path):
     assert proc.stderr.splitlines()[-1].endswith(
         'list.json: not a results file of bench.py (--compare): no "models" object'
     )
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        {"meta": "old", "models": {"resnet18": []}},
+        {"models": {"resnet18": {"latency": {"1": {"trtnet": {"ms": "fast"}}}, "parity": {"rel_error": "small"}}}},
+    ],
+    ids=["a-model-that-is-a-list", "no-numbers"],
+)
+def test_compare_refuses_a_results_file_with_nothing_to_compare_before_any_work(tmp_path, earlier):
+    """Such files passed the first check, and the run crashed after its work (AttributeError in report.compare)."""
+    (tmp_path / "old.json").write_text(json.dumps(earlier))
+    proc = bench("--models", "resnet18", "--compare", str(tmp_path / "old.json"), timeout=120)
+    assert proc.returncode == 2 and "holds no measurements to compare with" in proc.stderr, proc.stderr
+    assert "trtnet benchmark:" not in proc.stdout
+
+
+def test_compare_reads_what_it_can_of_an_odd_results_file(capsys):
+    old = {"meta": [], "models": {"a": {"parity": {"rel_error": 1e-6}, "latency": "none"}, "b": 3}}
+    report.compare(old, {"models": {"a": {"parity": {"rel_error": 2e-6}}}})
+    assert "| a/parity/rel_error | 1e-06 | 2e-06 | +100.0% |" in capsys.readouterr().out
 
 
 def test_cpu_mode_says_gpu_options_are_ignored_and_prints_results_it_cannot_save(tmp_path, monkeypatch, capsys):

@@ -108,22 +108,33 @@ def write_results(results: dict[str, Any], path: Path) -> None:
 def flatten(results: dict) -> dict[str, float]:
     """'model/batch/route/metric' -> number, for comparing two runs."""
     flat: dict[str, float] = {}
-    for name, r in results.get("models", {}).items():
+    # An earlier run's file (--compare) is input: whatever is not of this shape, at any level, is passed over.
+    for name, r in _items(results.get("models")):
         for key in ("routes", "latency"):
-            for batch, routes in r.get(key, {}).items():
-                for route, m in routes.items():
-                    for metric, v in m.items():
-                        if isinstance(v, (int, float)) and metric not in ("iters", "streams", "requests"):
+            for batch, routes in _items(r.get(key) if isinstance(r, dict) else None):
+                for route, m in _items(routes):
+                    for metric, v in _items(m):
+                        if _number(v) and metric not in ("iters", "streams", "requests"):
                             flat[f"{name}/b{batch}/{route}/{metric}"] = float(v)
-        if "parity" in r:
-            flat[f"{name}/parity/rel_error"] = r["parity"]["rel_error"]
+        error = r.get("parity") if isinstance(r, dict) else None
+        if isinstance(error, dict) and _number(error.get("rel_error")):
+            flat[f"{name}/parity/rel_error"] = float(error["rel_error"])
     return flat
+
+
+def _items(d: Any) -> list[tuple[Any, Any]]:
+    return list(d.items()) if isinstance(d, dict) else []
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def compare(old: dict, new: dict) -> None:
     """Print every measure of `new` beside the same in `old`, with the change in percent."""
     a, b = flatten(old), flatten(new)
-    print(f"\n## Changes against the earlier run ({old.get('meta', {}).get('date', '?')})")
+    meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
+    print(f"\n## Changes against the earlier run ({meta.get('date', '?')})")
     print("| measure | before | now | change |")
     print("|---|---|---|---|")
     for key in sorted(a.keys() & b.keys()):
@@ -132,6 +143,10 @@ def compare(old: dict, new: dict) -> None:
         print(f"| {key} | {before:.4g} | {now:.4g} | {change} |")
     for key in sorted(b.keys() - a.keys()):
         print(f"| {key} | - | {b[key]:.4g} | new |")
+
+
+# What matplotlib writes a figure as, by the file's suffix (`savefig`).
+CHART_FORMATS = frozenset((".eps", ".jpeg", ".jpg", ".pdf", ".png", ".ps", ".svg", ".svgz", ".tif", ".tiff", ".webp"))
 
 
 def plot(results: dict, path: Path) -> str:
