@@ -182,6 +182,34 @@ def test_rope_settings_are_read_as_transformers_reads_them(config):
             assert getattr(ours.rope_scaling, key) == theirs[key], key
 
 
+@pytest.mark.parametrize(
+    "window",
+    [
+        dict(max_window_layers=2),  # the window on, for no block
+        dict(sliding_window=None),
+        dict(layer_types=["full_attention", "full_attention"], max_window_layers=0),
+    ],
+)
+def test_qwen2_with_the_window_on_for_no_block_is_plain_attention(window, tmp_path):
+    """transformers builds such a config with full attention in every block; trtnet refused it."""
+    import json
+
+    config = dict(TINY, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True)
+    config.update(sliding_window=8, model_type="qwen2")  # were a block to slide, 40 tokens would show it
+    config.update(window)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    hf = transformers.Qwen2Config.from_pretrained(tmp_path, attn_implementation="eager")
+    assert "sliding_attention" not in hf.layer_types or hf.sliding_window is None
+    torch.manual_seed(0)
+    model = source_from(hf, "qwen2")
+    ours = qwen2(weights=export_state(model, tmp_path / "w.safetensors"), config=tmp_path / "config.json")
+    ids = np.tile(prompt()[:, :7], (1, 6))[:, :40]  # longer than a window of 8 would see
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids).long()).logits.numpy()
+    got = trtnet.reference(ours, ids, np.ones_like(ids), np.tile(np.arange(ids.shape[1]), (2, 1)))[0]
+    assert rel_error(got, want) < 1e-5
+
+
 @pytest.mark.parametrize("rope", [dict(rope_type="linear"), dict(LLAMA3_ROPE, low_freq_factor=None)])
 def test_a_scaled_rope_without_its_settings_is_refused_as_transformers_refuses_it(rope):
     rope = {k: v for k, v in rope.items() if v is not None}
@@ -246,7 +274,7 @@ def test_bad_config_is_a_config_error(config, message):
 
 
 def test_qwen2_sliding_window_and_context_are_refused():
-    with pytest.raises(ConfigError, match="use_sliding_window = True is not allowed"):
+    with pytest.raises(ConfigError, match="use_sliding_window = true makes block 28 of 32 attend to a window of 4096"):
         Qwen2Config.from_hf({"use_sliding_window": True})
     with pytest.raises(ConfigError, match="max_context = 65 is not allowed"):
         llama(config=TINY, max_context=65)

@@ -157,6 +157,9 @@ class Qwen2Config(LlamaConfig):
     rms_norm_eps: float = positive_float(default=1e-6)
     rope_theta: float = positive_float(1e12, default=1000000.0)
     use_sliding_window: bool = flag(default=False)
+    sliding_window: int | None = integer(1, 2**31 - 1, default=4096, optional=True)
+    max_window_layers: int = integer(0, 2**31 - 1, default=28)  # blocks from this one on slide (with the window on)
+    layer_types: tuple[str, ...] | None = None  # "full_attention" / "sliding_attention" per block, where given
     rope_scaling: RopeScaling = field(default=RopeScaling(), metadata={"rope": True})
 
     MODEL: ClassVar[str] = "Qwen2"
@@ -176,13 +179,27 @@ class Qwen2Config(LlamaConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ConfigError.check(
-            "use_sliding_window",
-            self.use_sliding_window,
-            "false (sliding-window attention is not supported)",
-            lambda v: not v,
-            source="Qwen2 config",
-        )
+        kinds = ("full_attention", "sliding_attention")
+        if self.layer_types is not None:
+            ConfigError.check(
+                "layer_types",
+                self.layer_types,
+                f"a list of {self.num_hidden_layers} of {', '.join(kinds)}",
+                lambda v: isinstance(v, (list, tuple)) and len(v) == self.num_hidden_layers and set(v) <= set(kinds),
+                source="Qwen2 config",
+            )
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))
+        # As transformers builds it: a block slides where the window is on, a window is given, and the block is
+        # marked so (by layer_types, else from max_window_layers on). A config that turns the window on for no
+        # block (max_window_layers at or past num_hidden_layers, say) is plain attention.
+        marked = self.layer_types or tuple(kinds[i >= self.max_window_layers] for i in range(self.num_hidden_layers))
+        sliding = [i for i, kind in enumerate(marked) if kind == kinds[1]]
+        if self.use_sliding_window and self.sliding_window is not None and sliding:
+            raise ConfigError(
+                f"Qwen2 config: use_sliding_window = true makes block {sliding[0]} of {self.num_hidden_layers} "
+                f"attend to a window of {self.sliding_window} tokens, which trtnet does not compute (sliding-window "
+                "attention is not supported)"
+            )
 
     @property
     def qkv_bias(self) -> bool:
