@@ -4,6 +4,7 @@ against a full recompute, and greedy generation token for token with every step'
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 import numpy as np
@@ -166,20 +167,33 @@ LINEAR = dict(rope_type="linear", factor=4.0)
         dict(rope_scaling=LINEAR, rope_parameters=dict(rope_type="default")),  # rope_scaling first
         dict(rope_parameters=dict(rope_type="default", rope_theta=1e6), rope_theta=100.0),  # the dict's theta first
         dict(rope_scaling=dict(type="linear", factor=2.0)),
+        dict(rope_scaling=dict(rope_type="linear", factor=2.0, original_max_position_embeddings=None)),
+        dict(rope_scaling=dict(rope_type="default", factor=-1)),  # keys the type does not read are not read
     ],
-    ids=["llama3-no-original", "original-at-top", "scaling-and-parameters", "theta-twice", "type-key"],
+    ids=[
+        "llama3-no-original",
+        "original-at-top",
+        "scaling-and-parameters",
+        "theta-twice",
+        "type-key",
+        "linear-null",
+        "default-factor",
+    ],
 )
 def test_rope_settings_are_read_as_transformers_reads_them(config):
     """Which of two rope settings wins, and what stands in for one left out, as transformers 5 decides: each case
     gave other logits than transformers' (relative error 0.6 to 1.4) on the same weights."""
     ours = LlamaConfig.from_hf(dict(TINY, **config))
-    hf = transformers.LlamaConfig.from_dict(dict(TINY, **config))
+    hf = transformers.LlamaConfig.from_dict(copy.deepcopy(dict(TINY, **config)))  # it writes into the rope dict
     hf.standardize_rope_params()  # as the rope layer reads them when it is built (a top-level key applied again)
     theirs = hf.rope_parameters
     assert ours.rope_theta == theirs["rope_theta"] and ours.rope_scaling.rope_type == theirs["rope_type"]
-    for key in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
-        if key in theirs:
-            assert getattr(ours.rope_scaling, key) == theirs[key], key
+    used = {
+        "linear": ["factor"],
+        "llama3": ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+    }
+    for key in used.get(theirs["rope_type"], []):  # the keys its rope type reads
+        assert getattr(ours.rope_scaling, key) == theirs[key], key
 
 
 @pytest.mark.parametrize(
@@ -208,6 +222,24 @@ def test_qwen2_with_the_window_on_for_no_block_is_plain_attention(window, tmp_pa
         want = model(torch.from_numpy(ids).long()).logits.numpy()
     got = trtnet.reference(ours, ids, np.ones_like(ids), np.tile(np.arange(ids.shape[1]), (2, 1)))[0]
     assert rel_error(got, want) < 1e-5
+
+
+@pytest.mark.parametrize("low, high", [(2.0, 2.0), (4.0, 1.0)], ids=["no-band", "band-reversed"])
+def test_llama3_rope_factors_transformers_takes_are_computed_as_it_computes_them(low, high, tmp_path):
+    """Refused before ("high_freq_factor must be above low_freq_factor"); transformers builds both."""
+    import json
+
+    rope = dict(LLAMA3_ROPE, low_freq_factor=low, high_freq_factor=high, original_max_position_embeddings=16)
+    config = dict(TINY, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, rope_scaling=rope)
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, model_type="llama", rope_theta=50.0)))
+    torch.manual_seed(0)
+    model = source_from(transformers.LlamaConfig.from_pretrained(tmp_path, attn_implementation="eager"), "llama")
+    ours = llama(weights=export_state(model, tmp_path / "w.safetensors"), config=tmp_path / "config.json")
+    ids = np.tile(prompt()[:, :7], (1, 6))[:, :40]
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids).long()).logits.numpy()
+    got = trtnet.reference(ours, ids, np.ones_like(ids), np.tile(np.arange(ids.shape[1]), (2, 1)))[0]
+    assert np.isfinite(got).all() and rel_error(got, want) < 1e-5
 
 
 @pytest.mark.parametrize("rope", [dict(rope_type="linear"), dict(LLAMA3_ROPE, low_freq_factor=None)])

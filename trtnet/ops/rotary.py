@@ -49,10 +49,12 @@ def inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling = Rope
     low_wavelen, high_wavelen = old / scaling.low_freq_factor, old / scaling.high_freq_factor
     wavelen = (2 * math.pi / inv).astype(np.float32)
     scaled = np.where(wavelen > low_wavelen, inv / np.float32(scaling.factor), inv).astype(np.float32)
-    smooth = ((old / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)).astype(
-        np.float32
-    )
-    smoothed = ((1 - smooth) * scaled / np.float32(scaling.factor) + smooth * scaled).astype(np.float32)
+    # low_freq_factor = high_freq_factor (transformers takes it) leaves no band: its smoothing, divided by zero, is
+    # computed and not used, as in transformers.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        smooth = (old / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)
+        smooth = smooth.astype(np.float32)
+        smoothed = ((1 - smooth) * scaled / np.float32(scaling.factor) + smooth * scaled).astype(np.float32)
     medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
     return np.where(medium, smoothed, scaled).astype(np.float32)
 
