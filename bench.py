@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -70,6 +72,29 @@ def batch_size(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """argparse's type for a number of things: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: it must be 1 or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse's type for a time: a finite number of seconds above 0 (NaN and inf were written to the results
+    as JSON that is not JSON; 0 ran nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: a time must be a finite number of seconds above 0")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--all", action="store_true", help="every benchmark model of the zoo")
@@ -85,15 +110,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
         "--precision", default="fp16", choices=PRECISIONS, help="default fp16; int8/fp8 are calibrated first"
     )
     p.add_argument("--torch-precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="PyTorch eager's (fp32)")
-    p.add_argument("--calib-samples", type=int, default=4, help="calibration inputs for int8/fp8 (default 4)")
+    p.add_argument("--calib-samples", type=count, default=4, help="calibration inputs for int8/fp8 (default 4)")
     p.add_argument(
         "--calib-method", default="max", choices=CALIBRATION_METHODS, help="how int8/fp8 ranges are chosen (max)"
     )
-    p.add_argument("--min-seconds", type=float, default=1.0, help="timed seconds per row and route (default 1)")
+    p.add_argument("--min-seconds", type=seconds, default=1.0, help="timed seconds per row and route (default 1)")
     p.add_argument("--min-iters", type=int, default=10, help="timed inferences per row at least (default 10)")
     p.add_argument("--iters", type=int, default=1000, help="timed inferences per row at most (default 1000)")
     p.add_argument("--warmup", type=int, default=50, help="untimed inferences first, at most (default 50)")
-    p.add_argument("--deadline", type=float, default=420.0, help="seconds for the whole GPU run (default 420)")
+    p.add_argument("--deadline", type=seconds, default=420.0, help="seconds for the whole GPU run (default 420)")
     p.add_argument(
         "--opt-batch", type=batch_size, default=None, help="the profile's tuned batch (default: the middle one)"
     )
@@ -117,11 +142,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
 
 
 def capability_of(text: str) -> tuple[int, int]:
-    """'9.0' or 'sm_90' -> (9, 0)."""
-    digits = text.removeprefix("sm_").replace(".", "")
-    if not digits.isdigit() or len(digits) < 2:
+    """'9.0' or 'sm_90' -> (9, 0); '12.0' or 'sm_120' -> (12, 0)."""
+    match = re.fullmatch(r"(\d+)\.(\d)|sm_(\d+)(\d)", text)
+    if match is None:  # '9.0.1' was read as sm_901
         raise ValueError(f"GPU capability {text!r}: expected MAJOR.MINOR (9.0) or sm_90")
-    return int(digits[:-1]), int(digits[-1])
+    major, minor = (g for g in match.groups() if g is not None)
+    return int(major), int(minor)
 
 
 def run_gpu(names: list[str], batches: list[int], args: argparse.Namespace, results: dict, scratch: Path) -> bool:
