@@ -157,6 +157,10 @@ def test_left_padding_gives_the_unpadded_tokens(decoder):
         (dict(max_new_tokens=4, attention_mask=[[1, 0, 1, 1, 1], [1] * 5]), "row 0 has padding after a token"),
         (dict(max_new_tokens=4, attention_mask=[[1] * 5, [0] * 5]), "row 1 is all padding"),
         (dict(max_new_tokens=4, attention_mask=np.array([[1] * 5, [1, 1, 1, 0, 0]], bool)), "row 1 has padding after"),
+        (
+            dict(max_new_tokens=4, attention_mask=[1] * 5),
+            "attention_mask \\[5\\] must have input_ids' shape \\[2, 5\\]",
+        ),
         (dict(max_new_tokens=4, attention_mask=np.array([[1, 1, 0, 0, 0], [1] * 5], np.uint8)), "row 0 has padding"),
     ],
 )
@@ -164,6 +168,13 @@ def test_bad_arguments_are_config_errors(decoder, kwargs, message):
     ids = kwargs.pop("input_ids", prompt())
     with pytest.raises(ConfigError, match=message):
         trtnet.generate(decoder, ids, **kwargs)
+
+
+def test_a_mask_numpy_cannot_read_is_a_config_error(decoder):
+    torch = pytest.importorskip("torch", reason="a torch bfloat16 tensor is the mask numpy cannot read")
+    mask = torch.ones((2, 5), dtype=torch.bfloat16)  # a raw TypeError from np.asarray before
+    with pytest.raises(ConfigError, match="input_ids and attention_mask must be integer arrays"):
+        trtnet.generate(decoder, prompt(), 4, attention_mask=mask)
 
 
 def test_not_a_decoder_is_refused():

@@ -239,6 +239,9 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
         mask = np.ones(ids.shape, np.int32) if attention_mask is None else np.asarray(attention_mask)
     except ValueError as e:  # a ragged list
         raise ConfigError(f"generate: input_ids and attention_mask must be rectangular arrays ({e})") from None
+    except TypeError as e:  # a type numpy does not take (a torch bfloat16 tensor)
+        raise ConfigError(f"generate: input_ids and attention_mask must be integer arrays ({e})") from None
+    given = list(mask.shape)
     ids, mask = (ids[None] if ids.ndim == 1 else ids), (mask[None] if mask.ndim == 1 else mask)
     if ids.ndim != 2 or 0 in ids.shape or ids.dtype.kind not in "iu":
         raise ConfigError(
@@ -247,7 +250,7 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
     if ids.min() < 0 or ids.max() >= 2**31:  # int32 in the network: 2**32 became 0, -1 the last row
         raise ConfigError(f"generate: input_ids must be token ids from 0 to 2**31 - 1, not {ids.min()}..{ids.max()}")
     if mask.shape != ids.shape:
-        raise ConfigError(f"generate: attention_mask {list(mask.shape)} must have input_ids' shape {list(ids.shape)}")
+        raise ConfigError(f"generate: attention_mask {given} must have input_ids' shape {list(ids.shape)}")
     if not np.isin(mask, (0, 1)).all():
         raise ConfigError("generate: attention_mask must hold 1 (a token) and 0 (padding) only")
     # Padding goes on the left: new tokens follow the last column, so a row padded on the right (or in between)
