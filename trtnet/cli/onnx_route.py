@@ -11,6 +11,7 @@ from pathlib import Path
 from trtnet.cli.outputs import refuse_overwriting_inputs
 from trtnet.errors import TrtnetError
 from trtnet.fileio import output_folder
+from trtnet.onnx.shapes import quote_name
 
 SHAPES_HELP = "an ONNX MODEL's input shapes, trtexec's spelling: NAME:1x3x640x640[,NAME2:...], 'NAME,WITH,COMMAS':1x3"
 
@@ -94,8 +95,9 @@ def _profile_text(net) -> str:
     for s in net.inputs:
         lo, hi = s.shape_range()
         shape = "x".join(map(str, s.shape))
+        name = quote_name(s.name)  # as --shapes reads it back
         parts.append(
-            f"{s.name}:{shape}" if lo == hi else f"{s.name}:{'x'.join(map(str, lo))}..{shape}..{'x'.join(map(str, hi))}"
+            f"{name}:{shape}" if lo == hi else f"{name}:{'x'.join(map(str, lo))}..{shape}..{'x'.join(map(str, hi))}"
         )
     return ",".join(parts)
 
