@@ -48,6 +48,7 @@ from trtnet.bench.reference import POROS_A10, SOURCE
 from trtnet.bench.report import CHART_FORMATS
 from trtnet.bench.targets import needs_probe, probe_current, target_report
 from trtnet.bench.timing import Deadline, RowBudget
+from trtnet.cli.values import positive
 from trtnet.errors import TrtnetError
 from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import read_json
@@ -69,17 +70,6 @@ def batch_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a batch size (a positive integer)") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a batch size: it must be 1 or more")
-    return value
-
-
-def count(text: str) -> int:
-    """argparse's type for a number of things: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: it must be 1 or more")
     return value
 
 
@@ -110,7 +100,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
         "--precision", default="fp16", choices=PRECISIONS, help="default fp16; int8/fp8 are calibrated first"
     )
     p.add_argument("--torch-precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="PyTorch eager's (fp32)")
-    p.add_argument("--calib-samples", type=count, default=4, help="calibration inputs for int8/fp8 (default 4)")
+    p.add_argument("--calib-samples", type=positive, default=4, help="calibration inputs for int8/fp8 (default 4)")
     p.add_argument(
         "--calib-method", default="max", choices=CALIBRATION_METHODS, help="how int8/fp8 ranges are chosen (max)"
     )

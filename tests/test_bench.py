@@ -143,7 +143,10 @@ def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
         (["--onnx-batches", "64", "--dry-run"], "--onnx-batches 64: not among the batch sizes [1, 2, 4, 8, 16, 32]"),
         (["--onnx-batches", "1", "3", "--batch-sizes", "1", "2"], "--onnx-batches 3: not among the batch sizes [1, 2]"),
         (["--plot", "r.json"], "--plot r.json: a chart is written as .eps, .jpeg"),  # matplotlib refused it at the end
-        (["--calib-samples", "0", "--precision", "int8"], "argument --calib-samples: '0': it must be 1 or more"),
+        (
+            ["--calib-samples", "0", "--precision", "int8"],
+            "argument --calib-samples: '0': expected a whole number >= 1",
+        ),
         (["--deadline", "nan"], "argument --deadline: 'nan': a time must be a finite number of seconds above 0"),
         (["--deadline", "0"], "argument --deadline: '0': a time must be a finite number of seconds above 0"),
         (["--min-seconds", "inf"], "argument --min-seconds: 'inf': a time must be a finite number of seconds above"),
