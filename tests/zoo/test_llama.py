@@ -224,6 +224,41 @@ def test_qwen2_with_the_window_on_for_no_block_is_plain_attention(window, tmp_pa
     assert rel_error(got, want) < 1e-5
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(num_key_value_heads=None),  # kv heads = heads; left out, transformers' Qwen2 took 32
+        dict(num_key_value_heads=2, use_sliding_window=True, sliding_window=None, max_window_layers=0),
+        dict(
+            num_key_value_heads=2, layer_types=["full_attention", "full_attention"]
+        ),  # a tuple refused by transformers
+    ],
+    ids=["kv-heads-null", "window-null", "layer-types"],
+)
+def test_hf_kwargs_builds_the_model_the_config_describes(extra, tmp_path):
+    """`hf_kwargs` is how a config becomes its PyTorch twin (the zoo's sources): a None it left out was replaced by
+    transformers' default, another model."""
+    from trtnet.zoo.llama_config import hf_kwargs
+
+    config = dict(TINY, num_hidden_layers=2, num_attention_heads=4, **extra)
+    ours = qwen2(config=config)
+    torch.manual_seed(0)
+    model = source_from(transformers.Qwen2Config(attn_implementation="eager", **hf_kwargs(ours.config)), "qwen2")
+    ours = qwen2(weights=export_state(model, tmp_path / "w.safetensors"), config=config)
+    ids = np.tile(prompt()[:, :7], (1, 6))[:, :40]
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids).long()).logits.numpy()
+    got = trtnet.reference(ours, ids, np.ones_like(ids), np.tile(np.arange(ids.shape[1]), (2, 1)))[0]
+    assert rel_error(got, want) < 1e-5
+
+
+def test_a_window_as_long_as_the_context_is_full_attention():
+    config = dict(TINY, use_sliding_window=True, sliding_window=64, max_window_layers=0, num_hidden_layers=1)
+    assert Qwen2Config.from_hf(config).use_sliding_window  # taken: 64 positions at most, all within the window
+    with pytest.raises(ConfigError, match="attend to a window of 63 tokens"):
+        Qwen2Config.from_hf(dict(config, sliding_window=63))
+
+
 @pytest.mark.parametrize("low, high", [(2.0, 2.0), (4.0, 1.0)], ids=["no-band", "band-reversed"])
 def test_llama3_rope_factors_transformers_takes_are_computed_as_it_computes_them(low, high, tmp_path):
     """Refused before ("high_freq_factor must be above low_freq_factor"); transformers builds both."""

@@ -181,7 +181,9 @@ class Qwen2Config(LlamaConfig):
         # block (max_window_layers at or past num_hidden_layers, say) is plain attention.
         marked = self.layer_types or tuple(kinds[i >= self.max_window_layers] for i in range(self.num_hidden_layers))
         sliding = [i for i, kind in enumerate(marked) if kind == kinds[1]]
-        if self.use_sliding_window and self.sliding_window is not None and sliding:
+        # A window as long as the longest context sees every earlier token: full attention.
+        window = self.sliding_window is not None and self.sliding_window < self.max_position_embeddings
+        if self.use_sliding_window and window and sliding:
             raise ConfigError(
                 f"Qwen2 config: use_sliding_window = true makes block {sliding[0]} of {self.num_hidden_layers} "
                 f"attend to a window of {self.sliding_window} tokens, which trtnet does not compute (sliding-window "
@@ -241,11 +243,15 @@ _ROPE_KEYS = {"default": (), "linear": ("factor",), "llama3": tuple(f.name for f
 
 
 def hf_kwargs(c: LlamaConfig) -> dict[str, Any]:
-    """`c` as keyword arguments of transformers' config class (its rope as `rope_parameters`). A field that is None
-    (head_dim: hidden_size / heads) is left out for transformers' own default: Qwen2's attention took the None as
-    its head_dim, and `trtnet verify qwen2` was an internal error."""
+    """`c` as keyword arguments of transformers' config class (its rope as `rope_parameters`), building the model `c`
+    describes. A head_dim of None (hidden_size / heads) is left out for transformers' own default: Qwen2's attention
+    took the None as its head_dim, and `trtnet verify qwen2` was an internal error. Every other None is passed as
+    None: left out, transformers' default stood in (Qwen2's 32 kv heads, a sliding window of 4096)."""
     values = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "rope_scaling"}
-    values = {k: v for k, v in values.items() if v is not None}
+    if values["head_dim"] is None:
+        del values["head_dim"]
+    if values.get("layer_types") is not None:
+        values["layer_types"] = list(values["layer_types"])  # transformers' dataclass takes a list only
     kind = c.rope_scaling.rope_type
     rope = {k: getattr(c.rope_scaling, k) for k in _ROPE_KEYS[kind] if k != "rope_type"}
     values["rope_parameters"] = {"rope_type": kind, **rope, "rope_theta": values.pop("rope_theta")}
