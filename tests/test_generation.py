@@ -152,6 +152,7 @@ def test_left_padding_gives_the_unpadded_tokens(decoder):
         (dict(max_new_tokens=4, input_ids=np.array([[-1]], np.int64)), "input_ids must be token ids from 0 to"),
         (dict(max_new_tokens=4, input_ids=[[1, 2], [3]]), "input_ids and attention_mask must be rectangular"),
         (dict(max_new_tokens=4, attention_mask=np.full((2, 5), 0.5)), "attention_mask must hold 1 .* and 0"),
+        (dict(max_new_tokens=4, attention_mask=np.zeros((2, 5), [("a", "i4")])), "attention_mask must hold 1 .* and 0"),
         # A right-padded row went on from its pad token, and a row of padding alone generated tokens, both exit 0:
         (dict(max_new_tokens=4, attention_mask=[[1] * 5, [1, 1, 1, 0, 0]]), "row 1 has padding after a token"),
         (dict(max_new_tokens=4, attention_mask=[[1, 0, 1, 1, 1], [1] * 5]), "row 0 has padding after a token"),

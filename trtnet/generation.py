@@ -251,7 +251,7 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
         raise ConfigError(f"generate: input_ids must be token ids from 0 to 2**31 - 1, not {ids.min()}..{ids.max()}")
     if mask.shape != ids.shape:
         raise ConfigError(f"generate: attention_mask {given} must have input_ids' shape {list(ids.shape)}")
-    if not np.isin(mask, (0, 1)).all():
+    if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():  # a structured array cannot be compared
         raise ConfigError("generate: attention_mask must hold 1 (a token) and 0 (padding) only")
     # Padding goes on the left: new tokens follow the last column, so a row padded on the right (or in between)
     # would go on from its pad token, and a row of padding alone has nothing to go on from.
