@@ -73,6 +73,19 @@ def batch_size(text: str) -> int:
     return value
 
 
+MAX_CALIB_SAMPLES = 4096  # made and held in memory at once, each run through the interpreter: 4096 images are 2.4 GB
+
+
+def calib_samples(text: str) -> int:
+    """argparse's type for --calib-samples: 1 to `MAX_CALIB_SAMPLES`."""
+    value = positive(text)
+    if value > MAX_CALIB_SAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: at most {MAX_CALIB_SAMPLES} (the inputs are made and held in memory at once)"
+        )
+    return value
+
+
 def seconds(text: str) -> float:
     """argparse's type for a time: a finite number of seconds above 0 (NaN and inf were written to the results
     as JSON that is not JSON; 0 ran nothing)."""
@@ -100,7 +113,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
         "--precision", default="fp16", choices=PRECISIONS, help="default fp16; int8/fp8 are calibrated first"
     )
     p.add_argument("--torch-precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="PyTorch eager's (fp32)")
-    p.add_argument("--calib-samples", type=positive, default=4, help="calibration inputs for int8/fp8 (default 4)")
+    p.add_argument("--calib-samples", type=calib_samples, default=4, help="calibration inputs for int8/fp8 (default 4)")
     p.add_argument(
         "--calib-method", default="max", choices=CALIBRATION_METHODS, help="how int8/fp8 ranges are chosen (max)"
     )
@@ -134,7 +147,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
 def capability_of(text: str) -> tuple[int, int]:
     """'9.0' or 'sm_90' -> (9, 0); '12.0' or 'sm_120' -> (12, 0)."""
     match = re.fullmatch(r"(\d+)\.(\d)|sm_(\d+)(\d)", text)
-    if match is None:  # '9.0.1' was read as sm_901
+    if match is None or int(next(g for g in match.groups() if g is not None)) < 1:  # '9.0.1' was read as sm_901
         raise ValueError(f"GPU capability {text!r}: expected MAJOR.MINOR (9.0) or sm_90")
     major, minor = (g for g in match.groups() if g is not None)
     return int(major), int(minor)

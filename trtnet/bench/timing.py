@@ -45,6 +45,9 @@ class FakeClock:
         self.t += seconds
 
 
+MAX_ITERS = 10_000_000
+
+
 @dataclass(frozen=True)
 class RowBudget:
     """How each series is timed: about `min_seconds` of timed inferences, never fewer than `min_iters` nor more
@@ -56,9 +59,16 @@ class RowBudget:
     warmup: int = 50
 
     def __post_init__(self) -> None:
-        if not (self.min_seconds > 0 and 1 <= self.min_iters <= self.max_iters and self.warmup >= 0):
+        # Each timed inference keeps its time (8 bytes) and the GPU events to take it: 10 million is a hundred
+        # seconds of 10 us inferences; 1e11 asked numpy for 745 GiB after the model had been built.
+        if not (
+            self.min_seconds > 0
+            and 1 <= self.min_iters <= self.max_iters <= MAX_ITERS
+            and 0 <= self.warmup <= MAX_ITERS
+        ):
             raise ValueError(
-                f"time budget: need min_seconds > 0, 1 <= min_iters <= max_iters, warmup >= 0 (got {self})"
+                f"time budget: need min_seconds > 0, 1 <= min_iters <= max_iters <= {MAX_ITERS:,} and "
+                f"0 <= warmup <= {MAX_ITERS:,} (got {self})"
             )
 
 
