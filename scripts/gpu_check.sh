@@ -74,7 +74,7 @@ echo "environment exit $?" >> "$OUT/env.txt"
 cat "$OUT/env.txt"
 
 step "GPU tests"
-timeout 60 $PY -m pytest -q -rs -x -m gpu tests/test_runtime.py > "$OUT/gpu_tests.log" 2>&1
+timeout 60 $PY -m pytest -q -rs -x -m gpu tests/test_runtime.py tests/test_sidecar.py > "$OUT/gpu_tests.log" 2>&1
 echo "runtime gpu tests exit $?" | tee -a "$OUT/gpu_tests.log"
 timeout 30 $PY -m pytest -q -rs tests/test_bench_gpu_path.py -k "probe or target or rtx" >> "$OUT/gpu_tests.log" 2>&1
 echo "GPU-kind tests exit $?" | tee -a "$OUT/gpu_tests.log"
