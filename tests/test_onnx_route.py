@@ -181,12 +181,7 @@ def test_shapes_too_large_for_the_machine_are_bad_input_not_a_bug(tmp_path):
 
 def test_batch_sizes_an_onnx_file_whose_only_dynamic_dim_is_the_first(tmp_path):
     # --batch was taken and silently ignored for an ONNX file (the input stayed unsized: an error).
-    _helper_model(
-        tmp_path / "relu.onnx",
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
-    )
+    _relu_model(tmp_path / "relu.onnx", ["batch", 8])
     r = trtnet_cli("summary", tmp_path / "relu.onnx", "--batch", "3")
     assert r.returncode == 0 and "inputs x float32[3x8]" in r.stdout, r.stdout + r.stderr
     r = trtnet_cli("build", tmp_path / "relu.onnx", "--batch", "1:2:4", "-o", tmp_path / "relu.plan")
@@ -199,12 +194,7 @@ def test_batch_sizes_an_onnx_file_whose_only_dynamic_dim_is_the_first(tmp_path):
 
 def test_no_cache_builds_an_onnx_file_and_stores_nothing(tmp_path):
     """--no-cache was ignored on the ONNX route: the second build was "from the engine cache"."""
-    _helper_model(
-        tmp_path / "relu.onnx",
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
-    )
+    _relu_model(tmp_path / "relu.onnx", [2, 8])
     cache = tmp_path / "cache"
     for _ in range(2):
         r = trtnet_cli(
@@ -216,12 +206,7 @@ def test_no_cache_builds_an_onnx_file_and_stores_nothing(tmp_path):
 
 def test_build_makes_the_output_folder_first_or_says_why_it_cannot(tmp_path):
     # As export-weights always has: build -o into a missing folder built the engine, then failed to save it.
-    _helper_model(
-        tmp_path / "relu.onnx",
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-    )
+    _relu_model(tmp_path / "relu.onnx", [1, 8])
     r = trtnet_cli("build", tmp_path / "relu.onnx", "--precision", "fp32", "-o", tmp_path / "plans" / "relu.plan")
     assert r.returncode == 0 and (tmp_path / "plans" / "relu.plan").is_file(), r.stderr
     (tmp_path / "taken").write_text("a file where the folder would go")
@@ -232,12 +217,7 @@ def test_build_makes_the_output_folder_first_or_says_why_it_cannot(tmp_path):
 def test_build_refuses_to_write_the_plan_over_its_model(tmp_path):
     # `-o relu.onnx` built the engine and replaced the model with it (exit 0).
     model = tmp_path / "relu.onnx"
-    _helper_model(
-        model,
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-    )
+    _relu_model(model, [1, 8])
     before = model.read_bytes()
     for out in (model, tmp_path / "sub" / ".." / "relu.onnx"):
         r = trtnet_cli("build", model, "-o", out)
@@ -289,6 +269,16 @@ def test_build_and_calibrate_refuse_to_write_over_the_model_s_external_data(tmp_
 def _helper_model(path, nodes, inputs, outputs, inits=(), opset: int = 18) -> None:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+
+
+def _relu_model(path, dims) -> None:
+    """y = relu(x), both float32 of `dims` (ints, or names for dynamic dims)."""
+    _helper_model(
+        path,
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)],
+    )
 
 
 def test_check_agrees_with_onnxruntime_on_an_onnx_helper_graph(tmp_path):
@@ -409,12 +399,7 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     from trtnet.cli import main
 
     model = tmp_path / "relu.onnx"
-    _helper_model(
-        model,
-        [helper.make_node("Relu", ["x"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-    )
+    _relu_model(model, ["N", 4])
     np.savez(tmp_path / "d.npz", x=np.ones((2, 4), np.float32))
     cases = [
         (["build", model, "--batch", "4", "--shapes", "x:2x4"], "batch_size 4 sizes no input: shapes gives every one"),
