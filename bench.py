@@ -146,11 +146,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
 
 def capability_of(text: str) -> tuple[int, int]:
     """'9.0' or 'sm_90' -> (9, 0); '12.0' or 'sm_120' -> (12, 0)."""
-    match = re.fullmatch(r"(\d+)\.(\d)|sm_(\d+)(\d)", text)
-    if match is None or int(next(g for g in match.groups() if g is not None)) < 1:  # '9.0.1' was read as sm_901
+    match = re.fullmatch(r"(\d+)\.(\d)|sm_(\d+)(\d)", text)  # '9.0.1' was read as sm_901
+    major, minor = (int(g) for g in match.groups() if g is not None) if match else (0, 0)
+    if major < 1:
         raise ValueError(f"GPU capability {text!r}: expected MAJOR.MINOR (9.0) or sm_90")
-    major, minor = (g for g in match.groups() if g is not None)
-    return int(major), int(minor)
+    return major, minor
 
 
 def run_gpu(names: list[str], batches: list[int], args: argparse.Namespace, results: dict, scratch: Path) -> bool:
