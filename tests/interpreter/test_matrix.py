@@ -56,6 +56,22 @@ def matmul_one_matrix_against_a_stack():
     return [(got[0], f64(a) @ f64(b)), (got[1], f64(a) @ np.swapaxes(f64(bt), -1, -2))]
 
 
+@CASES.case()
+def matmul_empty_contraction_broadcast():
+    # K = 0: every output is an empty sum, 0, on each of _matmul's routes (a weight against a stack, one matrix
+    # against a stack, stack against stack); numpy cannot infer a dim of -1 in a size-0 array, so none may ask it to.
+    n = Net()
+    M = trt.MatrixOperation
+    pairs = [((2, 3, 0), (1, 0, 4)), ((1, 3, 0), (2, 0, 4)), ((2, 3, 0), (2, 0, 4)), ((3, 0), (0, 4))]
+    feeds, layers = {}, []
+    for i, (sa, sb) in enumerate(pairs):
+        feeds[f"a{i}"], feeds[f"b{i}"] = rand(*sa), rand(*sb)
+        layers.append(n.net.add_matrix_multiply(n.input(f"a{i}", sa), M.NONE, n.input(f"b{i}", sb), M.NONE))
+    n.mark(*(layer.get_output(0) for layer in layers))
+    got = n.run(**feeds)
+    return [(g, feeds[f"a{i}"].astype(np.float64) @ feeds[f"b{i}"].astype(np.float64)) for i, g in enumerate(got)]
+
+
 @pytest.mark.parametrize("c", CASES, ids=CASES.ids())
 def test_layer_against_oracle(c) -> None:
     check_case(c)

@@ -58,13 +58,14 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _weight_product(wide(a), b) if a.ndim == 2 else np.matmul(wide(a), wide(b))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     if all(d == 1 for d in b.shape[:-2]):
-        flat = wide(np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(-1, a.shape[-1]))
+        # Sizes written out, not -1: with an empty contraction (K = 0) numpy cannot infer a dim of a size-0 array.
+        flat = wide(np.broadcast_to(a, (*batch, *a.shape[-2:])).reshape(math.prod(batch) * a.shape[-2], a.shape[-1]))
         return _weight_product(flat, b.reshape(b.shape[-2:])).reshape(*batch, a.shape[-2], b.shape[-1])
     if all(d == 1 for d in a.shape[:-2]):
         # One left matrix against a stack (fused Q/K/V weights per head): a single product against the stack laid
         # side by side, [K, batch * N], a view when the stack's memory allows (a weight read transposed does).
         k, n = b.shape[-2:]
-        side = np.moveaxis(wide(np.broadcast_to(b, (*batch, k, n))), -2, 0).reshape(k, -1)
+        side = np.moveaxis(wide(np.broadcast_to(b, (*batch, k, n))), -2, 0).reshape(k, math.prod(batch) * n)
         r = wide(a.reshape(a.shape[-2:])) @ side
         return np.moveaxis(r.reshape(a.shape[-2], *batch, n), 0, -2)
     a, b = wide(a), wide(b)
