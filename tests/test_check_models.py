@@ -177,6 +177,28 @@ def test_a_scalar_input_is_checked_and_is_refused_for_an_engine_by_name(tmp_path
         parse_onnx(path)
 
 
+@pytest.mark.parametrize("role", ["input", "output"])
+def test_a_bfloat16_input_or_output_is_refused_naming_the_file_and_the_tensor(tmp_path, role) -> None:
+    """numpy has no bfloat16 of its own, so an engine's specs cannot hold one: the refusal names the file and the
+    tensor (it was 'no numpy dtype for bfloat16'), and says how to export it instead."""
+    x_type, y_type = (
+        (TensorProto.BFLOAT16, TensorProto.FLOAT) if role == "input" else (TensorProto.FLOAT, TensorProto.BFLOAT16)
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=y_type)],
+        "g",
+        [helper.make_tensor_value_info("x", x_type, [2, 3])],
+        [helper.make_tensor_value_info("y", y_type, [2, 3])],
+    )
+    path = tmp_path / "bf16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    name = "x" if role == "input" else "y"
+    with pytest.raises(
+        NetworkError, match=rf"bf16.onnx: {role} '{name}' has data type bfloat16, .* cast it to float32"
+    ):
+        parse_onnx(path)
+
+
 @contextlib.contextmanager
 def _unblocked(fifo):
     """Should the parser open `fifo` after all, a writer comes every 20 s and closes it: the test then fails

@@ -20,7 +20,7 @@ import numpy as np
 
 from trtnet.backend import capture_errors, get_trt, logger, signals_deferred
 from trtnet.builder.emit import BatchSize, Network, batch_range
-from trtnet.dtypes import numpy_of
+from trtnet.dtypes import name_of, numpy_of
 from trtnet.errors import NetworkError
 from trtnet.fileread import read_regular
 from trtnet.graph import Policy
@@ -39,8 +39,18 @@ MAX_BYTES = 2 << 30  # protobuf's own limit on one message: larger models keep t
 ONNX_PRECISIONS = ("fp32", "tf32", *REDUCED, *FORMATS)
 
 
-def _dtype_name(t) -> str:
-    return numpy_of(t.dtype).name
+def _dtype_name(path: Path, t, role: str) -> str:
+    """The numpy name of an input's or output's type; a NetworkError naming the file and the tensor for a type
+    trtnet's engines do not take at their boundary (bfloat16, FP8: numpy has no dtype of its own for those)."""
+    try:
+        return numpy_of(t.dtype).name
+    except NetworkError:
+        name = name_of(t.dtype)
+        raise NetworkError(
+            f"{path}: {role} {t.name!r} has data type {name}, which trtnet does not take as a network {role} "
+            "(numpy has no dtype of its own for it); cast it to float32 or float16 at the graph's boundary, inside "
+            "the graph it may stay"
+        ) from None
 
 
 def parse_onnx(
@@ -120,7 +130,7 @@ def parse_onnx(
             keep += quantize_network(network, points, calibration, precision)  # refuses another model's layers
             check_measured(calibration, inputs, lambda: measured, reuse_calibration)
     outputs = [
-        TensorSpec(t.name, tuple(t.shape), _dtype_name(t))
+        TensorSpec(t.name, tuple(t.shape), _dtype_name(path, t, "output"))
         for t in (network.get_output(i) for i in range(network.num_outputs))
     ]
     return Network(
@@ -172,5 +182,5 @@ def _input_spec(path: Path, t, given, batch_size: BatchSize | None) -> TensorSpe
             )
     lo, opt, hi = resolve_profile(str(path), t, given)
     if lo[1:] == hi[1:]:  # only the batch varies, if anything: the spec as engines always had it
-        return TensorSpec(t.name, opt, _dtype_name(t), lo[0], hi[0])
-    return TensorSpec(t.name, opt, _dtype_name(t), lo[0], hi[0], min_shape=lo, max_shape=hi)
+        return TensorSpec(t.name, opt, _dtype_name(path, t, "input"), lo[0], hi[0])
+    return TensorSpec(t.name, opt, _dtype_name(path, t, "input"), lo[0], hi[0], min_shape=lo, max_shape=hi)
