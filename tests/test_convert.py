@@ -200,6 +200,15 @@ def test_a_file_for_another_model_is_refused_before_writing(tmp_path, capsys):
     assert not (tmp_path / "r18.safetensors").exists()
 
 
+@pytest.mark.parametrize("checkpoint", [".", "/", "", ".."])
+def test_a_folder_or_no_path_is_refused_as_no_checkpoint(capsys, checkpoint):
+    """The default output is named after the checkpoint's file name: a path with none crashed with exit 3
+    (`PosixPath('.') has an empty name`) before anything was read."""
+    status, stdout, err = run(capsys, "convert", "resnet18", checkpoint)
+    assert (status, stdout) == (2, ""), err
+    assert err.strip().endswith(": not a checkpoint file (a folder or no path at all)"), err
+
+
 def test_other_suffixes_are_refused(tmp_path, capsys):
     status, _, err = run(capsys, "convert", "resnet18", tmp_path / "w.safetensors")
     assert status == 2

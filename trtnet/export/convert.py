@@ -67,6 +67,8 @@ def default_output(checkpoint: str | os.PathLike) -> Path:
     """`swin_tiny.pth` -> `swin_tiny.safetensors`, beside it (`x.pth.tar` -> `x.safetensors`)."""
     path = Path(checkpoint)
     name = path.name
+    if not name or name == "..":  # "", ".", "/", "..": no file name to put the output beside
+        raise WeightsError(f"{str(checkpoint) or repr('')}: not a checkpoint file (a folder or no path at all)")
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):  # MODEL.PTH from a case-insensitive file system too
             return path.with_name(name[: -len(suffix)] + ".safetensors")
