@@ -107,6 +107,18 @@ def test_a_setting_the_model_does_not_take_is_one_line_naming_it(tmp_path, args,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_setting_given_twice_with_two_values_is_refused(tmp_path):
+    """`--set num_classes=10 --num-classes 20` built 10 classes without a word; the same value twice is fine."""
+    result = trtnet_cli("summary", "resnet18", "--set", "num_classes=10", "--num-classes", "20", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert error_line(result) == (
+        "trtnet: error: resnet18: --num-classes and --set num_classes both set 'num_classes', to 20 and 10: give one"
+    )
+    agreed = trtnet_cli("summary", "resnet18", "--set", "num_classes=10", "--num-classes", "10", cwd=tmp_path)
+    assert agreed.returncode == 0, agreed.stderr
+    assert "hold 11,191,242 values" in agreed.stdout
+
+
 def test_set_gives_a_user_model_its_keyword_arguments(tmp_path):
     (tmp_path / "two.py").write_text(
         "import trtnet\nfrom trtnet import nn\n\n\n"

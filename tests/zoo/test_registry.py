@@ -79,6 +79,72 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
     assert resnet18(weights=None, num_classes=np.int64(7)).state_dict()["fc.weight"].shape == (7, 512)
 
 
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        (
+            "resnet18",
+            {"layers": [0, 0, 0, 0]},
+            r"resnet18: layers = \(0, 0, 0, 0\) is not allowed: expected a non-empty list of positive integers",
+        ),
+        ("resnet18", {"layers": [-1, 2, 2, 2]}, r"resnet18: layers = \(-1, 2, 2, 2\) is not allowed"),
+        ("resnet18", {"layers": ["a", 2, 2, 2]}, r"resnet18: layers = \('a', 2, 2, 2\) is not allowed"),
+        ("resnet18", {"num_classes": 0}, r"resnet18: num_classes = 0 is not allowed: expected a positive integer"),
+        ("resnet18", {"num_classes": -1}, r"resnet18: num_classes = -1 is not allowed"),
+        ("resnet18", {"layers": [2, 2]}, r"ResNetConfig: layers = \[2, 2\]: expected 4 stages$"),
+        (
+            "swin_t",
+            {"depths": [2, 2, 6]},
+            r"SwinConfig: depths = \[2, 2, 6\], num_heads = \[3, 6, 12, 24\]: expected 3 stages in each",
+        ),
+        (
+            "convnext_tiny",
+            {"dims": [96, 192, 384]},
+            r"ConvNeXtConfig: depths = \[3, 3, 9, 3\], dims = \[96, 192, 384\]: expected 4",
+        ),
+    ],
+    ids=[
+        "no_blocks",
+        "negative_depth",
+        "a_string_depth",
+        "no_classes",
+        "negative_classes",
+        "two_stages",
+        "swin",
+        "convnext",
+    ],
+)
+def test_counts_and_sizes_are_positive_and_stages_agree(name, overrides, message):
+    """`layers=[0, 0, 0, 0]` built a ResNet of no residual stages (torchvision's holds one block a stage whatever
+    it is told), `num_classes=-1` failed inside numpy, a short `layers` as an unpacking error, and ConvNeXt's zip
+    cut a longer `depths` silently."""
+    from trtnet.zoo import get_entry
+
+    with pytest.raises(ConfigError, match=message):
+        get_entry(name).fn(weights=None, **overrides)
+
+
+def test_a_config_that_checks_itself_keeps_its_own_rules():
+    """A config with a `__post_init__` (the Hugging Face ones hold each field to its own range, where 0 may be
+    allowed) is left to it; one without gets the registry's rule for counts."""
+    import dataclasses
+
+    from trtnet.zoo.registry import _size_like
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        window_layers: int = 28
+
+    @dataclasses.dataclass(frozen=True)
+    class Checked(Plain):
+        def __post_init__(self) -> None:
+            pass
+
+    assert _size_like("window_layers", 0, Checked(), "m") == 0
+    with pytest.raises(ConfigError, match=r"^m: window_layers = 0 is not allowed: expected a positive integer"):
+        _size_like("window_layers", 0, Plain(), "m")
+
+
 def test_a_family_registers_each_variant_once():
     from trtnet.zoo import register_variant, resnet
 

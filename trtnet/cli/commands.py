@@ -264,8 +264,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(summary.table())
     declared = sum(math.prod(p.shape) for _, p in model.named_parameters())
     print(
-        f"the PyTorch source's state_dict holds {declared:,} parameters (BatchNorms folded into convolutions "
-        "and constants the DSL adds make the network's count differ)"
+        f"its weights, named by the PyTorch source's state_dict keys, hold {declared:,} values (BatchNorms folded "
+        "into convolutions and constants the DSL adds make the network's count differ)"
     )
     return EXIT_OK
 

@@ -111,11 +111,17 @@ def model_options(ref, args: argparse.Namespace) -> dict[str, Any]:
     for key, value in getattr(args, "settings", None) or []:
         given.append((f"--set {key}", key, value))
     options: dict[str, Any] = {}
+    said_by: dict[str, str] = {}  # keyword -> the option that set it
     for option, key, value in given:
         if key not in takes and not open_ended:
             what = ", ".join(sorted(takes)) or "no settings"
             raise ConfigError(f"{ref.spec}: {option}: {ref.name} has no setting {key!r}; it takes {what}")
-        options[key] = _checked(ref, key, value, takes.get(key, inspect.Parameter.empty), option)
+        value = _checked(ref, key, value, takes.get(key, inspect.Parameter.empty), option)
+        if key in options and options[key] != value:  # the later one silently won before
+            raise ConfigError(
+                f"{ref.spec}: {said_by[key]} and {option} both set {key!r}, to {options[key]!r} and {value!r}: give one"
+            )
+        options[key], said_by[key] = value, option
     if "img_size" in options:
         _check_image_size(ref, options)
     return options

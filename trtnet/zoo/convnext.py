@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import timm_variant
+from trtnet.zoo.registry import same_stages, timm_variant
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class ConvNeXt(nn.ImageClassifier):
     """timm's `ConvNeXt` with the patch stem: [B, 3, H, W] -> logits."""
 
     def __init__(self, c: ConvNeXtConfig) -> None:
+        same_stages(c, "depths", "dims")
         self.stem = nn.Sequential(
             nn.Conv2d(3, c.dims[0], kernel_size=c.patch_size, stride=c.patch_size), nn.LayerNorm2d(c.dims[0], eps=c.eps)
         )

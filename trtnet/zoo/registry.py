@@ -150,7 +150,7 @@ def register_variant(
         checked = {
             key: value
             if getattr(config, key) is None
-            else ConfigError.like(key, value, getattr(config, key), source=name)
+            else _size_like(key, ConfigError.like(key, value, getattr(config, key), source=name), config, name)
             for key, value in overrides.items()
         }
         return with_weights(build(dataclasses.replace(config, **checked)), weights)
@@ -162,6 +162,38 @@ def register_variant(
         f"`overrides`: fields of {type(config).__name__} ({', '.join(allowed)})."
     )
     return register(name, source, torch_model, benchmark, config=config, centered=centered)(entry)
+
+
+def _size_like(key: str, value: Any, config: Any, name: str) -> Any:
+    """A count or size (a positive integer default, or a tuple of them: classes, stage depths, widths) must be one
+    too: `layers=[0, 0, 0, 0]` built a ResNet of no blocks, `num_classes=-1` failed inside numpy. A config with a
+    `__post_init__` checks its own fields (the Hugging Face ones: `trtnet.zoo.hf_config`)."""
+    default = getattr(config, key)
+    if hasattr(type(config), "__post_init__"):
+        return value
+    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+    if positive(default):
+        return ConfigError.check(key, value, "a positive integer", positive, source=name)
+    if isinstance(default, tuple) and default and all(positive(d) for d in default):
+        return ConfigError.check(
+            key,
+            value,
+            "a non-empty list of positive integers",
+            lambda v: bool(v) and all(map(positive, v)),
+            source=name,
+        )
+    return value
+
+
+def same_stages(config: Any, *fields: str, count: int | None = None) -> None:
+    """Per-stage tuples of a config (`depths` and `num_heads`) must have one entry per stage each, `count` of them
+    where the architecture fixes it (a ResNet's layer1..layer4): a ConfigError otherwise, where a shorter one was
+    cut silently by a zip or failed as an IndexError."""
+    lengths = {f: len(getattr(config, f)) for f in fields}
+    wanted = count if count is not None else next(iter(lengths.values()))
+    if any(n != wanted for n in lengths.values()):
+        said = ", ".join(f"{f} = {list(getattr(config, f))}" for f in fields)
+        raise ConfigError(f"{type(config).__name__}: {said}: expected {wanted} stages{' in each' * (len(fields) > 1)}")
 
 
 def timm_variant(

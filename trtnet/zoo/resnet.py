@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import torchvision_variant
+from trtnet.zoo.registry import same_stages, torchvision_variant
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ def _downsample(cin: int, cout: int, stride: int) -> nn.Sequential | None:
 
 class ResNet(nn.ImageClassifier):
     def __init__(self, config: ResNetConfig) -> None:
+        same_stages(config, "layers", count=4)
         block = Bottleneck if config.bottleneck else BasicBlock
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

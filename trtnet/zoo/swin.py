@@ -17,7 +17,7 @@ import numpy as np
 from trtnet import nn, ops
 from trtnet.layouts import Layout
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import timm_variant
+from trtnet.zoo.registry import same_stages, timm_variant
 
 SHIFT_MASK = -100.0  # timm's value for pairs of tokens from different regions of a shifted window
 
@@ -195,6 +195,7 @@ class SwinTransformer(nn.ImageClassifier):
     )
 
     def __init__(self, c: SwinConfig) -> None:
+        same_stages(c, "depths", "num_heads")
         self.patch_embed = PatchEmbed(c)
         self.layers = [SwinStage(i, c) for i in range(len(c.depths))]
         self.norm = nn.LayerNorm(c.embed_dim * 2 ** (len(c.depths) - 1), c.eps)
