@@ -84,3 +84,47 @@ def test_an_input_named_with_a_colon_still_needs_no_quotes(tmp_path):
     for spelling in ("x:0:2x3", "'x:0':2x3"):
         r = trtnet_cli("summary", model, "--shapes", spelling)
         assert r.returncode == 0, r.stderr
+
+
+def _halving_reshape(path) -> None:
+    """x [1, 2, h, 8] reshaped to [1, 2, h // 2, 2, 8]: an odd h makes the reshape impossible."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "two"], ["h"], axis=0),
+        helper.make_node("Div", ["h", "two1"], ["half"]),
+        helper.make_node("Concat", ["head", "half", "tail"], ["dims"], axis=0),
+        helper.make_node("Reshape", ["x", "dims"], ["y"]),
+    ]
+    consts = [
+        helper.make_tensor("two", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("two1", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("head", TensorProto.INT64, [2], [1, 2]),
+        helper.make_tensor("tail", TensorProto.INT64, [2], [2, 8]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, "h", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, 2, 8])],
+        consts,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("command", ["summary", "build"])
+def test_shapes_that_make_a_layer_impossible_name_it_in_one_line(tmp_path, command):
+    """An odd h: parse_onnx read the outputs' shapes unguarded, a RuntimeError (exit 3) after TensorRT's own
+    log lines; now one line naming the file and the layer, and nothing written."""
+    path = tmp_path / "half.onnx"
+    _halving_reshape(path)
+    extra = ["--precision", "fp32", "-o", str(tmp_path / "half.plan")] if command == "build" else []
+    result = trtnet_cli(command, path, "--shapes", "x:1x2x9x8", *extra)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [error_line(result)]
+    assert error_line(result).startswith(
+        f"trtnet: error: {path}: the network, with these input shapes, is not consistent at layer "
+    )
+    assert "(SHUFFLE)" in error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.onnx"]
+    ok = trtnet_cli("summary", path, "--shapes", "x:1x2x8x8")
+    assert ok.returncode == 0, ok.stderr

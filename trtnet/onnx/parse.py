@@ -24,7 +24,7 @@ from trtnet.dtypes import name_of, numpy_of
 from trtnet.errors import NetworkError
 from trtnet.fileread import read_regular
 from trtnet.graph import Policy
-from trtnet.onnx.precision import REDUCED, reduce_precision
+from trtnet.onnx.precision import REDUCED, check_consistent, reduce_precision
 from trtnet.onnx.quantize import FORMATS, find_points, quantize_network, weights_fingerprint
 from trtnet.onnx.refusal import parser_refusal, refuse_special_external_data
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
@@ -129,10 +129,7 @@ def parse_onnx(
             keep += reduce_precision(network, "fp16", str(path))
             keep += quantize_network(network, points, calibration, precision)  # refuses another model's layers
             check_measured(calibration, inputs, lambda: measured, reuse_calibration)
-    outputs = [
-        TensorSpec(t.name, tuple(t.shape), _dtype_name(path, t, "output"))
-        for t in (network.get_output(i) for i in range(network.num_outputs))
-    ]
+    outputs = _output_specs(network, path)
     return Network(
         network,
         builder,
@@ -144,6 +141,20 @@ def parse_onnx(
         label=f"{path.name} (ONNX{'' if precision == 'fp32' else ' ' + precision})",
         owner=parser,
     )
+
+
+def _output_specs(network, path: Path) -> list[TensorSpec]:
+    """The outputs' specs; a NetworkError naming the first layer whose shape TensorRT cannot infer (input shapes
+    that make a reshape impossible), where that is why an output's shape cannot be read."""
+    with capture_errors():  # TensorRT's log of it is in the error raised, not printed as well
+        try:
+            return [
+                TensorSpec(t.name, tuple(t.shape), _dtype_name(path, t, "output"))
+                for t in (network.get_output(i) for i in range(network.num_outputs))
+            ]
+        except RuntimeError:
+            check_consistent(network, str(path), "the network, with these input shapes,")
+            raise NetworkError(f"{path}: TensorRT cannot infer the shapes of the network's outputs") from None
 
 
 def _external_data(path: Path, data: bytes) -> list[np.ndarray]:

@@ -94,7 +94,7 @@ def reduce_precision(network: Any, precision: str, where: str = "network") -> li
         if out.dtype == trt.float32:
             cast_after(out, low, precision)
     _restore_outputs(network, outputs, trt.float32)
-    _check_types(network, where, precision)
+    check_consistent(network, where, f"the {precision} network")
     return keep
 
 
@@ -150,8 +150,10 @@ def _restore_outputs(network: Any, outputs: list[tuple[Any, Any]], fp32: Any) ->
         network.mark_output(t)
 
 
-def _check_types(network: Any, where: str, precision: str) -> None:
-    """Every layer's output type can be inferred (a float32 tensor left meeting a reduced one would not be)."""
+def check_consistent(network: Any, where: str, what: str) -> None:
+    """Every layer's output type and shape can be inferred (a float32 tensor left meeting a reduced one would not
+    be; nor a reshape that given input shapes make impossible): a NetworkError naming the first layer that cannot,
+    with TensorRT's reason; `what` names the network ("the fp16 network")."""
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         with capture_errors() as errors:
@@ -161,6 +163,5 @@ def _check_types(network: Any, where: str, precision: str) -> None:
             except RuntimeError:
                 reason = "; ".join(errors) or "no reason logged"
                 raise NetworkError(
-                    f"{where}: the {precision} network is not consistent at layer {layer.name!r} "
-                    f"({layer.type.name}): {reason}"
+                    f"{where}: {what} is not consistent at layer {layer.name!r} ({layer.type.name}): {reason}"
                 ) from None
