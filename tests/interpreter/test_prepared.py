@@ -167,6 +167,27 @@ def test_the_first_run_checks_against_the_shapes_read_at_preparation():
             prepared.run({"x": np.zeros((2, 3), np.float32)})
 
 
+def test_an_input_declared_anew_after_preparing_is_refused_not_run_on_the_old_shape():
+    """The shape of x is folded at preparation's first run (static dims); declaring x anew as (2, 12) on the
+    network used the folded (2, 16) and its inferred shapes: a wrong answer with no error. Now refused, and a
+    fresh run_network gives the new shape's answer."""
+    builder = trt.Builder(logger())
+    net = builder.create_network(0)
+    x = net.add_input("x", trt.float32, (2, 16))
+    net.mark_output(net.add_shape(x).get_output(0))
+    prepared = Interpreter(net)
+    for _ in range(2):
+        np.testing.assert_array_equal(next(iter(prepared.run({"x": np.zeros((2, 16), np.float32)}).values())), [2, 16])
+    x.shape = (2, 12)
+    with pytest.raises(
+        InterpreterError,
+        match=r"inputs changed since it was prepared \(\('x', \(2, 16\), 'FLOAT'\) -> \('x', \(2, 12\), 'FLOAT'\)\)",
+    ):
+        prepared.run({"x": np.zeros((2, 12), np.float32)})
+    fresh = run_network(net, {"x": np.zeros((2, 12), np.float32)})
+    np.testing.assert_array_equal(next(iter(fresh.values())), [2, 12])
+
+
 def test_the_garbage_collector_is_paused_only_while_preparing_or_running():
     builder, net = _relu_network((2, 3))
     seen = []

@@ -82,8 +82,9 @@ class Interpreter:
     caller's memory) are seen by the next run; weights changed in place in their old buffer are not (but for
     the exception `WeightCache` names): prepare a new `Interpreter` (or call `run_network`) for those, and for
     integer constants set anew, which feed folded shape arithmetic. Layers added to the network after preparing
-    are not seen either, nor a layer's settings changed after its first run (see `LayerCall.setting`). The
-    network and its weights must stay alive, as TensorRT itself requires.
+    are not seen either, nor a layer's settings changed after its first run (see `LayerCall.setting`); an input
+    declared anew (another shape or type) is refused. The network and its weights must stay alive, as TensorRT
+    itself requires.
 
     Several threads may run it at once: each run keeps its own account of what it read, and what runs learn
     (weights kept widened, shape arithmetic folded) is shared, each change a single dict operation.
@@ -95,6 +96,9 @@ class Interpreter:
 
     def _prepare(self, network: Any) -> None:
         self.network = network
+        # What each input was declared as when prepared: folded shape arithmetic and the shapes TensorRT inferred
+        # hold for these (see `_refuse_redeclared`).
+        self._declared = _declared_inputs(network)
         self._steps = scan(network)
         _refuse_unsupported(self._steps)
         self._outputs = [network.get_output(i).name for i in range(network.num_outputs)]
@@ -125,6 +129,7 @@ class Interpreter:
             return self._run(inputs, check_shapes, trace)
 
     def _run(self, inputs: Mapping[str, np.ndarray], check_shapes: bool, trace: Trace | None) -> dict[str, np.ndarray]:
+        self._refuse_redeclared()
         self._cache.start_run()
         token = ACTIVE_CACHE.set(self._cache)
         try:
@@ -151,6 +156,21 @@ class Interpreter:
         finally:
             ACTIVE_CACHE.reset(token)
 
+    def _refuse_redeclared(self) -> None:
+        """An input given another shape or type on the network since it was prepared is refused: the shape
+        arithmetic folded and the shapes read for the old one would be used for it (`x[:, : h // 2] * h` gave
+        8 columns of 16 for h = 12)."""
+        now = _declared_inputs(self.network)
+        if now == self._declared:
+            return
+        changes = [f"{was} -> {new}" for was, new in zip(self._declared, now) if was != new]
+        if len(now) != len(self._declared):
+            changes.append(f"{len(self._declared)} inputs -> {len(now)}")
+        raise InterpreterError(
+            f"the network's inputs changed since it was prepared ({'; '.join(changes)}): prepare it again "
+            "(Interpreter(network)) or run it with run_network"
+        )
+
     def _without_folded(self) -> tuple[list[int], dict[str, np.ndarray], dict[int, tuple[str, ...]]]:
         order = [i for i in self._order if isinstance(i, int) and i not in self._fold]  # no blocks: see __init__
         read = {n for i in order for n in self._steps[i].inputs} | set(self._outputs)
@@ -160,6 +180,11 @@ class Interpreter:
                 if name in read:
                     seed[name] = value
         return order, seed, _last_reads(self._steps, order, self._outputs)
+
+
+def _declared_inputs(network: Any) -> list[tuple[str, tuple[int, ...], str]]:
+    """Each input's name, declared dims (-1 dynamic) and type, as the network says now."""
+    return [(t.name, tuple(t.shape), t.dtype.name) for t in (network.get_input(i) for i in range(network.num_inputs))]
 
 
 @contextmanager
