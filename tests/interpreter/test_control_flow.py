@@ -108,6 +108,20 @@ def test_reverse_iterator_on_a_later_axis_and_a_longer_output() -> None:
     _close(got[:, :5], 2.0 * y[:, ::-1].astype(np.float64))
 
 
+def test_a_negative_output_length_is_said_so() -> None:
+    """An int64 ONNX trip count past int32's range reaches the loop output's length wrapped below 0; the run said
+    "the loop ran 0 iterations, more than the output's length -1"."""
+    n = Net()
+    loop = n.net.add_loop()
+    loop.add_trip_limit(n.input("trips", (), trt.int32), trt.TripLimit.COUNT)
+    x = n.input("x", (3,))
+    out = loop.add_loop_output(_elementwise(n, x, x, E.SUM), trt.LoopOutput.CONCATENATE, 0)
+    out.set_input(1, n.input("length", (), trt.int32))
+    n.mark(out.get_output(0))
+    with pytest.raises(InterpreterError, match=r"the output's length is -1, below 0 \(an int64 count beyond"):
+        n.run(trips=np.array(0, np.int32), x=rand(3), length=np.array(-1, np.int32))
+
+
 def _while_loop(n: Net, x, limit):
     """i <- i + 1, acc <- 2 acc while i < limit; returns the loop outputs (i, acc) after the last turn."""
     loop = n.net.add_loop()

@@ -204,6 +204,11 @@ def _loop_output(
             "LAST_VALUE of a tensor that is not a recurrence's has no value when the loop runs no iteration"
         )
     length = _count(call, call.input(1))
+    if length < 0:  # an int64 count past 2^31 - 1 arrives so from ONNX, whose parser casts it to int32
+        raise call.fail(
+            f"the output's length is {length}, below 0 (an int64 count beyond int32's range wraps to one when the "
+            "ONNX parser casts it to int32)"
+        )
     if trips > length:
         raise call.fail(f"the loop ran {trips} iterations, more than the output's length {length}")
     if seen:
