@@ -53,6 +53,13 @@ def test_malformed_quoting_is_a_network_error_naming_the_piece(text, message):
     assert str(e.value).startswith(message)
 
 
+@pytest.mark.parametrize("dims", ["1_0x3", "+1x3", "1x 3", "\u0661x3", "0x3", "2147483648x3"])
+def test_dims_are_ascii_digits_from_1_to_the_largest_dim(dims):
+    """int() read '1_0' as 10, and '+1', ' 1' and Arabic-Indic digits as numbers; the message gives the range."""
+    with pytest.raises(trtnet.NetworkError, match=r"expected NAME:DIMS with DIMS whole numbers from 1 to 2147483647"):
+        parse_shapes_text(f"x:{dims}")
+
+
 def _model(path, name: str) -> None:
     """Relu of one input named `name`, of dims [N, 3] (N dynamic)."""
     x = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 3])

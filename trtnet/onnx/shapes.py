@@ -73,13 +73,12 @@ def parse_shapes_text(text: str, flag: str = "--shapes") -> dict[str, Shape]:
     character, ',' too, in single quotes: `'a,b':2x3` (trtexec's spelling; `''` in the quotes is one quote)."""
     out: dict[str, Shape] = {}
     for piece, name, colon, dims in _pieces(text, flag):
-        try:
-            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
-        except ValueError:
-            shape = ()
+        # ASCII digits only: int() also reads '1_0', '+1', ' 1' and other scripts' digits.
+        parts = dims.split("x") if dims else []
+        shape = tuple(int(d) for d in parts) if all(d.isascii() and d.isdigit() for d in parts) else ()
         if not colon or not name or not shape or not all(1 <= d <= MAX_DIM for d in shape):
             raise NetworkError(
-                f"{flag} {piece!r}: expected NAME:DIMS with DIMS whole numbers >= 1 joined "
+                f"{flag} {piece!r}: expected NAME:DIMS with DIMS whole numbers from 1 to {MAX_DIM} joined "
                 "by 'x' (x:1x3x640x640), several joined by ',' ('NAME':DIMS for a name holding ',')"
             )
         if name in out:
