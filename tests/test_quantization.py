@@ -398,6 +398,23 @@ def test_a_calibration_of_other_weights_or_shapes_is_refused_unless_reused_on_pu
     trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False)  # its own: accepted
 
 
+def test_mse_ranges_chosen_for_one_format_are_refused_for_the_other_unless_reused(tmp_path):
+    """mse picks each clipping for its format's grid (conv1 of a ResNet: 4.07 for int8, 4.49 for fp8): an int8
+    file built an fp8 engine without a word. max and percentile ranges do not depend on the format."""
+    for method in ("max", "mse"):
+        cal = trtnet.calibrate(tiny(), batches(), method, precision="int8")
+        assert cal.meta["precision"] == "int8"
+        trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False)  # what it was made for
+        if method == "max":
+            trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False)
+            continue
+        with pytest.raises(
+            CalibrationError, match=r"the mse method chose its ranges for int8, this network is fp8; calibrate with"
+        ):
+            trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False)
+        trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False, reuse_calibration=True)
+
+
 def test_cli_refuses_a_calibration_that_does_not_fit(tmp_path, capsys):
     small = tmp_path / "small.npz"
     np.savez(small, x=RNG.standard_normal((2, 3, 32, 32)).astype(np.float32))

@@ -100,7 +100,7 @@ def build(
         if net.policy is not None and net.policy.calibration is not None:
             from trtnet.quant.calibrate import check_calibration
 
-            check_calibration(net.policy.calibration, model, net.inputs, reuse=bool(reuse_calibration))
+            check_calibration(net.policy.calibration, model, net.inputs, bool(reuse_calibration), net.policy.precision)
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {

@@ -255,7 +255,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if net.policy is not None and net.policy.calibration is not None:
         from trtnet.quant.calibrate import check_calibration
 
-        check_calibration(net.policy.calibration, model, net.inputs, reuse=args.reuse_calibration)
+        check_calibration(net.policy.calibration, model, net.inputs, args.reuse_calibration, net.policy.precision)
     summary = summarize(net.network)
     print(
         f"{ref.name} ({ref.source}), batch {batch}, {args.precision}{_ranges_text(net)}; inputs "

@@ -128,7 +128,7 @@ def parse_onnx(
             measured = "" if reuse_calibration or not calibration.meta.get("weights") else weights_fingerprint(network)
             keep += reduce_precision(network, "fp16", str(path))
             keep += quantize_network(network, points, calibration, precision)  # refuses another model's layers
-            check_measured(calibration, inputs, lambda: measured, reuse_calibration)
+            check_measured(calibration, inputs, lambda: measured, reuse_calibration, precision)
     outputs = _output_specs(network, path)
     return Network(
         network,

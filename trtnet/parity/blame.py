@@ -136,7 +136,7 @@ def _run_calls(
     if net.policy is not None and net.policy.calibration is not None:
         from trtnet.quant.calibrate import check_calibration
 
-        check_calibration(net.policy.calibration, model, net.inputs, reuse=reuse_calibration)
+        check_calibration(net.policy.calibration, model, net.inputs, reuse_calibration, net.policy.precision)
     calls = net.owner.calls
     wanted = {t.name for c in calls for t in (*c.inputs, *c.outputs)}
     feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}

@@ -246,21 +246,35 @@ def weights_fingerprint(model: Module) -> str:
     return h.hexdigest()
 
 
-def check_calibration(cal: Calibration, model: Module, inputs: Sequence[Any], reuse: bool = False) -> None:
+def check_calibration(
+    cal: Calibration, model: Module, inputs: Sequence[Any], reuse: bool = False, precision: str | None = None
+) -> None:
     """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range,
-    dtypes) or other weights than the network `model` is built into (`inputs`: its TensorSpecs), naming what
-    differs; `reuse=True` accepts it (deliberate reuse). A file from before these records is not checked."""
-    check_measured(cal, inputs, lambda: weights_fingerprint(model), reuse)
+    dtypes) or other weights than the network `model` is built into (`inputs`: its TensorSpecs), or whose ranges
+    the mse method chose for another `precision` than the network's, naming what differs; `reuse=True` accepts
+    it (deliberate reuse). A file from before these records is not checked."""
+    check_measured(cal, inputs, lambda: weights_fingerprint(model), reuse, precision)
 
 
 def check_measured(
-    cal: Calibration, inputs: Sequence[Any], fingerprint: Callable[[], str], reuse: bool = False
+    cal: Calibration,
+    inputs: Sequence[Any],
+    fingerprint: Callable[[], str],
+    reuse: bool = False,
+    precision: str | None = None,
 ) -> None:
     """`check_calibration` for any network: `fingerprint()` gives the weights' fingerprint as the calibration
     recorded it (called only when it recorded one), `inputs` the network's TensorSpecs, batch first."""
     if reuse:
         return
     where = f"calibration file {cal.source}" if cal.source else "the calibration"
+    made_for = cal.meta.get("precision")
+    if cal.method == "mse" and precision in FORMATS and made_for in FORMATS and made_for != precision:
+        # max and percentile ranges do not depend on the format; mse's clipping is chosen for its grid
+        raise CalibrationError(
+            f"{where}: the mse method chose its ranges for {made_for}, this network is {precision}; calibrate with "
+            f"precision {precision} (--precision {precision}), or pass reuse_calibration=True (--reuse-calibration)"
+        )
     fix = "calibrate this model on data of these shapes, or pass reuse_calibration=True (--reuse-calibration)"
     recorded = cal.meta.get("inputs")
     if isinstance(recorded, dict) and recorded:
