@@ -340,6 +340,8 @@ MALFORMED = [
     ("previous", {"x": 1}, "previous is {'x': 1}, expected a list of at most 2 plan descriptions"),
     ("previous", [{"plan_sha256": "0" * 64}], "previous[0].inputs is None, expected a list of tensor specs"),
     ("cache_key", 12, "cache_key is 12, expected a string of at most 256 characters"),
+    # export-triton wrote an edited "int4" into config.pbtxt as the engine's precision
+    ("precision", "int4", "precision is 'int4', expected one of '', 'fp32', 'tf32', 'fp16', 'bf16', 'int8', 'fp8'"),
     ("outputs.0.name", "x", "the names of inputs and outputs is ['x', 'y', 'x'], expected names that differ"),
 ]
 

@@ -91,3 +91,11 @@ def test_an_engine_refuses_metadata_that_does_not_describe_it(tmp_path):
     x, y = (np.zeros((2, *s.shape[1:]), np.float32) for s in engine.inputs)
     with pytest.raises(EngineError, match=r"the plan's metadata does not describe it: input 'x' takes"):
         Engine.load(path)(x, y)
+
+
+def test_the_precisions_a_sidecar_may_say_are_the_ones_a_policy_takes():
+    """The sidecar's list is its own (runtime does not import the builder's graph); it must not fall behind."""
+    from trtnet.graph import PRECISIONS
+    from trtnet.runtime import sidecar
+
+    assert sidecar.PRECISIONS == ("", *PRECISIONS)

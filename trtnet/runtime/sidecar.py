@@ -114,6 +114,18 @@ def _str(d: dict, key: str, *, default: Any = ..., limit: int = 4096) -> str:
     return v
 
 
+# What `Network.precision` can be: a Policy's (trtnet.graph.PRECISIONS, kept equal by a test), or "" where a
+# network was built without one (and in sidecars written before the field).
+PRECISIONS = ("", "fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+
+
+def _precision(d: dict) -> str:
+    v = _str(d, "precision", default="")
+    if v not in PRECISIONS:
+        raise _Bad("precision", v, f"one of {', '.join(repr(p) for p in PRECISIONS)}")
+    return v
+
+
 def _spec(d: Any, where: str, is_input: bool) -> dict:
     if not isinstance(d, dict):
         raise _Bad(where, d, "an object (name, shape, dtype, min_batch, max_batch)")
@@ -196,7 +208,7 @@ def _description(meta: Any) -> dict:
     return {
         "backend": _str(meta, "backend"),
         "target": _str(meta, "target", default="aot"),
-        "precision": _str(meta, "precision", default=""),
+        "precision": _precision(meta),
         "num_layers": _int(meta, "num_layers", 0),
         "build_seconds": float(seconds),
         "plan_bytes": _int(meta, "plan_bytes", 1),
