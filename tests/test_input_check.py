@@ -63,3 +63,21 @@ def test_what_the_interpreter_casts_is_still_accepted():
         NetworkError, match=re.escape("input 'input_ids': dtype float32 given, Bert takes int32 [1..2, 8]")
     ):
         trtnet.reference(model, ids.astype(np.float32), ones, zeros)
+
+
+def test_reference_takes_the_inputs_by_name_too():
+    """One {name: array} mapping, as run_network and calibrate take it: it was read as an array of dtype object
+    ("input 'x': dtype object given") though it held the right array."""
+    model = bert_base_uncased(
+        config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50),
+        seq_len=8,
+    )
+    ids = np.arange(16, dtype=np.int32).reshape(2, 8)
+    ones, zeros = np.ones((2, 8), np.int32), np.zeros((2, 8), np.int32)
+    names = [i.name for i in model.inputs()]
+    by_name = {names[0]: ids, names[2]: zeros, names[1]: ones}  # in another order than declared
+    want = trtnet.reference(model, ids, ones, zeros)
+    for a, b in zip(trtnet.reference(model, by_name), want):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(NetworkError, match=r"takes inputs \[.*\]; the mapping given holds \['ids', 'mask'\]$"):
+        trtnet.reference(model, {"ids": ids, "mask": ones})

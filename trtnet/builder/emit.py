@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import numbers
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -276,8 +276,9 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
 def reference(
     model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None, **options: Unpack[PolicyOptions]
 ) -> list[np.ndarray]:
-    """Run `model` (or a `Network`) in the numpy reference interpreter on `inputs`; a model's network is
-    emitted for their shapes. Emission options as for `build`.
+    """Run `model` (or a `Network`) in the numpy reference interpreter on `inputs` (arrays in input order, or one
+    {input name: array} mapping, as `run_network` takes them); a model's network is emitted for their shapes.
+    Emission options as for `build`.
 
     >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
     """
@@ -287,6 +288,13 @@ def reference(
         net, names = model, [s.name for s in model.inputs]
     else:
         names = [i.name for i in _check_model(model).inputs()]
+    if len(inputs) == 1 and isinstance(inputs[0], Mapping):  # by name: read as an array it was a dtype object
+        by_name = inputs[0]
+        if set(by_name) != set(names):
+            raise NetworkError(
+                f"{_what(model)} takes inputs {names}; the mapping given holds {sorted(map(str, by_name))}"
+            )
+        inputs = tuple(by_name[n] for n in names)
     if len(inputs) != len(names):
         raise NetworkError(f"{_what(model)} takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)}")
     if not isinstance(model, Network):
