@@ -91,6 +91,20 @@ USAGE = [
         "trtnet: error: argument --batch: '-1': expected a whole number >= 1 (at most 2**31 - 1)",
         "trtnet: see `trtnet verify --help`",
     ),
+    # An empty -o was taken as none: the default file was written (export-weights: weights/resnet18.safetensors).
+    *[
+        (
+            (command, *args, "-o", ""),
+            "trtnet: error: argument -o/--output: an empty path; leave -o out for the default",
+            f"trtnet: see `trtnet {command} --help`",
+        )
+        for command, *args in (
+            ("export-weights", "resnet18"),
+            ("build", "resnet18"),
+            ("calibrate", "resnet18"),
+            ("convert", "resnet18", "r.pth"),
+        )
+    ],
 ]
 
 
