@@ -141,8 +141,13 @@ def test_external_data_that_cannot_be_read_is_named(tmp_path, damage, said) -> N
         parse_onnx(path)
 
 
-@pytest.mark.parametrize("name, said", [("", r"node 1 \(MyOp\): "), ("mine", r"node 'mine' \(MyOp\): ")])
+@pytest.mark.parametrize(
+    "name, said",
+    [("", r"unnamed node 1 of the graph or of a subgraph \(MyOp\): "), ("mine", r"node 'mine' \(MyOp\): ")],
+)
 def test_an_operator_nothing_implements_is_named_with_its_node(tmp_path, name, said) -> None:
+    """An unnamed node is named by the parser's index, which counts within the node's own graph (a Loop's body
+    has its own node 0: it was said as the main graph's node 0, the Loop)."""
     path = _save(
         tmp_path / "custom.onnx",
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MyOp", ["r"], ["y"], name=name, domain="my.ops")],

@@ -86,8 +86,8 @@ def _special_neighbours(path: Path) -> list[str]:
 
 
 def parser_refusal(parser: Any, path: Path) -> str:
-    """The parser's errors, each after the node it names (`node 'name' (OpType)`, or its index where the node has
-    no name), and before them the external data files the model names that are missing or too short: the parser
+    """The parser's errors, each after the node it names (`node 'name' (OpType)`, or its index in its own graph
+    where the node has no name), and before them the external data files the model names that are missing or too short: the parser
     says only which initializer it could not import.
 
     >>> parser_refusal(type("P", (), {"num_errors": 0})(), Path("model.onnx"))
@@ -99,7 +99,8 @@ def parser_refusal(parser: Any, path: Path) -> str:
         desc = str(e.desc())
         operator, name, index = str(e.node_operator()), str(e.node_name()), int(e.node())
         if operator:
-            where = f"node {name!r}" if name else f"node {index}"
+            # The parser's index counts within the node's own graph: a Loop's or If's body has its own node 0.
+            where = f"node {name!r}" if name else f"unnamed node {index} of the graph or of a subgraph"
             desc = f"{where} ({operator}): {desc}"
         found.append(desc)
     return "; ".join(_external_data_faults(path) + found) or "no error given"
