@@ -366,7 +366,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trtnet.summary",
         ),
     ),
-    ("emission", ("trtnet.graph", "trtnet.tensor", "trtnet.ops", "trtnet.weights")),
+    ("emission", ("trtnet.graph", "trtnet.tensor", "trtnet.ops", "trtnet.weights", "trtnet.random_init")),
     ("modules", ("trtnet.nn",)),
     # Generation loops over a decoder's networks (emitted by the builder) or engines: beside the builds.
     ("models and builds", ("trtnet.zoo", "trtnet.builder", "trtnet.quant", "trtnet.generation")),

@@ -144,3 +144,9 @@ def test_a_parsed_network_takes_no_emission_options(tmp_path):
         trtnet.build(net, precision="fp16")
     with pytest.raises(trtnet.NetworkError, match=r"the network 'small.onnx \(ONNX\)' takes 1 inputs \(x\), got 2"):
         trtnet.reference(net, np.zeros((2, 3, 16, 16), np.float32), np.zeros(1, np.float32))
+
+
+def test_parse_onnx_of_no_path_is_a_network_error_naming_it():
+    """parse_onnx(5) was a TypeError from pathlib."""
+    with pytest.raises(trtnet.NetworkError, match=r"^parse_onnx: path = 5 is not allowed: expected a path"):
+        trtnet.parse_onnx(5)

@@ -623,3 +623,23 @@ def test_what_the_reader_would_refuse_is_not_written(tmp_path, state, metadata, 
     with pytest.raises(WeightsError, match=said):
         save_safetensors(state, path, metadata)
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: trtnet.load_weights("x", {}), "load_weights: model = 'x' is not allowed: expected a trtnet model"),
+        (lambda m: trtnet.init_random(None), "init_random: model = None is not allowed"),
+        (lambda m: trtnet.init_random(m, seed=-1), "init_random: seed = -1 is not allowed: expected a whole number"),
+        (lambda m: trtnet.init_random(m, seed="a"), "init_random: seed = 'a' is not allowed"),
+        (lambda m: trtnet.read_safetensors(5), "read_safetensors: path = 5 is not allowed: expected a path"),
+        (lambda m: trtnet.read_safetensors(None), "read_safetensors: path = None is not allowed"),
+    ],
+    ids=["load_weights_model", "init_random_model", "negative_seed", "string_seed", "path_5", "path_none"],
+)
+def test_arguments_of_the_wrong_kind_are_a_config_error_naming_them(call, message):
+    """They were AttributeError ('bind'), numpy's ValueError and TypeError from deep inside."""
+    from trtnet.zoo import resnet18
+
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        call(resnet18(weights=None, num_classes=3))

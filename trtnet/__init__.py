@@ -27,10 +27,11 @@ from trtnet.interpreter import run_network
 from trtnet.onnx.parse import parse_onnx
 from trtnet.quant.calibrate import calibrate
 from trtnet.quant.ranges import Calibration
+from trtnet.random_init import init_random
 from trtnet.runtime.engine import Engine, PlanRejected
 from trtnet.runtime.plan import TensorSpec
 from trtnet.summary import summarize
-from trtnet.weights import init_random, load_weights, read_safetensors, save_safetensors
+from trtnet.weights import load_weights, read_safetensors, save_safetensors
 
 __all__ = [
     "BackendError",

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import warnings
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from trtnet.errors import ConfigError, WeightsError
 from trtnet.fileio import replaced
 from trtnet.fileread import DuplicateKey, open_regular, parse_json
 from trtnet.layouts import adapt_checkpoint
+from trtnet.random_init import init_random, is_module  # noqa: F401  (init_random: still importable from here)
 from trtnet.runtime.plan import refuse_plan_files
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     >>> state["conv1.weight"].shape
     (64, 3, 7, 7)
     """
+    ConfigError.check("path", path, "a path (str or os.PathLike)", _is_path, source="read_safetensors")
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise WeightsError(
@@ -230,6 +231,7 @@ def load_weights(
     for the file's key shapes (the zoo's: which other model or layout the file looks like). `check_finite` is
     "warn", "error" or "off" for NaN/inf values. Returns the layouts the file was converted from ([] for none).
     """
+    ConfigError.check("model", model, "a trtnet model (an nn.Module)", is_module, source="load_weights")
     ConfigError.check(
         "check_finite",
         check_finite,
@@ -320,6 +322,10 @@ def load_weights(
     return layouts
 
 
+def _is_path(v: object) -> bool:
+    return isinstance(v, (str, os.PathLike))
+
+
 def _ml_dtype(dtype: np.dtype) -> bool:
     """ml_dtypes' real types (bfloat16, float8_*, int4), which numpy reports as kind 'V' but casts to float32."""
     return dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes")
@@ -358,13 +364,6 @@ def _declared(model: Module, state: Mapping[str, np.ndarray]) -> tuple[set[str],
                 full = f"{prefix}.{pattern}" if prefix else pattern
                 into.update(k for k in state if fnmatch.fnmatchcase(k, full))
     return skipped, unused
-
-
-def init_random(model: Module, seed: int = 0) -> None:
-    """Fill every parameter with a deterministic random value (each key seeded by its name and `seed`)."""
-    model.bind()
-    for key, param in model.named_parameters():
-        param.value = param.initial(np.random.default_rng([zlib.crc32(key.encode()), seed]))
 
 
 def save_safetensors(

@@ -239,3 +239,14 @@ def test_supported_types_cover_the_brief() -> None:
     }
     assert wanted <= layer_types_supported()
     assert layer_types_supported() <= set(trt.LayerType.__members__)
+
+
+def test_something_other_than_a_network_is_refused_naming_what_it_is():
+    """run_network(None, {}) was an AttributeError; trtnet's own Network wrapper gets the way to its network."""
+    with pytest.raises(InterpreterError, match=r"^the interpreter runs a TensorRT INetworkDefinition, not NoneType$"):
+        run_network(None, {})
+    n = Net()
+    n.mark(n.input("x", (2,)))
+    wrapper = type("Network", (), {"network": n.net})()
+    with pytest.raises(InterpreterError, match=r"not Network; pass its \.network$"):
+        run_network(wrapper, {})

@@ -77,7 +77,7 @@ def probe_current() -> dict[str, Any]:
     from trtnet.builder.build import build
     from trtnet.nn.layers import Linear
     from trtnet.nn.module import Input
-    from trtnet.weights import init_random
+    from trtnet.random_init import init_random
 
     class Probe(Linear):
         def inputs(self) -> list[Input]:

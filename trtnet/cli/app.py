@@ -123,13 +123,6 @@ OWN_MODEL_HELP = "a zoo name (see `trtnet list`), or a model of your own: path/t
 MODEL_HELP = OWN_MODEL_HELP + ", or an ONNX file (model.onnx, sized by --shapes)"
 
 
-def _output_file(text: str) -> str:
-    """-o FILE: an empty one was taken as no -o at all, and the default written."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path; leave -o out for the default")
-    return text
-
-
 def _reuse_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--reuse-calibration",
@@ -171,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
         "export-weights", cmd_export_weights, "write a model's PyTorch source state_dict as safetensors (needs torch)"
     )
     sub.add_argument("model", help=OWN_MODEL_HELP)
-    sub.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="default: weights/MODEL.safetensors")
+    values.add_output(sub, "default: weights/MODEL.safetensors")
     sub.add_argument(
         "--pretrained",
         action="store_true",
@@ -209,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--data-batch", type=values.positive, default=8, help="samples per interpreter run (default 8)")
     sub.add_argument("--no-cache", action="store_true", help="always build, and leave the engine cache alone")
-    sub.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="the plan file (default: MODEL.plan)")
+    values.add_output(sub, "the plan file (default: MODEL.plan)")
     add_shape_options(sub)
     add_model_settings(sub)
 
@@ -242,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LAYER",
         help="layers left in fp16: first, last, or layer names (default: last)",
     )
-    sub.add_argument("-o", "--output", type=_output_file, metavar="FILE", help="default: MODEL.calibration.json")
+    values.add_output(sub, "default: MODEL.calibration.json")
     add_shape_options(sub, hidden=True)  # refused: the arrays of --data give the shapes
     add_model_settings(sub)
 
@@ -349,9 +342,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("model", help=OWN_MODEL_HELP)
     sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
-    sub.add_argument(
-        "-o", "--output", type=_output_file, metavar="FILE", help="default: CHECKPOINT with the suffix .safetensors"
-    )
+    values.add_output(sub, "default: CHECKPOINT with the suffix .safetensors")
     sub.add_argument(
         "--trust-pickle",
         action="store_true",

@@ -56,3 +56,15 @@ def nonempty(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("expected a name, not an empty string")
     return text
+
+
+def output_file(text: str) -> str:
+    """-o FILE: an empty one was taken as no -o at all, and the default written."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; leave -o out for the default")
+    return text
+
+
+def add_output(sub: argparse.ArgumentParser, help_text: str) -> None:
+    """-o/--output FILE, read by `output_file`."""
+    sub.add_argument("-o", "--output", type=output_file, metavar="FILE", help=help_text)

@@ -91,6 +91,11 @@ class Interpreter:
     """
 
     def __init__(self, network: Any) -> None:
+        if not all(hasattr(network, a) for a in ("num_layers", "get_layer", "get_input", "num_inputs")):
+            hint = "; pass its .network" if hasattr(getattr(network, "network", None), "num_layers") else ""
+            raise InterpreterError(
+                f"the interpreter runs a TensorRT INetworkDefinition, not {type(network).__name__}{hint}"
+            )
         with _collector_paused():
             self._prepare(network)
 

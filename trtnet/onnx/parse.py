@@ -74,6 +74,8 @@ def parse_onnx(
 
     >>> net = parse_onnx("model.onnx", shapes={"x": (1, 3, 224, 224)}, precision="fp16")  # doctest: +SKIP
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise NetworkError(f"parse_onnx: path = {path!r} is not allowed: expected a path (str or os.PathLike)")
     path = Path(path)
     if precision not in ONNX_PRECISIONS:
         raise NetworkError(f"{path}: precision {precision!r}: an ONNX network takes one of {ONNX_PRECISIONS}")

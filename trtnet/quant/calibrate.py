@@ -249,10 +249,9 @@ def weights_fingerprint(model: Module) -> str:
 def check_calibration(
     cal: Calibration, model: Module, inputs: Sequence[Any], reuse: bool = False, precision: str | None = None
 ) -> None:
-    """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range,
-    dtypes) or other weights than the network `model` is built into (`inputs`: its TensorSpecs), or whose ranges
-    the mse method chose for another `precision` than the network's, naming what differs; `reuse=True` accepts
-    it (deliberate reuse). A file from before these records is not checked."""
+    """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range, dtypes)
+    or weights than the network `model` is built into (`inputs`: its TensorSpecs), or whose mse ranges are for
+    another `precision`, naming what differs; `reuse=True` accepts it. Files without these records pass."""
     check_measured(cal, inputs, lambda: weights_fingerprint(model), reuse, precision)
 
 

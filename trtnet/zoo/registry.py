@@ -16,7 +16,8 @@ import numpy as np
 from trtnet.errors import ConfigError, TrtnetError
 from trtnet.layouts import adapt_checkpoint, declared, foreign_source
 from trtnet.nn.module import Module
-from trtnet.weights import init_random, load_weights
+from trtnet.random_init import init_random
+from trtnet.weights import load_weights
 from trtnet.zoo.sources import published_source, timm_source, torchvision_source
 
 Weights = str | os.PathLike | Mapping[str, np.ndarray] | None
