@@ -117,6 +117,16 @@ def test_a_setting_given_twice_with_two_values_is_refused(tmp_path):
     agreed = trtnet_cli("summary", "resnet18", "--set", "num_classes=10", "--num-classes", "10", cwd=tmp_path)
     assert agreed.returncode == 0, agreed.stderr
     assert "hold 11,191,242 values" in agreed.stdout
+    # A range and the same list are the same setting; a two-stage Swin is sized by its own stages (56, not 224).
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(
+        json.dumps({"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64})
+    )
+    same = ("--config", cfg, "--seq-len", "16:32:64", "--set", "seq_len=[16,32,64]")
+    assert trtnet_cli("summary", "bert_base_uncased", *same, cwd=tmp_path).returncode == 0
+    swin = ("--set", "depths=[2,2]", "--set", "num_heads=[3,6]", "--image-size", "112")
+    result = trtnet_cli("summary", "swin_t", *swin, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_set_gives_a_user_model_its_keyword_arguments(tmp_path):

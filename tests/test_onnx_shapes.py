@@ -53,7 +53,11 @@ def test_malformed_quoting_is_a_network_error_naming_the_piece(text, message):
     assert str(e.value).startswith(message)
 
 
-@pytest.mark.parametrize("dims", ["1_0x3", "+1x3", "1x 3", "\u0661x3", "0x3", "2147483648x3"])
+def test_spaces_around_the_dims_are_read_as_before():
+    assert parse_shapes_text("x: 2 x 4") == {"x": (2, 4)}
+
+
+@pytest.mark.parametrize("dims", ["1_0x3", "+1x3", "1x-3", "\u0661x3", "0x3", "2147483648x3"])
 def test_dims_are_ascii_digits_from_1_to_the_largest_dim(dims):
     """int() read '1_0' as 10, and '+1', ' 1' and Arabic-Indic digits as numbers; the message gives the range."""
     with pytest.raises(trtnet.NetworkError, match=r"expected NAME:DIMS with DIMS whole numbers from 1 to 2147483647"):

@@ -186,6 +186,14 @@ def test_an_input_declared_anew_after_preparing_is_refused_not_run_on_the_old_sh
         prepared.run({"x": np.zeros((2, 12), np.float32)})
     fresh = run_network(net, {"x": np.zeros((2, 12), np.float32)})
     np.testing.assert_array_equal(next(iter(fresh.values())), [2, 12])
+    # An output marked after preparing was left out of the prepared network's results.
+    x.shape = (2, 16)
+    doubled = net.add_elementwise(x, x, trt.ElementWiseOperation.SUM).get_output(0)
+    prepared = Interpreter(net)
+    prepared.run({"x": np.zeros((2, 16), np.float32)})
+    net.mark_output(doubled)
+    with pytest.raises(InterpreterError, match=r"outputs changed since it was prepared"):
+        prepared.run({"x": np.zeros((2, 16), np.float32)})
 
 
 def test_the_garbage_collector_is_paused_only_while_preparing_or_running():

@@ -102,6 +102,8 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
             {"dims": [96, 192, 384]},
             r"ConvNeXtConfig: depths = \[3, 3, 9, 3\], dims = \[96, 192, 384\]: expected 4",
         ),
+        ("mobilenet_v2", {"width_mult": -1.0}, r"mobilenet_v2: width_mult = -1.0 is not allowed: expected a positive"),
+        ("swin_t", {"mlp_ratio": 0.0}, r"swin_t: mlp_ratio = 0.0 is not allowed"),
     ],
     ids=[
         "no_blocks",
@@ -112,6 +114,8 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
         "two_stages",
         "swin",
         "convnext",
+        "negative_width",
+        "no_mlp",
     ],
 )
 def test_counts_and_sizes_are_positive_and_stages_agree(name, overrides, message):
@@ -122,6 +126,14 @@ def test_counts_and_sizes_are_positive_and_stages_agree(name, overrides, message
 
     with pytest.raises(ConfigError, match=message):
         get_entry(name).fn(weights=None, **overrides)
+
+
+def test_numpy_integers_are_counts_too():
+    """A list of numpy integers (`list(np.array([1, 1, 1, 1]))`) is a list of counts, as it was before the rule."""
+    from trtnet.zoo import resnet18
+
+    model = resnet18(weights=None, layers=list(np.array([1, 1, 1, 1])), num_classes=np.int32(3))
+    assert model.state_dict()["fc.weight"].shape == (3, 512) and len(model.layer4) == 1
 
 
 def test_a_config_that_checks_itself_keeps_its_own_rules():

@@ -117,7 +117,7 @@ def model_options(ref, args: argparse.Namespace) -> dict[str, Any]:
             what = ", ".join(sorted(takes)) or "no settings"
             raise ConfigError(f"{ref.spec}: {option}: {ref.name} has no setting {key!r}; it takes {what}")
         value = _checked(ref, key, value, takes.get(key, inspect.Parameter.empty), option)
-        if key in options and options[key] != value:  # the later one silently won before
+        if key in options and _plain(options[key]) != _plain(value):  # the later one silently won before
             raise ConfigError(
                 f"{ref.spec}: {said_by[key]} and {option} both set {key!r}, to {options[key]!r} and {value!r}: give one"
             )
@@ -125,6 +125,12 @@ def model_options(ref, args: argparse.Namespace) -> dict[str, Any]:
     if "img_size" in options:
         _check_image_size(ref, options)
     return options
+
+
+def _plain(value: Any) -> Any:
+    """A setting as compared with another: a list as a tuple (`--seq-len 16:32:64` and `--set seq_len=[16,32,64]`
+    say the same)."""
+    return tuple(map(_plain, value)) if isinstance(value, (list, tuple)) else value
 
 
 def apply_image_size(ref, model, args: argparse.Namespace, options: dict[str, Any]) -> None:
@@ -168,7 +174,7 @@ def _check_image_size(ref, options: dict[str, Any]) -> None:
     """An image size the patch embedding and the stages divide evenly: ViT truncates `img_size // patch_size`
     silently, Swin's windows and ConvNeXt's downsampling need every stage's size whole."""
     config = ref.entry.config
-    stages = len(getattr(config, "depths", ())) or 1
+    stages = len(options.get("depths", getattr(config, "depths", ()))) or 1  # --set depths=[2, 2]: two stages
     multiple = options.get("patch_size", getattr(config, "patch_size", 1)) * 2 ** (stages - 1)
     multiple *= options.get("window_size", getattr(config, "window_size", 1))
     size = options["img_size"]

@@ -83,8 +83,8 @@ class Interpreter:
     the exception `WeightCache` names): prepare a new `Interpreter` (or call `run_network`) for those, and for
     integer constants set anew, which feed folded shape arithmetic. Layers added to the network after preparing
     are not seen either, nor a layer's settings changed after its first run (see `LayerCall.setting`); an input
-    declared anew (another shape or type) is refused. The network and its weights must stay alive, as TensorRT
-    itself requires.
+    declared anew (another shape or type), or outputs marked or unmarked, are refused; an input rewired
+    (`set_input`) is a setting. The network and its weights must stay alive, as TensorRT itself requires.
 
     Several threads may run it at once: each run keeps its own account of what it read, and what runs learn
     (weights kept widened, shape arithmetic folded) is shared, each change a single dict operation.
@@ -165,6 +165,12 @@ class Interpreter:
         """An input given another shape or type on the network since it was prepared is refused: the shape
         arithmetic folded and the shapes read for the old one would be used for it (`x[:, : h // 2] * h` gave
         8 columns of 16 for h = 12)."""
+        marked = [self.network.get_output(i).name for i in range(self.network.num_outputs)]
+        if marked != self._outputs:  # marked or unmarked since: the run would return the old ones
+            raise InterpreterError(
+                f"the network's outputs changed since it was prepared ({self._outputs} -> {marked}): prepare it again "
+                "(Interpreter(network)) or run it with run_network"
+            )
         now = _declared_inputs(self.network)
         if now == self._declared:
             return

@@ -74,7 +74,7 @@ def parse_shapes_text(text: str, flag: str = "--shapes") -> dict[str, Shape]:
     out: dict[str, Shape] = {}
     for piece, name, colon, dims in _pieces(text, flag):
         # ASCII digits only: int() also reads '1_0', '+1', ' 1' and other scripts' digits.
-        parts = dims.split("x") if dims else []
+        parts = [d.strip() for d in dims.split("x")] if dims else []  # "2 x 4" as before
         shape = tuple(int(d) for d in parts) if all(d.isascii() and d.isdigit() for d in parts) else ()
         if not colon or not name or not shape or not all(1 <= d <= MAX_DIM for d in shape):
             raise NetworkError(

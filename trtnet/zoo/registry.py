@@ -6,6 +6,8 @@ import contextvars
 import dataclasses
 import difflib
 import functools
+import math
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -167,22 +169,22 @@ def register_variant(
 
 def _size_like(key: str, value: Any, config: Any, name: str) -> Any:
     """A count or size (a positive integer default, or a tuple of them: classes, stage depths, widths) must be one
-    too: `layers=[0, 0, 0, 0]` built a ResNet of no blocks, `num_classes=-1` failed inside numpy. A config with a
+    too, and a positive float (a ratio, an eps) a positive finite float: `layers=[0, 0, 0, 0]` built a ResNet of no
+    blocks, `num_classes=-1` failed inside numpy. numpy's integers are taken as Python's. A config with a
     `__post_init__` checks its own fields (the Hugging Face ones: `trtnet.zoo.hf_config`)."""
     default = getattr(config, key)
     if hasattr(type(config), "__post_init__"):
         return value
-    positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
-    if positive(default):
-        return ConfigError.check(key, value, "a positive integer", positive, source=name)
-    if isinstance(default, tuple) and default and all(positive(d) for d in default):
-        return ConfigError.check(
-            key,
-            value,
-            "a non-empty list of positive integers",
-            lambda v: bool(v) and all(map(positive, v)),
-            source=name,
+    count = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1  # noqa: E731
+    if count(default):
+        return ConfigError.check(key, value, "a positive integer", count, source=name)
+    if isinstance(default, float) and default > 0:
+        return ConfigError.check(key, value, "a positive number", lambda v: 0 < v < math.inf, source=name)
+    if isinstance(default, tuple) and default and all(count(d) for d in default):
+        ConfigError.check(
+            key, value, "a non-empty list of positive integers", lambda v: bool(v) and all(map(count, v)), source=name
         )
+        return tuple(int(v) for v in value)
     return value
 
 
