@@ -129,6 +129,13 @@ def test_a_setting_given_twice_with_two_values_is_refused(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_image_size_reaches_a_yolov8_config():
+    """YOLOv8/11 keep their input size in the config's `image_size`: --image-size said there was none to set."""
+    result = trtnet_cli("summary", "yolov8n", "--image-size", "320")
+    assert result.returncode == 0, result.stderr
+    assert "inputs x float32[1x3x320x320]" in result.stdout.splitlines()[0]
+
+
 def test_set_gives_a_user_model_its_keyword_arguments(tmp_path):
     (tmp_path / "two.py").write_text(
         "import trtnet\nfrom trtnet import nn\n\n\n"

@@ -104,6 +104,13 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
         ),
         ("mobilenet_v2", {"width_mult": -1.0}, r"mobilenet_v2: width_mult = -1.0 is not allowed: expected a positive"),
         ("swin_t", {"mlp_ratio": 0.0}, r"swin_t: mlp_ratio = 0.0 is not allowed"),
+        (
+            "vgg11",
+            {"stages": [[-5], [3]]},
+            r"vgg11: stages = \(\[-5\], \[3\]\) is not allowed: expected a non-empty list of non-empty lists",
+        ),
+        ("vgg11", {"stages": [64, 128]}, r"vgg11: stages = \(64, 128\) is not allowed"),
+        ("yolov8n", {"image_size": 100}, r"YOLO: image_size = 100 is not allowed: expected a multiple of 32"),
     ],
     ids=[
         "no_blocks",
@@ -116,6 +123,9 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
         "convnext",
         "negative_width",
         "no_mlp",
+        "vgg_negative_width",
+        "vgg_flat_stages",
+        "yolo_off_stride",
     ],
 )
 def test_counts_and_sizes_are_positive_and_stages_agree(name, overrides, message):

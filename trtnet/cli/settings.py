@@ -106,8 +106,10 @@ def model_options(ref, args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "transform_input", None):
         given.append(("--transform-input", "transform_input", True))
     size = getattr(args, "image_size", None)
-    if size is not None and "img_size" in takes:
-        given.append(("--image-size", "img_size", size))
+    for key in ("img_size", "image_size"):  # ViT/Swin/ConvNeXt's field; YOLOv8/11's
+        if size is not None and key in takes:
+            given.append(("--image-size", key, size))
+            break
     for key, value in getattr(args, "settings", None) or []:
         given.append((f"--set {key}", key, value))
     options: dict[str, Any] = {}
@@ -136,7 +138,7 @@ def _plain(value: Any) -> Any:
 def apply_image_size(ref, model, args: argparse.Namespace, options: dict[str, Any]) -> None:
     """`--image-size` for a model whose input size is its `image_size` attribute (the zoo's CNNs)."""
     size = getattr(args, "image_size", None)
-    if size is None or "img_size" in options:
+    if size is None or "img_size" in options or "image_size" in options:
         return
     if not isinstance(getattr(model, "image_size", None), int):
         raise ConfigError(

@@ -180,12 +180,24 @@ def _size_like(key: str, value: Any, config: Any, name: str) -> Any:
         return ConfigError.check(key, value, "a positive integer", count, source=name)
     if isinstance(default, float) and default > 0:
         return ConfigError.check(key, value, "a positive number", lambda v: 0 < v < math.inf, source=name)
-    if isinstance(default, tuple) and default and all(count(d) for d in default):
-        ConfigError.check(
-            key, value, "a non-empty list of positive integers", lambda v: bool(v) and all(map(count, v)), source=name
-        )
-        return tuple(int(v) for v in value)
+    if isinstance(default, tuple) and _counts(default, default, count):  # stage depths; VGG's widths by stage
+        nested = isinstance(default[0], tuple)
+        what = "a non-empty list of " + ("non-empty lists of " if nested else "") + "positive integers"
+        ConfigError.check(key, value, what, lambda v: _counts(v, default, count), source=name)
+        return _as_tuples(value)
     return value
+
+
+def _counts(value: Any, like: tuple, count: Callable[[Any], bool]) -> bool:
+    """Whether `value` nests as `like` does (lists or tuples, none empty) with counts at the bottom."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    inner = like[0]
+    return all(_counts(v, inner, count) if isinstance(inner, tuple) else count(v) for v in value)
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(map(_as_tuples, value)) if isinstance(value, (list, tuple)) else int(value)
 
 
 def same_stages(config: Any, *fields: str, count: int | None = None) -> None:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet import nn, ops
+from trtnet.errors import ConfigError
 from trtnet.nn.module import Input
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
@@ -305,6 +306,13 @@ class YOLO(nn.Module):
     """`DetectionModel`: the rows, then Detect over `detect_from`."""
 
     def __init__(self, config: YOLOConfig) -> None:
+        ConfigError.check(  # else the upsampled map and the skip meet at other sizes, deep in TensorRT
+            "image_size",
+            config.image_size,
+            f"a multiple of {STRIDES[-1]}",
+            lambda v: v % STRIDES[-1] == 0,
+            source="YOLO",
+        )
         self._config = config
         gd, gw = config.depth_multiple, config.width_multiple
         layers: list[nn.Module] = []
