@@ -512,3 +512,18 @@ def test_a_loop_condition_input_the_parser_renames_is_fed_under_the_file_s_name(
     np.savez(tmp_path / "bad.npz", trip_count=np.array(5, np.int64), y=np.array([-2.0], np.float32))
     assert main(["check", str(model), "--inputs", str(tmp_path / "bad.npz")]) == 2
     assert "the network takes inputs ['trip_count', 'cond', 'y']; the file lacks ['cond']" in capsys.readouterr().err
+
+
+def test_inputs_with_an_empty_open_dim_are_named_as_the_inputs_not_as_shapes(tmp_path) -> None:
+    """A (0, 4) array for x[N, 4] was refused as "shapes['x'] (0, 4): expected a shape of whole numbers >= 1", a
+    --shapes the user never gave."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(CheckError, match=r"relu.onnx: input 'x': the inputs hold 0x4; a dim the file leaves open"):
+        check_onnx(path, {"x": np.zeros((0, 4), np.float32)})

@@ -68,15 +68,11 @@ class Arbitration:
     @property
     def departs(self) -> str:
         """Which side departs: "interpreter" (the check fails) or "reference"."""
-        if self.interpreter.ok:
+        # A reference within tolerance is right where the interpreter is not, whatever its largest error (float32's
+        # rounding of a 1e8 element); where neither is, the closer, a tie (a NaN on each side) the interpreter's.
+        if self.interpreter.ok or (not self.reference.ok and self.interpreter.max_abs < self.reference.max_abs):
             return "reference"
-        # A reference within tolerance of float64 is right wherever the interpreter is not: its larger largest
-        # error (float32's rounding of a 1e8 element) must not excuse the interpreter's errors on small ones.
-        if self.reference.ok:
-            return "interpreter"
-        # Neither within tolerance (a network that amplifies rounding): the closer one, a tie the interpreter's
-        # (both infinitely far, a NaN on each side, must not pass the network).
-        return "reference" if self.interpreter.max_abs < self.reference.max_abs else "interpreter"
+        return "interpreter"
 
 
 @dataclass(frozen=True)
@@ -222,6 +218,11 @@ def _fix_shapes(path: Path, network: Any, shapes: ShapesArg | None, given: dict[
             value = (shapes or {}).get(t.name)
             if value is None and given is not None and any(d < 0 for d in t.shape):
                 value = given[t.name].shape  # a static input keeps its shape (load_inputs checked the array's)
+                if any(d == 0 and want < 0 for d, want in zip(value, t.shape)):  # said as the inputs', not --shapes'
+                    raise CheckError(
+                        f"{path}: input {t.name!r}: the inputs hold {'x'.join(map(str, value))}; a dim the file "
+                        "leaves open must be at least 1 (TensorRT's profiles take no empty dims)"
+                    )
             lo, opt, hi = resolve_profile(str(path), t, value)
             if lo != hi:
                 raise CheckError(
