@@ -162,9 +162,9 @@ class Interpreter:
             ACTIVE_CACHE.reset(token)
 
     def _refuse_redeclared(self) -> None:
-        """An input given another shape or type on the network since it was prepared is refused: the shape
-        arithmetic folded and the shapes read for the old one would be used for it (`x[:, : h // 2] * h` gave
-        8 columns of 16 for h = 12)."""
+        """A run after an output was marked or unmarked, or an input given another shape or type, on the network
+        since it was prepared is refused: it would return the old outputs, or use the shape arithmetic folded and
+        the shapes read for the old input (`x[:, : h // 2] * h` gave 8 columns of 16 for h = 12)."""
         marked = [self.network.get_output(i).name for i in range(self.network.num_outputs)]
         if marked != self._outputs:  # marked or unmarked since: the run would return the old ones
             raise InterpreterError(

@@ -175,25 +175,28 @@ def _size_like(key: str, value: Any, config: Any, name: str) -> Any:
     default = getattr(config, key)
     if hasattr(type(config), "__post_init__"):
         return value
-    count = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1  # noqa: E731
-    if count(default):
-        return ConfigError.check(key, value, "a positive integer", count, source=name)
+    if _is_count(default):
+        return ConfigError.check(key, value, "a positive integer", _is_count, source=name)
     if isinstance(default, float) and default > 0:
         return ConfigError.check(key, value, "a positive number", lambda v: 0 < v < math.inf, source=name)
-    if isinstance(default, tuple) and _counts(default, default, count):  # stage depths; VGG's widths by stage
+    if isinstance(default, tuple) and _counts(default, default):  # stage depths; VGG's widths by stage
         nested = isinstance(default[0], tuple)
         what = "a non-empty list of " + ("non-empty lists of " if nested else "") + "positive integers"
-        ConfigError.check(key, value, what, lambda v: _counts(v, default, count), source=name)
+        ConfigError.check(key, value, what, lambda v: _counts(v, default), source=name)
         return _as_tuples(value)
     return value
 
 
-def _counts(value: Any, like: tuple, count: Callable[[Any], bool]) -> bool:
+def _is_count(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+
+def _counts(value: Any, like: tuple) -> bool:
     """Whether `value` nests as `like` does (lists or tuples, none empty) with counts at the bottom."""
     if not isinstance(value, (list, tuple)) or not value:
         return False
     inner = like[0]
-    return all(_counts(v, inner, count) if isinstance(inner, tuple) else count(v) for v in value)
+    return all(_counts(v, inner) if isinstance(inner, tuple) else _is_count(v) for v in value)
 
 
 def _as_tuples(value: Any) -> Any:
