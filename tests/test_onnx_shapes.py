@@ -139,3 +139,27 @@ def test_shapes_that_make_a_layer_impossible_name_it_in_one_line(tmp_path, comma
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half.onnx"]
     ok = trtnet_cli("summary", path, "--shapes", "x:1x2x8x8")
     assert ok.returncode == 0, ok.stderr
+
+
+def _two_inputs(path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_a_shapes_flag_given_again_adds_its_inputs(tmp_path):
+    """`--shapes a:2x3 --shapes b:2x3` kept the last flag alone: a was dropped and refused as unsized."""
+    path = tmp_path / "add.onnx"
+    _two_inputs(path)
+    result = trtnet_cli("check", path, "--shapes", "a:2x3", "--shapes", "b:2x3")
+    assert result.returncode == 0, result.stderr
+    assert "inputs a[2x3], b[2x3]" in result.stdout
+    twice = trtnet_cli("check", path, "--shapes", "a:2x3", "--shapes", "a:4x3,b:4x3")
+    assert twice.returncode == 2 and error_line(twice) == "trtnet: error: --shapes names input 'a' twice"

@@ -21,16 +21,30 @@ def is_onnx(spec: str) -> bool:
     return spec.lower().endswith(".onnx")
 
 
+class _Joined(argparse.Action):
+    """A shapes flag given again adds its inputs to the first's (`--shapes a:1x3 --shapes b:1x4`), as one list
+    joined by ',' would; the last one alone was kept before, the others dropped without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if before is None else f"{before},{values}")
+
+
 def add_shape_options(sub: argparse.ArgumentParser, profile: bool = True, hidden: bool = False) -> None:
     """--shapes, and with `profile` --min-shapes/--opt-shapes/--max-shapes; `hidden`: taken (so that the command
-    can say why it refuses them) but not listed in --help."""
+    can say why it refuses them) but not listed in --help. Each may be given more than once (see `_Joined`)."""
     sub.add_argument(
-        "--shapes", metavar="SHAPES", help=argparse.SUPPRESS if hidden else SHAPES_HELP + " (fixed shapes)"
+        "--shapes",
+        action=_Joined,
+        metavar="SHAPES",
+        help=argparse.SUPPRESS if hidden else SHAPES_HELP + " (fixed shapes)",
     )
     if profile:
         for which in ("min", "opt", "max"):
             said = f"the profile's {which} shapes of an ONNX MODEL's inputs"
-            sub.add_argument(f"--{which}-shapes", metavar="SHAPES", help=argparse.SUPPRESS if hidden else said)
+            sub.add_argument(
+                f"--{which}-shapes", action=_Joined, metavar="SHAPES", help=argparse.SUPPRESS if hidden else said
+            )
 
 
 def shapes_of(args: argparse.Namespace):
