@@ -294,3 +294,16 @@ def test_a_source_without_a_float64_forward_leaves_the_verdict_as_it_was(capsys)
     x = np.ones((1, 4), np.float32)
     assert _arbitrate(Fp32Only(), [x], _parts(Fp32Only(), ["y"]), [x * 3], [x * 2], [False]) == [False]
     assert "no float64 arbiter: the source does not run in float64 (AssertionError" in capsys.readouterr().out
+
+
+def test_weights_that_make_the_source_nan_are_said_as_the_cause(own, tmp_path, capsys):
+    """A NaN in the user's file: both sides' outputs were NaN, and verify said "trtnet departs: FAILED" and that
+    the outputs "hardly depend on the input (differ by nan)", suggesting --weights, which was given."""
+    state = safetensors_torch.load_file(str(own))
+    state["fc.bias"][3] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    safetensors_torch.save_file(state, str(path))
+    status, out, err = run(capsys, "verify", "resnet18", "--weights", path, "--batch", "1")
+    assert status == 2, out + err
+    assert f"verify resnet18: the PyTorch source's logits holds NaN or inf with weights from {path}" in err
+    assert "departs" not in out

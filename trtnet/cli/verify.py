@@ -76,6 +76,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raw = torch_forward(source, *inputs)
         split = _parts(model, model.output_names(len(raw)))
         names, want = split(raw)
+        for n, w in zip(names, want):
+            if not np.isfinite(w).all():  # both sides' NaN, then "trtnet departs": the weights are the cause
+                raise TrtnetError(
+                    f"verify {entry.name}: the PyTorch source's {n} holds NaN or inf with {what}: there is nothing "
+                    "to compare; check the weights (--strict refuses non-finite ones as they are loaded)"
+                )
         other = split(torch_forward(source, *sample_inputs(model, args.batch, args.seed + 1)))[1]
         checks = [_input_dependence(want, other)]
         got = split(trtnet.reference(model, *inputs))[1]
