@@ -106,7 +106,7 @@ def model_options(ref, args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "transform_input", None):
         given.append(("--transform-input", "transform_input", True))
     size = getattr(args, "image_size", None)
-    for key in ("img_size", "image_size"):  # ViT/Swin/ConvNeXt's field; YOLOv8/11's
+    for key in _IMAGE_SIZE_FIELDS:
         if size is not None and key in takes:
             given.append(("--image-size", key, size))
             break
@@ -129,6 +129,10 @@ def model_options(ref, args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+# The config fields --image-size sets, where a model's config has one: ViT/Swin/ConvNeXt's, YOLOv8/11's.
+_IMAGE_SIZE_FIELDS = ("img_size", "image_size")
+
+
 def _plain(value: Any) -> Any:
     """A setting as compared with another: a list as a tuple (`--seq-len 16:32:64` and `--set seq_len=[16,32,64]`
     say the same)."""
@@ -138,7 +142,7 @@ def _plain(value: Any) -> Any:
 def apply_image_size(ref, model, args: argparse.Namespace, options: dict[str, Any]) -> None:
     """`--image-size` for a model whose input size is its `image_size` attribute (the zoo's CNNs)."""
     size = getattr(args, "image_size", None)
-    if size is None or "img_size" in options or "image_size" in options:
+    if size is None or any(key in options for key in _IMAGE_SIZE_FIELDS):
         return
     if not isinstance(getattr(model, "image_size", None), int):
         raise ConfigError(
