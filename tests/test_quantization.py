@@ -415,6 +415,23 @@ def test_mse_ranges_chosen_for_one_format_are_refused_for_the_other_unless_reuse
         trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False, reuse_calibration=True)
 
 
+def test_entropy_ranges_are_int8_ranges(tmp_path, capsys):
+    """The entropy method (TensorRT's int8 calibrator) chooses each clipping for int8's 128 levels: asked for fp8
+    it is refused, and an entropy file builds fp8 only when reused on purpose (it built one without a word)."""
+    with pytest.raises(CalibrationError, match=r"entropy method chooses ranges for int8's 128 levels; for fp8 use"):
+        trtnet.calibrate(tiny(), batches(), "entropy", precision="fp8")
+    cal = trtnet.calibrate(tiny(), batches(), "entropy")
+    trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False)
+    path = tmp_path / "e.json"
+    cal.save(path)
+    with pytest.raises(CalibrationError, match=rf"file {path}: the entropy method chose its ranges for int8, this"):
+        trtnet.build(tiny(), 2, precision="fp8", calibration=Calibration.load(path), cache=False)
+    trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False, reuse_calibration=True)
+    args = ["calibrate", "resnet18", "--data", str(tmp_path / "absent.npz"), "--method", "entropy"]
+    assert main([*args, "--precision", "fp8", "-o", str(path)]) == 2  # refused before the data is looked for
+    assert "entropy method chooses ranges for int8's" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_calibration_that_does_not_fit(tmp_path, capsys):
     small = tmp_path / "small.npz"
     np.savez(small, x=RNG.standard_normal((2, 3, 32, 32)).astype(np.float32))

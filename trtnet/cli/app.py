@@ -226,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         "--precision",
         choices=QUANTIZED,
         default="int8",
-        help="the format --method mse optimises for (default int8)",
+        help="the format the ranges are for: mse optimises for it, entropy takes int8 only (default int8)",
     )
     sub.add_argument(
         "--keep",

@@ -138,8 +138,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from trtnet.cli.onnx_route import calibrate_onnx, is_onnx, percentile_of, require_no_shapes
-    from trtnet.quant.calibrate import calibrate_file
+    from trtnet.quant.calibrate import calibrate_file, check_method
 
+    check_method(args.method, args.precision, percentile_of(args))  # before the model and the data are read
     if is_onnx(args.model):  # the ONNX route: trtnet/cli/onnx_route.py
         return calibrate_onnx(args)
     require_no_shapes(args)

@@ -18,7 +18,7 @@ import numpy as np
 
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.fileread import read_npz
-from trtnet.quant.calibrate import Histogram, RangeStats, _check_method
+from trtnet.quant.calibrate import Histogram, RangeStats, check_method
 from trtnet.quant.ranges import Calibration
 
 Batch = Mapping[str, np.ndarray]
@@ -78,7 +78,7 @@ def calibrate_onnx(
     from trtnet.onnx.quantize import find_points, weights_fingerprint
 
     path = Path(path)
-    _check_method(method, precision, percentile)
+    check_method(method, precision, percentile)
     nets: dict[tuple, Any] = {}
     stats: dict[str, Histogram] = {}
     points: dict[str, str] = {}

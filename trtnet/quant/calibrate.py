@@ -28,6 +28,7 @@ from trtnet.errors import CalibrationError
 from trtnet.fileread import read_npz
 from trtnet.nn.module import Module
 from trtnet.ops.quantize import FORMATS
+from trtnet.quant.edges import edge_layers
 from trtnet.quant.histogram import Histogram, choose_amax
 from trtnet.quant.ranges import CALIBRATION_METHODS, Calibration
 
@@ -62,87 +63,6 @@ def _feeds(model: Module, batch: Any) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _layer_index(network: Any) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """The layers consuming each tensor, and the layer producing it, by tensor name."""
-    consumers: dict[str, list[Any]] = {}
-    producer: dict[str, Any] = {}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_inputs):
-            t = layer.get_input(j)
-            if t is not None:
-                consumers.setdefault(t.name, []).append(layer)
-        for j in range(layer.num_outputs):
-            producer[layer.get_output(j).name] = layer
-    return consumers, producer
-
-
-def edge_layers(network: Any, weighted: Iterable[str]) -> dict[str, str]:
-    """The weighted layers (by name) that are first or last: "first" when a float network input reaches them
-    through no other weighted layer, "last" when they reach a network output through none. A residual join (an
-    addition of two computed tensors) ends the walk back from an output: otherwise every block of a
-    transformer, whose residual stream runs to the output, would count as last."""
-    weighted = set(weighted)
-    consumers, producer = _layer_index(network)
-    found: dict[str, str] = {}
-
-    # Tensors made from constants alone (an ONNX bias broadcast by a shuffle is one, like a constant), in network
-    # order, which is topological for the networks written and parsed here.
-    folded: set[str] = set()
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        ins = [layer.get_input(j) for j in range(layer.num_inputs)]
-        if type_name(layer) == "CONSTANT" or (ins and all(t is not None and t.name in folded for t in ins)):
-            folded.update(layer.get_output(j).name for j in range(layer.num_outputs))
-
-    def computed(t: Any) -> bool:
-        return t is not None and t.name in producer and t.name not in folded
-
-    def residual_join(layer: Any) -> bool:
-        return (
-            type_name(layer) == "ELEMENTWISE"
-            and layer.num_inputs == 2
-            and all(computed(layer.get_input(j)) for j in range(2))
-            and _elementwise_op(layer) == "SUM"
-        )
-
-    def walk(starts: list[str], step, label: str) -> None:
-        seen, todo = set(), list(starts)
-        while todo:
-            name = todo.pop()
-            for layer in step(name):
-                if layer.name in seen:
-                    continue
-                seen.add(layer.name)
-                if layer.name in weighted:
-                    found.setdefault(layer.name, label)
-                elif label == "first":
-                    todo += [layer.get_output(j).name for j in range(layer.num_outputs)]
-                elif not residual_join(layer):
-                    todo += [layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None]
-
-    trt_float = {"FLOAT", "HALF", "BF16"}
-    inputs = [network.get_input(i) for i in range(network.num_inputs)]
-    walk([t.name for t in inputs if t.dtype.name in trt_float], lambda n: consumers.get(n, []), "first")
-    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
-    walk(outputs, lambda n: [producer[n]] if n in producer else [], "last")
-    return found
-
-
-def type_name(layer: Any) -> str:
-    from trtnet.interpreter.checks import layer_type_name
-
-    return layer_type_name(layer)
-
-
-def _elementwise_op(layer: Any) -> str:
-    from trtnet.backend import get_trt
-
-    trt = get_trt()
-    layer.__class__ = trt.IElementWiseLayer  # get_layer hands back the base class; downcast as the interpreter does
-    return layer.op.name
-
-
 @dataclass
 class RangeStats:
     """What one pass over the calibration batches measured; `calibration()` turns it into ranges by a method."""
@@ -164,7 +84,7 @@ class RangeStats:
         precision: str = "int8",
         keep: Sequence[str] = ("last",),
     ) -> Calibration:
-        _check_method(method, precision, percentile)
+        check_method(method, precision, percentile)
         if method != "max" and any(h.counts is None and h.amax > 0 for h in self.stats.values()):
             raise CalibrationError(f"method {method!r} needs histograms: measure with histograms=True")
         by_tensor = {name: choose_amax(h, method, percentile, precision) for name, h in self.stats.items()}
@@ -182,11 +102,16 @@ class RangeStats:
         return Calibration(amax, _kept(self.network, self.points, keep), method, meta)
 
 
-def _check_method(method: str, precision: str, percentile: float) -> None:
+def check_method(method: str, precision: str, percentile: float) -> None:
+    """Refuse a method, format or percentile that calibration does not take (before any measuring)."""
     if method not in CALIBRATION_METHODS:
         raise CalibrationError(f"calibration method must be one of {CALIBRATION_METHODS}, not {method!r}")
     if precision not in FORMATS:
         raise CalibrationError(f"calibration precision must be int8 or fp8, not {precision!r}")
+    if method == "entropy" and precision != "int8":  # TensorRT's entropy calibrator is an int8 one
+        raise CalibrationError(
+            "the entropy method chooses ranges for int8's 128 levels; for fp8 use max, percentile or mse"
+        )
     if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 0 < percentile <= 100:
         raise CalibrationError(f"percentile must be a number in (0, 100], not {percentile!r}")
 
@@ -267,12 +192,12 @@ def check_measured(
     if reuse:
         return
     where = f"calibration file {cal.source}" if cal.source else "the calibration"
-    made_for = cal.meta.get("precision")
-    if cal.method == "mse" and precision in FORMATS and made_for in FORMATS and made_for != precision:
-        # max and percentile ranges do not depend on the format; mse's clipping is chosen for its grid
+    # max and percentile ranges do not depend on the format; mse's clipping is chosen for its grid, entropy's for int8's
+    made_for = {"mse": cal.meta.get("precision"), "entropy": "int8"}.get(cal.method)
+    if precision in FORMATS and made_for in FORMATS and made_for != precision:
         raise CalibrationError(
-            f"{where}: the mse method chose its ranges for {made_for}, this network is {precision}; calibrate with "
-            f"precision {precision} (--precision {precision}), or pass reuse_calibration=True (--reuse-calibration)"
+            f"{where}: the {cal.method} method chose its ranges for {made_for}, this network is {precision}; calibrate "
+            f"with a method for {precision} (--precision {precision}), or pass reuse_calibration=True (--reuse-calibration)"
         )
     fix = "calibrate this model on data of these shapes, or pass reuse_calibration=True (--reuse-calibration)"
     recorded = cal.meta.get("inputs")
@@ -325,7 +250,7 @@ def calibrate(
     >>> cal = trtnet.calibrate(resnet50(weights=w), [images[i:i + 8] for i in range(0, 64, 8)], "percentile")
     >>> cal.save("resnet50.int8.json"); trtnet.build(model, 8, precision="int8", calibration=cal)  # doctest: +SKIP
     """
-    _check_method(method, precision, percentile)
+    check_method(method, precision, percentile)
     if not isinstance(model, Module):
         raise CalibrationError(f"calibrate takes a trtnet model (a Module), not {type(model).__name__}")
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
