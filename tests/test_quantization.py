@@ -398,6 +398,21 @@ def test_a_calibration_of_other_weights_or_shapes_is_refused_unless_reused_on_pu
     trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False)  # its own: accepted
 
 
+def test_emit_and_reference_refuse_a_calibration_of_other_weights_as_build_does():
+    """emit and reference checked nothing: an emitted network built by build(Network), or run in the
+    interpreter, used ranges measured on other weights without a word."""
+    cal = trtnet.calibrate(tiny(), batches(), "max")
+    other = Tiny()
+    init_random(other, seed=4)
+    x = batches()[0]
+    for call in (lambda **k: trtnet.emit(other, 2, **k), lambda **k: trtnet.reference(other, x, **k)):
+        with pytest.raises(CalibrationError, match=r"measured on other weights than these"):
+            call(precision="int8", calibration=cal)
+        call(precision="int8", calibration=cal, reuse_calibration=True)
+    with pytest.raises(NetworkError, match=r"reuse_calibration 'yes': expected True or False"):
+        trtnet.emit(other, 2, precision="int8", calibration=cal, reuse_calibration="yes")
+
+
 def test_mse_ranges_chosen_for_one_format_are_refused_for_the_other_unless_reused(tmp_path):
     """mse picks each clipping for its format's grid (conv1 of a ResNet: 4.07 for int8, 4.49 for fp8): an int8
     file built an fp8 engine without a word. max and percentile ranges do not depend on the format."""

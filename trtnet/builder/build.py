@@ -96,11 +96,10 @@ def build(
     else:
         if keep or min_cosine is not None or calibration_data is not None:
             options = _chosen_keeps(model, policy, options, keep, min_cosine, calibration_data)
-        net = emit(model, 1 if batch_size is None else batch_size, policy=policy, input_shapes=input_shapes, **options)
-        if net.policy is not None and net.policy.calibration is not None:
-            from trtnet.quant.calibrate import check_calibration
-
-            check_calibration(net.policy.calibration, model, net.inputs, bool(reuse_calibration), net.policy.precision)
+        batch = 1 if batch_size is None else batch_size
+        net = emit(
+            model, batch, policy=policy, input_shapes=input_shapes, reuse_calibration=reuse_calibration, **options
+        )
     if not cache:
         return build_network(net, optimization_level=optimization_level, verbose=verbose)
     key_options = {

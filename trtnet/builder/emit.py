@@ -74,15 +74,19 @@ def emit(
     *,
     policy: Policy | None = None,
     input_shapes: dict[str, Sequence[int]] | None = None,
+    reuse_calibration: bool = False,
     **options: Unpack[PolicyOptions],
 ) -> Network:
     """Write `model` as a TensorRT network. `batch_size` is an int, or (min, opt, max) for a dynamic batch.
 
-    `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image).
+    `input_shapes` overrides the per-sample shape of named inputs (e.g. a 299x299 image). An int8/fp8
+    `calibration` measured on other inputs or weights is refused, unless `reuse_calibration` (as `build` says).
 
     >>> net = trtnet.emit(resnet18(weights=None), 2, precision="fp16")     # doctest: +SKIP
     """
     _check_model(model)
+    if not isinstance(reuse_calibration, (bool, np.bool_)):
+        raise NetworkError(f"reuse_calibration {reuse_calibration!r:.40}: expected True or False")
     t0 = time.perf_counter()
     trt = get_trt()
     policy = resolve_policy(policy, options)
@@ -138,6 +142,10 @@ def emit(
             network.mark_output(t.itensor)
             # Tensor.shape turns TensorRT's RuntimeError into a NetworkError with its reason.
             outputs.append(TensorSpec(name, t.shape, dtypes.numpy_of(t.dtype).name))
+    if policy.precision in FORMATS and policy.calibration is not None:
+        from trtnet.quant.calibrate import check_calibration
+
+        check_calibration(policy.calibration, model, specs, bool(reuse_calibration), policy.precision)
     return Network(
         network,
         builder,
@@ -274,7 +282,11 @@ def _input_specs(model: Module, batch_size: BatchSize, overrides: dict[str, Sequ
 
 
 def reference(
-    model: Module | Network, *inputs: np.ndarray, policy: Policy | None = None, **options: Unpack[PolicyOptions]
+    model: Module | Network,
+    *inputs: np.ndarray,
+    policy: Policy | None = None,
+    reuse_calibration: bool = False,
+    **options: Unpack[PolicyOptions],
 ) -> list[np.ndarray]:
     """Run `model` (or a `Network`) in the numpy reference interpreter on `inputs` (arrays in input order, or one
     {input name: array} mapping, as `run_network` takes them); a model's network is emitted for their shapes.
@@ -283,7 +295,7 @@ def reference(
     >>> logits, = trtnet.reference(resnet50(weights=None), np.zeros((2, 3, 224, 224), np.float32))  # doctest: +SKIP
     """
     if isinstance(model, Network):
-        if policy is not None or options:
+        if policy is not None or options or reuse_calibration:
             raise NetworkError("reference(Network): the network's types are fixed; emission options belong to emit")
         net, names = model, [s.name for s in model.inputs]
     else:
@@ -303,7 +315,9 @@ def reference(
         if len(batch) != 1:
             raise NetworkError(f"inputs disagree on the batch size: {[np.shape(x) for x in inputs]}")
         shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
-        net = emit(model, batch.pop(), policy=policy, input_shapes=shapes, **options)
+        net = emit(
+            model, batch.pop(), policy=policy, input_shapes=shapes, reuse_calibration=reuse_calibration, **options
+        )
     feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
     return list(run_network(net.network, feeds).values())
 

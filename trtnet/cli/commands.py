@@ -252,11 +252,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     _require_calibration(args.precision, args.calibration)
     model = _configured(ref, args, quiet=True)
     batch = 1 if args.batch is None else args.batch
-    net = trtnet.emit(model, batch, precision=args.precision, calibration=args.calibration)
-    if net.policy is not None and net.policy.calibration is not None:
-        from trtnet.quant.calibrate import check_calibration
-
-        check_calibration(net.policy.calibration, model, net.inputs, args.reuse_calibration, net.policy.precision)
+    net = trtnet.emit(
+        model, batch, precision=args.precision, calibration=args.calibration, reuse_calibration=args.reuse_calibration
+    )
     summary = summarize(net.network)
     print(
         f"{ref.name} ({ref.source}), batch {batch}, {args.precision}{_ranges_text(net)}; inputs "

@@ -132,11 +132,9 @@ def _run_calls(
     produced each tensor (the innermost, which returns first) and which tensors each call took."""
     names = [i.name for i in model.inputs()]
     shapes = {n: tuple(np.shape(x)[1:]) for n, x in zip(names, inputs)}
-    net = emit(model, int(np.shape(inputs[0])[0]), policy=policy, input_shapes=shapes)
-    if net.policy is not None and net.policy.calibration is not None:
-        from trtnet.quant.calibrate import check_calibration
-
-        check_calibration(net.policy.calibration, model, net.inputs, reuse_calibration, net.policy.precision)
+    net = emit(
+        model, int(np.shape(inputs[0])[0]), policy=policy, input_shapes=shapes, reuse_calibration=reuse_calibration
+    )
     calls = net.owner.calls
     wanted = {t.name for c in calls for t in (*c.inputs, *c.outputs)}
     feeds = {n: np.asarray(x) for n, x in zip(names, inputs)}
