@@ -136,6 +136,28 @@ def test_image_size_reaches_a_yolov8_config():
     assert "inputs x float32[1x3x320x320]" in result.stdout.splitlines()[0]
 
 
+def test_set_takes_a_stage_table_and_nms_options_as_json():
+    """`--set rows=[[...]]` reached MobileNetV2 as plain lists ("'list' object has no attribute 'channels'"), and
+    `--set nms={...}` a YOLO as a dict (an internal error): each is now the config's own record."""
+    from trtnet.ops.detection import NMSOptions
+    from trtnet.zoo import mobilenet_v2, yolov8n
+
+    result = trtnet_cli("summary", "yolov8n", "--image-size", "320", "--set", 'nms={"max_det": 7, "iou": 0.5}')
+    assert result.returncode == 0, result.stderr
+    assert total_line(yolov8n(image_size=320, nms=NMSOptions(iou=0.5, max_det=7))) in result.stdout
+    assert total_line(yolov8n(image_size=320)) not in result.stdout
+    result = trtnet_cli("summary", "mobilenet_v2", "--image-size", "64", "--set", "rows=[[1,16,1,1],[6,24,2,2]]")
+    assert result.returncode == 0, result.stderr
+    small = mobilenet_v2(rows=[[1, 16, 1, 1], [6, 24, 2, 2]])
+    small.image_size = 64
+    assert total_line(small) in result.stdout
+    refused = trtnet_cli("summary", "yolov8n", "--set", 'nms={"max_det": 0}')
+    assert (
+        error_line(refused)
+        == "trtnet: error: yolov8n: nms: NMSOptions: max_det must be an integer from 1 to 3840, got 0"
+    )
+
+
 def test_set_gives_a_user_model_its_keyword_arguments(tmp_path):
     (tmp_path / "two.py").write_text(
         "import trtnet\nfrom trtnet import nn\n\n\n"

@@ -89,7 +89,7 @@ class ConfigError(TrtnetError):
         return cls.check(
             field,
             value,
-            f"{names.get(kind, f'a {kind.__name__}')} like the default {default!r}",
+            f"{names.get(kind, f'a {kind.__name__}')} like the default {_short(default)}",
             lambda v: isinstance(v, kind) and (kind is bool or not isinstance(v, bool)),
             source=source,
         )
@@ -105,3 +105,9 @@ class CheckError(TrtnetError):
 
 class ParityError(TrtnetError):
     """A comparison with a model's source that could not fail (its outputs do not depend on its input)."""
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, cut to 60 characters: a default table of seven rows said whole buried the message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

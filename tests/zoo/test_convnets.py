@@ -96,6 +96,29 @@ def test_engine_builds_and_serializes(sources, name, precision, tmp_path):
     ]
 
 
+def test_a_stage_table_set_from_values_matches_torchvision_built_with_it(tmp_path):
+    """`rows` set as JSON lists (`--set rows=[[1,16,1,1],[6,24,2,2]]`) means what torchvision's
+    `inverted_residual_setting` of the same lists means: same keys, same outputs."""
+    require_source("mobilenet_v2")
+    import torchvision
+
+    from trtnet.parity import randomize_norm_stats
+    from trtnet.zoo import mobilenet_v2
+    from trtnet.zoo.sources import he_init
+
+    table = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 40, 1, 2]]
+    torch.manual_seed(0)
+    source = torchvision.models.mobilenet_v2(inverted_residual_setting=table, num_classes=10)
+    he_init(source)  # as the zoo's own source is drawn: torchvision's init lets the signal fade
+    randomize_norm_stats(source, 0)
+    path = export_state(source.eval(), tmp_path / "small.safetensors")
+    x = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    (got,) = trtnet.reference(mobilenet_v2(weights=path, rows=table, num_classes=10), x)
+    (want,) = torch_forward(source, x)
+    assert np.abs(want[0] - want[1]).max() >= 1e-2 * np.abs(want).max()
+    assert got.shape == (2, 10) and rel_error(got, want) <= 1e-4
+
+
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
 def test_batchnorm_kept_apart_matches_too(name):
     """fold_bn=False emits every BatchNorm as its own scale layer; both ways match the source."""

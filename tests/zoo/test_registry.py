@@ -167,6 +167,86 @@ def test_a_config_that_checks_itself_keeps_its_own_rules():
         _size_like("window_layers", 0, Plain(), "m")
 
 
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        (
+            "mobilenet_v2",
+            {"rows": [[1, 16, 1]]},
+            r"mobilenet_v2: rows = \[\[1, 16, 1\]\] is not allowed: expected a non-empty list of rows \[expand, channels, repeats, stride\]",
+        ),
+        (
+            "mobilenet_v2",
+            {"rows": [[1, 16, 1, 0]]},
+            r"mobilenet_v2: rows\[0\].stride = 0 is not allowed: expected a positive integer",
+        ),
+        ("mobilenet_v2", {"rows": []}, r"mobilenet_v2: rows = \[\] is not allowed"),
+        (
+            "efficientnet_b0",
+            {"rows": [["xx", 1, 3, 1, 1, 16]]},
+            r"rows\[0\].kind = 'xx' is not allowed: expected one of \['ds', 'ir'\]",
+        ),
+        (
+            "efficientnet_b0",
+            {"rows": [["ir", 1, 3, 2, 6, 24, -0.5]]},
+            r"rows\[0\].se_ratio = -0.5 is not allowed: expected a positive",
+        ),
+        (
+            "yolov8n",
+            {"rows": [[-1, 1, "Conv", [64, 3, 2]]]},
+            r"yolov8n: rows cannot be set from values: its rows name module classes",
+        ),
+        (
+            "yolov8n",
+            {"nms": {"max_det": 0}},
+            r"yolov8n: nms: NMSOptions: max_det must be an integer from 1 to 3840, got 0",
+        ),
+        ("yolov5s", {"nms": {"iou": "high"}}, r"yolov5s: nms.iou = 'high' is not allowed: expected a number"),
+        (
+            "yolov5s",
+            {"nms": {"top": 5}},
+            r"yolov5s: nms = \{'top': 5\} is not allowed: expected null or an object of iou, score",
+        ),
+        ("yolov5s", {"nms": True}, r"yolov5s: nms = True is not allowed"),
+    ],
+    ids=[
+        "short_row",
+        "zero_stride",
+        "no_rows",
+        "unknown_block",
+        "negative_se",
+        "yolo_rows",
+        "nms_max_det",
+        "nms_iou",
+        "nms_field",
+        "nms_true",
+    ],
+)
+def test_tables_and_options_are_checked_field_by_field(name, overrides, message):
+    """A stage table set from values (`--set rows=[[1,16,1,1]]`: JSON lists) reached the model as plain lists
+    and failed as "'list' object has no attribute 'channels'"; `--set nms={"max_det":5}` as an internal error."""
+    from trtnet.zoo import get_entry
+
+    with pytest.raises(ConfigError, match=message):
+        get_entry(name).fn(weights=None, **overrides)
+
+
+def test_a_table_and_an_nms_set_from_values_become_the_configs_own_records():
+    from trtnet.ops.detection import NMSOptions
+    from trtnet.zoo.efficientnet import EfficientNetConfig
+    from trtnet.zoo.mobilenet import MobileNetV2Config
+    from trtnet.zoo.registry import _setting
+    from trtnet.zoo.yolov8 import YOLOConfig
+
+    rows = _setting("rows", [[1, 16, 1, 1], [6, 24, 2, 2]], MobileNetV2Config(), "m")
+    assert [tuple(r) for r in rows] == [(1, 16, 1, 1), (6, 24, 2, 2)] and rows[1].channels == 24
+    (row,) = _setting("rows", [["ds", 1, 3, 1, 1, 16]], EfficientNetConfig(), "e")
+    assert row.se_ratio == 0.25 and row.kind == "ds"  # a trailing field with a default may be left out
+    yolo = YOLOConfig(0.33, 0.25, 1024)
+    assert _setting("nms", {"max_det": 5, "iou": 1}, yolo, "y") == NMSOptions(iou=1.0, max_det=5)
+    assert _setting("nms", None, yolo, "y") is None
+
+
 def test_a_family_registers_each_variant_once():
     from trtnet.zoo import register_variant, resnet
 

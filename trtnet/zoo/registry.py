@@ -9,6 +9,7 @@ import functools
 import math
 import numbers
 import os
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,12 +151,7 @@ def register_variant(
                 f"{name}: unknown config field {unknown[0]!r} (value {overrides[unknown[0]]!r}); "
                 f"{type(config).__name__} has {', '.join(allowed)}"
             )
-        checked = {
-            key: value
-            if getattr(config, key) is None
-            else _size_like(key, ConfigError.like(key, value, getattr(config, key), source=name), config, name)
-            for key, value in overrides.items()
-        }
+        checked = {key: _setting(key, value, config, name) for key, value in overrides.items()}
         return with_weights(build(dataclasses.replace(config, **checked)), weights)
 
     entry.__name__ = entry.__qualname__ = name
@@ -165,6 +161,69 @@ def register_variant(
         f"`overrides`: fields of {type(config).__name__} ({', '.join(allowed)})."
     )
     return register(name, source, torch_model, benchmark, config=config, centered=centered)(entry)
+
+
+def _setting(key: str, value: Any, config: Any, name: str) -> Any:
+    """An override of the config field `key`, checked against the field's default (or, where that is None, its
+    type: a dataclass such as NMSOptions is taken as {field: value}, as JSON gives it)."""
+    default = getattr(config, key)
+    if default is None:
+        return _optional(key, value, config, name)
+    if isinstance(default, tuple) and default and hasattr(type(default[0]), "_fields"):
+        return _records(key, value, default, name)
+    return _size_like(key, ConfigError.like(key, value, default, source=name), config, name)
+
+
+def _optional(key: str, value: Any, config: Any, name: str) -> Any:
+    """A field that defaults to None: None, or its dataclass type, given as one or as a mapping of its fields."""
+    kinds = [k for k in typing.get_args(typing.get_type_hints(type(config)).get(key)) if dataclasses.is_dataclass(k)]
+    if value is None or not kinds or isinstance(value, kinds[0]):
+        return value
+    kind = kinds[0]
+    defaults = {f.name: f.default for f in dataclasses.fields(kind)}
+    what = f"null or an object of {', '.join(defaults)}"
+    ConfigError.check(key, value, what, lambda v: isinstance(v, Mapping) and set(v) <= set(defaults), source=name)
+    given = {k: ConfigError.like(f"{key}.{k}", v, defaults[k], source=name) for k, v in value.items()}
+    try:
+        return kind(**given)
+    except ConfigError as e:  # the dataclass's own checks (NMSOptions: max_det from 1 to 3840, ...)
+        raise ConfigError(f"{name}: {key}: {e}") from None
+
+
+def _records(key: str, value: Any, default: tuple, name: str) -> tuple:
+    """A table of rows (NamedTuples: MobileNetV2's and EfficientNet's stage tables) as a non-empty list of rows,
+    each a list of the row's fields in order (trailing fields with defaults may be left out): every field of
+    the kind of the default table's, counts and ratios positive, a word one the table uses. A table whose rows
+    name module classes (YOLO's) is not set from values."""
+    kind = type(default[0])
+    fields, least = kind._fields, len(kind._fields) - len(kind._field_defaults)
+    if not all(isinstance(getattr(r, f), (numbers.Real, str)) for r in default for f in fields):
+        raise ConfigError(
+            f"{name}: {key} cannot be set from values: its rows name module classes; write the model in Python "
+            "with a table of its own"
+        )
+
+    def is_table(v: Any) -> bool:
+        return bool(v) and all(isinstance(r, (list, tuple)) and least <= len(r) <= len(fields) for r in v)
+
+    ConfigError.check(key, value, f"a non-empty list of rows [{', '.join(fields)}]", is_table, source=name)
+    rows = []
+    for i, row in enumerate(value):
+        given = kind(*row)
+        checked = {}
+        for f in fields:
+            like, field = getattr(default[0], f), f"{key}[{i}].{f}"
+            v = ConfigError.like(field, getattr(given, f), like, source=name)
+            if isinstance(like, str):
+                words = sorted({getattr(r, f) for r in default})
+                v = ConfigError.check(field, v, f"one of {words}", words.__contains__, source=name)
+            elif _is_count(like):
+                v = ConfigError.check(field, v, "a positive integer", _is_count, source=name)
+            elif isinstance(like, float) and like > 0:
+                v = ConfigError.check(field, v, "a positive number", lambda x: 0 < x < math.inf, source=name)
+            checked[f] = v
+        rows.append(kind(**checked))
+    return tuple(rows)
 
 
 def _size_like(key: str, value: Any, config: Any, name: str) -> Any:
