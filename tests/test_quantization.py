@@ -19,8 +19,8 @@ from trtnet.cli import main
 from trtnet.errors import CalibrationError, NetworkError
 from trtnet.interpreter.checks import layer_type_name
 from trtnet.nn.module import Input
-from trtnet.quant.calibrate import weights_fingerprint
 from trtnet.quant.histogram import Histogram, choose_amax
+from trtnet.quant.measured import weights_fingerprint
 from trtnet.quant.ranges import Calibration
 from trtnet.weights import init_random
 

@@ -29,6 +29,7 @@ from trtnet.interpreter import run_network
 from trtnet.nn.module import Input, Module
 from trtnet.ops.core import out
 from trtnet.ops.quantize import FORMATS, quant_points
+from trtnet.quant.measured import check_calibration
 from trtnet.runtime.plan import TensorSpec
 from trtnet.tensor import Tensor
 
@@ -143,8 +144,6 @@ def emit(
             # Tensor.shape turns TensorRT's RuntimeError into a NetworkError with its reason.
             outputs.append(TensorSpec(name, t.shape, dtypes.numpy_of(t.dtype).name))
     if policy.precision in FORMATS and policy.calibration is not None:
-        from trtnet.quant.calibrate import check_calibration
-
         check_calibration(policy.calibration, model, specs, bool(reuse_calibration), policy.precision)
     return Network(
         network,

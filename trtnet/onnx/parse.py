@@ -28,7 +28,7 @@ from trtnet.onnx.precision import REDUCED, check_consistent, reduce_precision
 from trtnet.onnx.quantize import FORMATS, find_points, quantize_network, weights_fingerprint
 from trtnet.onnx.refusal import parser_refusal, refuse_special_external_data
 from trtnet.onnx.shapes import ShapesArg, check_names, resolve_profile
-from trtnet.quant.calibrate import check_measured
+from trtnet.quant.measured import check_measured
 from trtnet.quant.ranges import Calibration, as_calibration
 from trtnet.runtime.plan import TensorSpec
 
