@@ -174,7 +174,7 @@ def test_bad_model_files_exit_2(tmp_path, make, pattern, capsys) -> None:
             {"x": np.zeros((1, 3, 8, 8), np.float64)},
             r"in.npz: input 'x' has dtype float64, the network declares float32",
         ),
-        (None, r"in.npz: the inputs file is not a readable .npz of arrays"),
+        (None, r"in.npz: the inputs file is not an .npz \(the file starts with b'not a '\): write it with np.savez"),
         ("absent", r"in.npz: no such inputs file"),
         ("npy", r"in.npz: the inputs file is a .npy array, not an .npz: write it with np.savez, named after the input"),
         ("fifo", r"in.npz: the inputs file is a FIFO, not a regular file"),  # refused at once, not waited on

@@ -65,6 +65,22 @@ def test_read_npz_reads_named_arrays_and_names_what_it_cannot(tmp_path):
         fileread.read_npz(tmp_path / "none.npz", "data", EngineError)
 
 
+def test_read_npz_says_a_file_of_another_kind_is_no_npz(tmp_path):
+    """numpy calls any file that is neither a zip nor an .npy "pickled (object) data": a JSON file given as
+    --inputs was said to need unpickling."""
+    cases = {"x.json": b'{"x": [1, 2]}', "e.npz": b""}
+    for name, said in (("x.json", "starts with b'{\"x\": '"), ("e.npz", "is empty")):
+        path = tmp_path / name
+        path.write_bytes(cases[name])
+        with pytest.raises(EngineError, match=f"^{path}: the data is not an .npz \\(the file {said}\\): write it"):
+            fileread.read_npz(path, "data", EngineError)
+    cut = tmp_path / "cut.npz"  # a zip cut short is still said as numpy's reader says it
+    np.savez(cut, x=np.arange(100.0))
+    cut.write_bytes(cut.read_bytes()[:60])
+    with pytest.raises(EngineError, match=f"^{cut}: the data is not a readable .npz of arrays"):
+        fileread.read_npz(cut, "data", EngineError)
+
+
 def test_read_npz_refuses_a_member_that_is_no_array(tmp_path):
     # np.load hands back the bytes of a member that is not an .npy; check and calibrate then failed on bytes with
     # "internal error: AttributeError".

@@ -112,6 +112,11 @@ def read_npz(path: Path, what: str, error: Error) -> dict[str, np.ndarray]:
     array, not an .npz."""
     try:
         with open_regular(Path(path)) as (f, _):
+            head = f.read(6)
+            if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # numpy said "pickled data"
+                kind = f"starts with {head!r}" if head else "is empty"
+                raise error(f"{path}: the {what} is not an .npz (the file {kind}): write it with np.savez")
+            f.seek(0)
             loaded = np.load(f, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
