@@ -48,7 +48,7 @@ from trtnet.bench.reference import POROS_A10, SOURCE
 from trtnet.bench.report import CHART_FORMATS
 from trtnet.bench.targets import needs_probe, probe_current, target_report
 from trtnet.bench.timing import Deadline, RowBudget
-from trtnet.cli.values import positive
+from trtnet.cli.values import path_given, positive
 from trtnet.errors import TrtnetError
 from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import read_json
@@ -128,11 +128,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
     p.add_argument(
         "--onnx-batches", nargs="+", type=batch_size, default=None, help="default: smallest and largest batch"
     )
-    p.add_argument("--json", type=Path, default=Path("bench-results.json"), help="results file")
-    p.add_argument("--compare", type=Path, default=None, help="an earlier --json file: print the changes")
-    p.add_argument("--plot", type=Path, default=None, help="PNG chart of the speed-ups (needs matplotlib)")
+    p.add_argument("--json", type=path_given, default=Path("bench-results.json"), help="results file")
+    p.add_argument("--compare", type=path_given, default=None, help="an earlier --json file: print the changes")
+    p.add_argument("--plot", type=path_given, default=None, help="PNG chart of the speed-ups (needs matplotlib)")
     p.add_argument(
-        "--weights-dir", type=Path, default=Path("weights"), help="<name>.safetensors here, else seeded random"
+        "--weights-dir", type=path_given, default=None, help="<name>.safetensors here, else seeded random (weights/)"
     )
     p.add_argument("--no-parity", action="store_true", help="skip the interpreter's parity check (CPU mode)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX route")
@@ -213,6 +213,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
         RowBudget(args.min_seconds, args.min_iters, args.iters, args.warmup)
     except ValueError as e:
         parser.error(str(e))
+    for flag in ("batch_sizes", "onnx_batches"):  # a size twice timed it twice, as two rows of one table
+        given = getattr(args, flag) or []
+        if len(set(given)) != len(given):
+            twice = sorted({b for b in given if given.count(b) > 1})
+            parser.error(f"--{flag.replace('_', '-')} names {', '.join(map(str, twice))} more than once")
     timed = args.batch_sizes or list(GPU_BATCHES)  # what a GPU run or a dry run builds its profile over
     lo, hi = min(timed), max(timed)
     if args.opt_batch is not None and not lo <= args.opt_batch <= hi:
@@ -220,6 +225,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     stray = [b for b in args.onnx_batches or () if b not in timed]
     if stray:
         parser.error(f"--onnx-batches {' '.join(map(str, stray))}: not among the batch sizes {timed}")
+    if args.weights_dir is not None and not args.weights_dir.is_dir():  # a mistyped folder: every model random
+        parser.error(
+            f"--weights-dir {args.weights_dir}: {'not a folder' if args.weights_dir.exists() else 'no such folder'}"
+        )
+    args.weights_dir = args.weights_dir or Path("weights")
     if args.plot is not None and Path(args.plot).suffix.lower() not in CHART_FORMATS:
         parser.error(f"--plot {args.plot}: a chart is written as {', '.join(sorted(CHART_FORMATS))} (by its suffix)")
     earlier = None

@@ -143,6 +143,11 @@ def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
         (["--onnx-batches", "64", "--dry-run"], "--onnx-batches 64: not among the batch sizes [1, 2, 4, 8, 16, 32]"),
         (["--onnx-batches", "1", "3", "--batch-sizes", "1", "2"], "--onnx-batches 3: not among the batch sizes [1, 2]"),
         (["--plot", "r.json"], "--plot r.json: a chart is written as .eps, .jpeg"),  # matplotlib refused it at the end
+        (["--plot", ""], "argument --plot: an empty path"),  # said as `--plot .`
+        (["--batch-sizes", "1", "2", "1"], "--batch-sizes names 1 more than once"),  # timed twice, as two rows
+        (["--onnx-batches", "2", "2", "--batch-sizes", "1", "2"], "--onnx-batches names 2 more than once"),
+        (["--weights-dir", "nosuch"], "--weights-dir nosuch: no such folder"),  # every model ran on random weights
+        (["--weights-dir", "bench.py"], "--weights-dir bench.py: not a folder"),
         (
             ["--calib-samples", "0", "--precision", "int8"],
             "argument --calib-samples: '0': expected a whole number >= 1",

@@ -4,6 +4,7 @@ line, what it expected (argparse prints it as the usage error)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def batch(text: str) -> int | tuple[int, int, int]:
@@ -63,6 +64,13 @@ def output_file(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; leave -o out for the default")
     return text
+
+
+def path_given(text: str) -> Path:
+    """A path option's value: an empty one was read as the current folder (`--plot ''` said as `--plot .`)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
 
 
 def add_output(sub: argparse.ArgumentParser, help_text: str) -> None:
