@@ -117,6 +117,31 @@ def test_usage_errors_are_one_line_and_exit_2(capsys, argv, line, hint):
     assert [e.replace("'fp32', 'tf32', 'fp16', 'bf16', 'int8', 'fp8'", unquoted) for e in err] == [line, hint]
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["summary", "resnet18", "--weights"],
+        ["build", "resnet18", "--precision", "int8", "--calibration"],
+        ["calibrate", "resnet18", "--data"],
+        ["summary", "bert_base_uncased", "--config"],
+        ["export-triton", "resnet18", "--repo", "r", "--plan"],
+        ["export-triton", "resnet18", "--repo"],
+        ["cache", "--dir"],
+        ["check", "m.onnx", "--inputs"],
+        ["check", "m.onnx", "--save-outputs"],
+        ["check", "m.onnx", "--load-outputs"],
+        ["generate", "llama", "--config"],
+        ["generate", "llama", "--config", "c.json", "--tokenizer"],
+    ],
+    ids=lambda argv: " ".join(argv[::2] if argv[0] != "cache" else argv),
+)
+def test_an_empty_path_is_refused_by_name(capsys, argv):
+    """`--weights ''` was read as the current folder (". cannot read"), `--calibration ''` as no calibration and
+    `cache --dir ''` listed the current folder: every file or folder option refuses an empty path."""
+    assert main([*argv, ""]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == f"trtnet: error: argument {argv[-1]}: an empty path"
+
+
 def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     status, err, out = run(capsys, "nope")
     assert status == 2 and out == "" and len(err) == 2 and err[1] == "trtnet: see `trtnet --help`"

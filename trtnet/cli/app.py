@@ -383,9 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("model", help="an ONNX file")
     sub.add_argument(
-        "--inputs",
-        metavar="NPZ",
-        help="the inputs as an .npz named like the network's inputs (default: random, seeded by --seed)",
+        "--inputs", metavar="NPZ", help="the inputs as an .npz named like the network's inputs (default: random)"
     )
     sub.add_argument(
         "--layerwise",
@@ -397,4 +395,5 @@ def _parser() -> argparse.ArgumentParser:
 
     add_generate_command(command, weights_options)  # trtnet/cli/generate.py
     add_cache_command(command)  # trtnet/cli/cache_cmd.py
+    values.refuse_empty_paths(parser)  # `--weights ''` was read as the current folder, `--calibration ''` as none
     return parser

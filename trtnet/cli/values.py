@@ -66,6 +66,27 @@ def output_file(text: str) -> str:
     return text
 
 
+def path_text(text: str) -> str:
+    """A file or folder option's value: an empty one was read as the current folder (`--weights ''`: ". cannot
+    read"; `cache --dir ''` listed the current folder) or as no option at all (`--calibration ''`)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+PATH_METAVARS = ("FILE", "DIR", "NPZ", "FILE.npz")
+
+
+def refuse_empty_paths(parser: argparse.ArgumentParser) -> None:
+    """Give every FILE/DIR/NPZ option of `parser` and of its commands `path_text`, one rule for all of them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                refuse_empty_paths(sub)
+        elif action.type is None and action.metavar in PATH_METAVARS:
+            action.type = path_text
+
+
 def path_given(text: str) -> Path:
     """A path option's value: an empty one was read as the current folder (`--plot ''` said as `--plot .`)."""
     if not text:
