@@ -81,3 +81,42 @@ def test_reference_takes_the_inputs_by_name_too():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(NetworkError, match=r"takes inputs \[.*\]; the mapping given holds \['ids', 'mask'\]$"):
         trtnet.reference(model, {"ids": ids, "mask": ones})
+
+
+class HalfIn(trtnet.nn.Module):
+    """A Linear fed a float16 input (an engine whose callers hand it half-precision frames)."""
+
+    def __init__(self, dtype: str = "float16") -> None:
+        self.fc = trtnet.nn.Linear(8, 4)
+        self._dtype = dtype
+
+    def inputs(self):
+        return [trtnet.nn.Input("x", (8,), self._dtype)]
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_float16_input_is_cast_to_the_networks_compute_type(precision):
+    """A float16 input met float32 weights and TensorRT refused the first layer ("IMatrixMultiplyLayer must have
+    same input types"): it is now cast at the boundary, as a float32 input is in an fp16 network."""
+    model = HalfIn()
+    trtnet.init_random(model)
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float16)
+    (got,) = trtnet.reference(model, x, precision=precision)
+    w = {k: np.asarray(v, np.float64) for k, v in model.state_dict().items()}
+    want = x.astype(np.float64) @ w["fc.weight"].T + w["fc.bias"]
+    assert (
+        got.dtype == np.float32
+        and np.abs(got - want).max() <= (1e-6 if precision == "fp32" else 2e-3) * np.abs(want).max()
+    )
+    engine = trtnet.build(model, 2, precision=precision, cache=False)
+    assert [(s.name, s.dtype) for s in engine.inputs] == [("x", "float16")]
+
+
+def test_an_input_numpy_cannot_feed_is_refused_where_it_is_declared():
+    with pytest.raises(
+        NetworkError, match=r"^input 'x': a bfloat16 input has no numpy dtype to be fed with; declare it"
+    ):
+        trtnet.emit(HalfIn("bfloat16"), 2)

@@ -108,7 +108,9 @@ def emit(
                     f"{spec.allowed()}; see its log above)"
                 )
             t = Tensor(itensor)
-            args.append(t.cast(graph.float_dtype) if spec.dtype == "float32" else t)
+            # A float input, float16 too, is cast to the network's compute type at the boundary (a float16 input
+            # met float32 weights, and TensorRT refused the first layer).
+            args.append(t.cast(graph.float_dtype) if spec.dtype in ("float32", "float16") else t)
         results = users.run(model, "forward", model, *args)
         if policy.precision in FORMATS and policy.calibration is not None:
             policy.calibration.check_keep(quant_points(graph))  # every point is known now: a kept layer is one

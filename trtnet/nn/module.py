@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trtnet.dtypes import canonical
+from trtnet.dtypes import canonical, numpy_of
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.layouts import Layout
@@ -48,6 +48,13 @@ class Input:
             raise NetworkError(f"an Input's name must be a non-empty string, not {self.name!r}")
         # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
         object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
+        try:
+            numpy_of(self.dtype)
+        except NetworkError:  # no numpy array could be fed to it
+            raise NetworkError(
+                f"input {self.name!r}: a {self.dtype} input has no numpy dtype to be fed with; declare it float32 or "
+                "float16 (a bf16 or fp8 network casts it at the boundary)"
+            ) from None
         object.__setattr__(self, "shape", tuple(_dim(d, self.name) for d in self.shape))
 
     @property
