@@ -254,6 +254,12 @@ def test_a_kept_layer_the_file_names_wrong_is_refused_like_keep(tmp_path):
         r"\(those are e.g. \['block.conv1/conv', ",
     ):
         trtnet.emit(tiny(), 2, precision="int8", calibration=unlike)
+    rule = Calibration(Calibration.load(path).amax, keep={"last": "x"})  # --keep's rule, written by hand
+    with pytest.raises(
+        CalibrationError,
+        match=r"; 'last' is a rule of calibrate's --keep, written into the file as the layers it chose",
+    ):
+        trtnet.emit(tiny(), 2, precision="int8", calibration=rule)
 
 
 # -- placement ------------------------------------------------------------------------------------------------

@@ -68,6 +68,14 @@ class Calibration:
         named = ", ".join(repr(k) + h for k, h in zip(unknown, hints)) + (", ..." if unknown[3:] else "")
         which = "which is not a quantized layer" if len(unknown) == 1 else "which are not quantized layers"
         some = "" if any(hints) else f" (those are e.g. {sorted(layers)[:3]})"
+        rules = sorted({k for k in unknown if k in ("first", "last")})
+        if rules:  # calibrate's --keep rules, which the file holds resolved: the layers they chose
+            one = len(rules) == 1
+            some += (
+                f"; {' and '.join(map(repr, rules))} {'is a rule' if one else 'are rules'} of calibrate's --keep, "
+                f"written into the file as the layers {'it' if one else 'they'} chose: name layers here, or "
+                f"calibrate again with --keep {' '.join(rules)}"
+            )
         raise CalibrationError(f'{where}: "keep" names {named}, {which} of this network{some}')
 
     # -- JSON ----------------------------------------------------------------------------------------
