@@ -59,3 +59,19 @@ def test_the_same_seed_gives_the_same_values_and_another_seed_others():
     a, b, c = randomized(3), randomized(3), randomized(4)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["ln.weight"], c["ln.weight"]) and not torch.equal(a["gamma"], c["gamma"])
+
+
+def test_eps_pairs_up_by_module_path_and_names_what_differs():
+    torch = pytest.importorskip("torch", reason="the source side is a PyTorch module")
+    from trtnet import nn
+    from trtnet.parity.settings import eps_differences, eps_pairs
+
+    class RMSNorm(torch.nn.Module):  # transformers keeps an RMSNorm's eps as variance_epsilon
+        def __init__(self):
+            super().__init__()
+            self.variance_epsilon = 1e-6
+
+    source = torch.nn.Sequential(torch.nn.LayerNorm(4, eps=1e-6), RMSNorm(), torch.nn.BatchNorm2d(4))
+    model = nn.Sequential(nn.LayerNorm(4), nn.Identity(), nn.BatchNorm2d(4, eps=1e-5))
+    assert eps_pairs(source, model) == [("0", 1e-5, 1e-6), ("2", 1e-5, 1e-5)]  # "1" is on one side only
+    assert eps_differences(source, model) == [("0", 1e-5, 1e-6)]

@@ -91,6 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ]
         if not all(checks[1:]):
             checks[1:] = _arbitrate(source, inputs, split, got, want, checks[1:])
+        checks += _eps(source, model)
         if args.layerwise:
             checks.append(_layerwise(model, source, inputs, args))
         gpu = _cuda_device()
@@ -196,6 +197,22 @@ def _input_dependence(want: list, other: list) -> bool:
         return False
     print(f"  inputs: the source's outputs for other inputs differ by {input_dependence(want, other):.3g} ok")
     return True
+
+
+def _eps(source, model) -> list[bool]:
+    """Each normalisation's eps against the source's, by module path: random weights hide an eps of 1e-3 where
+    the source has 1e-5 within the output check's tolerance. No check where no eps pairs up."""
+    from trtnet.parity.settings import eps_differences, eps_pairs
+
+    pairs, differ = eps_pairs(source, model), eps_differences(source, model)
+    if not pairs:
+        return []
+    if not differ:
+        print(f"  normalisation eps: {len(pairs)} compared by module path, each equal to the source's ok")
+        return [True]
+    listed = ", ".join(f"{path} {mine:g} (the source's {theirs:g})" for path, mine, theirs in differ[:3])
+    print(f"  normalisation eps: {len(differ)} of {len(pairs)} differ: {listed}{' ...' if differ[3:] else ''} FAILED")
+    return [False]
 
 
 def _check(label: str, measure: str, value: float, tolerance: float, higher_is_better: bool = False) -> bool:
