@@ -144,3 +144,28 @@ def test_build_keep_names_layers_to_leave_in_fp16(tmp_path, capsys):
 def test_min_cosine_and_keep_refuse_what_they_cannot_do(options, message):
     with pytest.raises(CalibrationError, match=message):
         trtnet.build(outlier_bert(), 4, cache=False, **options)
+
+
+def test_min_cosine_takes_a_calibration_reused_on_purpose():
+    """reuse_calibration did not reach keep_for_cosine's own networks: a calibration of other weights, reused on
+    purpose, was refused there as "pass reuse_calibration=True", which had been passed."""
+    model, data = outlier_bert(), token_batches()
+    other = outlier_bert()
+    init_random(other, seed=7)
+    cal = trtnet.calibrate(other, data[:2])
+    with pytest.raises(CalibrationError, match=r"measured on other weights than these"):
+        keep_for_cosine(model, data, 0.5, calibration=cal)
+    assert keep_for_cosine(model, data, 0.5, calibration=cal, reuse_calibration=True).after >= 0.5
+    with pytest.raises(CalibrationError, match=r"measured on other weights than these"):
+        trtnet.build(model, 4, precision="int8", calibration=cal, min_cosine=0.5, calibration_data=data, cache=False)
+    engine = trtnet.build(
+        model,
+        4,
+        precision="int8",
+        calibration=cal,
+        reuse_calibration=True,
+        min_cosine=0.5,
+        calibration_data=data,
+        cache=False,
+    )
+    assert engine.num_layers > 0

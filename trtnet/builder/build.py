@@ -95,7 +95,7 @@ def build(
         net = model
     else:
         if keep or min_cosine is not None or calibration_data is not None:
-            options = _chosen_keeps(model, policy, options, keep, min_cosine, calibration_data)
+            options = _chosen_keeps(model, policy, options, keep, min_cosine, calibration_data, reuse_calibration)
         batch = 1 if batch_size is None else batch_size
         net = emit(
             model, batch, policy=policy, input_shapes=input_shapes, reuse_calibration=reuse_calibration, **options
@@ -127,6 +127,7 @@ def _chosen_keeps(
     keep: Sequence[str],
     min_cosine: float | None,
     data: Iterable[Any] | None,
+    reuse: bool,
 ) -> dict[str, Any]:
     """`options` with a calibration that also keeps the layers `keep` names and those `min_cosine` needs."""
     from trtnet.errors import CalibrationError
@@ -151,7 +152,9 @@ def _chosen_keeps(
     if cal is None and min_cosine is None:
         raise CalibrationError(f"keep={list(keep)!r} needs calibration= (the ranges of the layers it does not keep)")
     if min_cosine is not None:
-        selection = keep_for_cosine(model, data, min_cosine, calibration=cal, precision=precision, keep=keep)
+        selection = keep_for_cosine(
+            model, data, min_cosine, calibration=cal, precision=precision, keep=keep, reuse_calibration=reuse
+        )
         cal = selection.calibration
         print(selection.report(), file=sys.stderr)
     else:

@@ -82,8 +82,8 @@ def score(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> float:
 class _Runner:
     """Runs `model` in the interpreter on fixed batches, at fp32 once and then under any set of kept layers."""
 
-    def __init__(self, model: Module, batches: list[dict[str, np.ndarray]], precision: str) -> None:
-        self.model, self.batches, self.precision = model, batches, precision
+    def __init__(self, model: Module, batches: list[dict[str, np.ndarray]], precision: str, reuse: bool) -> None:
+        self.model, self.batches, self.precision, self.reuse = model, batches, precision, reuse
         self.fp32 = [self._run(b, precision="fp32") for b in batches]
 
     def _run(self, feeds: dict[str, np.ndarray], **options: Any) -> list[np.ndarray]:
@@ -96,7 +96,9 @@ class _Runner:
         return list(run_network(net.network, feeds).values())
 
     def cosine(self, cal: Calibration) -> float:
-        got = [self._run(b, precision=self.precision, calibration=cal) for b in self.batches]
+        got = [
+            self._run(b, precision=self.precision, calibration=cal, reuse_calibration=self.reuse) for b in self.batches
+        ]
         return score([np.concatenate(o) for o in zip(*got)], [np.concatenate(o) for o in zip(*self.fp32)])
 
 
@@ -112,6 +114,7 @@ def keep_for_cosine(
     calibration: Calibration | None = None,
     precision: str = "int8",
     keep: Sequence[str] = (),
+    reuse_calibration: bool = False,
 ) -> Selection:
     """Keep the fewest quantized layers of `model` in fp16 (greedy, most sensitive first) for the int8/fp8
     network to reach cosine `min_cosine` against fp32 on held-out batches of `calibration_data`.
@@ -119,7 +122,8 @@ def keep_for_cosine(
     The last third of the batches (at least one) is held out; the rest measures each layer's sensitivity and,
     when `calibration` is None, the ranges (method max, no layer kept by rule). The layers `keep` names (as
     `calibrate` takes them) stay in fp16 before any is chosen. A target that even every layer
-    in fp16 misses is a `CalibrationError`.
+    in fp16 misses is a `CalibrationError`. A `calibration` measured on other inputs or weights is refused, as
+    `build` refuses it, unless `reuse_calibration`.
 
     >>> sel = keep_for_cosine(model, batches, 0.99, calibration=cal)        # doctest: +SKIP
     >>> print(sel.report()); trtnet.build(model, 8, precision="int8", calibration=sel.calibration)  # doctest: +SKIP
@@ -138,7 +142,8 @@ def keep_for_cosine(
     if keep:
         calibration = keep_named(model, calibration, keep)
     candidates = [k for k in calibration.amax if k not in calibration.keep]
-    on_measure, on_check = _Runner(model, measure, precision), _Runner(model, check, precision)
+    reuse = bool(reuse_calibration)
+    on_measure, on_check = _Runner(model, measure, precision, reuse), _Runner(model, check, precision, reuse)
 
     others = "another layer is measured alone"
     sensitivity = {
