@@ -53,6 +53,7 @@ from trtnet.errors import TrtnetError
 from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import read_json
 from trtnet.graph import PRECISIONS, QUANTIZED
+from trtnet.quant.calibrate import check_method
 from trtnet.quant.ranges import CALIBRATION_METHODS
 from trtnet.runtime.cudart import compute_capability
 from trtnet.target import describe_device, has_gpu
@@ -213,11 +214,16 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
         RowBudget(args.min_seconds, args.min_iters, args.iters, args.warmup)
     except ValueError as e:
         parser.error(str(e))
-    for flag in ("batch_sizes", "onnx_batches"):  # a size twice timed it twice, as two rows of one table
+    for flag in ("batch_sizes", "onnx_batches", "models"):  # one given twice was timed twice, as two rows
         given = getattr(args, flag) or []
         if len(set(given)) != len(given):
             twice = sorted({b for b in given if given.count(b) > 1})
             parser.error(f"--{flag.replace('_', '-')} names {', '.join(map(str, twice))} more than once")
+    if args.precision in QUANTIZED:
+        try:
+            check_method(args.calib_method, args.precision, 99.99)  # entropy is int8's: refused before any work
+        except TrtnetError as e:
+            parser.error(f"--calib-method {args.calib_method} --precision {args.precision}: {e}")
     timed = args.batch_sizes or list(GPU_BATCHES)  # what a GPU run or a dry run builds its profile over
     lo, hi = min(timed), max(timed)
     if args.opt_batch is not None and not lo <= args.opt_batch <= hi:

@@ -146,7 +146,12 @@ def test_bench_int8_reports_builds_beside_fp16_and_accuracy(tmp_path):
         (["--plot", ""], "argument --plot: an empty path"),  # said as `--plot .`
         (["--batch-sizes", "1", "2", "1"], "--batch-sizes names 1 more than once"),  # timed twice, as two rows
         (["--onnx-batches", "2", "2", "--batch-sizes", "1", "2"], "--onnx-batches names 2 more than once"),
-        (["--weights-dir", "nosuch"], "--weights-dir nosuch: no such folder"),  # every model ran on random weights
+        (["--weights-dir", "nosuch"], "--weights-dir nosuch: no such folder"),
+        (["--models", "resnet18", "resnet18"], "--models names resnet18 more than once"),
+        (
+            ["--precision", "fp8", "--calib-method", "entropy"],
+            "--calib-method entropy --precision fp8: the entropy",
+        ),  # every model ran on random weights
         (["--weights-dir", "bench.py"], "--weights-dir bench.py: not a folder"),
         (
             ["--calib-samples", "0", "--precision", "int8"],

@@ -430,7 +430,8 @@ def test_mse_ranges_chosen_for_one_format_are_refused_for_the_other_unless_reuse
             trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False)
             continue
         with pytest.raises(
-            CalibrationError, match=r"the mse method chose its ranges for int8, this network is fp8; calibrate with"
+            CalibrationError,
+            match=r"the mse method chose its ranges for int8, this network is fp8; calibrate for fp8 \(--method mse --precision fp8\)",
         ):
             trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False)
         trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False, reuse_calibration=True)
@@ -445,7 +446,11 @@ def test_entropy_ranges_are_int8_ranges(tmp_path, capsys):
     trtnet.build(tiny(), 2, precision="int8", calibration=cal, cache=False)
     path = tmp_path / "e.json"
     cal.save(path)
-    with pytest.raises(CalibrationError, match=rf"file {path}: the entropy method chose its ranges for int8, this"):
+    with pytest.raises(
+        CalibrationError,
+        match=rf"file {path}: the entropy method chose its ranges for int8, this network is fp8; calibrate for fp8 "
+        r"\(--method max, percentile or mse --precision fp8\)",
+    ):
         trtnet.build(tiny(), 2, precision="fp8", calibration=Calibration.load(path), cache=False)
     trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False, reuse_calibration=True)
     args = ["calibrate", "resnet18", "--data", str(tmp_path / "absent.npz"), "--method", "entropy"]

@@ -52,9 +52,10 @@ def check_measured(
     if precision in FORMATS and made_for in FORMATS and made_for != precision:
         raise CalibrationError(
             f"{where}: the {cal.method} method chose its ranges for {made_for}, this network is {precision}; calibrate "
-            f"with a method for {precision} (--precision {precision}), or pass reuse_calibration=True (--reuse-calibration)"
+            f"for {precision} ({'--method max, percentile or mse' if cal.method == 'entropy' else '--method mse'} "
+            f"--precision {precision}), or pass reuse_calibration=True (--reuse-calibration)"
         )
-    fix = "calibrate this model on data of these shapes, or pass reuse_calibration=True (--reuse-calibration)"
+    fix = "calibrate this model on inputs like these, or pass reuse_calibration=True (--reuse-calibration)"
     recorded = cal.meta.get("inputs")
     if isinstance(recorded, dict) and recorded:
         specs = {s.name: s for s in inputs}
