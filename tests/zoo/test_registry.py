@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -258,3 +260,58 @@ def test_a_family_registers_each_variant_once():
             "torchvision.models.resnet18",
             lambda: None,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Head:
+    dim: int
+    dropout: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _UserConfig:
+    width: int = 8
+    head: _Head | None = None
+    norm: Unresolvable | None = None  # noqa: F821  (a name imported only for type checkers)
+
+
+def test_optional_fields_of_a_users_config():
+    """A user's config annotated with a name only type checkers import made every override fail with a NameError
+    from typing; a nested dataclass with a required field (or a None default) was refused as "expected a
+    _MISSING_TYPE", or failed with an untyped TypeError."""
+    from trtnet.zoo.registry import _setting
+
+    config = _UserConfig()
+    assert _setting("width", 16, config, "u") == 16
+    assert _setting("norm", "anything", config, "u") == "anything"  # its type is unknown: passed as given
+    assert _setting("head", {"dim": 4}, config, "u") == _Head(4)
+    assert _setting("head", {"dim": 4, "dropout": 0.1}, config, "u") == _Head(4, 0.1)
+    with pytest.raises(ConfigError, match=r"^u: head: .*missing 1 required positional argument: 'dim'"):
+        _setting("head", {}, config, "u")
+    with pytest.raises(ConfigError, match=r"^u: width = 'four' is not allowed"):
+        _setting("width", "four", config, "u")
+
+
+def test_rows_are_checked_for_what_their_blocks_build():
+    """Rows that passed field by field but built what the sources do not (an even kernel, stride 3, an expansion
+    a depthwise-separable block ignores), or counts past int32 that failed inside numpy."""
+    from trtnet.zoo import get_entry
+
+    cases = [
+        (
+            "efficientnet_b0",
+            [["ir", 2, 4, 1, 6, 16]],
+            r"rows\[0\] = \['ir', 2, 4, 1, 6, 16, 0.25\] is not allowed: kernel 4",
+        ),
+        ("efficientnet_b0", [["ds", 1, 3, 1, 6, 16]], r"a 'ds' block has no expansion \(expand 6: 1\)"),
+        ("mobilenet_v2", [[1, 16, 1, 5]], r"rows\[0\] = \[1, 16, 1, 5\] is not allowed: stride 5: 1 or 2"),
+        ("mobilenet_v2", (r for r in [[1, 16, 1, 1]]), r"rows = <generator"),  # read up by a check, then empty
+        ("mobilenet_v2", {(1, 16, 1, 1)}, r"rows = \{\(1, 16, 1, 1\)\} is not allowed"),  # a set has no order
+    ]
+    for name, rows, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            get_entry(name).fn(weights=None, rows=rows)
+    with pytest.raises(
+        ConfigError, match=r"num_classes = 10000000000 is not allowed: expected a positive integer \(at"
+    ):
+        get_entry("resnet18").fn(weights=None, num_classes=10**10)

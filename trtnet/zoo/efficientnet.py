@@ -29,6 +29,16 @@ class StageRow(NamedTuple):
     channels: int
     se_ratio: float = 0.25
 
+    def problem(self) -> str | None:
+        """What timm's blocks would not build as written here, if anything (a row set from values)."""
+        if self.kernel % 2 == 0:  # timm pads (stride - 1 + kernel - 1) // 2: the size holds for odd kernels only
+            return f"kernel {self.kernel}: an odd size is needed"
+        if self.stride not in (1, 2):
+            return f"stride {self.stride}: 1 or 2"
+        if self.kind == "ds" and self.expand != 1:
+            return f"a 'ds' block has no expansion (expand {self.expand}: 1)"
+        return None
+
 
 ROWS_B0 = (
     StageRow("ds", 1, 3, 1, 1, 16),

@@ -20,6 +20,10 @@ class IRRow(NamedTuple):
     repeats: int
     stride: int
 
+    def problem(self) -> str | None:
+        """What torchvision's InvertedResidual refuses, if anything (a row set from values)."""
+        return None if self.stride in (1, 2) else f"stride {self.stride}: 1 or 2"
+
 
 ROWS = (
     IRRow(1, 16, 1, 1),

@@ -9,6 +9,7 @@ import functools
 import math
 import numbers
 import os
+import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -176,18 +177,35 @@ def _setting(key: str, value: Any, config: Any, name: str) -> Any:
 
 def _optional(key: str, value: Any, config: Any, name: str) -> Any:
     """A field that defaults to None: None, or its dataclass type, given as one or as a mapping of its fields."""
-    kinds = [k for k in typing.get_args(typing.get_type_hints(type(config)).get(key)) if dataclasses.is_dataclass(k)]
+    kinds = [k for k in typing.get_args(_field_type(config, key)) if dataclasses.is_dataclass(k)]
     if value is None or not kinds or isinstance(value, kinds[0]):
         return value
     kind = kinds[0]
     defaults = {f.name: f.default for f in dataclasses.fields(kind)}
     what = f"null or an object of {', '.join(defaults)}"
     ConfigError.check(key, value, what, lambda v: isinstance(v, Mapping) and set(v) <= set(defaults), source=name)
-    given = {k: ConfigError.like(f"{key}.{k}", v, defaults[k], source=name) for k, v in value.items()}
+    given = {  # a field whose default says nothing of its kind (none, or None) is left to the dataclass
+        k: v
+        if defaults[k] is None or defaults[k] is dataclasses.MISSING
+        else ConfigError.like(f"{key}.{k}", v, defaults[k], source=name)
+        for k, v in value.items()
+    }
     try:
         return kind(**given)
-    except ConfigError as e:  # the dataclass's own checks (NMSOptions: max_det from 1 to 3840, ...)
+    except (ConfigError, TypeError) as e:  # its own checks (NMSOptions: max_det from 1 to 3840), a field it needs
         raise ConfigError(f"{name}: {key}: {e}") from None
+
+
+def _field_type(config: Any, key: str) -> Any:
+    """The type of the config field `key`, its annotation evaluated where the config is defined; None where it
+    cannot be (a name imported only for type checkers: typing.get_type_hints failed on the whole class)."""
+    annotation = next(f.type for f in dataclasses.fields(config) if f.name == key)
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, vars(sys.modules[type(config).__module__]))  # noqa: S307  (the config's own source)
+    except Exception:  # noqa: BLE001  (whatever the annotation raises, the type is unknown)
+        return None
 
 
 def _records(key: str, value: Any, default: tuple, name: str) -> tuple:
@@ -203,8 +221,12 @@ def _records(key: str, value: Any, default: tuple, name: str) -> tuple:
             "with a table of its own"
         )
 
-    def is_table(v: Any) -> bool:
-        return bool(v) and all(isinstance(r, (list, tuple)) and least <= len(r) <= len(fields) for r in v)
+    def is_table(v: Any) -> bool:  # a list: a generator is read up by the check, a set has no order
+        return (
+            isinstance(v, (list, tuple))
+            and bool(v)
+            and all(isinstance(r, (list, tuple)) and least <= len(r) <= len(fields) for r in v)
+        )
 
     ConfigError.check(key, value, f"a non-empty list of rows [{', '.join(fields)}]", is_table, source=name)
     rows = []
@@ -218,11 +240,15 @@ def _records(key: str, value: Any, default: tuple, name: str) -> tuple:
                 words = sorted({getattr(r, f) for r in default})
                 v = ConfigError.check(field, v, f"one of {words}", words.__contains__, source=name)
             elif _is_count(like):
-                v = ConfigError.check(field, v, "a positive integer", _is_count, source=name)
+                v = ConfigError.check(field, v, COUNT, _is_count, source=name)
             elif isinstance(like, float) and like > 0:
                 v = ConfigError.check(field, v, "a positive number", lambda x: 0 < x < math.inf, source=name)
             checked[f] = v
-        rows.append(kind(**checked))
+        row = kind(**checked)
+        problem = row.problem() if hasattr(row, "problem") else None  # what the row's own block cannot build
+        if problem:
+            raise ConfigError(f"{name}: {key}[{i}] = {list(row)} is not allowed: {problem}")
+        rows.append(row)
     return tuple(rows)
 
 
@@ -235,19 +261,24 @@ def _size_like(key: str, value: Any, config: Any, name: str) -> Any:
     if hasattr(type(config), "__post_init__"):
         return value
     if _is_count(default):
-        return ConfigError.check(key, value, "a positive integer", _is_count, source=name)
+        return ConfigError.check(key, value, COUNT, _is_count, source=name)
     if isinstance(default, float) and default > 0:
         return ConfigError.check(key, value, "a positive number", lambda v: 0 < v < math.inf, source=name)
     if isinstance(default, tuple) and _counts(default, default):  # stage depths; VGG's widths by stage
         nested = isinstance(default[0], tuple)
-        what = "a non-empty list of " + ("non-empty lists of " if nested else "") + "positive integers"
+        what = (
+            "a non-empty list of " + ("non-empty lists of " if nested else "") + "positive integers (at most 2**31 - 1)"
+        )
         ConfigError.check(key, value, what, lambda v: _counts(v, default), source=name)
         return _as_tuples(value)
     return value
 
 
+COUNT = "a positive integer (at most 2**31 - 1)"  # larger ones failed inside numpy or TensorRT, untyped
+
+
 def _is_count(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= 2**31 - 1
 
 
 def _counts(value: Any, like: tuple) -> bool:
