@@ -132,6 +132,8 @@ def test_usage_errors_are_one_line_and_exit_2(capsys, argv, line, hint):
         ["check", "m.onnx", "--load-outputs"],
         ["generate", "llama", "--config"],
         ["generate", "llama", "--config", "c.json", "--tokenizer"],
+        ["convert", "resnet18"],  # positionals: the checkpoint, an ONNX file to check
+        ["check"],
     ],
     ids=lambda argv: " ".join(argv[::2] if argv[0] != "cache" else argv),
 )
@@ -139,7 +141,8 @@ def test_an_empty_path_is_refused_by_name(capsys, argv):
     """`--weights ''` was read as the current folder (". cannot read"), `--calibration ''` as no calibration and
     `cache --dir ''` listed the current folder: every file or folder option refuses an empty path."""
     assert main([*argv, ""]) == 2
-    assert capsys.readouterr().err.splitlines()[0] == f"trtnet: error: argument {argv[-1]}: an empty path"
+    name = argv[-1] if argv[-1].startswith("-") else {"convert": "checkpoint", "check": "model"}[argv[0]]
+    assert capsys.readouterr().err.splitlines()[0] == f"trtnet: error: argument {name}: an empty path"
 
 
 def test_an_unknown_command_is_one_line_and_exit_2(capsys):

@@ -200,7 +200,7 @@ def test_a_file_for_another_model_is_refused_before_writing(tmp_path, capsys):
     assert not (tmp_path / "r18.safetensors").exists()
 
 
-@pytest.mark.parametrize("checkpoint", [".", "/", "", ".."])
+@pytest.mark.parametrize("checkpoint", [".", "/", ".."])  # "": tests/test_cli_usage.py
 def test_a_folder_or_no_path_is_refused_as_no_checkpoint(capsys, checkpoint):
     """The default output is named after the checkpoint's file name: a path with none crashed with exit 3
     (`PosixPath('.') has an empty name`) before anything was read."""

@@ -341,7 +341,7 @@ def _parser() -> argparse.ArgumentParser:
         "a PyTorch checkpoint (.pt .pth .pth.tar .ckpt .bin) -> a safetensors file the zoo entry loads (needs torch)",
     )
     sub.add_argument("model", help=OWN_MODEL_HELP)
-    sub.add_argument("checkpoint", help="the file as you have it: a state_dict, or a training checkpoint holding one")
+    sub.add_argument("checkpoint", type=values.path_text, help="the file as you have it (a state_dict or a checkpoint)")
     values.add_output(sub, "default: CHECKPOINT with the suffix .safetensors")
     sub.add_argument(
         "--trust-pickle",
@@ -381,10 +381,8 @@ def _parser() -> argparse.ArgumentParser:
         "run the network TensorRT's ONNX parser makes of MODEL.onnx in the interpreter "
         "and compare it with onnxruntime (exit 1 beyond tolerance)",
     )
-    sub.add_argument("model", help="an ONNX file")
-    sub.add_argument(
-        "--inputs", metavar="NPZ", help="the inputs as an .npz named like the network's inputs (default: random)"
-    )
+    sub.add_argument("model", type=values.path_text, help="an ONNX file")
+    sub.add_argument("--inputs", metavar="NPZ", help="an .npz named like the network's inputs (default: random)")
     sub.add_argument(
         "--layerwise",
         action="store_true",
