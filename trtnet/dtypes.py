@@ -26,6 +26,7 @@ DTYPES: tuple[str, ...] = tuple(_INFO)
 # for a numpy dtype: their weights travel as raw bits (see `graph.to_numpy_dtype`).
 _TO_NUMPY = {row.name: row.numpy for row in DATA_TYPES if row.numpy.kind != "V"}
 _FROM_NUMPY = {dtype: name for name, dtype in _TO_NUMPY.items()}
+NO_NUMPY = frozenset(DTYPES) - set(_TO_NUMPY)  # bfloat16, FP8: their values travel as raw bits
 
 
 def canonical(name: str, what: str = "dtype") -> str:

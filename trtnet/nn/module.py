@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trtnet.dtypes import canonical, numpy_of
+from trtnet.dtypes import DTYPES, NO_NUMPY, canonical
 from trtnet.errors import NetworkError
 from trtnet.graph import current_graph
 from trtnet.layouts import Layout
@@ -47,14 +47,18 @@ class Input:
         if not isinstance(self.name, str) or not self.name:  # TensorRT takes only strings, and "" names nothing
             raise NetworkError(f"an Input's name must be a non-empty string, not {self.name!r}")
         # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
-        object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
+        fed = [d for d in DTYPES if d not in NO_NUMPY]  # what a numpy array can be fed as
         try:
-            numpy_of(self.dtype)
-        except NetworkError:  # no numpy array could be fed to it
+            object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
+        except NetworkError:
+            raise NetworkError(
+                f"input {self.name!r} dtype {self.dtype!r}: an input is one of {', '.join(fed)}"
+            ) from None
+        if self.dtype in NO_NUMPY:
             raise NetworkError(
                 f"input {self.name!r}: a {self.dtype} input has no numpy dtype to be fed with; declare it float32 or "
                 "float16 (a bf16 or fp8 network casts it at the boundary)"
-            ) from None
+            )
         object.__setattr__(self, "shape", tuple(_dim(d, self.name) for d in self.shape))
 
     @property

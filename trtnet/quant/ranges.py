@@ -68,7 +68,7 @@ class Calibration:
         named = ", ".join(repr(k) + h for k, h in zip(unknown, hints)) + (", ..." if unknown[3:] else "")
         which = "which is not a quantized layer" if len(unknown) == 1 else "which are not quantized layers"
         some = "" if any(hints) else f" (those are e.g. {sorted(layers)[:3]})"
-        rules = sorted({k for k in unknown if k in ("first", "last")})
+        rules = sorted({k for k in unknown[:3] if k in ("first", "last")})  # of the names said
         if rules:  # calibrate's --keep rules, which the file holds resolved: the layers they chose
             one = len(rules) == 1
             some += (
