@@ -163,12 +163,46 @@ def test_left_padding_gives_the_unpadded_tokens(decoder):
             "attention_mask \\[5\\] must have input_ids' shape \\[2, 5\\]",
         ),
         (dict(max_new_tokens=4, attention_mask=np.array([[1, 1, 0, 0, 0], [1] * 5], np.uint8)), "row 0 has padding"),
+        # An id past the vocabulary failed in the embedding's gather, untyped; a stop or pad id past it was taken:
+        (
+            dict(max_new_tokens=4, input_ids=np.array([[1, 70]])),
+            r"input_ids must be token ids from 0 to 63 \(the vocab",
+        ),
+        (
+            dict(max_new_tokens=4, stop_tokens=[99]),
+            r"stop_tokens must be token ids from 0 to 63 \(the vocabulary\), not 99",
+        ),
+        (dict(max_new_tokens=4, pad_token_id=64), r"pad_token_id must be token ids from 0 to 63"),
+        (dict(max_new_tokens=4, temperature=float("inf")), "temperature = inf is not allowed: expected a finite"),
     ],
 )
 def test_bad_arguments_are_config_errors(decoder, kwargs, message):
     ids = kwargs.pop("input_ids", prompt())
     with pytest.raises(ConfigError, match=message):
         trtnet.generate(decoder, ids, **kwargs)
+
+
+def test_numpy_numbers_are_numbers(decoder):
+    """np.float32 temperatures and numpy integer counts were refused; np.float64 and numpy stop ids were not."""
+    want = trtnet.generate(decoder, prompt(), 3, temperature=0.5, top_k=3, seed=1)
+    got = trtnet.generate(decoder, prompt(), np.int64(3), temperature=np.float32(0.5), top_k=np.int64(3), seed=1)
+    assert np.array_equal(got, want)
+
+
+def test_top_p_keeps_the_tied_token_transformers_keeps():
+    """Of three tied logits the nucleus cut keeps the last id, as transformers' TopPLogitsWarper does (an
+    adversarial pass read it the other way round; greedy's argmax takes the first)."""
+    torch = pytest.importorskip("torch")
+    generation = pytest.importorskip("transformers.generation.logits_process")
+    logits = np.full((1, 26), -5.0, np.float32)
+    logits[0, [5, 12, 25]] = 5
+    sampling = Sampling(0.3, 5, 0.1)
+    scores = torch.from_numpy(logits.astype(np.float64))
+    for warper in (generation.TemperatureLogitsWarper(0.3), generation.TopKLogitsWarper(5)):
+        scores = warper(None, scores)
+    want = torch.softmax(generation.TopPLogitsWarper(0.1)(None, scores), -1).numpy()
+    got = sampling.distribution(logits)
+    assert np.flatnonzero(got[0]).tolist() == np.flatnonzero(want[0]).tolist() == [25]
 
 
 def test_a_mask_numpy_cannot_read_is_a_config_error(decoder):
@@ -282,6 +316,9 @@ def test_command_line_with_a_tokenizer(tmp_path, capsys):
     strict.save(str(tmp_path / "strict.json"))
     assert main([*args, "--tokenizer", str(tmp_path / "strict.json"), "--prompt", "zzz"]) == 2
     assert "the tokenizer " + str(tmp_path / "strict.json") + " cannot encode the prompt: " in capsys.readouterr().err
+    # A prompt of no tokens was said as ids outside the vocabulary: "got []".
+    assert main([*args, "--tokenizer", str(tmp_path / "tokenizer.json"), "--prompt", "  "]) == 2
+    assert "makes no tokens of the prompt '  '" in capsys.readouterr().err
     # Read by trtnet, not by tokenizers: a FIFO blocked past Ctrl-C and SIGTERM, /dev/zero filled the memory.
     os.mkfifo(tmp_path / "fifo")
     for special, kind in ((tmp_path / "fifo", "a FIFO"), ("/dev/zero", "a character device")):

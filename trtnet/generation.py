@@ -10,6 +10,8 @@ numpy `Generator` seeded by `seed`; `temperature=0` is greedy (argmax, the first
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ class Decoder:
     cache: list[tuple[str, str, str, str]]  # (past key, past value, present key, present value) per layer
     max_context: int
     max_batch: int
+    vocab: int = 0  # the logits' last dim: token ids run from 0 to vocab - 1 (0: not known)
 
     @classmethod
     def from_model(cls, model: Any, max_batch: int = 8, **options: Any) -> Decoder:
@@ -66,7 +69,9 @@ class Decoder:
         mask = specs.get("attention_mask")
         if mask is None or not layers:
             raise ConfigError("generate: the decode step has no attention_mask or past_key_values.* inputs")
-        return cls(_step(prefill), _step(decode), cache, _max(mask, 1), _max(mask, 0))
+        logits = next((s for s in prefill.outputs if s.name == "logits"), None)
+        vocab = int(logits.shape[-1]) if logits is not None and logits.shape and logits.shape[-1] > 0 else 0
+        return cls(_step(prefill), _step(decode), cache, _max(mask, 1), _max(mask, 0), vocab)
 
 
 def _max(spec: TensorSpec, axis: int) -> int:
@@ -92,17 +97,15 @@ class Sampling:
     top_p: float = 1.0  # 1.0: no nucleus cut
 
     def __post_init__(self) -> None:
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        ConfigError.check(
-            "temperature", self.temperature, "a number >= 0", lambda v: num(v) and v >= 0, source="generate"
-        )
-        ConfigError.check(
-            "top_k",
-            self.top_k,
-            "an integer >= 0",
-            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        num = lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))  # noqa: E731
+        ConfigError.check(  # inf would draw uniformly: say so with a large number instead
+            "temperature",
+            self.temperature,
+            "a finite number >= 0",
+            lambda v: num(v) and 0 <= v < math.inf,
             source="generate",
         )
+        ConfigError.check("top_k", self.top_k, "an integer >= 0", lambda v: _whole(v) and v >= 0, source="generate")
         ConfigError.check("top_p", self.top_p, "a number in (0, 1]", lambda v: num(v) and 0 < v <= 1, source="generate")
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
@@ -117,7 +120,7 @@ class Sampling:
             scores = np.where(scores < kth, -np.inf, scores)  # ties with the k-th are kept, as transformers does
         if self.top_p < 1.0:
             # transformers' TopPLogitsWarper: drop the low tail whose mass is at most 1 - top_p, keep the top one.
-            order = np.argsort(scores, axis=-1, kind="stable")
+            order = np.argsort(scores, axis=-1, kind="stable")  # of tied tokens the last id stays, as in transformers
             ascending = np.take_along_axis(scores, order, -1)
             cum = np.cumsum(_softmax(ascending), axis=-1)
             drop = cum <= 1 - self.top_p
@@ -177,7 +180,7 @@ def stream(
         max_new_tokens,
         f"an integer from 1 to {decoder.max_context - s} (the context "
         f"{decoder.max_context} less the prompt's {s} tokens)",
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= decoder.max_context - s,
+        lambda v: _whole(v) and 1 <= v <= decoder.max_context - s,
         source="generate",
     )
     ConfigError.check(
@@ -187,6 +190,13 @@ def stream(
         raise ConfigError(f"generate: stop_tokens must be a sequence of token ids, not {stop_tokens!r:.60}")
     stops = np.asarray([_token_id(t, "stop_tokens") for t in stop_tokens], np.int64)
     pad = _token_id(pad_token_id, "pad_token_id") if pad_token_id is not None else (int(stops[0]) if stops.size else 0)
+    if decoder.vocab:  # an id past the vocabulary failed in the embedding's gather (or, on an engine, read past it)
+        for what, given in (("input_ids", ids), ("stop_tokens", stops), ("pad_token_id", [pad])):
+            if len(given) and int(np.max(given)) >= decoder.vocab:
+                raise ConfigError(
+                    f"generate: {what} must be token ids from 0 to {decoder.vocab - 1} (the vocabulary), not "
+                    f"{int(np.max(given))}"
+                )
     if isinstance(seed, bool):  # numpy would take True as 1
         raise ConfigError("generate: seed must be None, an integer >= 0 or what else seeds numpy, not a bool")
     try:  # anything numpy seeds a generator with: None, an integer >= 0, a list of them, a Generator
@@ -265,6 +275,11 @@ def _prompt(input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray
             "as new tokens follow the last column"
         )
     return ids.astype(np.int32), mask.astype(np.int32)
+
+
+def _whole(v: Any) -> bool:
+    """An integer, numpy's too, not a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def _token_id(value: Any, what: str) -> int:

@@ -83,8 +83,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:  # loaded here, so that --strict refuses NaN or infinite weights as the other commands do
         model = entry.skeleton(config=args.config, max_context=args.max_context)
         load_weights(model, args.weights, check_finite="error" if args.strict else "warn", hint=mismatch_hint)
+    if not ids:  # said as token ids outside the vocabulary: "got []"
+        raise ConfigError(f"generate: the tokenizer {args.tokenizer} makes no tokens of the prompt {args.prompt!r:.60}")
     vocab = model.config.vocab_size
-    if not ids or max(ids) >= vocab:
+    if max(ids) >= vocab:
         raise ConfigError(f"generate: the prompt's token ids must be from 0 to {vocab - 1} (the vocabulary), got {ids}")
     room = model.max_context - len(ids)  # a default the context cannot hold is no reason to refuse the run
     count = args.max_new_tokens if args.max_new_tokens is not None else max(1, min(32, room))
