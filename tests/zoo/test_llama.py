@@ -147,6 +147,20 @@ def test_tied_head_loads_from_either_copy(tmp_path):
         llama(weights=state, config=untied.config.to_dict(), max_context=64)
 
 
+def test_rotary_frequencies_of_older_checkpoints_are_skipped():
+    """Checkpoints of older transformers carry each layer's `self_attn.rotary_emb.inv_freq`, which transformers
+    ignores on loading; they were refused as unexpected keys. Other stray keys still are."""
+    model = source("llama")
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    want = llama(weights=state, config=model.config.to_dict(), max_context=64).state_dict()
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = np.full(8, 3.0, np.float32)
+    got = llama(weights=state, config=model.config.to_dict(), max_context=64).state_dict()
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+    state["model.layers.0.self_attn.rotary_emb.scale"] = np.ones(1, np.float32)
+    with pytest.raises(WeightsError, match="unexpected key: model.layers.0.self_attn.rotary_emb.scale"):
+        llama(weights=state, config=model.config.to_dict(), max_context=64)
+
+
 def test_config_json_of_transformers_4_and_5(tmp_path):
     """rope_theta + rope_scaling (transformers 4's config.json) and rope_parameters (5's) read alike."""
     v4 = dict(TINY, rope_theta=5e5, rope_scaling=dict(LLAMA3_ROPE, original_max_position_embeddings=16))

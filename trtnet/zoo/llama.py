@@ -31,6 +31,10 @@ LLAMA_3_2_1B = LlamaConfig()  # the dataclass's defaults; a config.json is read 
 
 
 class LlamaAttention(DecoderAttention):
+    # The rotary frequencies that checkpoints of older transformers carry (as transformers does, the config's
+    # rope_theta and rope_scaling make the tables here, not the buffer).
+    skip_keys = ("rotary_emb.inv_freq",)
+
     def __init__(self, c: LlamaConfig) -> None:
         super().__init__(c.num_attention_heads, c.kv_heads, c.dim_per_head)
         d = c.dim_per_head
@@ -119,13 +123,9 @@ class LlamaForCausalLM(CausalLM):
 
     def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A tied LM head is saved twice by `state_dict()` (or only as `lm_head.weight`): keep the embedding."""
-        return tied_head(state, "model.embed_tokens.weight") if self.config.tie_word_embeddings else state
-        head, embed = state.get("lm_head.weight"), "model.embed_tokens.weight"
-        if head is not None and embed not in state:
-            state[embed] = state.pop("lm_head.weight")
-        elif head is not None and np.array_equal(np.asarray(head), np.asarray(state[embed])):
-            del state["lm_head.weight"]
-        return state
+        if not self.config.tie_word_embeddings:
+            return state
+        return tied_head(state, "model.embed_tokens.weight", why="the config ties it (tie_word_embeddings)")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor):
         c = self.config
