@@ -232,12 +232,9 @@ def load_weights(
     "warn", "error" or "off" for NaN/inf values. Returns the layouts the file was converted from ([] for none).
     """
     ConfigError.check("model", model, "a trtnet model (an nn.Module)", is_module, source="load_weights")
+    modes = ("warn", "error", "off")
     ConfigError.check(
-        "check_finite",
-        check_finite,
-        "'warn', 'error' or 'off'",
-        lambda v: isinstance(v, str) and v in ("warn", "error", "off"),
-        source="load_weights",
+        "check_finite", check_finite, "'warn', 'error' or 'off'", modes.__contains__, source="load_weights"
     )
     ConfigError.check(
         "weights",
@@ -255,7 +252,10 @@ def load_weights(
             + (f" (and {len(odd_keys) - 1} more keys)" if len(odd_keys) > 1 else "")
         )
     original = state
-    state, layouts = adapt_checkpoint(model, state)
+    try:
+        state, layouts = adapt_checkpoint(model, state)
+    except WeightsError as e:  # a module's own refusal (a head that differs from the embedding it is tied to)
+        raise WeightsError(f"{origin}: {e}") from None
     expected = dict(model.named_parameters())
     skipped, unused = _declared(model, state)
     missing = [k for k in expected if k not in state]

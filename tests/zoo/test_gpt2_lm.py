@@ -133,9 +133,16 @@ def test_tied_head_loads_from_either_copy_and_a_different_head_is_refused(tmp_pa
         np.tile(np.arange(7, dtype=np.int32), (2, 1)),
     )[0]
     np.testing.assert_array_equal(got, want)
-    state["lm_head.weight"] = state["lm_head.weight"] + 1
-    with pytest.raises(trtnet.errors.WeightsError, match="lm_head.weight"):
+    state["lm_head.weight"] = state["lm_head.weight"] + 1  # said only as an "unexpected key" before
+    with pytest.raises(
+        trtnet.errors.WeightsError,
+        match=r"^state dict: lm_head.weight differs from transformer.wte.weight, which is the head here: GPT-2 ties",
+    ):
         gpt2_lm(weights=state, config=config, max_context=64)
+    path = tmp_path / "untied.safetensors"
+    trtnet.save_safetensors(state, path)
+    with pytest.raises(trtnet.errors.WeightsError, match=rf"^{path}: lm_head.weight differs from transformer.wte"):
+        gpt2_lm(weights=path, config=config, max_context=64)
 
 
 def test_both_stages_build_with_dynamic_batch_and_lengths():

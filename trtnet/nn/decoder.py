@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from trtnet import ops
+from trtnet.errors import WeightsError
 from trtnet.nn.module import Input, Module, Parameter
 from trtnet.ops import kv_cache, rotary
 from trtnet.tensor import Tensor
@@ -135,12 +136,17 @@ class CausalLM(Module):
         return ["logits"] + [name for names in self.cache_names() for name in names[2:]]
 
 
-def tied_head(state: dict[str, np.ndarray], embed: str, head: str = "lm_head.weight") -> dict[str, np.ndarray]:
+def tied_head(
+    state: dict[str, np.ndarray], embed: str, head: str = "lm_head.weight", why: str = ""
+) -> dict[str, np.ndarray]:
     """A head tied to the embedding `embed`: `state_dict()` saves it twice (or only as `head`), safetensors keeps
-    either copy; the embedding stays. A head that differs from the embedding is left for strict loading to name."""
+    either copy; the embedding stays. A head that differs from the embedding is a WeightsError saying so (`why`
+    the model ties them): strict loading named it only as an unexpected key."""
     value = state.get(head)
     if value is not None and embed not in state:
         state[embed] = state.pop(head)
     elif value is not None and np.array_equal(np.asarray(value), np.asarray(state[embed])):
         del state[head]
+    elif isinstance(value, np.ndarray) and value.shape == np.shape(state[embed]):  # not shapes alone: values
+        raise WeightsError(f"{head} differs from {embed}, which is the head here: {why or 'the model ties them'}")
     return state

@@ -96,7 +96,7 @@ class GPT2LMHeadModel(CausalLM):
 
     def adapt_state(self, prefix: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The head is tied to `wte` (GPT-2 has no untied head): either saved copy loads."""
-        return tied_head(state, "transformer.wte.weight")
+        return tied_head(state, "transformer.wte.weight", why="GPT-2 ties its LM head to wte and has no other")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor):
         t = self.transformer
