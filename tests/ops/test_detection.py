@@ -203,3 +203,14 @@ def test_nms_layer_build_with_tensorrt_rtx_is_a_build_error():
         r"NMSOptions\(layer='layers'\)",
     ):
         trtnet.build(net, batch_size=1, cache=False)
+
+
+@IMPLEMENTATIONS
+def test_corners_in_either_order_are_the_box_they_span(layer):
+    """TensorRT's NMS layer takes any two opposite corners; the layers-only NMS took (10, 10, 0, 0) as an empty
+    box and kept all three of these where the layer kept one. Both now keep one, given as x1 <= x2, y1 <= y2."""
+    num, boxes, scores, _ = run(
+        [[10, 10, 0, 0], [0, 0, 10, 10], [9, 9, 1, 1]], [[0.9], [0.8], [0.7]], max_det=5, layer=layer
+    )
+    assert num == 1 and scores[0] == np.float32(0.9)
+    np.testing.assert_array_equal(boxes[0], np.float32([0, 0, 10, 10]))

@@ -99,6 +99,14 @@ def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
     return concat([c - half, c + half], -1)
 
 
+def _spanned(boxes: Tensor) -> Tensor:
+    """[..., 4] boxes given by any two opposite corners, as TensorRT's NMS layer takes them, as (x1, y1, x2, y2)
+    with x1 <= x2 and y1 <= y2: the layers-only NMS took (10, 10, 0, 0) as an empty box, the NMS layer as the
+    box from (0, 0) to (10, 10), and the two kept different boxes."""
+    a, b = boxes[..., 0:2], boxes[..., 2:4]
+    return concat([minimum(a, b), maximum(a, b)], -1)
+
+
 def pairwise_iou(boxes: Tensor) -> Tensor:
     """IoU of every pair of [B, K, 4] corner boxes: [B, K, K], computed as `torchvision.ops.box_iou` does."""
     x1, y1, x2, y2 = (boxes[..., i : i + 1] for i in range(4))  # [B, K, 1] each
@@ -111,7 +119,7 @@ def pairwise_iou(boxes: Tensor) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, options: NMSOptions, centre_size: bool = True) -> tuple[Tensor, ...]:
-    """Greedy NMS of [B, A, 4] boxes (cx, cy, w, h when `centre_size`, else x1, y1, x2, y2) with [B, A, C] class
+    """Greedy NMS of [B, A, 4] boxes (cx, cy, w, h when `centre_size`, else two opposite corners) with [B, A, C] class
     scores: each box's best class competes. Returns `num_dets` [B, 1] int32, `boxes` [B, max_det, 4] (x1, y1,
     x2, y2), `scores` [B, max_det] and `classes` [B, max_det] int32, best first, zero-padded past num_dets."""
     best, label = topk(scores, 1, 2)  # each box's best class (ties: TopK's choice)
@@ -119,7 +127,7 @@ def nms(boxes: Tensor, scores: Tensor, options: NMSOptions, centre_size: bool = 
     best = cast(best, "float32")
     k = min(options.candidates, best.shape[1])
     cand_scores, order = topk(best, k, 1)
-    corners = cxcywh_to_xyxy(boxes) if centre_size else boxes
+    corners = cxcywh_to_xyxy(boxes) if centre_size else _spanned(boxes)
     cand_boxes = batched_gather(cast(corners, "float32"), order)
     cand_labels = batched_gather(label, order)
     if options.uses_nms_layer():
