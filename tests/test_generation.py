@@ -212,6 +212,12 @@ def test_a_mask_numpy_cannot_read_is_a_config_error(decoder):
         trtnet.generate(decoder, prompt(), 4, attention_mask=mask)
 
 
+def test_a_max_batch_below_one_is_named():
+    """Decoder.from_model(m, max_batch=0) was refused as "batch_size (1, 1, 0)", a name the caller never gave."""
+    with pytest.raises(ConfigError, match=r"^generate: max_batch = 0 is not allowed: expected an integer >= 1"):
+        Decoder.from_model(llama(config=TINY, max_context=48), max_batch=0)
+
+
 def test_not_a_decoder_is_refused():
     from trtnet.zoo import resnet18
 

@@ -47,7 +47,8 @@ class Decoder:
                 f"generate: {type(model).__name__} is not a decoder with a KV cache (a zoo `llama` or `qwen2` model, "
                 "a pair of engines or networks, or a Decoder)"
             )
-        batch = (1, 1, max_batch)
+        ConfigError.check("max_batch", max_batch, "an integer >= 1", lambda v: _whole(v) and v >= 1, source="generate")
+        batch = (1, 1, int(max_batch))
         nets = [emit(model.stage(past), batch, **options) for past in (False, True)]
         return cls.from_pair(*nets)
 
