@@ -359,6 +359,10 @@ def test_qwen2_sliding_window_and_context_are_refused():
         Qwen2Config.from_hf({"use_sliding_window": True})
     with pytest.raises(ConfigError, match="max_context = 65 is not allowed"):
         llama(config=TINY, max_context=65)
+    # a context of one position was said as "an integer from 2 to max_position_embeddings 1"
+    with pytest.raises(ConfigError, match="^Llama: max_position_embeddings 1 leaves no position for a new token$"):
+        llama(config=dict(TINY, max_position_embeddings=1))
+    assert llama(config=TINY, max_context=np.int64(8)).max_context == 8  # a numpy integer was refused
 
 
 # TensorRT layers of the prefill and decode networks: per decoder block, and the rest (embedding, rotary tables,

@@ -12,6 +12,7 @@ cache out). Both share the module tree, so both load one weights file.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -93,12 +94,16 @@ class LlamaForCausalLM(CausalLM):
 
     def __init__(self, config: LlamaConfig = LLAMA_3_2_1B, past: bool = False, max_context: int | None = None) -> None:
         limit = config.max_position_embeddings
-        self.max_context = ConfigError.check(
-            "max_context",
-            limit if max_context is None else max_context,
-            f"an integer from 2 to max_position_embeddings {limit}",
-            lambda v: isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= limit,
-            source=config.MODEL,
+        if limit < 2:  # else "from 2 to 1": a prompt and one token need two positions
+            raise ConfigError(f"{config.MODEL}: max_position_embeddings {limit} leaves no position for a new token")
+        self.max_context = int(
+            ConfigError.check(
+                "max_context",
+                limit if max_context is None else max_context,
+                f"an integer from 2 to max_position_embeddings {limit}",
+                lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and 2 <= v <= limit,
+                source=config.MODEL,
+            )
         )
         self.model = LlamaModel(config)
         self.lm_head = (
