@@ -164,7 +164,7 @@ def test_verify_fails_on_perturbed_weights_and_names_the_tensor(perturbed):
     result = trtnet_cli("verify", "resnet18", "--weights", perturbed, "--batch", "1", "--against-seed", "0")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "weights: 1 tensor differs from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in result.stdout
-    assert "(need <= 0.0001) FAILED" in result.stdout and "resnet18: FAILED (1 of 2 checks passed)" in result.stdout
+    assert "(need <= 0.0001) FAILED" in result.stdout and "resnet18: FAILED (2 of 3 checks passed)" in result.stdout
 
 
 def test_verify_by_default_checks_only_the_re_expression(perturbed):

@@ -66,7 +66,7 @@ def test_against_seed_fails_on_weights_perturbed_after_export_and_names_the_tens
     assert status == 1, out + err
     assert f"weights: {perturbed}, compared with the source's random weights, seed 0" in out
     assert "weights: 1 tensor differs from the PyTorch source's: layer2.0.conv1.weight (max |diff|" in out
-    assert "(need <= 0.0001) FAILED" in out and "resnet18: FAILED (1 of 2 checks passed)" in out
+    assert "(need <= 0.0001) FAILED" in out and "resnet18: FAILED (2 of 3 checks passed)" in out
 
 
 def test_against_seed_says_when_the_file_was_in_a_converted_layout(tmp_path, capsys):
