@@ -437,6 +437,27 @@ def test_mse_ranges_chosen_for_one_format_are_refused_for_the_other_unless_reuse
         trtnet.build(tiny(), 2, precision="fp8", calibration=cal, cache=False, reuse_calibration=True)
 
 
+def test_ranges_of_a_larger_model_are_refused_even_where_they_cover_every_layer(tmp_path):
+    """ResNet-34's layer names include all of ResNet-18's: its file had a range for each and built a ResNet-18
+    without a word, with --reuse-calibration or when the file is one from before the inputs and weights were
+    recorded."""
+    from trtnet.zoo import resnet18, resnet34
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    big = resnet34()
+    big.image_size = 32
+    cal = trtnet.calibrate(big, [x])
+    path = tmp_path / "r34.json"
+    old = {k: v for k, v in json.loads(cal.to_json()).items() if k not in ("inputs", "weights")}
+    path.write_text(json.dumps(old))
+    small = resnet18()
+    small.image_size = 32
+    message = r"has ranges for layers this network does not have \('layer1.2.conv1/conv', .*another model"
+    for given, reuse in ((cal, True), (Calibration.load(path), False)):
+        with pytest.raises(NetworkError, match=message):
+            trtnet.emit(small, 2, precision="int8", calibration=given, reuse_calibration=reuse)
+
+
 def test_entropy_ranges_are_int8_ranges(tmp_path, capsys):
     """The entropy method (TensorRT's int8 calibrator) chooses each clipping for int8's 128 levels: asked for fp8
     it is refused, and an entropy file builds fp8 only when reused on purpose (it built one without a word)."""

@@ -113,7 +113,7 @@ def emit(
             args.append(t.cast(graph.float_dtype) if spec.dtype in ("float32", "float16") else t)
         results = users.run(model, "forward", model, *args)
         if policy.precision in FORMATS and policy.calibration is not None:
-            policy.calibration.check_keep(quant_points(graph))  # every point is known now: a kept layer is one
+            policy.calibration.check_layers(quant_points(graph))  # every point is known now: another model's ranges
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         names = _output_names(model, results)
         outputs = []

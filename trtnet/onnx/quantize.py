@@ -120,14 +120,7 @@ def quantize_network(network: Any, points: list[Point], calibration: Calibration
     if fmt not in FORMATS:
         raise NetworkError(f"quantized precision must be one of {tuple(FORMATS)}, not {fmt!r}")
     qtype = getattr(trt, fmt)
-    foreign = sorted(set(calibration.amax) - {p.key for p in points})
-    if foreign:  # ranges of layers this network lacks: they were measured on another model
-        where = f"calibration file {calibration.source}" if calibration.source else "the calibration"
-        raise NetworkError(
-            f"{where} has ranges for layers this network does not have ({', '.join(map(repr, foreign[:3]))}"
-            f"{', ...' if len(foreign) > 3 else ''}): it was measured on another model; calibrate this one"
-        )
-    calibration.check_keep({p.key for p in points})  # else a kept layer named wrong would be quantized, silently
+    calibration.check_layers({p.key for p in points})  # another model's; a kept layer named wrong
     keep: list[np.ndarray] = []
     pairs: dict[tuple[str, float], Any] = {}  # one pair per tensor and range, shared by its consumers
     tensors = {}

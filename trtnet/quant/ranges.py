@@ -56,6 +56,19 @@ class Calibration:
                 f"configuration; run trtnet.calibrate on this one"
             ) from None
 
+    def check_layers(self, layers: Collection[str]) -> None:
+        """A `NetworkError` if the file has ranges for layers that are not among `layers` (the quantized layers of
+        the network it is applied to): measured on another model, though one whose layers include all of these
+        (ResNet-34's file on a ResNet-18) has a range for each; then `check_keep`."""
+        foreign = sorted(set(self.amax) - set(layers))
+        if foreign:
+            where = f"calibration file {self.source}" if self.source else "the calibration"
+            raise NetworkError(
+                f"{where} has ranges for layers this network does not have ({', '.join(map(repr, foreign[:3]))}"
+                f"{', ...' if len(foreign) > 3 else ''}): it was measured on another model; calibrate this one"
+            )
+        self.check_keep(layers)
+
     def check_keep(self, layers: Collection[str]) -> None:
         """A `CalibrationError` if `keep` names a layer that is not one of `layers` (the quantized layers of the
         network it is applied to), as `--keep` is refused: a name edited by hand into the file, or mistyped,
