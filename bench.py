@@ -48,7 +48,7 @@ from trtnet.bench.reference import POROS_A10, SOURCE
 from trtnet.bench.report import CHART_FORMATS
 from trtnet.bench.targets import needs_probe, probe_current, target_report
 from trtnet.bench.timing import Deadline, RowBudget
-from trtnet.cli.values import path_given, positive
+from trtnet.cli.values import Repeated, path_given, positive
 from trtnet.errors import TrtnetError
 from trtnet.fileio import refuse_clobbering, writable_target
 from trtnet.fileread import read_json
@@ -102,10 +102,11 @@ def seconds(text: str) -> float:
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--all", action="store_true", help="every benchmark model of the zoo")
-    p.add_argument("--models", nargs="+", default=None, help="zoo names (any registered model)")
+    p.add_argument("--models", nargs="+", action=Repeated, default=None, help="zoo names (any registered model)")
     p.add_argument(
         "--batch-sizes",
         nargs="+",
+        action=Repeated,
         type=batch_size,
         default=None,
         help="default 1 2 4 8 16 32 (GPU, dry run), 1 without",
@@ -127,7 +128,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
         "--opt-batch", type=batch_size, default=None, help="the profile's tuned batch (default: the middle one)"
     )
     p.add_argument(
-        "--onnx-batches", nargs="+", type=batch_size, default=None, help="default: smallest and largest batch"
+        "--onnx-batches",
+        nargs="+",
+        action=Repeated,
+        type=batch_size,
+        default=None,
+        help="default: smallest and largest batch",
     )
     p.add_argument("--json", type=path_given, default=Path("bench-results.json"), help="results file")
     p.add_argument("--compare", type=path_given, default=None, help="an earlier --json file: print the changes")

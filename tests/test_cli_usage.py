@@ -257,3 +257,22 @@ def test_an_output_never_lands_on_the_model_config(capsys, tmp_path):
         assert status == 2, argv
         assert err[-1] == f"trtnet: error: {config}: cannot write {what} there: it is the model config too", argv
         assert config.read_text().startswith('{"n_embd": 32'), argv
+
+
+def test_a_list_option_given_again_adds_to_the_first():
+    """`--keep a --keep b` kept only b (argparse's nargs replaces the list): a layer asked to stay in fp16 was
+    quantized, and a wrong name in the first flag was never checked. The same for --atol/--rtol and
+    --preferred-batch. A default list is replaced, not added to."""
+    from trtnet.cli.app import _parser
+
+    parser = _parser()
+    calibrate = ["calibrate", "resnet18", "--data", "d.npz"]
+    assert parser.parse_args(calibrate).keep == ["last"]
+    assert parser.parse_args([*calibrate, "--keep", "a", "--keep", "b", "c"]).keep == ["a", "b", "c"]
+    assert parser.parse_args([*calibrate, "--keep"]).keep == []  # no layer kept
+    assert parser.parse_args(["build", "resnet18", "--keep", "a", "--keep", "b"]).keep == ["a", "b"]
+    check = parser.parse_args(["check", "m.onnx", "--atol", "1e-3", "--atol", "y:1e-2", "--rtol", "0"])
+    assert (check.atol, check.rtol) == (["1e-3", "y:1e-2"], ["0"])
+    triton = ["export-triton", "resnet18", "--repo", "r", "--preferred-batch", "2", "--preferred-batch", "4"]
+    assert parser.parse_args(triton).preferred_batch == [2, 4]
+    assert parser.parse_args(calibrate).keep == ["last"]  # the default list was not added to by the runs above

@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--calibration", metavar="FILE", help="activation ranges from `trtnet calibrate` (int8, fp8)")
     _reuse_option(sub)
     sub.add_argument(
-        "--keep", nargs="+", default=[], metavar="LAYER", help="int8/fp8: layers left in fp16 (first, last, names)"
+        "--keep", nargs="+", action=values.Repeated, default=[], metavar="LAYER", help="int8/fp8: layers left in fp16"
     )
     sub.add_argument(
         "--min-cosine",
@@ -231,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--keep",
         nargs="*",
+        action=values.Repeated,
         default=["last"],
         metavar="LAYER",
         help="layers left in fp16: first, last, or layer names (default: last)",
@@ -271,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
         "--preferred-batch",
         type=values.positive,
         nargs="+",
+        action=values.Repeated,
         metavar="N",
         help="the dynamic batcher's preferred batch sizes (default: the profile's opt and max)",
     )

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from trtnet.cli.outputs import refuse_overwriting_inputs
+from trtnet.cli.values import Repeated
 from trtnet.errors import TrtnetError
 from trtnet.fileio import output_folder
 from trtnet.onnx.shapes import quote_name
@@ -231,6 +232,7 @@ def add_check_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             flag,
             nargs="+",
+            action=Repeated,
             metavar="[OUTPUT:]TOL",
             help=f"{what} tolerance, elementwise |a-b| <= atol + rtol*|b| (Polygraphy's meaning); per output as "
             "OUTPUT:TOL; default from the network's compute type",

@@ -74,6 +74,16 @@ def path_text(text: str) -> str:
     return text
 
 
+class Repeated(argparse.Action):
+    """A list option given again adds to what it gave before (`--keep a --keep b` keeps both: argparse's own
+    nargs replaced the first list with the last, and `extend` would add to the default instead of replacing it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        before = getattr(namespace, self.dest, None)
+        before = [] if before is None or before is self.default else list(before)
+        setattr(namespace, self.dest, before + list(values))
+
+
 PATH_METAVARS = ("FILE", "DIR", "NPZ", "FILE.npz")
 
 
