@@ -90,6 +90,27 @@ def test_methods_clip_an_outlier_and_max_keeps_it():
     assert 0.5 < choose_amax(h, "entropy") < 1.0 + 2 * width
 
 
+def test_a_histogram_whose_first_batch_is_tiny_merges_bins_and_stays_exact():
+    """A first batch 1e-6 of a later one asked for 2e9 bins of its width (a MemoryError; 1e-9: 15 TiB). Past
+    MAX_BINS adjacent bins merge: the counts are those of the coarser width exactly, and every sample is counted."""
+    from trtnet.quant.histogram import MAX_BINS
+
+    first, later = RNG.uniform(0, 1e-6, 1000), RNG.uniform(-1, 1, 100_000)
+    h = Histogram(2048, with_hist=True)
+    h.add(first)
+    h.add(later)
+    assert len(h.counts) <= MAX_BINS and h.counts.sum() == first.size + later.size
+    # The first batch's bins (its largest value in the last of 2048), merged 2**k to one; the later batch's at
+    # the final width.
+    w0 = first.max() / 2048
+    k = int(round(np.log2(h.width / w0)))
+    assert h.width == w0 * 2**k
+    want = np.bincount(np.minimum((first / w0).astype(np.int64), 2047) >> k, minlength=len(h.counts))
+    want += np.bincount((np.abs(later) / h.width).astype(np.int64), minlength=len(h.counts))
+    np.testing.assert_array_equal(h.counts, want)
+    assert 0.99 <= choose_amax(h, "percentile", 99.9) <= 1.0
+
+
 def test_mse_clips_a_gaussian_below_its_max():
     # The squared error of 8-bit uniform quantization of N(0, 1) is smallest near 4 sigma (Banner et al.,
     # 2019), below the largest of 200 000 draws (about 4.9); fp8's relative precision favours less clipping.
@@ -208,6 +229,13 @@ def test_bad_calibration_files_are_refused(tmp_path):
             head + ', "weights": 5}': r'"weights" is 5, not a fingerprint',
             head + ', "inputs": [1]}': r'"inputs" is \[1\], not an object of',
             head + ', "inputs": {"x": {"shapes": [[3, "a"]]}}}': r'"inputs" is .*, not an object of',
+            # A 400-digit integer raised OverflowError (exit 3); empty records skipped the checks silently:
+            head.replace("1.0", "1" + "0" * 400) + "}": r"amax of 'a/conv' is 1000.*, not a number from 0 to 3.4e38",
+            head.replace('"max"', '"percentile"') + ', "percentile": 1' + "0" * 400 + "}": r'"percentile" is 1000',
+            head + ', "weights": ""}': r'"weights" is "", not a fingerprint \(64 hex digits\)',
+            head + ', "inputs": {}}': r'"inputs" is \{\}, not an object of',
+            head + ', "inputs": {"x": {"shapes": []}}}': r'"inputs" is .*, not an object of',
+            head.replace('"version": 1', '"version": true') + "}": r"version True, this trtnet reads version 1",
         }
     )
     for text, message in cases.items():

@@ -9,7 +9,8 @@ is measured, and its range (amax) chosen by one of:
 - "mse": the clipping that minimises the mean squared error of quantizing the histogram to the target format
   (int8 or fp8), as NVIDIA ModelOpt's MSE calibrator does for its candidates.
 Histograms cover [0, max |x|] in bins of one fixed width; a later batch with a larger value adds bins of the same
-width, so the result depends only on the batches and their order: calibration is deterministic.
+width (past `histogram.MAX_BINS`, adjacent bins merge and the width doubles), so the result depends only on the
+batches and their order: calibration is deterministic.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ import numpy as np
 from trtnet.errors import CalibrationError
 from trtnet.ops.quantize import FORMATS
 
+# The most bins a histogram grows to (8 MB of counts). A first batch far smaller than a later one (1e-6 of it)
+# asked for 2e9 bins of its width, and a MemoryError; past this, adjacent bins merge and the width doubles.
+MAX_BINS = 1 << 20
+
 
 class Histogram:
     """|x| over batches: the running max and, when the method needs it, a fixed-width histogram."""
@@ -32,7 +36,11 @@ class Histogram:
         if self.counts is None:
             self.width = top / self.bins
             self.counts = np.zeros(self.bins, np.int64)
-        n = max(len(self.counts), int(np.ceil(top / self.width)))
+        n = max(len(self.counts), int(min(np.ceil(top / self.width), 2**62)))
+        while n > MAX_BINS:  # bins 2j and 2j + 1 become bin j: the counts stay exact, at half the resolution
+            self.counts = np.append(self.counts, np.zeros(len(self.counts) % 2, np.int64)).reshape(-1, 2).sum(1)
+            self.width *= 2
+            n = max(len(self.counts), int(min(np.ceil(top / self.width), 2**62)))
         if n > len(self.counts):
             self.counts = np.concatenate([self.counts, np.zeros(n - len(self.counts), np.int64)])
         idx = np.minimum((a / self.width).astype(np.int64), n - 1)

@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import os
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,7 @@ class Calibration:
             raise CalibrationError(f"{where}: not JSON ({e})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise CalibrationError(f'{where}: not a trtnet calibration file (no "format": "{FORMAT}")')
-        if doc.get("version") != VERSION:
+        if doc.get("version") != VERSION or isinstance(doc.get("version"), (bool, float)):  # true == 1 == 1.0
             raise CalibrationError(f"{where}: version {doc.get('version')!r}, this trtnet reads version {VERSION}")
         amax, keep, method = doc.get("amax"), doc.get("keep", {}), doc.get("method")
         if not isinstance(amax, dict) or not isinstance(keep, dict) or not isinstance(method, str):
@@ -157,7 +158,8 @@ def _did_you_mean(name: str, names: Collection[str]) -> str:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A JSON number that is finite (an integer of 400 digits is: math.isfinite raised OverflowError on it)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
 
 
 def _check_records(meta: dict[str, Any], where: str) -> None:
@@ -168,8 +170,9 @@ def _check_records(meta: dict[str, Any], where: str) -> None:
     shape = lambda v: isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v)  # noqa: E731
     seen = lambda v: (  # noqa: E731
         isinstance(v, dict)
-        and isinstance(v.get("shapes", []), list)
-        and all(shape(s) for s in v.get("shapes", []))
+        and isinstance(v.get("shapes"), list)
+        and v["shapes"]
+        and all(shape(s) for s in v["shapes"])
         and isinstance(v.get("dtype", ""), str)
     )
     rules = {
@@ -178,10 +181,11 @@ def _check_records(meta: dict[str, Any], where: str) -> None:
         "samples": ("a whole number >= 1", whole),
         "batches": ("a whole number >= 1", whole),
         "percentile": ("a number in (0, 100]", lambda v: _number(v) and 0 < v <= 100),
-        "weights": ("a fingerprint (a string)", lambda v: isinstance(v, str)),
+        # An empty record skipped the check as silently as a missing one: a file is refused for it.
+        "weights": ("a fingerprint (64 hex digits)", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v)),
         "inputs": (
-            'an object of {"shapes": [[dims]], "dtype": "..."} by input name',
-            lambda v: isinstance(v, dict) and all(isinstance(k, str) and seen(s) for k, s in v.items()),
+            'an object of {"shapes": [[dims], ...], "dtype": "..."} by input name',
+            lambda v: isinstance(v, dict) and v and all(isinstance(k, str) and seen(s) for k, s in v.items()),
         ),
     }
     for key, (what, ok) in rules.items():
