@@ -154,6 +154,7 @@ def test_rotary_frequencies_of_older_checkpoints_are_skipped():
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     want = llama(weights=state, config=model.config.to_dict(), max_context=64).state_dict()
     state["model.layers.0.self_attn.rotary_emb.inv_freq"] = np.full(8, 3.0, np.float32)
+    state["model.rotary_emb.inv_freq"] = np.full(8, 3.0, np.float32)  # where later versions keep it
     got = llama(weights=state, config=model.config.to_dict(), max_context=64).state_dict()
     assert all(np.array_equal(got[k], want[k]) for k in want)
     state["model.layers.0.self_attn.rotary_emb.scale"] = np.ones(1, np.float32)

@@ -153,7 +153,7 @@ def test_a_config_that_checks_itself_keeps_its_own_rules():
     allowed) is left to it; one without gets the registry's rule for counts."""
     import dataclasses
 
-    from trtnet.zoo.registry import _size_like
+    from trtnet.zoo.overrides import _size_like
 
     @dataclasses.dataclass(frozen=True)
     class Plain:
@@ -237,7 +237,7 @@ def test_a_table_and_an_nms_set_from_values_become_the_configs_own_records():
     from trtnet.ops.detection import NMSOptions
     from trtnet.zoo.efficientnet import EfficientNetConfig
     from trtnet.zoo.mobilenet import MobileNetV2Config
-    from trtnet.zoo.registry import _setting
+    from trtnet.zoo.overrides import checked_setting as _setting
     from trtnet.zoo.yolov8 import YOLOConfig
 
     rows = _setting("rows", [[1, 16, 1, 1], [6, 24, 2, 2]], MobileNetV2Config(), "m")
@@ -279,7 +279,7 @@ def test_optional_fields_of_a_users_config():
     """A user's config annotated with a name only type checkers import made every override fail with a NameError
     from typing; a nested dataclass with a required field (or a None default) was refused as "expected a
     _MISSING_TYPE", or failed with an untyped TypeError."""
-    from trtnet.zoo.registry import _setting
+    from trtnet.zoo.overrides import checked_setting as _setting
 
     config = _UserConfig()
     assert _setting("width", 16, config, "u") == 16
@@ -290,6 +290,24 @@ def test_optional_fields_of_a_users_config():
         _setting("head", {}, config, "u")
     with pytest.raises(ConfigError, match=r"^u: width = 'four' is not allowed"):
         _setting("width", "four", config, "u")
+
+
+def test_a_quoted_name_inside_a_real_annotation_resolves():
+    """A config written without `from __future__ import annotations`, its field `Optional["_Head"]`: the quoted
+    name was left unresolved, and a mapping reached the model unchecked and unconverted."""
+    import typing
+
+    from trtnet.zoo.overrides import checked_setting
+
+    plain = dataclasses.make_dataclass(
+        "Plain",
+        [("head", typing.Optional["_Head"], dataclasses.field(default=None))],
+        frozen=True,
+        namespace={"__module__": __name__},
+    )
+    assert checked_setting("head", {"dim": 4}, plain(), "p") == _Head(4)
+    with pytest.raises(ConfigError, match=r"^p: head: .*missing 1 required positional argument: 'dim'"):
+        checked_setting("head", {}, plain(), "p")
 
 
 def test_rows_are_checked_for_what_their_blocks_build():

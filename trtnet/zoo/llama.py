@@ -77,6 +77,8 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
+    skip_keys = ("rotary_emb.inv_freq",)  # the model-level rotary buffer, where a checkpoint kept it (see above)
+
     def __init__(self, c: LlamaConfig) -> None:
         self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
         self.layers = [LlamaDecoderLayer(c) for _ in range(c.num_hidden_layers)]

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from trtnet import nn, ops
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import same_stages, torchvision_variant
+from trtnet.zoo.overrides import same_stages
+from trtnet.zoo.registry import torchvision_variant
 
 
 @dataclass(frozen=True)

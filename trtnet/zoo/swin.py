@@ -17,7 +17,8 @@ import numpy as np
 from trtnet import nn, ops
 from trtnet.layouts import Layout
 from trtnet.tensor import Tensor
-from trtnet.zoo.registry import same_stages, timm_variant
+from trtnet.zoo.overrides import same_stages
+from trtnet.zoo.registry import timm_variant
 
 SHIFT_MASK = -100.0  # timm's value for pairs of tokens from different regions of a shifted window
 
