@@ -75,3 +75,7 @@ def test_eps_pairs_up_by_module_path_and_names_what_differs():
     model = nn.Sequential(nn.LayerNorm(4), nn.Identity(), nn.BatchNorm2d(4, eps=1e-5))
     assert eps_pairs(source, model) == [("0", 1e-5, 1e-6), ("2", 1e-5, 1e-5)]  # "1" is on one side only
     assert eps_differences(source, model) == [("0", 1e-5, 1e-6)]
+    # An eps that is not a normalisation's (CosineSimilarity's, against a module of trtnet's keeping its own
+    # epsilon as _eps) failed verify though the outputs matched.
+    cosine, mine = torch.nn.Sequential(torch.nn.CosineSimilarity(eps=1e-8)), nn.Sequential(nn.LayerNorm(4))
+    assert eps_pairs(cosine, mine) == []

@@ -18,11 +18,15 @@ _SOURCE_EPS = ("eps", "variance_epsilon")
 
 
 def eps_pairs(source: Any, model: Module) -> list[tuple[str, float, float]]:
-    """(path, trtnet's eps, the source's) for every module of `source` with an eps whose path in `model` is a
-    module with one (trtnet's normalisations keep it as `_eps`); a module found on one side only is left out."""
+    """(path, trtnet's eps, the source's) for every normalisation of `source` (a module whose class name says
+    Norm: torch.nn's, transformers' RMSNorms) with an eps whose path in `model` is a module with one (trtnet's
+    normalisations keep it as `_eps`); a module found on one side only is left out, and so is an eps that is not
+    a normalisation's (CosineSimilarity's)."""
     ours = dict(model.named_modules())
     pairs = []
     for path, module in source.named_modules():
+        if "Norm" not in type(module).__name__:
+            continue
         theirs = next((getattr(module, n) for n in _SOURCE_EPS if _number(getattr(module, n, None))), None)
         mine = getattr(ours.get(path), "_eps", None)
         if theirs is not None and _number(mine):
