@@ -139,6 +139,10 @@ def test_tied_head_loads_from_either_copy_and_a_different_head_is_refused(tmp_pa
         match=r"^state dict: lm_head.weight differs from transformer.wte.weight, which is the head here: GPT-2 ties",
     ):
         gpt2_lm(weights=state, config=config, max_context=64)
+    nan = dict(state, **{"lm_head.weight": state["transformer.wte.weight"].copy()})
+    nan["lm_head.weight"][0, 0] = nan["transformer.wte.weight"][0, 0] = np.nan  # the same copy: not "differs"
+    with pytest.warns(UserWarning, match="NaN"):
+        gpt2_lm(weights=nan, config=config, max_context=64)
     path = tmp_path / "untied.safetensors"
     trtnet.save_safetensors(state, path)
     with pytest.raises(trtnet.errors.WeightsError, match=rf"^{path}: lm_head.weight differs from transformer.wte"):

@@ -145,7 +145,7 @@ def tied_head(
     value = state.get(head)
     if value is not None and embed not in state:
         state[embed] = state.pop(head)
-    elif value is not None and np.array_equal(np.asarray(value), np.asarray(state[embed])):
+    elif value is not None and np.array_equal(np.asarray(value), np.asarray(state[embed]), equal_nan=True):
         del state[head]
     elif isinstance(value, np.ndarray) and value.shape == np.shape(state[embed]):  # not shapes alone: values
         raise WeightsError(f"{head} differs from {embed}, which is the head here: {why or 'the model ties them'}")
