@@ -214,3 +214,9 @@ def test_corners_in_either_order_are_the_box_they_span(layer):
     )
     assert num == 1 and scores[0] == np.float32(0.9)
     np.testing.assert_array_equal(boxes[0], np.float32([0, 0, 10, 10]))
+    # a negative width or height given as a centre and size: the box of that size's magnitude
+    centred = NMSNet(NMSOptions(max_det=5, layer=layer), 3, 1, centre_size=True)
+    wide = np.float32([[[5, 5, -10, -10], [5, 5, 10, 10], [5, 5, 8, 8]]])
+    num, boxes, _, _ = trtnet.reference(centred, wide, np.float32([[[0.9], [0.8], [0.7]]]))
+    assert num[0, 0] == 1
+    np.testing.assert_array_equal(boxes[0, 0], np.float32([0, 0, 10, 10]))

@@ -18,6 +18,7 @@ from trtnet.graph import current_graph
 from trtnet.ops.core import axes_mask, out, shared_constant
 from trtnet.ops.elementwise import elementwise, equal, greater, maximum, minimum
 from trtnet.ops.shape import cast, concat, gather, pad, permute, reshape
+from trtnet.ops.unary import unary
 from trtnet.tensor import Tensor
 
 NMS_LAYERS = ("auto", "layers", "trt")
@@ -93,9 +94,11 @@ def frames_to_images(frames: Tensor) -> Tensor:
 
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """[..., 4] centre-size boxes to corners, as ultralytics' `xywh2xyxy` (half-sizes subtracted and added)."""
+    """[..., 4] centre-size boxes to corners, as ultralytics' `xywh2xyxy` (half-sizes subtracted and added), of
+    the sizes' magnitudes: a negative width made reversed corners, which TensorRT's NMS layer takes as the box
+    they span and the layers-only NMS did not."""
     c, wh = boxes[..., 0:2], boxes[..., 2:4]
-    half = wh / 2.0
+    half = unary(wh, "ABS") / 2.0
     return concat([c - half, c + half], -1)
 
 
