@@ -138,6 +138,44 @@ def test_the_command_line_calibrates_then_builds_int8(small, tmp_path):
     assert sidecar["precision"] == "int8" and sidecar["inputs"][0]["max_shape"] == [4, 3, 64, 64]
 
 
+class Pooled(torch.nn.Module):
+    """A detector-like stem: its image size is dynamic, and a 1x1 image does not go through its pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3)
+        self.conv2 = torch.nn.Conv2d(8, 4, 3)
+
+    def forward(self, images):
+        return torch.sigmoid(self.conv2(torch.nn.functional.max_pool2d(torch.relu(self.conv1(images)), 2)))
+
+
+def test_a_dynamic_image_size_that_downsamples_calibrates_from_the_command_line(tmp_path):
+    """The file was first parsed with every dynamic dim 1, only to read its inputs' names: a 1x1 image cannot be
+    pooled, and calibrate failed ("not consistent at layer ...") before the data was looked at."""
+    path = tmp_path / "pooled.onnx"
+    export_onnx(Pooled(), path, (2, 3, 32, 32), {0: "batch", 2: "height", 3: "width"})
+    data = tmp_path / "samples.npz"
+    np.savez(data, images=np.random.default_rng(3).standard_normal((4, 3, 64, 64)).astype(np.float32))
+    cal = tmp_path / "pooled.json"
+    r = trtnet_cli("calibrate", path, "--data", data, "-o", cal)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(cal.read_text())["inputs"] == {"images": {"shapes": [[3, 64, 64]], "dtype": "float32"}}
+    r = trtnet_cli(
+        "build",
+        path,
+        "--precision",
+        "int8",
+        "--calibration",
+        cal,
+        "--shapes",
+        "images:1x3x64x64",
+        "-o",
+        tmp_path / "p.plan",
+    )
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_kept_layer_the_file_names_wrong_is_refused_as_keep_is(small, tmp_path):
     """A "keep" edited by hand to a name the network lacks left the layer it meant quantized, silently."""
     data = tmp_path / "samples.npz"

@@ -24,13 +24,15 @@ from trtnet.quant.ranges import Calibration
 Batch = Mapping[str, np.ndarray]
 
 
-def read_data(path: str | os.PathLike, network: Any, batch: int) -> list[dict[str, np.ndarray]]:
-    """The arrays of the .npz at `path` cut into batches of `batch` samples along their first dim, named as the
-    network's inputs (a file of one array may leave it unnamed for a one-input network). A `CalibrationError`
-    names the file and the array that does not fit."""
+def read_data(
+    path: str | os.PathLike, network: Any, batch: int, arrays: dict[str, np.ndarray] | None = None
+) -> list[dict[str, np.ndarray]]:
+    """The arrays of the .npz at `path` (or `arrays`, read from it) cut into batches of `batch` samples along their
+    first dim, named as the network's inputs (a file of one array may leave it unnamed for a one-input network).
+    A `CalibrationError` names the file and the array that does not fit."""
     from trtnet.interpreter._common import np_dtype
 
-    arrays = read_npz(Path(path), "calibration data", CalibrationError)
+    arrays = read_npz(Path(path), "calibration data", CalibrationError) if arrays is None else arrays
     inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
     if len(arrays) == 1 and len(inputs) == 1:
         arrays = {next(iter(inputs)): next(iter(arrays.values()))}
@@ -86,8 +88,9 @@ def calibrate_onnx(
     count = samples = 0
     first = None
     if isinstance(data, (str, os.PathLike)):
-        probe = parse_onnx(path, shapes=_any_shapes(path))  # for the inputs' names, ranks and types
-        batches: Iterable[Batch] = read_data(data, probe.network, batch)
+        arrays = read_npz(Path(data), "calibration data", CalibrationError)
+        probe = parse_onnx(path, shapes=_probe_shapes(path, arrays))  # for the inputs' names, ranks and types
+        batches: Iterable[Batch] = read_data(data, probe.network, batch, arrays)
     else:
         batches = data
     for feeds in batches:
@@ -123,14 +126,20 @@ def calibrate_onnx(
     return found.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 
-def _any_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Shapes for reading the file's input names and types only: every dynamic dim sized 1."""
+def _probe_shapes(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Shapes for reading the file's input names and types: each dynamic dim sized as the data's array of that
+    input has it (1 where there is none to say). Every dynamic dim sized 1 made a detector with a dynamic image
+    size impossible to parse (a 1x1 image does not go through its downsampling), before any data was looked at."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
-    return {
-        i.name: tuple(d.dim_value if d.HasField("dim_value") else 1 for d in i.type.tensor_type.shape.dim)
-        for i in model.graph.input
-        if i.name not in inits
-    }
+    graph_inputs = [i for i in model.graph.input if i.name not in inits]
+    alone = next(iter(arrays.values())) if len(arrays) == 1 and len(graph_inputs) == 1 else None
+    shapes = {}
+    for i in graph_inputs:
+        dims = i.type.tensor_type.shape.dim
+        given = alone if alone is not None else arrays.get(i.name)
+        sizes = given.shape if given is not None and given.ndim == len(dims) else (1,) * len(dims)
+        shapes[i.name] = tuple(d.dim_value if d.HasField("dim_value") else max(1, s) for d, s in zip(dims, sizes))
+    return shapes
