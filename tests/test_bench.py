@@ -235,3 +235,16 @@ def test_cpu_mode_says_gpu_options_are_ignored_and_prints_results_it_cannot_save
     assert f"{out}: cannot write" in printed.err and not out.exists()
     saved = json.loads(printed.out.split("):\n", 1)[1].rsplit("\n}\n", 1)[0] + "\n}")
     assert saved["models"]["resnet18"]["routes"]["1"]["trtnet"] == figures
+
+
+def test_weights_found_in_a_relative_folder_are_handed_on_absolute(tmp_path, monkeypatch):
+    """The builds run in child processes started from the package's folder: `weights/resnet50.safetensors`,
+    found from another working folder, was then read from the wrong one and every row failed."""
+    from trtnet.bench.models import weights_for
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "resnet18.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    path, said = weights_for("resnet18", Path("weights"), tmp_path)
+    assert path == tmp_path / "weights" / "resnet18.safetensors" and path.is_absolute()
+    assert said == "weights from weights/resnet18.safetensors"

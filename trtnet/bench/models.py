@@ -45,8 +45,8 @@ def make_inputs(name: str, batch: int, seed: int = 0) -> list[np.ndarray]:
 def weights_for(name: str, weights_dir: Path, scratch: Path) -> tuple[Path | None, str]:
     """The safetensors file both sides load, and how it was chosen (in words)."""
     path = weights_dir / f"{name}.safetensors"
-    if path.exists():
-        return path, f"weights from {path}"
+    if path.exists():  # absolute: the builds run in child processes from the package's folder
+        return path.resolve(), f"weights from {path}"
     if not have("torch"):
         return None, "seeded random weights (trtnet.init_random, seed 0; no torch to compare with)"
     from trtnet.parity import export_state, torch_model
