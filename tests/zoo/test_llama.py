@@ -400,6 +400,18 @@ def test_both_stages_build_with_dynamic_batch_and_lengths():
         assert (mask.min_shape[1], mask.max_shape[1]) == ((2, 64) if past else (1, 64))
 
 
+@pytest.mark.parametrize("context", [48, 64, 65, 512])
+def test_the_decode_profile_adds_up_at_its_opt_shapes(context):
+    """Past + new tokens = mask length at min, opt and max: at contexts past 64 the opt was 64 + 1 = 64, and
+    TensorRT logged, building every real decoder, that the mask does not broadcast to 65 keys."""
+    model = llama(config=dict(TINY, num_hidden_layers=1, max_position_embeddings=512), max_context=context)
+    specs = {i.name: i for i in model.stage(True).inputs()}
+    ids, mask = specs["input_ids"].shape[0], specs["attention_mask"].shape[0]  # (min, opt, max) each
+    past = specs["past_key_values.0.key"].shape[1]
+    assert past[0] + ids[0] == mask[0] and past[1] + ids[1] == mask[1]  # min and opt
+    assert past[2] + 1 == mask[2] == context  # the longest past, and one new token
+
+
 @pytest.mark.parametrize("config", [LlamaConfig(), Qwen2Config()], ids=["llama_3_2", "qwen2"])
 def test_rope_tables_are_transformers_at_every_position_of_the_context(config) -> None:
     """At position 130,000 a ulp of inv_freq turns the angle by 0.01: numpy's float32 `power`, a ulp off for a fifth
