@@ -90,8 +90,8 @@ def test_a_hugging_face_config(tmp_path):
             "the default False",
         ),
         (
-            ("summary", "yolov5n", "--image-size", "320"),
-            "yolov5n: --image-size: yolov5n has no image_size to set (its inputs are x)",
+            ("summary", "gpt2", "--image-size", "320"),  # (YOLOv5 takes one now)
+            "gpt2: --image-size: gpt2 has no image_size to set (its inputs are input_ids, attention_mask)",
         ),
         (
             ("verify", "bert_base_uncased", "--seq-len", "600"),
@@ -130,10 +130,12 @@ def test_a_setting_given_twice_with_two_values_is_refused(tmp_path):
 
 
 def test_image_size_reaches_a_yolov8_config():
-    """YOLOv8/11 keep their input size in the config's `image_size`: --image-size said there was none to set."""
-    result = trtnet_cli("summary", "yolov8n", "--image-size", "320")
-    assert result.returncode == 0, result.stderr
-    assert "inputs x float32[1x3x320x320]" in result.stdout.splitlines()[0]
+    """YOLOv8/11 (and YOLOv5) keep their input size in the config's `image_size`: --image-size said there was none
+    to set."""
+    for name in ("yolov8n", "yolov5n"):
+        result = trtnet_cli("summary", name, "--image-size", "320")
+        assert result.returncode == 0, result.stderr
+        assert "inputs x float32[1x3x320x320]" in result.stdout.splitlines()[0]
 
 
 def test_set_takes_a_stage_table_and_nms_options_as_json():

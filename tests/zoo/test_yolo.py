@@ -47,6 +47,22 @@ def test_yolov8n_and_yolo11n_match_at_160():
         check(*parity(name, 160), 160)
 
 
+def test_yolov5_takes_an_image_size():
+    """YOLOv5's input was fixed at 640 (`--image-size 320` said it had none to set); its grid is sized from the
+    feature maps, so the size is the declared input's alone, a multiple of 32."""
+    pytest.importorskip("yolov5.models.yolo", reason="yolov5 is the PyTorch source of YOLOv5")
+    model = torch_model("yolov5n", seed=0)
+    ours = get_entry("yolov5n").fn(weights={k: v.numpy() for k, v in model.state_dict().items()}, image_size=160)
+    assert [(i.name, i.shape) for i in ours.inputs()] == [("x", (3, 160, 160))]
+    x = np.random.default_rng(1).standard_normal((2, 3, 160, 160)).astype(np.float32)
+    (want,) = torch_forward(model, x)
+    (got,) = trtnet.reference(ours, x)
+    assert got.shape == want.shape == (2, 3 * sum((160 // s) ** 2 for s in (8, 16, 32)), 85)
+    assert rel_error(got, want) <= 1e-4
+    with pytest.raises(trtnet.errors.ConfigError, match="image_size = 100 is not allowed: expected a multiple of 32"):
+        get_entry("yolov5n").fn(weights=None, image_size=100)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [640, 320])
 @pytest.mark.parametrize("name", NAMES)

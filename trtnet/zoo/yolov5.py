@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet import nn, ops
+from trtnet.errors import ConfigError
 from trtnet.nn.module import Input, Parameter
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
@@ -173,10 +174,19 @@ class YOLOv5Config:
     rows: tuple[Row, ...] = ROWS
     nms: NMSOptions | None = None  # in-engine NMS: fixed-size num_dets, boxes, scores, classes outputs
     preprocess: bool = False  # input uint8 NHWC BGR frames; the engine converts to float RGB NCHW / 255
+    image_size: int = 640  # the grid is a constant of the emitted network (see Detect), sized from it
 
 
 class YOLOv5(nn.Module):
     def __init__(self, config: YOLOv5Config) -> None:
+        ConfigError.check(  # else the upsampled map and the skip meet at other sizes, deep in TensorRT
+            "image_size",
+            config.image_size,
+            f"a multiple of {STRIDES[-1]}",
+            lambda v: v % STRIDES[-1] == 0,
+            source="YOLOv5",
+        )
+        self._image_size = config.image_size
         gd, gw = config.depth_multiple, config.width_multiple
         layers: list[nn.Module] = []
         channels: list[int] = []  # output channels of each layer, as parse_model's `ch`
@@ -202,7 +212,7 @@ class YOLOv5(nn.Module):
         self._outputs = DetectorOutputs(config.nms, config.preprocess)
 
     def inputs(self) -> list[Input]:
-        return [self._outputs.input(640)]
+        return [self._outputs.input(self._image_size)]
 
     def output_names(self, n: int) -> list[str]:
         return self._outputs.names()
