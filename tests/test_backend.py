@@ -44,6 +44,9 @@ def test_each_backend_builds_or_says_why_not(kind):
     else:  # not installed here (the data-centre package cannot be on PyPI-only machines): a clear error
         assert result.returncode != 0
         assert "BackendError: no TensorRT backend could be imported (tried" in result.stderr
+        # the package that was asked for is the one to install (TensorRT for RTX was suggested for either)
+        wanted = "`pip install tensorrt`" if kind == "tensorrt" else "`pip install tensorrt-rtx-cu12-bindings"
+        assert wanted in result.stderr
 
 
 def test_unknown_backend_name_is_refused():

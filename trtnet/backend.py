@@ -92,10 +92,12 @@ def get_backend() -> Backend:
             module = _try_import(name)
             if module is not None:
                 return Backend(trt=module, kind=kind, module_name=name, version=module.__version__)
-    raise BackendError(
-        f"no TensorRT backend could be imported (tried {', '.join(tried)}); "
-        "install TensorRT for RTX with `pip install tensorrt-rtx-cu12-bindings tensorrt-rtx-cu12-libs`"
+    install = (
+        "install NVIDIA TensorRT (`pip install tensorrt`), or leave TRTNET_BACKEND unset"
+        if wanted == "tensorrt"
+        else "install TensorRT for RTX with `pip install tensorrt-rtx-cu12-bindings tensorrt-rtx-cu12-libs`"
     )
+    raise BackendError(f"no TensorRT backend could be imported (tried {', '.join(tried)}); {install}")
 
 
 def get_trt() -> ModuleType:
