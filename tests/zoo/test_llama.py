@@ -145,6 +145,11 @@ def test_tied_head_loads_from_either_copy(tmp_path):
     state = {k: v.numpy() for k, v in untied.state_dict().items() if k != "lm_head.weight"}
     with pytest.raises(WeightsError, match="lm_head.weight"):
         llama(weights=state, config=untied.config.to_dict(), max_context=64)
+    # an untied checkpoint read with a config that ties the head (the default's): said so, with the fix
+    state = {k: v.numpy() for k, v in untied.state_dict().items()}
+    tied = dict(untied.config.to_dict(), tie_word_embeddings=True)
+    with pytest.raises(WeightsError, match=r"differs from model.embed_tokens.weight, .* own config.json \(--config\)"):
+        llama(weights=state, config=tied, max_context=64)
 
 
 def test_rotary_frequencies_of_older_checkpoints_are_skipped():

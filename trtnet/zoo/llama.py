@@ -132,7 +132,11 @@ class LlamaForCausalLM(CausalLM):
         """A tied LM head is saved twice by `state_dict()` (or only as `lm_head.weight`): keep the embedding."""
         if not self.config.tie_word_embeddings:
             return state
-        return tied_head(state, "model.embed_tokens.weight", why="the config ties it (tie_word_embeddings)")
+        return tied_head(
+            state,
+            "model.embed_tokens.weight",
+            why="the config ties it (tie_word_embeddings): give the checkpoint's own config.json (--config) if it does not",
+        )
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor):
         c = self.config
