@@ -76,8 +76,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--int8-methods", nargs="+", default=["max", "percentile", "entropy", "mse"])
-    ap.add_argument("--fp8-methods", nargs="+", default=["max", "mse"])
+    ap.add_argument("--int8-methods", nargs="*", default=["max", "percentile", "entropy", "mse"])
+    ap.add_argument("--fp8-methods", nargs="*", default=["max", "mse"])
+    ap.add_argument("--keep", nargs="+", default=["last"], help="layers left in fp16, as calibrate takes them")
     args = ap.parse_args()
     d = model_dir()
     model = bert_base_uncased(weights=d / "model.safetensors", config=d / "config.json", seq_len=args.seq_len)
@@ -96,7 +97,7 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for precision, methods in (("int8", args.int8_methods), ("fp8", args.fp8_methods)):
         for m in methods:
-            cal = stats.calibration(m, precision=precision)
+            cal = stats.calibration(m, precision=precision, keep=args.keep)
             q = trtnet.reference(model, *held, precision=precision, calibration=cal)
             eq = embeddings(q[0], held[1])
             cos = (eq * e32).sum(1)
