@@ -21,7 +21,11 @@ def add_command(command: Callable[..., argparse.ArgumentParser]) -> None:
         cmd_cache,
         "the engine cache's entries, most recently used first, and its size; --prune or --clear to shrink it",
     )
-    sub.add_argument("--dir", metavar="DIR", help="the cache folder (default: $TRTNET_CACHE_DIR, ~/.cache/trtnet)")
+    sub.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="the cache folder (default: $TRTNET_CACHE_DIR, else $XDG_CACHE_HOME/trtnet, else ~/.cache/trtnet)",
+    )
     shrink = sub.add_mutually_exclusive_group()
     shrink.add_argument(
         "--prune",
