@@ -27,6 +27,14 @@ def run(capsys, *args) -> tuple[int, str, str]:
     return status, out, err
 
 
+def forget_after(monkeypatch, entry: str) -> None:
+    """A zoo entry a user's file registers when the test imports it: gone from the registry after the test."""
+    from trtnet.zoo import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, entry, None)
+    monkeypatch.delitem(REGISTRY, entry)
+
+
 @pytest.fixture(scope="module")
 def own(tmp_path_factory) -> Path:
     """A user's own resnet18 weights: not any seed trtnet knows, saved as users save them."""
@@ -221,10 +229,7 @@ def test_a_user_entry_centred_on_no_linear_is_exit_2(tmp_path, capsys, monkeypat
         "def net(weights=None):\n"
         "    return Net()\n"
     )
-    from trtnet.zoo import REGISTRY
-
-    monkeypatch.setitem(REGISTRY, "user_centred", None)  # registered by the import: gone again after the test
-    monkeypatch.delitem(REGISTRY, "user_centred")
+    forget_after(monkeypatch, "user_centred")
     assert main(["verify", f"{tmp_path / 'centred.py'}:net"]) == 2
     assert "zoo entry 'user_centred': centered='fc' names no module of the source" in capsys.readouterr().err
 
@@ -320,10 +325,7 @@ def test_a_normalisation_eps_other_than_the_sources_fails_by_path(tmp_path, caps
         "    model.layer4[1].bn2._eps = 1e-3  # torchvision's is 1e-5\n"
         "    return model\n"
     )
-    from trtnet.zoo import REGISTRY
-
-    monkeypatch.setitem(REGISTRY, "user_eps", None)  # registered by the import: gone again after the test
-    monkeypatch.delitem(REGISTRY, "user_eps")
+    forget_after(monkeypatch, "user_eps")
     status, out, _ = run(capsys, "verify", f"{tmp_path / 'eps.py'}:net")
     assert status == 1
     assert "  normalisation eps: 1 of 20 differ: layer4.1.bn2 0.001 (the source's 1e-05) FAILED" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from trtnet.errors import ConfigError
 from trtnet.nn.module import Input, Module
 from trtnet.ops.detection import NMSOptions, frames_to_images, nms
 from trtnet.tensor import Tensor
@@ -51,3 +52,9 @@ def run_table(layers: Sequence[Module], sources: Sequence[int | Sequence[int]], 
             x = layer([x if s == -1 else outputs[s] for s in src])
         outputs.append(x)
     return x
+
+
+def checked_image_size(size: int, stride: int, model: str) -> int:
+    """A detector's input size, a multiple of its largest `stride`: else the upsampled map and the skip it meets
+    have other sizes, and TensorRT refuses the concatenation deep in the network."""
+    return ConfigError.check("image_size", size, f"a multiple of {stride}", lambda v: v % stride == 0, source=model)

@@ -15,11 +15,10 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.errors import ConfigError
 from trtnet.nn.module import Input, Parameter
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
-from trtnet.zoo.detection import DetectorOutputs, run_table
+from trtnet.zoo.detection import DetectorOutputs, checked_image_size, run_table
 from trtnet.zoo.registry import register_variant
 from trtnet.zoo.sources import yolov5_source
 
@@ -179,14 +178,7 @@ class YOLOv5Config:
 
 class YOLOv5(nn.Module):
     def __init__(self, config: YOLOv5Config) -> None:
-        ConfigError.check(  # else the upsampled map and the skip meet at other sizes, deep in TensorRT
-            "image_size",
-            config.image_size,
-            f"a multiple of {STRIDES[-1]}",
-            lambda v: v % STRIDES[-1] == 0,
-            source="YOLOv5",
-        )
-        self._image_size = config.image_size
+        self._image_size = checked_image_size(config.image_size, STRIDES[-1], "YOLOv5")
         gd, gw = config.depth_multiple, config.width_multiple
         layers: list[nn.Module] = []
         channels: list[int] = []  # output channels of each layer, as parse_model's `ch`

@@ -16,11 +16,10 @@ from typing import NamedTuple
 import numpy as np
 
 from trtnet import nn, ops
-from trtnet.errors import ConfigError
 from trtnet.nn.module import Input
 from trtnet.ops.detection import NMSOptions
 from trtnet.tensor import Tensor
-from trtnet.zoo.detection import DetectorOutputs, run_table
+from trtnet.zoo.detection import DetectorOutputs, checked_image_size, run_table
 from trtnet.zoo.registry import register_variant
 from trtnet.zoo.sources import ultralytics_source
 from trtnet.zoo.yolov5 import Concat, Upsample
@@ -306,13 +305,7 @@ class YOLO(nn.Module):
     """`DetectionModel`: the rows, then Detect over `detect_from`."""
 
     def __init__(self, config: YOLOConfig) -> None:
-        ConfigError.check(  # else the upsampled map and the skip meet at other sizes, deep in TensorRT
-            "image_size",
-            config.image_size,
-            f"a multiple of {STRIDES[-1]}",
-            lambda v: v % STRIDES[-1] == 0,
-            source="YOLO",
-        )
+        checked_image_size(config.image_size, STRIDES[-1], "YOLO")
         self._config = config
         gd, gw = config.depth_multiple, config.width_multiple
         layers: list[nn.Module] = []
