@@ -99,7 +99,7 @@ class Sampling:
 
     def __post_init__(self) -> None:
         num = lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))  # noqa: E731
-        ConfigError.check(  # inf would draw uniformly: say so with a large number instead
+        ConfigError.check(  # inf drew uniformly (every score 0): a large number says that
             "temperature",
             self.temperature,
             "a finite number >= 0",

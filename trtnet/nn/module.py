@@ -47,10 +47,10 @@ class Input:
         if not isinstance(self.name, str) or not self.name:  # TensorRT takes only strings, and "" names nothing
             raise NetworkError(f"an Input's name must be a non-empty string, not {self.name!r}")
         # A DSL dtype name ("fp16" spelled out as "float16"): checked here, where the model declares it.
-        fed = [d for d in DTYPES if d not in NO_NUMPY]  # what a numpy array can be fed as
         try:
             object.__setattr__(self, "dtype", canonical(self.dtype, f"input {self.name!r} dtype"))
         except NetworkError:
+            fed = [d for d in DTYPES if d not in NO_NUMPY]  # what a numpy array can be fed as
             raise NetworkError(
                 f"input {self.name!r} dtype {self.dtype!r}: an input is one of {', '.join(fed)}"
             ) from None

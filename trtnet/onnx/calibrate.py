@@ -25,14 +25,13 @@ Batch = Mapping[str, np.ndarray]
 
 
 def read_data(
-    path: str | os.PathLike, network: Any, batch: int, arrays: dict[str, np.ndarray] | None = None
+    arrays: dict[str, np.ndarray], path: str | os.PathLike, network: Any, batch: int
 ) -> list[dict[str, np.ndarray]]:
-    """The arrays of the .npz at `path` (or `arrays`, read from it) cut into batches of `batch` samples along their
-    first dim, named as the network's inputs (a file of one array may leave it unnamed for a one-input network).
-    A `CalibrationError` names the file and the array that does not fit."""
+    """The `arrays` read from the .npz at `path` cut into batches of `batch` samples along their first dim, named
+    as the network's inputs (a file of one array may leave it unnamed for a one-input network). A
+    `CalibrationError` names the file and the array that does not fit."""
     from trtnet.interpreter._common import np_dtype
 
-    arrays = read_npz(Path(path), "calibration data", CalibrationError) if arrays is None else arrays
     inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
     if len(arrays) == 1 and len(inputs) == 1:
         arrays = {next(iter(inputs)): next(iter(arrays.values()))}
@@ -90,7 +89,7 @@ def calibrate_onnx(
     if isinstance(data, (str, os.PathLike)):
         arrays = read_npz(Path(data), "calibration data", CalibrationError)
         probe = parse_onnx(path, shapes=_probe_shapes(path, arrays))  # for the inputs' names, ranks and types
-        batches: Iterable[Batch] = read_data(data, probe.network, batch, arrays)
+        batches: Iterable[Batch] = read_data(arrays, data, probe.network, batch)
     else:
         batches = data
     for feeds in batches:
