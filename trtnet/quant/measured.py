@@ -30,8 +30,8 @@ def check_calibration(
     cal: Calibration, model: Module, inputs: Sequence[Any], reuse: bool = False, precision: str | None = None
 ) -> None:
     """Refuse a calibration measured on other inputs (names, per-sample shapes outside the network's range, dtypes)
-    or weights than the network `model` is built into (`inputs`: its TensorSpecs), or whose mse ranges are for
-    another `precision`, naming what differs; `reuse=True` accepts it. Files without these records pass."""
+    or weights than the network `model` is built into (`inputs`: its TensorSpecs), or whose mse or entropy ranges
+    are for another `precision`, naming what differs; `reuse=True` accepts it. Files without these records pass."""
     check_measured(cal, inputs, lambda: weights_fingerprint(model), reuse, precision)
 
 
