@@ -276,3 +276,15 @@ def test_a_list_option_given_again_adds_to_the_first():
     triton = ["export-triton", "resnet18", "--repo", "r", "--preferred-batch", "2", "--preferred-batch", "4"]
     assert parser.parse_args(triton).preferred_batch == [2, 4]
     assert parser.parse_args(calibrate).keep == ["last"]  # the default list was not added to by the runs above
+
+
+def test_each_command_says_how_it_sizes_an_onnx_file(capsys):
+    """build and summary size an ONNX file by --shapes; calibrate by its --data arrays (it refuses --shapes): a
+    fix put calibrate's sentence into build's help."""
+    for command, said in (
+        ("build", "sized by --shapes"),
+        ("summary", "sized by --shapes"),
+        ("calibrate", "sized by the --data arrays"),
+    ):
+        assert main([command, "--help"]) == 0
+        assert said in " ".join(capsys.readouterr().out.split())

@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=values.seed, default=0, help="seed of the random weights (default 0)")
 
     sub = command("build", cmd_build, "build a TensorRT engine and save its plan")
-    sub.add_argument("model", help=OWN_MODEL_HELP + ", or an ONNX file (sized by the --data arrays)")
+    sub.add_argument("model", help=MODEL_HELP)
     weights_options(sub)
     sub.add_argument(
         "--batch",
@@ -211,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd_calibrate,
         "measure activation ranges for int8/fp8 in the reference interpreter and write them as JSON",
     )
-    sub.add_argument("model", help=MODEL_HELP)
+    sub.add_argument("model", help=OWN_MODEL_HELP + ", or an ONNX file (sized by the --data arrays)")
     weights_options(sub)
     sub.add_argument(
         "--data",
