@@ -112,7 +112,7 @@ def test_a_variant_takes_config_overrides_and_names_an_unknown_field():
             r"vgg11: stages = \(\[-5\], \[3\]\) is not allowed: expected a non-empty list of non-empty lists",
         ),
         ("vgg11", {"stages": [64, 128]}, r"vgg11: stages = \(64, 128\) is not allowed"),
-        ("yolov8n", {"image_size": 100}, r"YOLO: image_size = 100 is not allowed: expected a multiple of 32"),
+        ("yolov8n", {"image_size": 100}, r"YOLO: image_size = 100 is not allowed: expected a positive multiple of 32"),
     ],
     ids=[
         "no_blocks",
@@ -294,20 +294,23 @@ def test_optional_fields_of_a_users_config():
 
 def test_a_quoted_name_inside_a_real_annotation_resolves():
     """A config written without `from __future__ import annotations`, its field `Optional["_Head"]`: the quoted
-    name was left unresolved, and a mapping reached the model unchecked and unconverted."""
+    name was left unresolved, and a mapping reached the model unchecked and unconverted; so it was when another
+    field named a type the module imports only for type checkers. A bare `_Head` field is a dataclass field too."""
     import typing
 
     from trtnet.zoo.overrides import checked_setting
 
-    plain = dataclasses.make_dataclass(
-        "Plain",
-        [("head", typing.Optional["_Head"], dataclasses.field(default=None))],
-        frozen=True,
-        namespace={"__module__": __name__},
-    )
-    assert checked_setting("head", {"dim": 4}, plain(), "p") == _Head(4)
-    with pytest.raises(ConfigError, match=r"^p: head: .*missing 1 required positional argument: 'dim'"):
-        checked_setting("head", {}, plain(), "p")
+    fields = [
+        ("head", typing.Optional["_Head"], dataclasses.field(default=None)),
+        ("bare", _Head, dataclasses.field(default=None)),
+        ("scale", "Optional[Decimal]", dataclasses.field(default=None)),  # Decimal: never imported here
+    ]
+    plain = dataclasses.make_dataclass("Plain", fields, frozen=True, namespace={"__module__": __name__})
+    for key in ("head", "bare"):
+        assert checked_setting(key, {"dim": 4}, plain(), "p") == _Head(4)
+        with pytest.raises(ConfigError, match=rf"^p: {key}: .*missing 1 required positional argument: 'dim'"):
+            checked_setting(key, {}, plain(), "p")
+    assert checked_setting("scale", "0.5", plain(), "p") == "0.5"  # its type is unknown: passed as given
 
 
 def test_rows_are_checked_for_what_their_blocks_build():

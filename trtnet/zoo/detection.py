@@ -57,4 +57,5 @@ def run_table(layers: Sequence[Module], sources: Sequence[int | Sequence[int]], 
 def checked_image_size(size: int, stride: int, model: str) -> int:
     """A detector's input size, a multiple of its largest `stride`: else the upsampled map and the skip it meets
     have other sizes, and TensorRT refuses the concatenation deep in the network."""
-    return ConfigError.check("image_size", size, f"a multiple of {stride}", lambda v: v % stride == 0, source=model)
+    what = f"a positive multiple of {stride}"
+    return ConfigError.check("image_size", size, what, lambda v: v > 0 and v % stride == 0, source=model)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import sys
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +27,8 @@ def checked_setting(key: str, value: Any, config: Any, name: str) -> Any:
 
 def _optional(key: str, value: Any, config: Any, name: str) -> Any:
     """A field that defaults to None: None, or its dataclass type, given as one or as a mapping of its fields."""
-    kinds = [k for k in typing.get_args(_field_type(config, key)) if dataclasses.is_dataclass(k)]
+    hint = _field_type(config, key)
+    kinds = [k for k in (hint, *typing.get_args(hint)) if isinstance(k, type) and dataclasses.is_dataclass(k)]
     if value is None or not kinds or isinstance(value, kinds[0]):
         return value
     kind = kinds[0]
@@ -50,15 +50,12 @@ def _optional(key: str, value: Any, config: Any, name: str) -> Any:
 def _field_type(config: Any, key: str) -> Any:
     """The type of the config field `key`, its annotation evaluated where the config is defined; None where it
     cannot be (a name imported only for type checkers: typing.get_type_hints failed on the whole class)."""
-    try:  # every annotation resolved, quoted names inside real ones too (Optional["NMSOptions"])
-        return typing.get_type_hints(type(config)).get(key)
-    except Exception:  # noqa: BLE001  (one name the class cannot resolve fails them all: this field's alone)
-        pass
+    # typing resolves every annotation, quoted names inside real ones too (Optional["NMSOptions"]); one the class
+    # cannot resolve fails them all, so the field's own is resolved alone, in a class holding only it
     annotation = next(f.type for f in dataclasses.fields(config) if f.name == key)
+    alone = type("Field", (), {"__annotations__": {key: annotation}, "__module__": type(config).__module__})
     try:
-        return (
-            eval(annotation, vars(sys.modules[type(config).__module__])) if isinstance(annotation, str) else annotation
-        )  # noqa: S307
+        return typing.get_type_hints(alone).get(key)
     except Exception:  # noqa: BLE001  (whatever the annotation raises, the type is unknown)
         return None
 
