@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--int8-methods", nargs="*", default=["max", "percentile", "entropy", "mse"])
     ap.add_argument("--fp8-methods", nargs="*", default=["max", "mse"])
-    ap.add_argument("--keep", nargs="+", default=["last"], help="layers left in fp16, as calibrate takes them")
+    ap.add_argument("--keep", nargs="*", default=["last"], help="layers left in fp16, as calibrate takes them")
     args = ap.parse_args()
     d = model_dir()
     model = bert_base_uncased(weights=d / "model.safetensors", config=d / "config.json", seq_len=args.seq_len)

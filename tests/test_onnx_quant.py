@@ -174,6 +174,15 @@ def test_a_dynamic_image_size_that_downsamples_calibrates_from_the_command_line(
         tmp_path / "p.plan",
     )
     assert r.returncode == 0, r.stderr
+    # data that does not fit is said so, not as the parse at 1x1 failing at a layer
+    bad = tmp_path / "bad.npz"
+    for arrays, said in (
+        ({"images": np.zeros((3, 64, 64), np.float32)}, "array 'images' is float32[3, 64, 64]; input 'images' takes"),
+        ({"image": np.zeros((1, 3, 64, 64), np.float32), "x": np.zeros(1)}, "the model's inputs are ['images']"),
+    ):
+        np.savez(bad, **arrays)
+        r = trtnet_cli("calibrate", path, "--data", bad, "-o", tmp_path / "bad.json")
+        assert r.returncode == 2 and said in error_line(r), r.stderr
 
 
 def test_a_kept_layer_the_file_names_wrong_is_refused_as_keep_is(small, tmp_path):
@@ -324,3 +333,22 @@ def test_reuse_calibration_without_a_calibration_is_refused(small, tmp_path, com
     assert r.returncode == 2 and said[0] == "trtnet: error: --reuse-calibration needs the --calibration FILE it accepts"
     assert said[1:] == [f"trtnet: see `trtnet {command} --help`"], r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_float16_file_is_said_to_have_no_float32_layer_to_quantize(tmp_path):
+    """int8/fp8 quantize float32 layers: a float16 file was said to have "no convolution", though it has one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float16), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+        [w],
+    )
+    path = tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(CalibrationError, match=r"no float32 convolution or matrix product by constant weights"):
+        calibrate_onnx(path, [{"x": np.ones((1, 3, 8, 8), np.float16)}])

@@ -88,7 +88,7 @@ def calibrate_onnx(
     first = None
     if isinstance(data, (str, os.PathLike)):
         arrays = read_npz(Path(data), "calibration data", CalibrationError)
-        probe = parse_onnx(path, shapes=_probe_shapes(path, arrays))  # for the inputs' names, ranks and types
+        probe = parse_onnx(path, shapes=_probe_shapes(path, arrays, data))  # for the inputs' names, ranks and types
         batches: Iterable[Batch] = read_data(arrays, data, probe.network, batch)
     else:
         batches = data
@@ -119,16 +119,20 @@ def calibrate_onnx(
     if first is None:
         raise CalibrationError(f"{path}: no calibration batches were given")
     if not points:
-        raise CalibrationError(f"{path}: the network has no convolution or linear layer to quantize")
+        raise CalibrationError(  # a float16 file has convolutions, none of them float32
+            f"{path}: the network has no float32 convolution or matrix product by constant weights to quantize "
+            "(int8/fp8 quantize float32 layers: export the file in float32)"
+        )
     network = first[0].network
     found = RangeStats(path.name, network, points, stats, count, samples, inputs, weights_fingerprint(network))
     return found.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 
-def _probe_shapes(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+def _probe_shapes(path: Path, arrays: dict[str, np.ndarray], data: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """Shapes for reading the file's input names and types: each dynamic dim sized as the data's array of that
-    input has it (1 where there is none to say). Every dynamic dim sized 1 made a detector with a dynamic image
-    size impossible to parse (a 1x1 image does not go through its downsampling), before any data was looked at."""
+    input has it. Every dynamic dim sized 1 made a detector with a dynamic image size impossible to parse (a 1x1
+    image does not go through its downsampling), before any data was looked at; data that does not name or
+    shape the inputs as the file does is refused here, saying so, for the same reason."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -139,6 +143,16 @@ def _probe_shapes(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, tuple[
     for i in graph_inputs:
         dims = i.type.tensor_type.shape.dim
         given = alone if alone is not None else arrays.get(i.name)
-        sizes = given.shape if given is not None and given.ndim == len(dims) else (1,) * len(dims)
-        shapes[i.name] = tuple(d.dim_value if d.HasField("dim_value") else max(1, s) for d, s in zip(dims, sizes))
+        if given is None:
+            raise CalibrationError(
+                f"calibration data {data}: has arrays {sorted(arrays)}; the model's inputs are "
+                f"{[g.name for g in graph_inputs]} (name the arrays after them)"
+            )
+        if given.ndim != len(dims):  # read_data's words
+            kind = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name
+            raise CalibrationError(
+                f"calibration data {data}: array {i.name!r} is {given.dtype}{list(given.shape)}; input {i.name!r} "
+                f"takes {kind} of rank {len(dims)}"
+            )
+        shapes[i.name] = tuple(d.dim_value if d.HasField("dim_value") else max(1, s) for d, s in zip(dims, given.shape))
     return shapes

@@ -135,7 +135,7 @@ class LlamaForCausalLM(CausalLM):
         return tied_head(
             state,
             "model.embed_tokens.weight",
-            why="the config ties it (tie_word_embeddings): give the checkpoint's own config.json (--config) if it does not",
+            why="the config ties it (tie_word_embeddings): give the checkpoint's own config.json (config=, --config) if it does not",
         )
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *past: Tensor):
