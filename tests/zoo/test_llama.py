@@ -148,7 +148,9 @@ def test_tied_head_loads_from_either_copy(tmp_path):
     # an untied checkpoint read with a config that ties the head (the default's): said so, with the fix
     state = {k: v.numpy() for k, v in untied.state_dict().items()}
     tied = dict(untied.config.to_dict(), tie_word_embeddings=True)
-    with pytest.raises(WeightsError, match=r"differs from model.embed_tokens.weight, .* own config.json \(config=, --config\)"):
+    with pytest.raises(
+        WeightsError, match=r"differs from model.embed_tokens.weight, .* own config.json \(config=, --config\)"
+    ):
         llama(weights=state, config=tied, max_context=64)
 
 

@@ -59,7 +59,9 @@ def test_yolov5_takes_an_image_size():
     (got,) = trtnet.reference(ours, x)
     assert got.shape == want.shape == (2, 3 * sum((160 // s) ** 2 for s in (8, 16, 32)), 85)
     assert rel_error(got, want) <= 1e-4
-    with pytest.raises(trtnet.errors.ConfigError, match="image_size = 100 is not allowed: expected a positive multiple of 32"):
+    with pytest.raises(
+        trtnet.errors.ConfigError, match="image_size = 100 is not allowed: expected a positive multiple of 32"
+    ):
         get_entry("yolov5n").fn(weights=None, image_size=100)
     from trtnet.zoo.yolov5 import YOLOv5, YOLOv5Config
 
