@@ -219,3 +219,40 @@ def test_bad_layerwise_arguments_are_parity_errors(mobilenet_v3):
             layerwise(*args, **options)
     with pytest.raises(NetworkError, match=r"expected a trtnet Module"):
         layerwise(None, source, [x])
+
+
+class WideHead(nn.Module):
+    """A Linear whose sums run over 4096 values to outputs of cancelling terms (as a centred classifier's)."""
+
+    def __init__(self) -> None:
+        self.fc = nn.Linear(4096, 4)
+
+    def inputs(self):
+        return [nn.Input("x", (4096,))]
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_the_sources_own_fp32_rounding_is_not_blamed_on_trtnet():
+    """verify resnet152 --layerwise blamed the centred `fc` for PyTorch's own fp32 sums (PyTorch 3e-4 from float64,
+    trtnet 3.4e-5): a departing module is run alone in float64, and blamed only where trtnet is the farther side."""
+    torch.manual_seed(0)
+    source = torch.nn.Sequential()
+    source.fc = torch.nn.Linear(4096, 4)
+    model = WideHead()
+    load_weights(model, {k: v.numpy() for k, v in source.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 4096)).astype(np.float32)
+    torch32 = source(torch.from_numpy(x)).detach().numpy().astype(np.float64)
+    exact = torch.nn.Sequential(source.fc.double())(torch.from_numpy(x.astype(np.float64))).detach().numpy()
+    source.float()
+    scale = np.abs(exact).max()
+    pytorch_error = np.abs(torch32 - exact).max() / scale
+    tolerance = pytorch_error / 2  # PyTorch fp32 departs from float64 by more; trtnet is within it
+    report = layerwise(model, source, [x], tolerance=tolerance)
+    assert report.passed, report.text()
+    assert [c.name for c in report.calls if c.settled] == ["fc"]
+    assert "the source's own fp32 rounding, by its module run in float64: fc" in report.text()
+    # a real fault in the same module is still blamed: float64 finds trtnet the farther side
+    model.fc.bias.value = model.fc.bias.value + 1.0
+    assert layerwise(model, source, [x], tolerance=tolerance).blamed.name == "fc"

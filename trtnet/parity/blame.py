@@ -44,6 +44,7 @@ class Call:
     inputs: list[Side]
     outputs: list[Side]
     counterpart: bool = True  # whether the reference has a module of this path (and this many calls of it)
+    settled: bool = False  # departs from the source's fp32 output, but the module run in float64 says trtnet is right
 
     @property
     def name(self) -> str:
@@ -55,7 +56,7 @@ class Call:
         return max(errors) if errors else None
 
     def departs(self, tolerance: float) -> bool:
-        return any(s.departs(tolerance) for s in self.outputs)
+        return not self.settled and any(s.departs(tolerance) for s in self.outputs)
 
     def inputs_agree(self, tolerance: float) -> bool:
         return not any(s.departs(tolerance) for s in self.inputs)
@@ -84,6 +85,12 @@ class Layerwise:
             f"layerwise: {n} module call{'s' if n != 1 else ''} compared with {self.reference} in execution order "
             f"(departs: rel error > {self.tolerance:g})"
         ]
+        settled = [c for c in self.calls if c.settled]
+        if settled:
+            lines.append(
+                f"the source's own fp32 rounding, by its module run in float64: {', '.join(c.name for c in settled[:rows])}"
+                f" (trtnet is within tolerance of float64 there, or closer to it)"
+            )
         if self.blamed is None:
             drift = [c for c in self.calls if c.departs(self.tolerance)]
             lines.append(
@@ -296,14 +303,52 @@ def layerwise(model: Module, source: Any, inputs: Sequence[np.ndarray], *, toler
     ours, links = _run_calls(model, inputs, policy)
     theirs = _source_calls(source, {p for p, *_ in ours}, inputs)
     count: dict[str, int] = defaultdict(int)
-    calls = []
+    calls, pairs = [], []
     for path, kind, ins, outs in ours:
         k = count[path]
         count[path] += 1
         refs = theirs.get(path, [])
-        calls.append(_pair(path, kind, ins, outs, refs[k] if k < len(refs) else None))
-    report = Layerwise(calls, TOLERANCE["fp32"] if tolerance is None else tolerance, "the PyTorch source")
-    return _verdict(report, links)
+        pairs.append((path, ins, outs, refs[k] if k < len(refs) else None))
+        calls.append(_pair(path, kind, *pairs[-1][1:]))
+    report = _verdict(
+        Layerwise(calls, TOLERANCE["fp32"] if tolerance is None else tolerance, "the PyTorch source"), links
+    )
+    modules = dict(source.named_modules())
+    while report.blamed is not None:  # the source's own fp32 rounding is not trtnet's departure: float64 says whose
+        path, ins, outs, ref = pairs[report.calls.index(report.blamed)]
+        if ref is None or not _float64_settles(modules.get(path), (ins, outs), ref, report.tolerance):
+            break
+        report.blamed.settled = True
+        report = _verdict(Layerwise(report.calls, report.tolerance, report.reference), links)
+    return report
+
+
+def _float64_settles(module: Any, ours: tuple[list, list], theirs: tuple[list, list], tolerance: float) -> bool:
+    """Whether the source's `module`, run in float64 on each side's own inputs, finds trtnet's outputs within
+    `tolerance` of it or closer to it than the source's fp32 outputs are (ResNet-152's centred `fc`: PyTorch's fp32
+    sums 1.5e-4 from float64, and `verify --layerwise` blamed `fc`); False where it cannot be run so."""
+    import copy
+
+    import torch
+
+    if module is None:
+        return False
+    wide = copy.deepcopy(module).double()
+
+    def error(side: tuple[list, list]) -> list[float | None]:
+        ins, outs = side
+        args = [torch.from_numpy(np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else x) for x in ins]
+        with torch.no_grad():
+            exact = [t.numpy() for t in _tensors(wide(*args))]
+        if len(exact) != len(outs):
+            raise ValueError("another count of outputs")
+        return [compare(got, want).error for got, want in zip(outs, exact)]
+
+    try:
+        mine, source = error(ours), error(theirs)
+    except Exception:  # noqa: BLE001  (keyword inputs, buffers of other types: not arbitrated, the blame stands)
+        return False
+    return all(m is not None and s is not None and (m <= tolerance or m <= s) for m, s in zip(mine, source))
 
 
 def layerwise_precision(
