@@ -352,3 +352,40 @@ def test_a_float16_file_is_said_to_have_no_float32_layer_to_quantize(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(CalibrationError, match=r"no float32 convolution or matrix product by constant weights"):
         calibrate_onnx(path, [{"x": np.ones((1, 3, 8, 8), np.float16)}])
+
+
+class Tokens(torch.nn.Module):
+    """Two Linears over [B, S, H] inputs, as a transformer's: TensorRT's parser broadcasts each weight by a
+    shuffle that adds a leading 1 before the matrix multiply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(16, 32)
+        self.fc2 = torch.nn.Linear(32, 8)
+
+    def forward(self, images):
+        return self.fc2(torch.relu(self.fc1(images)))
+
+
+def test_a_linear_over_tokens_is_quantized(tmp_path):
+    """Its weight reaches the matrix multiply through the parser's reshape: the placement did not follow it, and
+    a transformer file had nothing to quantize ("no convolution or linear layer")."""
+    path = tmp_path / "tokens.onnx"
+    export_onnx(Tokens(), path, (2, 5, 16), {0: "batch"})
+    rng = np.random.default_rng(0)
+    cal = calibrate_onnx(
+        path, [{"images": rng.standard_normal((4, 5, 16)).astype(np.float32)} for _ in range(2)], keep=()
+    )
+    assert sorted(cal.amax) == ["/fc1/MatMul", "/fc2/MatMul"]
+    x = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    want = run_network(trtnet.parse_onnx(path, batch_size=2).network, {"images": x})["out"]
+    net = trtnet.parse_onnx(path, batch_size=2, precision="int8", calibration=cal)
+    network = net.network
+    producer = {
+        network.get_layer(i).get_output(0).name: network.get_layer(i).type.name for i in range(network.num_layers)
+    }
+    for name in ("/fc1/MatMul", "/fc2/MatMul"):  # input and weight both through a Q/DQ pair
+        layer = next(network.get_layer(i) for i in range(network.num_layers) if network.get_layer(i).name == name)
+        assert [producer[layer.get_input(j).name] for j in (0, 1)] == ["DEQUANTIZE", "DEQUANTIZE"], name
+    cosine, rel = _cosine_rel(run_network(network, {"images": x})["out"], want)
+    assert cosine >= 0.999 and 1e-4 < rel <= 0.05, (cosine, rel)  # quantized, and close

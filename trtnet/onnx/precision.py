@@ -110,6 +110,7 @@ def typed(layer: Any) -> Any:
         "SCALE": "IScaleLayer",
         "CAST": "ICastLayer",
         "FILL": "IFillLayer",
+        "SHUFFLE": "IShuffleLayer",
     }.get(layer.type.name)
     if name is not None:
         layer.__class__ = getattr(trt, name)

@@ -55,7 +55,11 @@ def find_points(network: Any) -> list[Point]:
     conv_outputs: set[str] = set()
 
     def constant_of(t: Any) -> Any:
+        """The constant layer `t` is, or is a reshape of: TensorRT's parser broadcasts a Linear's weight over
+        [B, S, H] inputs by a shuffle that only adds leading 1s (a transformer's Linear was never quantized)."""
         layer = producer.get(t.name) if t is not None else None
+        if layer is not None and layer.type.name == "SHUFFLE" and _plain_reshape(layer):
+            layer = producer.get(layer.get_input(0).name)
         return layer if layer is not None and layer.type.name == "CONSTANT" else None
 
     for layer in layers:
@@ -94,6 +98,17 @@ def find_points(network: Any) -> list[Point]:
     if twice:  # calibration ranges are keyed by layer name: a name used twice would mix two tensors' ranges
         raise NetworkError(f"layer names {twice} are used twice in the parsed network: its quantization is ambiguous")
     return points
+
+
+def _plain_reshape(layer: Any) -> bool:
+    """A shuffle that reshapes its one input as it is laid out: no transposition, no shape given at run time."""
+    identity = list(range(8))
+    return (
+        layer.num_inputs == 1
+        and list(layer.first_transpose) == identity
+        and list(layer.second_transpose) == identity
+        and layer.reshape_dims is not None
+    )
 
 
 def weights_fingerprint(network: Any) -> str:
