@@ -33,13 +33,7 @@ def read_data(
     from trtnet.interpreter._common import np_dtype
 
     inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
-    if len(arrays) == 1 and len(inputs) == 1:
-        arrays = {next(iter(inputs)): next(iter(arrays.values()))}
-    if sorted(arrays) != sorted(inputs):
-        raise CalibrationError(
-            f"calibration data {path}: has arrays {sorted(arrays)}; the model's inputs are {list(inputs)} "
-            "(name the arrays after them)"
-        )
+    arrays = _named(arrays, list(inputs), path)
     for name, tensor in inputs.items():
         a, want = arrays[name], np_dtype(tensor.dtype)
         if a.dtype != want or a.ndim != len(tensor.shape) or a.ndim == 0:
@@ -128,6 +122,19 @@ def calibrate_onnx(
     return found.calibration(method, percentile=percentile, precision=precision, keep=keep)
 
 
+def _named(arrays: dict[str, np.ndarray], names: list[str], data: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The data's arrays by input name (a file of one array may leave it unnamed for a one-input model), or a
+    `CalibrationError` where they do not name the inputs."""
+    if len(arrays) == 1 and len(names) == 1:
+        return {names[0]: next(iter(arrays.values()))}
+    if sorted(arrays) != sorted(names):
+        raise CalibrationError(
+            f"calibration data {data}: has arrays {sorted(arrays)}; the model's inputs are {names} (name the arrays "
+            "after them)"
+        )
+    return arrays
+
+
 def _probe_shapes(path: Path, arrays: dict[str, np.ndarray], data: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """Shapes for reading the file's input names and types: each dynamic dim sized as the data's array of that
     input has it. Every dynamic dim sized 1 made a detector with a dynamic image size impossible to parse (a 1x1
@@ -138,16 +145,10 @@ def _probe_shapes(path: Path, arrays: dict[str, np.ndarray], data: str | os.Path
     model = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in inits]
-    alone = next(iter(arrays.values())) if len(arrays) == 1 and len(graph_inputs) == 1 else None
+    named = _named(arrays, [i.name for i in graph_inputs], data)
     shapes = {}
     for i in graph_inputs:
-        dims = i.type.tensor_type.shape.dim
-        given = alone if alone is not None else arrays.get(i.name)
-        if given is None:
-            raise CalibrationError(
-                f"calibration data {data}: has arrays {sorted(arrays)}; the model's inputs are "
-                f"{[g.name for g in graph_inputs]} (name the arrays after them)"
-            )
+        dims, given = i.type.tensor_type.shape.dim, named[i.name]
         if given.ndim != len(dims):  # read_data's words
             kind = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name
             raise CalibrationError(
